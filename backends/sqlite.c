@@ -1,0 +1,536 @@
+/*
+ * SQLite backend: a row per lock name in a table of the database file.
+ *
+ * The row records a random owner token, a fencing counter that grows with
+ * every acquisition, who holds it, and when the lease ends.  Expiry is
+ * measured on CLOCK_BOOTTIME together with the kernel's boot id: that clock is
+ * shared by every process on the host, never steps when the wall clock is
+ * set, and a row written during an earlier boot counts as expired.  This is
+ * why the backend is for one host only.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define BUSY_TIMEOUT_MS 10000
+#define POLL_FIRST_MS 1
+#define POLL_MAX_MS 8
+#define OWNER_TOKEN_SIZE 16
+
+enum {
+    STMT_BEGIN,
+    STMT_COMMIT,
+    STMT_ROLLBACK,
+    STMT_TAKE,
+    STMT_EXTEND,
+    STMT_RELEASE,
+    STMT_HOLDER,
+    STMT_PEEK,
+    STMT_COUNT
+};
+
+static const char *const statement_sql[STMT_COUNT] = {
+    [STMT_BEGIN] = "BEGIN IMMEDIATE",
+    [STMT_COMMIT] = "COMMIT",
+    [STMT_ROLLBACK] = "ROLLBACK",
+    /* Take the row when it is free, expired, or from an earlier boot. */
+    [STMT_TAKE] =
+        "INSERT INTO dlock_locks(name, owner, fence, holder_host, holder_pid, boot_id,"
+        " acquired_at, expires_boot_ms) VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7)"
+        " ON CONFLICT(name) DO UPDATE SET owner = excluded.owner,"
+        " fence = dlock_locks.fence + 1, holder_host = excluded.holder_host,"
+        " holder_pid = excluded.holder_pid, boot_id = excluded.boot_id,"
+        " acquired_at = excluded.acquired_at, expires_boot_ms = excluded.expires_boot_ms"
+        " WHERE dlock_locks.owner IS NULL OR dlock_locks.boot_id IS NOT excluded.boot_id"
+        " OR dlock_locks.expires_boot_ms <= ?8",
+    [STMT_EXTEND] =
+        "UPDATE dlock_locks SET expires_boot_ms = ?3"
+        " WHERE name = ?1 AND owner = ?2 AND boot_id = ?4 AND expires_boot_ms > ?5",
+    /* Returns 1 when the lease was still running, 0 when it had expired. */
+    [STMT_RELEASE] =
+        "UPDATE dlock_locks SET owner = NULL,"
+        " expires_boot_ms = (boot_id = ?3 AND expires_boot_ms > ?4)"
+        " WHERE name = ?1 AND owner = ?2 RETURNING expires_boot_ms",
+    [STMT_HOLDER] =
+        "SELECT holder_host, holder_pid, acquired_at, expires_boot_ms - ?3, fence"
+        " FROM dlock_locks WHERE name = ?1 AND owner IS NOT NULL AND boot_id = ?2"
+        " AND expires_boot_ms > ?3",
+    /* While waiting: how long the current lease still runs (no row: free). */
+    [STMT_PEEK] =
+        "SELECT expires_boot_ms - ?3 FROM dlock_locks WHERE name = ?1 AND owner IS NOT NULL"
+        " AND boot_id = ?2 AND expires_boot_ms > ?3",
+};
+
+static const char schema_sql[] =
+    "CREATE TABLE IF NOT EXISTS dlock_locks ("
+    " name TEXT PRIMARY KEY NOT NULL,"    /* the lock name, compared byte for byte */
+    " owner BLOB,"                        /* random token of the holder; NULL: free */
+    " fence INTEGER NOT NULL DEFAULT 0,"  /* grows with every acquisition */
+    " holder_host TEXT,"
+    " holder_pid INTEGER,"
+    " boot_id TEXT,"                      /* the boot that expires_boot_ms belongs to */
+    " acquired_at INTEGER,"               /* wall clock, ms since the epoch (display only) */
+    " expires_boot_ms INTEGER"            /* CLOCK_BOOTTIME ms when the lease ends */
+    ") WITHOUT ROWID";
+
+typedef struct sqlite_conn {
+    sqlite3 *db;
+    sqlite3_stmt *stmt[STMT_COUNT];
+    int cancel_fd; /* eventfd: dlock_cancel() writes, a waiter polls */
+} sqlite_conn;
+
+typedef struct sqlite_lock {
+    unsigned char owner[OWNER_TOKEN_SIZE];
+} sqlite_lock;
+
+static char boot_id[64];
+
+static void load_boot_id(void)
+{
+    if (boot_id[0])
+        return;
+    char buf[64] = "";
+    int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n > 0) {
+            buf[n] = '\0';
+            buf[strcspn(buf, "\n")] = '\0';
+        }
+    }
+    if (!buf[0])
+        strcpy(buf, "unknown-boot");
+    memcpy(boot_id, buf, sizeof boot_id); /* same value from every thread */
+}
+
+static int64_t boot_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_BOOTTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int db_error(sqlite_conn *c, int rc, const char *what)
+{
+    int status = DLOCK_EBACKEND;
+    if (rc == SQLITE_CANTOPEN || rc == SQLITE_NOTADB || (rc & 0xff) == SQLITE_IOERR)
+        status = DLOCK_ECONN;
+    if (rc == SQLITE_NOMEM)
+        status = DLOCK_ENOMEM;
+    return dlock__error(status, "sqlite: %s: %s", what, c && c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+}
+
+/* --- URL ---------------------------------------------------------------------- */
+
+/* sqlite:///absolute/path.db, sqlite:/absolute/path.db or sqlite:relative/path.db */
+static int parse_url(const char *url, char **path_out)
+{
+    const char *p = strchr(url, ':') + 1;
+    if (strncmp(p, "//", 2) == 0) {
+        p += 2;
+        if (*p != '/')
+            return dlock__error(DLOCK_EINVAL, "sqlite URL: a host is not allowed (use sqlite:///absolute/path or sqlite:relative/path)");
+    }
+    size_t len = strcspn(p, "?#");
+    if (p[len])
+        return dlock__error(DLOCK_EINVAL, "sqlite URL: query strings and fragments are not supported (write ? and # in a path as %%3F and %%23)");
+    if (len == 0)
+        return dlock__error(DLOCK_EINVAL, "sqlite URL: the database path is empty");
+    int rc = dlock__percent_decode(p, len, path_out);
+    if (rc != DLOCK_OK)
+        return rc;
+    size_t plen = strlen(*path_out);
+    if ((*path_out)[plen - 1] == '/') {
+        free(*path_out);
+        return dlock__error(DLOCK_EINVAL, "sqlite URL: the database path names a folder");
+    }
+    return DLOCK_OK;
+}
+
+/* Create the missing folders of `path` owner-only (0700), like mkdir -p. */
+static int make_parent_dirs(const char *path)
+{
+    char *dir = strdup(path);
+    if (!dir)
+        return dlock__error(DLOCK_ENOMEM, "out of memory");
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir) {
+        free(dir);
+        return DLOCK_OK;
+    }
+    *slash = '\0';
+    for (char *p = dir + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char saved = *p;
+            *p = '\0';
+            if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+                int err = errno;
+                int rc = dlock__error(DLOCK_ECONN, "sqlite: cannot create folder %s: %s", dir, strerror(err));
+                free(dir);
+                return rc;
+            }
+            *p = saved;
+            if (saved == '\0')
+                break;
+        }
+    }
+    free(dir);
+    return DLOCK_OK;
+}
+
+/* A new database file is created owner-only (0600) before SQLite opens it;
+ * SQLite gives its -wal and -shm files the same permissions. */
+static int create_db_file(const char *path)
+{
+    int rc = make_parent_dirs(path);
+    if (rc != DLOCK_OK)
+        return rc;
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        close(fd);
+        return DLOCK_OK;
+    }
+    if (errno == EEXIST)
+        return DLOCK_OK;
+    return dlock__error(DLOCK_ECONN, "sqlite: cannot create database file %s: %s", path, strerror(errno));
+}
+
+static void sqlite_disconnect(void *vconn);
+
+static int sqlite_connect(const char *url, void **conn_out)
+{
+    char *path = NULL;
+    int rc = parse_url(url, &path);
+    if (rc != DLOCK_OK)
+        return rc;
+    load_boot_id();
+    sqlite_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        free(path);
+        return dlock__error(DLOCK_ENOMEM, "out of memory");
+    }
+    c->cancel_fd = -1;
+    struct stat st;
+    if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+        rc = dlock__error(DLOCK_EINVAL, "sqlite: %s is a symbolic link; give the real path of the database", path);
+        goto fail;
+    }
+    rc = create_db_file(path);
+    if (rc != DLOCK_OK)
+        goto fail;
+    int src = sqlite3_open_v2(path, &c->db,
+                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+                                  SQLITE_OPEN_NOFOLLOW,
+                              NULL);
+    if (src != SQLITE_OK) {
+        rc = dlock__error(DLOCK_ECONN, "sqlite: cannot open %s: %s", path,
+                          c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(src));
+        goto fail;
+    }
+    sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
+    /* WAL: readers (waiters peeking) never block the writer.  synchronous=NORMAL
+     * is durable across process crashes; a power loss that loses the last
+     * lock rows also ended every holder. */
+    src = sqlite3_exec(c->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL, NULL);
+    if (src == SQLITE_OK)
+        src = sqlite3_exec(c->db, schema_sql, NULL, NULL, NULL);
+    if (src != SQLITE_OK) {
+        rc = db_error(c, src, "cannot set up the lock table");
+        goto fail;
+    }
+    for (int i = 0; i < STMT_COUNT; i++) {
+        src = sqlite3_prepare_v3(c->db, statement_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &c->stmt[i], NULL);
+        if (src != SQLITE_OK) {
+            rc = db_error(c, src, "cannot prepare a statement");
+            goto fail;
+        }
+    }
+    c->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (c->cancel_fd < 0) {
+        rc = dlock__error(DLOCK_ENOMEM, "sqlite: eventfd: %s", strerror(errno));
+        goto fail;
+    }
+    free(path);
+    *conn_out = c;
+    return DLOCK_OK;
+fail:
+    free(path);
+    sqlite_disconnect(c);
+    return rc;
+}
+
+static void sqlite_disconnect(void *vconn)
+{
+    sqlite_conn *c = vconn;
+    if (!c)
+        return;
+    for (int i = 0; i < STMT_COUNT; i++)
+        sqlite3_finalize(c->stmt[i]);
+    sqlite3_close_v2(c->db);
+    if (c->cancel_fd >= 0)
+        close(c->cancel_fd);
+    free(c);
+}
+
+/* Run a statement without results; returns the sqlite result code. */
+static int run_simple(sqlite_conn *c, int which)
+{
+    sqlite3_stmt *s = c->stmt[which];
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* One attempt: DLOCK_OK, DLOCK_EBUSY or an error. */
+static int try_take(sqlite_conn *c, const char *name, uint32_t ttl_ms, const sqlite_lock *lock)
+{
+    int rc = run_simple(c, STMT_BEGIN);
+    if (rc != SQLITE_OK)
+        return db_error(c, rc, "cannot begin a transaction");
+    int64_t now = boot_ms();
+    sqlite3_stmt *s = c->stmt[STMT_TAKE];
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 2, lock->owner, OWNER_TOKEN_SIZE, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, dlock__hostname(), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 4, (sqlite3_int64)getpid());
+    sqlite3_bind_text(s, 5, boot_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 6, wall_ms());
+    sqlite3_bind_int64(s, 7, now + (int64_t)ttl_ms);
+    sqlite3_bind_int64(s, 8, now);
+    rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc != SQLITE_DONE) {
+        int status = db_error(c, rc, "cannot take the lock row");
+        run_simple(c, STMT_ROLLBACK);
+        return status;
+    }
+    int taken = sqlite3_changes(c->db) == 1;
+    rc = run_simple(c, STMT_COMMIT);
+    if (rc != SQLITE_OK) {
+        int status = db_error(c, rc, "cannot commit");
+        run_simple(c, STMT_ROLLBACK);
+        return status;
+    }
+    return taken ? DLOCK_OK : DLOCK_EBUSY;
+}
+
+/* How long the current holder's lease still runs, in ms (0: free now). */
+static int64_t peek_remaining(sqlite_conn *c, const char *name)
+{
+    sqlite3_stmt *s = c->stmt[STMT_PEEK];
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, boot_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, boot_ms());
+    int64_t left = 0;
+    if (sqlite3_step(s) == SQLITE_ROW)
+        left = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return left;
+}
+
+static uint32_t jitter_state(void)
+{
+    uint32_t seed;
+    if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != sizeof seed)
+        seed = (uint32_t)getpid() ^ (uint32_t)boot_ms();
+    return seed | 1u;
+}
+
+/* Sleep up to ms, or until dlock_cancel(): returns 1 when canceled. */
+static int sleep_or_cancel(sqlite_conn *c, int64_t ms)
+{
+    struct pollfd p = {c->cancel_fd, POLLIN, 0};
+    int r = poll(&p, 1, (int)ms);
+    return r > 0 && (p.revents & POLLIN);
+}
+
+static void drain_cancel(sqlite_conn *c)
+{
+    uint64_t value;
+    while (read(c->cancel_fd, &value, sizeof value) == (ssize_t)sizeof value) {
+    }
+}
+
+static int sqlite_acquire(void *vconn, const char *name, uint32_t ttl_ms, int32_t wait_ms, void **lock_out)
+{
+    sqlite_conn *c = vconn;
+    sqlite_lock *lock = malloc(sizeof *lock);
+    if (!lock)
+        return dlock__error(DLOCK_ENOMEM, "out of memory");
+    if (getrandom(lock->owner, sizeof lock->owner, 0) != (ssize_t)sizeof lock->owner) {
+        free(lock);
+        return dlock__error(DLOCK_EBACKEND, "sqlite: getrandom failed: %s", strerror(errno));
+    }
+    int64_t start = dlock__now_ms();
+    int64_t backoff = POLL_FIRST_MS;
+    uint32_t rng = jitter_state();
+    int rc;
+    for (;;) {
+        rc = try_take(c, name, ttl_ms, lock);
+        if (rc != DLOCK_EBUSY || wait_ms == 0)
+            break;
+        int64_t left = wait_ms == DLOCK_WAIT_FOREVER ? INT64_MAX : start + wait_ms - dlock__now_ms();
+        if (left <= 0)
+            break;
+        /* Poll by reading (cheap in WAL mode, blocks nobody) until the row
+         * looks free, then try again for real. */
+        for (;;) {
+            rng ^= rng << 13;
+            rng ^= rng >> 17;
+            rng ^= rng << 5;
+            int64_t nap = backoff * 3 / 4 + (int64_t)(rng % (uint32_t)(backoff / 2 + 1));
+            int64_t expiry = peek_remaining(c, name);
+            if (expiry == 0)
+                break;
+            if (expiry < nap)
+                nap = expiry;
+            if (left < nap)
+                nap = left;
+            if (nap < 1)
+                nap = 1;
+            if (sleep_or_cancel(c, nap)) {
+                rc = dlock__error(DLOCK_ECANCELED, "wait for lock '%s' canceled", name);
+                goto done;
+            }
+            backoff = backoff * 2 > POLL_MAX_MS ? POLL_MAX_MS : backoff * 2;
+            left = wait_ms == DLOCK_WAIT_FOREVER ? INT64_MAX : start + wait_ms - dlock__now_ms();
+            if (left <= 0)
+                break;
+        }
+    }
+    if (rc == DLOCK_EBUSY && wait_ms == 0)
+        dlock__error(DLOCK_EBUSY, "lock '%s' is held by someone else", name);
+    else if (rc == DLOCK_EBUSY)
+        dlock__error(DLOCK_EBUSY, "lock '%s' is held by someone else (waited %ld ms)", name, (long)wait_ms);
+done:
+    if (wait_ms != 0)
+        drain_cancel(c);
+    if (rc == DLOCK_OK)
+        *lock_out = lock;
+    else
+        free(lock);
+    return rc;
+}
+
+static int sqlite_extend(void *vconn, void *vlock, const char *name, uint32_t ttl_ms)
+{
+    sqlite_conn *c = vconn;
+    sqlite_lock *lock = vlock;
+    int64_t now = boot_ms();
+    sqlite3_stmt *s = c->stmt[STMT_EXTEND];
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 2, lock->owner, OWNER_TOKEN_SIZE, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, now + (int64_t)ttl_ms);
+    sqlite3_bind_text(s, 4, boot_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 5, now);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc != SQLITE_DONE)
+        return db_error(c, rc, "cannot extend the lease");
+    if (sqlite3_changes(c->db) != 1)
+        return dlock__error(DLOCK_ELOST, "lock '%s' is no longer ours: its lease expired or another holder took it", name);
+    return DLOCK_OK;
+}
+
+static int sqlite_release(void *vconn, void *vlock, const char *name)
+{
+    sqlite_conn *c = vconn;
+    sqlite_lock *lock = vlock;
+    sqlite3_stmt *s = c->stmt[STMT_RELEASE];
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 2, lock->owner, OWNER_TOKEN_SIZE, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, boot_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 4, boot_ms());
+    int rc = sqlite3_step(s);
+    int still_running = rc == SQLITE_ROW && sqlite3_column_int64(s, 0) == 1;
+    if (rc == SQLITE_ROW)
+        rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    free(lock);
+    if (rc != SQLITE_DONE)
+        return db_error(c, rc, "cannot release the lock row");
+    if (!still_running)
+        return dlock__error(DLOCK_ELOST, "lock '%s' had already been lost: its lease expired or another holder took it", name);
+    return DLOCK_OK;
+}
+
+static int sqlite_holder(void *vconn, const char *name, char *buf, size_t buflen)
+{
+    sqlite_conn *c = vconn;
+    sqlite3_stmt *s = c->stmt[STMT_HOLDER];
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, boot_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, boot_ms());
+    int rc = sqlite3_step(s);
+    int result = 0;
+    if (rc == SQLITE_ROW) {
+        char since[32] = "?";
+        time_t acquired = (time_t)(sqlite3_column_int64(s, 2) / 1000);
+        struct tm tm;
+        if (gmtime_r(&acquired, &tm))
+            strftime(since, sizeof since, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        const unsigned char *host = sqlite3_column_text(s, 0);
+        char text[512];
+        snprintf(text, sizeof text, "host=%s pid=%lld since=%s expires_in=%lldms fence=%lld",
+                 host ? (const char *)host : "?", (long long)sqlite3_column_int64(s, 1), since,
+                 (long long)sqlite3_column_int64(s, 3), (long long)sqlite3_column_int64(s, 4));
+        dlock__copy_text(buf, buflen, text);
+        result = 1;
+    } else if (rc != SQLITE_DONE) {
+        result = db_error(c, rc, "cannot read the lock row");
+    }
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return result;
+}
+
+static void sqlite_cancel(void *vconn)
+{
+    sqlite_conn *c = vconn;
+    uint64_t one = 1;
+    /* Non-blocking eventfd: never blocks; a full counter is already a cancel. */
+    if (write(c->cancel_fd, &one, sizeof one) < 0) {
+    }
+}
+
+static const char *const sqlite_schemes[] = {"sqlite", NULL};
+
+const struct dlock_backend dlock__backend_sqlite = {
+    .version = DLOCK_BACKEND_VERSION,
+    .name = "sqlite",
+    .schemes = sqlite_schemes,
+    .connect = sqlite_connect,
+    .disconnect = sqlite_disconnect,
+    .acquire = sqlite_acquire,
+    .extend = sqlite_extend,
+    .release = sqlite_release,
+    .holder = sqlite_holder,
+    .cancel = sqlite_cancel,
+    .session_ttl_ms = NULL,
+};

@@ -1,0 +1,82 @@
+/*
+ * libdlock - run a scheduled job on exactly one server at a time.
+ *
+ * A client is one connection to one lock store (PostgreSQL, MySQL/MariaDB or
+ * SQLite), chosen by URL.  A lock is a named lease held through a client.
+ *
+ * Threads: different clients are independent; one client may be shared by
+ * threads, and calls on it are serialized.  dlock_cancel() may be called from
+ * any thread and never blocks.  A client must not be used in a child after
+ * fork().
+ *
+ * Every function that can fail returns an int status (DLOCK_OK or a negative
+ * DLOCK_E* code); dlock_last_error() gives this thread's detail text.
+ */
+#ifndef DLOCK_H
+#define DLOCK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DLOCK_VERSION_MAJOR 0
+#define DLOCK_VERSION_MINOR 1
+#define DLOCK_VERSION_PATCH 0
+#define DLOCK_VERSION_STRING "0.1.0"
+/* One number that grows with every release: 0xMMmmpp. */
+#define DLOCK_VERSION_NUMBER \
+    ((DLOCK_VERSION_MAJOR << 16) | (DLOCK_VERSION_MINOR << 8) | DLOCK_VERSION_PATCH)
+
+#if defined(_WIN32) && defined(DLOCK_BUILDING)
+#define DLOCK_API __declspec(dllexport)
+#elif defined(__GNUC__) && __GNUC__ >= 4
+#define DLOCK_API __attribute__((visibility("default")))
+#else
+#define DLOCK_API
+#endif
+
+typedef struct dlock_client dlock_client; /* one connection to one lock store */
+typedef struct dlock_lock dlock_lock;     /* one held lock */
+
+#define DLOCK_WAIT_FOREVER (-1)
+
+/* Status codes.  Only ever appended to; never renumbered or reused. */
+enum {
+    DLOCK_OK = 0,
+    DLOCK_EBUSY = -1,     /* held by someone else: the try failed or the wait ran out */
+    DLOCK_ELOST = -2,     /* this lock is no longer held: lease expired, session ended, store restarted */
+    DLOCK_EINVAL = -3,    /* bad argument: NULL, bad name, ttl out of range, malformed URL */
+    DLOCK_ECONN = -4,     /* store unreachable, or the connection broke during the call */
+    DLOCK_EBACKEND = -5,  /* the store answered with an error (permissions, SQL error, ...) */
+    DLOCK_ENOMEM = -6,
+    DLOCK_ENOTSUP = -7,   /* URL scheme not built in, or operation not offered by this backend */
+    DLOCK_ECANCELED = -8  /* a wait was interrupted by dlock_cancel() */
+};
+
+DLOCK_API const char *dlock_version(void);        /* "MAJOR.MINOR.PATCH" */
+DLOCK_API const char *dlock_strerror(int status); /* static text, never NULL, also for unknown codes */
+DLOCK_API const char *dlock_last_error(void);     /* this thread's last failure detail, "" if none */
+
+DLOCK_API int dlock_open(const char *url, dlock_client **out);
+DLOCK_API void dlock_close(dlock_client *client); /* releases every lock still held; frees their handles */
+DLOCK_API const char *dlock_backend(const dlock_client *client); /* "postgresql", "mysql" or "sqlite" */
+
+DLOCK_API int dlock_acquire(dlock_client *client, const char *name,
+                            uint32_t ttl_ms, int32_t wait_ms, dlock_lock **out);
+DLOCK_API int dlock_extend(dlock_lock *lock, uint32_t ttl_ms);
+DLOCK_API int dlock_release(dlock_lock *lock); /* always frees the handle */
+
+DLOCK_API const char *dlock_name(const dlock_lock *lock);
+DLOCK_API int64_t dlock_remaining_ms(const dlock_lock *lock); /* client-side lease view, 0 once it may have expired */
+DLOCK_API int dlock_holder(dlock_client *client, const char *name, char *buf, size_t buflen);
+/* 1 held (buf: who, as far as the store tells), 0 free, <0 error */
+DLOCK_API int dlock_cancel(dlock_client *client); /* from another thread: a wait in progress returns DLOCK_ECANCELED */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DLOCK_H */

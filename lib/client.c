@@ -1,0 +1,379 @@
+/*
+ * The core: client and lock lifecycle, backend dispatch, the per-client
+ * registry of held names, and the client-side lease clock.  No SQL here.
+ */
+#include "config.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+struct dlock_lock {
+    dlock_client *client;
+    void *state;                         /* the backend's per-lock state */
+    _Atomic int64_t lease_deadline_ms;   /* monotonic; the lease may have expired from then on */
+    int lost;                            /* the store told us, or our lease ran out: stays lost */
+    uint32_t hash;
+    struct dlock_lock *prev, *next;      /* every lock the client holds */
+    struct dlock_lock *hash_next;        /* the registry bucket chain */
+    char name[];
+};
+
+struct dlock_client {
+    const struct dlock_backend *backend;
+    void *conn;
+    pthread_mutex_t mutex;               /* serializes every call on the client */
+    dlock_lock *held;
+    dlock_lock **buckets;
+    size_t bucket_count;                 /* a power of two */
+    size_t held_count;
+    atomic_int waiting;                  /* an acquire with a wait is in progress */
+    /* For backends whose session dies when idle: when that may happen. */
+    _Atomic int64_t session_deadline_ms;
+};
+
+/* The static registry of built-in backends. */
+static const struct dlock_backend *const builtin_backends[] = {
+#ifdef HAVE_SQLITE
+    &dlock__backend_sqlite,
+#endif
+#ifdef HAVE_POSTGRESQL
+    &dlock__backend_postgresql,
+#endif
+#ifdef HAVE_MYSQL
+    &dlock__backend_mysql,
+#endif
+    NULL};
+
+DLOCK_API const char *dlock_version(void)
+{
+    return DLOCK_VERSION_STRING;
+}
+
+static const struct dlock_backend *backend_for_scheme(const char *scheme)
+{
+    for (size_t i = 0; builtin_backends[i]; i++) {
+        const struct dlock_backend *be = builtin_backends[i];
+        if (be->version < 1)
+            continue;
+        for (size_t k = 0; be->schemes[k]; k++)
+            if (strcmp(be->schemes[k], scheme) == 0)
+                return be;
+    }
+    return NULL;
+}
+
+static void builtin_names(char *buf, size_t buflen)
+{
+    buf[0] = '\0';
+    for (size_t i = 0; builtin_backends[i]; i++) {
+        size_t used = strlen(buf);
+        snprintf(buf + used, buflen - used, "%s%s", i ? ", " : "", builtin_backends[i]->name);
+    }
+    if (!buf[0])
+        dlock__copy_text(buf, buflen, "none");
+}
+
+/* --- registry of held names ------------------------------------------------ */
+
+static uint32_t name_hash(const char *name)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h;
+}
+
+static dlock_lock *registry_find(dlock_client *c, const char *name, uint32_t hash)
+{
+    for (dlock_lock *l = c->buckets[hash & (c->bucket_count - 1)]; l; l = l->hash_next)
+        if (l->hash == hash && strcmp(l->name, name) == 0)
+            return l;
+    return NULL;
+}
+
+static int registry_grow(dlock_client *c)
+{
+    size_t count = c->bucket_count * 2;
+    dlock_lock **buckets = calloc(count, sizeof *buckets);
+    if (!buckets)
+        return DLOCK_ENOMEM;
+    for (dlock_lock *l = c->held; l; l = l->next) {
+        size_t b = l->hash & (count - 1);
+        l->hash_next = buckets[b];
+        buckets[b] = l;
+    }
+    free(c->buckets);
+    c->buckets = buckets;
+    c->bucket_count = count;
+    return DLOCK_OK;
+}
+
+static void registry_insert(dlock_client *c, dlock_lock *l)
+{
+    if (c->held_count >= c->bucket_count)
+        (void)registry_grow(c); /* on failure the chains just get longer */
+    size_t b = l->hash & (c->bucket_count - 1);
+    l->hash_next = c->buckets[b];
+    c->buckets[b] = l;
+    l->prev = NULL;
+    l->next = c->held;
+    if (c->held)
+        c->held->prev = l;
+    c->held = l;
+    c->held_count++;
+}
+
+static void registry_remove(dlock_client *c, dlock_lock *l)
+{
+    dlock_lock **slot = &c->buckets[l->hash & (c->bucket_count - 1)];
+    while (*slot && *slot != l)
+        slot = &(*slot)->hash_next;
+    if (*slot)
+        *slot = l->hash_next;
+    if (l->prev)
+        l->prev->next = l->next;
+    else
+        c->held = l->next;
+    if (l->next)
+        l->next->prev = l->prev;
+    c->held_count--;
+}
+
+/* --- lease clock -------------------------------------------------------------- */
+
+/* After a round trip that the store answered (sent at sent_ms): a session
+ * that dies when idle lives at least its idle timeout from then on. */
+static void session_touched(dlock_client *c, int64_t sent_ms)
+{
+    if (!c->backend->session_ttl_ms)
+        return;
+    uint32_t ttl = c->backend->session_ttl_ms(c->conn);
+    atomic_store(&c->session_deadline_ms, ttl ? sent_ms + (int64_t)ttl : INT64_MAX);
+}
+
+static int64_t lease_remaining(const dlock_lock *lock, int64_t now)
+{
+    int64_t deadline = atomic_load(&lock->lease_deadline_ms);
+    int64_t session = atomic_load(&lock->client->session_deadline_ms);
+    if (session < deadline)
+        deadline = session;
+    return deadline > now ? deadline - now : 0;
+}
+
+/* --- public API ---------------------------------------------------------------- */
+
+DLOCK_API int dlock_open(const char *url, dlock_client **out)
+{
+    char scheme[32];
+    dlock__clear_error();
+    if (!out)
+        return dlock__error(DLOCK_EINVAL, "dlock_open: out is NULL");
+    *out = NULL;
+    int rc = dlock__url_scheme(url, scheme, sizeof scheme);
+    if (rc != DLOCK_OK)
+        return rc;
+    const struct dlock_backend *be = backend_for_scheme(scheme);
+    if (!be) {
+        char names[128];
+        builtin_names(names, sizeof names);
+        return dlock__error(DLOCK_ENOTSUP, "URL scheme '%s' is not built into this libdlock (built in: %s)",
+                            scheme, names);
+    }
+    dlock_client *c = calloc(1, sizeof *c);
+    if (!c)
+        return dlock__error(DLOCK_ENOMEM, "out of memory");
+    c->bucket_count = 16;
+    c->buckets = calloc(c->bucket_count, sizeof *c->buckets);
+    if (!c->buckets || pthread_mutex_init(&c->mutex, NULL) != 0) {
+        free(c->buckets);
+        free(c);
+        return dlock__error(DLOCK_ENOMEM, "out of memory");
+    }
+    c->backend = be;
+    atomic_init(&c->waiting, 0);
+    atomic_init(&c->session_deadline_ms, INT64_MAX);
+    rc = be->connect(url, &c->conn);
+    if (rc != DLOCK_OK) {
+        pthread_mutex_destroy(&c->mutex);
+        free(c->buckets);
+        free(c);
+        return rc;
+    }
+    *out = c;
+    return DLOCK_OK;
+}
+
+DLOCK_API void dlock_close(dlock_client *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->mutex);
+    while (c->held) {
+        dlock_lock *l = c->held;
+        registry_remove(c, l);
+        (void)c->backend->release(c->conn, l->state, l->name);
+        free(l);
+    }
+    c->backend->disconnect(c->conn);
+    c->conn = NULL;
+    pthread_mutex_unlock(&c->mutex);
+    pthread_mutex_destroy(&c->mutex);
+    free(c->buckets);
+    free(c);
+}
+
+DLOCK_API const char *dlock_backend(const dlock_client *c)
+{
+    return c ? c->backend->name : "";
+}
+
+DLOCK_API int dlock_acquire(dlock_client *c, const char *name, uint32_t ttl_ms, int32_t wait_ms,
+                            dlock_lock **out)
+{
+    dlock__clear_error();
+    if (out)
+        *out = NULL;
+    if (!c)
+        return dlock__error(DLOCK_EINVAL, "dlock_acquire: client is NULL");
+    if (!out)
+        return dlock__error(DLOCK_EINVAL, "dlock_acquire: out is NULL");
+    int rc = dlock__check_name(name);
+    if (rc != DLOCK_OK)
+        return rc;
+    if (ttl_ms == 0 || ttl_ms > INT32_MAX)
+        return dlock__error(DLOCK_EINVAL, "ttl_ms must be from 1 to 2147483647 (a lock without expiry is not offered)");
+    if (wait_ms < DLOCK_WAIT_FOREVER)
+        return dlock__error(DLOCK_EINVAL, "wait_ms must be >= 0, or DLOCK_WAIT_FOREVER (-1)");
+
+    size_t len = strlen(name);
+    dlock_lock *l = calloc(1, sizeof *l + len + 1);
+    if (!l)
+        return dlock__error(DLOCK_ENOMEM, "out of memory");
+    memcpy(l->name, name, len + 1);
+    l->hash = name_hash(name);
+    l->client = c;
+
+    pthread_mutex_lock(&c->mutex);
+    if (registry_find(c, name, l->hash)) {
+        pthread_mutex_unlock(&c->mutex);
+        free(l);
+        return dlock__error(DLOCK_EBUSY, "this client already holds the lock '%s' (locks are not re-entrant)", name);
+    }
+    if (wait_ms != 0)
+        atomic_store(&c->waiting, 1);
+    int64_t sent_ms = dlock__now_ms();
+    rc = c->backend->acquire(c->conn, name, ttl_ms, wait_ms, &l->state);
+    atomic_store(&c->waiting, 0);
+    if (rc == DLOCK_OK) {
+        atomic_init(&l->lease_deadline_ms, sent_ms + (int64_t)ttl_ms);
+        registry_insert(c, l);
+        *out = l;
+        l = NULL;
+    }
+    if (rc == DLOCK_OK || rc == DLOCK_EBUSY)
+        session_touched(c, sent_ms);
+    pthread_mutex_unlock(&c->mutex);
+    free(l);
+    return rc;
+}
+
+DLOCK_API int dlock_extend(dlock_lock *l, uint32_t ttl_ms)
+{
+    dlock__clear_error();
+    if (!l)
+        return dlock__error(DLOCK_EINVAL, "dlock_extend: lock is NULL");
+    if (ttl_ms == 0 || ttl_ms > INT32_MAX)
+        return dlock__error(DLOCK_EINVAL, "ttl_ms must be from 1 to 2147483647");
+    dlock_client *c = l->client;
+    pthread_mutex_lock(&c->mutex);
+    int rc;
+    int64_t sent_ms = dlock__now_ms();
+    if (l->lost) {
+        rc = dlock__error(DLOCK_ELOST, "lock '%s' was already lost", l->name);
+    } else if (lease_remaining(l, sent_ms) == 0) {
+        l->lost = 1;
+        rc = dlock__error(DLOCK_ELOST, "lock '%s': its lease ran out before this extend", l->name);
+    } else {
+        rc = c->backend->extend(c->conn, l->state, l->name, ttl_ms);
+        if (rc == DLOCK_OK) {
+            atomic_store(&l->lease_deadline_ms, sent_ms + (int64_t)ttl_ms);
+            session_touched(c, sent_ms);
+        } else if (rc == DLOCK_ELOST) {
+            l->lost = 1;
+        }
+    }
+    pthread_mutex_unlock(&c->mutex);
+    return rc;
+}
+
+DLOCK_API int dlock_release(dlock_lock *l)
+{
+    dlock__clear_error();
+    if (!l)
+        return dlock__error(DLOCK_EINVAL, "dlock_release: lock is NULL");
+    dlock_client *c = l->client;
+    pthread_mutex_lock(&c->mutex);
+    registry_remove(c, l);
+    int64_t sent_ms = dlock__now_ms();
+    int expired = lease_remaining(l, sent_ms) == 0;
+    int rc = c->backend->release(c->conn, l->state, l->name);
+    if (rc == DLOCK_OK) {
+        session_touched(c, sent_ms);
+        if (l->lost)
+            rc = dlock__error(DLOCK_ELOST, "lock '%s' had already been lost before this release", l->name);
+        else if (expired)
+            rc = dlock__error(DLOCK_ELOST, "lock '%s': its lease ran out before this release", l->name);
+    }
+    pthread_mutex_unlock(&c->mutex);
+    free(l);
+    return rc;
+}
+
+DLOCK_API const char *dlock_name(const dlock_lock *l)
+{
+    return l ? l->name : "";
+}
+
+DLOCK_API int64_t dlock_remaining_ms(const dlock_lock *l)
+{
+    if (!l)
+        return 0;
+    return lease_remaining(l, dlock__now_ms());
+}
+
+DLOCK_API int dlock_holder(dlock_client *c, const char *name, char *buf, size_t buflen)
+{
+    dlock__clear_error();
+    if (!c)
+        return dlock__error(DLOCK_EINVAL, "dlock_holder: client is NULL");
+    if (!buf && buflen)
+        return dlock__error(DLOCK_EINVAL, "dlock_holder: buf is NULL but buflen is not 0");
+    int rc = dlock__check_name(name);
+    if (rc != DLOCK_OK)
+        return rc;
+    if (buf && buflen)
+        buf[0] = '\0';
+    if (!c->backend->holder)
+        return dlock__error(DLOCK_ENOTSUP, "the %s backend cannot tell who holds a lock", c->backend->name);
+    pthread_mutex_lock(&c->mutex);
+    int64_t sent_ms = dlock__now_ms();
+    rc = c->backend->holder(c->conn, name, buf, buflen);
+    if (rc >= 0)
+        session_touched(c, sent_ms);
+    pthread_mutex_unlock(&c->mutex);
+    return rc;
+}
+
+DLOCK_API int dlock_cancel(dlock_client *c)
+{
+    if (!c)
+        return dlock__error(DLOCK_EINVAL, "dlock_cancel: client is NULL");
+    if (atomic_load(&c->waiting) && c->backend->cancel)
+        c->backend->cancel(c->conn);
+    return DLOCK_OK;
+}

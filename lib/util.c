@@ -1,0 +1,167 @@
+/* Validation and small helpers shared by the core and the backends. */
+#include "config.h"
+
+#include <ctype.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define DLOCK_NAME_MAX 255
+
+int64_t dlock__now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF. */
+int dlock__valid_utf8(const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = s[i];
+        size_t extra;
+        uint32_t cp, min;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if ((c & 0xE0) == 0xC0) {
+            extra = 1;
+            cp = c & 0x1F;
+            min = 0x80;
+        } else if ((c & 0xF0) == 0xE0) {
+            extra = 2;
+            cp = c & 0x0F;
+            min = 0x800;
+        } else if ((c & 0xF8) == 0xF0) {
+            extra = 3;
+            cp = c & 0x07;
+            min = 0x10000;
+        } else {
+            return 0;
+        }
+        if (len - i <= extra)
+            return 0;
+        for (size_t k = 1; k <= extra; k++) {
+            if ((s[i + k] & 0xC0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return 0;
+        i += extra + 1;
+    }
+    return 1;
+}
+
+int dlock__check_name(const char *name)
+{
+    if (!name)
+        return dlock__error(DLOCK_EINVAL, "lock name is NULL");
+    size_t len = strnlen(name, DLOCK_NAME_MAX + 1);
+    if (len == 0)
+        return dlock__error(DLOCK_EINVAL, "lock name is empty (names are 1 to 255 bytes)");
+    if (len > DLOCK_NAME_MAX)
+        return dlock__error(DLOCK_EINVAL, "lock name is longer than 255 bytes");
+    if (!dlock__valid_utf8(name, len))
+        return dlock__error(DLOCK_EINVAL, "lock name is not valid UTF-8");
+    return DLOCK_OK;
+}
+
+/* RFC 3986 scheme: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) followed by ':'. */
+int dlock__url_scheme(const char *url, char *buf, size_t buflen)
+{
+    if (!url)
+        return dlock__error(DLOCK_EINVAL, "URL is NULL");
+    if (!*url)
+        return dlock__error(DLOCK_EINVAL, "URL is empty");
+    size_t n = 0;
+    if (!isalpha((unsigned char)url[0]))
+        return dlock__error(DLOCK_EINVAL, "malformed URL: it does not start with a scheme such as sqlite:, postgresql: or mysql:");
+    while (isalnum((unsigned char)url[n]) || url[n] == '+' || url[n] == '-' || url[n] == '.')
+        n++;
+    if (url[n] != ':')
+        return dlock__error(DLOCK_EINVAL, "malformed URL: no scheme (expected sqlite:, postgresql: or mysql:)");
+    if (n + 1 > buflen)
+        return dlock__error(DLOCK_EINVAL, "malformed URL: the scheme is too long");
+    for (size_t i = 0; i < n; i++)
+        buf[i] = (char)tolower((unsigned char)url[i]);
+    buf[n] = '\0';
+    return DLOCK_OK;
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int dlock__percent_decode(const char *src, size_t len, char **out)
+{
+    char *dst = malloc(len + 1);
+    if (!dst)
+        return dlock__error(DLOCK_ENOMEM, "out of memory");
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (src[i] == '%') {
+            if (i + 2 >= len) {
+                free(dst);
+                return dlock__error(DLOCK_EINVAL, "malformed URL: truncated %%-escape");
+            }
+            int h = hex_value(src[i + 1]), l = hex_value(src[i + 2]);
+            if (h < 0 || l < 0) {
+                free(dst);
+                return dlock__error(DLOCK_EINVAL, "malformed URL: bad %%-escape");
+            }
+            if (h == 0 && l == 0) {
+                free(dst);
+                return dlock__error(DLOCK_EINVAL, "malformed URL: %%00 is not allowed");
+            }
+            dst[o++] = (char)(h * 16 + l);
+            i += 2;
+        } else {
+            dst[o++] = src[i];
+        }
+    }
+    dst[o] = '\0';
+    *out = dst;
+    return DLOCK_OK;
+}
+
+static char hostname_buf[256];
+static pthread_once_t hostname_once = PTHREAD_ONCE_INIT;
+
+static void hostname_init(void)
+{
+    if (gethostname(hostname_buf, sizeof hostname_buf - 1) != 0 || !hostname_buf[0])
+        strcpy(hostname_buf, "unknown");
+    hostname_buf[sizeof hostname_buf - 1] = '\0';
+}
+
+const char *dlock__hostname(void)
+{
+    pthread_once(&hostname_once, hostname_init);
+    return hostname_buf;
+}
+
+void dlock__copy_text(char *buf, size_t buflen, const char *src)
+{
+    if (!buf || buflen == 0)
+        return;
+    size_t n = strlen(src);
+    if (n >= buflen)
+        n = buflen - 1;
+    memcpy(buf, src, n);
+    buf[n] = '\0';
+}

@@ -1,0 +1,264 @@
+/* Unit tests: URL scheme parsing, duration parsing, name validation, errors. */
+#include "config.h"
+
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "duration.h"
+#include "internal.h"
+
+/* --- names ---------------------------------------------------------------- */
+
+START_TEST(name_lengths)
+{
+    char name[300];
+    memset(name, 'a', sizeof name);
+    name[255] = '\0';
+    ck_assert_int_eq(dlock__check_name(name), DLOCK_OK);
+    name[255] = 'a';
+    name[256] = '\0';
+    ck_assert_int_eq(dlock__check_name(name), DLOCK_EINVAL);
+    ck_assert_ptr_nonnull(strstr(dlock_last_error(), "255"));
+    ck_assert_int_eq(dlock__check_name(""), DLOCK_EINVAL);
+    ck_assert_ptr_nonnull(strstr(dlock_last_error(), "empty"));
+    ck_assert_int_eq(dlock__check_name(NULL), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock__check_name("a"), DLOCK_OK);
+}
+END_TEST
+
+/* 4-byte characters up to exactly 255 bytes: the limit counts bytes. */
+START_TEST(name_multibyte_limit)
+{
+    char name[300] = "";
+    size_t len = 0;
+    while (len + 4 <= 252) {
+        memcpy(name + len, "\xF0\x9F\x94\x92", 4); /* U+1F512 */
+        len += 4;
+    }
+    memcpy(name + len, "abc", 3); /* 255 bytes */
+    name[len + 3] = '\0';
+    ck_assert_uint_eq(strlen(name), 255);
+    ck_assert_int_eq(dlock__check_name(name), DLOCK_OK);
+    memcpy(name + len, "\xF0\x9F\x94\x92", 4); /* 256 bytes */
+    name[len + 4] = '\0';
+    ck_assert_int_eq(dlock__check_name(name), DLOCK_EINVAL);
+}
+END_TEST
+
+static const struct {
+    const char *bytes;
+    int valid;
+} utf8_cases[] = {
+    {"plain ascii", 1},
+    {"caf\xC3\xA9", 1},                  /* é */
+    {"\xE2\x82\xAC", 1},                 /* € */
+    {"\xF0\x9F\x98\x80", 1},             /* U+1F600 */
+    {"\xF4\x8F\xBF\xBF", 1},             /* U+10FFFF, the last code point */
+    {"\xED\x9F\xBF", 1},                 /* U+D7FF, just below the surrogates */
+    {"\xEE\x80\x80", 1},                 /* U+E000, just above them */
+    {"\xC0\xAF", 0},                     /* overlong '/' */
+    {"\xC1\xBF", 0},                     /* overlong */
+    {"\xE0\x80\xAF", 0},                 /* overlong 3-byte */
+    {"\xF0\x80\x80\xAF", 0},             /* overlong 4-byte */
+    {"\xED\xA0\x80", 0},                 /* U+D800 surrogate */
+    {"\xED\xBF\xBF", 0},                 /* U+DFFF surrogate */
+    {"\xF4\x90\x80\x80", 0},             /* U+110000 */
+    {"\xF5\x80\x80\x80", 0},             /* lead byte F5 */
+    {"\xFF", 0},
+    {"\x80", 0},                         /* lone continuation */
+    {"abc\xC3", 0},                      /* truncated at the end */
+    {"\xE2\x82", 0},                     /* truncated 3-byte */
+    {"\xC3\x28", 0},                     /* bad continuation */
+};
+
+START_TEST(name_utf8)
+{
+    const char *bytes = utf8_cases[_i].bytes;
+    ck_assert_msg(dlock__valid_utf8(bytes, strlen(bytes)) == utf8_cases[_i].valid, "case %d", _i);
+    int rc = dlock__check_name(bytes);
+    ck_assert_int_eq(rc, utf8_cases[_i].valid ? DLOCK_OK : DLOCK_EINVAL);
+    if (!utf8_cases[_i].valid)
+        ck_assert_ptr_nonnull(strstr(dlock_last_error(), "UTF-8"));
+}
+END_TEST
+
+/* --- URLs ------------------------------------------------------------------- */
+
+START_TEST(url_schemes)
+{
+    char scheme[32];
+    ck_assert_int_eq(dlock__url_scheme("sqlite:///tmp/x.db", scheme, sizeof scheme), DLOCK_OK);
+    ck_assert_str_eq(scheme, "sqlite");
+    ck_assert_int_eq(dlock__url_scheme("PostgreSQL://h/db", scheme, sizeof scheme), DLOCK_OK);
+    ck_assert_str_eq(scheme, "postgresql");
+    ck_assert_int_eq(dlock__url_scheme("my.sql+x-y://h", scheme, sizeof scheme), DLOCK_OK);
+    ck_assert_str_eq(scheme, "my.sql+x-y");
+    ck_assert_int_eq(dlock__url_scheme("", scheme, sizeof scheme), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock__url_scheme(NULL, scheme, sizeof scheme), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock__url_scheme("no-scheme-here", scheme, sizeof scheme), DLOCK_EINVAL);
+    ck_assert_ptr_nonnull(strstr(dlock_last_error(), "scheme"));
+    ck_assert_int_eq(dlock__url_scheme("://nohost/x", scheme, sizeof scheme), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock__url_scheme("1abc://x", scheme, sizeof scheme), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock__url_scheme("a b://x", scheme, sizeof scheme), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock__url_scheme("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa://x", scheme, sizeof scheme),
+                     DLOCK_EINVAL);
+}
+END_TEST
+
+START_TEST(url_open_errors)
+{
+    dlock_client *c = (dlock_client *)1;
+    ck_assert_int_eq(dlock_open("", &c), DLOCK_EINVAL);
+    ck_assert_ptr_null(c);
+    ck_assert_int_eq(dlock_open("no-scheme-here", &c), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_open("://nohost/x", &c), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_open("redis://localhost/0", &c), DLOCK_ENOTSUP);
+    ck_assert_ptr_nonnull(strstr(dlock_last_error(), "redis"));
+    ck_assert_int_eq(dlock_open("sqlite:///tmp/x.db", NULL), DLOCK_EINVAL);
+#ifdef HAVE_SQLITE
+    ck_assert_int_eq(dlock_open("sqlite:", &c), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_open("sqlite://host/tmp/x.db", &c), DLOCK_EINVAL);
+    ck_assert_ptr_nonnull(strstr(dlock_last_error(), "host"));
+    ck_assert_int_eq(dlock_open("sqlite:///tmp/x.db?mode=ro", &c), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_open("sqlite:///tmp/%zz.db", &c), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_open("sqlite:///tmp/x%", &c), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_open("sqlite:///tmp/x%00y", &c), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_open("sqlite:///tmp/", &c), DLOCK_EINVAL);
+#endif
+}
+END_TEST
+
+#ifdef HAVE_SQLITE
+START_TEST(url_sqlite_forms)
+{
+    char *dir = dlt_tmpdir();
+    char url[4200], path[4200];
+    for (int i = 0; i < 3; i++) {
+        dlock_client *c = NULL;
+        if (i == 0) {
+            snprintf(url, sizeof url, "sqlite://%s/a.db", dir);
+            snprintf(path, sizeof path, "%s/a.db", dir);
+        } else if (i == 1) {
+            snprintf(url, sizeof url, "sqlite:%s/b.db", dir);
+            snprintf(path, sizeof path, "%s/b.db", dir);
+        } else {
+            snprintf(url, sizeof url, "SQLITE://%s/c%%20d.db", dir);
+            snprintf(path, sizeof path, "%s/c d.db", dir);
+        }
+        ck_assert_int_eq(dlock_open(url, &c), DLOCK_OK);
+        ck_assert_str_eq(dlock_backend(c), "sqlite");
+        dlock_close(c);
+        ck_assert_int_eq(access(path, F_OK), 0);
+    }
+    free(dir);
+}
+END_TEST
+#endif
+
+START_TEST(percent_decoding)
+{
+    char *out = NULL;
+    ck_assert_int_eq(dlock__percent_decode("a%40b%2Fc", 9, &out), DLOCK_OK);
+    ck_assert_str_eq(out, "a@b/c");
+    free(out);
+    ck_assert_int_eq(dlock__percent_decode("%4", 2, &out), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock__percent_decode("%g0", 3, &out), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock__percent_decode("x%00", 4, &out), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock__percent_decode("", 0, &out), DLOCK_OK);
+    ck_assert_str_eq(out, "");
+    free(out);
+}
+END_TEST
+
+/* --- durations ----------------------------------------------------------------- */
+
+static const struct {
+    const char *text;
+    int ok;
+    int64_t ms;
+} duration_cases[] = {
+    {"250ms", 1, 250},  {"30s", 1, 30000},   {"5m", 1, 300000}, {"2h", 1, 7200000},
+    {"45", 1, 45000},   {"0", 1, 0},         {"1.5s", 1, 1500}, {"0.25", 1, 250},
+    {"1.5m", 1, 90000}, {"forever", 1, -1},  {"", 0, 0},        {"s", 0, 0},
+    {"-5s", 0, 0},      {"5x", 0, 0},        {"5 s", 0, 0},     {"1.s", 0, 0},
+    {".5", 0, 0},       {"5sec", 0, 0},      {"5ms5", 0, 0},    {"99999999999999999999", 0, 0},
+    {"596524h", 0, 0},  {"2147483647ms", 1, 2147483647}, {"2147483648ms", 0, 0},
+};
+
+START_TEST(durations)
+{
+    int64_t ms = 12345;
+    int rc = dlock_parse_duration(duration_cases[_i].text, INT32_MAX, 1, &ms);
+    ck_assert_msg((rc == 0) == duration_cases[_i].ok, "'%s'", duration_cases[_i].text);
+    if (duration_cases[_i].ok)
+        ck_assert_int_eq(ms, duration_cases[_i].ms);
+}
+END_TEST
+
+START_TEST(duration_forever_only_where_allowed)
+{
+    int64_t ms;
+    ck_assert_int_eq(dlock_parse_duration("forever", INT32_MAX, 0, &ms), -1);
+    ck_assert_int_eq(dlock_parse_duration(NULL, INT32_MAX, 1, &ms), -1);
+}
+END_TEST
+
+/* --- errors --------------------------------------------------------------------- */
+
+START_TEST(strerror_texts)
+{
+    for (int code = DLOCK_ECANCELED; code <= DLOCK_OK; code++) {
+        const char *text = dlock_strerror(code);
+        ck_assert_ptr_nonnull(text);
+        ck_assert_uint_gt(strlen(text), 3);
+    }
+    ck_assert_str_eq(dlock_strerror(-99), "unknown status code");
+    ck_assert_str_eq(dlock_strerror(42), "unknown status code");
+    ck_assert_str_ne(dlock_strerror(DLOCK_EBUSY), dlock_strerror(DLOCK_ELOST));
+}
+END_TEST
+
+START_TEST(version_matches_macros)
+{
+    char expect[32];
+    snprintf(expect, sizeof expect, "%d.%d.%d", DLOCK_VERSION_MAJOR, DLOCK_VERSION_MINOR,
+             DLOCK_VERSION_PATCH);
+    ck_assert_str_eq(dlock_version(), expect);
+    ck_assert_str_eq(DLOCK_VERSION_STRING, expect);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("units");
+    TCase *t = tcase_create("names");
+    tcase_add_test(t, name_lengths);
+    tcase_add_test(t, name_multibyte_limit);
+    tcase_add_loop_test(t, name_utf8, 0, (int)(sizeof utf8_cases / sizeof utf8_cases[0]));
+    suite_add_tcase(s, t);
+    t = tcase_create("urls");
+    tcase_add_test(t, url_schemes);
+    tcase_add_test(t, url_open_errors);
+#ifdef HAVE_SQLITE
+    tcase_add_test(t, url_sqlite_forms);
+#endif
+    tcase_add_test(t, percent_decoding);
+    suite_add_tcase(s, t);
+    t = tcase_create("durations");
+    tcase_add_loop_test(t, durations, 0, (int)(sizeof duration_cases / sizeof duration_cases[0]));
+    tcase_add_test(t, duration_forever_only_where_allowed);
+    suite_add_tcase(s, t);
+    t = tcase_create("errors");
+    tcase_add_test(t, strerror_texts);
+    tcase_add_test(t, version_matches_macros);
+    suite_add_tcase(s, t);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

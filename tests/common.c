@@ -1,0 +1,259 @@
+/* Shared fixtures for the Check suites. */
+#include "common.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+int dlt_required(const char *backend)
+{
+    const char *req = getenv("DLOCK_TEST_REQUIRE");
+    if (!req || !*req)
+        return 0;
+    if (strstr(req, "all"))
+        return 1;
+    return strstr(req, backend) != NULL;
+}
+
+const char *dlt_require_url(const char *env_var, const char *backend)
+{
+    const char *url = getenv(env_var);
+    if (url && *url)
+        return url;
+    if (dlt_required(backend)) {
+        fprintf(stderr, "%s is not set but DLOCK_TEST_REQUIRE requires the %s backend\n",
+                env_var, backend);
+        exit(DLT_HARD_ERROR);
+    }
+    fprintf(stderr, "%s is not set: skipping the %s tests\n", env_var, backend);
+    exit(DLT_SKIP);
+}
+
+char *dlt_tmpdir(void)
+{
+    const char *base = getenv("TMPDIR");
+    char tmpl[4096];
+    snprintf(tmpl, sizeof tmpl, "%s/dlock-test-XXXXXX", base && *base ? base : "/tmp");
+    char *dir = mkdtemp(tmpl);
+    if (!dir) {
+        perror("mkdtemp");
+        exit(DLT_HARD_ERROR);
+    }
+    return strdup(dir);
+}
+
+char **dlt_conformance_urls(int *count)
+{
+    const char *env = getenv("DLOCK_TEST_URLS");
+    char **urls = calloc(64, sizeof *urls);
+    int n = 0;
+    if (env && *env) {
+        char *copy = strdup(env), *save = NULL;
+        for (char *tok = strtok_r(copy, " \t\n", &save); tok && n < 63;
+             tok = strtok_r(NULL, " \t\n", &save))
+            urls[n++] = strdup(tok);
+        free(copy);
+    } else {
+        char *dir = dlt_tmpdir();
+        char buf[4200];
+        snprintf(buf, sizeof buf, "sqlite://%s/conformance.db", dir);
+        urls[n++] = strdup(buf);
+        free(dir);
+    }
+    urls[n] = NULL;
+    *count = n;
+    return urls;
+}
+
+char *dlt_unique_name(const char *prefix)
+{
+    static unsigned counter;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s-%ld-%u-%lx", prefix, (long)getpid(), ++counter,
+             (unsigned long)(ts.tv_nsec ^ ((unsigned long)ts.tv_sec << 20)));
+    return strdup(buf);
+}
+
+int64_t dlt_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void dlt_sleep_ms(int64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
+    }
+}
+
+const char *dlt_backend_of(const char *url)
+{
+    static char name[32];
+    dlock_client *c = NULL;
+    name[0] = '\0';
+    if (dlock_open(url, &c) == DLOCK_OK) {
+        snprintf(name, sizeof name, "%s", dlock_backend(c));
+        dlock_close(c);
+    }
+    return name;
+}
+
+static void child_write(int fd, const char *tag, int status)
+{
+    char line[64];
+    int len = snprintf(line, sizeof line, "%s %d\n", tag, status);
+    if (write(fd, line, (size_t)len) != len)
+        _exit(3);
+}
+
+static void child_main(int in, int out, const char *url, const char *name,
+                       uint32_t ttl_ms, int32_t wait_ms)
+{
+    dlock_client *client = NULL;
+    dlock_lock *lock = NULL;
+    int rc = dlock_open(url, &client);
+    if (rc == DLOCK_OK)
+        rc = dlock_acquire(client, name, ttl_ms, wait_ms, &lock);
+    child_write(out, "acq", rc);
+    FILE *cmds = fdopen(in, "r");
+    char line[128];
+    while (cmds && fgets(line, sizeof line, cmds)) {
+        unsigned long ttl;
+        if (sscanf(line, "extend %lu", &ttl) == 1) {
+            child_write(out, "ext", lock ? dlock_extend(lock, (uint32_t)ttl) : DLOCK_EINVAL);
+        } else if (strncmp(line, "release", 7) == 0) {
+            child_write(out, "rel", lock ? dlock_release(lock) : DLOCK_EINVAL);
+            lock = NULL;
+        } else if (strncmp(line, "remaining", 9) == 0) {
+            child_write(out, "rem", lock ? (int)dlock_remaining_ms(lock) : -1);
+        } else if (strncmp(line, "exit", 4) == 0) {
+            break;
+        }
+    }
+    _exit(0);
+}
+
+int dlt_child_start(dlt_child *c, const char *url, const char *name,
+                    uint32_t ttl_ms, int32_t wait_ms)
+{
+    int down[2], up[2];
+    if (pipe(down) || pipe(up))
+        return -1;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        close(down[1]);
+        close(up[0]);
+        child_main(down[0], up[1], url, name, ttl_ms, wait_ms);
+    }
+    close(down[0]);
+    close(up[1]);
+    c->pid = pid;
+    c->to_child = down[1];
+    c->from_child = up[0];
+    return 0;
+}
+
+int dlt_child_read(dlt_child *c, int timeout_ms)
+{
+    char line[64];
+    size_t len = 0;
+    int64_t deadline = dlt_now_ms() + timeout_ms;
+    while (len < sizeof line - 1) {
+        int64_t left = deadline - dlt_now_ms();
+        if (left < 0)
+            return DLT_TIMEOUT;
+        struct pollfd p = {c->from_child, POLLIN, 0};
+        int r = poll(&p, 1, (int)left);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return DLT_TIMEOUT;
+        ssize_t got = read(c->from_child, line + len, 1);
+        if (got <= 0)
+            return DLT_TIMEOUT;
+        if (line[len] == '\n')
+            break;
+        len++;
+    }
+    line[len] = '\0';
+    char tag[8];
+    int status;
+    if (sscanf(line, "%7s %d", tag, &status) != 2)
+        return DLT_TIMEOUT;
+    return status;
+}
+
+int dlt_child_cmd(dlt_child *c, const char *cmd, int timeout_ms)
+{
+    size_t len = strlen(cmd);
+    if (write(c->to_child, cmd, len) != (ssize_t)len || write(c->to_child, "\n", 1) != 1)
+        return DLT_TIMEOUT;
+    return dlt_child_read(c, timeout_ms);
+}
+
+int dlt_child_stop(dlt_child *c, int sig)
+{
+    int status = 0;
+    if (c->pid <= 0)
+        return -1;
+    if (sig)
+        kill(c->pid, sig);
+    else if (write(c->to_child, "exit\n", 5) != 5)
+        kill(c->pid, SIGKILL);
+    close(c->to_child);
+    close(c->from_child);
+    while (waitpid(c->pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    c->pid = -1;
+    return status;
+}
+
+int64_t dlt_acquire_within(const char *url, const char *name, uint32_t ttl_ms, int64_t timeout_ms)
+{
+    int64_t start = dlt_now_ms();
+    dlock_client *client = NULL;
+    while (dlt_now_ms() - start <= timeout_ms) {
+        if (!client && dlock_open(url, &client) != DLOCK_OK) {
+            client = NULL;
+            dlt_sleep_ms(20);
+            continue;
+        }
+        dlock_lock *lock = NULL;
+        int rc = dlock_acquire(client, name, ttl_ms, 0, &lock);
+        if (rc == DLOCK_OK) {
+            int64_t took = dlt_now_ms() - start;
+            dlock_release(lock);
+            dlock_close(client);
+            return took;
+        }
+        dlt_sleep_ms(10);
+    }
+    dlock_close(client);
+    return -1;
+}
+
+int dlt_system(const char *cmd)
+{
+    fflush(NULL);
+    int status = system(cmd);
+    if (status == -1)
+        return -1;
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    if (WIFSIGNALED(status))
+        return 128 + WTERMSIG(status);
+    return -1;
+}

@@ -1,0 +1,63 @@
+/* Shared fixtures for the Check suites. */
+#ifndef DLOCK_TESTS_COMMON_H
+#define DLOCK_TESTS_COMMON_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "dlock.h"
+
+/* Exit statuses understood by automake's test driver. */
+#define DLT_SKIP 77
+#define DLT_HARD_ERROR 99
+
+/* The URL in environment variable `env_var`, or: exit 99 when
+ * $DLOCK_TEST_REQUIRE names `backend` (or says "all"), else exit 77. */
+const char *dlt_require_url(const char *env_var, const char *backend);
+/* 1 when $DLOCK_TEST_REQUIRE names `backend` or "all". */
+int dlt_required(const char *backend);
+
+/* The URLs of $DLOCK_TEST_URLS (whitespace-separated); when it is unset, a
+ * SQLite database in a fresh temporary folder.  The array ends with NULL. */
+char **dlt_conformance_urls(int *count);
+
+/* A fresh temporary folder (removed by nobody: it lives under $TMPDIR). */
+char *dlt_tmpdir(void);
+/* A lock name unique to this run, process and call: "<prefix>-<pid>-<n>-<rand>". */
+char *dlt_unique_name(const char *prefix);
+
+int64_t dlt_now_ms(void);
+void dlt_sleep_ms(int64_t ms);
+
+/* The backend name of a URL's client ("sqlite", ...), opening it once. */
+const char *dlt_backend_of(const char *url);
+
+/*
+ * A child process that holds a lock, driven over pipes.  It opens `url`,
+ * acquires `name` and answers "acq <status>".  Then it reads commands, one a
+ * line: "extend <ttl_ms>" -> "ext <status>", "release" -> "rel <status>",
+ * "exit" -> exits 0.  dlt_child_read() returns the status of the next
+ * answer, or DLT_TIMEOUT when none came in time.
+ */
+#define DLT_TIMEOUT 1000
+typedef struct dlt_child {
+    pid_t pid;
+    int to_child;
+    int from_child;
+} dlt_child;
+
+int dlt_child_start(dlt_child *c, const char *url, const char *name,
+                    uint32_t ttl_ms, int32_t wait_ms);
+int dlt_child_read(dlt_child *c, int timeout_ms);
+int dlt_child_cmd(dlt_child *c, const char *cmd, int timeout_ms);
+/* Send `sig` (0: none) and reap the child; returns its wait status. */
+int dlt_child_stop(dlt_child *c, int sig);
+
+/* Try to take `name` from a fresh client until it succeeds or timeout_ms
+ * passes: returns the milliseconds it took, or -1.  The lock is released. */
+int64_t dlt_acquire_within(const char *url, const char *name, uint32_t ttl_ms, int64_t timeout_ms);
+
+/* Run a command line with /bin/sh -c; returns the exit status (or 128+sig). */
+int dlt_system(const char *cmd);
+
+#endif
