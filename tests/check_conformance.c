@@ -1,1 +1,845 @@
-int main(void){return 0;}
+/*
+ * The conformance suite: "Semantics every backend must share" (SPEC.md),
+ * written once against the public API and run against every URL in
+ * $DLOCK_TEST_URLS (default: an SQLite file in a temporary folder).
+ */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common.h"
+
+static const char *url;        /* the store under test */
+static const char *backend;    /* its backend name */
+static dlock_client *client;   /* a fresh client for every test */
+static char *name;             /* a fresh lock name for every test */
+
+/* How late a silent holder's lock may be freed after its TTL: the backend's
+ * stated granularity plus scheduling slack. */
+static int64_t expiry_slack_ms(void)
+{
+    if (strcmp(backend, "mysql") == 0)
+        return 2500; /* wait_timeout counts whole seconds, rounded up */
+    return 1000;
+}
+
+static void setup(void)
+{
+    ck_assert_int_eq(dlock_open(url, &client), DLOCK_OK);
+    name = dlt_unique_name("conf");
+}
+
+static void teardown(void)
+{
+    dlock_close(client);
+    client = NULL;
+    free(name);
+}
+
+static dlock_client *open_other(void)
+{
+    dlock_client *c = NULL;
+    ck_assert_msg(dlock_open(url, &c) == DLOCK_OK, "open: %s", dlock_last_error());
+    return c;
+}
+
+/* 1 when another client can take `n` right now (and gives it back). */
+static int free_for_others(const char *n)
+{
+    dlock_client *other = open_other();
+    dlock_lock *l = NULL;
+    int rc = dlock_acquire(other, n, 5000, 0, &l);
+    ck_assert_msg(rc == DLOCK_OK || rc == DLOCK_EBUSY, "acquire: %d %s", rc, dlock_last_error());
+    if (rc == DLOCK_OK)
+        ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    dlock_close(other);
+    return rc == DLOCK_OK;
+}
+
+/* --- the backend and the basic cycle ------------------------------------------ */
+
+START_TEST(backend_name)
+{
+    const char *b = dlock_backend(client);
+    ck_assert(strcmp(b, "sqlite") == 0 || strcmp(b, "postgresql") == 0 || strcmp(b, "mysql") == 0);
+    ck_assert_str_eq(dlock_backend(NULL), "");
+}
+END_TEST
+
+START_TEST(acquire_release_cycle)
+{
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(client, name, 10000, 0, &l), DLOCK_OK);
+    ck_assert_ptr_nonnull(l);
+    ck_assert_str_eq(dlock_name(l), name);
+    ck_assert_str_eq(dlock_last_error(), "");
+    ck_assert(!free_for_others(name));
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    ck_assert(free_for_others(name));
+    /* The same client can take it again after release. */
+    ck_assert_int_eq(dlock_acquire(client, name, 10000, 0, &l), DLOCK_OK);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+}
+END_TEST
+
+/* --- names ------------------------------------------------------------------------ */
+
+START_TEST(names_invalid)
+{
+    dlock_lock *l = (dlock_lock *)1;
+    char long_name[300];
+    memset(long_name, 'x', 256);
+    long_name[256] = '\0';
+    const char *bad[] = {"", long_name, "\xC0\xAF", "\xED\xA0\x80", "\xF4\x90\x80\x80", "ab\xFF", "\xE2\x82"};
+    ck_assert_int_eq(dlock_acquire(client, NULL, 1000, 0, &l), DLOCK_EINVAL);
+    ck_assert_ptr_null(l);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        l = (dlock_lock *)1;
+        ck_assert_int_eq(dlock_acquire(client, bad[i], 1000, 0, &l), DLOCK_EINVAL);
+        ck_assert_ptr_null(l);
+        ck_assert_uint_gt(strlen(dlock_last_error()), 5);
+        ck_assert_int_eq(dlock_holder(client, bad[i], NULL, 0), DLOCK_EINVAL);
+    }
+    ck_assert_ptr_nonnull(strstr((dlock_acquire(client, long_name, 1000, 0, &l), dlock_last_error()), "255"));
+}
+END_TEST
+
+START_TEST(names_at_the_limit)
+{
+    char n[256];
+    /* 63 four-byte characters and 3 ASCII bytes: exactly 255 bytes. */
+    size_t len = 0;
+    for (int i = 0; i < 63; i++, len += 4)
+        memcpy(n + len, "\xF0\x9F\x94\x92", 4);
+    memcpy(n + len, "end", 4);
+    ck_assert_uint_eq(strlen(n), 255);
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(client, n, 10000, 0, &l), DLOCK_OK);
+    ck_assert(!free_for_others(n));
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    memset(n, 'a', 255);
+    n[255] = '\0';
+    ck_assert_int_eq(dlock_acquire(client, n, 10000, 0, &l), DLOCK_OK);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+}
+END_TEST
+
+/* Names a store could confuse: case, accents, long shared prefixes, SQL. */
+START_TEST(names_distinct)
+{
+    static char a[256], b[256], c[256];
+    memset(a, 'n', 255);
+    a[255] = '\0';
+    memcpy(b, a, 256);
+    b[254] = 'm';
+    memcpy(c, a, 256);
+    c[100] = 'q';
+    const char *pairs[][2] = {
+        {"Job", "job"},
+        {"e", "\xC3\xA9"},        /* e / é */
+        {"a", "\xC3\xA4"},        /* a / ä */
+        {"ss", "\xC3\x9F"},       /* ss / ß */
+        {"job ", "job"},          /* trailing space */
+        {a, b},                   /* differ in the last byte */
+        {a, c},
+        {"'; DROP TABLE dlock_locks; --", "\\' OR '1'='1"},
+        {"100%", "100_"},
+        {"x\ty", "x y"},
+    };
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        dlock_lock *l1 = NULL, *l2 = NULL;
+        dlock_client *other = open_other();
+        ck_assert_msg(dlock_acquire(client, pairs[i][0], 10000, 0, &l1) == DLOCK_OK, "pair %zu: %s", i,
+                      dlock_last_error());
+        ck_assert_msg(dlock_acquire(other, pairs[i][1], 10000, 0, &l2) == DLOCK_OK,
+                      "pair %zu: the second name conflicts with the first: %s", i, dlock_last_error());
+        /* ... and each still conflicts with itself. */
+        ck_assert(!free_for_others(pairs[i][0]));
+        ck_assert(!free_for_others(pairs[i][1]));
+        ck_assert_int_eq(dlock_release(l1), DLOCK_OK);
+        ck_assert_int_eq(dlock_release(l2), DLOCK_OK);
+        dlock_close(other);
+    }
+}
+END_TEST
+
+START_TEST(same_name_conflicts_across_clients_and_processes)
+{
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(client, name, 10000, 0, &l), DLOCK_OK);
+    dlock_client *other = open_other();
+    dlock_lock *l2 = NULL;
+    ck_assert_int_eq(dlock_acquire(other, name, 10000, 0, &l2), DLOCK_EBUSY);
+    ck_assert_ptr_null(l2);
+    ck_assert_ptr_nonnull(strstr(dlock_last_error(), name));
+    dlock_close(other);
+    dlt_child child;
+    ck_assert_int_eq(dlt_child_start(&child, url, name, 10000, 0), 0);
+    ck_assert_int_eq(dlt_child_read(&child, 10000), DLOCK_EBUSY);
+    dlt_child_stop(&child, 0);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    ck_assert_int_eq(dlt_child_start(&child, url, name, 10000, 0), 0);
+    ck_assert_int_eq(dlt_child_read(&child, 10000), DLOCK_OK);
+    ck_assert_int_eq(dlock_acquire(client, name, 10000, 0, &l), DLOCK_EBUSY);
+    ck_assert_int_eq(dlt_child_cmd(&child, "release", 10000), DLOCK_OK);
+    dlt_child_stop(&child, 0);
+}
+END_TEST
+
+/* --- TTL ----------------------------------------------------------------------------- */
+
+START_TEST(ttl_bounds)
+{
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(client, name, 0, 0, &l), DLOCK_EINVAL);
+    ck_assert_ptr_nonnull(strstr(dlock_last_error(), "ttl"));
+    ck_assert_int_eq(dlock_acquire(client, name, 2147483648u, 0, &l), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_acquire(client, name, 2147483647u, 0, &l), DLOCK_OK);
+    ck_assert_int_gt(dlock_remaining_ms(l), 2147483647LL - 60000);
+    ck_assert_int_eq(dlock_extend(l, 0), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_extend(l, 2147483647u), DLOCK_OK);
+    ck_assert_int_eq(dlock_extend(l, 1000), DLOCK_OK);
+    ck_assert_int_le(dlock_remaining_ms(l), 1000);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+}
+END_TEST
+
+/* A holder that stops talking (SIGSTOP) loses the lock within TTL + slack,
+ * another process takes it, and the holder learns it at its next extend. */
+START_TEST(ttl_stopped_holder_loses_lock)
+{
+    const uint32_t ttl = 1500;
+    dlt_child holder;
+    ck_assert_int_eq(dlt_child_start(&holder, url, name, ttl, 0), 0);
+    ck_assert_int_eq(dlt_child_read(&holder, 10000), DLOCK_OK);
+    int64_t stopped_at = dlt_now_ms();
+    kill(holder.pid, SIGSTOP);
+    int64_t took = dlt_acquire_within(url, name, 60000, ttl + expiry_slack_ms());
+    int64_t since_stop = dlt_now_ms() - stopped_at;
+    ck_assert_msg(took >= 0, "the lock was not freed within TTL %u + %lld ms", ttl,
+                  (long long)expiry_slack_ms());
+    /* Now someone else holds it for a while, then the holder wakes up. */
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(client, name, 30000, 0, &l), DLOCK_OK);
+    kill(holder.pid, SIGCONT);
+    ck_assert_int_eq(dlt_child_cmd(&holder, "extend 5000", 10000), DLOCK_ELOST);
+    ck_assert_int_eq(dlt_child_cmd(&holder, "release", 10000), DLOCK_ELOST);
+    ck_assert(!free_for_others(name));
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    dlt_child_stop(&holder, 0);
+    ck_assert_int_lt(since_stop, ttl + expiry_slack_ms() + 1000);
+}
+END_TEST
+
+START_TEST(ttl_killed_holder_loses_lock)
+{
+    const uint32_t ttl = 1500;
+    dlt_child holder;
+    ck_assert_int_eq(dlt_child_start(&holder, url, name, ttl, 0), 0);
+    ck_assert_int_eq(dlt_child_read(&holder, 10000), DLOCK_OK);
+    ck_assert(!free_for_others(name));
+    dlt_child_stop(&holder, SIGKILL);
+    ck_assert_msg(dlt_acquire_within(url, name, 10000, ttl + expiry_slack_ms()) >= 0,
+                  "a killed holder's lock was not freed within its TTL");
+}
+END_TEST
+
+/* --- wait_ms -------------------------------------------------------------------------- */
+
+START_TEST(wait_bounds)
+{
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(client, name, 1000, -2, &l), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_acquire(client, name, 1000, INT32_MIN, &l), DLOCK_EINVAL);
+    ck_assert_ptr_null(l);
+}
+END_TEST
+
+START_TEST(wait_zero_tries_once)
+{
+    dlt_child holder;
+    ck_assert_int_eq(dlt_child_start(&holder, url, name, 30000, 0), 0);
+    ck_assert_int_eq(dlt_child_read(&holder, 10000), DLOCK_OK);
+    dlock_lock *l = NULL;
+    int64_t start = dlt_now_ms();
+    ck_assert_int_eq(dlock_acquire(client, name, 1000, 0, &l), DLOCK_EBUSY);
+    ck_assert_int_lt(dlt_now_ms() - start, 1000);
+    dlt_child_stop(&holder, 0);
+}
+END_TEST
+
+START_TEST(wait_times_out)
+{
+    dlt_child holder;
+    ck_assert_int_eq(dlt_child_start(&holder, url, name, 30000, 0), 0);
+    ck_assert_int_eq(dlt_child_read(&holder, 10000), DLOCK_OK);
+    dlock_lock *l = NULL;
+    int64_t start = dlt_now_ms();
+    ck_assert_int_eq(dlock_acquire(client, name, 1000, 700, &l), DLOCK_EBUSY);
+    int64_t took = dlt_now_ms() - start;
+    ck_assert_int_ge(took, 650);
+    ck_assert_int_lt(took, 3000);
+    dlt_child_stop(&holder, 0);
+}
+END_TEST
+
+/* A waiter gets the lock soon after the holder releases it. */
+static void wait_gets_released_lock(int32_t wait_ms)
+{
+    dlt_child holder;
+    ck_assert_int_eq(dlt_child_start(&holder, url, name, 30000, 0), 0);
+    ck_assert_int_eq(dlt_child_read(&holder, 10000), DLOCK_OK);
+    pid_t releaser = fork();
+    if (releaser == 0) {
+        dlt_sleep_ms(400);
+        _exit(dlt_child_cmd(&holder, "release", 10000) == DLOCK_OK ? 0 : 1);
+    }
+    int64_t start = dlt_now_ms();
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(client, name, 5000, wait_ms, &l), DLOCK_OK);
+    int64_t took = dlt_now_ms() - start;
+    int status;
+    waitpid(releaser, &status, 0);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ck_assert_int_ge(took, 300);
+    ck_assert_int_lt(took, 2400);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    dlt_child_stop(&holder, 0);
+}
+
+START_TEST(wait_gets_released_lock_bounded)
+{
+    wait_gets_released_lock(20000);
+}
+END_TEST
+
+START_TEST(wait_forever_gets_released_lock)
+{
+    wait_gets_released_lock(DLOCK_WAIT_FOREVER);
+}
+END_TEST
+
+/* The handoff goes to a waiter quickly, not after a long polling interval. */
+START_TEST(wait_handoff_is_prompt)
+{
+    dlock_lock *held = NULL;
+    ck_assert_int_eq(dlock_acquire(client, name, 30000, 0, &held), DLOCK_OK);
+    int pipefd[2];
+    ck_assert_int_eq(pipe(pipefd), 0);
+    pid_t waiter = fork();
+    if (waiter == 0) {
+        dlock_client *c = NULL;
+        dlock_lock *l = NULL;
+        if (dlock_open(url, &c) != DLOCK_OK)
+            _exit(2);
+        int rc = dlock_acquire(c, name, 30000, DLOCK_WAIT_FOREVER, &l);
+        int64_t granted = dlt_now_ms();
+        if (write(pipefd[1], &granted, sizeof granted) != sizeof granted)
+            _exit(3);
+        _exit(rc == DLOCK_OK ? 0 : 1);
+    }
+    dlt_sleep_ms(500); /* the waiter is blocked by now */
+    int64_t released = dlt_now_ms();
+    ck_assert_int_eq(dlock_release(held), DLOCK_OK);
+    int64_t granted = 0;
+    ck_assert_int_eq(read(pipefd[0], &granted, sizeof granted), sizeof granted);
+    int status;
+    waitpid(waiter, &status, 0);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ck_assert_msg(granted - released < 250, "handoff took %lld ms", (long long)(granted - released));
+}
+END_TEST
+
+struct cancel_args {
+    dlock_client *c;
+    int64_t after_ms;
+    int64_t cancel_took_ms;
+};
+
+static void *cancel_later(void *p)
+{
+    struct cancel_args *a = p;
+    dlt_sleep_ms(a->after_ms);
+    int64_t start = dlt_now_ms();
+    ck_assert_int_eq(dlock_cancel(a->c), DLOCK_OK);
+    a->cancel_took_ms = dlt_now_ms() - start;
+    return NULL;
+}
+
+static void cancel_wait(int32_t wait_ms)
+{
+    dlt_child holder;
+    ck_assert_int_eq(dlt_child_start(&holder, url, name, 30000, 0), 0);
+    ck_assert_int_eq(dlt_child_read(&holder, 10000), DLOCK_OK);
+    struct cancel_args a = {client, 500, -1};
+    pthread_t t;
+    pthread_create(&t, NULL, cancel_later, &a);
+    int64_t start = dlt_now_ms();
+    dlock_lock *l = NULL;
+    int rc = dlock_acquire(client, name, 5000, wait_ms, &l);
+    int64_t took = dlt_now_ms() - start;
+    pthread_join(t, NULL);
+    ck_assert_msg(rc == DLOCK_ECANCELED, "got %d: %s", rc, dlock_last_error());
+    ck_assert_ptr_null(l);
+    ck_assert_int_ge(took, 400);
+    ck_assert_int_lt(took, 3000);
+    ck_assert_int_lt(a.cancel_took_ms, 200); /* dlock_cancel never blocks */
+    /* The client still works after a canceled wait. */
+    ck_assert_int_eq(dlock_acquire(client, name, 5000, 0, &l), DLOCK_EBUSY);
+    ck_assert_int_eq(dlt_child_cmd(&holder, "release", 10000), DLOCK_OK);
+    ck_assert_int_eq(dlock_acquire(client, name, 5000, 0, &l), DLOCK_OK);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    dlt_child_stop(&holder, 0);
+}
+
+START_TEST(cancel_wait_forever)
+{
+    cancel_wait(DLOCK_WAIT_FOREVER);
+}
+END_TEST
+
+START_TEST(cancel_bounded_wait)
+{
+    cancel_wait(60000);
+}
+END_TEST
+
+START_TEST(cancel_without_wait)
+{
+    ck_assert_int_eq(dlock_cancel(NULL), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_cancel(client), DLOCK_OK);
+    /* A cancel with no wait in progress does not spoil the next call. */
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(client, name, 5000, 1000, &l), DLOCK_OK);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+}
+END_TEST
+
+/* --- not re-entrant ------------------------------------------------------------------- */
+
+START_TEST(not_reentrant)
+{
+    dlock_lock *l = NULL, *again = (dlock_lock *)1;
+    ck_assert_int_eq(dlock_acquire(client, name, 10000, 0, &l), DLOCK_OK);
+    int64_t start = dlt_now_ms();
+    ck_assert_int_eq(dlock_acquire(client, name, 10000, 5000, &again), DLOCK_EBUSY);
+    ck_assert_int_lt(dlt_now_ms() - start, 500); /* at once, even with a wait */
+    ck_assert_ptr_null(again);
+    ck_assert_ptr_nonnull(strstr(dlock_last_error(), "re-entrant"));
+    ck_assert_int_eq(dlock_acquire(client, name, 10000, DLOCK_WAIT_FOREVER, &again), DLOCK_EBUSY);
+    /* One release frees it: it was not counted twice. */
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    ck_assert(free_for_others(name));
+}
+END_TEST
+
+/* --- extend, release, remaining ------------------------------------------------------- */
+
+START_TEST(extend_renews_the_lease)
+{
+    const uint32_t ttl = 1500;
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(client, name, ttl, 0, &l), DLOCK_OK);
+    for (int i = 0; i < 4; i++) {
+        dlt_sleep_ms(700);
+        ck_assert_msg(dlock_extend(l, ttl) == DLOCK_OK, "extend %d: %s", i, dlock_last_error());
+        ck_assert_int_gt(dlock_remaining_ms(l), ttl - 300);
+    }
+    /* 2.8 s after the acquire, well past the first TTL: still ours. */
+    ck_assert(!free_for_others(name));
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+}
+END_TEST
+
+/* The lease runs out and another client takes the lock: extend and
+ * release of the old handle both say DLOCK_ELOST. */
+START_TEST(extend_after_loss_is_lost)
+{
+    const uint32_t ttl = 500;
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(client, name, ttl, 0, &l), DLOCK_OK);
+    ck_assert_msg(dlt_acquire_within(url, name, 60000, ttl + expiry_slack_ms()) >= 0,
+                  "the lease did not run out");
+    ck_assert_int_eq(dlock_remaining_ms(l), 0);
+    ck_assert_int_eq(dlock_extend(l, 5000), DLOCK_ELOST);
+    ck_assert_ptr_nonnull(strstr(dlock_last_error(), name));
+    ck_assert_int_eq(dlock_extend(l, 5000), DLOCK_ELOST); /* stays lost */
+    ck_assert_int_eq(dlock_release(l), DLOCK_ELOST);
+    /* The client is still usable, and the name is free again. */
+    ck_assert_int_eq(dlock_acquire(client, name, 5000, 0, &l), DLOCK_OK);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+}
+END_TEST
+
+/* Even when nobody else took it, a lease that ran out is not silently
+ * renewed: the holder's critical section may have overlapped. */
+START_TEST(extend_after_expiry_is_lost)
+{
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(client, name, 100, 0, &l), DLOCK_OK);
+    dlt_sleep_ms(250);
+    ck_assert_int_eq(dlock_remaining_ms(l), 0);
+    ck_assert_int_eq(dlock_extend(l, 5000), DLOCK_ELOST);
+    ck_assert_int_eq(dlock_release(l), DLOCK_ELOST);
+    ck_assert(free_for_others(name));
+}
+END_TEST
+
+START_TEST(release_after_expiry_is_lost)
+{
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(client, name, 100, 0, &l), DLOCK_OK);
+    dlt_sleep_ms(250);
+    ck_assert_int_eq(dlock_release(l), DLOCK_ELOST);
+    ck_assert(free_for_others(name));
+}
+END_TEST
+
+START_TEST(remaining_is_conservative)
+{
+    dlock_lock *l = NULL;
+    int64_t before = dlt_now_ms();
+    ck_assert_int_eq(dlock_acquire(client, name, 3000, 0, &l), DLOCK_OK);
+    int64_t r1 = dlock_remaining_ms(l);
+    int64_t elapsed = dlt_now_ms() - before;
+    ck_assert_int_le(r1, 3000);
+    ck_assert_int_ge(r1, 3000 - elapsed - 50);
+    dlt_sleep_ms(400);
+    int64_t r2 = dlock_remaining_ms(l);
+    ck_assert_int_le(r2, r1 - 350);
+    ck_assert_int_eq(dlock_extend(l, 2000), DLOCK_OK);
+    ck_assert_int_le(dlock_remaining_ms(l), 2000);
+    ck_assert_int_gt(dlock_remaining_ms(l), 1500);
+    ck_assert_int_eq(dlock_remaining_ms(NULL), 0);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+}
+END_TEST
+
+/* With several locks on one client, no lock promises more than the
+ * shortest lease the store enforces on the session. */
+START_TEST(remaining_with_mixed_ttls)
+{
+    dlock_lock *long_lock = NULL, *short_lock = NULL;
+    char *other_name = dlt_unique_name("conf-short");
+    ck_assert_int_eq(dlock_acquire(client, name, 60000, 0, &long_lock), DLOCK_OK);
+    ck_assert_int_eq(dlock_acquire(client, other_name, 1000, 0, &short_lock), DLOCK_OK);
+    dlt_sleep_ms(1600);
+    /* Only the long lock is extended: if the store's session would have died
+     * by now, remaining must say 0 and extend must say lost. */
+    int64_t left = dlock_remaining_ms(long_lock);
+    int rc = dlock_extend(long_lock, 60000);
+    if (rc == DLOCK_OK)
+        ck_assert(!free_for_others(name));
+    else
+        ck_assert_msg(rc == DLOCK_ELOST && left == 0, "rc %d left %lld", rc, (long long)left);
+    dlock_release(short_lock);
+    dlock_release(long_lock);
+    free(other_name);
+}
+END_TEST
+
+START_TEST(null_handles)
+{
+    char buf[16];
+    dlock_lock *l = (dlock_lock *)1;
+    ck_assert_int_eq(dlock_acquire(NULL, name, 1000, 0, &l), DLOCK_EINVAL);
+    ck_assert_ptr_null(l);
+    ck_assert_int_eq(dlock_acquire(client, name, 1000, 0, NULL), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_extend(NULL, 1000), DLOCK_EINVAL);
+    ck_assert_ptr_nonnull(strstr(dlock_last_error(), "NULL"));
+    ck_assert_int_eq(dlock_release(NULL), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_holder(NULL, name, buf, sizeof buf), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_holder(client, NULL, buf, sizeof buf), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_holder(client, name, NULL, 10), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_cancel(NULL), DLOCK_EINVAL);
+    ck_assert_str_eq(dlock_name(NULL), "");
+    dlock_close(NULL);
+}
+END_TEST
+
+START_TEST(holder_reports)
+{
+    char buf[512];
+    ck_assert_int_eq(dlock_holder(client, name, buf, sizeof buf), 0);
+    ck_assert_str_eq(buf, "");
+    dlt_child holder;
+    ck_assert_int_eq(dlt_child_start(&holder, url, name, 30000, 0), 0);
+    ck_assert_int_eq(dlt_child_read(&holder, 10000), DLOCK_OK);
+    ck_assert_int_eq(dlock_holder(client, name, buf, sizeof buf), 1);
+    ck_assert_uint_gt(strlen(buf), 0);
+    /* Small buffers are truncated and terminated; none at all is fine. */
+    char tiny[6];
+    memset(tiny, 'Z', sizeof tiny);
+    ck_assert_int_eq(dlock_holder(client, name, tiny, sizeof tiny), 1);
+    ck_assert_uint_le(strlen(tiny), 5);
+    ck_assert_int_eq(dlock_holder(client, name, NULL, 0), 1);
+    dlt_child_stop(&holder, 0);
+    dlt_sleep_ms(100);
+    int64_t start = dlt_now_ms();
+    int rc;
+    while ((rc = dlock_holder(client, name, buf, sizeof buf)) == 1 && dlt_now_ms() - start < 3000)
+        dlt_sleep_ms(50);
+    /* A holder that exits releases (dlock_close on exit is not called by the
+     * child; SQLite keeps the row until its TTL, so only check session stores). */
+    if (strcmp(backend, "sqlite") != 0)
+        ck_assert_int_eq(rc, 0);
+}
+END_TEST
+
+/* --- connections and processes ------------------------------------------------------ */
+
+START_TEST(close_releases_everything)
+{
+    dlock_client *c = open_other();
+    dlock_lock *l[3];
+    char *names[3];
+    for (int i = 0; i < 3; i++) {
+        names[i] = dlt_unique_name("conf-close");
+        ck_assert_int_eq(dlock_acquire(c, names[i], 60000, 0, &l[i]), DLOCK_OK);
+    }
+    ck_assert_int_eq(dlock_release(l[1]), DLOCK_OK); /* released handles are gone */
+    dlock_close(c);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_msg(free_for_others(names[i]), "lock %d still held after dlock_close", i);
+        free(names[i]);
+    }
+}
+END_TEST
+
+/* Every descriptor the library opened is close-on-exec, so that a child
+ * process never keeps a lock alive. */
+static void fd_snapshot(char *open_fds, int max)
+{
+    memset(open_fds, 0, (size_t)max);
+    DIR *d = opendir("/proc/self/fd");
+    ck_assert_ptr_nonnull(d);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int fd = atoi(e->d_name);
+        if (e->d_name[0] != '.' && fd >= 0 && fd < max && fd != dirfd(d))
+            open_fds[fd] = 1;
+    }
+    closedir(d);
+}
+
+START_TEST(descriptors_close_on_exec)
+{
+    enum { MAX_FD = 4096 };
+    static char before[MAX_FD], after[MAX_FD];
+    fd_snapshot(before, MAX_FD);
+    dlock_client *c = open_other();
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(c, name, 10000, 0, &l), DLOCK_OK);
+    char buf[512];
+    ck_assert_int_ge(dlock_holder(c, name, buf, sizeof buf), 0);
+    fd_snapshot(after, MAX_FD);
+    int checked = 0;
+    for (int fd = 0; fd < MAX_FD; fd++) {
+        if (!after[fd] || before[fd])
+            continue;
+        int flags = fcntl(fd, F_GETFD);
+        ck_assert_msg(flags >= 0 && (flags & FD_CLOEXEC), "fd %d is not close-on-exec", fd);
+        checked++;
+    }
+    ck_assert_int_gt(checked, 0);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    dlock_close(c);
+}
+END_TEST
+
+/* --- threads --------------------------------------------------------------------------- */
+
+struct thread_args {
+    dlock_client *c;
+    const char *name;
+    int id;
+    int ok;
+    int *holding;
+    pthread_mutex_t *mu;
+    int overlap;
+};
+
+static void *thread_cycles(void *p)
+{
+    struct thread_args *a = p;
+    for (int i = 0; i < 20; i++) {
+        dlock_lock *l = NULL;
+        int rc = dlock_acquire(a->c, a->name, 10000, 0, &l);
+        if (rc == DLOCK_EBUSY)
+            continue;
+        if (rc != DLOCK_OK)
+            return NULL;
+        pthread_mutex_lock(a->mu);
+        if (*a->holding)
+            a->overlap = 1;
+        *a->holding = 1;
+        pthread_mutex_unlock(a->mu);
+        dlt_sleep_ms(1);
+        pthread_mutex_lock(a->mu);
+        *a->holding = 0;
+        pthread_mutex_unlock(a->mu);
+        if (dlock_extend(l, 10000) != DLOCK_OK || dlock_release(l) != DLOCK_OK)
+            return NULL;
+        a->ok++;
+    }
+    return NULL;
+}
+
+START_TEST(threads_share_one_client)
+{
+    pthread_t t[4];
+    struct thread_args a[4];
+    int holding = 0;
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    for (int i = 0; i < 4; i++) {
+        a[i] = (struct thread_args){client, name, i, 0, &holding, &mu, 0};
+        pthread_create(&t[i], NULL, thread_cycles, &a[i]);
+    }
+    int total = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        ck_assert_int_eq(a[i].overlap, 0);
+        total += a[i].ok;
+    }
+    ck_assert_int_gt(total, 0);
+    ck_assert(free_for_others(name));
+}
+END_TEST
+
+static void *thread_last_error(void *p)
+{
+    (void)p;
+    return (void *)(strcmp(dlock_last_error(), "") == 0 ? (void *)1 : NULL);
+}
+
+START_TEST(last_error_is_thread_local)
+{
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(client, "", 1000, 0, &l), DLOCK_EINVAL);
+    ck_assert_str_ne(dlock_last_error(), "");
+    pthread_t t;
+    void *res = NULL;
+    pthread_create(&t, NULL, thread_last_error, NULL);
+    pthread_join(t, &res);
+    ck_assert_ptr_nonnull(res);
+    ck_assert_str_ne(dlock_last_error(), "");
+}
+END_TEST
+
+/* --- errors: no secret in any message ------------------------------------------------ */
+
+START_TEST(no_password_in_errors)
+{
+    /* Take the user:password@ part of a server URL and point it at a closed port. */
+    const char *at = strchr(url, '@');
+    const char *sep = strstr(url, "://");
+    if (!at || !sep || strcmp(backend, "sqlite") == 0)
+        return; /* no password to leak in this URL */
+    char scheme[32];
+    snprintf(scheme, sizeof scheme, "%.*s", (int)(sep - url), url);
+    char bad[512];
+    snprintf(bad, sizeof bad, "%s://dlockuser:S3cr3t-Pa55w0rd@127.0.0.1:1/db", scheme);
+    dlock_client *c = NULL;
+    int rc = dlock_open(bad, &c);
+    if (rc == DLOCK_OK) {
+        dlock_lock *l = NULL;
+        rc = dlock_acquire(c, name, 1000, 0, &l);
+        ck_assert_ptr_null(strstr(dlock_last_error(), "S3cr3t"));
+        dlock_close(c);
+    }
+    ck_assert_int_eq(rc, DLOCK_ECONN);
+    ck_assert_ptr_null(strstr(dlock_last_error(), "S3cr3t"));
+    ck_assert_uint_gt(strlen(dlock_last_error()), 5);
+}
+END_TEST
+
+static Suite *conformance_suite(void)
+{
+    char title[64];
+    snprintf(title, sizeof title, "conformance[%s]", backend);
+    Suite *s = suite_create(title);
+    TCase *t = tcase_create("basics");
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_test(t, backend_name);
+    tcase_add_test(t, acquire_release_cycle);
+    tcase_add_test(t, null_handles);
+    tcase_add_test(t, holder_reports);
+    tcase_add_test(t, last_error_is_thread_local);
+    tcase_add_test(t, no_password_in_errors);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("names");
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_test(t, names_invalid);
+    tcase_add_test(t, names_at_the_limit);
+    tcase_add_test(t, names_distinct);
+    tcase_add_test(t, same_name_conflicts_across_clients_and_processes);
+    tcase_add_test(t, not_reentrant);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("lease");
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_test(t, ttl_bounds);
+    tcase_add_test(t, ttl_stopped_holder_loses_lock);
+    tcase_add_test(t, ttl_killed_holder_loses_lock);
+    tcase_add_test(t, extend_renews_the_lease);
+    tcase_add_test(t, extend_after_loss_is_lost);
+    tcase_add_test(t, extend_after_expiry_is_lost);
+    tcase_add_test(t, release_after_expiry_is_lost);
+    tcase_add_test(t, remaining_is_conservative);
+    tcase_add_test(t, remaining_with_mixed_ttls);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("wait");
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_test(t, wait_bounds);
+    tcase_add_test(t, wait_zero_tries_once);
+    tcase_add_test(t, wait_times_out);
+    tcase_add_test(t, wait_gets_released_lock_bounded);
+    tcase_add_test(t, wait_forever_gets_released_lock);
+    tcase_add_test(t, wait_handoff_is_prompt);
+    tcase_add_test(t, cancel_wait_forever);
+    tcase_add_test(t, cancel_bounded_wait);
+    tcase_add_test(t, cancel_without_wait);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("clients");
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_test(t, close_releases_everything);
+    tcase_add_test(t, descriptors_close_on_exec);
+    tcase_add_test(t, threads_share_one_client);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void)
+{
+    int count = 0, failed = 0;
+    char **urls = dlt_conformance_urls(&count);
+    for (int i = 0; i < count; i++) {
+        url = urls[i];
+        backend = dlt_backend_of(url);
+        if (!backend[0]) {
+            /* Not even a client: report it (without the URL, which may hold a password). */
+            dlock_client *c = NULL;
+            int rc = dlock_open(url, &c);
+            fprintf(stderr, "conformance: URL #%d cannot be opened: %s (%s)\n", i + 1,
+                    dlock_strerror(rc), dlock_last_error());
+            failed++;
+            continue;
+        }
+        SRunner *sr = srunner_create(conformance_suite());
+        srunner_run_all(sr, CK_NORMAL);
+        failed += srunner_ntests_failed(sr);
+        srunner_free(sr);
+    }
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
