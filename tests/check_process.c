@@ -1,1 +1,596 @@
-int main(void){return 0;}
+/*
+ * Multi-process tests of the SQLite default and of dlock(1): real processes,
+ * real signals (kill -9, SIGSTOP/SIGCONT, SIGINT/SIGTERM/SIGHUP).
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common.h"
+
+static char *dir;       /* a fresh folder for each test */
+static char url[4200];  /* an SQLite database in it */
+static char *name;
+static const char *dlock_bin;
+
+static void setup(void)
+{
+    dir = dlt_tmpdir();
+    chmod(dir, 0755);
+    snprintf(url, sizeof url, "sqlite://%s/locks.db", dir);
+    setenv("DLOCK_URL", url, 1);
+    name = dlt_unique_name("proc");
+    dlock_bin = getenv("DLOCK_BIN");
+    if (!dlock_bin)
+        dlock_bin = "./dlock";
+}
+
+static void teardown(void)
+{
+    char cmd[4300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    dlt_system(cmd);
+    free(dir);
+    free(name);
+}
+
+/* Run a shell command line built with printf; returns its exit status. */
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...)
+{
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    return dlt_system(cmd);
+}
+
+/* Start a shell command line in the background; returns its pid. */
+static pid_t sh_bg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static pid_t sh_bg(const char *fmt, ...)
+{
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Start dlock itself (no shell in between) so that signals reach it. */
+static pid_t dlock_bg(char *const argv[])
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execv(dlock_bin, argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int wait_exit(pid_t pid)
+{
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    return 128 + WTERMSIG(status);
+}
+
+static int count_lines(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    int n = 0, c;
+    while ((c = fgetc(f)) != EOF)
+        n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+static int file_has(const char *path, const char *text)
+{
+    char buf[4096] = "";
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return strstr(buf, text) != NULL;
+}
+
+/* Wait until `path` exists (the job has started); 1 when it did in time. */
+static int wait_for_file(const char *path, int64_t timeout_ms)
+{
+    int64_t start = dlt_now_ms();
+    while (access(path, F_OK) != 0) {
+        if (dlt_now_ms() - start > timeout_ms)
+            return 0;
+        dlt_sleep_ms(10);
+    }
+    return 1;
+}
+
+static int lock_is_free(void)
+{
+    dlock_client *c = NULL;
+    ck_assert_int_eq(dlock_open(url, &c), DLOCK_OK);
+    dlock_lock *l = NULL;
+    int rc = dlock_acquire(c, name, 5000, 0, &l);
+    if (rc == DLOCK_OK)
+        dlock_release(l);
+    dlock_close(c);
+    ck_assert(rc == DLOCK_OK || rc == DLOCK_EBUSY);
+    return rc == DLOCK_OK;
+}
+
+/* --- exclusion -------------------------------------------------------------------- */
+
+/* Of N concurrent dlock runs of the same job, exactly one runs it. */
+START_TEST(concurrent_runs_exactly_one)
+{
+    enum { N = 8 };
+    char log[4300];
+    snprintf(log, sizeof log, "%s/ran", dir);
+    pid_t pids[N];
+    for (int i = 0; i < N; i++)
+        pids[i] = sh_bg("exec '%s' run -t 10s %s -- sh -c 'echo %d >> %s; sleep 1'", dlock_bin, name, i, log);
+    int ran = 0, busy = 0;
+    for (int i = 0; i < N; i++) {
+        int rc = wait_exit(pids[i]);
+        if (rc == 0)
+            ran++;
+        else if (rc == 75)
+            busy++;
+        else
+            ck_abort_msg("dlock run exited %d", rc);
+    }
+    ck_assert_int_eq(ran, 1);
+    ck_assert_int_eq(busy, N - 1);
+    ck_assert_int_eq(count_lines(log), 1);
+}
+END_TEST
+
+/* Waiters run one after another, never two at once. */
+START_TEST(concurrent_waiters_serialize)
+{
+    enum { N = 5 };
+    char log[4300];
+    snprintf(log, sizeof log, "%s/ran", dir);
+    pid_t pids[N];
+    for (int i = 0; i < N; i++)
+        pids[i] = sh_bg("exec '%s' run -w 30s %s -- sh -c 'echo start >> %s; sleep 0.2; echo end >> %s'",
+                        dlock_bin, name, log, log);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(wait_exit(pids[i]), 0);
+    /* The log alternates start/end: no two jobs overlapped. */
+    FILE *f = fopen(log, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[32];
+    int i = 0;
+    while (fgets(line, sizeof line, f)) {
+        ck_assert_str_eq(line, i % 2 == 0 ? "start\n" : "end\n");
+        i++;
+    }
+    fclose(f);
+    ck_assert_int_eq(i, 2 * N);
+}
+END_TEST
+
+/* --- faults ---------------------------------------------------------------------------- */
+
+/* kill -9 of a holder: the lock comes free after its TTL, and not before. */
+START_TEST(killed_holder_frees_after_ttl_not_before)
+{
+    const uint32_t ttl = 2000;
+    dlt_child holder;
+    ck_assert_int_eq(dlt_child_start(&holder, url, name, ttl, 0), 0);
+    ck_assert_int_eq(dlt_child_read(&holder, 10000), DLOCK_OK);
+    int64_t acquired = dlt_now_ms();
+    dlt_child_stop(&holder, SIGKILL);
+    ck_assert(!lock_is_free());
+    dlt_sleep_ms(ttl - 600 - (dlt_now_ms() - acquired));
+    ck_assert_msg(!lock_is_free(), "freed before its TTL");
+    int64_t took = dlt_acquire_within(url, name, 5000, 2000);
+    ck_assert_msg(took >= 0, "not freed within TTL + 1 s");
+    ck_assert_int_ge(dlt_now_ms() - acquired, ttl - 50);
+    ck_assert_int_le(dlt_now_ms() - acquired, ttl + 1000);
+}
+END_TEST
+
+/* SIGSTOP past the TTL: another process takes the lock; after SIGCONT the
+ * holder's next extend says DLOCK_ELOST. */
+START_TEST(stopped_holder_loses_lock)
+{
+    const uint32_t ttl = 1000;
+    dlt_child holder;
+    ck_assert_int_eq(dlt_child_start(&holder, url, name, ttl, 0), 0);
+    ck_assert_int_eq(dlt_child_read(&holder, 10000), DLOCK_OK);
+    kill(holder.pid, SIGSTOP);
+    dlt_sleep_ms(ttl + 200);
+    dlock_client *c = NULL;
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_open(url, &c), DLOCK_OK);
+    ck_assert_int_eq(dlock_acquire(c, name, 10000, 0, &l), DLOCK_OK);
+    kill(holder.pid, SIGCONT);
+    ck_assert_int_eq(dlt_child_cmd(&holder, "extend 10000", 5000), DLOCK_ELOST);
+    ck_assert_int_eq(dlt_child_cmd(&holder, "release", 5000), DLOCK_ELOST);
+    /* The old holder's release did not free the new holder's lock. */
+    ck_assert(!lock_is_free());
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    dlock_close(c);
+    dlt_child_stop(&holder, 0);
+}
+END_TEST
+
+/* Under dlock run: dlock is stopped past its TTL, another run takes the
+ * lock; on SIGCONT the first job gets SIGTERM and dlock exits 79. */
+START_TEST(stopped_dlock_terminates_its_job)
+{
+    char started[4300], term[4300], second[4300];
+    snprintf(started, sizeof started, "%s/started", dir);
+    snprintf(term, sizeof term, "%s/term", dir);
+    snprintf(second, sizeof second, "%s/second", dir);
+    char job[9000];
+    snprintf(job, sizeof job, "trap 'echo TERM > %s; exit 0' TERM; touch %s; i=0; while [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done",
+             term, started);
+    char *argv[] = {"dlock", "run", "-t", "1s", "-k", "5s", name, "--", "sh", "-c", job, NULL};
+    pid_t first = dlock_bg(argv);
+    ck_assert(wait_for_file(started, 5000));
+    kill(first, SIGSTOP);
+    dlt_sleep_ms(1500);
+    ck_assert_int_eq(sh("'%s' run %s -- touch %s", dlock_bin, name, second), 0);
+    ck_assert_int_eq(access(second, F_OK), 0);
+    int64_t cont = dlt_now_ms();
+    kill(first, SIGCONT);
+    ck_assert_int_eq(wait_exit(first), 79);
+    ck_assert_int_lt(dlt_now_ms() - cont, 3000);
+    ck_assert(file_has(term, "TERM"));
+}
+END_TEST
+
+/* A job that ignores SIGTERM gets SIGKILL after the grace period. */
+START_TEST(lost_lock_kills_stubborn_job)
+{
+    char started[4300], pidfile[4300];
+    snprintf(started, sizeof started, "%s/started", dir);
+    snprintf(pidfile, sizeof pidfile, "%s/pid", dir);
+    char job[9000];
+    snprintf(job, sizeof job, "trap '' TERM; echo $$ > %s; touch %s; i=0; while [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done",
+             pidfile, started);
+    char *argv[] = {"dlock", "run", "-t", "1s", "-k", "1s", name, "--", "sh", "-c", job, NULL};
+    pid_t first = dlock_bg(argv);
+    ck_assert(wait_for_file(started, 5000));
+    kill(first, SIGSTOP);
+    dlt_sleep_ms(1500);
+    ck_assert(lock_is_free());
+    int64_t cont = dlt_now_ms();
+    kill(first, SIGCONT);
+    ck_assert_int_eq(wait_exit(first), 79);
+    int64_t took = dlt_now_ms() - cont;
+    ck_assert_int_ge(took, 900);  /* SIGTERM was ignored; SIGKILL came after -k */
+    ck_assert_int_lt(took, 4000);
+    FILE *f = fopen(pidfile, "r");
+    ck_assert_ptr_nonnull(f);
+    int jobpid = 0;
+    ck_assert_int_eq(fscanf(f, "%d", &jobpid), 1);
+    fclose(f);
+    ck_assert_int_eq(kill(jobpid, 0), -1); /* gone */
+}
+END_TEST
+
+/* If dlock itself dies, its job is terminated (parent-death signal). */
+START_TEST(job_dies_with_dlock)
+{
+    char started[4300], pidfile[4300];
+    snprintf(started, sizeof started, "%s/started", dir);
+    snprintf(pidfile, sizeof pidfile, "%s/pid", dir);
+    char job[9000];
+    snprintf(job, sizeof job, "echo $$ > %s; touch %s; exec sleep 30", pidfile, started);
+    char *argv[] = {"dlock", "run", "-t", "30s", name, "--", "sh", "-c", job, NULL};
+    pid_t first = dlock_bg(argv);
+    ck_assert(wait_for_file(started, 5000));
+    FILE *f = fopen(pidfile, "r");
+    ck_assert_ptr_nonnull(f);
+    int jobpid = 0;
+    ck_assert_int_eq(fscanf(f, "%d", &jobpid), 1);
+    fclose(f);
+    kill(first, SIGKILL);
+    wait_exit(first);
+    int64_t start = dlt_now_ms();
+    while (kill(jobpid, 0) == 0 && dlt_now_ms() - start < 2000) {
+        /* a zombie still answers kill(0): look at its state */
+        char path[64], state = '?';
+        snprintf(path, sizeof path, "/proc/%d/stat", jobpid);
+        FILE *st = fopen(path, "r");
+        if (st) {
+            if (fscanf(st, "%*d %*s %c", &state) != 1)
+                state = '?';
+            fclose(st);
+        }
+        if (state == 'Z')
+            break;
+        dlt_sleep_ms(20);
+    }
+    ck_assert_int_lt(dlt_now_ms() - start, 2000);
+}
+END_TEST
+
+/* --- heartbeat and --min-hold -------------------------------------------------------- */
+
+START_TEST(heartbeat_keeps_long_job_locked)
+{
+    char *argv[] = {"dlock", "run", "-t", "900ms", name, "--", "sleep", "2.5", NULL};
+    pid_t first = dlock_bg(argv);
+    dlt_sleep_ms(2000); /* more than two TTLs into the job */
+    ck_assert(!lock_is_free());
+    ck_assert_int_eq(wait_exit(first), 0);
+    ck_assert(lock_is_free());
+}
+END_TEST
+
+START_TEST(min_hold_keeps_the_lock)
+{
+    int64_t start = dlt_now_ms();
+    char *argv[] = {"dlock", "run", "-m", "1500ms", "-t", "1s", name, "--", "true", NULL};
+    pid_t first = dlock_bg(argv);
+    dlt_sleep_ms(800);
+    ck_assert_int_eq(sh("'%s' run -q %s -- true", dlock_bin, name), 75);
+    ck_assert_int_eq(wait_exit(first), 0);
+    int64_t took = dlt_now_ms() - start;
+    ck_assert_int_ge(took, 1450);
+    ck_assert_int_lt(took, 4000);
+    ck_assert(lock_is_free());
+}
+END_TEST
+
+/* --- signals --------------------------------------------------------------------------- */
+
+static void forwarded(int sig, const char *signame)
+{
+    char started[4300], got[4300];
+    snprintf(started, sizeof started, "%s/started", dir);
+    snprintf(got, sizeof got, "%s/got", dir);
+    char job[9000];
+    snprintf(job, sizeof job, "trap 'echo %s > %s; exit 5' %s; touch %s; i=0; while [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done",
+             signame, got, signame, started);
+    char *argv[] = {"dlock", "run", name, "--", "sh", "-c", job, NULL};
+    pid_t pid = dlock_bg(argv);
+    ck_assert(wait_for_file(started, 5000));
+    kill(pid, sig);
+    ck_assert_int_eq(wait_exit(pid), 5);
+    ck_assert(file_has(got, signame));
+    ck_assert(lock_is_free());
+}
+
+START_TEST(forwards_sigint)
+{
+    forwarded(SIGINT, "INT");
+}
+END_TEST
+
+START_TEST(forwards_sigterm)
+{
+    forwarded(SIGTERM, "TERM");
+}
+END_TEST
+
+START_TEST(forwards_sighup)
+{
+    forwarded(SIGHUP, "HUP");
+}
+END_TEST
+
+START_TEST(job_killed_by_signal_gives_128_plus_n)
+{
+    ck_assert_int_eq(sh("'%s' run %s -- sh -c 'kill -TERM $$'", dlock_bin, name), 128 + SIGTERM);
+    char started[4300];
+    snprintf(started, sizeof started, "%s/started", dir);
+    char job[4400];
+    snprintf(job, sizeof job, "touch %s; exec sleep 30", started);
+    char *argv[] = {"dlock", "run", name, "--", "sh", "-c", job, NULL};
+    pid_t pid = dlock_bg(argv);
+    ck_assert(wait_for_file(started, 5000));
+    kill(pid, SIGTERM);
+    ck_assert_int_eq(wait_exit(pid), 128 + SIGTERM);
+    ck_assert(lock_is_free());
+}
+END_TEST
+
+/* A signal while waiting for a busy lock ends the wait; the job never starts. */
+START_TEST(signal_while_waiting)
+{
+    dlt_child holder;
+    ck_assert_int_eq(dlt_child_start(&holder, url, name, 30000, 0), 0);
+    ck_assert_int_eq(dlt_child_read(&holder, 10000), DLOCK_OK);
+    char ran[4300];
+    snprintf(ran, sizeof ran, "%s/ran", dir);
+    char *argv[] = {"dlock", "run", "-w", "forever", name, "--", "touch", ran, NULL};
+    pid_t pid = dlock_bg(argv);
+    dlt_sleep_ms(500);
+    int64_t start = dlt_now_ms();
+    kill(pid, SIGTERM);
+    ck_assert_int_eq(wait_exit(pid), 128 + SIGTERM);
+    ck_assert_int_lt(dlt_now_ms() - start, 2000);
+    ck_assert_int_ne(access(ran, F_OK), 0);
+    dlt_child_stop(&holder, 0);
+}
+END_TEST
+
+/* --- exit statuses and messages ------------------------------------------------------- */
+
+START_TEST(exit_statuses)
+{
+    ck_assert_int_eq(sh("'%s' run %s -- sh -c 'exit 3'", dlock_bin, name), 3);
+    ck_assert_int_eq(sh("'%s' run %s -- true", dlock_bin, name), 0);
+    ck_assert_int_eq(sh("'%s' run %s -- /nonexistent/command 2>/dev/null", dlock_bin, name), 127);
+    ck_assert_int_eq(sh("'%s' run %s -- /etc/passwd 2>/dev/null", dlock_bin, name), 126);
+    ck_assert_int_eq(sh("'%s' 2>/dev/null", dlock_bin), 64);
+    ck_assert_int_eq(sh("'%s' frobnicate 2>/dev/null", dlock_bin), 64);
+    ck_assert_int_eq(sh("'%s' run 2>/dev/null", dlock_bin), 64);
+    ck_assert_int_eq(sh("'%s' run %s 2>/dev/null", dlock_bin, name), 64);
+    ck_assert_int_eq(sh("'%s' run %s -- 2>/dev/null", dlock_bin, name), 64);
+    ck_assert_int_eq(sh("'%s' run -t 0 %s -- true 2>/dev/null", dlock_bin, name), 64);
+    ck_assert_int_eq(sh("'%s' run -t 10x %s -- true 2>/dev/null", dlock_bin, name), 64);
+    ck_assert_int_eq(sh("'%s' run -t 2147484s %s -- true 2>/dev/null", dlock_bin, name), 64);
+    ck_assert_int_eq(sh("'%s' run -w soon %s -- true 2>/dev/null", dlock_bin, name), 64);
+    ck_assert_int_eq(sh("'%s' run -E 300 %s -- true 2>/dev/null", dlock_bin, name), 64);
+    ck_assert_int_eq(sh("'%s' run --bogus %s -- true 2>/dev/null", dlock_bin, name), 64);
+    ck_assert_int_eq(sh("'%s' run -t 2>/dev/null", dlock_bin), 64);
+    ck_assert_int_eq(sh("'%s' run a b -- true 2>/dev/null", dlock_bin), 64);
+    ck_assert_int_eq(sh("'%s' run '' -- true 2>/dev/null", dlock_bin), 64);
+    ck_assert_int_eq(sh("'%s' run \"$(printf 'a\\377b')\" -- true 2>/dev/null", dlock_bin), 64);
+    ck_assert_int_eq(sh("'%s' run -u 'redis://x/0' %s -- true 2>/dev/null", dlock_bin, name), 64);
+    ck_assert_int_eq(sh("'%s' run -u 'nonsense' %s -- true 2>/dev/null", dlock_bin, name), 64);
+    ck_assert_int_eq(sh("'%s' run -u 'sqlite:///proc/no/such/dir/x.db' %s -- true 2>/dev/null", dlock_bin, name), 69);
+    ck_assert_int_eq(sh("'%s' status -u 'sqlite:///proc/no/such/dir/x.db' %s 2>/dev/null", dlock_bin, name), 69);
+    ck_assert_int_eq(sh("'%s' --version | grep -q '^dlock (libdlock) [0-9]*\\.[0-9]*\\.[0-9]*$'", dlock_bin), 0);
+    ck_assert_int_eq(sh("'%s' --help | grep -q 'dlock run'", dlock_bin), 0);
+    ck_assert_int_eq(sh("'%s' run --help | grep -q 'dlock run'", dlock_bin), 0);
+    /* Options may also come after NAME when '--' ends them; no '--' works too. */
+    ck_assert_int_eq(sh("'%s' run %s -t 5s -- sh -c 'exit 4'", dlock_bin, name), 4);
+    ck_assert_int_eq(sh("'%s' run %s sh -c 'exit 6'", dlock_bin, name), 6);
+}
+END_TEST
+
+START_TEST(busy_exit_and_conflict_code)
+{
+    dlt_child holder;
+    ck_assert_int_eq(dlt_child_start(&holder, url, name, 30000, 0), 0);
+    ck_assert_int_eq(dlt_child_read(&holder, 10000), DLOCK_OK);
+    char out[4300], ran[4300];
+    snprintf(out, sizeof out, "%s/stderr", dir);
+    snprintf(ran, sizeof ran, "%s/ran", dir);
+    ck_assert_int_eq(sh("'%s' run %s -- touch %s 2>%s", dlock_bin, name, ran, out), 75);
+    ck_assert(file_has(out, "busy"));
+    ck_assert(file_has(out, "pid="));
+    ck_assert_int_eq(sh("'%s' run -E 9 %s -- touch %s 2>/dev/null", dlock_bin, name, ran), 9);
+    ck_assert_int_eq(sh("'%s' run -q -E 0 %s -- touch %s 2>%s", dlock_bin, name, ran, out), 0);
+    ck_assert_int_eq(count_lines(out), 0);
+    ck_assert_int_ne(access(ran, F_OK), 0); /* the job never ran */
+    int64_t start = dlt_now_ms();
+    ck_assert_int_eq(sh("'%s' run -w 600ms %s -- touch %s 2>/dev/null", dlock_bin, name, ran), 75);
+    ck_assert_int_ge(dlt_now_ms() - start, 550);
+    ck_assert_int_eq(sh("'%s' status %s > %s", dlock_bin, name, out), 0);
+    ck_assert(file_has(out, "held by"));
+    dlt_child_stop(&holder, 0);
+    dlt_sleep_ms(50);
+}
+END_TEST
+
+START_TEST(status_free_and_held)
+{
+    char out[4300];
+    snprintf(out, sizeof out, "%s/out", dir);
+    ck_assert_int_eq(sh("'%s' status %s > %s", dlock_bin, name, out), 1);
+    ck_assert(file_has(out, "free"));
+    ck_assert_int_eq(sh("'%s' status 2>/dev/null", dlock_bin), 64);
+    ck_assert_int_eq(sh("'%s' status a b 2>/dev/null", dlock_bin), 64);
+}
+END_TEST
+
+/* No DLOCK_URL: the default is an owner-only SQLite file in the user's state folder. */
+START_TEST(default_url_for_a_user)
+{
+    char home[4300], db[4400];
+    snprintf(home, sizeof home, "%s/home", dir);
+    mkdir(home, 0755);
+    snprintf(db, sizeof db, "%s/.local/state/dlock/dlock.db", home);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (geteuid() == 0) {
+            struct passwd *nobody = getpwnam("nobody");
+            if (!nobody || chown(home, nobody->pw_uid, nobody->pw_gid) != 0 ||
+                setgid(nobody->pw_gid) != 0 || setuid(nobody->pw_uid) != 0)
+                _exit(98);
+        }
+        unsetenv("DLOCK_URL");
+        unsetenv("XDG_STATE_HOME");
+        setenv("HOME", home, 1);
+        execl(dlock_bin, "dlock", "run", name, "--", "true", (char *)NULL);
+        _exit(97);
+    }
+    ck_assert_int_eq(wait_exit(pid), 0);
+    struct stat st;
+    ck_assert_int_eq(stat(db, &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0600);
+    char state_dir[4400];
+    snprintf(state_dir, sizeof state_dir, "%s/.local/state/dlock", home);
+    ck_assert_int_eq(stat(state_dir, &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0700);
+}
+END_TEST
+
+/* SQLite database files are never reached through a symbolic link. */
+START_TEST(sqlite_refuses_symlinked_database)
+{
+    char target[4300], link_path[4300], link_url[4400];
+    snprintf(target, sizeof target, "%s/real.db", dir);
+    snprintf(link_path, sizeof link_path, "%s/link.db", dir);
+    snprintf(link_url, sizeof link_url, "sqlite://%s", link_path);
+    ck_assert_int_eq(symlink(target, link_path), 0);
+    dlock_client *c = NULL;
+    ck_assert_int_eq(dlock_open(link_url, &c), DLOCK_EINVAL);
+    ck_assert_ptr_nonnull(strstr(dlock_last_error(), "symbolic link"));
+    ck_assert_int_ne(access(target, F_OK), 0); /* nothing was written through it */
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("process");
+    TCase *t = tcase_create("exclusion");
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_test(t, concurrent_runs_exactly_one);
+    tcase_add_test(t, concurrent_waiters_serialize);
+    suite_add_tcase(s, t);
+    t = tcase_create("faults");
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_test(t, killed_holder_frees_after_ttl_not_before);
+    tcase_add_test(t, stopped_holder_loses_lock);
+    tcase_add_test(t, stopped_dlock_terminates_its_job);
+    tcase_add_test(t, lost_lock_kills_stubborn_job);
+    tcase_add_test(t, job_dies_with_dlock);
+    suite_add_tcase(s, t);
+    t = tcase_create("cli");
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_test(t, heartbeat_keeps_long_job_locked);
+    tcase_add_test(t, min_hold_keeps_the_lock);
+    tcase_add_test(t, forwards_sigint);
+    tcase_add_test(t, forwards_sigterm);
+    tcase_add_test(t, forwards_sighup);
+    tcase_add_test(t, job_killed_by_signal_gives_128_plus_n);
+    tcase_add_test(t, signal_while_waiting);
+    tcase_add_test(t, exit_statuses);
+    tcase_add_test(t, busy_exit_and_conflict_code);
+    tcase_add_test(t, status_free_and_held);
+    tcase_add_test(t, default_url_for_a_user);
+    tcase_add_test(t, sqlite_refuses_symlinked_database);
+    suite_add_tcase(s, t);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
