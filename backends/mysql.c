@@ -1,0 +1,1306 @@
+/*
+ * MySQL / MariaDB backend: a lock is GET_LOCK(name) held by this client's
+ * server session; the lease is the session's wait_timeout.
+ *
+ * Written to the plain MySQL C API so that it builds against MariaDB
+ * Connector/C and MySQL's libmysqlclient alike; the few calls that differ are
+ * guarded.  See docs/mysql.md for the guarantees and what breaks them.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "mysql.h" /* backends/mysql.h: this backend's testable parts */
+#include "internal.h"
+
+#include <mysql.h> /* the client library */
+#include <mysqld_error.h>
+#include <errmsg.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* my_bool went away in MySQL 8.0; MariaDB keeps it. */
+#if defined(MARIADB_PACKAGE_VERSION_ID) || defined(MARIADB_BASE_VERSION) || \
+    !defined(MYSQL_VERSION_ID) || MYSQL_VERSION_ID < 80001
+typedef my_bool mysql_flag;
+#else
+typedef bool mysql_flag;
+#endif
+
+#if defined(MARIADB_PACKAGE_VERSION_ID) || defined(MARIADB_BASE_VERSION)
+#define HAVE_MARIADB_CONNECTOR 1
+#endif
+
+/* Server errors that mean the session is gone (not only the statement). */
+#ifndef ER_CONNECTION_KILLED
+#define ER_CONNECTION_KILLED 1927 /* MariaDB: KILL of this connection */
+#endif
+#ifndef ER_CLIENT_INTERACTION_TIMEOUT
+#define ER_CLIENT_INTERACTION_TIMEOUT 4031 /* MySQL 8.0.24+: wait_timeout hit */
+#endif
+#ifndef ER_QUERY_INTERRUPTED
+#define ER_QUERY_INTERRUPTED 1317
+#endif
+
+/* "Wait forever" is a year per GET_LOCK call, repeated: a negative timeout
+ * means "forever" to MySQL but is an error (NULL) to MariaDB. */
+#define FOREVER_CHUNK_S 31536000.0
+
+/* TCP settings that bound how long a call can hang on a vanished server. */
+#define TCP_USER_TIMEOUT_MS 20000
+#define KEEPALIVE_IDLE_S 10
+#define KEEPALIVE_INTERVAL_S 5
+#define KEEPALIVE_COUNT 2
+
+#define DEFAULT_CONNECT_TIMEOUT_S 10
+/* How often a cancel repeats KILL QUERY while the wait goes on. */
+#define KILL_RETRY_NS 50000000L
+/* wait_timeout's upper bound on both servers (one year). */
+#define MAX_WAIT_TIMEOUT_S 31536000u
+
+/* ------------------------------------------------------------------------ */
+/* URL parsing                                                              */
+/* ------------------------------------------------------------------------ */
+
+static int url_error(struct dlock_mysql_url *out, int status, const char *what)
+{
+    dlock__mysql_url_free(out);
+    return dlock__error(status, "malformed mysql URL: %s", what);
+}
+
+static int ascii_lower(int c)
+{
+    return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
+}
+
+static int ascii_ieq(const char *a, size_t alen, const char *b)
+{
+    size_t blen = strlen(b);
+    if (alen != blen)
+        return 0;
+    for (size_t i = 0; i < alen; i++)
+        if (ascii_lower((unsigned char)a[i]) != ascii_lower((unsigned char)b[i]))
+            return 0;
+    return 1;
+}
+
+/* Option names compare case-insensitively, with '_' and '-' alike. */
+static int option_is(const char *key, size_t keylen, const char *name)
+{
+    size_t nlen = strlen(name);
+    if (keylen != nlen)
+        return 0;
+    for (size_t i = 0; i < keylen; i++) {
+        int k = ascii_lower((unsigned char)key[i]);
+        if (k == '_')
+            k = '-';
+        if (k != name[i])
+            return 0;
+    }
+    return 1;
+}
+
+static int parse_uint(const char *s, size_t len, unsigned long max, unsigned long *out)
+{
+    unsigned long v = 0;
+    if (len == 0 || len > 10)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (unsigned long)(s[i] - '0');
+    }
+    if (v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Decode src[0..len) into *slot (replacing what was there). */
+static int decode_into(char **slot, const char *src, size_t len)
+{
+    char *value = NULL;
+    int rc = dlock__percent_decode(src, len, &value);
+    if (rc != DLOCK_OK)
+        return rc;
+    free(*slot);
+    *slot = value;
+    return DLOCK_OK;
+}
+
+static int parse_ssl_mode(const char *v, size_t len, enum dlock_mysql_ssl_mode *out)
+{
+    static const struct {
+        const char *name;
+        enum dlock_mysql_ssl_mode mode;
+    } modes[] = {
+        {"disabled", DLOCK_MYSQL_SSL_DISABLED},
+        {"preferred", DLOCK_MYSQL_SSL_PREFERRED},
+        {"required", DLOCK_MYSQL_SSL_REQUIRED},
+        {"verify_ca", DLOCK_MYSQL_SSL_VERIFY_CA},
+        {"verify-ca", DLOCK_MYSQL_SSL_VERIFY_CA},
+        {"verify_identity", DLOCK_MYSQL_SSL_VERIFY_IDENTITY},
+        {"verify-identity", DLOCK_MYSQL_SSL_VERIFY_IDENTITY},
+    };
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        if (ascii_ieq(v, len, modes[i].name)) {
+            *out = modes[i].mode;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int parse_query(const char *q, struct dlock_mysql_url *out)
+{
+    while (*q) {
+        const char *end = strchr(q, '&');
+        size_t len = end ? (size_t)(end - q) : strlen(q);
+        if (len == 0) { /* tolerate "a=1&&b=2" and a trailing '&' */
+            q += end ? 1 : 0;
+            if (!end)
+                break;
+            continue;
+        }
+        const char *eq = memchr(q, '=', len);
+        if (!eq)
+            return url_error(out, DLOCK_EINVAL, "query option without '='");
+        size_t keylen = (size_t)(eq - q);
+        const char *val = eq + 1;
+        size_t vlen = len - keylen - 1;
+        int rc = DLOCK_OK;
+        if (option_is(q, keylen, "socket")) {
+            rc = decode_into(&out->socket, val, vlen);
+            if (rc == DLOCK_OK && out->socket[0] == '\0')
+                return url_error(out, DLOCK_EINVAL, "empty socket path");
+        } else if (option_is(q, keylen, "ssl-mode") || option_is(q, keylen, "sslmode")) {
+            char *mode = NULL;
+            rc = dlock__percent_decode(val, vlen, &mode);
+            if (rc == DLOCK_OK) {
+                int bad = parse_ssl_mode(mode, strlen(mode), &out->ssl_mode);
+                free(mode);
+                if (bad)
+                    return url_error(out, DLOCK_EINVAL,
+                                     "ssl-mode must be DISABLED, PREFERRED, REQUIRED, "
+                                     "VERIFY_CA or VERIFY_IDENTITY");
+            }
+        } else if (option_is(q, keylen, "ssl-ca")) {
+            rc = decode_into(&out->ssl_ca, val, vlen);
+        } else if (option_is(q, keylen, "ssl-capath")) {
+            rc = decode_into(&out->ssl_capath, val, vlen);
+        } else if (option_is(q, keylen, "ssl-cert")) {
+            rc = decode_into(&out->ssl_cert, val, vlen);
+        } else if (option_is(q, keylen, "ssl-key")) {
+            rc = decode_into(&out->ssl_key, val, vlen);
+        } else if (option_is(q, keylen, "connect-timeout")) {
+            unsigned long secs;
+            if (parse_uint(val, vlen, 3600, &secs) || secs == 0)
+                return url_error(out, DLOCK_EINVAL,
+                                 "connect-timeout must be whole seconds from 1 to 3600");
+            out->connect_timeout_s = (unsigned int)secs;
+        } else {
+            char key[40];
+            size_t shown = keylen < sizeof key - 1 ? keylen : sizeof key - 1;
+            memcpy(key, q, shown);
+            key[shown] = '\0';
+            /* Never echo what could be the password typed in the wrong place. */
+            if (out->password && out->password[0] &&
+                (strstr(key, out->password) || strstr(out->password, key)))
+                snprintf(key, sizeof key, "(not shown)");
+            dlock__mysql_url_free(out);
+            return dlock__error(DLOCK_EINVAL,
+                                "malformed mysql URL: unknown option '%s' (known: socket, "
+                                "ssl-mode, ssl-ca, ssl-capath, ssl-cert, ssl-key, "
+                                "connect-timeout)",
+                                key);
+        }
+        if (rc != DLOCK_OK) {
+            dlock__mysql_url_free(out);
+            return rc == DLOCK_ENOMEM ? dlock__error(rc, "out of memory")
+                                      : dlock__error(rc, "malformed mysql URL: bad "
+                                                         "percent-escape in an option");
+        }
+        if (!end)
+            break;
+        q = end + 1;
+    }
+    return DLOCK_OK;
+}
+
+int dlock__mysql_parse_url(const char *url, struct dlock_mysql_url *out)
+{
+    if (!out)
+        return dlock__error(DLOCK_EINVAL, "malformed mysql URL: no output");
+    memset(out, 0, sizeof *out);
+    if (!url)
+        return dlock__error(DLOCK_EINVAL, "malformed mysql URL: NULL");
+
+    const char *sep = strstr(url, "://");
+    if (!sep || !(ascii_ieq(url, (size_t)(sep - url), "mysql") ||
+                  ascii_ieq(url, (size_t)(sep - url), "mariadb")))
+        return url_error(out, DLOCK_EINVAL, "expected mysql:// or mariadb://");
+    const char *rest = sep + 3;
+    if (strchr(rest, '#'))
+        return url_error(out, DLOCK_EINVAL, "a fragment ('#') has no meaning here");
+    for (const char *p = rest; *p; p++)
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f)
+            return url_error(out, DLOCK_EINVAL, "spaces and control characters must be "
+                                                "percent-encoded");
+
+    size_t authority_len = strcspn(rest, "/?");
+    const char *authority = rest;
+    const char *after = rest + authority_len;
+
+    /* userinfo: up to the last '@' (an '@' in the password should be %40,
+     * but a user who forgot is still understood). */
+    const char *at = NULL;
+    for (const char *p = authority; p < authority + authority_len; p++)
+        if (*p == '@')
+            at = p;
+    const char *hostport = authority;
+    size_t hostport_len = authority_len;
+    if (at) {
+        const char *colon = memchr(authority, ':', (size_t)(at - authority));
+        size_t user_len = colon ? (size_t)(colon - authority) : (size_t)(at - authority);
+        int rc = DLOCK_OK;
+        if (user_len > 0)
+            rc = decode_into(&out->user, authority, user_len);
+        if (rc == DLOCK_OK && colon)
+            rc = decode_into(&out->password, colon + 1, (size_t)(at - colon - 1));
+        if (rc != DLOCK_OK)
+            return rc == DLOCK_ENOMEM
+                       ? (dlock__mysql_url_free(out), dlock__error(rc, "out of memory"))
+                       : url_error(out, DLOCK_EINVAL, "bad percent-escape in the user or password");
+        hostport = at + 1;
+        hostport_len = (size_t)(authority + authority_len - hostport);
+    }
+
+    const char *host = hostport;
+    size_t host_len;
+    const char *port_text = NULL;
+    size_t port_len = 0;
+    if (hostport_len > 0 && hostport[0] == '[') {
+        const char *close = memchr(hostport, ']', hostport_len);
+        if (!close)
+            return url_error(out, DLOCK_EINVAL, "unterminated '[' in the host");
+        host = hostport + 1;
+        host_len = (size_t)(close - host);
+        if (host_len == 0)
+            return url_error(out, DLOCK_EINVAL, "empty IPv6 address");
+        const char *tail = close + 1;
+        size_t tail_len = (size_t)(hostport + hostport_len - tail);
+        if (tail_len > 0) {
+            if (tail[0] != ':')
+                return url_error(out, DLOCK_EINVAL, "junk after ']' in the host");
+            port_text = tail + 1;
+            port_len = tail_len - 1;
+        }
+    } else {
+        const char *colon = memchr(hostport, ':', hostport_len);
+        host_len = colon ? (size_t)(colon - hostport) : hostport_len;
+        if (colon) {
+            port_text = colon + 1;
+            port_len = (size_t)(hostport + hostport_len - port_text);
+        }
+    }
+    if (port_text) {
+        unsigned long port;
+        if (parse_uint(port_text, port_len, 65535, &port) || port == 0)
+            return url_error(out, DLOCK_EINVAL, "the port must be a number from 1 to 65535");
+        out->port = (unsigned int)port;
+    }
+    if (host_len > 0) {
+        int rc = decode_into(&out->host, host, host_len);
+        if (rc != DLOCK_OK)
+            return rc == DLOCK_ENOMEM
+                       ? (dlock__mysql_url_free(out), dlock__error(rc, "out of memory"))
+                       : url_error(out, DLOCK_EINVAL, "bad percent-escape in the host");
+    }
+
+    if (*after == '/') {
+        const char *db = after + 1;
+        size_t db_len = strcspn(db, "?");
+        if (memchr(db, '/', db_len))
+            return url_error(out, DLOCK_EINVAL, "the path must be a single database name");
+        if (db_len > 0) {
+            int rc = decode_into(&out->database, db, db_len);
+            if (rc != DLOCK_OK)
+                return rc == DLOCK_ENOMEM
+                           ? (dlock__mysql_url_free(out), dlock__error(rc, "out of memory"))
+                           : url_error(out, DLOCK_EINVAL, "bad percent-escape in the database");
+        }
+        after = db + db_len;
+    }
+    if (*after == '?') {
+        int rc = parse_query(after + 1, out);
+        if (rc != DLOCK_OK)
+            return rc; /* out already freed, error text set */
+    }
+    if (!out->host && !out->socket)
+        return url_error(out, DLOCK_EINVAL, "no host (give one, or ?socket=/path)");
+    if (out->host && out->socket && strcmp(out->host, "localhost") != 0)
+        return url_error(out, DLOCK_EINVAL, "?socket= goes with host 'localhost' or no host");
+    return DLOCK_OK;
+}
+
+void dlock__mysql_url_free(struct dlock_mysql_url *url)
+{
+    if (!url)
+        return;
+    char **fields[] = {&url->user, &url->password, &url->host, &url->database,
+                       &url->socket, &url->ssl_ca, &url->ssl_capath, &url->ssl_cert,
+                       &url->ssl_key};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        if (*fields[i] && fields[i] == &url->password)
+            memset(*fields[i], 0, strlen(*fields[i])); /* scrub the secret */
+        free(*fields[i]);
+        *fields[i] = NULL;
+    }
+    memset(url, 0, sizeof *url);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Lock names                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* Bytes that every server compares exactly and never folds: MySQL lowers
+ * case and ignores accents, MariaDB compares bytes; both are safe here. */
+static int verbatim_byte(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+           c == '.' || c == ':' || c == '/';
+}
+
+int dlock__mysql_lock_name(const char *name, char *out, size_t outlen)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (!name || !out || outlen < DLOCK_MYSQL_LOCK_NAME_MAX + 1)
+        return -1;
+    size_t len = strlen(name);
+    int verbatim = len >= 1 && len <= DLOCK_MYSQL_LOCK_NAME_MAX;
+    for (size_t i = 0; verbatim && i < len; i++)
+        verbatim = verbatim_byte((unsigned char)name[i]);
+    if (verbatim) {
+        memcpy(out, name, len + 1);
+        return (int)len;
+    }
+    unsigned char digest[32];
+    dlock__mysql_sha256(name, len, digest);
+    size_t prefix_len = strlen(DLOCK_MYSQL_DIGEST_PREFIX);
+    memcpy(out, DLOCK_MYSQL_DIGEST_PREFIX, prefix_len);
+    size_t hex_digits = DLOCK_MYSQL_LOCK_NAME_MAX - prefix_len; /* 58 */
+    for (size_t i = 0; i < hex_digits; i++) {
+        unsigned char byte = digest[i / 2];
+        out[prefix_len + i] = hex[(i % 2) ? (byte & 0xf) : (byte >> 4)];
+    }
+    out[DLOCK_MYSQL_LOCK_NAME_MAX] = '\0';
+    return DLOCK_MYSQL_LOCK_NAME_MAX;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Connections                                                              */
+/* ------------------------------------------------------------------------ */
+
+struct mysql_lock {
+    struct mysql_lock *prev, *next; /* in conn->locks while the session lives */
+    unsigned long generation;       /* the session it was taken on */
+    uint32_t ttl_s;                 /* its lease, whole seconds rounded up */
+    char server_name[DLOCK_MYSQL_LOCK_NAME_MAX + 1];
+};
+
+struct mysql_conn {
+    struct dlock_mysql_url url;
+    MYSQL *db;                  /* NULL while disconnected */
+    unsigned long generation;   /* bumped by every successful connect */
+    unsigned long connection_id;
+    int is_mariadb;
+    unsigned int wait_timeout_s; /* the session's wait_timeout now */
+    MYSQL_STMT *stmt_get_lock;
+    MYSQL_STMT *stmt_is_ours;
+    MYSQL_STMT *stmt_release;
+    MYSQL_STMT *stmt_holder;
+    struct mysql_lock *locks;    /* held on the current session */
+
+    /* Cancellation.  cancel_db is a second connection that sends
+     * KILL QUERY; only one thread uses it at a time: the acquiring thread
+     * while no wait is in progress, a kill thread while kill_in_flight. */
+    pthread_mutex_t cancel_mu;
+    pthread_cond_t cancel_cv;
+    MYSQL *cancel_db;
+    unsigned long waiting_id; /* connection id of a GET_LOCK now waiting, or 0 */
+    int acquiring;            /* an acquire call is in progress */
+    int cancel_requested;     /* dlock_cancel() was called during it */
+    int kill_in_flight;
+};
+
+static pthread_once_t library_once = PTHREAD_ONCE_INIT;
+static int library_ok;
+
+static void library_init(void)
+{
+    library_ok = mysql_library_init(0, NULL, NULL) == 0;
+}
+
+static int connection_lost_errno(unsigned int err)
+{
+    switch (err) {
+    case ER_CONNECTION_KILLED:
+    case ER_SERVER_SHUTDOWN:
+    case ER_CLIENT_INTERACTION_TIMEOUT:
+    case ER_NET_READ_ERROR:
+    case ER_NET_READ_INTERRUPTED:
+    case ER_NET_ERROR_ON_WRITE:
+    case ER_NET_WRITE_INTERRUPTED:
+    case ER_ABORTING_CONNECTION:
+    case ER_NEW_ABORTING_CONNECTION:
+        return 1;
+    default:
+        /* Client-side errors (2000..2999) leave the connection in a state we
+         * cannot trust: treat all of them as a lost session. */
+        return err >= CR_MIN_ERROR && err <= CR_MAX_ERROR;
+    }
+}
+
+static void set_socket_options(MYSQL *db)
+{
+    int fd = (int)mysql_get_socket(db);
+    if (fd < 0)
+        return;
+    /* A child that execs must not keep the session (and its locks) alive. */
+    int flags = fcntl(fd, F_GETFD);
+    if (flags >= 0)
+        fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+    struct sockaddr_storage addr;
+    socklen_t addrlen = sizeof addr;
+    if (getsockname(fd, (struct sockaddr *)&addr, &addrlen) != 0 ||
+        (addr.ss_family != AF_INET && addr.ss_family != AF_INET6))
+        return;
+    int on = 1;
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+#ifdef TCP_KEEPIDLE
+    int idle = KEEPALIVE_IDLE_S, interval = KEEPALIVE_INTERVAL_S, count = KEEPALIVE_COUNT;
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
+#endif
+#ifdef TCP_USER_TIMEOUT
+    unsigned int user_timeout = TCP_USER_TIMEOUT_MS;
+    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof user_timeout);
+#endif
+}
+
+static void apply_ssl_options(MYSQL *db, const struct dlock_mysql_url *url)
+{
+    if (url->ssl_ca)
+        mysql_options(db, MYSQL_OPT_SSL_CA, url->ssl_ca);
+    if (url->ssl_capath)
+        mysql_options(db, MYSQL_OPT_SSL_CAPATH, url->ssl_capath);
+    if (url->ssl_cert)
+        mysql_options(db, MYSQL_OPT_SSL_CERT, url->ssl_cert);
+    if (url->ssl_key)
+        mysql_options(db, MYSQL_OPT_SSL_KEY, url->ssl_key);
+    if (url->ssl_mode == DLOCK_MYSQL_SSL_DEFAULT)
+        return;
+#ifdef HAVE_MARIADB_CONNECTOR
+    /* Connector/C has no ssl-mode: ENFORCE asks for TLS, VERIFY_SERVER_CERT
+     * checks the chain and the host name together.  REQUIRED and stronger are
+     * also checked after connecting (see open_handle). */
+    mysql_flag enforce = url->ssl_mode >= DLOCK_MYSQL_SSL_PREFERRED;
+    mysql_flag verify = url->ssl_mode >= DLOCK_MYSQL_SSL_VERIFY_CA;
+    mysql_options(db, MYSQL_OPT_SSL_ENFORCE, &enforce);
+    mysql_options(db, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify);
+#elif defined(MYSQL_VERSION_ID) && MYSQL_VERSION_ID >= 50711
+    unsigned int mode = SSL_MODE_PREFERRED;
+    switch (url->ssl_mode) {
+    case DLOCK_MYSQL_SSL_DISABLED: mode = SSL_MODE_DISABLED; break;
+    case DLOCK_MYSQL_SSL_REQUIRED: mode = SSL_MODE_REQUIRED; break;
+    case DLOCK_MYSQL_SSL_VERIFY_CA: mode = SSL_MODE_VERIFY_CA; break;
+    case DLOCK_MYSQL_SSL_VERIFY_IDENTITY: mode = SSL_MODE_VERIFY_IDENTITY; break;
+    default: break;
+    }
+    mysql_options(db, MYSQL_OPT_SSL_MODE, &mode);
+#endif
+}
+
+static const char *endpoint_text(const struct dlock_mysql_url *url, char *buf, size_t len)
+{
+    if (url->socket)
+        snprintf(buf, len, "socket %s", url->socket);
+    else if (url->port)
+        snprintf(buf, len, "%s:%u", url->host, url->port);
+    else
+        snprintf(buf, len, "%s", url->host);
+    return buf;
+}
+
+/* Open one connection as the URL says.  On failure sets the error text. */
+static int open_handle(const struct dlock_mysql_url *url, MYSQL **out)
+{
+    char where[300];
+    *out = NULL;
+    pthread_once(&library_once, library_init);
+    if (!library_ok)
+        return dlock__error(DLOCK_EBACKEND, "mysql: the client library failed to initialize");
+    MYSQL *db = mysql_init(NULL);
+    if (!db)
+        return dlock__error(DLOCK_ENOMEM, "mysql: out of memory");
+
+    unsigned int connect_timeout = url->connect_timeout_s ? url->connect_timeout_s
+                                                          : DEFAULT_CONNECT_TIMEOUT_S;
+    mysql_options(db, MYSQL_OPT_CONNECT_TIMEOUT, &connect_timeout);
+    /* An automatic reconnect would silently drop every lock of the session
+     * and carry on: never.  (Off by default; MySQL >= 8.0.34 warns when the
+     * option is touched at all.) */
+#if defined(HAVE_MARIADB_CONNECTOR) || !defined(MYSQL_VERSION_ID) || MYSQL_VERSION_ID < 80034
+    mysql_flag reconnect = 0;
+    mysql_options(db, MYSQL_OPT_RECONNECT, &reconnect);
+#endif
+    mysql_options(db, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+    if (url->socket) {
+        unsigned int protocol = MYSQL_PROTOCOL_SOCKET;
+        mysql_options(db, MYSQL_OPT_PROTOCOL, &protocol);
+    } else if (strcmp(url->host, "localhost") != 0) {
+        unsigned int protocol = MYSQL_PROTOCOL_TCP;
+        mysql_options(db, MYSQL_OPT_PROTOCOL, &protocol);
+    }
+    apply_ssl_options(db, url);
+
+    if (!mysql_real_connect(db, url->host ? url->host : "localhost", url->user, url->password,
+                            url->database, url->port, url->socket, 0)) {
+        unsigned int err = mysql_errno(db);
+        int status = err == CR_OUT_OF_MEMORY ? DLOCK_ENOMEM
+                     : (err >= CR_MIN_ERROR && err <= CR_MAX_ERROR) ? DLOCK_ECONN
+                                                                    : DLOCK_EBACKEND;
+        dlock__error(status, "mysql: cannot connect to %s: %s",
+                     endpoint_text(url, where, sizeof where), mysql_error(db));
+        mysql_close(db);
+        return status;
+    }
+    set_socket_options(db);
+    if (url->ssl_mode >= DLOCK_MYSQL_SSL_REQUIRED && !mysql_get_ssl_cipher(db)) {
+        mysql_close(db);
+        return dlock__error(DLOCK_ECONN,
+                            "mysql: %s did not agree to TLS, which ssl-mode requires",
+                            endpoint_text(url, where, sizeof where));
+    }
+    *out = db;
+    return DLOCK_OK;
+}
+
+static void close_statements(struct mysql_conn *c)
+{
+    MYSQL_STMT **stmts[] = {&c->stmt_get_lock, &c->stmt_is_ours, &c->stmt_release,
+                            &c->stmt_holder};
+    for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++) {
+        if (*stmts[i])
+            mysql_stmt_close(*stmts[i]);
+        *stmts[i] = NULL;
+    }
+}
+
+/* The session is gone: every lock on it is lost.  The next call reconnects. */
+static void drop_session(struct mysql_conn *c)
+{
+    close_statements(c);
+    if (c->db)
+        mysql_close(c->db);
+    c->db = NULL;
+    /* The locks keep their generation, which will never match again. */
+    while (c->locks) {
+        struct mysql_lock *l = c->locks;
+        c->locks = l->next;
+        l->prev = l->next = NULL;
+    }
+}
+
+static int parse_version(const char *text, int *major, int *minor, int *patch)
+{
+    *major = *minor = *patch = 0;
+    return sscanf(text, "%d.%d.%d", major, minor, patch) >= 2 ? 0 : -1;
+}
+
+/* Connect a new session if there is none.  *fresh says whether it did. */
+static int ensure_session(struct mysql_conn *c, int *fresh)
+{
+    if (fresh)
+        *fresh = 0;
+    if (c->db)
+        return DLOCK_OK;
+    MYSQL *db;
+    int rc = open_handle(&c->url, &db);
+    if (rc != DLOCK_OK)
+        return rc;
+    /* One round trip: who we are, what we talk to, the idle limit in force. */
+    if (mysql_query(db, "SELECT VERSION(), CONNECTION_ID(), @@session.wait_timeout") != 0) {
+        unsigned int err = mysql_errno(db);
+        rc = dlock__error(connection_lost_errno(err) ? DLOCK_ECONN : DLOCK_EBACKEND,
+                          "mysql: first query failed: %s", mysql_error(db));
+        mysql_close(db);
+        return rc;
+    }
+    MYSQL_RES *res = mysql_store_result(db);
+    MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
+    if (!row || !row[0] || !row[1] || !row[2]) {
+        if (res)
+            mysql_free_result(res);
+        mysql_close(db);
+        return dlock__error(DLOCK_EBACKEND, "mysql: unexpected answer to the first query");
+    }
+    int major, minor, patch;
+    int is_mariadb = strstr(row[0], "MariaDB") != NULL;
+    int known = parse_version(row[0], &major, &minor, &patch) == 0;
+    long version = (long)major * 10000 + minor * 100 + patch;
+    if (!known || (is_mariadb && version < 100300) || (!is_mariadb && version < 50705)) {
+        char shown[64];
+        dlock__copy_text(shown, sizeof shown, row[0]);
+        mysql_free_result(res);
+        mysql_close(db);
+        return dlock__error(DLOCK_ENOTSUP,
+                            "mysql: server version %s is not supported: MySQL >= 5.7.5 or "
+                            "MariaDB >= 10.3 is needed (older MySQL silently releases a "
+                            "held lock on the next GET_LOCK)",
+                            shown);
+    }
+    c->db = db;
+    c->is_mariadb = is_mariadb;
+    c->connection_id = strtoul(row[1], NULL, 10);
+    c->wait_timeout_s = (unsigned int)strtoul(row[2], NULL, 10);
+    mysql_free_result(res);
+    c->generation++;
+    if (fresh)
+        *fresh = 1;
+    return DLOCK_OK;
+}
+
+/* Report a failed call on the session.  A lost session is dropped and
+ * reported as `lost_status` (DLOCK_ECONN, or DLOCK_ELOST for a held lock). */
+static int session_error(struct mysql_conn *c, unsigned int err, const char *text,
+                         const char *doing, int lost_status)
+{
+    if (connection_lost_errno(err)) {
+        int status = err == CR_OUT_OF_MEMORY ? DLOCK_ENOMEM : lost_status;
+        dlock__error(status, "mysql: connection lost while %s: %s", doing, text);
+        drop_session(c);
+        return status;
+    }
+    return dlock__error(DLOCK_EBACKEND, "mysql: %s failed: %s", doing, text);
+}
+
+/* Run a prepared statement with one string parameter (and an optional
+ * double), fetching one nullable integer.  *value_null is set when NULL. */
+struct statement_error {
+    unsigned int code; /* mysql errno, 0 for "no row" */
+    char text[256];
+};
+
+static int run_int_statement(struct mysql_conn *c, MYSQL_STMT **slot, const char *sql,
+                             const char *name, const double *number, long long *value,
+                             int *value_null, struct statement_error *error)
+{
+    error->code = 0;
+    error->text[0] = '\0';
+    if (!*slot) {
+        MYSQL_STMT *stmt = mysql_stmt_init(c->db);
+        if (!stmt) {
+            error->code = CR_OUT_OF_MEMORY;
+            dlock__copy_text(error->text, sizeof error->text, "out of memory");
+            return -1;
+        }
+        if (mysql_stmt_prepare(stmt, sql, (unsigned long)strlen(sql)) != 0) {
+            error->code = mysql_stmt_errno(stmt);
+            dlock__copy_text(error->text, sizeof error->text, mysql_stmt_error(stmt));
+            mysql_stmt_close(stmt);
+            return -1;
+        }
+        *slot = stmt;
+    }
+    MYSQL_STMT *stmt = *slot;
+    MYSQL_BIND params[2];
+    memset(params, 0, sizeof params);
+    unsigned long name_len = (unsigned long)strlen(name);
+    params[0].buffer_type = MYSQL_TYPE_STRING;
+    params[0].buffer = (void *)name;
+    params[0].buffer_length = name_len;
+    params[0].length = &name_len;
+    double number_copy = number ? *number : 0.0;
+    if (number) {
+        params[1].buffer_type = MYSQL_TYPE_DOUBLE;
+        params[1].buffer = &number_copy;
+    }
+    mysql_flag is_null = 0;
+    MYSQL_BIND result;
+    memset(&result, 0, sizeof result);
+    result.buffer_type = MYSQL_TYPE_LONGLONG;
+    result.buffer = value;
+    result.is_null = &is_null;
+    *value = 0;
+    int fetch = 1;
+    if (mysql_stmt_bind_param(stmt, params) != 0 || mysql_stmt_execute(stmt) != 0 ||
+        mysql_stmt_bind_result(stmt, &result) != 0 ||
+        (fetch = mysql_stmt_fetch(stmt)) == 1) {
+        error->code = mysql_stmt_errno(stmt);
+        dlock__copy_text(error->text, sizeof error->text, mysql_stmt_error(stmt));
+        if (error->code == 0) {
+            error->code = CR_UNKNOWN_ERROR;
+            dlock__copy_text(error->text, sizeof error->text, "unknown client error");
+        }
+        mysql_stmt_free_result(stmt);
+        return -1;
+    }
+    mysql_stmt_free_result(stmt);
+    if (fetch == MYSQL_NO_DATA) {
+        dlock__copy_text(error->text, sizeof error->text, "no row returned");
+        return -1;
+    }
+    *value_null = is_null != 0;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The session lease: wait_timeout = the smallest TTL held on the session    */
+/* ------------------------------------------------------------------------ */
+
+static uint32_t ttl_seconds(uint32_t ttl_ms)
+{
+    uint32_t s = ttl_ms / 1000 + (ttl_ms % 1000 ? 1 : 0);
+    return s == 0 ? 1 : s;
+}
+
+/* Smallest TTL of the locks on the session, `extra` included (0: none). */
+static unsigned int lease_needed(const struct mysql_conn *c, const struct mysql_lock *skip,
+                                 uint32_t extra)
+{
+    unsigned int needed = extra;
+    for (const struct mysql_lock *l = c->locks; l; l = l->next) {
+        if (l == skip)
+            continue;
+        if (needed == 0 || l->ttl_s < needed)
+            needed = l->ttl_s;
+    }
+    return needed > MAX_WAIT_TIMEOUT_S ? MAX_WAIT_TIMEOUT_S : needed;
+}
+
+/* Make the session's wait_timeout `seconds` (one round trip, only when it
+ * changes).  0 means "no lock needs anything": leave it. */
+static int set_lease(struct mysql_conn *c, unsigned int seconds, int lost_status)
+{
+    if (seconds == 0 || seconds == c->wait_timeout_s)
+        return DLOCK_OK;
+    char sql[64];
+    snprintf(sql, sizeof sql, "SET SESSION wait_timeout = %u", seconds);
+    if (mysql_query(c->db, sql) != 0)
+        return session_error(c, mysql_errno(c->db), mysql_error(c->db),
+                             "setting wait_timeout", lost_status);
+    c->wait_timeout_s = seconds;
+    return DLOCK_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Cancellation: KILL QUERY from a second connection, in a detached thread   */
+/* ------------------------------------------------------------------------ */
+
+static void *kill_thread_main(void *arg)
+{
+    struct mysql_conn *c = arg;
+    mysql_thread_init();
+    pthread_mutex_lock(&c->cancel_mu);
+    unsigned long target = c->waiting_id;
+    MYSQL *db = c->cancel_db;
+    c->cancel_db = NULL; /* ours until kill_in_flight is cleared */
+    /* KILL QUERY may overtake the GET_LOCK it is meant for (then it finds an
+     * idle session and does nothing): repeat it until the wait is over. */
+    while (target && c->waiting_id == target) {
+        pthread_mutex_unlock(&c->cancel_mu);
+        char sql[64];
+        snprintf(sql, sizeof sql, "KILL QUERY %lu", target);
+        for (int attempt = 0; attempt < 2; attempt++) {
+            if (!db && open_handle(&c->url, &db) != DLOCK_OK) {
+                db = NULL;
+                break;
+            }
+            if (mysql_query(db, sql) == 0)
+                break;
+            /* A stale cancel connection (server restarted): reopen once. */
+            mysql_close(db);
+            db = NULL;
+        }
+        pthread_mutex_lock(&c->cancel_mu);
+        if (c->waiting_id != target)
+            break;
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += KILL_RETRY_NS;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&c->cancel_cv, &c->cancel_mu, &until);
+    }
+    if (c->cancel_db) /* cannot happen, but never leak */
+        mysql_close(c->cancel_db);
+    c->cancel_db = db;
+    c->kill_in_flight = 0;
+    pthread_cond_broadcast(&c->cancel_cv);
+    pthread_mutex_unlock(&c->cancel_mu);
+    mysql_thread_end();
+    return NULL;
+}
+
+static void mysql_cancel(void *conn)
+{
+    struct mysql_conn *c = conn;
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->cancel_mu);
+    /* Before the wait has started, the request is only noted: begin_wait()
+     * sees it and the GET_LOCK is never sent. */
+    if (c->acquiring)
+        c->cancel_requested = 1;
+    if (c->waiting_id) {
+        if (!c->kill_in_flight) {
+            pthread_attr_t attr;
+            pthread_t thread;
+            c->kill_in_flight = 1;
+            if (pthread_attr_init(&attr) == 0) {
+                pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+                if (pthread_create(&thread, &attr, kill_thread_main, c) != 0)
+                    c->kill_in_flight = 0;
+                pthread_attr_destroy(&attr);
+            } else {
+                c->kill_in_flight = 0;
+            }
+        }
+    }
+    pthread_mutex_unlock(&c->cancel_mu);
+}
+
+static void acquiring(struct mysql_conn *c, int active)
+{
+    pthread_mutex_lock(&c->cancel_mu);
+    c->acquiring = active;
+    c->cancel_requested = 0;
+    pthread_mutex_unlock(&c->cancel_mu);
+}
+
+/* Before a wait: make sure a cancel connection is ready (best effort; the
+ * kill thread opens one itself when this failed), and publish the wait.
+ * Returns 1 when a cancel came first: then there must be no wait. */
+static int begin_wait(struct mysql_conn *c)
+{
+    pthread_mutex_lock(&c->cancel_mu);
+    while (c->kill_in_flight)
+        pthread_cond_wait(&c->cancel_cv, &c->cancel_mu);
+    MYSQL *cancel_db = c->cancel_db;
+    pthread_mutex_unlock(&c->cancel_mu);
+    if (!cancel_db && open_handle(&c->url, &cancel_db) != DLOCK_OK) {
+        cancel_db = NULL; /* the kill thread will try again if it must */
+        dlock__clear_error();
+    }
+    pthread_mutex_lock(&c->cancel_mu);
+    if (!c->cancel_db)
+        c->cancel_db = cancel_db;
+    else if (cancel_db && cancel_db != c->cancel_db)
+        mysql_close(cancel_db);
+    int canceled = c->cancel_requested;
+    if (!canceled)
+        c->waiting_id = c->connection_id;
+    pthread_mutex_unlock(&c->cancel_mu);
+    return canceled;
+}
+
+/* After a wait: no KILL may still be on its way.  Returns whether a cancel
+ * was asked for during the wait. */
+static int end_wait(struct mysql_conn *c)
+{
+    pthread_mutex_lock(&c->cancel_mu);
+    c->waiting_id = 0;
+    pthread_cond_broadcast(&c->cancel_cv); /* a kill thread may be pausing */
+    while (c->kill_in_flight)
+        pthread_cond_wait(&c->cancel_cv, &c->cancel_mu);
+    int canceled = c->cancel_requested;
+    pthread_mutex_unlock(&c->cancel_mu);
+    return canceled;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The vtable                                                               */
+/* ------------------------------------------------------------------------ */
+
+static void mysql_disconnect(void *conn);
+
+static int mysql_connect(const char *url, void **conn_out)
+{
+    struct mysql_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return dlock__error(DLOCK_ENOMEM, "out of memory");
+    int rc = dlock__mysql_parse_url(url, &c->url);
+    if (rc != DLOCK_OK) {
+        free(c);
+        return rc;
+    }
+    pthread_mutex_init(&c->cancel_mu, NULL);
+    pthread_cond_init(&c->cancel_cv, NULL);
+    rc = ensure_session(c, NULL);
+    if (rc != DLOCK_OK) {
+        mysql_disconnect(c);
+        return rc;
+    }
+    *conn_out = c;
+    return DLOCK_OK;
+}
+
+static void mysql_disconnect(void *conn)
+{
+    struct mysql_conn *c = conn;
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->cancel_mu);
+    c->waiting_id = 0;
+    pthread_cond_broadcast(&c->cancel_cv);
+    while (c->kill_in_flight)
+        pthread_cond_wait(&c->cancel_cv, &c->cancel_mu);
+    if (c->cancel_db)
+        mysql_close(c->cancel_db);
+    c->cancel_db = NULL;
+    pthread_mutex_unlock(&c->cancel_mu);
+    /* Closing the session releases whatever it still holds. */
+    drop_session(c);
+    pthread_cond_destroy(&c->cancel_cv);
+    pthread_mutex_destroy(&c->cancel_mu);
+    dlock__mysql_url_free(&c->url);
+    free(c);
+}
+
+static int lock_alive(const struct mysql_conn *c, const struct mysql_lock *l)
+{
+    return c->db && l->generation == c->generation;
+}
+
+static void unlink_lock(struct mysql_conn *c, struct mysql_lock *l)
+{
+    if (l->prev)
+        l->prev->next = l->next;
+    else if (c->locks == l)
+        c->locks = l->next;
+    if (l->next)
+        l->next->prev = l->prev;
+    l->prev = l->next = NULL;
+}
+
+static int acquire_on_session(struct mysql_conn *c, const char *name, uint32_t ttl_ms,
+                              int32_t wait_ms, void **lock_out);
+
+static int mysql_acquire(void *conn, const char *name, uint32_t ttl_ms, int32_t wait_ms,
+                         void **lock_out)
+{
+    struct mysql_conn *c = conn;
+    acquiring(c, 1);
+    int status = acquire_on_session(c, name, ttl_ms, wait_ms, lock_out);
+    acquiring(c, 0);
+    return status;
+}
+
+static int acquire_on_session(struct mysql_conn *c, const char *name, uint32_t ttl_ms,
+                              int32_t wait_ms, void **lock_out)
+{
+    struct mysql_lock *l = calloc(1, sizeof *l);
+    if (!l)
+        return dlock__error(DLOCK_ENOMEM, "out of memory");
+    dlock__mysql_lock_name(name, l->server_name, sizeof l->server_name);
+    l->ttl_s = ttl_seconds(ttl_ms);
+
+    int64_t deadline = wait_ms > 0 ? dlock__now_ms() + wait_ms : 0;
+    int status;
+    for (int attempt = 0;; attempt++) {
+        int fresh = 0;
+        status = ensure_session(c, &fresh);
+        if (status != DLOCK_OK)
+            break;
+        /* Lower (or raise) the idle limit before GET_LOCK: once granted, the
+         * lock must never sit on a session that outlives its TTL. */
+        unsigned int previous = c->wait_timeout_s;
+        status = set_lease(c, lease_needed(c, NULL, l->ttl_s), DLOCK_ECONN);
+        if (status != DLOCK_OK) {
+            if (status == DLOCK_ECONN && !fresh && attempt == 0)
+                continue;
+            break;
+        }
+
+        double timeout_s = 0;
+        if (wait_ms == DLOCK_WAIT_FOREVER) {
+            timeout_s = FOREVER_CHUNK_S;
+        } else if (wait_ms > 0) {
+            int64_t left = deadline - dlock__now_ms();
+            if (left < 0)
+                left = 0;
+            /* MariaDB honours fractions of a second; MySQL takes whole
+             * seconds, so round up there rather than give up early. */
+            timeout_s = c->is_mariadb ? (double)left / 1000.0
+                                      : (double)((left + 999) / 1000);
+        }
+        int waiting = wait_ms != 0;
+        if (waiting && begin_wait(c)) {
+            if (c->wait_timeout_s != previous && c->locks)
+                (void)set_lease(c, lease_needed(c, NULL, 0), DLOCK_ECONN);
+            status = dlock__error(DLOCK_ECANCELED, "mysql: the wait for '%s' was cancelled",
+                                  name);
+            break;
+        }
+        long long granted = 0;
+        int granted_null = 0;
+        struct statement_error error;
+        int failed = run_int_statement(c, &c->stmt_get_lock, "SELECT GET_LOCK(?, ?)",
+                                       l->server_name, &timeout_s, &granted, &granted_null,
+                                       &error);
+        int canceled = waiting ? end_wait(c) : 0;
+
+        if (!failed && !granted_null && granted == 1) {
+            l->generation = c->generation;
+            l->next = c->locks;
+            if (c->locks)
+                c->locks->prev = l;
+            c->locks = l;
+            *lock_out = l;
+            return DLOCK_OK;
+        }
+        if (failed && connection_lost_errno(error.code)) {
+            session_error(c, error.code, error.text, "waiting in GET_LOCK", DLOCK_ECONN);
+            if (canceled) {
+                status = dlock__error(DLOCK_ECANCELED, "mysql: the wait for '%s' was cancelled",
+                                      name);
+                break;
+            }
+            /* The session died under us (idle timeout, restart, KILL): a
+             * new session may try once more, for the time that is left. */
+            if (!fresh && attempt == 0 && (wait_ms <= 0 || dlock__now_ms() < deadline))
+                continue;
+            status = DLOCK_ECONN;
+            break;
+        }
+        /* The session lives on: the idle limit must suit the locks still
+         * held there, not the one we did not get. */
+        if (c->wait_timeout_s != previous && c->locks) {
+            int lease_status = set_lease(c, lease_needed(c, NULL, 0), DLOCK_ECONN);
+            if (lease_status != DLOCK_OK) {
+                status = lease_status;
+                break;
+            }
+        }
+        if (canceled) {
+            status = dlock__error(DLOCK_ECANCELED, "mysql: the wait for '%s' was cancelled",
+                                  name);
+        } else if (failed) {
+            status = dlock__error(DLOCK_EBACKEND, "mysql: GET_LOCK for '%s' failed: %s", name,
+                                  error.text);
+        } else if (granted_null) {
+            status = dlock__error(DLOCK_EBACKEND,
+                                  "mysql: GET_LOCK for '%s' returned NULL (an error on the "
+                                  "server)",
+                                  name);
+        } else if (wait_ms == DLOCK_WAIT_FOREVER) {
+            continue; /* a year went by: wait again */
+        } else {
+            status = dlock__error(DLOCK_EBUSY, "mysql: lock '%s' is held by another session", name);
+        }
+        break;
+    }
+    free(l);
+    return status;
+}
+
+static int mysql_extend(void *conn, void *lock, const char *name, uint32_t ttl_ms)
+{
+    struct mysql_conn *c = conn;
+    struct mysql_lock *l = lock;
+    if (!l || !lock_alive(c, l))
+        return dlock__error(DLOCK_ELOST,
+                            "mysql: lock '%s' was lost with the session that held it", name);
+    uint32_t new_ttl_s = ttl_seconds(ttl_ms);
+    int status = set_lease(c, lease_needed(c, l, new_ttl_s), DLOCK_ELOST);
+    if (status != DLOCK_OK)
+        return status;
+    long long ours = 0;
+    int ours_null = 0;
+    struct statement_error error;
+    /* Any statement also resets the session's idle timer: that is the renewal. */
+    if (run_int_statement(c, &c->stmt_is_ours, "SELECT IS_USED_LOCK(?) = CONNECTION_ID()",
+                          l->server_name, NULL, &ours, &ours_null, &error) != 0)
+        return session_error(c, error.code, error.text, "confirming the lock", DLOCK_ELOST);
+    if (ours_null || ours != 1)
+        return dlock__error(DLOCK_ELOST, "mysql: lock '%s' is no longer held by this session",
+                            name);
+    l->ttl_s = new_ttl_s;
+    return DLOCK_OK;
+}
+
+static int mysql_release(void *conn, void *lock, const char *name)
+{
+    struct mysql_conn *c = conn;
+    struct mysql_lock *l = lock;
+    if (!l)
+        return DLOCK_OK;
+    int alive = lock_alive(c, l);
+    unlink_lock(c, l);
+    int status = DLOCK_OK;
+    if (!alive) {
+        status = dlock__error(DLOCK_ELOST,
+                              "mysql: lock '%s' was lost with the session that held it", name);
+    } else {
+        long long released = 0;
+        int released_null = 0;
+        struct statement_error error;
+        if (run_int_statement(c, &c->stmt_release, "SELECT RELEASE_LOCK(?)", l->server_name,
+                              NULL, &released, &released_null, &error) != 0) {
+            status = session_error(c, error.code, error.text, "releasing the lock",
+                                   DLOCK_ELOST);
+        } else if (released_null) {
+            status = dlock__error(DLOCK_ELOST, "mysql: lock '%s' was not held any more", name);
+        } else if (released != 1) {
+            status = dlock__error(DLOCK_ELOST,
+                                  "mysql: lock '%s' is held by another session now", name);
+        } else if (c->locks) {
+            /* The locks left may allow a longer idle limit than this one did. */
+            int lease_status = set_lease(c, lease_needed(c, NULL, 0), DLOCK_ECONN);
+            if (lease_status != DLOCK_OK)
+                dlock__clear_error(); /* released all the same; the others will know */
+        }
+    }
+    free(l);
+    return status;
+}
+
+static int mysql_holder(void *conn, const char *name, char *buf, size_t buflen)
+{
+    struct mysql_conn *c = conn;
+    char server_name[DLOCK_MYSQL_LOCK_NAME_MAX + 1];
+    dlock__mysql_lock_name(name, server_name, sizeof server_name);
+    static const char sql[] =
+        "SELECT h.id, p.USER, p.HOST, p.TIME, p.ID = CONNECTION_ID()"
+        " FROM (SELECT IS_USED_LOCK(?) AS id) AS h"
+        " LEFT JOIN information_schema.PROCESSLIST AS p ON p.ID = h.id";
+    for (int attempt = 0;; attempt++) {
+        int fresh = 0;
+        int status = ensure_session(c, &fresh);
+        if (status != DLOCK_OK)
+            return status;
+        if (!c->stmt_holder) {
+            MYSQL_STMT *stmt = mysql_stmt_init(c->db);
+            if (!stmt)
+                return dlock__error(DLOCK_ENOMEM, "out of memory");
+            if (mysql_stmt_prepare(stmt, sql, (unsigned long)strlen(sql)) != 0) {
+                unsigned int err = mysql_stmt_errno(stmt);
+                char text[256];
+                dlock__copy_text(text, sizeof text, mysql_stmt_error(stmt));
+                mysql_stmt_close(stmt);
+                status = session_error(c, err, text, "asking for the holder", DLOCK_ECONN);
+                if (status == DLOCK_ECONN && !fresh && attempt == 0)
+                    continue;
+                return status;
+            }
+            c->stmt_holder = stmt;
+        }
+        MYSQL_STMT *stmt = c->stmt_holder;
+        MYSQL_BIND param;
+        memset(&param, 0, sizeof param);
+        unsigned long name_len = (unsigned long)strlen(server_name);
+        param.buffer_type = MYSQL_TYPE_STRING;
+        param.buffer = server_name;
+        param.buffer_length = name_len;
+        param.length = &name_len;
+
+        long long id = 0, seconds = 0, is_self = 0;
+        char user[129], host[262];
+        unsigned long user_len = 0, host_len = 0;
+        mysql_flag nulls[5] = {0, 0, 0, 0, 0};
+        MYSQL_BIND cols[5];
+        memset(cols, 0, sizeof cols);
+        cols[0].buffer_type = MYSQL_TYPE_LONGLONG;
+        cols[0].buffer = &id;
+        cols[1].buffer_type = MYSQL_TYPE_STRING;
+        cols[1].buffer = user;
+        cols[1].buffer_length = sizeof user - 1;
+        cols[1].length = &user_len;
+        cols[2].buffer_type = MYSQL_TYPE_STRING;
+        cols[2].buffer = host;
+        cols[2].buffer_length = sizeof host - 1;
+        cols[2].length = &host_len;
+        cols[3].buffer_type = MYSQL_TYPE_LONGLONG;
+        cols[3].buffer = &seconds;
+        cols[4].buffer_type = MYSQL_TYPE_LONGLONG;
+        cols[4].buffer = &is_self;
+        for (int i = 0; i < 5; i++)
+            cols[i].is_null = &nulls[i];
+
+        int fetch = 1;
+        if (mysql_stmt_bind_param(stmt, &param) != 0 || mysql_stmt_execute(stmt) != 0 ||
+            mysql_stmt_bind_result(stmt, cols) != 0 ||
+            ((fetch = mysql_stmt_fetch(stmt)) == 1)) {
+            unsigned int err = mysql_stmt_errno(stmt);
+            char text[256];
+            dlock__copy_text(text, sizeof text, mysql_stmt_error(stmt));
+            mysql_stmt_free_result(stmt);
+            status = session_error(c, err ? err : CR_UNKNOWN_ERROR, text,
+                                   "asking for the holder", DLOCK_ECONN);
+            if (status == DLOCK_ECONN && !fresh && attempt == 0)
+                continue;
+            return status;
+        }
+        mysql_stmt_free_result(stmt);
+        if (fetch == MYSQL_NO_DATA || nulls[0])
+            return 0; /* nobody holds it */
+        user[user_len < sizeof user ? user_len : sizeof user - 1] = '\0';
+        host[host_len < sizeof host ? host_len : sizeof host - 1] = '\0';
+        char text[512];
+        if (nulls[1]) {
+            snprintf(text, sizeof text,
+                     "mysql connection %lld (not in the visible process list: the PROCESS "
+                     "privilege shows other users' connections)",
+                     id);
+        } else {
+            snprintf(text, sizeof text,
+                     "mysql connection %lld, user %s from %s, last active %llds ago%s", id,
+                     user, nulls[2] ? "?" : host, nulls[3] ? 0LL : seconds,
+                     (!nulls[4] && is_self) ? " (this client)" : "");
+        }
+        if (buf && buflen)
+            dlock__copy_text(buf, buflen, text);
+        return 1;
+    }
+}
+
+static uint32_t mysql_session_ttl_ms(void *conn)
+{
+    struct mysql_conn *c = conn;
+    if (!c || !c->db || c->wait_timeout_s == 0)
+        return 0;
+    uint64_t ms = (uint64_t)c->wait_timeout_s * 1000u;
+    return ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+}
+
+static const char *const mysql_schemes[] = {"mysql", "mariadb", NULL};
+
+const struct dlock_backend dlock__backend_mysql = {
+    .version = DLOCK_BACKEND_VERSION,
+    .name = "mysql",
+    .schemes = mysql_schemes,
+    .connect = mysql_connect,
+    .disconnect = mysql_disconnect,
+    .acquire = mysql_acquire,
+    .extend = mysql_extend,
+    .release = mysql_release,
+    .holder = mysql_holder,
+    .cancel = mysql_cancel,
+    .session_ttl_ms = mysql_session_ttl_ms,
+};

@@ -1,0 +1,1204 @@
+/*
+ * The MySQL / MariaDB backend: URL parser and lock-name mapping (no server
+ * needed), then integration and fault tests against the server named by
+ * $DLOCK_TEST_MYSQL_URL (started by tests/mysql-server.sh).
+ *
+ * Timings of the fault tests are printed as "FIGURE: ..." lines on stderr.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <mysql.h>
+
+#include "../backends/mysql.h"
+#include "common.h"
+#include "dlock.h"
+
+/* ------------------------------------------------------------------------ */
+/* URL parser                                                               */
+/* ------------------------------------------------------------------------ */
+
+START_TEST(url_full)
+{
+    struct dlock_mysql_url u;
+    ck_assert_int_eq(dlock__mysql_parse_url(
+                         "mysql://dlock:p%40ss%3Aw%2Frd%25@127.0.0.1:3307/dlock_test", &u),
+                     DLOCK_OK);
+    ck_assert_str_eq(u.user, "dlock");
+    ck_assert_str_eq(u.password, "p@ss:w/rd%");
+    ck_assert_str_eq(u.host, "127.0.0.1");
+    ck_assert_uint_eq(u.port, 3307);
+    ck_assert_str_eq(u.database, "dlock_test");
+    ck_assert_ptr_null(u.socket);
+    ck_assert_int_eq(u.ssl_mode, DLOCK_MYSQL_SSL_DEFAULT);
+    ck_assert_uint_eq(u.connect_timeout_s, 0);
+    dlock__mysql_url_free(&u);
+    ck_assert_ptr_null(u.user);
+    ck_assert_ptr_null(u.password);
+}
+END_TEST
+
+START_TEST(url_minimal_and_schemes)
+{
+    struct dlock_mysql_url u;
+    ck_assert_int_eq(dlock__mysql_parse_url("mysql://db.example.com", &u), DLOCK_OK);
+    ck_assert_str_eq(u.host, "db.example.com");
+    ck_assert_ptr_null(u.user);
+    ck_assert_ptr_null(u.password);
+    ck_assert_ptr_null(u.database);
+    ck_assert_uint_eq(u.port, 0);
+    dlock__mysql_url_free(&u);
+
+    ck_assert_int_eq(dlock__mysql_parse_url("mariadb://h/", &u), DLOCK_OK);
+    ck_assert_str_eq(u.host, "h");
+    ck_assert_ptr_null(u.database);
+    dlock__mysql_url_free(&u);
+
+    ck_assert_int_eq(dlock__mysql_parse_url("MySQL://h:1/d", &u), DLOCK_OK);
+    ck_assert_uint_eq(u.port, 1);
+    ck_assert_str_eq(u.database, "d");
+    dlock__mysql_url_free(&u);
+
+    /* A user without a password, and an empty password. */
+    ck_assert_int_eq(dlock__mysql_parse_url("mysql://app@h/d", &u), DLOCK_OK);
+    ck_assert_str_eq(u.user, "app");
+    ck_assert_ptr_null(u.password);
+    dlock__mysql_url_free(&u);
+    ck_assert_int_eq(dlock__mysql_parse_url("mysql://app:@h/d", &u), DLOCK_OK);
+    ck_assert_str_eq(u.password, "");
+    dlock__mysql_url_free(&u);
+
+    /* A forgotten %40 in the password: the last '@' ends the user part. */
+    ck_assert_int_eq(dlock__mysql_parse_url("mysql://app:a@b@h:65535/d", &u), DLOCK_OK);
+    ck_assert_str_eq(u.password, "a@b");
+    ck_assert_str_eq(u.host, "h");
+    ck_assert_uint_eq(u.port, 65535);
+    dlock__mysql_url_free(&u);
+}
+END_TEST
+
+START_TEST(url_ipv6)
+{
+    struct dlock_mysql_url u;
+    ck_assert_int_eq(dlock__mysql_parse_url("mysql://u:p@[::1]:3306/db", &u), DLOCK_OK);
+    ck_assert_str_eq(u.host, "::1");
+    ck_assert_uint_eq(u.port, 3306);
+    ck_assert_str_eq(u.database, "db");
+    dlock__mysql_url_free(&u);
+    ck_assert_int_eq(dlock__mysql_parse_url("mysql://[fe80::1%25eth0]/db", &u), DLOCK_OK);
+    ck_assert_str_eq(u.host, "fe80::1%eth0");
+    ck_assert_uint_eq(u.port, 0);
+    dlock__mysql_url_free(&u);
+}
+END_TEST
+
+START_TEST(url_socket)
+{
+    struct dlock_mysql_url u;
+    ck_assert_int_eq(dlock__mysql_parse_url("mysql://root@localhost/?socket=/tmp/x/mysqld.sock", &u),
+                     DLOCK_OK);
+    ck_assert_str_eq(u.host, "localhost");
+    ck_assert_str_eq(u.socket, "/tmp/x/mysqld.sock");
+    ck_assert_ptr_null(u.database);
+    dlock__mysql_url_free(&u);
+    /* No host at all, an encoded path, a database. */
+    ck_assert_int_eq(dlock__mysql_parse_url("mariadb://u:pw@/jobs?socket=%2Frun%2Fmysqld%2Fmysqld.sock",
+                                            &u),
+                     DLOCK_OK);
+    ck_assert_ptr_null(u.host);
+    ck_assert_str_eq(u.socket, "/run/mysqld/mysqld.sock");
+    ck_assert_str_eq(u.database, "jobs");
+    dlock__mysql_url_free(&u);
+    ck_assert_int_eq(dlock__mysql_parse_url("mysql:///?socket=/s", &u), DLOCK_OK);
+    ck_assert_str_eq(u.socket, "/s");
+    dlock__mysql_url_free(&u);
+}
+END_TEST
+
+START_TEST(url_options)
+{
+    struct dlock_mysql_url u;
+    ck_assert_int_eq(
+        dlock__mysql_parse_url("mysql://h/d?ssl-mode=VERIFY_IDENTITY&ssl-ca=/etc/ssl/ca.pem"
+                               "&ssl-capath=/etc/ssl/cas&ssl-cert=/c.pem&ssl-key=/k%20ey.pem"
+                               "&connect-timeout=5",
+                               &u),
+        DLOCK_OK);
+    ck_assert_int_eq(u.ssl_mode, DLOCK_MYSQL_SSL_VERIFY_IDENTITY);
+    ck_assert_str_eq(u.ssl_ca, "/etc/ssl/ca.pem");
+    ck_assert_str_eq(u.ssl_capath, "/etc/ssl/cas");
+    ck_assert_str_eq(u.ssl_cert, "/c.pem");
+    ck_assert_str_eq(u.ssl_key, "/k ey.pem");
+    ck_assert_uint_eq(u.connect_timeout_s, 5);
+    dlock__mysql_url_free(&u);
+
+    static const struct {
+        const char *url;
+        enum dlock_mysql_ssl_mode mode;
+    } modes[] = {
+        {"mysql://h?ssl-mode=disabled", DLOCK_MYSQL_SSL_DISABLED},
+        {"mysql://h?ssl_mode=PREFERRED", DLOCK_MYSQL_SSL_PREFERRED},
+        {"mysql://h?sslmode=Required", DLOCK_MYSQL_SSL_REQUIRED},
+        {"mysql://h?SSL-MODE=verify-ca", DLOCK_MYSQL_SSL_VERIFY_CA},
+        {"mysql://h/?connect_timeout=3600&ssl-mode=verify_identity", DLOCK_MYSQL_SSL_VERIFY_IDENTITY},
+    };
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        ck_assert_msg(dlock__mysql_parse_url(modes[i].url, &u) == DLOCK_OK, "%s: %s", modes[i].url,
+                      dlock_last_error());
+        ck_assert_int_eq(u.ssl_mode, modes[i].mode);
+        dlock__mysql_url_free(&u);
+    }
+}
+END_TEST
+
+START_TEST(url_malformed)
+{
+    static const char *const bad[] = {
+        "",
+        "mysql",
+        "mysql:",
+        "mysql:/h/db",
+        "mysql://",
+        "mysql:///db",                     /* neither host nor socket */
+        "no-scheme-here",
+        "://nohost/x",
+        "postgresql://h/db",
+        "mysqlx://h/db",
+        "mysql://h:",                      /* empty port */
+        "mysql://h:0/db",
+        "mysql://h:65536/db",
+        "mysql://h:12ab/db",
+        "mysql://h:-1/db",
+        "mysql://h:99999999999/db",
+        "mysql://[::1/db",
+        "mysql://[]:3306/db",
+        "mysql://[::1]x/db",
+        "mysql://h/db/extra",
+        "mysql://h/d%zzb",                 /* bad escape */
+        "mysql://h/d%00b",                 /* NUL */
+        "mysql://u:p%4@h/db",
+        "mysql://h/db#fragment",
+        "mysql://h /db",
+        "mysql://h/db?socket",             /* option without '=' */
+        "mysql://h/db?socket=",
+        "mysql://h/db?sockets=/x",         /* unknown option */
+        "mysql://h/db?password=x",
+        "mysql://h/db?ssl-mode=sometimes",
+        "mysql://h/db?connect-timeout=0",
+        "mysql://h/db?connect-timeout=abc",
+        "mysql://h/db?connect-timeout=3601",
+        "mysql://otherhost/db?socket=/x.sock", /* a socket is local */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct dlock_mysql_url u;
+        memset(&u, 0x5a, sizeof u);
+        ck_assert_msg(dlock__mysql_parse_url(bad[i], &u) == DLOCK_EINVAL, "accepted: '%s'", bad[i]);
+        ck_assert_msg(strlen(dlock_last_error()) > 0, "no error text for '%s'", bad[i]);
+        /* Nothing is left to free. */
+        ck_assert_ptr_null(u.user);
+        ck_assert_ptr_null(u.host);
+        ck_assert_ptr_null(u.socket);
+    }
+    ck_assert_int_eq(dlock__mysql_parse_url(NULL, NULL), DLOCK_EINVAL);
+    dlock__mysql_url_free(NULL);
+}
+END_TEST
+
+START_TEST(url_errors_hide_the_password)
+{
+    static const char *const bad[] = {
+        "mysql://u:Sup3rS3cret@h:99999/db",
+        "mysql://u:Sup3rS3cret@h/db?Sup3rS3cret=1",
+        "mysql://u:Sup3rS3cret@h/db?ssl-mode=Sup3rS3cret",
+        "mysql://u:Sup3rS3cret%zz@h/db",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct dlock_mysql_url u;
+        ck_assert_int_eq(dlock__mysql_parse_url(bad[i], &u), DLOCK_EINVAL);
+        ck_assert_msg(strstr(dlock_last_error(), "Sup3rS3cret") == NULL, "leaked: %s",
+                      dlock_last_error());
+        dlock_client *c = NULL;
+        ck_assert_int_eq(dlock_open(bad[i], &c), DLOCK_EINVAL);
+        ck_assert_ptr_null(c);
+        ck_assert_msg(strstr(dlock_last_error(), "Sup3rS3cret") == NULL, "leaked: %s",
+                      dlock_last_error());
+    }
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* SHA-256 and the lock-name mapping                                         */
+/* ------------------------------------------------------------------------ */
+
+static void hex32(const unsigned char digest[32], char out[65])
+{
+    for (int i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", digest[i]);
+}
+
+START_TEST(sha256_vectors)
+{
+    static const struct {
+        const char *text;
+        const char *hex;
+    } vectors[] = {
+        {"", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
+        {"abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
+        {"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+         "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"},
+    };
+    unsigned char digest[32];
+    char hex[65];
+    for (size_t i = 0; i < sizeof vectors / sizeof vectors[0]; i++) {
+        dlock__mysql_sha256(vectors[i].text, strlen(vectors[i].text), digest);
+        hex32(digest, hex);
+        ck_assert_str_eq(hex, vectors[i].hex);
+    }
+    /* Lengths around the padding boundaries, and a long input. */
+    static const struct {
+        size_t len;
+        const char *hex;
+    } runs[] = {
+        {55, "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318"},
+        {56, "b35439a4ac6f0948b6d6f9e3c6af0f5f590ce20f1bde7090ef7970686ec6738a"},
+        {63, "7d3e74a05d7db15bce4ad9ec0658ea98e3f06eeecf16b4c6fff2da457ddc2f34"},
+        {64, "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb"},
+        {65, "635361c48bb9eab14198e76ea8ab7f1a41685d6ad62aa9146d301d4f17eb0ae0"},
+        {119, "31eba51c313a5c08226adf18d4a359cfdfd8d2e816b13f4af952f7ea6584dcfb"},
+        {120, "2f3d335432c70b580af0e8e1b3674a7c020d683aa5f73aaaedfdc55af904c21c"},
+        {1000000, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"},
+    };
+    for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
+        char *a = malloc(runs[i].len);
+        ck_assert_ptr_nonnull(a);
+        memset(a, 'a', runs[i].len);
+        dlock__mysql_sha256(a, runs[i].len, digest);
+        free(a);
+        hex32(digest, hex);
+        ck_assert_msg(strcmp(hex, runs[i].hex) == 0, "%zu x 'a': %s", runs[i].len, hex);
+    }
+}
+END_TEST
+
+/* The published vectors (docs/mysql.md). */
+static const struct {
+    const char *name;
+    const char *server_name;
+} name_vectors[] = {
+    {"nightly", "nightly"},
+    {"job", "job"},
+    {"Job", "dlock#ad617a0fdd57e3f4b8ebb27f6f60470bc4468aadec290db57e612f7517"},
+    {"e", "e"},
+    {"\xc3\xa9", "dlock#4a99557e4033c3539de2eb65472017cad5f9557f7a0625a09f1c3f6e2b"},
+    {"Nightly Backup", "dlock#0af317e99d7d8759e7d45b196c518b31695f6807b7bdab7cee25e3c862"},
+    {"db/backup:daily-01.tar_gz", "db/backup:daily-01.tar_gz"},
+    {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"},
+    {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+     "dlock#635361c48bb9eab14198e76ea8ab7f1a41685d6ad62aa9146d301d4f17"},
+    {"'; DROP TABLE x; --", "dlock#a924c3ff621e15f5b605a94e7127f7496805e2005f9d1c2a56c94a11d7"},
+    {"dlock#job", "dlock#16e700ed84b6c9fbf3b2df820e7e5e466cca3e0ec613f8eab116841380"},
+};
+
+START_TEST(name_mapping_vectors)
+{
+    char out[DLOCK_MYSQL_LOCK_NAME_MAX + 1];
+    for (size_t i = 0; i < sizeof name_vectors / sizeof name_vectors[0]; i++) {
+        int len = dlock__mysql_lock_name(name_vectors[i].name, out, sizeof out);
+        ck_assert_int_eq(len, (int)strlen(name_vectors[i].server_name));
+        ck_assert_str_eq(out, name_vectors[i].server_name);
+    }
+    /* Too small an output buffer is refused, not truncated. */
+    ck_assert_int_eq(dlock__mysql_lock_name("job", out, DLOCK_MYSQL_LOCK_NAME_MAX), -1);
+}
+END_TEST
+
+START_TEST(name_mapping_properties)
+{
+    /* Every mapped name is at most 64 characters of [a-z0-9-_.:/#]; '#'
+     * appears in digest names only, so no plain name can equal a digest. */
+    char name[256], out[DLOCK_MYSQL_LOCK_NAME_MAX + 1];
+    unsigned seed = 12345;
+    for (int round = 0; round < 2000; round++) {
+        size_t len = 1 + (size_t)(round % 255);
+        for (size_t i = 0; i < len; i++) {
+            seed = seed * 1103515245u + 12345u;
+            /* Mostly plain ASCII, so that both forms occur. */
+            static const char alphabet[] = "abcxyz019-_.:/AZ #%'\\\"";
+            name[i] = alphabet[(seed >> 16) % (sizeof alphabet - 1)];
+        }
+        name[len] = '\0';
+        int n = dlock__mysql_lock_name(name, out, sizeof out);
+        ck_assert_int_ge(n, 1);
+        ck_assert_int_le(n, DLOCK_MYSQL_LOCK_NAME_MAX);
+        ck_assert_uint_eq(strlen(out), (size_t)n);
+        int digest = strncmp(out, DLOCK_MYSQL_DIGEST_PREFIX, strlen(DLOCK_MYSQL_DIGEST_PREFIX)) == 0;
+        for (const char *p = out; *p; p++)
+            ck_assert_msg((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || strchr("-_.:/#", *p),
+                          "bad byte in '%s'", out);
+        if (digest)
+            ck_assert_int_eq(n, DLOCK_MYSQL_LOCK_NAME_MAX);
+        else
+            ck_assert_msg(strcmp(out, name) == 0 && !strchr(out, '#'), "'%s' -> '%s'", name, out);
+    }
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Integration fixtures                                                     */
+/* ------------------------------------------------------------------------ */
+
+static const char *url;      /* the test user's URL */
+static const char *root_url; /* root over the socket: may be NULL */
+static const char *server_dir;
+
+static MYSQL *raw_open(const char *which_url)
+{
+    struct dlock_mysql_url u;
+    ck_assert_int_eq(dlock__mysql_parse_url(which_url, &u), DLOCK_OK);
+    MYSQL *db = mysql_init(NULL);
+    ck_assert_ptr_nonnull(db);
+    if (u.socket) {
+        unsigned int protocol = MYSQL_PROTOCOL_SOCKET;
+        mysql_options(db, MYSQL_OPT_PROTOCOL, &protocol);
+    }
+    MYSQL *ok = mysql_real_connect(db, u.host ? u.host : "localhost", u.user, u.password,
+                                   u.database, u.port, u.socket, 0);
+    ck_assert_msg(ok != NULL, "raw connect failed: %s", mysql_error(db));
+    dlock__mysql_url_free(&u);
+    return db;
+}
+
+/* Run `sql` with one bound string parameter; returns the first column as an
+ * integer, or -1 for NULL. */
+static long long raw_int(MYSQL *db, const char *sql, const char *param)
+{
+    MYSQL_STMT *stmt = mysql_stmt_init(db);
+    ck_assert_ptr_nonnull(stmt);
+    ck_assert_msg(mysql_stmt_prepare(stmt, sql, (unsigned long)strlen(sql)) == 0, "%s: %s", sql,
+                  mysql_stmt_error(stmt));
+    MYSQL_BIND bind;
+    memset(&bind, 0, sizeof bind);
+    unsigned long len = param ? (unsigned long)strlen(param) : 0;
+    if (param) {
+        bind.buffer_type = MYSQL_TYPE_STRING;
+        bind.buffer = (void *)param;
+        bind.buffer_length = len;
+        bind.length = &len;
+        ck_assert_int_eq(mysql_stmt_bind_param(stmt, &bind), 0);
+    }
+    ck_assert_msg(mysql_stmt_execute(stmt) == 0, "%s: %s", sql, mysql_stmt_error(stmt));
+    long long value = 0;
+#if defined(MARIADB_PACKAGE_VERSION_ID) || !defined(MYSQL_VERSION_ID) || MYSQL_VERSION_ID < 80001
+    my_bool is_null = 0;
+#else
+    bool is_null = 0;
+#endif
+    MYSQL_BIND result;
+    memset(&result, 0, sizeof result);
+    result.buffer_type = MYSQL_TYPE_LONGLONG;
+    result.buffer = &value;
+    result.is_null = &is_null;
+    ck_assert_int_eq(mysql_stmt_bind_result(stmt, &result), 0);
+    ck_assert_int_eq(mysql_stmt_fetch(stmt), 0);
+    mysql_stmt_close(stmt);
+    return is_null ? -1 : value;
+}
+
+/* The connection id holding `name` (dlock name), or -1. */
+static long long holder_id(const char *name)
+{
+    char server_name[DLOCK_MYSQL_LOCK_NAME_MAX + 1];
+    dlock__mysql_lock_name(name, server_name, sizeof server_name);
+    MYSQL *db = raw_open(url);
+    long long id = raw_int(db, "SELECT IS_USED_LOCK(?)", server_name);
+    mysql_close(db);
+    return id;
+}
+
+static void kill_connection(long long id, int query_only)
+{
+    MYSQL *db = raw_open(root_url ? root_url : url);
+    char sql[64];
+    snprintf(sql, sizeof sql, "KILL %s%lld", query_only ? "QUERY " : "", id);
+    ck_assert_msg(mysql_query(db, sql) == 0, "%s: %s", sql, mysql_error(db));
+    mysql_close(db);
+}
+
+static void integration_setup(void)
+{
+    url = getenv("DLOCK_TEST_MYSQL_URL");
+    root_url = getenv("DLOCK_TEST_MYSQL_ROOT_URL");
+    if (root_url && !*root_url)
+        root_url = NULL;
+    server_dir = getenv("DLOCK_TEST_MYSQL_DIR");
+}
+
+static dlock_client *open_client(void)
+{
+    dlock_client *c = NULL;
+    int rc = dlock_open(url, &c);
+    ck_assert_msg(rc == DLOCK_OK, "dlock_open: %s", dlock_last_error());
+    ck_assert_str_eq(dlock_backend(c), "mysql");
+    return c;
+}
+
+/* 1 when another client cannot take `name` now. */
+static int busy_for_others(const char *name)
+{
+    dlock_client *other = open_client();
+    dlock_lock *l = NULL;
+    int rc = dlock_acquire(other, name, 5000, 0, &l);
+    if (rc == DLOCK_OK)
+        dlock_release(l);
+    dlock_close(other);
+    ck_assert_msg(rc == DLOCK_OK || rc == DLOCK_EBUSY, "%s", dlock_last_error());
+    return rc == DLOCK_EBUSY;
+}
+
+static char *unique(const char *prefix)
+{
+    return dlt_unique_name(prefix);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Names on a live server                                                   */
+/* ------------------------------------------------------------------------ */
+
+START_TEST(names_the_server_would_confuse_are_distinct)
+{
+    char *base = unique("n");
+    char job_upper[300], job_lower[300], e_plain[300], e_accent[300], long_a[300], long_b[300];
+    snprintf(job_upper, sizeof job_upper, "%s-Job", base);
+    snprintf(job_lower, sizeof job_lower, "%s-job", base);
+    snprintf(e_plain, sizeof e_plain, "%s-e", base);
+    snprintf(e_accent, sizeof e_accent, "%s-\xc3\xa9", base);
+    /* Two names sharing their first 64 (and more) characters. */
+    snprintf(long_a, sizeof long_a, "%s-%s-A", base,
+             "0123456789012345678901234567890123456789012345678901234567890123456789");
+    snprintf(long_b, sizeof long_b, "%s-%s-B", base,
+             "0123456789012345678901234567890123456789012345678901234567890123456789");
+    const char *pairs[][2] = {{job_upper, job_lower}, {e_plain, e_accent}, {long_a, long_b},
+                              {"Job", "job"}, {"e", "\xc3\xa9"}};
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        dlock_client *one = open_client(), *two = open_client();
+        dlock_lock *l1 = NULL, *l2 = NULL;
+        ck_assert_msg(dlock_acquire(one, pairs[i][0], 10000, 0, &l1) == DLOCK_OK, "%s: %s",
+                      pairs[i][0], dlock_last_error());
+        ck_assert_msg(dlock_acquire(two, pairs[i][1], 10000, 0, &l2) == DLOCK_OK,
+                      "'%s' conflicts with '%s': %s", pairs[i][1], pairs[i][0], dlock_last_error());
+        ck_assert(busy_for_others(pairs[i][0]));
+        ck_assert(busy_for_others(pairs[i][1]));
+        ck_assert_int_eq(dlock_release(l1), DLOCK_OK);
+        ck_assert_int_eq(dlock_release(l2), DLOCK_OK);
+        dlock_close(one);
+        dlock_close(two);
+    }
+    free(base);
+}
+END_TEST
+
+START_TEST(hostile_names_are_just_names)
+{
+    char looks_like_digest[128];
+    char server_name[DLOCK_MYSQL_LOCK_NAME_MAX + 1];
+    dlock__mysql_lock_name("Job", server_name, sizeof server_name);
+    /* A name spelled like the digest form of another: it maps elsewhere. */
+    snprintf(looks_like_digest, sizeof looks_like_digest, "%s", server_name);
+    char long_name[256];
+    memset(long_name, 'Z', 255);
+    long_name[255] = '\0';
+    const char *names[] = {
+        "'; DROP TABLE mysql.user; --", "\\", "\\'", "%", "_", "a\"b", "x' OR '1'='1",
+        "NULL", "0", " ", "tab\there", "new\nline", "\xf0\x9f\x94\x92 lock",
+        "\xe2\x80\xae reversed", "/*comment*/", "`backtick`", "a;b", "dlock#", long_name,
+    };
+    dlock_client *c = open_client();
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        dlock_lock *l = NULL;
+        ck_assert_msg(dlock_acquire(c, names[i], 10000, 0, &l) == DLOCK_OK, "'%s': %s", names[i],
+                      dlock_last_error());
+        ck_assert_msg(busy_for_others(names[i]), "'%s' is not exclusive", names[i]);
+        char who[256];
+        ck_assert_int_eq(dlock_holder(c, names[i], who, sizeof who), 1);
+        ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+        ck_assert_int_eq(dlock_holder(c, names[i], who, sizeof who), 0);
+    }
+    /* "Job" and the name that looks like Job's server name never meet. */
+    dlock_lock *a = NULL, *b = NULL;
+    ck_assert_int_eq(dlock_acquire(c, "Job", 10000, 0, &a), DLOCK_OK);
+    dlock_client *other = open_client();
+    ck_assert_int_eq(dlock_acquire(other, looks_like_digest, 10000, 0, &b), DLOCK_OK);
+    ck_assert_int_eq(dlock_release(b), DLOCK_OK);
+    ck_assert_int_eq(dlock_release(a), DLOCK_OK);
+    dlock_close(other);
+    /* Nothing was executed as SQL: the server is as it was. */
+    MYSQL *db = raw_open(root_url ? root_url : url);
+    ck_assert_int_eq(raw_int(db, "SELECT COUNT(*) > 0 FROM information_schema.TABLES "
+                                 "WHERE TABLE_SCHEMA = 'mysql' AND TABLE_NAME = ?",
+                             root_url ? "user" : "db") ||
+                         !root_url,
+                     1);
+    mysql_close(db);
+    dlock_close(c);
+}
+END_TEST
+
+/* A plain client's GET_LOCK blocks dlock, and the other way round; the
+ * documented SQL for digest names takes the same lock. */
+START_TEST(plain_client_and_dlock_exclude_each_other)
+{
+    char *name = unique("plain");
+    MYSQL *raw = raw_open(url);
+    dlock_client *c = open_client();
+    dlock_lock *l = NULL;
+
+    ck_assert_int_eq(raw_int(raw, "SELECT GET_LOCK(?, 0)", name), 1);
+    ck_assert_int_eq(dlock_acquire(c, name, 10000, 0, &l), DLOCK_EBUSY);
+    char who[256];
+    ck_assert_int_eq(dlock_holder(c, name, who, sizeof who), 1);
+    char expect[64];
+    snprintf(expect, sizeof expect, "connection %lu,", mysql_thread_id(raw));
+    ck_assert_msg(strstr(who, expect) != NULL, "holder text: %s", who);
+    ck_assert_msg(strstr(who, "user dlock") != NULL, "holder text: %s", who);
+    ck_assert_int_eq(raw_int(raw, "SELECT RELEASE_LOCK(?)", name), 1);
+
+    ck_assert_int_eq(dlock_acquire(c, name, 10000, 0, &l), DLOCK_OK);
+    ck_assert_int_eq(raw_int(raw, "SELECT GET_LOCK(?, 0)", name), 0);
+    ck_assert_int_eq(dlock_holder(c, name, who, sizeof who), 1);
+    ck_assert_msg(strstr(who, "(this client)") != NULL, "holder text: %s", who);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+
+    /* A name that maps to the digest form, taken with the documented SQL. */
+    const char *fancy = "Nightly Backup \xc3\xa9t\xc3\xa9";
+    const char *digest_sql = "SELECT GET_LOCK(CONCAT('dlock#', LEFT(SHA2(?, 256), 58)), 0)";
+    ck_assert_int_eq(raw_int(raw, digest_sql, fancy), 1);
+    ck_assert_int_eq(dlock_acquire(c, fancy, 10000, 0, &l), DLOCK_EBUSY);
+    ck_assert_int_eq(raw_int(raw, "SELECT RELEASE_LOCK(CONCAT('dlock#', LEFT(SHA2(?, 256), 58)))",
+                             fancy),
+                     1);
+    ck_assert_int_eq(dlock_acquire(c, fancy, 10000, 0, &l), DLOCK_OK);
+    ck_assert_int_eq(raw_int(raw, digest_sql, fancy), 0);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+
+    /* A dlock waiter gets the lock about one round trip after the plain
+     * client lets go. */
+    ck_assert_int_eq(raw_int(raw, "SELECT GET_LOCK(?, 0)", name), 1);
+    dlt_child waiter;
+    ck_assert_int_eq(dlt_child_start(&waiter, url, name, 10000, 10000), 0);
+    dlt_sleep_ms(300); /* the child is waiting in GET_LOCK now */
+    int64_t released_at = dlt_now_ms();
+    ck_assert_int_eq(raw_int(raw, "SELECT RELEASE_LOCK(?)", name), 1);
+    ck_assert_int_eq(dlt_child_read(&waiter, 5000), DLOCK_OK);
+    int64_t handoff = dlt_now_ms() - released_at;
+    fprintf(stderr, "FIGURE: plain client RELEASE_LOCK -> waiting dlock client granted: %lld ms\n",
+            (long long)handoff);
+    ck_assert_int_lt(handoff, 500);
+    ck_assert_int_eq(raw_int(raw, "SELECT GET_LOCK(?, 0)", name), 0);
+    ck_assert_int_eq(dlt_child_cmd(&waiter, "release", 5000), DLOCK_OK);
+    dlt_child_stop(&waiter, 0);
+
+    mysql_close(raw);
+    dlock_close(c);
+    free(name);
+}
+END_TEST
+
+START_TEST(holder_of_a_free_lock)
+{
+    dlock_client *c = open_client();
+    char *name = unique("free");
+    char who[64] = "untouched";
+    ck_assert_int_eq(dlock_holder(c, name, who, sizeof who), 0);
+    ck_assert_int_eq(dlock_holder(c, name, NULL, 0), 0);
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(c, name, 5000, 0, &l), DLOCK_OK);
+    ck_assert_int_eq(dlock_holder(c, name, NULL, 0), 1);
+    char tiny[8];
+    ck_assert_int_eq(dlock_holder(c, name, tiny, sizeof tiny), 1);
+    ck_assert_uint_eq(strlen(tiny), sizeof tiny - 1);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    dlock_close(c);
+    free(name);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Lease: wait_timeout follows the smallest TTL on the session               */
+/* ------------------------------------------------------------------------ */
+
+START_TEST(lease_follows_the_smallest_ttl)
+{
+    dlock_client *c = open_client();
+    char *long_name = unique("long"), *short_name = unique("short"), *busy_name = unique("busy");
+    dlock_lock *long_lock = NULL, *short_lock = NULL, *busy_lock = NULL;
+    ck_assert_int_eq(dlock_acquire(c, long_name, 60000, 0, &long_lock), DLOCK_OK);
+    ck_assert_int_gt(dlock_remaining_ms(long_lock), 50000);
+    /* A 1.5 s lock makes the whole session's lease 2 s (whole seconds, up). */
+    ck_assert_int_eq(dlock_acquire(c, short_name, 1500, 0, &short_lock), DLOCK_OK);
+    ck_assert_int_le(dlock_remaining_ms(long_lock), 2000);
+    ck_assert_int_le(dlock_remaining_ms(short_lock), 1500);
+    /* Releasing it gives the long lock its own lease back... */
+    ck_assert_int_eq(dlock_release(short_lock), DLOCK_OK);
+    /* ...and the session survives a silence longer than the short TTL. */
+    dlt_sleep_ms(3000);
+    ck_assert_msg(dlock_extend(long_lock, 60000) == DLOCK_OK, "%s", dlock_last_error());
+
+    /* A short try that fails must not shorten the session's lease either. */
+    dlock_client *other = open_client();
+    ck_assert_int_eq(dlock_acquire(other, busy_name, 60000, 0, &busy_lock), DLOCK_OK);
+    ck_assert_int_eq(dlock_acquire(c, busy_name, 1000, 0, &short_lock), DLOCK_EBUSY);
+    dlt_sleep_ms(2500);
+    ck_assert_msg(dlock_extend(long_lock, 60000) == DLOCK_OK, "%s", dlock_last_error());
+    ck_assert_int_eq(dlock_release(busy_lock), DLOCK_OK);
+    dlock_close(other);
+
+    ck_assert_int_eq(dlock_release(long_lock), DLOCK_OK);
+    dlock_close(c);
+    free(long_name);
+    free(short_name);
+    free(busy_name);
+}
+END_TEST
+
+/* A client whose idle session the server closed reconnects for the next
+ * acquire by itself. */
+START_TEST(idle_session_reconnects_for_new_acquires)
+{
+    dlock_client *c = open_client();
+    char *name = unique("idle");
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(c, name, 1000, 0, &l), DLOCK_OK);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    dlt_sleep_ms(2500); /* wait_timeout is 1 s now: the server drops us */
+    ck_assert_msg(dlock_acquire(c, name, 1000, 0, &l) == DLOCK_OK, "%s", dlock_last_error());
+    ck_assert(busy_for_others(name));
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    char who[128];
+    dlt_sleep_ms(2500);
+    ck_assert_int_eq(dlock_holder(c, name, who, sizeof who), 0);
+    dlock_close(c);
+    free(name);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Faults                                                                   */
+/* ------------------------------------------------------------------------ */
+
+START_TEST(kill_of_the_holders_connection_is_elost)
+{
+    dlock_client *c = open_client();
+    char *name = unique("kill");
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(c, name, 10000, 0, &l), DLOCK_OK);
+    long long id = holder_id(name);
+    ck_assert_int_gt(id, 0);
+    kill_connection(id, 0);
+    int64_t killed_at = dlt_now_ms();
+    /* The lock is free for others at once... */
+    int64_t took = dlt_acquire_within(url, name, 5000, 1000);
+    ck_assert_int_ge(took, 0);
+    /* ...and the holder learns it at its next extend, never re-taking it. */
+    ck_assert_int_eq(dlock_extend(l, 10000), DLOCK_ELOST);
+    ck_assert_int_eq(dlock_extend(l, 10000), DLOCK_ELOST);
+    fprintf(stderr, "FIGURE: KILL of the holder's connection -> free for others %lld ms, "
+                    "ELOST at the next extend after %lld ms\n",
+            (long long)took, (long long)(dlt_now_ms() - killed_at));
+    ck_assert_int_eq(dlock_release(l), DLOCK_ELOST);
+    /* The next acquire reconnects: a new session that really holds it. */
+    ck_assert_msg(dlock_acquire(c, name, 10000, 0, &l) == DLOCK_OK, "%s", dlock_last_error());
+    ck_assert(busy_for_others(name));
+    ck_assert_int_ne(holder_id(name), id);
+    ck_assert_int_eq(dlock_extend(l, 10000), DLOCK_OK);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    dlock_close(c);
+    free(name);
+}
+END_TEST
+
+/* Two locks on one session: a KILL loses both; neither comes back. */
+START_TEST(kill_loses_every_lock_of_the_session)
+{
+    dlock_client *c = open_client();
+    char *a = unique("ka"), *b = unique("kb");
+    dlock_lock *la = NULL, *lb = NULL;
+    ck_assert_int_eq(dlock_acquire(c, a, 10000, 0, &la), DLOCK_OK);
+    ck_assert_int_eq(dlock_acquire(c, b, 10000, 0, &lb), DLOCK_OK);
+    kill_connection(holder_id(a), 0);
+    dlt_sleep_ms(100);
+    /* A new acquire of a third name reconnects... */
+    char *third = unique("kc");
+    dlock_lock *lc = NULL;
+    ck_assert_msg(dlock_acquire(c, third, 10000, 0, &lc) == DLOCK_OK, "%s", dlock_last_error());
+    /* ...but the old locks stay lost and free for others. */
+    ck_assert_int_eq(dlock_extend(la, 10000), DLOCK_ELOST);
+    ck_assert(!busy_for_others(a));
+    ck_assert(!busy_for_others(b));
+    ck_assert_int_eq(dlock_release(lb), DLOCK_ELOST);
+    ck_assert_int_eq(dlock_release(la), DLOCK_ELOST);
+    ck_assert_int_eq(dlock_release(lc), DLOCK_OK);
+    dlock_close(c);
+    free(a);
+    free(b);
+    free(third);
+}
+END_TEST
+
+/* `dlock run`: KILL of its connection -> the job gets SIGTERM, dlock exits 79. */
+START_TEST(kill_under_dlock_run_terminates_the_job)
+{
+    const char *bin = getenv("DLOCK_BIN");
+    if (!bin || access(bin, X_OK) != 0) {
+        fprintf(stderr, "DLOCK_BIN not set: skipping the dlock run test\n");
+        return;
+    }
+    char *dir = dlt_tmpdir();
+    char *name = unique("run");
+    char marker[4200], script[4400];
+    snprintf(marker, sizeof marker, "%s/terminated", dir);
+    snprintf(script, sizeof script,
+             "trap 'echo TERM > \"%s\"; exit 7' TERM; while :; do sleep 0.05; done", marker);
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        setenv("DLOCK_URL", url, 1);
+        execl(bin, bin, "run", "-t", "3s", "-k", "5s", name, "--", "/bin/sh", "-c", script,
+              (char *)NULL);
+        _exit(127);
+    }
+    long long id = -1;
+    for (int i = 0; i < 100 && id < 0; i++) {
+        dlt_sleep_ms(50);
+        id = holder_id(name);
+    }
+    ck_assert_int_gt(id, 0);
+    dlt_sleep_ms(200); /* the job is running */
+    kill_connection(id, 0);
+    int64_t killed_at = dlt_now_ms();
+    int status = 0;
+    int64_t deadline = killed_at + 8000;
+    pid_t done = 0;
+    while (done == 0 && dlt_now_ms() < deadline) {
+        done = waitpid(pid, &status, WNOHANG);
+        if (done == 0)
+            dlt_sleep_ms(20);
+    }
+    if (done == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        ck_abort_msg("dlock run did not end within 8 s of the KILL");
+    }
+    int64_t took = dlt_now_ms() - killed_at;
+    fprintf(stderr, "FIGURE: KILL under dlock run -t 3s -> job terminated, dlock exited after "
+                    "%lld ms\n",
+            (long long)took);
+    ck_assert(WIFEXITED(status));
+    ck_assert_int_eq(WEXITSTATUS(status), 79);
+    ck_assert_msg(access(marker, F_OK) == 0, "the job did not get SIGTERM");
+    ck_assert_int_lt(took, 3000 + 2000); /* within TTL (+ grace for the heartbeat) */
+    free(name);
+    free(dir);
+}
+END_TEST
+
+START_TEST(kill9_of_the_holder_frees_at_once)
+{
+    char *name = unique("k9");
+    dlt_child holder;
+    ck_assert_int_eq(dlt_child_start(&holder, url, name, 30000, 0), 0);
+    ck_assert_int_eq(dlt_child_read(&holder, 10000), DLOCK_OK);
+    ck_assert(busy_for_others(name));
+    int64_t start = dlt_now_ms();
+    dlt_child_stop(&holder, SIGKILL);
+    int64_t took = dlt_acquire_within(url, name, 5000, 1000);
+    fprintf(stderr, "FIGURE: kill -9 of the holder (TTL 30 s) -> another client acquired after "
+                    "%lld ms\n",
+            (long long)(took >= 0 ? dlt_now_ms() - start : -1));
+    ck_assert_int_ge(took, 0);
+    ck_assert_int_le(took, 1000);
+    free(name);
+}
+END_TEST
+
+START_TEST(sigstop_past_the_ttl_loses_the_lock)
+{
+    char *name = unique("stop");
+    dlt_child holder;
+    const uint32_t ttl_ms = 2000;
+    ck_assert_int_eq(dlt_child_start(&holder, url, name, ttl_ms, 0), 0);
+    ck_assert_int_eq(dlt_child_read(&holder, 10000), DLOCK_OK);
+    kill(holder.pid, SIGSTOP);
+    int64_t start = dlt_now_ms();
+    /* Nobody gets it while the lease runs... */
+    ck_assert(busy_for_others(name));
+    /* ...then another client does, within TTL + 2 s. */
+    int64_t took = dlt_acquire_within(url, name, 5000, ttl_ms + 2000);
+    int64_t since_stop = dlt_now_ms() - start;
+    fprintf(stderr, "FIGURE: SIGSTOP of the holder (TTL %u ms) -> another client acquired %lld ms "
+                    "after the stop\n",
+            ttl_ms, (long long)since_stop);
+    ck_assert_int_ge(took, 0);
+    ck_assert_int_le(since_stop, ttl_ms + 2000);
+    ck_assert_int_ge(since_stop, ttl_ms - 1000);
+    kill(holder.pid, SIGCONT);
+    ck_assert_int_eq(dlt_child_cmd(&holder, "extend 2000", 5000), DLOCK_ELOST);
+    ck_assert_int_eq(dlt_child_cmd(&holder, "release", 5000), DLOCK_ELOST);
+    dlt_child_stop(&holder, 0);
+    free(name);
+}
+END_TEST
+
+/* The holder is silent but its client believes it holds the lock: the
+ * server, not the client, must be the one that ends it. */
+START_TEST(silent_holder_in_process_loses_the_lock)
+{
+    dlock_client *c = open_client();
+    char *name = unique("silent");
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(c, name, 1200, 0, &l), DLOCK_OK);
+    int64_t start = dlt_now_ms();
+    int64_t took = dlt_acquire_within(url, name, 5000, 1200 + 2000);
+    ck_assert_int_ge(took, 0);
+    fprintf(stderr, "FIGURE: silent holder with TTL 1200 ms (wait_timeout 2 s) -> free for "
+                    "others after %lld ms\n",
+            (long long)(dlt_now_ms() - start));
+    ck_assert_int_eq(dlock_remaining_ms(l), 0);
+    ck_assert_int_eq(dlock_release(l), DLOCK_ELOST);
+    dlock_close(c);
+    free(name);
+}
+END_TEST
+
+/* Server restart while holding: a private server, so that the other test
+ * programs running at the same time keep theirs. */
+static char private_dir[4200];
+static char private_url[4200];
+
+static void read_env_value(const char *file, const char *key, char *out, size_t outlen)
+{
+    FILE *f = fopen(file, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[8192];
+    out[0] = '\0';
+    size_t keylen = strlen(key);
+    while (fgets(line, sizeof line, f)) {
+        const char *p = line;
+        if (strncmp(p, "export ", 7) == 0)
+            p += 7;
+        if (strncmp(p, key, keylen) == 0 && p[keylen] == '=') {
+            p += keylen + 1;
+            if (*p == '\'')
+                p++;
+            snprintf(out, outlen, "%s", p);
+            out[strcspn(out, "'\n")] = '\0';
+        }
+    }
+    fclose(f);
+}
+
+static const char *server_script(void)
+{
+    static char path[4200];
+    const char *top = getenv("top_srcdir");
+    if (top && *top) {
+        snprintf(path, sizeof path, "%s/tests/mysql-server.sh", top);
+    } else {
+        /* Run by hand: the script sits next to this source file. */
+        snprintf(path, sizeof path, "%s", __FILE__);
+        char *slash = strrchr(path, '/');
+        snprintf(slash ? slash + 1 : path, sizeof path - (size_t)(slash ? slash + 1 - path : 0),
+                 "mysql-server.sh");
+    }
+    return path;
+}
+
+static int private_server(const char *action)
+{
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd, "sh '%s' %s '%s' >/dev/null 2>>'%s.err'", server_script(), action,
+             private_dir, private_dir);
+    return dlt_system(cmd);
+}
+
+START_TEST(server_restart_loses_the_lock_then_acquires_work)
+{
+    char *dir = dlt_tmpdir();
+    chmod(dir, 0755); /* the server runs as `mysql` when we are root */
+    snprintf(private_dir, sizeof private_dir, "%s/server", dir);
+    free(dir);
+    int64_t t0 = dlt_now_ms();
+    ck_assert_msg(private_server("start") == 0, "could not start a private server (see %s.err)",
+                  private_dir);
+    fprintf(stderr, "FIGURE: private MariaDB started in %lld ms\n", (long long)(dlt_now_ms() - t0));
+    char env_file[4300];
+    snprintf(env_file, sizeof env_file, "%s/env", private_dir);
+    read_env_value(env_file, "DLOCK_TEST_MYSQL_URL", private_url, sizeof private_url);
+    ck_assert(private_url[0] != '\0');
+
+    dlock_client *c = NULL, *other = NULL;
+    ck_assert_msg(dlock_open(private_url, &c) == DLOCK_OK, "%s", dlock_last_error());
+    dlock_lock *l = NULL, *l2 = NULL;
+    ck_assert_int_eq(dlock_acquire(c, "restart-job", 30000, 0, &l), DLOCK_OK);
+
+    t0 = dlt_now_ms();
+    int rc = private_server("restart");
+    int64_t restart_ms = dlt_now_ms() - t0;
+    if (rc != 0) {
+        private_server("stop");
+        ck_abort_msg("restart failed (see %s.err)", private_dir);
+    }
+    ck_assert_int_eq(dlock_extend(l, 30000), DLOCK_ELOST);
+    ck_assert_int_eq(dlock_release(l), DLOCK_ELOST);
+    t0 = dlt_now_ms();
+    rc = dlock_acquire(c, "restart-job", 30000, 0, &l);
+    int64_t reacquire_ms = dlt_now_ms() - t0;
+    fprintf(stderr, "FIGURE: server restart took %lld ms; then ELOST, and a new acquire on the "
+                    "same client succeeded in %lld ms\n",
+            (long long)restart_ms, (long long)reacquire_ms);
+    int rc_other = dlock_open(private_url, &other);
+    int rc_busy = rc_other == DLOCK_OK ? dlock_acquire(other, "restart-job", 30000, 0, &l2) : rc_other;
+    int rc_extend = rc == DLOCK_OK ? dlock_extend(l, 30000) : rc;
+    if (rc == DLOCK_OK)
+        dlock_release(l);
+    dlock_close(other);
+    dlock_close(c);
+    private_server("stop");
+    ck_assert_int_eq(rc, DLOCK_OK);
+    ck_assert_int_eq(rc_busy, DLOCK_EBUSY);
+    ck_assert_int_eq(rc_extend, DLOCK_OK);
+}
+END_TEST
+
+/* A waiter blocked by a plain client is woken by dlock_cancel (KILL QUERY
+ * over a second connection) and its session is still good afterwards. */
+struct cancel_args {
+    dlock_client *client;
+    int delay_ms;
+};
+
+#include <pthread.h>
+
+static void *cancel_later(void *arg)
+{
+    struct cancel_args *a = arg;
+    dlt_sleep_ms(a->delay_ms);
+    dlock_cancel(a->client);
+    return NULL;
+}
+
+START_TEST(cancel_interrupts_a_server_side_wait)
+{
+    char *name = unique("cancel"), *other_name = unique("kept");
+    MYSQL *raw = raw_open(url);
+    ck_assert_int_eq(raw_int(raw, "SELECT GET_LOCK(?, 0)", name), 1);
+    dlock_client *c = open_client();
+    dlock_lock *kept = NULL, *l = NULL;
+    ck_assert_int_eq(dlock_acquire(c, other_name, 30000, 0, &kept), DLOCK_OK);
+    for (int round = 0; round < 3; round++) {
+        struct cancel_args args = {c, 200};
+        pthread_t thread;
+        ck_assert_int_eq(pthread_create(&thread, NULL, cancel_later, &args), 0);
+        int64_t start = dlt_now_ms();
+        int rc = dlock_acquire(c, name, 30000, round == 1 ? 20000 : DLOCK_WAIT_FOREVER, &l);
+        int64_t took = dlt_now_ms() - start;
+        pthread_join(thread, NULL);
+        ck_assert_msg(rc == DLOCK_ECANCELED, "round %d: %d %s", round, rc, dlock_last_error());
+        ck_assert_int_ge(took, 150);
+        ck_assert_int_lt(took, 1500);
+        if (round == 0)
+            fprintf(stderr, "FIGURE: dlock_cancel -> waiting acquire returned after %lld ms "
+                            "(cancel sent at 200 ms)\n",
+                    (long long)took);
+    }
+    /* The session survived the KILL QUERY: the other lock is still held. */
+    ck_assert_int_eq(dlock_extend(kept, 30000), DLOCK_OK);
+    ck_assert(busy_for_others(other_name));
+    /* And a later wait is not cancelled by an old request. */
+    ck_assert_int_eq(raw_int(raw, "SELECT RELEASE_LOCK(?)", name), 1);
+    ck_assert_int_eq(dlock_acquire(c, name, 30000, 1000, &l), DLOCK_OK);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    ck_assert_int_eq(dlock_release(kept), DLOCK_OK);
+    dlock_close(c);
+    mysql_close(raw);
+    free(name);
+    free(other_name);
+}
+END_TEST
+
+/* A KILL QUERY from outside (not ours) is not a cancel and not a grant. */
+START_TEST(foreign_kill_query_is_a_backend_error)
+{
+    char *name = unique("kq");
+    MYSQL *raw = raw_open(url);
+    ck_assert_int_eq(raw_int(raw, "SELECT GET_LOCK(?, 0)", name), 1);
+    dlt_child waiter;
+    ck_assert_int_eq(dlt_child_start(&waiter, url, name, 10000, 20000), 0);
+    /* Find the waiting connection: the one running GET_LOCK. */
+    long long id = -1;
+    MYSQL *admin = raw_open(root_url ? root_url : url);
+    for (int i = 0; i < 100 && id < 0; i++) {
+        dlt_sleep_ms(30);
+        id = raw_int(admin,
+                     "SELECT MAX(ID) FROM information_schema.PROCESSLIST "
+                     "WHERE INFO LIKE 'SELECT GET_LOCK(%' AND ID <> CONNECTION_ID()",
+                     NULL);
+    }
+    ck_assert_int_gt(id, 0);
+    kill_connection(id, 1);
+    int rc = dlt_child_read(&waiter, 5000);
+    ck_assert_msg(rc == DLOCK_EBACKEND, "got %d", rc);
+    dlt_child_stop(&waiter, 0);
+    mysql_close(admin);
+    mysql_close(raw);
+    free(name);
+}
+END_TEST
+
+START_TEST(connection_failures)
+{
+    dlock_client *c = NULL;
+    /* Nothing listens on port 1. */
+    int64_t start = dlt_now_ms();
+    ck_assert_int_eq(dlock_open("mysql://dlock:Sup3rS3cret@127.0.0.1:1/dlock_test", &c), DLOCK_ECONN);
+    ck_assert_int_lt(dlt_now_ms() - start, 5000);
+    ck_assert_ptr_null(c);
+    ck_assert(strstr(dlock_last_error(), "Sup3rS3cret") == NULL);
+    ck_assert(strstr(dlock_last_error(), "127.0.0.1:1") != NULL);
+
+    /* The right server, a wrong password: the server refuses (not ECONN). */
+    struct dlock_mysql_url u;
+    ck_assert_int_eq(dlock__mysql_parse_url(url, &u), DLOCK_OK);
+    char bad[512];
+    snprintf(bad, sizeof bad, "mysql://%s:Wr0ngPassw0rd@%s:%u/%s", u.user, u.host, u.port,
+             u.database ? u.database : "");
+    ck_assert_int_eq(dlock_open(bad, &c), DLOCK_EBACKEND);
+    ck_assert(strstr(dlock_last_error(), "Wr0ngPassw0rd") == NULL);
+    ck_assert(strstr(dlock_last_error(), "Access denied") != NULL);
+
+    /* TLS demanded from a server without it: refused, not silently clear. */
+    snprintf(bad, sizeof bad, "%s%sssl-mode=REQUIRED", url, strchr(url, '?') ? "&" : "?");
+    ck_assert_int_eq(dlock_open(bad, &c), DLOCK_ECONN);
+    ck_assert_ptr_null(c);
+    ck_assert(strstr(dlock_last_error(), u.password) == NULL);
+    snprintf(bad, sizeof bad, "%s%sssl-mode=DISABLED&connect-timeout=3", url,
+             strchr(url, '?') ? "&" : "?");
+    ck_assert_msg(dlock_open(bad, &c) == DLOCK_OK, "%s", dlock_last_error());
+    dlock_close(c);
+    dlock__mysql_url_free(&u);
+
+    /* An unknown database is the server's answer too. */
+    ck_assert_int_eq(dlock__mysql_parse_url(url, &u), DLOCK_OK);
+    snprintf(bad, sizeof bad, "mysql://%s:%s@%s:%u/no_such_db_here", u.user, "x", u.host, u.port);
+    dlock__mysql_url_free(&u);
+    ck_assert_int_eq(dlock_open(bad, &c), DLOCK_EBACKEND);
+}
+END_TEST
+
+START_TEST(socket_is_close_on_exec)
+{
+    dlock_client *c = open_client();
+    char *name = unique("cloexec");
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(c, name, 10000, 0, &l), DLOCK_OK);
+    /* Every socket this process holds must carry FD_CLOEXEC. */
+    int sockets = 0;
+    for (int fd = 3; fd < 1024; fd++) {
+        struct stat st;
+        if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode))
+            continue;
+        sockets++;
+        int flags = fcntl(fd, F_GETFD);
+        ck_assert_msg(flags >= 0 && (flags & FD_CLOEXEC), "socket fd %d is inherited by exec", fd);
+    }
+    ck_assert_int_ge(sockets, 1);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    dlock_close(c);
+    free(name);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+
+static Suite *mysql_suite(int with_server)
+{
+    Suite *s = suite_create("mysql");
+    TCase *tc = tcase_create("url");
+    tcase_add_test(tc, url_full);
+    tcase_add_test(tc, url_minimal_and_schemes);
+    tcase_add_test(tc, url_ipv6);
+    tcase_add_test(tc, url_socket);
+    tcase_add_test(tc, url_options);
+    tcase_add_test(tc, url_malformed);
+    tcase_add_test(tc, url_errors_hide_the_password);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("names");
+    tcase_add_test(tc, sha256_vectors);
+    tcase_add_test(tc, name_mapping_vectors);
+    tcase_add_test(tc, name_mapping_properties);
+    suite_add_tcase(s, tc);
+
+    if (!with_server)
+        return s;
+
+    tc = tcase_create("server");
+    tcase_add_checked_fixture(tc, integration_setup, NULL);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, names_the_server_would_confuse_are_distinct);
+    tcase_add_test(tc, hostile_names_are_just_names);
+    tcase_add_test(tc, plain_client_and_dlock_exclude_each_other);
+    tcase_add_test(tc, holder_of_a_free_lock);
+    tcase_add_test(tc, lease_follows_the_smallest_ttl);
+    tcase_add_test(tc, idle_session_reconnects_for_new_acquires);
+    tcase_add_test(tc, cancel_interrupts_a_server_side_wait);
+    tcase_add_test(tc, foreign_kill_query_is_a_backend_error);
+    tcase_add_test(tc, connection_failures);
+    tcase_add_test(tc, socket_is_close_on_exec);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("faults");
+    tcase_add_checked_fixture(tc, integration_setup, NULL);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, kill_of_the_holders_connection_is_elost);
+    tcase_add_test(tc, kill_loses_every_lock_of_the_session);
+    tcase_add_test(tc, kill_under_dlock_run_terminates_the_job);
+    tcase_add_test(tc, kill9_of_the_holder_frees_at_once);
+    tcase_add_test(tc, sigstop_past_the_ttl_loses_the_lock);
+    tcase_add_test(tc, silent_holder_in_process_loses_the_lock);
+    tcase_add_test(tc, server_restart_loses_the_lock_then_acquires_work);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    const char *env = getenv("DLOCK_TEST_MYSQL_URL");
+    int with_server = env && *env;
+    if (!with_server) {
+        if (dlt_required("mysql")) {
+            fprintf(stderr, "DLOCK_TEST_MYSQL_URL is not set but DLOCK_TEST_REQUIRE requires "
+                            "the mysql backend\n");
+            return DLT_HARD_ERROR;
+        }
+        fprintf(stderr, "DLOCK_TEST_MYSQL_URL is not set: only the unit tests run\n");
+    }
+    SRunner *runner = srunner_create(mysql_suite(with_server));
+    srunner_run_all(runner, CK_NORMAL);
+    int failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    return failed ? 1 : 0;
+}
