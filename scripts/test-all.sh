@@ -48,6 +48,16 @@ if [ $status -ne 0 ]; then
     exit $status
 fi
 
+# Sanitizers, valgrind, thread stress, fuzzing and static analysis
+# (scripts/hardening.sh), then the consumers: Python, C through pkg-config,
+# Debian packages (scripts/reach.sh).  Both get the build folder and use the
+# servers started above.
+for extra in hardening reach; do
+    if [ -f "$src/scripts/$extra.sh" ]; then
+        bash "$src/scripts/$extra.sh" "$build"
+    fi
+done
+
 # The release tarball builds and passes its own checks (SQLite only there).
 env -u DLOCK_TEST_URLS -u DLOCK_TEST_REQUIRE -u DLOCK_TEST_PG_URL -u DLOCK_TEST_MYSQL_URL \
     make -j2 distcheck >/dev/null

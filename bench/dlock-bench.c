@@ -1,0 +1,341 @@
+/*
+ * dlock-bench: what a lock costs, against the raw driver in the same run.
+ *
+ *   dlock-bench [--json] [--short] [URL...]
+ *
+ * URLs default to $DLOCK_BENCH_URLS, else $DLOCK_TEST_URLS, else an SQLite
+ * file in a temporary folder.  For each: acquire+release cycles of libdlock
+ * and of the raw driver, interleaved round by round; handoff latency between
+ * two processes; 10,000 locks held on one client and the library's memory per
+ * lock; 32 processes contending for one name.  On SQLite also `dlock run`
+ * against `flock -n`.  --json prints one object per line.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <malloc.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dlock.h"
+#include "raw.h"
+
+static int json, short_mode;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void report(const char *backend, const char *metric, double value, const char *unit,
+                   double raw_value, const char *note)
+{
+    if (json) {
+        printf("{\"backend\":\"%s\",\"metric\":\"%s\",\"value\":%.3f,\"unit\":\"%s\"", backend, metric, value, unit);
+        if (raw_value > 0)
+            printf(",\"raw_value\":%.3f,\"ratio\":%.3f", raw_value, value / raw_value);
+        printf("}\n");
+    } else {
+        printf("%-11s %-24s %12.1f %-10s", backend, metric, value, unit);
+        if (raw_value > 0)
+            printf(" raw %10.1f  ratio %.2f", raw_value, value / raw_value);
+        if (note)
+            printf("  %s", note);
+        printf("\n");
+    }
+    fflush(stdout);
+}
+
+static int run_raw(const char *backend, const char *url, long cycles, double *elapsed)
+{
+#ifdef HAVE_SQLITE
+    if (strcmp(backend, "sqlite") == 0)
+        return bench_raw_sqlite(url, cycles, elapsed);
+#endif
+#ifdef BENCH_RAW_POSTGRESQL
+    if (strcmp(backend, "postgresql") == 0)
+        return bench_raw_postgresql(url, cycles, elapsed);
+#endif
+#ifdef BENCH_RAW_MYSQL
+    if (strcmp(backend, "mysql") == 0)
+        return bench_raw_mysql(url, cycles, elapsed);
+#endif
+    (void)url;
+    (void)cycles;
+    (void)elapsed;
+    return -1;
+}
+
+static int run_lib(dlock_client *c, long cycles, double *elapsed)
+{
+    double start = now_s();
+    for (long i = 0; i < cycles; i++) {
+        dlock_lock *l = NULL;
+        if (dlock_acquire(c, "bench-lib", 60000, 0, &l) != DLOCK_OK || dlock_release(l) != DLOCK_OK) {
+            fprintf(stderr, "dlock-bench: cycle failed: %s\n", dlock_last_error());
+            return -1;
+        }
+    }
+    *elapsed = now_s() - start;
+    return 0;
+}
+
+/* Cycles per second, libdlock against the raw driver, interleaved. */
+static void bench_cycles(const char *backend, const char *url, dlock_client *c)
+{
+    int rounds = short_mode ? 3 : 10;
+    long cycles = 200;
+    double probe;
+    /* Size a round to about 0.1 s (short) or 0.5 s of raw work. */
+    if (run_raw(backend, url, cycles, &probe) == 0 && probe > 0) {
+        double target = short_mode ? 0.1 : 0.5;
+        cycles = (long)(cycles * target / probe);
+        if (cycles < 100)
+            cycles = 100;
+    }
+    double raw_total = 0, lib_total = 0;
+    for (int r = 0; r < rounds; r++) {
+        double e;
+        if (run_raw(backend, url, cycles, &e) != 0) {
+            fprintf(stderr, "dlock-bench: raw %s baseline failed\n", backend);
+            return;
+        }
+        raw_total += e;
+        if (run_lib(c, cycles, &e) != 0)
+            return;
+        lib_total += e;
+    }
+    double raw_rate = cycles * rounds / raw_total, lib_rate = cycles * rounds / lib_total;
+    report(backend, "cycles", lib_rate, "cycles/s", raw_rate, NULL);
+    report(backend, "cycle_latency", 1e6 / lib_rate, "us", 1e6 / raw_rate, NULL);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Release-to-grant latency: this process holds, a child waits forever. */
+static void bench_handoff(const char *backend, const char *url, dlock_client *c)
+{
+    int n = short_mode ? 15 : 200;
+    double *lat = calloc((size_t)n, sizeof *lat);
+    int got = 0;
+    for (int i = 0; i < n; i++) {
+        dlock_lock *held = NULL;
+        if (dlock_acquire(c, "bench-handoff", 60000, 0, &held) != DLOCK_OK)
+            break;
+        int fds[2];
+        if (pipe(fds) != 0)
+            break;
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid == 0) {
+            dlock_client *w = NULL;
+            dlock_lock *l = NULL;
+            double t = -1;
+            if (dlock_open(url, &w) == DLOCK_OK &&
+                dlock_acquire(w, "bench-handoff", 60000, DLOCK_WAIT_FOREVER, &l) == DLOCK_OK) {
+                t = now_s();
+                dlock_release(l);
+            }
+            if (write(fds[1], &t, sizeof t) < 0)
+                _exit(1);
+            dlock_close(w);
+            _exit(0);
+        }
+        /* Let the waiter connect and block (longer for the first one). */
+        struct timespec pause = {0, (i == 0 ? 300 : 60) * 1000000L};
+        nanosleep(&pause, NULL);
+        double released = now_s();
+        dlock_release(held);
+        double granted = -1;
+        if (read(fds[0], &granted, sizeof granted) == (ssize_t)sizeof granted && granted > 0)
+            lat[got++] = (granted - released) * 1000.0;
+        close(fds[0]);
+        close(fds[1]);
+        waitpid(pid, NULL, 0);
+    }
+    if (got) {
+        qsort(lat, (size_t)got, sizeof *lat, cmp_double);
+        report(backend, "handoff_p50", lat[got / 2], "ms", 0, NULL);
+        report(backend, "handoff_p99", lat[(got * 99) / 100 >= got ? got - 1 : (got * 99) / 100], "ms", 0, NULL);
+    }
+    free(lat);
+}
+
+/* 10,000 distinct locks on one client; the library's heap per held lock. */
+static void bench_scale(const char *backend, dlock_client *c)
+{
+    enum { N = 10000 };
+    dlock_lock **locks = calloc(N, sizeof *locks);
+    char name[64];
+    /* Warm up: the first acquire allocates prepared statements and buffers. */
+    dlock_lock *warm = NULL;
+    if (dlock_acquire(c, "bench-scale-warm", 60000, 0, &warm) == DLOCK_OK)
+        dlock_release(warm);
+    struct mallinfo2 before = mallinfo2();
+    double start = now_s();
+    int held = 0;
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "bench-scale-%d-%d", (int)getpid(), i);
+        int rc = dlock_acquire(c, name, 600000, 0, &locks[i]);
+        if (rc != DLOCK_OK) {
+            fprintf(stderr, "dlock-bench: %s: lock %d of %d: %s\n", backend, i, N, dlock_last_error());
+            break;
+        }
+        held++;
+    }
+    double took = now_s() - start;
+    struct mallinfo2 after = mallinfo2();
+    double per_lock = held ? ((double)after.uordblks - (double)before.uordblks) / held : 0;
+    start = now_s();
+    for (int i = 0; i < held; i++)
+        dlock_release(locks[i]);
+    double release_took = now_s() - start;
+    report(backend, "scale_locks_held", held, "locks", 0, held == N ? NULL : "FEWER THAN 10000");
+    report(backend, "scale_acquire_all", took * 1000, "ms", 0, NULL);
+    report(backend, "scale_release_all", release_took * 1000, "ms", 0, NULL);
+    report(backend, "memory_per_lock", per_lock, "bytes", 0, NULL);
+    free(locks);
+}
+
+/* 32 processes loop on one name with waits: cycles per second, errors. */
+static void bench_contention(const char *backend, const char *url)
+{
+    enum { PROCS = 32 };
+    double seconds = short_mode ? 1.0 : 5.0;
+    long *counts = mmap(NULL, sizeof(long) * PROCS * 2, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (counts == MAP_FAILED)
+        return;
+    memset(counts, 0, sizeof(long) * PROCS * 2);
+    double start = now_s();
+    pid_t pids[PROCS];
+    fflush(NULL);
+    for (int p = 0; p < PROCS; p++) {
+        pids[p] = fork();
+        if (pids[p] == 0) {
+            dlock_client *c = NULL;
+            if (dlock_open(url, &c) != DLOCK_OK) {
+                counts[PROCS + p]++;
+                _exit(1);
+            }
+            while (now_s() - start < seconds) {
+                dlock_lock *l = NULL;
+                int rc = dlock_acquire(c, "bench-contention", 60000, 5000, &l);
+                if (rc == DLOCK_OK)
+                    rc = dlock_release(l);
+                if (rc == DLOCK_OK)
+                    counts[p]++;
+                else if (rc != DLOCK_EBUSY)
+                    counts[PROCS + p]++;
+            }
+            dlock_close(c);
+            _exit(0);
+        }
+    }
+    for (int p = 0; p < PROCS; p++)
+        waitpid(pids[p], NULL, 0);
+    double took = now_s() - start;
+    long total = 0, errors = 0;
+    for (int p = 0; p < PROCS; p++) {
+        total += counts[p];
+        errors += counts[PROCS + p];
+    }
+    report(backend, "contention_cycles", total / took, "cycles/s", 0, NULL);
+    report(backend, "contention_errors", (double)errors, "errors", 0, errors ? "MUST BE 0" : NULL);
+    munmap(counts, sizeof(long) * PROCS * 2);
+}
+
+/* `dlock run NAME -- true` against `flock -n FILE true`, in wall time. */
+static void bench_cli(const char *url)
+{
+    const char *bin = getenv("DLOCK_BIN");
+    if (!bin)
+        bin = "./dlock";
+    if (access(bin, X_OK) != 0 || system("command -v flock >/dev/null 2>&1") != 0)
+        return;
+    int n = short_mode ? 10 : 100;
+    char dlock_cmd[8192], flock_cmd[4400];
+    snprintf(dlock_cmd, sizeof dlock_cmd, "'%s' run -u '%s' bench-cli -- true", bin, url);
+    snprintf(flock_cmd, sizeof flock_cmd, "flock -n /tmp/dlock-bench-%d.flock true", (int)getpid());
+    double t_dlock = 0, t_flock = 0;
+    for (int i = 0; i < n; i++) {
+        double s = now_s();
+        if (system(dlock_cmd) != 0)
+            return;
+        t_dlock += now_s() - s;
+        s = now_s();
+        if (system(flock_cmd) != 0)
+            return;
+        t_flock += now_s() - s;
+    }
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/dlock-bench-%d.flock", (int)getpid());
+    unlink(path);
+    /* Lower is better here: the ratio is dlock's time over flock's. */
+    report("sqlite", "cli_run_true", t_dlock / n * 1000, "ms", t_flock / n * 1000, "(vs flock -n FILE true)");
+}
+
+int main(int argc, char **argv)
+{
+    char *urls[32];
+    int nurls = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            json = 1;
+        else if (strcmp(argv[i], "--short") == 0)
+            short_mode = 1;
+        else if (strcmp(argv[i], "--help") == 0) {
+            printf("usage: dlock-bench [--json] [--short] [URL...]\n");
+            return 0;
+        } else if (nurls < 31)
+            urls[nurls++] = argv[i];
+    }
+    char tmpdir[] = "/tmp/dlock-bench-XXXXXX";
+    char default_url[128];
+    if (!nurls) {
+        const char *env = getenv("DLOCK_BENCH_URLS");
+        if (!env || !*env)
+            env = getenv("DLOCK_TEST_URLS");
+        if (env && *env) {
+            char *copy = strdup(env), *save = NULL;
+            for (char *t = strtok_r(copy, " \t\n", &save); t && nurls < 31; t = strtok_r(NULL, " \t\n", &save))
+                urls[nurls++] = t;
+        } else {
+            if (!mkdtemp(tmpdir))
+                return 1;
+            snprintf(default_url, sizeof default_url, "sqlite://%s/bench.db", tmpdir);
+            urls[nurls++] = default_url;
+        }
+    }
+    if (!json)
+        printf("%-11s %-24s %12s %-10s\n", "backend", "metric", "value", "unit");
+    int failed = 0;
+    for (int i = 0; i < nurls; i++) {
+        dlock_client *c = NULL;
+        if (dlock_open(urls[i], &c) != DLOCK_OK) {
+            fprintf(stderr, "dlock-bench: URL #%d: %s\n", i + 1, dlock_last_error());
+            failed = 1;
+            continue;
+        }
+        const char *backend = dlock_backend(c);
+        bench_cycles(backend, urls[i], c);
+        bench_handoff(backend, urls[i], c);
+        bench_scale(backend, c);
+        bench_contention(backend, urls[i]);
+        if (strcmp(backend, "sqlite") == 0)
+            bench_cli(urls[i]);
+        dlock_close(c);
+    }
+    return failed;
+}
