@@ -1,0 +1,1140 @@
+/*
+ * PostgreSQL backend: a session-level advisory lock on a 64-bit key.
+ *
+ * The key is the first 8 bytes of SHA-256(name), big-endian and signed, so
+ * that plain SQL can take the same lock (docs/postgresql.md).  The lease is
+ * the session itself: the server ends a session that stays idle longer than
+ * idle_session_timeout, which we keep at the smallest TTL of the locks the
+ * session holds, and every statement we send resets that idle timer.  Ending
+ * the session releases its advisory locks.
+ *
+ * Steady state costs one round trip per acquire, extend and release: the
+ * statements are prepared once per session (one batch right after connect),
+ * and a changed idle_session_timeout rides along inside the lock statement
+ * itself (set_config) instead of costing a SET of its own.
+ *
+ * A session that broke takes its locks with it: every lock state carries the
+ * generation of the session it was taken on, extend and release of a lock
+ * from an earlier generation return DLOCK_ELOST, and the next acquire opens
+ * a new session.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "postgresql.h"
+
+/* idle_session_timeout appeared in PostgreSQL 14: without it a stopped
+ * holder would keep its lock forever, so older servers are refused. */
+#define PG_MIN_SERVER_VERSION 140000
+/* The server keeps NAMEDATALEN - 1 bytes of application_name. */
+#define PG_APPNAME_MAX 63
+/* While a cancel is pending, ask again this often: a cancel request that
+ * reaches the server before it starts executing our statement is dropped. */
+#define PG_CANCEL_RETRY_MS 250
+#define PG_ERRTEXT_MAX 400
+
+/* Connection defaults; a value given in the URL wins (it comes later). */
+#define PG_CONNECT_TIMEOUT_S "10"
+#define PG_KEEPALIVES_IDLE_S "5"
+#define PG_KEEPALIVES_INTERVAL_S "2"
+#define PG_KEEPALIVES_COUNT "3"
+#define PG_TCP_USER_TIMEOUT_MS "10000"
+
+/* --- SHA-256 (FIPS 180-4) --------------------------------------------------- */
+
+typedef struct sha256_ctx {
+    uint32_t state[8];
+    uint64_t total_bytes;
+    unsigned char block[64];
+    size_t block_used;
+} sha256_ctx;
+
+static const uint32_t sha256_round_constants[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
+
+static uint32_t rotr32(uint32_t x, unsigned n)
+{
+    return (x >> n) | (x << (32 - n));
+}
+
+static void sha256_compress(uint32_t state[8], const unsigned char block[64])
+{
+    uint32_t w[64];
+    for (int i = 0; i < 16; i++)
+        w[i] = (uint32_t)block[4 * i] << 24 | (uint32_t)block[4 * i + 1] << 16 |
+               (uint32_t)block[4 * i + 2] << 8 | (uint32_t)block[4 * i + 3];
+    for (int i = 16; i < 64; i++) {
+        uint32_t s0 = rotr32(w[i - 15], 7) ^ rotr32(w[i - 15], 18) ^ (w[i - 15] >> 3);
+        uint32_t s1 = rotr32(w[i - 2], 17) ^ rotr32(w[i - 2], 19) ^ (w[i - 2] >> 10);
+        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+    }
+    uint32_t a = state[0], b = state[1], c = state[2], d = state[3];
+    uint32_t e = state[4], f = state[5], g = state[6], h = state[7];
+    for (int i = 0; i < 64; i++) {
+        uint32_t s1 = rotr32(e, 6) ^ rotr32(e, 11) ^ rotr32(e, 25);
+        uint32_t choice = (e & f) ^ (~e & g);
+        uint32_t t1 = h + s1 + choice + sha256_round_constants[i] + w[i];
+        uint32_t s0 = rotr32(a, 2) ^ rotr32(a, 13) ^ rotr32(a, 22);
+        uint32_t majority = (a & b) ^ (a & c) ^ (b & c);
+        uint32_t t2 = s0 + majority;
+        h = g;
+        g = f;
+        f = e;
+        e = d + t1;
+        d = c;
+        c = b;
+        b = a;
+        a = t1 + t2;
+    }
+    state[0] += a;
+    state[1] += b;
+    state[2] += c;
+    state[3] += d;
+    state[4] += e;
+    state[5] += f;
+    state[6] += g;
+    state[7] += h;
+}
+
+static void sha256_init(sha256_ctx *ctx)
+{
+    static const uint32_t initial[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                        0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    memcpy(ctx->state, initial, sizeof initial);
+    ctx->total_bytes = 0;
+    ctx->block_used = 0;
+}
+
+static void sha256_update(sha256_ctx *ctx, const unsigned char *data, size_t len)
+{
+    ctx->total_bytes += len;
+    while (len > 0) {
+        size_t take = sizeof ctx->block - ctx->block_used;
+        if (take > len)
+            take = len;
+        memcpy(ctx->block + ctx->block_used, data, take);
+        ctx->block_used += take;
+        data += take;
+        len -= take;
+        if (ctx->block_used == sizeof ctx->block) {
+            sha256_compress(ctx->state, ctx->block);
+            ctx->block_used = 0;
+        }
+    }
+}
+
+static void sha256_final(sha256_ctx *ctx, unsigned char digest[32])
+{
+    uint64_t total_bits = ctx->total_bytes * 8;
+    static const unsigned char pad_start = 0x80, zero = 0;
+    sha256_update(ctx, &pad_start, 1);
+    while (ctx->block_used != 56)
+        sha256_update(ctx, &zero, 1);
+    unsigned char length[8];
+    for (int i = 0; i < 8; i++)
+        length[i] = (unsigned char)(total_bits >> (56 - 8 * i));
+    sha256_update(ctx, length, sizeof length);
+    for (int i = 0; i < 8; i++) {
+        digest[4 * i] = (unsigned char)(ctx->state[i] >> 24);
+        digest[4 * i + 1] = (unsigned char)(ctx->state[i] >> 16);
+        digest[4 * i + 2] = (unsigned char)(ctx->state[i] >> 8);
+        digest[4 * i + 3] = (unsigned char)ctx->state[i];
+    }
+}
+
+void dlock__pg_sha256(const void *data, size_t len, unsigned char digest[32])
+{
+    sha256_ctx ctx;
+    sha256_init(&ctx);
+    sha256_update(&ctx, data, len);
+    sha256_final(&ctx, digest);
+}
+
+int64_t dlock__pg_key(const char *name, size_t len)
+{
+    unsigned char digest[32];
+    dlock__pg_sha256(name, len, digest);
+    uint64_t bits = 0;
+    for (int i = 0; i < 8; i++)
+        bits = bits << 8 | digest[i];
+    /* Two's complement without relying on implementation-defined conversion. */
+    if (bits <= (uint64_t)INT64_MAX)
+        return (int64_t)bits;
+    return -(int64_t)(~bits) - 1;
+}
+
+/* --- SQL -------------------------------------------------------------------------- */
+
+/* How pg_locks shows a session advisory lock on a bigint key: classid is
+ * its high 32 bits, objid its low 32 bits, objsubid 1. */
+#define PG_KEY_MATCHES(alias)                                                  \
+    alias "locktype = 'advisory' AND " alias "objsubid = 1 AND " alias "granted" \
+          " AND " alias "classid = (($1 >> 32) & 4294967295)::oid"             \
+          " AND " alias "objid = ($1 & 4294967295)::oid"
+
+#define PG_HELD_BY_THIS_SESSION                                                \
+    "EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE " PG_KEY_MATCHES("")      \
+    " AND pid = pg_catalog.pg_backend_pid())"
+
+/* Session settings, sent once right after connect. */
+static const char session_settings_sql[] =
+    "SELECT"
+    /* The lease: none while no lock is held. */
+    " pg_catalog.set_config('idle_session_timeout', '0', false),"
+    /* Our waits are bounded by lock_timeout alone. */
+    " pg_catalog.set_config('statement_timeout', '0', false),"
+    " pg_catalog.set_config('lock_timeout', '0', false),"
+    " pg_catalog.set_config('idle_in_transaction_session_timeout', '0', false),"
+    /* A waiter whose client vanished stops waiting (and is never granted a
+     * lock for nobody): the server checks the socket during long queries,
+     * and TCP keepalives / tcp_user_timeout tell it that the peer is gone. */
+    " pg_catalog.set_config('client_connection_check_interval', '1000', false),"
+    " pg_catalog.set_config('tcp_keepalives_idle', '" PG_KEEPALIVES_IDLE_S "', false),"
+    " pg_catalog.set_config('tcp_keepalives_interval', '" PG_KEEPALIVES_INTERVAL_S "', false),"
+    " pg_catalog.set_config('tcp_keepalives_count', '" PG_KEEPALIVES_COUNT "', false),"
+    " pg_catalog.set_config('tcp_user_timeout', '" PG_TCP_USER_TIMEOUT_MS "', false)";
+
+#define PG_TYPE_INT8 20
+#define PG_TYPE_TEXT 25
+
+/* The prepared statements.  $1 is always the key.  The *_set variants also
+ * move idle_session_timeout (the lease) to their last parameter in the same
+ * round trip, and only when the lock statement succeeded. */
+static const struct pg_statement {
+    const char *name;
+    int nparams;
+    const char *sql;
+} pg_statements[] = {
+    {"dlock_try", 1, "SELECT pg_catalog.pg_try_advisory_lock($1)"},
+    {"dlock_try_set", 2,
+     "SELECT got, CASE WHEN got THEN pg_catalog.set_config('idle_session_timeout', $2, false) END"
+     " FROM pg_catalog.pg_try_advisory_lock($1) AS t(got)"},
+    /* lock_timeout is set for this statement only (is_local); the
+     * MATERIALIZED CTEs fix the order: timeout, then wait, then lease. */
+    {"dlock_wait", 3,
+     "WITH timeout AS MATERIALIZED (SELECT pg_catalog.set_config('lock_timeout', $2, true)),"
+     " granted AS MATERIALIZED (SELECT pg_catalog.pg_advisory_lock($1) FROM timeout)"
+     " SELECT true, pg_catalog.set_config('idle_session_timeout', $3, false) FROM granted"},
+    {"dlock_check", 1, "SELECT " PG_HELD_BY_THIS_SESSION},
+    {"dlock_check_set", 2,
+     "SELECT held, CASE WHEN held THEN pg_catalog.set_config('idle_session_timeout', $2, false) END"
+     " FROM (SELECT " PG_HELD_BY_THIS_SESSION " AS held OFFSET 0) AS s"},
+    {"dlock_unlock", 1, "SELECT pg_catalog.pg_advisory_unlock($1)"},
+    {"dlock_unlock_set", 2,
+     "SELECT released, pg_catalog.set_config('idle_session_timeout', $2, false)"
+     " FROM pg_catalog.pg_advisory_unlock($1) AS t(released)"},
+    {"dlock_holder", 1,
+     "SELECT a.application_name, pg_catalog.host(a.client_addr), l.pid,"
+     " pg_catalog.to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
+     " pg_catalog.to_char(a.state_change AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+     " FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid"
+     " WHERE " PG_KEY_MATCHES("l.") " AND l.database ="
+     " (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())"
+     " LIMIT 1"},
+};
+#define PG_STATEMENT_COUNT (sizeof pg_statements / sizeof pg_statements[0])
+
+/* --- state --------------------------------------------------------------------------- */
+
+typedef struct pg_lock {
+    struct pg_lock *prev, *next; /* the locks held on the current session */
+    int linked;
+    uint64_t generation;         /* of the session it was taken on */
+    int64_t key;
+    uint32_t ttl_ms;
+} pg_lock;
+
+typedef struct pg_conn {
+    char *url;           /* handed to libpq as is; never shown */
+    char *password;      /* only to scrub it out of messages */
+    char appname[PG_APPNAME_MAX + 1];
+    PGconn *pg;          /* NULL: no session (the next acquire opens one) */
+    PGcancel *cancel;    /* used by the waiting thread itself */
+    uint64_t generation; /* grows every time a session is dropped */
+    uint32_t session_idle_ms; /* idle_session_timeout in force, 0 none */
+    int fatal_seen;      /* the server announced it is ending the session */
+    pg_lock *locks;
+    int wake_fd;         /* eventfd: dlock_cancel() wakes a waiting acquire */
+    atomic_int cancel_requested;
+} pg_conn;
+
+/* --- messages ------------------------------------------------------------------------ */
+
+/* libpq text made fit for dlock_last_error(): one line, and no password
+ * (libpq does not print it, but we do not rely on that). */
+static void clean_text(char *dst, size_t dstlen, const char *src, const char *secret)
+{
+    size_t secret_len = secret ? strlen(secret) : 0;
+    size_t o = 0;
+    if (!dstlen)
+        return;
+    for (const char *p = src ? src : ""; *p && o + 1 < dstlen;) {
+        if (secret_len && strncmp(p, secret, secret_len) == 0) {
+            for (const char *r = "***"; *r && o + 1 < dstlen; r++)
+                dst[o++] = *r;
+            p += secret_len;
+        } else if (*p == '\n' || *p == '\r' || *p == '\t') {
+            if (o > 0 && dst[o - 1] != ' ')
+                dst[o++] = ' ';
+            p++;
+        } else {
+            dst[o++] = *p++;
+        }
+    }
+    while (o > 0 && dst[o - 1] == ' ')
+        o--;
+    dst[o] = '\0';
+    /* PGPASSWORD too, in case libpq ever echoes it. */
+    const char *env_password = getenv("PGPASSWORD");
+    if (env_password && *env_password && (!secret || strcmp(env_password, secret) != 0) &&
+        strstr(dst, env_password)) {
+        char copy[PG_ERRTEXT_MAX + 1];
+        dlock__copy_text(copy, sizeof copy, dst);
+        clean_text(dst, dstlen, copy, env_password);
+    }
+}
+
+/* A malformed-URL message from libpq quotes pieces of the URL, which may be
+ * the password: keep the words, drop what is in quotes. */
+static void drop_quoted(char *dst, size_t dstlen, const char *src)
+{
+    size_t o = 0;
+    int quoted = 0;
+    for (const char *p = src; *p && o + 4 < dstlen; p++) {
+        if (*p == '"') {
+            if (!quoted && o + 6 < dstlen) {
+                memcpy(dst + o, "\"...\"", 5);
+                o += 5;
+            }
+            quoted = !quoted;
+        } else if (!quoted) {
+            dst[o++] = *p == '\n' ? ' ' : *p;
+        }
+    }
+    while (o > 0 && dst[o - 1] == ' ')
+        o--;
+    dst[o] = '\0';
+}
+
+static int libpq_error(pg_conn *c, int status, const char *what, const char *libpq_text)
+{
+    char text[PG_ERRTEXT_MAX];
+    clean_text(text, sizeof text, libpq_text, c->password);
+    return dlock__error(status, "postgresql: %s: %s", what, text[0] ? text : "unknown error");
+}
+
+static int result_error(pg_conn *c, int status, const char *what, const PGresult *res)
+{
+    const char *message = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    const char *sqlstate = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (!message)
+        return libpq_error(c, status, what, c->pg ? PQerrorMessage(c->pg) : "no connection");
+    char text[PG_ERRTEXT_MAX];
+    clean_text(text, sizeof text, message, c->password);
+    return dlock__error(status, "postgresql: %s: %s (SQLSTATE %s)", what, text,
+                        sqlstate ? sqlstate : "?");
+}
+
+/* --- sessions ------------------------------------------------------------------------ */
+
+static void notice_receiver(void *arg, const PGresult *res)
+{
+    pg_conn *c = arg;
+    const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    /* An error while idle is the server telling why it ends the session
+     * (idle_session_timeout, pg_terminate_backend, shutdown).  Warnings such
+     * as pg_advisory_unlock's "you don't own a lock" are expected: quiet. */
+    if (severity && (strcmp(severity, "FATAL") == 0 || strcmp(severity, "PANIC") == 0 ||
+                     strcmp(severity, "ERROR") == 0))
+        c->fatal_seen = 1;
+}
+
+static void lock_link(pg_conn *c, pg_lock *l)
+{
+    l->prev = NULL;
+    l->next = c->locks;
+    if (c->locks)
+        c->locks->prev = l;
+    c->locks = l;
+    l->linked = 1;
+}
+
+static void lock_unlink(pg_conn *c, pg_lock *l)
+{
+    if (!l->linked)
+        return;
+    if (l->prev)
+        l->prev->next = l->next;
+    else
+        c->locks = l->next;
+    if (l->next)
+        l->next->prev = l->prev;
+    l->prev = l->next = NULL;
+    l->linked = 0;
+}
+
+/* The lease the session must enforce: the smallest TTL of the locks held
+ * on it, with `except` left out and `extra_ttl_ms` (when not 0) added. */
+static uint32_t wanted_idle_ms(const pg_conn *c, const pg_lock *except, uint32_t extra_ttl_ms)
+{
+    uint32_t smallest = extra_ttl_ms;
+    for (const pg_lock *l = c->locks; l; l = l->next)
+        if (l != except && (smallest == 0 || l->ttl_ms < smallest))
+            smallest = l->ttl_ms;
+    return smallest;
+}
+
+/* The session is gone (or must go): every lock on it is lost. */
+static void drop_session(pg_conn *c)
+{
+    if (!c->pg)
+        return;
+    if (c->cancel)
+        PQfreeCancel(c->cancel);
+    c->cancel = NULL;
+    PQfinish(c->pg);
+    c->pg = NULL;
+    c->generation++;
+    c->session_idle_ms = 0;
+    c->fatal_seen = 0;
+    while (c->locks)
+        lock_unlink(c, c->locks);
+}
+
+static int setup_failed(pg_conn *c, PGconn *pg, const PGresult *res)
+{
+    PGconn *saved = c->pg;
+    c->pg = pg; /* for libpq's message */
+    int rc = result_error(c, PQstatus(pg) == CONNECTION_OK ? DLOCK_EBACKEND : DLOCK_ECONN,
+                          "cannot set up the session", res);
+    c->pg = saved;
+    return rc;
+}
+
+#ifdef LIBPQ_HAS_PIPELINING
+/* Settings and every prepared statement in one round trip (a pipeline), so
+ * that pg_stat_activity shows each statement's own text. */
+static int setup_session(pg_conn *c, PGconn *pg)
+{
+    static const Oid types[3] = {PG_TYPE_INT8, PG_TYPE_TEXT, PG_TYPE_TEXT};
+    int sent = PQenterPipelineMode(pg) && PQsendQueryParams(pg, session_settings_sql, 0, NULL, NULL,
+                                                             NULL, NULL, 0);
+    for (size_t i = 0; sent && i < PG_STATEMENT_COUNT; i++)
+        sent = PQsendPrepare(pg, pg_statements[i].name, pg_statements[i].sql,
+                             pg_statements[i].nparams, types);
+    if (!sent || !PQpipelineSync(pg))
+        return setup_failed(c, pg, NULL);
+    int rc = DLOCK_OK;
+    for (size_t i = 0; i < PG_STATEMENT_COUNT + 1; i++) {
+        PGresult *res = PQgetResult(pg);
+        ExecStatusType st = PQresultStatus(res);
+        if (rc == DLOCK_OK && (!res || (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK)))
+            rc = setup_failed(c, pg, res);
+        PQclear(res);
+        if (!res)
+            return rc;
+        while ((res = PQgetResult(pg)))  /* the NULL that ends each command */
+            PQclear(res);
+    }
+    PGresult *sync = PQgetResult(pg);
+    if (PQresultStatus(sync) != PGRES_PIPELINE_SYNC && rc == DLOCK_OK)
+        rc = setup_failed(c, pg, sync);
+    PQclear(sync);
+    if (!PQexitPipelineMode(pg) && rc == DLOCK_OK)
+        rc = setup_failed(c, pg, NULL);
+    return rc;
+}
+#else
+/* libpq before 14: the same in one simple-query batch of SQL PREPAREs. */
+static int setup_session(pg_conn *c, PGconn *pg)
+{
+    size_t len = sizeof session_settings_sql + 2;
+    for (size_t i = 0; i < PG_STATEMENT_COUNT; i++)
+        len += strlen(pg_statements[i].name) + strlen(pg_statements[i].sql) + 64;
+    char *batch = malloc(len);
+    if (!batch)
+        return dlock__error(DLOCK_ENOMEM, "out of memory");
+    size_t used = (size_t)snprintf(batch, len, "%s;", session_settings_sql);
+    static const char *const type_lists[4] = {"", "(bigint)", "(bigint, text)", "(bigint, text, text)"};
+    for (size_t i = 0; i < PG_STATEMENT_COUNT; i++)
+        used += (size_t)snprintf(batch + used, len - used, "PREPARE %s%s AS %s;", pg_statements[i].name,
+                                 type_lists[pg_statements[i].nparams], pg_statements[i].sql);
+    PGresult *res = PQexec(pg, batch);
+    free(batch);
+    int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? DLOCK_OK : setup_failed(c, pg, res);
+    PQclear(res);
+    return rc;
+}
+#endif
+
+static int open_session(pg_conn *c)
+{
+    const char *keywords[10], *values[10];
+    int n = 0;
+    keywords[n] = "fallback_application_name", values[n++] = c->appname;
+    if (!getenv("PGCONNECT_TIMEOUT"))
+        keywords[n] = "connect_timeout", values[n++] = PG_CONNECT_TIMEOUT_S;
+    keywords[n] = "keepalives", values[n++] = "1";
+    keywords[n] = "keepalives_idle", values[n++] = PG_KEEPALIVES_IDLE_S;
+    keywords[n] = "keepalives_interval", values[n++] = PG_KEEPALIVES_INTERVAL_S;
+    keywords[n] = "keepalives_count", values[n++] = PG_KEEPALIVES_COUNT;
+    keywords[n] = "tcp_user_timeout", values[n++] = PG_TCP_USER_TIMEOUT_MS;
+    /* Last, so that what the URL says wins over the defaults above. */
+    keywords[n] = "dbname", values[n++] = c->url;
+    keywords[n] = NULL, values[n] = NULL;
+
+    PGconn *pg = PQconnectdbParams(keywords, values, 1);
+    if (!pg)
+        return dlock__error(DLOCK_ENOMEM, "postgresql: out of memory");
+    int rc = DLOCK_OK;
+    if (PQstatus(pg) != CONNECTION_OK) {
+        rc = libpq_error(c, DLOCK_ECONN, "cannot connect", PQerrorMessage(pg));
+    } else if (PQserverVersion(pg) < PG_MIN_SERVER_VERSION) {
+        int v = PQserverVersion(pg);
+        rc = dlock__error(DLOCK_ENOTSUP,
+                          "postgresql: server version %d.%d is too old: libdlock needs PostgreSQL 14 or"
+                          " later, whose idle_session_timeout ends the session of a silent lock holder",
+                          v / 10000, v >= 100000 ? v % 10000 : v / 100 % 100);
+    } else {
+        const char *standby = PQparameterStatus(pg, "in_hot_standby");
+        if (standby && strcmp(standby, "on") == 0)
+            rc = dlock__error(DLOCK_EBACKEND,
+                              "postgresql: the server is a read-only standby: its advisory locks are not"
+                              " shared with the primary or other standbys; connect to the primary"
+                              " (e.g. target_session_attrs=read-write)");
+    }
+    if (rc != DLOCK_OK) {
+        PQfinish(pg);
+        return rc;
+    }
+    /* libpq marks its socket close-on-exec; make sure, so that a child
+     * process never keeps a lock alive. */
+    int fd = PQsocket(pg);
+    int flags = fcntl(fd, F_GETFD);
+    if (flags >= 0 && !(flags & FD_CLOEXEC))
+        (void)fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+    c->fatal_seen = 0;
+    PQsetNoticeReceiver(pg, notice_receiver, c);
+
+    rc = setup_session(c, pg);
+    if (rc != DLOCK_OK) {
+        PQfinish(pg);
+        return rc;
+    }
+    c->cancel = PQgetCancel(pg);
+    if (!c->cancel) {
+        PQfinish(pg);
+        return dlock__error(DLOCK_ENOMEM, "postgresql: out of memory");
+    }
+    c->pg = pg;
+    c->session_idle_ms = 0;
+    c->fatal_seen = 0;
+    return DLOCK_OK;
+}
+
+/* Without a round trip: has the server ended the session while we were
+ * not looking?  It says so (a FATAL message) and closes the socket. */
+static int session_usable(pg_conn *c)
+{
+    if (!c->pg || PQstatus(c->pg) != CONNECTION_OK || c->fatal_seen)
+        return 0;
+    int fd = PQsocket(c->pg);
+    for (int round = 0; round < 16; round++) {
+        struct pollfd p = {fd, POLLIN, 0};
+        int r = poll(&p, 1, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return 1;
+        if (!PQconsumeInput(c->pg))
+            return 0;
+        (void)PQisBusy(c->pg); /* parses what came: a FATAL goes to notice_receiver */
+        PGnotify *note;
+        while ((note = PQnotifies(c->pg)))
+            PQfreemem(note);
+        if (PQstatus(c->pg) != CONNECTION_OK || c->fatal_seen)
+            return 0;
+    }
+    return 1;
+}
+
+static int ensure_session(pg_conn *c)
+{
+    if (session_usable(c))
+        return DLOCK_OK;
+    drop_session(c);
+    return open_session(c);
+}
+
+enum { OUTCOME_OK, OUTCOME_SQL_ERROR, OUTCOME_CONNECTION_LOST };
+
+static int outcome(pg_conn *c, const PGresult *res)
+{
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
+        return OUTCOME_OK;
+    if (!res || !c->pg || PQstatus(c->pg) != CONNECTION_OK)
+        return OUTCOME_CONNECTION_LOST;
+    const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    /* No SQLSTATE: libpq's own failure, i.e. the connection.  Class 08 is a
+     * connection exception; 57P01..57P05 end the session (shutdown,
+     * pg_terminate_backend, crash, idle timeout). */
+    if (!sqlstate || strncmp(sqlstate, "08", 2) == 0 || strncmp(sqlstate, "57P", 3) == 0)
+        return OUTCOME_CONNECTION_LOST;
+    return OUTCOME_SQL_ERROR;
+}
+
+static int first_bool(const PGresult *res)
+{
+    return PQntuples(res) >= 1 && PQnfields(res) >= 1 && PQgetvalue(res, 0, 0)[0] == 't';
+}
+
+static int has_sqlstate(const PGresult *res, const char *state)
+{
+    const char *s = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    return s && strcmp(s, state) == 0;
+}
+
+static PGresult *run(pg_conn *c, const char *statement, int nparams, const char *const *values)
+{
+    return PQexecPrepared(c->pg, statement, nparams, values, NULL, NULL, 0);
+}
+
+/* The connection failed in the middle of `what`: keep libpq's words, then
+ * drop the session. */
+static int connection_lost(pg_conn *c, int status, const char *what)
+{
+    int rc = libpq_error(c, status, what, c->pg ? PQerrorMessage(c->pg) : "no connection");
+    drop_session(c);
+    return rc;
+}
+
+/* --- acquire ------------------------------------------------------------------------- */
+
+static void format_key(char buf[24], int64_t key)
+{
+    snprintf(buf, 24, "%" PRId64, key);
+}
+
+static void format_ms(char buf[16], uint32_t ms)
+{
+    snprintf(buf, 16, "%" PRIu32, ms);
+}
+
+static int try_lock(pg_conn *c, pg_lock *l, const char *name)
+{
+    char key[24], idle[16];
+    format_key(key, l->key);
+    /* A session found dead while idle is replaced before we send; one that
+     * breaks during the try is replaced once more (no wait is lost). */
+    for (int attempt = 0;; attempt++) {
+        int rc = ensure_session(c);
+        if (rc != DLOCK_OK)
+            return rc;
+        uint32_t want = wanted_idle_ms(c, NULL, l->ttl_ms);
+        int set = want != c->session_idle_ms;
+        format_ms(idle, want);
+        const char *values[2] = {key, idle};
+        PGresult *res = run(c, set ? "dlock_try_set" : "dlock_try", set ? 2 : 1, values);
+        switch (outcome(c, res)) {
+        case OUTCOME_OK: {
+            int got = first_bool(res);
+            PQclear(res);
+            if (!got)
+                return dlock__error(DLOCK_EBUSY, "lock '%s' is held by someone else", name);
+            if (set)
+                c->session_idle_ms = want;
+            return DLOCK_OK;
+        }
+        case OUTCOME_CONNECTION_LOST:
+            PQclear(res);
+            rc = connection_lost(c, DLOCK_ECONN, "the connection broke while taking the lock");
+            if (attempt == 0)
+                continue;
+            return rc;
+        default:
+            rc = result_error(c, DLOCK_EBACKEND, "cannot take the lock", res);
+            PQclear(res);
+            return rc;
+        }
+    }
+}
+
+/* Wait for the result of the statement in flight; on dlock_cancel() send
+ * PQcancel (again every PG_CANCEL_RETRY_MS until the statement ends).
+ * NULL: the connection failed. */
+static PGresult *await_result(pg_conn *c, int *cancel_sent)
+{
+    PGconn *pg = c->pg;
+    PGresult *result = NULL;
+    int64_t next_cancel_ms = 0;
+    for (;;) {
+        if (!PQconsumeInput(pg))
+            break;
+        while (!PQisBusy(pg)) {
+            PGresult *r = PQgetResult(pg);
+            if (!r)
+                return result;
+            /* Keep the first error if several results come. */
+            if (result && PQresultStatus(result) == PGRES_FATAL_ERROR) {
+                PQclear(r);
+            } else {
+                PQclear(result);
+                result = r;
+            }
+        }
+        if (PQstatus(pg) != CONNECTION_OK)
+            break;
+        int timeout_ms = -1;
+        if (atomic_load(&c->cancel_requested)) {
+            int64_t now = dlock__now_ms();
+            if (now >= next_cancel_ms) {
+                char errbuf[256];
+                (void)PQcancel(c->cancel, errbuf, sizeof errbuf);
+                *cancel_sent = 1;
+                next_cancel_ms = now + PG_CANCEL_RETRY_MS;
+            }
+            timeout_ms = (int)(next_cancel_ms - now);
+        }
+        struct pollfd p[2] = {{PQsocket(pg), POLLIN, 0}, {c->wake_fd, POLLIN, 0}};
+        int r = poll(p, 2, timeout_ms);
+        if (r < 0 && errno != EINTR)
+            break;
+        if (r > 0 && (p[1].revents & POLLIN)) {
+            uint64_t count;
+            (void)!read(c->wake_fd, &count, sizeof count);
+        }
+    }
+    PQclear(result);
+    return NULL;
+}
+
+/* After a wait ended in an error: was the lock granted anyway?  (A timeout
+ * or cancel can strike just after the grant; a session lock survives the
+ * error.)  1 yes, 0 no, <0 a status. */
+static int granted_anyway(pg_conn *c, const char *key, const char *idle, int set_lease)
+{
+    const char *values[2] = {key, idle};
+    for (int attempt = 0;; attempt++) {
+        PGresult *res = run(c, set_lease ? "dlock_check_set" : "dlock_check", set_lease ? 2 : 1, values);
+        int kind = outcome(c, res);
+        if (kind == OUTCOME_OK) {
+            int held = first_bool(res);
+            PQclear(res);
+            return held;
+        }
+        if (kind == OUTCOME_CONNECTION_LOST) {
+            PQclear(res);
+            return connection_lost(c, DLOCK_ECONN, "the connection broke while waiting for the lock");
+        }
+        /* A late cancel request may hit this statement: once more. */
+        if (attempt == 0 && has_sqlstate(res, "57014")) {
+            PQclear(res);
+            continue;
+        }
+        int rc = result_error(c, DLOCK_EBACKEND, "cannot check the lock", res);
+        PQclear(res);
+        return rc;
+    }
+}
+
+static int wait_lock(pg_conn *c, pg_lock *l, const char *name, int32_t wait_ms)
+{
+    int rc = ensure_session(c);
+    if (rc != DLOCK_OK)
+        return rc;
+    /* A cancel that came before the statement went out. */
+    if (atomic_load(&c->cancel_requested))
+        return dlock__error(DLOCK_ECANCELED, "wait for lock '%s' canceled", name);
+    char key[24], idle[16], timeout[16];
+    format_key(key, l->key);
+    uint32_t want = wanted_idle_ms(c, NULL, l->ttl_ms);
+    format_ms(idle, want);
+    format_ms(timeout, wait_ms < 0 ? 0u : (uint32_t)wait_ms); /* lock_timeout 0: no limit */
+    const char *values[3] = {key, timeout, idle};
+    if (!PQsendQueryPrepared(c->pg, "dlock_wait", 3, values, NULL, NULL, 0))
+        return connection_lost(c, DLOCK_ECONN, "cannot send the lock request");
+    int cancel_sent = 0;
+    PGresult *res = await_result(c, &cancel_sent);
+    int kind = outcome(c, res);
+    if (kind == OUTCOME_OK) {
+        PQclear(res);
+        c->session_idle_ms = want;
+        return DLOCK_OK;
+    }
+    if (kind == OUTCOME_CONNECTION_LOST) {
+        PQclear(res);
+        return connection_lost(c, DLOCK_ECONN, "the connection broke while waiting for the lock");
+    }
+    int timed_out = has_sqlstate(res, "55P03"); /* lock_not_available: lock_timeout */
+    int canceled = has_sqlstate(res, "57014");  /* query_canceled */
+    int deadlock = has_sqlstate(res, "40P01");
+    if (!timed_out && !canceled && !deadlock) {
+        rc = result_error(c, DLOCK_EBACKEND, "cannot take the lock", res);
+        PQclear(res);
+        return rc;
+    }
+    int ours = canceled && (cancel_sent || atomic_load(&c->cancel_requested));
+    if (!ours)
+        rc = result_error(c, timed_out ? DLOCK_EBUSY : deadlock ? DLOCK_EBUSY : DLOCK_EBACKEND,
+                          "lock wait ended", res);
+    PQclear(res);
+
+    int granted = granted_anyway(c, key, idle, !ours);
+    if (granted < 0)
+        return granted;
+    if (ours) {
+        /* The cancel won at the server; if the grant slipped in before it,
+         * give the lock back so that the caller's view holds. */
+        if (granted) {
+            const char *unlock_values[1] = {key};
+            PGresult *u = run(c, "dlock_unlock", 1, unlock_values);
+            int k = outcome(c, u);
+            PQclear(u);
+            if (k == OUTCOME_CONNECTION_LOST)
+                drop_session(c);
+            else if (k != OUTCOME_OK)
+                drop_session(c); /* ending the session is the sure way to let go */
+        }
+        return dlock__error(DLOCK_ECANCELED, "wait for lock '%s' canceled", name);
+    }
+    if (granted) {
+        c->session_idle_ms = want;
+        dlock__clear_error();
+        return DLOCK_OK;
+    }
+    if (timed_out)
+        return dlock__error(DLOCK_EBUSY, "lock '%s' is held by someone else (waited %ld ms)", name,
+                            (long)wait_ms);
+    return rc;
+}
+
+static int pg_acquire(void *vconn, const char *name, uint32_t ttl_ms, int32_t wait_ms, void **lock_out)
+{
+    pg_conn *c = vconn;
+    pg_lock *l = calloc(1, sizeof *l);
+    if (!l)
+        return dlock__error(DLOCK_ENOMEM, "out of memory");
+    l->key = dlock__pg_key(name, strlen(name));
+    l->ttl_ms = ttl_ms;
+    int rc;
+    if (wait_ms == 0) {
+        rc = try_lock(c, l, name);
+    } else {
+        rc = wait_lock(c, l, name, wait_ms);
+        /* The cancel, if any, was meant for this wait. */
+        atomic_store(&c->cancel_requested, 0);
+        uint64_t count;
+        (void)!read(c->wake_fd, &count, sizeof count);
+    }
+    if (rc != DLOCK_OK) {
+        free(l);
+        return rc;
+    }
+    l->generation = c->generation;
+    lock_link(c, l);
+    *lock_out = l;
+    return DLOCK_OK;
+}
+
+/* --- extend, release ----------------------------------------------------------------- */
+
+static int session_ended(const char *name)
+{
+    return dlock__error(DLOCK_ELOST,
+                        "lock '%s' is lost: the PostgreSQL session that held it has ended"
+                        " (connection broken, session terminated, idle timeout or server restart)",
+                        name);
+}
+
+static int pg_extend(void *vconn, void *vlock, const char *name, uint32_t ttl_ms)
+{
+    pg_conn *c = vconn;
+    pg_lock *l = vlock;
+    if (!l->linked || l->generation != c->generation)
+        return session_ended(name);
+    if (!session_usable(c)) {
+        drop_session(c);
+        return session_ended(name);
+    }
+    char key[24], idle[16];
+    format_key(key, l->key);
+    uint32_t want = wanted_idle_ms(c, l, ttl_ms);
+    int set = want != c->session_idle_ms;
+    format_ms(idle, want);
+    const char *values[2] = {key, idle};
+    PGresult *res = run(c, set ? "dlock_check_set" : "dlock_check", set ? 2 : 1, values);
+    int rc;
+    switch (outcome(c, res)) {
+    case OUTCOME_OK:
+        if (first_bool(res)) {
+            l->ttl_ms = ttl_ms;
+            if (set)
+                c->session_idle_ms = want;
+            rc = DLOCK_OK;
+        } else {
+            lock_unlink(c, l);
+            rc = dlock__error(DLOCK_ELOST, "lock '%s' is lost: this session no longer holds it", name);
+        }
+        break;
+    case OUTCOME_CONNECTION_LOST:
+        rc = connection_lost(c, DLOCK_ELOST, "the connection broke: the lock is lost");
+        break;
+    default:
+        rc = result_error(c, DLOCK_EBACKEND, "cannot extend the lock", res);
+        break;
+    }
+    PQclear(res);
+    return rc;
+}
+
+static int pg_release(void *vconn, void *vlock, const char *name)
+{
+    pg_conn *c = vconn;
+    pg_lock *l = vlock;
+    int rc;
+    if (!l->linked || l->generation != c->generation) {
+        rc = session_ended(name);
+    } else if (!session_usable(c)) {
+        drop_session(c);
+        rc = session_ended(name);
+    } else {
+        lock_unlink(c, l);
+        char key[24], idle[16];
+        format_key(key, l->key);
+        uint32_t want = wanted_idle_ms(c, NULL, 0);
+        int set = want != c->session_idle_ms;
+        format_ms(idle, want);
+        const char *values[2] = {key, idle};
+        PGresult *res = run(c, set ? "dlock_unlock_set" : "dlock_unlock", set ? 2 : 1, values);
+        switch (outcome(c, res)) {
+        case OUTCOME_OK:
+            if (set)
+                c->session_idle_ms = want;
+            rc = first_bool(res) ? DLOCK_OK
+                                 : dlock__error(DLOCK_ELOST, "lock '%s' had already been lost: this"
+                                                             " session no longer held it", name);
+            break;
+        case OUTCOME_CONNECTION_LOST:
+            rc = connection_lost(c, DLOCK_ELOST, "the connection broke during release: the lock is lost");
+            break;
+        default:
+            /* The lock may still be held: end the session, which surely
+             * releases it (other locks on it are reported lost). */
+            rc = result_error(c, DLOCK_EBACKEND, "cannot release the lock (the session was closed to release it)", res);
+            drop_session(c);
+            break;
+        }
+        PQclear(res);
+    }
+    free(l);
+    return rc;
+}
+
+/* --- holder, cancel ------------------------------------------------------------------ */
+
+static int pg_holder(void *vconn, const char *name, char *buf, size_t buflen)
+{
+    pg_conn *c = vconn;
+    char key[24];
+    format_key(key, dlock__pg_key(name, strlen(name)));
+    const char *values[1] = {key};
+    for (int attempt = 0;; attempt++) {
+        int rc = ensure_session(c);
+        if (rc != DLOCK_OK)
+            return rc;
+        PGresult *res = run(c, "dlock_holder", 1, values);
+        switch (outcome(c, res)) {
+        case OUTCOME_OK:
+            break;
+        case OUTCOME_CONNECTION_LOST:
+            PQclear(res);
+            rc = connection_lost(c, DLOCK_ECONN, "the connection broke while asking for the holder");
+            if (attempt == 0)
+                continue;
+            return rc;
+        default:
+            rc = result_error(c, DLOCK_EBACKEND, "cannot read the holder", res);
+            PQclear(res);
+            return rc;
+        }
+        if (PQntuples(res) < 1) {
+            PQclear(res);
+            return 0;
+        }
+        const char *app = PQgetisnull(res, 0, 0) ? "" : PQgetvalue(res, 0, 0);
+        const char *client = PQgetisnull(res, 0, 1) ? "local" : PQgetvalue(res, 0, 1);
+        const char *backend_pid = PQgetvalue(res, 0, 2);
+        const char *since = PQgetisnull(res, 0, 3) ? "?" : PQgetvalue(res, 0, 3);
+        const char *active = PQgetisnull(res, 0, 4) ? "?" : PQgetvalue(res, 0, 4);
+        char text[768];
+        /* Our own sessions name themselves "dlock host=... pid=...". */
+        if (strncmp(app, "dlock ", 6) == 0)
+            snprintf(text, sizeof text, "%s since=%s last_active=%s backend_pid=%s client=%s", app + 6,
+                     since, active, backend_pid, client);
+        else
+            snprintf(text, sizeof text, "application=%s since=%s last_active=%s backend_pid=%s client=%s",
+                     app[0] ? app : "?", since, active, backend_pid, client);
+        dlock__copy_text(buf, buflen, text);
+        PQclear(res);
+        return 1;
+    }
+}
+
+/* From another thread, without the client mutex: only flag and wake.  The
+ * waiting thread sends the PQcancel itself.  Async-signal-safe as well. */
+static void pg_cancel(void *vconn)
+{
+    pg_conn *c = vconn;
+    uint64_t one = 1;
+    atomic_store(&c->cancel_requested, 1);
+    (void)!write(c->wake_fd, &one, sizeof one);
+}
+
+static uint32_t pg_session_ttl_ms(void *vconn)
+{
+    pg_conn *c = vconn;
+    return c->pg ? c->session_idle_ms : 0;
+}
+
+/* --- connect, disconnect ------------------------------------------------------------- */
+
+static void secret_free(char *s)
+{
+    if (!s)
+        return;
+    volatile char *p = s;
+    while (*p)
+        *p++ = '\0';
+    free(s);
+}
+
+static void conn_free(pg_conn *c)
+{
+    drop_session(c);
+    if (c->wake_fd >= 0)
+        close(c->wake_fd);
+    secret_free(c->url);
+    secret_free(c->password);
+    free(c);
+}
+
+/* Port numbers are checked here so that a typo is DLOCK_EINVAL, not a
+ * connection failure. */
+static int valid_ports(const char *ports)
+{
+    for (const char *p = ports; *p;) {
+        size_t digits = strspn(p, "0123456789");
+        if (digits) {
+            long v = strtol(p, NULL, 10);
+            if (digits > 5 || v < 1 || v > 65535)
+                return 0;
+        }
+        p += digits;
+        if (*p == ',')
+            p++;
+        else if (*p)
+            return 0;
+    }
+    return 1;
+}
+
+static int pg_connect(const char *url, void **conn_out)
+{
+    char *parse_error = NULL;
+    PQconninfoOption *options = PQconninfoParse(url, &parse_error);
+    if (!options) {
+        if (!parse_error)
+            return dlock__error(DLOCK_ENOMEM, "out of memory");
+        char text[PG_ERRTEXT_MAX];
+        drop_quoted(text, sizeof text, parse_error);
+        PQfreemem(parse_error);
+        return dlock__error(DLOCK_EINVAL, "malformed PostgreSQL URL: %s", text);
+    }
+    char *password = NULL;
+    int ports_ok = 1;
+    for (PQconninfoOption *o = options; o->keyword; o++) {
+        if (!o->val)
+            continue;
+        if (strcmp(o->keyword, "password") == 0 && o->val[0])
+            password = strdup(o->val);
+        else if (strcmp(o->keyword, "port") == 0)
+            ports_ok = valid_ports(o->val);
+    }
+    PQconninfoFree(options);
+    if (!ports_ok) {
+        secret_free(password);
+        return dlock__error(DLOCK_EINVAL, "malformed PostgreSQL URL: bad port number");
+    }
+
+    pg_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        secret_free(password);
+        return dlock__error(DLOCK_ENOMEM, "out of memory");
+    }
+    c->password = password;
+    c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    atomic_init(&c->cancel_requested, 0);
+    c->url = strdup(url);
+    if (!c->url || c->wake_fd < 0) {
+        int rc = c->wake_fd < 0 ? dlock__error(DLOCK_ENOMEM, "postgresql: eventfd: %s", strerror(errno))
+                                : dlock__error(DLOCK_ENOMEM, "out of memory");
+        conn_free(c);
+        return rc;
+    }
+    /* "dlock host=<host> pid=<pid>", the host cut so that the pid stays. */
+    char pid_part[32];
+    snprintf(pid_part, sizeof pid_part, " pid=%ld", (long)getpid());
+    int host_room = PG_APPNAME_MAX - (int)strlen("dlock host=") - (int)strlen(pid_part);
+    snprintf(c->appname, sizeof c->appname, "dlock host=%.*s%s", host_room, dlock__hostname(), pid_part);
+
+    int rc = open_session(c);
+    if (rc != DLOCK_OK) {
+        conn_free(c);
+        return rc;
+    }
+    *conn_out = c;
+    return DLOCK_OK;
+}
+
+static void pg_disconnect(void *vconn)
+{
+    /* Ending the session releases every advisory lock still on it. */
+    if (vconn)
+        conn_free(vconn);
+}
+
+static const char *const pg_schemes[] = {"postgresql", "postgres", NULL};
+
+const struct dlock_backend dlock__backend_postgresql = {
+    .version = DLOCK_BACKEND_VERSION,
+    .name = "postgresql",
+    .schemes = pg_schemes,
+    .connect = pg_connect,
+    .disconnect = pg_disconnect,
+    .acquire = pg_acquire,
+    .extend = pg_extend,
+    .release = pg_release,
+    .holder = pg_holder,
+    .cancel = pg_cancel,
+    .session_ttl_ms = pg_session_ttl_ms,
+};

@@ -1,0 +1,20 @@
+/*
+ * PostgreSQL backend: the parts that the unit tests reach directly.
+ * Internal; not installed.
+ */
+#ifndef DLOCK_BACKEND_POSTGRESQL_H
+#define DLOCK_BACKEND_POSTGRESQL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* The advisory-lock key of a lock name: the first 8 bytes of
+ * SHA-256(name[0..len)) read as a big-endian two's-complement integer, so
+ * that plain SQL takes the same lock (docs/postgresql.md):
+ *   ('x' || left(encode(sha256(convert_to(name, 'UTF8')), 'hex'), 16))::bit(64)::bigint */
+int64_t dlock__pg_key(const char *name, size_t len);
+
+/* SHA-256 of data[0..len) (FIPS 180-4). */
+void dlock__pg_sha256(const void *data, size_t len, unsigned char digest[32]);
+
+#endif /* DLOCK_BACKEND_POSTGRESQL_H */

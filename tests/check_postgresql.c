@@ -1,0 +1,1337 @@
+/*
+ * The PostgreSQL backend: its key derivation (no server needed), and against
+ * a live server ($DLOCK_TEST_PG_URL): plain SQL and psql take the same lock,
+ * one round trip per operation, the lease, waiting and cancel, and real
+ * faults (pg_terminate_backend, kill -9, SIGSTOP, a stalled network, a
+ * server restart).
+ */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libpq-fe.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../backends/postgresql.h"
+#include "common.h"
+
+/* The SQL of docs/postgresql.md that derives the key of a name. */
+#define DOC_KEY_SQL "('x' || left(encode(sha256(convert_to($1, 'UTF8')), 'hex'), 16))::bit(64)::bigint"
+/* The same, for psql with the name in the variable `name`. */
+#define DOC_PSQL_KEY "('x' || left(encode(sha256(convert_to(:'name', 'UTF8')), 'hex'), 16))::bit(64)::bigint"
+
+static const char *pg_url;
+
+/* --- key vectors (also in docs/postgresql.md) ----------------------------------------- */
+
+static const struct {
+    const char *name;
+    const char *first8_hex; /* first 8 bytes of SHA-256(name) */
+    int64_t key;
+} key_vectors[] = {
+    {"a", "ca978112ca1bbdca", INT64_C(-3848465438864589366)},
+    {"abc", "ba7816bf8f01cfea", INT64_C(-5010229573455851542)},
+    {"nightly-backup", "38b131d22186765a", INT64_C(4085101115577103962)},
+    {"billing/invoice-run", "1db31f52226e6ed9", INT64_C(2140088685556559577)},
+    {"it's", "24ceef1cb6b0cbc0", INT64_C(2652320137170963392)},
+    {"\xd0\xba\xd0\xbb\xd1\x8e\xd1\x87", "1de36a32af798da0", INT64_C(2153681812738117024)}, /* ключ */
+    {"\xf0\x9f\x94\x92 lock", "ad760047a9ecbded", INT64_C(-5947565950102618643)},       /* 🔒 lock */
+    {"Robert'); DROP TABLE students;--", "a22dd20f3972ce1b", INT64_C(-6760516502783078885)},
+};
+
+static char *repeat_char(char ch, size_t n)
+{
+    char *s = malloc(n + 1);
+    memset(s, ch, n);
+    s[n] = '\0';
+    return s;
+}
+
+START_TEST(test_key_vectors)
+{
+    for (size_t i = 0; i < sizeof key_vectors / sizeof key_vectors[0]; i++) {
+        const char *n = key_vectors[i].name;
+        int64_t key = dlock__pg_key(n, strlen(n));
+        ck_assert_msg(key == key_vectors[i].key, "key of '%s': %lld, expected %lld", n, (long long)key,
+                      (long long)key_vectors[i].key);
+        unsigned char digest[32];
+        char hex[17];
+        dlock__pg_sha256(n, strlen(n), digest);
+        for (int b = 0; b < 8; b++)
+            snprintf(hex + 2 * b, 3, "%02x", digest[b]);
+        ck_assert_str_eq(hex, key_vectors[i].first8_hex);
+    }
+    char *x255 = repeat_char('x', 255);
+    ck_assert(dlock__pg_key(x255, 255) == INT64_C(-3303942443734166164));
+    free(x255);
+    /* The name's bytes, not a C string: a shorter prefix is another key. */
+    ck_assert(dlock__pg_key("abc", 2) != dlock__pg_key("abc", 3));
+}
+END_TEST
+
+static void sha256_hex(const void *data, size_t len, char out[65])
+{
+    unsigned char digest[32];
+    dlock__pg_sha256(data, len, digest);
+    for (int i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", digest[i]);
+}
+
+/* FIPS 180-4 examples and block-boundary lengths. */
+START_TEST(test_sha256_vectors)
+{
+    char hex[65];
+    sha256_hex("", 0, hex);
+    ck_assert_str_eq(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    sha256_hex("abc", 3, hex);
+    ck_assert_str_eq(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    const char *m448 = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    sha256_hex(m448, strlen(m448), hex);
+    ck_assert_str_eq(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    const char *m896 = "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopq"
+                       "klmnopqrlmnopqrsmnopqrstnopqrstu";
+    sha256_hex(m896, strlen(m896), hex);
+    ck_assert_str_eq(hex, "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1");
+    char *million = repeat_char('a', 1000000);
+    sha256_hex(million, 1000000, hex);
+    ck_assert_str_eq(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+    free(million);
+    /* 55, 56 and 64 bytes: the padding edge cases. */
+    char *a55 = repeat_char('a', 64);
+    sha256_hex(a55, 55, hex);
+    ck_assert_str_eq(hex, "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318");
+    sha256_hex(a55, 56, hex);
+    ck_assert_str_eq(hex, "b35439a4ac6f0948b6d6f9e3c6af0f5f590ce20f1bde7090ef7970686ec6738a");
+    sha256_hex(a55, 64, hex);
+    ck_assert_str_eq(hex, "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb");
+    free(a55);
+}
+END_TEST
+
+/* --- helpers -------------------------------------------------------------------------- */
+
+static PGconn *raw_connect(const char *appname)
+{
+    const char *keywords[] = {"dbname", "application_name", NULL};
+    const char *values[] = {pg_url, appname, NULL};
+    PGconn *pg = PQconnectdbParams(keywords, values, 1);
+    ck_assert_msg(pg && PQstatus(pg) == CONNECTION_OK, "raw connect: %s", pg ? PQerrorMessage(pg) : "");
+    return pg;
+}
+
+/* Run `sql` with one text parameter; the first column of the first row. */
+static char *raw_value(PGconn *pg, const char *sql, const char *param)
+{
+    const char *values[1] = {param};
+    PGresult *res = PQexecParams(pg, sql, param ? 1 : 0, NULL, values, NULL, NULL, 0);
+    ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s: %s", sql, PQerrorMessage(pg));
+    char *v = PQntuples(res) > 0 && !PQgetisnull(res, 0, 0) ? strdup(PQgetvalue(res, 0, 0)) : NULL;
+    PQclear(res);
+    return v;
+}
+
+static int raw_bool(PGconn *pg, const char *sql, const char *param)
+{
+    char *v = raw_value(pg, sql, param);
+    int t = v && v[0] == 't';
+    free(v);
+    return t;
+}
+
+/* The server pid of the session that holds `name`, or 0. */
+static int backend_pid_of_holder(PGconn *pg, const char *name)
+{
+    char *pid = raw_value(pg,
+                          "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"
+                          " AND classid = ((" DOC_KEY_SQL " >> 32) & 4294967295)::oid"
+                          " AND objid = (" DOC_KEY_SQL " & 4294967295)::oid",
+                          name);
+    int result = pid ? atoi(pid) : 0;
+    free(pid);
+    return result;
+}
+
+static int wait_for_holder_pid(PGconn *pg, const char *name, int timeout_ms)
+{
+    int64_t deadline = dlt_now_ms() + timeout_ms;
+    int pid;
+    while ((pid = backend_pid_of_holder(pg, name)) == 0 && dlt_now_ms() < deadline)
+        dlt_sleep_ms(20);
+    return pid;
+}
+
+static void terminate_backend(PGconn *pg, int pid)
+{
+    char arg[16];
+    snprintf(arg, sizeof arg, "%d", pid);
+    ck_assert(raw_bool(pg, "SELECT pg_terminate_backend($1::int)", arg));
+}
+
+static dlock_client *open_client(const char *url)
+{
+    dlock_client *c = NULL;
+    int rc = dlock_open(url, &c);
+    ck_assert_msg(rc == DLOCK_OK, "dlock_open: %d %s", rc, dlock_last_error());
+    return c;
+}
+
+static int held_elsewhere(const char *name)
+{
+    dlock_client *c = open_client(pg_url);
+    int rc = dlock_holder(c, name, NULL, 0);
+    dlock_close(c);
+    ck_assert_msg(rc == 0 || rc == 1, "holder: %d %s", rc, dlock_last_error());
+    return rc;
+}
+
+static const char *dlock_bin(void)
+{
+    static char path[4096];
+    const char *bin = getenv("DLOCK_BIN");
+    if (bin && *bin)
+        return bin;
+    const char *top = getenv("top_builddir");
+    snprintf(path, sizeof path, "%s/dlock", top && *top ? top : ".");
+    return access(path, X_OK) == 0 ? path : NULL;
+}
+
+static const char *pg_server_script(void)
+{
+    static char path[4096];
+    const char *top = getenv("top_srcdir");
+    snprintf(path, sizeof path, "%s/tests/pg-server.sh", top && *top ? top : ".");
+    return access(path, R_OK) == 0 ? path : NULL;
+}
+
+/* --- a psql process driven over pipes ------------------------------------------------- */
+
+typedef struct psql_proc {
+    pid_t pid;
+    int to_psql, from_psql;
+} psql_proc;
+
+static int have_psql(void)
+{
+    return dlt_system("command -v psql >/dev/null 2>&1") == 0;
+}
+
+static void psql_start(psql_proc *p, const char *name)
+{
+    int down[2], up[2];
+    ck_assert(pipe(down) == 0 && pipe(up) == 0);
+    char var[600];
+    snprintf(var, sizeof var, "name=%s", name);
+    fflush(NULL);
+    p->pid = fork();
+    ck_assert(p->pid >= 0);
+    if (p->pid == 0) {
+        dup2(down[0], 0);
+        dup2(up[1], 1);
+        close(down[0]), close(down[1]), close(up[0]), close(up[1]);
+        execlp("psql", "psql", "-X", "-q", "-A", "-t", "-v", var, "-v", "ON_ERROR_STOP=0",
+               "-d", pg_url, (char *)NULL);
+        _exit(127);
+    }
+    close(down[0]);
+    close(up[1]);
+    p->to_psql = down[1];
+    p->from_psql = up[0];
+}
+
+/* Send one line; the next line psql prints (empty string on timeout). */
+static void psql_query(psql_proc *p, const char *sql, char *answer, size_t len)
+{
+    ck_assert(write(p->to_psql, sql, strlen(sql)) == (ssize_t)strlen(sql));
+    ck_assert(write(p->to_psql, "\n", 1) == 1);
+    size_t used = 0;
+    int64_t deadline = dlt_now_ms() + 5000;
+    answer[0] = '\0';
+    while (used + 1 < len && dlt_now_ms() < deadline) {
+        struct pollfd pfd = {p->from_psql, POLLIN, 0};
+        if (poll(&pfd, 1, 100) <= 0)
+            continue;
+        char ch;
+        if (read(p->from_psql, &ch, 1) != 1)
+            break;
+        if (ch == '\n')
+            break;
+        answer[used++] = ch;
+    }
+    answer[used] = '\0';
+}
+
+static void psql_stop(psql_proc *p)
+{
+    close(p->to_psql);
+    close(p->from_psql);
+    int status;
+    waitpid(p->pid, &status, 0);
+}
+
+/* --- a TCP proxy that counts round trips and can stall or cut ------------------------- */
+
+#define PROXY_MAX_PAIRS 8
+
+typedef struct proxy {
+    int listen_fd;
+    int port;
+    struct sockaddr_storage target;
+    socklen_t target_len;
+    pthread_t thread;
+    atomic_int stop;
+    atomic_int stalled;   /* forward nothing (a vanished network) */
+    atomic_int cut;       /* close every connection */
+    atomic_int turns;     /* client->server bursts that follow server data: round trips */
+    atomic_int accepted;
+    int pairs[PROXY_MAX_PAIRS][2]; /* client fd, server fd; -1 when free */
+} proxy;
+
+static void proxy_close_pair(int *pair)
+{
+    if (pair[0] >= 0)
+        close(pair[0]);
+    if (pair[1] >= 0)
+        close(pair[1]);
+    pair[0] = pair[1] = -1;
+}
+
+static void *proxy_main(void *arg)
+{
+    proxy *px = arg;
+    int last_direction = 0; /* 1 client->server, 2 server->client */
+    char buf[65536];
+    while (!atomic_load(&px->stop)) {
+        if (atomic_load(&px->cut)) {
+            for (int i = 0; i < PROXY_MAX_PAIRS; i++)
+                proxy_close_pair(px->pairs[i]);
+            atomic_store(&px->cut, 0);
+        }
+        struct pollfd pfd[1 + 2 * PROXY_MAX_PAIRS];
+        int n = 0;
+        pfd[n++] = (struct pollfd){px->listen_fd, POLLIN, 0};
+        int stalled = atomic_load(&px->stalled);
+        for (int i = 0; i < PROXY_MAX_PAIRS; i++)
+            for (int side = 0; side < 2; side++)
+                pfd[n++] = (struct pollfd){stalled ? -1 : px->pairs[i][side], POLLIN, 0};
+        if (poll(pfd, (nfds_t)n, 20) <= 0)
+            continue;
+        if (pfd[0].revents & POLLIN) {
+            int client = accept(px->listen_fd, NULL, NULL);
+            if (client >= 0) {
+                int server = socket(px->target.ss_family, SOCK_STREAM, 0);
+                int slot = -1;
+                for (int i = 0; i < PROXY_MAX_PAIRS && slot < 0; i++)
+                    if (px->pairs[i][0] < 0)
+                        slot = i;
+                if (server >= 0 && slot >= 0 &&
+                    connect(server, (struct sockaddr *)&px->target, px->target_len) == 0) {
+                    px->pairs[slot][0] = client;
+                    px->pairs[slot][1] = server;
+                    atomic_fetch_add(&px->accepted, 1);
+                } else {
+                    close(client);
+                    if (server >= 0)
+                        close(server);
+                }
+            }
+        }
+        for (int i = 0; i < PROXY_MAX_PAIRS; i++) {
+            for (int side = 0; side < 2; side++) {
+                struct pollfd *p = &pfd[1 + 2 * i + side];
+                if (p->fd < 0 || !p->revents || px->pairs[i][side] < 0)
+                    continue;
+                ssize_t got = read(px->pairs[i][side], buf, sizeof buf);
+                if (got <= 0) {
+                    proxy_close_pair(px->pairs[i]);
+                    break;
+                }
+                if (side == 0 && last_direction != 1)
+                    atomic_fetch_add(&px->turns, 1);
+                last_direction = side == 0 ? 1 : 2;
+                ssize_t off = 0;
+                while (off < got) {
+                    ssize_t w = write(px->pairs[i][!side], buf + off, (size_t)(got - off));
+                    if (w <= 0)
+                        break;
+                    off += w;
+                }
+            }
+        }
+    }
+    for (int i = 0; i < PROXY_MAX_PAIRS; i++)
+        proxy_close_pair(px->pairs[i]);
+    close(px->listen_fd);
+    return NULL;
+}
+
+static char *url_escape(const char *s)
+{
+    char *out = malloc(3 * strlen(s) + 1), *o = out;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            strchr("-._~", *p))
+            *o++ = (char)*p;
+        else
+            o += sprintf(o, "%%%02X", *p);
+    }
+    *o = '\0';
+    return out;
+}
+
+/* Starts a proxy to the test server; *url_out is a URL that goes through it. */
+static proxy *proxy_start(char **url_out)
+{
+    proxy *px = calloc(1, sizeof *px);
+    for (int i = 0; i < PROXY_MAX_PAIRS; i++)
+        px->pairs[i][0] = px->pairs[i][1] = -1;
+    char *err = NULL;
+    PQconninfoOption *opts = PQconninfoParse(pg_url, &err);
+    ck_assert_msg(opts != NULL, "parse test URL");
+    const char *host = NULL, *port = "5432", *user = NULL, *dbname = NULL, *password = NULL;
+    for (PQconninfoOption *o = opts; o->keyword; o++) {
+        if (!o->val || !o->val[0])
+            continue;
+        if (strcmp(o->keyword, "host") == 0)
+            host = o->val;
+        else if (strcmp(o->keyword, "port") == 0)
+            port = o->val;
+        else if (strcmp(o->keyword, "user") == 0)
+            user = o->val;
+        else if (strcmp(o->keyword, "dbname") == 0)
+            dbname = o->val;
+        else if (strcmp(o->keyword, "password") == 0)
+            password = o->val;
+    }
+    if (!host)
+        host = "/var/run/postgresql";
+    if (host[0] == '/') {
+        struct sockaddr_un *un = (struct sockaddr_un *)&px->target;
+        un->sun_family = AF_UNIX;
+        snprintf(un->sun_path, sizeof un->sun_path, "%s/.s.PGSQL.%s", host, port);
+        px->target_len = sizeof *un;
+    } else {
+        struct addrinfo hints = {0}, *ai = NULL;
+        hints.ai_socktype = SOCK_STREAM;
+        ck_assert_msg(getaddrinfo(host, port, &hints, &ai) == 0 && ai, "resolve %s", host);
+        memcpy(&px->target, ai->ai_addr, ai->ai_addrlen);
+        px->target_len = ai->ai_addrlen;
+        freeaddrinfo(ai);
+    }
+    px->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {0};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert(bind(px->listen_fd, (struct sockaddr *)&addr, sizeof addr) == 0);
+    ck_assert(listen(px->listen_fd, 8) == 0);
+    socklen_t alen = sizeof addr;
+    ck_assert(getsockname(px->listen_fd, (struct sockaddr *)&addr, &alen) == 0);
+    px->port = ntohs(addr.sin_port);
+
+    char *euser = url_escape(user ? user : "postgres");
+    char *epass = password ? url_escape(password) : NULL;
+    char *edb = url_escape(dbname ? dbname : "postgres");
+    char buf[1024];
+    snprintf(buf, sizeof buf, "postgresql://%s%s%s@127.0.0.1:%d/%s?sslmode=disable", euser,
+             epass ? ":" : "", epass ? epass : "", px->port, edb);
+    free(euser);
+    free(epass);
+    free(edb);
+    PQconninfoFree(opts);
+    *url_out = strdup(buf);
+    ck_assert(pthread_create(&px->thread, NULL, proxy_main, px) == 0);
+    return px;
+}
+
+static void proxy_stop(proxy *px)
+{
+    atomic_store(&px->stop, 1);
+    pthread_join(px->thread, NULL);
+    free(px);
+}
+
+/* --- plain SQL and psql take the same lock -------------------------------------------- */
+
+START_TEST(test_sql_key_matches)
+{
+    PGconn *pg = raw_connect("dlock-test-sql");
+    for (size_t i = 0; i < sizeof key_vectors / sizeof key_vectors[0]; i++) {
+        char *v = raw_value(pg, "SELECT " DOC_KEY_SQL, key_vectors[i].name);
+        ck_assert_msg(v && strtoll(v, NULL, 10) == key_vectors[i].key, "SQL key of '%s': %s",
+                      key_vectors[i].name, v ? v : "NULL");
+        free(v);
+    }
+    PQfinish(pg);
+}
+END_TEST
+
+/* A session holding the documented SQL lock makes dlock_acquire busy, and
+ * the other way round. */
+START_TEST(test_sql_lock_vs_dlock)
+{
+    char *name = dlt_unique_name("pg-sql");
+    PGconn *pg = raw_connect("sql-holder");
+    dlock_client *c = open_client(pg_url);
+    dlock_lock *l = NULL;
+
+    ck_assert(raw_bool(pg, "SELECT pg_try_advisory_lock(" DOC_KEY_SQL ")", name));
+    ck_assert_int_eq(dlock_acquire(c, name, 5000, 0, &l), DLOCK_EBUSY);
+    char who[256];
+    ck_assert_int_eq(dlock_holder(c, name, who, sizeof who), 1);
+    ck_assert_msg(strstr(who, "application=sql-holder") != NULL, "holder: %s", who);
+    ck_assert(raw_bool(pg, "SELECT pg_advisory_unlock(" DOC_KEY_SQL ")", name));
+    ck_assert_int_eq(dlock_acquire(c, name, 5000, 0, &l), DLOCK_OK);
+
+    ck_assert(!raw_bool(pg, "SELECT pg_try_advisory_lock(" DOC_KEY_SQL ")", name));
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    ck_assert(raw_bool(pg, "SELECT pg_try_advisory_lock(" DOC_KEY_SQL ")", name));
+    ck_assert(raw_bool(pg, "SELECT pg_advisory_unlock(" DOC_KEY_SQL ")", name));
+    dlock_close(c);
+    PQfinish(pg);
+    free(name);
+}
+END_TEST
+
+/* The same with the real psql and the exact text of docs/postgresql.md. */
+START_TEST(test_psql_lock_vs_dlock)
+{
+    if (!have_psql()) {
+        fprintf(stderr, "psql not found: the plain-SQL test above covers the same SQL\n");
+        return;
+    }
+    const char *names[] = {"pg-psql-it's \"quoted\" \\ back", "\xd0\xba\xd0\xbb\xd1\x8e\xd1\x87"};
+    for (size_t i = 0; i < 2; i++) {
+        char *name = dlt_unique_name(names[i]);
+        psql_proc p;
+        char answer[64];
+        psql_start(&p, name);
+        dlock_client *c = open_client(pg_url);
+        dlock_lock *l = NULL;
+
+        psql_query(&p, "SELECT pg_try_advisory_lock(" DOC_PSQL_KEY ");", answer, sizeof answer);
+        ck_assert_str_eq(answer, "t");
+        ck_assert_int_eq(dlock_acquire(c, name, 5000, 0, &l), DLOCK_EBUSY);
+        psql_query(&p, "SELECT pg_advisory_unlock(" DOC_PSQL_KEY ");", answer, sizeof answer);
+        ck_assert_str_eq(answer, "t");
+        ck_assert_int_eq(dlock_acquire(c, name, 5000, 0, &l), DLOCK_OK);
+        psql_query(&p, "SELECT pg_try_advisory_lock(" DOC_PSQL_KEY ");", answer, sizeof answer);
+        ck_assert_str_eq(answer, "f");
+        ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+        psql_query(&p, "SELECT pg_try_advisory_lock(" DOC_PSQL_KEY ");", answer, sizeof answer);
+        ck_assert_str_eq(answer, "t");
+        psql_stop(&p);
+        dlock_close(c);
+        free(name);
+    }
+}
+END_TEST
+
+/* Names full of quotes, backslashes and SQL are just names. */
+START_TEST(test_hostile_names)
+{
+    char *long_quotes = repeat_char('\'', 255);
+    const char *names[] = {
+        "'; DROP TABLE pg_class; --",
+        "Robert'); DROP TABLE students;--",
+        "\"; SELECT pg_terminate_backend(pg_backend_pid()); --",
+        "back\\slash\\'\\\\",
+        "$1", "$$ dollar $$", "%s%n%x", ":'name'", "E'\\x00'",
+        "line\nbreak\ttab",
+        "\xe2\x80\x8b zero width",
+        long_quotes,
+    };
+    dlock_client *c = open_client(pg_url);
+    PGconn *pg = raw_connect("dlock-test-hostile");
+    PGresult *before = PQexec(pg, "SELECT count(*) FROM pg_class");
+    ck_assert(PQresultStatus(before) == PGRES_TUPLES_OK);
+    dlock_lock *locks[sizeof names / sizeof names[0]];
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        ck_assert_msg(dlock_acquire(c, names[i], 10000, 0, &locks[i]) == DLOCK_OK, "acquire '%s': %s",
+                      names[i], dlock_last_error());
+        /* Held as exactly this key: plain SQL cannot take it. */
+        ck_assert_msg(!raw_bool(pg, "SELECT pg_try_advisory_lock(" DOC_KEY_SQL ")", names[i]),
+                      "SQL took '%s'", names[i]);
+        ck_assert_int_eq(held_elsewhere(names[i]), 1);
+        ck_assert_int_eq(dlock_extend(locks[i], 10000), DLOCK_OK);
+    }
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        ck_assert_int_eq(dlock_release(locks[i]), DLOCK_OK);
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        ck_assert_int_eq(held_elsewhere(names[i]), 0);
+    PGresult *after = PQexec(pg, "SELECT count(*) FROM pg_class");
+    ck_assert(PQresultStatus(after) == PGRES_TUPLES_OK);
+    ck_assert_str_eq(PQgetvalue(before, 0, 0), PQgetvalue(after, 0, 0));
+    PQclear(before);
+    PQclear(after);
+    PQfinish(pg);
+    dlock_close(c);
+    free(long_quotes);
+}
+END_TEST
+
+/* --- sessions ----------------------------------------------------------------------------- */
+
+/* Steady state: one round trip per acquire, extend and release, counted
+ * at a proxy in front of the server. */
+START_TEST(test_one_round_trip)
+{
+    char *url = NULL;
+    proxy *px = proxy_start(&url);
+    char *name = dlt_unique_name("pg-rt");
+    char *other = dlt_unique_name("pg-rt-other");
+    dlock_client *c = open_client(url);
+    dlock_lock *l = NULL, *l2 = NULL;
+    struct {
+        const char *what;
+        int turns;
+    } steps[9];
+    int n = 0;
+#define STEP(label, call)                                                             \
+    do {                                                                              \
+        atomic_store(&px->turns, 0);                                                  \
+        ck_assert_msg((call) == DLOCK_OK, "%s: %s", label, dlock_last_error());       \
+        steps[n].what = label;                                                        \
+        steps[n++].turns = atomic_load(&px->turns);                                   \
+    } while (0)
+    STEP("acquire (first: sets the lease)", dlock_acquire(c, name, 30000, 0, &l));
+    STEP("extend", dlock_extend(l, 30000));
+    STEP("extend with a new TTL", dlock_extend(l, 20000));
+    STEP("acquire a second lock", dlock_acquire(c, other, 60000, 0, &l2));
+    STEP("release the second", dlock_release(l2));
+    STEP("release (last: clears the lease)", dlock_release(l));
+    STEP("acquire again", dlock_acquire(c, name, 30000, 0, &l));
+    STEP("release again", dlock_release(l));
+    STEP("acquire with a wait", dlock_acquire(c, name, 30000, 1000, &l));
+#undef STEP
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    for (int i = 0; i < n; i++) {
+        fprintf(stderr, "round trips: %-36s %d\n", steps[i].what, steps[i].turns);
+        ck_assert_msg(steps[i].turns == 1, "%s took %d round trips", steps[i].what, steps[i].turns);
+    }
+    ck_assert_int_eq(atomic_load(&px->accepted), 1); /* one session throughout */
+    dlock_close(c);
+    proxy_stop(px);
+    free(url);
+    free(name);
+    free(other);
+}
+END_TEST
+
+/* application_name says host and pid; pg_stat_activity and dlock_holder
+ * show it. */
+START_TEST(test_holder_text)
+{
+    char *name = dlt_unique_name("pg-holder");
+    dlock_client *c = open_client(pg_url);
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(c, name, 10000, 0, &l), DLOCK_OK);
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    char expect_app[320];
+    snprintf(expect_app, sizeof expect_app, "dlock host=%.40s", host);
+    char pid_part[32];
+    snprintf(pid_part, sizeof pid_part, " pid=%ld", (long)getpid());
+
+    PGconn *pg = raw_connect("dlock-test-holder");
+    char sql[512];
+    int backend = backend_pid_of_holder(pg, name);
+    ck_assert(backend > 0);
+    snprintf(sql, sizeof sql, "SELECT application_name FROM pg_stat_activity WHERE pid = %d", backend);
+    char *app = raw_value(pg, sql, NULL);
+    ck_assert_msg(app && strncmp(app, expect_app, strlen(expect_app)) == 0 && strstr(app, pid_part),
+                  "application_name: %s", app ? app : "NULL");
+    free(app);
+
+    dlock_client *other = open_client(pg_url);
+    char who[512];
+    ck_assert_int_eq(dlock_holder(other, name, who, sizeof who), 1);
+    fprintf(stderr, "holder: %s\n", who);
+    ck_assert_msg(strncmp(who, "host=", 5) == 0 && strstr(who, pid_part) && strstr(who, " since=20"),
+                  "holder text: %s", who);
+    char backend_part[32];
+    snprintf(backend_part, sizeof backend_part, "backend_pid=%d", backend);
+    ck_assert_msg(strstr(who, backend_part), "holder text: %s", who);
+    /* Truncation is the caller's buffer size. */
+    char tiny[8];
+    ck_assert_int_eq(dlock_holder(other, name, tiny, sizeof tiny), 1);
+    ck_assert_int_eq((int)strlen(tiny), 7);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    ck_assert_int_eq(dlock_holder(other, name, who, sizeof who), 0);
+    dlock_close(other);
+    dlock_close(c);
+    PQfinish(pg);
+    free(name);
+}
+END_TEST
+
+/* A URL's own application_name wins over ours. */
+START_TEST(test_url_parameters)
+{
+    char url[1024];
+    snprintf(url, sizeof url, "%s%sapplication_name=my-cron&sslmode=disable&connect_timeout=5", pg_url,
+             strchr(pg_url, '?') ? "&" : "?");
+    char *name = dlt_unique_name("pg-url");
+    dlock_client *c = open_client(url);
+    ck_assert_str_eq(dlock_backend(c), "postgresql");
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(c, name, 10000, 0, &l), DLOCK_OK);
+    char who[512];
+    ck_assert_int_eq(dlock_holder(c, name, who, sizeof who), 1);
+    ck_assert_msg(strncmp(who, "application=my-cron ", 20) == 0, "holder: %s", who);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    dlock_close(c);
+
+    /* postgres:// is the same backend. */
+    if (strncmp(pg_url, "postgresql://", 13) == 0) {
+        snprintf(url, sizeof url, "postgres://%s", pg_url + 13);
+        c = open_client(url);
+        ck_assert_int_eq(dlock_acquire(c, name, 10000, 0, &l), DLOCK_OK);
+        ck_assert_int_eq(held_elsewhere(name), 1);
+        ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+        dlock_close(c);
+    }
+    free(name);
+}
+END_TEST
+
+START_TEST(test_bad_urls)
+{
+    dlock_client *c = NULL;
+    /* Unreachable: ECONN, and the password never shows. */
+    ck_assert_int_eq(dlock_open("postgresql://someone:Sup3rSecretPw@127.0.0.1:1/db?connect_timeout=3", &c),
+                     DLOCK_ECONN);
+    ck_assert_ptr_null(c);
+    fprintf(stderr, "unreachable: %s\n", dlock_last_error());
+    ck_assert(strstr(dlock_last_error(), "Sup3rSecretPw") == NULL);
+    ck_assert(strstr(dlock_last_error(), "connect") != NULL);
+
+    /* Malformed: EINVAL, and the quoted piece (here the password) is dropped. */
+    ck_assert_int_eq(dlock_open("postgresql://someone:Pw%zzSecret@127.0.0.1/db", &c), DLOCK_EINVAL);
+    ck_assert(strstr(dlock_last_error(), "Secret") == NULL);
+    ck_assert_int_eq(dlock_open("postgresql://127.0.0.1:99999/db", &c), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_open("postgresql://127.0.0.1:12ab/db", &c), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_open("postgresql://127.0.0.1/db?no_such_parameter=1", &c), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_open("postgresql:no-slashes", &c), DLOCK_EINVAL);
+    ck_assert_ptr_null(c);
+}
+END_TEST
+
+/* A new fd of ours must be close-on-exec; and under dlock run the job
+ * inherits no socket. */
+START_TEST(test_close_on_exec)
+{
+    int before[1024] = {0};
+    DIR *d = opendir("/proc/self/fd");
+    ck_assert(d != NULL);
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (atoi(e->d_name) > 0 && atoi(e->d_name) < 1024)
+            before[atoi(e->d_name)] = 1;
+    before[dirfd(d)] = 0; /* closed just below */
+    closedir(d);
+    dlock_client *c = open_client(pg_url);
+    char *name = dlt_unique_name("pg-cloexec");
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(c, name, 10000, 0, &l), DLOCK_OK);
+    int checked = 0;
+    for (int fd = 3; fd < 1024; fd++) {
+        if (before[fd] || fcntl(fd, F_GETFD) < 0)
+            continue;
+        ck_assert_msg(fcntl(fd, F_GETFD) & FD_CLOEXEC, "fd %d is not close-on-exec", fd);
+        checked++;
+    }
+    ck_assert_int_ge(checked, 2); /* the socket and the eventfd */
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    dlock_close(c);
+
+    const char *bin = dlock_bin();
+    if (bin) {
+        char cmd[8192];
+        char *dir = dlt_tmpdir();
+        snprintf(cmd, sizeof cmd,
+                 "'%s' run -q -u '%s' -t 10s '%s' -- sh -c 'ls -l /proc/$$/fd | grep -c socket: ; true'"
+                 " > '%s/sockets.txt'",
+                 bin, pg_url, name, dir);
+        ck_assert_int_eq(dlt_system(cmd), 0);
+        char path[4200];
+        snprintf(path, sizeof path, "%s/sockets.txt", dir);
+        FILE *f = fopen(path, "r");
+        ck_assert(f != NULL);
+        int sockets = -1;
+        ck_assert(fscanf(f, "%d", &sockets) == 1);
+        fclose(f);
+        ck_assert_msg(sockets == 0, "the job inherited %d sockets", sockets);
+        free(dir);
+    }
+    free(name);
+}
+END_TEST
+
+/* The session carries the smallest TTL of the locks it holds; releasing
+ * the short lock gives the long one its own lease back. */
+START_TEST(test_smallest_ttl)
+{
+    char *long_name = dlt_unique_name("pg-ttl-long");
+    char *short_name = dlt_unique_name("pg-ttl-short");
+    dlock_client *c = open_client(pg_url);
+    dlock_lock *long_lock = NULL, *short_lock = NULL;
+
+    /* Release of the short lock: the long one lives on past the short TTL. */
+    ck_assert_int_eq(dlock_acquire(c, long_name, 60000, 0, &long_lock), DLOCK_OK);
+    ck_assert_int_eq(dlock_acquire(c, short_name, 800, 0, &short_lock), DLOCK_OK);
+    ck_assert_int_le(dlock_remaining_ms(long_lock), 800);
+    ck_assert_int_eq(dlock_release(short_lock), DLOCK_OK);
+    dlt_sleep_ms(1500);
+    ck_assert_int_eq(dlock_extend(long_lock, 60000), DLOCK_OK);
+    ck_assert_int_gt(dlock_remaining_ms(long_lock), 50000);
+
+    /* Both held and silent past the short TTL: the session ends, both go. */
+    ck_assert_int_eq(dlock_acquire(c, short_name, 800, 0, &short_lock), DLOCK_OK);
+    dlt_sleep_ms(1800);
+    ck_assert_int_eq(held_elsewhere(long_name), 0);
+    ck_assert_int_eq(held_elsewhere(short_name), 0);
+    ck_assert_int_eq(dlock_extend(long_lock, 60000), DLOCK_ELOST);
+    ck_assert_int_eq(dlock_release(short_lock), DLOCK_ELOST);
+    ck_assert_int_eq(dlock_release(long_lock), DLOCK_ELOST);
+
+    /* The next acquire opens a new session. */
+    ck_assert_int_eq(dlock_acquire(c, long_name, 60000, 0, &long_lock), DLOCK_OK);
+    ck_assert_int_eq(held_elsewhere(long_name), 1);
+    ck_assert_int_eq(dlock_release(long_lock), DLOCK_OK);
+    dlock_close(c);
+    free(long_name);
+    free(short_name);
+}
+END_TEST
+
+/* With no lock held the session has no idle limit: it is reused, not
+ * reopened, after a pause longer than the last TTL. */
+START_TEST(test_session_kept_without_locks)
+{
+    char *url = NULL;
+    proxy *px = proxy_start(&url);
+    char *name = dlt_unique_name("pg-keep");
+    dlock_client *c = open_client(url);
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(c, name, 500, 0, &l), DLOCK_OK);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    dlt_sleep_ms(1200);
+    ck_assert_int_eq(dlock_acquire(c, name, 500, 0, &l), DLOCK_OK);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    ck_assert_int_eq(atomic_load(&px->accepted), 1);
+    dlock_close(c);
+    proxy_stop(px);
+    free(url);
+    free(name);
+}
+END_TEST
+
+/* 10,000 locks on one session (max_locks_per_transaction of the test
+ * server: see docs/postgresql.md). */
+START_TEST(test_many_locks)
+{
+    enum { COUNT = 10000 };
+    dlock_client *c = open_client(pg_url);
+    char *prefix = dlt_unique_name("pg-many");
+    int64_t start = dlt_now_ms();
+    for (int i = 0; i < COUNT; i++) {
+        char name[300];
+        dlock_lock *l = NULL;
+        snprintf(name, sizeof name, "%s-%d", prefix, i);
+        int rc = dlock_acquire(c, name, 60000, 0, &l);
+        ck_assert_msg(rc == DLOCK_OK, "lock %d: %d %s", i, rc, dlock_last_error());
+    }
+    fprintf(stderr, "10,000 acquires on one session: %lld ms\n", (long long)(dlt_now_ms() - start));
+    char last[300];
+    snprintf(last, sizeof last, "%s-%d", prefix, COUNT - 1);
+    ck_assert_int_eq(held_elsewhere(last), 1);
+    dlock_close(c); /* releases them all */
+    ck_assert_int_eq(held_elsewhere(last), 0);
+    free(prefix);
+}
+END_TEST
+
+/* --- waiting ------------------------------------------------------------------------------ */
+
+/* A released lock reaches a server-side waiter in about one round trip. */
+START_TEST(test_wait_granted_on_release)
+{
+    char *name = dlt_unique_name("pg-wait");
+    dlt_child holder;
+    ck_assert_int_eq(dlt_child_start(&holder, pg_url, name, 30000, 0), 0);
+    ck_assert_int_eq(dlt_child_read(&holder, 5000), DLOCK_OK);
+
+    /* The release comes from another process 400 ms into our wait. */
+    fflush(NULL);
+    pid_t releaser = fork();
+    ck_assert(releaser >= 0);
+    if (releaser == 0) {
+        dlt_sleep_ms(400);
+        _exit(dlt_child_cmd(&holder, "release", 5000) == DLOCK_OK ? 0 : 1);
+    }
+    dlock_client *c = open_client(pg_url);
+    dlock_lock *l = NULL;
+    int64_t start = dlt_now_ms();
+    ck_assert_int_eq(dlock_acquire(c, name, 10000, 10000, &l), DLOCK_OK);
+    int64_t granted = dlt_now_ms();
+    int status;
+    waitpid(releaser, &status, 0);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    fprintf(stderr, "wait: granted %lld ms after the wait began (release at ~400 ms)\n",
+            (long long)(granted - start));
+    ck_assert_int_ge(granted - start, 350);
+    ck_assert_int_lt(granted - start, 700);
+    ck_assert_int_eq(held_elsewhere(name), 1);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    dlt_child_stop(&holder, 0);
+    dlock_close(c);
+    free(name);
+}
+END_TEST
+
+START_TEST(test_wait_times_out)
+{
+    char *name = dlt_unique_name("pg-wait-timeout");
+    dlock_client *holder = open_client(pg_url), *c = open_client(pg_url);
+    dlock_lock *held = NULL, *l = NULL;
+    ck_assert_int_eq(dlock_acquire(holder, name, 30000, 0, &held), DLOCK_OK);
+    int64_t start = dlt_now_ms();
+    ck_assert_int_eq(dlock_acquire(c, name, 10000, 300, &l), DLOCK_EBUSY);
+    int64_t took = dlt_now_ms() - start;
+    ck_assert_int_ge(took, 290);
+    ck_assert_int_lt(took, 1300);
+    /* The waiter's session is fine and holds nothing. */
+    ck_assert_int_eq(dlock_release(held), DLOCK_OK);
+    ck_assert_int_eq(dlock_acquire(c, name, 10000, 300, &l), DLOCK_OK);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    dlock_close(holder);
+    dlock_close(c);
+    free(name);
+}
+END_TEST
+
+typedef struct waiter {
+    dlock_client *client;
+    const char *name;
+    int32_t wait_ms;
+    _Atomic int rc;
+    int64_t took_ms;
+    dlock_lock *lock;
+} waiter;
+
+static void *waiter_main(void *arg)
+{
+    waiter *w = arg;
+    int64_t start = dlt_now_ms();
+    w->rc = dlock_acquire(w->client, w->name, 10000, w->wait_ms, &w->lock);
+    w->took_ms = dlt_now_ms() - start;
+    return NULL;
+}
+
+/* dlock_cancel ends a wait (PQcancel), also one cancelled the moment it
+ * starts; the session stays usable and holds nothing. */
+START_TEST(test_cancel)
+{
+    char *name = dlt_unique_name("pg-cancel");
+    dlock_client *holder = open_client(pg_url), *c = open_client(pg_url);
+    dlock_lock *held = NULL;
+    ck_assert_int_eq(dlock_acquire(holder, name, 60000, 0, &held), DLOCK_OK);
+    int64_t worst = 0;
+    for (int round = 0; round < 12; round++) {
+        waiter w = {c, name, DLOCK_WAIT_FOREVER, 99, 0, NULL};
+        pthread_t t;
+        ck_assert(pthread_create(&t, NULL, waiter_main, &w) == 0);
+        /* Round 0..3: at once (the cancel may beat the statement to the
+         * server); then later, when the wait surely runs. */
+        if (round >= 4)
+            dlt_sleep_ms(round * 25);
+        int64_t deadline = dlt_now_ms() + 3000;
+        while (w.rc == 99 && dlt_now_ms() < deadline) {
+            ck_assert_int_eq(dlock_cancel(c), DLOCK_OK);
+            dlt_sleep_ms(5);
+            /* Only one cancel per round once the wait has surely begun. */
+            if (round >= 4)
+                break;
+        }
+        int64_t cancel_at = dlt_now_ms();
+        pthread_join(t, NULL);
+        int64_t late = dlt_now_ms() - cancel_at;
+        if (late > worst)
+            worst = late;
+        ck_assert_msg(w.rc == DLOCK_ECANCELED, "round %d: %d %s", round, w.rc, dlock_last_error());
+        ck_assert_ptr_null(w.lock);
+    }
+    fprintf(stderr, "cancel: slowest wait ended %lld ms after dlock_cancel\n", (long long)worst);
+    ck_assert_int_lt(worst, 1500);
+    /* Nothing leaked: once released, anyone can take it, and so can c. */
+    ck_assert_int_eq(dlock_release(held), DLOCK_OK);
+    ck_assert_int_eq(held_elsewhere(name), 0);
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(c, name, 10000, 1000, &l), DLOCK_OK);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    dlock_close(holder);
+    dlock_close(c);
+    free(name);
+}
+END_TEST
+
+/* The lock_timeout race: the holder lets go just as the wait runs out.  The
+ * answer may be OK or EBUSY, but it must be true: OK means our session holds
+ * the lock, EBUSY means it does not (a lock granted in the last instant and
+ * reported busy would be held by nobody's knowledge, forever). */
+START_TEST(test_lock_timeout_race)
+{
+    char *name = dlt_unique_name("pg-race");
+    PGconn *holder = raw_connect("race-holder");
+    PGconn *observer = raw_connect("race-observer");
+    dlock_client *c = open_client(pg_url);
+    int ok = 0, busy = 0;
+    for (int round = 0; round < 30; round++) {
+        ck_assert(raw_bool(holder, "SELECT pg_try_advisory_lock(" DOC_KEY_SQL ")", name));
+        /* The holder's unlock lands around the end of the 200 ms wait. */
+        char delay[32];
+        snprintf(delay, sizeof delay, "%.3f", 0.185 + 0.001 * (round % 30));
+        char sql[512];
+        snprintf(sql, sizeof sql, "SELECT pg_sleep(%s), pg_advisory_unlock(" DOC_KEY_SQL ")", delay);
+        const char *values[1] = {name};
+        ck_assert(PQsendQueryParams(holder, sql, 1, NULL, values, NULL, NULL, 0));
+        dlock_lock *l = NULL;
+        int rc = dlock_acquire(c, name, 10000, 200, &l);
+        PGresult *res;
+        while ((res = PQgetResult(holder)))
+            PQclear(res);
+        int pid = backend_pid_of_holder(observer, name);
+        if (rc == DLOCK_OK) {
+            ok++;
+            ck_assert_msg(pid != 0 && pid != PQbackendPID(holder), "round %d: OK but not held", round);
+            ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+        } else {
+            ck_assert_msg(rc == DLOCK_EBUSY, "round %d: %d %s", round, rc, dlock_last_error());
+            busy++;
+            ck_assert_msg(pid == 0, "round %d: EBUSY, yet the lock is held by backend %d", round, pid);
+        }
+    }
+    fprintf(stderr, "lock_timeout race: %d granted, %d busy, none inconsistent\n", ok, busy);
+    dlock_close(c);
+    PQfinish(holder);
+    PQfinish(observer);
+    free(name);
+}
+END_TEST
+
+/* Two clients waiting for each other: the server's deadlock detector ends
+ * one wait, which is reported busy; the other is granted. */
+START_TEST(test_deadlock)
+{
+    char *x = dlt_unique_name("pg-dead-x"), *y = dlt_unique_name("pg-dead-y");
+    dlock_client *c1 = open_client(pg_url), *c2 = open_client(pg_url);
+    dlock_lock *x1 = NULL, *y2 = NULL;
+    ck_assert_int_eq(dlock_acquire(c1, x, 10000, 0, &x1), DLOCK_OK);
+    ck_assert_int_eq(dlock_acquire(c2, y, 10000, 0, &y2), DLOCK_OK);
+    waiter w1 = {c1, y, 8000, 99, 0, NULL}, w2 = {c2, x, 8000, 99, 0, NULL};
+    pthread_t t1, t2;
+    ck_assert(pthread_create(&t1, NULL, waiter_main, &w1) == 0);
+    dlt_sleep_ms(100);
+    ck_assert(pthread_create(&t2, NULL, waiter_main, &w2) == 0);
+    /* The loser gives up its lock so that the winner gets the other. */
+    int64_t start = dlt_now_ms();
+    while (w1.rc == 99 && w2.rc == 99 && dlt_now_ms() - start < 6000)
+        dlt_sleep_ms(10);
+    ck_assert_msg(w1.rc == DLOCK_EBUSY || w2.rc == DLOCK_EBUSY, "no wait ended: %d %d", w1.rc, w2.rc);
+    if (w1.rc == DLOCK_EBUSY)
+        ck_assert_int_eq(dlock_release(x1), DLOCK_OK);
+    else
+        ck_assert_int_eq(dlock_release(y2), DLOCK_OK);
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    ck_assert((w1.rc == DLOCK_EBUSY && w2.rc == DLOCK_OK) || (w2.rc == DLOCK_EBUSY && w1.rc == DLOCK_OK));
+    /* What is still held: the winner's new lock and the lock it kept. */
+    if (w1.rc == DLOCK_OK) {
+        ck_assert_int_eq(dlock_release(w1.lock), DLOCK_OK);
+        ck_assert_int_eq(dlock_release(x1), DLOCK_OK);
+    } else {
+        ck_assert_int_eq(dlock_release(w2.lock), DLOCK_OK);
+        ck_assert_int_eq(dlock_release(y2), DLOCK_OK);
+    }
+    dlock_close(c1);
+    dlock_close(c2);
+    free(x);
+    free(y);
+}
+END_TEST
+
+/* --- faults -------------------------------------------------------------------------------- */
+
+/* pg_terminate_backend of the holder's session: its next extend is ELOST. */
+START_TEST(test_terminate_backend_extend)
+{
+    char *name = dlt_unique_name("pg-term");
+    PGconn *pg = raw_connect("dlock-test-admin");
+    dlt_child holder;
+    ck_assert_int_eq(dlt_child_start(&holder, pg_url, name, 30000, 0), 0);
+    ck_assert_int_eq(dlt_child_read(&holder, 5000), DLOCK_OK);
+    int pid = wait_for_holder_pid(pg, name, 2000);
+    ck_assert(pid > 0);
+    terminate_backend(pg, pid);
+    /* Freed at once for everybody else. */
+    int64_t took = dlt_acquire_within(pg_url, name, 5000, 1000);
+    fprintf(stderr, "pg_terminate_backend: another client acquired after %lld ms\n", (long long)took);
+    ck_assert_int_ge(took, 0);
+    ck_assert_int_eq(dlt_child_cmd(&holder, "extend 30000", 5000), DLOCK_ELOST);
+    ck_assert_int_eq(dlt_child_cmd(&holder, "release", 5000), DLOCK_ELOST);
+    dlt_child_stop(&holder, 0);
+    PQfinish(pg);
+    free(name);
+}
+END_TEST
+
+/* pg_terminate_backend under dlock run: the job gets SIGTERM, dlock exits 79. */
+START_TEST(test_terminate_backend_dlock_run)
+{
+    const char *bin = dlock_bin();
+    if (!bin) {
+        fprintf(stderr, "no dlock binary ($DLOCK_BIN): skipping the dlock run part\n");
+        return;
+    }
+    char *name = dlt_unique_name("pg-run");
+    char *dir = dlt_tmpdir();
+    char started[4200], termed[4200], script[9000];
+    snprintf(started, sizeof started, "%s/started", dir);
+    snprintf(termed, sizeof termed, "%s/termed", dir);
+    snprintf(script, sizeof script,
+             "trap 'echo TERM > \"%s\"; exit 7' TERM; echo up > \"%s\"; while :; do sleep 0.05; done",
+             termed, started);
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        execl(bin, bin, "run", "-q", "-u", pg_url, "-t", "3s", "-k", "5s", name, "--", "/bin/sh", "-c",
+              script, (char *)NULL);
+        _exit(127);
+    }
+    int64_t deadline = dlt_now_ms() + 5000;
+    while (access(started, F_OK) != 0 && dlt_now_ms() < deadline)
+        dlt_sleep_ms(10);
+    ck_assert_msg(access(started, F_OK) == 0, "the job did not start");
+    PGconn *pg = raw_connect("dlock-test-admin");
+    int backend = wait_for_holder_pid(pg, name, 2000);
+    ck_assert(backend > 0);
+    int64_t killed_at = dlt_now_ms();
+    terminate_backend(pg, backend);
+    deadline = dlt_now_ms() + 6000;
+    while (access(termed, F_OK) != 0 && dlt_now_ms() < deadline)
+        dlt_sleep_ms(10);
+    int64_t term_after = dlt_now_ms() - killed_at;
+    ck_assert_msg(access(termed, F_OK) == 0, "the job got no SIGTERM");
+    int status = 0;
+    ck_assert(waitpid(pid, &status, 0) == pid);
+    fprintf(stderr, "dlock run: job got SIGTERM %lld ms after pg_terminate_backend (TTL 3 s), exit %d\n",
+            (long long)term_after, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    ck_assert(WIFEXITED(status));
+    ck_assert_int_eq(WEXITSTATUS(status), 79);
+    ck_assert_int_le(term_after, 3000);
+    PQfinish(pg);
+    free(dir);
+    free(name);
+}
+END_TEST
+
+/* kill -9 of the holder: the server sees the socket close and frees the
+ * lock; another process acquires within 1 s. */
+START_TEST(test_kill9)
+{
+    char *name = dlt_unique_name("pg-kill9");
+    dlt_child holder;
+    ck_assert_int_eq(dlt_child_start(&holder, pg_url, name, 60000, 0), 0);
+    ck_assert_int_eq(dlt_child_read(&holder, 5000), DLOCK_OK);
+    ck_assert_int_eq(held_elsewhere(name), 1);
+    dlt_child_stop(&holder, SIGKILL);
+    int64_t took = dlt_acquire_within(pg_url, name, 5000, 1000);
+    fprintf(stderr, "kill -9: another process acquired after %lld ms (TTL 60 s)\n", (long long)took);
+    ck_assert_int_ge(took, 0);
+    ck_assert_int_lt(took, 1000);
+    free(name);
+}
+END_TEST
+
+/* SIGSTOP past the TTL: idle_session_timeout ends the session; another
+ * process acquires within TTL + 1 s; after SIGCONT the holder learns ELOST. */
+START_TEST(test_sigstop)
+{
+    enum { TTL = 2000 };
+    char *name = dlt_unique_name("pg-stop");
+    dlt_child holder;
+    ck_assert_int_eq(dlt_child_start(&holder, pg_url, name, TTL, 0), 0);
+    ck_assert_int_eq(dlt_child_read(&holder, 5000), DLOCK_OK);
+    int64_t acquired_at = dlt_now_ms();
+    kill(holder.pid, SIGSTOP);
+    ck_assert_int_eq(held_elsewhere(name), 1);
+    int64_t took = dlt_acquire_within(pg_url, name, 5000, TTL + 2000);
+    int64_t since_acquire = dlt_now_ms() - acquired_at;
+    fprintf(stderr, "SIGSTOP: another process acquired %lld ms after the holder's acquire (TTL %d ms)\n",
+            (long long)since_acquire, TTL);
+    ck_assert_int_ge(took, 0);
+    ck_assert_int_le(since_acquire, TTL + 1000);
+    ck_assert_int_ge(since_acquire, TTL - 100);
+    kill(holder.pid, SIGCONT);
+    ck_assert_int_eq(dlt_child_cmd(&holder, "extend 2000", 5000), DLOCK_ELOST);
+    ck_assert_int_eq(dlt_child_cmd(&holder, "release", 5000), DLOCK_ELOST);
+    dlt_child_stop(&holder, 0);
+    free(name);
+}
+END_TEST
+
+/* A holder whose network goes silent (a stalled proxy: no FIN, no RST)
+ * loses the lock within its TTL; when the path comes back cut, it learns
+ * ELOST, and its next acquire works through a new connection. */
+START_TEST(test_silent_network)
+{
+    enum { TTL = 2000 };
+    char *url = NULL;
+    proxy *px = proxy_start(&url);
+    char *name = dlt_unique_name("pg-net");
+    dlock_client *c = open_client(url);
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(c, name, TTL, 0, &l), DLOCK_OK);
+    int64_t acquired_at = dlt_now_ms();
+    atomic_store(&px->stalled, 1);
+    int64_t took = dlt_acquire_within(pg_url, name, 5000, TTL + 2000);
+    int64_t since_acquire = dlt_now_ms() - acquired_at;
+    fprintf(stderr, "silent network: another client acquired %lld ms after the holder's acquire (TTL %d ms)\n",
+            (long long)since_acquire, TTL);
+    ck_assert_int_ge(took, 0);
+    ck_assert_int_le(since_acquire, TTL + 1000);
+    ck_assert_int_eq(dlock_remaining_ms(l), 0);
+    atomic_store(&px->cut, 1);
+    atomic_store(&px->stalled, 0);
+    dlt_sleep_ms(100);
+    ck_assert_int_eq(dlock_extend(l, TTL), DLOCK_ELOST);
+    ck_assert_int_eq(dlock_release(l), DLOCK_ELOST);
+    ck_assert_int_eq(dlock_acquire(c, name, TTL, 0, &l), DLOCK_OK);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    dlock_close(c);
+    proxy_stop(px);
+    free(url);
+    free(name);
+}
+END_TEST
+
+/* PostgreSQL restarted while a lock is held: ELOST, then new acquires
+ * work.  A private server, so that the restart cannot disturb the other
+ * suites running against the shared one. */
+START_TEST(test_server_restart)
+{
+    const char *script = pg_server_script();
+    ck_assert_msg(script != NULL, "tests/pg-server.sh not found ($top_srcdir)");
+    char *dir = dlt_tmpdir();
+    chmod(dir, 0755); /* the server runs as the postgres user when we are root */
+    char cmd[9000];
+    snprintf(cmd, sizeof cmd, "sh '%s' start '%s/pg' >/dev/null", script, dir);
+    ck_assert_msg(dlt_system(cmd) == 0, "cannot start a private server");
+    char env_path[4200], line[1024], url[1024] = "";
+    snprintf(env_path, sizeof env_path, "%s/pg/env", dir);
+    FILE *f = fopen(env_path, "r");
+    ck_assert(f != NULL);
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "export DLOCK_TEST_PG_URL='%1000[^']'", url) == 1)
+            break;
+    fclose(f);
+    ck_assert(url[0] != '\0');
+
+    char *name = dlt_unique_name("pg-restart");
+    dlock_client *c = open_client(url);
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(c, name, 30000, 0, &l), DLOCK_OK);
+    int64_t start = dlt_now_ms();
+    snprintf(cmd, sizeof cmd, "sh '%s' restart '%s/pg' >/dev/null", script, dir);
+    int restarted = dlt_system(cmd);
+    fprintf(stderr, "server restart took %lld ms\n", (long long)(dlt_now_ms() - start));
+    if (restarted == 0) {
+        ck_assert_int_eq(dlock_extend(l, 30000), DLOCK_ELOST);
+        ck_assert_int_eq(dlock_release(l), DLOCK_ELOST);
+        ck_assert_int_eq(dlock_acquire(c, name, 30000, 0, &l), DLOCK_OK);
+        ck_assert_int_eq(dlock_extend(l, 30000), DLOCK_OK);
+        ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    }
+    dlock_close(c);
+    snprintf(cmd, sizeof cmd, "sh '%s' stop '%s/pg'; rm -rf '%s'", script, dir, dir);
+    dlt_system(cmd);
+    ck_assert_msg(restarted == 0, "the restart failed");
+    free(name);
+    free(dir);
+}
+END_TEST
+
+/* --- main ----------------------------------------------------------------------------------- */
+
+static TCase *tcase(Suite *s, const char *title, int timeout_s)
+{
+    TCase *tc = tcase_create(title);
+    tcase_set_timeout(tc, timeout_s);
+    suite_add_tcase(s, tc);
+    return tc;
+}
+
+int main(void)
+{
+    Suite *s = suite_create("postgresql");
+    TCase *tc = tcase(s, "key", 30);
+    tcase_add_test(tc, test_key_vectors);
+    tcase_add_test(tc, test_sha256_vectors);
+
+    pg_url = getenv("DLOCK_TEST_PG_URL");
+    if (pg_url && !*pg_url)
+        pg_url = NULL;
+    if (!pg_url && dlt_required("postgresql")) {
+        fprintf(stderr, "DLOCK_TEST_PG_URL is not set but DLOCK_TEST_REQUIRE requires the postgresql backend\n");
+        return DLT_HARD_ERROR;
+    }
+    if (!pg_url) {
+        fprintf(stderr, "DLOCK_TEST_PG_URL is not set: only the key tests run (no server tests)\n");
+    } else {
+        tc = tcase(s, "sql", 30);
+        tcase_add_test(tc, test_sql_key_matches);
+        tcase_add_test(tc, test_sql_lock_vs_dlock);
+        tcase_add_test(tc, test_psql_lock_vs_dlock);
+        tcase_add_test(tc, test_hostile_names);
+        tc = tcase(s, "session", 60);
+        tcase_add_test(tc, test_one_round_trip);
+        tcase_add_test(tc, test_holder_text);
+        tcase_add_test(tc, test_url_parameters);
+        tcase_add_test(tc, test_bad_urls);
+        tcase_add_test(tc, test_close_on_exec);
+        tcase_add_test(tc, test_smallest_ttl);
+        tcase_add_test(tc, test_session_kept_without_locks);
+        tcase_add_test(tc, test_many_locks);
+        tc = tcase(s, "wait", 60);
+        tcase_add_test(tc, test_wait_granted_on_release);
+        tcase_add_test(tc, test_wait_times_out);
+        tcase_add_test(tc, test_cancel);
+        tcase_add_test(tc, test_lock_timeout_race);
+        tcase_add_test(tc, test_deadlock);
+        tc = tcase(s, "faults", 60);
+        tcase_add_test(tc, test_terminate_backend_extend);
+        tcase_add_test(tc, test_terminate_backend_dlock_run);
+        tcase_add_test(tc, test_kill9);
+        tcase_add_test(tc, test_sigstop);
+        tcase_add_test(tc, test_silent_network);
+        tcase_add_test(tc, test_server_restart);
+    }
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}
