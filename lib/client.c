@@ -16,7 +16,7 @@ struct dlock_lock {
     dlock_client *client;
     void *state;                         /* the backend's per-lock state */
     _Atomic int64_t lease_deadline_ms;   /* monotonic; the lease may have expired from then on */
-    int lost;                            /* the store told us, or our lease ran out: stays lost */
+    atomic_int lost;                     /* the store told us, or our lease ran out: stays lost */
     uint32_t hash;
     struct dlock_lock *prev, *next;      /* every lock the client holds */
     struct dlock_lock *hash_next;        /* the registry bucket chain */
@@ -158,6 +158,8 @@ static void session_touched(dlock_client *c, int64_t sent_ms)
 
 static int64_t lease_remaining(const dlock_lock *lock, int64_t now)
 {
+    if (atomic_load(&lock->lost))
+        return 0;
     int64_t deadline = atomic_load(&lock->lease_deadline_ms);
     int64_t session = atomic_load(&lock->client->session_deadline_ms);
     if (session < deadline)
@@ -271,6 +273,7 @@ DLOCK_API int dlock_acquire(dlock_client *c, const char *name, uint32_t ttl_ms, 
     atomic_store(&c->waiting, 0);
     if (rc == DLOCK_OK) {
         atomic_init(&l->lease_deadline_ms, sent_ms + (int64_t)ttl_ms);
+        atomic_init(&l->lost, 0);
         registry_insert(c, l);
         *out = l;
         l = NULL;
@@ -293,10 +296,10 @@ DLOCK_API int dlock_extend(dlock_lock *l, uint32_t ttl_ms)
     pthread_mutex_lock(&c->mutex);
     int rc;
     int64_t sent_ms = dlock__now_ms();
-    if (l->lost) {
+    if (atomic_load(&l->lost)) {
         rc = dlock__error(DLOCK_ELOST, "lock '%s' was already lost", l->name);
     } else if (lease_remaining(l, sent_ms) == 0) {
-        l->lost = 1;
+        atomic_store(&l->lost, 1);
         rc = dlock__error(DLOCK_ELOST, "lock '%s': its lease ran out before this extend", l->name);
     } else {
         rc = c->backend->extend(c->conn, l->state, l->name, ttl_ms);
@@ -304,7 +307,7 @@ DLOCK_API int dlock_extend(dlock_lock *l, uint32_t ttl_ms)
             atomic_store(&l->lease_deadline_ms, sent_ms + (int64_t)ttl_ms);
             session_touched(c, sent_ms);
         } else if (rc == DLOCK_ELOST) {
-            l->lost = 1;
+            atomic_store(&l->lost, 1);
         }
     }
     pthread_mutex_unlock(&c->mutex);
@@ -320,11 +323,12 @@ DLOCK_API int dlock_release(dlock_lock *l)
     pthread_mutex_lock(&c->mutex);
     registry_remove(c, l);
     int64_t sent_ms = dlock__now_ms();
+    int was_lost = atomic_load(&l->lost);
     int expired = lease_remaining(l, sent_ms) == 0;
     int rc = c->backend->release(c->conn, l->state, l->name);
     if (rc == DLOCK_OK) {
         session_touched(c, sent_ms);
-        if (l->lost)
+        if (was_lost)
             rc = dlock__error(DLOCK_ELOST, "lock '%s' had already been lost before this release", l->name);
         else if (expired)
             rc = dlock__error(DLOCK_ELOST, "lock '%s': its lease ran out before this release", l->name);

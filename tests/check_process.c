@@ -299,14 +299,15 @@ START_TEST(lost_lock_kills_stubborn_job)
 }
 END_TEST
 
-/* If dlock itself dies, its job is terminated (parent-death signal). */
+/* If dlock itself dies, its job and the job's children are killed. */
 START_TEST(job_dies_with_dlock)
 {
     char started[4300], pidfile[4300];
     snprintf(started, sizeof started, "%s/started", dir);
     snprintf(pidfile, sizeof pidfile, "%s/pid", dir);
     char job[9000];
-    snprintf(job, sizeof job, "echo $$ > %s; touch %s; exec sleep 30", pidfile, started);
+    /* The job's own child must die too, not just the process dlock started. */
+    snprintf(job, sizeof job, "sleep 30 & echo $! > %s; touch %s; wait", pidfile, started);
     char *argv[] = {"dlock", "run", "-t", "30s", name, "--", "sh", "-c", job, NULL};
     pid_t first = dlock_bg(argv);
     ck_assert(wait_for_file(started, 5000));

@@ -98,13 +98,16 @@ static int usage_error(const char *fmt, ...)
     return EXIT_USAGE;
 }
 
-/* The status for a failure before the job started. */
-static int exit_for(int status)
+/* The status for a failure before the job started.  DLOCK_ENOTSUP from
+ * dlock_open is a URL scheme not built in (a usage error); later it is a
+ * server that the backend refuses (a store error). */
+static int exit_for(int status, int at_open)
 {
     switch (status) {
     case DLOCK_EINVAL:
-    case DLOCK_ENOTSUP:
         return EXIT_USAGE;
+    case DLOCK_ENOTSUP:
+        return at_open ? EXIT_USAGE : EXIT_SOFTWARE;
     case DLOCK_ECONN:
         return EXIT_UNAVAILABLE;
     default:
@@ -300,6 +303,32 @@ static pid_t start_job(char **argv, const sigset_t *orig_mask, int *exec_errno)
     return pid;
 }
 
+/*
+ * The job's leader gets SIGKILL when dlock dies (parent-death signal), but
+ * its own children would not.  A guard process waits for dlock's death too
+ * and then kills the job's whole process group.  It only makes
+ * async-signal-safe calls: it is forked from a threaded process.
+ */
+static pid_t start_guard(pid_t job_pgid)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    sigset_t wake;
+    sigemptyset(&wake);
+    sigaddset(&wake, SIGTERM); /* blocked, as inherited from dlock */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    for (;;) {
+        if (getppid() != parent) {
+            kill(-job_pgid, SIGKILL);
+            _exit(0);
+        }
+        siginfo_t info;
+        sigwaitinfo(&wake, &info); /* a SIGTERM from anyone else changes nothing */
+    }
+}
+
 static int wait_status_to_exit(int status)
 {
     if (WIFEXITED(status))
@@ -442,7 +471,7 @@ static int cmd_run(int argc, char **argv)
     rc = dlock_open(o.url, &client);
     if (rc != DLOCK_OK) {
         say("cannot open the lock store: %s", dlock_last_error());
-        return exit_for(rc);
+        return exit_for(rc, 1);
     }
 
     runner r = {.client = client, .name = o.name, .ttl_ms = (uint32_t)o.ttl_ms,
@@ -461,7 +490,7 @@ static int cmd_run(int argc, char **argv)
 
     int exit_status = EXIT_SOFTWARE;
     int got_signal = 0;
-    pid_t job = -1;
+    pid_t job = -1, guard = -1;
     int job_done = 0, job_status = 0;
     int lease_ok_at_exit = 1;
     int lost = 0;
@@ -506,6 +535,13 @@ static int cmd_run(int argc, char **argv)
             }
         }
 
+        /* A signal while waiting: cancel, and again until the wait ends (a
+         * cancel that comes before the wait has started is not kept). */
+        if (!acquired && got_signal) {
+            dlock_cancel(client);
+            if (timeout < 0 || timeout > 50)
+                timeout = 50;
+        }
         struct pollfd fds[2] = {{sfd, POLLIN, 0}, {events[0], POLLIN, 0}};
         int n = poll(fds, 2, timeout > INT32_MAX ? INT32_MAX : (int)timeout);
         if (n < 0 && errno != EINTR) {
@@ -527,8 +563,6 @@ static int cmd_run(int argc, char **argv)
                     kill(-job, sig); /* forward to the job's process group */
                 } else {
                     got_signal = sig;
-                    if (!acquired)
-                        dlock_cancel(client);
                 }
             }
         }
@@ -552,7 +586,7 @@ static int cmd_run(int argc, char **argv)
                         exit_status = 128 + got_signal;
                     } else {
                         say("cannot take lock '%s': %s", o.name, r.error);
-                        exit_status = exit_for(ev.status);
+                        exit_status = exit_for(ev.status, 0);
                     }
                     dlock_close(client);
                     return exit_status;
@@ -567,6 +601,8 @@ static int cmd_run(int argc, char **argv)
                 }
                 int exec_errno = 0;
                 job = start_job(o.command, &orig_mask, &exec_errno);
+                if (job > 0 && !exec_errno)
+                    guard = start_guard(job);
                 if (job < 0) {
                     say("cannot start %s: %s", o.command[0], strerror(errno));
                     job_done = 1;
@@ -599,6 +635,10 @@ static int cmd_run(int argc, char **argv)
     }
     pthread_join(heartbeat, NULL);
     dlock_close(client);
+    if (guard > 0) {
+        kill(guard, SIGKILL);
+        waitpid(guard, NULL, 0);
+    }
 
     if (!lease_ok_at_exit) {
         say("lock '%s' was lost while the job ran; it may have overlapped another run", o.name);
@@ -642,14 +682,14 @@ static int cmd_status(int argc, char **argv)
     int rc = dlock_open(url, &client);
     if (rc != DLOCK_OK) {
         say("cannot open the lock store: %s", dlock_last_error());
-        return exit_for(rc);
+        return exit_for(rc, 1);
     }
     char who[512];
     rc = dlock_holder(client, name, who, sizeof who);
     if (rc < 0) {
         say("cannot read lock '%s': %s", name, dlock_last_error());
         dlock_close(client);
-        return exit_for(rc);
+        return exit_for(rc, 0);
     }
     if (rc == 1)
         printf("%s: held by %s\n", name, who);
