@@ -1,0 +1,110 @@
+"""Loading libdlock and declaring its C signatures (ctypes, no compile step).
+
+The library is found, in this order:
+  1. the path in the environment variable DLOCK_LIBRARY (a build tree or a
+     staged prefix: ``DLOCK_LIBRARY=/tmp/prefix/lib/libdlock.so.0``);
+  2. ``ctypes.util.find_library("dlock")`` (the installed copy, via ldconfig);
+  3. the soname ``libdlock.so.0`` through the dynamic loader's own search.
+
+ctypes.CDLL releases the GIL around every call, so a thread blocked in
+dlock_acquire() does not stop the others, and dlock_cancel() from another
+thread reaches it.  dlock_last_error() is thread-local in C; each Python
+thread runs its calls on its own OS thread, so reading it right after a
+failed call in the same thread gives that call's detail.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+from ctypes import (POINTER, c_char_p, c_int, c_int32, c_int64, c_size_t,
+                    c_uint32)
+
+SONAME = "libdlock.so.0"
+
+# Status codes (include/dlock.h): only ever appended to.
+OK = 0
+EBUSY = -1
+ELOST = -2
+EINVAL = -3
+ECONN = -4
+EBACKEND = -5
+ENOMEM = -6
+ENOTSUP = -7
+ECANCELED = -8
+
+WAIT_FOREVER = -1
+TTL_MAX_MS = 2_147_483_647
+WAIT_MAX_MS = 2_147_483_647
+
+
+class _Client(ctypes.Structure):
+    """Opaque dlock_client: only ever handled through a pointer."""
+
+
+class _Lock(ctypes.Structure):
+    """Opaque dlock_lock: only ever handled through a pointer."""
+
+
+ClientPtr = POINTER(_Client)
+LockPtr = POINTER(_Lock)
+
+
+def _candidates() -> list[str]:
+    override = os.environ.get("DLOCK_LIBRARY")
+    if override:
+        return [override]  # an explicit choice is never silently replaced
+    found = ctypes.util.find_library("dlock")
+    return [name for name in (found, SONAME) if name]
+
+
+def _load() -> ctypes.CDLL:
+    errors = []
+    for name in _candidates():
+        try:
+            return ctypes.CDLL(name)
+        except OSError as exc:
+            errors.append(f"{name}: {exc}")
+    hint = ("install libdlock (Debian: libdlock0) or set DLOCK_LIBRARY="
+            "/path/to/libdlock.so.0")
+    raise ImportError("dlock: cannot load the C library libdlock ("
+                      + "; ".join(errors or ["not found"]) + "); " + hint)
+
+
+def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
+    def fn(name, restype, *argtypes):
+        f = getattr(lib, name)
+        f.restype = restype
+        f.argtypes = list(argtypes)
+
+    fn("dlock_version", c_char_p)
+    fn("dlock_strerror", c_char_p, c_int)
+    fn("dlock_last_error", c_char_p)
+    fn("dlock_open", c_int, c_char_p, POINTER(ClientPtr))
+    fn("dlock_close", None, ClientPtr)
+    fn("dlock_backend", c_char_p, ClientPtr)
+    fn("dlock_acquire", c_int, ClientPtr, c_char_p, c_uint32, c_int32,
+       POINTER(LockPtr))
+    fn("dlock_extend", c_int, LockPtr, c_uint32)
+    fn("dlock_release", c_int, LockPtr)
+    fn("dlock_name", c_char_p, LockPtr)
+    fn("dlock_remaining_ms", c_int64, LockPtr)
+    fn("dlock_holder", c_int, ClientPtr, c_char_p, c_char_p, c_size_t)
+    fn("dlock_cancel", c_int, ClientPtr)
+    return lib
+
+
+lib = _declare(_load())
+
+
+def text(raw: bytes | None) -> str:
+    """C text from the library (UTF-8 by contract) as str, never raising."""
+    return raw.decode("utf-8", "replace") if raw else ""
+
+
+def last_error() -> str:
+    return text(lib.dlock_last_error())
+
+
+def strerror(status: int) -> str:
+    return text(lib.dlock_strerror(status))

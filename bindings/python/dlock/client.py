@@ -1,0 +1,416 @@
+"""Client and Lock: the Python face of dlock_client and dlock_lock.
+
+Handles and threads
+-------------------
+libdlock frees a lock handle in dlock_release() and every handle of a client
+in dlock_close().  A C pointer used after that is a crash, not an exception,
+so each handle here sits behind a small use counter (_Handle): a call
+"enters" the handle, and release()/close() first take the pointer away from
+new callers, then wait until the calls already inside have left, and only
+then hand the pointer to C to be freed.  Lock calls enter their client too,
+so a client is never closed under a call on one of its locks.
+
+The C client serializes calls on one client: while one thread waits in
+``Client.lock(..., wait=...)``, every other call on that client — including a
+heartbeat's extend — waits behind it.  A lock whose heartbeat is stuck like
+that runs out of lease and is reported lost.  Give each thread that waits for
+a lock its own Client.
+"""
+from __future__ import annotations
+
+import ctypes
+import math
+import threading
+from typing import Callable, Optional, Union
+
+from . import _native
+from ._native import lib
+from .errors import DlockError, InvalidArgument, LockLost, check, error_for
+
+Text = Union[str, bytes]
+LostCallback = Callable[["Lock"], None]
+
+HOLDER_BUFFER_BYTES = 1024
+
+
+class _Handle:
+    """A C pointer with a count of the calls currently using it."""
+
+    def __init__(self, ptr) -> None:
+        self._ptr = ptr
+        self._users = 0
+        self._cond = threading.Condition()
+
+    def enter(self):
+        """The pointer, counted as in use until leave(); None once retired."""
+        with self._cond:
+            if self._ptr is None:
+                return None
+            self._users += 1
+            return self._ptr
+
+    def leave(self) -> None:
+        with self._cond:
+            self._users -= 1
+            if self._users == 0:
+                self._cond.notify_all()
+
+    @property
+    def alive(self) -> bool:
+        return self._ptr is not None
+
+    def retire(self, while_waiting: Optional[Callable[[object], None]] = None):
+        """Take the pointer away from new callers and wait until the calls in
+        progress have left.  Returns the pointer to the one caller that
+        retired it (None to any later one), now free to be given to C."""
+        with self._cond:
+            ptr, self._ptr = self._ptr, None
+            if ptr is None:
+                return None
+            while self._users:
+                if while_waiting is not None:
+                    while_waiting(ptr)
+                self._cond.wait(0.05)
+            return ptr
+
+
+def _c_text(value: Text, what: str) -> bytes:
+    """str or bytes to the NUL-terminated UTF-8 that C receives."""
+    if isinstance(value, str):
+        try:
+            raw = value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidArgument(_native.EINVAL, f"{what} is not valid UTF-8: {exc.reason}", what) from None
+    elif isinstance(value, (bytes, bytearray)):
+        raw = bytes(value)
+    else:
+        raise TypeError(f"{what} must be str or bytes, not {type(value).__name__}")
+    if b"\0" in raw:
+        # C would silently cut the text at the NUL: a different name.
+        raise InvalidArgument(_native.EINVAL, f"{what} contains a NUL byte", what)
+    return raw
+
+
+def _milliseconds(seconds: float, what: str, low: int, high: int) -> int:
+    """Seconds (int or float) to whole milliseconds, rounded up so that a
+    positive duration never becomes 0; out-of-range values are rejected here
+    because ctypes would wrap them silently into the C integer type."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise TypeError(f"{what} must be a number of seconds, not {type(seconds).__name__}")
+    if math.isnan(seconds) or math.isinf(seconds):
+        raise InvalidArgument(_native.EINVAL, f"{what} must be finite", what)
+    exact = seconds * 1000
+    nearest = round(exact)
+    # 2147483.647 s is 2147483647.0000002 ms in binary floating point.
+    ms = nearest if abs(exact - nearest) < 1e-6 else math.ceil(exact)
+    if ms < low or ms > high:
+        raise InvalidArgument(_native.EINVAL,
+                              f"{what} must be from {low / 1000:g} to {high / 1000:g} seconds", what)
+    return ms
+
+
+def _closed_error(what: str) -> DlockError:
+    return InvalidArgument(_native.EINVAL, "the client is closed", what)
+
+
+class Lock:
+    """One held lock.  Created by Client.lock(); use it as a context manager
+    (released on exit) or call release().
+
+    ``remaining`` and ``lost`` are the holder's own view of its lease, read
+    without asking the store.  With ``heartbeat=True`` a background thread
+    extends the lease every ttl/3; when the store says the lock was lost it
+    sets ``lost``, calls ``on_lost(lock)`` in that thread, and stops.
+    """
+
+    def __init__(self, client: "Client", ptr, name: str, ttl_ms: int,
+                 on_lost: Optional[LostCallback]) -> None:
+        self._client = client
+        self._handle = _Handle(ptr)
+        self._name = name
+        self._ttl_ms = ttl_ms
+        self._on_lost = on_lost
+        self._lost = False
+        self._stop = threading.Event()
+        self._heartbeat: Optional[threading.Thread] = None
+        self.heartbeat_error: Optional[DlockError] = None
+        """The last error of a heartbeat extend that did not (yet) mean a
+        lost lock, e.g. a broken connection; cleared by the next success."""
+
+    # --- reading ---------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def ttl(self) -> float:
+        """The lease length (seconds) used by extend() and the heartbeat."""
+        return self._ttl_ms / 1000
+
+    @property
+    def released(self) -> bool:
+        """True after release(), or after the client was closed."""
+        return not self._handle.alive
+
+    @property
+    def remaining(self) -> float:
+        """Seconds of lease left by the holder's own clock; 0.0 once the
+        lease may have expired, and after release."""
+        ms = self._with_handle(lib.dlock_remaining_ms, missing=0)
+        return ms / 1000
+
+    @property
+    def lost(self) -> bool:
+        """The lock is known to be lost: the store said so, or the lease ran
+        out (remaining reached 0) while still held."""
+        if self._lost:
+            return True
+        return self._handle.alive and self._with_handle(lib.dlock_remaining_ms, missing=1) == 0
+
+    @property
+    def heartbeat_running(self) -> bool:
+        return self._heartbeat is not None and self._heartbeat.is_alive()
+
+    # --- acting ----------------------------------------------------------
+    def extend(self, ttl: Optional[float] = None) -> None:
+        """Renew the lease to ``ttl`` seconds from now (default: the lock's
+        current TTL, which a given ttl replaces).  LockLost if it is gone."""
+        ttl_ms = self._ttl_ms if ttl is None else _milliseconds(ttl, "ttl", 0, 0xFFFFFFFF)
+        rc = self._with_handle(lambda p: lib.dlock_extend(p, ttl_ms), what="dlock_extend")
+        if rc == _native.ELOST:
+            self._lost = True
+        check(rc, "dlock_extend")
+        self._ttl_ms = ttl_ms
+
+    def release(self) -> None:
+        """Release the lock (idempotent).  Raises LockLost if the lease had
+        been lost before: the critical section may have overlapped another
+        holder's.  The handle is gone afterwards either way."""
+        self._stop_heartbeat()
+        client_ptr = self._client._handle.enter()
+        if client_ptr is None:
+            return  # the client was closed: it released this lock already
+        try:
+            ptr = self._handle.retire()
+            if ptr is None:
+                return
+            self._client._forget(self)
+            rc = lib.dlock_release(ptr)
+            detail = _native.last_error() if rc < 0 else ""
+        finally:
+            self._client._handle.leave()
+        if rc == _native.ELOST:
+            self._lost = True
+        if rc < 0:
+            raise error_for(rc, detail, "dlock_release")
+
+    def __enter__(self) -> "Lock":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self.release()
+        except LockLost:
+            if exc_type is None:
+                raise
+            # An exception is already on its way out of the block: let it
+            # through; ``lost`` still tells what happened to the lease.
+
+    def __repr__(self) -> str:
+        state = "released" if self.released else ("lost" if self._lost else f"{self.remaining:.3f}s left")
+        return f"<dlock.Lock {self._name!r} ttl={self.ttl:g}s {state}>"
+
+    # --- internals -------------------------------------------------------
+    def _with_handle(self, fn, what: str = "", missing=None):
+        """Call fn(lock pointer) while both the client and the lock are
+        entered; ``missing`` is returned when either is gone, or, without
+        it, an error is raised."""
+        client_ptr = self._client._handle.enter()
+        if client_ptr is None:
+            if missing is not None:
+                return missing
+            raise _closed_error(what)
+        try:
+            ptr = self._handle.enter()
+            if ptr is None:
+                if missing is not None:
+                    return missing
+                raise InvalidArgument(_native.EINVAL, "the lock was released", what)
+            try:
+                return fn(ptr)
+            finally:
+                self._handle.leave()
+        finally:
+            self._client._handle.leave()
+
+    def _start_heartbeat(self) -> None:
+        self._heartbeat = threading.Thread(target=self._beat, daemon=True,
+                                           name=f"dlock-heartbeat-{self._name}")
+        self._heartbeat.start()
+
+    def _stop_heartbeat(self) -> None:
+        self._stop.set()
+        thread = self._heartbeat
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def _beat(self) -> None:
+        delay = self._ttl_ms / 3000
+        while not self._stop.wait(delay):
+            ttl_ms = self._ttl_ms
+            delay = ttl_ms / 3000
+            client_ptr = self._client._handle.enter()
+            if client_ptr is None:
+                return
+            try:
+                ptr = self._handle.enter()
+                if ptr is None:
+                    return
+                try:
+                    rc = lib.dlock_extend(ptr, ttl_ms)
+                    detail = _native.last_error() if rc < 0 else ""
+                finally:
+                    self._handle.leave()
+            finally:
+                self._client._handle.leave()
+            if rc == _native.OK:
+                self.heartbeat_error = None
+                continue
+            if self._stop.is_set():
+                return  # released meanwhile: nothing to report
+            self.heartbeat_error = error_for(rc, detail, "heartbeat dlock_extend")
+            if rc == _native.ELOST:
+                self._lost = True
+                if self._on_lost is not None:
+                    self._on_lost(self)
+                return
+            # Not (yet) lost, e.g. a broken connection: try again soon; once
+            # the lease has run out, the library itself answers ELOST.
+            delay = min(delay, 0.25)
+
+
+class Client:
+    """One connection to one lock store, chosen by URL:
+    ``postgresql://…``, ``mysql://…`` / ``mariadb://…``, ``sqlite:///path``.
+
+    Thread-safe: calls on one client are serialized by the C library.
+    close() (or leaving the ``with`` block) releases every lock still held
+    through it, interrupting a wait in progress.
+    """
+
+    def __init__(self, url: Text) -> None:
+        raw_url = _c_text(url, "url")
+        ptr = _native.ClientPtr()
+        check(lib.dlock_open(raw_url, ctypes.byref(ptr)), "dlock_open")
+        self._handle = _Handle(ptr)
+        self._locks: set[Lock] = set()
+        self._locks_guard = threading.Lock()
+
+    @property
+    def backend(self) -> str:
+        """"postgresql", "mysql" or "sqlite"."""
+        return _native.text(self._call(lib.dlock_backend, "dlock_backend"))
+
+    @property
+    def closed(self) -> bool:
+        return not self._handle.alive
+
+    def lock(self, name: Text, ttl: float = 60.0, wait: Optional[float] = 0.0, *,
+             heartbeat: bool = False, on_lost: Optional[LostCallback] = None) -> Lock:
+        """Acquire ``name`` for ``ttl`` seconds.  ``wait``: 0 tries once,
+        > 0 waits up to that many seconds, None waits until granted or
+        cancel()ed.  LockBusy when someone else holds it (or this client
+        already does: locks are not re-entrant).  ``heartbeat=True`` extends
+        the lease every ttl/3 in a background thread; ``on_lost`` is called
+        there if the lock is lost anyway."""
+        raw_name = _c_text(name, "name")
+        ttl_ms = _milliseconds(ttl, "ttl", 0, 0xFFFFFFFF)  # C rejects 0 and > 2^31-1
+        wait_ms = (_native.WAIT_FOREVER if wait is None
+                   else _milliseconds(wait, "wait", 0, _native.WAIT_MAX_MS))
+        out = _native.LockPtr()
+
+        def acquire(client_ptr):
+            rc = lib.dlock_acquire(client_ptr, raw_name, ttl_ms, wait_ms, ctypes.byref(out))
+            check(rc, "dlock_acquire")
+            # Registered while the client is still entered, so that a
+            # concurrent close() sees this lock and frees it only after.
+            text_name = raw_name.decode("utf-8", "replace")
+            held = Lock(self, out, text_name, ttl_ms, on_lost)
+            with self._locks_guard:
+                self._locks.add(held)
+            return held
+
+        held = self._call(acquire, "dlock_acquire")
+        if heartbeat:
+            held._start_heartbeat()
+        return held
+
+    def holder(self, name: Text) -> Optional[str]:
+        """Who holds ``name`` as far as the store tells (diagnostic text, not
+        a stable format), or None when it is free."""
+        raw_name = _c_text(name, "name")
+        buf = ctypes.create_string_buffer(HOLDER_BUFFER_BYTES)
+        rc = self._call(lambda p: lib.dlock_holder(p, raw_name, buf, len(buf)), "dlock_holder")
+        check(rc, "dlock_holder")
+        return _native.text(buf.value) if rc == 1 else None
+
+    def cancel(self) -> None:
+        """Interrupt a wait in progress on this client (from another thread):
+        that lock() raises Canceled.  Never blocks; does nothing when no wait
+        is in progress or the client is closed."""
+        ptr = self._handle.enter()
+        if ptr is None:
+            return
+        try:
+            lib.dlock_cancel(ptr)
+        finally:
+            self._handle.leave()
+
+    def close(self) -> None:
+        """Release every lock still held through this client and disconnect
+        (idempotent).  A wait in progress on another thread is canceled."""
+        ptr = self._handle.retire(while_waiting=lib.dlock_cancel)
+        if ptr is None:
+            return
+        with self._locks_guard:
+            locks, self._locks = list(self._locks), set()
+        for held in locks:
+            held._stop_heartbeat()
+            held._handle.retire()  # dlock_close() frees these handles
+        lib.dlock_close(ptr)
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the library may be gone
+            pass
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return "<dlock.Client closed>"
+        return f"<dlock.Client {self.backend}>"
+
+    # --- internals -------------------------------------------------------
+    def _call(self, fn, what: str):
+        ptr = self._handle.enter()
+        if ptr is None:
+            raise _closed_error(what)
+        try:
+            return fn(ptr)
+        finally:
+            self._handle.leave()
+
+    def _forget(self, held: Lock) -> None:
+        with self._locks_guard:
+            self._locks.discard(held)
+
+
+def version() -> str:
+    """The version of the loaded C library, "MAJOR.MINOR.PATCH"."""
+    return _native.text(lib.dlock_version())
