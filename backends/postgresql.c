@@ -982,7 +982,11 @@ static int pg_holder(void *vconn, const char *name, char *buf, size_t buflen)
             return 0;
         }
         const char *app = PQgetisnull(res, 0, 0) ? "" : PQgetvalue(res, 0, 0);
-        const char *client = PQgetisnull(res, 0, 1) ? "local" : PQgetvalue(res, 0, 1);
+        /* No client_addr: a unix socket, or (no backend_start either) a
+         * session of another role that we may not look into. */
+        const char *client = !PQgetisnull(res, 0, 1) ? PQgetvalue(res, 0, 1)
+                             : PQgetisnull(res, 0, 3) ? "?"
+                                                      : "local";
         const char *backend_pid = PQgetvalue(res, 0, 2);
         const char *since = PQgetisnull(res, 0, 3) ? "?" : PQgetvalue(res, 0, 3);
         const char *active = PQgetisnull(res, 0, 4) ? "?" : PQgetvalue(res, 0, 4);

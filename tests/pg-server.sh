@@ -42,8 +42,18 @@ find_bindir() {
         echo /usr/lib/postgresql/15/bin
         return 0
     fi
-    newest=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k4 -n | tail -n 1)
-    [ -n "$newest" ] && [ -x "$newest/postgres" ] && { echo "$newest"; return 0; }
+    newest=
+    newest_major=0
+    for d in /usr/lib/postgresql/*/bin; do
+        major=${d#/usr/lib/postgresql/}
+        major=${major%%/*}
+        case "$major" in *[!0-9]* | '') continue ;; esac
+        if [ -x "$d/postgres" ] && [ "$major" -gt "$newest_major" ]; then
+            newest=$d
+            newest_major=$major
+        fi
+    done
+    [ -n "$newest" ] && { echo "$newest"; return 0; }
     return 1
 }
 
@@ -64,7 +74,7 @@ port_in_use() {
         ss -Htln "sport = :$1" 2>/dev/null | grep -q .
     else
         # Without ss: a refused connection means the port is free.
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+        bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
     fi
 }
 
@@ -83,7 +93,9 @@ pick_port() {
 
 server_pid() {
     # The first line of postmaster.pid is the postmaster's pid.
-    [ -f "$dir/data/postmaster.pid" ] && head -n 1 "$dir/data/postmaster.pid" 2>/dev/null || true
+    if [ -f "$dir/data/postmaster.pid" ]; then
+        head -n 1 "$dir/data/postmaster.pid" 2>/dev/null || true
+    fi
 }
 
 is_running() {
