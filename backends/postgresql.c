@@ -866,12 +866,20 @@ static int session_ended(const char *name)
                         name);
 }
 
+/* A lock that extend found gone while its session lives on. */
+static int no_longer_held(const char *name)
+{
+    return dlock__error(DLOCK_ELOST, "lock '%s' is lost: this session no longer holds it", name);
+}
+
 static int pg_extend(void *vconn, void *vlock, const char *name, uint32_t ttl_ms)
 {
     pg_conn *c = vconn;
     pg_lock *l = vlock;
-    if (!l->linked || l->generation != c->generation)
+    if (l->generation != c->generation)
         return session_ended(name);
+    if (!l->linked)
+        return no_longer_held(name);
     if (!session_usable(c)) {
         drop_session(c);
         return session_ended(name);
@@ -893,7 +901,7 @@ static int pg_extend(void *vconn, void *vlock, const char *name, uint32_t ttl_ms
             rc = DLOCK_OK;
         } else {
             lock_unlink(c, l);
-            rc = dlock__error(DLOCK_ELOST, "lock '%s' is lost: this session no longer holds it", name);
+            rc = no_longer_held(name);
         }
         break;
     case OUTCOME_CONNECTION_LOST:
@@ -912,8 +920,10 @@ static int pg_release(void *vconn, void *vlock, const char *name)
     pg_conn *c = vconn;
     pg_lock *l = vlock;
     int rc;
-    if (!l->linked || l->generation != c->generation) {
+    if (l->generation != c->generation) {
         rc = session_ended(name);
+    } else if (!l->linked) {
+        rc = no_longer_held(name);
     } else if (!session_usable(c)) {
         drop_session(c);
         rc = session_ended(name);
