@@ -432,6 +432,8 @@ struct mysql_conn {
     MYSQL_STMT *stmt_release;
     MYSQL_STMT *stmt_holder;
     struct mysql_lock *locks;    /* held on the current session */
+    uint32_t min_ttl_s;          /* the smallest ttl_s among them (0: none) */
+    size_t min_ttl_count;        /* how many have it */
 
     /* Cancellation.  cancel_db is a second connection that sends
      * KILL QUERY; only one thread uses it at a time: the acquiring thread
@@ -623,6 +625,8 @@ static void drop_session(struct mysql_conn *c)
         c->locks = l->next;
         l->prev = l->next = NULL;
     }
+    c->min_ttl_s = 0;
+    c->min_ttl_count = 0;
 }
 
 static int parse_version(const char *text, int *major, int *minor, int *patch)
@@ -778,17 +782,47 @@ static uint32_t ttl_seconds(uint32_t ttl_ms)
     return s == 0 ? 1 : s;
 }
 
-/* Smallest TTL of the locks on the session, `extra` included (0: none). */
+/* The smallest TTL on the session is kept up to date as locks come and go,
+ * so that a client holding thousands of locks does not scan them all on
+ * every call; only losing the last lock with the smallest TTL rescans. */
+static void min_ttl_add(struct mysql_conn *c, uint32_t ttl_s)
+{
+    if (c->min_ttl_count == 0 || ttl_s < c->min_ttl_s) {
+        c->min_ttl_s = ttl_s;
+        c->min_ttl_count = 1;
+    } else if (ttl_s == c->min_ttl_s) {
+        c->min_ttl_count++;
+    }
+}
+
+static void min_ttl_rescan(struct mysql_conn *c)
+{
+    c->min_ttl_s = 0;
+    c->min_ttl_count = 0;
+    for (const struct mysql_lock *l = c->locks; l; l = l->next)
+        min_ttl_add(c, l->ttl_s);
+}
+
+static void min_ttl_remove(struct mysql_conn *c, uint32_t ttl_s)
+{
+    if (c->min_ttl_count > 0 && ttl_s == c->min_ttl_s && --c->min_ttl_count == 0)
+        min_ttl_rescan(c);
+}
+
+/* The idle limit the session needs: the smallest TTL of its locks, `skip`
+ * left out and `extra` (0: none) taken in. */
 static unsigned int lease_needed(const struct mysql_conn *c, const struct mysql_lock *skip,
                                  uint32_t extra)
 {
-    unsigned int needed = extra;
-    for (const struct mysql_lock *l = c->locks; l; l = l->next) {
-        if (l == skip)
-            continue;
-        if (needed == 0 || l->ttl_s < needed)
-            needed = l->ttl_s;
+    unsigned int needed = c->min_ttl_count ? c->min_ttl_s : 0;
+    if (skip && c->min_ttl_count == 1 && skip->ttl_s == c->min_ttl_s) {
+        needed = 0; /* `skip` alone has the minimum: look at the others */
+        for (const struct mysql_lock *l = c->locks; l; l = l->next)
+            if (l != skip && (needed == 0 || l->ttl_s < needed))
+                needed = l->ttl_s;
     }
+    if (extra && (needed == 0 || extra < needed))
+        needed = extra;
     return needed > MAX_WAIT_TIMEOUT_S ? MAX_WAIT_TIMEOUT_S : needed;
 }
 
@@ -988,15 +1022,28 @@ static int lock_alive(const struct mysql_conn *c, const struct mysql_lock *l)
     return c->db && l->generation == c->generation;
 }
 
+static void link_lock(struct mysql_conn *c, struct mysql_lock *l)
+{
+    l->prev = NULL;
+    l->next = c->locks;
+    if (c->locks)
+        c->locks->prev = l;
+    c->locks = l;
+    min_ttl_add(c, l->ttl_s);
+}
+
 static void unlink_lock(struct mysql_conn *c, struct mysql_lock *l)
 {
+    if (!l->prev && c->locks != l)
+        return; /* not on this session's list (its session was dropped) */
     if (l->prev)
         l->prev->next = l->next;
-    else if (c->locks == l)
+    else
         c->locks = l->next;
     if (l->next)
         l->next->prev = l->prev;
     l->prev = l->next = NULL;
+    min_ttl_remove(c, l->ttl_s);
 }
 
 static int acquire_on_session(struct mysql_conn *c, const char *name, uint32_t ttl_ms,
@@ -1068,10 +1115,7 @@ static int acquire_on_session(struct mysql_conn *c, const char *name, uint32_t t
 
         if (!failed && !granted_null && granted == 1) {
             l->generation = c->generation;
-            l->next = c->locks;
-            if (c->locks)
-                c->locks->prev = l;
-            c->locks = l;
+            link_lock(c, l);
             *lock_out = l;
             return DLOCK_OK;
         }
@@ -1141,7 +1185,10 @@ static int mysql_extend(void *conn, void *lock, const char *name, uint32_t ttl_m
     if (ours_null || ours != 1)
         return dlock__error(DLOCK_ELOST, "mysql: lock '%s' is no longer held by this session",
                             name);
-    l->ttl_s = new_ttl_s;
+    if (new_ttl_s != l->ttl_s) { /* rare: a heartbeat keeps its TTL */
+        l->ttl_s = new_ttl_s;
+        min_ttl_rescan(c);
+    }
     return DLOCK_OK;
 }
 

@@ -656,6 +656,15 @@ START_TEST(lease_follows_the_smallest_ttl)
     dlt_sleep_ms(3000);
     ck_assert_msg(dlock_extend(long_lock, 60000) == DLOCK_OK, "%s", dlock_last_error());
 
+    /* An extend to a shorter TTL shortens the session's lease; back again,
+     * the session outlives the short one. */
+    ck_assert_int_eq(dlock_extend(long_lock, 1000), DLOCK_OK);
+    ck_assert_int_le(dlock_remaining_ms(long_lock), 1000);
+    ck_assert_int_eq(dlock_extend(long_lock, 60000), DLOCK_OK);
+    ck_assert_int_gt(dlock_remaining_ms(long_lock), 50000);
+    dlt_sleep_ms(2200);
+    ck_assert_msg(dlock_extend(long_lock, 60000) == DLOCK_OK, "%s", dlock_last_error());
+
     /* A short try that fails must not shorten the session's lease either. */
     dlock_client *other = open_client();
     ck_assert_int_eq(dlock_acquire(other, busy_name, 60000, 0, &busy_lock), DLOCK_OK);
@@ -670,6 +679,53 @@ START_TEST(lease_follows_the_smallest_ttl)
     free(long_name);
     free(short_name);
     free(busy_name);
+}
+END_TEST
+
+static long long global_status(MYSQL *db, const char *variable)
+{
+    return raw_int(db,
+                   "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS "
+                   "WHERE VARIABLE_NAME = ?",
+                   variable);
+}
+
+/* Steady state: one statement per acquire, extend and release, and no
+ * session setting sent again while the TTL stays the same.  Counted with the
+ * server's global counters (a test running at the same time on the same
+ * server could add to them: then it tries again). */
+START_TEST(one_round_trip_per_call)
+{
+    dlock_client *c = open_client();
+    char *name = unique("rtt");
+    MYSQL *monitor = raw_open(root_url ? root_url : url);
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(c, name, 30000, 0, &l), DLOCK_OK); /* warm up */
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    const int cycles = 100;
+    long long questions = -1, settings = -1;
+    for (int attempt = 0; attempt < 5; attempt++) {
+        long long q0 = global_status(monitor, "QUESTIONS");
+        long long s0 = global_status(monitor, "COM_SET_OPTION");
+        for (int i = 0; i < cycles; i++) {
+            ck_assert_int_eq(dlock_acquire(c, name, 30000, 0, &l), DLOCK_OK);
+            ck_assert_int_eq(dlock_extend(l, 30000), DLOCK_OK);
+            ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+        }
+        /* The monitor's own two status queries count too. */
+        questions = global_status(monitor, "QUESTIONS") - q0 - 2;
+        settings = global_status(monitor, "COM_SET_OPTION") - s0;
+        if (questions == 3 * cycles && settings == 0)
+            break;
+    }
+    fprintf(stderr, "FIGURE: %d x (acquire + extend + release), same TTL: %lld statements, %lld "
+                    "session settings\n",
+            cycles, questions, settings);
+    ck_assert_int_eq(questions, 3 * cycles);
+    ck_assert_int_eq(settings, 0);
+    mysql_close(monitor);
+    dlock_close(c);
+    free(name);
 }
 END_TEST
 
@@ -1163,6 +1219,7 @@ static Suite *mysql_suite(int with_server)
     tcase_add_test(tc, plain_client_and_dlock_exclude_each_other);
     tcase_add_test(tc, holder_of_a_free_lock);
     tcase_add_test(tc, lease_follows_the_smallest_ttl);
+    tcase_add_test(tc, one_round_trip_per_call);
     tcase_add_test(tc, idle_session_reconnects_for_new_acquires);
     tcase_add_test(tc, cancel_interrupts_a_server_side_wait);
     tcase_add_test(tc, foreign_kill_query_is_a_backend_error);
