@@ -313,21 +313,62 @@ static void clean_text(char *dst, size_t dstlen, const char *src, const char *se
     }
 }
 
-/* A malformed-URL message from libpq quotes pieces of the URL, which may be
- * the password: keep the words, drop what is in quotes. */
-static void drop_quoted(char *dst, size_t dstlen, const char *src)
+/* The raw (still percent-encoded) password pieces of a URL, for scrubbing
+ * messages about a URL that libpq could not parse: the userinfo after the
+ * first ':' and the value of a password= parameter.  Empty when absent. */
+static void raw_url_secrets(const char *url, char userinfo_pw[256], char query_pw[256])
 {
+    userinfo_pw[0] = query_pw[0] = '\0';
+    const char *authority = strstr(url, "://");
+    if (authority) {
+        authority += 3;
+        size_t len = strcspn(authority, "/?#");
+        const char *at = NULL;
+        for (const char *p = authority; p < authority + len; p++)
+            if (*p == '@')
+                at = p;
+        const char *colon = at ? memchr(authority, ':', (size_t)(at - authority)) : NULL;
+        if (colon)
+            snprintf(userinfo_pw, 256, "%.*s", (int)(at - colon - 1), colon + 1);
+    }
+    const char *query = strchr(url, '?');
+    for (const char *p = query; p && *p; p = strchr(p + 1, '&')) {
+        if (strncmp(p + 1, "password=", 9) == 0) {
+            const char *v = p + 10;
+            snprintf(query_pw, 256, "%.*s", (int)strcspn(v, "&#"), v);
+        }
+    }
+}
+
+static int overlaps(const char *piece, const char *secret)
+{
+    return secret[0] && piece[0] && (strstr(piece, secret) || strstr(secret, piece));
+}
+
+/* A malformed-URL message from libpq quotes pieces of the URL: keep those
+ * that show what is wrong (a parameter name, a port), drop any that could
+ * be (part of) the password. */
+static void scrub_parse_error(char *dst, size_t dstlen, const char *src, const char *url)
+{
+    char userinfo_pw[256], query_pw[256];
+    raw_url_secrets(url, userinfo_pw, query_pw);
     size_t o = 0;
-    int quoted = 0;
-    for (const char *p = src; *p && o + 4 < dstlen; p++) {
-        if (*p == '"') {
-            if (!quoted && o + 6 < dstlen) {
-                memcpy(dst + o, "\"...\"", 5);
-                o += 5;
-            }
-            quoted = !quoted;
-        } else if (!quoted) {
+    for (const char *p = src; *p && o + 1 < dstlen;) {
+        const char *close = *p == '"' ? strchr(p + 1, '"') : NULL;
+        if (close) {
+            char piece[256];
+            snprintf(piece, sizeof piece, "%.*s", (int)(close - p - 1), p + 1);
+            /* Without "://" libpq read the URL as key=value text: we cannot
+             * tell where a password would be, so nothing quoted is shown. */
+            int risky = !strstr(url, "://") || strchr(piece, '@') || overlaps(piece, userinfo_pw) ||
+                        overlaps(piece, query_pw);
+            const char *shown = risky ? "..." : piece;
+            int n = snprintf(dst + o, dstlen - o, "\"%s\"", shown);
+            o = n < 0 || (size_t)n >= dstlen - o ? dstlen - 1 : o + (size_t)n;
+            p = close + 1;
+        } else {
             dst[o++] = *p == '\n' ? ' ' : *p;
+            p++;
         }
     }
     while (o > 0 && dst[o - 1] == ' ')
@@ -1080,7 +1121,7 @@ static int pg_connect(const char *url, void **conn_out)
         if (!parse_error)
             return dlock__error(DLOCK_ENOMEM, "out of memory");
         char text[PG_ERRTEXT_MAX];
-        drop_quoted(text, sizeof text, parse_error);
+        scrub_parse_error(text, sizeof text, parse_error, url);
         PQfreemem(parse_error);
         return dlock__error(DLOCK_EINVAL, "malformed PostgreSQL URL: %s", text);
     }

@@ -722,7 +722,13 @@ START_TEST(test_bad_urls)
     ck_assert(strstr(dlock_last_error(), "Secret") == NULL);
     ck_assert_int_eq(dlock_open("postgresql://127.0.0.1:99999/db", &c), DLOCK_EINVAL);
     ck_assert_int_eq(dlock_open("postgresql://127.0.0.1:12ab/db", &c), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_open("postgresql://u:Pw@127.0.0.1/db?password=ab%zzcd", &c), DLOCK_EINVAL);
+    ck_assert(strstr(dlock_last_error(), "ab%zzcd") == NULL);
+    ck_assert_int_eq(dlock_open("postgresql:u:Sup3rSecretPw@host/db", &c), DLOCK_EINVAL);
+    ck_assert(strstr(dlock_last_error(), "Sup3rSecretPw") == NULL);
+    /* What is not secret stays, so that a typo can be found. */
     ck_assert_int_eq(dlock_open("postgresql://127.0.0.1/db?no_such_parameter=1", &c), DLOCK_EINVAL);
+    ck_assert_msg(strstr(dlock_last_error(), "no_such_parameter") != NULL, "%s", dlock_last_error());
     ck_assert_int_eq(dlock_open("postgresql:no-slashes", &c), DLOCK_EINVAL);
     ck_assert_ptr_null(c);
 }
