@@ -12,6 +12,12 @@
 #   export DLOCK_TEST_MYSQL_URL=mysql://dlock:<percent-encoded password>@127.0.0.1:<port>/dlock_test
 #   export DLOCK_TEST_MYSQL_ROOT_URL=mysql://root@localhost/?socket=DIR/mysqld.sock
 #   export DLOCK_TEST_MYSQL_DIR=DIR
+#   export DLOCK_TEST_MYSQL_CA=DIR/tls/ca.pem         (when TLS is on)
+#   export DLOCK_TEST_MYSQL_OTHER_CA=DIR/tls/other-ca.pem
+# TLS: when openssl is there (and DLOCK_TEST_MYSQL_TLS is not "off"), a CA and
+# a server certificate for 127.0.0.1 / localhost are made under DIR/tls and
+# the server offers TLS (it does not require it).  other-ca.pem is a CA that
+# signed nothing: verification against it must fail.
 # The password of the test user is made of URL-special characters on
 # purpose: it exercises the URL parser on every run.
 set -eu
@@ -91,9 +97,37 @@ root_sql() {
     "$CLIENT" --no-defaults --protocol=socket --socket="$dir/mysqld.sock" -uroot -N -B -e "$1"
 }
 
+make_certificates() {
+    tls=$dir/tls
+    [ -f "$tls/server-cert.pem" ] && return 0
+    mkdir -p "$tls"
+    (
+        cd "$tls"
+        ec="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+        openssl req -x509 $ec -days 3650 -subj "/CN=dlock test CA" \
+            -keyout ca-key.pem -out ca.pem
+        openssl req -x509 $ec -days 3650 -subj "/CN=dlock unrelated CA" \
+            -keyout other-ca-key.pem -out other-ca.pem
+        openssl req $ec -subj "/CN=127.0.0.1" -keyout server-key.pem -out server.csr
+        printf 'subjectAltName=IP:127.0.0.1,DNS:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n' >ext.cnf
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial \
+            -days 3650 -extfile ext.cnf -out server-cert.pem
+    ) >"$dir/tls.log" 2>&1 || { rm -rf "$tls"; return 1; }
+    chown -R "$(run_as_user)" "$tls" 2>/dev/null || true
+}
+
+tls_wanted() {
+    [ "${DLOCK_TEST_MYSQL_TLS:-on}" != off ] && command -v openssl >/dev/null 2>&1
+}
+
 launch() {
     port=$1
     user=$(run_as_user)
+    set --
+    if [ -f "$dir/tls/server-cert.pem" ]; then
+        set -- --ssl-ca="$dir/tls/ca.pem" --ssl-cert="$dir/tls/server-cert.pem" \
+            --ssl-key="$dir/tls/server-key.pem"
+    fi
     : >"$dir/error.log"
     chown "$user" "$dir/error.log" 2>/dev/null || true
     # setsid: the server must not get the terminal's or the test driver's
@@ -113,6 +147,7 @@ launch() {
         --innodb-log-file-size=16M \
         --innodb-use-native-aio=0 \
         --max-connections=300 \
+        "$@" \
         </dev/null >/dev/null 2>&1 &
     launcher=$!
     # Ready when the socket answers.
@@ -153,6 +188,9 @@ do_start() {
             --auth-root-authentication-method=normal --skip-test-db \
             >"$dir/install.log" 2>&1 || { cat "$dir/install.log" >&2; die "mariadb-install-db failed"; }
     fi
+    if [ "$fresh" = yes ] && tls_wanted; then
+        make_certificates || echo "mysql-server.sh: no TLS (see $dir/tls.log)" >&2
+    fi
     if [ -f "$dir/port" ]; then
         port=$(cat "$dir/port")
         launch "$port" || { tail -n 20 "$dir/error.log" >&2; die "the server did not start on port $port"; }
@@ -181,6 +219,12 @@ export DLOCK_TEST_MYSQL_URL='mysql://$TEST_USER:$TEST_PASSWORD_ENC@127.0.0.1:$po
 export DLOCK_TEST_MYSQL_ROOT_URL='mysql://root@localhost/?socket=$dir/mysqld.sock'
 export DLOCK_TEST_MYSQL_DIR='$dir'
 EOF
+    if [ -f "$dir/tls/server-cert.pem" ]; then
+        cat >>"$dir/env" <<EOF
+export DLOCK_TEST_MYSQL_CA='$dir/tls/ca.pem'
+export DLOCK_TEST_MYSQL_OTHER_CA='$dir/tls/other-ca.pem'
+EOF
+    fi
     cat "$dir/env"
 }
 
