@@ -71,7 +71,7 @@ struct dlock_backend {
 
 /* Set this thread's error text and return `status`.  Never pass a password. */
 int dlock__error(int status, const char *fmt, ...) DLOCK_PRINTF(2, 3);
-int dlock__verror(int status, const char *fmt, va_list ap);
+int dlock__verror(int status, const char *fmt, va_list ap) DLOCK_PRINTF(2, 0);
 /* Clear this thread's error text. */
 void dlock__clear_error(void);
 
