@@ -237,9 +237,9 @@ class BackendTests:
     def test_heartbeat_keeps_the_lock(self):
         a, b = self.client(), self.client()
         n = self.name("heartbeat")
-        lock = a.lock(n, ttl=0.6, heartbeat=True)
+        lock = a.lock(n, ttl=1.2, heartbeat=True)
         self.assertTrue(lock.heartbeat_running)
-        time.sleep(2.0)  # more than three TTLs
+        time.sleep(2.6)  # more than two TTLs: renewed every 0.4 s
         self.assertFalse(lock.lost)
         self.assertGreater(lock.remaining, 0)
         self.assertIsNone(lock.heartbeat_error)
