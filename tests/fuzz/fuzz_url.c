@@ -1,0 +1,193 @@
+/*
+ * libFuzzer harness: URL handling of the core and of the SQLite backend.
+ *
+ *  - dlock__url_scheme() against a reference of RFC 3986's
+ *    scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ), followed by ':';
+ *  - dlock__percent_decode() against a reference decoder (every '%' takes two
+ *    hex digits, %00 is refused);
+ *  - dlock_open() on sqlite: URLs, but only those whose path is one plain
+ *    file name, so that everything it creates stays in the harness's own
+ *    temporary folder (the working directory), which is emptied after each
+ *    input.  It must answer DLOCK_OK, DLOCK_EINVAL or DLOCK_ECONN, create
+ *    exactly the decoded file name on success, and refuse query strings.
+ */
+#include <ctype.h>
+#include <dirent.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static void fail(const char *what, const char *text)
+{
+    fprintf(stderr, "fuzz_url: %s: \"", what);
+    for (const char *p = text; *p; p++)
+        fprintf(stderr, (*p >= 0x20 && *p < 0x7f) ? "%c" : "\\x%02x", (unsigned char)*p);
+    fprintf(stderr, "\"\n");
+    abort();
+}
+
+/* Length of the scheme (without ':'), or 0 when the URL has none. */
+static size_t reference_scheme_length(const char *url)
+{
+    static const char alpha[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    static const char rest[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.";
+    if (!url[0] || !strchr(alpha, url[0]))
+        return 0;
+    size_t n = 1 + strspn(url + 1, rest);
+    return url[n] == ':' ? n : 0;
+}
+
+/* -1: malformed; else the decoded length, written to out (len + 1 bytes). */
+static long reference_decode(const char *src, size_t len, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (src[i] != '%') {
+            out[o++] = src[i];
+            continue;
+        }
+        if (len - i < 3)
+            return -1;
+        const char *h = src[i + 1] ? strchr(hex, tolower((unsigned char)src[i + 1])) : NULL;
+        const char *l = src[i + 2] ? strchr(hex, tolower((unsigned char)src[i + 2])) : NULL;
+        if (!h || !l)
+            return -1;
+        int value = (int)(h - hex) * 16 + (int)(l - hex);
+        if (value == 0)
+            return -1;
+        out[o++] = (char)value;
+        i += 2;
+    }
+    out[o] = '\0';
+    return (long)o;
+}
+
+static char sandbox[4096];
+
+static void remove_sandbox(void)
+{
+    rmdir(sandbox);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    const char *base = getenv("TMPDIR");
+    snprintf(sandbox, sizeof sandbox, "%s/dlock-fuzz-url-XXXXXX", base && *base ? base : "/tmp");
+    if (!mkdtemp(sandbox) || chdir(sandbox) != 0) {
+        perror("fuzz_url: sandbox");
+        exit(1);
+    }
+    atexit(remove_sandbox);
+    return 0;
+}
+
+static void empty_sandbox(void)
+{
+    DIR *d = opendir(".");
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+            unlink(e->d_name);
+    closedir(d);
+}
+
+static void check_sqlite_open(const char *url, size_t scheme_len)
+{
+    const char *rest = url + scheme_len + 1;
+    if (strncmp(rest, "//", 2) == 0)
+        return; /* sqlite:///absolute/path: could be anywhere; not fuzzed */
+    size_t path_len = strcspn(rest, "?#");
+    char *decoded = malloc(path_len + 1);
+    if (!decoded)
+        return;
+    long n = reference_decode(rest, path_len, decoded);
+    /* Only one plain file name, in the sandbox. */
+    int plain = n > 0 && !strchr(decoded, '/') && strcmp(decoded, ".") != 0 && strcmp(decoded, "..") != 0;
+    if (plain) {
+        dlock_client *c = NULL;
+        int rc = dlock_open(url, &c);
+        if (rc != DLOCK_OK && rc != DLOCK_EINVAL && rc != DLOCK_ECONN)
+            fail("dlock_open answered an unexpected status", url);
+        if (rest[path_len] && rc != DLOCK_EINVAL)
+            fail("a query string or fragment was not refused", url);
+        if (rc != DLOCK_OK && !dlock_last_error()[0])
+            fail("dlock_open failed without a message", url);
+        if (rc == DLOCK_OK) {
+            struct stat st;
+            if (lstat(decoded, &st) != 0 || !S_ISREG(st.st_mode))
+                fail("dlock_open succeeded but the decoded file is not there", url);
+            if ((st.st_mode & 0077) != 0)
+                fail("the new database file is readable by others", url);
+            if (strcmp(dlock_backend(c), "sqlite") != 0)
+                fail("not the sqlite backend", url);
+            dlock_close(c);
+        }
+        empty_sandbox();
+    }
+    free(decoded);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char *url = malloc(size + 1);
+    if (!url)
+        return 0;
+    memcpy(url, data, size);
+    url[size] = '\0';
+    size_t len = strlen(url);
+
+    /* The scheme, with a roomy buffer and with a tight one. */
+    char scheme[32], tight[5];
+    dlock__clear_error();
+    int rc = dlock__url_scheme(url, scheme, sizeof scheme);
+    size_t want = reference_scheme_length(url);
+    if (want == 0 && rc == DLOCK_OK)
+        fail("a scheme was found where there is none", url);
+    if (want > 0 && want < sizeof scheme && rc != DLOCK_OK)
+        fail("a valid scheme was refused", url);
+    if (rc == DLOCK_OK) {
+        if (strlen(scheme) != want)
+            fail("the scheme has the wrong length", url);
+        for (size_t i = 0; i < want; i++)
+            if (scheme[i] != (char)tolower((unsigned char)url[i]))
+                fail("the scheme is not the lower-cased prefix", url);
+    } else if (rc != DLOCK_EINVAL || !dlock_last_error()[0]) {
+        fail("a bad scheme is not EINVAL with a message", url);
+    }
+    rc = dlock__url_scheme(url, tight, sizeof tight);
+    if ((rc == DLOCK_OK) != (want > 0 && want < sizeof tight))
+        fail("the tight buffer was handled wrongly", url);
+
+    /* Percent-decoding of the whole text. */
+    char *expected = malloc(len + 1);
+    char *decoded = NULL;
+    if (expected) {
+        long n = reference_decode(url, len, expected);
+        rc = dlock__percent_decode(url, len, &decoded);
+        if (n < 0 && rc != DLOCK_EINVAL)
+            fail("a malformed escape was accepted", url);
+        if (n >= 0 && rc != DLOCK_OK)
+            fail("a good text was refused by percent-decoding", url);
+        if (rc == DLOCK_OK && (strlen(decoded) != (size_t)n || memcmp(decoded, expected, (size_t)n) != 0))
+            fail("percent-decoding differs from the reference", url);
+        free(decoded);
+        free(expected);
+    }
+
+    if (dlock__url_scheme(url, scheme, sizeof scheme) == DLOCK_OK && strcmp(scheme, "sqlite") == 0)
+        check_sqlite_open(url, want);
+    free(url);
+    return 0;
+}
