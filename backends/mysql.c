@@ -397,7 +397,7 @@ int dlock__mysql_lock_name(const char *name, char *out, size_t outlen)
         return (int)len;
     }
     unsigned char digest[32];
-    dlock__mysql_sha256(name, len, digest);
+    dlock__sha256(name, len, digest);
     size_t prefix_len = strlen(DLOCK_MYSQL_DIGEST_PREFIX);
     memcpy(out, DLOCK_MYSQL_DIGEST_PREFIX, prefix_len);
     size_t hex_digits = DLOCK_MYSQL_LOCK_NAME_MAX - prefix_len; /* 58 */

@@ -50,7 +50,5 @@ void dlock__mysql_url_free(struct dlock_mysql_url *url);
 #define DLOCK_MYSQL_DIGEST_PREFIX "dlock#"
 int dlock__mysql_lock_name(const char *name, char *out, size_t outlen);
 
-/* SHA-256 of data[0..len). */
-void dlock__mysql_sha256(const void *data, size_t len, unsigned char digest[32]);
 
 #endif /* DLOCK_BACKEND_MYSQL_H */

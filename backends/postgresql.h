@@ -14,7 +14,5 @@
  *   ('x' || left(encode(sha256(convert_to(name, 'UTF8')), 'hex'), 16))::bit(64)::bigint */
 int64_t dlock__pg_key(const char *name, size_t len);
 
-/* SHA-256 of data[0..len) (FIPS 180-4). */
-void dlock__pg_sha256(const void *data, size_t len, unsigned char digest[32]);
 
 #endif /* DLOCK_BACKEND_POSTGRESQL_H */

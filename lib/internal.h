@@ -94,6 +94,9 @@ int dlock__percent_decode(const char *src, size_t len, char **out);
 /* Holder text ("host=... pid=...") for this process; `host` is gethostname(). */
 const char *dlock__hostname(void);
 
+/* SHA-256 of data[0..len) (lib/sha256.c). */
+void dlock__sha256(const void *data, size_t len, unsigned char digest[32]);
+
 /* Copy `src` into buf (truncating, always NUL-terminating when buflen > 0). */
 void dlock__copy_text(char *buf, size_t buflen, const char *src);
 

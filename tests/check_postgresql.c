@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "../backends/postgresql.h"
+#include "internal.h"
 #include "common.h"
 
 /* The SQL of docs/postgresql.md that derives the key of a name. */
@@ -69,7 +70,7 @@ START_TEST(test_key_vectors)
                       (long long)key_vectors[i].key);
         unsigned char digest[32];
         char hex[17];
-        dlock__pg_sha256(n, strlen(n), digest);
+        dlock__sha256(n, strlen(n), digest);
         for (int b = 0; b < 8; b++)
             snprintf(hex + 2 * b, 3, "%02x", digest[b]);
         ck_assert_str_eq(hex, key_vectors[i].first8_hex);
@@ -85,7 +86,7 @@ END_TEST
 static void sha256_hex(const void *data, size_t len, char out[65])
 {
     unsigned char digest[32];
-    dlock__pg_sha256(data, len, digest);
+    dlock__sha256(data, len, digest);
     for (int i = 0; i < 32; i++)
         snprintf(out + 2 * i, 3, "%02x", digest[i]);
 }
