@@ -124,53 +124,131 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Release-to-grant latency: this process holds, a child waits forever. */
-static void bench_handoff(const char *backend, const char *url, dlock_client *c)
+struct raw_ops {
+    void *(*open)(const char *url);
+    int (*lock)(void *session, int wait);
+    int (*unlock)(void *session);
+    void (*close)(void *session);
+};
+
+static const struct raw_ops *raw_ops_for(const char *backend)
 {
-    int n = short_mode ? 15 : 200;
-    double *lat = calloc((size_t)n, sizeof *lat);
-    int got = 0;
-    for (int i = 0; i < n; i++) {
-        dlock_lock *held = NULL;
-        if (dlock_acquire(c, "bench-handoff", 60000, 0, &held) != DLOCK_OK)
-            break;
-        int fds[2];
-        if (pipe(fds) != 0)
-            break;
-        fflush(NULL);
-        pid_t pid = fork();
-        if (pid == 0) {
+#ifdef BENCH_RAW_POSTGRESQL
+    static const struct raw_ops pg = {bench_raw_postgresql_open, bench_raw_postgresql_lock,
+                                      bench_raw_postgresql_unlock, bench_raw_postgresql_close};
+    if (strcmp(backend, "postgresql") == 0)
+        return &pg;
+#endif
+#ifdef BENCH_RAW_MYSQL
+    static const struct raw_ops my = {bench_raw_mysql_open, bench_raw_mysql_lock, bench_raw_mysql_unlock,
+                                      bench_raw_mysql_close};
+    if (strcmp(backend, "mysql") == 0)
+        return &my;
+#endif
+    (void)backend;
+    return NULL;
+}
+
+/*
+ * One handoff: this process holds the lock, a child blocks waiting for it;
+ * the release-to-grant latency in ms (-1 on failure).  With ops, through the
+ * raw driver (a server-side wait); without, through libdlock.
+ */
+static double handoff_once(const char *url, dlock_client *c, const struct raw_ops *ops, int first)
+{
+    dlock_lock *held = NULL;
+    void *raw_holder = NULL;
+    if (ops) {
+        raw_holder = ops->open(url);
+        if (!raw_holder || ops->lock(raw_holder, 0) != 1) {
+            if (raw_holder)
+                ops->close(raw_holder);
+            return -1;
+        }
+    } else if (dlock_acquire(c, "bench-handoff", 60000, 0, &held) != DLOCK_OK) {
+        return -1;
+    }
+    int fds[2];
+    if (pipe(fds) != 0)
+        return -1;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        double t = -1;
+        if (ops) {
+            void *w = ops->open(url);
+            if (w && ops->lock(w, 1) == 1) {
+                t = now_s();
+                ops->unlock(w);
+            }
+            if (w)
+                ops->close(w);
+        } else {
             dlock_client *w = NULL;
             dlock_lock *l = NULL;
-            double t = -1;
             if (dlock_open(url, &w) == DLOCK_OK &&
                 dlock_acquire(w, "bench-handoff", 60000, DLOCK_WAIT_FOREVER, &l) == DLOCK_OK) {
                 t = now_s();
                 dlock_release(l);
             }
-            if (write(fds[1], &t, sizeof t) < 0)
-                _exit(1);
             dlock_close(w);
-            _exit(0);
         }
-        /* Let the waiter connect and block (longer for the first one). */
-        struct timespec pause = {0, (i == 0 ? 300 : 60) * 1000000L};
-        nanosleep(&pause, NULL);
-        double released = now_s();
+        if (write(fds[1], &t, sizeof t) < 0)
+            _exit(1);
+        _exit(0);
+    }
+    /* Let the waiter connect and block (longer for the first one). */
+    struct timespec pause = {0, (first ? 300 : 60) * 1000000L};
+    nanosleep(&pause, NULL);
+    /* The store frees the lock inside the release round trip: count from its
+     * middle, the same way for both. */
+    double released = now_s();
+    if (ops)
+        ops->unlock(raw_holder);
+    else
         dlock_release(held);
-        double granted = -1;
-        if (read(fds[0], &granted, sizeof granted) == (ssize_t)sizeof granted && granted > 0)
-            lat[got++] = (granted - released) * 1000.0;
-        close(fds[0]);
-        close(fds[1]);
-        waitpid(pid, NULL, 0);
+    released = (released + now_s()) / 2;
+    double granted = -1;
+    if (read(fds[0], &granted, sizeof granted) != (ssize_t)sizeof granted)
+        granted = -1;
+    close(fds[0]);
+    close(fds[1]);
+    waitpid(pid, NULL, 0);
+    if (ops)
+        ops->close(raw_holder);
+    return granted > 0 ? (granted - released) * 1000.0 : -1;
+}
+
+static double percentile(double *v, int n, int pct)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    int i = (n * pct) / 100;
+    return v[i >= n ? n - 1 : i];
+}
+
+/* Release-to-grant latency, libdlock and (where the store can block) the raw
+ * server-side wait, interleaved. */
+static void bench_handoff(const char *backend, const char *url, dlock_client *c)
+{
+    int n = short_mode ? 15 : 200;
+    const struct raw_ops *ops = raw_ops_for(backend);
+    double *lib = calloc((size_t)n, sizeof *lib), *raw = calloc((size_t)n, sizeof *raw);
+    int got_lib = 0, got_raw = 0;
+    for (int i = 0; i < n; i++) {
+        double ms = handoff_once(url, c, NULL, i == 0);
+        if (ms >= 0)
+            lib[got_lib++] = ms;
+        if (ops && (ms = handoff_once(url, c, ops, i == 0)) >= 0)
+            raw[got_raw++] = ms;
     }
-    if (got) {
-        qsort(lat, (size_t)got, sizeof *lat, cmp_double);
-        report(backend, "handoff_p50", lat[got / 2], "ms", 0, NULL);
-        report(backend, "handoff_p99", lat[(got * 99) / 100 >= got ? got - 1 : (got * 99) / 100], "ms", 0, NULL);
+    if (got_lib) {
+        double p50 = percentile(lib, got_lib, 50), p99 = percentile(lib, got_lib, 99);
+        double raw50 = got_raw ? percentile(raw, got_raw, 50) : 0, raw99 = got_raw ? percentile(raw, got_raw, 99) : 0;
+        report(backend, "handoff_p50", p50, "ms", raw50, NULL);
+        report(backend, "handoff_p99", p99, "ms", raw99, NULL);
     }
-    free(lat);
+    free(lib);
+    free(raw);
 }
 
 /* 10,000 distinct locks on one client; the library's heap per held lock. */

@@ -8,4 +8,17 @@ int bench_raw_sqlite(const char *url, long cycles, double *elapsed_s);
 int bench_raw_postgresql(const char *url, long cycles, double *elapsed_s);
 int bench_raw_mysql(const char *url, long cycles, double *elapsed_s);
 
+/* Raw server-side handoff: one session holds the lock, another blocks in
+ * the server (pg_advisory_lock under lock_timeout, GET_LOCK with a timeout)
+ * until it is released.  open returns NULL on failure; lock(wait) returns 1
+ * when granted; unlock returns 1 when it released. */
+void *bench_raw_postgresql_open(const char *url);
+int bench_raw_postgresql_lock(void *session, int wait);
+int bench_raw_postgresql_unlock(void *session);
+void bench_raw_postgresql_close(void *session);
+void *bench_raw_mysql_open(const char *url);
+int bench_raw_mysql_lock(void *session, int wait);
+int bench_raw_mysql_unlock(void *session);
+void bench_raw_mysql_close(void *session);
+
 #endif

@@ -5,6 +5,7 @@
 
 #include <mysql.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -99,4 +100,80 @@ out:
     mysql_close(db);
     dlock__mysql_url_free(&u);
     return rc;
+}
+
+/* --- handoff baseline ------------------------------------------------------ */
+
+struct raw_session {
+    MYSQL *db;
+    MYSQL_STMT *try_lock, *wait_lock, *unlock;
+    MYSQL_BIND param, result;
+    unsigned long name_len;
+    long long value;
+};
+
+static const char handoff_name[] = "bench-raw-handoff";
+
+void bench_raw_mysql_close(void *session)
+{
+    struct raw_session *s = session;
+    if (!s)
+        return;
+    if (s->try_lock)
+        mysql_stmt_close(s->try_lock);
+    if (s->wait_lock)
+        mysql_stmt_close(s->wait_lock);
+    if (s->unlock)
+        mysql_stmt_close(s->unlock);
+    mysql_close(s->db);
+    free(s);
+}
+
+void *bench_raw_mysql_open(const char *url)
+{
+    struct dlock_mysql_url u;
+    if (dlock__mysql_parse_url(url, &u) != DLOCK_OK)
+        return NULL;
+    struct raw_session *s = calloc(1, sizeof *s);
+    if (!s || !(s->db = mysql_init(NULL))) {
+        free(s);
+        dlock__mysql_url_free(&u);
+        return NULL;
+    }
+    if (u.socket) {
+        unsigned int protocol = MYSQL_PROTOCOL_SOCKET;
+        mysql_options(s->db, MYSQL_OPT_PROTOCOL, &protocol);
+    }
+    int ok = mysql_real_connect(s->db, u.host ? u.host : "localhost", u.user, u.password, u.database,
+                                u.port, u.socket, 0) != NULL;
+    dlock__mysql_url_free(&u);
+    if (ok) {
+        s->try_lock = prepare(s->db, "SELECT GET_LOCK(?, 0)");
+        s->wait_lock = prepare(s->db, "SELECT GET_LOCK(?, 30)");
+        s->unlock = prepare(s->db, "SELECT RELEASE_LOCK(?)");
+    }
+    if (!ok || !s->try_lock || !s->wait_lock || !s->unlock) {
+        bench_raw_mysql_close(s);
+        return NULL;
+    }
+    s->name_len = sizeof handoff_name - 1;
+    s->param.buffer_type = MYSQL_TYPE_STRING;
+    s->param.buffer = (void *)handoff_name;
+    s->param.buffer_length = s->name_len;
+    s->param.length = &s->name_len;
+    s->result.buffer_type = MYSQL_TYPE_LONGLONG;
+    s->result.buffer = &s->value;
+    return s;
+}
+
+int bench_raw_mysql_lock(void *session, int wait)
+{
+    struct raw_session *s = session;
+    return run_one(wait ? s->wait_lock : s->try_lock, &s->param, &s->result, &s->value);
+}
+
+int bench_raw_mysql_unlock(void *session)
+{
+    struct raw_session *s = session;
+    return run_one(s->unlock, &s->param, &s->result, &s->value);
 }

@@ -63,3 +63,56 @@ int bench_raw_postgresql(const char *url, long cycles, double *elapsed_s)
     PQfinish(pg);
     return 0;
 }
+
+/* --- handoff baseline ------------------------------------------------------ */
+
+static const char handoff_key[] = "7310582364069925678";
+
+void *bench_raw_postgresql_open(const char *url)
+{
+    const char *keywords[] = {"dbname", "fallback_application_name", NULL};
+    const char *values[] = {url, "dlock-bench raw handoff", NULL};
+    PGconn *pg = PQconnectdbParams(keywords, values, 1);
+    if (!pg || PQstatus(pg) != CONNECTION_OK) {
+        PQfinish(pg);
+        return NULL;
+    }
+    static const Oid int8_type[1] = {20};
+    PGresult *r0 = PQexec(pg, "SET lock_timeout = '30s'");
+    PGresult *r1 = PQprepare(pg, "raw_try", "SELECT pg_try_advisory_lock($1)", 1, int8_type);
+    PGresult *r2 = PQprepare(pg, "raw_wait", "SELECT pg_advisory_lock($1)::text", 1, int8_type);
+    PGresult *r3 = PQprepare(pg, "raw_unlock", "SELECT pg_advisory_unlock($1)", 1, int8_type);
+    int ok = PQresultStatus(r0) == PGRES_COMMAND_OK && PQresultStatus(r1) == PGRES_COMMAND_OK &&
+             PQresultStatus(r2) == PGRES_COMMAND_OK && PQresultStatus(r3) == PGRES_COMMAND_OK;
+    PQclear(r0);
+    PQclear(r1);
+    PQclear(r2);
+    PQclear(r3);
+    if (!ok) {
+        PQfinish(pg);
+        return NULL;
+    }
+    return pg;
+}
+
+int bench_raw_postgresql_lock(void *session, int wait)
+{
+    PGconn *pg = session;
+    if (!wait)
+        return run_true(pg, "raw_try", handoff_key);
+    const char *values[1] = {handoff_key};
+    PGresult *res = PQexecPrepared(pg, "raw_wait", 1, values, NULL, NULL, 0);
+    int ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+    PQclear(res);
+    return ok;
+}
+
+int bench_raw_postgresql_unlock(void *session)
+{
+    return run_true(session, "raw_unlock", handoff_key);
+}
+
+void bench_raw_postgresql_close(void *session)
+{
+    PQfinish(session);
+}
