@@ -14,6 +14,7 @@
 #include "internal.h"
 
 #include <mysql.h> /* the client library */
+#include "mysql_api.h"
 #include <mysqld_error.h>
 #include <errmsg.h>
 
@@ -980,6 +981,11 @@ static int mysql_connect(const char *url, void **conn_out)
     if (!c)
         return dlock__error(DLOCK_ENOMEM, "out of memory");
     int rc = dlock__mysql_parse_url(url, &c->url);
+    if (rc == DLOCK_OK) {
+        rc = dlock__mysql_load();
+        if (rc != DLOCK_OK)
+            dlock__mysql_url_free(&c->url);
+    }
     if (rc != DLOCK_OK) {
         free(c);
         return rc;

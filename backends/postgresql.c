@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "libpq_api.h"
 #include "postgresql.h"
 
 /* idle_session_timeout appeared in PostgreSQL 14: without it a stopped
@@ -999,6 +1000,9 @@ static int valid_ports(const char *ports)
 
 static int pg_connect(const char *url, void **conn_out)
 {
+    int loaded = dlock__libpq_load();
+    if (loaded != DLOCK_OK)
+        return loaded;
     char *parse_error = NULL;
     PQconninfoOption *options = PQconninfoParse(url, &parse_error);
     if (!options) {

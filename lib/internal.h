@@ -5,6 +5,7 @@
 #ifndef DLOCK_INTERNAL_H
 #define DLOCK_INTERNAL_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -99,6 +100,24 @@ void dlock__sha256(const void *data, size_t len, unsigned char digest[32]);
 
 /* Copy `src` into buf (truncating, always NUL-terminating when buflen > 0). */
 void dlock__copy_text(char *buf, size_t buflen, const char *src);
+
+/*
+ * Client libraries loaded at first use (lib/driver.c).  A backend keeps one
+ * static dlock_driver whose `load` resolves its functions through
+ * dlock__driver_open() and dlock__driver_symbol(), leaving `error` empty on
+ * success; dlock__driver_load() runs it once and returns DLOCK_OK or
+ * DLOCK_ENOTSUP with the reason.
+ */
+typedef struct dlock_driver {
+    const char *backend;
+    void (*load)(void);
+    pthread_once_t once;
+    char error[256];
+} dlock_driver;
+
+int dlock__driver_load(dlock_driver *driver);
+void *dlock__driver_open(dlock_driver *driver, const char *const *sonames);
+int dlock__driver_symbol(dlock_driver *driver, void *handle, const char *symbol, void **slot);
 
 /* The built-in backends. */
 #ifdef HAVE_SQLITE
