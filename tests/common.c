@@ -35,6 +35,25 @@ const char *dlt_require_url(const char *env_var, const char *backend)
     exit(DLT_SKIP);
 }
 
+/* Temporary folders are removed when the process that made them exits. */
+static char *tmpdirs[64];
+static pid_t tmpdirs_owner;
+static int tmpdir_count;
+
+static void remove_tmpdirs(void)
+{
+    if (getpid() != tmpdirs_owner)
+        return; /* a forked child leaving: the folders are its parent's */
+    for (int i = 0; i < tmpdir_count; i++) {
+        char cmd[4200];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdirs[i]);
+        if (system(cmd) != 0) {
+        }
+        free(tmpdirs[i]);
+    }
+    tmpdir_count = 0;
+}
+
 char *dlt_tmpdir(void)
 {
     const char *base = getenv("TMPDIR");
@@ -45,6 +64,14 @@ char *dlt_tmpdir(void)
         perror("mkdtemp");
         exit(DLT_HARD_ERROR);
     }
+    if (tmpdirs_owner != getpid()) {
+        /* first folder of this process (a test forked by Check, say) */
+        tmpdir_count = 0;
+        tmpdirs_owner = getpid();
+        atexit(remove_tmpdirs);
+    }
+    if (tmpdir_count < (int)(sizeof tmpdirs / sizeof tmpdirs[0]))
+        tmpdirs[tmpdir_count++] = strdup(dir);
     return strdup(dir);
 }
 
