@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <malloc.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@
 #include "raw.h"
 
 static int json, short_mode;
+static int bench_failed; /* something did not work (never a speed figure) */
 
 static double now_s(void)
 {
@@ -106,11 +108,14 @@ static void bench_cycles(const char *backend, const char *url, dlock_client *c)
         double e;
         if (run_raw(backend, url, cycles, &e) != 0) {
             fprintf(stderr, "dlock-bench: raw %s baseline failed\n", backend);
+            bench_failed = 1;
             return;
         }
         raw_total += e;
-        if (run_lib(c, cycles, &e) != 0)
+        if (run_lib(c, cycles, &e) != 0) {
+            bench_failed = 1;
             return;
+        }
         lib_total += e;
     }
     double raw_rate = cycles * rounds / raw_total, lib_rate = cycles * rounds / lib_total;
@@ -281,6 +286,8 @@ static void bench_scale(const char *backend, dlock_client *c)
         dlock_release(locks[i]);
     double release_took = now_s() - start;
     report(backend, "scale_locks_held", held, "locks", 0, held == N ? NULL : "FEWER THAN 10000");
+    if (held != N)
+        bench_failed = 1;
     report(backend, "scale_acquire_all", took * 1000, "ms", 0, NULL);
     report(backend, "scale_release_all", release_took * 1000, "ms", 0, NULL);
     report(backend, "memory_per_lock", per_lock, "bytes", 0, NULL);
@@ -331,37 +338,70 @@ static void bench_contention(const char *backend, const char *url)
     }
     report(backend, "contention_cycles", total / took, "cycles/s", 0, NULL);
     report(backend, "contention_errors", (double)errors, "errors", 0, errors ? "MUST BE 0" : NULL);
+    if (errors)
+        bench_failed = 1;
     munmap(counts, sizeof(long) * PROCS * 2);
 }
 
-/* `dlock run NAME -- true` against `flock -n FILE true`, in wall time. */
-static void bench_cli(const char *url)
+/* Run argv (no shell in between); 1 when it exited 0. */
+static int run_argv(char *const argv[])
 {
-    const char *bin = getenv("DLOCK_BIN");
-    if (!bin)
-        bin = "./dlock";
-    if (access(bin, X_OK) != 0 || system("command -v flock >/dev/null 2>&1") != 0)
-        return;
-    int n = short_mode ? 10 : 100;
-    char dlock_cmd[8192], flock_cmd[4400];
-    snprintf(dlock_cmd, sizeof dlock_cmd, "'%s' run -u '%s' bench-cli -- true", bin, url);
-    snprintf(flock_cmd, sizeof flock_cmd, "flock -n /tmp/dlock-bench-%d.flock true", (int)getpid());
+    pid_t pid;
+    extern char **environ;
+    if (posix_spawnp(&pid, argv[0], NULL, NULL, argv, environ) != 0)
+        return 0;
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* `dlock run NAME -- true` against `flock -n FILE true`, in wall time,
+ * interleaved.  The dlock binary: $DLOCK_BIN, else the build tree's
+ * .libs/dlock (not the libtool wrapper script), else dlock on PATH. */
+static int bench_cli(const char *url)
+{
+    char bin[4096];
+    const char *env = getenv("DLOCK_BIN");
+    if (env && *env) {
+        snprintf(bin, sizeof bin, "%s", env);
+    } else if (access(".libs/dlock", X_OK) == 0) {
+        snprintf(bin, sizeof bin, ".libs/dlock");
+        const char *old = getenv("LD_LIBRARY_PATH");
+        char path[4200];
+        snprintf(path, sizeof path, ".libs%s%s", old && *old ? ":" : "", old ? old : "");
+        setenv("LD_LIBRARY_PATH", path, 1);
+    } else {
+        snprintf(bin, sizeof bin, "dlock");
+    }
+    char flock_file[64];
+    snprintf(flock_file, sizeof flock_file, "/tmp/dlock-bench-%d.flock", (int)getpid());
+    char *dlock_argv[] = {bin, "run", "-u", (char *)url, "bench-cli", "--", "true", NULL};
+    char *flock_argv[] = {"flock", "-n", flock_file, "true", NULL};
+    if (!run_argv(dlock_argv) || !run_argv(flock_argv)) {
+        fprintf(stderr, "dlock-bench: cannot run %s or flock: skipping the command-line comparison\n", bin);
+        unlink(flock_file);
+        return 0;
+    }
+    int n = short_mode ? 20 : 200;
     double t_dlock = 0, t_flock = 0;
-    for (int i = 0; i < n; i++) {
+    int ok = 1;
+    for (int i = 0; i < n && ok; i++) {
         double s = now_s();
-        if (system(dlock_cmd) != 0)
-            return;
+        ok = run_argv(dlock_argv);
         t_dlock += now_s() - s;
         s = now_s();
-        if (system(flock_cmd) != 0)
-            return;
+        ok = ok && run_argv(flock_argv);
         t_flock += now_s() - s;
     }
-    char path[64];
-    snprintf(path, sizeof path, "/tmp/dlock-bench-%d.flock", (int)getpid());
-    unlink(path);
+    unlink(flock_file);
+    if (!ok) {
+        fprintf(stderr, "dlock-bench: dlock run failed\n");
+        return -1;
+    }
     /* Lower is better here: the ratio is dlock's time over flock's. */
     report("sqlite", "cli_run_true", t_dlock / n * 1000, "ms", t_flock / n * 1000, "(vs flock -n FILE true)");
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -411,9 +451,9 @@ int main(int argc, char **argv)
         bench_handoff(backend, urls[i], c);
         bench_scale(backend, c);
         bench_contention(backend, urls[i]);
-        if (strcmp(backend, "sqlite") == 0)
-            bench_cli(urls[i]);
+        if (strcmp(backend, "sqlite") == 0 && bench_cli(urls[i]) != 0)
+            failed = 1;
         dlock_close(c);
     }
-    return failed;
+    return failed || bench_failed;
 }

@@ -48,6 +48,11 @@ if [ $status -ne 0 ]; then
     exit $status
 fi
 
+# The benchmark in its short mode, so that it cannot rot: it fails only when
+# something does not work, never on a speed figure.
+echo "--- bench/dlock-bench --short"
+./bench/dlock-bench --short "sqlite://$work/bench.db" "$DLOCK_TEST_PG_URL" "$DLOCK_TEST_MYSQL_URL"
+
 # Sanitizers, valgrind, thread stress, fuzzing and static analysis
 # (scripts/hardening.sh), then the consumers: Python, C through pkg-config,
 # Debian packages (scripts/reach.sh).  Both get the build folder and use the
