@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -29,7 +30,8 @@
 
 #define BUSY_TIMEOUT_MS 10000
 #define POLL_FIRST_MS 1
-#define POLL_MAX_MS 8
+#define POLL_MAX_MS 8           /* without inotify: poll this often at most */
+#define POLL_MAX_WATCHED_MS 250 /* with inotify: a change wakes the waiter anyway */
 #define OWNER_TOKEN_SIZE 16
 #define WAL_AUTOCHECKPOINT_FRAMES 1000
 #define WAL_TRUNCATE_ON_CLOSE_FRAMES 256
@@ -94,6 +96,9 @@ typedef struct sqlite_conn {
     sqlite3 *db;
     sqlite3_stmt *stmt[STMT_COUNT];
     int cancel_fd; /* eventfd: dlock_cancel() writes, a waiter polls */
+    int watch_fd;  /* inotify on the database's folder, made at the first wait; -1: none */
+    int watch_failed;
+    char *dir;     /* the database's folder */
     int wal_frames; /* frames in the WAL after our last commit */
 } sqlite_conn;
 
@@ -247,6 +252,7 @@ static int sqlite_connect(const char *url, void **conn_out)
         return dlock__error(DLOCK_ENOMEM, "out of memory");
     }
     c->cancel_fd = -1;
+    c->watch_fd = -1;
     struct stat st;
     if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
         rc = dlock__error(DLOCK_EINVAL, "sqlite: %s is a symbolic link; give the real path of the database", path);
@@ -295,6 +301,17 @@ static int sqlite_connect(const char *url, void **conn_out)
         rc = dlock__error(DLOCK_ENOMEM, "sqlite: eventfd: %s", strerror(errno));
         goto fail;
     }
+    char *slash = strrchr(path, '/');
+    if (!slash)
+        c->dir = strdup(".");
+    else if (slash == path)
+        c->dir = strdup("/");
+    else
+        c->dir = strndup(path, (size_t)(slash - path));
+    if (!c->dir) {
+        rc = dlock__error(DLOCK_ENOMEM, "out of memory");
+        goto fail;
+    }
     free(path);
     *conn_out = c;
     return DLOCK_OK;
@@ -320,6 +337,9 @@ static void sqlite_disconnect(void *vconn)
     sqlite3_close_v2(c->db);
     if (c->cancel_fd >= 0)
         close(c->cancel_fd);
+    if (c->watch_fd >= 0)
+        close(c->watch_fd);
+    free(c->dir);
     free(c);
 }
 
@@ -388,12 +408,41 @@ static uint32_t jitter_state(void)
     return seed | 1u;
 }
 
-/* Sleep up to ms, or until dlock_cancel(): returns 1 when canceled. */
-static int sleep_or_cancel(sqlite_conn *c, int64_t ms)
+/*
+ * A release writes to the WAL file, so an inotify watch on the database's
+ * folder wakes a waiter at once instead of at its next poll.  The watch is
+ * made at the first wait (a try never pays for it); without it, waiting
+ * falls back to polling every few milliseconds.
+ */
+static void start_watch(sqlite_conn *c)
 {
-    struct pollfd p = {c->cancel_fd, POLLIN, 0};
-    int r = poll(&p, 1, (int)ms);
-    return r > 0 && (p.revents & POLLIN);
+    if (c->watch_fd >= 0 || c->watch_failed)
+        return;
+    c->watch_fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    if (c->watch_fd >= 0 &&
+        inotify_add_watch(c->watch_fd, c->dir, IN_MODIFY | IN_CLOSE_WRITE | IN_CREATE | IN_MOVED_TO) < 0) {
+        close(c->watch_fd);
+        c->watch_fd = -1;
+    }
+    c->watch_failed = c->watch_fd < 0;
+}
+
+enum nap_end { NAP_TIMEOUT, NAP_CHANGED, NAP_CANCELED };
+
+/* Sleep up to ms, until a file in the database's folder changes, or until
+ * dlock_cancel(). */
+static enum nap_end nap(sqlite_conn *c, int64_t ms)
+{
+    struct pollfd p[2] = {{c->cancel_fd, POLLIN, 0}, {c->watch_fd, POLLIN, 0}};
+    int r = poll(p, c->watch_fd >= 0 ? 2 : 1, (int)ms);
+    if (r <= 0)
+        return NAP_TIMEOUT;
+    if (p[0].revents & POLLIN)
+        return NAP_CANCELED;
+    char events[4096];
+    while (read(c->watch_fd, events, sizeof events) > 0) {
+    }
+    return NAP_CHANGED;
 }
 
 static void drain_cancel(sqlite_conn *c)
@@ -424,27 +473,35 @@ static int sqlite_acquire(void *vconn, const char *name, uint32_t ttl_ms, int32_
         int64_t left = wait_ms == DLOCK_WAIT_FOREVER ? INT64_MAX : start + wait_ms - dlock__now_ms();
         if (left <= 0)
             break;
-        /* Poll by reading (cheap in WAL mode, blocks nobody) until the row
-         * looks free, then try again for real. */
+        /* Read the row (cheap in WAL mode, blocks nobody) whenever a file
+         * changes, when the holder's lease ends, or at the next poll, until it
+         * looks free; then try again for real.  A commit writes the WAL just
+         * before it becomes visible, so after a change look again soon. */
+        start_watch(c);
+        int64_t max_backoff = c->watch_fd >= 0 ? POLL_MAX_WATCHED_MS : POLL_MAX_MS;
         for (;;) {
             rng ^= rng << 13;
             rng ^= rng >> 17;
             rng ^= rng << 5;
-            int64_t nap = backoff * 3 / 4 + (int64_t)(rng % (uint32_t)(backoff / 2 + 1));
+            int64_t ms = backoff * 3 / 4 + (int64_t)(rng % (uint32_t)(backoff / 2 + 1));
             int64_t expiry = peek_remaining(c, name);
             if (expiry == 0)
                 break;
-            if (expiry < nap)
-                nap = expiry;
-            if (left < nap)
-                nap = left;
-            if (nap < 1)
-                nap = 1;
-            if (sleep_or_cancel(c, nap)) {
+            if (expiry < ms)
+                ms = expiry;
+            if (left < ms)
+                ms = left;
+            if (ms < 1)
+                ms = 1;
+            enum nap_end end = nap(c, ms);
+            if (end == NAP_CANCELED) {
                 rc = dlock__error(DLOCK_ECANCELED, "wait for lock '%s' canceled", name);
                 goto done;
             }
-            backoff = backoff * 2 > POLL_MAX_MS ? POLL_MAX_MS : backoff * 2;
+            if (end == NAP_CHANGED)
+                backoff = POLL_FIRST_MS;
+            else
+                backoff = backoff * 2 > max_backoff ? max_backoff : backoff * 2;
             left = wait_ms == DLOCK_WAIT_FOREVER ? INT64_MAX : start + wait_ms - dlock__now_ms();
             if (left <= 0)
                 break;
