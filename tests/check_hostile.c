@@ -187,8 +187,8 @@ static const char *const hostile_payloads[] = {
     /* Unicode */
     "\xC3\xA9",                 /* é, one code point */
     "e\xCC\x81",                /* é, e + combining acute */
-    "\xE2\x80\xAE" "gnp.exe",   /* right-to-left override */
-    "\xEF\xBB\xBF" "bom",       /* byte order mark */
+    ("\xE2\x80\xAE" "gnp.exe"), /* right-to-left override */
+    ("\xEF\xBB\xBF" "bom"),     /* byte order mark */
     "\xC2\xA0",                 /* no-break space */
     "\xF0\x9F\x94\x92",         /* 4-byte: padlock */
     "\xF4\x8F\xBF\xBF",         /* U+10FFFF, the last code point */
@@ -383,7 +383,7 @@ static const char *const invalid_names[] = {
     "\xFF",
     "\x80",                 /* lone continuation */
     "a\xE2\x82",            /* truncated at the end */
-    "\xE2\x82" "a",         /* truncated in the middle */
+    ("\xE2\x82" "a"),       /* truncated in the middle */
     "x'); DROP TABLE dlock_locks; --\xFF",
     "\xC3\xA9\xC3",
 };
