@@ -998,11 +998,35 @@ static int valid_ports(const char *ports)
     return 1;
 }
 
+/* libpq matches the URI scheme case-sensitively; the core does not.  A copy
+ * of the URL with its scheme in lower case, the rest untouched. */
+static char *lower_scheme(const char *url)
+{
+    char *copy = strdup(url);
+    if (copy)
+        for (char *p = copy; *p && *p != ':'; p++)
+            if (*p >= 'A' && *p <= 'Z')
+                *p = (char)(*p - 'A' + 'a');
+    return copy;
+}
+
+static int pg_connect_url(const char *url, void **conn_out);
+
 static int pg_connect(const char *url, void **conn_out)
 {
     int loaded = dlock__libpq_load();
     if (loaded != DLOCK_OK)
         return loaded;
+    char *normal = lower_scheme(url);
+    if (!normal)
+        return dlock__error(DLOCK_ENOMEM, "out of memory");
+    int rc = pg_connect_url(normal, conn_out);
+    secret_free(normal);
+    return rc;
+}
+
+static int pg_connect_url(const char *url, void **conn_out)
+{
     char *parse_error = NULL;
     PQconninfoOption *options = PQconninfoParse(url, &parse_error);
     if (!options) {

@@ -702,6 +702,13 @@ START_TEST(test_url_parameters)
         ck_assert_int_eq(held_elsewhere(name), 1);
         ck_assert_int_eq(dlock_release(l), DLOCK_OK);
         dlock_close(c);
+        /* Schemes are case-insensitive (RFC 3986), libpq's are not: we fix that. */
+        snprintf(url, sizeof url, "PostgreSQL://%s", pg_url + 13);
+        c = open_client(url);
+        ck_assert_int_eq(dlock_acquire(c, name, 10000, 0, &l), DLOCK_OK);
+        ck_assert_int_eq(held_elsewhere(name), 1);
+        ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+        dlock_close(c);
     }
     free(name);
 }
