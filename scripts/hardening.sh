@@ -205,7 +205,7 @@ step_valgrind() {
 
 step_tsan() {
     local dir=$work/tsan
-    configure_and_make "$dir" "libdlock.la tests/check_stress" CC=clang CXX=clang++ \
+    configure_and_make "$dir" "libdlock.la tests/check_stress" --enable-werror CC=clang CXX=clang++ \
         CFLAGS="-fsanitize=thread -O1 -g" CXXFLAGS="-fsanitize=thread -O1 -g" LDFLAGS="-fsanitize=thread" || return 1
     export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:history_size=4"
     local status=0
@@ -231,7 +231,7 @@ step_tsan() {
 # and checked by ASan and UBSan; tools/duration.c is compiled in directly.
 fuzz_build_core() {
     local dir=$1
-    configure_and_make "$dir/core" libdlock_core.la CC=clang CXX=clang++ --disable-shared \
+    configure_and_make "$dir/core" libdlock_core.la --enable-werror CC=clang CXX=clang++ --disable-shared \
         CFLAGS="-g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 }
 
