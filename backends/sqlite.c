@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -107,11 +108,10 @@ typedef struct sqlite_lock {
 } sqlite_lock;
 
 static char boot_id[64];
+static pthread_once_t boot_id_once = PTHREAD_ONCE_INIT;
 
-static void load_boot_id(void)
+static void read_boot_id(void)
 {
-    if (boot_id[0])
-        return;
     char buf[64] = "";
     int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
@@ -124,7 +124,12 @@ static void load_boot_id(void)
     }
     if (!buf[0])
         strcpy(buf, "unknown-boot");
-    memcpy(boot_id, buf, sizeof boot_id); /* same value from every thread */
+    memcpy(boot_id, buf, sizeof boot_id);
+}
+
+static void load_boot_id(void)
+{
+    pthread_once(&boot_id_once, read_boot_id);
 }
 
 static int64_t boot_ms(void)

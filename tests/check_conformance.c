@@ -763,8 +763,11 @@ END_TEST
 
 static Suite *conformance_suite(void)
 {
-    char title[64];
-    snprintf(title, sizeof title, "conformance[%s]", backend);
+    /* Check keeps the pointer, not a copy: one title per backend, for good. */
+    static char titles[3][64];
+    static int used;
+    char *title = titles[used++ % 3];
+    snprintf(title, sizeof titles[0], "conformance[%s]", backend);
     Suite *s = suite_create(title);
     TCase *t = tcase_create("basics");
     tcase_add_checked_fixture(t, setup, teardown);
@@ -841,5 +844,8 @@ int main(void)
         failed += srunner_ntests_failed(sr);
         srunner_free(sr);
     }
+    for (int i = 0; i < count; i++)
+        free(urls[i]);
+    free(urls);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
