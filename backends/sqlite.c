@@ -233,6 +233,20 @@ static int create_db_file(const char *path)
 
 static void sqlite_disconnect(void *vconn);
 
+/* Whether the database file is in WAL mode already (header bytes 18 and 19,
+ * the file format versions, are 2): then the journal_mode pragma, which
+ * costs about a tenth of a millisecond on every open, is skipped. */
+static int already_wal(const char *path)
+{
+    unsigned char version[2] = {0, 0};
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = pread(fd, version, sizeof version, 18);
+    close(fd);
+    return n == 2 && version[0] == 2 && version[1] == 2;
+}
+
 /* After every commit.  Replaces SQLite's own auto-checkpoint (same 1000-page
  * threshold) and remembers the WAL's size for the checkpoint on close. */
 static int wal_committed(void *arg, sqlite3 *db, const char *schema, int frames)
@@ -287,19 +301,15 @@ static int sqlite_connect(const char *url, void **conn_out)
     /* WAL: readers (waiters peeking) never block the writer.  synchronous=NORMAL
      * is durable across process crashes; a power loss that loses the last
      * lock rows also ended every holder. */
-    src = sqlite3_exec(c->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL, NULL);
+    src = sqlite3_exec(c->db,
+                       already_wal(path) ? "PRAGMA synchronous=NORMAL;"
+                                         : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                       NULL, NULL, NULL);
     if (src == SQLITE_OK)
         src = sqlite3_exec(c->db, schema_sql, NULL, NULL, NULL);
     if (src != SQLITE_OK) {
         rc = db_error(c, src, "cannot set up the lock table");
         goto fail;
-    }
-    for (int i = 0; i < STMT_COUNT; i++) {
-        src = sqlite3_prepare_v3(c->db, statement_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &c->stmt[i], NULL);
-        if (src != SQLITE_OK) {
-            rc = db_error(c, src, "cannot prepare a statement");
-            goto fail;
-        }
     }
     c->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (c->cancel_fd < 0) {
@@ -348,10 +358,23 @@ static void sqlite_disconnect(void *vconn)
     free(c);
 }
 
+/* A prepared statement, prepared at its first use (a short-lived dlock run
+ * needs half of them); NULL with the error left in the connection. */
+static sqlite3_stmt *stmt(sqlite_conn *c, int which)
+{
+    if (!c->stmt[which] &&
+        sqlite3_prepare_v3(c->db, statement_sql[which], -1, SQLITE_PREPARE_PERSISTENT, &c->stmt[which], NULL) !=
+            SQLITE_OK)
+        return NULL;
+    return c->stmt[which];
+}
+
 /* Run a statement without results; returns the sqlite result code. */
 static int run_simple(sqlite_conn *c, int which)
 {
-    sqlite3_stmt *s = c->stmt[which];
+    sqlite3_stmt *s = stmt(c, which);
+    if (!s)
+        return sqlite3_errcode(c->db) != SQLITE_OK ? sqlite3_errcode(c->db) : SQLITE_ERROR;
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
@@ -364,7 +387,12 @@ static int try_take(sqlite_conn *c, const char *name, uint32_t ttl_ms, const sql
     if (rc != SQLITE_OK)
         return db_error(c, rc, "cannot begin a transaction");
     int64_t now = boot_ms();
-    sqlite3_stmt *s = c->stmt[STMT_TAKE];
+    sqlite3_stmt *s = stmt(c, STMT_TAKE);
+    if (!s) {
+        int status = db_error(c, sqlite3_errcode(c->db), "cannot prepare a statement");
+        run_simple(c, STMT_ROLLBACK);
+        return status;
+    }
     sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_blob(s, 2, lock->owner, OWNER_TOKEN_SIZE, SQLITE_STATIC);
     sqlite3_bind_text(s, 3, dlock__hostname(), -1, SQLITE_STATIC);
@@ -394,7 +422,9 @@ static int try_take(sqlite_conn *c, const char *name, uint32_t ttl_ms, const sql
 /* How long the current holder's lease still runs, in ms (0: free now). */
 static int64_t peek_remaining(sqlite_conn *c, const char *name)
 {
-    sqlite3_stmt *s = c->stmt[STMT_PEEK];
+    sqlite3_stmt *s = stmt(c, STMT_PEEK);
+    if (!s)
+        return 0; /* looks free: the next try reports the error */
     sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 2, boot_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 3, boot_ms());
@@ -531,7 +561,9 @@ static int sqlite_extend(void *vconn, void *vlock, const char *name, uint32_t tt
     sqlite_conn *c = vconn;
     sqlite_lock *lock = vlock;
     int64_t now = boot_ms();
-    sqlite3_stmt *s = c->stmt[STMT_EXTEND];
+    sqlite3_stmt *s = stmt(c, STMT_EXTEND);
+    if (!s)
+        return db_error(c, sqlite3_errcode(c->db), "cannot prepare a statement");
     sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_blob(s, 2, lock->owner, OWNER_TOKEN_SIZE, SQLITE_STATIC);
     sqlite3_bind_int64(s, 3, now + (int64_t)ttl_ms);
@@ -551,7 +583,11 @@ static int sqlite_release(void *vconn, void *vlock, const char *name)
 {
     sqlite_conn *c = vconn;
     sqlite_lock *lock = vlock;
-    sqlite3_stmt *s = c->stmt[STMT_RELEASE];
+    sqlite3_stmt *s = stmt(c, STMT_RELEASE);
+    if (!s) {
+        free(lock);
+        return db_error(c, sqlite3_errcode(c->db), "cannot prepare a statement");
+    }
     sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_blob(s, 2, lock->owner, OWNER_TOKEN_SIZE, SQLITE_STATIC);
     sqlite3_bind_text(s, 3, boot_id, -1, SQLITE_STATIC);
@@ -573,7 +609,9 @@ static int sqlite_release(void *vconn, void *vlock, const char *name)
 static int sqlite_holder(void *vconn, const char *name, char *buf, size_t buflen)
 {
     sqlite_conn *c = vconn;
-    sqlite3_stmt *s = c->stmt[STMT_HOLDER];
+    sqlite3_stmt *s = stmt(c, STMT_HOLDER);
+    if (!s)
+        return db_error(c, sqlite3_errcode(c->db), "cannot prepare a statement");
     sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 2, boot_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 3, boot_ms());
