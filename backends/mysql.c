@@ -483,8 +483,8 @@ static void set_socket_options(MYSQL *db)
         return;
     /* A child that execs must not keep the session (and its locks) alive. */
     int flags = fcntl(fd, F_GETFD);
-    if (flags >= 0)
-        fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+    if (flags < 0 || fcntl(fd, F_SETFD, flags | FD_CLOEXEC) != 0)
+        shutdown(fd, SHUT_RDWR); /* better no session than one a child keeps */
     struct sockaddr_storage addr;
     socklen_t addrlen = sizeof addr;
     if (getsockname(fd, (struct sockaddr *)&addr, &addrlen) != 0 ||
@@ -632,8 +632,21 @@ static void drop_session(struct mysql_conn *c)
 
 static int parse_version(const char *text, int *major, int *minor, int *patch)
 {
+    /* strtol, not sscanf: the server's text must not overflow an int (UB). */
+    int *parts[3] = {major, minor, patch};
     *major = *minor = *patch = 0;
-    return sscanf(text, "%d.%d.%d", major, minor, patch) >= 2 ? 0 : -1;
+    const char *p = text;
+    for (int i = 0; i < 3; i++) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 0 || v > 9999)
+            return i >= 2 ? 0 : -1;
+        *parts[i] = (int)v;
+        if (*end != '.')
+            return i >= 1 ? 0 : -1;
+        p = end + 1;
+    }
+    return 0;
 }
 
 /* Connect a new session if there is none.  *fresh says whether it did. */

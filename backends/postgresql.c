@@ -736,10 +736,8 @@ static int wait_lock(pg_conn *c, pg_lock *l, const char *name, int32_t wait_ms)
             PGresult *u = run(c, "dlock_unlock", 1, unlock_values);
             int k = outcome(c, u);
             PQclear(u);
-            if (k == OUTCOME_CONNECTION_LOST)
-                drop_session(c);
-            else if (k != OUTCOME_OK)
-                drop_session(c); /* ending the session is the sure way to let go */
+            if (k != OUTCOME_OK)
+                drop_session(c); /* lost, or ending the session is the sure way to let go */
         }
         return dlock__error(DLOCK_ECANCELED, "wait for lock '%s' canceled", name);
     }

@@ -233,6 +233,27 @@ static int create_db_file(const char *path)
 
 static void sqlite_disconnect(void *vconn);
 
+/* The path with its folder resolved by realpath(3) and the file name kept;
+ * NULL with errno on failure. */
+static char *resolve_folders(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *folder = slash ? (slash == path ? strdup("/") : strndup(path, (size_t)(slash - path))) : strdup(".");
+    if (!folder)
+        return NULL;
+    char *real = realpath(folder, NULL);
+    free(folder);
+    if (!real)
+        return NULL;
+    const char *base = slash ? slash + 1 : path;
+    size_t len = strlen(real) + 1 + strlen(base) + 1;
+    char *out = malloc(len);
+    if (out)
+        snprintf(out, len, "%s%s%s", real, strcmp(real, "/") == 0 ? "" : "/", base);
+    free(real);
+    return out;
+}
+
 /* Whether the database file is in WAL mode already (header bytes 18 and 19,
  * the file format versions, are 2): then the journal_mode pragma, which
  * costs about a tenth of a millisecond on every open, is skipped. */
@@ -280,6 +301,17 @@ static int sqlite_connect(const char *url, void **conn_out)
     rc = create_db_file(path);
     if (rc != DLOCK_OK)
         goto fail;
+    /* Folders reached through a symbolic link (a symlinked home, /var on
+     * another disk) are fine: resolve them, and let SQLite refuse any link
+     * that appears in the resolved path from now on (the database file
+     * itself above all, which was checked just before). */
+    char *resolved = resolve_folders(path);
+    if (!resolved) {
+        rc = dlock__error(DLOCK_ECONN, "sqlite: cannot resolve the folder of %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    free(path);
+    path = resolved;
     int src = sqlite3_open_v2(path, &c->db,
                               SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
                                   SQLITE_OPEN_NOFOLLOW,

@@ -117,42 +117,58 @@ static int exit_for(int status, int at_open)
 
 /* --- default URL --------------------------------------------------------- */
 
-static void append_encoded_path(char *out, size_t outlen, const char *path)
+/* Append path percent-encoding %, ? and #; -1 when it does not fit. */
+static int append_encoded_path(char *out, size_t outlen, const char *path)
 {
     size_t o = strlen(out);
-    for (const char *p = path; *p && o + 4 < outlen; p++) {
+    for (const char *p = path; *p; p++) {
+        if (o + 4 >= outlen)
+            return -1;
         if (*p == '%' || *p == '?' || *p == '#')
             o += (size_t)snprintf(out + o, outlen - o, "%%%02X", (unsigned char)*p);
         else
             out[o++] = *p;
     }
     out[o] = '\0';
+    return 0;
 }
 
-static int default_url(char *out, size_t outlen)
+/*
+ * The URL to use: -u, else $DLOCK_URL, else the embedded SQLite default,
+ * built in buf.  URLs are used as given, never copied into a fixed buffer:
+ * a cut URL could silently lose a trailing sslmode=require.  NULL with a
+ * message when there is none.
+ */
+static const char *resolve_url(const char *given, char *buf, size_t buflen)
 {
+    if (given)
+        return given;
     const char *env = getenv("DLOCK_URL");
-    if (env && *env) {
-        snprintf(out, outlen, "%s", env);
-        return 0;
-    }
+    if (env && *env)
+        return env;
     char dir[4096];
+    int n;
     if (geteuid() == 0) {
-        snprintf(dir, sizeof dir, "/var/lib/dlock");
+        n = snprintf(dir, sizeof dir, "/var/lib/dlock");
     } else {
         const char *state = getenv("XDG_STATE_HOME");
         const char *home = getenv("HOME");
         if (state && state[0] == '/')
-            snprintf(dir, sizeof dir, "%s/dlock", state);
+            n = snprintf(dir, sizeof dir, "%s/dlock", state);
         else if (home && home[0] == '/')
-            snprintf(dir, sizeof dir, "%s/.local/state/dlock", home);
-        else
-            return -1;
+            n = snprintf(dir, sizeof dir, "%s/.local/state/dlock", home);
+        else {
+            usage_error("%s", "no URL: set DLOCK_URL, pass -u, or set HOME");
+            return NULL;
+        }
     }
-    snprintf(out, outlen, "sqlite://");
-    append_encoded_path(out, outlen, dir);
-    append_encoded_path(out, outlen, "/dlock.db");
-    return 0;
+    snprintf(buf, buflen, "sqlite://");
+    if (n < 0 || (size_t)n >= sizeof dir || append_encoded_path(buf, buflen, dir) != 0 ||
+        append_encoded_path(buf, buflen, "/dlock.db") != 0) {
+        usage_error("%s", "the default database path is too long: set DLOCK_URL or pass -u");
+        return NULL;
+    }
+    return buf;
 }
 
 /* --- the heartbeat thread ------------------------------------------------- */
@@ -175,7 +191,6 @@ typedef struct runner {
     pthread_cond_t cond;
     int stop;                /* main -> heartbeat: release now */
     char error[512];         /* detail of the last failure, copied for the main thread */
-    int64_t lost_at_ms;
 } runner;
 
 static int64_t now_ms(void)
@@ -282,8 +297,7 @@ static pid_t start_job(char **argv, const sigset_t *orig_mask, int *exec_errno)
         /* Only async-signal-safe calls from here on. */
         setpgid(0, 0);
         /* If dlock dies, the job must not run on without its lock. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
             _exit(EXIT_LOST);
         sigprocmask(SIG_SETMASK, orig_mask, NULL);
         execvp(argv[0], argv);
@@ -318,7 +332,8 @@ static pid_t start_guard(pid_t job_pgid)
     sigset_t wake;
     sigemptyset(&wake);
     sigaddset(&wake, SIGTERM); /* blocked, as inherited from dlock */
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0)
+        _exit(EXIT_OSERR);
     for (;;) {
         if (getppid() != parent) {
             kill(-job_pgid, SIGKILL);
@@ -341,7 +356,8 @@ static int wait_status_to_exit(int status)
 /* --- dlock run ------------------------------------------------------------------ */
 
 struct run_options {
-    char url[4200];
+    const char *url;
+    char default_url[4200];
     int64_t ttl_ms, wait_ms, min_hold_ms, grace_ms;
     int conflict_exit;
     const char *name;
@@ -376,7 +392,7 @@ static int parse_run(int argc, char **argv, struct run_options *o)
     o->min_hold_ms = 0;
     o->grace_ms = DEFAULT_GRACE_MS;
     o->conflict_exit = EXIT_BUSY;
-    o->url[0] = '\0';
+    o->url = NULL;
     /* Options end at "--"; with no "--", at NAME. */
     int dashdash = -1;
     for (int i = 1; i < argc; i++)
@@ -392,7 +408,7 @@ static int parse_run(int argc, char **argv, struct run_options *o)
     while ((c = getopt_long(optc, argv, optstring, longopts, NULL)) != -1) {
         switch (c) {
         case 'u':
-            snprintf(o->url, sizeof o->url, "%s", optarg);
+            o->url = optarg;
             break;
         case 't':
             if (dlock_parse_duration(optarg, INT32_MAX, 0, &o->ttl_ms) || o->ttl_ms < 1)
@@ -439,8 +455,9 @@ static int parse_run(int argc, char **argv, struct run_options *o)
     }
     if (!o->command[0])
         return usage_error("%s", "COMMAND is missing (dlock run NAME -- COMMAND [ARG...])");
-    if (!o->url[0] && default_url(o->url, sizeof o->url) != 0)
-        return usage_error("%s", "no URL: set DLOCK_URL, pass -u, or set HOME");
+    o->url = resolve_url(o->url, o->default_url, sizeof o->default_url);
+    if (!o->url)
+        return EXIT_USAGE;
     return 0;
 }
 
@@ -655,14 +672,15 @@ static int cmd_status(int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"url", required_argument, NULL, 'u'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-    char url[4200] = "";
+    const char *url = NULL;
+    char default_url[4200];
     opterr = 0;
     optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, ":u:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'u':
-            snprintf(url, sizeof url, "%s", optarg);
+            url = optarg;
             break;
         case 'h':
             fputs(usage_text, stdout);
@@ -676,8 +694,9 @@ static int cmd_status(int argc, char **argv)
     if (optind != argc - 1)
         return usage_error("%s", optind >= argc ? "NAME is missing" : "dlock status takes one NAME");
     const char *name = argv[optind];
-    if (!url[0] && default_url(url, sizeof url) != 0)
-        return usage_error("%s", "no URL: set DLOCK_URL, pass -u, or set HOME");
+    url = resolve_url(url, default_url, sizeof default_url);
+    if (!url)
+        return EXIT_USAGE;
     dlock_client *client = NULL;
     int rc = dlock_open(url, &client);
     if (rc != DLOCK_OK) {
