@@ -510,6 +510,32 @@ START_TEST(status_free_and_held)
 }
 END_TEST
 
+/* Holder text comes from the store, where anyone may have written it: no
+ * control character of it reaches the terminal. */
+START_TEST(status_output_has_no_control_characters)
+{
+    dlt_child holder;
+    ck_assert_int_eq(dlt_child_start(&holder, url, name, 30000, 0), 0);
+    ck_assert_int_eq(dlt_child_read(&holder, 10000), DLOCK_OK);
+    if (sh("command -v sqlite3 >/dev/null") != 0) {
+        dlt_child_stop(&holder, 0);
+        return; /* the sqlite3 shell is part of the test dependencies; no way to plant the text */
+    }
+    ck_assert_int_eq(sh("sqlite3 '%s/locks.db' \"UPDATE dlock_locks SET holder_host = char(27) || '[2J' || char(7) || 'evil'\"",
+                        dir), 0);
+    char out[4300];
+    snprintf(out, sizeof out, "%s/out", dir);
+    ck_assert_int_eq(sh("'%s' status %s > %s 2>&1", dlock_bin, name, out), 0);
+    ck_assert(file_has(out, "evil"));
+    ck_assert(!file_has(out, "\033"));
+    ck_assert(!file_has(out, "\007"));
+    ck_assert_int_eq(sh("'%s' run %s -- true > %s 2>&1", dlock_bin, name, out), 75);
+    ck_assert(file_has(out, "evil"));
+    ck_assert(!file_has(out, "\033"));
+    dlt_child_stop(&holder, 0);
+}
+END_TEST
+
 /* No DLOCK_URL: the default is an owner-only SQLite file in the user's state folder. */
 START_TEST(default_url_for_a_user)
 {
@@ -586,6 +612,7 @@ int main(void)
     tcase_add_test(t, exit_statuses);
     tcase_add_test(t, busy_exit_and_conflict_code);
     tcase_add_test(t, status_free_and_held);
+    tcase_add_test(t, status_output_has_no_control_characters);
     tcase_add_test(t, default_url_for_a_user);
     tcase_add_test(t, sqlite_refuses_symlinked_database);
     suite_add_tcase(s, t);

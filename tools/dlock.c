@@ -115,6 +115,16 @@ static int exit_for(int status, int at_open)
     }
 }
 
+/* The holder text comes from the store, where anyone who can connect may
+ * have written it (application_name, a host name): show control characters
+ * as '?' so that none reaches the terminal. */
+static void make_printable(char *text)
+{
+    for (unsigned char *p = (unsigned char *)text; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            *p = '?';
+}
+
 /* --- default URL --------------------------------------------------------- */
 
 /* Append path percent-encoding %, ? and #; -1 when it does not fit. */
@@ -593,10 +603,12 @@ static int cmd_run(int argc, char **argv)
                     if (ev.status == DLOCK_EBUSY) {
                         if (!quiet) {
                             char who[512];
-                            if (dlock_holder(client, o.name, who, sizeof who) == 1)
+                            if (dlock_holder(client, o.name, who, sizeof who) == 1) {
+                                make_printable(who);
                                 say("lock '%s' is busy (held by %s); not running the job", o.name, who);
-                            else
+                            } else {
                                 say("lock '%s' is busy; not running the job", o.name);
+                            }
                         }
                         exit_status = o.conflict_exit;
                     } else if (ev.status == DLOCK_ECANCELED && got_signal) {
@@ -710,8 +722,10 @@ static int cmd_status(int argc, char **argv)
         dlock_close(client);
         return exit_for(rc, 0);
     }
-    if (rc == 1)
+    if (rc == 1) {
+        make_printable(who);
         printf("%s: held by %s\n", name, who);
+    }
     else
         printf("%s: free\n", name);
     dlock_close(client);
