@@ -678,11 +678,11 @@ START_TEST(sqlite_symlinked_folder_is_followed)
     /* The same lock through the real path. */
     char real_url[4600];
     snprintf(real_url, sizeof real_url, "sqlite://%s", real_db);
-    dlock_client *other = NULL;
+    dlock_client *via_real = NULL;
     dlock_lock *l2 = NULL;
-    ck_assert_int_eq(dlock_open(real_url, &other), DLOCK_OK);
-    ck_assert_int_eq(dlock_acquire(other, tag, 5000, 0, &l2), DLOCK_EBUSY);
-    dlock_close(other);
+    ck_assert_int_eq(dlock_open(real_url, &via_real), DLOCK_OK);
+    ck_assert_int_eq(dlock_acquire(via_real, tag, 5000, 0, &l2), DLOCK_EBUSY);
+    dlock_close(via_real);
     ck_assert_int_eq(dlock_release(l), DLOCK_OK);
     dlock_close(c);
     struct stat st;
