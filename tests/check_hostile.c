@@ -861,26 +861,6 @@ int main(void)
         fprintf(stderr, "hostile: no dlock command at %s (set DLOCK_BIN)\n", dlock_bin);
         return DLT_HARD_ERROR;
     }
-    int count = 0, failed = 0;
-    char **urls = dlt_conformance_urls(&count);
-    for (int i = 0; i < count; i++) {
-        url = urls[i];
-        backend = dlt_backend_of(url);
-        if (!backend[0]) {
-            dlock_client *c = NULL;
-            int rc = dlock_open(url, &c);
-            fprintf(stderr, "hostile: URL #%d cannot be opened: %s (%s)\n", i + 1, dlock_strerror(rc),
-                    dlock_last_error());
-            failed++;
-            continue;
-        }
-        SRunner *sr = srunner_create(hostile_suite());
-        srunner_run_all(sr, CK_NORMAL);
-        failed += srunner_ntests_failed(sr);
-        srunner_free(sr);
-    }
-    for (int i = 0; i < count; i++)
-        free(urls[i]);
-    free(urls);
+    int failed = dlt_run_per_url("hostile", hostile_suite, &url, &backend);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

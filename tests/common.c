@@ -98,6 +98,32 @@ char **dlt_conformance_urls(int *count)
     return urls;
 }
 
+int dlt_run_per_url(const char *what, Suite *(*make_suite)(void), const char **url, const char **backend)
+{
+    int count = 0, failed = 0;
+    char **urls = dlt_conformance_urls(&count);
+    for (int i = 0; i < count; i++) {
+        *url = urls[i];
+        *backend = dlt_backend_of(urls[i]);
+        if (!(*backend)[0]) {
+            dlock_client *c = NULL;
+            int rc = dlock_open(urls[i], &c);
+            fprintf(stderr, "%s: URL #%d cannot be opened: %s (%s)\n", what, i + 1, dlock_strerror(rc),
+                    dlock_last_error());
+            failed++;
+            continue;
+        }
+        SRunner *sr = srunner_create(make_suite());
+        srunner_run_all(sr, CK_NORMAL);
+        failed += srunner_ntests_failed(sr);
+        srunner_free(sr);
+    }
+    for (int i = 0; i < count; i++)
+        free(urls[i]);
+    free(urls);
+    return failed;
+}
+
 char *dlt_unique_name(const char *prefix)
 {
     static unsigned counter;

@@ -2,6 +2,7 @@
 #ifndef DLOCK_TESTS_COMMON_H
 #define DLOCK_TESTS_COMMON_H
 
+#include <check.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -20,6 +21,13 @@ int dlt_required(const char *backend);
 /* The URLs of $DLOCK_TEST_URLS (whitespace-separated); when it is unset, a
  * SQLite database in a fresh temporary folder.  The array ends with NULL. */
 char **dlt_conformance_urls(int *count);
+
+/* Run the suite that make_suite() builds once for every URL of
+ * dlt_conformance_urls(), with *url and *backend set to the URL and its
+ * backend's name while it runs.  A URL that cannot even be opened counts as
+ * a failure (reported as "<what>: URL #n", never with the URL itself, which
+ * may hold a password).  Returns the number of failures. */
+int dlt_run_per_url(const char *what, Suite *(*make_suite)(void), const char **url, const char **backend);
 
 /* A fresh temporary folder (removed by nobody: it lives under $TMPDIR). */
 char *dlt_tmpdir(void);
