@@ -662,6 +662,9 @@ static int cmd_run(int argc, char **argv)
             }
         }
     }
+    /* Also after an unexpected way out of the loop: the heartbeat thread
+     * releases and ends only when asked. */
+    request_stop(&r);
     pthread_join(heartbeat, NULL);
     dlock_close(client);
     if (guard > 0) {
