@@ -62,27 +62,7 @@ run_as_user() {
     fi
 }
 
-port_in_use() {
-    if command -v ss >/dev/null 2>&1; then
-        ss -Htln "sport = :$1" 2>/dev/null | grep -q .
-    else
-        # Without ss: try to connect; a refused connection means free.
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-    fi
-}
-
-pick_port() {
-    tries=0
-    while [ $tries -lt 100 ]; do
-        port=$(shuf -i 20000-59999 -n 1)
-        if ! port_in_use "$port"; then
-            echo "$port"
-            return 0
-        fi
-        tries=$((tries + 1))
-    done
-    die "no free port found"
-}
+. "$(dirname "$0")/server-common.sh"
 
 server_pid() {
     [ -f "$dir/mysqld.pid" ] && cat "$dir/mysqld.pid" 2>/dev/null || true
