@@ -333,12 +333,24 @@ static int sqlite_connect(const char *url, void **conn_out)
     /* WAL: readers (waiters peeking) never block the writer.  synchronous=NORMAL
      * is durable across process crashes; a power loss that loses the last
      * lock rows also ended every holder. */
-    src = sqlite3_exec(c->db,
-                       already_wal(path) ? "PRAGMA synchronous=NORMAL;"
-                                         : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-                       NULL, NULL, NULL);
-    if (src == SQLITE_OK)
-        src = sqlite3_exec(c->db, schema_sql, NULL, NULL, NULL);
+    /* Several processes opening a brand-new file at once race to switch it
+     * to WAL and create the table; SQLite answers some of those races with
+     * SQLITE_BUSY without calling the busy handler.  Retry them within the
+     * busy timeout. */
+    int64_t setup_deadline = dlock__now_ms() + BUSY_TIMEOUT_MS;
+    for (int attempt = 0;; attempt++) {
+        src = sqlite3_exec(c->db,
+                           already_wal(path) ? "PRAGMA synchronous=NORMAL;"
+                                             : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                           NULL, NULL, NULL);
+        if (src == SQLITE_OK)
+            src = sqlite3_exec(c->db, schema_sql, NULL, NULL, NULL);
+        if (((src & 0xff) != SQLITE_BUSY && (src & 0xff) != SQLITE_LOCKED) ||
+            dlock__now_ms() >= setup_deadline)
+            break;
+        struct timespec pause = {0, (long)(1 + (attempt % 10)) * 1000000L};
+        nanosleep(&pause, NULL);
+    }
     if (src != SQLITE_OK) {
         rc = db_error(c, src, "cannot set up the lock table");
         goto fail;
