@@ -1069,8 +1069,9 @@ static int acquire_on_session(struct mysql_conn *c, const char *name, uint32_t t
                               int32_t wait_ms, void **lock_out);
 
 static int mysql_acquire(void *conn, const char *name, uint32_t ttl_ms, int32_t wait_ms,
-                         void **lock_out)
+                         struct dlock_call *call, void **lock_out)
 {
+    (void)call;
     struct mysql_conn *c = conn;
     acquiring(c, 1);
     int status = acquire_on_session(c, name, ttl_ms, wait_ms, lock_out);
@@ -1183,8 +1184,9 @@ static int acquire_on_session(struct mysql_conn *c, const char *name, uint32_t t
     return status;
 }
 
-static int mysql_extend(void *conn, void *lock, const char *name, uint32_t ttl_ms)
+static int mysql_extend(void *conn, void *lock, const char *name, uint32_t ttl_ms, struct dlock_call *call)
 {
+    (void)call;
     struct mysql_conn *c = conn;
     struct mysql_lock *l = lock;
     if (!l || !lock_alive(c, l))
@@ -1211,8 +1213,9 @@ static int mysql_extend(void *conn, void *lock, const char *name, uint32_t ttl_m
     return DLOCK_OK;
 }
 
-static int mysql_release(void *conn, void *lock, const char *name)
+static int mysql_release(void *conn, void *lock, const char *name, struct dlock_call *call)
 {
+    (void)call;
     struct mysql_conn *c = conn;
     struct mysql_lock *l = lock;
     if (!l)
@@ -1247,8 +1250,9 @@ static int mysql_release(void *conn, void *lock, const char *name)
     return status;
 }
 
-static int mysql_holder(void *conn, const char *name, char *buf, size_t buflen)
+static int mysql_holder(void *conn, const char *name, char *buf, size_t buflen, struct dlock_call *call)
 {
+    (void)call;
     struct mysql_conn *c = conn;
     char server_name[DLOCK_MYSQL_LOCK_NAME_MAX + 1];
     dlock__mysql_lock_name(name, server_name, sizeof server_name);

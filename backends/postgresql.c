@@ -752,8 +752,10 @@ static int wait_lock(pg_conn *c, pg_lock *l, const char *name, int32_t wait_ms)
     return rc;
 }
 
-static int pg_acquire(void *vconn, const char *name, uint32_t ttl_ms, int32_t wait_ms, void **lock_out)
+static int pg_acquire(void *vconn, const char *name, uint32_t ttl_ms, int32_t wait_ms, struct dlock_call *call,
+                      void **lock_out)
 {
+    (void)call;
     pg_conn *c = vconn;
     pg_lock *l = calloc(1, sizeof *l);
     if (!l)
@@ -796,8 +798,9 @@ static int no_longer_held(const char *name)
     return dlock__error(DLOCK_ELOST, "lock '%s' is lost: this session no longer holds it", name);
 }
 
-static int pg_extend(void *vconn, void *vlock, const char *name, uint32_t ttl_ms)
+static int pg_extend(void *vconn, void *vlock, const char *name, uint32_t ttl_ms, struct dlock_call *call)
 {
+    (void)call;
     pg_conn *c = vconn;
     pg_lock *l = vlock;
     if (l->generation != c->generation)
@@ -839,8 +842,9 @@ static int pg_extend(void *vconn, void *vlock, const char *name, uint32_t ttl_ms
     return rc;
 }
 
-static int pg_release(void *vconn, void *vlock, const char *name)
+static int pg_release(void *vconn, void *vlock, const char *name, struct dlock_call *call)
 {
+    (void)call;
     pg_conn *c = vconn;
     pg_lock *l = vlock;
     int rc;
@@ -886,8 +890,9 @@ static int pg_release(void *vconn, void *vlock, const char *name)
 
 /* --- holder, cancel ------------------------------------------------------------------ */
 
-static int pg_holder(void *vconn, const char *name, char *buf, size_t buflen)
+static int pg_holder(void *vconn, const char *name, char *buf, size_t buflen, struct dlock_call *call)
 {
+    (void)call;
     pg_conn *c = vconn;
     char key[24];
     format_key(key, dlock__pg_key(name, strlen(name)));

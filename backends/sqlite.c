@@ -10,6 +10,7 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -107,23 +108,41 @@ typedef struct sqlite_lock {
     unsigned char owner[OWNER_TOKEN_SIZE];
 } sqlite_lock;
 
+#define BOOT_ID_PATH "/proc/sys/kernel/random/boot_id"
+
+/* The kernel's boot id, or "" when it cannot be read.  There is no safe
+ * guess: a made-up id would make every row written by other processes look
+ * like one from an earlier boot, i.e. expired, and a live lock would be
+ * taken twice.  So without it the backend refuses to open. */
 static char boot_id[64];
 static pthread_once_t boot_id_once = PTHREAD_ONCE_INIT;
+
+/* The kernel writes a UUID: 36 characters of hex digits and dashes. */
+static int looks_like_boot_id(const char *s)
+{
+    size_t len = strlen(s);
+    if (len != 36)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        int dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
+            return 0;
+    }
+    return 1;
+}
 
 static void read_boot_id(void)
 {
     char buf[64] = "";
-    int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+    int fd = open(BOOT_ID_PATH, O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
         ssize_t n = read(fd, buf, sizeof buf - 1);
         close(fd);
-        if (n > 0) {
-            buf[n] = '\0';
-            buf[strcspn(buf, "\n")] = '\0';
-        }
+        buf[n > 0 ? n : 0] = '\0';
+        buf[strcspn(buf, "\n")] = '\0';
     }
-    if (!buf[0])
-        strcpy(buf, "unknown-boot");
+    if (!looks_like_boot_id(buf))
+        buf[0] = '\0';
     memcpy(boot_id, buf, sizeof boot_id);
 }
 
@@ -286,6 +305,13 @@ static int sqlite_connect(const char *url, void **conn_out)
     if (rc != DLOCK_OK)
         return rc;
     load_boot_id();
+    if (!boot_id[0]) {
+        free(path);
+        return dlock__error(DLOCK_EBACKEND,
+                            "sqlite: cannot read the kernel's boot id from " BOOT_ID_PATH
+                            "; the SQLite backend needs it to tell a live lease from one of an earlier"
+                            " boot (is /proc mounted, and not restricted by ProcSubset=pid?)");
+    }
     sqlite_conn *c = calloc(1, sizeof *c);
     if (!c) {
         free(path);
@@ -524,14 +550,18 @@ static enum nap_end nap(sqlite_conn *c, int64_t ms)
     return NAP_CHANGED;
 }
 
-static void drain_cancel(sqlite_conn *c)
+/* The end of a wait, under the core's cancel mutex: a cancel that came too
+ * late for this wait must not reach the next one. */
+static void sqlite_cancel_clear(void *vconn)
 {
+    sqlite_conn *c = vconn;
     uint64_t value;
     while (read(c->cancel_fd, &value, sizeof value) == (ssize_t)sizeof value) {
     }
 }
 
-static int sqlite_acquire(void *vconn, const char *name, uint32_t ttl_ms, int32_t wait_ms, void **lock_out)
+static int sqlite_acquire(void *vconn, const char *name, uint32_t ttl_ms, int32_t wait_ms, struct dlock_call *call,
+                          void **lock_out)
 {
     sqlite_conn *c = vconn;
     sqlite_lock *lock = malloc(sizeof *lock);
@@ -546,6 +576,8 @@ static int sqlite_acquire(void *vconn, const char *name, uint32_t ttl_ms, int32_
     uint32_t rng = jitter_state();
     int rc;
     for (;;) {
+        /* The lease starts with the attempt that takes the row. */
+        call->lease_start_ms = dlock__now_ms();
         rc = try_take(c, name, ttl_ms, lock);
         if (rc != DLOCK_EBUSY || wait_ms == 0)
             break;
@@ -591,8 +623,6 @@ static int sqlite_acquire(void *vconn, const char *name, uint32_t ttl_ms, int32_
     else if (rc == DLOCK_EBUSY)
         dlock__error(DLOCK_EBUSY, "lock '%s' is held by someone else (waited %ld ms)", name, (long)wait_ms);
 done:
-    if (wait_ms != 0)
-        drain_cancel(c);
     if (rc == DLOCK_OK)
         *lock_out = lock;
     else
@@ -600,8 +630,9 @@ done:
     return rc;
 }
 
-static int sqlite_extend(void *vconn, void *vlock, const char *name, uint32_t ttl_ms)
+static int sqlite_extend(void *vconn, void *vlock, const char *name, uint32_t ttl_ms, struct dlock_call *call)
 {
+    (void)call; /* a local file: SQLite's busy timeout bounds the call */
     sqlite_conn *c = vconn;
     sqlite_lock *lock = vlock;
     int64_t now = boot_ms();
@@ -623,8 +654,9 @@ static int sqlite_extend(void *vconn, void *vlock, const char *name, uint32_t tt
     return DLOCK_OK;
 }
 
-static int sqlite_release(void *vconn, void *vlock, const char *name)
+static int sqlite_release(void *vconn, void *vlock, const char *name, struct dlock_call *call)
 {
+    (void)call;
     sqlite_conn *c = vconn;
     sqlite_lock *lock = vlock;
     sqlite3_stmt *s = stmt(c, STMT_RELEASE);
@@ -650,8 +682,9 @@ static int sqlite_release(void *vconn, void *vlock, const char *name)
     return DLOCK_OK;
 }
 
-static int sqlite_holder(void *vconn, const char *name, char *buf, size_t buflen)
+static int sqlite_holder(void *vconn, const char *name, char *buf, size_t buflen, struct dlock_call *call)
 {
+    (void)call;
     sqlite_conn *c = vconn;
     sqlite3_stmt *s = stmt(c, STMT_HOLDER);
     if (!s)
@@ -704,5 +737,6 @@ const struct dlock_backend dlock__backend_sqlite = {
     .release = sqlite_release,
     .holder = sqlite_holder,
     .cancel = sqlite_cancel,
+    .cancel_clear = sqlite_cancel_clear,
     .session_ttl_ms = NULL,
 };

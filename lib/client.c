@@ -17,6 +17,7 @@ struct dlock_lock {
     void *state;                         /* the backend's per-lock state */
     _Atomic int64_t lease_deadline_ms;   /* monotonic; the lease may have expired from then on */
     atomic_int lost;                     /* the store told us, or our lease ran out: stays lost */
+    uint64_t generation;                 /* the backend's session generation it was taken in */
     uint32_t hash;
     struct dlock_lock *prev, *next;      /* every lock the client holds */
     struct dlock_lock *hash_next;        /* the registry bucket chain */
@@ -31,7 +32,12 @@ struct dlock_client {
     dlock_lock **buckets;
     size_t bucket_count;                 /* a power of two */
     size_t held_count;
-    atomic_int waiting;                  /* an acquire with a wait is in progress */
+    /* dlock_cancel() and the start and end of every wait take this short
+     * mutex (never held over a round trip to the store), so that a cancel
+     * reaches only the wait in progress, never the next one. */
+    pthread_mutex_t cancel_mutex;
+    int waiting;                         /* an acquire with a wait is in progress */
+    uint64_t generation;                 /* the backend's session generation, last seen */
     /* For backends whose session dies when idle: when that may happen. */
     _Atomic int64_t session_deadline_ms;
 };
@@ -156,6 +162,21 @@ static void session_touched(dlock_client *c, int64_t sent_ms)
     atomic_store(&c->session_deadline_ms, ttl ? sent_ms + (int64_t)ttl : INT64_MAX);
 }
 
+/* After every backend call: a session the backend dropped or replaced takes
+ * every lock of an earlier session with it, at once. */
+static void session_check(dlock_client *c)
+{
+    if (!c->backend->session_generation)
+        return;
+    uint64_t generation = c->backend->session_generation(c->conn);
+    if (generation == c->generation)
+        return;
+    c->generation = generation;
+    for (dlock_lock *l = c->held; l; l = l->next)
+        if (l->generation != generation)
+            atomic_store(&l->lost, 1);
+}
+
 static int64_t lease_remaining(const dlock_lock *lock, int64_t now)
 {
     if (atomic_load(&lock->lost))
@@ -165,6 +186,33 @@ static int64_t lease_remaining(const dlock_lock *lock, int64_t now)
     if (session < deadline)
         deadline = session;
     return deadline > now ? deadline - now : 0;
+}
+
+/* A release is bounded by the lease it ends (a store that does not answer
+ * before then has let it go anyway), but gets at least a short while to
+ * free a lock whose lease already ran out, so that others need not wait. */
+#define RELEASE_MIN_MS 1000
+
+static int64_t release_deadline(const dlock_lock *l, int64_t now)
+{
+    int64_t remaining = lease_remaining(l, now);
+    return now + (remaining > RELEASE_MIN_MS ? remaining : RELEASE_MIN_MS);
+}
+
+static void wait_begins(dlock_client *c)
+{
+    pthread_mutex_lock(&c->cancel_mutex);
+    c->waiting = 1;
+    pthread_mutex_unlock(&c->cancel_mutex);
+}
+
+static void wait_ends(dlock_client *c)
+{
+    pthread_mutex_lock(&c->cancel_mutex);
+    c->waiting = 0;
+    if (c->backend->cancel_clear)
+        c->backend->cancel_clear(c->conn);
+    pthread_mutex_unlock(&c->cancel_mutex);
 }
 
 /* --- public API ---------------------------------------------------------------- */
@@ -196,11 +244,17 @@ DLOCK_API int dlock_open(const char *url, dlock_client **out)
         free(c);
         return dlock__error(DLOCK_ENOMEM, "out of memory");
     }
+    if (pthread_mutex_init(&c->cancel_mutex, NULL) != 0) {
+        pthread_mutex_destroy(&c->mutex);
+        free(c->buckets);
+        free(c);
+        return dlock__error(DLOCK_ENOMEM, "out of memory");
+    }
     c->backend = be;
-    atomic_init(&c->waiting, 0);
     atomic_init(&c->session_deadline_ms, INT64_MAX);
     rc = be->connect(url, &c->conn);
     if (rc != DLOCK_OK) {
+        pthread_mutex_destroy(&c->cancel_mutex);
         pthread_mutex_destroy(&c->mutex);
         free(c->buckets);
         free(c);
@@ -218,12 +272,14 @@ DLOCK_API void dlock_close(dlock_client *c)
     while (c->held) {
         dlock_lock *l = c->held;
         registry_remove(c, l);
-        (void)c->backend->release(c->conn, l->state, l->name);
+        struct dlock_call call = {release_deadline(l, dlock__now_ms()), 0};
+        (void)c->backend->release(c->conn, l->state, l->name, &call);
         free(l);
     }
     c->backend->disconnect(c->conn);
     c->conn = NULL;
     pthread_mutex_unlock(&c->mutex);
+    pthread_mutex_destroy(&c->cancel_mutex);
     pthread_mutex_destroy(&c->mutex);
     free(c->buckets);
     free(c);
@@ -267,19 +323,33 @@ DLOCK_API int dlock_acquire(dlock_client *c, const char *name, uint32_t ttl_ms, 
         return dlock__error(DLOCK_EBUSY, "this client already holds the lock '%s' (locks are not re-entrant)", name);
     }
     if (wait_ms != 0)
-        atomic_store(&c->waiting, 1);
+        wait_begins(c);
     int64_t sent_ms = dlock__now_ms();
-    rc = c->backend->acquire(c->conn, name, ttl_ms, wait_ms, &l->state);
-    atomic_store(&c->waiting, 0);
+    struct dlock_call call = {
+        wait_ms == DLOCK_WAIT_FOREVER ? INT64_MAX : sent_ms + wait_ms + DLOCK_CALL_TIMEOUT_MS,
+        sent_ms,
+    };
+    rc = c->backend->acquire(c->conn, name, ttl_ms, wait_ms, &call, &l->state);
+    if (wait_ms != 0)
+        wait_ends(c);
+    session_check(c);
     if (rc == DLOCK_OK) {
-        atomic_init(&l->lease_deadline_ms, sent_ms + (int64_t)ttl_ms);
+        /* The lease runs from the round trip that was granted, not from the
+         * start of the wait; never from a moment this call had not reached. */
+        int64_t start_ms = call.lease_start_ms;
+        int64_t now_ms = dlock__now_ms();
+        if (start_ms < sent_ms || start_ms > now_ms)
+            start_ms = sent_ms;
+        atomic_init(&l->lease_deadline_ms, start_ms + (int64_t)ttl_ms);
         atomic_init(&l->lost, 0);
+        l->generation = c->generation;
         registry_insert(c, l);
+        session_touched(c, start_ms);
         *out = l;
         l = NULL;
-    }
-    if (rc == DLOCK_OK || rc == DLOCK_EBUSY)
+    } else if (rc == DLOCK_EBUSY) {
         session_touched(c, sent_ms);
+    }
     pthread_mutex_unlock(&c->mutex);
     free(l);
     return rc;
@@ -302,12 +372,23 @@ DLOCK_API int dlock_extend(dlock_lock *l, uint32_t ttl_ms)
         atomic_store(&l->lost, 1);
         rc = dlock__error(DLOCK_ELOST, "lock '%s': its lease ran out before this extend", l->name);
     } else {
-        rc = c->backend->extend(c->conn, l->state, l->name, ttl_ms);
-        if (rc == DLOCK_OK) {
+        /* A heartbeat that cannot finish before the lease ends has failed. */
+        struct dlock_call call = {sent_ms + lease_remaining(l, sent_ms), sent_ms};
+        rc = c->backend->extend(c->conn, l->state, l->name, ttl_ms, &call);
+        session_check(c);
+        if (rc == DLOCK_OK && atomic_load(&l->lost)) {
+            rc = dlock__error(DLOCK_ELOST, "lock '%s' was lost with its session", l->name);
+        } else if (rc == DLOCK_OK) {
             atomic_store(&l->lease_deadline_ms, sent_ms + (int64_t)ttl_ms);
             session_touched(c, sent_ms);
         } else if (rc == DLOCK_ELOST) {
             atomic_store(&l->lost, 1);
+        } else if (lease_remaining(l, dlock__now_ms()) == 0) {
+            char why[256];
+            dlock__copy_text(why, sizeof why, dlock_last_error());
+            atomic_store(&l->lost, 1);
+            rc = dlock__error(DLOCK_ELOST, "lock '%s': the store did not confirm the extend before the lease ran out (%s)",
+                              l->name, why);
         }
     }
     pthread_mutex_unlock(&c->mutex);
@@ -325,7 +406,9 @@ DLOCK_API int dlock_release(dlock_lock *l)
     int64_t sent_ms = dlock__now_ms();
     int was_lost = atomic_load(&l->lost);
     int expired = lease_remaining(l, sent_ms) == 0;
-    int rc = c->backend->release(c->conn, l->state, l->name);
+    struct dlock_call call = {release_deadline(l, sent_ms), sent_ms};
+    int rc = c->backend->release(c->conn, l->state, l->name, &call);
+    session_check(c);
     if (rc == DLOCK_OK) {
         session_touched(c, sent_ms);
         if (was_lost)
@@ -366,7 +449,9 @@ DLOCK_API int dlock_holder(dlock_client *c, const char *name, char *buf, size_t 
         return dlock__error(DLOCK_ENOTSUP, "the %s backend cannot tell who holds a lock", c->backend->name);
     pthread_mutex_lock(&c->mutex);
     int64_t sent_ms = dlock__now_ms();
-    rc = c->backend->holder(c->conn, name, buf, buflen);
+    struct dlock_call call = {sent_ms + DLOCK_CALL_TIMEOUT_MS, sent_ms};
+    rc = c->backend->holder(c->conn, name, buf, buflen, &call);
+    session_check(c);
     if (rc >= 0)
         session_touched(c, sent_ms);
     pthread_mutex_unlock(&c->mutex);
@@ -375,9 +460,14 @@ DLOCK_API int dlock_holder(dlock_client *c, const char *name, char *buf, size_t 
 
 DLOCK_API int dlock_cancel(dlock_client *c)
 {
+    dlock__clear_error();
     if (!c)
         return dlock__error(DLOCK_EINVAL, "dlock_cancel: client is NULL");
-    if (atomic_load(&c->waiting) && c->backend->cancel)
+    /* Under the cancel mutex a wait cannot end (or begin) meanwhile: the
+     * cancel reaches the wait in progress, or nothing. */
+    pthread_mutex_lock(&c->cancel_mutex);
+    if (c->waiting && c->backend->cancel)
         c->backend->cancel(c->conn);
+    pthread_mutex_unlock(&c->cancel_mutex);
     return DLOCK_OK;
 }

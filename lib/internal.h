@@ -31,6 +31,22 @@
  */
 #define DLOCK_BACKEND_VERSION 1
 
+/*
+ * What the core tells a backend about one call, and what it answers.
+ * Every round trip is bounded: a backend that cannot finish by deadline_ms
+ * gives up, drops a connection whose state it no longer knows, and returns
+ * DLOCK_ECONN (a lock on a dropped session is DLOCK_ELOST).
+ */
+struct dlock_call {
+    int64_t deadline_ms;    /* dlock__now_ms() time; INT64_MAX: no deadline (a wait without bound) */
+    int64_t lease_start_ms; /* acquire and extend: see acquire */
+};
+
+/* The bound on a call that has no lease to lose (a try, a holder query, the
+ * round trips around a wait): long enough for a slow network, short enough
+ * that a store that stopped answering is noticed. */
+#define DLOCK_CALL_TIMEOUT_MS 10000
+
 /* NOTE: no typedef, since dlock_backend() is a public function: write
  * `const struct dlock_backend dlock__backend_NAME = { ... };` */
 struct dlock_backend {
@@ -47,27 +63,41 @@ struct dlock_backend {
     void (*disconnect)(void *conn);
 
     /* Take `name` for ttl_ms, waiting as wait_ms says.  On DLOCK_OK, *lock_out
-     * is the backend's per-lock state (may be NULL if it needs none). */
+     * is the backend's per-lock state (may be NULL if it needs none), and
+     * call->lease_start_ms is the send time of the round trip that started
+     * the store's lease (the core presets the time before the call; a wait
+     * granted at an unknown moment inside one round trip is confirmed by one
+     * more round trip, whose send time is the answer). */
     int (*acquire)(void *conn, const char *name, uint32_t ttl_ms, int32_t wait_ms,
-                   void **lock_out);
+                   struct dlock_call *call, void **lock_out);
     /* Confirm the lock is still ours and renew it to ttl_ms from now.  Not ours
      * any more: DLOCK_ELOST. */
-    int (*extend)(void *conn, void *lock, const char *name, uint32_t ttl_ms);
+    int (*extend)(void *conn, void *lock, const char *name, uint32_t ttl_ms, struct dlock_call *call);
     /* Release and free `lock` (always, whatever the outcome).  DLOCK_ELOST if
      * it was no longer held. */
-    int (*release)(void *conn, void *lock, const char *name);
+    int (*release)(void *conn, void *lock, const char *name, struct dlock_call *call);
     /* 1 held (buf filled with who holds it, NUL-terminated, truncated to
      * buflen; buf may be NULL when buflen is 0), 0 free, <0 error. */
-    int (*holder)(void *conn, const char *name, char *buf, size_t buflen);
+    int (*holder)(void *conn, const char *name, char *buf, size_t buflen, struct dlock_call *call);
     /* Called from another thread WITHOUT the client mutex while an acquire
-     * with a wait may be in progress: make it return DLOCK_ECANCELED soon.
-     * Must not block and must be safe against a concurrent acquire/release. */
+     * with a wait is in progress: make it return DLOCK_ECANCELED soon, also
+     * when the store does not answer (give up locally).  Must not block on
+     * the store for long.  The core serializes it with the start and the end
+     * of every wait (its cancel mutex), so it never runs outside a wait. */
     void (*cancel)(void *conn);
+    /* Optional.  Called under the cancel mutex when a wait has ended: forget
+     * a cancel that came too late to matter, so that it never reaches the
+     * next wait. */
+    void (*cancel_clear)(void *conn);
     /* Optional.  For stores that enforce the lease on the whole session (the
      * session dies when idle for this long): the idle timeout now in force,
      * in ms, 0 for none.  The core uses it so that dlock_remaining_ms() never
      * promises more than the session will live. */
     uint32_t (*session_ttl_ms)(void *conn);
+    /* Optional.  For session stores: a number that changes whenever the
+     * backend drops or replaces its server session.  The core reads it after
+     * every call and marks every lock taken in an earlier generation lost. */
+    uint64_t (*session_generation)(void *conn);
 };
 
 /* Set this thread's error text and return `status`.  Never pass a password. */
@@ -76,7 +106,8 @@ int dlock__verror(int status, const char *fmt, va_list ap) DLOCK_PRINTF(2, 0);
 /* Clear this thread's error text. */
 void dlock__clear_error(void);
 
-/* Monotonic milliseconds (CLOCK_MONOTONIC). */
+/* Milliseconds on CLOCK_BOOTTIME: monotonic, and it keeps counting while the
+ * host is suspended, as the stores' own timers do. */
 int64_t dlock__now_ms(void);
 
 /* Validation used by the core (exposed for the unit tests). */
