@@ -8,7 +8,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -423,6 +425,165 @@ START_TEST(cancel_without_wait)
 }
 END_TEST
 
+/* --- a wait longer than the TTL ------------------------------------------------------ */
+
+/* A holder that keeps `n` for about hold_ms with a 2 s TTL (extending every
+ * 700 ms), then releases it: forked, so that the test can wait meanwhile. */
+static pid_t hold_then_release(dlt_child *holder, int64_t hold_ms)
+{
+    ck_assert_int_eq(dlt_child_start(holder, url, name, 2000, 0), 0);
+    ck_assert_int_eq(dlt_child_read(holder, 10000), DLOCK_OK);
+    fflush(NULL);
+    pid_t driver = fork();
+    if (driver == 0) {
+        int64_t start = dlt_now_ms();
+        while (dlt_now_ms() - start < hold_ms - 700) {
+            dlt_sleep_ms(700);
+            if (dlt_child_cmd(holder, "extend 2000", 10000) != DLOCK_OK)
+                _exit(1);
+        }
+        dlt_sleep_ms(hold_ms - (dlt_now_ms() - start));
+        _exit(dlt_child_cmd(holder, "release", 10000) == DLOCK_OK ? 0 : 2);
+    }
+    return driver;
+}
+
+static void ended_well(pid_t pid)
+{
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d", status);
+}
+
+/* The lease runs from the round trip that was granted, not from the start
+ * of the wait: a lock taken after waiting 3 s with a 2 s TTL has its whole
+ * TTL ahead of it (issue 10: it used to be born lost). */
+static void wait_longer_than_ttl(int32_t wait_ms)
+{
+    dlt_child holder;
+    pid_t driver = hold_then_release(&holder, 3000);
+    int64_t start = dlt_now_ms();
+    dlock_lock *l = NULL;
+    int rc = dlock_acquire(client, name, 2000, wait_ms, &l);
+    int64_t waited = dlt_now_ms() - start;
+    ck_assert_msg(rc == DLOCK_OK, "acquire: %d %s", rc, dlock_last_error());
+    ck_assert_int_ge(waited, 2500);
+    int64_t remaining = dlock_remaining_ms(l);
+    ck_assert_msg(remaining > 1500, "a lock granted after %lld ms starts with %lld ms of its 2000 ms lease",
+                  (long long)waited, (long long)remaining);
+    ck_assert(!free_for_others(name));
+    ck_assert_msg(dlock_extend(l, 2000) == DLOCK_OK, "extend: %s", dlock_last_error());
+    ck_assert_int_gt(dlock_remaining_ms(l), 1500);
+    ck_assert_msg(dlock_release(l) == DLOCK_OK, "release: %s", dlock_last_error());
+    ended_well(driver);
+    dlt_child_stop(&holder, 0);
+}
+
+START_TEST(wait_longer_than_ttl_gives_full_lease)
+{
+    wait_longer_than_ttl(10000);
+}
+END_TEST
+
+START_TEST(wait_forever_longer_than_ttl_gives_full_lease)
+{
+    wait_longer_than_ttl(DLOCK_WAIT_FOREVER);
+}
+END_TEST
+
+/* The same through dlock(1): `dlock run -t 2s -w 10s` behind a holder of
+ * 3 s runs its job to the end instead of stopping it at once (exit 79). */
+START_TEST(dlock_run_wait_longer_than_ttl)
+{
+    const char *bin = getenv("DLOCK_BIN");
+    ck_assert_msg(bin != NULL, "DLOCK_BIN is not set (make check sets it)");
+    dlt_child holder;
+    pid_t driver = hold_then_release(&holder, 3000);
+    fflush(NULL);
+    pid_t run = fork();
+    if (run == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, STDOUT_FILENO);
+        execl(bin, "dlock", "run", "-q", "-u", url, "-t", "2s", "-w", "10s", name, "--", "sh", "-c",
+              "sleep 2.5; exit 7", (char *)NULL);
+        _exit(127);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(run, &status, 0), run);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 7,
+                  "dlock run exited %d (79: the lock was born lost)", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    ended_well(driver);
+    dlt_child_stop(&holder, 0);
+}
+END_TEST
+
+/* A cancel that races the end of one wait must not cancel the next one:
+ * it affects only a wait in progress (issue 10).  The racer releases the
+ * lock that the waiter waits for, and at once cancels, again and again for
+ * a few milliseconds: around the grant. */
+struct grant_racer {
+    dlock_client *waiter;
+    dlock_lock *busy;
+    int delay_ms;
+};
+
+static void *grant_racer_main(void *p)
+{
+    struct grant_racer *r = p;
+    dlt_sleep_ms(r->delay_ms);
+    ck_assert_int_eq(dlock_release(r->busy), DLOCK_OK);
+    int64_t until = dlt_now_ms() + 5;
+    while (dlt_now_ms() < until) {
+        ck_assert_int_eq(dlock_cancel(r->waiter), DLOCK_OK);
+        sched_yield();
+    }
+    return NULL;
+}
+
+START_TEST(stale_cancel_never_reaches_the_next_wait)
+{
+    dlock_client *other = open_other();
+    int stale = 0, granted = 0;
+    for (int trial = 0; trial < 20; trial++) {
+        struct grant_racer r = {client, NULL, 20 + trial % 7};
+        ck_assert_int_eq(dlock_acquire(other, name, 60000, 0, &r.busy), DLOCK_OK);
+        pthread_t t;
+        ck_assert_int_eq(pthread_create(&t, NULL, grant_racer_main, &r), 0);
+        dlock_lock *l = NULL;
+        int rc = dlock_acquire(client, name, 5000, 5000, &l);
+        pthread_join(t, NULL);
+        ck_assert_msg(rc == DLOCK_OK || rc == DLOCK_ECANCELED, "first wait: %d %s", rc, dlock_last_error());
+        if (rc == DLOCK_OK) {
+            granted++;
+            ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+        }
+        /* No cancel from here on: this wait must run its whole course. */
+        dlock_lock *busy = NULL;
+        ck_assert_int_eq(dlock_acquire(other, name, 60000, 0, &busy), DLOCK_OK);
+        int64_t start = dlt_now_ms();
+        rc = dlock_acquire(client, name, 5000, 300, &l);
+        int64_t took = dlt_now_ms() - start;
+        ck_assert_msg(rc == DLOCK_EBUSY || rc == DLOCK_ECANCELED, "second wait: %d %s", rc, dlock_last_error());
+        if (rc == DLOCK_ECANCELED || took < 250)
+            stale++;
+        ck_assert_int_eq(dlock_release(busy), DLOCK_OK);
+    }
+    ck_assert_msg(stale == 0, "%d of 20 waits were cancelled by a cancel meant for an earlier wait (%d granted)",
+                  stale, granted);
+    dlock_close(other);
+}
+END_TEST
+
+START_TEST(cancel_clears_the_last_error)
+{
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(client, "", 5000, 0, &l), DLOCK_EINVAL);
+    ck_assert_str_ne(dlock_last_error(), "");
+    ck_assert_int_eq(dlock_cancel(client), DLOCK_OK);
+    ck_assert_str_eq(dlock_last_error(), "");
+}
+END_TEST
+
 /* --- not re-entrant ------------------------------------------------------------------- */
 
 START_TEST(not_reentrant)
@@ -812,6 +973,11 @@ static Suite *conformance_suite(void)
     tcase_add_test(t, cancel_wait_forever);
     tcase_add_test(t, cancel_bounded_wait);
     tcase_add_test(t, cancel_without_wait);
+    tcase_add_test(t, cancel_clears_the_last_error);
+    tcase_add_test(t, stale_cancel_never_reaches_the_next_wait);
+    tcase_add_test(t, wait_longer_than_ttl_gives_full_lease);
+    tcase_add_test(t, wait_forever_longer_than_ttl_gives_full_lease);
+    tcase_add_test(t, dlock_run_wait_longer_than_ttl);
     suite_add_tcase(s, t);
 
     t = tcase_create("clients");
