@@ -584,6 +584,57 @@ START_TEST(sqlite_refuses_symlinked_database)
 }
 END_TEST
 
+/* The row is taken away behind the holder's back while its lease still looks
+ * alive (a new owner token, written through SQLite's own client): the job
+ * ends well, and the final release finds the lock lost.  dlock keeps the
+ * job's status and says so, even with -q (issue 10: it used to say nothing). */
+START_TEST(lost_at_the_final_release_is_said)
+{
+    char started[4300], err[4300];
+    snprintf(started, sizeof started, "%s/started", dir);
+    snprintf(err, sizeof err, "%s/err", dir);
+    pid_t run = sh_bg("exec '%s' run -q -t 30s %s -- sh -c 'touch \"%s\"; sleep 1.5; exit 3' 2>'%s'", dlock_bin,
+                      name, started, err);
+    ck_assert(wait_for_file(started, 10000));
+    ck_assert_int_eq(sh("sqlite3 -cmd '.timeout 5000' '%s/locks.db' "
+                        "\"UPDATE dlock_locks SET owner = randomblob(16) WHERE name = '%s'\"",
+                        dir, name),
+                     0);
+    ck_assert_int_eq(wait_exit(run), 3);
+    ck_assert_msg(file_has(err, "found lost when it was released"), "dlock said nothing of the lost lock");
+}
+END_TEST
+
+/* Without a readable boot id (here an empty file bind-mounted over it in a
+ * private mount namespace, as a chroot without /proc or ProcSubset=pid
+ * would give) the SQLite backend refuses to open rather than guess, so a
+ * lock held by another process is never judged expired (issue 10). */
+START_TEST(sqlite_without_boot_id_refuses)
+{
+    if (geteuid() != 0 || sh("unshare -m true 2>/dev/null") != 0) {
+        fprintf(stderr, "sqlite_without_boot_id_refuses: no private mount namespace here (needs root)\n");
+        ck_assert_int_ne(geteuid(), 0); /* root must be able to make one */
+        return;
+    }
+    dlock_client *c = NULL;
+    dlock_lock *held = NULL;
+    ck_assert_int_eq(dlock_open(url, &c), DLOCK_OK);
+    ck_assert_int_eq(dlock_acquire(c, name, 30000, 0, &held), DLOCK_OK);
+    char ran[4300], err[4300];
+    snprintf(ran, sizeof ran, "%s/ran", dir);
+    snprintf(err, sizeof err, "%s/err", dir);
+    ck_assert_int_eq(sh("touch '%s/empty'", dir), 0);
+    int rc = sh("unshare -m sh -c \"mount --bind '%s/empty' /proc/sys/kernel/random/boot_id && "
+                "exec '%s' run %s -- touch '%s'\" 2>'%s'",
+                dir, dlock_bin, name, ran, err);
+    ck_assert_msg(access(ran, F_OK) != 0, "the job ran while another process held the lock");
+    ck_assert_int_ne(rc, 0);
+    ck_assert_msg(file_has(err, "boot id"), "no word of the boot id");
+    ck_assert_int_eq(dlock_release(held), DLOCK_OK);
+    dlock_close(c);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("process");
@@ -599,6 +650,8 @@ int main(void)
     tcase_add_test(t, stopped_dlock_terminates_its_job);
     tcase_add_test(t, lost_lock_kills_stubborn_job);
     tcase_add_test(t, job_dies_with_dlock);
+    tcase_add_test(t, lost_at_the_final_release_is_said);
+    tcase_add_test(t, sqlite_without_boot_id_refuses);
     suite_add_tcase(s, t);
     t = tcase_create("cli");
     tcase_add_checked_fixture(t, setup, teardown);

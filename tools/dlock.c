@@ -23,7 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
+#include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -44,6 +46,11 @@
 
 #define DEFAULT_TTL_MS 60000
 #define DEFAULT_GRACE_MS 10000
+/* Once the job is over and the lock lost, or dlock was asked to stop before
+ * the job started, dlock waits this long for the library to let go, then
+ * exits anyway: a store that stopped answering never keeps dlock alive (the
+ * lock then ends with its lease, or with the connection). */
+#define LET_GO_MS 1500
 
 static int quiet;
 
@@ -197,17 +204,34 @@ typedef struct runner {
     int32_t wait_ms;
     dlock_lock *lock;
     int event_fd;            /* write end of the pipe to the main thread */
-    pthread_mutex_t mutex;
-    pthread_cond_t cond;
-    int stop;                /* main -> heartbeat: release now */
+    int stop_fd;             /* eventfd, main -> heartbeat: release now */
+    int timer_fd;            /* the heartbeat's own timer (CLOCK_BOOTTIME) */
+    pthread_mutex_t mutex;   /* guards error */
     char error[512];         /* detail of the last failure, copied for the main thread */
 } runner;
 
+/* Every timer of dlock runs on CLOCK_BOOTTIME, as the library's lease clock
+ * does: it keeps counting while the host is suspended, as the stores' own
+ * timers do, so a lease that ran out during a suspend is seen to have run out. */
 static int64_t now_ms(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_BOOTTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Arm a CLOCK_BOOTTIME timerfd for the absolute time `deadline` (ms);
+ * INT64_MAX disarms it. */
+static void arm_timer(int timer_fd, int64_t deadline)
+{
+    struct itimerspec spec = {{0, 0}, {0, 0}};
+    if (deadline != INT64_MAX) {
+        if (deadline < 1)
+            deadline = 1;
+        spec.it_value.tv_sec = (time_t)(deadline / 1000);
+        spec.it_value.tv_nsec = (long)(deadline % 1000) * 1000000L;
+    }
+    (void)timerfd_settime(timer_fd, TFD_TIMER_ABSTIME, &spec, NULL);
 }
 
 static void post(runner *r, char kind, int status)
@@ -222,27 +246,20 @@ static void post(runner *r, char kind, int status)
     }
 }
 
-/* Wait until `deadline` or a stop request; returns 1 when asked to stop. */
+/* Wait until `deadline` or a stop request; returns 1 when asked to stop
+ * (the request stays readable, so every later call returns 1 at once). */
 static int nap_until(runner *r, int64_t deadline)
 {
-    pthread_mutex_lock(&r->mutex);
-    while (!r->stop) {
-        int64_t left = deadline - now_ms();
-        if (left <= 0)
-            break;
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += (time_t)(left / 1000);
-        ts.tv_nsec += (long)(left % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&r->cond, &r->mutex, &ts);
+    arm_timer(r->timer_fd, deadline);
+    for (;;) {
+        struct pollfd fds[2] = {{r->stop_fd, POLLIN, 0}, {r->timer_fd, POLLIN, 0}};
+        if (poll(fds, 2, -1) < 0 && errno != EINTR)
+            return 1;
+        if (fds[0].revents & POLLIN)
+            return 1;
+        if (now_ms() >= deadline)
+            return 0;
     }
-    int stop = r->stop;
-    pthread_mutex_unlock(&r->mutex);
-    return stop;
 }
 
 static void *heartbeat_main(void *arg)
@@ -274,10 +291,8 @@ static void *heartbeat_main(void *arg)
 
 static void request_stop(runner *r)
 {
-    pthread_mutex_lock(&r->mutex);
-    r->stop = 1;
-    pthread_cond_signal(&r->cond);
-    pthread_mutex_unlock(&r->mutex);
+    uint64_t one = 1;
+    (void)!write(r->stop_fd, &one, sizeof one);
 }
 
 static int read_event(int fd, struct event *ev)
@@ -504,10 +519,14 @@ static int cmd_run(int argc, char **argv)
     runner r = {.client = client, .name = o.name, .ttl_ms = (uint32_t)o.ttl_ms,
                 .wait_ms = (int32_t)o.wait_ms, .event_fd = events[1]};
     pthread_mutex_init(&r.mutex, NULL);
-    pthread_condattr_t cattr;
-    pthread_condattr_init(&cattr);
-    pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
-    pthread_cond_init(&r.cond, &cattr);
+    r.stop_fd = eventfd(0, EFD_CLOEXEC);
+    r.timer_fd = timerfd_create(CLOCK_BOOTTIME, TFD_CLOEXEC);
+    int main_timer = timerfd_create(CLOCK_BOOTTIME, TFD_CLOEXEC | TFD_NONBLOCK);
+    if (r.stop_fd < 0 || r.timer_fd < 0 || main_timer < 0) {
+        say("cannot set up timers: %s", strerror(errno));
+        dlock_close(client);
+        return EXIT_OSERR;
+    }
     pthread_t heartbeat;
     if (pthread_create(&heartbeat, NULL, heartbeat_main, &r) != 0) {
         say("cannot start the heartbeat thread");
@@ -524,21 +543,41 @@ static int cmd_run(int argc, char **argv)
     int64_t acquired_at = 0, kill_at = -1;
     int acquired = 0, released = 0, release_status = DLOCK_OK;
     int stop_requested = 0;
+    int64_t let_go_at = -1;
+    int abandoned = 0;
+    int told_to_stop = 0; /* a signal came, for dlock or forwarded to the job */
 
     while (!released) {
         int64_t now = now_ms();
         int64_t timeout = -1;
+        /* Nothing left to protect (the lock is lost and the job over, or a
+         * signal came while no job runs): give the library a moment to let
+         * go, no more. */
+        if (let_go_at < 0 && job_done && (lost || told_to_stop))
+            let_go_at = now + LET_GO_MS;
+        if (let_go_at < 0 && got_signal && !acquired)
+            let_go_at = now + LET_GO_MS;
+        if (let_go_at >= 0) {
+            if (now >= let_go_at) {
+                abandoned = 1;
+                break;
+            }
+            timeout = let_go_at - now;
+        }
         if (acquired && !lost && !stop_requested) {
             int64_t left = dlock_remaining_ms(r.lock);
             if (left == 0) {
                 lost = 1;
+                timeout = 0;
                 if (!job_done) {
                     if (!quiet)
                         say("lock '%s' not confirmed before its lease ran out: stopping the job", o.name);
                     kill(-job, SIGTERM);
                     kill_at = now + o.grace_ms;
+                } else if (!quiet) {
+                    say("lock '%s' was not confirmed before its lease ran out, after the job ended", o.name);
                 }
-            } else {
+            } else if (timeout < 0 || left < timeout) {
                 timeout = left;
             }
         }
@@ -556,7 +595,6 @@ static int cmd_run(int argc, char **argv)
             if (lost || got_signal || now >= hold_until) {
                 request_stop(&r);
                 stop_requested = 1;
-                timeout = -1;
             } else if (timeout < 0 || hold_until - now < timeout) {
                 timeout = hold_until - now;
             }
@@ -569,11 +607,16 @@ static int cmd_run(int argc, char **argv)
             if (timeout < 0 || timeout > 50)
                 timeout = 50;
         }
-        struct pollfd fds[2] = {{sfd, POLLIN, 0}, {events[0], POLLIN, 0}};
-        int n = poll(fds, 2, timeout > INT32_MAX ? INT32_MAX : (int)timeout);
+        arm_timer(main_timer, timeout < 0 ? INT64_MAX : now + timeout);
+        struct pollfd fds[3] = {{sfd, POLLIN, 0}, {events[0], POLLIN, 0}, {main_timer, POLLIN, 0}};
+        int n = poll(fds, 3, -1);
         if (n < 0 && errno != EINTR) {
             say("poll: %s", strerror(errno));
             break;
+        }
+        if (n > 0 && (fds[2].revents & POLLIN)) {
+            uint64_t expirations;
+            (void)!read(main_timer, &expirations, sizeof expirations);
         }
         if (n > 0 && (fds[0].revents & POLLIN)) {
             struct signalfd_siginfo si;
@@ -588,8 +631,10 @@ static int cmd_run(int argc, char **argv)
                     }
                 } else if (job > 0 && !job_done) {
                     kill(-job, sig); /* forward to the job's process group */
+                    told_to_stop = 1;
                 } else {
                     got_signal = sig;
+                    told_to_stop = 1;
                 }
             }
         }
@@ -663,20 +708,34 @@ static int cmd_run(int argc, char **argv)
         }
     }
     /* Also after an unexpected way out of the loop: the heartbeat thread
-     * releases and ends only when asked. */
+     * releases and ends only when asked.  When the store does not answer in
+     * time, dlock leaves the thread behind: exiting ends it. */
     request_stop(&r);
-    pthread_join(heartbeat, NULL);
-    dlock_close(client);
+    if (!abandoned) {
+        pthread_join(heartbeat, NULL);
+        dlock_close(client);
+    } else if (!quiet) {
+        say("the lock store did not answer in time; exiting without waiting for it"
+            " (the lock ends with its lease or its connection)");
+    }
     if (guard > 0) {
         kill(guard, SIGKILL);
         waitpid(guard, NULL, 0);
     }
 
+    if (!acquired)
+        return got_signal ? 128 + got_signal : EXIT_SOFTWARE;
     if (!lease_ok_at_exit) {
         say("lock '%s' was lost while the job ran; it may have overlapped another run", o.name);
         return EXIT_LOST;
     }
-    if (release_status != DLOCK_OK && release_status != DLOCK_ELOST && !quiet)
+    /* Said even with -q: the job's status stands, but the store says that
+     * the lock was no longer ours at the end, so another run may have
+     * overlapped this one. */
+    if (release_status == DLOCK_ELOST && !lost)
+        say("warning: lock '%s' was found lost when it was released (%s); another run may have"
+            " overlapped this one", o.name, r.error);
+    else if (release_status != DLOCK_OK && !quiet)
         say("warning: releasing lock '%s': %s", o.name, r.error);
     return job_status;
 }
