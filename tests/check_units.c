@@ -2,9 +2,11 @@
 #include "config.h"
 
 #include <check.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -232,8 +234,58 @@ START_TEST(version_matches_macros)
 }
 END_TEST
 
-int main(void)
+/* --- the lease clock ---------------------------------------------------------- */
+
+static int64_t clock_ms(clockid_t id)
 {
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* `check_units --print-clocks`: the library's clock, CLOCK_BOOTTIME and
+ * CLOCK_MONOTONIC, in ms, on one line. */
+static int print_clocks(void)
+{
+    printf("%lld %lld %lld\n", (long long)dlock__now_ms(), (long long)clock_ms(CLOCK_BOOTTIME),
+           (long long)clock_ms(CLOCK_MONOTONIC));
+    return 0;
+}
+
+/* The lease clock is CLOCK_BOOTTIME, which counts while the host is
+ * suspended, as the stores' own timers do; CLOCK_MONOTONIC does not, and a
+ * holder would see seconds left after a resume while another process took
+ * the lock (issue 10).  On a host that never slept the two are equal, so
+ * this runs the library in a time namespace whose boot clock is an hour
+ * ahead (as if the host had been suspended for an hour). */
+START_TEST(lease_clock_counts_suspend)
+{
+    int64_t now = dlock__now_ms(), boot = clock_ms(CLOCK_BOOTTIME);
+    ck_assert_int_lt(llabs(now - boot), 100);
+    if (geteuid() != 0 || dlt_system("unshare -T --boottime 3600 true 2>/dev/null") != 0) {
+        fprintf(stderr, "lease_clock_counts_suspend: no time namespace here (needs root)\n");
+        ck_assert_int_ne(geteuid(), 0); /* root must be able to make one */
+        return;
+    }
+    char self[4096], cmd[4200];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    ck_assert_int_gt(n, 0);
+    self[n] = '\0';
+    snprintf(cmd, sizeof cmd, "unshare -T --boottime 3600 '%s' --print-clocks", self);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    long long lib = 0, boottime = 0, monotonic = 0;
+    ck_assert_int_eq(fscanf(p, "%lld %lld %lld", &lib, &boottime, &monotonic), 3);
+    pclose(p);
+    ck_assert_int_gt(boottime - monotonic, 3500000); /* the namespace took */
+    ck_assert_msg(llabs(lib - boottime) < 1000, "the lease clock is %lld ms off CLOCK_BOOTTIME", lib - boottime);
+}
+END_TEST
+
+int main(int argc, char **argv)
+{
+    if (argc == 2 && strcmp(argv[1], "--print-clocks") == 0)
+        return print_clocks();
     Suite *s = suite_create("units");
     TCase *t = tcase_create("names");
     tcase_add_test(t, name_lengths);
@@ -255,6 +307,9 @@ int main(void)
     t = tcase_create("errors");
     tcase_add_test(t, strerror_texts);
     tcase_add_test(t, version_matches_macros);
+    suite_add_tcase(s, t);
+    t = tcase_create("clock");
+    tcase_add_test(t, lease_clock_counts_suspend);
     suite_add_tcase(s, t);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
