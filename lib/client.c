@@ -234,6 +234,11 @@ DLOCK_API int dlock_open(const char *url, dlock_client **out)
         return dlock__error(DLOCK_ENOTSUP, "URL scheme '%s' is not built into this libdlock (built in: %s)",
                             scheme, names);
     }
+    return dlock__open_backend(be, url, out);
+}
+
+int dlock__open_backend(const struct dlock_backend *be, const char *url, dlock_client **out)
+{
     dlock_client *c = calloc(1, sizeof *c);
     if (!c)
         return dlock__error(DLOCK_ENOMEM, "out of memory");
@@ -252,7 +257,7 @@ DLOCK_API int dlock_open(const char *url, dlock_client **out)
     }
     c->backend = be;
     atomic_init(&c->session_deadline_ms, INT64_MAX);
-    rc = be->connect(url, &c->conn);
+    int rc = be->connect(url, &c->conn);
     if (rc != DLOCK_OK) {
         pthread_mutex_destroy(&c->cancel_mutex);
         pthread_mutex_destroy(&c->mutex);
@@ -260,6 +265,8 @@ DLOCK_API int dlock_open(const char *url, dlock_client **out)
         free(c);
         return rc;
     }
+    if (be->session_generation)
+        c->generation = be->session_generation(c->conn);
     *out = c;
     return DLOCK_OK;
 }

@@ -150,6 +150,10 @@ int dlock__driver_load(dlock_driver *driver);
 void *dlock__driver_open(dlock_driver *driver, const char *const *sonames);
 int dlock__driver_symbol(dlock_driver *driver, void *handle, const char *symbol, void **slot);
 
+/* dlock_open() with a given backend table: the unit tests open clients on a
+ * fake store with it (tests/fake_store.c). */
+int dlock__open_backend(const struct dlock_backend *backend, const char *url, dlock_client **out);
+
 /* The built-in backends. */
 #ifdef HAVE_SQLITE
 extern const struct dlock_backend dlock__backend_sqlite;
