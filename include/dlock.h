@@ -43,21 +43,38 @@ typedef struct dlock_lock dlock_lock;     /* one held lock */
 
 #define DLOCK_WAIT_FOREVER (-1)
 
-/* Status codes.  Only ever appended to; never renumbered or reused. */
+/*
+ * Status codes: one list feeds the enum, dlock_strerror() and
+ * dlock_status_name().  Only ever appended to; never renumbered or reused.
+ *   XX(name, value, text)
+ */
+#define DLOCK_STATUS_MAP(XX)                                                                          \
+    XX(OK, 0, "success")                                                                              \
+    /* held by someone else: the try failed or the wait ran out */                                    \
+    XX(EBUSY, -1, "lock is held by someone else")                                                     \
+    /* this lock is no longer held: lease expired, session ended, store restarted */                  \
+    XX(ELOST, -2, "lock is no longer held")                                                           \
+    /* bad argument: NULL, bad name, ttl out of range, malformed URL */                               \
+    XX(EINVAL, -3, "invalid argument")                                                                \
+    /* store unreachable, or the connection broke during the call */                                  \
+    XX(ECONN, -4, "lock store unreachable or connection broken")                                      \
+    /* the store answered with an error (permissions, SQL error, ...) */                              \
+    XX(EBACKEND, -5, "lock store reported an error")                                                  \
+    XX(ENOMEM, -6, "out of memory")                                                                   \
+    /* URL scheme not built in, or operation not offered by this backend */                           \
+    XX(ENOTSUP, -7, "not supported")                                                                  \
+    /* a wait was interrupted by dlock_cancel() */                                                    \
+    XX(ECANCELED, -8, "wait canceled")
+
 enum {
-    DLOCK_OK = 0,
-    DLOCK_EBUSY = -1,     /* held by someone else: the try failed or the wait ran out */
-    DLOCK_ELOST = -2,     /* this lock is no longer held: lease expired, session ended, store restarted */
-    DLOCK_EINVAL = -3,    /* bad argument: NULL, bad name, ttl out of range, malformed URL */
-    DLOCK_ECONN = -4,     /* store unreachable, or the connection broke during the call */
-    DLOCK_EBACKEND = -5,  /* the store answered with an error (permissions, SQL error, ...) */
-    DLOCK_ENOMEM = -6,
-    DLOCK_ENOTSUP = -7,   /* URL scheme not built in, or operation not offered by this backend */
-    DLOCK_ECANCELED = -8  /* a wait was interrupted by dlock_cancel() */
+#define DLOCK_STATUS_ENUM(name, value, text) DLOCK_##name = value,
+    DLOCK_STATUS_MAP(DLOCK_STATUS_ENUM)
+#undef DLOCK_STATUS_ENUM
 };
 
 DLOCK_API const char *dlock_version(void);        /* "MAJOR.MINOR.PATCH" */
 DLOCK_API const char *dlock_strerror(int status); /* static text, never NULL, also for unknown codes */
+DLOCK_API const char *dlock_status_name(int status); /* "DLOCK_EBUSY"; "" for an unknown code */
 DLOCK_API const char *dlock_last_error(void);     /* this thread's last failure detail, "" if none */
 
 DLOCK_API int dlock_open(const char *url, dlock_client **out);

@@ -5,32 +5,34 @@
 
 #include "internal.h"
 
-/* One list feeds dlock_strerror(); append only. */
-#define DLOCK_STATUS_MAP(X)                                                    \
-    X(DLOCK_OK, "success")                                                     \
-    X(DLOCK_EBUSY, "lock is held by someone else")                             \
-    X(DLOCK_ELOST, "lock is no longer held")                                   \
-    X(DLOCK_EINVAL, "invalid argument")                                        \
-    X(DLOCK_ECONN, "lock store unreachable or connection broken")              \
-    X(DLOCK_EBACKEND, "lock store reported an error")                          \
-    X(DLOCK_ENOMEM, "out of memory")                                           \
-    X(DLOCK_ENOTSUP, "not supported")                                          \
-    X(DLOCK_ECANCELED, "wait canceled")
-
 #define DLOCK_ERRBUF_SIZE 512
 
 static _Thread_local char last_error[DLOCK_ERRBUF_SIZE];
 
+/* Both generated from DLOCK_STATUS_MAP in dlock.h. */
 DLOCK_API const char *dlock_strerror(int status)
 {
     switch (status) {
-#define DLOCK_STRERROR_CASE(code, text) \
-    case code:                          \
+#define DLOCK_STRERROR_CASE(name, value, text) \
+    case DLOCK_##name:                         \
         return text;
         DLOCK_STATUS_MAP(DLOCK_STRERROR_CASE)
 #undef DLOCK_STRERROR_CASE
     default:
         return "unknown status code";
+    }
+}
+
+DLOCK_API const char *dlock_status_name(int status)
+{
+    switch (status) {
+#define DLOCK_NAME_CASE(name, value, text) \
+    case DLOCK_##name:                     \
+        return "DLOCK_" #name;
+        DLOCK_STATUS_MAP(DLOCK_NAME_CASE)
+#undef DLOCK_NAME_CASE
+    default:
+        return "";
     }
 }
 

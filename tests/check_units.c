@@ -221,6 +221,14 @@ START_TEST(strerror_texts)
     ck_assert_str_eq(dlock_strerror(-99), "unknown status code");
     ck_assert_str_eq(dlock_strerror(42), "unknown status code");
     ck_assert_str_ne(dlock_strerror(DLOCK_EBUSY), dlock_strerror(DLOCK_ELOST));
+    /* The names come from the same list as the enum. */
+    ck_assert_str_eq(dlock_status_name(DLOCK_OK), "DLOCK_OK");
+    ck_assert_str_eq(dlock_status_name(DLOCK_EBUSY), "DLOCK_EBUSY");
+    ck_assert_str_eq(dlock_status_name(DLOCK_ECANCELED), "DLOCK_ECANCELED");
+    ck_assert_str_eq(dlock_status_name(-9), "");
+    ck_assert_str_eq(dlock_status_name(1), "");
+    for (int code = DLOCK_ECANCELED; code <= DLOCK_OK; code++)
+        ck_assert_str_ne(dlock_status_name(code), "");
 }
 END_TEST
 
