@@ -1,0 +1,73 @@
+/* Messages, exit statuses and the clock shared by the parts of dlock(1). */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/timerfd.h>
+#include <time.h>
+
+#include "cli.h"
+#include "dlock.h"
+
+int cli_quiet;
+
+void cli_say(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("dlock: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+/*
+ * The status for a failure before the job started.  One cause, one status,
+ * whatever the backend:
+ *   64  the command line is wrong (option, duration, name, malformed URL);
+ *   69  this store cannot be used from here: unreachable, login refused,
+ *       unknown host or database, its client library missing, its backend
+ *       not built into this libdlock, a server version it does not support;
+ *   70  the store answered an error on a working session.
+ */
+int cli_exit_for(int status)
+{
+    switch (status) {
+    case DLOCK_EINVAL:
+        return EXIT_USAGE;
+    case DLOCK_ECONN:
+    case DLOCK_ENOTSUP:
+        return EXIT_UNAVAILABLE;
+    default:
+        return EXIT_SOFTWARE;
+    }
+}
+
+/* The holder text comes from the store, where anyone who can connect may
+ * have written it (application_name, a host name): show control characters
+ * as '?' so that none reaches the terminal. */
+void cli_make_printable(char *text)
+{
+    for (unsigned char *p = (unsigned char *)text; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            *p = '?';
+}
+
+int64_t cli_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_BOOTTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void cli_arm_timer(int timer_fd, int64_t deadline)
+{
+    struct itimerspec spec = {{0, 0}, {0, 0}};
+    if (deadline != INT64_MAX) {
+        if (deadline < 1)
+            deadline = 1;
+        spec.it_value.tv_sec = (time_t)(deadline / 1000);
+        spec.it_value.tv_nsec = (long)(deadline % 1000) * 1000000L;
+    }
+    (void)timerfd_settime(timer_fd, TFD_TIMER_ABSTIME, &spec, NULL);
+}

@@ -1,0 +1,336 @@
+/*
+ * The run loop of `dlock run`, as libuv builds one: the state sits in one
+ * struct, every event (a signal, the job's end, news from the heartbeat
+ * thread, a timer) goes to a short handler that updates it, and the timing
+ * decisions are run_next() in run_policy.c, a pure function with unit tests.
+ *
+ * The main thread owns the job and the signals (a signalfd); the heartbeat
+ * thread (heartbeat.c) talks to the store.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "dlock.h"
+#include "heartbeat.h"
+#include "job.h"
+#include "run.h"
+#include "run_policy.h"
+
+/* Once nothing is left to protect (the job is over and the lock lost, or a
+ * signal came before the lock did), dlock waits this long for the library
+ * to let go, then exits anyway: a store that stopped answering never keeps
+ * dlock alive (the lock ends with its lease or its connection). */
+#define LET_GO_MS 1500
+/* A signal while waiting: dlock_cancel() again this often until the wait
+ * ends (a cancel that comes before the wait has started is not kept). */
+#define CANCEL_EVERY_MS 50
+
+struct run {
+    const struct run_options *o;
+    struct run_state st;
+    dlock_client *client;
+    heartbeat hb;
+    dlock_lock *lock;        /* from the heartbeat's HB_ACQUIRED until the release is asked */
+    sigset_t orig_mask;      /* the job gets it back */
+    int signal_fd, timer_fd;
+    pid_t job, guard;
+    int job_status;
+    int lease_ok_at_exit;    /* the lease was still confirmed when the job ended */
+    int released, release_status;
+    int finished, exit_status; /* the run ended before any job (busy, error) */
+};
+
+/* --- handlers ------------------------------------------------------------------ */
+
+static void on_child(struct run *r)
+{
+    int status;
+    if (r->job <= 0 || !r->st.job_running || waitpid(r->job, &status, WNOHANG) != r->job)
+        return;
+    r->st.job_running = 0;
+    r->st.job_done = 1;
+    r->job_status = job_exit_status(status);
+    r->lease_ok_at_exit = !r->st.lost && dlock_remaining_ms(r->lock) > 0;
+}
+
+static void on_signal(struct run *r, int sig, int64_t now)
+{
+    if (sig == SIGCHLD) {
+        on_child(r);
+        return;
+    }
+    r->st.told_to_stop = 1;
+    if (r->st.job_running) {
+        kill(-r->job, sig); /* forward to the job's process group */
+        return;
+    }
+    r->st.got_signal = sig;
+    r->st.next_cancel_at = now;
+}
+
+static void say_busy(struct run *r)
+{
+    char who[512];
+    if (dlock_holder(r->client, r->o->name, who, sizeof who) == 1) {
+        cli_make_printable(who);
+        cli_say("lock '%s' is busy (held by %s); not running the job", r->o->name, who);
+    } else {
+        cli_say("lock '%s' is busy; not running the job", r->o->name);
+    }
+}
+
+static void on_acquire_failed(struct run *r, int status)
+{
+    heartbeat_join(&r->hb);
+    if (status == DLOCK_EBUSY) {
+        if (!cli_quiet)
+            say_busy(r);
+        r->exit_status = r->o->conflict_exit;
+    } else if (status == DLOCK_ECANCELED && r->st.got_signal) {
+        r->exit_status = 128 + r->st.got_signal;
+    } else {
+        char why[512];
+        heartbeat_error(&r->hb, why, sizeof why);
+        cli_say("cannot take lock '%s': %s", r->o->name, why);
+        r->exit_status = cli_exit_for(status);
+    }
+    dlock_close(r->client);
+    r->finished = 1;
+}
+
+static void start_the_job(struct run *r)
+{
+    int exec_errno = 0;
+    r->job = job_start(r->o->command, &r->orig_mask, &exec_errno);
+    if (r->job < 0) {
+        cli_say("cannot start %s: %s", r->o->command[0], strerror(errno));
+        r->st.job_done = 1;
+        r->job_status = (int)-r->job;
+    } else if (exec_errno) {
+        cli_say("cannot run %s: %s", r->o->command[0], strerror(exec_errno));
+        int status;
+        waitpid(r->job, &status, 0);
+        r->st.job_done = 1;
+        r->job_status = exec_errno == ENOENT ? EXIT_NOTFOUND : EXIT_NOEXEC;
+    } else {
+        r->st.job_running = 1;
+        r->guard = job_start_guard(r->job);
+    }
+}
+
+static void on_acquired(struct run *r, int64_t now)
+{
+    r->lock = r->hb.lock;
+    r->st.acquired = 1;
+    r->st.acquired_at = now;
+    if (r->st.got_signal) {
+        /* Stopped while waiting, just as the lock came: do not start. */
+        r->st.job_done = 1;
+        r->job_status = 128 + r->st.got_signal;
+        return;
+    }
+    start_the_job(r);
+}
+
+static void on_extended(struct run *r, int status)
+{
+    char why[512];
+    heartbeat_error(&r->hb, why, sizeof why);
+    if (status == DLOCK_ELOST && !r->st.lost) {
+        r->st.lost = 1;
+        if (r->st.job_running)
+            cli_say("lock '%s' was lost (%s): stopping the job", r->o->name, why);
+        else if (!cli_quiet)
+            cli_say("lock '%s' was lost after the job ended (%s)", r->o->name, why);
+    } else if (status != DLOCK_OK && status != DLOCK_ELOST && !cli_quiet) {
+        cli_say("warning: cannot extend lock '%s' (%s); retrying", r->o->name, why);
+    }
+}
+
+static void on_heartbeat(struct run *r, int64_t now)
+{
+    struct heartbeat_event ev;
+    if (heartbeat_read(&r->hb, &ev) != 0) {
+        r->released = 1; /* the thread is gone: nothing more will come */
+        r->release_status = DLOCK_OK;
+        return;
+    }
+    if (ev.kind == HB_ACQUIRED && ev.status != DLOCK_OK) {
+        on_acquire_failed(r, ev.status);
+    } else if (ev.kind == HB_ACQUIRED) {
+        on_acquired(r, now);
+    } else if (ev.kind == HB_EXTENDED) {
+        on_extended(r, ev.status);
+    } else if (ev.kind == HB_RELEASED) {
+        r->released = 1;
+        r->release_status = ev.status;
+    }
+}
+
+/* --- the loop ---------------------------------------------------------------------- */
+
+/* Do what run_next() decided; 1 when dlock must exit without the library. */
+static int perform(struct run *r, enum run_action action)
+{
+    switch (action) {
+    case RUN_LEASE_RAN_OUT:
+        if (cli_quiet)
+            break;
+        if (r->st.job_running)
+            cli_say("lock '%s' not confirmed before its lease ran out: stopping the job", r->o->name);
+        else
+            cli_say("lock '%s' was not confirmed before its lease ran out, after the job ended", r->o->name);
+        break;
+    case RUN_TERM_JOB:
+        kill(-r->job, SIGTERM);
+        break;
+    case RUN_KILL_JOB:
+        kill(-r->job, SIGKILL);
+        break;
+    case RUN_RELEASE:
+        heartbeat_stop(&r->hb);
+        break;
+    case RUN_CANCEL_WAIT:
+        dlock_cancel(r->client);
+        break;
+    case RUN_ABANDON:
+        return 1;
+    case RUN_WAIT:
+        break;
+    }
+    return 0;
+}
+
+/* Wait for a signal, news from the heartbeat, or wake_at; hand it on. */
+static int wait_and_dispatch(struct run *r, int64_t wake_at)
+{
+    cli_arm_timer(r->timer_fd, wake_at);
+    struct pollfd fds[3] = {
+        {r->signal_fd, POLLIN, 0}, {heartbeat_fd(&r->hb), POLLIN, 0}, {r->timer_fd, POLLIN, 0}};
+    int n = poll(fds, 3, -1);
+    if (n < 0 && errno != EINTR) {
+        cli_say("poll: %s", strerror(errno));
+        return -1;
+    }
+    int64_t now = cli_now_ms();
+    if (n > 0 && (fds[2].revents & POLLIN)) {
+        uint64_t expirations;
+        (void)!read(r->timer_fd, &expirations, sizeof expirations);
+    }
+    struct signalfd_siginfo si;
+    if (n > 0 && (fds[0].revents & POLLIN) && read(r->signal_fd, &si, sizeof si) == (ssize_t)sizeof si)
+        on_signal(r, (int)si.ssi_signo, now);
+    if (n > 0 && (fds[1].revents & POLLIN))
+        on_heartbeat(r, now);
+    return 0;
+}
+
+/* Run until the lock is released (1: dlock must leave without the library;
+ * 0: done; -1: the loop failed). */
+static int loop(struct run *r)
+{
+    while (!r->released && !r->finished) {
+        int64_t now = cli_now_ms(), wake_at = INT64_MAX;
+        if (r->st.acquired && !r->st.release_asked)
+            r->st.lease_ends_at = now + dlock_remaining_ms(r->lock);
+        enum run_action action;
+        while ((action = run_next(&r->st, now, &wake_at)) != RUN_WAIT)
+            if (perform(r, action))
+                return 1;
+        if (wait_and_dispatch(r, wake_at) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* --- set-up and the end ------------------------------------------------------------ */
+
+/* Signals are read from a signalfd by the main thread; every thread
+ * inherits the mask, the job gets the original one back. */
+static int set_up(struct run *r)
+{
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGHUP);
+    sigaddset(&mask, SIGCHLD);
+    pthread_sigmask(SIG_BLOCK, &mask, &r->orig_mask);
+    r->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC);
+    r->timer_fd = timerfd_create(CLOCK_BOOTTIME, TFD_CLOEXEC | TFD_NONBLOCK);
+    if (r->signal_fd < 0 || r->timer_fd < 0) {
+        cli_say("cannot set up signal handling: %s", strerror(errno));
+        return EXIT_OSERR;
+    }
+    int rc = dlock_open(r->o->url, &r->client);
+    if (rc != DLOCK_OK) {
+        cli_say("cannot open the lock store: %s", dlock_last_error());
+        return cli_exit_for(rc);
+    }
+    if (heartbeat_start(&r->hb, r->client, r->o->name, (uint32_t)r->o->ttl_ms, (int32_t)r->o->wait_ms) != 0) {
+        cli_say("cannot start the heartbeat thread: %s", strerror(errno));
+        dlock_close(r->client);
+        return EXIT_OSERR;
+    }
+    return 0;
+}
+
+static int finish(struct run *r, int abandoned)
+{
+    /* Also after an unexpected way out of the loop: the heartbeat thread
+     * releases and ends only when asked.  When the store does not answer in
+     * time, dlock leaves the thread behind: exiting ends it. */
+    heartbeat_stop(&r->hb);
+    if (!abandoned) {
+        heartbeat_join(&r->hb);
+        dlock_close(r->client);
+    } else if (!cli_quiet) {
+        cli_say("the lock store did not answer in time; exiting without waiting for it"
+                " (the lock ends with its lease or its connection)");
+    }
+    if (r->guard > 0) {
+        kill(r->guard, SIGKILL);
+        waitpid(r->guard, NULL, 0);
+    }
+    if (!r->st.acquired)
+        return r->st.got_signal ? 128 + r->st.got_signal : EXIT_SOFTWARE;
+    if (!r->lease_ok_at_exit) {
+        cli_say("lock '%s' was lost while the job ran; it may have overlapped another run", r->o->name);
+        return EXIT_LOST;
+    }
+    char why[512];
+    heartbeat_error(&r->hb, why, sizeof why);
+    /* Said even with -q: the job's status stands, but the store says that
+     * the lock was no longer ours at the end, so another run may have
+     * overlapped this one. */
+    if (r->release_status == DLOCK_ELOST && !r->st.lost)
+        cli_say("warning: lock '%s' was found lost when it was released (%s); another run may have"
+                " overlapped this one",
+                r->o->name, why);
+    else if (r->release_status != DLOCK_OK && r->release_status != DLOCK_ELOST && !cli_quiet)
+        cli_say("warning: releasing lock '%s': %s", r->o->name, why);
+    return r->job_status;
+}
+
+int run_command(const struct run_options *o)
+{
+    struct run r = {.o = o, .job = -1, .guard = -1, .lease_ok_at_exit = 1};
+    run_state_init(&r.st, o->min_hold_ms, o->grace_ms, LET_GO_MS, CANCEL_EVERY_MS);
+    int rc = set_up(&r);
+    if (rc != 0)
+        return rc;
+    int outcome = loop(&r);
+    if (r.finished)
+        return r.exit_status;
+    return finish(&r, outcome == 1);
+}

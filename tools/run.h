@@ -1,0 +1,19 @@
+/* `dlock run`: take the lock, run the job while it is held, release. */
+#ifndef DLOCK_TOOLS_RUN_H
+#define DLOCK_TOOLS_RUN_H
+
+#include <stdint.h>
+
+struct run_options {
+    const char *url;
+    char default_url[4200];
+    int64_t ttl_ms, wait_ms, min_hold_ms, grace_ms;
+    int conflict_exit;
+    const char *name;
+    char **command;
+};
+
+/* Run it; returns dlock's exit status. */
+int run_command(const struct run_options *o);
+
+#endif
