@@ -298,6 +298,86 @@ static int wal_committed(void *arg, sqlite3 *db, const char *schema, int frames)
     return SQLITE_OK;
 }
 
+/* The database file, checked and with its folders resolved: a new
+ * malloc'ed path in *path (the old one freed), or an error. */
+static int checked_path(char **path)
+{
+    struct stat st;
+    if (lstat(*path, &st) == 0 && S_ISLNK(st.st_mode))
+        return dlock__error(DLOCK_EINVAL, "sqlite: %s is a symbolic link; give the real path of the database", *path);
+    int rc = create_db_file(*path);
+    if (rc != DLOCK_OK)
+        return rc;
+    /* Folders reached through a symbolic link (a symlinked home, /var on
+     * another disk) are fine: resolve them, and let SQLite refuse any link
+     * that appears in the resolved path from now on (the database file
+     * itself above all, which was checked just before). */
+    char *resolved = resolve_folders(*path);
+    if (!resolved)
+        return dlock__error(DLOCK_ECONN, "sqlite: cannot resolve the folder of %s: %s", *path, strerror(errno));
+    free(*path);
+    *path = resolved;
+    return DLOCK_OK;
+}
+
+static int open_db(sqlite_conn *c, const char *path)
+{
+    int src = sqlite3_open_v2(path, &c->db,
+                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+                                  SQLITE_OPEN_NOFOLLOW,
+                              NULL);
+    if (src != SQLITE_OK)
+        return dlock__error(DLOCK_ECONN, "sqlite: cannot open %s: %s", path,
+                            c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(src));
+    sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
+    /* Short-lived processes (dlock run) open and close the database every
+     * time: keep the WAL file and skip the checkpoint on close, which would
+     * otherwise cost a file creation and several fsyncs per run.  Any commit
+     * checkpoints once the WAL passes SQLite's usual 1000 pages. */
+    int persist_wal = 1;
+    sqlite3_file_control(c->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist_wal);
+    sqlite3_db_config(c->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
+    sqlite3_wal_hook(c->db, wal_committed, c);
+    return DLOCK_OK;
+}
+
+/* WAL: readers (waiters peeking) never block the writer.  synchronous=NORMAL
+ * is durable across process crashes; a power loss that loses the last lock
+ * rows also ended every holder.  Several processes opening a brand-new file
+ * at once race to switch it to WAL and create the table; SQLite answers
+ * some of those races with SQLITE_BUSY without calling the busy handler.
+ * Retry them within the busy timeout. */
+static int set_up_table(sqlite_conn *c, const char *path)
+{
+    int64_t setup_deadline = dlock__now_ms() + BUSY_TIMEOUT_MS;
+    int src;
+    for (int attempt = 0;; attempt++) {
+        src = sqlite3_exec(c->db,
+                           already_wal(path) ? "PRAGMA synchronous=NORMAL;"
+                                             : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                           NULL, NULL, NULL);
+        if (src == SQLITE_OK)
+            src = sqlite3_exec(c->db, schema_sql, NULL, NULL, NULL);
+        if (((src & 0xff) != SQLITE_BUSY && (src & 0xff) != SQLITE_LOCKED) ||
+            dlock__now_ms() >= setup_deadline)
+            break;
+        struct timespec pause = {0, (long)(1 + (attempt % 10)) * 1000000L};
+        nanosleep(&pause, NULL);
+    }
+    return src == SQLITE_OK ? DLOCK_OK : db_error(c, src, "cannot set up the lock table");
+}
+
+/* The folder of the database, which waiters watch. */
+static char *folder_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        return strdup(".");
+    if (slash == path)
+        return strdup("/");
+    return strndup(path, (size_t)(slash - path));
+}
+
 static int sqlite_connect(const char *url, void **conn_out)
 {
     char *path = NULL;
@@ -319,80 +399,15 @@ static int sqlite_connect(const char *url, void **conn_out)
     }
     c->cancel_fd = -1;
     c->watch_fd = -1;
-    struct stat st;
-    if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
-        rc = dlock__error(DLOCK_EINVAL, "sqlite: %s is a symbolic link; give the real path of the database", path);
+    if ((rc = checked_path(&path)) != DLOCK_OK || (rc = open_db(c, path)) != DLOCK_OK ||
+        (rc = set_up_table(c, path)) != DLOCK_OK)
         goto fail;
-    }
-    rc = create_db_file(path);
-    if (rc != DLOCK_OK)
-        goto fail;
-    /* Folders reached through a symbolic link (a symlinked home, /var on
-     * another disk) are fine: resolve them, and let SQLite refuse any link
-     * that appears in the resolved path from now on (the database file
-     * itself above all, which was checked just before). */
-    char *resolved = resolve_folders(path);
-    if (!resolved) {
-        rc = dlock__error(DLOCK_ECONN, "sqlite: cannot resolve the folder of %s: %s", path, strerror(errno));
-        goto fail;
-    }
-    free(path);
-    path = resolved;
-    int src = sqlite3_open_v2(path, &c->db,
-                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
-                                  SQLITE_OPEN_NOFOLLOW,
-                              NULL);
-    if (src != SQLITE_OK) {
-        rc = dlock__error(DLOCK_ECONN, "sqlite: cannot open %s: %s", path,
-                          c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(src));
-        goto fail;
-    }
-    sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
-    /* Short-lived processes (dlock run) open and close the database every
-     * time: keep the WAL file and skip the checkpoint on close, which would
-     * otherwise cost a file creation and several fsyncs per run.  Any commit
-     * checkpoints once the WAL passes SQLite's usual 1000 pages. */
-    int persist_wal = 1;
-    sqlite3_file_control(c->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist_wal);
-    sqlite3_db_config(c->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
-    sqlite3_wal_hook(c->db, wal_committed, c);
-    /* WAL: readers (waiters peeking) never block the writer.  synchronous=NORMAL
-     * is durable across process crashes; a power loss that loses the last
-     * lock rows also ended every holder. */
-    /* Several processes opening a brand-new file at once race to switch it
-     * to WAL and create the table; SQLite answers some of those races with
-     * SQLITE_BUSY without calling the busy handler.  Retry them within the
-     * busy timeout. */
-    int64_t setup_deadline = dlock__now_ms() + BUSY_TIMEOUT_MS;
-    for (int attempt = 0;; attempt++) {
-        src = sqlite3_exec(c->db,
-                           already_wal(path) ? "PRAGMA synchronous=NORMAL;"
-                                             : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-                           NULL, NULL, NULL);
-        if (src == SQLITE_OK)
-            src = sqlite3_exec(c->db, schema_sql, NULL, NULL, NULL);
-        if (((src & 0xff) != SQLITE_BUSY && (src & 0xff) != SQLITE_LOCKED) ||
-            dlock__now_ms() >= setup_deadline)
-            break;
-        struct timespec pause = {0, (long)(1 + (attempt % 10)) * 1000000L};
-        nanosleep(&pause, NULL);
-    }
-    if (src != SQLITE_OK) {
-        rc = db_error(c, src, "cannot set up the lock table");
-        goto fail;
-    }
     c->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (c->cancel_fd < 0) {
         rc = dlock__error(DLOCK_ENOMEM, "sqlite: eventfd: %s", strerror(errno));
         goto fail;
     }
-    char *slash = strrchr(path, '/');
-    if (!slash)
-        c->dir = strdup(".");
-    else if (slash == path)
-        c->dir = strdup("/");
-    else
-        c->dir = strndup(path, (size_t)(slash - path));
+    c->dir = folder_of(path);
     if (!c->dir) {
         rc = dlock__error(DLOCK_ENOMEM, "out of memory");
         goto fail;
