@@ -461,7 +461,8 @@ START_TEST(exit_statuses)
     ck_assert_int_eq(sh("'%s' run a b -- true 2>/dev/null", dlock_bin), 64);
     ck_assert_int_eq(sh("'%s' run '' -- true 2>/dev/null", dlock_bin), 64);
     ck_assert_int_eq(sh("'%s' run \"$(printf 'a\\377b')\" -- true 2>/dev/null", dlock_bin), 64);
-    ck_assert_int_eq(sh("'%s' run -u 'redis://x/0' %s -- true 2>/dev/null", dlock_bin, name), 64);
+    /* A well-formed URL of a backend not built in: unavailable here, not a usage error. */
+    ck_assert_int_eq(sh("'%s' run -u 'zookeeper://x/0' %s -- true 2>/dev/null", dlock_bin, name), 69);
     ck_assert_int_eq(sh("'%s' run -u 'nonsense' %s -- true 2>/dev/null", dlock_bin, name), 64);
     ck_assert_int_eq(sh("'%s' run -u 'sqlite:///proc/no/such/dir/x.db' %s -- true 2>/dev/null", dlock_bin, name), 69);
     ck_assert_int_eq(sh("'%s' status -u 'sqlite:///proc/no/such/dir/x.db' %s 2>/dev/null", dlock_bin, name), 69);
@@ -471,6 +472,88 @@ START_TEST(exit_statuses)
     /* Options may also come after NAME when '--' ends them; no '--' works too. */
     ck_assert_int_eq(sh("'%s' run %s -t 5s -- sh -c 'exit 4'", dlock_bin, name), 4);
     ck_assert_int_eq(sh("'%s' run %s sh -c 'exit 6'", dlock_bin, name), 6);
+}
+END_TEST
+
+/* The URL with its user and password replaced (the URL has a "user@" part). */
+static void url_with_login(char *out, size_t outlen, const char *server_url, const char *login)
+{
+    const char *scheme_end = strstr(server_url, "://");
+    const char *at = scheme_end ? strchr(scheme_end + 3, '@') : NULL;
+    ck_assert_msg(at != NULL, "test URL without a user part");
+    snprintf(out, outlen, "%.*s%s%s", (int)(scheme_end + 3 - server_url), server_url, login, at);
+}
+
+/* dlock run with `store_url` (which must not open): its exit status, and
+ * its stderr in dir/stderr. */
+static int run_against(const char *store_url, const char *env)
+{
+    return sh("%s '%s' run -u '%s' %s -- true 2>'%s/stderr'", env, dlock_bin, store_url, name, dir);
+}
+
+/* One mistake, one status: a refused login, an unknown host and a wrong
+ * database exit 69 on every backend (PostgreSQL could not tell them apart). */
+START_TEST(refused_login_exits_69_on_every_backend)
+{
+    char bad[4400], path[4300];
+    snprintf(path, sizeof path, "%s/stderr", dir);
+    ck_assert_int_eq(run_against("postgresql://jobs@no-such-host.invalid/app", ""), 69);
+    ck_assert_int_eq(run_against("mysql://jobs:Secr3t@no-such-host.invalid/app", ""), 69);
+    ck_assert(!file_has(path, "Secr3t"));
+
+    int tried = 0;
+    const char *pg = getenv("DLOCK_TEST_PG_PASSWORD_URL");
+    if (pg && *pg) {
+        url_with_login(bad, sizeof bad, pg, "dlock_password:Wr0ngPassw0rd");
+        ck_assert_int_eq(run_against(bad, ""), 69);
+        ck_assert(file_has(path, "password authentication failed"));
+        ck_assert(!file_has(path, "Wr0ngPassw0rd"));
+        ck_assert_int_eq(sh("'%s' status -u '%s' %s >/dev/null 2>&1", dlock_bin, bad, name), 69);
+        tried++;
+    } else {
+        ck_assert_msg(!dlt_required("postgresql"), "DLOCK_TEST_PG_PASSWORD_URL is not set");
+    }
+    const char *my = getenv("DLOCK_TEST_MYSQL_URL");
+    if (my && *my) {
+        url_with_login(bad, sizeof bad, my, "dlock:Wr0ngPassw0rd");
+        ck_assert_int_eq(run_against(bad, ""), 69);
+        ck_assert(file_has(path, "Access denied"));
+        ck_assert(!file_has(path, "Wr0ngPassw0rd"));
+        ck_assert_int_eq(sh("'%s' status -u '%s' %s >/dev/null 2>&1", dlock_bin, bad, name), 69);
+        tried++;
+    } else {
+        ck_assert_msg(!dlt_required("mysql"), "DLOCK_TEST_MYSQL_URL is not set");
+    }
+    if (tried < 2)
+        fprintf(stderr, "refused_login: %d of 2 servers configured\n", tried);
+}
+END_TEST
+
+/* A host without the client library (Debian's --no-install-recommends can
+ * drop libpq5): the store is unavailable (69), not a usage error (64).  A
+ * file that is not a library, first on LD_LIBRARY_PATH, makes dlopen() fail
+ * as a missing one does. */
+START_TEST(missing_client_library_exits_69)
+{
+    const char *sonames[] = {"libpq.so.5", "libmariadb.so.3", "libmysqlclient.so.21"};
+    char env[4400], path[4300];
+    for (size_t i = 0; i < sizeof sonames / sizeof sonames[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, sonames[i]);
+        FILE *f = fopen(path, "w");
+        ck_assert_ptr_nonnull(f);
+        fputs("not a shared library\n", f);
+        fclose(f);
+    }
+    snprintf(env, sizeof env, "LD_LIBRARY_PATH='%s'", dir);
+    snprintf(path, sizeof path, "%s/stderr", dir);
+    const char *urls[] = {"postgresql://jobs@127.0.0.1:1/app", "mysql://jobs:Secr3t@127.0.0.1:1/app"};
+    for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
+        ck_assert_int_eq(run_against(urls[i], env), 69);
+        ck_assert_msg(file_has(path, "client library") || file_has(path, "not built into"),
+                      "no reason given for %s", urls[i]);
+        ck_assert(!file_has(path, "Secr3t"));
+        ck_assert_int_eq(sh("%s '%s' status -u '%s' %s >/dev/null 2>&1", env, dlock_bin, urls[i], name), 69);
+    }
 }
 END_TEST
 
@@ -610,6 +693,8 @@ int main(void)
     tcase_add_test(t, job_killed_by_signal_gives_128_plus_n);
     tcase_add_test(t, signal_while_waiting);
     tcase_add_test(t, exit_statuses);
+    tcase_add_test(t, refused_login_exits_69_on_every_backend);
+    tcase_add_test(t, missing_client_library_exits_69);
     tcase_add_test(t, busy_exit_and_conflict_code);
     tcase_add_test(t, status_free_and_held);
     tcase_add_test(t, status_output_has_no_control_characters);

@@ -33,7 +33,7 @@
 
 /* Exit statuses of dlock itself (sysexits.h values where one fits). */
 #define EXIT_USAGE 64       /* bad command line, name, duration or URL */
-#define EXIT_UNAVAILABLE 69 /* the store could not be reached before the job started */
+#define EXIT_UNAVAILABLE 69 /* the store could not be used before the job started */
 #define EXIT_SOFTWARE 70    /* the store answered with an error, or an internal error */
 #define EXIT_OSERR 71       /* fork, pipe, signalfd ... failed */
 #define EXIT_BUSY 75        /* default for a busy lock; -E changes it */
@@ -83,7 +83,8 @@ static const char usage_text[] =
     "URLs: sqlite:///path/file.db, postgresql://user@host/db, mysql://user:pass@host/db\n"
     "\n"
     "Exit status: COMMAND's status (128+N if signal N ended it); 75 busy; 79 lock lost\n"
-    "while COMMAND ran; 64 usage; 69 store unreachable; 70 store error; 71 system error;\n"
+    "while COMMAND ran; 64 usage; 69 store unusable (unreachable, login refused, client\n"
+    "library missing); 70 store error; 71 system error;\n"
     "126 COMMAND not executable; 127 COMMAND not found.  dlock status: 0 held, 1 free.\n";
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -98,17 +99,22 @@ static int usage_error(const char *fmt, ...)
     return EXIT_USAGE;
 }
 
-/* The status for a failure before the job started.  DLOCK_ENOTSUP from
- * dlock_open is a URL scheme not built in (a usage error); later it is a
- * server that the backend refuses (a store error). */
-static int exit_for(int status, int at_open)
+/*
+ * The status for a failure before the job started.  One cause, one status,
+ * whatever the backend:
+ *   64  the command line is wrong (option, duration, name, malformed URL);
+ *   69  this store cannot be used from here: unreachable, login refused,
+ *       unknown host or database, its client library missing, its backend
+ *       not built into this libdlock, a server version it does not support;
+ *   70  the store answered an error on a working session.
+ */
+static int exit_for(int status)
 {
     switch (status) {
     case DLOCK_EINVAL:
         return EXIT_USAGE;
-    case DLOCK_ENOTSUP:
-        return at_open ? EXIT_USAGE : EXIT_SOFTWARE;
     case DLOCK_ECONN:
+    case DLOCK_ENOTSUP:
         return EXIT_UNAVAILABLE;
     default:
         return EXIT_SOFTWARE;
@@ -498,7 +504,7 @@ static int cmd_run(int argc, char **argv)
     rc = dlock_open(o.url, &client);
     if (rc != DLOCK_OK) {
         say("cannot open the lock store: %s", dlock_last_error());
-        return exit_for(rc, 1);
+        return exit_for(rc);
     }
 
     runner r = {.client = client, .name = o.name, .ttl_ms = (uint32_t)o.ttl_ms,
@@ -615,7 +621,7 @@ static int cmd_run(int argc, char **argv)
                         exit_status = 128 + got_signal;
                     } else {
                         say("cannot take lock '%s': %s", o.name, r.error);
-                        exit_status = exit_for(ev.status, 0);
+                        exit_status = exit_for(ev.status);
                     }
                     dlock_close(client);
                     return exit_status;
@@ -716,14 +722,14 @@ static int cmd_status(int argc, char **argv)
     int rc = dlock_open(url, &client);
     if (rc != DLOCK_OK) {
         say("cannot open the lock store: %s", dlock_last_error());
-        return exit_for(rc, 1);
+        return exit_for(rc);
     }
     char who[512];
     rc = dlock_holder(client, name, who, sizeof who);
     if (rc < 0) {
         say("cannot read lock '%s': %s", name, dlock_last_error());
         dlock_close(client);
-        return exit_for(rc, 0);
+        return exit_for(rc);
     }
     if (rc == 1) {
         make_printable(who);
