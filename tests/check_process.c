@@ -491,39 +491,40 @@ static int run_against(const char *store_url, const char *env)
     return sh("%s '%s' run -u '%s' %s -- true 2>'%s/stderr'", env, dlock_bin, store_url, name, dir);
 }
 
+/* With the server of $env_var, logging in as `login` (a wrong password) is
+ * refused: dlock run and dlock status exit 69, the message says what the
+ * server said, and never the password.  0 when no such server is set. */
+static int refused_login_exits_69(const char *env_var, const char *backend, const char *login,
+                                  const char *server_says)
+{
+    const char *server = getenv(env_var);
+    if (!server || !*server) {
+        ck_assert_msg(!dlt_required(backend), "%s is not set", env_var);
+        return 0;
+    }
+    char bad[4400], path[4300];
+    snprintf(path, sizeof path, "%s/stderr", dir);
+    url_with_login(bad, sizeof bad, server, login);
+    ck_assert_int_eq(run_against(bad, ""), 69);
+    ck_assert_msg(file_has(path, server_says), "%s: no '%s' in the message", backend, server_says);
+    ck_assert(!file_has(path, "Wr0ngPassw0rd"));
+    ck_assert_int_eq(sh("'%s' status -u '%s' %s >/dev/null 2>&1", dlock_bin, bad, name), 69);
+    return 1;
+}
+
 /* One mistake, one status: a refused login, an unknown host and a wrong
  * database exit 69 on every backend (PostgreSQL could not tell them apart). */
 START_TEST(refused_login_exits_69_on_every_backend)
 {
-    char bad[4400], path[4300];
+    char path[4300];
     snprintf(path, sizeof path, "%s/stderr", dir);
     ck_assert_int_eq(run_against("postgresql://jobs@no-such-host.invalid/app", ""), 69);
     ck_assert_int_eq(run_against("mysql://jobs:Secr3t@no-such-host.invalid/app", ""), 69);
     ck_assert(!file_has(path, "Secr3t"));
 
-    int tried = 0;
-    const char *pg = getenv("DLOCK_TEST_PG_PASSWORD_URL");
-    if (pg && *pg) {
-        url_with_login(bad, sizeof bad, pg, "dlock_password:Wr0ngPassw0rd");
-        ck_assert_int_eq(run_against(bad, ""), 69);
-        ck_assert(file_has(path, "password authentication failed"));
-        ck_assert(!file_has(path, "Wr0ngPassw0rd"));
-        ck_assert_int_eq(sh("'%s' status -u '%s' %s >/dev/null 2>&1", dlock_bin, bad, name), 69);
-        tried++;
-    } else {
-        ck_assert_msg(!dlt_required("postgresql"), "DLOCK_TEST_PG_PASSWORD_URL is not set");
-    }
-    const char *my = getenv("DLOCK_TEST_MYSQL_URL");
-    if (my && *my) {
-        url_with_login(bad, sizeof bad, my, "dlock:Wr0ngPassw0rd");
-        ck_assert_int_eq(run_against(bad, ""), 69);
-        ck_assert(file_has(path, "Access denied"));
-        ck_assert(!file_has(path, "Wr0ngPassw0rd"));
-        ck_assert_int_eq(sh("'%s' status -u '%s' %s >/dev/null 2>&1", dlock_bin, bad, name), 69);
-        tried++;
-    } else {
-        ck_assert_msg(!dlt_required("mysql"), "DLOCK_TEST_MYSQL_URL is not set");
-    }
+    int tried = refused_login_exits_69("DLOCK_TEST_PG_PASSWORD_URL", "postgresql",
+                                       "dlock_password:Wr0ngPassw0rd", "password authentication failed");
+    tried += refused_login_exits_69("DLOCK_TEST_MYSQL_URL", "mysql", "dlock:Wr0ngPassw0rd", "Access denied");
     if (tried < 2)
         fprintf(stderr, "refused_login: %d of 2 servers configured\n", tried);
 }

@@ -94,7 +94,10 @@ write_env() {
     port=$1
     {
         echo "export DLOCK_TEST_PG_URL='postgresql://postgres@127.0.0.1:$port/postgres'"
-        echo "export DLOCK_TEST_PG_PASSWORD_URL='postgresql://dlock_password:Right-Passw0rd@127.0.0.1:$port/postgres'"
+        # A cluster made before that role existed has no such line: no URL.
+        if grep -q '^host all dlock_password ' "$dir/data/pg_hba.conf" 2>/dev/null; then
+            echo "export DLOCK_TEST_PG_PASSWORD_URL='postgresql://dlock_password:Right-Passw0rd@127.0.0.1:$port/postgres'"
+        fi
         echo "export DLOCK_TEST_PG_DIR='$dir'"
     } >"$dir/env"
     cat "$dir/env"
