@@ -582,10 +582,11 @@ static int open_handle(const struct dlock_mysql_url *url, MYSQL **out)
 
     if (!mysql_real_connect(db, url->host ? url->host : "localhost", url->user, url->password,
                             url->database, url->port, url->socket, 0)) {
-        unsigned int err = mysql_errno(db);
-        int status = err == CR_OUT_OF_MEMORY ? DLOCK_ENOMEM
-                     : (err >= CR_MIN_ERROR && err <= CR_MAX_ERROR) ? DLOCK_ECONN
-                                                                    : DLOCK_EBACKEND;
+        /* Any failure to open a session is DLOCK_ECONN, the server's
+         * refusal (wrong password, unknown database) included: libpq cannot
+         * tell a refused login from an unreachable server, and the same
+         * mistake must get the same status on every backend. */
+        int status = mysql_errno(db) == CR_OUT_OF_MEMORY ? DLOCK_ENOMEM : DLOCK_ECONN;
         dlock__error(status, "mysql: cannot connect to %s: %s",
                      endpoint_text(url, where, sizeof where), mysql_error(db));
         mysql_close(db);

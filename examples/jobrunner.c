@@ -65,7 +65,8 @@ static int status_for_failure(int rc)
     switch (rc) {
     case DLOCK_EBUSY:
         return EXIT_BUSY;
-    case DLOCK_ECONN:
+    case DLOCK_ECONN:    /* unreachable, or the login was refused */
+    case DLOCK_ENOTSUP:  /* backend not built in, or its client library missing */
         return EXIT_UNREACHABLE;
     case DLOCK_EINVAL:
         return EXIT_USAGE;

@@ -24,8 +24,11 @@ void *dlock__driver_open(dlock_driver *driver, const char *const *sonames)
 {
     char tried[160] = "";
     for (size_t i = 0; sonames[i]; i++) {
-        if (!sonames[i][0])
-            continue;
+        int seen = !sonames[i][0];
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = strcmp(sonames[i], sonames[j]) == 0;
+        if (seen)
+            continue; /* the configured soname is often also a fallback */
         void *handle = dlopen(sonames[i], RTLD_NOW | RTLD_LOCAL);
         if (handle)
             return handle;

@@ -175,12 +175,13 @@ import os
 import sys
 import dlock
 from dlock import _native
-assert "libdlock.so.0" in _native.lib._name, _native.lib._name
+assert _native.loaded() is None  # import dlock does not load the library ...
+with dlock.Client(sys.argv[1]) as c, c.lock("deb-python", ttl=5) as lock:  # ... the first Client() does
+    assert lock.remaining > 0
+assert "libdlock.so.0" in _native.get()._name, _native.get()._name
 with open("/proc/self/maps") as maps:
     paths = {line.split()[-1] for line in maps if "libdlock.so" in line}
 assert paths and {os.path.realpath(p) for p in paths} == {sys.argv[2]}, paths
-with dlock.Client(sys.argv[1]) as c, c.lock("deb-python", ttl=5) as lock:
-    assert lock.remaining > 0
 print(f"build-debs: installed: python3 loaded {sorted(paths)[0]} through find_library")
 EOF
 

@@ -1,6 +1,8 @@
 #!/bin/sh
-# Build dlock and show what it is for: three "servers" fire the same cron job
-# at the same moment, and exactly one of them runs it.
+# Build dlock and show what it is for: three processes, standing in for three
+# servers, fire the same cron job at the same moment against one shared store
+# (here an SQLite file, which is shared only on one host), and exactly one of
+# them runs it.  Real servers share a PostgreSQL or MySQL URL: docs/quickstart.md.
 set -eu
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --minimal
@@ -10,12 +12,15 @@ cd _demo
 [ -f Makefile ] || ../configure --quiet --without-postgresql --without-mysql >/dev/null
 make -j2 --quiet dlock >/dev/null 2>&1 || make -j2 dlock
 
-echo "dlock $(./dlock --version | awk '{print $NF}'), lock store: the embedded SQLite default"
-echo "Three servers fire 'nightly-report' at once:"
+store="sqlite://$PWD/demo-locks.db"
+echo "dlock $(./dlock --version | awk '{print $NF}'), lock store: $store"
+echo "(one SQLite file on this host; three real servers would share one PostgreSQL or"
+echo " MySQL URL instead: see docs/quickstart.md)"
+echo "Three processes, standing in for three servers, fire 'nightly-report' at once:"
 for server in web1 web2 web3; do
     (
         status=0
-        ./dlock run -q nightly-report -- sh -c "echo '  $server: running the nightly report'; sleep 2" || status=$?
+        ./dlock run -u "$store" -q nightly-report -- sh -c "echo '  $server: running the nightly report'; sleep 2" || status=$?
         if [ "$status" -eq 75 ]; then
             echo "  $server: skipped, another server holds the lock (exit 75)"
         else
@@ -25,4 +30,4 @@ for server in web1 web2 web3; do
 done
 wait
 echo "Now nobody holds it:"
-./dlock status nightly-report || true
+./dlock status -u "$store" nightly-report || true

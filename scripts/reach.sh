@@ -1,7 +1,8 @@
 #!/bin/bash
 # The consumers of libdlock, checked for real (issue 7):
 #   1. the public header compiles as C99 (gcc, clang);
-#   2. the Python binding's tests, against the build tree's library;
+#   2. the Python binding's tests, against the build tree's library, and its
+#      type hints (mypy --strict, Debian's python3-mypy);
 #   3. a separate configure + make install into a temporary prefix;
 #   4. examples/jobrunner.c built from that prefix with pkg-config only, and
 #      run against every store;
@@ -23,7 +24,7 @@ SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 
 # --- what the checks need ------------------------------------------------
-need="python3 man-db groff-base pkg-config build-essential"
+need="python3 python3-mypy man-db groff-base pkg-config build-essential"
 missing=""
 for p in $need; do
     dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -128,6 +129,12 @@ python_tests() {
     fi
 }
 
+python_types() {
+    # The package's hints, strictly; the cache stays out of the source tree.
+    (cd "$src/bindings/python" && "$python" -m mypy --strict --cache-dir "$work/mypy-cache" dlock) \
+        | sed 's/^/  /'
+}
+
 # 3. ---------------------------------------------------------------------------
 install_prefix() {
     mkdir -p "$work/build-install"
@@ -229,6 +236,7 @@ man_pages() {
 
 step "header as C99" header_c99
 step "python (build tree)" python_tests "$build/.libs/libdlock.so.0"
+step "python types (mypy --strict)" python_types
 step "install into a prefix" install_prefix
 step "C consumer via pkg-config" c_consumer
 step "python (installed)" python_tests "$prefix/lib/libdlock.so.0"

@@ -123,9 +123,9 @@ static int cli_exit_for(int status)
     case DLOCK_EINVAL:
         return 64;
     case DLOCK_ECONN:
+    case DLOCK_ENOTSUP:
         return 69;
     case DLOCK_EBACKEND:
-    case DLOCK_ENOTSUP:
         return 70;
     default:
         return -1;

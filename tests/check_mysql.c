@@ -1186,23 +1186,23 @@ START_TEST(connection_failures)
     ck_assert(strstr(dlock_last_error(), "Sup3rS3cret") == NULL);
     ck_assert(strstr(dlock_last_error(), "127.0.0.1:1") != NULL);
 
-    /* The right server, a wrong password: the server refuses (not ECONN). */
+    /* The right server, a wrong password: no session, ECONN as on PostgreSQL. */
     struct dlock_mysql_url u;
     ck_assert_int_eq(dlock__mysql_parse_url(url, &u), DLOCK_OK);
     char bad[512];
     snprintf(bad, sizeof bad, "mysql://%s:Wr0ngPassw0rd@%s:%u/%s", u.user, u.host, u.port,
              u.database ? u.database : "");
-    ck_assert_int_eq(dlock_open(bad, &c), DLOCK_EBACKEND);
+    ck_assert_int_eq(dlock_open(bad, &c), DLOCK_ECONN);
     ck_assert(strstr(dlock_last_error(), "Wr0ngPassw0rd") == NULL);
     ck_assert(strstr(dlock_last_error(), "Access denied") != NULL);
 
     dlock__mysql_url_free(&u);
 
-    /* An unknown database is the server's answer too. */
+    /* An unknown database: no session either. */
     ck_assert_int_eq(dlock__mysql_parse_url(url, &u), DLOCK_OK);
     snprintf(bad, sizeof bad, "mysql://%s:%s@%s:%u/no_such_db_here", u.user, "x", u.host, u.port);
     dlock__mysql_url_free(&u);
-    ck_assert_int_eq(dlock_open(bad, &c), DLOCK_EBACKEND);
+    ck_assert_int_eq(dlock_open(bad, &c), DLOCK_ECONN);
 }
 END_TEST
 

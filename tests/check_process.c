@@ -475,6 +475,89 @@ START_TEST(exit_statuses)
 }
 END_TEST
 
+/* The URL with its user and password replaced (the URL has a "user@" part). */
+static void url_with_login(char *out, size_t outlen, const char *server_url, const char *login)
+{
+    const char *scheme_end = strstr(server_url, "://");
+    const char *at = scheme_end ? strchr(scheme_end + 3, '@') : NULL;
+    ck_assert_msg(at != NULL, "test URL without a user part");
+    snprintf(out, outlen, "%.*s%s%s", (int)(scheme_end + 3 - server_url), server_url, login, at);
+}
+
+/* dlock run with `store_url` (which must not open): its exit status, and
+ * its stderr in dir/stderr. */
+static int run_against(const char *store_url, const char *env)
+{
+    return sh("%s '%s' run -u '%s' %s -- true 2>'%s/stderr'", env, dlock_bin, store_url, name, dir);
+}
+
+/* With the server of $env_var, logging in as `login` (a wrong password) is
+ * refused: dlock run and dlock status exit 69, the message says what the
+ * server said, and never the password.  0 when no such server is set. */
+static int refused_login_exits_69(const char *env_var, const char *backend, const char *login,
+                                  const char *server_says)
+{
+    const char *server = getenv(env_var);
+    if (!server || !*server) {
+        ck_assert_msg(!dlt_required(backend), "%s is not set", env_var);
+        return 0;
+    }
+    char bad[4400], path[4300];
+    snprintf(path, sizeof path, "%s/stderr", dir);
+    url_with_login(bad, sizeof bad, server, login);
+    ck_assert_int_eq(run_against(bad, ""), 69);
+    ck_assert_msg(file_has(path, server_says), "%s: no '%s' in the message", backend, server_says);
+    ck_assert(!file_has(path, "Wr0ngPassw0rd"));
+    ck_assert_int_eq(sh("'%s' status -u '%s' %s >/dev/null 2>&1", dlock_bin, bad, name), 69);
+    return 1;
+}
+
+/* One mistake, one status: a refused login, an unknown host and a wrong
+ * database exit 69 on every backend (PostgreSQL could not tell them apart). */
+START_TEST(refused_login_exits_69_on_every_backend)
+{
+    char path[4300];
+    snprintf(path, sizeof path, "%s/stderr", dir);
+    ck_assert_int_eq(run_against("postgresql://jobs@no-such-host.invalid/app", ""), 69);
+    ck_assert_int_eq(run_against("mysql://jobs:Secr3t@no-such-host.invalid/app", ""), 69);
+    ck_assert(!file_has(path, "Secr3t"));
+
+    int tried = refused_login_exits_69("DLOCK_TEST_PG_PASSWORD_URL", "postgresql",
+                                       "dlock_password:Wr0ngPassw0rd", "password authentication failed");
+    tried += refused_login_exits_69("DLOCK_TEST_MYSQL_URL", "mysql", "dlock:Wr0ngPassw0rd", "Access denied");
+    if (tried < 2)
+        fprintf(stderr, "refused_login: %d of 2 servers configured\n", tried);
+}
+END_TEST
+
+/* A host without the client library (Debian's --no-install-recommends can
+ * drop libpq5): the store is unavailable (69), not a usage error (64).  A
+ * file that is not a library, first on LD_LIBRARY_PATH, makes dlopen() fail
+ * as a missing one does. */
+START_TEST(missing_client_library_exits_69)
+{
+    const char *sonames[] = {"libpq.so.5", "libmariadb.so.3", "libmysqlclient.so.21"};
+    char env[4400], path[4300];
+    for (size_t i = 0; i < sizeof sonames / sizeof sonames[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, sonames[i]);
+        FILE *f = fopen(path, "w");
+        ck_assert_ptr_nonnull(f);
+        fputs("not a shared library\n", f);
+        fclose(f);
+    }
+    snprintf(env, sizeof env, "LD_LIBRARY_PATH='%s'", dir);
+    snprintf(path, sizeof path, "%s/stderr", dir);
+    const char *urls[] = {"postgresql://jobs@127.0.0.1:1/app", "mysql://jobs:Secr3t@127.0.0.1:1/app"};
+    for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
+        ck_assert_int_eq(run_against(urls[i], env), 69);
+        ck_assert_msg(file_has(path, "client library") || file_has(path, "not built into"),
+                      "no reason given for %s", urls[i]);
+        ck_assert(!file_has(path, "Secr3t"));
+        ck_assert_int_eq(sh("%s '%s' status -u '%s' %s >/dev/null 2>&1", env, dlock_bin, urls[i], name), 69);
+    }
+}
+END_TEST
+
 START_TEST(busy_exit_and_conflict_code)
 {
     dlt_child holder;
@@ -664,6 +747,8 @@ int main(void)
     tcase_add_test(t, job_killed_by_signal_gives_128_plus_n);
     tcase_add_test(t, signal_while_waiting);
     tcase_add_test(t, exit_statuses);
+    tcase_add_test(t, refused_login_exits_69_on_every_backend);
+    tcase_add_test(t, missing_client_library_exits_69);
     tcase_add_test(t, busy_exit_and_conflict_code);
     tcase_add_test(t, status_free_and_held);
     tcase_add_test(t, status_output_has_no_control_characters);

@@ -13,12 +13,15 @@
 # current user.
 #
 # The server listens on 127.0.0.1 only, on a free port, with trust
-# authentication (a test server) and fsync off.  max_locks_per_transaction is
-# 1024: with max_connections = 100 the shared lock table has room for
-# 102,400 locks, so one session can hold 10,000 advisory locks.
+# authentication (a test server; the role dlock_password excepted) and fsync
+# off.  max_locks_per_transaction is 1024: with max_connections = 100 the
+# shared lock table has room for 102,400 locks, so one session can hold
+# 10,000 advisory locks.
 #
 # `start` prints (and writes to DIR/env) shell lines:
 #   export DLOCK_TEST_PG_URL='postgresql://postgres@127.0.0.1:<port>/postgres'
+#   export DLOCK_TEST_PG_PASSWORD_URL='postgresql://dlock_password:…@127.0.0.1:<port>/postgres'
+#     (the one role that must give its password: scram-sha-256)
 #   export DLOCK_TEST_PG_DIR='DIR'
 #
 # The binaries come from $DLOCK_PG_BINDIR, else /usr/lib/postgresql/15/bin,
@@ -91,6 +94,10 @@ write_env() {
     port=$1
     {
         echo "export DLOCK_TEST_PG_URL='postgresql://postgres@127.0.0.1:$port/postgres'"
+        # A cluster made before that role existed has no such line: no URL.
+        if grep -q '^host all dlock_password ' "$dir/data/pg_hba.conf" 2>/dev/null; then
+            echo "export DLOCK_TEST_PG_PASSWORD_URL='postgresql://dlock_password:Right-Passw0rd@127.0.0.1:$port/postgres'"
+        fi
         echo "export DLOCK_TEST_PG_DIR='$dir'"
     } >"$dir/env"
     cat "$dir/env"
@@ -108,9 +115,15 @@ create_cluster() {
         { cat "$dir/initdb.log" >&2; die "initdb failed"; }
     as_owner mkdir -p "$dir/data/conf.d"
     echo "include_dir = 'conf.d'" | as_owner sh -c "cat >> '$dir/data/postgresql.conf'"
-    # Loopback only: drop the ::1 line that initdb writes.
-    as_owner sh -c "grep -v '::1/128' '$dir/data/pg_hba.conf' > '$dir/data/pg_hba.conf.new' &&
+    # Loopback only: drop the ::1 line that initdb writes.  One role logs in
+    # with a password (the first matching line wins), so that a test can be
+    # refused a login as a user with a wrong password would be.
+    as_owner sh -c "{ echo 'host all dlock_password 127.0.0.1/32 scram-sha-256';
+                      grep -v '::1/128' '$dir/data/pg_hba.conf'; } > '$dir/data/pg_hba.conf.new' &&
                     mv '$dir/data/pg_hba.conf.new' '$dir/data/pg_hba.conf'"
+    echo "CREATE ROLE dlock_password LOGIN PASSWORD 'Right-Passw0rd';" |
+        as_owner "$BINDIR/postgres" --single -D "$dir/data" postgres >"$dir/single.log" 2>&1 ||
+        { cat "$dir/single.log" >&2; die "cannot create the role dlock_password"; }
 }
 
 write_config() {

@@ -53,7 +53,8 @@ static const char usage_text[] =
     "URLs: sqlite:///path/file.db, postgresql://user@host/db, mysql://user:pass@host/db\n"
     "\n"
     "Exit status: COMMAND's status (128+N if signal N ended it); 75 busy; 79 lock lost\n"
-    "while COMMAND ran; 64 usage; 69 store unreachable; 70 store error; 71 system error;\n"
+    "while COMMAND ran; 64 usage; 69 store unusable (unreachable, login refused, client\n"
+    "library missing); 70 store error; 71 system error;\n"
     "126 COMMAND not executable; 127 COMMAND not found.  dlock status: 0 held, 1 free.\n";
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -11,14 +11,19 @@ dlock_acquire() does not stop the others, and dlock_cancel() from another
 thread reaches it.  dlock_last_error() is thread-local in C; each Python
 thread runs its calls on its own OS thread, so reading it right after a
 failed call in the same thread gives that call's detail.
+
+The library is loaded at first use (``get()``), not at import: ``import dlock``
+always succeeds, and the first Client() raises LibraryNotFound with the hint.
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import os
+import threading
 from ctypes import (POINTER, c_char_p, c_int, c_int32, c_int64, c_size_t,
                     c_uint32)
+from typing import Any, Callable, Dict, List, Optional
 
 SONAME = "libdlock.so.0"
 
@@ -50,7 +55,27 @@ ClientPtr = POINTER(_Client)
 LockPtr = POINTER(_Lock)
 
 
-def _candidates() -> list[str]:
+# The texts of dlock_strerror(), for the errors raised before the library is
+# loaded (a bad argument checked in Python).  The library's own text wins.
+_STATUS_TEXT: Dict[int, str] = {
+    OK: "success",
+    EBUSY: "lock is held by someone else",
+    ELOST: "lock is no longer held",
+    EINVAL: "invalid argument",
+    ECONN: "lock store unreachable or connection broken",
+    EBACKEND: "lock store reported an error",
+    ENOMEM: "out of memory",
+    ENOTSUP: "not supported",
+    ECANCELED: "wait canceled",
+}
+
+
+class LibraryNotFound(ImportError):
+    """The C library libdlock cannot be loaded.  Raised by the first call
+    that needs it (Client(), version()), never by ``import dlock``."""
+
+
+def _candidates() -> List[str]:
     override = os.environ.get("DLOCK_LIBRARY")
     if override:
         return [override]  # an explicit choice is never silently replaced
@@ -67,12 +92,12 @@ def _load() -> ctypes.CDLL:
             errors.append(f"{name}: {exc}")
     hint = ("install libdlock (Debian: libdlock0) or set DLOCK_LIBRARY="
             "/path/to/libdlock.so.0")
-    raise ImportError("dlock: cannot load the C library libdlock ("
-                      + "; ".join(errors or ["not found"]) + "); " + hint)
+    raise LibraryNotFound("dlock: cannot load the C library libdlock ("
+                          + "; ".join(errors or ["not found"]) + "); " + hint)
 
 
 def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
-    def fn(name, restype, *argtypes):
+    def fn(name: str, restype: Any, *argtypes: Any) -> None:
         f = getattr(lib, name)
         f.restype = restype
         f.argtypes = list(argtypes)
@@ -94,17 +119,46 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     return lib
 
 
-lib = _declare(_load())
+_lib: Optional[ctypes.CDLL] = None
+_load_guard = threading.Lock()
 
 
-def text(raw: bytes | None) -> str:
+def get() -> ctypes.CDLL:
+    """The loaded library, loading it on first use; LibraryNotFound if it
+    cannot be.  A failure is not remembered: installing the library (or
+    setting DLOCK_LIBRARY) and trying again works."""
+    global _lib
+    lib = _lib
+    if lib is not None:
+        return lib
+    with _load_guard:
+        if _lib is None:
+            _lib = _declare(_load())
+        return _lib
+
+
+def loaded() -> Optional[ctypes.CDLL]:
+    """The library if it was loaded already, else None (never loads it)."""
+    return _lib
+
+
+def text(raw: Optional[bytes]) -> str:
     """C text from the library (UTF-8 by contract) as str, never raising."""
     return raw.decode("utf-8", "replace") if raw else ""
 
 
 def last_error() -> str:
-    return text(lib.dlock_last_error())
+    return text(get().dlock_last_error())
 
 
 def strerror(status: int) -> str:
-    return text(lib.dlock_strerror(status))
+    """dlock_strerror(); without the library loaded, the same text from a
+    copy here (never loads it: an error message must not fail)."""
+    lib = _lib
+    if lib is not None:
+        return text(lib.dlock_strerror(status))
+    return _STATUS_TEXT.get(status, "unknown status code")
+
+
+# A function that takes a C pointer and returns what the call gives.
+PtrCall = Callable[[Any], Any]

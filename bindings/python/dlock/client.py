@@ -14,34 +14,53 @@ The C client serializes calls on one client: while one thread waits in
 ``Client.lock(..., wait=...)``, every other call on that client — including a
 heartbeat's extend — waits behind it.  A lock whose heartbeat is stuck like
 that runs out of lease and is reported lost.  Give each thread that waits for
-a lock its own Client.
+a lock its own Client (``synchronized`` and ``alock`` do so by themselves).
+
+fork()
+------
+A client belongs to the process that opened it.  In a child process every
+call on it or on its locks raises UsedAfterFork at once, and the implicit
+ones — ``__del__``, leaving a ``with`` block — do nothing: the child never
+calls the C library for the parent's connection, so it can neither release
+the parent's lock nor disturb its session.  os.register_at_fork marks every
+client dead in the child (the heartbeat threads do not exist there).
 """
 from __future__ import annotations
 
 import ctypes
+import functools
+import inspect
 import math
+import os
 import threading
-from typing import Callable, Optional, Union
+import weakref
+from typing import (TYPE_CHECKING, Any, Callable, List, Optional, Set,
+                    TypeVar, Union, cast)
 
 from . import _native
-from ._native import lib
-from .errors import DlockError, InvalidArgument, LockLost, check, error_for
+from .errors import (DlockError, InvalidArgument, LockBusy, LockLost,
+                     UsedAfterFork, check, error_for)
+
+if TYPE_CHECKING:
+    from .aio import AsyncLockContext
 
 Text = Union[str, bytes]
 LostCallback = Callable[["Lock"], None]
+F = TypeVar("F", bound=Callable[..., Any])
 
 HOLDER_BUFFER_BYTES = 1024
+DEFAULT_TTL = 60.0
 
 
 class _Handle:
     """A C pointer with a count of the calls currently using it."""
 
-    def __init__(self, ptr) -> None:
+    def __init__(self, ptr: Any) -> None:
         self._ptr = ptr
         self._users = 0
         self._cond = threading.Condition()
 
-    def enter(self):
+    def enter(self) -> Any:
         """The pointer, counted as in use until leave(); None once retired."""
         with self._cond:
             if self._ptr is None:
@@ -59,7 +78,7 @@ class _Handle:
     def alive(self) -> bool:
         return self._ptr is not None
 
-    def retire(self, while_waiting: Optional[Callable[[object], None]] = None):
+    def retire(self, while_waiting: Optional[Callable[[Any], Any]] = None) -> Any:
         """Take the pointer away from new callers and wait until the calls in
         progress have left.  Returns the pointer to the one caller that
         retired it (None to any later one), now free to be given to C."""
@@ -109,26 +128,82 @@ def _milliseconds(seconds: float, what: str, low: int, high: int) -> int:
     return ms
 
 
+def ttl_ms(ttl: float) -> int:
+    """A TTL in seconds as the C library's milliseconds (C rejects 0 and
+    values above 2^31-1 with its own message)."""
+    return _milliseconds(ttl, "ttl", 0, 0xFFFFFFFF)
+
+
+def wait_ms(wait: Optional[float]) -> int:
+    """A wait in seconds (None: forever) as the C library's milliseconds."""
+    if wait is None:
+        return _native.WAIT_FOREVER
+    return _milliseconds(wait, "wait", 0, _native.WAIT_MAX_MS)
+
+
 def _closed_error(what: str) -> DlockError:
     return InvalidArgument(_native.EINVAL, "the client is closed", what)
 
 
-class Lock:
-    """One held lock.  Created by Client.lock(); use it as a context manager
-    (released on exit) or call release().
+def _percent_encode_path(path: str) -> str:
+    """Encode what a URL path cannot hold as is, as dlock(1) does."""
+    return "".join(f"%{ord(ch):02X}" if ch in "%?#" else ch for ch in path)
 
-    ``remaining`` and ``lost`` are the holder's own view of its lease, read
-    without asking the store.  With ``heartbeat=True`` a background thread
-    extends the lease every ttl/3; when the store says the lock was lost it
-    sets ``lost``, calls ``on_lost(lock)`` in that thread, and stops.
+
+def default_url() -> str:
+    """The store that dlock(1) uses without -u: $DLOCK_URL when set and not
+    empty, else the embedded SQLite default — /var/lib/dlock/dlock.db for
+    root, ${XDG_STATE_HOME:-$HOME/.local/state}/dlock/dlock.db for any other
+    user (each only when it is an absolute path)."""
+    env = os.environ.get("DLOCK_URL")
+    if env:
+        return env
+    if os.geteuid() == 0:
+        folder = "/var/lib/dlock"
+    else:
+        state = os.environ.get("XDG_STATE_HOME", "")
+        home = os.environ.get("HOME", "")
+        if state.startswith("/"):
+            folder = state + "/dlock"
+        elif home.startswith("/"):
+            folder = home + "/.local/state/dlock"
+        else:
+            raise InvalidArgument(_native.EINVAL, "no URL: set DLOCK_URL, or set HOME", "default_url")
+    return "sqlite://" + _percent_encode_path(folder + "/dlock.db")
+
+
+# Every client that may still hold a C pointer, for the fork handler.
+_clients: "weakref.WeakSet[Client]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # Runs in the child right after fork(), with only this thread alive: no
+    # lock of the parent's threads may be taken (one may be held forever).
+    for client in list(_clients):
+        client._mark_forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class Lock:
+    """One held lock.  Created by Client.lock() / try_lock(); use it as a
+    context manager (released on exit) or call release().
+
+    ``remaining``, ``lost`` and ``locked()`` are the holder's own view of
+    its lease, read without asking the store; ``owned()`` asks the store.
+    With ``heartbeat=True`` a background thread extends the lease every
+    ttl/3; when the store says the lock was lost it sets ``lost``, calls
+    ``on_lost(lock)`` in that thread, and stops.
     """
 
-    def __init__(self, client: "Client", ptr, name: str, ttl_ms: int,
+    def __init__(self, client: "Client", ptr: Any, name: str, ttl_ms_: int,
                  on_lost: Optional[LostCallback]) -> None:
         self._client = client
         self._handle = _Handle(ptr)
         self._name = name
-        self._ttl_ms = ttl_ms
+        self._ttl_ms = ttl_ms_
         self._on_lost = on_lost
         self._lost = False
         self._stop = threading.Event()
@@ -156,16 +231,36 @@ class Lock:
     def remaining(self) -> float:
         """Seconds of lease left by the holder's own clock; 0.0 once the
         lease may have expired, and after release."""
-        ms = self._with_handle(lib.dlock_remaining_ms, missing=0)
-        return ms / 1000
+        ms = self._with_handle(_native.get().dlock_remaining_ms, "remaining", missing=0)
+        return cast(int, ms) / 1000
 
     @property
     def lost(self) -> bool:
         """The lock is known to be lost: the store said so, or the lease ran
         out (remaining reached 0) while still held."""
+        self._client._check_process("lost")
         if self._lost:
             return True
-        return self._handle.alive and self._with_handle(lib.dlock_remaining_ms, missing=1) == 0
+        return self._handle.alive and self._with_handle(
+            _native.get().dlock_remaining_ms, "lost", missing=1) == 0
+
+    def locked(self) -> bool:
+        """Held, by this process's own view and without a round trip: not
+        released, not known to be lost, and lease time left."""
+        return not self.released and not self.lost
+
+    def owned(self) -> bool:
+        """Asks the store, in one round trip, whether this lock is still
+        ours: it renews the lease for ``ttl`` seconds (dlock_extend, as the
+        heartbeat does).  False when the store says it is lost, or when it
+        was released; other failures (the store unreachable) raise."""
+        if self.released:
+            return False
+        try:
+            self.extend()
+        except LockLost:
+            return False
+        return True
 
     @property
     def heartbeat_running(self) -> bool:
@@ -175,17 +270,19 @@ class Lock:
     def extend(self, ttl: Optional[float] = None) -> None:
         """Renew the lease to ``ttl`` seconds from now (default: the lock's
         current TTL, which a given ttl replaces).  LockLost if it is gone."""
-        ttl_ms = self._ttl_ms if ttl is None else _milliseconds(ttl, "ttl", 0, 0xFFFFFFFF)
-        rc = self._with_handle(lambda p: lib.dlock_extend(p, ttl_ms), what="dlock_extend")
+        new_ttl_ms = self._ttl_ms if ttl is None else ttl_ms(ttl)
+        lib = _native.get()
+        rc = cast(int, self._with_handle(lambda p: lib.dlock_extend(p, new_ttl_ms), "dlock_extend"))
         if rc == _native.ELOST:
             self._lost = True
         check(rc, "dlock_extend")
-        self._ttl_ms = ttl_ms
+        self._ttl_ms = new_ttl_ms
 
     def release(self) -> None:
         """Release the lock (idempotent).  Raises LockLost if the lease had
         been lost before: the critical section may have overlapped another
         holder's.  The handle is gone afterwards either way."""
+        self._client._check_process("dlock_release")
         self._stop_heartbeat()
         client_ptr = self._client._handle.enter()
         if client_ptr is None:
@@ -195,6 +292,7 @@ class Lock:
             if ptr is None:
                 return
             self._client._forget(self)
+            lib = _native.get()
             rc = lib.dlock_release(ptr)
             detail = _native.last_error() if rc < 0 else ""
         finally:
@@ -207,7 +305,9 @@ class Lock:
     def __enter__(self) -> "Lock":
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if self._client._in_other_process():
+            return  # a forked child leaving the parent's block: not its lock
         try:
             self.release()
         except LockLost:
@@ -217,14 +317,17 @@ class Lock:
             # through; ``lost`` still tells what happened to the lease.
 
     def __repr__(self) -> str:
+        if self._client._in_other_process():
+            return f"<dlock.Lock {self._name!r} of another process>"
         state = "released" if self.released else ("lost" if self._lost else f"{self.remaining:.3f}s left")
         return f"<dlock.Lock {self._name!r} ttl={self.ttl:g}s {state}>"
 
     # --- internals -------------------------------------------------------
-    def _with_handle(self, fn, what: str = "", missing=None):
+    def _with_handle(self, fn: _native.PtrCall, what: str, missing: Any = None) -> Any:
         """Call fn(lock pointer) while both the client and the lock are
         entered; ``missing`` is returned when either is gone, or, without
         it, an error is raised."""
+        self._client._check_process(what)
         client_ptr = self._client._handle.enter()
         if client_ptr is None:
             if missing is not None:
@@ -255,10 +358,11 @@ class Lock:
             thread.join()
 
     def _beat(self) -> None:
+        lib = _native.get()
         delay = self._ttl_ms / 3000
         while not self._stop.wait(delay):
-            ttl_ms = self._ttl_ms
-            delay = ttl_ms / 3000
+            beat_ttl_ms = self._ttl_ms
+            delay = beat_ttl_ms / 3000
             client_ptr = self._client._handle.enter()
             if client_ptr is None:
                 return
@@ -267,7 +371,7 @@ class Lock:
                 if ptr is None:
                     return
                 try:
-                    rc = lib.dlock_extend(ptr, ttl_ms)
+                    rc = lib.dlock_extend(ptr, beat_ttl_ms)
                     detail = _native.last_error() if rc < 0 else ""
                 finally:
                     self._handle.leave()
@@ -292,30 +396,45 @@ class Lock:
 class Client:
     """One connection to one lock store, chosen by URL:
     ``postgresql://…``, ``mysql://…`` / ``mariadb://…``, ``sqlite:///path``.
+    ``Client.from_env()`` picks the store as dlock(1) does.
 
     Thread-safe: calls on one client are serialized by the C library.
     close() (or leaving the ``with`` block) releases every lock still held
-    through it, interrupting a wait in progress.
+    through it, interrupting a wait in progress.  A client belongs to the
+    process that opened it (see fork() in the module's documentation).
     """
 
     def __init__(self, url: Text) -> None:
+        # Set first: __del__ runs even when the rest fails.
+        self._pid = os.getpid()
+        self._forked = False
+        self._handle = _Handle(None)
         raw_url = _c_text(url, "url")
+        lib = _native.get()  # LibraryNotFound, with its hint, on first use
         ptr = _native.ClientPtr()
         check(lib.dlock_open(raw_url, ctypes.byref(ptr)), "dlock_open")
+        self._url = raw_url  # for the clients of synchronized() and alock(); never shown
         self._handle = _Handle(ptr)
-        self._locks: set[Lock] = set()
+        self._locks: Set[Lock] = set()
         self._locks_guard = threading.Lock()
+        _clients.add(self)
+
+    @classmethod
+    def from_env(cls) -> "Client":
+        """A client of the store that dlock(1) would use: $DLOCK_URL, else
+        the embedded SQLite default (see default_url())."""
+        return cls(default_url())
 
     @property
     def backend(self) -> str:
         """"postgresql", "mysql" or "sqlite"."""
-        return _native.text(self._call(lib.dlock_backend, "dlock_backend"))
+        return _native.text(self._call(_native.get().dlock_backend, "dlock_backend"))
 
     @property
     def closed(self) -> bool:
         return not self._handle.alive
 
-    def lock(self, name: Text, ttl: float = 60.0, wait: Optional[float] = 0.0, *,
+    def lock(self, name: Text, ttl: float = DEFAULT_TTL, wait: Optional[float] = 0.0, *,
              heartbeat: bool = False, on_lost: Optional[LostCallback] = None) -> Lock:
         """Acquire ``name`` for ``ttl`` seconds.  ``wait``: 0 tries once,
         > 0 waits up to that many seconds, None waits until granted or
@@ -324,33 +443,92 @@ class Client:
         the lease every ttl/3 in a background thread; ``on_lost`` is called
         there if the lock is lost anyway."""
         raw_name = _c_text(name, "name")
-        ttl_ms = _milliseconds(ttl, "ttl", 0, 0xFFFFFFFF)  # C rejects 0 and > 2^31-1
-        wait_ms = (_native.WAIT_FOREVER if wait is None
-                   else _milliseconds(wait, "wait", 0, _native.WAIT_MAX_MS))
+        lock_ttl_ms = ttl_ms(ttl)
+        lock_wait_ms = wait_ms(wait)
         out = _native.LockPtr()
+        lib = _native.get()
 
-        def acquire(client_ptr):
-            rc = lib.dlock_acquire(client_ptr, raw_name, ttl_ms, wait_ms, ctypes.byref(out))
+        def acquire(client_ptr: Any) -> Lock:
+            rc = lib.dlock_acquire(client_ptr, raw_name, lock_ttl_ms, lock_wait_ms, ctypes.byref(out))
             check(rc, "dlock_acquire")
             # Registered while the client is still entered, so that a
             # concurrent close() sees this lock and frees it only after.
             text_name = raw_name.decode("utf-8", "replace")
-            held = Lock(self, out, text_name, ttl_ms, on_lost)
+            held = Lock(self, out, text_name, lock_ttl_ms, on_lost)
             with self._locks_guard:
                 self._locks.add(held)
             return held
 
-        held = self._call(acquire, "dlock_acquire")
+        held = cast(Lock, self._call(acquire, "dlock_acquire"))
         if heartbeat:
             held._start_heartbeat()
         return held
+
+    def try_lock(self, name: Text, ttl: float = DEFAULT_TTL, *, heartbeat: bool = False,
+                 on_lost: Optional[LostCallback] = None) -> Optional[Lock]:
+        """Try once: the Lock, or None when someone else holds ``name`` (or
+        this client already does).  Every other failure raises."""
+        try:
+            return self.lock(name, ttl, 0, heartbeat=heartbeat, on_lost=on_lost)
+        except LockBusy:
+            return None
+
+    def synchronized(self, name: Text, ttl: float = DEFAULT_TTL, wait: Optional[float] = None, *,
+                     heartbeat: bool = True) -> Callable[[F], F]:
+        """Decorator: every call of the function runs while holding ``name``
+        (taken with ``ttl``, extended by a heartbeat, released on return or
+        exception).  ``wait``: None (the default) waits until granted, a
+        number waits that many seconds, 0 tries once; a lock still busy then
+        raises LockBusy and the function does not run.  A call that may wait
+        does so on a client of its own (a new connection to the same store,
+        closed after the call), so that waiting never holds up this client
+        and threads of one process exclude each other too.  A coroutine
+        function is wrapped with ``alock()``."""
+        raw_name = _c_text(name, "name")
+        ttl_ms(ttl), wait_ms(wait)  # bad values fail at decoration time
+
+        def decorate(fn: F) -> F:
+            if inspect.iscoroutinefunction(fn):
+                @functools.wraps(fn)
+                async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                    async with self.alock(raw_name, ttl=ttl, wait=wait, heartbeat=heartbeat):
+                        return await fn(*args, **kwargs)
+                return cast(F, async_wrapper)
+
+            @functools.wraps(fn)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                if wait == 0:
+                    with self.lock(raw_name, ttl, 0, heartbeat=heartbeat):
+                        return fn(*args, **kwargs)
+                with self._sibling() as own:
+                    with own.lock(raw_name, ttl, wait, heartbeat=heartbeat):
+                        return fn(*args, **kwargs)
+            return cast(F, wrapper)
+        return decorate
+
+    def alock(self, name: Text, ttl: float = DEFAULT_TTL, wait: Optional[float] = 0.0, *,
+              heartbeat: bool = True) -> "AsyncLockContext":
+        """``async with client.alock(name, ttl=…, wait=…) as lock:`` — the
+        lock for asyncio.  The wait runs in a thread on a client of its own
+        (a new connection to this client's store, which then holds the lock
+        and is closed on exit); cancelling the waiting task interrupts the
+        wait (dlock_cancel).  The heartbeat is an asyncio task that extends
+        every ttl/3 in a thread; if the store says the lock is lost, the
+        task inside the block is cancelled and the block raises LockLost.
+        See dlock.aio."""
+        self._check_process("alock")
+        if self.closed:
+            raise _closed_error("alock")
+        from .aio import AsyncLockContext
+        return AsyncLockContext(self, _c_text(name, "name"), ttl, wait, heartbeat)
 
     def holder(self, name: Text) -> Optional[str]:
         """Who holds ``name`` as far as the store tells (diagnostic text, not
         a stable format), or None when it is free."""
         raw_name = _c_text(name, "name")
         buf = ctypes.create_string_buffer(HOLDER_BUFFER_BYTES)
-        rc = self._call(lambda p: lib.dlock_holder(p, raw_name, buf, len(buf)), "dlock_holder")
+        lib = _native.get()
+        rc = cast(int, self._call(lambda p: lib.dlock_holder(p, raw_name, buf, len(buf)), "dlock_holder"))
         check(rc, "dlock_holder")
         return _native.text(buf.value) if rc == 1 else None
 
@@ -358,17 +536,48 @@ class Client:
         """Interrupt a wait in progress on this client (from another thread):
         that lock() raises Canceled.  Never blocks; does nothing when no wait
         is in progress or the client is closed."""
+        self._check_process("dlock_cancel")
         ptr = self._handle.enter()
         if ptr is None:
             return
         try:
-            lib.dlock_cancel(ptr)
+            _native.get().dlock_cancel(ptr)
         finally:
             self._handle.leave()
 
     def close(self) -> None:
         """Release every lock still held through this client and disconnect
         (idempotent).  A wait in progress on another thread is canceled."""
+        self._check_process("dlock_close")
+        self._close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if self._in_other_process():
+            return  # a forked child leaving the parent's block
+        self._close()
+
+    def __del__(self) -> None:
+        try:
+            if not self._in_other_process():
+                self._close()
+        except Exception:  # interpreter shutdown: the library may be gone
+            pass
+
+    def __repr__(self) -> str:
+        if self._in_other_process():
+            return "<dlock.Client of another process>"
+        if self.closed:
+            return "<dlock.Client closed>"
+        return f"<dlock.Client {self.backend}>"
+
+    # --- internals -------------------------------------------------------
+    def _close(self) -> None:
+        lib = _native.loaded()
+        if lib is None:
+            return  # never opened
         ptr = self._handle.retire(while_waiting=lib.dlock_cancel)
         if ptr is None:
             return
@@ -379,25 +588,31 @@ class Client:
             held._handle.retire()  # dlock_close() frees these handles
         lib.dlock_close(ptr)
 
-    def __enter__(self) -> "Client":
-        return self
+    def _in_other_process(self) -> bool:
+        return self._forked or self._pid != os.getpid()
 
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self.close()
+    def _check_process(self, what: str) -> None:
+        if self._in_other_process():
+            self._forked = True
+            raise UsedAfterFork(_native.EINVAL,
+                                f"this client was opened by process {self._pid}; after fork() "
+                                "open a new Client in the child", what)
 
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown: the library may be gone
-            pass
+    def _mark_forked(self) -> None:
+        self._forked = True
+        for held in list(self._locks):
+            held._heartbeat = None  # the thread does not exist in the child
 
-    def __repr__(self) -> str:
+    def _sibling(self) -> "Client":
+        """A new client of the same store (for a wait that must not hold up
+        this one)."""
+        self._check_process("dlock_open")
         if self.closed:
-            return "<dlock.Client closed>"
-        return f"<dlock.Client {self.backend}>"
+            raise _closed_error("dlock_open")
+        return Client(self._url)
 
-    # --- internals -------------------------------------------------------
-    def _call(self, fn, what: str):
+    def _call(self, fn: _native.PtrCall, what: str) -> Any:
+        self._check_process(what)
         ptr = self._handle.enter()
         if ptr is None:
             raise _closed_error(what)
@@ -412,5 +627,9 @@ class Client:
 
 
 def version() -> str:
-    """The version of the loaded C library, "MAJOR.MINOR.PATCH"."""
-    return _native.text(lib.dlock_version())
+    """The version of the loaded C library, "MAJOR.MINOR.PATCH" (loads it:
+    LibraryNotFound when it cannot be)."""
+    return _native.text(_native.get().dlock_version())
+
+
+__all__: List[str] = ["Client", "Lock", "default_url", "version"]

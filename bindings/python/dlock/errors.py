@@ -11,6 +11,8 @@ OSError and carries errno semantics that a lock store failure does not have.
 """
 from __future__ import annotations
 
+from typing import Dict, Type
+
 from . import _native
 
 
@@ -65,7 +67,14 @@ class Canceled(DlockError):
     """DLOCK_ECANCELED: a wait was interrupted by Client.cancel()."""
 
 
-_BY_STATUS: dict[int, type[DlockError]] = {
+class UsedAfterFork(DlockError, RuntimeError):
+    """A client, or one of its locks, used in a process other than the one
+    that opened it (a child after fork()).  ``status`` is DLOCK_EINVAL, as
+    for any call on a handle that cannot be used; the C library was not
+    called."""
+
+
+_BY_STATUS: Dict[int, Type[DlockError]] = {
     _native.EBUSY: LockBusy,
     _native.ELOST: LockLost,
     _native.EINVAL: InvalidArgument,

@@ -9,8 +9,10 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
+import urllib.parse
 import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -60,3 +62,53 @@ def unique_name(label: str) -> str:
 
 def scratch_dir() -> str:
     return _scratch
+
+
+def take_away(url: str, name: str) -> None:
+    """Take the lock `name` away from whoever holds it, for real, as an
+    operator or a failure would: SQLite — delete its row; PostgreSQL — end
+    the holder's session (pg_terminate_backend); MySQL — KILL the holder's
+    connection.  Raises AssertionError when nobody held it."""
+    backend = backend_of(url)
+    if backend == "sqlite":
+        import sqlite3
+        path = urllib.parse.unquote(url[len("sqlite://"):] if url.startswith("sqlite://")
+                                    else url[len("sqlite:"):])
+        db = sqlite3.connect(path, timeout=10)
+        try:
+            deleted = db.execute("DELETE FROM dlock_locks WHERE name = ?", (name,)).rowcount
+            db.commit()
+        finally:
+            db.close()
+        assert deleted == 1, f"no row for {name}"
+    elif backend == "postgresql":
+        # The advisory key is the first 8 bytes of SHA-256(name), big-endian
+        # (docs/postgresql.md); psql reads the name as a variable, quoted.
+        sql = ("SELECT count(pg_catalog.pg_terminate_backend(pid)) FROM pg_catalog.pg_locks"
+               " WHERE locktype = 'advisory' AND granted AND objsubid = 1"
+               " AND ((classid::bigint << 32) | objid::bigint) ="
+               " ('x' || substr(encode(sha256(convert_to(:'name', 'UTF8')), 'hex'), 1, 16))::bit(64)::bigint;\n")
+        out = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-v",
+                              f"name={name}", "-d", url], input=sql, capture_output=True,
+                             text=True, timeout=30, check=True).stdout.strip()
+        assert out == "1", f"ended {out!r} sessions"
+    elif backend == "mysql":
+        parts = urllib.parse.urlsplit(url)
+        query = urllib.parse.parse_qs(parts.query)
+        args = ["mysql", "--protocol=" + ("socket" if "socket" in query else "tcp"), "-N", "-B"]
+        if parts.username:
+            args += ["-u", urllib.parse.unquote(parts.username)]
+        if "socket" in query:
+            args += ["-S", query["socket"][0]]
+        else:
+            args += ["-h", parts.hostname or "127.0.0.1", "-P", str(parts.port or 3306)]
+        env = dict(os.environ, MYSQL_PWD=urllib.parse.unquote(parts.password or ""))
+        # Names made by unique_name() are lower-case ASCII: the server's lock
+        # name is the name itself (docs/mysql.md).
+        holder = subprocess.run(args + ["-e", f"SELECT IS_USED_LOCK('{name}')"], env=env,
+                                capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+        assert holder.isdigit(), f"IS_USED_LOCK gave {holder!r}"
+        subprocess.run(args + ["-e", f"KILL {holder}"], env=env, capture_output=True, text=True,
+                       timeout=30, check=True)
+    else:
+        raise AssertionError(f"cannot take a lock away on {backend}")

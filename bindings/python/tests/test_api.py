@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 import unittest
 
 import support  # noqa: F401  (puts the package on sys.path)
@@ -21,7 +23,7 @@ class LoadingTest(unittest.TestCase):
         override = os.environ.get("DLOCK_LIBRARY")
         if not override:
             self.skipTest("DLOCK_LIBRARY is not set")
-        self.assertEqual(_native.lib._name, override)
+        self.assertEqual(_native.get()._name, override)
         # And it really is that file in this process's map, not another copy.
         with open("/proc/self/maps") as maps:
             mapped = {line.split()[-1] for line in maps if "libdlock" in line}
@@ -32,6 +34,99 @@ class LoadingTest(unittest.TestCase):
         missing = required_backends() - tested
         self.assertFalse(missing, f"DLOCK_TEST_REQUIRE asks for {sorted(missing)} "
                                   f"but DLOCK_TEST_URLS has no URL for them")
+
+
+def run_python(code: str, env: dict) -> subprocess.CompletedProcess:
+    """Run a small program with the package from this tree, in a process of
+    its own; an env value of None removes that variable."""
+    full_env = dict(os.environ, PYTHONPATH=support.PACKAGE_PARENT, **env)
+    full_env = {k: v for k, v in full_env.items() if v is not None}
+    return subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True,
+                          text=True, timeout=60)
+
+
+class WithoutTheLibraryTest(unittest.TestCase):
+    """import dlock works without libdlock; the first Client() explains."""
+
+    CODE = """
+import dlock
+print("version", dlock.__version__)
+print("strerror", dlock.strerror(dlock.ELOST))
+try:
+    dlock.Client(42)
+except TypeError:
+    print("typeerror")
+try:
+    dlock.Client("sqlite:///tmp/never-created.db")
+except dlock.LibraryNotFound as exc:
+    print("notfound", isinstance(exc, ImportError), exc)
+"""
+
+    def test_import_works_and_client_explains(self):
+        result = run_python(self.CODE, {"DLOCK_LIBRARY": "/nonexistent/libdlock.so.0"})
+        self.assertEqual(result.returncode, 0, result.stderr)
+        lines = result.stdout.splitlines()
+        self.assertRegex(lines[0], r"^version \d+\.\d+\.\d+")
+        self.assertEqual(lines[1], "strerror lock is no longer held")
+        self.assertEqual(lines[2], "typeerror")
+        self.assertTrue(lines[3].startswith("notfound True "), lines[3])
+        self.assertIn("/nonexistent/libdlock.so.0", lines[3])
+        self.assertIn("DLOCK_LIBRARY", lines[3])  # the hint
+
+    def test_version_comes_from_the_package_metadata(self):
+        pyproject = os.path.join(support.PACKAGE_PARENT, "pyproject.toml")
+        with open(pyproject) as f:
+            declared = re.search(r'^version\s*=\s*"([^"]+)"', f.read(), re.MULTILINE)
+        assert declared is not None
+        self.assertEqual(dlock.__version__, declared.group(1))
+
+
+class DefaultUrlTest(unittest.TestCase):
+    """Client.from_env() picks the store that dlock(1) picks."""
+
+    CODE = "import dlock; print(dlock.default_url())"
+
+    def test_dlock_url_wins(self):
+        result = run_python(self.CODE, {"DLOCK_URL": "postgresql://jobs@db/app"})
+        self.assertEqual(result.stdout.strip(), "postgresql://jobs@db/app")
+
+    def test_root_uses_var_lib(self):
+        if os.geteuid() != 0:
+            self.skipTest("not root")
+        result = run_python(self.CODE, {"DLOCK_URL": "", "HOME": "/root"})
+        self.assertEqual(result.stdout.strip(), "sqlite:///var/lib/dlock/dlock.db")
+
+    def _as_user(self, env: dict) -> str:
+        # The user's branch, also when the tests run as root: the program
+        # sees a non-zero effective uid (switching to a real user would need
+        # this tree to be readable by it).
+        code = "import os; os.geteuid = lambda: 1000; " + self.CODE
+        result = run_python(code, dict(env, DLOCK_URL=None))
+        self.assertEqual(result.returncode, 0, result.stderr)
+        return result.stdout.strip()
+
+    def test_a_user_uses_xdg_state_home_else_home(self):
+        self.assertEqual(self._as_user({"XDG_STATE_HOME": "/srv/state", "HOME": "/home/u"}),
+                         "sqlite:///srv/state/dlock/dlock.db")
+        self.assertEqual(self._as_user({"XDG_STATE_HOME": "relative", "HOME": "/home/u"}),
+                         "sqlite:///home/u/.local/state/dlock/dlock.db")
+        self.assertEqual(self._as_user({"XDG_STATE_HOME": None, "HOME": "/home/a%b?c#d"}),
+                         "sqlite:///home/a%25b%3Fc%23d/.local/state/dlock/dlock.db")
+
+    def test_from_env_opens_dlock_url(self):
+        url = "sqlite://" + os.path.join(support.scratch_dir(), "from-env.db")
+        name = support.unique_name("fromenv")
+        saved = os.environ.get("DLOCK_URL")
+        os.environ["DLOCK_URL"] = url
+        try:
+            with dlock.Client.from_env() as client, client.lock(name, ttl=30):
+                with dlock.Client(url) as other:
+                    self.assertIsNotNone(other.holder(name))
+        finally:
+            if saved is None:
+                del os.environ["DLOCK_URL"]
+            else:
+                os.environ["DLOCK_URL"] = saved
 
 
 class ErrorMappingTest(unittest.TestCase):

@@ -3,6 +3,7 @@ DLOCK_TEST_URLS (SQLite, PostgreSQL, MySQL/MariaDB), real threads and real
 processes, no mocks."""
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -12,11 +13,12 @@ import time
 import unittest
 
 import support
-from support import RACER, backend_of, test_urls, unique_name
+from support import RACER, backend_of, take_away, test_urls, unique_name
 
 import dlock
 
 TTL_MAX_SECONDS = 2_147_483_647 / 1000
+FORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "forker.py")
 
 
 class BackendTests:
@@ -435,6 +437,260 @@ class BackendTests:
         a.cancel()  # a no-op on a closed client
         with b.lock(n1, ttl=30, wait=0), b.lock(n2, ttl=30, wait=0):
             pass
+
+    # --- try_lock, locked(), owned() ---------------------------------------
+    def test_try_lock(self):
+        a, b = self.client(), self.client()
+        n = self.name("try")
+        lock = a.try_lock(n, ttl=30)
+        self.assertIsInstance(lock, dlock.Lock)
+        self.assertIsNone(b.try_lock(n, ttl=30))
+        self.assertIsNone(a.try_lock(n, ttl=30))  # not re-entrant
+        lock.release()
+        again = b.try_lock(n, ttl=30, heartbeat=True)
+        self.assertIsNotNone(again)
+        self.assertTrue(again.heartbeat_running)
+        again.release()
+        with self.assertRaises(dlock.InvalidArgument):
+            a.try_lock("", ttl=30)  # other failures still raise
+
+    def test_locked_and_owned(self):
+        a = self.client()
+        lock = a.lock(self.name("owned"), ttl=30)
+        self.assertTrue(lock.locked())
+        self.assertTrue(lock.owned())
+        lock.release()
+        self.assertFalse(lock.locked())
+        self.assertFalse(lock.owned())
+        short = a.lock(self.name("owned-expired"), ttl=0.3)
+        time.sleep(0.5)
+        self.assertFalse(short.locked())  # the lease ran out: no round trip needed
+        self.assertFalse(short.owned())   # and the store agrees
+        self.assertTrue(short.lost)
+
+    def test_owned_sees_a_lock_taken_away(self):
+        a = self.client()
+        n = self.name("taken")
+        lock = a.lock(n, ttl=30)
+        self.assertTrue(lock.locked())
+        take_away(self.url, n)
+        self.assertTrue(lock.locked())   # the holder's own view cannot know ...
+        self.assertFalse(lock.owned())   # ... the store does
+        self.assertTrue(lock.lost)
+        with self.assertRaises(dlock.LockLost):
+            lock.release()
+
+    # --- synchronized ------------------------------------------------------
+    def test_synchronized_holds_the_lock_during_the_call(self):
+        a, b = self.client(), self.client()
+        n = self.name("sync")
+        seen = []
+
+        @a.synchronized(n, ttl=30)
+        def job(x: int) -> int:
+            """the job"""
+            seen.append(b.try_lock(n, ttl=5))
+            return x * 2
+
+        self.assertEqual(job(21), 42)
+        self.assertEqual(seen, [None])
+        self.assertEqual(job.__doc__, "the job")
+        self.assertIsNone(a.holder(n))  # released after the call
+
+        @a.synchronized(n, ttl=30)
+        def failing() -> None:
+            raise KeyError("job failed")
+
+        with self.assertRaises(KeyError):
+            failing()
+        self.assertIsNone(a.holder(n))
+
+    def test_synchronized_busy_and_wait(self):
+        a, b = self.client(), self.client()
+        n = self.name("sync-busy")
+        ran = []
+
+        @a.synchronized(n, ttl=30, wait=0)
+        def once() -> None:
+            ran.append(1)
+
+        @a.synchronized(n, ttl=30, wait=0.4)
+        def briefly() -> None:
+            ran.append(2)
+
+        with b.lock(n, ttl=30):
+            with self.assertRaises(dlock.LockBusy):
+                once()
+            started = time.monotonic()
+            with self.assertRaises(dlock.LockBusy):
+                briefly()
+            self.assertGreaterEqual(time.monotonic() - started, 0.35)
+        self.assertEqual(ran, [])
+        once()
+        briefly()
+        self.assertEqual(ran, [1, 2])
+
+    def test_synchronized_threads_never_overlap(self):
+        a = self.client()
+        n = self.name("sync-threads")
+        inside = []
+        overlaps = []
+
+        @a.synchronized(n, ttl=30, wait=30)
+        def critical() -> None:
+            inside.append(1)
+            if len(inside) > 1:
+                overlaps.append(len(inside))
+            time.sleep(0.05)
+            inside.pop()
+
+        threads = [threading.Thread(target=critical) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertEqual(overlaps, [])
+        self.assertIsNone(a.holder(n))
+
+    # --- fork ------------------------------------------------------------
+    def _forker(self, mode: str) -> None:
+        n = self.name(f"fork-{mode}")
+        proc = subprocess.Popen([sys.executable, FORKER, mode, self.url, n], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(self._reap, proc)
+        assert proc.stdout is not None and proc.stdin is not None
+        line = proc.stdout.readline().strip()
+        if line != "PARENT OK":
+            out, err = proc.communicate(timeout=30)
+            self.fail(f"forker: {line} {out} {err}")
+        # From a third process too: the parent still holds it.
+        c = self.client()
+        self.assertIsNone(c.try_lock(n, ttl=5))
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        self.assertEqual(self.finish(proc), "RELEASED")
+        with c.lock(n, ttl=5, wait=5):
+            pass
+
+    def test_fork_child_exiting_keeps_the_parents_lock(self):
+        self._forker("exit")
+
+    def test_fork_child_leaving_with_blocks_keeps_the_parents_lock(self):
+        self._forker("with")
+
+    def test_fork_handler_marks_clients_in_the_child(self):
+        c = self.client()
+        lock = c.lock(self.name("fork-mark"), ttl=30, heartbeat=True)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            try:
+                ok = c._forked and not lock.heartbeat_running and "another process" in repr(c)
+                os.write(w, b"1" if ok else b"0")
+            finally:
+                os._exit(0)
+        os.close(w)
+        answer = os.read(r, 1)
+        os.close(r)
+        os.waitpid(pid, 0)
+        self.assertEqual(answer, b"1")
+        self.assertFalse(c._forked)
+        self.assertTrue(lock.owned())
+        lock.release()
+
+    # --- asyncio ---------------------------------------------------------
+    def test_alock_holds_and_releases(self):
+        a, b = self.client(), self.client()
+        n = self.name("alock")
+
+        async def main() -> None:
+            async with a.alock(n, ttl=30) as lock:
+                self.assertTrue(lock.locked())
+                self.assertIsNone(b.try_lock(n, ttl=5))
+                self.assertTrue(lock.heartbeat_running is False)  # the heartbeat is a task
+            self.assertTrue(lock.released)
+
+        asyncio.run(main())
+        with b.lock(n, ttl=5):
+            pass
+
+    def test_alock_wait_runs_out_and_is_granted(self):
+        a, b = self.client(), self.client()
+        n = self.name("alock-wait")
+
+        async def main() -> None:
+            holder = b.lock(n, ttl=30)
+            with self.assertRaises(dlock.LockBusy):
+                async with a.alock(n, ttl=30, wait=0.3):
+                    pass
+            # Released while the alock waits: granted.
+            asyncio.get_running_loop().call_later(0.3, holder.release)
+            started = time.monotonic()
+            async with a.alock(n, ttl=30, wait=10) as lock:
+                self.assertTrue(lock.owned())
+            self.assertLess(time.monotonic() - started, 5)
+
+        asyncio.run(main())
+
+    def test_alock_cancel_interrupts_the_wait(self):
+        a, b = self.client(), self.client()
+        n = self.name("alock-cancel")
+        holder = b.lock(n, ttl=30)
+
+        async def waiter() -> None:
+            async with a.alock(n, ttl=30, wait=None):
+                raise AssertionError("granted while held")
+
+        async def main() -> float:
+            task = asyncio.ensure_future(waiter())
+            await asyncio.sleep(0.5)
+            self.assertFalse(task.done())
+            started = time.monotonic()
+            task.cancel()
+            with self.assertRaises(asyncio.CancelledError):
+                await task
+            return time.monotonic() - started
+
+        self.assertLess(asyncio.run(main()), 3)
+        self.assertTrue(holder.owned())
+        holder.release()
+        # The cancelled wait left nothing behind: the lock is free at once.
+        with b.lock(n, ttl=5, wait=0):
+            pass
+
+    def test_alock_lost_lock_cancels_the_task(self):
+        a = self.client()
+        n = self.name("alock-lost")
+        reached_end = []
+
+        async def job() -> None:
+            async with a.alock(n, ttl=1.5) as lock:
+                await asyncio.get_running_loop().run_in_executor(None, take_away, self.url, n)
+                await asyncio.sleep(30)
+                reached_end.append(lock)
+
+        async def main() -> float:
+            started = time.monotonic()
+            with self.assertRaises(dlock.LockLost):
+                await job()
+            return time.monotonic() - started
+
+        self.assertLess(asyncio.run(main()), 10)  # one heartbeat (0.5 s) and its retries
+        self.assertEqual(reached_end, [])
+        with a.lock(n, ttl=5, wait=5):  # the store gave it up for real
+            pass
+
+    def test_synchronized_coroutine(self):
+        a, b = self.client(), self.client()
+        n = self.name("async-sync")
+
+        @a.synchronized(n, ttl=30, wait=5)
+        async def job() -> str:
+            await asyncio.sleep(0.05)
+            return "busy" if b.try_lock(n, ttl=5) is None else "free"
+
+        self.assertEqual(asyncio.run(job()), "busy")
+        self.assertIsNone(a.holder(n))
 
 
 def _make_cases() -> None:
