@@ -1,5 +1,5 @@
 /*
- * The conformance suite: "Semantics every backend must share" (SPEC.md),
+ * The conformance suite: the rules every backend keeps (docs/contract.md),
  * written once against the public API and run against every URL in
  * $DLOCK_TEST_URLS (default: an SQLite file in a temporary folder).
  */

@@ -3,7 +3,7 @@
  *
  * dlock__valid_utf8() is compared with a reference written from RFC 3629's
  * ABNF (section 4), byte range by byte range, and dlock__check_name() with
- * the rule of SPEC.md: 1 to 255 bytes (up to the first NUL) of valid UTF-8.
+ * the rule of docs/contract.md: 1 to 255 bytes (up to the first NUL) of valid UTF-8.
  * Any difference aborts, and libFuzzer saves the input.
  */
 #include <stdint.h>
