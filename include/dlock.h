@@ -67,7 +67,7 @@ typedef struct dlock_lock dlock_lock;     /* one held lock */
     XX(ECANCELED, -8, "wait canceled")
 
 enum {
-#define DLOCK_STATUS_ENUM(name, value, text) DLOCK_##name = value,
+#define DLOCK_STATUS_ENUM(name, value, text) DLOCK_##name = (value),
     DLOCK_STATUS_MAP(DLOCK_STATUS_ENUM)
 #undef DLOCK_STATUS_ENUM
 };
