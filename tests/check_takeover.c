@@ -18,6 +18,8 @@
 #endif
 
 #include <check.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,21 +105,32 @@ static PGconn *pg_raw(void)
     return pg;
 }
 
-/* The server pid of the session that holds `name` as text ("" when free). */
-static void pg_holder_pid(const char *name, char *out, size_t outlen)
+/* Run `sql` on `pg` with $1 the advisory key of `name`; the first column of
+ * the first row into out ("" when there is none).  0, or -1 on an error. */
+static int pg_key_query(PGconn *pg, const char *sql, const char *name, char *out, size_t outlen)
 {
     char key[24];
     snprintf(key, sizeof key, "%lld", (long long)dlock__pg_key(name, strlen(name)));
     const char *values[1] = {key};
-    PGconn *pg = pg_raw();
-    PGresult *res = PQexecParams(pg,
-                                 "SELECT pid FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND granted"
-                                 " AND objsubid = 1 AND classid = (($1::bigint >> 32) & 4294967295)::oid"
-                                 " AND objid = ($1::bigint & 4294967295)::oid",
-                                 1, NULL, values, NULL, NULL, 0);
-    ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "pg_locks: %s", PQerrorMessage(pg));
-    snprintf(out, outlen, "%s", PQntuples(res) > 0 ? PQgetvalue(res, 0, 0) : "");
+    PGresult *res = PQexecParams(pg, sql, 1, NULL, values, NULL, NULL, 0);
+    int ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+    if (out && outlen)
+        snprintf(out, outlen, "%s", ok && PQntuples(res) > 0 ? PQgetvalue(res, 0, 0) : "");
     PQclear(res);
+    return ok ? 0 : -1;
+}
+
+/* How pg_locks shows the advisory lock of key $1. */
+#define PG_LOCKS_OF_KEY                                                                         \
+    "SELECT pid FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND objsubid = 1"           \
+    " AND classid = (($1::bigint >> 32) & 4294967295)::oid AND objid = ($1::bigint & 4294967295)::oid"
+
+/* The server pid of the session that holds `name` as text ("" when free). */
+static void pg_holder_pid(const char *name, char *out, size_t outlen)
+{
+    PGconn *pg = pg_raw();
+    ck_assert_msg(pg_key_query(pg, PG_LOCKS_OF_KEY " AND granted", name, out, outlen) == 0, "pg_locks: %s",
+                  PQerrorMessage(pg));
     PQfinish(pg);
 }
 #endif
@@ -248,6 +261,8 @@ START_TEST(taken_away_then_held_by_another)
     ck_assert_str_eq(after, before);
 
     ck_assert_int_eq(dlock_release(mine), DLOCK_ELOST);
+    if (!is("sqlite"))
+        ck_assert_msg(strstr(dlock_last_error(), "session that held it"), "%s", dlock_last_error());
     store_view(name, after, sizeof after);
     ck_assert_str_eq(after, before);
 
@@ -299,6 +314,82 @@ START_TEST(never_taken_before_the_lease_ends)
     free(name);
 }
 END_TEST
+
+/* --- PostgreSQL: a cancel that comes after the grant ----------------------------------- */
+
+#ifdef HAVE_POSTGRESQL
+typedef struct waiter {
+    dlock_client *client;
+    const char *name;
+    dlock_lock *lock;
+    int rc;
+} waiter;
+
+static void *waiter_main(void *arg)
+{
+    waiter *w = arg;
+    w->rc = dlock_acquire(w->client, w->name, 30000, DLOCK_WAIT_FOREVER, &w->lock);
+    return NULL;
+}
+
+/*
+ * The waiting session is granted the lock and cancelled in the same instant:
+ * its server process is stopped (SIGSTOP) while the holder lets go (which
+ * grants the lock to it) and while dlock_cancel() sends the cancel request;
+ * then it runs on and answers "canceling statement" with the lock held.  The
+ * caller is told DLOCK_ECANCELED, so the lock must not stay held by its
+ * session: the backend gives it back.
+ */
+START_TEST(pg_cancel_after_the_grant)
+{
+    char *name = dlt_unique_name("takeover-late-grant");
+    PGconn *holder = pg_raw();
+    char answer[32];
+    ck_assert_int_eq(pg_key_query(holder, "SELECT pg_catalog.pg_advisory_lock($1::bigint)", name, NULL, 0), 0);
+    waiter w = {open_client(), name, NULL, 99};
+    pthread_t thread;
+    ck_assert_int_eq(pthread_create(&thread, NULL, waiter_main, &w), 0);
+    PGconn *observer = pg_raw();
+    int pid = 0;
+    for (int i = 0; i < 500 && pid == 0; i++) {
+        ck_assert_int_eq(pg_key_query(observer, PG_LOCKS_OF_KEY " AND NOT granted", name, answer, sizeof answer), 0);
+        pid = atoi(answer);
+        if (pid == 0)
+            dlt_sleep_ms(10);
+    }
+    ck_assert_msg(pid > 0, "the wait did not show in pg_locks");
+    if (kill(pid, SIGSTOP) != 0) {
+        /* A server on another host, or of another user: nothing to stop. */
+        fprintf(stderr, "cannot stop PostgreSQL backend %d: the late-grant case is not tested\n", pid);
+        ck_assert_int_eq(pg_key_query(holder, "SELECT pg_catalog.pg_advisory_unlock($1::bigint)", name, NULL, 0), 0);
+        pthread_join(thread, NULL);
+        ck_assert_int_eq(w.rc, DLOCK_OK);
+        ck_assert_int_eq(dlock_release(w.lock), DLOCK_OK);
+    } else {
+        /* No assertion until SIGCONT: a stopped backend would outlive the test. */
+        int unlocked = pg_key_query(holder, "SELECT pg_catalog.pg_advisory_unlock($1::bigint)", name, NULL, 0);
+        int granted_pid = pg_key_query(observer, PG_LOCKS_OF_KEY " AND granted", name, answer, sizeof answer) == 0
+                              ? atoi(answer)
+                              : -1;
+        int cancel_rc = dlock_cancel(w.client);
+        dlt_sleep_ms(600); /* the cancel request reaches the stopped backend */
+        kill(pid, SIGCONT);
+        ck_assert_int_eq(unlocked, 0);
+        ck_assert_int_eq(cancel_rc, DLOCK_OK);
+        ck_assert_msg(granted_pid == pid, "the stopped waiter %d was not granted the lock (%d)", pid, granted_pid);
+        pthread_join(thread, NULL);
+        ck_assert_msg(w.rc == DLOCK_ECANCELED, "acquire: %d %s", w.rc, dlock_last_error());
+        char now_held_by[32];
+        pg_holder_pid(name, now_held_by, sizeof now_held_by);
+        ck_assert_msg(now_held_by[0] == '\0', "cancelled, yet backend %s holds the lock", now_held_by);
+    }
+    dlock_close(w.client);
+    PQfinish(observer);
+    PQfinish(holder);
+    free(name);
+}
+END_TEST
+#endif
 
 /* --- SQLite: rows rewritten behind the holder's back --------------------------------- */
 
@@ -367,6 +458,10 @@ static Suite *takeover_suite(void)
     Suite *s = suite_create(title);
     tcase_add_test(add_case(s, "taken-away"), taken_away_then_held_by_another);
     tcase_add_test(add_case(s, "early"), never_taken_before_the_lease_ends);
+#ifdef HAVE_POSTGRESQL
+    if (is("postgresql"))
+        tcase_add_test(add_case(s, "pg-late-grant"), pg_cancel_after_the_grant);
+#endif
 #ifdef HAVE_SQLITE
     if (is("sqlite"))
         tcase_add_loop_test(add_case(s, "sqlite-row"), sqlite_row_says_the_lease_is_over, 0,
