@@ -308,7 +308,8 @@ for i in "${chosen[@]}"; do
     [ -f "$scratch/$file" ] || { say "DOES NOT APPLY  $name: $file is missing"; failures+=("$name (does not apply)"); continue; }
     cp "$scratch/$file" "$work/pristine"
     applied_file=$file
-    if ! perl -0777 -e '
+    perl_status=0
+    perl -0777 -e '
             my ($file, $code) = @ARGV;
             open(my $in, "<", $file) or die "$file: $!";
             local $/; $_ = <$in>; close $in;
@@ -317,8 +318,8 @@ for i in "${chosen[@]}"; do
             die "bad Perl: $@" if $@;
             exit 3 unless $changed && $_ ne $before;
             open(my $out, ">", $file) or die "$file: $!";
-            print $out $_; close $out;' "$scratch/$file" "$edit"; then
-        perl_status=$?
+            print $out $_; close $out;' "$scratch/$file" "$edit" || perl_status=$?
+    if [ $perl_status -ne 0 ]; then
         cp "$work/pristine" "$scratch/$file"
         applied_file=
         if [ $perl_status -eq 3 ]; then
