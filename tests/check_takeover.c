@@ -9,7 +9,9 @@
  * These are the cases where the store's own "is this still mine?" check is
  * the only thing between the holder and someone else's lock: the client-side
  * lease clock cannot see them coming (scripts/mutants.sh cuts those checks
- * down and expects these tests to fail).
+ * down and expects these tests to fail).  Also: a silent holder's lock is
+ * never taken before its TTL, and a PostgreSQL wait that is granted and
+ * cancelled in the same instant does not leave the lock held.
  *
  * Runs once per URL of $DLOCK_TEST_URLS (default: an SQLite file).
  */
