@@ -48,6 +48,13 @@ if [ $status -ne 0 ]; then
     exit $status
 fi
 
+# The mutation check: every safety predicate, cut down in a scratch copy of
+# the tree, must make a test fail (scripts/mutants.sh; the servers above).
+echo "--- scripts/mutants.sh --all"
+mutants_start=$(date +%s)
+bash "$src/scripts/mutants.sh" --all
+echo "mutation check: $(( $(date +%s) - mutants_start )) s"
+
 # The benchmark in its short mode, so that it cannot rot: it fails only when
 # something does not work, never on a speed figure.
 echo "--- bench/dlock-bench --short"

@@ -1,0 +1,378 @@
+#!/bin/bash
+# The mutation check of the safety predicates: does any test notice when the
+# code that decides "is this still mine?" or "is this free?" is cut down?
+#
+# Every mutant below is one small, named source edit (a Perl substitution)
+# of a predicate in lib/ or a backend.  For each one this script edits a
+# scratch copy of the source, rebuilds it incrementally (one compile and a
+# relink), runs only the test cases that concern it, and prints
+#   killed    NAME  (by TEST)     a test failed: good
+#   SURVIVED  NAME                every test passed: a test is missing
+# with the mutant's diff.  The edit is undone before the next mutant.
+#
+# Usage: scripts/mutants.sh [OPTIONS] [NAME...]
+#   NAME...          only these mutants (default: all of them)
+#   --all            all of them (the default; for symmetry with --ci)
+#   --backend B      only the mutants of B: core, sha256, sqlite, pg, mysql (repeatable)
+#   --ci             a rotating subset that fits CI's budget: the mutants
+#                    whose position in the list, modulo DLOCK_MUTANTS_CI_SHARDS
+#                    (default 2), equals the day number (days since the
+#                    epoch, UTC) modulo it, so consecutive days cover the whole
+#                    list; DLOCK_MUTANTS_CI_SHARD=K picks shard K instead
+#   --list           print the mutants (name, file, tests) and exit
+#   --work DIR       keep the scratch tree in DIR (reused by the next run,
+#                    which then only rebuilds what changed); default: a
+#                    temporary folder, removed at exit
+#   --no-baseline    do not first run the selected tests on the unmutated tree
+#
+# The stores: DLOCK_TEST_URLS, DLOCK_TEST_PG_URL, DLOCK_TEST_MYSQL_URL (and
+# DLOCK_TEST_MYSQL_ROOT_URL, DLOCK_TEST_*_DIR) as for `make check`, servers
+# running (scripts/test-all.sh exports them); without DLOCK_TEST_URLS an
+# SQLite file in the work folder.  A mutant whose test needs a store that is
+# not configured is an error, not a pass.
+#
+# Exit status: 0 when every selected mutant applied, built and was killed;
+# 1 when one survived, DOES NOT APPLY (its pattern is gone from the source:
+# update the mutant with the code), DOES NOT BUILD, or its test could not
+# run; 2 for a usage error or an unmutated tree whose tests fail.
+#
+# Adding a mutant (docs/testing.md): one line in the table below,
+#   NAME | FILE | PERL | TESTS
+# NAME      <area>-<what the edit breaks>; the area is the --backend name
+# FILE      the source file, relative to the top of the tree
+# PERL      Perl code run on the whole file in $_ (perl -0777); it must
+#           return true when it changed something, e.g. s{OLD}{NEW}.  Anchor
+#           it on the predicate's own text (the SQL condition, the
+#           distinctive expression), so that it stops applying, loudly, when
+#           the predicate is rewritten.
+# TESTS     (after the last " | ") space-separated BIN[@BACKEND][:CASE]: tests/check_BIN, with
+#           DLOCK_TEST_URLS cut down to the URL of BACKEND (sqlite,
+#           postgresql, mysql) and CK_RUN_CASE=CASE.  Tried in order; the
+#           first that fails kills the mutant, so put the fastest first.
+set -uo pipefail
+
+src=$(cd "$(dirname "$0")/.." && pwd)
+
+mutant_table() {
+    cat <<'EOF'
+# --- lib/client.c: the core -------------------------------------------------------------
+core-reentrant | lib/client.c | s{if \(registry_find\(c, name, (\w+)->hash\)\)}{if (0 && registry_find(c, name, $1->hash))} | conformance@sqlite:names
+core-extend-no-lease-cutoff | lib/client.c | s{else if \(lease_remaining\(l, (\w+)\) == 0\)}{else if (0 && lease_remaining(l, $1) == 0)} | conformance@mysql:lease
+core-release-no-lease-cutoff | lib/client.c | s{else if \(expired\)}{else if (0 && expired)} | conformance@mysql:lease
+core-remaining-ignores-session | lib/client.c | s{if \(session < deadline\)}{if (0 && session < deadline)} | conformance@mysql:lease conformance@postgresql:lease
+core-remaining-ignores-lost | lib/client.c | s{(lease_remaining\([^)]*\)\s*\{\s*)if \(atomic_load\(&lock->lost\)\)\s*return 0;}{$1} | takeover@sqlite:taken-away
+core-elost-not-sticky | lib/client.c | s{(\} else if \(rc == DLOCK_ELOST\) \{\s*)atomic_store\(&l->lost, 1\);}{$1} | takeover@sqlite:taken-away
+core-acquire-lease-too-long | lib/client.c | s{atomic_init\(&l->lease_deadline_ms, (\w+) \+ \(int64_t\)ttl_ms\)}{atomic_init(&l->lease_deadline_ms, $1 + (int64_t)ttl_ms + 1000)} | conformance@sqlite:lease
+core-extend-lease-too-long | lib/client.c | s{atomic_store\(&l->lease_deadline_ms, (\w+) \+ \(int64_t\)ttl_ms\)}{atomic_store(&l->lease_deadline_ms, $1 + (int64_t)ttl_ms + 1000)} | conformance@sqlite:lease
+# --- lib/sha256.c: the digest behind PostgreSQL keys and MySQL digest names ----------
+sha256-length-byte-order | lib/sha256.c | s{total_bits >> \(56 - 8 \* i\)}{total_bits >> (8 * i)} | postgresql:key
+# --- backends/sqlite.c: the row's owner, boot and expiry ----------------------------------
+sqlite-extend-name-only | backends/sqlite.c | s{(\[STMT_EXTEND\][^\[]*?WHERE name = \?1)[^"]*}{$1} | takeover@sqlite:taken-away
+sqlite-extend-any-owner | backends/sqlite.c | s{(\[STMT_EXTEND\][^\[]*?) AND owner = \?\d+}{$1} | takeover@sqlite:taken-away
+sqlite-extend-any-boot | backends/sqlite.c | s{(\[STMT_EXTEND\][^\[]*?) AND boot_id = \?\d+}{$1} | takeover@sqlite:sqlite-row
+sqlite-extend-after-expiry | backends/sqlite.c | s{(\[STMT_EXTEND\][^\[]*?) AND expires_boot_ms > \?\d+}{$1} | takeover@sqlite:sqlite-row
+sqlite-extend-ignores-changes | backends/sqlite.c | s{if \(sqlite3_changes\(c->db\) != 1\)}{if (0)} | takeover@sqlite:taken-away
+sqlite-release-any-owner | backends/sqlite.c | s{(\[STMT_RELEASE\][^\[]*?) AND owner = \?\d+}{$1} | takeover@sqlite:taken-away
+sqlite-release-any-boot | backends/sqlite.c | s{(\[STMT_RELEASE\][^\[]*?expires_boot_ms = \()boot_id = \?\d+ AND }{$1} | takeover@sqlite:sqlite-row
+sqlite-release-after-expiry | backends/sqlite.c | s{(\[STMT_RELEASE\][^\[]*?expires_boot_ms = )\([^)]*\)}{${1}1} | takeover@sqlite:sqlite-row
+sqlite-take-when-held | backends/sqlite.c | s{WHERE dlock_locks\.owner IS NULL OR}{WHERE 1 OR} | conformance@sqlite:names
+sqlite-take-ignores-expiry | backends/sqlite.c | s{ OR dlock_locks\.expires_boot_ms <= \?\d+}{} | takeover@sqlite:sqlite-row
+sqlite-take-before-expiry | backends/sqlite.c | s{(dlock_locks\.expires_boot_ms <= \?\d+)}{$1 + 500} | takeover@sqlite:early
+sqlite-take-ignores-boot | backends/sqlite.c | s{ OR dlock_locks\.boot_id IS NOT excluded\.boot_id}{} | takeover@sqlite:sqlite-row
+# --- backends/postgresql.c: the key, the session, the late grant ----------------------
+pg-key-little-endian | backends/postgresql.c | s{bits = bits << 8 \| digest\[i\]}{bits = bits << 8 | digest[7 - i]} | postgresql:key
+pg-key-unsigned | backends/postgresql.c | s{return -\(int64_t\)\(~bits\) - 1;}{return (int64_t)(bits >> 1);} | postgresql:key
+pg-key-long-names-cut | backends/postgresql.c | s{(\w+)->key = dlock__pg_key\(name, strlen\(name\)\);}{$1->key = dlock__pg_key(name, strlen(name) > 64 ? 64 : strlen(name));} | conformance@postgresql:names
+pg-held-by-any-session | backends/postgresql.c | s{ AND pid = pg_catalog\.pg_backend_pid\(\)}{} | postgresql:wait
+pg-late-grant-ignored | backends/postgresql.c | s{int granted = granted_anyway\(}{int granted = 0 * granted_anyway(} | takeover@postgresql:pg-late-grant
+pg-cancelled-grant-kept | backends/postgresql.c | s{(if \(ours\) \{.*?)if \(granted\) \{}{${1}if (0) \{}s | takeover@postgresql:pg-late-grant
+pg-extend-any-generation | backends/postgresql.c | s{(pg_extend\(.*?)if \(l->generation != c->generation\)\s*return session_ended\(name\);}{$1}s | takeover@postgresql:taken-away
+pg-release-any-generation | backends/postgresql.c | s{(pg_release\(.*?)if \(l->generation != c->generation\) \{}{${1}if (0) \{}s | takeover@postgresql:taken-away
+# --- backends/mysql.c: the session, the name mapping ---------------------------------
+mysql-any-generation | backends/mysql.c | s{return c->db && l->generation == c->generation;}{return c->db != NULL;} | takeover@mysql:taken-away
+mysql-extend-any-session | backends/mysql.c | s{return c->db && l->generation == c->generation;}{return c->db != NULL;} && s{IS_USED_LOCK\(\?\) = CONNECTION_ID\(\)"}{IS_USED_LOCK(?) IS NOT NULL"} | takeover@mysql:taken-away
+mysql-name-upper-case-verbatim | backends/mysql.c | s{return \(c >= 'a' && c <= 'z'\) \|\|}{return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||} | mysql:names
+mysql-name-hash-verbatim | backends/mysql.c | s{(verbatim_byte\(unsigned char c\)\s*\{[^\}]*?c == '/')}{$1 || c == '#'} | mysql:names
+mysql-name-long-cut | backends/mysql.c | s{int verbatim = len >= 1 && len <= DLOCK_MYSQL_LOCK_NAME_MAX;}{if (len > DLOCK_MYSQL_LOCK_NAME_MAX) len = DLOCK_MYSQL_LOCK_NAME_MAX; int verbatim = len >= 1;} | mysql:names
+mysql-digest-of-prefix | backends/mysql.c | s{dlock__sha256\(name, len, digest\);}{dlock__sha256(name, len > 64 ? 64 : len, digest);} | mysql:names
+mysql-digest-4-bytes | backends/mysql.c | s{unsigned char byte = digest\[i / 2\];}{unsigned char byte = digest[(i / 2) % 4];} | mysql:names
+EOF
+}
+# Not in the list, on purpose (equivalent mutants: no behaviour can tell):
+# - the MySQL IS_USED_LOCK(?) = CONNECTION_ID() check alone, and PostgreSQL's
+#   !l->linked / session_usable() checks alone: a lock whose session lives on
+#   cannot be taken by another session, and a lock from an earlier session is
+#   already refused by the generation check; mysql-extend-any-session cuts both.
+
+say() { printf '%s\n' "$*"; }
+die() { say "mutants.sh: $*" >&2; exit 2; }
+
+# --- arguments ---------------------------------------------------------------------------
+
+selected_names=()
+backends=()
+mode=all
+list_only=0
+work=
+baseline=1
+while [ $# -gt 0 ]; do
+    case $1 in
+        --all) mode=all ;;
+        --ci) mode=ci ;;
+        --list) list_only=1 ;;
+        --backend) [ $# -ge 2 ] || die "--backend needs a name"; backends+=("$2"); shift ;;
+        --work) [ $# -ge 2 ] || die "--work needs a folder"; work=$2; shift ;;
+        --no-baseline) baseline=0 ;;
+        -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        -*) die "unknown option $1 (see --help)" ;;
+        *) selected_names+=("$1") ;;
+    esac
+    shift
+done
+
+names=() files=() edits=() tests=()
+while IFS= read -r line; do
+    case $line in '#'* | '') continue ;; esac
+    rest=$line
+    name=${rest%% | *}; rest=${rest#* | }
+    file=${rest%% | *}; rest=${rest#* | }
+    tests_field=${rest##* | }
+    edit=${rest% | *}
+    [ -n "$name" ] && [ -n "$file" ] && [ -n "$edit" ] && [ -n "$tests_field" ] ||
+        die "malformed line in the table: $line"
+    names+=("$name"); files+=("$file"); edits+=("$edit"); tests+=("$tests_field")
+done < <(mutant_table)
+
+for n in "${selected_names[@]}"; do
+    found=0
+    for m in "${names[@]}"; do [ "$m" = "$n" ] && found=1; done
+    [ $found -eq 1 ] || die "no mutant named '$n' (see --list)"
+done
+
+chosen=()
+shards=${DLOCK_MUTANTS_CI_SHARDS:-2}
+shard=${DLOCK_MUTANTS_CI_SHARD:-$(( $(date -u +%s) / 86400 % shards ))}
+for i in "${!names[@]}"; do
+    n=${names[$i]}
+    if [ ${#selected_names[@]} -gt 0 ]; then
+        case " ${selected_names[*]} " in *" $n "*) ;; *) continue ;; esac
+    fi
+    if [ ${#backends[@]} -gt 0 ]; then
+        case " ${backends[*]} " in *" ${n%%-*} "*) ;; *) continue ;; esac
+    fi
+    [ $mode = ci ] && [ $(( i % shards )) -ne $(( shard % shards )) ] && continue
+    chosen+=("$i")
+done
+[ ${#chosen[@]} -gt 0 ] || die "no mutant selected"
+
+if [ $list_only -eq 1 ]; then
+    for i in "${chosen[@]}"; do
+        printf '%-34s %-22s %s\n' "${names[$i]}" "${files[$i]}" "${tests[$i]}"
+    done
+    exit 0
+fi
+[ $mode = ci ] && say "mutants: CI subset: shard $(( shard % shards )) of $shards (day $(( $(date -u +%s) / 86400 ))): ${#chosen[@]} of ${#names[@]} mutants; scripts/mutants.sh --all runs every one"
+
+# --- the scratch tree ------------------------------------------------------------------------
+
+[ -x "$src/configure" ] || die "run ./autogen.sh first (no configure script in $src)"
+[ ! -f "$src/config.status" ] || die "$src is configured in place; use a separate build folder (mkdir _build; cd _build; ../configure)"
+if [ -z "$work" ]; then
+    work=$(mktemp -d /tmp/dlock-mutants.XXXXXX) || die "mktemp failed"
+    remove_work=1
+else
+    mkdir -p "$work" || die "cannot create $work"
+    work=$(cd "$work" && pwd)
+    remove_work=0
+fi
+chmod 755 "$work"
+scratch=$work/src
+build=$work/build
+applied_file=
+cleanup() {
+    # Never leave a mutant behind in a kept scratch tree.
+    [ -n "$applied_file" ] && cp "$work/pristine" "$scratch/$applied_file"
+    [ "$remove_work" = 1 ] && rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mkdir -p "$scratch" "$build"
+# tar keeps the modification times, so that a kept tree rebuilds only what
+# changed; the files that mutants edit are always rebuilt (an interrupted
+# run may have left one compiled with its mutant).
+tar -C "$src" --exclude=./_build --exclude=./.git --exclude=./autom4te.cache -cf - . |
+    tar -C "$scratch" -xf - || die "cannot copy the source to $scratch"
+for f in $(printf '%s\n' "${files[@]}" | sort -u); do
+    touch "$scratch/$f"
+done
+log=$work/build.log
+if [ ! -f "$build/Makefile" ]; then
+    say "mutants: configuring a scratch build in $build"
+    (cd "$build" && "$scratch/configure" --disable-silent-rules >"$log" 2>&1) || { cat "$log"; die "configure failed"; }
+fi
+built() { grep -q "^#define HAVE_$1 1" "$build/config.h"; }
+
+# --- the stores ------------------------------------------------------------------------------
+
+urls=${DLOCK_TEST_URLS:-sqlite://$work/mutants.db}
+url_for() {
+    local u
+    for u in $urls; do
+        case $1:$u in
+            sqlite:sqlite:*) echo "$u"; return 0 ;;
+            postgresql:postgresql:* | postgresql:postgres:*) echo "$u"; return 0 ;;
+            mysql:mysql:* | mysql:mariadb:*) echo "$u"; return 0 ;;
+        esac
+    done
+    return 1
+}
+
+# Run one TEST token; 0 passed, 1 failed (kills), 2 could not run.
+run_token() {
+    local token=$1 out=$2 bin rest backend= case= env_urls
+    bin=${token%%[@:]*}
+    rest=${token#"$bin"}
+    case $rest in @*) backend=${rest#@}; backend=${backend%%:*} ;; esac
+    case $rest in *:*) case=${rest#*:} ;; esac
+    env_urls=$urls
+    if [ -n "$backend" ]; then
+        env_urls=$(url_for "$backend") || { echo "no $backend URL in DLOCK_TEST_URLS" >"$out"; return 2; }
+    fi
+    local status=0
+    (
+        cd "$build" || exit 2
+        export top_builddir=$build top_srcdir=$scratch DLOCK_BIN=$build/dlock
+        export CK_DEFAULT_TIMEOUT=${CK_DEFAULT_TIMEOUT:-60} DLOCK_TEST_REQUIRE=all DLOCK_TEST_URLS="$env_urls"
+        [ -n "$case" ] && export CK_RUN_CASE=$case
+        exec timeout 600 "./tests/check_$bin"
+    ) >"$out" 2>&1 || status=$?
+    case $status in
+        0) return 0 ;;
+        1 | 124 | 1[2-9][0-9]) return 1 ;; # failures, timeout, a signal
+        *) echo "exit status $status" >>"$out"; return 2 ;;
+    esac
+}
+
+# The targets a TEST token needs rebuilt.
+targets_for() {
+    local t bin
+    for t in $1; do
+        bin=${t%%[@:]*}
+        printf 'tests/check_%s ' "$bin"
+        [ "$bin" = process ] && printf 'dlock '
+    done
+}
+
+make_targets() {
+    make -C "$build" -j2 libdlock.la $(targets_for "$1") >"$log" 2>&1
+}
+
+needs_backend() {
+    case ${1%%-*} in
+        sqlite) echo SQLITE ;;
+        pg) echo POSTGRESQL ;;
+        mysql) echo MYSQL ;;
+    esac
+}
+
+# --- baseline: the selected tests pass on the unmutated tree -----------------------------------
+
+all_tokens=$(for i in "${chosen[@]}"; do printf '%s\n' ${tests[$i]}; done | sort -u | tr '\n' ' ')
+started=$(date +%s)
+make_targets "$all_tokens" || { tail -40 "$log"; die "the unmutated scratch tree does not build"; }
+if [ $baseline -eq 1 ]; then
+    for t in $all_tokens; do
+        run_token "$t" "$work/baseline.out"
+        case $? in
+            0) ;;
+            1) tail -30 "$work/baseline.out"; die "baseline: $t fails on the unmutated tree" ;;
+            *) tail -5 "$work/baseline.out"; die "baseline: $t could not run" ;;
+        esac
+    done
+    say "mutants: baseline passes ($all_tokens) in $(( $(date +%s) - started )) s"
+fi
+
+# --- the mutants ------------------------------------------------------------------------------------
+
+killed=0 failures=()
+for i in "${chosen[@]}"; do
+    name=${names[$i]} file=${files[$i]} edit=${edits[$i]} mutant_tests=${tests[$i]}
+    t0=$(date +%s)
+    need=$(needs_backend "$name")
+    if [ -n "$need" ] && ! built "$need"; then
+        say "ERROR     $name: the scratch build has no ${need,,} backend"
+        failures+=("$name (backend not built)")
+        continue
+    fi
+    [ -f "$scratch/$file" ] || { say "DOES NOT APPLY  $name: $file is missing"; failures+=("$name (does not apply)"); continue; }
+    cp "$scratch/$file" "$work/pristine"
+    applied_file=$file
+    perl_status=0
+    perl -0777 -e '
+            my ($file, $code) = @ARGV;
+            open(my $in, "<", $file) or die "$file: $!";
+            local $/; $_ = <$in>; close $in;
+            my $before = $_;
+            my $changed = eval $code;
+            die "bad Perl: $@" if $@;
+            exit 3 unless $changed && $_ ne $before;
+            open(my $out, ">", $file) or die "$file: $!";
+            print $out $_; close $out;' "$scratch/$file" "$edit" || perl_status=$?
+    if [ $perl_status -ne 0 ]; then
+        cp "$work/pristine" "$scratch/$file"
+        applied_file=
+        if [ $perl_status -eq 3 ]; then
+            say "DOES NOT APPLY  $name: its pattern is no longer in $file: $edit"
+            failures+=("$name (does not apply)")
+        else
+            say "BAD MUTANT  $name: its Perl code fails: $edit"
+            failures+=("$name (bad Perl)")
+        fi
+        continue
+    fi
+    diff_text=$(diff -U0 --label "a/$file" --label "b/$file" "$work/pristine" "$scratch/$file" | sed '/^@@/d')
+    verdict=
+    if ! make_targets "$mutant_tests"; then
+        verdict="DOES NOT BUILD"
+        tail -20 "$log"
+    else
+        for t in $mutant_tests; do
+            run_token "$t" "$work/mutant.out"
+            case $? in
+                0) ;;
+                1) verdict="killed by $t"; break ;;
+                *) verdict="ERROR: $t could not run: $(tail -1 "$work/mutant.out")"; break ;;
+            esac
+        done
+        [ -n "$verdict" ] || verdict=SURVIVED
+    fi
+    cp "$work/pristine" "$scratch/$file"
+    applied_file=
+    took=$(( $(date +%s) - t0 ))
+    case $verdict in
+        killed*)
+            killed=$((killed + 1))
+            say "killed    $name  ($verdict, ${took}s)"
+            # The first failure Check reported: killed for the right reason?
+            why=$(grep -m1 -E ':[FE]:' "$work/mutant.out" | sed 's/^.*:[FE]:[^:]*:[^:]*:[0-9]*:/ /')
+            [ -n "$why" ] && say "    why:$why"
+            ;;
+        *)
+            say "${verdict%%:*}  $name  (${took}s; tests: $mutant_tests)"
+            [ "${verdict%%:*}" = ERROR ] && say "    ${verdict#*: }"
+            failures+=("$name (${verdict%%:*})")
+            ;;
+    esac
+    printf '%s\n' "$diff_text" | sed 's/^/    /'
+done
+
+# Leave the scratch build matching the source again (a kept --work tree).
+make_targets "$all_tokens" >/dev/null 2>&1 || true
+
+say "mutants: ${killed} of ${#chosen[@]} killed in $(( $(date +%s) - started )) s"
+if [ ${#failures[@]} -gt 0 ]; then
+    say "mutants: FAILED: ${failures[*]}"
+    exit 1
+fi
+exit 0
