@@ -13,7 +13,7 @@
 # Usage: scripts/mutants.sh [OPTIONS] [NAME...]
 #   NAME...          only these mutants (default: all of them)
 #   --all            all of them (the default; for symmetry with --ci)
-#   --backend B      only the mutants of B: core, sha256, sqlite, pg, mysql (repeatable)
+#   --backend B      only the mutants of B: core, sha256, sqlite, pg, mysql, tool (repeatable)
 #   --ci             a rotating subset that fits CI's budget: the mutants
 #                    whose position in the list, modulo DLOCK_MUTANTS_CI_SHARDS
 #                    (default 2), equals the day number (days since the
@@ -64,6 +64,14 @@ core-remaining-ignores-lost | lib/client.c | s{(lease_remaining\([^)]*\)\s*\{\s*
 core-elost-not-sticky | lib/client.c | s{(\} else if \(rc == DLOCK_ELOST\) \{\s*)atomic_store\(&l->lost, 1\);}{$1} | takeover@sqlite:taken-away
 core-acquire-lease-too-long | lib/client.c | s{atomic_init\(&l->lease_deadline_ms, (\w+) \+ \(int64_t\)ttl_ms\)}{atomic_init(&l->lease_deadline_ms, $1 + (int64_t)ttl_ms + 1000)} | conformance@sqlite:lease
 core-extend-lease-too-long | lib/client.c | s{atomic_store\(&l->lease_deadline_ms, (\w+) \+ \(int64_t\)ttl_ms\)}{atomic_store(&l->lease_deadline_ms, $1 + (int64_t)ttl_ms + 1000)} | conformance@sqlite:lease
+core-lease-from-call-start | lib/client.c | s{int64_t start_ms = call\.lease_start_ms;}{int64_t start_ms = sent_ms;} | core:lease conformance@sqlite:wait
+core-lease-start-unclamped | lib/client.c | s{if \(start_ms < sent_ms \|\| start_ms > now_ms\)}{if (0)} | core:lease
+core-dropped-session-keeps-locks | lib/client.c | s{(if \(l->generation != generation\))\s*atomic_store\(&l->lost, 1\);}{$1 {}} | core:sessions
+core-cancel-not-cleared | lib/client.c | s{if \(c->backend->cancel_clear\)\s*c->backend->cancel_clear\(c->conn\);}{} | core:cancel
+core-cancel-outside-a-wait | lib/client.c | s{if \(c->waiting && c->backend->cancel\)}{if (c->backend->cancel)} | core:cancel
+core-extend-without-deadline | lib/client.c | s{struct dlock_call call = \{sent_ms \+ lease_remaining\(l, sent_ms\), sent_ms\};}{struct dlock_call call = {INT64_MAX, sent_ms};} | core:deadlines
+core-late-extend-not-lost | lib/client.c | s{\} else if \(lease_remaining\(l, dlock__now_ms\(\)\) == 0\) \{}{\} else if (0) \{} | core:deadlines
+core-clock-stops-in-suspend | lib/util.c | s{clock_gettime\(CLOCK_BOOTTIME, &ts\);}{clock_gettime(CLOCK_MONOTONIC, &ts);} | units:clock
 # --- lib/sha256.c: the digest behind PostgreSQL keys and MySQL digest names ----------
 sha256-length-byte-order | lib/sha256.c | s{total_bits >> \(56 - 8 \* i\)}{total_bits >> (8 * i)} | postgresql:key
 # --- backends/sqlite.c: the row's owner, boot and expiry ----------------------------------
@@ -79,6 +87,7 @@ sqlite-take-when-held | backends/sqlite.c | s{WHERE dlock_locks\.owner IS NULL O
 sqlite-take-ignores-expiry | backends/sqlite.c | s{ OR dlock_locks\.expires_boot_ms <= \?\d+}{} | takeover@sqlite:sqlite-row
 sqlite-take-before-expiry | backends/sqlite.c | s{(dlock_locks\.expires_boot_ms <= \?\d+)}{$1 + 500} | takeover@sqlite:early
 sqlite-take-ignores-boot | backends/sqlite.c | s{ OR dlock_locks\.boot_id IS NOT excluded\.boot_id}{} | takeover@sqlite:sqlite-row
+sqlite-guessed-boot-id | backends/sqlite.c | s{if \(!looks_like_boot_id\(buf\)\)\s*buf\[0\] = '\\0';}{if (!looks_like_boot_id(buf)) strcpy(buf, "unknown-boot");} | process:faults
 # --- backends/postgresql.c: the key, the session, the late grant ----------------------
 pg-key-little-endian | backends/postgresql.c | s{bits = bits << 8 \| digest\[i\]}{bits = bits << 8 | digest[7 - i]} | postgresql:key
 pg-key-unsigned | backends/postgresql.c | s{return -\(int64_t\)\(~bits\) - 1;}{return (int64_t)(bits >> 1);} | postgresql:key
@@ -96,6 +105,12 @@ mysql-name-hash-verbatim | backends/mysql.c | s{(verbatim_byte\(unsigned char c\
 mysql-name-long-cut | backends/mysql.c | s{int verbatim = len >= 1 && len <= DLOCK_MYSQL_LOCK_NAME_MAX;}{if (len > DLOCK_MYSQL_LOCK_NAME_MAX) len = DLOCK_MYSQL_LOCK_NAME_MAX; int verbatim = len >= 1;} | mysql:names
 mysql-digest-of-prefix | backends/mysql.c | s{dlock__sha256\(name, len, digest\);}{dlock__sha256(name, len > 64 ? 64 : len, digest);} | mysql:names
 mysql-digest-4-bytes | backends/mysql.c | s{unsigned char byte = digest\[i / 2\];}{unsigned char byte = digest[(i / 2) % 4];} | mysql:names
+# --- tools/: the timing decisions of dlock run, and what it says -----------------------
+tool-lease-not-watched | tools/run_policy.c | s{!s->release_asked && now >= s->lease_ends_at\)}{!s->release_asked && 0)} | run_policy
+tool-no-sigkill | tools/run_policy.c | s{if \(s->job_running && s->kill_at >= 0 && now >= s->kill_at\)}{if (0)} | run_policy
+tool-min-hold-ignored | tools/run_policy.c | s{s->got_signal \|\| now >= hold_until\(s\)\)}{s->got_signal || 1)} | run_policy
+tool-waits-forever-for-the-store | tools/run_policy.c | s{if \(s->let_go_at >= 0 && now >= s->let_go_at\)\s*return RUN_ABANDON;}{} | run_policy
+tool-lost-at-release-silent | tools/run.c | s{if \(r->release_status == DLOCK_ELOST && !r->st.lost\)}{if (0)} | process:faults
 EOF
 }
 # Not in the list, on purpose (equivalent mutants: no behaviour can tell):

@@ -414,7 +414,7 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("core");
-    TCase *t = tcase_create("lease clock");
+    TCase *t = tcase_create("lease");
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_add_test(t, lease_starts_at_the_granted_round_trip);
     tcase_add_test(t, lease_starts_before_the_call_by_default);
