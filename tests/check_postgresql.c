@@ -152,17 +152,27 @@ static int raw_bool(PGconn *pg, const char *sql, const char *param)
     return t;
 }
 
-/* The server pid of the session that holds `name`, or 0. */
-static int backend_pid_of_holder(PGconn *pg, const char *name)
+/* The server pid of the session that holds (granted) or waits for (not
+ * granted) `name`, or 0. */
+static int advisory_pid(PGconn *pg, const char *name, int granted)
 {
     char *pid = raw_value(pg,
-                          "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"
-                          " AND classid = ((" DOC_KEY_SQL " >> 32) & 4294967295)::oid"
-                          " AND objid = (" DOC_KEY_SQL " & 4294967295)::oid",
+                          granted ? "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"
+                                    " AND classid = ((" DOC_KEY_SQL " >> 32) & 4294967295)::oid"
+                                    " AND objid = (" DOC_KEY_SQL " & 4294967295)::oid"
+                                  : "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                                    " AND objsubid = 1 AND classid = ((" DOC_KEY_SQL " >> 32) & 4294967295)::oid"
+                                    " AND objid = (" DOC_KEY_SQL " & 4294967295)::oid",
                           name);
     int result = pid ? atoi(pid) : 0;
     free(pid);
     return result;
+}
+
+/* The server pid of the session that holds `name`, or 0. */
+static int backend_pid_of_holder(PGconn *pg, const char *name)
+{
+    return advisory_pid(pg, name, 1);
 }
 
 static int wait_for_holder_pid(PGconn *pg, const char *name, int timeout_ms)
@@ -1289,23 +1299,6 @@ START_TEST(test_server_restart)
 END_TEST
 
 /* --- issue 10: leases after a wait, deadlines, stale cancels, passwords, dropped sessions --- */
-
-/* The server pid of the session that holds (granted) or waits for (not
- * granted) `name`, or 0. */
-static int advisory_pid(PGconn *pg, const char *name, int granted)
-{
-    char *pid = raw_value(pg,
-                          granted ? "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"
-                                    " AND classid = ((" DOC_KEY_SQL " >> 32) & 4294967295)::oid"
-                                    " AND objid = (" DOC_KEY_SQL " & 4294967295)::oid"
-                                  : "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-                                    " AND objsubid = 1 AND classid = ((" DOC_KEY_SQL " >> 32) & 4294967295)::oid"
-                                    " AND objid = (" DOC_KEY_SQL " & 4294967295)::oid",
-                          name);
-    int result = pid ? atoi(pid) : 0;
-    free(pid);
-    return result;
-}
 
 /* A process that sends SIGCONT to `pid` after `after_ms` whatever becomes of
  * this test (a failed check ends the test process at once). */
