@@ -803,8 +803,8 @@ static PGresult *run(pg_conn *c, const char *statement, int nparams, const char 
 static int connection_lost(pg_conn *c, int status, const char *what)
 {
     int rc = c->failure == PG_FAIL_TIMEOUT
-                 ? dlock__error(status, "postgresql: %s: the server did not answer before the deadline"
-                                        " (the session was dropped)", what)
+                 ? dlock__error(status, "postgresql: the server did not answer before the deadline: the"
+                                        " session was dropped%s", status == DLOCK_ELOST ? ", and the lock with it" : "")
                  : libpq_error(c, status, what, c->pg ? PQerrorMessage(c->pg) : "no connection");
     drop_session(c);
     return rc;
