@@ -684,6 +684,13 @@ static void begin_call(struct mysql_conn *c, int64_t deadline_ms)
     c->deadline_ms = deadline_ms < bound ? deadline_ms : bound;
 }
 
+/* Extend and release: bounded by the lease itself, however long (a
+ * heartbeat that cannot finish before the lease ends has failed). */
+static void lease_call(struct mysql_conn *c, int64_t deadline_ms)
+{
+    c->deadline_ms = deadline_ms;
+}
+
 #define NO_ANSWER_TEXT "the server did not answer before the deadline (the session was dropped)"
 
 /* After a statement on the session: a round trip that the watchdog cut is
@@ -1463,7 +1470,7 @@ static int acquire_on_session(struct mysql_conn *c, const char *name, uint32_t t
 static int mysql_extend(void *conn, void *lock, const char *name, uint32_t ttl_ms, struct dlock_call *call)
 {
     struct mysql_conn *c = conn;
-    begin_call(c, call->deadline_ms);
+    lease_call(c, call->deadline_ms);
     struct mysql_lock *l = lock;
     if (!l || !lock_alive(c, l))
         return dlock__error(DLOCK_ELOST,
@@ -1492,7 +1499,7 @@ static int mysql_extend(void *conn, void *lock, const char *name, uint32_t ttl_m
 static int mysql_release(void *conn, void *lock, const char *name, struct dlock_call *call)
 {
     struct mysql_conn *c = conn;
-    begin_call(c, call->deadline_ms);
+    lease_call(c, call->deadline_ms);
     struct mysql_lock *l = lock;
     if (!l)
         return DLOCK_OK;

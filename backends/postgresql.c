@@ -354,6 +354,14 @@ static void begin_call(pg_conn *c, int64_t deadline_ms)
     c->failure = PG_FAIL_NONE;
 }
 
+/* Extend and release: bounded by the lease itself, however long (a
+ * heartbeat that cannot finish before the lease ends has failed). */
+static void lease_call(pg_conn *c, int64_t deadline_ms)
+{
+    c->deadline_ms = deadline_ms;
+    c->failure = PG_FAIL_NONE;
+}
+
 static int round_trip_failed(pg_conn *c, enum pg_failure why)
 {
     c->failure = why;
@@ -1043,7 +1051,7 @@ static int no_longer_held(const char *name)
 static int pg_extend(void *vconn, void *vlock, const char *name, uint32_t ttl_ms, struct dlock_call *call)
 {
     pg_conn *c = vconn;
-    begin_call(c, call->deadline_ms);
+    lease_call(c, call->deadline_ms);
     pg_lock *l = vlock;
     if (l->generation != c->generation)
         return session_ended(name);
@@ -1087,7 +1095,7 @@ static int pg_extend(void *vconn, void *vlock, const char *name, uint32_t ttl_ms
 static int pg_release(void *vconn, void *vlock, const char *name, struct dlock_call *call)
 {
     pg_conn *c = vconn;
-    begin_call(c, call->deadline_ms);
+    lease_call(c, call->deadline_ms);
     pg_lock *l = vlock;
     int rc;
     if (l->generation != c->generation) {
