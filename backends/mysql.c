@@ -1365,6 +1365,38 @@ static int granted_anyway(struct mysql_conn *c, struct mysql_lock *l, const char
     return 1;
 }
 
+/* A session with the idle limit this lock needs, set before GET_LOCK: once
+ * granted, the lock must never sit on a session that outlives its TTL.
+ * *previous: the limit before.  DLOCK_OK; 1: try again on a new session;
+ * else a status. */
+static int session_for(struct mysql_conn *c, const struct mysql_lock *l, int attempt, int *fresh,
+                       unsigned int *previous)
+{
+    int status = ensure_session(c, fresh);
+    if (status != DLOCK_OK)
+        return status;
+    *previous = c->wait_timeout_s;
+    status = set_lease(c, lease_needed(c, NULL, l->ttl_s), DLOCK_ECONN);
+    if (status == DLOCK_ECONN && !*fresh && attempt == 0)
+        return 1;
+    return status;
+}
+
+/* GET_LOCK's connection broke (the session is already dropped).  1: try
+ * once more on a new session, for the time that is left (the session died
+ * under us: idle timeout, restart, KILL); else the status. */
+static int get_lock_broke(const char *name, const struct statement_error *error, int canceled,
+                          int may_retry)
+{
+    int no_answer = strcmp(error->text, NO_ANSWER_TEXT) == 0;
+    if (canceled)
+        return dlock__error(DLOCK_ECANCELED, "mysql: the wait for '%s' was cancelled%s", name,
+                            no_answer ? " (the server did not act on it: the session was dropped)" : "");
+    if (may_retry && !no_answer)
+        return 1;
+    return dlock__error(DLOCK_ECONN, "mysql: connection lost while waiting in GET_LOCK: %s", error->text);
+}
+
 /* GET_LOCK did not give us the lock and the session lives on.  1: wait
  * again (a year went by); else the status. */
 static int after_refusal(struct mysql_conn *c, const char *name, int32_t wait_ms,
@@ -1403,18 +1435,12 @@ static int acquire_on_session(struct mysql_conn *c, const char *name, uint32_t t
     int status;
     for (int attempt = 0;; attempt++) {
         int fresh = 0;
-        status = ensure_session(c, &fresh);
+        unsigned int previous = 0;
+        status = session_for(c, l, attempt, &fresh, &previous);
+        if (status == 1)
+            continue;
         if (status != DLOCK_OK)
             break;
-        /* Lower (or raise) the idle limit before GET_LOCK: once granted, the
-         * lock must never sit on a session that outlives its TTL. */
-        unsigned int previous = c->wait_timeout_s;
-        status = set_lease(c, lease_needed(c, NULL, l->ttl_s), DLOCK_ECONN);
-        if (status != DLOCK_OK) {
-            if (status == DLOCK_ECONN && !fresh && attempt == 0)
-                continue;
-            break;
-        }
         int waiting = wait_ms != 0;
         if (waiting && begin_wait(c)) {
             if (c->wait_timeout_s != previous && c->locks)
@@ -1436,20 +1462,10 @@ static int acquire_on_session(struct mysql_conn *c, const char *name, uint32_t t
             break;
         }
         if (failed && connection_lost_errno(error.code)) {
-            if (canceled) {
-                status = dlock__error(DLOCK_ECANCELED, "mysql: the wait for '%s' was cancelled%s",
-                                      name, strcmp(error.text, NO_ANSWER_TEXT) == 0
-                                                ? " (the server did not act on it: the session was dropped)"
-                                                : "");
-                break;
-            }
-            /* The session died under us (idle timeout, restart, KILL): a
-             * new session may try once more, for the time that is left. */
-            if (!fresh && attempt == 0 && strcmp(error.text, NO_ANSWER_TEXT) != 0 &&
-                (wait_ms <= 0 || dlock__now_ms() < wait_end_ms))
+            status = get_lock_broke(name, &error, canceled,
+                                    !fresh && attempt == 0 && (wait_ms <= 0 || dlock__now_ms() < wait_end_ms));
+            if (status == 1)
                 continue;
-            status = dlock__error(DLOCK_ECONN, "mysql: connection lost while waiting in GET_LOCK: %s",
-                                  error.text);
             break;
         }
         if (failed || granted_null) {
