@@ -16,12 +16,13 @@
 #endif
 
 #define DLOCK_LIBPQ_FUNCTIONS(X)                                                                   \
-    X(PQclear) X(PQcancel) X(PQconnectdbParams) X(PQconninfoFree) X(PQconninfoParse)               \
-    X(PQconsumeInput) X(PQerrorMessage) X(PQexec) X(PQexecPrepared) X(PQfinish) X(PQfreeCancel)    \
+    X(PQclear) X(PQcancel) X(PQconnectPoll) X(PQconnectStartParams) X(PQconninfoFree)               \
+    X(PQconninfoParse) X(PQconsumeInput) X(PQerrorMessage) X(PQfinish) X(PQflush) X(PQfreeCancel)  \
     X(PQfreemem) X(PQgetCancel) X(PQgetResult) X(PQgetisnull) X(PQgetvalue) X(PQisBusy)            \
     X(PQnfields) X(PQnotifies) X(PQntuples) X(PQparameterStatus) X(PQresultErrorField)             \
     X(PQresultStatus) X(PQsendPrepare) X(PQsendQueryParams) X(PQsendQueryPrepared)                 \
-    X(PQserverVersion) X(PQsetNoticeReceiver) X(PQsocket) X(PQstatus)                              \
+    X(PQsendQuery) X(PQserverVersion) X(PQsetnonblocking) X(PQsetNoticeReceiver) X(PQsocket)       \
+    X(PQstatus)                                                                                    \
     DLOCK_LIBPQ_PIPELINE_FUNCTIONS(X)
 
 struct dlock_libpq_api {
@@ -37,14 +38,14 @@ int dlock__libpq_load(void);
 #ifndef DLOCK_LIBPQ_LOADER
 #define PQclear dlock__libpq.PQclear
 #define PQcancel dlock__libpq.PQcancel
-#define PQconnectdbParams dlock__libpq.PQconnectdbParams
+#define PQconnectPoll dlock__libpq.PQconnectPoll
+#define PQconnectStartParams dlock__libpq.PQconnectStartParams
 #define PQconninfoFree dlock__libpq.PQconninfoFree
 #define PQconninfoParse dlock__libpq.PQconninfoParse
 #define PQconsumeInput dlock__libpq.PQconsumeInput
 #define PQerrorMessage dlock__libpq.PQerrorMessage
-#define PQexec dlock__libpq.PQexec
-#define PQexecPrepared dlock__libpq.PQexecPrepared
 #define PQfinish dlock__libpq.PQfinish
+#define PQflush dlock__libpq.PQflush
 #define PQfreeCancel dlock__libpq.PQfreeCancel
 #define PQfreemem dlock__libpq.PQfreemem
 #define PQgetCancel dlock__libpq.PQgetCancel
@@ -61,7 +62,9 @@ int dlock__libpq_load(void);
 #define PQsendPrepare dlock__libpq.PQsendPrepare
 #define PQsendQueryParams dlock__libpq.PQsendQueryParams
 #define PQsendQueryPrepared dlock__libpq.PQsendQueryPrepared
+#define PQsendQuery dlock__libpq.PQsendQuery
 #define PQserverVersion dlock__libpq.PQserverVersion
+#define PQsetnonblocking dlock__libpq.PQsetnonblocking
 #define PQsetNoticeReceiver dlock__libpq.PQsetNoticeReceiver
 #define PQsocket dlock__libpq.PQsocket
 #define PQstatus dlock__libpq.PQstatus

@@ -66,6 +66,14 @@ typedef bool mysql_flag;
 #define KEEPALIVE_COUNT 2
 
 #define DEFAULT_CONNECT_TIMEOUT_S 10
+/* The cancel connection's timeouts: it only ever sends KILL QUERY. */
+#define KILL_TIMEOUT_S 2
+/* A wait whose server does not end it within this long after dlock_cancel()
+ * (a stopped server) is given up locally: the session is dropped. */
+#define CANCEL_GIVEUP_MS 1000
+/* A wait whose granting round trip took at most TTL / this starts the
+ * lease at its send time; a longer one is confirmed by one more round trip. */
+#define CONFIRM_FRACTION 10
 /* How often a cancel repeats KILL QUERY while the wait goes on. */
 #define KILL_RETRY_NS 50000000L
 /* wait_timeout's upper bound on both servers (one year). */
@@ -421,8 +429,21 @@ struct mysql_lock {
     char server_name[DLOCK_MYSQL_LOCK_NAME_MAX + 1];
 };
 
+/* See "Deadlines" below. */
+struct mysql_watchdog {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;   /* on CLOCK_MONOTONIC */
+    pthread_t thread;
+    int started, quit;
+    int fd;              /* armed: the socket to shut down, else -1 */
+    int64_t deadline_ms; /* dlock__now_ms() time, INT64_MAX: none */
+    int fired;
+};
+
 struct mysql_conn {
     struct dlock_mysql_url url;
+    struct mysql_watchdog dog;
+    int64_t deadline_ms;        /* of the round trips of the call in progress */
     MYSQL *db;                  /* NULL while disconnected */
     unsigned long generation;   /* bumped by every successful connect */
     unsigned long connection_id;
@@ -446,6 +467,13 @@ struct mysql_conn {
     int acquiring;            /* an acquire call is in progress */
     int cancel_requested;     /* dlock_cancel() was called during it */
     int kill_in_flight;
+};
+
+/* Run a prepared statement with one string parameter (and an optional
+ * double), fetching one nullable integer.  *value_null is set when NULL. */
+struct statement_error {
+    unsigned int code; /* mysql errno, 0 for "no row" */
+    char text[256];
 };
 
 static pthread_once_t library_once = PTHREAD_ONCE_INIT;
@@ -548,8 +576,138 @@ static const char *endpoint_text(const struct dlock_mysql_url *url, char *buf, s
     return buf;
 }
 
-/* Open one connection as the URL says.  On failure sets the error text. */
-static int open_handle(const struct dlock_mysql_url *url, MYSQL **out)
+/* ------------------------------------------------------------------------ */
+/* Deadlines: a watchdog thread shuts the socket down for reading when a     */
+/* round trip outlives its deadline; the blocked client call then fails at   */
+/* once (end of file), and the session is dropped.  Works the same with      */
+/* MariaDB Connector/C and libmysqlclient, blocking calls and all.           */
+/* ------------------------------------------------------------------------ */
+
+static void *watchdog_main(void *arg)
+{
+    struct mysql_watchdog *w = arg;
+    pthread_mutex_lock(&w->mu);
+    while (!w->quit) {
+        if (w->fd < 0 || w->deadline_ms == INT64_MAX) {
+            pthread_cond_wait(&w->cv, &w->mu);
+            continue;
+        }
+        int64_t left = w->deadline_ms - dlock__now_ms();
+        if (left <= 0) {
+            shutdown(w->fd, SHUT_RD); /* not SHUT_WR: a later write must not raise SIGPIPE */
+            w->fired = 1;
+            w->fd = -1;
+            continue;
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += (time_t)(left / 1000);
+        until.tv_nsec += (long)(left % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&w->cv, &w->mu, &until);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+static int watchdog_start(struct mysql_watchdog *w)
+{
+    pthread_condattr_t attr;
+    w->fd = -1;
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->cv, &attr);
+    pthread_condattr_destroy(&attr);
+    w->started = pthread_create(&w->thread, NULL, watchdog_main, w) == 0;
+    return w->started ? DLOCK_OK : dlock__error(DLOCK_ENOMEM, "mysql: cannot start the deadline thread");
+}
+
+static void watchdog_stop(struct mysql_watchdog *w)
+{
+    if (w->started) {
+        pthread_mutex_lock(&w->mu);
+        w->quit = 1;
+        pthread_cond_signal(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+        pthread_join(w->thread, NULL);
+    }
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+}
+
+/* Round trips on `db` from now on end by deadline_ms (INT64_MAX: none, yet
+ * a cancel may still set one with watch_shorten). */
+static void watch(struct mysql_conn *c, MYSQL *db, int64_t deadline_ms)
+{
+    struct mysql_watchdog *w = &c->dog;
+    pthread_mutex_lock(&w->mu);
+    w->fd = db ? (int)mysql_get_socket(db) : -1;
+    w->deadline_ms = deadline_ms;
+    w->fired = 0;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void watch_shorten(struct mysql_conn *c, int64_t deadline_ms)
+{
+    struct mysql_watchdog *w = &c->dog;
+    pthread_mutex_lock(&w->mu);
+    if (w->fd >= 0 && deadline_ms < w->deadline_ms) {
+        w->deadline_ms = deadline_ms;
+        pthread_cond_signal(&w->cv);
+    }
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* The round trips are over: 1 when the watchdog cut them short (then the
+ * session must be dropped, whatever the call said). */
+static int unwatch(struct mysql_conn *c)
+{
+    struct mysql_watchdog *w = &c->dog;
+    pthread_mutex_lock(&w->mu);
+    int fired = w->fired;
+    w->fd = -1;
+    w->fired = 0;
+    pthread_mutex_unlock(&w->mu);
+    return fired;
+}
+
+/* The deadline of one backend call's round trips: only a wait may be
+ * unbounded; everything around it gets DLOCK_CALL_TIMEOUT_MS at most. */
+static void begin_call(struct mysql_conn *c, int64_t deadline_ms)
+{
+    int64_t bound = dlock__now_ms() + DLOCK_CALL_TIMEOUT_MS;
+    c->deadline_ms = deadline_ms < bound ? deadline_ms : bound;
+}
+
+/* Extend and release: bounded by the lease itself, however long (a
+ * heartbeat that cannot finish before the lease ends has failed). */
+static void lease_call(struct mysql_conn *c, int64_t deadline_ms)
+{
+    c->deadline_ms = deadline_ms;
+}
+
+#define NO_ANSWER_TEXT "the server did not answer before the deadline (the session was dropped)"
+
+/* After a statement on the session: a round trip that the watchdog cut is
+ * a lost connection, whatever the library made of it. */
+static int statement_end(struct mysql_conn *c, int failed, struct statement_error *error)
+{
+    if (!unwatch(c))
+        return failed;
+    error->code = CR_SERVER_LOST;
+    dlock__copy_text(error->text, sizeof error->text, NO_ANSWER_TEXT);
+    return -1;
+}
+
+/* Open one connection as the URL says.  On failure sets the error text.
+ * io_timeout_s (0: none) bounds every read and write after connecting. */
+static int open_handle(const struct dlock_mysql_url *url, MYSQL **out, unsigned int connect_timeout,
+                       unsigned int io_timeout_s)
 {
     char where[300];
     *out = NULL;
@@ -560,9 +718,11 @@ static int open_handle(const struct dlock_mysql_url *url, MYSQL **out)
     if (!db)
         return dlock__error(DLOCK_ENOMEM, "mysql: out of memory");
 
-    unsigned int connect_timeout = url->connect_timeout_s ? url->connect_timeout_s
-                                                          : DEFAULT_CONNECT_TIMEOUT_S;
     mysql_options(db, MYSQL_OPT_CONNECT_TIMEOUT, &connect_timeout);
+    if (io_timeout_s) {
+        mysql_options(db, MYSQL_OPT_READ_TIMEOUT, &io_timeout_s);
+        mysql_options(db, MYSQL_OPT_WRITE_TIMEOUT, &io_timeout_s);
+    }
     /* An automatic reconnect would silently drop every lock of the session
      * and carry on: never.  (Off by default; MySQL >= 8.0.34 warns when the
      * option is touched at all.) */
@@ -618,8 +778,10 @@ static void close_statements(struct mysql_conn *c)
 static void drop_session(struct mysql_conn *c)
 {
     close_statements(c);
-    if (c->db)
+    if (c->db) {
         mysql_close(c->db);
+        c->generation++; /* the core marks the session's locks lost at once */
+    }
     c->db = NULL;
     /* The locks keep their generation, which will never match again. */
     while (c->locks) {
@@ -650,6 +812,17 @@ static int parse_version(const char *text, int *major, int *minor, int *patch)
     return 0;
 }
 
+/* The connect timeout: the URL's (or the default), and never past the
+ * call's deadline (whole seconds, at least 1). */
+static unsigned int connect_timeout_s(const struct mysql_conn *c)
+{
+    unsigned int s = c->url.connect_timeout_s ? c->url.connect_timeout_s : DEFAULT_CONNECT_TIMEOUT_S;
+    int64_t left = c->deadline_ms - dlock__now_ms();
+    if (left < (int64_t)s * 1000)
+        s = left < 1000 ? 1u : (unsigned int)((left + 999) / 1000);
+    return s;
+}
+
 /* Connect a new session if there is none.  *fresh says whether it did. */
 static int ensure_session(struct mysql_conn *c, int *fresh)
 {
@@ -658,18 +831,22 @@ static int ensure_session(struct mysql_conn *c, int *fresh)
     if (c->db)
         return DLOCK_OK;
     MYSQL *db;
-    int rc = open_handle(&c->url, &db);
+    int rc = open_handle(&c->url, &db, connect_timeout_s(c), 0);
     if (rc != DLOCK_OK)
         return rc;
     /* One round trip: who we are, what we talk to, the idle limit in force. */
-    if (mysql_query(db, "SELECT VERSION(), CONNECTION_ID(), @@session.wait_timeout") != 0) {
+    watch(c, db, c->deadline_ms);
+    int failed = mysql_query(db, "SELECT VERSION(), CONNECTION_ID(), @@session.wait_timeout") != 0;
+    MYSQL_RES *res = failed ? NULL : mysql_store_result(db);
+    if (unwatch(c) || failed) {
         unsigned int err = mysql_errno(db);
-        rc = dlock__error(connection_lost_errno(err) ? DLOCK_ECONN : DLOCK_EBACKEND,
-                          "mysql: first query failed: %s", mysql_error(db));
+        rc = dlock__error(!failed || connection_lost_errno(err) ? DLOCK_ECONN : DLOCK_EBACKEND,
+                          "mysql: first query failed: %s", failed ? mysql_error(db) : NO_ANSWER_TEXT);
+        if (res)
+            mysql_free_result(res);
         mysql_close(db);
         return rc;
     }
-    MYSQL_RES *res = mysql_store_result(db);
     MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
     if (!row || !row[0] || !row[1] || !row[2]) {
         if (res)
@@ -717,12 +894,9 @@ static int session_error(struct mysql_conn *c, unsigned int err, const char *tex
     return dlock__error(DLOCK_EBACKEND, "mysql: %s failed: %s", doing, text);
 }
 
-/* Run a prepared statement with one string parameter (and an optional
- * double), fetching one nullable integer.  *value_null is set when NULL. */
-struct statement_error {
-    unsigned int code; /* mysql errno, 0 for "no row" */
-    char text[256];
-};
+static int run_int_watched(struct mysql_conn *c, MYSQL_STMT **slot, const char *sql,
+                           const char *name, const double *number, long long *value,
+                           int *value_null, struct statement_error *error);
 
 static int run_int_statement(struct mysql_conn *c, MYSQL_STMT **slot, const char *sql,
                              const char *name, const double *number, long long *value,
@@ -730,6 +904,15 @@ static int run_int_statement(struct mysql_conn *c, MYSQL_STMT **slot, const char
 {
     error->code = 0;
     error->text[0] = '\0';
+    watch(c, c->db, c->deadline_ms);
+    int failed = run_int_watched(c, slot, sql, name, number, value, value_null, error);
+    return statement_end(c, failed, error);
+}
+
+static int run_int_watched(struct mysql_conn *c, MYSQL_STMT **slot, const char *sql,
+                           const char *name, const double *number, long long *value,
+                           int *value_null, struct statement_error *error)
+{
     if (!*slot) {
         MYSQL_STMT *stmt = mysql_stmt_init(c->db);
         if (!stmt) {
@@ -849,7 +1032,11 @@ static int set_lease(struct mysql_conn *c, unsigned int seconds, int lost_status
         return DLOCK_OK;
     char sql[64];
     snprintf(sql, sizeof sql, "SET SESSION wait_timeout = %u", seconds);
-    if (mysql_query(c->db, sql) != 0)
+    watch(c, c->db, c->deadline_ms);
+    int failed = mysql_query(c->db, sql) != 0;
+    if (unwatch(c))
+        return session_error(c, CR_SERVER_LOST, NO_ANSWER_TEXT, "setting wait_timeout", lost_status);
+    if (failed)
         return session_error(c, mysql_errno(c->db), mysql_error(c->db),
                              "setting wait_timeout", lost_status);
     c->wait_timeout_s = seconds;
@@ -875,7 +1062,7 @@ static void *kill_thread_main(void *arg)
         char sql[64];
         snprintf(sql, sizeof sql, "KILL QUERY %lu", target);
         for (int attempt = 0; attempt < 2; attempt++) {
-            if (!db && open_handle(&c->url, &db) != DLOCK_OK) {
+            if (!db && open_handle(&c->url, &db, KILL_TIMEOUT_S, KILL_TIMEOUT_S) != DLOCK_OK) {
                 db = NULL;
                 break;
             }
@@ -918,6 +1105,8 @@ static void mysql_cancel(void *conn)
     if (c->acquiring)
         c->cancel_requested = 1;
     if (c->waiting_id) {
+        /* A server that does not end the wait soon (stopped, say): give up. */
+        watch_shorten(c, dlock__now_ms() + CANCEL_GIVEUP_MS);
         if (!c->kill_in_flight) {
             pthread_attr_t attr;
             pthread_t thread;
@@ -953,7 +1142,7 @@ static int begin_wait(struct mysql_conn *c)
         pthread_cond_wait(&c->cancel_cv, &c->cancel_mu);
     MYSQL *cancel_db = c->cancel_db;
     pthread_mutex_unlock(&c->cancel_mu);
-    if (!cancel_db && open_handle(&c->url, &cancel_db) != DLOCK_OK) {
+    if (!cancel_db && open_handle(&c->url, &cancel_db, KILL_TIMEOUT_S, KILL_TIMEOUT_S) != DLOCK_OK) {
         cancel_db = NULL; /* the kill thread will try again if it must */
         dlock__clear_error();
     }
@@ -969,14 +1158,16 @@ static int begin_wait(struct mysql_conn *c)
     return canceled;
 }
 
-/* After a wait: no KILL may still be on its way.  Returns whether a cancel
- * was asked for during the wait. */
+/* After a wait: no KILL may still be on its way to a session we go on
+ * using (a dropped one takes no more statements: no need to wait for a
+ * KILL to a stopped server).  Returns whether a cancel was asked for
+ * during the wait. */
 static int end_wait(struct mysql_conn *c)
 {
     pthread_mutex_lock(&c->cancel_mu);
     c->waiting_id = 0;
     pthread_cond_broadcast(&c->cancel_cv); /* a kill thread may be pausing */
-    while (c->kill_in_flight)
+    while (c->kill_in_flight && c->db)
         pthread_cond_wait(&c->cancel_cv, &c->cancel_mu);
     int canceled = c->cancel_requested;
     pthread_mutex_unlock(&c->cancel_mu);
@@ -1006,7 +1197,10 @@ static int mysql_connect(const char *url, void **conn_out)
     }
     pthread_mutex_init(&c->cancel_mu, NULL);
     pthread_cond_init(&c->cancel_cv, NULL);
-    rc = ensure_session(c, NULL);
+    rc = watchdog_start(&c->dog);
+    begin_call(c, INT64_MAX);
+    if (rc == DLOCK_OK)
+        rc = ensure_session(c, NULL);
     if (rc != DLOCK_OK) {
         mysql_disconnect(c);
         return rc;
@@ -1031,6 +1225,7 @@ static void mysql_disconnect(void *conn)
     pthread_mutex_unlock(&c->cancel_mu);
     /* Closing the session releases whatever it still holds. */
     drop_session(c);
+    watchdog_stop(&c->dog);
     pthread_cond_destroy(&c->cancel_cv);
     pthread_mutex_destroy(&c->cancel_mu);
     dlock__mysql_url_free(&c->url);
@@ -1067,21 +1262,169 @@ static void unlink_lock(struct mysql_conn *c, struct mysql_lock *l)
 }
 
 static int acquire_on_session(struct mysql_conn *c, const char *name, uint32_t ttl_ms,
-                              int32_t wait_ms, void **lock_out);
+                              int32_t wait_ms, struct dlock_call *call, void **lock_out);
 
 static int mysql_acquire(void *conn, const char *name, uint32_t ttl_ms, int32_t wait_ms,
                          struct dlock_call *call, void **lock_out)
 {
-    (void)call;
     struct mysql_conn *c = conn;
+    begin_call(c, call->deadline_ms);
     acquiring(c, 1);
-    int status = acquire_on_session(c, name, ttl_ms, wait_ms, lock_out);
+    int status = acquire_on_session(c, name, ttl_ms, wait_ms, call, lock_out);
     acquiring(c, 0);
     return status;
 }
 
+/* Does this session hold the lock (one round trip, sent at *sent_ms)?
+ * 1 yes, 0 no, <0 a status (the session is dropped when it broke). */
+static int held_by_session(struct mysql_conn *c, const struct mysql_lock *l, int64_t *sent_ms)
+{
+    long long ours = 0;
+    int ours_null = 0;
+    struct statement_error error;
+    *sent_ms = dlock__now_ms();
+    if (run_int_statement(c, &c->stmt_is_ours, "SELECT IS_USED_LOCK(?) = CONNECTION_ID()",
+                          l->server_name, NULL, &ours, &ours_null, &error) != 0)
+        return session_error(c, error.code, error.text, "confirming the lock", DLOCK_ECONN);
+    return !ours_null && ours == 1;
+}
+
+/* The lock is ours: register it (on failure the caller frees it).  A wait was granted at an unknown moment
+ * inside its round trip (sent at sent_ms): when that took longer than
+ * TTL / CONFIRM_FRACTION, one more round trip confirms the lock and its send
+ * time starts the lease; a quick grant starts it at the wait's send time. */
+static int lock_taken(struct mysql_conn *c, struct mysql_lock *l, const char *name, int confirm,
+                      int64_t sent_ms, uint32_t ttl_ms, struct dlock_call *call, void **lock_out)
+{
+    if (confirm && dlock__now_ms() - sent_ms > (int64_t)(ttl_ms / CONFIRM_FRACTION)) {
+        int held = held_by_session(c, l, &sent_ms);
+        if (held <= 0)
+            return held < 0 ? held
+                            : dlock__error(DLOCK_EBACKEND, "mysql: lock '%s' was granted, but the "
+                                                           "session does not hold it", name);
+    }
+    call->lease_start_ms = sent_ms;
+    l->generation = c->generation;
+    link_lock(c, l);
+    *lock_out = l;
+    return DLOCK_OK;
+}
+
+/* GET_LOCK's timeout for what is left of the wait. */
+static double get_lock_timeout(const struct mysql_conn *c, int32_t wait_ms, int64_t wait_end_ms)
+{
+    if (wait_ms == DLOCK_WAIT_FOREVER)
+        return FOREVER_CHUNK_S;
+    if (wait_ms == 0)
+        return 0;
+    int64_t left = wait_end_ms - dlock__now_ms();
+    if (left < 0)
+        left = 0;
+    /* MariaDB honours fractions of a second; MySQL takes whole seconds, so
+     * round up there rather than give up early. */
+    return c->is_mariadb ? (double)left / 1000.0 : (double)((left + 999) / 1000);
+}
+
+/* One GET_LOCK round trip, bounded by the call's deadline (a cancel may cut
+ * it shorter).  Returns what run_int_statement does; *canceled: whether a
+ * cancel came during it.  A broken session is dropped here, before the wait
+ * ends, so that end_wait() need not wait for a KILL to a dead session. */
+static int get_lock_round(struct mysql_conn *c, struct mysql_lock *l, double timeout_s,
+                          struct dlock_call *call, long long *granted, int *granted_null,
+                          struct statement_error *error, int *canceled, int waiting)
+{
+    c->deadline_ms = call->deadline_ms; /* the wait itself: as long as the caller allows */
+    int failed = run_int_statement(c, &c->stmt_get_lock, "SELECT GET_LOCK(?, ?)", l->server_name,
+                                   &timeout_s, granted, granted_null, error);
+    begin_call(c, call->deadline_ms);
+    if (failed && connection_lost_errno(error->code))
+        session_error(c, error->code, error->text, "waiting in GET_LOCK", DLOCK_ECONN);
+    *canceled = waiting ? end_wait(c) : 0;
+    return failed;
+}
+
+/* GET_LOCK ended in an error or NULL (a KILL QUERY, ours or not, may land
+ * just after the grant): was the lock granted anyway?  Then it is released
+ * (our cancel) or kept (someone else's KILL QUERY), never held unknowingly.
+ * DLOCK_OK: kept; 1: not held; <0 a status. */
+static int granted_anyway(struct mysql_conn *c, struct mysql_lock *l, const char *name,
+                          int canceled, uint32_t ttl_ms, struct dlock_call *call, void **lock_out)
+{
+    int64_t sent_ms;
+    int held = held_by_session(c, l, &sent_ms);
+    if (held <= 0)
+        return held < 0 ? held : 1;
+    if (!canceled)
+        return lock_taken(c, l, name, 0, sent_ms, ttl_ms, call, lock_out);
+    long long released = 0;
+    int released_null = 0;
+    struct statement_error error;
+    if (run_int_statement(c, &c->stmt_release, "SELECT RELEASE_LOCK(?)", l->server_name, NULL,
+                          &released, &released_null, &error) != 0 ||
+        released_null || released != 1)
+        drop_session(c); /* ending the session surely lets go */
+    return 1;
+}
+
+/* A session with the idle limit this lock needs, set before GET_LOCK: once
+ * granted, the lock must never sit on a session that outlives its TTL.
+ * *previous: the limit before.  DLOCK_OK; 1: try again on a new session;
+ * else a status. */
+static int session_for(struct mysql_conn *c, const struct mysql_lock *l, int attempt, int *fresh,
+                       unsigned int *previous)
+{
+    int status = ensure_session(c, fresh);
+    if (status != DLOCK_OK)
+        return status;
+    *previous = c->wait_timeout_s;
+    status = set_lease(c, lease_needed(c, NULL, l->ttl_s), DLOCK_ECONN);
+    if (status == DLOCK_ECONN && !*fresh && attempt == 0)
+        return 1;
+    return status;
+}
+
+/* GET_LOCK's connection broke (the session is already dropped).  1: try
+ * once more on a new session, for the time that is left (the session died
+ * under us: idle timeout, restart, KILL); else the status. */
+static int get_lock_broke(const char *name, const struct statement_error *error, int canceled,
+                          int may_retry)
+{
+    int no_answer = strcmp(error->text, NO_ANSWER_TEXT) == 0;
+    if (canceled)
+        return dlock__error(DLOCK_ECANCELED, "mysql: the wait for '%s' was cancelled%s", name,
+                            no_answer ? " (the server did not act on it: the session was dropped)" : "");
+    if (may_retry && !no_answer)
+        return 1;
+    return dlock__error(DLOCK_ECONN, "mysql: connection lost while waiting in GET_LOCK: %s", error->text);
+}
+
+/* GET_LOCK did not give us the lock and the session lives on.  1: wait
+ * again (a year went by); else the status. */
+static int after_refusal(struct mysql_conn *c, const char *name, int32_t wait_ms,
+                         unsigned int previous, int failed, int granted_null, int canceled,
+                         const struct statement_error *error)
+{
+    /* The idle limit must suit the locks still held there, not the one we
+     * did not get. */
+    if (c->db && c->wait_timeout_s != previous && c->locks) {
+        int lease_status = set_lease(c, lease_needed(c, NULL, 0), DLOCK_ECONN);
+        if (lease_status != DLOCK_OK)
+            return lease_status;
+    }
+    if (canceled)
+        return dlock__error(DLOCK_ECANCELED, "mysql: the wait for '%s' was cancelled", name);
+    if (failed)
+        return dlock__error(DLOCK_EBACKEND, "mysql: GET_LOCK for '%s' failed: %s", name, error->text);
+    if (granted_null)
+        return dlock__error(DLOCK_EBACKEND,
+                            "mysql: GET_LOCK for '%s' returned NULL (an error on the server)", name);
+    if (wait_ms == DLOCK_WAIT_FOREVER)
+        return 1;
+    return dlock__error(DLOCK_EBUSY, "mysql: lock '%s' is held by another session", name);
+}
+
 static int acquire_on_session(struct mysql_conn *c, const char *name, uint32_t ttl_ms,
-                              int32_t wait_ms, void **lock_out)
+                              int32_t wait_ms, struct dlock_call *call, void **lock_out)
 {
     struct mysql_lock *l = calloc(1, sizeof *l);
     if (!l)
@@ -1089,35 +1432,16 @@ static int acquire_on_session(struct mysql_conn *c, const char *name, uint32_t t
     dlock__mysql_lock_name(name, l->server_name, sizeof l->server_name);
     l->ttl_s = ttl_seconds(ttl_ms);
 
-    int64_t deadline = wait_ms > 0 ? dlock__now_ms() + wait_ms : 0;
+    int64_t wait_end_ms = wait_ms > 0 ? dlock__now_ms() + wait_ms : 0;
     int status;
     for (int attempt = 0;; attempt++) {
         int fresh = 0;
-        status = ensure_session(c, &fresh);
+        unsigned int previous = 0;
+        status = session_for(c, l, attempt, &fresh, &previous);
+        if (status == 1)
+            continue;
         if (status != DLOCK_OK)
             break;
-        /* Lower (or raise) the idle limit before GET_LOCK: once granted, the
-         * lock must never sit on a session that outlives its TTL. */
-        unsigned int previous = c->wait_timeout_s;
-        status = set_lease(c, lease_needed(c, NULL, l->ttl_s), DLOCK_ECONN);
-        if (status != DLOCK_OK) {
-            if (status == DLOCK_ECONN && !fresh && attempt == 0)
-                continue;
-            break;
-        }
-
-        double timeout_s = 0;
-        if (wait_ms == DLOCK_WAIT_FOREVER) {
-            timeout_s = FOREVER_CHUNK_S;
-        } else if (wait_ms > 0) {
-            int64_t left = deadline - dlock__now_ms();
-            if (left < 0)
-                left = 0;
-            /* MariaDB honours fractions of a second; MySQL takes whole
-             * seconds, so round up there rather than give up early. */
-            timeout_s = c->is_mariadb ? (double)left / 1000.0
-                                      : (double)((left + 999) / 1000);
-        }
         int waiting = wait_ms != 0;
         if (waiting && begin_wait(c)) {
             if (c->wait_timeout_s != previous && c->locks)
@@ -1127,59 +1451,34 @@ static int acquire_on_session(struct mysql_conn *c, const char *name, uint32_t t
             break;
         }
         long long granted = 0;
-        int granted_null = 0;
+        int granted_null = 0, canceled = 0;
         struct statement_error error;
-        int failed = run_int_statement(c, &c->stmt_get_lock, "SELECT GET_LOCK(?, ?)",
-                                       l->server_name, &timeout_s, &granted, &granted_null,
-                                       &error);
-        int canceled = waiting ? end_wait(c) : 0;
-
+        int64_t sent_ms = dlock__now_ms();
+        int failed = get_lock_round(c, l, get_lock_timeout(c, wait_ms, wait_end_ms), call, &granted,
+                                    &granted_null, &error, &canceled, waiting);
         if (!failed && !granted_null && granted == 1) {
-            l->generation = c->generation;
-            link_lock(c, l);
-            *lock_out = l;
-            return DLOCK_OK;
-        }
-        if (failed && connection_lost_errno(error.code)) {
-            session_error(c, error.code, error.text, "waiting in GET_LOCK", DLOCK_ECONN);
-            if (canceled) {
-                status = dlock__error(DLOCK_ECANCELED, "mysql: the wait for '%s' was cancelled",
-                                      name);
-                break;
-            }
-            /* The session died under us (idle timeout, restart, KILL): a
-             * new session may try once more, for the time that is left. */
-            if (!fresh && attempt == 0 && (wait_ms <= 0 || dlock__now_ms() < deadline))
-                continue;
-            status = DLOCK_ECONN;
+            status = lock_taken(c, l, name, waiting, sent_ms, ttl_ms, call, lock_out);
+            if (status == DLOCK_OK)
+                return DLOCK_OK;
             break;
         }
-        /* The session lives on: the idle limit must suit the locks still
-         * held there, not the one we did not get. */
-        if (c->wait_timeout_s != previous && c->locks) {
-            int lease_status = set_lease(c, lease_needed(c, NULL, 0), DLOCK_ECONN);
-            if (lease_status != DLOCK_OK) {
-                status = lease_status;
+        if (failed && connection_lost_errno(error.code)) {
+            status = get_lock_broke(name, &error, canceled,
+                                    !fresh && attempt == 0 && (wait_ms <= 0 || dlock__now_ms() < wait_end_ms));
+            if (status == 1)
+                continue;
+            break;
+        }
+        if (failed || granted_null) {
+            status = granted_anyway(c, l, name, canceled, ttl_ms, call, lock_out);
+            if (status == DLOCK_OK)
+                return DLOCK_OK;
+            if (status < 0)
                 break;
-            }
         }
-        if (canceled) {
-            status = dlock__error(DLOCK_ECANCELED, "mysql: the wait for '%s' was cancelled",
-                                  name);
-        } else if (failed) {
-            status = dlock__error(DLOCK_EBACKEND, "mysql: GET_LOCK for '%s' failed: %s", name,
-                                  error.text);
-        } else if (granted_null) {
-            status = dlock__error(DLOCK_EBACKEND,
-                                  "mysql: GET_LOCK for '%s' returned NULL (an error on the "
-                                  "server)",
-                                  name);
-        } else if (wait_ms == DLOCK_WAIT_FOREVER) {
-            continue; /* a year went by: wait again */
-        } else {
-            status = dlock__error(DLOCK_EBUSY, "mysql: lock '%s' is held by another session", name);
-        }
-        break;
+        status = after_refusal(c, name, wait_ms, previous, failed, granted_null, canceled, &error);
+        if (status != 1)
+            break;
     }
     free(l);
     return status;
@@ -1187,8 +1486,8 @@ static int acquire_on_session(struct mysql_conn *c, const char *name, uint32_t t
 
 static int mysql_extend(void *conn, void *lock, const char *name, uint32_t ttl_ms, struct dlock_call *call)
 {
-    (void)call;
     struct mysql_conn *c = conn;
+    lease_call(c, call->deadline_ms);
     struct mysql_lock *l = lock;
     if (!l || !lock_alive(c, l))
         return dlock__error(DLOCK_ELOST,
@@ -1216,8 +1515,8 @@ static int mysql_extend(void *conn, void *lock, const char *name, uint32_t ttl_m
 
 static int mysql_release(void *conn, void *lock, const char *name, struct dlock_call *call)
 {
-    (void)call;
     struct mysql_conn *c = conn;
+    lease_call(c, call->deadline_ms);
     struct mysql_lock *l = lock;
     if (!l)
         return DLOCK_OK;
@@ -1253,8 +1552,8 @@ static int mysql_release(void *conn, void *lock, const char *name, struct dlock_
 
 static int mysql_holder(void *conn, const char *name, char *buf, size_t buflen, struct dlock_call *call)
 {
-    (void)call;
     struct mysql_conn *c = conn;
+    begin_call(c, call->deadline_ms);
     char server_name[DLOCK_MYSQL_LOCK_NAME_MAX + 1];
     dlock__mysql_lock_name(name, server_name, sizeof server_name);
     static const char sql[] =
@@ -1267,13 +1566,15 @@ static int mysql_holder(void *conn, const char *name, char *buf, size_t buflen, 
         if (status != DLOCK_OK)
             return status;
         if (!c->stmt_holder) {
+            watch(c, c->db, c->deadline_ms);
             MYSQL_STMT *stmt = mysql_stmt_init(c->db);
             if (!stmt)
                 return dlock__error(DLOCK_ENOMEM, "out of memory");
-            if (mysql_stmt_prepare(stmt, sql, (unsigned long)strlen(sql)) != 0) {
-                unsigned int err = mysql_stmt_errno(stmt);
+            int failed = mysql_stmt_prepare(stmt, sql, (unsigned long)strlen(sql)) != 0;
+            if (unwatch(c) || failed) {
+                unsigned int err = failed ? mysql_stmt_errno(stmt) : CR_SERVER_LOST;
                 char text[256];
-                dlock__copy_text(text, sizeof text, mysql_stmt_error(stmt));
+                dlock__copy_text(text, sizeof text, failed ? mysql_stmt_error(stmt) : NO_ANSWER_TEXT);
                 mysql_stmt_close(stmt);
                 status = session_error(c, err, text, "asking for the holder", DLOCK_ECONN);
                 if (status == DLOCK_ECONN && !fresh && attempt == 0)
@@ -1315,16 +1616,18 @@ static int mysql_holder(void *conn, const char *name, char *buf, size_t buflen, 
             cols[i].is_null = &nulls[i];
 
         int fetch = 1;
-        if (mysql_stmt_bind_param(stmt, &param) != 0 || mysql_stmt_execute(stmt) != 0 ||
-            mysql_stmt_bind_result(stmt, cols) != 0 ||
-            ((fetch = mysql_stmt_fetch(stmt)) == 1)) {
-            unsigned int err = mysql_stmt_errno(stmt);
+        watch(c, c->db, c->deadline_ms);
+        int failed = mysql_stmt_bind_param(stmt, &param) != 0 || mysql_stmt_execute(stmt) != 0 ||
+                     mysql_stmt_bind_result(stmt, cols) != 0 || ((fetch = mysql_stmt_fetch(stmt)) == 1);
+        int cut = unwatch(c);
+        if (failed || cut) {
+            unsigned int err = cut ? CR_SERVER_LOST : mysql_stmt_errno(stmt);
             char text[256];
-            dlock__copy_text(text, sizeof text, mysql_stmt_error(stmt));
+            dlock__copy_text(text, sizeof text, cut ? NO_ANSWER_TEXT : mysql_stmt_error(stmt));
             mysql_stmt_free_result(stmt);
             status = session_error(c, err ? err : CR_UNKNOWN_ERROR, text,
                                    "asking for the holder", DLOCK_ECONN);
-            if (status == DLOCK_ECONN && !fresh && attempt == 0)
+            if (status == DLOCK_ECONN && !fresh && attempt == 0 && !cut)
                 continue;
             return status;
         }
@@ -1351,6 +1654,23 @@ static int mysql_holder(void *conn, const char *name, char *buf, size_t buflen, 
     }
 }
 
+/* Under the core's cancel mutex, when a wait has ended: forget a cancel that
+ * came too late (end_wait() has already made sure that no KILL QUERY is
+ * still on its way to a session we go on using). */
+static void mysql_cancel_clear(void *conn)
+{
+    struct mysql_conn *c = conn;
+    pthread_mutex_lock(&c->cancel_mu);
+    c->cancel_requested = 0;
+    pthread_mutex_unlock(&c->cancel_mu);
+}
+
+/* Bumped by every connect and every drop. */
+static uint64_t mysql_session_generation(void *conn)
+{
+    return ((struct mysql_conn *)conn)->generation;
+}
+
 static uint32_t mysql_session_ttl_ms(void *conn)
 {
     struct mysql_conn *c = conn;
@@ -1374,4 +1694,6 @@ const struct dlock_backend dlock__backend_mysql = {
     .holder = mysql_holder,
     .cancel = mysql_cancel,
     .session_ttl_ms = mysql_session_ttl_ms,
+    .cancel_clear = mysql_cancel_clear,
+    .session_generation = mysql_session_generation,
 };

@@ -23,12 +23,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <libpq-fe.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -44,10 +46,18 @@
 /* While a cancel is pending, ask again this often: a cancel request that
  * reaches the server before it starts executing our statement is dropped. */
 #define PG_CANCEL_RETRY_MS 250
+/* A cancel that the server does not act on within this long (its process
+ * is stopped, say) is given up locally: the session is dropped. */
+#define PG_CANCEL_GIVEUP_MS 1000
+/* A wait whose granting round trip took at most TTL / this starts the
+ * lease at its send time; a longer one is confirmed by one more round trip. */
+#define PG_CONFIRM_FRACTION 10
+/* transaction_timeout appeared in PostgreSQL 17. */
+#define PG_TRANSACTION_TIMEOUT_VERSION 170000
 #define PG_ERRTEXT_MAX 400
 
 /* Connection defaults; a value given in the URL wins (it comes later). */
-#define PG_CONNECT_TIMEOUT_S "10"
+#define PG_CONNECT_TIMEOUT_MS 10000
 #define PG_KEEPALIVES_IDLE_S "5"
 #define PG_KEEPALIVES_INTERVAL_S "2"
 #define PG_KEEPALIVES_COUNT "3"
@@ -80,23 +90,27 @@ int64_t dlock__pg_key(const char *name, size_t len)
     "EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE " PG_KEY_MATCHES("")      \
     " AND pid = pg_catalog.pg_backend_pid())"
 
-/* Session settings, sent once right after connect. */
-static const char session_settings_sql[] =
-    "SELECT"
-    /* The lease: none while no lock is held. */
-    " pg_catalog.set_config('idle_session_timeout', '0', false),"
-    /* Our waits are bounded by lock_timeout alone. */
-    " pg_catalog.set_config('statement_timeout', '0', false),"
-    " pg_catalog.set_config('lock_timeout', '0', false),"
-    " pg_catalog.set_config('idle_in_transaction_session_timeout', '0', false),"
-    /* A waiter whose client vanished stops waiting (and is never granted a
-     * lock for nobody): the server checks the socket during long queries,
-     * and TCP keepalives / tcp_user_timeout tell it that the peer is gone. */
-    " pg_catalog.set_config('client_connection_check_interval', '1000', false),"
-    " pg_catalog.set_config('tcp_keepalives_idle', '" PG_KEEPALIVES_IDLE_S "', false),"
-    " pg_catalog.set_config('tcp_keepalives_interval', '" PG_KEEPALIVES_INTERVAL_S "', false),"
-    " pg_catalog.set_config('tcp_keepalives_count', '" PG_KEEPALIVES_COUNT "', false),"
-    " pg_catalog.set_config('tcp_user_timeout', '" PG_TCP_USER_TIMEOUT_MS "', false)";
+/* Session settings, sent once right after connect.  The lease: none while
+ * no lock is held.  Our waits are bounded by lock_timeout alone.  A waiter
+ * whose client vanished stops waiting (and is never granted a lock for
+ * nobody): the server checks the socket during long queries, and TCP
+ * keepalives / tcp_user_timeout tell it that the peer is gone. */
+#define PG_SESSION_SETTINGS                                                                     \
+    "SELECT"                                                                                    \
+    " pg_catalog.set_config('idle_session_timeout', '0', false),"                               \
+    " pg_catalog.set_config('statement_timeout', '0', false),"                                  \
+    " pg_catalog.set_config('lock_timeout', '0', false),"                                       \
+    " pg_catalog.set_config('idle_in_transaction_session_timeout', '0', false),"                \
+    " pg_catalog.set_config('client_connection_check_interval', '1000', false),"                \
+    " pg_catalog.set_config('tcp_keepalives_idle', '" PG_KEEPALIVES_IDLE_S "', false),"         \
+    " pg_catalog.set_config('tcp_keepalives_interval', '" PG_KEEPALIVES_INTERVAL_S "', false)," \
+    " pg_catalog.set_config('tcp_keepalives_count', '" PG_KEEPALIVES_COUNT "', false),"         \
+    " pg_catalog.set_config('tcp_user_timeout', '" PG_TCP_USER_TIMEOUT_MS "', false)"
+static const char session_settings_sql[] = PG_SESSION_SETTINGS;
+/* PostgreSQL 17: a role's or database's transaction_timeout would end a
+ * long wait (one statement, so one transaction) and the session with it. */
+static const char session_settings_17_sql[] =
+    PG_SESSION_SETTINGS ", pg_catalog.set_config('transaction_timeout', '0', false)";
 
 #define PG_TYPE_INT8 20
 #define PG_TYPE_TEXT 25
@@ -148,6 +162,14 @@ typedef struct pg_lock {
     uint32_t ttl_ms;
 } pg_lock;
 
+/* Why a round trip ended without a result. */
+enum pg_failure {
+    PG_FAIL_NONE,
+    PG_FAIL_CONN,    /* the connection broke */
+    PG_FAIL_TIMEOUT, /* no answer before the call's deadline */
+    PG_FAIL_CANCEL   /* a cancel that the server did not act on in time */
+};
+
 typedef struct pg_conn {
     char *url;           /* handed to libpq as is; never shown */
     char *password;      /* only to scrub it out of messages */
@@ -160,6 +182,9 @@ typedef struct pg_conn {
     pg_lock *locks;
     int wake_fd;         /* eventfd: dlock_cancel() wakes a waiting acquire */
     atomic_int cancel_requested;
+    int64_t deadline_ms;       /* of the round trip in progress (dlock__now_ms) */
+    int64_t connect_timeout_ms; /* the URL's connect_timeout (or the default); 0 none */
+    enum pg_failure failure;   /* why the last round trip got no result */
 } pg_conn;
 
 /* --- messages ------------------------------------------------------------------------ */
@@ -198,36 +223,76 @@ static void clean_text(char *dst, size_t dstlen, const char *src, const char *se
     }
 }
 
-/* The raw (still percent-encoded) password pieces of a URL, for scrubbing
- * messages about a URL that libpq could not parse: the userinfo after the
- * first ':' and the value of a password= parameter.  Empty when absent. */
-static void raw_url_secrets(const char *url, char userinfo_pw[256], char query_pw[256])
+/* The password as a URL may carry it, each piece raw and percent-decoded:
+ * the userinfo after its first ':' (up to the last '@' before the query),
+ * and every query parameter whose name, percent-decoded and in any letter
+ * case, is "password".  For scrubbing messages about a URL that libpq could
+ * not parse.  No length limit. */
+#define PG_SECRET_PIECES 16
+typedef struct url_secrets {
+    char *piece[PG_SECRET_PIECES];
+    int count;
+} url_secrets;
+
+static void secrets_add(url_secrets *s, const char *raw, size_t len)
 {
-    userinfo_pw[0] = query_pw[0] = '\0';
-    const char *authority = strstr(url, "://");
-    if (authority) {
-        authority += 3;
-        size_t len = strcspn(authority, "/?#");
-        const char *at = NULL;
-        for (const char *p = authority; p < authority + len; p++)
-            if (*p == '@')
-                at = p;
-        const char *colon = at ? memchr(authority, ':', (size_t)(at - authority)) : NULL;
-        if (colon)
-            snprintf(userinfo_pw, 256, "%.*s", (int)(at - colon - 1), colon + 1);
-    }
-    const char *query = strchr(url, '?');
-    for (const char *p = query; p && *p; p = strchr(p + 1, '&')) {
-        if (strncmp(p + 1, "password=", 9) == 0) {
-            const char *v = p + 10;
-            snprintf(query_pw, 256, "%.*s", (int)strcspn(v, "&#"), v);
-        }
-    }
+    if (len == 0 || s->count + 2 > PG_SECRET_PIECES)
+        return;
+    char *copy = strndup(raw, len), *decoded = NULL;
+    if (copy)
+        s->piece[s->count++] = copy;
+    if (dlock__percent_decode(raw, len, &decoded) == DLOCK_OK && decoded[0])
+        s->piece[s->count++] = decoded;
+    else
+        free(decoded);
 }
 
-static int overlaps(const char *piece, const char *secret)
+static void secrets_free(url_secrets *s)
 {
-    return secret[0] && piece[0] && (strstr(piece, secret) || strstr(secret, piece));
+    for (int i = 0; i < s->count; i++) {
+        memset(s->piece[i], 0, strlen(s->piece[i]));
+        free(s->piece[i]);
+    }
+    s->count = 0;
+}
+
+static int is_password_key(const char *key, size_t len)
+{
+    char *decoded = NULL;
+    int yes = dlock__percent_decode(key, len, &decoded) == DLOCK_OK && strcasecmp(decoded, "password") == 0;
+    free(decoded);
+    return yes;
+}
+
+static void url_secrets_find(const char *url, url_secrets *s)
+{
+    s->count = 0;
+    const char *rest = strstr(url, "://");
+    rest = rest ? rest + 3 : url;
+    size_t end = strcspn(rest, "?#");
+    const char *at = NULL;
+    for (const char *p = rest; p < rest + end; p++)
+        if (*p == '@')
+            at = p;
+    const char *colon = at ? memchr(rest, ':', (size_t)(at - rest)) : NULL;
+    if (colon)
+        secrets_add(s, colon + 1, (size_t)(at - colon - 1));
+    for (const char *p = rest[end] == '?' ? rest + end : NULL; p && *p && *p != '#'; p = strchr(p + 1, '&')) {
+        const char *key = p + 1;
+        size_t len = strcspn(key, "&#");
+        const char *eq = memchr(key, '=', len);
+        if (eq && is_password_key(key, (size_t)(eq - key)))
+            secrets_add(s, eq + 1, len - (size_t)(eq - key) - 1);
+    }
+    dlock__clear_error(); /* a bad escape above is libpq's to report */
+}
+
+static int overlaps(const char *piece, const url_secrets *s)
+{
+    for (int i = 0; piece[0] && i < s->count; i++)
+        if (strstr(piece, s->piece[i]) || strstr(s->piece[i], piece))
+            return 1;
+    return 0;
 }
 
 /* A malformed-URL message from libpq quotes pieces of the URL: keep those
@@ -235,18 +300,15 @@ static int overlaps(const char *piece, const char *secret)
  * be (part of) the password. */
 static void scrub_parse_error(char *dst, size_t dstlen, const char *src, const char *url)
 {
-    char userinfo_pw[256], query_pw[256];
-    raw_url_secrets(url, userinfo_pw, query_pw);
+    url_secrets secrets;
+    url_secrets_find(url, &secrets);
     size_t o = 0;
     for (const char *p = src; *p && o + 1 < dstlen;) {
         const char *close = *p == '"' ? strchr(p + 1, '"') : NULL;
         if (close) {
             char piece[256];
             snprintf(piece, sizeof piece, "%.*s", (int)(close - p - 1), p + 1);
-            /* Without "://" libpq read the URL as key=value text: we cannot
-             * tell where a password would be, so nothing quoted is shown. */
-            int risky = !strstr(url, "://") || strchr(piece, '@') || overlaps(piece, userinfo_pw) ||
-                        overlaps(piece, query_pw);
+            int risky = (size_t)(close - p - 1) >= sizeof piece || strchr(piece, '@') || overlaps(piece, &secrets);
             const char *shown = risky ? "..." : piece;
             int n = snprintf(dst + o, dstlen - o, "\"%s\"", shown);
             o = n < 0 || (size_t)n >= dstlen - o ? dstlen - 1 : o + (size_t)n;
@@ -259,6 +321,7 @@ static void scrub_parse_error(char *dst, size_t dstlen, const char *src, const c
     while (o > 0 && dst[o - 1] == ' ')
         o--;
     dst[o] = '\0';
+    secrets_free(&secrets);
 }
 
 static int libpq_error(pg_conn *c, int status, const char *what, const char *libpq_text)
@@ -278,6 +341,115 @@ static int result_error(pg_conn *c, int status, const char *what, const PGresult
     clean_text(text, sizeof text, message, c->password);
     return dlock__error(status, "postgresql: %s: %s (SQLSTATE %s)", what, text,
                         sqlstate ? sqlstate : "?");
+}
+
+/* --- round trips with a deadline ----------------------------------------------------- */
+
+/* The deadline of the round trips of one backend call.  Only the wait itself
+ * may be unbounded; everything around it gets DLOCK_CALL_TIMEOUT_MS at most. */
+static void begin_call(pg_conn *c, int64_t deadline_ms)
+{
+    int64_t bound = dlock__now_ms() + DLOCK_CALL_TIMEOUT_MS;
+    c->deadline_ms = deadline_ms < bound ? deadline_ms : bound;
+    c->failure = PG_FAIL_NONE;
+}
+
+/* Extend and release: bounded by the lease itself, however long (a
+ * heartbeat that cannot finish before the lease ends has failed). */
+static void lease_call(pg_conn *c, int64_t deadline_ms)
+{
+    c->deadline_ms = deadline_ms;
+    c->failure = PG_FAIL_NONE;
+}
+
+static int round_trip_failed(pg_conn *c, enum pg_failure why)
+{
+    c->failure = why;
+    return -1;
+}
+
+/* poll() `fd` for `events` (and wake_fd when >= 0, which is drained) until
+ * until_ms (INT64_MAX: no limit).  >0 ready or woken, 0 the time is up, <0
+ * an error. */
+static int wait_socket(int fd, short events, int64_t until_ms, int wake_fd)
+{
+    for (;;) {
+        int timeout = -1;
+        if (until_ms != INT64_MAX) {
+            int64_t left = until_ms - dlock__now_ms();
+            if (left <= 0)
+                return 0;
+            timeout = left > INT_MAX ? INT_MAX : (int)left;
+        }
+        struct pollfd p[2] = {{fd, events, 0}, {wake_fd, POLLIN, 0}};
+        int r = poll(p, wake_fd >= 0 ? 2 : 1, timeout);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r > 0 && wake_fd >= 0 && (p[1].revents & POLLIN)) {
+            uint64_t count;
+            (void)!read(wake_fd, &count, sizeof count);
+        }
+        return r;
+    }
+}
+
+/* While a cancel is pending: send PQcancel (again every PG_CANCEL_RETRY_MS:
+ * one that reaches the server before our statement does is dropped), and
+ * give up locally after PG_CANCEL_GIVEUP_MS.  Returns when to look again,
+ * or 0 to give up. */
+static int64_t pursue_cancel(pg_conn *c, int64_t now, int64_t *first_ms, int64_t *next_ms, int *cancel_sent)
+{
+    if (!*first_ms)
+        *first_ms = now;
+    if (now - *first_ms >= PG_CANCEL_GIVEUP_MS)
+        return 0;
+    if (now >= *next_ms) {
+        char errbuf[256];
+        (void)PQcancel(c->cancel, errbuf, sizeof errbuf);
+        *cancel_sent = 1;
+        *next_ms = now + PG_CANCEL_RETRY_MS;
+    }
+    int64_t giveup = *first_ms + PG_CANCEL_GIVEUP_MS;
+    return *next_ms < giveup ? *next_ms : giveup;
+}
+
+/* Flush what was sent and read until the result in progress is complete.
+ * 0: PQgetResult() will not block.  -1: c->failure says why not (the
+ * connection broke, the deadline passed, or, when `cancelable`, a cancel
+ * went unanswered). */
+static int pg_ready(pg_conn *c, PGconn *pg, int cancelable, int *cancel_sent)
+{
+    int64_t cancel_first_ms = 0, cancel_next_ms = 0;
+    for (;;) {
+        int unsent = PQflush(pg);
+        if (unsent < 0 || !PQconsumeInput(pg))
+            return round_trip_failed(c, PG_FAIL_CONN);
+        if (!PQisBusy(pg))
+            return 0;
+        if (PQstatus(pg) != CONNECTION_OK)
+            return round_trip_failed(c, PG_FAIL_CONN);
+        int64_t now = dlock__now_ms(), until = c->deadline_ms;
+        if (now >= until)
+            return round_trip_failed(c, PG_FAIL_TIMEOUT);
+        if (cancelable && atomic_load(&c->cancel_requested)) {
+            int64_t look = pursue_cancel(c, now, &cancel_first_ms, &cancel_next_ms, cancel_sent);
+            if (!look)
+                return round_trip_failed(c, PG_FAIL_CANCEL);
+            if (look < until)
+                until = look;
+        }
+        short events = (short)(POLLIN | (unsent ? POLLOUT : 0));
+        if (wait_socket(PQsocket(pg), events, until, c->wake_fd) < 0)
+            return round_trip_failed(c, PG_FAIL_CONN);
+    }
+}
+
+/* The next result of what is in flight; NULL at the end of a command, or on
+ * a failure (then c->failure is set). */
+static PGresult *next_result(pg_conn *c, PGconn *pg)
+{
+    int cancel_sent = 0;
+    return pg_ready(c, pg, 0, &cancel_sent) == 0 ? PQgetResult(pg) : NULL;
 }
 
 /* --- sessions ------------------------------------------------------------------------ */
@@ -348,6 +520,8 @@ static void drop_session(pg_conn *c)
 
 static int setup_failed(pg_conn *c, PGconn *pg, const PGresult *res)
 {
+    if (c->failure == PG_FAIL_TIMEOUT)
+        return dlock__error(DLOCK_ECONN, "postgresql: cannot set up the session: the server did not answer in time");
     PGconn *saved = c->pg;
     c->pg = pg; /* for libpq's message */
     int rc = result_error(c, PQstatus(pg) == CONNECTION_OK ? DLOCK_EBACKEND : DLOCK_ECONN,
@@ -356,14 +530,18 @@ static int setup_failed(pg_conn *c, PGconn *pg, const PGresult *res)
     return rc;
 }
 
+static const char *settings_for(PGconn *pg)
+{
+    return PQserverVersion(pg) >= PG_TRANSACTION_TIMEOUT_VERSION ? session_settings_17_sql : session_settings_sql;
+}
+
 #ifdef LIBPQ_HAS_PIPELINING
 /* Settings and every prepared statement in one round trip (a pipeline), so
  * that pg_stat_activity shows each statement's own text. */
 static int setup_session(pg_conn *c, PGconn *pg)
 {
     static const Oid types[3] = {PG_TYPE_INT8, PG_TYPE_TEXT, PG_TYPE_TEXT};
-    int sent = PQenterPipelineMode(pg) && PQsendQueryParams(pg, session_settings_sql, 0, NULL, NULL,
-                                                             NULL, NULL, 0);
+    int sent = PQenterPipelineMode(pg) && PQsendQueryParams(pg, settings_for(pg), 0, NULL, NULL, NULL, NULL, 0);
     for (size_t i = 0; sent && i < PG_STATEMENT_COUNT; i++)
         sent = PQsendPrepare(pg, pg_statements[i].name, pg_statements[i].sql,
                              pg_statements[i].nparams, types);
@@ -371,17 +549,19 @@ static int setup_session(pg_conn *c, PGconn *pg)
         return setup_failed(c, pg, NULL);
     int rc = DLOCK_OK;
     for (size_t i = 0; i < PG_STATEMENT_COUNT + 1; i++) {
-        PGresult *res = PQgetResult(pg);
+        PGresult *res = next_result(c, pg);
         ExecStatusType st = PQresultStatus(res);
         if (rc == DLOCK_OK && (!res || (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK)))
             rc = setup_failed(c, pg, res);
         PQclear(res);
         if (!res)
             return rc;
-        while ((res = PQgetResult(pg)))  /* the NULL that ends each command */
+        while ((res = next_result(c, pg)))  /* the NULL that ends each command */
             PQclear(res);
+        if (c->failure != PG_FAIL_NONE)
+            return rc == DLOCK_OK ? setup_failed(c, pg, NULL) : rc;
     }
-    PGresult *sync = PQgetResult(pg);
+    PGresult *sync = next_result(c, pg);
     if (PQresultStatus(sync) != PGRES_PIPELINE_SYNC && rc == DLOCK_OK)
         rc = setup_failed(c, pg, sync);
     PQclear(sync);
@@ -393,32 +573,79 @@ static int setup_session(pg_conn *c, PGconn *pg)
 /* libpq before 14: the same in one simple-query batch of SQL PREPAREs. */
 static int setup_session(pg_conn *c, PGconn *pg)
 {
-    size_t len = sizeof session_settings_sql + 2;
+    const char *settings = settings_for(pg);
+    size_t len = strlen(settings) + 2;
     for (size_t i = 0; i < PG_STATEMENT_COUNT; i++)
         len += strlen(pg_statements[i].name) + strlen(pg_statements[i].sql) + 64;
     char *batch = malloc(len);
     if (!batch)
         return dlock__error(DLOCK_ENOMEM, "out of memory");
-    size_t used = (size_t)snprintf(batch, len, "%s;", session_settings_sql);
+    size_t used = (size_t)snprintf(batch, len, "%s;", settings);
     static const char *const type_lists[4] = {"", "(bigint)", "(bigint, text)", "(bigint, text, text)"};
     for (size_t i = 0; i < PG_STATEMENT_COUNT; i++)
         used += (size_t)snprintf(batch + used, len - used, "PREPARE %s%s AS %s;", pg_statements[i].name,
                                  type_lists[pg_statements[i].nparams], pg_statements[i].sql);
-    PGresult *res = PQexec(pg, batch);
+    int sent = PQsendQuery(pg, batch);
     free(batch);
-    int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? DLOCK_OK : setup_failed(c, pg, res);
-    PQclear(res);
+    int rc = sent ? DLOCK_OK : setup_failed(c, pg, NULL);
+    PGresult *res;
+    while (sent && (res = next_result(c, pg))) {
+        if (rc == DLOCK_OK && PQresultStatus(res) != PGRES_COMMAND_OK)
+            rc = setup_failed(c, pg, res);
+        PQclear(res);
+    }
+    if (rc == DLOCK_OK && c->failure != PG_FAIL_NONE)
+        rc = setup_failed(c, pg, NULL);
     return rc;
 }
 #endif
 
-static int open_session(pg_conn *c)
+/* Drive a connection started with PQconnectStartParams to its end, no later
+ * than the call's deadline or the URL's connect_timeout. */
+static int connect_by_deadline(pg_conn *c, PGconn *pg)
+{
+    int64_t start = dlock__now_ms(), until = c->deadline_ms;
+    if (c->connect_timeout_ms > 0 && start + c->connect_timeout_ms < until)
+        until = start + c->connect_timeout_ms;
+    PostgresPollingStatusType st = PQstatus(pg) == CONNECTION_BAD ? PGRES_POLLING_FAILED : PGRES_POLLING_WRITING;
+    for (;;) {
+        if (st == PGRES_POLLING_OK)
+            return DLOCK_OK;
+        if (st == PGRES_POLLING_FAILED)
+            return libpq_error(c, DLOCK_ECONN, "cannot connect", PQerrorMessage(pg));
+        int r = wait_socket(PQsocket(pg), st == PGRES_POLLING_READING ? POLLIN : POLLOUT, until, -1);
+        if (r == 0)
+            return dlock__error(DLOCK_ECONN, "postgresql: cannot connect: no answer within %lld ms",
+                                (long long)(until - start));
+        if (r < 0)
+            return dlock__error(DLOCK_ECONN, "postgresql: cannot connect: poll: %s", strerror(errno));
+        st = PQconnectPoll(pg);
+    }
+}
+
+/* What the server must be: 14 or later, and not a read-only standby. */
+static int check_server(PGconn *pg)
+{
+    int v = PQserverVersion(pg);
+    if (v < PG_MIN_SERVER_VERSION)
+        return dlock__error(DLOCK_ENOTSUP,
+                            "postgresql: server version %d.%d is too old: libdlock needs PostgreSQL 14 or"
+                            " later, whose idle_session_timeout ends the session of a silent lock holder",
+                            v / 10000, v >= 100000 ? v % 10000 : v / 100 % 100);
+    const char *standby = PQparameterStatus(pg, "in_hot_standby");
+    if (standby && strcmp(standby, "on") == 0)
+        return dlock__error(DLOCK_EBACKEND,
+                            "postgresql: the server is a read-only standby: its advisory locks are not"
+                            " shared with the primary or other standbys; connect to the primary"
+                            " (e.g. target_session_attrs=read-write)");
+    return DLOCK_OK;
+}
+
+static PGconn *start_connect(pg_conn *c)
 {
     const char *keywords[10], *values[10];
     int n = 0;
     keywords[n] = "fallback_application_name", values[n++] = c->appname;
-    if (!getenv("PGCONNECT_TIMEOUT"))
-        keywords[n] = "connect_timeout", values[n++] = PG_CONNECT_TIMEOUT_S;
     keywords[n] = "keepalives", values[n++] = "1";
     keywords[n] = "keepalives_idle", values[n++] = PG_KEEPALIVES_IDLE_S;
     keywords[n] = "keepalives_interval", values[n++] = PG_KEEPALIVES_INTERVAL_S;
@@ -427,27 +654,21 @@ static int open_session(pg_conn *c)
     /* Last, so that what the URL says wins over the defaults above. */
     keywords[n] = "dbname", values[n++] = c->url;
     keywords[n] = NULL, values[n] = NULL;
+    return PQconnectStartParams(keywords, values, 1);
+}
 
-    PGconn *pg = PQconnectdbParams(keywords, values, 1);
+static int open_session(pg_conn *c)
+{
+    PGconn *pg = start_connect(c);
     if (!pg)
         return dlock__error(DLOCK_ENOMEM, "postgresql: out of memory");
-    int rc = DLOCK_OK;
-    if (PQstatus(pg) != CONNECTION_OK) {
+    int rc = connect_by_deadline(c, pg);
+    if (rc == DLOCK_OK)
+        rc = check_server(pg);
+    /* Non-blocking: every send and receive goes through pg_ready(), which
+     * keeps the deadline. */
+    if (rc == DLOCK_OK && PQsetnonblocking(pg, 1) != 0)
         rc = libpq_error(c, DLOCK_ECONN, "cannot connect", PQerrorMessage(pg));
-    } else if (PQserverVersion(pg) < PG_MIN_SERVER_VERSION) {
-        int v = PQserverVersion(pg);
-        rc = dlock__error(DLOCK_ENOTSUP,
-                          "postgresql: server version %d.%d is too old: libdlock needs PostgreSQL 14 or"
-                          " later, whose idle_session_timeout ends the session of a silent lock holder",
-                          v / 10000, v >= 100000 ? v % 10000 : v / 100 % 100);
-    } else {
-        const char *standby = PQparameterStatus(pg, "in_hot_standby");
-        if (standby && strcmp(standby, "on") == 0)
-            rc = dlock__error(DLOCK_EBACKEND,
-                              "postgresql: the server is a read-only standby: its advisory locks are not"
-                              " shared with the primary or other standbys; connect to the primary"
-                              " (e.g. target_session_attrs=read-write)");
-    }
     if (rc != DLOCK_OK) {
         PQfinish(pg);
         return rc;
@@ -540,16 +761,59 @@ static int has_sqlstate(const PGresult *res, const char *state)
     return s && strcmp(s, state) == 0;
 }
 
-static PGresult *run(pg_conn *c, const char *statement, int nparams, const char *const *values)
+/* Wait for the result of the statement in flight, no later than the
+ * deadline; when `cancelable`, dlock_cancel() sends PQcancel (see
+ * pursue_cancel).  NULL: no result, c->failure says why. */
+static PGresult *await_result(pg_conn *c, int cancelable, int *cancel_sent)
 {
-    return PQexecPrepared(c->pg, statement, nparams, values, NULL, NULL, 0);
+    PGconn *pg = c->pg;
+    PGresult *result = NULL;
+    for (;;) {
+        if (pg_ready(c, pg, cancelable, cancel_sent) != 0) {
+            PQclear(result);
+            return NULL;
+        }
+        PGresult *r = PQgetResult(pg);
+        if (!r)
+            return result;
+        /* Keep the first error if several results come. */
+        if (result && PQresultStatus(result) == PGRES_FATAL_ERROR) {
+            PQclear(r);
+        } else {
+            PQclear(result);
+            result = r;
+        }
+    }
 }
 
-/* The connection failed in the middle of `what`: keep libpq's words, then
- * drop the session. */
+/* One prepared statement, one round trip, bounded by the call's deadline.
+ * *sent_ms (when not NULL): when it was sent. */
+static PGresult *run_at(pg_conn *c, const char *statement, int nparams, const char *const *values,
+                        int64_t *sent_ms)
+{
+    if (sent_ms)
+        *sent_ms = dlock__now_ms();
+    if (!PQsendQueryPrepared(c->pg, statement, nparams, values, NULL, NULL, 0)) {
+        c->failure = PG_FAIL_CONN;
+        return NULL;
+    }
+    int cancel_sent = 0;
+    return await_result(c, 0, &cancel_sent);
+}
+
+static PGresult *run(pg_conn *c, const char *statement, int nparams, const char *const *values)
+{
+    return run_at(c, statement, nparams, values, NULL);
+}
+
+/* The connection failed in the middle of `what` (or the server did not
+ * answer in time): say so, then drop the session. */
 static int connection_lost(pg_conn *c, int status, const char *what)
 {
-    int rc = libpq_error(c, status, what, c->pg ? PQerrorMessage(c->pg) : "no connection");
+    int rc = c->failure == PG_FAIL_TIMEOUT
+                 ? dlock__error(status, "postgresql: the server did not answer before the deadline: the"
+                                        " session was dropped%s", status == DLOCK_ELOST ? ", and the lock with it" : "")
+                 : libpq_error(c, status, what, c->pg ? PQerrorMessage(c->pg) : "no connection");
     drop_session(c);
     return rc;
 }
@@ -566,7 +830,7 @@ static void format_ms(char buf[16], uint32_t ms)
     snprintf(buf, 16, "%" PRIu32, ms);
 }
 
-static int try_lock(pg_conn *c, pg_lock *l, const char *name)
+static int try_lock(pg_conn *c, pg_lock *l, const char *name, int64_t *lease_start_ms)
 {
     char key[24], idle[16];
     format_key(key, l->key);
@@ -580,7 +844,7 @@ static int try_lock(pg_conn *c, pg_lock *l, const char *name)
         int set = want != c->session_idle_ms;
         format_ms(idle, want);
         const char *values[2] = {key, idle};
-        PGresult *res = run(c, set ? "dlock_try_set" : "dlock_try", set ? 2 : 1, values);
+        PGresult *res = run_at(c, set ? "dlock_try_set" : "dlock_try", set ? 2 : 1, values, lease_start_ms);
         switch (outcome(c, res)) {
         case OUTCOME_OK: {
             int got = first_bool(res);
@@ -594,7 +858,7 @@ static int try_lock(pg_conn *c, pg_lock *l, const char *name)
         case OUTCOME_CONNECTION_LOST:
             PQclear(res);
             rc = connection_lost(c, DLOCK_ECONN, "the connection broke while taking the lock");
-            if (attempt == 0)
+            if (attempt == 0 && c->failure != PG_FAIL_TIMEOUT)
                 continue;
             return rc;
         default:
@@ -605,63 +869,15 @@ static int try_lock(pg_conn *c, pg_lock *l, const char *name)
     }
 }
 
-/* Wait for the result of the statement in flight; on dlock_cancel() send
- * PQcancel (again every PG_CANCEL_RETRY_MS until the statement ends).
- * NULL: the connection failed. */
-static PGresult *await_result(pg_conn *c, int *cancel_sent)
-{
-    PGconn *pg = c->pg;
-    PGresult *result = NULL;
-    int64_t next_cancel_ms = 0;
-    for (;;) {
-        if (!PQconsumeInput(pg))
-            break;
-        while (!PQisBusy(pg)) {
-            PGresult *r = PQgetResult(pg);
-            if (!r)
-                return result;
-            /* Keep the first error if several results come. */
-            if (result && PQresultStatus(result) == PGRES_FATAL_ERROR) {
-                PQclear(r);
-            } else {
-                PQclear(result);
-                result = r;
-            }
-        }
-        if (PQstatus(pg) != CONNECTION_OK)
-            break;
-        int timeout_ms = -1;
-        if (atomic_load(&c->cancel_requested)) {
-            int64_t now = dlock__now_ms();
-            if (now >= next_cancel_ms) {
-                char errbuf[256];
-                (void)PQcancel(c->cancel, errbuf, sizeof errbuf);
-                *cancel_sent = 1;
-                next_cancel_ms = now + PG_CANCEL_RETRY_MS;
-            }
-            timeout_ms = (int)(next_cancel_ms - now);
-        }
-        struct pollfd p[2] = {{PQsocket(pg), POLLIN, 0}, {c->wake_fd, POLLIN, 0}};
-        int r = poll(p, 2, timeout_ms);
-        if (r < 0 && errno != EINTR)
-            break;
-        if (r > 0 && (p[1].revents & POLLIN)) {
-            uint64_t count;
-            (void)!read(c->wake_fd, &count, sizeof count);
-        }
-    }
-    PQclear(result);
-    return NULL;
-}
-
-/* After a wait ended in an error: was the lock granted anyway?  (A timeout
- * or cancel can strike just after the grant; a session lock survives the
- * error.)  1 yes, 0 no, <0 a status. */
-static int granted_anyway(pg_conn *c, const char *key, const char *idle, int set_lease)
+/* Does this session hold the lock (a round trip, sent at *sent_ms)?  A wait
+ * that ended in an error may have been granted anyway (a timeout or cancel
+ * can strike just after the grant; a session lock survives the error); a
+ * wait granted long ago is confirmed.  1 yes, 0 no, <0 a status. */
+static int held_now(pg_conn *c, const char *key, const char *idle, int set_lease, int64_t *sent_ms)
 {
     const char *values[2] = {key, idle};
     for (int attempt = 0;; attempt++) {
-        PGresult *res = run(c, set_lease ? "dlock_check_set" : "dlock_check", set_lease ? 2 : 1, values);
+        PGresult *res = run_at(c, set_lease ? "dlock_check_set" : "dlock_check", set_lease ? 2 : 1, values, sent_ms);
         int kind = outcome(c, res);
         if (kind == OUTCOME_OK) {
             int held = first_bool(res);
@@ -683,37 +899,36 @@ static int granted_anyway(pg_conn *c, const char *key, const char *idle, int set
     }
 }
 
-static int wait_lock(pg_conn *c, pg_lock *l, const char *name, int32_t wait_ms)
+/* The lease of a lock granted by a server-side wait starts when the server
+ * granted it: an unknown moment inside the wait's round trip.  A grant that
+ * came back within TTL / PG_CONFIRM_FRACTION starts it at the wait's send
+ * time (losing little of the lease, and no round trip); after a longer wait
+ * one more round trip proves that the session holds the lock, and its send
+ * time starts the lease. */
+static int lease_after_wait(pg_conn *c, const pg_lock *l, const char *name, int64_t wait_sent_ms,
+                            int64_t *lease_start_ms)
 {
-    int rc = ensure_session(c);
-    if (rc != DLOCK_OK)
-        return rc;
-    /* A cancel that came before the statement went out. */
-    if (atomic_load(&c->cancel_requested))
-        return dlock__error(DLOCK_ECANCELED, "wait for lock '%s' canceled", name);
-    char key[24], idle[16], timeout[16];
-    format_key(key, l->key);
-    uint32_t want = wanted_idle_ms(c, NULL, l->ttl_ms);
-    format_ms(idle, want);
-    format_ms(timeout, wait_ms < 0 ? 0u : (uint32_t)wait_ms); /* lock_timeout 0: no limit */
-    const char *values[3] = {key, timeout, idle};
-    if (!PQsendQueryPrepared(c->pg, "dlock_wait", 3, values, NULL, NULL, 0))
-        return connection_lost(c, DLOCK_ECONN, "cannot send the lock request");
-    int cancel_sent = 0;
-    PGresult *res = await_result(c, &cancel_sent);
-    int kind = outcome(c, res);
-    if (kind == OUTCOME_OK) {
-        PQclear(res);
-        c->session_idle_ms = want;
+    if (dlock__now_ms() - wait_sent_ms <= (int64_t)(l->ttl_ms / PG_CONFIRM_FRACTION)) {
+        *lease_start_ms = wait_sent_ms;
         return DLOCK_OK;
     }
-    if (kind == OUTCOME_CONNECTION_LOST) {
-        PQclear(res);
-        return connection_lost(c, DLOCK_ECONN, "the connection broke while waiting for the lock");
-    }
+    char key[24];
+    format_key(key, l->key);
+    int held = held_now(c, key, NULL, 0, lease_start_ms);
+    if (held == 0)
+        return dlock__error(DLOCK_EBACKEND, "postgresql: lock '%s' was granted, but the session does not hold it", name);
+    return held < 0 ? held : DLOCK_OK;
+}
+
+/* The wait's statement ended in an error: was it ours (a cancel), a lock
+ * timeout, a deadlock, or was the lock granted anyway? */
+static int wait_failed(pg_conn *c, const char *name, const char *key, const char *idle, PGresult *res,
+                       int cancel_sent, int32_t wait_ms, int64_t *lease_start_ms)
+{
     int timed_out = has_sqlstate(res, "55P03"); /* lock_not_available: lock_timeout */
     int canceled = has_sqlstate(res, "57014");  /* query_canceled */
     int deadlock = has_sqlstate(res, "40P01");
+    int rc = DLOCK_OK;
     if (!timed_out && !canceled && !deadlock) {
         rc = result_error(c, DLOCK_EBACKEND, "cannot take the lock", res);
         PQclear(res);
@@ -725,7 +940,7 @@ static int wait_lock(pg_conn *c, pg_lock *l, const char *name, int32_t wait_ms)
                           "lock wait ended", res);
     PQclear(res);
 
-    int granted = granted_anyway(c, key, idle, !ours);
+    int granted = held_now(c, key, idle, !ours, lease_start_ms);
     if (granted < 0)
         return granted;
     if (ours) {
@@ -742,7 +957,6 @@ static int wait_lock(pg_conn *c, pg_lock *l, const char *name, int32_t wait_ms)
         return dlock__error(DLOCK_ECANCELED, "wait for lock '%s' canceled", name);
     }
     if (granted) {
-        c->session_idle_ms = want;
         dlock__clear_error();
         return DLOCK_OK;
     }
@@ -752,26 +966,62 @@ static int wait_lock(pg_conn *c, pg_lock *l, const char *name, int32_t wait_ms)
     return rc;
 }
 
+static int wait_lock(pg_conn *c, pg_lock *l, const char *name, int32_t wait_ms, struct dlock_call *call)
+{
+    int rc = ensure_session(c);
+    if (rc != DLOCK_OK)
+        return rc;
+    /* A cancel that came before the statement went out. */
+    if (atomic_load(&c->cancel_requested))
+        return dlock__error(DLOCK_ECANCELED, "wait for lock '%s' canceled", name);
+    char key[24], idle[16], timeout[16];
+    format_key(key, l->key);
+    uint32_t want = wanted_idle_ms(c, NULL, l->ttl_ms);
+    format_ms(idle, want);
+    format_ms(timeout, wait_ms < 0 ? 0u : (uint32_t)wait_ms); /* lock_timeout 0: no limit */
+    const char *values[3] = {key, timeout, idle};
+    int64_t sent_ms = dlock__now_ms();
+    if (!PQsendQueryPrepared(c->pg, "dlock_wait", 3, values, NULL, NULL, 0))
+        return connection_lost(c, DLOCK_ECONN, "cannot send the lock request");
+    int cancel_sent = 0;
+    c->deadline_ms = call->deadline_ms; /* the wait itself: as long as the caller allows */
+    PGresult *res = await_result(c, 1, &cancel_sent);
+    enum pg_failure failure = c->failure;
+    begin_call(c, call->deadline_ms); /* the round trips after it */
+    int kind = outcome(c, res);
+    if (kind == OUTCOME_OK) {
+        PQclear(res);
+        c->session_idle_ms = want;
+        return lease_after_wait(c, l, name, sent_ms, &call->lease_start_ms);
+    }
+    if (kind == OUTCOME_CONNECTION_LOST) {
+        PQclear(res);
+        c->failure = failure;
+        if (failure != PG_FAIL_CANCEL)
+            return connection_lost(c, DLOCK_ECONN, "the connection broke while waiting for the lock");
+        drop_session(c);
+        return dlock__error(DLOCK_ECANCELED, "wait for lock '%s' canceled (the server did not act on the"
+                                             " cancel: the session was dropped)", name);
+    }
+    rc = wait_failed(c, name, key, idle, res, cancel_sent, wait_ms, &call->lease_start_ms);
+    if (rc == DLOCK_OK)
+        c->session_idle_ms = want;
+    return rc;
+}
+
 static int pg_acquire(void *vconn, const char *name, uint32_t ttl_ms, int32_t wait_ms, struct dlock_call *call,
                       void **lock_out)
 {
-    (void)call;
     pg_conn *c = vconn;
+    begin_call(c, call->deadline_ms);
     pg_lock *l = calloc(1, sizeof *l);
     if (!l)
         return dlock__error(DLOCK_ENOMEM, "out of memory");
     l->key = dlock__pg_key(name, strlen(name));
     l->ttl_ms = ttl_ms;
-    int rc;
-    if (wait_ms == 0) {
-        rc = try_lock(c, l, name);
-    } else {
-        rc = wait_lock(c, l, name, wait_ms);
-        /* The cancel, if any, was meant for this wait. */
-        atomic_store(&c->cancel_requested, 0);
-        uint64_t count;
-        (void)!read(c->wake_fd, &count, sizeof count);
-    }
+    /* A cancel that came too late for this wait is forgotten by
+     * pg_cancel_clear(), under the core's cancel mutex. */
+    int rc = wait_ms == 0 ? try_lock(c, l, name, &call->lease_start_ms) : wait_lock(c, l, name, wait_ms, call);
     if (rc != DLOCK_OK) {
         free(l);
         return rc;
@@ -800,8 +1050,8 @@ static int no_longer_held(const char *name)
 
 static int pg_extend(void *vconn, void *vlock, const char *name, uint32_t ttl_ms, struct dlock_call *call)
 {
-    (void)call;
     pg_conn *c = vconn;
+    lease_call(c, call->deadline_ms);
     pg_lock *l = vlock;
     if (l->generation != c->generation)
         return session_ended(name);
@@ -844,8 +1094,8 @@ static int pg_extend(void *vconn, void *vlock, const char *name, uint32_t ttl_ms
 
 static int pg_release(void *vconn, void *vlock, const char *name, struct dlock_call *call)
 {
-    (void)call;
     pg_conn *c = vconn;
+    lease_call(c, call->deadline_ms);
     pg_lock *l = vlock;
     int rc;
     if (l->generation != c->generation) {
@@ -892,8 +1142,8 @@ static int pg_release(void *vconn, void *vlock, const char *name, struct dlock_c
 
 static int pg_holder(void *vconn, const char *name, char *buf, size_t buflen, struct dlock_call *call)
 {
-    (void)call;
     pg_conn *c = vconn;
+    begin_call(c, call->deadline_ms);
     char key[24];
     format_key(key, dlock__pg_key(name, strlen(name)));
     const char *values[1] = {key};
@@ -908,7 +1158,7 @@ static int pg_holder(void *vconn, const char *name, char *buf, size_t buflen, st
         case OUTCOME_CONNECTION_LOST:
             PQclear(res);
             rc = connection_lost(c, DLOCK_ECONN, "the connection broke while asking for the holder");
-            if (attempt == 0)
+            if (attempt == 0 && c->failure != PG_FAIL_TIMEOUT)
                 continue;
             return rc;
         default:
@@ -951,6 +1201,23 @@ static void pg_cancel(void *vconn)
     uint64_t one = 1;
     atomic_store(&c->cancel_requested, 1);
     (void)!write(c->wake_fd, &one, sizeof one);
+}
+
+/* Under the core's cancel mutex, when a wait has ended: a cancel that came
+ * too late for it must not reach the next one.  (A PQcancel already sent
+ * cannot: it is sent by the waiting thread, which waits for the postmaster
+ * to pass it on, and a server process ignores a cancel while idle.) */
+static void pg_cancel_clear(void *vconn)
+{
+    pg_conn *c = vconn;
+    uint64_t count;
+    atomic_store(&c->cancel_requested, 0);
+    (void)!read(c->wake_fd, &count, sizeof count);
+}
+
+static uint64_t pg_session_generation(void *vconn)
+{
+    return ((pg_conn *)vconn)->generation;
 }
 
 static uint32_t pg_session_ttl_ms(void *vconn)
@@ -1013,6 +1280,35 @@ static char *lower_scheme(const char *url)
     return copy;
 }
 
+/* An unencoded '@' in the password ("user:p@ss@host") is a common slip.
+ * The userinfo ends at the LAST '@' of the authority (as the MySQL backend
+ * reads it); libpq ends it at the first and would try to resolve the rest
+ * of the password as a host name, and say so.  A copy of the URL with every
+ * '@' before the last one of the authority encoded as %40. */
+static char *encode_userinfo_at(const char *url)
+{
+    const char *authority = strstr(url, "://") + 3;
+    size_t len = strcspn(authority, "/?#"), extra = 0;
+    const char *last = NULL;
+    for (const char *p = authority; p < authority + len; p++)
+        if (*p == '@')
+            extra += last ? 2 : 0, last = p;
+    char *copy = malloc(strlen(url) + extra + 1);
+    if (!copy)
+        return NULL;
+    char *o = copy;
+    for (const char *p = url; *p; p++) {
+        if (*p == '@' && p >= authority && p < last) {
+            memcpy(o, "%40", 3);
+            o += 3;
+        } else {
+            *o++ = *p;
+        }
+    }
+    *o = '\0';
+    return copy;
+}
+
 static int pg_connect_url(const char *url, void **conn_out);
 
 static int pg_connect(const char *url, void **conn_out)
@@ -1020,7 +1316,15 @@ static int pg_connect(const char *url, void **conn_out)
     int loaded = dlock__libpq_load();
     if (loaded != DLOCK_OK)
         return loaded;
-    char *normal = lower_scheme(url);
+    /* libpq would read anything else as a key=value string, whose errors we
+     * could not scrub with certainty; no such string is a valid URL anyway. */
+    const char *colon = strchr(url, ':');
+    if (!colon || strncmp(colon, "://", 3) != 0)
+        return dlock__error(DLOCK_EINVAL, "malformed PostgreSQL URL: expected"
+                                          " postgresql://[user[:password]@][host][:port][/dbname][?param=value...]");
+    char *lowered = lower_scheme(url);
+    char *normal = lowered ? encode_userinfo_at(lowered) : NULL;
+    secret_free(lowered);
     if (!normal)
         return dlock__error(DLOCK_ENOMEM, "out of memory");
     int rc = pg_connect_url(normal, conn_out);
@@ -1042,6 +1346,8 @@ static int pg_connect_url(const char *url, void **conn_out)
     }
     char *password = NULL;
     int ports_ok = 1;
+    const char *env_timeout = getenv("PGCONNECT_TIMEOUT");
+    int64_t connect_timeout_ms = env_timeout ? strtol(env_timeout, NULL, 10) * 1000 : PG_CONNECT_TIMEOUT_MS;
     for (PQconninfoOption *o = options; o->keyword; o++) {
         if (!o->val)
             continue;
@@ -1049,6 +1355,8 @@ static int pg_connect_url(const char *url, void **conn_out)
             password = strdup(o->val);
         else if (strcmp(o->keyword, "port") == 0)
             ports_ok = valid_ports(o->val);
+        else if (strcmp(o->keyword, "connect_timeout") == 0)
+            connect_timeout_ms = strtol(o->val, NULL, 10) * 1000;
     }
     PQconninfoFree(options);
     if (!ports_ok) {
@@ -1062,6 +1370,8 @@ static int pg_connect_url(const char *url, void **conn_out)
         return dlock__error(DLOCK_ENOMEM, "out of memory");
     }
     c->password = password;
+    /* libpq: 0 or less waits without limit; less than 2 s means 2 s. */
+    c->connect_timeout_ms = connect_timeout_ms <= 0 ? 0 : connect_timeout_ms < 2000 ? 2000 : connect_timeout_ms;
     c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     atomic_init(&c->cancel_requested, 0);
     c->url = strdup(url);
@@ -1077,6 +1387,7 @@ static int pg_connect_url(const char *url, void **conn_out)
     int host_room = PG_APPNAME_MAX - (int)strlen("dlock host=") - (int)strlen(pid_part);
     snprintf(c->appname, sizeof c->appname, "dlock host=%.*s%s", host_room, dlock__hostname(), pid_part);
 
+    begin_call(c, INT64_MAX);
     int rc = open_session(c);
     if (rc != DLOCK_OK) {
         conn_free(c);
@@ -1107,4 +1418,6 @@ const struct dlock_backend dlock__backend_postgresql = {
     .holder = pg_holder,
     .cancel = pg_cancel,
     .session_ttl_ms = pg_session_ttl_ms,
+    .cancel_clear = pg_cancel_clear,
+    .session_generation = pg_session_generation,
 };
