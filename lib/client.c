@@ -16,7 +16,8 @@ struct dlock_lock {
     dlock_client *client;
     void *state;                         /* the backend's per-lock state */
     _Atomic int64_t lease_deadline_ms;   /* monotonic; the lease may have expired from then on */
-    atomic_int lost;                     /* the store told us, or our lease ran out: stays lost */
+    atomic_int lost;                     /* LOST_*: the store told us, our lease ran out, or the session
+                                            ended; stays lost */
     uint64_t generation;                 /* the backend's session generation it was taken in */
     uint32_t hash;
     struct dlock_lock *prev, *next;      /* every lock the client holds */
@@ -41,6 +42,9 @@ struct dlock_client {
     /* For backends whose session dies when idle: when that may happen. */
     _Atomic int64_t session_deadline_ms;
 };
+
+/* Why a lock is lost (dlock_lock.lost). */
+enum { LOST_NOT = 0, LOST_LEASE = 1, LOST_SESSION = 2 };
 
 /* The static registry of built-in backends. */
 static const struct dlock_backend *const builtin_backends[] = {
@@ -174,7 +178,7 @@ static void session_check(dlock_client *c)
     c->generation = generation;
     for (dlock_lock *l = c->held; l; l = l->next)
         if (l->generation != generation)
-            atomic_store(&l->lost, 1);
+            atomic_store(&l->lost, LOST_SESSION);
 }
 
 static int64_t lease_remaining(const dlock_lock *lock, int64_t now)
@@ -186,6 +190,11 @@ static int64_t lease_remaining(const dlock_lock *lock, int64_t now)
     if (session < deadline)
         deadline = session;
     return deadline > now ? deadline - now : 0;
+}
+
+static int session_lost(const dlock_lock *l)
+{
+    return dlock__error(DLOCK_ELOST, "lock '%s' is lost: the session that held it has ended", l->name);
 }
 
 /* A release is bounded by the lease it ends (a store that does not answer
@@ -373,10 +382,12 @@ DLOCK_API int dlock_extend(dlock_lock *l, uint32_t ttl_ms)
     pthread_mutex_lock(&c->mutex);
     int rc;
     int64_t sent_ms = dlock__now_ms();
-    if (atomic_load(&l->lost)) {
+    if (atomic_load(&l->lost) == LOST_SESSION) {
+        rc = session_lost(l);
+    } else if (atomic_load(&l->lost)) {
         rc = dlock__error(DLOCK_ELOST, "lock '%s' was already lost", l->name);
     } else if (lease_remaining(l, sent_ms) == 0) {
-        atomic_store(&l->lost, 1);
+        atomic_store(&l->lost, LOST_LEASE);
         rc = dlock__error(DLOCK_ELOST, "lock '%s': its lease ran out before this extend", l->name);
     } else {
         /* A heartbeat that cannot finish before the lease ends has failed. */
@@ -384,16 +395,16 @@ DLOCK_API int dlock_extend(dlock_lock *l, uint32_t ttl_ms)
         rc = c->backend->extend(c->conn, l->state, l->name, ttl_ms, &call);
         session_check(c);
         if (rc == DLOCK_OK && atomic_load(&l->lost)) {
-            rc = dlock__error(DLOCK_ELOST, "lock '%s' was lost with its session", l->name);
+            rc = session_lost(l);
         } else if (rc == DLOCK_OK) {
             atomic_store(&l->lease_deadline_ms, sent_ms + (int64_t)ttl_ms);
             session_touched(c, sent_ms);
         } else if (rc == DLOCK_ELOST) {
-            atomic_store(&l->lost, 1);
+            atomic_store(&l->lost, LOST_LEASE);
         } else if (lease_remaining(l, dlock__now_ms()) == 0) {
             char why[256];
             dlock__copy_text(why, sizeof why, dlock_last_error());
-            atomic_store(&l->lost, 1);
+            atomic_store(&l->lost, LOST_LEASE);
             rc = dlock__error(DLOCK_ELOST, "lock '%s': the store did not confirm the extend before the lease ran out (%s)",
                               l->name, why);
         }
@@ -418,7 +429,9 @@ DLOCK_API int dlock_release(dlock_lock *l)
     session_check(c);
     if (rc == DLOCK_OK) {
         session_touched(c, sent_ms);
-        if (was_lost)
+        if (was_lost == LOST_SESSION)
+            rc = session_lost(l);
+        else if (was_lost)
             rc = dlock__error(DLOCK_ELOST, "lock '%s' had already been lost before this release", l->name);
         else if (expired)
             rc = dlock__error(DLOCK_ELOST, "lock '%s': its lease ran out before this release", l->name);

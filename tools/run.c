@@ -104,7 +104,10 @@ static void on_acquire_failed(struct run *r, int status)
         cli_say("cannot take lock '%s': %s", r->o->name, why);
         r->exit_status = cli_exit_for(status);
     }
-    dlock_close(r->client);
+    /* Told to stop: exit now, without closing, which on a store that does
+     * not answer could wait for its connect timeout; exiting closes. */
+    if (!r->st.got_signal)
+        dlock_close(r->client);
     r->finished = 1;
 }
 
