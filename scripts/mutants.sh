@@ -93,7 +93,7 @@ pg-key-little-endian | backends/postgresql.c | s{bits = bits << 8 \| digest\[i\]
 pg-key-unsigned | backends/postgresql.c | s{return -\(int64_t\)\(~bits\) - 1;}{return (int64_t)(bits >> 1);} | postgresql:key
 pg-key-long-names-cut | backends/postgresql.c | s{(\w+)->key = dlock__pg_key\(name, strlen\(name\)\);}{$1->key = dlock__pg_key(name, strlen(name) > 64 ? 64 : strlen(name));} | conformance@postgresql:names
 pg-held-by-any-session | backends/postgresql.c | s{ AND pid = pg_catalog\.pg_backend_pid\(\)}{} | postgresql:wait
-pg-late-grant-ignored | backends/postgresql.c | s{int granted = granted_anyway\(}{int granted = 0 * granted_anyway(} | takeover@postgresql:pg-late-grant
+pg-late-grant-ignored | backends/postgresql.c | s{int granted = held_now\(}{int granted = 0 * held_now(} | takeover@postgresql:pg-late-grant
 pg-cancelled-grant-kept | backends/postgresql.c | s{(if \(ours\) \{.*?)if \(granted\) \{}{${1}if (0) \{}s | takeover@postgresql:pg-late-grant
 # --- backends/mysql.c: the session, the name mapping ---------------------------------
 pg-generation-frozen | backends/postgresql.c | s{return \(\(pg_conn \*\)vconn\)->generation;}{return 0;} | takeover@postgresql:taken-away
