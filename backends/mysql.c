@@ -423,6 +423,7 @@ int dlock__mysql_lock_name(const char *name, char *out, size_t outlen)
 /* ------------------------------------------------------------------------ */
 
 struct mysql_lock {
+    struct dlock_held base; /* first: the core passes this (lib/internal.h) */
     struct mysql_lock *prev, *next; /* in conn->locks while the session lives */
     unsigned long generation;       /* the session it was taken on */
     uint32_t ttl_s;                 /* its lease, whole seconds rounded up */
@@ -441,6 +442,7 @@ struct mysql_watchdog {
 };
 
 struct mysql_conn {
+    struct dlock_conn base; /* first */
     struct dlock_mysql_url url;
     struct mysql_watchdog dog;
     int64_t deadline_ms;        /* of the round trips of the call in progress */
@@ -468,6 +470,17 @@ struct mysql_conn {
     int cancel_requested;     /* dlock_cancel() was called during it */
     int kill_in_flight;
 };
+
+/* The one place that recovers the backend's own structs from the bases. */
+static struct mysql_conn *mysql_of(struct dlock_conn *conn)
+{
+    return (struct mysql_conn *)conn;
+}
+
+static struct mysql_lock *mysql_lock_of(struct dlock_held *held)
+{
+    return (struct mysql_lock *)held;
+}
 
 /* Run a prepared statement with one string parameter (and an optional
  * double), fetching one nullable integer.  *value_null is set when NULL. */
@@ -1094,9 +1107,9 @@ static void *kill_thread_main(void *arg)
     return NULL;
 }
 
-static void mysql_cancel(void *conn)
+static void mysql_cancel(struct dlock_conn *conn)
 {
-    struct mysql_conn *c = conn;
+    struct mysql_conn *c = mysql_of(conn);
     if (!c)
         return;
     pthread_mutex_lock(&c->cancel_mu);
@@ -1178,9 +1191,9 @@ static int end_wait(struct mysql_conn *c)
 /* The vtable                                                               */
 /* ------------------------------------------------------------------------ */
 
-static void mysql_disconnect(void *conn);
+static void mysql_disconnect(struct dlock_conn *conn);
 
-static int mysql_connect(const char *url, void **conn_out)
+static int mysql_connect(const char *url, struct dlock_conn **conn_out)
 {
     struct mysql_conn *c = calloc(1, sizeof *c);
     if (!c)
@@ -1202,16 +1215,16 @@ static int mysql_connect(const char *url, void **conn_out)
     if (rc == DLOCK_OK)
         rc = ensure_session(c, NULL);
     if (rc != DLOCK_OK) {
-        mysql_disconnect(c);
+        mysql_disconnect(&c->base);
         return rc;
     }
-    *conn_out = c;
+    *conn_out = &c->base;
     return DLOCK_OK;
 }
 
-static void mysql_disconnect(void *conn)
+static void mysql_disconnect(struct dlock_conn *conn)
 {
-    struct mysql_conn *c = conn;
+    struct mysql_conn *c = mysql_of(conn);
     if (!c)
         return;
     pthread_mutex_lock(&c->cancel_mu);
@@ -1262,12 +1275,12 @@ static void unlink_lock(struct mysql_conn *c, struct mysql_lock *l)
 }
 
 static int acquire_on_session(struct mysql_conn *c, const char *name, uint32_t ttl_ms,
-                              int32_t wait_ms, struct dlock_call *call, void **lock_out);
+                              int32_t wait_ms, struct dlock_call *call, struct dlock_held **lock_out);
 
-static int mysql_acquire(void *conn, const char *name, uint32_t ttl_ms, int32_t wait_ms,
-                         struct dlock_call *call, void **lock_out)
+static int mysql_acquire(struct dlock_conn *conn, const char *name, uint32_t ttl_ms, int32_t wait_ms,
+                         struct dlock_call *call, struct dlock_held **lock_out)
 {
-    struct mysql_conn *c = conn;
+    struct mysql_conn *c = mysql_of(conn);
     begin_call(c, call->deadline_ms);
     acquiring(c, 1);
     int status = acquire_on_session(c, name, ttl_ms, wait_ms, call, lock_out);
@@ -1294,7 +1307,7 @@ static int held_by_session(struct mysql_conn *c, const struct mysql_lock *l, int
  * TTL / CONFIRM_FRACTION, one more round trip confirms the lock and its send
  * time starts the lease; a quick grant starts it at the wait's send time. */
 static int lock_taken(struct mysql_conn *c, struct mysql_lock *l, const char *name, int confirm,
-                      int64_t sent_ms, uint32_t ttl_ms, struct dlock_call *call, void **lock_out)
+                      int64_t sent_ms, uint32_t ttl_ms, struct dlock_call *call, struct dlock_held **lock_out)
 {
     if (confirm && dlock__now_ms() - sent_ms > (int64_t)(ttl_ms / CONFIRM_FRACTION)) {
         int held = held_by_session(c, l, &sent_ms);
@@ -1306,7 +1319,7 @@ static int lock_taken(struct mysql_conn *c, struct mysql_lock *l, const char *na
     call->lease_start_ms = sent_ms;
     l->generation = c->generation;
     link_lock(c, l);
-    *lock_out = l;
+    *lock_out = &l->base;
     return DLOCK_OK;
 }
 
@@ -1348,7 +1361,7 @@ static int get_lock_round(struct mysql_conn *c, struct mysql_lock *l, double tim
  * (our cancel) or kept (someone else's KILL QUERY), never held unknowingly.
  * DLOCK_OK: kept; 1: not held; <0 a status. */
 static int granted_anyway(struct mysql_conn *c, struct mysql_lock *l, const char *name,
-                          int canceled, uint32_t ttl_ms, struct dlock_call *call, void **lock_out)
+                          int canceled, uint32_t ttl_ms, struct dlock_call *call, struct dlock_held **lock_out)
 {
     int64_t sent_ms;
     int held = held_by_session(c, l, &sent_ms);
@@ -1424,7 +1437,7 @@ static int after_refusal(struct mysql_conn *c, const char *name, int32_t wait_ms
 }
 
 static int acquire_on_session(struct mysql_conn *c, const char *name, uint32_t ttl_ms,
-                              int32_t wait_ms, struct dlock_call *call, void **lock_out)
+                              int32_t wait_ms, struct dlock_call *call, struct dlock_held **lock_out)
 {
     struct mysql_lock *l = calloc(1, sizeof *l);
     if (!l)
@@ -1484,11 +1497,11 @@ static int acquire_on_session(struct mysql_conn *c, const char *name, uint32_t t
     return status;
 }
 
-static int mysql_extend(void *conn, void *lock, const char *name, uint32_t ttl_ms, struct dlock_call *call)
+static int mysql_extend(struct dlock_conn *conn, struct dlock_held *held, const char *name, uint32_t ttl_ms, struct dlock_call *call)
 {
-    struct mysql_conn *c = conn;
+    struct mysql_conn *c = mysql_of(conn);
     lease_call(c, call->deadline_ms);
-    struct mysql_lock *l = lock;
+    struct mysql_lock *l = mysql_lock_of(held);
     if (!l || !lock_alive(c, l))
         return dlock__error(DLOCK_ELOST,
                             "mysql: lock '%s' was lost with the session that held it", name);
@@ -1513,11 +1526,11 @@ static int mysql_extend(void *conn, void *lock, const char *name, uint32_t ttl_m
     return DLOCK_OK;
 }
 
-static int mysql_release(void *conn, void *lock, const char *name, struct dlock_call *call)
+static int mysql_release(struct dlock_conn *conn, struct dlock_held *held, const char *name, struct dlock_call *call)
 {
-    struct mysql_conn *c = conn;
+    struct mysql_conn *c = mysql_of(conn);
     lease_call(c, call->deadline_ms);
-    struct mysql_lock *l = lock;
+    struct mysql_lock *l = mysql_lock_of(held);
     if (!l)
         return DLOCK_OK;
     int alive = lock_alive(c, l);
@@ -1550,9 +1563,9 @@ static int mysql_release(void *conn, void *lock, const char *name, struct dlock_
     return status;
 }
 
-static int mysql_holder(void *conn, const char *name, char *buf, size_t buflen, struct dlock_call *call)
+static int mysql_holder(struct dlock_conn *conn, const char *name, char *buf, size_t buflen, struct dlock_call *call)
 {
-    struct mysql_conn *c = conn;
+    struct mysql_conn *c = mysql_of(conn);
     begin_call(c, call->deadline_ms);
     char server_name[DLOCK_MYSQL_LOCK_NAME_MAX + 1];
     dlock__mysql_lock_name(name, server_name, sizeof server_name);
@@ -1657,23 +1670,23 @@ static int mysql_holder(void *conn, const char *name, char *buf, size_t buflen, 
 /* Under the core's cancel mutex, when a wait has ended: forget a cancel that
  * came too late (end_wait() has already made sure that no KILL QUERY is
  * still on its way to a session we go on using). */
-static void mysql_cancel_clear(void *conn)
+static void mysql_cancel_clear(struct dlock_conn *conn)
 {
-    struct mysql_conn *c = conn;
+    struct mysql_conn *c = mysql_of(conn);
     pthread_mutex_lock(&c->cancel_mu);
     c->cancel_requested = 0;
     pthread_mutex_unlock(&c->cancel_mu);
 }
 
 /* Bumped by every connect and every drop. */
-static uint64_t mysql_session_generation(void *conn)
+static uint64_t mysql_session_generation(struct dlock_conn *conn)
 {
-    return ((struct mysql_conn *)conn)->generation;
+    return mysql_of(conn)->generation;
 }
 
-static uint32_t mysql_session_ttl_ms(void *conn)
+static uint32_t mysql_session_ttl_ms(struct dlock_conn *conn)
 {
-    struct mysql_conn *c = conn;
+    struct mysql_conn *c = mysql_of(conn);
     if (!c || !c->db || c->wait_timeout_s == 0)
         return 0;
     uint64_t ms = (uint64_t)c->wait_timeout_s * 1000u;
@@ -1683,7 +1696,6 @@ static uint32_t mysql_session_ttl_ms(void *conn)
 static const char *const mysql_schemes[] = {"mysql", "mariadb", NULL};
 
 const struct dlock_backend dlock__backend_mysql = {
-    .version = DLOCK_BACKEND_VERSION,
     .name = "mysql",
     .schemes = mysql_schemes,
     .connect = mysql_connect,

@@ -155,6 +155,7 @@ static const struct pg_statement {
 /* --- state --------------------------------------------------------------------------- */
 
 typedef struct pg_lock {
+    struct dlock_held base; /* first: the core passes this (lib/internal.h) */
     struct pg_lock *prev, *next; /* the locks held on the current session */
     int linked;
     uint64_t generation;         /* of the session it was taken on */
@@ -171,6 +172,7 @@ enum pg_failure {
 };
 
 typedef struct pg_conn {
+    struct dlock_conn base; /* first */
     char *url;           /* handed to libpq as is; never shown */
     char *password;      /* only to scrub it out of messages */
     char appname[PG_APPNAME_MAX + 1];
@@ -186,6 +188,17 @@ typedef struct pg_conn {
     int64_t connect_timeout_ms; /* the URL's connect_timeout (or the default); 0 none */
     enum pg_failure failure;   /* why the last round trip got no result */
 } pg_conn;
+
+/* The one place that recovers the backend's own structs from the bases. */
+static pg_conn *pg_of(struct dlock_conn *conn)
+{
+    return (pg_conn *)conn;
+}
+
+static pg_lock *pg_lock_of(struct dlock_held *held)
+{
+    return (pg_lock *)held;
+}
 
 /* --- messages ------------------------------------------------------------------------ */
 
@@ -1009,10 +1022,10 @@ static int wait_lock(pg_conn *c, pg_lock *l, const char *name, int32_t wait_ms, 
     return rc;
 }
 
-static int pg_acquire(void *vconn, const char *name, uint32_t ttl_ms, int32_t wait_ms, struct dlock_call *call,
-                      void **lock_out)
+static int pg_acquire(struct dlock_conn *conn, const char *name, uint32_t ttl_ms, int32_t wait_ms, struct dlock_call *call,
+                      struct dlock_held **lock_out)
 {
-    pg_conn *c = vconn;
+    pg_conn *c = pg_of(conn);
     begin_call(c, call->deadline_ms);
     pg_lock *l = calloc(1, sizeof *l);
     if (!l)
@@ -1028,7 +1041,7 @@ static int pg_acquire(void *vconn, const char *name, uint32_t ttl_ms, int32_t wa
     }
     l->generation = c->generation;
     lock_link(c, l);
-    *lock_out = l;
+    *lock_out = &l->base;
     return DLOCK_OK;
 }
 
@@ -1048,11 +1061,11 @@ static int no_longer_held(const char *name)
     return dlock__error(DLOCK_ELOST, "lock '%s' is lost: this session no longer holds it", name);
 }
 
-static int pg_extend(void *vconn, void *vlock, const char *name, uint32_t ttl_ms, struct dlock_call *call)
+static int pg_extend(struct dlock_conn *conn, struct dlock_held *held, const char *name, uint32_t ttl_ms, struct dlock_call *call)
 {
-    pg_conn *c = vconn;
+    pg_conn *c = pg_of(conn);
     lease_call(c, call->deadline_ms);
-    pg_lock *l = vlock;
+    pg_lock *l = pg_lock_of(held);
     if (l->generation != c->generation)
         return session_ended(name);
     if (!l->linked)
@@ -1092,11 +1105,11 @@ static int pg_extend(void *vconn, void *vlock, const char *name, uint32_t ttl_ms
     return rc;
 }
 
-static int pg_release(void *vconn, void *vlock, const char *name, struct dlock_call *call)
+static int pg_release(struct dlock_conn *conn, struct dlock_held *held, const char *name, struct dlock_call *call)
 {
-    pg_conn *c = vconn;
+    pg_conn *c = pg_of(conn);
     lease_call(c, call->deadline_ms);
-    pg_lock *l = vlock;
+    pg_lock *l = pg_lock_of(held);
     int rc;
     if (l->generation != c->generation) {
         rc = session_ended(name);
@@ -1140,9 +1153,9 @@ static int pg_release(void *vconn, void *vlock, const char *name, struct dlock_c
 
 /* --- holder, cancel ------------------------------------------------------------------ */
 
-static int pg_holder(void *vconn, const char *name, char *buf, size_t buflen, struct dlock_call *call)
+static int pg_holder(struct dlock_conn *conn, const char *name, char *buf, size_t buflen, struct dlock_call *call)
 {
-    pg_conn *c = vconn;
+    pg_conn *c = pg_of(conn);
     begin_call(c, call->deadline_ms);
     char key[24];
     format_key(key, dlock__pg_key(name, strlen(name)));
@@ -1195,9 +1208,9 @@ static int pg_holder(void *vconn, const char *name, char *buf, size_t buflen, st
 
 /* From another thread, without the client mutex: only flag and wake.  The
  * waiting thread sends the PQcancel itself.  Async-signal-safe as well. */
-static void pg_cancel(void *vconn)
+static void pg_cancel(struct dlock_conn *conn)
 {
-    pg_conn *c = vconn;
+    pg_conn *c = pg_of(conn);
     uint64_t one = 1;
     atomic_store(&c->cancel_requested, 1);
     (void)!write(c->wake_fd, &one, sizeof one);
@@ -1207,22 +1220,22 @@ static void pg_cancel(void *vconn)
  * too late for it must not reach the next one.  (A PQcancel already sent
  * cannot: it is sent by the waiting thread, which waits for the postmaster
  * to pass it on, and a server process ignores a cancel while idle.) */
-static void pg_cancel_clear(void *vconn)
+static void pg_cancel_clear(struct dlock_conn *conn)
 {
-    pg_conn *c = vconn;
+    pg_conn *c = pg_of(conn);
     uint64_t count;
     atomic_store(&c->cancel_requested, 0);
     (void)!read(c->wake_fd, &count, sizeof count);
 }
 
-static uint64_t pg_session_generation(void *vconn)
+static uint64_t pg_session_generation(struct dlock_conn *conn)
 {
-    return ((pg_conn *)vconn)->generation;
+    return pg_of(conn)->generation;
 }
 
-static uint32_t pg_session_ttl_ms(void *vconn)
+static uint32_t pg_session_ttl_ms(struct dlock_conn *conn)
 {
-    pg_conn *c = vconn;
+    pg_conn *c = pg_of(conn);
     return c->pg ? c->session_idle_ms : 0;
 }
 
@@ -1309,9 +1322,9 @@ static char *encode_userinfo_at(const char *url)
     return copy;
 }
 
-static int pg_connect_url(const char *url, void **conn_out);
+static int pg_connect_url(const char *url, struct dlock_conn **conn_out);
 
-static int pg_connect(const char *url, void **conn_out)
+static int pg_connect(const char *url, struct dlock_conn **conn_out)
 {
     int loaded = dlock__libpq_load();
     if (loaded != DLOCK_OK)
@@ -1332,7 +1345,7 @@ static int pg_connect(const char *url, void **conn_out)
     return rc;
 }
 
-static int pg_connect_url(const char *url, void **conn_out)
+static int pg_connect_url(const char *url, struct dlock_conn **conn_out)
 {
     char *parse_error = NULL;
     PQconninfoOption *options = PQconninfoParse(url, &parse_error);
@@ -1393,21 +1406,20 @@ static int pg_connect_url(const char *url, void **conn_out)
         conn_free(c);
         return rc;
     }
-    *conn_out = c;
+    *conn_out = &c->base;
     return DLOCK_OK;
 }
 
-static void pg_disconnect(void *vconn)
+static void pg_disconnect(struct dlock_conn *conn)
 {
     /* Ending the session releases every advisory lock still on it. */
-    if (vconn)
-        conn_free(vconn);
+    if (conn)
+        conn_free(pg_of(conn));
 }
 
 static const char *const pg_schemes[] = {"postgresql", "postgres", NULL};
 
 const struct dlock_backend dlock__backend_postgresql = {
-    .version = DLOCK_BACKEND_VERSION,
     .name = "postgresql",
     .schemes = pg_schemes,
     .connect = pg_connect,

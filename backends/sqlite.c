@@ -95,6 +95,7 @@ static const char schema_sql[] =
     ") WITHOUT ROWID";
 
 typedef struct sqlite_conn {
+    struct dlock_conn base; /* first: the core passes this (lib/internal.h) */
     sqlite3 *db;
     sqlite3_stmt *stmt[STMT_COUNT];
     int cancel_fd; /* eventfd: dlock_cancel() writes, a waiter polls */
@@ -105,8 +106,20 @@ typedef struct sqlite_conn {
 } sqlite_conn;
 
 typedef struct sqlite_lock {
+    struct dlock_held base; /* first */
     unsigned char owner[OWNER_TOKEN_SIZE];
 } sqlite_lock;
+
+/* The one place that recovers the backend's own structs from the bases. */
+static sqlite_conn *sqlite_of(struct dlock_conn *conn)
+{
+    return (sqlite_conn *)conn;
+}
+
+static sqlite_lock *sqlite_lock_of(struct dlock_held *held)
+{
+    return (sqlite_lock *)held;
+}
 
 #define BOOT_ID_PATH "/proc/sys/kernel/random/boot_id"
 
@@ -250,7 +263,7 @@ static int create_db_file(const char *path)
     return dlock__error(DLOCK_ECONN, "sqlite: cannot create database file %s: %s", path, strerror(errno));
 }
 
-static void sqlite_disconnect(void *vconn);
+static void sqlite_disconnect(struct dlock_conn *conn);
 
 /* The path with its folder resolved by realpath(3) and the file name kept;
  * NULL with errno on failure. */
@@ -378,7 +391,7 @@ static char *folder_of(const char *path)
     return strndup(path, (size_t)(slash - path));
 }
 
-static int sqlite_connect(const char *url, void **conn_out)
+static int sqlite_connect(const char *url, struct dlock_conn **conn_out)
 {
     char *path = NULL;
     int rc = parse_url(url, &path);
@@ -413,17 +426,17 @@ static int sqlite_connect(const char *url, void **conn_out)
         goto fail;
     }
     free(path);
-    *conn_out = c;
+    *conn_out = &c->base;
     return DLOCK_OK;
 fail:
     free(path);
-    sqlite_disconnect(c);
+    sqlite_disconnect(&c->base);
     return rc;
 }
 
-static void sqlite_disconnect(void *vconn)
+static void sqlite_disconnect(struct dlock_conn *conn)
 {
-    sqlite_conn *c = vconn;
+    sqlite_conn *c = sqlite_of(conn);
     if (!c)
         return;
     for (int i = 0; i < STMT_COUNT; i++)
@@ -567,18 +580,18 @@ static enum nap_end nap(sqlite_conn *c, int64_t ms)
 
 /* The end of a wait, under the core's cancel mutex: a cancel that came too
  * late for this wait must not reach the next one. */
-static void sqlite_cancel_clear(void *vconn)
+static void sqlite_cancel_clear(struct dlock_conn *conn)
 {
-    sqlite_conn *c = vconn;
+    sqlite_conn *c = sqlite_of(conn);
     uint64_t value;
     while (read(c->cancel_fd, &value, sizeof value) == (ssize_t)sizeof value) {
     }
 }
 
-static int sqlite_acquire(void *vconn, const char *name, uint32_t ttl_ms, int32_t wait_ms, struct dlock_call *call,
-                          void **lock_out)
+static int sqlite_acquire(struct dlock_conn *conn, const char *name, uint32_t ttl_ms, int32_t wait_ms, struct dlock_call *call,
+                          struct dlock_held **lock_out)
 {
-    sqlite_conn *c = vconn;
+    sqlite_conn *c = sqlite_of(conn);
     sqlite_lock *lock = malloc(sizeof *lock);
     if (!lock)
         return dlock__error(DLOCK_ENOMEM, "out of memory");
@@ -639,17 +652,17 @@ static int sqlite_acquire(void *vconn, const char *name, uint32_t ttl_ms, int32_
         dlock__error(DLOCK_EBUSY, "lock '%s' is held by someone else (waited %ld ms)", name, (long)wait_ms);
 done:
     if (rc == DLOCK_OK)
-        *lock_out = lock;
+        *lock_out = &lock->base;
     else
         free(lock);
     return rc;
 }
 
-static int sqlite_extend(void *vconn, void *vlock, const char *name, uint32_t ttl_ms, struct dlock_call *call)
+static int sqlite_extend(struct dlock_conn *conn, struct dlock_held *held, const char *name, uint32_t ttl_ms, struct dlock_call *call)
 {
     (void)call; /* a local file: SQLite's busy timeout bounds the call */
-    sqlite_conn *c = vconn;
-    sqlite_lock *lock = vlock;
+    sqlite_conn *c = sqlite_of(conn);
+    sqlite_lock *lock = sqlite_lock_of(held);
     int64_t now = boot_ms();
     sqlite3_stmt *s = stmt(c, STMT_EXTEND);
     if (!s)
@@ -669,11 +682,11 @@ static int sqlite_extend(void *vconn, void *vlock, const char *name, uint32_t tt
     return DLOCK_OK;
 }
 
-static int sqlite_release(void *vconn, void *vlock, const char *name, struct dlock_call *call)
+static int sqlite_release(struct dlock_conn *conn, struct dlock_held *held, const char *name, struct dlock_call *call)
 {
     (void)call;
-    sqlite_conn *c = vconn;
-    sqlite_lock *lock = vlock;
+    sqlite_conn *c = sqlite_of(conn);
+    sqlite_lock *lock = sqlite_lock_of(held);
     sqlite3_stmt *s = stmt(c, STMT_RELEASE);
     if (!s) {
         free(lock);
@@ -697,10 +710,10 @@ static int sqlite_release(void *vconn, void *vlock, const char *name, struct dlo
     return DLOCK_OK;
 }
 
-static int sqlite_holder(void *vconn, const char *name, char *buf, size_t buflen, struct dlock_call *call)
+static int sqlite_holder(struct dlock_conn *conn, const char *name, char *buf, size_t buflen, struct dlock_call *call)
 {
     (void)call;
-    sqlite_conn *c = vconn;
+    sqlite_conn *c = sqlite_of(conn);
     sqlite3_stmt *s = stmt(c, STMT_HOLDER);
     if (!s)
         return db_error(c, sqlite3_errcode(c->db), "cannot prepare a statement");
@@ -730,9 +743,9 @@ static int sqlite_holder(void *vconn, const char *name, char *buf, size_t buflen
     return result;
 }
 
-static void sqlite_cancel(void *vconn)
+static void sqlite_cancel(struct dlock_conn *conn)
 {
-    sqlite_conn *c = vconn;
+    sqlite_conn *c = sqlite_of(conn);
     uint64_t one = 1;
     /* Non-blocking eventfd: never blocks; a full counter is already a cancel. */
     if (write(c->cancel_fd, &one, sizeof one) < 0) {
@@ -742,7 +755,6 @@ static void sqlite_cancel(void *vconn)
 static const char *const sqlite_schemes[] = {"sqlite", NULL};
 
 const struct dlock_backend dlock__backend_sqlite = {
-    .version = DLOCK_BACKEND_VERSION,
     .name = "sqlite",
     .schemes = sqlite_schemes,
     .connect = sqlite_connect,

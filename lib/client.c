@@ -14,7 +14,7 @@
 
 struct dlock_lock {
     dlock_client *client;
-    void *state;                         /* the backend's per-lock state */
+    struct dlock_held *state;            /* the backend's per-lock state */
     _Atomic int64_t lease_deadline_ms;   /* monotonic; the lease may have expired from then on */
     atomic_int lost;                     /* LOST_*: the store told us, our lease ran out, or the session
                                             ended; stays lost */
@@ -27,7 +27,7 @@ struct dlock_lock {
 
 struct dlock_client {
     const struct dlock_backend *backend;
-    void *conn;
+    struct dlock_conn *conn;
     pthread_mutex_t mutex;               /* serializes every call on the client */
     dlock_lock *held;
     dlock_lock **buckets;
@@ -68,8 +68,6 @@ static const struct dlock_backend *backend_for_scheme(const char *scheme)
 {
     for (size_t i = 0; builtin_backends[i]; i++) {
         const struct dlock_backend *be = builtin_backends[i];
-        if (be->version < 1)
-            continue;
         for (size_t k = 0; be->schemes[k]; k++)
             if (strcmp(be->schemes[k], scheme) == 0)
                 return be;
@@ -274,6 +272,7 @@ int dlock__open_backend(const struct dlock_backend *be, const char *url, dlock_c
         free(c);
         return rc;
     }
+    c->conn->backend = be;
     if (be->session_generation)
         c->generation = be->session_generation(c->conn);
     *out = c;

@@ -19,17 +19,23 @@
 #endif
 
 /*
- * The backend vtable.  One const table per backend file, filled with
- * designated initializers.  Members are only ever appended; a member added
- * after version 1 is looked at only when `version` says it is there.
- * Optional members may be NULL.
- *
- * The core has already checked every argument (name: 1..255 bytes of valid
- * UTF-8, NUL-terminated; ttl_ms >= 1; wait_ms >= DLOCK_WAIT_FOREVER) and holds
- * the client's mutex around every call except `cancel`.  Every failure sets
- * the error text with dlock__error() and returns a DLOCK_E* status.
+ * The typed bases.  Every backend's connection embeds `struct dlock_conn`,
+ * and every backend's per-lock state `struct dlock_held`, as its first
+ * member (as SQLite's unixFile embeds sqlite3_file, and libgit2's backends
+ * embed git_odb_backend): the core passes the base, and each backend
+ * recovers its own struct in one place.
  */
-#define DLOCK_BACKEND_VERSION 1
+struct dlock_conn {
+    const struct dlock_backend *backend; /* set by the core after connect */
+};
+
+struct dlock_held {
+    /* For session stores, kept by lib/session.c; other backends leave them. */
+    struct dlock_held *prev, *next; /* the locks held on the current session */
+    uint64_t generation;            /* of the session it was taken on */
+    uint32_t ttl_ms;                /* its lease */
+    int linked;                     /* on the session's list */
+};
 
 /*
  * What the core tells a backend about one call, and what it answers.
@@ -47,10 +53,23 @@ struct dlock_call {
  * that a store that stopped answering is noticed. */
 #define DLOCK_CALL_TIMEOUT_MS 10000
 
+/*
+ * The backend table.  One const table per backend file, filled with
+ * designated initializers.  The tables are compiled in with the core, so
+ * the compiler checks every member; there is no version field (an
+ * out-of-tree backend interface would bring one back).  Required: connect,
+ * disconnect, acquire, extend, release.  Optional (NULL when the store has
+ * no such thing; the core checks): holder, cancel, cancel_clear,
+ * session_ttl_ms, session_generation.
+ *
+ * The core has already checked every argument (name: 1..255 bytes of valid
+ * UTF-8, NUL-terminated; ttl_ms >= 1; wait_ms >= DLOCK_WAIT_FOREVER) and holds
+ * the client's mutex around every call except `cancel`.  Every failure sets
+ * the error text with dlock__error() and returns a DLOCK_E* status.
+ */
 /* NOTE: no typedef, since dlock_backend() is a public function: write
  * `const struct dlock_backend dlock__backend_NAME = { ... };` */
 struct dlock_backend {
-    unsigned int version; /* DLOCK_BACKEND_VERSION the table was written for */
     const char *name;     /* what dlock_backend() returns: "sqlite" */
     /* URL schemes handled, lower case, NULL-terminated */
     const char *const *schemes;
@@ -58,46 +77,47 @@ struct dlock_backend {
     /* Parse the whole URL and set up a connection (may connect lazily, but an
      * unreachable store must then surface as DLOCK_ECONN on first use).
      * Malformed URL: DLOCK_EINVAL.  The message never contains a password. */
-    int (*connect)(const char *url, void **conn_out);
+    int (*connect)(const char *url, struct dlock_conn **conn_out);
     /* Release everything still held on the connection and free it. */
-    void (*disconnect)(void *conn);
+    void (*disconnect)(struct dlock_conn *conn);
 
     /* Take `name` for ttl_ms, waiting as wait_ms says.  On DLOCK_OK, *lock_out
-     * is the backend's per-lock state (may be NULL if it needs none), and
+     * is the backend's per-lock state (never NULL), and
      * call->lease_start_ms is the send time of the round trip that started
      * the store's lease (the core presets the time before the call; a wait
      * granted at an unknown moment inside one round trip is confirmed by one
      * more round trip, whose send time is the answer). */
-    int (*acquire)(void *conn, const char *name, uint32_t ttl_ms, int32_t wait_ms,
-                   struct dlock_call *call, void **lock_out);
+    int (*acquire)(struct dlock_conn *conn, const char *name, uint32_t ttl_ms, int32_t wait_ms,
+                   struct dlock_call *call, struct dlock_held **lock_out);
     /* Confirm the lock is still ours and renew it to ttl_ms from now.  Not ours
      * any more: DLOCK_ELOST. */
-    int (*extend)(void *conn, void *lock, const char *name, uint32_t ttl_ms, struct dlock_call *call);
+    int (*extend)(struct dlock_conn *conn, struct dlock_held *lock, const char *name, uint32_t ttl_ms,
+                  struct dlock_call *call);
     /* Release and free `lock` (always, whatever the outcome).  DLOCK_ELOST if
      * it was no longer held. */
-    int (*release)(void *conn, void *lock, const char *name, struct dlock_call *call);
+    int (*release)(struct dlock_conn *conn, struct dlock_held *lock, const char *name, struct dlock_call *call);
     /* 1 held (buf filled with who holds it, NUL-terminated, truncated to
      * buflen; buf may be NULL when buflen is 0), 0 free, <0 error. */
-    int (*holder)(void *conn, const char *name, char *buf, size_t buflen, struct dlock_call *call);
+    int (*holder)(struct dlock_conn *conn, const char *name, char *buf, size_t buflen, struct dlock_call *call);
     /* Called from another thread WITHOUT the client mutex while an acquire
      * with a wait is in progress: make it return DLOCK_ECANCELED soon, also
      * when the store does not answer (give up locally).  Must not block on
      * the store for long.  The core serializes it with the start and the end
      * of every wait (its cancel mutex), so it never runs outside a wait. */
-    void (*cancel)(void *conn);
+    void (*cancel)(struct dlock_conn *conn);
     /* Optional.  Called under the cancel mutex when a wait has ended: forget
      * a cancel that came too late to matter, so that it never reaches the
      * next wait. */
-    void (*cancel_clear)(void *conn);
+    void (*cancel_clear)(struct dlock_conn *conn);
     /* Optional.  For stores that enforce the lease on the whole session (the
      * session dies when idle for this long): the idle timeout now in force,
      * in ms, 0 for none.  The core uses it so that dlock_remaining_ms() never
      * promises more than the session will live. */
-    uint32_t (*session_ttl_ms)(void *conn);
+    uint32_t (*session_ttl_ms)(struct dlock_conn *conn);
     /* Optional.  For session stores: a number that changes whenever the
      * backend drops or replaces its server session.  The core reads it after
      * every call and marks every lock taken in an earlier generation lost. */
-    uint64_t (*session_generation)(void *conn);
+    uint64_t (*session_generation)(struct dlock_conn *conn);
 };
 
 /* Set this thread's error text and return `status`.  Never pass a password. */

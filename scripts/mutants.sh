@@ -96,9 +96,9 @@ pg-held-by-any-session | backends/postgresql.c | s{ AND pid = pg_catalog\.pg_bac
 pg-late-grant-ignored | backends/postgresql.c | s{int granted = held_now\(}{int granted = 0 * held_now(} | takeover@postgresql:pg-late-grant
 pg-cancelled-grant-kept | backends/postgresql.c | s{(if \(ours\) \{.*?)if \(granted\) \{}{${1}if (0) \{}s | takeover@postgresql:pg-late-grant
 # --- backends/mysql.c: the session, the name mapping ---------------------------------
-pg-generation-frozen | backends/postgresql.c | s{return \(\(pg_conn \*\)vconn\)->generation;}{return 0;} | takeover@postgresql:taken-away
-mysql-generation-frozen | backends/mysql.c | s{return \(\(struct mysql_conn \*\)conn\)->generation;}{return 0;} | takeover@mysql:taken-away
-mysql-extend-any-session | backends/mysql.c | s{return \(\(struct mysql_conn \*\)conn\)->generation;}{return 0;} && s{return c->db && l->generation == c->generation;}{return c->db != NULL;} && s{IS_USED_LOCK\(\?\) = CONNECTION_ID\(\)\"}{IS_USED_LOCK(?) IS NOT NULL\"} | takeover@mysql:taken-away
+pg-generation-frozen | backends/postgresql.c | s{return pg_of\(conn\)->generation;}{return 0;} | takeover@postgresql:taken-away
+mysql-generation-frozen | backends/mysql.c | s{return mysql_of\(conn\)->generation;}{return 0;} | takeover@mysql:taken-away
+mysql-extend-any-session | backends/mysql.c | s{return mysql_of\(conn\)->generation;}{return 0;} && s{return c->db && l->generation == c->generation;}{return c->db != NULL;} && s{IS_USED_LOCK\(\?\) = CONNECTION_ID\(\)\"}{IS_USED_LOCK(?) IS NOT NULL\"} | takeover@mysql:taken-away
 mysql-name-upper-case-verbatim | backends/mysql.c | s{return \(c >= 'a' && c <= 'z'\) \|\|}{return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||} | mysql:names
 mysql-name-hash-verbatim | backends/mysql.c | s{(verbatim_byte\(unsigned char c\)\s*\{[^\}]*?c == '/')}{$1 || c == '#'} | mysql:names
 mysql-name-long-cut | backends/mysql.c | s{int verbatim = len >= 1 && len <= DLOCK_MYSQL_LOCK_NAME_MAX;}{if (len > DLOCK_MYSQL_LOCK_NAME_MAX) len = DLOCK_MYSQL_LOCK_NAME_MAX; int verbatim = len >= 1;} | mysql:names

@@ -11,6 +11,7 @@
 #include "fake_store.h"
 
 struct fake_store fake;
+static struct dlock_conn fake_conn;
 
 static int cancel_fd = -1; /* written by cancel, polled by a blocking acquire */
 
@@ -56,22 +57,22 @@ static int pause_for(int64_t ms, int until_cancel)
     }
 }
 
-static int fake_connect(const char *url, void **conn_out)
+static int fake_connect(const char *url, struct dlock_conn **conn_out)
 {
     (void)url;
     atomic_fetch_add(&fake.connects, 1);
-    *conn_out = &fake;
+    *conn_out = &fake_conn;
     return DLOCK_OK;
 }
 
-static void fake_disconnect(void *conn)
+static void fake_disconnect(struct dlock_conn *conn)
 {
     (void)conn;
     atomic_fetch_add(&fake.disconnects, 1);
 }
 
-static int fake_acquire(void *conn, const char *name, uint32_t ttl_ms, int32_t wait_ms, struct dlock_call *call,
-                        void **lock_out)
+static int fake_acquire(struct dlock_conn *conn, const char *name, uint32_t ttl_ms, int32_t wait_ms, struct dlock_call *call,
+                        struct dlock_held **lock_out)
 {
     (void)conn;
     (void)ttl_ms;
@@ -87,7 +88,7 @@ static int fake_acquire(void *conn, const char *name, uint32_t ttl_ms, int32_t w
         return dlock__error(fake.acquire_status, "fake: acquire of '%s' answers %d", name, fake.acquire_status);
     if (fake.grant_at_ms > 0)
         call->lease_start_ms = called + fake.grant_at_ms;
-    int *state = malloc(sizeof *state);
+    struct dlock_held *state = calloc(1, sizeof *state);
     if (!state)
         return dlock__error(DLOCK_ENOMEM, "out of memory");
     atomic_fetch_add(&fake.live_locks, 1);
@@ -95,7 +96,7 @@ static int fake_acquire(void *conn, const char *name, uint32_t ttl_ms, int32_t w
     return DLOCK_OK;
 }
 
-static int fake_extend(void *conn, void *lock, const char *name, uint32_t ttl_ms, struct dlock_call *call)
+static int fake_extend(struct dlock_conn *conn, struct dlock_held *lock, const char *name, uint32_t ttl_ms, struct dlock_call *call)
 {
     (void)conn;
     (void)lock;
@@ -109,7 +110,7 @@ static int fake_extend(void *conn, void *lock, const char *name, uint32_t ttl_ms
     return DLOCK_OK;
 }
 
-static int fake_release(void *conn, void *lock, const char *name, struct dlock_call *call)
+static int fake_release(struct dlock_conn *conn, struct dlock_held *lock, const char *name, struct dlock_call *call)
 {
     (void)conn;
     record(call);
@@ -121,7 +122,7 @@ static int fake_release(void *conn, void *lock, const char *name, struct dlock_c
     return DLOCK_OK;
 }
 
-static int fake_holder(void *conn, const char *name, char *buf, size_t buflen, struct dlock_call *call)
+static int fake_holder(struct dlock_conn *conn, const char *name, char *buf, size_t buflen, struct dlock_call *call)
 {
     (void)conn;
     (void)name;
@@ -133,7 +134,7 @@ static int fake_holder(void *conn, const char *name, char *buf, size_t buflen, s
     return fake.holder_status;
 }
 
-static void fake_cancel(void *conn)
+static void fake_cancel(struct dlock_conn *conn)
 {
     (void)conn;
     uint64_t one = 1;
@@ -142,7 +143,7 @@ static void fake_cancel(void *conn)
     (void)!write(cancel_fd, &one, sizeof one);
 }
 
-static void fake_cancel_clear(void *conn)
+static void fake_cancel_clear(struct dlock_conn *conn)
 {
     (void)conn;
     atomic_fetch_add(&fake.cancel_clears, 1);
@@ -150,13 +151,13 @@ static void fake_cancel_clear(void *conn)
     drain();
 }
 
-static uint32_t fake_session_ttl_ms(void *conn)
+static uint32_t fake_session_ttl_ms(struct dlock_conn *conn)
 {
     (void)conn;
     return fake.session_ttl_ms;
 }
 
-static uint64_t fake_session_generation(void *conn)
+static uint64_t fake_session_generation(struct dlock_conn *conn)
 {
     (void)conn;
     return atomic_load(&fake.generation);
@@ -165,7 +166,6 @@ static uint64_t fake_session_generation(void *conn)
 static const char *const fake_schemes[] = {"fake", NULL};
 
 const struct dlock_backend fake_backend = {
-    .version = DLOCK_BACKEND_VERSION,
     .name = "fake",
     .schemes = fake_schemes,
     .connect = fake_connect,
