@@ -185,7 +185,7 @@ static int db_error(sqlite_conn *c, int rc, const char *what)
         status = DLOCK_ECONN;
     if (rc == SQLITE_NOMEM)
         status = DLOCK_ENOMEM;
-    return dlock__error(status, "sqlite: %s: %s", what, c && c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+    return dlock__error(status, "%s: %s", what, c && c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
 }
 
 /* --- URL ---------------------------------------------------------------------- */
@@ -220,7 +220,7 @@ static int make_parent_dirs(const char *path)
 {
     char *dir = strdup(path);
     if (!dir)
-        return dlock__error(DLOCK_ENOMEM, "out of memory");
+        return dlock__oom();
     char *slash = strrchr(dir, '/');
     if (!slash || slash == dir) {
         free(dir);
@@ -233,7 +233,7 @@ static int make_parent_dirs(const char *path)
             *p = '\0';
             if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
                 int err = errno;
-                int rc = dlock__error(DLOCK_ECONN, "sqlite: cannot create folder %s: %s", dir, strerror(err));
+                int rc = dlock__error(DLOCK_ECONN, "cannot create folder %s: %s", dir, strerror(err));
                 free(dir);
                 return rc;
             }
@@ -260,7 +260,7 @@ static int create_db_file(const char *path)
     }
     if (errno == EEXIST)
         return DLOCK_OK;
-    return dlock__error(DLOCK_ECONN, "sqlite: cannot create database file %s: %s", path, strerror(errno));
+    return dlock__error(DLOCK_ECONN, "cannot create database file %s: %s", path, strerror(errno));
 }
 
 static void sqlite_disconnect(struct dlock_conn *conn);
@@ -317,7 +317,7 @@ static int checked_path(char **path)
 {
     struct stat st;
     if (lstat(*path, &st) == 0 && S_ISLNK(st.st_mode))
-        return dlock__error(DLOCK_EINVAL, "sqlite: %s is a symbolic link; give the real path of the database", *path);
+        return dlock__error(DLOCK_EINVAL, "%s is a symbolic link; give the real path of the database", *path);
     int rc = create_db_file(*path);
     if (rc != DLOCK_OK)
         return rc;
@@ -327,7 +327,7 @@ static int checked_path(char **path)
      * itself above all, which was checked just before). */
     char *resolved = resolve_folders(*path);
     if (!resolved)
-        return dlock__error(DLOCK_ECONN, "sqlite: cannot resolve the folder of %s: %s", *path, strerror(errno));
+        return dlock__error(DLOCK_ECONN, "cannot resolve the folder of %s: %s", *path, strerror(errno));
     free(*path);
     *path = resolved;
     return DLOCK_OK;
@@ -340,7 +340,7 @@ static int open_db(sqlite_conn *c, const char *path)
                                   SQLITE_OPEN_NOFOLLOW,
                               NULL);
     if (src != SQLITE_OK)
-        return dlock__error(DLOCK_ECONN, "sqlite: cannot open %s: %s", path,
+        return dlock__error(DLOCK_ECONN, "cannot open %s: %s", path,
                             c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(src));
     sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
     /* Short-lived processes (dlock run) open and close the database every
@@ -401,14 +401,14 @@ static int sqlite_connect(const char *url, struct dlock_conn **conn_out)
     if (!boot_id[0]) {
         free(path);
         return dlock__error(DLOCK_EBACKEND,
-                            "sqlite: cannot read the kernel's boot id from " BOOT_ID_PATH
+                            "cannot read the kernel's boot id from " BOOT_ID_PATH
                             "; the SQLite backend needs it to tell a live lease from one of an earlier"
                             " boot (is /proc mounted, and not restricted by ProcSubset=pid?)");
     }
     sqlite_conn *c = calloc(1, sizeof *c);
     if (!c) {
         free(path);
-        return dlock__error(DLOCK_ENOMEM, "out of memory");
+        return dlock__oom();
     }
     c->cancel_fd = -1;
     c->watch_fd = -1;
@@ -417,12 +417,12 @@ static int sqlite_connect(const char *url, struct dlock_conn **conn_out)
         goto fail;
     c->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (c->cancel_fd < 0) {
-        rc = dlock__error(DLOCK_ENOMEM, "sqlite: eventfd: %s", strerror(errno));
+        rc = dlock__error(DLOCK_ENOMEM, "eventfd: %s", strerror(errno));
         goto fail;
     }
     c->dir = folder_of(path);
     if (!c->dir) {
-        rc = dlock__error(DLOCK_ENOMEM, "out of memory");
+        rc = dlock__oom();
         goto fail;
     }
     free(path);
@@ -594,10 +594,10 @@ static int sqlite_acquire(struct dlock_conn *conn, const char *name, uint32_t tt
     sqlite_conn *c = sqlite_of(conn);
     sqlite_lock *lock = malloc(sizeof *lock);
     if (!lock)
-        return dlock__error(DLOCK_ENOMEM, "out of memory");
+        return dlock__oom();
     if (getrandom(lock->owner, sizeof lock->owner, 0) != (ssize_t)sizeof lock->owner) {
         free(lock);
-        return dlock__error(DLOCK_EBACKEND, "sqlite: getrandom failed: %s", strerror(errno));
+        return dlock__error(DLOCK_EBACKEND, "getrandom failed: %s", strerror(errno));
     }
     int64_t start = dlock__now_ms();
     int64_t backoff = POLL_FIRST_MS;

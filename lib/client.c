@@ -248,24 +248,25 @@ int dlock__open_backend(const struct dlock_backend *be, const char *url, dlock_c
 {
     dlock_client *c = calloc(1, sizeof *c);
     if (!c)
-        return dlock__error(DLOCK_ENOMEM, "out of memory");
+        return dlock__oom();
     c->bucket_count = 16;
     c->buckets = calloc(c->bucket_count, sizeof *c->buckets);
     if (!c->buckets || pthread_mutex_init(&c->mutex, NULL) != 0) {
         free(c->buckets);
         free(c);
-        return dlock__error(DLOCK_ENOMEM, "out of memory");
+        return dlock__oom();
     }
     if (pthread_mutex_init(&c->cancel_mutex, NULL) != 0) {
         pthread_mutex_destroy(&c->mutex);
         free(c->buckets);
         free(c);
-        return dlock__error(DLOCK_ENOMEM, "out of memory");
+        return dlock__oom();
     }
     c->backend = be;
     atomic_init(&c->session_deadline_ms, INT64_MAX);
     int rc = be->connect(url, &c->conn);
     if (rc != DLOCK_OK) {
+        dlock__prefix_error(be->name);
         pthread_mutex_destroy(&c->cancel_mutex);
         pthread_mutex_destroy(&c->mutex);
         free(c->buckets);
@@ -326,7 +327,7 @@ DLOCK_API int dlock_acquire(dlock_client *c, const char *name, uint32_t ttl_ms, 
     size_t len = strlen(name);
     dlock_lock *l = calloc(1, sizeof *l + len + 1);
     if (!l)
-        return dlock__error(DLOCK_ENOMEM, "out of memory");
+        return dlock__oom();
     memcpy(l->name, name, len + 1);
     l->hash = name_hash(name);
     l->client = c;
@@ -345,6 +346,8 @@ DLOCK_API int dlock_acquire(dlock_client *c, const char *name, uint32_t ttl_ms, 
         sent_ms,
     };
     rc = c->backend->acquire(c->conn, name, ttl_ms, wait_ms, &call, &l->state);
+    if (rc != DLOCK_OK)
+        dlock__prefix_error(c->backend->name);
     if (wait_ms != 0)
         wait_ends(c);
     session_check(c);
@@ -392,6 +395,8 @@ DLOCK_API int dlock_extend(dlock_lock *l, uint32_t ttl_ms)
         /* A heartbeat that cannot finish before the lease ends has failed. */
         struct dlock_call call = {sent_ms + lease_remaining(l, sent_ms), sent_ms};
         rc = c->backend->extend(c->conn, l->state, l->name, ttl_ms, &call);
+        if (rc != DLOCK_OK)
+            dlock__prefix_error(c->backend->name);
         session_check(c);
         if (rc == DLOCK_OK && atomic_load(&l->lost)) {
             rc = session_lost(l);
@@ -425,6 +430,8 @@ DLOCK_API int dlock_release(dlock_lock *l)
     int expired = lease_remaining(l, sent_ms) == 0;
     struct dlock_call call = {release_deadline(l, sent_ms), sent_ms};
     int rc = c->backend->release(c->conn, l->state, l->name, &call);
+    if (rc != DLOCK_OK)
+        dlock__prefix_error(c->backend->name);
     session_check(c);
     if (rc == DLOCK_OK) {
         session_touched(c, sent_ms);
@@ -470,6 +477,8 @@ DLOCK_API int dlock_holder(dlock_client *c, const char *name, char *buf, size_t 
     int64_t sent_ms = dlock__now_ms();
     struct dlock_call call = {sent_ms + DLOCK_CALL_TIMEOUT_MS, sent_ms};
     rc = c->backend->holder(c->conn, name, buf, buflen, &call);
+    if (rc < 0)
+        dlock__prefix_error(c->backend->name);
     session_check(c);
     if (rc >= 0)
         session_touched(c, sent_ms);

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -54,6 +55,24 @@ int dlock__error(int status, const char *fmt, ...)
     dlock__verror(status, fmt, ap);
     va_end(ap);
     return status;
+}
+
+int dlock__oom(void)
+{
+    return dlock__error(DLOCK_ENOMEM, "out of memory");
+}
+
+void dlock__prefix_error(const char *prefix)
+{
+    size_t plen = strlen(prefix), len = strlen(last_error);
+    if (!len || (strncmp(last_error, prefix, plen) == 0 && strncmp(last_error + plen, ": ", 2) == 0))
+        return;
+    if (plen + 2 + len >= sizeof last_error)
+        len = sizeof last_error - plen - 3;
+    memmove(last_error + plen + 2, last_error, len);
+    memcpy(last_error, prefix, plen);
+    memcpy(last_error + plen, ": ", 2);
+    last_error[plen + 2 + len] = '\0';
 }
 
 void dlock__clear_error(void)

@@ -123,6 +123,12 @@ struct dlock_backend {
 /* Set this thread's error text and return `status`.  Never pass a password. */
 int dlock__error(int status, const char *fmt, ...) DLOCK_PRINTF(2, 3);
 int dlock__verror(int status, const char *fmt, va_list ap) DLOCK_PRINTF(2, 0);
+/* "out of memory", as DLOCK_ENOMEM. */
+int dlock__oom(void);
+/* Put "prefix: " in front of this thread's error text, unless it is empty or
+ * there already.  The core does it with the backend's name after every
+ * failed backend call, so backends need not. */
+void dlock__prefix_error(const char *prefix);
 /* Clear this thread's error text. */
 void dlock__clear_error(void);
 

@@ -111,7 +111,7 @@ int dlock__percent_decode(const char *src, size_t len, char **out)
 {
     char *dst = malloc(len + 1);
     if (!dst)
-        return dlock__error(DLOCK_ENOMEM, "out of memory");
+        return dlock__oom();
     size_t o = 0;
     for (size_t i = 0; i < len; i++) {
         if (src[i] == '%') {
