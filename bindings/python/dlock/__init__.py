@@ -24,7 +24,7 @@ Durations are seconds (float).  Every failure is a DlockError subclass that
 carries the C status code (``status``) and the library's detail text.
 """
 from ._native import (EBACKEND, EBUSY, ECANCELED, ECONN, EINVAL, ELOST,
-                      ENOMEM, ENOTSUP, OK, LibraryNotFound, strerror)
+                      ENOMEM, ENOTSUP, OK, LibraryNotFound, status_name, strerror)
 from .client import Client, Lock, default_url, version
 from .errors import (BackendError, Canceled, DlockError, InvalidArgument,
                      LockBusy, LockLost, NotSupported, OutOfMemory,
@@ -57,7 +57,7 @@ def _package_version() -> str:
 __version__ = _package_version()
 
 __all__ = [
-    "Client", "Lock", "default_url", "version", "strerror", "error_for",
+    "Client", "Lock", "default_url", "version", "strerror", "status_name", "error_for",
     "DlockError", "LockBusy", "LockLost", "InvalidArgument", "StoreUnreachable",
     "BackendError", "OutOfMemory", "NotSupported", "Canceled", "UsedAfterFork",
     "LibraryNotFound",

@@ -27,7 +27,10 @@ from typing import Any, Callable, Dict, List, Optional
 
 SONAME = "libdlock.so.0"
 
-# Status codes (include/dlock.h): only ever appended to.
+# Status codes (include/dlock.h, DLOCK_STATUS_MAP): only ever appended to,
+# never renumbered, so they can be constants here; their names and texts come
+# from the library (dlock_status_name(), dlock_strerror()), and the tests
+# check these values against dlock_status_name().
 OK = 0
 EBUSY = -1
 ELOST = -2
@@ -53,21 +56,6 @@ class _Lock(ctypes.Structure):
 
 ClientPtr = POINTER(_Client)
 LockPtr = POINTER(_Lock)
-
-
-# The texts of dlock_strerror(), for the errors raised before the library is
-# loaded (a bad argument checked in Python).  The library's own text wins.
-_STATUS_TEXT: Dict[int, str] = {
-    OK: "success",
-    EBUSY: "lock is held by someone else",
-    ELOST: "lock is no longer held",
-    EINVAL: "invalid argument",
-    ECONN: "lock store unreachable or connection broken",
-    EBACKEND: "lock store reported an error",
-    ENOMEM: "out of memory",
-    ENOTSUP: "not supported",
-    ECANCELED: "wait canceled",
-}
 
 
 class LibraryNotFound(ImportError):
@@ -104,6 +92,7 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
 
     fn("dlock_version", c_char_p)
     fn("dlock_strerror", c_char_p, c_int)
+    fn("dlock_status_name", c_char_p, c_int)
     fn("dlock_last_error", c_char_p)
     fn("dlock_open", c_int, c_char_p, POINTER(ClientPtr))
     fn("dlock_close", None, ClientPtr)
@@ -152,12 +141,17 @@ def last_error() -> str:
 
 
 def strerror(status: int) -> str:
-    """dlock_strerror(); without the library loaded, the same text from a
-    copy here (never loads it: an error message must not fail)."""
-    lib = _lib
-    if lib is not None:
-        return text(lib.dlock_strerror(status))
-    return _STATUS_TEXT.get(status, "unknown status code")
+    """dlock_strerror(), loading the library if need be; without it, just
+    the number (an error message must not fail)."""
+    try:
+        return text(get().dlock_strerror(status))
+    except LibraryNotFound:
+        return f"status {status}"
+
+
+def status_name(status: int) -> str:
+    """dlock_status_name(): "DLOCK_EBUSY" for EBUSY, "" for an unknown code."""
+    return text(get().dlock_status_name(status))
 
 
 # A function that takes a C pointer and returns what the call gives.
