@@ -48,6 +48,7 @@ struct run {
     int lease_ok_at_exit;    /* the lease was still confirmed when the job ended */
     int released, release_status;
     int finished, exit_status; /* the run ended before any job (busy, error) */
+    int leave_now;           /* exit without waiting for the library (see leave()) */
 };
 
 /* --- handlers ------------------------------------------------------------------ */
@@ -104,9 +105,11 @@ static void on_acquire_failed(struct run *r, int status)
         cli_say("cannot take lock '%s': %s", r->o->name, why);
         r->exit_status = cli_exit_for(status);
     }
-    /* Told to stop: exit now, without closing, which on a store that does
+    /* Told to stop: leave now, without closing, which on a store that does
      * not answer could wait for its connect timeout; exiting closes. */
-    if (!r->st.got_signal)
+    if (r->st.got_signal)
+        r->leave_now = 1;
+    else
         dlock_close(r->client);
     r->finished = 1;
 }
@@ -297,7 +300,10 @@ static int finish(struct run *r, int abandoned)
     if (!abandoned) {
         heartbeat_join(&r->hb);
         dlock_close(r->client);
-    } else if (!cli_quiet) {
+    } else {
+        r->leave_now = 1;
+    }
+    if (abandoned && !cli_quiet) {
         cli_say("the lock store did not answer in time; exiting without waiting for it"
                 " (the lock ends with its lease or its connection)");
     }
@@ -325,6 +331,17 @@ static int finish(struct run *r, int abandoned)
     return r->job_status;
 }
 
+/* Exit at once, leaving the client open and maybe the heartbeat thread in
+ * a call: the store did not answer in time, or a signal said to stop.  No
+ * atexit work (a leak check would count the client that was left on
+ * purpose); the kernel closes the connection, which ends a session lock,
+ * and an SQLite lease runs out by itself. */
+static void leave(int status)
+{
+    fflush(NULL);
+    _exit(status);
+}
+
 int run_command(const struct run_options *o)
 {
     struct run r = {.o = o, .job = -1, .guard = -1, .lease_ok_at_exit = 1};
@@ -333,7 +350,8 @@ int run_command(const struct run_options *o)
     if (rc != 0)
         return rc;
     int outcome = loop(&r);
-    if (r.finished)
-        return r.exit_status;
-    return finish(&r, outcome == 1);
+    int status = r.finished ? r.exit_status : finish(&r, outcome == 1);
+    if (r.leave_now)
+        leave(status);
+    return status;
 }
