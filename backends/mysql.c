@@ -12,6 +12,7 @@
 
 #include "mysql.h" /* backends/mysql.h: this backend's testable parts */
 #include "internal.h"
+#include "session.h"
 
 #include <mysql.h> /* the client library */
 #include "mysql_api.h"
@@ -423,10 +424,8 @@ int dlock__mysql_lock_name(const char *name, char *out, size_t outlen)
 /* ------------------------------------------------------------------------ */
 
 struct mysql_lock {
-    struct dlock_held base; /* first: the core passes this (lib/internal.h) */
-    struct mysql_lock *prev, *next; /* in conn->locks while the session lives */
-    unsigned long generation;       /* the session it was taken on */
-    uint32_t ttl_s;                 /* its lease, whole seconds rounded up */
+    struct dlock_held base; /* first: the core passes this; its links, generation and
+                             * ttl_ms are kept by lib/session.c */
     char server_name[DLOCK_MYSQL_LOCK_NAME_MAX + 1];
 };
 
@@ -447,7 +446,7 @@ struct mysql_conn {
     struct mysql_watchdog dog;
     int64_t deadline_ms;        /* of the round trips of the call in progress */
     MYSQL *db;                  /* NULL while disconnected */
-    unsigned long generation;   /* bumped by every successful connect */
+    struct dlock_session session; /* its locks, smallest TTL, generation */
     unsigned long connection_id;
     int is_mariadb;
     unsigned int wait_timeout_s; /* the session's wait_timeout now */
@@ -455,9 +454,6 @@ struct mysql_conn {
     MYSQL_STMT *stmt_is_ours;
     MYSQL_STMT *stmt_release;
     MYSQL_STMT *stmt_holder;
-    struct mysql_lock *locks;    /* held on the current session */
-    uint32_t min_ttl_s;          /* the smallest ttl_s among them (0: none) */
-    size_t min_ttl_count;        /* how many have it */
 
     /* Cancellation.  cancel_db is a second connection that sends
      * KILL QUERY; only one thread uses it at a time: the acquiring thread
@@ -793,17 +789,11 @@ static void drop_session(struct mysql_conn *c)
     close_statements(c);
     if (c->db) {
         mysql_close(c->db);
-        c->generation++; /* the core marks the session's locks lost at once */
+        c->db = NULL;
+        /* The locks keep their generation, which will never match again:
+         * the core marks them lost at once. */
+        dlock__session_new(&c->session);
     }
-    c->db = NULL;
-    /* The locks keep their generation, which will never match again. */
-    while (c->locks) {
-        struct mysql_lock *l = c->locks;
-        c->locks = l->next;
-        l->prev = l->next = NULL;
-    }
-    c->min_ttl_s = 0;
-    c->min_ttl_count = 0;
 }
 
 static int parse_version(const char *text, int *major, int *minor, int *patch)
@@ -887,7 +877,7 @@ static int ensure_session(struct mysql_conn *c, int *fresh)
     c->connection_id = strtoul(row[1], NULL, 10);
     c->wait_timeout_s = (unsigned int)strtoul(row[2], NULL, 10);
     mysql_free_result(res);
-    c->generation++;
+    dlock__session_new(&c->session);
     if (fresh)
         *fresh = 1;
     return DLOCK_OK;
@@ -987,54 +977,19 @@ static int run_int_watched(struct mysql_conn *c, MYSQL_STMT **slot, const char *
 /* The session lease: wait_timeout = the smallest TTL held on the session    */
 /* ------------------------------------------------------------------------ */
 
-static uint32_t ttl_seconds(uint32_t ttl_ms)
+/* wait_timeout is whole seconds: a TTL in ms, rounded up (0: none). */
+static unsigned int lease_seconds(uint32_t ttl_ms)
 {
     uint32_t s = ttl_ms / 1000 + (ttl_ms % 1000 ? 1 : 0);
-    return s == 0 ? 1 : s;
+    return s > MAX_WAIT_TIMEOUT_S ? MAX_WAIT_TIMEOUT_S : s;
 }
 
-/* The smallest TTL on the session is kept up to date as locks come and go,
- * so that a client holding thousands of locks does not scan them all on
- * every call; only losing the last lock with the smallest TTL rescans. */
-static void min_ttl_add(struct mysql_conn *c, uint32_t ttl_s)
-{
-    if (c->min_ttl_count == 0 || ttl_s < c->min_ttl_s) {
-        c->min_ttl_s = ttl_s;
-        c->min_ttl_count = 1;
-    } else if (ttl_s == c->min_ttl_s) {
-        c->min_ttl_count++;
-    }
-}
-
-static void min_ttl_rescan(struct mysql_conn *c)
-{
-    c->min_ttl_s = 0;
-    c->min_ttl_count = 0;
-    for (const struct mysql_lock *l = c->locks; l; l = l->next)
-        min_ttl_add(c, l->ttl_s);
-}
-
-static void min_ttl_remove(struct mysql_conn *c, uint32_t ttl_s)
-{
-    if (c->min_ttl_count > 0 && ttl_s == c->min_ttl_s && --c->min_ttl_count == 0)
-        min_ttl_rescan(c);
-}
-
-/* The idle limit the session needs: the smallest TTL of its locks, `skip`
- * left out and `extra` (0: none) taken in. */
+/* The idle limit the session needs, in seconds: the smallest TTL of its
+ * locks, `skip` left out and `extra_ttl_ms` (0: none) taken in. */
 static unsigned int lease_needed(const struct mysql_conn *c, const struct mysql_lock *skip,
-                                 uint32_t extra)
+                                 uint32_t extra_ttl_ms)
 {
-    unsigned int needed = c->min_ttl_count ? c->min_ttl_s : 0;
-    if (skip && c->min_ttl_count == 1 && skip->ttl_s == c->min_ttl_s) {
-        needed = 0; /* `skip` alone has the minimum: look at the others */
-        for (const struct mysql_lock *l = c->locks; l; l = l->next)
-            if (l != skip && (needed == 0 || l->ttl_s < needed))
-                needed = l->ttl_s;
-    }
-    if (extra && (needed == 0 || extra < needed))
-        needed = extra;
-    return needed > MAX_WAIT_TIMEOUT_S ? MAX_WAIT_TIMEOUT_S : needed;
+    return lease_seconds(dlock__session_idle_ms(&c->session, skip ? &skip->base : NULL, extra_ttl_ms));
 }
 
 /* Make the session's wait_timeout `seconds` (one round trip, only when it
@@ -1247,31 +1202,7 @@ static void mysql_disconnect(struct dlock_conn *conn)
 
 static int lock_alive(const struct mysql_conn *c, const struct mysql_lock *l)
 {
-    return c->db && l->generation == c->generation;
-}
-
-static void link_lock(struct mysql_conn *c, struct mysql_lock *l)
-{
-    l->prev = NULL;
-    l->next = c->locks;
-    if (c->locks)
-        c->locks->prev = l;
-    c->locks = l;
-    min_ttl_add(c, l->ttl_s);
-}
-
-static void unlink_lock(struct mysql_conn *c, struct mysql_lock *l)
-{
-    if (!l->prev && c->locks != l)
-        return; /* not on this session's list (its session was dropped) */
-    if (l->prev)
-        l->prev->next = l->next;
-    else
-        c->locks = l->next;
-    if (l->next)
-        l->next->prev = l->prev;
-    l->prev = l->next = NULL;
-    min_ttl_remove(c, l->ttl_s);
+    return c->db && dlock__session_holds(&c->session, &l->base);
 }
 
 static int acquire_on_session(struct mysql_conn *c, const char *name, uint32_t ttl_ms,
@@ -1317,8 +1248,7 @@ static int lock_taken(struct mysql_conn *c, struct mysql_lock *l, const char *na
                                                            "session does not hold it", name);
     }
     call->lease_start_ms = sent_ms;
-    l->generation = c->generation;
-    link_lock(c, l);
+    dlock__session_add(&c->session, &l->base);
     *lock_out = &l->base;
     return DLOCK_OK;
 }
@@ -1390,8 +1320,8 @@ static int session_for(struct mysql_conn *c, const struct mysql_lock *l, int att
     if (status != DLOCK_OK)
         return status;
     *previous = c->wait_timeout_s;
-    status = set_lease(c, lease_needed(c, NULL, l->ttl_s), DLOCK_ECONN);
-    if (status == DLOCK_ECONN && !*fresh && attempt == 0)
+    status = set_lease(c, lease_needed(c, NULL, l->base.ttl_ms), DLOCK_ECONN);
+    if (status == DLOCK_ECONN && dlock__session_may_retry(attempt, *fresh, 0))
         return 1;
     return status;
 }
@@ -1400,13 +1330,13 @@ static int session_for(struct mysql_conn *c, const struct mysql_lock *l, int att
  * once more on a new session, for the time that is left (the session died
  * under us: idle timeout, restart, KILL); else the status. */
 static int get_lock_broke(const char *name, const struct statement_error *error, int canceled,
-                          int may_retry)
+                          int attempt, int fresh, int time_left)
 {
     int no_answer = strcmp(error->text, NO_ANSWER_TEXT) == 0;
     if (canceled)
         return dlock__error(DLOCK_ECANCELED, "mysql: the wait for '%s' was cancelled%s", name,
                             no_answer ? " (the server did not act on it: the session was dropped)" : "");
-    if (may_retry && !no_answer)
+    if (time_left && dlock__session_may_retry(attempt, fresh, no_answer))
         return 1;
     return dlock__error(DLOCK_ECONN, "mysql: connection lost while waiting in GET_LOCK: %s", error->text);
 }
@@ -1419,7 +1349,7 @@ static int after_refusal(struct mysql_conn *c, const char *name, int32_t wait_ms
 {
     /* The idle limit must suit the locks still held there, not the one we
      * did not get. */
-    if (c->db && c->wait_timeout_s != previous && c->locks) {
+    if (c->db && c->wait_timeout_s != previous && c->session.locks) {
         int lease_status = set_lease(c, lease_needed(c, NULL, 0), DLOCK_ECONN);
         if (lease_status != DLOCK_OK)
             return lease_status;
@@ -1443,7 +1373,7 @@ static int acquire_on_session(struct mysql_conn *c, const char *name, uint32_t t
     if (!l)
         return dlock__error(DLOCK_ENOMEM, "out of memory");
     dlock__mysql_lock_name(name, l->server_name, sizeof l->server_name);
-    l->ttl_s = ttl_seconds(ttl_ms);
+    l->base.ttl_ms = ttl_ms;
 
     int64_t wait_end_ms = wait_ms > 0 ? dlock__now_ms() + wait_ms : 0;
     int status;
@@ -1457,7 +1387,7 @@ static int acquire_on_session(struct mysql_conn *c, const char *name, uint32_t t
             break;
         int waiting = wait_ms != 0;
         if (waiting && begin_wait(c)) {
-            if (c->wait_timeout_s != previous && c->locks)
+            if (c->wait_timeout_s != previous && c->session.locks)
                 (void)set_lease(c, lease_needed(c, NULL, 0), DLOCK_ECONN);
             status = dlock__error(DLOCK_ECANCELED, "mysql: the wait for '%s' was cancelled",
                                   name);
@@ -1476,8 +1406,8 @@ static int acquire_on_session(struct mysql_conn *c, const char *name, uint32_t t
             break;
         }
         if (failed && connection_lost_errno(error.code)) {
-            status = get_lock_broke(name, &error, canceled,
-                                    !fresh && attempt == 0 && (wait_ms <= 0 || dlock__now_ms() < wait_end_ms));
+            status = get_lock_broke(name, &error, canceled, attempt, fresh,
+                                    wait_ms <= 0 || dlock__now_ms() < wait_end_ms);
             if (status == 1)
                 continue;
             break;
@@ -1505,8 +1435,7 @@ static int mysql_extend(struct dlock_conn *conn, struct dlock_held *held, const 
     if (!l || !lock_alive(c, l))
         return dlock__error(DLOCK_ELOST,
                             "mysql: lock '%s' was lost with the session that held it", name);
-    uint32_t new_ttl_s = ttl_seconds(ttl_ms);
-    int status = set_lease(c, lease_needed(c, l, new_ttl_s), DLOCK_ELOST);
+    int status = set_lease(c, lease_needed(c, l, ttl_ms), DLOCK_ELOST);
     if (status != DLOCK_OK)
         return status;
     long long ours = 0;
@@ -1519,10 +1448,8 @@ static int mysql_extend(struct dlock_conn *conn, struct dlock_held *held, const 
     if (ours_null || ours != 1)
         return dlock__error(DLOCK_ELOST, "mysql: lock '%s' is no longer held by this session",
                             name);
-    if (new_ttl_s != l->ttl_s) { /* rare: a heartbeat keeps its TTL */
-        l->ttl_s = new_ttl_s;
-        min_ttl_rescan(c);
-    }
+    if (ttl_ms != l->base.ttl_ms) /* rare: a heartbeat keeps its TTL */
+        dlock__session_retime(&c->session, &l->base, ttl_ms);
     return DLOCK_OK;
 }
 
@@ -1534,7 +1461,7 @@ static int mysql_release(struct dlock_conn *conn, struct dlock_held *held, const
     if (!l)
         return DLOCK_OK;
     int alive = lock_alive(c, l);
-    unlink_lock(c, l);
+    dlock__session_remove(&c->session, &l->base);
     int status = DLOCK_OK;
     if (!alive) {
         status = dlock__error(DLOCK_ELOST,
@@ -1552,7 +1479,7 @@ static int mysql_release(struct dlock_conn *conn, struct dlock_held *held, const
         } else if (released != 1) {
             status = dlock__error(DLOCK_ELOST,
                                   "mysql: lock '%s' is held by another session now", name);
-        } else if (c->locks) {
+        } else if (c->session.locks) {
             /* The locks left may allow a longer idle limit than this one did. */
             int lease_status = set_lease(c, lease_needed(c, NULL, 0), DLOCK_ECONN);
             if (lease_status != DLOCK_OK)
@@ -1590,7 +1517,7 @@ static int mysql_holder(struct dlock_conn *conn, const char *name, char *buf, si
                 dlock__copy_text(text, sizeof text, failed ? mysql_stmt_error(stmt) : NO_ANSWER_TEXT);
                 mysql_stmt_close(stmt);
                 status = session_error(c, err, text, "asking for the holder", DLOCK_ECONN);
-                if (status == DLOCK_ECONN && !fresh && attempt == 0)
+                if (status == DLOCK_ECONN && dlock__session_may_retry(attempt, fresh, 0))
                     continue;
                 return status;
             }
@@ -1640,7 +1567,7 @@ static int mysql_holder(struct dlock_conn *conn, const char *name, char *buf, si
             mysql_stmt_free_result(stmt);
             status = session_error(c, err ? err : CR_UNKNOWN_ERROR, text,
                                    "asking for the holder", DLOCK_ECONN);
-            if (status == DLOCK_ECONN && !fresh && attempt == 0 && !cut)
+            if (status == DLOCK_ECONN && dlock__session_may_retry(attempt, fresh, cut))
                 continue;
             return status;
         }
@@ -1678,10 +1605,10 @@ static void mysql_cancel_clear(struct dlock_conn *conn)
     pthread_mutex_unlock(&c->cancel_mu);
 }
 
-/* Bumped by every connect and every drop. */
+/* Changed by every connect and every drop. */
 static uint64_t mysql_session_generation(struct dlock_conn *conn)
 {
-    return mysql_of(conn)->generation;
+    return mysql_of(conn)->session.generation;
 }
 
 static uint32_t mysql_session_ttl_ms(struct dlock_conn *conn)
