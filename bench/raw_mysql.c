@@ -9,7 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../backends/mysql.h"
+#include "mysql_url.h" /* backends/: the pure URL parser */
 #include "dlock.h"
 #include "raw.h"
 

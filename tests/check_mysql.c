@@ -22,7 +22,7 @@
 
 #include <mysql.h>
 
-#include "../backends/mysql.h"
+#include "mysql_url.h"
 #include "internal.h"
 #include "common.h"
 #include "dlock.h"
