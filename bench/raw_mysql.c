@@ -9,7 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../backends/mysql.h"
+#include "mysql_url.h" /* the pure URL parser, through -I (Makefile.am) */
 #include "dlock.h"
 #include "raw.h"
 

@@ -95,15 +95,19 @@ pg-key-long-names-cut | backends/postgresql.c | s{(\w+)->key = dlock__pg_key\(na
 pg-held-by-any-session | backends/postgresql.c | s{ AND pid = pg_catalog\.pg_backend_pid\(\)}{} | postgresql:wait
 pg-late-grant-ignored | backends/postgresql.c | s{int granted = held_now\(}{int granted = 0 * held_now(} | takeover@postgresql:pg-late-grant
 pg-cancelled-grant-kept | backends/postgresql.c | s{(if \(ours\) \{.*?)if \(granted\) \{}{${1}if (0) \{}s | takeover@postgresql:pg-late-grant
-# --- backends/mysql.c: the session, the name mapping ---------------------------------
 pg-generation-frozen | backends/postgresql.c | s{return pg_of\(conn\)->generation;}{return 0;} | takeover@postgresql:taken-away
-mysql-generation-frozen | backends/mysql.c | s{return mysql_of\(conn\)->generation;}{return 0;} | takeover@mysql:taken-away
-mysql-extend-any-session | backends/mysql.c | s{return mysql_of\(conn\)->generation;}{return 0;} && s{return c->db && l->generation == c->generation;}{return c->db != NULL;} && s{IS_USED_LOCK\(\?\) = CONNECTION_ID\(\)\"}{IS_USED_LOCK(?) IS NOT NULL\"} | takeover@mysql:taken-away
-mysql-name-upper-case-verbatim | backends/mysql.c | s{return \(c >= 'a' && c <= 'z'\) \|\|}{return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||} | mysql:names
-mysql-name-hash-verbatim | backends/mysql.c | s{(verbatim_byte\(unsigned char c\)\s*\{[^\}]*?c == '/')}{$1 || c == '#'} | mysql:names
-mysql-name-long-cut | backends/mysql.c | s{int verbatim = len >= 1 && len <= DLOCK_MYSQL_LOCK_NAME_MAX;}{if (len > DLOCK_MYSQL_LOCK_NAME_MAX) len = DLOCK_MYSQL_LOCK_NAME_MAX; int verbatim = len >= 1;} | mysql:names
-mysql-digest-of-prefix | backends/mysql.c | s{dlock__sha256\(name, len, digest\);}{dlock__sha256(name, len > 64 ? 64 : len, digest);} | mysql:names
-mysql-digest-4-bytes | backends/mysql.c | s{unsigned char byte = digest\[i / 2\];}{unsigned char byte = digest[(i / 2) % 4];} | mysql:names
+# --- backends/mysql*.c: the session, the session lease, retry-once, the name mapping -----
+mysql-generation-frozen | backends/mysql.c | s{return mysqlbe_of\(conn\)->session.generation;}{return 0;} | takeover@mysql:taken-away
+mysql-extend-any-session | backends/mysql.c | s{return mysqlbe_of\(conn\)->session.generation;}{return 0;} && s{return c->db && dlock__session_holds\(&c->session, &l->base\);}{return c->db != NULL;} && s{IS_USED_LOCK\(\?\) = CONNECTION_ID\(\)\"}{IS_USED_LOCK(?) IS NOT NULL\"}g | takeover@mysql:taken-away
+mysql-lease-rounded-down | backends/mysql_session.c | s{uint32_t s = ttl_ms / 1000 \+ \(ttl_ms % 1000 \? 1 : 0\);}{uint32_t s = ttl_ms / 1000;} | mysql:server
+mysql-extend-counts-its-old-ttl | backends/mysql.c | s{mysqlbe_lease_needed\(c, l, ttl_ms\)}{mysqlbe_lease_needed(c, NULL, ttl_ms)} | mysql:server
+mysql-no-retry-after-a-dead-session | backends/mysql.c | s{if \(time_left && dlock__session_may_retry\(attempt, fresh, no_answer\)\)}{if (0)} | mysql:server
+mysql-holder-no-retry | backends/mysql.c | s{holder_failed\(c, stmt, 0, !failed, dlock__session_may_retry\(attempt, fresh, 0\)\)}{holder_failed(c, stmt, 0, !failed, 0)} && s{holder_failed\(c, stmt, 1, cut, dlock__session_may_retry\(attempt, fresh, cut\)\)}{holder_failed(c, stmt, 1, cut, 0)} | mysql:server
+mysql-name-upper-case-verbatim | backends/mysql_url.c | s{return \(c >= 'a' && c <= 'z'\) \|\|}{return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||} | mysql:names
+mysql-name-hash-verbatim | backends/mysql_url.c | s{(verbatim_byte\(unsigned char c\)\s*\{[^\}]*?c == '/')}{$1 || c == '#'} | mysql:names
+mysql-name-long-cut | backends/mysql_url.c | s{int verbatim = len >= 1 && len <= DLOCK_MYSQL_LOCK_NAME_MAX;}{if (len > DLOCK_MYSQL_LOCK_NAME_MAX) len = DLOCK_MYSQL_LOCK_NAME_MAX; int verbatim = len >= 1;} | mysql:names
+mysql-digest-of-prefix | backends/mysql_url.c | s{dlock__sha256\(name, len, digest\);}{dlock__sha256(name, len > 64 ? 64 : len, digest);} | mysql:names
+mysql-digest-4-bytes | backends/mysql_url.c | s{unsigned char byte = digest\[i / 2\];}{unsigned char byte = digest[(i / 2) % 4];} | mysql:names
 # --- tools/: the timing decisions of dlock run, and what it says -----------------------
 tool-lease-not-watched | tools/run_policy.c | s{!s->release_asked && now >= s->lease_ends_at\)}{!s->release_asked && 0)} | run_policy
 tool-no-sigkill | tools/run_policy.c | s{if \(s->job_running && s->kill_at >= 0 && now >= s->kill_at\)}{if (0)} | run_policy

@@ -22,7 +22,7 @@
 
 #include <mysql.h>
 
-#include "../backends/mysql.h"
+#include "mysql_url.h"
 #include "internal.h"
 #include "common.h"
 #include "dlock.h"
@@ -688,6 +688,23 @@ START_TEST(lease_follows_the_smallest_ttl)
     free(long_name);
     free(short_name);
     free(busy_name);
+}
+END_TEST
+
+/* wait_timeout is whole seconds: a TTL of 1.9 s needs 2 s, not 1 s, or an
+ * extend well within the TTL would find the session gone. */
+START_TEST(a_fractional_ttl_rounds_the_session_lease_up)
+{
+    dlock_client *c = open_client();
+    char *name = unique("fraction");
+    dlock_lock *lock = NULL;
+    ck_assert_int_eq(dlock_acquire(c, name, 1900, 0, &lock), DLOCK_OK);
+    ck_assert_int_gt(dlock_remaining_ms(lock), 1000);
+    dlt_sleep_ms(1300);
+    ck_assert_msg(dlock_extend(lock, 1900) == DLOCK_OK, "%s", dlock_last_error());
+    ck_assert_int_eq(dlock_release(lock), DLOCK_OK);
+    dlock_close(c);
+    free(name);
 }
 END_TEST
 
@@ -1590,6 +1607,7 @@ static Suite *mysql_suite(int with_server)
     tcase_add_test(tc, plain_client_and_dlock_exclude_each_other);
     tcase_add_test(tc, holder_of_a_free_lock);
     tcase_add_test(tc, lease_follows_the_smallest_ttl);
+    tcase_add_test(tc, a_fractional_ttl_rounds_the_session_lease_up);
     tcase_add_test(tc, one_round_trip_per_call);
     tcase_add_test(tc, idle_session_reconnects_for_new_acquires);
     tcase_add_test(tc, cancel_interrupts_a_server_side_wait);

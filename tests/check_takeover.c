@@ -35,7 +35,7 @@
 #endif
 #ifdef HAVE_MYSQL
 #include <mysql.h>
-#include "../backends/mysql.h"
+#include "mysql_url.h"
 #endif
 
 #include "internal.h"

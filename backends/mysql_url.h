@@ -1,9 +1,11 @@
 /*
- * MySQL / MariaDB backend: the parts that the unit tests reach directly.
- * Internal; not installed.
+ * MySQL / MariaDB URLs and lock names (backends/mysql_url.c): pure code,
+ * no client library, so that it builds and fuzzes on its own; the backend,
+ * the tests, the fuzzer and the bench use it through this header.
+ * Internal; not installed.  (Not "mysql.h": that is the client library's.)
  */
-#ifndef DLOCK_BACKEND_MYSQL_H
-#define DLOCK_BACKEND_MYSQL_H
+#ifndef DLOCK_MYSQL_URL_H
+#define DLOCK_MYSQL_URL_H
 
 #include <stddef.h>
 
@@ -50,5 +52,4 @@ void dlock__mysql_url_free(struct dlock_mysql_url *url);
 #define DLOCK_MYSQL_DIGEST_PREFIX "dlock#"
 int dlock__mysql_lock_name(const char *name, char *out, size_t outlen);
 
-
-#endif /* DLOCK_BACKEND_MYSQL_H */
+#endif /* DLOCK_MYSQL_URL_H */
