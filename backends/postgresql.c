@@ -37,6 +37,7 @@
 #include "internal.h"
 #include "libpq_api.h"
 #include "postgresql.h"
+#include "session.h"
 
 /* idle_session_timeout appeared in PostgreSQL 14: without it a stopped
  * holder would keep its lock forever, so older servers are refused. */
@@ -155,12 +156,10 @@ static const struct pg_statement {
 /* --- state --------------------------------------------------------------------------- */
 
 typedef struct pg_lock {
-    struct dlock_held base; /* first: the core passes this (lib/internal.h) */
-    struct pg_lock *prev, *next; /* the locks held on the current session */
-    int linked;
-    uint64_t generation;         /* of the session it was taken on */
+    /* First: the core passes this (lib/internal.h); lib/session.c keeps
+     * its links, the generation it was taken in and its ttl_ms. */
+    struct dlock_held base;
     int64_t key;
-    uint32_t ttl_ms;
 } pg_lock;
 
 /* Why a round trip ended without a result. */
@@ -178,10 +177,9 @@ typedef struct pg_conn {
     char appname[PG_APPNAME_MAX + 1];
     PGconn *pg;          /* NULL: no session (the next acquire opens one) */
     PGcancel *cancel;    /* used by the waiting thread itself */
-    uint64_t generation; /* grows every time a session is dropped */
+    struct dlock_session session; /* the locks on it, the lease, the generation */
     uint32_t session_idle_ms; /* idle_session_timeout in force, 0 none */
     int fatal_seen;      /* the server announced it is ending the session */
-    pg_lock *locks;
     int wake_fd;         /* eventfd: dlock_cancel() wakes a waiting acquire */
     atomic_int cancel_requested;
     int64_t deadline_ms;       /* of the round trip in progress (dlock__now_ms) */
@@ -479,41 +477,6 @@ static void notice_receiver(void *arg, const PGresult *res)
         c->fatal_seen = 1;
 }
 
-static void lock_link(pg_conn *c, pg_lock *l)
-{
-    l->prev = NULL;
-    l->next = c->locks;
-    if (c->locks)
-        c->locks->prev = l;
-    c->locks = l;
-    l->linked = 1;
-}
-
-static void lock_unlink(pg_conn *c, pg_lock *l)
-{
-    if (!l->linked)
-        return;
-    if (l->prev)
-        l->prev->next = l->next;
-    else
-        c->locks = l->next;
-    if (l->next)
-        l->next->prev = l->prev;
-    l->prev = l->next = NULL;
-    l->linked = 0;
-}
-
-/* The lease the session must enforce: the smallest TTL of the locks held
- * on it, with `except` left out and `extra_ttl_ms` (when not 0) added. */
-static uint32_t wanted_idle_ms(const pg_conn *c, const pg_lock *except, uint32_t extra_ttl_ms)
-{
-    uint32_t smallest = extra_ttl_ms;
-    for (const pg_lock *l = c->locks; l; l = l->next)
-        if (l != except && (smallest == 0 || l->ttl_ms < smallest))
-            smallest = l->ttl_ms;
-    return smallest;
-}
-
 /* The session is gone (or must go): every lock on it is lost. */
 static void drop_session(pg_conn *c)
 {
@@ -524,11 +487,9 @@ static void drop_session(pg_conn *c)
     c->cancel = NULL;
     PQfinish(c->pg);
     c->pg = NULL;
-    c->generation++;
     c->session_idle_ms = 0;
     c->fatal_seen = 0;
-    while (c->locks)
-        lock_unlink(c, c->locks);
+    dlock__session_new(&c->session);
 }
 
 static int setup_failed(pg_conn *c, PGconn *pg, const PGresult *res)
@@ -737,10 +698,13 @@ static int session_usable(pg_conn *c)
     return 1;
 }
 
-static int ensure_session(pg_conn *c)
+/* A usable session: the one we have, or a new one (*fresh set to 1). */
+static int ensure_session(pg_conn *c, int *fresh)
 {
+    *fresh = 0;
     if (session_usable(c))
         return DLOCK_OK;
+    *fresh = 1;
     drop_session(c);
     return open_session(c);
 }
@@ -847,13 +811,15 @@ static int try_lock(pg_conn *c, pg_lock *l, const char *name, int64_t *lease_sta
 {
     char key[24], idle[16];
     format_key(key, l->key);
-    /* A session found dead while idle is replaced before we send; one that
-     * breaks during the try is replaced once more (no wait is lost). */
+    /* A session found dead while idle is replaced before we send; a reused
+     * one that breaks during the try is replaced once more (no wait is
+     * lost; lib/session.c decides). */
     for (int attempt = 0;; attempt++) {
-        int rc = ensure_session(c);
+        int fresh;
+        int rc = ensure_session(c, &fresh);
         if (rc != DLOCK_OK)
             return rc;
-        uint32_t want = wanted_idle_ms(c, NULL, l->ttl_ms);
+        uint32_t want = dlock__session_idle_ms(&c->session, NULL, l->base.ttl_ms);
         int set = want != c->session_idle_ms;
         format_ms(idle, want);
         const char *values[2] = {key, idle};
@@ -871,7 +837,7 @@ static int try_lock(pg_conn *c, pg_lock *l, const char *name, int64_t *lease_sta
         case OUTCOME_CONNECTION_LOST:
             PQclear(res);
             rc = connection_lost(c, DLOCK_ECONN, "the connection broke while taking the lock");
-            if (attempt == 0 && c->failure != PG_FAIL_TIMEOUT)
+            if (dlock__session_may_retry(attempt, fresh, c->failure == PG_FAIL_TIMEOUT))
                 continue;
             return rc;
         default:
@@ -921,7 +887,7 @@ static int held_now(pg_conn *c, const char *key, const char *idle, int set_lease
 static int lease_after_wait(pg_conn *c, const pg_lock *l, const char *name, int64_t wait_sent_ms,
                             int64_t *lease_start_ms)
 {
-    if (dlock__now_ms() - wait_sent_ms <= (int64_t)(l->ttl_ms / PG_CONFIRM_FRACTION)) {
+    if (dlock__now_ms() - wait_sent_ms <= (int64_t)(l->base.ttl_ms / PG_CONFIRM_FRACTION)) {
         *lease_start_ms = wait_sent_ms;
         return DLOCK_OK;
     }
@@ -981,7 +947,8 @@ static int wait_failed(pg_conn *c, const char *name, const char *key, const char
 
 static int wait_lock(pg_conn *c, pg_lock *l, const char *name, int32_t wait_ms, struct dlock_call *call)
 {
-    int rc = ensure_session(c);
+    int fresh;
+    int rc = ensure_session(c, &fresh);
     if (rc != DLOCK_OK)
         return rc;
     /* A cancel that came before the statement went out. */
@@ -989,7 +956,7 @@ static int wait_lock(pg_conn *c, pg_lock *l, const char *name, int32_t wait_ms, 
         return dlock__error(DLOCK_ECANCELED, "wait for lock '%s' canceled", name);
     char key[24], idle[16], timeout[16];
     format_key(key, l->key);
-    uint32_t want = wanted_idle_ms(c, NULL, l->ttl_ms);
+    uint32_t want = dlock__session_idle_ms(&c->session, NULL, l->base.ttl_ms);
     format_ms(idle, want);
     format_ms(timeout, wait_ms < 0 ? 0u : (uint32_t)wait_ms); /* lock_timeout 0: no limit */
     const char *values[3] = {key, timeout, idle};
@@ -1031,7 +998,7 @@ static int pg_acquire(struct dlock_conn *conn, const char *name, uint32_t ttl_ms
     if (!l)
         return dlock__error(DLOCK_ENOMEM, "out of memory");
     l->key = dlock__pg_key(name, strlen(name));
-    l->ttl_ms = ttl_ms;
+    l->base.ttl_ms = ttl_ms;
     /* A cancel that came too late for this wait is forgotten by
      * pg_cancel_clear(), under the core's cancel mutex. */
     int rc = wait_ms == 0 ? try_lock(c, l, name, &call->lease_start_ms) : wait_lock(c, l, name, wait_ms, call);
@@ -1039,8 +1006,7 @@ static int pg_acquire(struct dlock_conn *conn, const char *name, uint32_t ttl_ms
         free(l);
         return rc;
     }
-    l->generation = c->generation;
-    lock_link(c, l);
+    dlock__session_add(&c->session, &l->base);
     *lock_out = &l->base;
     return DLOCK_OK;
 }
@@ -1066,9 +1032,9 @@ static int pg_extend(struct dlock_conn *conn, struct dlock_held *held, const cha
     pg_conn *c = pg_of(conn);
     lease_call(c, call->deadline_ms);
     pg_lock *l = pg_lock_of(held);
-    if (l->generation != c->generation)
+    if (l->base.generation != c->session.generation)
         return session_ended(name);
-    if (!l->linked)
+    if (!l->base.linked)
         return no_longer_held(name);
     if (!session_usable(c)) {
         drop_session(c);
@@ -1076,7 +1042,7 @@ static int pg_extend(struct dlock_conn *conn, struct dlock_held *held, const cha
     }
     char key[24], idle[16];
     format_key(key, l->key);
-    uint32_t want = wanted_idle_ms(c, l, ttl_ms);
+    uint32_t want = dlock__session_idle_ms(&c->session, &l->base, ttl_ms);
     int set = want != c->session_idle_ms;
     format_ms(idle, want);
     const char *values[2] = {key, idle};
@@ -1085,12 +1051,12 @@ static int pg_extend(struct dlock_conn *conn, struct dlock_held *held, const cha
     switch (outcome(c, res)) {
     case OUTCOME_OK:
         if (first_bool(res)) {
-            l->ttl_ms = ttl_ms;
+            dlock__session_retime(&c->session, &l->base, ttl_ms);
             if (set)
                 c->session_idle_ms = want;
             rc = DLOCK_OK;
         } else {
-            lock_unlink(c, l);
+            dlock__session_remove(&c->session, &l->base);
             rc = no_longer_held(name);
         }
         break;
@@ -1111,18 +1077,18 @@ static int pg_release(struct dlock_conn *conn, struct dlock_held *held, const ch
     lease_call(c, call->deadline_ms);
     pg_lock *l = pg_lock_of(held);
     int rc;
-    if (l->generation != c->generation) {
+    if (l->base.generation != c->session.generation) {
         rc = session_ended(name);
-    } else if (!l->linked) {
+    } else if (!l->base.linked) {
         rc = no_longer_held(name);
     } else if (!session_usable(c)) {
         drop_session(c);
         rc = session_ended(name);
     } else {
-        lock_unlink(c, l);
+        dlock__session_remove(&c->session, &l->base);
         char key[24], idle[16];
         format_key(key, l->key);
-        uint32_t want = wanted_idle_ms(c, NULL, 0);
+        uint32_t want = dlock__session_idle_ms(&c->session, NULL, 0);
         int set = want != c->session_idle_ms;
         format_ms(idle, want);
         const char *values[2] = {key, idle};
@@ -1161,7 +1127,8 @@ static int pg_holder(struct dlock_conn *conn, const char *name, char *buf, size_
     format_key(key, dlock__pg_key(name, strlen(name)));
     const char *values[1] = {key};
     for (int attempt = 0;; attempt++) {
-        int rc = ensure_session(c);
+        int fresh;
+        int rc = ensure_session(c, &fresh);
         if (rc != DLOCK_OK)
             return rc;
         PGresult *res = run(c, "dlock_holder", 1, values);
@@ -1171,7 +1138,7 @@ static int pg_holder(struct dlock_conn *conn, const char *name, char *buf, size_
         case OUTCOME_CONNECTION_LOST:
             PQclear(res);
             rc = connection_lost(c, DLOCK_ECONN, "the connection broke while asking for the holder");
-            if (attempt == 0 && c->failure != PG_FAIL_TIMEOUT)
+            if (dlock__session_may_retry(attempt, fresh, c->failure == PG_FAIL_TIMEOUT))
                 continue;
             return rc;
         default:
@@ -1230,7 +1197,7 @@ static void pg_cancel_clear(struct dlock_conn *conn)
 
 static uint64_t pg_session_generation(struct dlock_conn *conn)
 {
-    return pg_of(conn)->generation;
+    return pg_of(conn)->session.generation;
 }
 
 static uint32_t pg_session_ttl_ms(struct dlock_conn *conn)
