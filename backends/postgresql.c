@@ -339,7 +339,7 @@ static int libpq_error(pg_conn *c, int status, const char *what, const char *lib
 {
     char text[PG_ERRTEXT_MAX];
     clean_text(text, sizeof text, libpq_text, c->password);
-    return dlock__error(status, "postgresql: %s: %s", what, text[0] ? text : "unknown error");
+    return dlock__error(status, "%s: %s", what, text[0] ? text : "unknown error");
 }
 
 static int result_error(pg_conn *c, int status, const char *what, const PGresult *res)
@@ -350,7 +350,7 @@ static int result_error(pg_conn *c, int status, const char *what, const PGresult
         return libpq_error(c, status, what, c->pg ? PQerrorMessage(c->pg) : "no connection");
     char text[PG_ERRTEXT_MAX];
     clean_text(text, sizeof text, message, c->password);
-    return dlock__error(status, "postgresql: %s: %s (SQLSTATE %s)", what, text,
+    return dlock__error(status, "%s: %s (SQLSTATE %s)", what, text,
                         sqlstate ? sqlstate : "?");
 }
 
@@ -495,7 +495,7 @@ static void drop_session(pg_conn *c)
 static int setup_failed(pg_conn *c, PGconn *pg, const PGresult *res)
 {
     if (c->failure == PG_FAIL_TIMEOUT)
-        return dlock__error(DLOCK_ECONN, "postgresql: cannot set up the session: the server did not answer in time");
+        return dlock__error(DLOCK_ECONN, "cannot set up the session: the server did not answer in time");
     PGconn *saved = c->pg;
     c->pg = pg; /* for libpq's message */
     int rc = result_error(c, PQstatus(pg) == CONNECTION_OK ? DLOCK_EBACKEND : DLOCK_ECONN,
@@ -553,7 +553,7 @@ static int setup_session(pg_conn *c, PGconn *pg)
         len += strlen(pg_statements[i].name) + strlen(pg_statements[i].sql) + 64;
     char *batch = malloc(len);
     if (!batch)
-        return dlock__error(DLOCK_ENOMEM, "out of memory");
+        return dlock__oom();
     size_t used = (size_t)snprintf(batch, len, "%s;", settings);
     static const char *const type_lists[4] = {"", "(bigint)", "(bigint, text)", "(bigint, text, text)"};
     for (size_t i = 0; i < PG_STATEMENT_COUNT; i++)
@@ -589,10 +589,10 @@ static int connect_by_deadline(pg_conn *c, PGconn *pg)
             return libpq_error(c, DLOCK_ECONN, "cannot connect", PQerrorMessage(pg));
         int r = wait_socket(PQsocket(pg), st == PGRES_POLLING_READING ? POLLIN : POLLOUT, until, -1);
         if (r == 0)
-            return dlock__error(DLOCK_ECONN, "postgresql: cannot connect: no answer within %lld ms",
+            return dlock__error(DLOCK_ECONN, "cannot connect: no answer within %lld ms",
                                 (long long)(until - start));
         if (r < 0)
-            return dlock__error(DLOCK_ECONN, "postgresql: cannot connect: poll: %s", strerror(errno));
+            return dlock__error(DLOCK_ECONN, "cannot connect: poll: %s", strerror(errno));
         st = PQconnectPoll(pg);
     }
 }
@@ -603,13 +603,13 @@ static int check_server(PGconn *pg)
     int v = PQserverVersion(pg);
     if (v < PG_MIN_SERVER_VERSION)
         return dlock__error(DLOCK_ENOTSUP,
-                            "postgresql: server version %d.%d is too old: libdlock needs PostgreSQL 14 or"
+                            "server version %d.%d is too old: libdlock needs PostgreSQL 14 or"
                             " later, whose idle_session_timeout ends the session of a silent lock holder",
                             v / 10000, v >= 100000 ? v % 10000 : v / 100 % 100);
     const char *standby = PQparameterStatus(pg, "in_hot_standby");
     if (standby && strcmp(standby, "on") == 0)
         return dlock__error(DLOCK_EBACKEND,
-                            "postgresql: the server is a read-only standby: its advisory locks are not"
+                            "the server is a read-only standby: its advisory locks are not"
                             " shared with the primary or other standbys; connect to the primary"
                             " (e.g. target_session_attrs=read-write)");
     return DLOCK_OK;
@@ -635,7 +635,7 @@ static int open_session(pg_conn *c)
 {
     PGconn *pg = start_connect(c);
     if (!pg)
-        return dlock__error(DLOCK_ENOMEM, "postgresql: out of memory");
+        return dlock__oom();
     int rc = connect_by_deadline(c, pg);
     if (rc == DLOCK_OK)
         rc = check_server(pg);
@@ -664,7 +664,7 @@ static int open_session(pg_conn *c)
     c->cancel = PQgetCancel(pg);
     if (!c->cancel) {
         PQfinish(pg);
-        return dlock__error(DLOCK_ENOMEM, "postgresql: out of memory");
+        return dlock__oom();
     }
     c->pg = pg;
     c->session_idle_ms = 0;
@@ -788,7 +788,7 @@ static PGresult *run(pg_conn *c, const char *statement, int nparams, const char 
 static int connection_lost(pg_conn *c, int status, const char *what)
 {
     int rc = c->failure == PG_FAIL_TIMEOUT
-                 ? dlock__error(status, "postgresql: the server did not answer before the deadline: the"
+                 ? dlock__error(status, "the server did not answer before the deadline: the"
                                         " session was dropped%s", status == DLOCK_ELOST ? ", and the lock with it" : "")
                  : libpq_error(c, status, what, c->pg ? PQerrorMessage(c->pg) : "no connection");
     drop_session(c);
@@ -895,7 +895,7 @@ static int lease_after_wait(pg_conn *c, const pg_lock *l, const char *name, int6
     format_key(key, l->key);
     int held = held_now(c, key, NULL, 0, lease_start_ms);
     if (held == 0)
-        return dlock__error(DLOCK_EBACKEND, "postgresql: lock '%s' was granted, but the session does not hold it", name);
+        return dlock__error(DLOCK_EBACKEND, "lock '%s' was granted, but the session does not hold it", name);
     return held < 0 ? held : DLOCK_OK;
 }
 
@@ -996,7 +996,7 @@ static int pg_acquire(struct dlock_conn *conn, const char *name, uint32_t ttl_ms
     begin_call(c, call->deadline_ms);
     pg_lock *l = calloc(1, sizeof *l);
     if (!l)
-        return dlock__error(DLOCK_ENOMEM, "out of memory");
+        return dlock__oom();
     l->key = dlock__pg_key(name, strlen(name));
     l->base.ttl_ms = ttl_ms;
     /* A cancel that came too late for this wait is forgotten by
@@ -1306,7 +1306,7 @@ static int pg_connect(const char *url, struct dlock_conn **conn_out)
     char *normal = lowered ? encode_userinfo_at(lowered) : NULL;
     secret_free(lowered);
     if (!normal)
-        return dlock__error(DLOCK_ENOMEM, "out of memory");
+        return dlock__oom();
     int rc = pg_connect_url(normal, conn_out);
     secret_free(normal);
     return rc;
@@ -1318,7 +1318,7 @@ static int pg_connect_url(const char *url, struct dlock_conn **conn_out)
     PQconninfoOption *options = PQconninfoParse(url, &parse_error);
     if (!options) {
         if (!parse_error)
-            return dlock__error(DLOCK_ENOMEM, "out of memory");
+            return dlock__oom();
         char text[PG_ERRTEXT_MAX];
         scrub_parse_error(text, sizeof text, parse_error, url);
         PQfreemem(parse_error);
@@ -1347,7 +1347,7 @@ static int pg_connect_url(const char *url, struct dlock_conn **conn_out)
     pg_conn *c = calloc(1, sizeof *c);
     if (!c) {
         secret_free(password);
-        return dlock__error(DLOCK_ENOMEM, "out of memory");
+        return dlock__oom();
     }
     c->password = password;
     /* libpq: 0 or less waits without limit; less than 2 s means 2 s. */
@@ -1356,8 +1356,8 @@ static int pg_connect_url(const char *url, struct dlock_conn **conn_out)
     atomic_init(&c->cancel_requested, 0);
     c->url = strdup(url);
     if (!c->url || c->wake_fd < 0) {
-        int rc = c->wake_fd < 0 ? dlock__error(DLOCK_ENOMEM, "postgresql: eventfd: %s", strerror(errno))
-                                : dlock__error(DLOCK_ENOMEM, "out of memory");
+        int rc = c->wake_fd < 0 ? dlock__error(DLOCK_ENOMEM, "eventfd: %s", strerror(errno))
+                                : dlock__oom();
         conn_free(c);
         return rc;
     }
