@@ -563,10 +563,10 @@ static int pg_connect(const char *url, struct dlock_conn **conn_out)
     rc = dlock__pg_url_prepare(url, &prepared);
     if (rc != DLOCK_OK)
         return rc;
-    pg_conn *c = NULL;
+    pg_conn *c = NULL; /* set on success only */
     rc = conn_new(prepared, &c);
     dlock__pg_secret_free(prepared);
-    if (rc != DLOCK_OK)
+    if (!c)
         return rc;
     dlock__pg_begin_call(c, INT64_MAX);
     rc = dlock__pg_open_session(c);
