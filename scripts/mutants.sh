@@ -88,14 +88,16 @@ sqlite-take-ignores-expiry | backends/sqlite.c | s{ OR dlock_locks\.expires_boot
 sqlite-take-before-expiry | backends/sqlite.c | s{(dlock_locks\.expires_boot_ms <= \?\d+)}{$1 + 500} | takeover@sqlite:early
 sqlite-take-ignores-boot | backends/sqlite.c | s{ OR dlock_locks\.boot_id IS NOT excluded\.boot_id}{} | takeover@sqlite:sqlite-row
 sqlite-guessed-boot-id | backends/sqlite.c | s{if \(!looks_like_boot_id\(buf\)\)\s*buf\[0\] = '\\0';}{if (!looks_like_boot_id(buf)) strcpy(buf, "unknown-boot");} | process:faults
-# --- backends/postgresql.c: the key, the session, the late grant ----------------------
+# --- backends/postgresql.c, pg_session.c, pg_url.c: the key, the session, the late grant, the URL
 pg-key-little-endian | backends/postgresql.c | s{bits = bits << 8 \| digest\[i\]}{bits = bits << 8 | digest[7 - i]} | postgresql:key
 pg-key-unsigned | backends/postgresql.c | s{return -\(int64_t\)\(~bits\) - 1;}{return (int64_t)(bits >> 1);} | postgresql:key
 pg-key-long-names-cut | backends/postgresql.c | s{(\w+)->key = dlock__pg_key\(name, strlen\(name\)\);}{$1->key = dlock__pg_key(name, strlen(name) > 64 ? 64 : strlen(name));} | conformance@postgresql:names
-pg-held-by-any-session | backends/postgresql.c | s{ AND pid = pg_catalog\.pg_backend_pid\(\)}{} | postgresql:wait
+pg-held-by-any-session | backends/pg_session.c | s{ AND pid = pg_catalog\.pg_backend_pid\(\)}{} | postgresql:wait
 pg-late-grant-ignored | backends/postgresql.c | s{int granted = held_now\(}{int granted = 0 * held_now(} | takeover@postgresql:pg-late-grant
 pg-cancelled-grant-kept | backends/postgresql.c | s{(if \(ours\) \{.*?)if \(granted\) \{}{${1}if (0) \{}s | takeover@postgresql:pg-late-grant
-pg-generation-frozen | backends/postgresql.c | s{return pg_of\(conn\)->generation;}{return 0;} | takeover@postgresql:taken-away
+pg-generation-frozen | backends/postgresql.c | s{return pg_of\(conn\)->session\.generation;}{return 0;} | takeover@postgresql:taken-away
+pg-url-at-not-encoded | backends/pg_url.c | s{if \(\*p == '\@' && p >= authority && p < last\)}{if (0)} | postgresql:issue10
+pg-extend-keeps-old-ttl | backends/postgresql.c | s{dlock__session_retime\(&c->session, &l->base, ttl_ms\);}{} | postgresql:session
 # --- backends/mysql*.c: the session, the session lease, retry-once, the name mapping -----
 mysql-generation-frozen | backends/mysql.c | s{return mysqlbe_of\(conn\)->session.generation;}{return 0;} | takeover@mysql:taken-away
 mysql-extend-any-session | backends/mysql.c | s{return mysqlbe_of\(conn\)->session.generation;}{return 0;} && s{return c->db && dlock__session_holds\(&c->session, &l->base\);}{return c->db != NULL;} && s{IS_USED_LOCK\(\?\) = CONNECTION_ID\(\)\"}{IS_USED_LOCK(?) IS NOT NULL\"}g | takeover@mysql:taken-away
@@ -283,7 +285,8 @@ targets_for() {
     for t in $1; do
         bin=${t%%[@:]*}
         printf 'tests/check_%s ' "$bin"
-        [ "$bin" = process ] && printf 'dlock '
+        # process and postgresql (test_close_on_exec) run the tool
+        case $bin in process | postgresql) printf 'dlock ' ;; esac
     done
 }
 

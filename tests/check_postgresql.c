@@ -840,6 +840,30 @@ START_TEST(test_smallest_ttl)
 }
 END_TEST
 
+/* An extend that changes a lock's TTL changes what the session keeps as
+ * the smallest: after 800 ms became 60 s, a later acquire must not bring
+ * the old 800 ms back as the session's idle limit. */
+START_TEST(test_extend_moves_lease)
+{
+    char *first_name = dlt_unique_name("pg-retime-first");
+    char *second_name = dlt_unique_name("pg-retime-second");
+    dlock_client *c = open_client(pg_url);
+    dlock_lock *first = NULL, *second = NULL;
+    ck_assert_int_eq(dlock_acquire(c, first_name, 800, 0, &first), DLOCK_OK);
+    ck_assert_int_eq(dlock_extend(first, 60000), DLOCK_OK);
+    ck_assert_int_eq(dlock_acquire(c, second_name, 60000, 0, &second), DLOCK_OK);
+    ck_assert_int_gt(dlock_remaining_ms(second), 50000);
+    dlt_sleep_ms(1500);
+    ck_assert_int_eq(dlock_extend(first, 60000), DLOCK_OK);
+    ck_assert_int_eq(held_elsewhere(second_name), 1);
+    ck_assert_int_eq(dlock_release(second), DLOCK_OK);
+    ck_assert_int_eq(dlock_release(first), DLOCK_OK);
+    dlock_close(c);
+    free(first_name);
+    free(second_name);
+}
+END_TEST
+
 /* With no lock held the session has no idle limit: it is reused, not
  * reopened, after a pause longer than the last TTL. */
 START_TEST(test_session_kept_without_locks)
@@ -1650,6 +1674,7 @@ int main(void)
         tcase_add_test(tc, test_bad_urls);
         tcase_add_test(tc, test_close_on_exec);
         tcase_add_test(tc, test_smallest_ttl);
+        tcase_add_test(tc, test_extend_moves_lease);
         tcase_add_test(tc, test_session_kept_without_locks);
         tcase_add_test(tc, test_many_locks);
         tc = tcase(s, "wait", 60);

@@ -9,7 +9,13 @@
  *    file name, so that everything it creates stays in the harness's own
  *    temporary folder (the working directory), which is emptied after each
  *    input.  It must answer DLOCK_OK, DLOCK_EINVAL or DLOCK_ECONN, create
- *    exactly the decoded file name on success, and refuse query strings.
+ *    exactly the decoded file name on success, and refuse query strings;
+ *  - the PostgreSQL backend's URL handling (backends/pg_url.c, no libpq):
+ *    dlock__pg_url_prepare() must refuse what is not "scheme://...", and
+ *    otherwise lower-case the scheme and leave at most one '@' in the
+ *    authority (each other one becomes %40, nothing else changes); the
+ *    password libpq would read from the result, raw or decoded, must never
+ *    come out of dlock__pg_scrub_parse_error() or dlock__pg_clean_text().
  */
 #include <ctype.h>
 #include <dirent.h>
@@ -20,7 +26,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "internal.h"
+#ifdef HAVE_POSTGRESQL
+#include "../../backends/pg_url.h"
+#endif
 
 static void fail(const char *what, const char *text)
 {
@@ -138,6 +148,73 @@ static void check_sqlite_open(const char *url, size_t scheme_len)
     free(decoded);
 }
 
+#ifdef HAVE_POSTGRESQL
+/* A message quoting `secret` must not show it, whether libpq quoted it in a
+ * malformed-URL message or put it in any other text.  Secrets that the
+ * replacements themselves could spell ("...", "***", a collapsed space)
+ * are not checked. */
+static void check_pg_secret_hidden(const char *url, const char *secret)
+{
+    if (!secret[0] || strpbrk(secret, "\".* \t\r\n"))
+        return;
+    size_t len = strlen(secret);
+    char *text = malloc(len + 3), out[PG_ERRTEXT_MAX];
+    if (!text)
+        return;
+    snprintf(text, len + 3, "\"%s\"", secret);
+    dlock__pg_scrub_parse_error(out, sizeof out, text, url);
+    if (strstr(out, secret))
+        fail("scrub_parse_error showed the password", url);
+    dlock__pg_clean_text(out, sizeof out, text, secret);
+    if (strstr(out, secret))
+        fail("clean_text showed the password", url);
+    free(text);
+}
+
+static void check_pg_url(const char *url)
+{
+    char *prepared = NULL;
+    dlock__clear_error();
+    int rc = dlock__pg_url_prepare(url, &prepared);
+    const char *colon = strchr(url, ':');
+    int shaped = colon && strncmp(colon, "://", 3) == 0;
+    if (!shaped) {
+        if (rc != DLOCK_EINVAL || !dlock_last_error()[0])
+            fail("a PostgreSQL URL without :// was not refused", url);
+        return;
+    }
+    if (rc != DLOCK_OK)
+        fail("a PostgreSQL URL with :// was refused", url);
+    size_t scheme_len = (size_t)(colon - url), ats = 0;
+    for (size_t i = 0; i < scheme_len; i++)
+        if (prepared[i] != (char)tolower((unsigned char)url[i]))
+            fail("the scheme was not lower-cased", url);
+    const char *authority = prepared + scheme_len + 3;
+    size_t authority_len = strcspn(authority, "/?#");
+    const char *at = NULL;
+    for (const char *p = authority; p < authority + authority_len; p++)
+        if (*p == '@')
+            ats++, at = p;
+    if (ats > 1)
+        fail("more than one '@' left in the authority", url);
+    if (strcmp(prepared + scheme_len, url + scheme_len) != 0 && !strstr(prepared, "%40"))
+        fail("the URL changed beyond its scheme without an encoded '@'", url);
+    /* The password libpq reads: the userinfo after its first ':'. */
+    const char *pw = at ? memchr(authority, ':', (size_t)(at - authority)) : NULL;
+    if (pw) {
+        char *raw = strndup(pw + 1, (size_t)(at - pw - 1)), *decoded = NULL;
+        if (raw) {
+            check_pg_secret_hidden(prepared, raw);
+            if (dlock__percent_decode(raw, strlen(raw), &decoded) == DLOCK_OK)
+                check_pg_secret_hidden(prepared, decoded);
+        }
+        free(decoded);
+        free(raw);
+    }
+    free(prepared);
+}
+#endif
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -188,6 +265,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (dlock__url_scheme(url, scheme, sizeof scheme) == DLOCK_OK && strcmp(scheme, "sqlite") == 0)
         check_sqlite_open(url, want);
+#ifdef HAVE_POSTGRESQL
+    if (dlock__url_scheme(url, scheme, sizeof scheme) == DLOCK_OK &&
+        (strcmp(scheme, "postgresql") == 0 || strcmp(scheme, "postgres") == 0))
+        check_pg_url(url);
+#endif
     free(url);
     return 0;
 }
