@@ -21,7 +21,7 @@ static void load_libpq(void)
     void *handle = dlock__driver_open(&libpq_driver, sonames);
     if (!handle)
         return;
-#define DLOCK_LIBPQ_RESOLVE(name)                                                        \
+#define DLOCK_LIBPQ_RESOLVE(name)                                                         \
     if (!dlock__driver_symbol(&libpq_driver, handle, #name, (void **)&dlock__libpq.name)) \
         return;
     DLOCK_LIBPQ_FUNCTIONS(DLOCK_LIBPQ_RESOLVE)

@@ -15,15 +15,14 @@
 #define DLOCK_LIBPQ_PIPELINE_FUNCTIONS(X)
 #endif
 
-#define DLOCK_LIBPQ_FUNCTIONS(X)                                                                   \
-    X(PQclear) X(PQcancel) X(PQconnectPoll) X(PQconnectStartParams) X(PQconninfoFree)               \
-    X(PQconninfoParse) X(PQconsumeInput) X(PQerrorMessage) X(PQfinish) X(PQflush) X(PQfreeCancel)  \
-    X(PQfreemem) X(PQgetCancel) X(PQgetResult) X(PQgetisnull) X(PQgetvalue) X(PQisBusy)            \
-    X(PQnfields) X(PQnotifies) X(PQntuples) X(PQparameterStatus) X(PQresultErrorField)             \
-    X(PQresultStatus) X(PQsendPrepare) X(PQsendQueryParams) X(PQsendQueryPrepared)                 \
-    X(PQsendQuery) X(PQserverVersion) X(PQsetnonblocking) X(PQsetNoticeReceiver) X(PQsocket)       \
-    X(PQstatus)                                                                                    \
-    DLOCK_LIBPQ_PIPELINE_FUNCTIONS(X)
+#define DLOCK_LIBPQ_FUNCTIONS(X)                                                                                     \
+    X(PQclear)                                                                                                       \
+    X(PQcancel) X(PQconnectPoll) X(PQconnectStartParams) X(PQconninfoFree) X(PQconninfoParse) X(PQconsumeInput)      \
+        X(PQerrorMessage) X(PQfinish) X(PQflush) X(PQfreeCancel) X(PQfreemem) X(PQgetCancel) X(PQgetResult)          \
+            X(PQgetisnull) X(PQgetvalue) X(PQisBusy) X(PQnfields) X(PQnotifies) X(PQntuples) X(PQparameterStatus)    \
+                X(PQresultErrorField) X(PQresultStatus) X(PQsendPrepare) X(PQsendQueryParams) X(PQsendQueryPrepared) \
+                    X(PQsendQuery) X(PQserverVersion) X(PQsetnonblocking) X(PQsetNoticeReceiver) X(PQsocket)         \
+                        X(PQstatus) DLOCK_LIBPQ_PIPELINE_FUNCTIONS(X)
 
 struct dlock_libpq_api {
 #define DLOCK_LIBPQ_SLOT(name) __typeof__(name) *name;

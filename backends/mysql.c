@@ -72,11 +72,11 @@ static int lock_alive(const struct mysqlbe_conn *c, const struct mysqlbe_lock *l
     return c->db && dlock__session_holds(&c->session, &l->base);
 }
 
-static int acquire_on_session(struct mysqlbe_conn *c, const char *name, uint32_t ttl_ms,
-                              int32_t wait_ms, struct dlock_call *call, struct dlock_held **lock_out);
+static int acquire_on_session(struct mysqlbe_conn *c, const char *name, uint32_t ttl_ms, int32_t wait_ms,
+                              struct dlock_call *call, struct dlock_held **lock_out);
 
 static int mysqlbe_acquire(struct dlock_conn *conn, const char *name, uint32_t ttl_ms, int32_t wait_ms,
-                         struct dlock_call *call, struct dlock_held **lock_out)
+                           struct dlock_call *call, struct dlock_held **lock_out)
 {
     struct mysqlbe_conn *c = mysqlbe_of(conn);
     mysqlbe_begin_call(c, call->deadline_ms);
@@ -94,8 +94,8 @@ static int held_by_session(struct mysqlbe_conn *c, const struct mysqlbe_lock *l,
     int ours_null = 0;
     struct statement_error error;
     *sent_ms = dlock__now_ms();
-    if (mysqlbe_run_int(c, &c->stmt_is_ours, "SELECT IS_USED_LOCK(?) = CONNECTION_ID()",
-                          l->server_name, NULL, &ours, &ours_null, &error) != 0)
+    if (mysqlbe_run_int(c, &c->stmt_is_ours, "SELECT IS_USED_LOCK(?) = CONNECTION_ID()", l->server_name, NULL, &ours,
+                        &ours_null, &error) != 0)
         return mysqlbe_session_error(c, error.code, error.text, "confirming the lock", DLOCK_ECONN);
     return !ours_null && ours == 1;
 }
@@ -104,15 +104,17 @@ static int held_by_session(struct mysqlbe_conn *c, const struct mysqlbe_lock *l,
  * inside its round trip (sent at sent_ms): when that took longer than
  * TTL / CONFIRM_FRACTION, one more round trip confirms the lock and its send
  * time starts the lease; a quick grant starts it at the wait's send time. */
-static int lock_taken(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, int confirm,
-                      int64_t sent_ms, uint32_t ttl_ms, struct dlock_call *call, struct dlock_held **lock_out)
+static int lock_taken(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, int confirm, int64_t sent_ms,
+                      uint32_t ttl_ms, struct dlock_call *call, struct dlock_held **lock_out)
 {
     if (confirm && dlock__now_ms() - sent_ms > (int64_t)(ttl_ms / CONFIRM_FRACTION)) {
         int held = held_by_session(c, l, &sent_ms);
         if (held <= 0)
             return held < 0 ? held
-                            : dlock__error(DLOCK_EBACKEND, "lock '%s' was granted, but the "
-                                                           "session does not hold it", name);
+                            : dlock__error(DLOCK_EBACKEND,
+                                           "lock '%s' was granted, but the "
+                                           "session does not hold it",
+                                           name);
     }
     call->lease_start_ms = sent_ms;
     dlock__session_add(&c->session, &l->base);
@@ -139,13 +141,13 @@ static double get_lock_timeout(const struct mysqlbe_conn *c, int32_t wait_ms, in
  * it shorter).  Returns what run_int_statement does; *canceled: whether a
  * cancel came during it.  A broken session is dropped here, before the wait
  * ends, so that mysqlbe_end_wait() need not wait for a KILL to a dead session. */
-static int get_lock_round(struct mysqlbe_conn *c, struct mysqlbe_lock *l, double timeout_s,
-                          struct dlock_call *call, long long *granted, int *granted_null,
-                          struct statement_error *error, int *canceled, int waiting)
+static int get_lock_round(struct mysqlbe_conn *c, struct mysqlbe_lock *l, double timeout_s, struct dlock_call *call,
+                          long long *granted, int *granted_null, struct statement_error *error, int *canceled,
+                          int waiting)
 {
     c->deadline_ms = call->deadline_ms; /* the wait itself: as long as the caller allows */
-    int failed = mysqlbe_run_int(c, &c->stmt_get_lock, "SELECT GET_LOCK(?, ?)", l->server_name,
-                                   &timeout_s, granted, granted_null, error);
+    int failed = mysqlbe_run_int(c, &c->stmt_get_lock, "SELECT GET_LOCK(?, ?)", l->server_name, &timeout_s, granted,
+                                 granted_null, error);
     mysqlbe_begin_call(c, call->deadline_ms);
     if (failed && mysqlbe_connection_lost(error->code))
         mysqlbe_session_error(c, error->code, error->text, "waiting in GET_LOCK", DLOCK_ECONN);
@@ -157,8 +159,8 @@ static int get_lock_round(struct mysqlbe_conn *c, struct mysqlbe_lock *l, double
  * just after the grant): was the lock granted anyway?  Then it is released
  * (our cancel) or kept (someone else's KILL QUERY), never held unknowingly.
  * DLOCK_OK: kept; 1: not held; <0 a status. */
-static int granted_anyway(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name,
-                          int canceled, uint32_t ttl_ms, struct dlock_call *call, struct dlock_held **lock_out)
+static int granted_anyway(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, int canceled,
+                          uint32_t ttl_ms, struct dlock_call *call, struct dlock_held **lock_out)
 {
     int64_t sent_ms;
     int held = held_by_session(c, l, &sent_ms);
@@ -169,8 +171,8 @@ static int granted_anyway(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const 
     long long released = 0;
     int released_null = 0;
     struct statement_error error;
-    if (mysqlbe_run_int(c, &c->stmt_release, "SELECT RELEASE_LOCK(?)", l->server_name, NULL,
-                          &released, &released_null, &error) != 0 ||
+    if (mysqlbe_run_int(c, &c->stmt_release, "SELECT RELEASE_LOCK(?)", l->server_name, NULL, &released, &released_null,
+                        &error) != 0 ||
         released_null || released != 1)
         mysqlbe_drop_session(c); /* ending the session surely lets go */
     return 1;
@@ -196,8 +198,8 @@ static int session_for(struct mysqlbe_conn *c, const struct mysqlbe_lock *l, int
 /* GET_LOCK's connection broke (the session is already dropped).  1: try
  * once more on a new session, for the time that is left (the session died
  * under us: idle timeout, restart, KILL); else the status. */
-static int get_lock_broke(const char *name, const struct statement_error *error, int canceled,
-                          int attempt, int fresh, int time_left)
+static int get_lock_broke(const char *name, const struct statement_error *error, int canceled, int attempt, int fresh,
+                          int time_left)
 {
     int no_answer = strcmp(error->text, NO_ANSWER_TEXT) == 0;
     if (canceled)
@@ -210,9 +212,8 @@ static int get_lock_broke(const char *name, const struct statement_error *error,
 
 /* GET_LOCK did not give us the lock and the session lives on.  1: wait
  * again (a year went by); else the status. */
-static int after_refusal(struct mysqlbe_conn *c, const char *name, int32_t wait_ms,
-                         unsigned int previous, int failed, int granted_null, int canceled,
-                         const struct statement_error *error)
+static int after_refusal(struct mysqlbe_conn *c, const char *name, int32_t wait_ms, unsigned int previous, int failed,
+                         int granted_null, int canceled, const struct statement_error *error)
 {
     /* The idle limit must suit the locks still held there, not the one we
      * did not get. */
@@ -226,15 +227,14 @@ static int after_refusal(struct mysqlbe_conn *c, const char *name, int32_t wait_
     if (failed)
         return dlock__error(DLOCK_EBACKEND, "GET_LOCK for '%s' failed: %s", name, error->text);
     if (granted_null)
-        return dlock__error(DLOCK_EBACKEND,
-                            "GET_LOCK for '%s' returned NULL (an error on the server)", name);
+        return dlock__error(DLOCK_EBACKEND, "GET_LOCK for '%s' returned NULL (an error on the server)", name);
     if (wait_ms == DLOCK_WAIT_FOREVER)
         return 1;
     return dlock__error(DLOCK_EBUSY, "lock '%s' is held by another session", name);
 }
 
-static int acquire_on_session(struct mysqlbe_conn *c, const char *name, uint32_t ttl_ms,
-                              int32_t wait_ms, struct dlock_call *call, struct dlock_held **lock_out)
+static int acquire_on_session(struct mysqlbe_conn *c, const char *name, uint32_t ttl_ms, int32_t wait_ms,
+                              struct dlock_call *call, struct dlock_held **lock_out)
 {
     struct mysqlbe_lock *l = calloc(1, sizeof *l);
     if (!l)
@@ -256,16 +256,15 @@ static int acquire_on_session(struct mysqlbe_conn *c, const char *name, uint32_t
         if (waiting && mysqlbe_begin_wait(c)) {
             if (c->wait_timeout_s != previous && c->session.locks)
                 (void)mysqlbe_set_lease(c, mysqlbe_lease_needed(c, NULL, 0), DLOCK_ECONN);
-            status = dlock__error(DLOCK_ECANCELED, "the wait for '%s' was cancelled",
-                                  name);
+            status = dlock__error(DLOCK_ECANCELED, "the wait for '%s' was cancelled", name);
             break;
         }
         long long granted = 0;
         int granted_null = 0, canceled = 0;
         struct statement_error error;
         int64_t sent_ms = dlock__now_ms();
-        int failed = get_lock_round(c, l, get_lock_timeout(c, wait_ms, wait_end_ms), call, &granted,
-                                    &granted_null, &error, &canceled, waiting);
+        int failed = get_lock_round(c, l, get_lock_timeout(c, wait_ms, wait_end_ms), call, &granted, &granted_null,
+                                    &error, &canceled, waiting);
         if (!failed && !granted_null && granted == 1) {
             status = lock_taken(c, l, name, waiting, sent_ms, ttl_ms, call, lock_out);
             if (status == DLOCK_OK)
@@ -273,8 +272,8 @@ static int acquire_on_session(struct mysqlbe_conn *c, const char *name, uint32_t
             break;
         }
         if (failed && mysqlbe_connection_lost(error.code)) {
-            status = get_lock_broke(name, &error, canceled, attempt, fresh,
-                                    wait_ms <= 0 || dlock__now_ms() < wait_end_ms);
+            status =
+                get_lock_broke(name, &error, canceled, attempt, fresh, wait_ms <= 0 || dlock__now_ms() < wait_end_ms);
             if (status == 1)
                 continue;
             break;
@@ -294,14 +293,14 @@ static int acquire_on_session(struct mysqlbe_conn *c, const char *name, uint32_t
     return status;
 }
 
-static int mysqlbe_extend(struct dlock_conn *conn, struct dlock_held *held, const char *name, uint32_t ttl_ms, struct dlock_call *call)
+static int mysqlbe_extend(struct dlock_conn *conn, struct dlock_held *held, const char *name, uint32_t ttl_ms,
+                          struct dlock_call *call)
 {
     struct mysqlbe_conn *c = mysqlbe_of(conn);
     mysqlbe_lease_call(c, call->deadline_ms);
     struct mysqlbe_lock *l = mysqlbe_lock_of(held);
     if (!l || !lock_alive(c, l))
-        return dlock__error(DLOCK_ELOST,
-                            "lock '%s' was lost with the session that held it", name);
+        return dlock__error(DLOCK_ELOST, "lock '%s' was lost with the session that held it", name);
     int status = mysqlbe_set_lease(c, mysqlbe_lease_needed(c, l, ttl_ms), DLOCK_ELOST);
     if (status != DLOCK_OK)
         return status;
@@ -309,12 +308,11 @@ static int mysqlbe_extend(struct dlock_conn *conn, struct dlock_held *held, cons
     int ours_null = 0;
     struct statement_error error;
     /* Any statement also resets the session's idle timer: that is the renewal. */
-    if (mysqlbe_run_int(c, &c->stmt_is_ours, "SELECT IS_USED_LOCK(?) = CONNECTION_ID()",
-                          l->server_name, NULL, &ours, &ours_null, &error) != 0)
+    if (mysqlbe_run_int(c, &c->stmt_is_ours, "SELECT IS_USED_LOCK(?) = CONNECTION_ID()", l->server_name, NULL, &ours,
+                        &ours_null, &error) != 0)
         return mysqlbe_session_error(c, error.code, error.text, "confirming the lock", DLOCK_ELOST);
     if (ours_null || ours != 1)
-        return dlock__error(DLOCK_ELOST, "lock '%s' is no longer held by this session",
-                            name);
+        return dlock__error(DLOCK_ELOST, "lock '%s' is no longer held by this session", name);
     if (ttl_ms != l->base.ttl_ms) /* rare: a heartbeat keeps its TTL */
         dlock__session_retime(&c->session, &l->base, ttl_ms);
     return DLOCK_OK;
@@ -331,21 +329,18 @@ static int mysqlbe_release(struct dlock_conn *conn, struct dlock_held *held, con
     dlock__session_remove(&c->session, &l->base);
     int status = DLOCK_OK;
     if (!alive) {
-        status = dlock__error(DLOCK_ELOST,
-                              "lock '%s' was lost with the session that held it", name);
+        status = dlock__error(DLOCK_ELOST, "lock '%s' was lost with the session that held it", name);
     } else {
         long long released = 0;
         int released_null = 0;
         struct statement_error error;
-        if (mysqlbe_run_int(c, &c->stmt_release, "SELECT RELEASE_LOCK(?)", l->server_name,
-                              NULL, &released, &released_null, &error) != 0) {
-            status = mysqlbe_session_error(c, error.code, error.text, "releasing the lock",
-                                   DLOCK_ELOST);
+        if (mysqlbe_run_int(c, &c->stmt_release, "SELECT RELEASE_LOCK(?)", l->server_name, NULL, &released,
+                            &released_null, &error) != 0) {
+            status = mysqlbe_session_error(c, error.code, error.text, "releasing the lock", DLOCK_ELOST);
         } else if (released_null) {
             status = dlock__error(DLOCK_ELOST, "lock '%s' was not held any more", name);
         } else if (released != 1) {
-            status = dlock__error(DLOCK_ELOST,
-                                  "lock '%s' is held by another session now", name);
+            status = dlock__error(DLOCK_ELOST, "lock '%s' is held by another session now", name);
         } else if (c->session.locks) {
             /* The locks left may allow a longer idle limit than this one did. */
             int lease_status = mysqlbe_set_lease(c, mysqlbe_lease_needed(c, NULL, 0), DLOCK_ECONN);
@@ -404,8 +399,8 @@ static void holder_text(struct holder_row *r, char *buf, size_t buflen)
                  "privilege shows other users' connections)",
                  r->id);
     } else {
-        snprintf(text, sizeof text, "mysql connection %lld, user %s from %s, last active %llds ago%s", r->id,
-                 r->user, r->nulls[2] ? "?" : r->host, r->nulls[3] ? 0LL : r->seconds,
+        snprintf(text, sizeof text, "mysql connection %lld, user %s from %s, last active %llds ago%s", r->id, r->user,
+                 r->nulls[2] ? "?" : r->host, r->nulls[3] ? 0LL : r->seconds,
                  (!r->nulls[4] && r->is_self) ? " (this client)" : "");
     }
     if (buf && buflen)
@@ -522,4 +517,3 @@ const struct dlock_backend dlock__backend_mysql = {
     .cancel_clear = mysqlbe_cancel_clear,
     .session_generation = mysqlbe_session_generation,
 };
-

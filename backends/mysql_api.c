@@ -66,7 +66,7 @@ static void load_mysql(void)
     void *handle = dlock__driver_open(&mysql_driver, sonames);
     if (!handle || !abi_matches(handle))
         return;
-#define DLOCK_MYSQL_RESOLVE(name)                                                        \
+#define DLOCK_MYSQL_RESOLVE(name)                                                         \
     if (!dlock__driver_symbol(&mysql_driver, handle, #name, (void **)&dlock__mysql.name)) \
         return;
     DLOCK_MYSQL_FUNCTIONS(DLOCK_MYSQL_RESOLVE)

@@ -24,8 +24,8 @@
 #include "session.h"
 
 /* my_bool went away in MySQL 8.0; MariaDB keeps it. */
-#if defined(MARIADB_PACKAGE_VERSION_ID) || defined(MARIADB_BASE_VERSION) || \
-    !defined(MYSQL_VERSION_ID) || MYSQL_VERSION_ID < 80001
+#if defined(MARIADB_PACKAGE_VERSION_ID) || defined(MARIADB_BASE_VERSION) || !defined(MYSQL_VERSION_ID) || \
+    MYSQL_VERSION_ID < 80001
 typedef my_bool mysqlbe_flag;
 #else
 typedef bool mysqlbe_flag;
@@ -44,7 +44,7 @@ struct mysqlbe_lock {
 /* See mysql_watchdog.c. */
 struct mysqlbe_watchdog {
     pthread_mutex_t mu;
-    pthread_cond_t cv;   /* on CLOCK_MONOTONIC */
+    pthread_cond_t cv; /* on CLOCK_MONOTONIC */
     pthread_t thread;
     int started, quit;
     int fd;              /* armed: the socket to shut down, else -1 */
@@ -56,8 +56,8 @@ struct mysqlbe_conn {
     struct dlock_conn base; /* first */
     struct dlock_mysql_url url;
     struct mysqlbe_watchdog dog;
-    int64_t deadline_ms;        /* of the round trips of the call in progress */
-    MYSQL *db;                  /* NULL while disconnected */
+    int64_t deadline_ms;          /* of the round trips of the call in progress */
+    MYSQL *db;                    /* NULL while disconnected */
     struct dlock_session session; /* its locks, smallest TTL, generation */
     unsigned long connection_id;
     int is_mariadb;
@@ -90,7 +90,6 @@ static inline struct mysqlbe_lock *mysqlbe_lock_of(struct dlock_held *held)
     return (struct mysqlbe_lock *)held;
 }
 
-
 /* What went wrong in one statement: the client library's errno (0 for "no
  * row") and its text. */
 struct statement_error {
@@ -121,8 +120,8 @@ int mysqlbe_session_error(struct mysqlbe_conn *c, unsigned int err, const char *
  * string parameter and an optional double, fetching one nullable integer
  * (*value_null set when NULL), bounded by the call's deadline.  0 or -1
  * with *error filled. */
-int mysqlbe_run_int(struct mysqlbe_conn *c, MYSQL_STMT **slot, const char *sql, const char *name,
-                    const double *number, long long *value, int *value_null, struct statement_error *error);
+int mysqlbe_run_int(struct mysqlbe_conn *c, MYSQL_STMT **slot, const char *sql, const char *name, const double *number,
+                    long long *value, int *value_null, struct statement_error *error);
 /* The deadline of one backend call's round trips: only a wait may be
  * unbounded; everything around it gets DLOCK_CALL_TIMEOUT_MS at most. */
 void mysqlbe_begin_call(struct mysqlbe_conn *c, int64_t deadline_ms);
@@ -131,8 +130,7 @@ void mysqlbe_begin_call(struct mysqlbe_conn *c, int64_t deadline_ms);
 void mysqlbe_lease_call(struct mysqlbe_conn *c, int64_t deadline_ms);
 /* The idle limit the session needs, in whole seconds: the smallest TTL of
  * its locks, `skip` left out and `extra_ttl_ms` (0: none) taken in. */
-unsigned int mysqlbe_lease_needed(const struct mysqlbe_conn *c, const struct mysqlbe_lock *skip,
-                                  uint32_t extra_ttl_ms);
+unsigned int mysqlbe_lease_needed(const struct mysqlbe_conn *c, const struct mysqlbe_lock *skip, uint32_t extra_ttl_ms);
 /* Make the session's wait_timeout `seconds` (one round trip, only when it
  * changes).  0 means "no lock needs anything": leave it. */
 int mysqlbe_set_lease(struct mysqlbe_conn *c, unsigned int seconds, int lost_status);

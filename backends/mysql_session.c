@@ -116,11 +116,20 @@ static void apply_ssl_options(MYSQL *db, const struct dlock_mysql_url *url)
 #elif defined(MYSQL_VERSION_ID) && MYSQL_VERSION_ID >= 50711
     unsigned int mode = SSL_MODE_PREFERRED;
     switch (url->ssl_mode) {
-    case DLOCK_MYSQL_SSL_DISABLED: mode = SSL_MODE_DISABLED; break;
-    case DLOCK_MYSQL_SSL_REQUIRED: mode = SSL_MODE_REQUIRED; break;
-    case DLOCK_MYSQL_SSL_VERIFY_CA: mode = SSL_MODE_VERIFY_CA; break;
-    case DLOCK_MYSQL_SSL_VERIFY_IDENTITY: mode = SSL_MODE_VERIFY_IDENTITY; break;
-    default: break;
+    case DLOCK_MYSQL_SSL_DISABLED:
+        mode = SSL_MODE_DISABLED;
+        break;
+    case DLOCK_MYSQL_SSL_REQUIRED:
+        mode = SSL_MODE_REQUIRED;
+        break;
+    case DLOCK_MYSQL_SSL_VERIFY_CA:
+        mode = SSL_MODE_VERIFY_CA;
+        break;
+    case DLOCK_MYSQL_SSL_VERIFY_IDENTITY:
+        mode = SSL_MODE_VERIFY_IDENTITY;
+        break;
+    default:
+        break;
     }
     mysql_options(db, MYSQL_OPT_SSL_MODE, &mode);
 #endif
@@ -161,13 +170,12 @@ static int statement_end(struct mysqlbe_conn *c, int failed, struct statement_er
     error->code = CR_SERVER_LOST;
     dlock__copy_text(error->text, sizeof error->text, NO_ANSWER_TEXT);
     return -1;
-
 }
 
 /* Open one connection as the URL says.  On failure sets the error text.
  * io_timeout_s (0: none) bounds every read and write after connecting. */
 int mysqlbe_open_handle(const struct dlock_mysql_url *url, MYSQL **out, unsigned int connect_timeout,
-                       unsigned int io_timeout_s)
+                        unsigned int io_timeout_s)
 {
     char where[300];
     *out = NULL;
@@ -200,23 +208,21 @@ int mysqlbe_open_handle(const struct dlock_mysql_url *url, MYSQL **out, unsigned
     }
     apply_ssl_options(db, url);
 
-    if (!mysql_real_connect(db, url->host ? url->host : "localhost", url->user, url->password,
-                            url->database, url->port, url->socket, 0)) {
+    if (!mysql_real_connect(db, url->host ? url->host : "localhost", url->user, url->password, url->database, url->port,
+                            url->socket, 0)) {
         /* Any failure to open a session is DLOCK_ECONN, the server's
          * refusal (wrong password, unknown database) included: libpq cannot
          * tell a refused login from an unreachable server, and the same
          * mistake must get the same status on every backend. */
         int status = mysql_errno(db) == CR_OUT_OF_MEMORY ? DLOCK_ENOMEM : DLOCK_ECONN;
-        dlock__error(status, "cannot connect to %s: %s",
-                     endpoint_text(url, where, sizeof where), mysql_error(db));
+        dlock__error(status, "cannot connect to %s: %s", endpoint_text(url, where, sizeof where), mysql_error(db));
         mysql_close(db);
         return status;
     }
     set_socket_options(db);
     if (url->ssl_mode >= DLOCK_MYSQL_SSL_REQUIRED && !mysql_get_ssl_cipher(db)) {
         mysql_close(db);
-        return dlock__error(DLOCK_ECONN,
-                            "%s did not agree to TLS, which ssl-mode requires",
+        return dlock__error(DLOCK_ECONN, "%s did not agree to TLS, which ssl-mode requires",
                             endpoint_text(url, where, sizeof where));
     }
     *out = db;
@@ -225,8 +231,7 @@ int mysqlbe_open_handle(const struct dlock_mysql_url *url, MYSQL **out, unsigned
 
 static void close_statements(struct mysqlbe_conn *c)
 {
-    MYSQL_STMT **stmts[] = {&c->stmt_get_lock, &c->stmt_is_ours, &c->stmt_release,
-                            &c->stmt_holder};
+    MYSQL_STMT **stmts[] = {&c->stmt_get_lock, &c->stmt_is_ours, &c->stmt_release, &c->stmt_holder};
     for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++) {
         if (*stmts[i])
             mysql_stmt_close(*stmts[i]);
@@ -336,8 +341,8 @@ int mysqlbe_ensure_session(struct mysqlbe_conn *c, int *fresh)
 
 /* Report a failed call on the session.  A lost session is dropped and
  * reported as `lost_status` (DLOCK_ECONN, or DLOCK_ELOST for a held lock). */
-int mysqlbe_session_error(struct mysqlbe_conn *c, unsigned int err, const char *text,
-                         const char *doing, int lost_status)
+int mysqlbe_session_error(struct mysqlbe_conn *c, unsigned int err, const char *text, const char *doing,
+                          int lost_status)
 {
     if (mysqlbe_connection_lost(err)) {
         int status = err == CR_OUT_OF_MEMORY ? DLOCK_ENOMEM : lost_status;
@@ -348,13 +353,11 @@ int mysqlbe_session_error(struct mysqlbe_conn *c, unsigned int err, const char *
     return dlock__error(DLOCK_EBACKEND, "%s failed: %s", doing, text);
 }
 
-static int run_int_watched(struct mysqlbe_conn *c, MYSQL_STMT **slot, const char *sql,
-                           const char *name, const double *number, long long *value,
-                           int *value_null, struct statement_error *error);
+static int run_int_watched(struct mysqlbe_conn *c, MYSQL_STMT **slot, const char *sql, const char *name,
+                           const double *number, long long *value, int *value_null, struct statement_error *error);
 
-int mysqlbe_run_int(struct mysqlbe_conn *c, MYSQL_STMT **slot, const char *sql,
-                             const char *name, const double *number, long long *value,
-                             int *value_null, struct statement_error *error)
+int mysqlbe_run_int(struct mysqlbe_conn *c, MYSQL_STMT **slot, const char *sql, const char *name, const double *number,
+                    long long *value, int *value_null, struct statement_error *error)
 {
     error->code = 0;
     error->text[0] = '\0';
@@ -363,9 +366,8 @@ int mysqlbe_run_int(struct mysqlbe_conn *c, MYSQL_STMT **slot, const char *sql,
     return statement_end(c, failed, error);
 }
 
-static int run_int_watched(struct mysqlbe_conn *c, MYSQL_STMT **slot, const char *sql,
-                           const char *name, const double *number, long long *value,
-                           int *value_null, struct statement_error *error)
+static int run_int_watched(struct mysqlbe_conn *c, MYSQL_STMT **slot, const char *sql, const char *name,
+                           const double *number, long long *value, int *value_null, struct statement_error *error)
 {
     if (!*slot) {
         MYSQL_STMT *stmt = mysql_stmt_init(c->db);
@@ -404,8 +406,7 @@ static int run_int_watched(struct mysqlbe_conn *c, MYSQL_STMT **slot, const char
     *value = 0;
     int fetch = 1;
     if (mysql_stmt_bind_param(stmt, params) != 0 || mysql_stmt_execute(stmt) != 0 ||
-        mysql_stmt_bind_result(stmt, &result) != 0 ||
-        (fetch = mysql_stmt_fetch(stmt)) == 1) {
+        mysql_stmt_bind_result(stmt, &result) != 0 || (fetch = mysql_stmt_fetch(stmt)) == 1) {
         error->code = mysql_stmt_errno(stmt);
         dlock__copy_text(error->text, sizeof error->text, mysql_stmt_error(stmt));
         if (error->code == 0) {
@@ -437,8 +438,7 @@ static unsigned int lease_seconds(uint32_t ttl_ms)
 
 /* The idle limit the session needs, in seconds: the smallest TTL of its
  * locks, `skip` left out and `extra_ttl_ms` (0: none) taken in. */
-unsigned int mysqlbe_lease_needed(const struct mysqlbe_conn *c, const struct mysqlbe_lock *skip,
-                                 uint32_t extra_ttl_ms)
+unsigned int mysqlbe_lease_needed(const struct mysqlbe_conn *c, const struct mysqlbe_lock *skip, uint32_t extra_ttl_ms)
 {
     return lease_seconds(dlock__session_idle_ms(&c->session, skip ? &skip->base : NULL, extra_ttl_ms));
 }
@@ -456,9 +456,7 @@ int mysqlbe_set_lease(struct mysqlbe_conn *c, unsigned int seconds, int lost_sta
     if (mysqlbe_unwatch(c))
         return mysqlbe_session_error(c, CR_SERVER_LOST, NO_ANSWER_TEXT, "setting wait_timeout", lost_status);
     if (failed)
-        return mysqlbe_session_error(c, mysql_errno(c->db), mysql_error(c->db),
-                             "setting wait_timeout", lost_status);
+        return mysqlbe_session_error(c, mysql_errno(c->db), mysql_error(c->db), "setting wait_timeout", lost_status);
     c->wait_timeout_s = seconds;
     return DLOCK_OK;
 }
-

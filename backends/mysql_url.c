@@ -138,8 +138,7 @@ static int unknown_option(struct dlock_mysql_url *out, const char *q, size_t key
 }
 
 /* The option q[0..keylen) = val[0..vlen). */
-static int parse_option(const char *q, size_t keylen, const char *val, size_t vlen,
-                        struct dlock_mysql_url *out)
+static int parse_option(const char *q, size_t keylen, const char *val, size_t vlen, struct dlock_mysql_url *out)
 {
     const struct {
         const char *name;
@@ -206,8 +205,7 @@ static int parse_query(const char *q, struct dlock_mysql_url *out)
 /* user[:password]@ of authority[0..len): up to the last '@' (an '@' in the
  * password should be %40, but a user who forgot is still understood).
  * *hostport_at: where the host starts. */
-static int parse_userinfo(const char *authority, size_t len, struct dlock_mysql_url *out,
-                          const char **hostport_at)
+static int parse_userinfo(const char *authority, size_t len, struct dlock_mysql_url *out, const char **hostport_at)
 {
     const char *at = NULL;
     for (const char *p = authority; p < authority + len; p++)
@@ -334,9 +332,8 @@ void dlock__mysql_url_free(struct dlock_mysql_url *url)
 {
     if (!url)
         return;
-    char **fields[] = {&url->user, &url->password, &url->host, &url->database,
-                       &url->socket, &url->ssl_ca, &url->ssl_capath, &url->ssl_cert,
-                       &url->ssl_key};
+    char **fields[] = {&url->user,   &url->password,   &url->host,     &url->database, &url->socket,
+                       &url->ssl_ca, &url->ssl_capath, &url->ssl_cert, &url->ssl_key};
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         if (*fields[i] && fields[i] == &url->password)
             memset(*fields[i], 0, strlen(*fields[i])); /* scrub the secret */
@@ -354,8 +351,7 @@ void dlock__mysql_url_free(struct dlock_mysql_url *url)
  * case and ignores accents, MariaDB compares bytes; both are safe here. */
 static int verbatim_byte(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-           c == '.' || c == ':' || c == '/';
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' || c == ':' || c == '/';
 }
 
 int dlock__mysql_lock_name(const char *name, char *out, size_t outlen)

@@ -24,15 +24,15 @@ enum dlock_mysql_ssl_mode {
 struct dlock_mysql_url {
     char *user;
     char *password;
-    char *host;          /* NULL when only a socket was given */
-    unsigned int port;   /* 0: the library's default (3306) */
+    char *host;        /* NULL when only a socket was given */
+    unsigned int port; /* 0: the library's default (3306) */
     char *database;
-    char *socket;        /* ?socket=/path */
+    char *socket; /* ?socket=/path */
     enum dlock_mysql_ssl_mode ssl_mode;
-    char *ssl_ca;        /* ?ssl-ca=FILE */
-    char *ssl_capath;    /* ?ssl-capath=DIR */
-    char *ssl_cert;      /* ?ssl-cert=FILE */
-    char *ssl_key;       /* ?ssl-key=FILE */
+    char *ssl_ca;                   /* ?ssl-ca=FILE */
+    char *ssl_capath;               /* ?ssl-capath=DIR */
+    char *ssl_cert;                 /* ?ssl-cert=FILE */
+    char *ssl_key;                  /* ?ssl-key=FILE */
     unsigned int connect_timeout_s; /* ?connect-timeout=SECONDS, 0: the default */
 };
 

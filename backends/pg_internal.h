@@ -43,19 +43,19 @@ enum pg_failure {
 
 typedef struct pg_conn {
     struct dlock_conn base; /* first */
-    char *url;           /* handed to libpq as is; never shown */
-    char *password;      /* only to scrub it out of messages */
+    char *url;              /* handed to libpq as is; never shown */
+    char *password;         /* only to scrub it out of messages */
     char appname[PG_APPNAME_MAX + 1];
-    PGconn *pg;          /* NULL: no session (the next acquire opens one) */
-    PGcancel *cancel;    /* used by the waiting thread itself */
+    PGconn *pg;                   /* NULL: no session (the next acquire opens one) */
+    PGcancel *cancel;             /* used by the waiting thread itself */
     struct dlock_session session; /* the locks on it, the lease, the generation */
-    uint32_t session_idle_ms; /* idle_session_timeout in force, 0 none */
-    int fatal_seen;      /* the server announced it is ending the session */
-    int wake_fd;         /* eventfd: dlock_cancel() wakes a waiting acquire */
+    uint32_t session_idle_ms;     /* idle_session_timeout in force, 0 none */
+    int fatal_seen;               /* the server announced it is ending the session */
+    int wake_fd;                  /* eventfd: dlock_cancel() wakes a waiting acquire */
     atomic_int cancel_requested;
-    int64_t deadline_ms;       /* of the round trip in progress (dlock__now_ms) */
+    int64_t deadline_ms;        /* of the round trip in progress (dlock__now_ms) */
     int64_t connect_timeout_ms; /* the URL's connect_timeout (or the default); 0 none */
-    enum pg_failure failure;   /* why the last round trip got no result */
+    enum pg_failure failure;    /* why the last round trip got no result */
 } pg_conn;
 
 /* What the result of a round trip says. */
@@ -81,8 +81,7 @@ PGresult *dlock__pg_next_result(pg_conn *c, PGconn *pg);
 PGresult *dlock__pg_await_result(pg_conn *c, int cancelable, int *cancel_sent);
 /* One prepared statement, one round trip, bounded by the call's deadline.
  * *sent_ms (when not NULL): when it was sent. */
-PGresult *dlock__pg_run_at(pg_conn *c, const char *statement, int nparams, const char *const *values,
-                           int64_t *sent_ms);
+PGresult *dlock__pg_run_at(pg_conn *c, const char *statement, int nparams, const char *const *values, int64_t *sent_ms);
 PGresult *dlock__pg_run(pg_conn *c, const char *statement, int nparams, const char *const *values);
 /* OUTCOME_OK, OUTCOME_SQL_ERROR or OUTCOME_CONNECTION_LOST. */
 int dlock__pg_outcome(pg_conn *c, const PGresult *res);

@@ -35,8 +35,7 @@ int dlock__pg_result_error(pg_conn *c, int status, const char *what, const PGres
         return dlock__pg_libpq_error(c, status, what, c->pg ? PQerrorMessage(c->pg) : "no connection");
     char text[PG_ERRTEXT_MAX];
     dlock__pg_clean_text(text, sizeof text, message, c->password);
-    return dlock__error(status, "%s: %s (SQLSTATE %s)", what, text,
-                        sqlstate ? sqlstate : "?");
+    return dlock__error(status, "%s: %s (SQLSTATE %s)", what, text, sqlstate ? sqlstate : "?");
 }
 
 /* --- round trips with a deadline ----------------------------------------------------- */
@@ -202,8 +201,7 @@ PGresult *dlock__pg_await_result(pg_conn *c, int cancelable, int *cancel_sent)
 
 /* One prepared statement, one round trip, bounded by the call's deadline.
  * *sent_ms (when not NULL): when it was sent. */
-PGresult *dlock__pg_run_at(pg_conn *c, const char *statement, int nparams, const char *const *values,
-                        int64_t *sent_ms)
+PGresult *dlock__pg_run_at(pg_conn *c, const char *statement, int nparams, const char *const *values, int64_t *sent_ms)
 {
     if (sent_ms)
         *sent_ms = dlock__now_ms();
@@ -219,4 +217,3 @@ PGresult *dlock__pg_run(pg_conn *c, const char *statement, int nparams, const ch
 {
     return dlock__pg_run_at(c, statement, nparams, values, NULL);
 }
-

@@ -24,14 +24,13 @@
 
 /* How pg_locks shows a session advisory lock on a bigint key: classid is
  * its high 32 bits, objid its low 32 bits, objsubid 1. */
-#define PG_KEY_MATCHES(alias)                                                  \
+#define PG_KEY_MATCHES(alias)                                                    \
     alias "locktype = 'advisory' AND " alias "objsubid = 1 AND " alias "granted" \
-          " AND " alias "classid = (($1 >> 32) & 4294967295)::oid"             \
+          " AND " alias "classid = (($1 >> 32) & 4294967295)::oid"               \
           " AND " alias "objid = ($1 & 4294967295)::oid"
 
-#define PG_HELD_BY_THIS_SESSION                                                \
-    "EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE " PG_KEY_MATCHES("")      \
-    " AND pid = pg_catalog.pg_backend_pid())"
+#define PG_HELD_BY_THIS_SESSION \
+    "EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE " PG_KEY_MATCHES("") " AND pid = pg_catalog.pg_backend_pid())"
 
 /* Session settings, sent once right after connect.  The lease: none while
  * no lock is held.  Our waits are bounded by lock_timeout alone.  A waiter
@@ -89,9 +88,10 @@ static const struct pg_statement {
      " pg_catalog.to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
      " pg_catalog.to_char(a.state_change AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
      " FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid"
-     " WHERE " PG_KEY_MATCHES("l.") " AND l.database ="
-     " (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())"
-     " LIMIT 1"},
+     " WHERE " PG_KEY_MATCHES(
+         "l.") " AND l.database ="
+               " (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())"
+               " LIMIT 1"},
 };
 #define PG_STATEMENT_COUNT (sizeof pg_statements / sizeof pg_statements[0])
 
@@ -104,8 +104,8 @@ static void notice_receiver(void *arg, const PGresult *res)
     /* An error while idle is the server telling why it ends the session
      * (idle_session_timeout, pg_terminate_backend, shutdown).  Warnings such
      * as pg_advisory_unlock's "you don't own a lock" are expected: quiet. */
-    if (severity && (strcmp(severity, "FATAL") == 0 || strcmp(severity, "PANIC") == 0 ||
-                     strcmp(severity, "ERROR") == 0))
+    if (severity &&
+        (strcmp(severity, "FATAL") == 0 || strcmp(severity, "PANIC") == 0 || strcmp(severity, "ERROR") == 0))
         c->fatal_seen = 1;
 }
 
@@ -131,7 +131,7 @@ static int setup_failed(pg_conn *c, PGconn *pg, const PGresult *res)
     PGconn *saved = c->pg;
     c->pg = pg; /* for libpq's message */
     int rc = dlock__pg_result_error(c, PQstatus(pg) == CONNECTION_OK ? DLOCK_EBACKEND : DLOCK_ECONN,
-                          "cannot set up the session", res);
+                                    "cannot set up the session", res);
     c->pg = saved;
     return rc;
 }
@@ -149,8 +149,7 @@ static int setup_session(pg_conn *c, PGconn *pg)
     static const Oid types[3] = {PG_TYPE_INT8, PG_TYPE_TEXT, PG_TYPE_TEXT};
     int sent = PQenterPipelineMode(pg) && PQsendQueryParams(pg, settings_for(pg), 0, NULL, NULL, NULL, NULL, 0);
     for (size_t i = 0; sent && i < PG_STATEMENT_COUNT; i++)
-        sent = PQsendPrepare(pg, pg_statements[i].name, pg_statements[i].sql,
-                             pg_statements[i].nparams, types);
+        sent = PQsendPrepare(pg, pg_statements[i].name, pg_statements[i].sql, pg_statements[i].nparams, types);
     if (!sent || !PQpipelineSync(pg))
         return setup_failed(c, pg, NULL);
     int rc = DLOCK_OK;
@@ -162,7 +161,7 @@ static int setup_session(pg_conn *c, PGconn *pg)
         PQclear(res);
         if (!res)
             return rc;
-        while ((res = dlock__pg_next_result(c, pg)))  /* the NULL that ends each command */
+        while ((res = dlock__pg_next_result(c, pg))) /* the NULL that ends each command */
             PQclear(res);
         if (c->failure != PG_FAIL_NONE)
             return rc == DLOCK_OK ? setup_failed(c, pg, NULL) : rc;
@@ -221,8 +220,7 @@ static int connect_by_deadline(pg_conn *c, PGconn *pg)
             return dlock__pg_libpq_error(c, DLOCK_ECONN, "cannot connect", PQerrorMessage(pg));
         int r = dlock__pg_wait_socket(PQsocket(pg), st == PGRES_POLLING_READING ? POLLIN : POLLOUT, until, -1);
         if (r == 0)
-            return dlock__error(DLOCK_ECONN, "cannot connect: no answer within %lld ms",
-                                (long long)(until - start));
+            return dlock__error(DLOCK_ECONN, "cannot connect: no answer within %lld ms", (long long)(until - start));
         if (r < 0)
             return dlock__error(DLOCK_ECONN, "cannot connect: poll: %s", strerror(errno));
         st = PQconnectPoll(pg);
@@ -240,10 +238,9 @@ static int check_server(PGconn *pg)
                             v / 10000, v >= 100000 ? v % 10000 : v / 100 % 100);
     const char *standby = PQparameterStatus(pg, "in_hot_standby");
     if (standby && strcmp(standby, "on") == 0)
-        return dlock__error(DLOCK_EBACKEND,
-                            "the server is a read-only standby: its advisory locks are not"
-                            " shared with the primary or other standbys; connect to the primary"
-                            " (e.g. target_session_attrs=read-write)");
+        return dlock__error(DLOCK_EBACKEND, "the server is a read-only standby: its advisory locks are not"
+                                            " shared with the primary or other standbys; connect to the primary"
+                                            " (e.g. target_session_attrs=read-write)");
     return DLOCK_OK;
 }
 
@@ -345,10 +342,11 @@ int dlock__pg_ensure_session(pg_conn *c, int *fresh)
 int dlock__pg_connection_lost(pg_conn *c, int status, const char *what)
 {
     int rc = c->failure == PG_FAIL_TIMEOUT
-                 ? dlock__error(status, "the server did not answer before the deadline: the"
-                                        " session was dropped%s", status == DLOCK_ELOST ? ", and the lock with it" : "")
+                 ? dlock__error(status,
+                                "the server did not answer before the deadline: the"
+                                " session was dropped%s",
+                                status == DLOCK_ELOST ? ", and the lock with it" : "")
                  : dlock__pg_libpq_error(c, status, what, c->pg ? PQerrorMessage(c->pg) : "no connection");
     dlock__pg_drop_session(c);
     return rc;
 }
-

@@ -39,8 +39,7 @@ void dlock__pg_clean_text(char *dst, size_t dstlen, const char *src, const char 
     dst[o] = '\0';
     /* PGPASSWORD too, in case libpq ever echoes it. */
     const char *env_password = getenv("PGPASSWORD");
-    if (env_password && *env_password && (!secret || strcmp(env_password, secret) != 0) &&
-        strstr(dst, env_password)) {
+    if (env_password && *env_password && (!secret || strcmp(env_password, secret) != 0) && strstr(dst, env_password)) {
         char copy[PG_ERRTEXT_MAX + 1];
         dlock__copy_text(copy, sizeof copy, dst);
         dlock__pg_clean_text(dst, dstlen, copy, env_password);

@@ -123,7 +123,8 @@ static int held_now(pg_conn *c, const char *key, const char *idle, int set_lease
 {
     const char *values[2] = {key, idle};
     for (int attempt = 0;; attempt++) {
-        PGresult *res = dlock__pg_run_at(c, set_lease ? "dlock_check_set" : "dlock_check", set_lease ? 2 : 1, values, sent_ms);
+        PGresult *res =
+            dlock__pg_run_at(c, set_lease ? "dlock_check_set" : "dlock_check", set_lease ? 2 : 1, values, sent_ms);
         int kind = dlock__pg_outcome(c, res);
         if (kind == OUTCOME_OK) {
             int held = dlock__pg_first_bool(res);
@@ -168,8 +169,8 @@ static int lease_after_wait(pg_conn *c, const pg_lock *l, const char *name, int6
 
 /* The wait's statement ended in an error: was it ours (a cancel), a lock
  * timeout, a deadlock, or was the lock granted anyway? */
-static int wait_failed(pg_conn *c, const char *name, const char *key, const char *idle, PGresult *res,
-                       int cancel_sent, int32_t wait_ms, int64_t *lease_start_ms)
+static int wait_failed(pg_conn *c, const char *name, const char *key, const char *idle, PGresult *res, int cancel_sent,
+                       int32_t wait_ms, int64_t *lease_start_ms)
 {
     int timed_out = dlock__pg_has_sqlstate(res, "55P03"); /* lock_not_available: lock_timeout */
     int canceled = dlock__pg_has_sqlstate(res, "57014");  /* query_canceled */
@@ -182,8 +183,11 @@ static int wait_failed(pg_conn *c, const char *name, const char *key, const char
     }
     int ours = canceled && (cancel_sent || atomic_load(&c->cancel_requested));
     if (!ours)
-        rc = dlock__pg_result_error(c, timed_out ? DLOCK_EBUSY : deadlock ? DLOCK_EBUSY : DLOCK_EBACKEND,
-                          "lock wait ended", res);
+        rc = dlock__pg_result_error(c,
+                                    timed_out  ? DLOCK_EBUSY
+                                    : deadlock ? DLOCK_EBUSY
+                                               : DLOCK_EBACKEND,
+                                    "lock wait ended", res);
     PQclear(res);
 
     int granted = held_now(c, key, idle, !ours, lease_start_ms);
@@ -207,8 +211,7 @@ static int wait_failed(pg_conn *c, const char *name, const char *key, const char
         return DLOCK_OK;
     }
     if (timed_out)
-        return dlock__error(DLOCK_EBUSY, "lock '%s' is held by someone else (waited %ld ms)", name,
-                            (long)wait_ms);
+        return dlock__error(DLOCK_EBUSY, "lock '%s' is held by someone else (waited %ld ms)", name, (long)wait_ms);
     return rc;
 }
 
@@ -246,8 +249,10 @@ static int wait_lock(pg_conn *c, pg_lock *l, const char *name, int32_t wait_ms, 
         if (failure != PG_FAIL_CANCEL)
             return dlock__pg_connection_lost(c, DLOCK_ECONN, "the connection broke while waiting for the lock");
         dlock__pg_drop_session(c);
-        return dlock__error(DLOCK_ECANCELED, "wait for lock '%s' canceled (the server did not act on the"
-                                             " cancel: the session was dropped)", name);
+        return dlock__error(DLOCK_ECANCELED,
+                            "wait for lock '%s' canceled (the server did not act on the"
+                            " cancel: the session was dropped)",
+                            name);
     }
     rc = wait_failed(c, name, key, idle, res, cancel_sent, wait_ms, &call->lease_start_ms);
     if (rc == DLOCK_OK)
@@ -255,8 +260,8 @@ static int wait_lock(pg_conn *c, pg_lock *l, const char *name, int32_t wait_ms, 
     return rc;
 }
 
-static int pg_acquire(struct dlock_conn *conn, const char *name, uint32_t ttl_ms, int32_t wait_ms, struct dlock_call *call,
-                      struct dlock_held **lock_out)
+static int pg_acquire(struct dlock_conn *conn, const char *name, uint32_t ttl_ms, int32_t wait_ms,
+                      struct dlock_call *call, struct dlock_held **lock_out)
 {
     pg_conn *c = pg_of(conn);
     dlock__pg_begin_call(c, call->deadline_ms);
@@ -293,7 +298,8 @@ static int no_longer_held(const char *name)
     return dlock__error(DLOCK_ELOST, "lock '%s' is lost: this session no longer holds it", name);
 }
 
-static int pg_extend(struct dlock_conn *conn, struct dlock_held *held, const char *name, uint32_t ttl_ms, struct dlock_call *call)
+static int pg_extend(struct dlock_conn *conn, struct dlock_held *held, const char *name, uint32_t ttl_ms,
+                     struct dlock_call *call)
 {
     pg_conn *c = pg_of(conn);
     dlock__pg_lease_call(c, call->deadline_ms);
@@ -364,8 +370,10 @@ static int pg_release(struct dlock_conn *conn, struct dlock_held *held, const ch
             if (set)
                 c->session_idle_ms = want;
             rc = dlock__pg_first_bool(res) ? DLOCK_OK
-                                 : dlock__error(DLOCK_ELOST, "lock '%s' had already been lost: this"
-                                                             " session no longer held it", name);
+                                           : dlock__error(DLOCK_ELOST,
+                                                          "lock '%s' had already been lost: this"
+                                                          " session no longer held it",
+                                                          name);
             break;
         case OUTCOME_CONNECTION_LOST:
             rc = dlock__pg_connection_lost(c, DLOCK_ELOST, "the connection broke during release: the lock is lost");
@@ -373,7 +381,8 @@ static int pg_release(struct dlock_conn *conn, struct dlock_held *held, const ch
         default:
             /* The lock may still be held: end the session, which surely
              * releases it (other locks on it are reported lost). */
-            rc = dlock__pg_result_error(c, DLOCK_EBACKEND, "cannot release the lock (the session was closed to release it)", res);
+            rc = dlock__pg_result_error(c, DLOCK_EBACKEND,
+                                        "cannot release the lock (the session was closed to release it)", res);
             dlock__pg_drop_session(c);
             break;
         }
@@ -419,17 +428,15 @@ static int pg_holder(struct dlock_conn *conn, const char *name, char *buf, size_
         const char *app = PQgetisnull(res, 0, 0) ? "" : PQgetvalue(res, 0, 0);
         /* No client_addr: a unix socket, or (no backend_start either) a
          * session of another role that we may not look into. */
-        const char *client = !PQgetisnull(res, 0, 1) ? PQgetvalue(res, 0, 1)
-                             : PQgetisnull(res, 0, 3) ? "?"
-                                                      : "local";
+        const char *client = !PQgetisnull(res, 0, 1) ? PQgetvalue(res, 0, 1) : PQgetisnull(res, 0, 3) ? "?" : "local";
         const char *backend_pid = PQgetvalue(res, 0, 2);
         const char *since = PQgetisnull(res, 0, 3) ? "?" : PQgetvalue(res, 0, 3);
         const char *active = PQgetisnull(res, 0, 4) ? "?" : PQgetvalue(res, 0, 4);
         char text[768];
         /* Our own sessions name themselves "dlock host=... pid=...". */
         if (strncmp(app, "dlock ", 6) == 0)
-            snprintf(text, sizeof text, "%s since=%s last_active=%s backend_pid=%s client=%s", app + 6,
-                     since, active, backend_pid, client);
+            snprintf(text, sizeof text, "%s since=%s last_active=%s backend_pid=%s client=%s", app + 6, since, active,
+                     backend_pid, client);
         else
             snprintf(text, sizeof text, "application=%s since=%s last_active=%s backend_pid=%s client=%s",
                      app[0] ? app : "?", since, active, backend_pid, client);

@@ -14,5 +14,4 @@
  *   ('x' || left(encode(sha256(convert_to(name, 'UTF8')), 'hex'), 16))::bit(64)::bigint */
 int64_t dlock__pg_key(const char *name, size_t len);
 
-
 #endif /* DLOCK_BACKEND_POSTGRESQL_H */

@@ -55,44 +55,38 @@ static const char *const statement_sql[STMT_COUNT] = {
     [STMT_COMMIT] = "COMMIT",
     [STMT_ROLLBACK] = "ROLLBACK",
     /* Take the row when it is free, expired, or from an earlier boot. */
-    [STMT_TAKE] =
-        "INSERT INTO dlock_locks(name, owner, fence, holder_host, holder_pid, boot_id,"
-        " acquired_at, expires_boot_ms) VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7)"
-        " ON CONFLICT(name) DO UPDATE SET owner = excluded.owner,"
-        " fence = dlock_locks.fence + 1, holder_host = excluded.holder_host,"
-        " holder_pid = excluded.holder_pid, boot_id = excluded.boot_id,"
-        " acquired_at = excluded.acquired_at, expires_boot_ms = excluded.expires_boot_ms"
-        " WHERE dlock_locks.owner IS NULL OR dlock_locks.boot_id IS NOT excluded.boot_id"
-        " OR dlock_locks.expires_boot_ms <= ?8",
-    [STMT_EXTEND] =
-        "UPDATE dlock_locks SET expires_boot_ms = ?3"
-        " WHERE name = ?1 AND owner = ?2 AND boot_id = ?4 AND expires_boot_ms > ?5",
+    [STMT_TAKE] = "INSERT INTO dlock_locks(name, owner, fence, holder_host, holder_pid, boot_id,"
+                  " acquired_at, expires_boot_ms) VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7)"
+                  " ON CONFLICT(name) DO UPDATE SET owner = excluded.owner,"
+                  " fence = dlock_locks.fence + 1, holder_host = excluded.holder_host,"
+                  " holder_pid = excluded.holder_pid, boot_id = excluded.boot_id,"
+                  " acquired_at = excluded.acquired_at, expires_boot_ms = excluded.expires_boot_ms"
+                  " WHERE dlock_locks.owner IS NULL OR dlock_locks.boot_id IS NOT excluded.boot_id"
+                  " OR dlock_locks.expires_boot_ms <= ?8",
+    [STMT_EXTEND] = "UPDATE dlock_locks SET expires_boot_ms = ?3"
+                    " WHERE name = ?1 AND owner = ?2 AND boot_id = ?4 AND expires_boot_ms > ?5",
     /* Returns 1 when the lease was still running, 0 when it had expired. */
-    [STMT_RELEASE] =
-        "UPDATE dlock_locks SET owner = NULL,"
-        " expires_boot_ms = (boot_id = ?3 AND expires_boot_ms > ?4)"
-        " WHERE name = ?1 AND owner = ?2 RETURNING expires_boot_ms",
-    [STMT_HOLDER] =
-        "SELECT holder_host, holder_pid, acquired_at, expires_boot_ms - ?3, fence"
-        " FROM dlock_locks WHERE name = ?1 AND owner IS NOT NULL AND boot_id = ?2"
-        " AND expires_boot_ms > ?3",
+    [STMT_RELEASE] = "UPDATE dlock_locks SET owner = NULL,"
+                     " expires_boot_ms = (boot_id = ?3 AND expires_boot_ms > ?4)"
+                     " WHERE name = ?1 AND owner = ?2 RETURNING expires_boot_ms",
+    [STMT_HOLDER] = "SELECT holder_host, holder_pid, acquired_at, expires_boot_ms - ?3, fence"
+                    " FROM dlock_locks WHERE name = ?1 AND owner IS NOT NULL AND boot_id = ?2"
+                    " AND expires_boot_ms > ?3",
     /* While waiting: how long the current lease still runs (no row: free). */
-    [STMT_PEEK] =
-        "SELECT expires_boot_ms - ?3 FROM dlock_locks WHERE name = ?1 AND owner IS NOT NULL"
-        " AND boot_id = ?2 AND expires_boot_ms > ?3",
+    [STMT_PEEK] = "SELECT expires_boot_ms - ?3 FROM dlock_locks WHERE name = ?1 AND owner IS NOT NULL"
+                  " AND boot_id = ?2 AND expires_boot_ms > ?3",
 };
 
-static const char schema_sql[] =
-    "CREATE TABLE IF NOT EXISTS dlock_locks ("
-    " name TEXT PRIMARY KEY NOT NULL,"    /* the lock name, compared byte for byte */
-    " owner BLOB,"                        /* random token of the holder; NULL: free */
-    " fence INTEGER NOT NULL DEFAULT 0,"  /* grows with every acquisition */
-    " holder_host TEXT,"
-    " holder_pid INTEGER,"
-    " boot_id TEXT,"                      /* the boot that expires_boot_ms belongs to */
-    " acquired_at INTEGER,"               /* wall clock, ms since the epoch (display only) */
-    " expires_boot_ms INTEGER"            /* CLOCK_BOOTTIME ms when the lease ends */
-    ") WITHOUT ROWID";
+static const char schema_sql[] = "CREATE TABLE IF NOT EXISTS dlock_locks ("
+                                 " name TEXT PRIMARY KEY NOT NULL,"   /* the lock name, compared byte for byte */
+                                 " owner BLOB,"                       /* random token of the holder; NULL: free */
+                                 " fence INTEGER NOT NULL DEFAULT 0," /* grows with every acquisition */
+                                 " holder_host TEXT,"
+                                 " holder_pid INTEGER,"
+                                 " boot_id TEXT,"           /* the boot that expires_boot_ms belongs to */
+                                 " acquired_at INTEGER,"    /* wall clock, ms since the epoch (display only) */
+                                 " expires_boot_ms INTEGER" /* CLOCK_BOOTTIME ms when the lease ends */
+                                 ") WITHOUT ROWID";
 
 typedef struct sqlite_conn {
     struct dlock_conn base; /* first: the core passes this (lib/internal.h) */
@@ -101,7 +95,7 @@ typedef struct sqlite_conn {
     int cancel_fd; /* eventfd: dlock_cancel() writes, a waiter polls */
     int watch_fd;  /* inotify on the database's folder, made at the first wait; -1: none */
     int watch_failed;
-    char *dir;     /* the database's folder */
+    char *dir;      /* the database's folder */
     int wal_frames; /* frames in the WAL after our last commit */
 } sqlite_conn;
 
@@ -197,11 +191,15 @@ static int parse_url(const char *url, char **path_out)
     if (strncmp(p, "//", 2) == 0) {
         p += 2;
         if (*p != '/')
-            return dlock__error(DLOCK_EINVAL, "sqlite URL: a host is not allowed (use sqlite:///absolute/path or sqlite:relative/path)");
+            return dlock__error(
+                DLOCK_EINVAL,
+                "sqlite URL: a host is not allowed (use sqlite:///absolute/path or sqlite:relative/path)");
     }
     size_t len = strcspn(p, "?#");
     if (p[len])
-        return dlock__error(DLOCK_EINVAL, "sqlite URL: query strings and fragments are not supported (write ? and # in a path as %%3F and %%23)");
+        return dlock__error(
+            DLOCK_EINVAL,
+            "sqlite URL: query strings and fragments are not supported (write ? and # in a path as %%3F and %%23)");
     if (len == 0)
         return dlock__error(DLOCK_EINVAL, "sqlite URL: the database path is empty");
     int rc = dlock__percent_decode(p, len, path_out);
@@ -335,10 +333,8 @@ static int checked_path(char **path)
 
 static int open_db(sqlite_conn *c, const char *path)
 {
-    int src = sqlite3_open_v2(path, &c->db,
-                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
-                                  SQLITE_OPEN_NOFOLLOW,
-                              NULL);
+    int src = sqlite3_open_v2(
+        path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW, NULL);
     if (src != SQLITE_OK)
         return dlock__error(DLOCK_ECONN, "cannot open %s: %s", path,
                             c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(src));
@@ -371,8 +367,7 @@ static int set_up_table(sqlite_conn *c, const char *path)
                            NULL, NULL, NULL);
         if (src == SQLITE_OK)
             src = sqlite3_exec(c->db, schema_sql, NULL, NULL, NULL);
-        if (((src & 0xff) != SQLITE_BUSY && (src & 0xff) != SQLITE_LOCKED) ||
-            dlock__now_ms() >= setup_deadline)
+        if (((src & 0xff) != SQLITE_BUSY && (src & 0xff) != SQLITE_LOCKED) || dlock__now_ms() >= setup_deadline)
             break;
         struct timespec pause = {0, (long)(1 + (attempt % 10)) * 1000000L};
         nanosleep(&pause, NULL);
@@ -400,10 +395,9 @@ static int sqlite_connect(const char *url, struct dlock_conn **conn_out)
     load_boot_id();
     if (!boot_id[0]) {
         free(path);
-        return dlock__error(DLOCK_EBACKEND,
-                            "cannot read the kernel's boot id from " BOOT_ID_PATH
-                            "; the SQLite backend needs it to tell a live lease from one of an earlier"
-                            " boot (is /proc mounted, and not restricted by ProcSubset=pid?)");
+        return dlock__error(DLOCK_EBACKEND, "cannot read the kernel's boot id from " BOOT_ID_PATH
+                                            "; the SQLite backend needs it to tell a live lease from one of an earlier"
+                                            " boot (is /proc mounted, and not restricted by ProcSubset=pid?)");
     }
     sqlite_conn *c = calloc(1, sizeof *c);
     if (!c) {
@@ -460,9 +454,8 @@ static void sqlite_disconnect(struct dlock_conn *conn)
  * needs half of them); NULL with the error left in the connection. */
 static sqlite3_stmt *stmt(sqlite_conn *c, int which)
 {
-    if (!c->stmt[which] &&
-        sqlite3_prepare_v3(c->db, statement_sql[which], -1, SQLITE_PREPARE_PERSISTENT, &c->stmt[which], NULL) !=
-            SQLITE_OK)
+    if (!c->stmt[which] && sqlite3_prepare_v3(c->db, statement_sql[which], -1, SQLITE_PREPARE_PERSISTENT,
+                                              &c->stmt[which], NULL) != SQLITE_OK)
         return NULL;
     return c->stmt[which];
 }
@@ -588,8 +581,8 @@ static void sqlite_cancel_clear(struct dlock_conn *conn)
     }
 }
 
-static int sqlite_acquire(struct dlock_conn *conn, const char *name, uint32_t ttl_ms, int32_t wait_ms, struct dlock_call *call,
-                          struct dlock_held **lock_out)
+static int sqlite_acquire(struct dlock_conn *conn, const char *name, uint32_t ttl_ms, int32_t wait_ms,
+                          struct dlock_call *call, struct dlock_held **lock_out)
 {
     sqlite_conn *c = sqlite_of(conn);
     sqlite_lock *lock = malloc(sizeof *lock);
@@ -658,7 +651,8 @@ done:
     return rc;
 }
 
-static int sqlite_extend(struct dlock_conn *conn, struct dlock_held *held, const char *name, uint32_t ttl_ms, struct dlock_call *call)
+static int sqlite_extend(struct dlock_conn *conn, struct dlock_held *held, const char *name, uint32_t ttl_ms,
+                         struct dlock_call *call)
 {
     (void)call; /* a local file: SQLite's busy timeout bounds the call */
     sqlite_conn *c = sqlite_of(conn);
@@ -678,7 +672,8 @@ static int sqlite_extend(struct dlock_conn *conn, struct dlock_held *held, const
     if (rc != SQLITE_DONE)
         return db_error(c, rc, "cannot extend the lease");
     if (sqlite3_changes(c->db) != 1)
-        return dlock__error(DLOCK_ELOST, "lock '%s' is no longer ours: its lease expired or another holder took it", name);
+        return dlock__error(DLOCK_ELOST, "lock '%s' is no longer ours: its lease expired or another holder took it",
+                            name);
     return DLOCK_OK;
 }
 
@@ -706,7 +701,8 @@ static int sqlite_release(struct dlock_conn *conn, struct dlock_held *held, cons
     if (rc != SQLITE_DONE)
         return db_error(c, rc, "cannot release the lock row");
     if (!still_running)
-        return dlock__error(DLOCK_ELOST, "lock '%s' had already been lost: its lease expired or another holder took it", name);
+        return dlock__error(DLOCK_ELOST, "lock '%s' had already been lost: its lease expired or another holder took it",
+                            name);
     return DLOCK_OK;
 }
 

@@ -37,8 +37,8 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static void report(const char *backend, const char *metric, double value, const char *unit,
-                   double raw_value, const char *note)
+static void report(const char *backend, const char *metric, double value, const char *unit, double raw_value,
+                   const char *note)
 {
     if (json) {
         printf("{\"backend\":\"%s\",\"metric\":\"%s\",\"value\":%.3f,\"unit\":\"%s\"", backend, metric, value, unit);
@@ -139,8 +139,8 @@ struct raw_ops {
 static const struct raw_ops *raw_ops_for(const char *backend)
 {
 #ifdef BENCH_RAW_POSTGRESQL
-    static const struct raw_ops pg = {bench_raw_postgresql_open, bench_raw_postgresql_lock,
-                                      bench_raw_postgresql_unlock, bench_raw_postgresql_close};
+    static const struct raw_ops pg = {bench_raw_postgresql_open, bench_raw_postgresql_lock, bench_raw_postgresql_unlock,
+                                      bench_raw_postgresql_close};
     if (strcmp(backend, "postgresql") == 0)
         return &pg;
 #endif

@@ -61,8 +61,7 @@ int bench_raw_mysql(const char *url, long cycles, double *elapsed_s)
     }
     int rc = -1;
     MYSQL_STMT *take = NULL, *drop = NULL;
-    if (!mysql_real_connect(db, u.host ? u.host : "localhost", u.user, u.password, u.database,
-                            u.port, u.socket, 0)) {
+    if (!mysql_real_connect(db, u.host ? u.host : "localhost", u.user, u.password, u.database, u.port, u.socket, 0)) {
         fprintf(stderr, "raw mysql: connect: %s\n", mysql_error(db));
         goto out;
     }
@@ -144,8 +143,8 @@ void *bench_raw_mysql_open(const char *url)
         unsigned int protocol = MYSQL_PROTOCOL_SOCKET;
         mysql_options(s->db, MYSQL_OPT_PROTOCOL, &protocol);
     }
-    int ok = mysql_real_connect(s->db, u.host ? u.host : "localhost", u.user, u.password, u.database,
-                                u.port, u.socket, 0) != NULL;
+    int ok = mysql_real_connect(s->db, u.host ? u.host : "localhost", u.user, u.password, u.database, u.port, u.socket,
+                                0) != NULL;
     dlock__mysql_url_free(&u);
     if (ok) {
         s->try_lock = prepare(s->db, "SELECT GET_LOCK(?, 0)");

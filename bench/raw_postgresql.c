@@ -21,8 +21,7 @@ static int run_true(PGconn *pg, const char *statement, const char *key)
 {
     const char *values[1] = {key};
     PGresult *res = PQexecPrepared(pg, statement, 1, values, NULL, NULL, 0);
-    int ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-             PQgetvalue(res, 0, 0)[0] == 't';
+    int ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't';
     if (!ok)
         fprintf(stderr, "raw postgresql: %s: %s", statement, PQerrorMessage(pg));
     PQclear(res);

@@ -30,9 +30,10 @@ int bench_raw_sqlite(const char *url, long cycles, double *elapsed_s)
     if (sqlite3_open(path, &db) != SQLITE_OK)
         return -1;
     sqlite3_busy_timeout(db, 10000);
-    sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-                     "CREATE TABLE IF NOT EXISTS raw_locks(name TEXT PRIMARY KEY, owner BLOB, expires INTEGER)"
-                     " WITHOUT ROWID",
+    sqlite3_exec(db,
+                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                 "CREATE TABLE IF NOT EXISTS raw_locks(name TEXT PRIMARY KEY, owner BLOB, expires INTEGER)"
+                 " WITHOUT ROWID",
                  NULL, NULL, NULL);
     sqlite3_stmt *take = NULL, *drop = NULL;
     if (sqlite3_prepare_v2(db,

@@ -65,8 +65,8 @@ static int status_for_failure(int rc)
     switch (rc) {
     case DLOCK_EBUSY:
         return EXIT_BUSY;
-    case DLOCK_ECONN:    /* unreachable, or the login was refused */
-    case DLOCK_ENOTSUP:  /* backend not built in, or its client library missing */
+    case DLOCK_ECONN:   /* unreachable, or the login was refused */
+    case DLOCK_ENOTSUP: /* backend not built in, or its client library missing */
         return EXIT_UNREACHABLE;
     case DLOCK_EINVAL:
         return EXIT_USAGE;
@@ -124,8 +124,8 @@ int main(int argc, char **argv)
     dlock_lock *lock;
     rc = dlock_acquire(client, name, ttl_ms, wait_ms, &lock);
     if (rc != DLOCK_OK) {
-        fprintf(stderr, "jobrunner: '%s': %s%s%s\n", name, dlock_strerror(rc),
-                *dlock_last_error() ? ": " : "", dlock_last_error());
+        fprintf(stderr, "jobrunner: '%s': %s%s%s\n", name, dlock_strerror(rc), *dlock_last_error() ? ": " : "",
+                dlock_last_error());
         dlock_close(client);
         return status_for_failure(rc);
     }

@@ -27,8 +27,7 @@ extern "C" {
 #define DLOCK_VERSION_PATCH 0
 #define DLOCK_VERSION_STRING "0.1.0"
 /* One number that grows with every release: 0xMMmmpp. */
-#define DLOCK_VERSION_NUMBER \
-    ((DLOCK_VERSION_MAJOR << 16) | (DLOCK_VERSION_MINOR << 8) | DLOCK_VERSION_PATCH)
+#define DLOCK_VERSION_NUMBER ((DLOCK_VERSION_MAJOR << 16) | (DLOCK_VERSION_MINOR << 8) | DLOCK_VERSION_PATCH)
 
 #if defined(_WIN32) && defined(DLOCK_BUILDING)
 #define DLOCK_API __declspec(dllexport)
@@ -48,22 +47,22 @@ typedef struct dlock_lock dlock_lock;     /* one held lock */
  * dlock_status_name().  Only ever appended to; never renumbered or reused.
  *   XX(name, value, text)
  */
-#define DLOCK_STATUS_MAP(XX)                                                                          \
-    XX(OK, 0, "success")                                                                              \
-    /* held by someone else: the try failed or the wait ran out */                                    \
-    XX(EBUSY, -1, "lock is held by someone else")                                                     \
-    /* this lock is no longer held: lease expired, session ended, store restarted */                  \
-    XX(ELOST, -2, "lock is no longer held")                                                           \
-    /* bad argument: NULL, bad name, ttl out of range, malformed URL */                               \
-    XX(EINVAL, -3, "invalid argument")                                                                \
-    /* store unreachable, or the connection broke during the call */                                  \
-    XX(ECONN, -4, "lock store unreachable or connection broken")                                      \
-    /* the store answered with an error (permissions, SQL error, ...) */                              \
-    XX(EBACKEND, -5, "lock store reported an error")                                                  \
-    XX(ENOMEM, -6, "out of memory")                                                                   \
-    /* URL scheme not built in, or operation not offered by this backend */                           \
-    XX(ENOTSUP, -7, "not supported")                                                                  \
-    /* a wait was interrupted by dlock_cancel() */                                                    \
+#define DLOCK_STATUS_MAP(XX)                                                         \
+    XX(OK, 0, "success")                                                             \
+    /* held by someone else: the try failed or the wait ran out */                   \
+    XX(EBUSY, -1, "lock is held by someone else")                                    \
+    /* this lock is no longer held: lease expired, session ended, store restarted */ \
+    XX(ELOST, -2, "lock is no longer held")                                          \
+    /* bad argument: NULL, bad name, ttl out of range, malformed URL */              \
+    XX(EINVAL, -3, "invalid argument")                                               \
+    /* store unreachable, or the connection broke during the call */                 \
+    XX(ECONN, -4, "lock store unreachable or connection broken")                     \
+    /* the store answered with an error (permissions, SQL error, ...) */             \
+    XX(EBACKEND, -5, "lock store reported an error")                                 \
+    XX(ENOMEM, -6, "out of memory")                                                  \
+    /* URL scheme not built in, or operation not offered by this backend */          \
+    XX(ENOTSUP, -7, "not supported")                                                 \
+    /* a wait was interrupted by dlock_cancel() */                                   \
     XX(ECANCELED, -8, "wait canceled")
 
 enum {
@@ -72,17 +71,16 @@ enum {
 #undef DLOCK_STATUS_ENUM
 };
 
-DLOCK_API const char *dlock_version(void);        /* "MAJOR.MINOR.PATCH" */
-DLOCK_API const char *dlock_strerror(int status); /* static text, never NULL, also for unknown codes */
+DLOCK_API const char *dlock_version(void);           /* "MAJOR.MINOR.PATCH" */
+DLOCK_API const char *dlock_strerror(int status);    /* static text, never NULL, also for unknown codes */
 DLOCK_API const char *dlock_status_name(int status); /* "DLOCK_EBUSY"; "" for an unknown code */
-DLOCK_API const char *dlock_last_error(void);     /* this thread's last failure detail, "" if none */
+DLOCK_API const char *dlock_last_error(void);        /* this thread's last failure detail, "" if none */
 
 DLOCK_API int dlock_open(const char *url, dlock_client **out);
 DLOCK_API void dlock_close(dlock_client *client); /* releases every lock still held; frees their handles */
 DLOCK_API const char *dlock_backend(const dlock_client *client); /* "postgresql", "mysql" or "sqlite" */
 
-DLOCK_API int dlock_acquire(dlock_client *client, const char *name,
-                            uint32_t ttl_ms, int32_t wait_ms, dlock_lock **out);
+DLOCK_API int dlock_acquire(dlock_client *client, const char *name, uint32_t ttl_ms, int32_t wait_ms, dlock_lock **out);
 DLOCK_API int dlock_extend(dlock_lock *lock, uint32_t ttl_ms);
 DLOCK_API int dlock_release(dlock_lock *lock); /* always frees the handle */
 

@@ -14,31 +14,31 @@
 
 struct dlock_lock {
     dlock_client *client;
-    struct dlock_held *state;            /* the backend's per-lock state */
-    _Atomic int64_t lease_deadline_ms;   /* monotonic; the lease may have expired from then on */
-    atomic_int lost;                     /* LOST_*: the store told us, our lease ran out, or the session
+    struct dlock_held *state;          /* the backend's per-lock state */
+    _Atomic int64_t lease_deadline_ms; /* monotonic; the lease may have expired from then on */
+    atomic_int lost;                   /* LOST_*: the store told us, our lease ran out, or the session
                                             ended; stays lost */
-    uint64_t generation;                 /* the backend's session generation it was taken in */
+    uint64_t generation;               /* the backend's session generation it was taken in */
     uint32_t hash;
-    struct dlock_lock *prev, *next;      /* every lock the client holds */
-    struct dlock_lock *hash_next;        /* the registry bucket chain */
+    struct dlock_lock *prev, *next; /* every lock the client holds */
+    struct dlock_lock *hash_next;   /* the registry bucket chain */
     char name[];
 };
 
 struct dlock_client {
     const struct dlock_backend *backend;
     struct dlock_conn *conn;
-    pthread_mutex_t mutex;               /* serializes every call on the client */
+    pthread_mutex_t mutex; /* serializes every call on the client */
     dlock_lock *held;
     dlock_lock **buckets;
-    size_t bucket_count;                 /* a power of two */
+    size_t bucket_count; /* a power of two */
     size_t held_count;
     /* dlock_cancel() and the start and end of every wait take this short
      * mutex (never held over a round trip to the store), so that a cancel
      * reaches only the wait in progress, never the next one. */
     pthread_mutex_t cancel_mutex;
-    int waiting;                         /* an acquire with a wait is in progress */
-    uint64_t generation;                 /* the backend's session generation, last seen */
+    int waiting;         /* an acquire with a wait is in progress */
+    uint64_t generation; /* the backend's session generation, last seen */
     /* For backends whose session dies when idle: when that may happen. */
     _Atomic int64_t session_deadline_ms;
 };
@@ -238,8 +238,8 @@ DLOCK_API int dlock_open(const char *url, dlock_client **out)
     if (!be) {
         char names[128];
         builtin_names(names, sizeof names);
-        return dlock__error(DLOCK_ENOTSUP, "URL scheme '%s' is not built into this libdlock (built in: %s)",
-                            scheme, names);
+        return dlock__error(DLOCK_ENOTSUP, "URL scheme '%s' is not built into this libdlock (built in: %s)", scheme,
+                            names);
     }
     return dlock__open_backend(be, url, out);
 }
@@ -306,8 +306,7 @@ DLOCK_API const char *dlock_backend(const dlock_client *c)
     return c ? c->backend->name : "";
 }
 
-DLOCK_API int dlock_acquire(dlock_client *c, const char *name, uint32_t ttl_ms, int32_t wait_ms,
-                            dlock_lock **out)
+DLOCK_API int dlock_acquire(dlock_client *c, const char *name, uint32_t ttl_ms, int32_t wait_ms, dlock_lock **out)
 {
     dlock__clear_error();
     if (out)
@@ -409,8 +408,9 @@ DLOCK_API int dlock_extend(dlock_lock *l, uint32_t ttl_ms)
             char why[256];
             dlock__copy_text(why, sizeof why, dlock_last_error());
             atomic_store(&l->lost, LOST_LEASE);
-            rc = dlock__error(DLOCK_ELOST, "lock '%s': the store did not confirm the extend before the lease ran out (%s)",
-                              l->name, why);
+            rc = dlock__error(DLOCK_ELOST,
+                              "lock '%s': the store did not confirm the extend before the lease ran out (%s)", l->name,
+                              why);
         }
     }
     pthread_mutex_unlock(&c->mutex);

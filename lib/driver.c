@@ -36,8 +36,8 @@ void *dlock__driver_open(dlock_driver *driver, const char *const *sonames)
         snprintf(tried + used, sizeof tried - used, "%s%s", used ? ", " : "", sonames[i]);
     }
     snprintf(driver->error, sizeof driver->error,
-             "the %s backend needs its client library, which cannot be loaded (tried %s): install it",
-             driver->backend, tried);
+             "the %s backend needs its client library, which cannot be loaded (tried %s): install it", driver->backend,
+             tried);
     return NULL;
 }
 
@@ -46,7 +46,7 @@ int dlock__driver_symbol(dlock_driver *driver, void *handle, const char *symbol,
     *slot = dlsym(handle, symbol);
     if (*slot)
         return 1;
-    snprintf(driver->error, sizeof driver->error,
-             "the %s backend's client library has no %s(): it is too old", driver->backend, symbol);
+    snprintf(driver->error, sizeof driver->error, "the %s backend's client library has no %s(): it is too old",
+             driver->backend, symbol);
     return 0;
 }

@@ -70,7 +70,7 @@ struct dlock_call {
 /* NOTE: no typedef, since dlock_backend() is a public function: write
  * `const struct dlock_backend dlock__backend_NAME = { ... };` */
 struct dlock_backend {
-    const char *name;     /* what dlock_backend() returns: "sqlite" */
+    const char *name; /* what dlock_backend() returns: "sqlite" */
     /* URL schemes handled, lower case, NULL-terminated */
     const char *const *schemes;
 
@@ -87,8 +87,8 @@ struct dlock_backend {
      * the store's lease (the core presets the time before the call; a wait
      * granted at an unknown moment inside one round trip is confirmed by one
      * more round trip, whose send time is the answer). */
-    int (*acquire)(struct dlock_conn *conn, const char *name, uint32_t ttl_ms, int32_t wait_ms,
-                   struct dlock_call *call, struct dlock_held **lock_out);
+    int (*acquire)(struct dlock_conn *conn, const char *name, uint32_t ttl_ms, int32_t wait_ms, struct dlock_call *call,
+                   struct dlock_held **lock_out);
     /* Confirm the lock is still ours and renew it to ttl_ms from now.  Not ours
      * any more: DLOCK_ELOST. */
     int (*extend)(struct dlock_conn *conn, struct dlock_held *lock, const char *name, uint32_t ttl_ms,

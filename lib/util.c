@@ -83,7 +83,8 @@ int dlock__url_scheme(const char *url, char *buf, size_t buflen)
         return dlock__error(DLOCK_EINVAL, "URL is empty");
     size_t n = 0;
     if (!isalpha((unsigned char)url[0]))
-        return dlock__error(DLOCK_EINVAL, "malformed URL: it does not start with a scheme such as sqlite:, postgresql: or mysql:");
+        return dlock__error(DLOCK_EINVAL,
+                            "malformed URL: it does not start with a scheme such as sqlite:, postgresql: or mysql:");
     while (isalnum((unsigned char)url[n]) || url[n] == '+' || url[n] == '-' || url[n] == '.')
         n++;
     if (url[n] != ':')

@@ -19,10 +19,10 @@
 
 #include "common.h"
 
-static const char *url;        /* the store under test */
-static const char *backend;    /* its backend name */
-static dlock_client *client;   /* a fresh client for every test */
-static char *name;             /* a fresh lock name for every test */
+static const char *url;      /* the store under test */
+static const char *backend;  /* its backend name */
+static dlock_client *client; /* a fresh client for every test */
+static char *name;           /* a fresh lock name for every test */
 
 /* How late a silent holder's lock may be freed after its TTL: the backend's
  * stated granularity plus scheduling slack. */
@@ -146,11 +146,11 @@ START_TEST(names_distinct)
     c[100] = 'q';
     const char *pairs[][2] = {
         {"Job", "job"},
-        {"e", "\xC3\xA9"},        /* e / é */
-        {"a", "\xC3\xA4"},        /* a / ä */
-        {"ss", "\xC3\x9F"},       /* ss / ß */
-        {"job ", "job"},          /* trailing space */
-        {a, b},                   /* differ in the last byte */
+        {"e", "\xC3\xA9"},  /* e / é */
+        {"a", "\xC3\xA4"},  /* a / ä */
+        {"ss", "\xC3\x9F"}, /* ss / ß */
+        {"job ", "job"},    /* trailing space */
+        {a, b},             /* differ in the last byte */
         {a, c},
         {"'; DROP TABLE dlock_locks; --", "\\' OR '1'='1"},
         {"100%", "100_"},
@@ -226,8 +226,7 @@ START_TEST(ttl_stopped_holder_loses_lock)
     kill(holder.pid, SIGSTOP);
     int64_t took = dlt_acquire_within(url, name, 60000, ttl + expiry_slack_ms());
     int64_t since_stop = dlt_now_ms() - stopped_at;
-    ck_assert_msg(took >= 0, "the lock was not freed within TTL %u + %lld ms", ttl,
-                  (long long)expiry_slack_ms());
+    ck_assert_msg(took >= 0, "the lock was not freed within TTL %u + %lld ms", ttl, (long long)expiry_slack_ms());
     /* Now someone else holds it for a while, then the holder wakes up. */
     dlock_lock *l = NULL;
     ck_assert_int_eq(dlock_acquire(client, name, 30000, 0, &l), DLOCK_OK);
@@ -510,8 +509,8 @@ START_TEST(dlock_run_wait_longer_than_ttl)
     }
     int status;
     ck_assert_int_eq(waitpid(run, &status, 0), run);
-    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 7,
-                  "dlock run exited %d (79: the lock was born lost)", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 7, "dlock run exited %d (79: the lock was born lost)",
+                  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     ended_well(driver);
     dlt_child_stop(&holder, 0);
 }
@@ -568,8 +567,8 @@ START_TEST(stale_cancel_never_reaches_the_next_wait)
             stale++;
         ck_assert_int_eq(dlock_release(busy), DLOCK_OK);
     }
-    ck_assert_msg(stale == 0, "%d of 20 waits were cancelled by a cancel meant for an earlier wait (%d granted)",
-                  stale, granted);
+    ck_assert_msg(stale == 0, "%d of 20 waits were cancelled by a cancel meant for an earlier wait (%d granted)", stale,
+                  granted);
     dlock_close(other);
 }
 END_TEST
@@ -627,8 +626,7 @@ START_TEST(extend_after_loss_is_lost)
     const uint32_t ttl = 500;
     dlock_lock *l = NULL;
     ck_assert_int_eq(dlock_acquire(client, name, ttl, 0, &l), DLOCK_OK);
-    ck_assert_msg(dlt_acquire_within(url, name, 60000, ttl + expiry_slack_ms()) >= 0,
-                  "the lease did not run out");
+    ck_assert_msg(dlt_acquire_within(url, name, 60000, ttl + expiry_slack_ms()) >= 0, "the lease did not run out");
     ck_assert_int_eq(dlock_remaining_ms(l), 0);
     ck_assert_int_eq(dlock_extend(l, 5000), DLOCK_ELOST);
     ck_assert_ptr_nonnull(strstr(dlock_last_error(), name));

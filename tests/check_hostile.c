@@ -136,64 +136,25 @@ static int cli_exit_for(int status)
 
 static const char *const hostile_payloads[] = {
     /* SQL */
-    "x'); DROP TABLE dlock_locks; --",
-    "'; DROP TABLE IF EXISTS dlock_locks; SELECT '",
-    "' OR '1'='1",
-    "\" OR \"\"=\"",
-    "a'b",
-    "a''b",
-    "'",
-    "''",
-    "\"",
-    "`id`",
-    ";",
-    "a;b; ;",
-    "-- comment",
-    "--",
-    "/* comment */",
-    "/*",
-    "*/",
-    "#",
-    "$1",
-    "$$",
-    ":name",
-    "?",
-    "@var",
-    "GET_LOCK('x', 10)",
-    "RELEASE_ALL_LOCKS()",
-    "pg_advisory_unlock_all()",
-    "NULL",
+    "x'); DROP TABLE dlock_locks; --", "'; DROP TABLE IF EXISTS dlock_locks; SELECT '", "' OR '1'='1", "\" OR \"\"=\"",
+    "a'b", "a''b", "'", "''", "\"", "`id`", ";", "a;b; ;", "-- comment", "--", "/* comment */", "/*", "*/", "#", "$1",
+    "$$", ":name", "?", "@var", "GET_LOCK('x', 10)", "RELEASE_ALL_LOCKS()", "pg_advisory_unlock_all()", "NULL",
     /* escapes and patterns */
-    "\\",
-    "\\\\",
-    "a\\'b",
-    "\\0",
-    "\\x00",
-    "\\n",
-    "%",
-    "%%",
-    "%s%s%s%n%x",
-    "100%_done",
-    "_",
-    "*",
-    "[a-z]",
-    "{}",
+    "\\", "\\\\", "a\\'b", "\\0", "\\x00", "\\n", "%", "%%", "%s%s%s%n%x", "100%_done", "_", "*", "[a-z]", "{}",
     /* control characters (no NUL: a C string cannot hold one) */
-    "\x01\x02\x03",
-    "\x1b[31mred\x1b[0m",
-    "\x1b]0;title\x07",
-    "tab\tnew\nline\rcarriage",
-    "\x7f",
+    "\x01\x02\x03", "\x1b[31mred\x1b[0m", "\x1b]0;title\x07", "tab\tnew\nline\rcarriage", "\x7f",
     /* Unicode */
-    "\xC3\xA9",                 /* é, one code point */
-    "e\xCC\x81",                /* é, e + combining acute */
-    ("\xE2\x80\xAE" "gnp.exe"), /* right-to-left override */
-    ("\xEF\xBB\xBF" "bom"),     /* byte order mark */
-    "\xC2\xA0",                 /* no-break space */
-    "\xF0\x9F\x94\x92",         /* 4-byte: padlock */
-    "\xF4\x8F\xBF\xBF",         /* U+10FFFF, the last code point */
-    "\xEF\xBF\xBD",             /* U+FFFD */
-    "\xC3\x9F",                 /* ß */
+    "\xC3\xA9",  /* é, one code point */
+    "e\xCC\x81", /* é, e + combining acute */
+    ("\xE2\x80\xAE"
+     "gnp.exe"), /* right-to-left override */
+    ("\xEF\xBB\xBF"
+     "bom"),            /* byte order mark */
+    "\xC2\xA0",         /* no-break space */
+    "\xF0\x9F\x94\x92", /* 4-byte: padlock */
+    "\xF4\x8F\xBF\xBF", /* U+10FFFF, the last code point */
+    "\xEF\xBF\xBD",     /* U+FFFD */
+    "\xC3\x9F",         /* ß */
 };
 #define PAYLOAD_COUNT (sizeof hostile_payloads / sizeof hostile_payloads[0])
 
@@ -213,8 +174,7 @@ static int takes(dlock_client *c, const char *n)
 {
     dlock_lock *l = NULL;
     int rc = dlock_acquire(c, n, 10000, 0, &l);
-    ck_assert_msg(rc == DLOCK_OK || rc == DLOCK_EBUSY, "acquire: %s (%s)", dlock_strerror(rc),
-                  dlock_last_error());
+    ck_assert_msg(rc == DLOCK_OK || rc == DLOCK_EBUSY, "acquire: %s (%s)", dlock_strerror(rc), dlock_last_error());
     if (rc == DLOCK_OK)
         ck_assert_int_eq(dlock_release(l), DLOCK_OK);
     return rc == DLOCK_OK;
@@ -252,11 +212,25 @@ START_TEST(look_alike_names_never_conflict)
     memcpy(b64, a64, sizeof a64);
     b64[64] = 'y';
     const char *pairs[][2] = {
-        {"a'b", "a''b"},       {"a\\'b", "a'b"},      {"a\\b", "a\\\\b"},   {"a%", "ab"},
-        {"a_c", "abc"},        {"%", "x"},            {"_", "y"},           {"A", "a"},
-        {"Ab", "aB"},          {"\xC3\xA9", "e"},     {"e\xCC\x81", "\xC3\xA9"},
-        {"\xC3\x9F", "ss"},    {"a;b", "a"},          {"a-- x", "a"},       {"a\tb", "a b"},
-        {"x", "x "},           {"a\x01", "a"},        {"\xC2\xA0", " "},    {a64, b64},
+        {"a'b", "a''b"},
+        {"a\\'b", "a'b"},
+        {"a\\b", "a\\\\b"},
+        {"a%", "ab"},
+        {"a_c", "abc"},
+        {"%", "x"},
+        {"_", "y"},
+        {"A", "a"},
+        {"Ab", "aB"},
+        {"\xC3\xA9", "e"},
+        {"e\xCC\x81", "\xC3\xA9"},
+        {"\xC3\x9F", "ss"},
+        {"a;b", "a"},
+        {"a-- x", "a"},
+        {"a\tb", "a b"},
+        {"x", "x "},
+        {"a\x01", "a"},
+        {"\xC2\xA0", " "},
+        {a64, b64},
         {"x'); DROP TABLE dlock_locks; --", "x"},
     };
     for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
@@ -381,9 +355,10 @@ static const char *const invalid_names[] = {
     "\xFC\x84\x80\x80\x80\x80",
     "\xFE",
     "\xFF",
-    "\x80",                 /* lone continuation */
-    "a\xE2\x82",            /* truncated at the end */
-    ("\xE2\x82" "a"),       /* truncated in the middle */
+    "\x80",      /* lone continuation */
+    "a\xE2\x82", /* truncated at the end */
+    ("\xE2\x82"
+     "a"), /* truncated in the middle */
     "x'); DROP TABLE dlock_locks; --\xFF",
     "\xC3\xA9\xC3",
 };
@@ -492,12 +467,11 @@ static int free_tcp_port(void)
 }
 
 /* No form of any secret in `text`. */
-static void assert_no_secret(const char *text, const char *const *secrets, const char *where,
-                             const char *what)
+static void assert_no_secret(const char *text, const char *const *secrets, const char *where, const char *what)
 {
     for (size_t i = 0; secrets[i]; i++)
-        ck_assert_msg(!secrets[i][0] || !strstr(text, secrets[i]),
-                      "%s (%s) shows secret #%zu: %s", where, what, i, text);
+        ck_assert_msg(!secrets[i][0] || !strstr(text, secrets[i]), "%s (%s) shows secret #%zu: %s", where, what, i,
+                      text);
 }
 
 #define EXPECT_MAX 3
@@ -537,29 +511,29 @@ static void check_bad_url(const struct bad_url *b, const char *const *secrets)
     const char *status_args[] = {"dlock", "status", "-u", b->url, tag, NULL};
     int st = run_cli(NULL, out, sizeof out, status_args);
     assert_no_secret(out, secrets, "dlock status", b->what);
-    ck_assert_msg(st == cli_exit_for(rc), "%s: dlock status exit %d (API said %s): %s", b->what, st,
-                  dlock_strerror(rc), out);
+    ck_assert_msg(st == cli_exit_for(rc), "%s: dlock status exit %d (API said %s): %s", b->what, st, dlock_strerror(rc),
+                  out);
     ck_assert_msg(strstr(out, "dlock: ") && strlen(out) > 20, "%s: dlock status said: '%s'", b->what, out);
 
     /* DLOCK_URL, as a crontab would set it. */
     const char *run_args[] = {"dlock", "run", tag, "--", "touch", marker, NULL};
     st = run_cli(b->url, out, sizeof out, run_args);
     assert_no_secret(out, secrets, "dlock run", b->what);
-    ck_assert_msg(st == cli_exit_for(rc), "%s: dlock run exit %d (API said %s): %s", b->what, st,
-                  dlock_strerror(rc), out);
+    ck_assert_msg(st == cli_exit_for(rc), "%s: dlock run exit %d (API said %s): %s", b->what, st, dlock_strerror(rc),
+                  out);
     ck_assert_msg(strstr(out, "dlock: ") && strlen(out) > 20, "%s: dlock run said: '%s'", b->what, out);
     ck_assert_msg(access(marker, F_OK) != 0, "%s: dlock run started the job", b->what);
     rmdir(dir);
     free(dir);
 }
 
-#define BAD(text, ...)                                                                     \
-    do {                                                                                   \
-        struct bad_url *b_ = &bad[count++];                                                \
-        int codes_[] = {__VA_ARGS__};                                                      \
-        b_->what = (text);                                                                 \
-        b_->expect_count = (int)(sizeof codes_ / sizeof codes_[0]);                        \
-        memcpy(b_->expect, codes_, sizeof codes_);                                         \
+#define BAD(text, ...)                                              \
+    do {                                                            \
+        struct bad_url *b_ = &bad[count++];                         \
+        int codes_[] = {__VA_ARGS__};                               \
+        b_->what = (text);                                          \
+        b_->expect_count = (int)(sizeof codes_ / sizeof codes_[0]); \
+        memcpy(b_->expect, codes_, sizeof codes_);                  \
     } while (0)
 
 START_TEST(no_password_in_any_message)
@@ -575,8 +549,8 @@ START_TEST(no_password_in_any_message)
     percent_decode(p.password, real_password, sizeof real_password);
     /* The fake password in both forms, its distinctive half alone, and the
      * test server's real password (if any) in both forms. */
-    const char *secrets[] = {FAKE_PASSWORD, FAKE_PASSWORD_ENCODED, "Secret-42", "Secret%2D42",
-                             real_password, p.password, NULL};
+    const char *secrets[] = {
+        FAKE_PASSWORD, FAKE_PASSWORD_ENCODED, "Secret-42", "Secret%2D42", real_password, p.password, NULL};
     int unused_port = free_tcp_port();
     struct bad_url bad[24];
     int count = 0;
@@ -591,37 +565,52 @@ START_TEST(no_password_in_any_message)
     BAD("wrong user", DLOCK_ECONN, DLOCK_EBACKEND);
     snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://nosuchuser_dlock:%s@%s:%s/%s", s, FAKE_PASSWORD, h, port, db);
     BAD("percent-encoded password, wrong port", DLOCK_ECONN);
-    snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%d/%s", s, u, FAKE_PASSWORD_ENCODED, h, unused_port, db);
+    snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%d/%s", s, u, FAKE_PASSWORD_ENCODED, h, unused_port,
+             db);
     BAD("bad port number", DLOCK_EINVAL);
     snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:99999/%s", s, u, FAKE_PASSWORD, h, db);
     if (mysql) {
         BAD("TLS required", DLOCK_ECONN, DLOCK_EBACKEND, DLOCK_OK);
-        snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/%s?ssl-mode=REQUIRED", s, u, FAKE_PASSWORD, h, port, db);
+        snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/%s?ssl-mode=REQUIRED", s, u, FAKE_PASSWORD, h,
+                 port, db);
         BAD("TLS verified against a missing CA", DLOCK_ECONN, DLOCK_EBACKEND);
-        snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/%s?ssl-mode=VERIFY_IDENTITY&ssl-ca=/nonexistent/ca.pem", s, u, FAKE_PASSWORD, h, port, db);
+        snprintf(bad[count - 1].url, sizeof bad[0].url,
+                 "%s://%s:%s@%s:%s/%s?ssl-mode=VERIFY_IDENTITY&ssl-ca=/nonexistent/ca.pem", s, u, FAKE_PASSWORD, h,
+                 port, db);
         BAD("the password as an option value", DLOCK_EINVAL);
-        snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/%s?ssl-mode=%s", s, u, FAKE_PASSWORD, h, port, db, FAKE_PASSWORD);
+        snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/%s?ssl-mode=%s", s, u, FAKE_PASSWORD, h, port,
+                 db, FAKE_PASSWORD);
         BAD("the password as an option name", DLOCK_EINVAL);
-        snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/%s?%s=1", s, u, FAKE_PASSWORD, h, port, db, FAKE_PASSWORD);
+        snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/%s?%s=1", s, u, FAKE_PASSWORD, h, port, db,
+                 FAKE_PASSWORD);
         BAD("a missing socket", DLOCK_ECONN);
-        snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@localhost/%s?socket=/nonexistent/mysqld.sock", s, u, FAKE_PASSWORD, db);
+        snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@localhost/%s?socket=/nonexistent/mysqld.sock", s, u,
+                 FAKE_PASSWORD, db);
         if (p.password[0]) {
             BAD("the real password, wrong database", DLOCK_EBACKEND, DLOCK_ECONN);
-            snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/nosuchdb_dlock", s, u, p.password, h, port);
+            snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/nosuchdb_dlock", s, u, p.password, h,
+                     port);
             BAD("the real password, TLS required", DLOCK_ECONN, DLOCK_EBACKEND, DLOCK_OK);
-            snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/%s?ssl-mode=REQUIRED", s, u, p.password, h, port, db);
+            snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/%s?ssl-mode=REQUIRED", s, u, p.password,
+                     h, port, db);
         }
     } else {
         BAD("TLS required", DLOCK_ECONN, DLOCK_EBACKEND, DLOCK_OK);
-        snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/%s?sslmode=require", s, u, FAKE_PASSWORD, h, port, db);
+        snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/%s?sslmode=require", s, u, FAKE_PASSWORD, h,
+                 port, db);
         BAD("TLS verified against a missing CA", DLOCK_ECONN, DLOCK_EBACKEND);
-        snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/%s?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem", s, u, FAKE_PASSWORD, h, port, db);
+        snprintf(bad[count - 1].url, sizeof bad[0].url,
+                 "%s://%s:%s@%s:%s/%s?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem", s, u, FAKE_PASSWORD, h,
+                 port, db);
         BAD("the password as an option value", DLOCK_EINVAL, DLOCK_ECONN);
-        snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/%s?sslmode=%s", s, u, FAKE_PASSWORD, h, port, db, FAKE_PASSWORD);
+        snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/%s?sslmode=%s", s, u, FAKE_PASSWORD, h, port,
+                 db, FAKE_PASSWORD);
         BAD("the password as an option name", DLOCK_EINVAL);
-        snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/%s?%s=1", s, u, FAKE_PASSWORD, h, port, db, FAKE_PASSWORD);
+        snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/%s?%s=1", s, u, FAKE_PASSWORD, h, port, db,
+                 FAKE_PASSWORD);
         BAD("the password as a query option", DLOCK_ECONN);
-        snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s@%s:%d/%s?password=%s", s, u, h, unused_port, db, FAKE_PASSWORD);
+        snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s@%s:%d/%s?password=%s", s, u, h, unused_port, db,
+                 FAKE_PASSWORD);
         BAD("an unterminated IPv6 host", DLOCK_EINVAL);
         snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@[::1/%s", s, u, FAKE_PASSWORD, db);
     }
@@ -728,8 +717,8 @@ START_TEST(sqlite_planted_sidecar_links_are_not_followed)
                 ck_assert_int_eq(dlock_release(l), DLOCK_OK);
             dlock_close(c);
         }
-        ck_assert_msg(rc == DLOCK_OK || rc == DLOCK_ECONN || rc == DLOCK_EINVAL || rc == DLOCK_EBACKEND,
-                      "%s: %s (%s)", suffixes[i], dlock_strerror(rc), dlock_last_error());
+        ck_assert_msg(rc == DLOCK_OK || rc == DLOCK_ECONN || rc == DLOCK_EINVAL || rc == DLOCK_EBACKEND, "%s: %s (%s)",
+                      suffixes[i], dlock_strerror(rc), dlock_last_error());
         ck_assert_msg(file_is(target, "precious\n"), "%s: the file behind the link was written", suffixes[i]);
         char cmd[9000];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
@@ -813,8 +802,8 @@ START_TEST(long_url_is_not_cut)
     char out[CLI_OUTPUT_MAX];
     const char *status_args[] = {"dlock", "status", "-u", long_url, tag, NULL};
     int st = run_cli(NULL, out, sizeof out, status_args);
-    ck_assert_msg(st == 64 || st == 69 || st == 70, "dlock status with an 8 kB URL: exit %d (the tail was cut?): %.300s",
-                  st, out);
+    ck_assert_msg(st == 64 || st == 69 || st == 70,
+                  "dlock status with an 8 kB URL: exit %d (the tail was cut?): %.300s", st, out);
     const char *run_args[] = {"dlock", "run", tag, "--", "true", NULL};
     st = run_cli(long_url, out, sizeof out, run_args);
     ck_assert_msg(st == 64 || st == 69 || st == 70, "dlock run with an 8 kB DLOCK_URL: exit %d: %.300s", st, out);

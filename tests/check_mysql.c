@@ -34,8 +34,7 @@
 START_TEST(url_full)
 {
     struct dlock_mysql_url u;
-    ck_assert_int_eq(dlock__mysql_parse_url(
-                         "mysql://dlock:p%40ss%3Aw%2Frd%25@127.0.0.1:3307/dlock_test", &u),
+    ck_assert_int_eq(dlock__mysql_parse_url("mysql://dlock:p%40ss%3Aw%2Frd%25@127.0.0.1:3307/dlock_test", &u),
                      DLOCK_OK);
     ck_assert_str_eq(u.user, "dlock");
     ck_assert_str_eq(u.password, "p@ss:w/rd%");
@@ -108,16 +107,13 @@ END_TEST
 START_TEST(url_socket)
 {
     struct dlock_mysql_url u;
-    ck_assert_int_eq(dlock__mysql_parse_url("mysql://root@localhost/?socket=/tmp/x/mysqld.sock", &u),
-                     DLOCK_OK);
+    ck_assert_int_eq(dlock__mysql_parse_url("mysql://root@localhost/?socket=/tmp/x/mysqld.sock", &u), DLOCK_OK);
     ck_assert_str_eq(u.host, "localhost");
     ck_assert_str_eq(u.socket, "/tmp/x/mysqld.sock");
     ck_assert_ptr_null(u.database);
     dlock__mysql_url_free(&u);
     /* No host at all, an encoded path, a database. */
-    ck_assert_int_eq(dlock__mysql_parse_url("mariadb://u:pw@/jobs?socket=%2Frun%2Fmysqld%2Fmysqld.sock",
-                                            &u),
-                     DLOCK_OK);
+    ck_assert_int_eq(dlock__mysql_parse_url("mariadb://u:pw@/jobs?socket=%2Frun%2Fmysqld%2Fmysqld.sock", &u), DLOCK_OK);
     ck_assert_ptr_null(u.host);
     ck_assert_str_eq(u.socket, "/run/mysqld/mysqld.sock");
     ck_assert_str_eq(u.database, "jobs");
@@ -131,12 +127,11 @@ END_TEST
 START_TEST(url_options)
 {
     struct dlock_mysql_url u;
-    ck_assert_int_eq(
-        dlock__mysql_parse_url("mysql://h/d?ssl-mode=VERIFY_IDENTITY&ssl-ca=/etc/ssl/ca.pem"
-                               "&ssl-capath=/etc/ssl/cas&ssl-cert=/c.pem&ssl-key=/k%20ey.pem"
-                               "&connect-timeout=5",
-                               &u),
-        DLOCK_OK);
+    ck_assert_int_eq(dlock__mysql_parse_url("mysql://h/d?ssl-mode=VERIFY_IDENTITY&ssl-ca=/etc/ssl/ca.pem"
+                                            "&ssl-capath=/etc/ssl/cas&ssl-cert=/c.pem&ssl-key=/k%20ey.pem"
+                                            "&connect-timeout=5",
+                                            &u),
+                     DLOCK_OK);
     ck_assert_int_eq(u.ssl_mode, DLOCK_MYSQL_SSL_VERIFY_IDENTITY);
     ck_assert_str_eq(u.ssl_ca, "/etc/ssl/ca.pem");
     ck_assert_str_eq(u.ssl_capath, "/etc/ssl/cas");
@@ -156,8 +151,7 @@ START_TEST(url_options)
         {"mysql://h/?connect_timeout=3600&ssl-mode=verify_identity", DLOCK_MYSQL_SSL_VERIFY_IDENTITY},
     };
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
-        ck_assert_msg(dlock__mysql_parse_url(modes[i].url, &u) == DLOCK_OK, "%s: %s", modes[i].url,
-                      dlock_last_error());
+        ck_assert_msg(dlock__mysql_parse_url(modes[i].url, &u) == DLOCK_OK, "%s: %s", modes[i].url, dlock_last_error());
         ck_assert_int_eq(u.ssl_mode, modes[i].mode);
         dlock__mysql_url_free(&u);
     }
@@ -172,12 +166,12 @@ START_TEST(url_malformed)
         "mysql:",
         "mysql:/h/db",
         "mysql://",
-        "mysql:///db",                     /* neither host nor socket */
+        "mysql:///db", /* neither host nor socket */
         "no-scheme-here",
         "://nohost/x",
         "postgresql://h/db",
         "mysqlx://h/db",
-        "mysql://h:",                      /* empty port */
+        "mysql://h:", /* empty port */
         "mysql://h:0/db",
         "mysql://h:65536/db",
         "mysql://h:12ab/db",
@@ -187,14 +181,14 @@ START_TEST(url_malformed)
         "mysql://[]:3306/db",
         "mysql://[::1]x/db",
         "mysql://h/db/extra",
-        "mysql://h/d%zzb",                 /* bad escape */
-        "mysql://h/d%00b",                 /* NUL */
+        "mysql://h/d%zzb", /* bad escape */
+        "mysql://h/d%00b", /* NUL */
         "mysql://u:p%4@h/db",
         "mysql://h/db#fragment",
         "mysql://h /db",
-        "mysql://h/db?socket",             /* option without '=' */
+        "mysql://h/db?socket", /* option without '=' */
         "mysql://h/db?socket=",
-        "mysql://h/db?sockets=/x",         /* unknown option */
+        "mysql://h/db?sockets=/x", /* unknown option */
         "mysql://h/db?password=x",
         "mysql://h/db?ssl-mode=sometimes",
         "mysql://h/db?connect-timeout=0",
@@ -228,13 +222,11 @@ START_TEST(url_errors_hide_the_password)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct dlock_mysql_url u;
         ck_assert_int_eq(dlock__mysql_parse_url(bad[i], &u), DLOCK_EINVAL);
-        ck_assert_msg(strstr(dlock_last_error(), "Sup3rS3cret") == NULL, "leaked: %s",
-                      dlock_last_error());
+        ck_assert_msg(strstr(dlock_last_error(), "Sup3rS3cret") == NULL, "leaked: %s", dlock_last_error());
         dlock_client *c = NULL;
         ck_assert_int_eq(dlock_open(bad[i], &c), DLOCK_EINVAL);
         ck_assert_ptr_null(c);
-        ck_assert_msg(strstr(dlock_last_error(), "Sup3rS3cret") == NULL, "leaked: %s",
-                      dlock_last_error());
+        ck_assert_msg(strstr(dlock_last_error(), "Sup3rS3cret") == NULL, "leaked: %s", dlock_last_error());
     }
 }
 END_TEST
@@ -375,8 +367,8 @@ static MYSQL *raw_open(const char *which_url)
         unsigned int protocol = MYSQL_PROTOCOL_SOCKET;
         mysql_options(db, MYSQL_OPT_PROTOCOL, &protocol);
     }
-    MYSQL *ok = mysql_real_connect(db, u.host ? u.host : "localhost", u.user, u.password,
-                                   u.database, u.port, u.socket, 0);
+    MYSQL *ok =
+        mysql_real_connect(db, u.host ? u.host : "localhost", u.user, u.password, u.database, u.port, u.socket, 0);
     ck_assert_msg(ok != NULL, "raw connect failed: %s", mysql_error(db));
     dlock__mysql_url_free(&u);
     return db;
@@ -499,15 +491,15 @@ START_TEST(names_the_server_would_confuse_are_distinct)
              "0123456789012345678901234567890123456789012345678901234567890123456789");
     snprintf(long_b, sizeof long_b, "%s-%s-B", base,
              "0123456789012345678901234567890123456789012345678901234567890123456789");
-    const char *pairs[][2] = {{job_upper, job_lower}, {e_plain, e_accent}, {long_a, long_b},
-                              {"Job", "job"}, {"e", "\xc3\xa9"}};
+    const char *pairs[][2] = {
+        {job_upper, job_lower}, {e_plain, e_accent}, {long_a, long_b}, {"Job", "job"}, {"e", "\xc3\xa9"}};
     for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
         dlock_client *one = open_client(), *two = open_client();
         dlock_lock *l1 = NULL, *l2 = NULL;
-        ck_assert_msg(dlock_acquire(one, pairs[i][0], 10000, 0, &l1) == DLOCK_OK, "%s: %s",
-                      pairs[i][0], dlock_last_error());
-        ck_assert_msg(dlock_acquire(two, pairs[i][1], 10000, 0, &l2) == DLOCK_OK,
-                      "'%s' conflicts with '%s': %s", pairs[i][1], pairs[i][0], dlock_last_error());
+        ck_assert_msg(dlock_acquire(one, pairs[i][0], 10000, 0, &l1) == DLOCK_OK, "%s: %s", pairs[i][0],
+                      dlock_last_error());
+        ck_assert_msg(dlock_acquire(two, pairs[i][1], 10000, 0, &l2) == DLOCK_OK, "'%s' conflicts with '%s': %s",
+                      pairs[i][1], pairs[i][0], dlock_last_error());
         ck_assert(busy_for_others(pairs[i][0]));
         ck_assert(busy_for_others(pairs[i][1]));
         ck_assert_int_eq(dlock_release(l1), DLOCK_OK);
@@ -530,15 +522,30 @@ START_TEST(hostile_names_are_just_names)
     memset(long_name, 'Z', 255);
     long_name[255] = '\0';
     const char *names[] = {
-        "'; DROP TABLE mysql.user; --", "\\", "\\'", "%", "_", "a\"b", "x' OR '1'='1",
-        "NULL", "0", " ", "tab\there", "new\nline", "\xf0\x9f\x94\x92 lock",
-        "\xe2\x80\xae reversed", "/*comment*/", "`backtick`", "a;b", "dlock#", long_name,
+        "'; DROP TABLE mysql.user; --",
+        "\\",
+        "\\'",
+        "%",
+        "_",
+        "a\"b",
+        "x' OR '1'='1",
+        "NULL",
+        "0",
+        " ",
+        "tab\there",
+        "new\nline",
+        "\xf0\x9f\x94\x92 lock",
+        "\xe2\x80\xae reversed",
+        "/*comment*/",
+        "`backtick`",
+        "a;b",
+        "dlock#",
+        long_name,
     };
     dlock_client *c = open_client();
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         dlock_lock *l = NULL;
-        ck_assert_msg(dlock_acquire(c, names[i], 10000, 0, &l) == DLOCK_OK, "'%s': %s", names[i],
-                      dlock_last_error());
+        ck_assert_msg(dlock_acquire(c, names[i], 10000, 0, &l) == DLOCK_OK, "'%s': %s", names[i], dlock_last_error());
         ck_assert_msg(busy_for_others(names[i]), "'%s' is not exclusive", names[i]);
         char who[256];
         ck_assert_int_eq(dlock_holder(c, names[i], who, sizeof who), 1);
@@ -555,8 +562,9 @@ START_TEST(hostile_names_are_just_names)
     dlock_close(other);
     /* Nothing was executed as SQL: the server is as it was. */
     MYSQL *db = raw_open(root_url ? root_url : url);
-    ck_assert_int_eq(raw_int(db, "SELECT COUNT(*) > 0 FROM information_schema.TABLES "
-                                 "WHERE TABLE_SCHEMA = 'mysql' AND TABLE_NAME = ?",
+    ck_assert_int_eq(raw_int(db,
+                             "SELECT COUNT(*) > 0 FROM information_schema.TABLES "
+                             "WHERE TABLE_SCHEMA = 'mysql' AND TABLE_NAME = ?",
                              root_url ? "user" : "db") ||
                          !root_url,
                      1);
@@ -595,9 +603,7 @@ START_TEST(plain_client_and_dlock_exclude_each_other)
     const char *digest_sql = "SELECT GET_LOCK(CONCAT('dlock#', LEFT(SHA2(?, 256), 58)), 0)";
     ck_assert_int_eq(raw_int(raw, digest_sql, fancy), 1);
     ck_assert_int_eq(dlock_acquire(c, fancy, 10000, 0, &l), DLOCK_EBUSY);
-    ck_assert_int_eq(raw_int(raw, "SELECT RELEASE_LOCK(CONCAT('dlock#', LEFT(SHA2(?, 256), 58)))",
-                             fancy),
-                     1);
+    ck_assert_int_eq(raw_int(raw, "SELECT RELEASE_LOCK(CONCAT('dlock#', LEFT(SHA2(?, 256), 58)))", fancy), 1);
     ck_assert_int_eq(dlock_acquire(c, fancy, 10000, 0, &l), DLOCK_OK);
     ck_assert_int_eq(raw_int(raw, digest_sql, fancy), 0);
     ck_assert_int_eq(dlock_release(l), DLOCK_OK);
@@ -612,8 +618,7 @@ START_TEST(plain_client_and_dlock_exclude_each_other)
     ck_assert_int_eq(raw_int(raw, "SELECT RELEASE_LOCK(?)", name), 1);
     ck_assert_int_eq(dlt_child_read(&waiter, 5000), DLOCK_OK);
     int64_t handoff = dlt_now_ms() - released_at;
-    fprintf(stderr, "FIGURE: plain client RELEASE_LOCK -> waiting dlock client granted: %lld ms\n",
-            (long long)handoff);
+    fprintf(stderr, "FIGURE: plain client RELEASE_LOCK -> waiting dlock client granted: %lld ms\n", (long long)handoff);
     ck_assert_int_lt(handoff, 500);
     ck_assert_int_eq(raw_int(raw, "SELECT GET_LOCK(?, 0)", name), 0);
     ck_assert_int_eq(dlt_child_cmd(&waiter, "release", 5000), DLOCK_OK);
@@ -744,8 +749,9 @@ START_TEST(one_round_trip_per_call)
         if (questions == 3 * cycles && settings == 0)
             break;
     }
-    fprintf(stderr, "FIGURE: %d x (acquire + extend + release), same TTL: %lld statements, %lld "
-                    "session settings\n",
+    fprintf(stderr,
+            "FIGURE: %d x (acquire + extend + release), same TTL: %lld statements, %lld "
+            "session settings\n",
             cycles, questions, settings);
     ck_assert_int_eq(questions, 3 * cycles);
     ck_assert_int_eq(settings, 0);
@@ -796,8 +802,9 @@ START_TEST(kill_of_the_holders_connection_is_elost)
     /* ...and the holder learns it at its next extend, never re-taking it. */
     ck_assert_int_eq(dlock_extend(l, 10000), DLOCK_ELOST);
     ck_assert_int_eq(dlock_extend(l, 10000), DLOCK_ELOST);
-    fprintf(stderr, "FIGURE: KILL of the holder's connection -> free for others %lld ms, "
-                    "ELOST at the next extend after %lld ms\n",
+    fprintf(stderr,
+            "FIGURE: KILL of the holder's connection -> free for others %lld ms, "
+            "ELOST at the next extend after %lld ms\n",
             (long long)took, (long long)(dlt_now_ms() - killed_at));
     ck_assert_int_eq(dlock_release(l), DLOCK_ELOST);
     /* The next acquire reconnects: a new session that really holds it. */
@@ -851,15 +858,13 @@ START_TEST(kill_under_dlock_run_terminates_the_job)
     char *name = unique("run");
     char marker[4200], script[4400];
     snprintf(marker, sizeof marker, "%s/terminated", dir);
-    snprintf(script, sizeof script,
-             "trap 'echo TERM > \"%s\"; exit 7' TERM; while :; do sleep 0.05; done", marker);
+    snprintf(script, sizeof script, "trap 'echo TERM > \"%s\"; exit 7' TERM; while :; do sleep 0.05; done", marker);
     fflush(NULL);
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
         setenv("DLOCK_URL", url, 1);
-        execl(bin, bin, "run", "-t", "3s", "-k", "5s", name, "--", "/bin/sh", "-c", script,
-              (char *)NULL);
+        execl(bin, bin, "run", "-t", "3s", "-k", "5s", name, "--", "/bin/sh", "-c", script, (char *)NULL);
         _exit(127);
     }
     long long id = -1;
@@ -889,8 +894,9 @@ START_TEST(kill_under_dlock_run_terminates_the_job)
         ck_abort_msg("dlock run did not end within 8 s of the KILL");
     }
     int64_t took = dlt_now_ms() - killed_at;
-    fprintf(stderr, "FIGURE: KILL under dlock run -t 3s -> job terminated, dlock exited after "
-                    "%lld ms\n",
+    fprintf(stderr,
+            "FIGURE: KILL under dlock run -t 3s -> job terminated, dlock exited after "
+            "%lld ms\n",
             (long long)took);
     ck_assert(WIFEXITED(status));
     ck_assert_int_eq(WEXITSTATUS(status), 79);
@@ -911,8 +917,9 @@ START_TEST(kill9_of_the_holder_frees_at_once)
     int64_t start = dlt_now_ms();
     dlt_child_stop(&holder, SIGKILL);
     int64_t took = dlt_acquire_within(url, name, 5000, 1000);
-    fprintf(stderr, "FIGURE: kill -9 of the holder (TTL 30 s) -> another client acquired after "
-                    "%lld ms\n",
+    fprintf(stderr,
+            "FIGURE: kill -9 of the holder (TTL 30 s) -> another client acquired after "
+            "%lld ms\n",
             (long long)(took >= 0 ? dlt_now_ms() - start : -1));
     ck_assert_int_ge(took, 0);
     ck_assert_int_le(took, 1000);
@@ -935,8 +942,9 @@ START_TEST(sigstop_past_the_ttl_loses_the_lock)
     int64_t took = dlt_acquire_within(url, name, 5000, ttl_ms + 2000);
     int64_t since_stop = dlt_now_ms() - start;
     kill(holder.pid, SIGCONT); /* before any check: a stopped child would stay forever */
-    fprintf(stderr, "FIGURE: SIGSTOP of the holder (TTL %u ms) -> another client acquired %lld ms "
-                    "after the stop\n",
+    fprintf(stderr,
+            "FIGURE: SIGSTOP of the holder (TTL %u ms) -> another client acquired %lld ms "
+            "after the stop\n",
             ttl_ms, (long long)since_stop);
     ck_assert(busy_while_stopped);
     ck_assert_int_ge(took, 0);
@@ -960,8 +968,9 @@ START_TEST(silent_holder_in_process_loses_the_lock)
     int64_t start = dlt_now_ms();
     int64_t took = dlt_acquire_within(url, name, 5000, 1200 + 2000);
     ck_assert_int_ge(took, 0);
-    fprintf(stderr, "FIGURE: silent holder with TTL 1200 ms (wait_timeout 2 s) -> free for "
-                    "others after %lld ms\n",
+    fprintf(stderr,
+            "FIGURE: silent holder with TTL 1200 ms (wait_timeout 2 s) -> free for "
+            "others after %lld ms\n",
             (long long)(dlt_now_ms() - start));
     ck_assert_int_eq(dlock_remaining_ms(l), 0);
     ck_assert_int_eq(dlock_release(l), DLOCK_ELOST);
@@ -1007,8 +1016,7 @@ static const char *server_script(void)
         /* Run by hand: the script sits next to this source file. */
         snprintf(path, sizeof path, "%s", __FILE__);
         char *slash = strrchr(path, '/');
-        snprintf(slash ? slash + 1 : path, sizeof path - (size_t)(slash ? slash + 1 - path : 0),
-                 "mysql-server.sh");
+        snprintf(slash ? slash + 1 : path, sizeof path - (size_t)(slash ? slash + 1 - path : 0), "mysql-server.sh");
     }
     return path;
 }
@@ -1028,8 +1036,8 @@ static int private_server(const char *action)
 {
     char cmd[16384];
     /* Without TLS: a server that cannot do it must be refused by ssl-mode. */
-    snprintf(cmd, sizeof cmd, "DLOCK_TEST_MYSQL_TLS=off sh '%s' %s '%s' >/dev/null 2>>'%s.err'",
-             server_script(), action, private_dir, private_dir);
+    snprintf(cmd, sizeof cmd, "DLOCK_TEST_MYSQL_TLS=off sh '%s' %s '%s' >/dev/null 2>>'%s.err'", server_script(),
+             action, private_dir, private_dir);
     return dlt_system(cmd);
 }
 
@@ -1077,12 +1085,12 @@ START_TEST(server_restart_loses_the_lock_then_acquires_work)
         t0 = dlt_now_ms();
         rc = dlock_acquire(c, "restart-job", 30000, 0, &l);
         int64_t reacquire_ms = dlt_now_ms() - t0;
-        fprintf(stderr, "FIGURE: server restart took %lld ms; then ELOST, and a new acquire on "
-                        "the same client succeeded in %lld ms\n",
+        fprintf(stderr,
+                "FIGURE: server restart took %lld ms; then ELOST, and a new acquire on "
+                "the same client succeeded in %lld ms\n",
                 (long long)restart_ms, (long long)reacquire_ms);
         int rc_other = dlock_open(private_url, &other);
-        rc_busy = rc_other == DLOCK_OK ? dlock_acquire(other, "restart-job", 30000, 0, &l2)
-                                       : rc_other;
+        rc_busy = rc_other == DLOCK_OK ? dlock_acquire(other, "restart-job", 30000, 0, &l2) : rc_other;
         if (rc_busy == DLOCK_OK)
             dlock_release(l2);
         rc_extend = rc == DLOCK_OK ? dlock_extend(l, 30000) : rc;
@@ -1144,8 +1152,9 @@ START_TEST(cancel_interrupts_a_server_side_wait)
         ck_assert_int_ge(took, 150);
         ck_assert_int_lt(took, 1500);
         if (round == 0)
-            fprintf(stderr, "FIGURE: dlock_cancel -> waiting acquire returned after %lld ms "
-                            "(cancel sent at 200 ms)\n",
+            fprintf(stderr,
+                    "FIGURE: dlock_cancel -> waiting acquire returned after %lld ms "
+                    "(cancel sent at 200 ms)\n",
                     (long long)took);
     }
     /* The session survived the KILL QUERY: the other lock is still held. */
@@ -1239,8 +1248,7 @@ START_TEST(tls_modes)
     dlock_lock *l = NULL;
     char *name = unique("tls");
 
-    ck_assert_msg(dlock_open(url_with(url, "ssl-mode=REQUIRED"), &c) == DLOCK_OK, "%s",
-                  dlock_last_error());
+    ck_assert_msg(dlock_open(url_with(url, "ssl-mode=REQUIRED"), &c) == DLOCK_OK, "%s", dlock_last_error());
     ck_assert_int_eq(dlock_acquire(c, name, 5000, 0, &l), DLOCK_OK);
     ck_assert_int_eq(dlock_release(l), DLOCK_OK);
     dlock_close(c);
@@ -1262,8 +1270,8 @@ START_TEST(tls_modes)
     /* Verification without a CA of ours: the system's CAs did not sign it. */
     ck_assert_int_eq(dlock_open(url_with(url, "ssl-mode=VERIFY_CA"), &c), DLOCK_ECONN);
 
-    ck_assert_msg(dlock_open(url_with(url, "ssl-mode=DISABLED&connect-timeout=3"), &c) == DLOCK_OK,
-                  "%s", dlock_last_error());
+    ck_assert_msg(dlock_open(url_with(url, "ssl-mode=DISABLED&connect-timeout=3"), &c) == DLOCK_OK, "%s",
+                  dlock_last_error());
     dlock_close(c);
     dlock__mysql_url_free(&u);
     free(name);
@@ -1405,13 +1413,12 @@ START_TEST(a_late_cancel_never_reaches_the_next_wait)
         }
         dlock_lock *l = NULL;
         int rc = dlock_acquire(c, second, 10000, 200, &l);
-        ck_assert_msg(rc == DLOCK_EBUSY || rc == DLOCK_ECANCELED, "trial %d: %d %s", trial, rc,
-                      dlock_last_error());
+        ck_assert_msg(rc == DLOCK_EBUSY || rc == DLOCK_ECANCELED, "trial %d: %d %s", trial, rc, dlock_last_error());
         if (rc == DLOCK_ECANCELED)
             stale++;
     }
-    fprintf(stderr, "FIGURE: stale cancel: %d granted, %d cancelled, %d of 30 next waits cancelled\n",
-            granted, canceled, stale);
+    fprintf(stderr, "FIGURE: stale cancel: %d granted, %d cancelled, %d of 30 next waits cancelled\n", granted,
+            canceled, stale);
     ck_assert_int_eq(stale, 0);
     ck_assert_int_eq(dlock_release(h2), DLOCK_OK);
     dlock_close(h);
@@ -1522,10 +1529,10 @@ START_TEST(a_stopped_server_bounds_extend_and_cancel)
     dlock_lock *l = NULL, *hl = NULL;
     int rc_open = private_url[0] && server > 0 ? dlock_open(private_url, &c) : DLOCK_EINVAL;
     int rc_acquire = rc_open == DLOCK_OK ? dlock_acquire(c, "stop-extend", 5000, 0, &l) : rc_open;
-    int rc_hold = rc_acquire == DLOCK_OK && dlock_open(private_url, &h) == DLOCK_OK &&
-                          dlock_open(private_url, &w) == DLOCK_OK
-                      ? dlock_acquire(h, "stop-wait", 30000, 0, &hl)
-                      : DLOCK_ECONN;
+    int rc_hold =
+        rc_acquire == DLOCK_OK && dlock_open(private_url, &h) == DLOCK_OK && dlock_open(private_url, &w) == DLOCK_OK
+            ? dlock_acquire(h, "stop-wait", 30000, 0, &hl)
+            : DLOCK_ECONN;
     int rc_extend = DLOCK_EINVAL;
     int64_t remaining = 0, took_extend = 0, took_cancel = 0;
     struct waiter wt = {w, "stop-wait", 30000, DLOCK_WAIT_FOREVER, 99, NULL};
@@ -1554,8 +1561,9 @@ START_TEST(a_stopped_server_bounds_extend_and_cancel)
         kill(server, SIGCONT);
         kill(guard, SIGKILL);
         waitpid(guard, NULL, 0);
-        fprintf(stderr, "FIGURE: stopped server: cancel of a wait: %d after %lld ms; extend %d after %lld ms"
-                        " (lease had %lld ms, TTL 5000): %s\n",
+        fprintf(stderr,
+                "FIGURE: stopped server: cancel of a wait: %d after %lld ms; extend %d after %lld ms"
+                " (lease had %lld ms, TTL 5000): %s\n",
                 wt.rc, (long long)took_cancel, rc_extend, (long long)took_extend, (long long)remaining, why);
     }
     if (l)

@@ -49,7 +49,7 @@ static const struct {
     {"billing/invoice-run", "1db31f52226e6ed9", INT64_C(2140088685556559577)},
     {"it's", "24ceef1cb6b0cbc0", INT64_C(2652320137170963392)},
     {"\xd0\xba\xd0\xbb\xd1\x8e\xd1\x87", "1de36a32af798da0", INT64_C(2153681812738117024)}, /* ключ */
-    {"\xf0\x9f\x94\x92 lock", "ad760047a9ecbded", INT64_C(-5947565950102618643)},       /* 🔒 lock */
+    {"\xf0\x9f\x94\x92 lock", "ad760047a9ecbded", INT64_C(-5947565950102618643)},           /* 🔒 lock */
     {"Robert'); DROP TABLE students;--", "a22dd20f3972ce1b", INT64_C(-6760516502783078885)},
 };
 
@@ -252,8 +252,7 @@ static void psql_start(psql_proc *p, const char *name)
         dup2(down[0], 0);
         dup2(up[1], 1);
         close(down[0]), close(down[1]), close(up[0]), close(up[1]);
-        execlp("psql", "psql", "-X", "-q", "-A", "-t", "-v", var, "-v", "ON_ERROR_STOP=0",
-               "-d", pg_url, (char *)NULL);
+        execlp("psql", "psql", "-X", "-q", "-A", "-t", "-v", var, "-v", "ON_ERROR_STOP=0", "-d", pg_url, (char *)NULL);
         _exit(127);
     }
     close(down[0]);
@@ -303,9 +302,9 @@ typedef struct proxy {
     socklen_t target_len;
     pthread_t thread;
     atomic_int stop;
-    atomic_int stalled;   /* forward nothing (a vanished network) */
-    atomic_int cut;       /* close every connection */
-    atomic_int turns;     /* client->server bursts that follow server data: round trips */
+    atomic_int stalled; /* forward nothing (a vanished network) */
+    atomic_int cut;     /* close every connection */
+    atomic_int turns;   /* client->server bursts that follow server data: round trips */
     atomic_int accepted;
     int pairs[PROXY_MAX_PAIRS][2]; /* client fd, server fd; -1 when free */
 } proxy;
@@ -347,8 +346,7 @@ static void *proxy_main(void *arg)
                 for (int i = 0; i < PROXY_MAX_PAIRS && slot < 0; i++)
                     if (px->pairs[i][0] < 0)
                         slot = i;
-                if (server >= 0 && slot >= 0 &&
-                    connect(server, (struct sockaddr *)&px->target, px->target_len) == 0) {
+                if (server >= 0 && slot >= 0 && connect(server, (struct sockaddr *)&px->target, px->target_len) == 0) {
                     px->pairs[slot][0] = client;
                     px->pairs[slot][1] = server;
                     atomic_fetch_add(&px->accepted, 1);
@@ -392,8 +390,7 @@ static char *url_escape(const char *s)
 {
     char *out = malloc(3 * strlen(s) + 1), *o = out;
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-            strchr("-._~", *p))
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || strchr("-._~", *p))
             *o++ = (char)*p;
         else
             o += sprintf(o, "%%%02X", *p);
@@ -455,8 +452,8 @@ static proxy *proxy_start(char **url_out)
     char *epass = password ? url_escape(password) : NULL;
     char *edb = url_escape(dbname ? dbname : "postgres");
     char buf[1024];
-    snprintf(buf, sizeof buf, "postgresql://%s%s%s@127.0.0.1:%d/%s?sslmode=disable", euser,
-             epass ? ":" : "", epass ? epass : "", px->port, edb);
+    snprintf(buf, sizeof buf, "postgresql://%s%s%s@127.0.0.1:%d/%s?sslmode=disable", euser, epass ? ":" : "",
+             epass ? epass : "", px->port, edb);
     free(euser);
     free(epass);
     free(edb);
@@ -480,8 +477,8 @@ START_TEST(test_sql_key_matches)
     PGconn *pg = raw_connect("dlock-test-sql");
     for (size_t i = 0; i < sizeof key_vectors / sizeof key_vectors[0]; i++) {
         char *v = raw_value(pg, "SELECT " DOC_KEY_SQL, key_vectors[i].name);
-        ck_assert_msg(v && strtoll(v, NULL, 10) == key_vectors[i].key, "SQL key of '%s': %s",
-                      key_vectors[i].name, v ? v : "NULL");
+        ck_assert_msg(v && strtoll(v, NULL, 10) == key_vectors[i].key, "SQL key of '%s': %s", key_vectors[i].name,
+                      v ? v : "NULL");
         free(v);
     }
     PQfinish(pg);
@@ -558,7 +555,11 @@ START_TEST(test_hostile_names)
         "Robert'); DROP TABLE students;--",
         "\"; SELECT pg_terminate_backend(pg_backend_pid()); --",
         "back\\slash\\'\\\\",
-        "$1", "$$ dollar $$", "%s%n%x", ":'name'", "E'\\x00'",
+        "$1",
+        "$$ dollar $$",
+        "%s%n%x",
+        ":'name'",
+        "E'\\x00'",
         "line\nbreak\ttab",
         "\xe2\x80\x8b zero width",
         long_quotes,
@@ -569,11 +570,11 @@ START_TEST(test_hostile_names)
     ck_assert(PQresultStatus(before) == PGRES_TUPLES_OK);
     dlock_lock *locks[sizeof names / sizeof names[0]];
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        ck_assert_msg(dlock_acquire(c, names[i], 10000, 0, &locks[i]) == DLOCK_OK, "acquire '%s': %s",
-                      names[i], dlock_last_error());
+        ck_assert_msg(dlock_acquire(c, names[i], 10000, 0, &locks[i]) == DLOCK_OK, "acquire '%s': %s", names[i],
+                      dlock_last_error());
         /* Held as exactly this key: plain SQL cannot take it. */
-        ck_assert_msg(!raw_bool(pg, "SELECT pg_try_advisory_lock(" DOC_KEY_SQL ")", names[i]),
-                      "SQL took '%s'", names[i]);
+        ck_assert_msg(!raw_bool(pg, "SELECT pg_try_advisory_lock(" DOC_KEY_SQL ")", names[i]), "SQL took '%s'",
+                      names[i]);
         ck_assert_int_eq(held_elsewhere(names[i]), 1);
         ck_assert_int_eq(dlock_extend(locks[i], 10000), DLOCK_OK);
     }
@@ -609,12 +610,12 @@ START_TEST(test_one_round_trip)
         int turns;
     } steps[9];
     int n = 0;
-#define STEP(label, call)                                                             \
-    do {                                                                              \
-        atomic_store(&px->turns, 0);                                                  \
-        ck_assert_msg((call) == DLOCK_OK, "%s: %s", label, dlock_last_error());       \
-        steps[n].what = label;                                                        \
-        steps[n++].turns = atomic_load(&px->turns);                                   \
+#define STEP(label, call)                                                       \
+    do {                                                                        \
+        atomic_store(&px->turns, 0);                                            \
+        ck_assert_msg((call) == DLOCK_OK, "%s: %s", label, dlock_last_error()); \
+        steps[n].what = label;                                                  \
+        steps[n++].turns = atomic_load(&px->turns);                             \
     } while (0)
     STEP("acquire (first: sets the lease)", dlock_acquire(c, name, 30000, 0, &l));
     STEP("extend", dlock_extend(l, 30000));
@@ -669,8 +670,8 @@ START_TEST(test_holder_text)
     char who[512];
     ck_assert_int_eq(dlock_holder(other, name, who, sizeof who), 1);
     fprintf(stderr, "holder: %s\n", who);
-    ck_assert_msg(strncmp(who, "host=", 5) == 0 && strstr(who, pid_part) && strstr(who, " since=20"),
-                  "holder text: %s", who);
+    ck_assert_msg(strncmp(who, "host=", 5) == 0 && strstr(who, pid_part) && strstr(who, " since=20"), "holder text: %s",
+                  who);
     char backend_part[32];
     snprintf(backend_part, sizeof backend_part, "backend_pid=%d", backend);
     ck_assert_msg(strstr(who, backend_part), "holder text: %s", who);
@@ -937,8 +938,7 @@ START_TEST(test_wait_granted_on_release)
     int status;
     waitpid(releaser, &status, 0);
     ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    fprintf(stderr, "wait: granted %lld ms after the wait began (release at ~400 ms)\n",
-            (long long)(granted - start));
+    fprintf(stderr, "wait: granted %lld ms after the wait began (release at ~400 ms)\n", (long long)(granted - start));
     ck_assert_int_ge(granted - start, 300);
     ck_assert_int_lt(granted - start, 1000);
     ck_assert_int_eq(held_elsewhere(name), 1);
@@ -1159,14 +1159,13 @@ START_TEST(test_terminate_backend_dlock_run)
     snprintf(started, sizeof started, "%s/started", dir);
     snprintf(termed, sizeof termed, "%s/termed", dir);
     snprintf(script, sizeof script,
-             "trap 'echo TERM > \"%s\"; exit 7' TERM; echo up > \"%s\"; while :; do sleep 0.05; done",
-             termed, started);
+             "trap 'echo TERM > \"%s\"; exit 7' TERM; echo up > \"%s\"; while :; do sleep 0.05; done", termed, started);
     fflush(NULL);
     pid_t pid = fork();
     ck_assert(pid >= 0);
     if (pid == 0) {
-        execl(bin, bin, "run", "-q", "-u", pg_url, "-t", "3s", "-k", "5s", name, "--", "/bin/sh", "-c",
-              script, (char *)NULL);
+        execl(bin, bin, "run", "-q", "-u", pg_url, "-t", "3s", "-k", "5s", name, "--", "/bin/sh", "-c", script,
+              (char *)NULL);
         _exit(127);
     }
     int64_t deadline = dlt_now_ms() + 5000;
@@ -1376,8 +1375,8 @@ START_TEST(test_wait_longer_than_ttl)
     int64_t remaining = rc == DLOCK_OK ? dlock_remaining_ms(l) : -1;
     int status;
     waitpid(keeper, &status, 0);
-    fprintf(stderr, "wait longer than the TTL: granted after %lld ms, remaining %lld ms of %d\n",
-            (long long)waited, (long long)remaining, TTL);
+    fprintf(stderr, "wait longer than the TTL: granted after %lld ms, remaining %lld ms of %d\n", (long long)waited,
+            (long long)remaining, TTL);
     ck_assert_msg(rc == DLOCK_OK, "%d %s", rc, dlock_last_error());
     ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     ck_assert_int_ge(waited, 2500);

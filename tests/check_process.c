@@ -17,8 +17,8 @@
 
 #include "common.h"
 
-static char *dir;       /* a fresh folder for each test */
-static char url[4200];  /* an SQLite database in it */
+static char *dir;      /* a fresh folder for each test */
+static char url[4200]; /* an SQLite database in it */
 static char *name;
 static const char *dlock_bin;
 
@@ -179,8 +179,8 @@ START_TEST(concurrent_waiters_serialize)
     snprintf(log, sizeof log, "%s/ran", dir);
     pid_t pids[N];
     for (int i = 0; i < N; i++)
-        pids[i] = sh_bg("exec '%s' run -w 30s %s -- sh -c 'echo start >> %s; sleep 0.2; echo end >> %s'",
-                        dlock_bin, name, log, log);
+        pids[i] = sh_bg("exec '%s' run -w 30s %s -- sh -c 'echo start >> %s; sleep 0.2; echo end >> %s'", dlock_bin,
+                        name, log, log);
     for (int i = 0; i < N; i++)
         ck_assert_int_eq(wait_exit(pids[i]), 0);
     /* The log alternates start/end: no two jobs overlapped. */
@@ -252,7 +252,8 @@ START_TEST(stopped_dlock_terminates_its_job)
     snprintf(term, sizeof term, "%s/term", dir);
     snprintf(second, sizeof second, "%s/second", dir);
     char job[9000];
-    snprintf(job, sizeof job, "trap 'echo TERM > %s; exit 0' TERM; touch %s; i=0; while [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done",
+    snprintf(job, sizeof job,
+             "trap 'echo TERM > %s; exit 0' TERM; touch %s; i=0; while [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done",
              term, started);
     char *argv[] = {"dlock", "run", "-t", "1s", "-k", "5s", name, "--", "sh", "-c", job, NULL};
     pid_t first = dlock_bg(argv);
@@ -276,8 +277,9 @@ START_TEST(lost_lock_kills_stubborn_job)
     snprintf(started, sizeof started, "%s/started", dir);
     snprintf(pidfile, sizeof pidfile, "%s/pid", dir);
     char job[9000];
-    snprintf(job, sizeof job, "trap '' TERM; echo $$ > %s; touch %s; i=0; while [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done",
-             pidfile, started);
+    snprintf(job, sizeof job,
+             "trap '' TERM; echo $$ > %s; touch %s; i=0; while [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done", pidfile,
+             started);
     char *argv[] = {"dlock", "run", "-t", "1s", "-k", "1s", name, "--", "sh", "-c", job, NULL};
     pid_t first = dlock_bg(argv);
     ck_assert(wait_for_file(started, 5000));
@@ -288,7 +290,7 @@ START_TEST(lost_lock_kills_stubborn_job)
     kill(first, SIGCONT);
     ck_assert_int_eq(wait_exit(first), 79);
     int64_t took = dlt_now_ms() - cont;
-    ck_assert_int_ge(took, 900);  /* SIGTERM was ignored; SIGKILL came after -k */
+    ck_assert_int_ge(took, 900); /* SIGTERM was ignored; SIGKILL came after -k */
     ck_assert_int_lt(took, 4000);
     FILE *f = fopen(pidfile, "r");
     ck_assert_ptr_nonnull(f);
@@ -373,7 +375,8 @@ static void forwarded(int sig, const char *signame)
     snprintf(started, sizeof started, "%s/started", dir);
     snprintf(got, sizeof got, "%s/got", dir);
     char job[9000];
-    snprintf(job, sizeof job, "trap 'echo %s > %s; exit 5' %s; touch %s; i=0; while [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done",
+    snprintf(job, sizeof job,
+             "trap 'echo %s > %s; exit 5' %s; touch %s; i=0; while [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done",
              signame, got, signame, started);
     char *argv[] = {"dlock", "run", name, "--", "sh", "-c", job, NULL};
     pid_t pid = dlock_bg(argv);
@@ -494,8 +497,7 @@ static int run_against(const char *store_url, const char *env)
 /* With the server of $env_var, logging in as `login` (a wrong password) is
  * refused: dlock run and dlock status exit 69, the message says what the
  * server said, and never the password.  0 when no such server is set. */
-static int refused_login_exits_69(const char *env_var, const char *backend, const char *login,
-                                  const char *server_says)
+static int refused_login_exits_69(const char *env_var, const char *backend, const char *login, const char *server_says)
 {
     const char *server = getenv(env_var);
     if (!server || !*server) {
@@ -522,8 +524,8 @@ START_TEST(refused_login_exits_69_on_every_backend)
     ck_assert_int_eq(run_against("mysql://jobs:Secr3t@no-such-host.invalid/app", ""), 69);
     ck_assert(!file_has(path, "Secr3t"));
 
-    int tried = refused_login_exits_69("DLOCK_TEST_PG_PASSWORD_URL", "postgresql",
-                                       "dlock_password:Wr0ngPassw0rd", "password authentication failed");
+    int tried = refused_login_exits_69("DLOCK_TEST_PG_PASSWORD_URL", "postgresql", "dlock_password:Wr0ngPassw0rd",
+                                       "password authentication failed");
     tried += refused_login_exits_69("DLOCK_TEST_MYSQL_URL", "mysql", "dlock:Wr0ngPassw0rd", "Access denied");
     if (tried < 2)
         fprintf(stderr, "refused_login: %d of 2 servers configured\n", tried);
@@ -550,8 +552,8 @@ START_TEST(missing_client_library_exits_69)
     const char *urls[] = {"postgresql://jobs@127.0.0.1:1/app", "mysql://jobs:Secr3t@127.0.0.1:1/app"};
     for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
         ck_assert_int_eq(run_against(urls[i], env), 69);
-        ck_assert_msg(file_has(path, "client library") || file_has(path, "not built into"),
-                      "no reason given for %s", urls[i]);
+        ck_assert_msg(file_has(path, "client library") || file_has(path, "not built into"), "no reason given for %s",
+                      urls[i]);
         ck_assert(!file_has(path, "Secr3t"));
         ck_assert_int_eq(sh("%s '%s' status -u '%s' %s >/dev/null 2>&1", env, dlock_bin, urls[i], name), 69);
     }
@@ -605,8 +607,10 @@ START_TEST(status_output_has_no_control_characters)
         dlt_child_stop(&holder, 0);
         return; /* the sqlite3 shell is part of the test dependencies; no way to plant the text */
     }
-    ck_assert_int_eq(sh("sqlite3 '%s/locks.db' \"UPDATE dlock_locks SET holder_host = char(27) || '[2J' || char(7) || 'evil'\"",
-                        dir), 0);
+    ck_assert_int_eq(
+        sh("sqlite3 '%s/locks.db' \"UPDATE dlock_locks SET holder_host = char(27) || '[2J' || char(7) || 'evil'\"",
+           dir),
+        0);
     char out[4300];
     snprintf(out, sizeof out, "%s/out", dir);
     ck_assert_int_eq(sh("'%s' status %s > %s 2>&1", dlock_bin, name, out), 0);
@@ -632,8 +636,8 @@ START_TEST(default_url_for_a_user)
     if (pid == 0) {
         if (geteuid() == 0) {
             struct passwd *nobody = getpwnam("nobody");
-            if (!nobody || chown(home, nobody->pw_uid, nobody->pw_gid) != 0 ||
-                setgid(nobody->pw_gid) != 0 || setuid(nobody->pw_uid) != 0)
+            if (!nobody || chown(home, nobody->pw_uid, nobody->pw_gid) != 0 || setgid(nobody->pw_gid) != 0 ||
+                setuid(nobody->pw_uid) != 0)
                 _exit(98);
         }
         unsetenv("DLOCK_URL");
@@ -677,8 +681,8 @@ START_TEST(lost_at_the_final_release_is_said)
     char started[4300], err[4300];
     snprintf(started, sizeof started, "%s/started", dir);
     snprintf(err, sizeof err, "%s/err", dir);
-    pid_t run = sh_bg("exec '%s' run -q -t 30s %s -- sh -c 'touch \"%s\"; sleep 1.5; exit 3' 2>'%s'", dlock_bin,
-                      name, started, err);
+    pid_t run = sh_bg("exec '%s' run -q -t 30s %s -- sh -c 'touch \"%s\"; sleep 1.5; exit 3' 2>'%s'", dlock_bin, name,
+                      started, err);
     ck_assert(wait_for_file(started, 10000));
     ck_assert_int_eq(sh("sqlite3 -cmd '.timeout 5000' '%s/locks.db' "
                         "\"UPDATE dlock_locks SET owner = randomblob(16) WHERE name = '%s'\"",

@@ -23,12 +23,12 @@
 
 #include "common.h"
 
-static const char *url;       /* the store under test */
-static const char *backend;   /* "postgresql" or "mysql" */
+static const char *url;     /* the store under test */
+static const char *backend; /* "postgresql" or "mysql" */
 static const char *dlock_bin;
 static char *dir;
 static char *name;
-static pid_t stopped = -1;    /* a server process we stopped */
+static pid_t stopped = -1; /* a server process we stopped */
 
 static void setup(void)
 {
@@ -70,8 +70,8 @@ static pid_t dlock_run(const char *ttl, const char *wait, const char *job)
     fflush(NULL);
     pid_t pid = fork();
     if (pid == 0) {
-        execl(dlock_bin, "dlock", "run", "-q", "-u", url, "-t", ttl, "-w", wait, "-k", "1s", name, "--", "sh",
-              "-c", job, (char *)NULL);
+        execl(dlock_bin, "dlock", "run", "-q", "-u", url, "-t", ttl, "-w", wait, "-k", "1s", name, "--", "sh", "-c",
+              job, (char *)NULL);
         _exit(127);
     }
     return pid;

@@ -128,20 +128,20 @@ static void hold_and_release(struct worker *w, dlock_lock *lock, int name_index)
             if (rc == DLOCK_OK)
                 atomic_fetch_add(&s->extended, 1);
             else
-                problem(s, "extend of '%s' by thread %d: %s (%s)", s->names[name_index], w->id,
-                        dlock_strerror(rc), dlock_last_error());
+                problem(s, "extend of '%s' by thread %d: %s (%s)", s->names[name_index], w->id, dlock_strerror(rc),
+                        dlock_last_error());
         }
         if (dlock_remaining_ms(lock) <= 0)
-            problem(s, "thread %d: '%s' has no lease left although its TTL is >= %d ms", w->id,
-                    s->names[name_index], TTL_MIN_MS);
+            problem(s, "thread %d: '%s' has no lease left although its TTL is >= %d ms", w->id, s->names[name_index],
+                    TTL_MIN_MS);
     }
     table_leave(s, name_index, w->id);
     int rc = dlock_release(lock);
     if (rc == DLOCK_OK)
         atomic_fetch_add(&s->released, 1);
     else
-        problem(s, "release of '%s' by thread %d: %s (%s)", s->names[name_index], w->id,
-                dlock_strerror(rc), dlock_last_error());
+        problem(s, "release of '%s' by thread %d: %s (%s)", s->names[name_index], w->id, dlock_strerror(rc),
+                dlock_last_error());
 }
 
 static void *worker_main(void *arg)
@@ -181,8 +181,8 @@ static void *worker_main(void *arg)
         } else if (rc == DLOCK_ECANCELED && wait_ms != 0) {
             atomic_fetch_add(&s->canceled, 1);
         } else {
-            problem(s, "acquire of '%s' (wait %d) by thread %d: %s (%s)", s->names[name_index],
-                    (int)wait_ms, w->id, dlock_strerror(rc), dlock_last_error());
+            problem(s, "acquire of '%s' (wait %d) by thread %d: %s (%s)", s->names[name_index], (int)wait_ms, w->id,
+                    dlock_strerror(rc), dlock_last_error());
         }
         if (rc != DLOCK_OK && lock != NULL)
             problem(s, "acquire failed but set *out");
@@ -193,8 +193,7 @@ static void *worker_main(void *arg)
             int held = dlock_holder(client, s->names[next_random(&w->rng) % NAME_COUNT], who, sizeof who);
             atomic_fetch_add(&s->holder_calls, 1);
             if (held != 0 && held != 1)
-                problem(s, "dlock_holder by thread %d: %s (%s)", w->id, dlock_strerror(held),
-                        dlock_last_error());
+                problem(s, "dlock_holder by thread %d: %s (%s)", w->id, dlock_strerror(held), dlock_last_error());
         }
     }
     atomic_fetch_sub(&s->workers_running, 1);
@@ -229,8 +228,10 @@ static const char *backend_of_scheme(const char *u)
 {
     static const struct {
         const char *prefix, *name;
-    } schemes[] = {{"sqlite:", "sqlite"},         {"postgresql:", "postgresql"},
-                   {"postgres:", "postgresql"},   {"mysql:", "mysql"},
+    } schemes[] = {{"sqlite:", "sqlite"},
+                   {"postgresql:", "postgresql"},
+                   {"postgres:", "postgresql"},
+                   {"mysql:", "mysql"},
                    {"mariadb:", "mysql"}};
     for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++)
         if (strncmp(u, schemes[i].prefix, strlen(schemes[i].prefix)) == 0)
@@ -269,8 +270,8 @@ START_TEST(threads_never_share_a_lock)
     int64_t deadline = dlt_now_ms() + 60000;
     while (atomic_load(&s->workers_running) > 0) {
         if (dlt_now_ms() > deadline) {
-            fprintf(stderr, "stress[%s]: %d threads still running 60 s after the end: deadlock?\n",
-                    backend, atomic_load(&s->workers_running));
+            fprintf(stderr, "stress[%s]: %d threads still running 60 s after the end: deadlock?\n", backend,
+                    atomic_load(&s->workers_running));
             abort();
         }
         dlt_sleep_ms(10);
@@ -295,16 +296,15 @@ START_TEST(threads_never_share_a_lock)
     for (int i = 0; i < NAME_COUNT; i++) {
         dlock_lock *l = NULL;
         int rc = dlock_acquire(check, s->names[i], 5000, 0, &l);
-        ck_assert_msg(rc == DLOCK_OK, "'%s' still held after the run: %s (%s)", s->names[i],
-                      dlock_strerror(rc), dlock_last_error());
+        ck_assert_msg(rc == DLOCK_OK, "'%s' still held after the run: %s (%s)", s->names[i], dlock_strerror(rc),
+                      dlock_last_error());
         ck_assert_int_eq(dlock_release(l), DLOCK_OK);
     }
     dlock_close(check);
 
-    ck_assert_msg(atomic_load(&s->overlaps) == 0, "%ld overlaps: %s", atomic_load(&s->overlaps),
+    ck_assert_msg(atomic_load(&s->overlaps) == 0, "%ld overlaps: %s", atomic_load(&s->overlaps), s->first_problem);
+    ck_assert_msg(atomic_load(&s->problems) == 0, "%ld problems, the first: %s", atomic_load(&s->problems),
                   s->first_problem);
-    ck_assert_msg(atomic_load(&s->problems) == 0, "%ld problems, the first: %s",
-                  atomic_load(&s->problems), s->first_problem);
     ck_assert_int_gt(atomic_load(&s->acquired_shared), 0);
     ck_assert_int_gt(atomic_load(&s->acquired_own), 0);
     ck_assert_int_gt(atomic_load(&s->busy), 0); /* the contention was real */

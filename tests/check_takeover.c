@@ -123,8 +123,8 @@ static int pg_key_query(PGconn *pg, const char *sql, const char *name, char *out
 }
 
 /* How pg_locks shows the advisory lock of key $1. */
-#define PG_LOCKS_OF_KEY                                                                         \
-    "SELECT pid FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND objsubid = 1"           \
+#define PG_LOCKS_OF_KEY                                                                \
+    "SELECT pid FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND objsubid = 1" \
     " AND classid = (($1::bigint >> 32) & 4294967295)::oid AND objid = ($1::bigint & 4294967295)::oid"
 
 /* The server pid of the session that holds `name` as text ("" when free). */
@@ -144,8 +144,8 @@ static MYSQL *mysql_raw(void)
     ck_assert_int_eq(dlock__mysql_parse_url(url, &u), DLOCK_OK);
     MYSQL *db = mysql_init(NULL);
     ck_assert_ptr_nonnull(db);
-    ck_assert_msg(mysql_real_connect(db, u.host ? u.host : "localhost", u.user, u.password, u.database,
-                                     u.port, u.socket, 0) != NULL,
+    ck_assert_msg(mysql_real_connect(db, u.host ? u.host : "localhost", u.user, u.password, u.database, u.port,
+                                     u.socket, 0) != NULL,
                   "raw connect: %s", mysql_error(db));
     dlock__mysql_url_free(&u);
     return db;
@@ -209,8 +209,8 @@ static void take_away(const char *name)
         ck_assert_msg(pid[0], "nobody holds '%s'", name);
         PGconn *pg = pg_raw();
         const char *values[1] = {pid};
-        PGresult *res = PQexecParams(pg, "SELECT pg_catalog.pg_terminate_backend($1::int)", 1, NULL, values,
-                                     NULL, NULL, 0);
+        PGresult *res =
+            PQexecParams(pg, "SELECT pg_catalog.pg_terminate_backend($1::int)", 1, NULL, values, NULL, NULL, 0);
         ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK && PQgetvalue(res, 0, 0)[0] == 't',
                       "pg_terminate_backend: %s", PQerrorMessage(pg));
         PQclear(res);
@@ -431,8 +431,8 @@ START_TEST(sqlite_row_says_the_lease_is_over)
     ck_assert_int_eq(dlock_remaining_ms(la), 0);
     ck_assert_msg(dlock_release(lb) == DLOCK_ELOST, "%s: release was not ELOST", row_rewrites[_i].what);
 
-    ck_assert_msg(dlock_acquire(other, a, 60000, 0, &theirs) == DLOCK_OK, "%s: not free: %s",
-                  row_rewrites[_i].what, dlock_last_error());
+    ck_assert_msg(dlock_acquire(other, a, 60000, 0, &theirs) == DLOCK_OK, "%s: not free: %s", row_rewrites[_i].what,
+                  dlock_last_error());
     ck_assert_int_eq(dlock_release(la), DLOCK_ELOST);
     ck_assert_int_eq(dlock_release(theirs), DLOCK_OK);
     dlock_close(other);

@@ -56,25 +56,25 @@ static const struct {
     int valid;
 } utf8_cases[] = {
     {"plain ascii", 1},
-    {"caf\xC3\xA9", 1},                  /* é */
-    {"\xE2\x82\xAC", 1},                 /* € */
-    {"\xF0\x9F\x98\x80", 1},             /* U+1F600 */
-    {"\xF4\x8F\xBF\xBF", 1},             /* U+10FFFF, the last code point */
-    {"\xED\x9F\xBF", 1},                 /* U+D7FF, just below the surrogates */
-    {"\xEE\x80\x80", 1},                 /* U+E000, just above them */
-    {"\xC0\xAF", 0},                     /* overlong '/' */
-    {"\xC1\xBF", 0},                     /* overlong */
-    {"\xE0\x80\xAF", 0},                 /* overlong 3-byte */
-    {"\xF0\x80\x80\xAF", 0},             /* overlong 4-byte */
-    {"\xED\xA0\x80", 0},                 /* U+D800 surrogate */
-    {"\xED\xBF\xBF", 0},                 /* U+DFFF surrogate */
-    {"\xF4\x90\x80\x80", 0},             /* U+110000 */
-    {"\xF5\x80\x80\x80", 0},             /* lead byte F5 */
+    {"caf\xC3\xA9", 1},      /* é */
+    {"\xE2\x82\xAC", 1},     /* € */
+    {"\xF0\x9F\x98\x80", 1}, /* U+1F600 */
+    {"\xF4\x8F\xBF\xBF", 1}, /* U+10FFFF, the last code point */
+    {"\xED\x9F\xBF", 1},     /* U+D7FF, just below the surrogates */
+    {"\xEE\x80\x80", 1},     /* U+E000, just above them */
+    {"\xC0\xAF", 0},         /* overlong '/' */
+    {"\xC1\xBF", 0},         /* overlong */
+    {"\xE0\x80\xAF", 0},     /* overlong 3-byte */
+    {"\xF0\x80\x80\xAF", 0}, /* overlong 4-byte */
+    {"\xED\xA0\x80", 0},     /* U+D800 surrogate */
+    {"\xED\xBF\xBF", 0},     /* U+DFFF surrogate */
+    {"\xF4\x90\x80\x80", 0}, /* U+110000 */
+    {"\xF5\x80\x80\x80", 0}, /* lead byte F5 */
     {"\xFF", 0},
-    {"\x80", 0},                         /* lone continuation */
-    {"abc\xC3", 0},                      /* truncated at the end */
-    {"\xE2\x82", 0},                     /* truncated 3-byte */
-    {"\xC3\x28", 0},                     /* bad continuation */
+    {"\x80", 0},     /* lone continuation */
+    {"abc\xC3", 0},  /* truncated at the end */
+    {"\xE2\x82", 0}, /* truncated 3-byte */
+    {"\xC3\x28", 0}, /* bad continuation */
 };
 
 START_TEST(name_utf8)
@@ -183,12 +183,29 @@ static const struct {
     int ok;
     int64_t ms;
 } duration_cases[] = {
-    {"250ms", 1, 250},  {"30s", 1, 30000},   {"5m", 1, 300000}, {"2h", 1, 7200000},
-    {"45", 1, 45000},   {"0", 1, 0},         {"1.5s", 1, 1500}, {"0.25", 1, 250},
-    {"1.5m", 1, 90000}, {"forever", 1, -1},  {"", 0, 0},        {"s", 0, 0},
-    {"-5s", 0, 0},      {"5x", 0, 0},        {"5 s", 0, 0},     {"1.s", 0, 0},
-    {".5", 0, 0},       {"5sec", 0, 0},      {"5ms5", 0, 0},    {"99999999999999999999", 0, 0},
-    {"596524h", 0, 0},  {"2147483647ms", 1, 2147483647}, {"2147483648ms", 0, 0},
+    {"250ms", 1, 250},
+    {"30s", 1, 30000},
+    {"5m", 1, 300000},
+    {"2h", 1, 7200000},
+    {"45", 1, 45000},
+    {"0", 1, 0},
+    {"1.5s", 1, 1500},
+    {"0.25", 1, 250},
+    {"1.5m", 1, 90000},
+    {"forever", 1, -1},
+    {"", 0, 0},
+    {"s", 0, 0},
+    {"-5s", 0, 0},
+    {"5x", 0, 0},
+    {"5 s", 0, 0},
+    {"1.s", 0, 0},
+    {".5", 0, 0},
+    {"5sec", 0, 0},
+    {"5ms5", 0, 0},
+    {"99999999999999999999", 0, 0},
+    {"596524h", 0, 0},
+    {"2147483647ms", 1, 2147483647},
+    {"2147483648ms", 0, 0},
 };
 
 START_TEST(durations)
@@ -235,8 +252,7 @@ END_TEST
 START_TEST(version_matches_macros)
 {
     char expect[32];
-    snprintf(expect, sizeof expect, "%d.%d.%d", DLOCK_VERSION_MAJOR, DLOCK_VERSION_MINOR,
-             DLOCK_VERSION_PATCH);
+    snprintf(expect, sizeof expect, "%d.%d.%d", DLOCK_VERSION_MAJOR, DLOCK_VERSION_MINOR, DLOCK_VERSION_PATCH);
     ck_assert_str_eq(dlock_version(), expect);
     ck_assert_str_eq(DLOCK_VERSION_STRING, expect);
 }

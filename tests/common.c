@@ -27,8 +27,7 @@ const char *dlt_require_url(const char *env_var, const char *backend)
     if (url && *url)
         return url;
     if (dlt_required(backend)) {
-        fprintf(stderr, "%s is not set but DLOCK_TEST_REQUIRE requires the %s backend\n",
-                env_var, backend);
+        fprintf(stderr, "%s is not set but DLOCK_TEST_REQUIRE requires the %s backend\n", env_var, backend);
         exit(DLT_HARD_ERROR);
     }
     fprintf(stderr, "%s is not set: skipping the %s tests\n", env_var, backend);
@@ -82,8 +81,7 @@ char **dlt_conformance_urls(int *count)
     int n = 0;
     if (env && *env) {
         char *copy = strdup(env), *save = NULL;
-        for (char *tok = strtok_r(copy, " \t\n", &save); tok && n < 63;
-             tok = strtok_r(NULL, " \t\n", &save))
+        for (char *tok = strtok_r(copy, " \t\n", &save); tok && n < 63; tok = strtok_r(NULL, " \t\n", &save))
             urls[n++] = strdup(tok);
         free(copy);
     } else {
@@ -169,8 +167,7 @@ static void child_write(int fd, const char *tag, int status)
         _exit(3);
 }
 
-static void child_main(int in, int out, const char *url, const char *name,
-                       uint32_t ttl_ms, int32_t wait_ms)
+static void child_main(int in, int out, const char *url, const char *name, uint32_t ttl_ms, int32_t wait_ms)
 {
     dlock_client *client = NULL;
     dlock_lock *lock = NULL;
@@ -196,8 +193,7 @@ static void child_main(int in, int out, const char *url, const char *name,
     _exit(0);
 }
 
-int dlt_child_start(dlt_child *c, const char *url, const char *name,
-                    uint32_t ttl_ms, int32_t wait_ms)
+int dlt_child_start(dlt_child *c, const char *url, const char *name, uint32_t ttl_ms, int32_t wait_ms)
 {
     int down[2], up[2];
     if (pipe(down) || pipe(up))

@@ -54,8 +54,7 @@ typedef struct dlt_child {
     int from_child;
 } dlt_child;
 
-int dlt_child_start(dlt_child *c, const char *url, const char *name,
-                    uint32_t ttl_ms, int32_t wait_ms);
+int dlt_child_start(dlt_child *c, const char *url, const char *name, uint32_t ttl_ms, int32_t wait_ms);
 int dlt_child_read(dlt_child *c, int timeout_ms);
 int dlt_child_cmd(dlt_child *c, const char *cmd, int timeout_ms);
 /* Send `sig` (0: none) and reap the child; returns its wait status. */

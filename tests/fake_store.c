@@ -71,8 +71,8 @@ static void fake_disconnect(struct dlock_conn *conn)
     atomic_fetch_add(&fake.disconnects, 1);
 }
 
-static int fake_acquire(struct dlock_conn *conn, const char *name, uint32_t ttl_ms, int32_t wait_ms, struct dlock_call *call,
-                        struct dlock_held **lock_out)
+static int fake_acquire(struct dlock_conn *conn, const char *name, uint32_t ttl_ms, int32_t wait_ms,
+                        struct dlock_call *call, struct dlock_held **lock_out)
 {
     (void)conn;
     (void)ttl_ms;
@@ -96,7 +96,8 @@ static int fake_acquire(struct dlock_conn *conn, const char *name, uint32_t ttl_
     return DLOCK_OK;
 }
 
-static int fake_extend(struct dlock_conn *conn, struct dlock_held *lock, const char *name, uint32_t ttl_ms, struct dlock_call *call)
+static int fake_extend(struct dlock_conn *conn, struct dlock_held *lock, const char *name, uint32_t ttl_ms,
+                       struct dlock_call *call)
 {
     (void)conn;
     (void)lock;

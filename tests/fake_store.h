@@ -16,23 +16,23 @@
 
 struct fake_store {
     /* The script: what the next calls answer. */
-    int acquire_status;          /* DLOCK_OK, DLOCK_EBUSY, DLOCK_ECONN ... */
-    int64_t acquire_takes_ms;    /* acquire answers this long after it was called */
-    int64_t grant_at_ms;         /* > 0: report the lease started this long after the call */
-    int acquire_blocks;          /* acquire waits until dlock_cancel() (or acquire_takes_ms) */
+    int acquire_status;       /* DLOCK_OK, DLOCK_EBUSY, DLOCK_ECONN ... */
+    int64_t acquire_takes_ms; /* acquire answers this long after it was called */
+    int64_t grant_at_ms;      /* > 0: report the lease started this long after the call */
+    int acquire_blocks;       /* acquire waits until dlock_cancel() (or acquire_takes_ms) */
     int extend_status;
     int64_t extend_takes_ms;
     int release_status;
     int holder_status;
-    uint32_t session_ttl_ms;     /* 0: not a session store (session_ttl_ms member answers 0) */
+    uint32_t session_ttl_ms;         /* 0: not a session store (session_ttl_ms member answers 0) */
     atomic_uint_fast64_t generation; /* what session_generation answers */
 
     /* What the core did. */
     atomic_int connects, disconnects, acquires, extends, releases, holders, cancels, cancel_clears;
-    int64_t last_deadline_ms;    /* of the last acquire, extend, release or holder */
-    int64_t last_call_at_ms;     /* when that call came */
-    atomic_int pending_cancel;   /* a cancel not yet consumed or cleared */
-    atomic_int live_locks;       /* per-lock states handed out and not yet freed */
+    int64_t last_deadline_ms;  /* of the last acquire, extend, release or holder */
+    int64_t last_call_at_ms;   /* when that call came */
+    atomic_int pending_cancel; /* a cancel not yet consumed or cleared */
+    atomic_int live_locks;     /* per-lock states handed out and not yet freed */
 };
 
 extern struct fake_store fake;

@@ -23,7 +23,7 @@
 #include "duration.h"
 #include "run.h"
 
-#define STATUS_FREE 1       /* dlock status: the lock is free */
+#define STATUS_FREE 1 /* dlock status: the lock is free */
 
 #define DEFAULT_TTL_MS 60000
 #define DEFAULT_GRACE_MS 10000
@@ -199,16 +199,15 @@ static int run_operands(int argc, char **argv, int dashdash, struct run_options 
 
 static int parse_run(int argc, char **argv, struct run_options *o)
 {
-    static const struct option longopts[] = {
-        {"url", required_argument, NULL, 'u'},
-        {"ttl", required_argument, NULL, 't'},
-        {"wait", required_argument, NULL, 'w'},
-        {"min-hold", required_argument, NULL, 'm'},
-        {"conflict-exit-code", required_argument, NULL, 'E'},
-        {"kill-after", required_argument, NULL, 'k'},
-        {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"url", required_argument, NULL, 'u'},
+                                             {"ttl", required_argument, NULL, 't'},
+                                             {"wait", required_argument, NULL, 'w'},
+                                             {"min-hold", required_argument, NULL, 'm'},
+                                             {"conflict-exit-code", required_argument, NULL, 'E'},
+                                             {"kill-after", required_argument, NULL, 'k'},
+                                             {"quiet", no_argument, NULL, 'q'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
     *o = (struct run_options){.ttl_ms = DEFAULT_TTL_MS, .grace_ms = DEFAULT_GRACE_MS, .conflict_exit = EXIT_BUSY};
     /* Options end at "--"; with no "--", at NAME. */
     int dashdash = -1;
@@ -288,8 +287,7 @@ static int cmd_status(int argc, char **argv)
     if (rc == 1) {
         cli_make_printable(who);
         printf("%s: held by %s\n", name, who);
-    }
-    else
+    } else
         printf("%s: free\n", name);
     dlock_close(client);
     return rc == 1 ? 0 : STATUS_FREE;

@@ -25,13 +25,13 @@ typedef struct heartbeat {
     const char *name;
     uint32_t ttl_ms;
     int32_t wait_ms;
-    dlock_lock *lock;        /* set by the thread once acquired */
-    int events[2];           /* pipe: [1] thread -> [0] main */
-    int stop_fd;             /* eventfd, main -> thread: release now */
-    int timer_fd;            /* the thread's own CLOCK_BOOTTIME timer */
+    dlock_lock *lock; /* set by the thread once acquired */
+    int events[2];    /* pipe: [1] thread -> [0] main */
+    int stop_fd;      /* eventfd, main -> thread: release now */
+    int timer_fd;     /* the thread's own CLOCK_BOOTTIME timer */
     pthread_t thread;
-    pthread_mutex_t mutex;   /* guards error */
-    char error[512];         /* detail of the last failure */
+    pthread_mutex_t mutex; /* guards error */
+    char error[512];       /* detail of the last failure */
 } heartbeat;
 
 /* Set up and start the thread, which begins with dlock_acquire().

@@ -40,15 +40,15 @@ struct run {
     struct run_state st;
     dlock_client *client;
     heartbeat hb;
-    dlock_lock *lock;        /* from the heartbeat's HB_ACQUIRED until the release is asked */
-    sigset_t orig_mask;      /* the job gets it back */
+    dlock_lock *lock;   /* from the heartbeat's HB_ACQUIRED until the release is asked */
+    sigset_t orig_mask; /* the job gets it back */
     int signal_fd, timer_fd;
     pid_t job, guard;
     int job_status;
-    int lease_ok_at_exit;    /* the lease was still confirmed when the job ended */
+    int lease_ok_at_exit; /* the lease was still confirmed when the job ended */
     int released, release_status;
     int finished, exit_status; /* the run ended before any job (busy, error) */
-    int leave_now;           /* exit without waiting for the library (see leave()) */
+    int leave_now;             /* exit without waiting for the library (see leave()) */
 };
 
 /* --- handlers ------------------------------------------------------------------ */
@@ -221,8 +221,7 @@ static int perform(struct run *r, enum run_action action)
 static int wait_and_dispatch(struct run *r, int64_t wake_at)
 {
     cli_arm_timer(r->timer_fd, wake_at);
-    struct pollfd fds[3] = {
-        {r->signal_fd, POLLIN, 0}, {heartbeat_fd(&r->hb), POLLIN, 0}, {r->timer_fd, POLLIN, 0}};
+    struct pollfd fds[3] = {{r->signal_fd, POLLIN, 0}, {heartbeat_fd(&r->hb), POLLIN, 0}, {r->timer_fd, POLLIN, 0}};
     int n = poll(fds, 3, -1);
     if (n < 0 && errno != EINTR) {
         cli_say("poll: %s", strerror(errno));

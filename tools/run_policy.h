@@ -19,21 +19,21 @@ struct run_state {
     int64_t cancel_every_ms; /* a signal while waiting: dlock_cancel() this often until the wait ends */
 
     /* What has happened (set by the loop's handlers). */
-    int acquired;            /* the lock was granted */
+    int acquired; /* the lock was granted */
     int64_t acquired_at;
-    int64_t lease_ends_at;   /* now + dlock_remaining_ms(), refreshed by the loop before each step */
+    int64_t lease_ends_at; /* now + dlock_remaining_ms(), refreshed by the loop before each step */
     int job_running;
-    int job_done;            /* the job ended (or never started after the lock came) */
-    int lost;                /* the store said lost, or the lease ran out */
-    int got_signal;          /* a signal for dlock itself (no job was running): its number */
-    int told_to_stop;        /* a signal came, for dlock or forwarded to the job */
+    int job_done;     /* the job ended (or never started after the lock came) */
+    int lost;         /* the store said lost, or the lease ran out */
+    int got_signal;   /* a signal for dlock itself (no job was running): its number */
+    int told_to_stop; /* a signal came, for dlock or forwarded to the job */
 
     /* Decided by run_next(). */
-    int release_asked;       /* the heartbeat was asked to release */
-    int term_sent;           /* the job got SIGTERM for a lost lock */
-    int64_t kill_at;         /* when the job gets SIGKILL; -1: not planned */
-    int64_t let_go_at;       /* when dlock exits without waiting for the library; -1: not planned */
-    int64_t next_cancel_at;  /* when to cancel the wait again */
+    int release_asked;      /* the heartbeat was asked to release */
+    int term_sent;          /* the job got SIGTERM for a lost lock */
+    int64_t kill_at;        /* when the job gets SIGKILL; -1: not planned */
+    int64_t let_go_at;      /* when dlock exits without waiting for the library; -1: not planned */
+    int64_t next_cancel_at; /* when to cancel the wait again */
 };
 
 enum run_action {

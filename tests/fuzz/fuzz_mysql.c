@@ -46,9 +46,9 @@ static int same_url(const struct dlock_mysql_url *a, const struct dlock_mysql_ur
 {
     return same_text(a->user, b->user) && same_text(a->password, b->password) && same_text(a->host, b->host) &&
            a->port == b->port && same_text(a->database, b->database) && same_text(a->socket, b->socket) &&
-           a->ssl_mode == b->ssl_mode && same_text(a->ssl_ca, b->ssl_ca) &&
-           same_text(a->ssl_capath, b->ssl_capath) && same_text(a->ssl_cert, b->ssl_cert) &&
-           same_text(a->ssl_key, b->ssl_key) && a->connect_timeout_s == b->connect_timeout_s;
+           a->ssl_mode == b->ssl_mode && same_text(a->ssl_ca, b->ssl_ca) && same_text(a->ssl_capath, b->ssl_capath) &&
+           same_text(a->ssl_cert, b->ssl_cert) && same_text(a->ssl_key, b->ssl_key) &&
+           a->connect_timeout_s == b->connect_timeout_s;
 }
 
 static int all_empty(const struct dlock_mysql_url *u)
