@@ -373,7 +373,7 @@ static int run_int_watched(struct mysqlbe_conn *c, MYSQL_STMT **slot, const char
         MYSQL_STMT *stmt = mysql_stmt_init(c->db);
         if (!stmt) {
             error->code = CR_OUT_OF_MEMORY;
-            dlock__copy_text(error->text, sizeof error->text, "out of memory");
+            dlock__copy_text(error->text, sizeof error->text, dlock_strerror(DLOCK_ENOMEM));
             return -1;
         }
         if (mysql_stmt_prepare(stmt, sql, (unsigned long)strlen(sql)) != 0) {
