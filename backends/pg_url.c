@@ -87,19 +87,30 @@ static int is_password_key(const char *key, size_t len)
     return yes;
 }
 
+/* The password of the userinfo in rest[0..len): after the first ':', up to
+ * the last '@'. */
+static void userinfo_secret(url_secrets *s, const char *rest, size_t len)
+{
+    const char *at = NULL;
+    for (const char *p = rest; p < rest + len; p++)
+        if (*p == '@')
+            at = p;
+    const char *colon = at ? memchr(rest, ':', (size_t)(at - rest)) : NULL;
+    if (colon)
+        secrets_add(s, colon + 1, (size_t)(at - colon - 1));
+}
+
 static void url_secrets_find(const char *url, url_secrets *s)
 {
     s->count = 0;
     const char *rest = strstr(url, "://");
     rest = rest ? rest + 3 : url;
     size_t end = strcspn(rest, "?#");
-    const char *at = NULL;
-    for (const char *p = rest; p < rest + end; p++)
-        if (*p == '@')
-            at = p;
-    const char *colon = at ? memchr(rest, ':', (size_t)(at - rest)) : NULL;
-    if (colon)
-        secrets_add(s, colon + 1, (size_t)(at - colon - 1));
+    /* Two readings of where the userinfo ends, both scrubbed: the last '@'
+     * of the authority (up to the first '/'), as libpq reads a repaired URL,
+     * and the last '@' before the query, for a password with a '/' in it. */
+    userinfo_secret(s, rest, strcspn(rest, "/?#"));
+    userinfo_secret(s, rest, end);
     for (const char *p = rest[end] == '?' ? rest + end : NULL; p && *p && *p != '#'; p = strchr(p + 1, '&')) {
         const char *key = p + 1;
         size_t len = strcspn(key, "&#");
