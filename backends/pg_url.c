@@ -57,17 +57,26 @@ typedef struct url_secrets {
     int count;
 } url_secrets;
 
+/* Keep `piece` (owned) when there is room and it says something. */
+static void secrets_keep(url_secrets *s, char *piece)
+{
+    if (piece && piece[0] && s->count < PG_SECRET_PIECES)
+        s->piece[s->count++] = piece;
+    else
+        free(piece);
+} /* secrets_keep: the caller's url_secrets owns what it keeps */
+
 static void secrets_add(url_secrets *s, const char *raw, size_t len)
 {
-    if (len == 0 || s->count + 2 > PG_SECRET_PIECES)
+    if (len == 0)
         return;
-    char *copy = strndup(raw, len), *decoded = NULL;
-    if (copy)
-        s->piece[s->count++] = copy;
-    if (dlock__percent_decode(raw, len, &decoded) == DLOCK_OK && decoded[0])
-        s->piece[s->count++] = decoded;
-    else
+    secrets_keep(s, strndup(raw, len));
+    char *decoded = NULL;
+    if (dlock__percent_decode(raw, len, &decoded) != DLOCK_OK) {
         free(decoded);
+        decoded = NULL;
+    }
+    secrets_keep(s, decoded);
 }
 
 static void secrets_free(url_secrets *s)
@@ -134,7 +143,7 @@ static int overlaps(const char *piece, const url_secrets *s)
  * be (part of) the password. */
 void dlock__pg_scrub_parse_error(char *dst, size_t dstlen, const char *src, const char *url)
 {
-    url_secrets secrets;
+    url_secrets secrets = {0};
     url_secrets_find(url, &secrets);
     size_t o = 0;
     for (const char *p = src; *p && o + 1 < dstlen;) {
