@@ -426,25 +426,9 @@ END_TEST
 
 /* --- a wait longer than the TTL ------------------------------------------------------ */
 
-/* A holder that keeps `n` for about hold_ms with a 2 s TTL (extending every
- * 700 ms), then releases it: forked, so that the test can wait meanwhile. */
 static pid_t hold_then_release(dlt_child *holder, int64_t hold_ms)
 {
-    ck_assert_int_eq(dlt_child_start(holder, url, name, 2000, 0), 0);
-    ck_assert_int_eq(dlt_child_read(holder, 10000), DLOCK_OK);
-    fflush(NULL);
-    pid_t driver = fork();
-    if (driver == 0) {
-        int64_t start = dlt_now_ms();
-        while (dlt_now_ms() - start < hold_ms - 700) {
-            dlt_sleep_ms(700);
-            if (dlt_child_cmd(holder, "extend 2000", 10000) != DLOCK_OK)
-                _exit(1);
-        }
-        dlt_sleep_ms(hold_ms - (dlt_now_ms() - start));
-        _exit(dlt_child_cmd(holder, "release", 10000) == DLOCK_OK ? 0 : 2);
-    }
-    return driver;
+    return dlt_hold_then_release(holder, url, name, 2000, hold_ms);
 }
 
 static void ended_well(pid_t pid)

@@ -1329,21 +1329,7 @@ START_TEST(wait_longer_than_the_ttl_yields_a_full_lease)
 {
     char *name = unique("long-wait");
     dlt_child holder;
-    ck_assert_int_eq(dlt_child_start(&holder, url, name, 2000, 0), 0);
-    ck_assert_int_eq(dlt_child_read(&holder, 10000), DLOCK_OK);
-    fflush(NULL);
-    pid_t keeper = fork();
-    ck_assert(keeper >= 0);
-    if (keeper == 0) {
-        int ok = 1;
-        for (int i = 0; i < 3; i++) {
-            dlt_sleep_ms(900);
-            ok &= dlt_child_cmd(&holder, "extend 2000", 5000) == DLOCK_OK;
-        }
-        dlt_sleep_ms(300);
-        ok &= dlt_child_cmd(&holder, "release", 5000) == DLOCK_OK;
-        _exit(ok ? 0 : 1);
-    }
+    pid_t keeper = dlt_hold_then_release(&holder, url, name, 2000, 3000);
     dlock_client *c = open_client();
     dlock_lock *l = NULL;
     int64_t start = dlt_now_ms();

@@ -1352,21 +1352,7 @@ START_TEST(test_wait_longer_than_ttl)
     enum { TTL = 2000 };
     char *name = dlt_unique_name("pg-long-wait");
     dlt_child holder;
-    ck_assert_int_eq(dlt_child_start(&holder, pg_url, name, TTL, 0), 0);
-    ck_assert_int_eq(dlt_child_read(&holder, 5000), DLOCK_OK);
-    fflush(NULL);
-    pid_t keeper = fork();
-    ck_assert(keeper >= 0);
-    if (keeper == 0) {
-        int ok = 1;
-        for (int i = 0; i < 3; i++) {
-            dlt_sleep_ms(900);
-            ok &= dlt_child_cmd(&holder, "extend 2000", 5000) == DLOCK_OK;
-        }
-        dlt_sleep_ms(300);
-        ok &= dlt_child_cmd(&holder, "release", 5000) == DLOCK_OK;
-        _exit(ok ? 0 : 1);
-    }
+    pid_t keeper = dlt_hold_then_release(&holder, pg_url, name, TTL, 3000);
     dlock_client *c = open_client(pg_url);
     dlock_lock *l = NULL;
     int64_t start = dlt_now_ms();

@@ -306,3 +306,26 @@ int dlt_system(const char *cmd)
         return 128 + WTERMSIG(status);
     return -1;
 }
+
+pid_t dlt_hold_then_release(dlt_child *holder, const char *url, const char *name, uint32_t ttl_ms, int64_t hold_ms)
+{
+    ck_assert_int_eq(dlt_child_start(holder, url, name, ttl_ms, 0), 0);
+    ck_assert_int_eq(dlt_child_read(holder, 10000), DLOCK_OK);
+    char extend[32];
+    snprintf(extend, sizeof extend, "extend %u", (unsigned)ttl_ms);
+    fflush(NULL);
+    pid_t driver = fork();
+    ck_assert(driver >= 0);
+    if (driver == 0) {
+        int ok = 1;
+        int64_t start = dlt_now_ms();
+        while (dlt_now_ms() - start < hold_ms - 700) {
+            dlt_sleep_ms(700);
+            ok &= dlt_child_cmd(holder, extend, 10000) == DLOCK_OK;
+        }
+        dlt_sleep_ms(hold_ms - (dlt_now_ms() - start));
+        ok &= dlt_child_cmd(holder, "release", 10000) == DLOCK_OK;
+        _exit(ok ? 0 : 1);
+    }
+    return driver;
+}

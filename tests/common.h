@@ -57,6 +57,11 @@ typedef struct dlt_child {
 int dlt_child_start(dlt_child *c, const char *url, const char *name, uint32_t ttl_ms, int32_t wait_ms);
 int dlt_child_read(dlt_child *c, int timeout_ms);
 int dlt_child_cmd(dlt_child *c, const char *cmd, int timeout_ms);
+/* Start a holder child of `name` with ttl_ms, and a forked driver that keeps
+ * it extended (every 700 ms) for about hold_ms, then releases it.  Returns
+ * the driver's pid: it exits 0 when every extend and the release said OK. */
+pid_t dlt_hold_then_release(dlt_child *holder, const char *url, const char *name, uint32_t ttl_ms, int64_t hold_ms);
+
 /* Send `sig` (0: none) and reap the child; returns its wait status. */
 int dlt_child_stop(dlt_child *c, int sig);
 
