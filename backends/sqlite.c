@@ -47,6 +47,8 @@ enum {
     STMT_RELEASE,
     STMT_HOLDER,
     STMT_PEEK,
+    STMT_SYNC_FULL,
+    STMT_SYNC_NORMAL,
     STMT_COUNT
 };
 
@@ -62,7 +64,7 @@ static const char *const statement_sql[STMT_COUNT] = {
                   " holder_pid = excluded.holder_pid, boot_id = excluded.boot_id,"
                   " acquired_at = excluded.acquired_at, expires_boot_ms = excluded.expires_boot_ms"
                   " WHERE dlock_locks.owner IS NULL OR dlock_locks.boot_id IS NOT excluded.boot_id"
-                  " OR dlock_locks.expires_boot_ms <= ?8",
+                  " OR dlock_locks.expires_boot_ms <= ?8 RETURNING fence",
     [STMT_EXTEND] = "UPDATE dlock_locks SET expires_boot_ms = ?3"
                     " WHERE name = ?1 AND owner = ?2 AND boot_id = ?4 AND expires_boot_ms > ?5",
     /* Returns 1 when the lease was still running, 0 when it had expired. */
@@ -75,6 +77,11 @@ static const char *const statement_sql[STMT_COUNT] = {
     /* While waiting: how long the current lease still runs (no row: free). */
     [STMT_PEEK] = "SELECT expires_boot_ms - ?3 FROM dlock_locks WHERE name = ?1 AND owner IS NOT NULL"
                   " AND boot_id = ?2 AND expires_boot_ms > ?3",
+    /* A take is committed with an fsync of the WAL, so that its fencing
+     * token survives a power loss (it must never be handed out twice); the
+     * extends and releases need not be. */
+    [STMT_SYNC_FULL] = "PRAGMA synchronous=FULL",
+    [STMT_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
 };
 
 static const char schema_sql[] = "CREATE TABLE IF NOT EXISTS dlock_locks ("
@@ -472,7 +479,19 @@ static int run_simple(sqlite_conn *c, int which)
 }
 
 /* One attempt: DLOCK_OK, DLOCK_EBUSY or an error. */
-static int try_take(sqlite_conn *c, const char *name, uint32_t ttl_ms, const sqlite_lock *lock)
+static int try_take_once(sqlite_conn *c, const char *name, uint32_t ttl_ms, sqlite_lock *lock);
+
+static int try_take(sqlite_conn *c, const char *name, uint32_t ttl_ms, sqlite_lock *lock)
+{
+    int rc = run_simple(c, STMT_SYNC_FULL);
+    if (rc != SQLITE_OK)
+        return db_error(c, rc, "cannot set synchronous=FULL");
+    int status = try_take_once(c, name, ttl_ms, lock);
+    (void)run_simple(c, STMT_SYNC_NORMAL);
+    return status;
+}
+
+static int try_take_once(sqlite_conn *c, const char *name, uint32_t ttl_ms, sqlite_lock *lock)
 {
     int rc = run_simple(c, STMT_BEGIN);
     if (rc != SQLITE_OK)
@@ -493,14 +512,16 @@ static int try_take(sqlite_conn *c, const char *name, uint32_t ttl_ms, const sql
     sqlite3_bind_int64(s, 7, now + (int64_t)ttl_ms);
     sqlite3_bind_int64(s, 8, now);
     rc = sqlite3_step(s);
+    int taken = rc == SQLITE_ROW;
+    if (taken)
+        lock->base.fence = (uint64_t)sqlite3_column_int64(s, 0);
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
-    if (rc != SQLITE_DONE) {
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
         int status = db_error(c, rc, "cannot take the lock row");
         run_simple(c, STMT_ROLLBACK);
         return status;
     }
-    int taken = sqlite3_changes(c->db) == 1;
     rc = run_simple(c, STMT_COMMIT);
     if (rc != SQLITE_OK) {
         int status = db_error(c, rc, "cannot commit");
@@ -585,7 +606,7 @@ static int sqlite_acquire(struct dlock_conn *conn, const char *name, uint32_t tt
                           struct dlock_call *call, struct dlock_held **lock_out)
 {
     sqlite_conn *c = sqlite_of(conn);
-    sqlite_lock *lock = malloc(sizeof *lock);
+    sqlite_lock *lock = calloc(1, sizeof *lock);
     if (!lock)
         return dlock__oom();
     if (getrandom(lock->owner, sizeof lock->owner, 0) != (ssize_t)sizeof lock->owner) {

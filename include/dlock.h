@@ -90,6 +90,40 @@ DLOCK_API int dlock_holder(dlock_client *client, const char *name, char *buf, si
 /* 1 held (buf: who, as far as the store tells), 0 free, <0 error */
 DLOCK_API int dlock_cancel(dlock_client *client); /* from another thread: a wait in progress returns DLOCK_ECANCELED */
 
+/* Fencing (dlock_fence(3)): a number >= 1, strictly greater than that of every
+ * earlier acquisition of the same name in the same store, durable before the
+ * acquire returned, constant for the handle.  DLOCK_ENOTSUP when the store
+ * gives none (PostgreSQL and MySQL session mode without fencing=on). */
+DLOCK_API int dlock_fence(const dlock_lock *lock, uint64_t *token);
+
+/* Listing and breaking (dlock_list_locks(3)).  A list is a snapshot of the
+ * locks held in the store whose name starts with `prefix` (NULL or "": all),
+ * read through accessors by index; it grows by new accessor functions only
+ * (docs/ABI.md). */
+typedef struct dlock_list dlock_list;
+DLOCK_API int dlock_list_locks(dlock_client *client, const char *prefix, dlock_list **out);
+DLOCK_API size_t dlock_list_count(const dlock_list *list);
+DLOCK_API const char *dlock_list_name(const dlock_list *list, size_t i);   /* NULL when the store keeps no name */
+DLOCK_API const char *dlock_list_key(const dlock_list *list, size_t i);    /* how the store knows it, never NULL */
+DLOCK_API const char *dlock_list_holder(const dlock_list *list, size_t i); /* as dlock_holder() says, "" unknown */
+DLOCK_API const char *dlock_list_host(const dlock_list *list, size_t i);   /* holder's host, "" unknown */
+DLOCK_API int64_t dlock_list_pid(const dlock_list *list, size_t i);        /* holder's pid, 0 unknown */
+DLOCK_API int64_t dlock_list_since(const dlock_list *list, size_t i);      /* Unix ms, store's clock; -1 unknown */
+DLOCK_API int64_t dlock_list_expires(const dlock_list *list, size_t i);    /* Unix ms, store's clock; -1 none/unknown */
+DLOCK_API uint64_t dlock_list_fence(const dlock_list *list, size_t i);     /* 0 unknown */
+DLOCK_API void dlock_list_free(dlock_list *list);
+/* Break a lock held by someone else: 1 broken, 0 it was free, <0 error.  Its
+ * holder gets DLOCK_ELOST at its next extend.  Session stores end the
+ * holder's server session, which needs the privilege to. */
+DLOCK_API int dlock_break(dlock_client *client, const char *name);
+
+/* Run records (dlock_store_time(3)), for jobs that run once per schedule slot. */
+DLOCK_API int dlock_store_time(dlock_client *client, int64_t *unix_ms); /* the store's clock, Unix ms */
+/* The last slot recorded for the lock's name (0: none), read and written
+ * only while the lock is held (else DLOCK_ELOST). */
+DLOCK_API int dlock_record_get(dlock_lock *lock, int64_t *slot);
+DLOCK_API int dlock_record_put(dlock_lock *lock, int64_t slot);
+
 #ifdef __cplusplus
 }
 #endif

@@ -499,3 +499,159 @@ DLOCK_API int dlock_cancel(dlock_client *c)
     pthread_mutex_unlock(&c->cancel_mutex);
     return DLOCK_OK;
 }
+
+/* --- fencing, listing, breaking, run records ----------------------------------- */
+
+DLOCK_API int dlock_fence(const dlock_lock *l, uint64_t *token)
+{
+    dlock__clear_error();
+    if (token)
+        *token = 0;
+    if (!l || !token)
+        return dlock__error(DLOCK_EINVAL, "dlock_fence: %s is NULL", l ? "token" : "lock");
+    if (!l->state->fence)
+        return dlock__error(DLOCK_ENOTSUP,
+                            "%s: this store gives no fencing token for lock '%s' (PostgreSQL and MySQL session mode "
+                            "give one with fencing=on in the URL)",
+                            l->client->backend->name, l->name);
+    *token = l->state->fence;
+    return DLOCK_OK;
+}
+
+/* Start a call that needs only the client (a list, a break, the clock):
+ * checks, the mutex, a bounded call.  DLOCK_OK with the mutex held. */
+static int op_begin(dlock_client *c, const char *what, int have, struct dlock_call *call)
+{
+    if (!c)
+        return dlock__error(DLOCK_EINVAL, "%s: client is NULL", what);
+    if (!have)
+        return dlock__error(DLOCK_ENOTSUP, "%s: the %s backend does not offer this", what, c->backend->name);
+    pthread_mutex_lock(&c->mutex);
+    int64_t now = dlock__now_ms();
+    call->deadline_ms = now + DLOCK_CALL_TIMEOUT_MS;
+    call->lease_start_ms = now;
+    return DLOCK_OK;
+}
+
+static int op_end(dlock_client *c, int rc, const struct dlock_call *call)
+{
+    if (rc < 0)
+        dlock__prefix_error(c->backend->name);
+    session_check(c);
+    if (rc >= 0)
+        session_touched(c, call->lease_start_ms);
+    pthread_mutex_unlock(&c->mutex);
+    return rc;
+}
+
+DLOCK_API int dlock_list_locks(dlock_client *c, const char *prefix, dlock_list **out)
+{
+    dlock__clear_error();
+    if (out)
+        *out = NULL;
+    if (!out)
+        return dlock__error(DLOCK_EINVAL, "dlock_list_locks: out is NULL");
+    if (!prefix)
+        prefix = "";
+    if (strlen(prefix) > 255 || !dlock__valid_utf8(prefix, strlen(prefix)))
+        return dlock__error(DLOCK_EINVAL, "dlock_list_locks: prefix must be at most 255 bytes of valid UTF-8");
+    struct dlock_call call;
+    int rc = op_begin(c, "dlock_list_locks", c && c->backend->list, &call);
+    if (rc != DLOCK_OK)
+        return rc;
+    struct dlock_list *list = dlock__list_new();
+    if (!list)
+        rc = dlock__oom();
+    else
+        rc = c->backend->list(c->conn, prefix, list, &call);
+    rc = op_end(c, rc, &call);
+    if (rc < 0) {
+        dlock_list_free(list);
+        return rc;
+    }
+    dlock__list_sort(list);
+    *out = list;
+    return DLOCK_OK;
+}
+
+DLOCK_API int dlock_break(dlock_client *c, const char *name)
+{
+    dlock__clear_error();
+    int rc = dlock__check_name(name);
+    if (rc != DLOCK_OK)
+        return rc;
+    struct dlock_call call;
+    rc = op_begin(c, "dlock_break", c && c->backend->break_lock, &call);
+    if (rc != DLOCK_OK)
+        return rc;
+    if (registry_find(c, name, name_hash(name))) {
+        pthread_mutex_unlock(&c->mutex);
+        return dlock__error(DLOCK_EBUSY, "dlock_break: this client holds '%s' itself: release it instead", name);
+    }
+    rc = c->backend->break_lock(c->conn, name, &call);
+    return op_end(c, rc, &call);
+}
+
+DLOCK_API int dlock_store_time(dlock_client *c, int64_t *unix_ms)
+{
+    dlock__clear_error();
+    if (unix_ms)
+        *unix_ms = 0;
+    if (!unix_ms)
+        return dlock__error(DLOCK_EINVAL, "dlock_store_time: unix_ms is NULL");
+    struct dlock_call call;
+    int rc = op_begin(c, "dlock_store_time", c && c->backend->store_time, &call);
+    if (rc != DLOCK_OK)
+        return rc;
+    rc = c->backend->store_time(c->conn, unix_ms, &call);
+    return op_end(c, rc, &call);
+}
+
+/* A record call on a held lock: bounded by the lease, refused once lost. */
+static int record_call(dlock_lock *l, const char *what, int put, int64_t *slot)
+{
+    dlock__clear_error();
+    if (!l || !slot)
+        return dlock__error(DLOCK_EINVAL, "%s: %s is NULL", what, l ? "slot" : "lock");
+    dlock_client *c = l->client;
+    if (put ? !c->backend->record_put : !c->backend->record_get)
+        return dlock__error(DLOCK_ENOTSUP, "%s: the %s backend keeps no run records", what, c->backend->name);
+    pthread_mutex_lock(&c->mutex);
+    int rc;
+    int64_t now = dlock__now_ms();
+    int64_t remaining = lease_remaining(l, now);
+    if (atomic_load(&l->lost) == LOST_SESSION) {
+        rc = session_lost(l);
+    } else if (remaining == 0) {
+        rc = dlock__error(DLOCK_ELOST, "lock '%s' is no longer held", l->name);
+    } else {
+        struct dlock_call call = {now + remaining, now};
+        rc = put ? c->backend->record_put(c->conn, l->state, l->name, *slot, &call)
+                 : c->backend->record_get(c->conn, l->state, l->name, slot, &call);
+        if (rc != DLOCK_OK)
+            dlock__prefix_error(c->backend->name);
+        session_check(c);
+        if (rc == DLOCK_OK && atomic_load(&l->lost))
+            rc = session_lost(l);
+        else if (rc == DLOCK_ELOST)
+            atomic_store(&l->lost, LOST_LEASE);
+    }
+    pthread_mutex_unlock(&c->mutex);
+    return rc;
+}
+
+DLOCK_API int dlock_record_get(dlock_lock *l, int64_t *slot)
+{
+    if (slot)
+        *slot = 0;
+    return record_call(l, "dlock_record_get", 0, slot);
+}
+
+DLOCK_API int dlock_record_put(dlock_lock *l, int64_t slot)
+{
+    if (slot <= 0) {
+        dlock__clear_error();
+        return dlock__error(DLOCK_EINVAL, "dlock_record_put: slot must be > 0");
+    }
+    return record_call(l, "dlock_record_put", 1, &slot);
+}

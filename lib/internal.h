@@ -35,7 +35,54 @@ struct dlock_held {
     uint64_t generation;            /* of the session it was taken on */
     uint32_t ttl_ms;                /* its lease */
     int linked;                     /* on the session's list */
+    /* Set by the backend's acquire: the fencing token of this acquisition,
+     * 0 when the store gives none (dlock_fence() is then DLOCK_ENOTSUP). */
+    uint64_t fence;
 };
+
+/* One entry of a list (dlock_list_locks()), as a backend reports it to
+ * dlock__list_add(), which copies every string.  NULL strings: unknown. */
+struct dlock_list_entry {
+    const char *name; /* the lock's name, NULL when the store keeps none */
+    const char *key;  /* how the store knows it (NULL: the name) */
+    const char *holder;
+    const char *host;
+    int64_t pid;        /* 0 unknown */
+    int64_t since_ms;   /* Unix ms on the store's clock, -1 unknown */
+    int64_t expires_ms; /* Unix ms on the store's clock, -1 none or unknown */
+    uint64_t fence;     /* 0 unknown */
+};
+struct dlock_list;
+/* DLOCK_OK or DLOCK_ENOMEM (with text). */
+int dlock__list_add(struct dlock_list *list, const struct dlock_list_entry *entry);
+/* The core's side (lib/list.c): a new empty list, and its order (by key). */
+struct dlock_list *dlock__list_new(void);
+void dlock__list_sort(struct dlock_list *list);
+
+/*
+ * The query parameters that libdlock reads on every backend (SPEC "Options
+ * common to every URL"): mode=session|lease, table=NAME, fencing=on|off,
+ * prefix=TEXT.  dlock__url_options() parses them out of `url` (values
+ * percent-decoded and checked: an unknown value is DLOCK_EINVAL naming the
+ * parameter) and gives back in *rest a malloc'ed copy of the URL without them
+ * (other parameters, in their order, untouched; no '?' when none is left).
+ * A backend then refuses the options it has no use for with
+ * dlock__url_options_only().
+ */
+enum { DLOCK_MODE_DEFAULT = 0, DLOCK_MODE_SESSION, DLOCK_MODE_LEASE };
+enum { DLOCK_FENCING_DEFAULT = 0, DLOCK_FENCING_ON, DLOCK_FENCING_OFF };
+struct dlock_url_options {
+    int mode;     /* DLOCK_MODE_* */
+    int fencing;  /* DLOCK_FENCING_* */
+    char *table;  /* NULL: not given.  An SQL identifier: [A-Za-z_][A-Za-z0-9_]{0,62} */
+    char *prefix; /* NULL: not given.  Any text, 0..255 bytes */
+};
+int dlock__url_options(const char *url, struct dlock_url_options *opts, char **rest);
+/* DLOCK_EINVAL naming the first option given in `opts` that `backend` does
+ * not take (bits DLOCK_OPT_*), else DLOCK_OK. */
+enum { DLOCK_OPT_MODE = 1, DLOCK_OPT_TABLE = 2, DLOCK_OPT_FENCING = 4, DLOCK_OPT_PREFIX = 8 };
+int dlock__url_options_only(const struct dlock_url_options *opts, unsigned allowed, const char *backend);
+void dlock__url_options_free(struct dlock_url_options *opts);
 
 /*
  * What the core tells a backend about one call, and what it answers.
@@ -118,6 +165,24 @@ struct dlock_backend {
      * backend drops or replaces its server session.  The core reads it after
      * every call and marks every lock taken in an earlier generation lost. */
     uint64_t (*session_generation)(struct dlock_conn *conn);
+
+    /* --- Operations (all optional: NULL is DLOCK_ENOTSUP with a message). */
+    /* Add every lock held in the store whose name starts with `prefix` ("" for
+     * all) with dlock__list_add().  A store that keeps no names (session
+     * mode) lists every lock it can see, with its key. */
+    int (*list)(struct dlock_conn *conn, const char *prefix, struct dlock_list *list, struct dlock_call *call);
+    /* Break `name`, held by someone else: 1 broken, 0 it was free, <0 error
+     * (no privilege: DLOCK_EBACKEND saying so plainly). */
+    int (*break_lock)(struct dlock_conn *conn, const char *name, struct dlock_call *call);
+    /* The store's clock now, as Unix ms. */
+    int (*store_time)(struct dlock_conn *conn, int64_t *unix_ms, struct dlock_call *call);
+    /* The run record of `name` (the last slot marked done, 0: none), read
+     * and written while `lock` is held: DLOCK_ELOST when it is not (the
+     * write happens only while the owner still holds it). */
+    int (*record_get)(struct dlock_conn *conn, struct dlock_held *lock, const char *name, int64_t *slot,
+                      struct dlock_call *call);
+    int (*record_put)(struct dlock_conn *conn, struct dlock_held *lock, const char *name, int64_t slot,
+                      struct dlock_call *call);
 };
 
 /* Set this thread's error text and return `status`.  Never pass a password. */

@@ -66,6 +66,67 @@ static int free_for_others(const char *n)
     return rc == DLOCK_OK;
 }
 
+/* --- fencing -------------------------------------------------------------------- */
+
+/* Tokens grow with every acquisition of a name, across clients, and stay the
+ * same for the life of a handle.  Stores that give none say ENOTSUP. */
+START_TEST(fence_grows_with_every_acquisition)
+{
+    dlock_lock *l = NULL;
+    uint64_t first = 0, again = 0, last = 0;
+    ck_assert_int_eq(dlock_acquire(client, name, 5000, 0, &l), DLOCK_OK);
+    int rc = dlock_fence(l, &first);
+    if (rc == DLOCK_ENOTSUP) {
+        ck_assert_int_eq(first, 0);
+        ck_assert_ptr_nonnull(strstr(dlock_last_error(), "fencing=on"));
+        ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+        return;
+    }
+    ck_assert_msg(rc == DLOCK_OK, "fence: %s", dlock_last_error());
+    ck_assert_uint_ge(first, 1);
+    ck_assert_int_eq(dlock_extend(l, 5000), DLOCK_OK);
+    ck_assert_int_eq(dlock_fence(l, &again), DLOCK_OK);
+    ck_assert_uint_eq(again, first);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    last = first;
+    for (int i = 0; i < 4; i++) {
+        dlock_client *other = open_other();
+        ck_assert_int_eq(dlock_acquire(i % 2 ? other : client, name, 5000, 0, &l), DLOCK_OK);
+        uint64_t t = 0;
+        ck_assert_int_eq(dlock_fence(l, &t), DLOCK_OK);
+        ck_assert_msg(t > last, "token %llu after %llu", (unsigned long long)t, (unsigned long long)last);
+        last = t;
+        ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+        dlock_close(other);
+    }
+    /* A holder that vanished without releasing: the next token is higher too. */
+    ck_assert_int_eq(dlock_acquire(client, name, 300, 0, &l), DLOCK_OK);
+    uint64_t stale = 0;
+    ck_assert_int_eq(dlock_fence(l, &stale), DLOCK_OK);
+    dlock_client *other = open_other();
+    dlock_lock *l2 = NULL;
+    ck_assert_int_eq(dlock_acquire(other, name, 5000, (int32_t)(3000 + expiry_slack_ms()), &l2), DLOCK_OK);
+    uint64_t next = 0;
+    ck_assert_int_eq(dlock_fence(l2, &next), DLOCK_OK);
+    ck_assert_uint_gt(next, stale);
+    ck_assert_int_eq(dlock_release(l2), DLOCK_OK);
+    dlock_close(other);
+    (void)dlock_release(l);
+    /* other names have their own counters; every token is >= 1 */
+    ck_assert_int_eq(dlock_fence(NULL, &next), DLOCK_EINVAL);
+}
+END_TEST
+
+START_TEST(fence_bad_arguments)
+{
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_fence(NULL, NULL), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_acquire(client, name, 5000, 0, &l), DLOCK_OK);
+    ck_assert_int_eq(dlock_fence(l, NULL), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+}
+END_TEST
+
 /* --- the backend and the basic cycle ------------------------------------------ */
 
 START_TEST(backend_name)
@@ -960,6 +1021,12 @@ static Suite *conformance_suite(void)
     tcase_add_test(t, wait_longer_than_ttl_gives_full_lease);
     tcase_add_test(t, wait_forever_longer_than_ttl_gives_full_lease);
     tcase_add_test(t, dlock_run_wait_longer_than_ttl);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("fencing");
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_test(t, fence_grows_with_every_acquisition);
+    tcase_add_test(t, fence_bad_arguments);
     suite_add_tcase(s, t);
 
     t = tcase_create("clients");

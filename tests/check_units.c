@@ -306,6 +306,77 @@ START_TEST(lease_clock_counts_suspend)
 }
 END_TEST
 
+/* The options libdlock reads on every URL come out; the rest stays as it was. */
+static const struct {
+    const char *url, *rest;
+    int rc, mode, fencing;
+    const char *table, *prefix;
+} urlopt_cases[] = {
+    {"postgresql://h/db", "postgresql://h/db", DLOCK_OK, DLOCK_MODE_DEFAULT, DLOCK_FENCING_DEFAULT, NULL, NULL},
+    {"postgresql://h/db?mode=lease", "postgresql://h/db", DLOCK_OK, DLOCK_MODE_LEASE, 0, NULL, NULL},
+    {"postgresql://h/db?sslmode=require&mode=session&connect_timeout=3",
+     "postgresql://h/db?sslmode=require&connect_timeout=3", DLOCK_OK, DLOCK_MODE_SESSION, 0, NULL, NULL},
+    {"mysql://h/db?table=my_locks&fencing=on#frag", "mysql://h/db#frag", DLOCK_OK, 0, DLOCK_FENCING_ON, "my_locks",
+     NULL},
+    {"redis://h/0?prefix=app%3A1%2F", "redis://h/0", DLOCK_OK, 0, 0, NULL, "app:1/"},
+    {"redis://h/0?prefix=", "redis://h/0", DLOCK_OK, 0, 0, NULL, ""},
+    {"postgresql://h/db?fencing=off&&x=1&", "postgresql://h/db?x=1", DLOCK_OK, 0, DLOCK_FENCING_OFF, NULL, NULL},
+    {"postgresql://h/db?modes=lease", "postgresql://h/db?modes=lease", DLOCK_OK, 0, 0, NULL, NULL},
+    {"postgresql://h/db?mode=LEASE", NULL, DLOCK_EINVAL, 0, 0, NULL, NULL},
+    {"postgresql://h/db?mode=", NULL, DLOCK_EINVAL, 0, 0, NULL, NULL},
+    {"postgresql://h/db?mode=lease&mode=lease", NULL, DLOCK_EINVAL, 0, 0, NULL, NULL},
+    {"postgresql://h/db?fencing=yes", NULL, DLOCK_EINVAL, 0, 0, NULL, NULL},
+    {"postgresql://h/db?table=1abc", NULL, DLOCK_EINVAL, 0, 0, NULL, NULL},
+    {"postgresql://h/db?table=a;drop", NULL, DLOCK_EINVAL, 0, 0, NULL, NULL},
+    {"postgresql://h/db?table=", NULL, DLOCK_EINVAL, 0, 0, NULL, NULL},
+    {"postgresql://h/db?table=abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghij1234", NULL, DLOCK_EINVAL, 0,
+     0, NULL, NULL},
+    {"redis://h?prefix=%zz", NULL, DLOCK_EINVAL, 0, 0, NULL, NULL},
+    {"redis://h?prefix=%00", NULL, DLOCK_EINVAL, 0, 0, NULL, NULL},
+};
+
+START_TEST(url_common_options)
+{
+    struct dlock_url_options o;
+    char *rest = (char *)"untouched";
+    int rc = dlock__url_options(urlopt_cases[_i].url, &o, &rest);
+    ck_assert_msg(rc == urlopt_cases[_i].rc, "%s: %d %s", urlopt_cases[_i].url, rc, dlock_last_error());
+    if (rc != DLOCK_OK) {
+        ck_assert_ptr_null(rest);
+        ck_assert_str_ne(dlock_last_error(), "");
+        return;
+    }
+    ck_assert_str_eq(rest, urlopt_cases[_i].rest);
+    ck_assert_int_eq(o.mode, urlopt_cases[_i].mode);
+    ck_assert_int_eq(o.fencing, urlopt_cases[_i].fencing);
+    if (urlopt_cases[_i].table)
+        ck_assert_str_eq(o.table, urlopt_cases[_i].table);
+    else
+        ck_assert_ptr_null(o.table);
+    if (urlopt_cases[_i].prefix)
+        ck_assert_str_eq(o.prefix, urlopt_cases[_i].prefix);
+    else
+        ck_assert_ptr_null(o.prefix);
+    free(rest);
+    dlock__url_options_free(&o);
+}
+END_TEST
+
+START_TEST(url_options_only)
+{
+    struct dlock_url_options o;
+    char *rest;
+    ck_assert_int_eq(dlock__url_options("x://h?mode=lease&prefix=p", &o, &rest), DLOCK_OK);
+    ck_assert_int_eq(dlock__url_options_only(&o, DLOCK_OPT_MODE | DLOCK_OPT_PREFIX, "x"), DLOCK_OK);
+    ck_assert_int_eq(dlock__url_options_only(&o, DLOCK_OPT_MODE, "x"), DLOCK_EINVAL);
+    ck_assert_ptr_nonnull(strstr(dlock_last_error(), "prefix"));
+    ck_assert_int_eq(dlock__url_options_only(&o, DLOCK_OPT_PREFIX | DLOCK_OPT_TABLE, "x"), DLOCK_EINVAL);
+    ck_assert_ptr_nonnull(strstr(dlock_last_error(), "mode"));
+    free(rest);
+    dlock__url_options_free(&o);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
     if (argc == 2 && strcmp(argv[1], "--print-clocks") == 0)
@@ -323,6 +394,8 @@ int main(int argc, char **argv)
     tcase_add_test(t, url_sqlite_forms);
 #endif
     tcase_add_test(t, percent_decoding);
+    tcase_add_loop_test(t, url_common_options, 0, (int)(sizeof urlopt_cases / sizeof urlopt_cases[0]));
+    tcase_add_test(t, url_options_only);
     suite_add_tcase(s, t);
     t = tcase_create("durations");
     tcase_add_loop_test(t, durations, 0, (int)(sizeof duration_cases / sizeof duration_cases[0]));
