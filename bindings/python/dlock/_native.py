@@ -22,7 +22,7 @@ import ctypes.util
 import os
 import threading
 from ctypes import (POINTER, c_char_p, c_int, c_int32, c_int64, c_size_t,
-                    c_uint32)
+                    c_uint32, c_uint64)
 from typing import Any, Callable, Dict, List, Optional
 
 SONAME = "libdlock.so.0"
@@ -105,6 +105,7 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     fn("dlock_remaining_ms", c_int64, LockPtr)
     fn("dlock_holder", c_int, ClientPtr, c_char_p, c_char_p, c_size_t)
     fn("dlock_cancel", c_int, ClientPtr)
+    fn("dlock_fence", c_int, LockPtr, POINTER(c_uint64))
     return lib
 
 

@@ -206,6 +206,7 @@ class Lock:
         self._ttl_ms = ttl_ms_
         self._on_lost = on_lost
         self._lost = False
+        self._fence: Optional[int] = None
         self._stop = threading.Event()
         self._heartbeat: Optional[threading.Thread] = None
         self.heartbeat_error: Optional[DlockError] = None
@@ -216,6 +217,15 @@ class Lock:
     @property
     def name(self) -> str:
         return self._name
+
+    @property
+    def fence(self) -> Optional[int]:
+        """The fencing token of this acquisition (dlock_fence): >= 1, greater
+        than that of every earlier holder of the name in this store, the
+        same for the life of the lock.  Hand it to what the job writes to,
+        which rejects a lower one.  None when the store gives none
+        (PostgreSQL and MySQL session mode without fencing=on)."""
+        return self._fence
 
     @property
     def ttl(self) -> float:
@@ -455,6 +465,12 @@ class Client:
             # concurrent close() sees this lock and frees it only after.
             text_name = raw_name.decode("utf-8", "replace")
             held = Lock(self, out, text_name, lock_ttl_ms, on_lost)
+            token = ctypes.c_uint64(0)
+            frc = lib.dlock_fence(out, ctypes.byref(token))
+            if frc == _native.OK:
+                held._fence = token.value
+            elif frc != _native.ENOTSUP:
+                check(frc, "dlock_fence")
             with self._locks_guard:
                 self._locks.add(held)
             return held

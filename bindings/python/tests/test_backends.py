@@ -104,6 +104,22 @@ class BackendTests:
             self.assertIsNotNone(a.holder(n))  # this client included
         self.assertIsNone(b.holder(n))
 
+    def test_fence(self):
+        a, b = self.client(), self.client()
+        n = self.name("fence")
+        with a.lock(n, ttl=30) as first:
+            token = first.fence
+            if token is None:  # session mode without fencing=on
+                self.assertIn(self.backend, ("postgresql", "mysql"))
+                return
+            self.assertGreaterEqual(token, 1)
+            first.extend()
+            self.assertEqual(first.fence, token)
+        with b.lock(n, ttl=30) as second:
+            self.assertIsNotNone(second.fence)
+            self.assertGreater(second.fence, token)
+        self.assertIsNotNone(second.fence)  # kept after release
+
     # --- waiting ------------------------------------------------------------
     def test_wait_runs_out(self):
         a, b = self.client(), self.client()
