@@ -96,25 +96,102 @@ char **dlt_conformance_urls(int *count)
     return urls;
 }
 
+/* One URL's suite; the number of failed tests (-1: the URL cannot be opened). */
+static int run_one_url(const char *what, Suite *(*make_suite)(void), const char **url, const char **backend, char *u,
+                       int i)
+{
+    *url = u;
+    *backend = dlt_backend_of(u);
+    if (!(*backend)[0]) {
+        dlock_client *c = NULL;
+        int rc = dlock_open(u, &c);
+        fprintf(stderr, "%s: URL #%d cannot be opened: %s (%s)\n", what, i + 1, dlock_strerror(rc), dlock_last_error());
+        return -1;
+    }
+    SRunner *sr = srunner_create(make_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed;
+}
+
+/* The URLs are separate stores (or separate tables and keys of one server),
+ * so their suites may run side by side: DLOCK_TEST_PARALLEL=N runs up to N
+ * at once in child processes, each writing to its own file, printed in URL
+ * order afterwards.  The tests' time bounds are liveness bounds, loose
+ * enough for a loaded machine. */
 int dlt_run_per_url(const char *what, Suite *(*make_suite)(void), const char **url, const char **backend)
 {
     int count = 0, failed = 0;
     char **urls = dlt_conformance_urls(&count);
-    for (int i = 0; i < count; i++) {
-        *url = urls[i];
-        *backend = dlt_backend_of(urls[i]);
-        if (!(*backend)[0]) {
-            dlock_client *c = NULL;
-            int rc = dlock_open(urls[i], &c);
-            fprintf(stderr, "%s: URL #%d cannot be opened: %s (%s)\n", what, i + 1, dlock_strerror(rc),
-                    dlock_last_error());
-            failed++;
-            continue;
+    const char *env = getenv("DLOCK_TEST_PARALLEL");
+    int parallel = env ? atoi(env) : 1;
+    if (parallel <= 1 || count <= 1) {
+        for (int i = 0; i < count; i++) {
+            int f = run_one_url(what, make_suite, url, backend, urls[i], i);
+            failed += f < 0 ? 1 : f;
         }
-        SRunner *sr = srunner_create(make_suite());
-        srunner_run_all(sr, CK_NORMAL);
-        failed += srunner_ntests_failed(sr);
-        srunner_free(sr);
+    } else {
+        pid_t *pids = calloc((size_t)count, sizeof *pids);
+        FILE **outs = calloc((size_t)count, sizeof *outs);
+        int running = 0, next = 0;
+        while (next < count || running > 0) {
+            if (next < count && running < parallel) {
+                int i = next++;
+                outs[i] = tmpfile();
+                fflush(stdout);
+                fflush(stderr);
+                pid_t pid = fork();
+                if (pid == 0) {
+                    if (outs[i]) {
+                        dup2(fileno(outs[i]), 1);
+                        dup2(fileno(outs[i]), 2);
+                    }
+                    int f = run_one_url(what, make_suite, url, backend, urls[i], i);
+                    fflush(stdout);
+                    fflush(stderr);
+                    _exit(f < 0 ? 1 : (f > 100 ? 100 : f));
+                }
+                pids[i] = pid;
+                if (pid < 0) {
+                    fprintf(stderr, "%s: fork failed\n", what);
+                    failed++;
+                } else {
+                    running++;
+                }
+                continue;
+            }
+            int st = 0;
+            pid_t done = waitpid(-1, &st, 0);
+            if (done < 0) {
+                if (errno == EINTR)
+                    continue;
+                break;
+            }
+            for (int i = 0; i < count; i++)
+                if (pids[i] == done) {
+                    running--;
+                    if (!WIFEXITED(st)) {
+                        fprintf(stderr, "%s: URL #%d: the suite's process died (status %d)\n", what, i + 1, st);
+                        failed++;
+                    } else {
+                        failed += WEXITSTATUS(st);
+                    }
+                }
+        }
+        for (int i = 0; i < count; i++) {
+            if (!outs[i])
+                continue;
+            rewind(outs[i]);
+            char buf[4096];
+            size_t n;
+            while ((n = fread(buf, 1, sizeof buf, outs[i])) > 0)
+                fwrite(buf, 1, n, stdout);
+            fclose(outs[i]);
+        }
+        fflush(stdout);
+        free(pids);
+        free(outs);
     }
     for (int i = 0; i < count; i++)
         free(urls[i]);
