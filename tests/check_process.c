@@ -972,6 +972,27 @@ START_TEST(metrics_file_is_prometheus_text)
 }
 END_TEST
 
+/* A lock table made before run records existed gets its last_slot column
+ * on first open, and keeps its rows. */
+START_TEST(sqlite_old_table_gets_last_slot)
+{
+    if (sh("command -v sqlite3 >/dev/null") != 0)
+        return; /* the sqlite3 shell is part of the test dependencies */
+    ck_assert_int_eq(sh("sqlite3 '%s/locks.db' \"CREATE TABLE dlock_locks (name TEXT PRIMARY KEY NOT NULL,"
+                        " owner BLOB, fence INTEGER NOT NULL DEFAULT 0, holder_host TEXT, holder_pid INTEGER,"
+                        " boot_id TEXT, acquired_at INTEGER, expires_boot_ms INTEGER) WITHOUT ROWID;"
+                        " INSERT INTO dlock_locks(name, fence) VALUES ('%s', 41)\"",
+                        dir, name),
+                     0);
+    char out[4300];
+    snprintf(out, sizeof out, "%s/env", dir);
+    ck_assert_int_eq(sh("'%s' run --once-per 24h %s -- sh -c 'echo $DLOCK_FENCE' > %s", dlock_bin, name, out), 0);
+    ck_assert(file_has(out, "42\n"));
+    ck_assert_int_eq(sh("'%s' run -q --once-per 24h %s -- true", dlock_bin, name), 75);
+    ck_assert_int_eq(sh("sqlite3 '%s/locks.db' \"SELECT last_slot FROM dlock_locks\" | grep -q '000$'", dir), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("process");
@@ -1018,6 +1039,7 @@ int main(void)
     tcase_add_test(t, status_json);
     tcase_add_test(t, release_force_breaks);
     tcase_add_test(t, metrics_file_is_prometheus_text);
+    tcase_add_test(t, sqlite_old_table_gets_last_slot);
     suite_add_tcase(s, t);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
