@@ -312,7 +312,7 @@ static int cmd_status(int argc, char **argv)
 {
     const char *url = NULL;
     char default_url[4200];
-    int json = 0, force = 0, first;
+    int json = 0, force = 0, first = 0;
     int rc = parse_ops(argc, argv, 1, 0, &url, &json, &force, &first);
     if (rc)
         return rc < 0 ? 0 : rc;
@@ -326,7 +326,7 @@ static int cmd_list(int argc, char **argv)
 {
     const char *url = NULL;
     char default_url[4200];
-    int json = 0, force = 0, first;
+    int json = 0, force = 0, first = 0;
     int rc = parse_ops(argc, argv, 1, 0, &url, &json, &force, &first);
     if (rc)
         return rc < 0 ? 0 : rc;
@@ -340,7 +340,7 @@ static int cmd_release(int argc, char **argv)
 {
     const char *url = NULL;
     char default_url[4200];
-    int json = 0, force = 0, first;
+    int json = 0, force = 0, first = 0;
     int rc = parse_ops(argc, argv, 0, 1, &url, &json, &force, &first);
     if (rc)
         return rc < 0 ? 0 : rc;

@@ -260,7 +260,10 @@ int ops_list(const char *url, const char *prefix, int json)
 static void who_am_i(char *buf, size_t len)
 {
     uid_t uid = getuid();
-    struct passwd *pw = getpwuid(uid);
+    struct passwd pwd, *pw = NULL;
+    char pwbuf[4096];
+    if (getpwuid_r(uid, &pwd, pwbuf, sizeof pwbuf, &pw) != 0)
+        pw = NULL;
     char host[256] = "?";
     gethostname(host, sizeof host - 1);
     host[sizeof host - 1] = '\0';
