@@ -55,6 +55,7 @@ struct run {
     int outcome;               /* enum run_outcome once known, -1 before */
     int64_t slot;              /* --once-per: this run's slot (run_policy.h) */
     char **envp;               /* the job's environment: dlock's, with DLOCK_NAME and DLOCK_FENCE */
+    char *env_added[2];        /* the strings of envp that dlock made */
 };
 
 /* --- handlers ------------------------------------------------------------------ */
@@ -157,7 +158,7 @@ static void start_the_job(struct run *r)
 /* DLOCK_NAME and DLOCK_FENCE (when the store gives a token) for the job,
  * on top of dlock's own environment.  Built before the fork: the child of
  * a threaded process may not allocate. */
-static char **job_environment(const char *name, dlock_lock *lock)
+static char **job_environment(const char *name, dlock_lock *lock, char *added[2])
 {
     extern char **environ;
     size_t n = 0;
@@ -177,13 +178,13 @@ static char **job_environment(const char *name, dlock_lock *lock)
         return NULL;
     }
     snprintf(name_var, len, "DLOCK_NAME=%s", name);
-    envp[k++] = name_var;
+    envp[k++] = added[0] = name_var;
     uint64_t token;
     if (dlock_fence(lock, &token) == DLOCK_OK) {
         char *fence_var = malloc(40);
         if (fence_var) {
             snprintf(fence_var, 40, "DLOCK_FENCE=%llu", (unsigned long long)token);
-            envp[k++] = fence_var;
+            envp[k++] = added[1] = fence_var;
         }
     }
     return envp;
@@ -245,7 +246,7 @@ static void on_acquired(struct run *r, int64_t now)
             return;
         }
     }
-    r->envp = job_environment(r->o->name, r->lock);
+    r->envp = job_environment(r->o->name, r->lock, r->env_added);
     if (!r->envp) {
         cli_say("out of memory");
         r->outcome = OUTCOME_ERROR;
@@ -485,5 +486,8 @@ int run_command(const struct run_options *o)
     write_metrics(&r, status, started_wall, started);
     if (r.leave_now)
         leave(status);
+    free(r.env_added[0]);
+    free(r.env_added[1]);
+    free(r.envp);
     return status;
 }
