@@ -125,6 +125,8 @@ ops-slot-done-never | tools/run_policy.c | s{return recorded >= slot;}{return 0;
 ops-slot-rounds-down | tools/run_policy.c | s{>= period_ms - period_ms / 2 \? below \+ period_ms : below}{>= period_ms ? below + period_ms : below} | run_policy
 ops-any-exit-marks-done | tools/run_policy.c | s{return exit_status == 0;}{return 1;} | run_policy process:ops
 ops-run-ignores-marks-done | tools/run.c | s{r->lease_ok_at_exit && run_slot_marks_done\(r->job_status\)}{r->lease_ok_at_exit} | process:ops
+ops-sqlite-no-migration | backends/sqlite.c | s{if \(src == SQLITE_OK\)\s*src = add_missing_columns\(c\);}{} | process:ops
+ops-metrics-forget-last-success | tools/metrics.c | s{: previous_success\(path\);}{: -1;} | process:ops
 ops-run-no-slot-check | tools/run.c | s{if \(!run_slot_done\(recorded, r->slot\)\)\s*return 0;}{return 0;} | process:ops
 EOF
 }
