@@ -49,6 +49,10 @@ enum {
     STMT_PEEK,
     STMT_SYNC_FULL,
     STMT_SYNC_NORMAL,
+    STMT_LIST,
+    STMT_BREAK,
+    STMT_RECORD_GET,
+    STMT_RECORD_PUT,
     STMT_COUNT
 };
 
@@ -82,6 +86,22 @@ static const char *const statement_sql[STMT_COUNT] = {
      * extends and releases need not be. */
     [STMT_SYNC_FULL] = "PRAGMA synchronous=FULL",
     [STMT_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
+    /* The live rows (this boot, lease running) whose name starts with ?1:
+     * compared on the bytes (substr on a BLOB), not with LIKE, whose _ and %
+     * and case folding would widen the prefix. */
+    [STMT_LIST] = "SELECT name, holder_host, holder_pid, acquired_at, expires_boot_ms - ?3, fence FROM dlock_locks"
+                  " WHERE owner IS NOT NULL AND boot_id = ?2 AND expires_boot_ms > ?3"
+                  " AND substr(CAST(name AS BLOB), 1, length(CAST(?1 AS BLOB))) = CAST(?1 AS BLOB)",
+    /* Break a live row: only one whose lease still runs counts (1 row), a
+     * free or expired one is left as it is (0 rows). */
+    [STMT_BREAK] = "UPDATE dlock_locks SET owner = NULL, expires_boot_ms = 0"
+                   " WHERE name = ?1 AND owner IS NOT NULL AND boot_id = ?2 AND expires_boot_ms > ?3",
+    /* The run record, read and written only while the caller's owner token
+     * still holds a live row. */
+    [STMT_RECORD_GET] = "SELECT coalesce(last_slot, 0) FROM dlock_locks"
+                        " WHERE name = ?1 AND owner = ?2 AND boot_id = ?3 AND expires_boot_ms > ?4",
+    [STMT_RECORD_PUT] = "UPDATE dlock_locks SET last_slot = ?5"
+                        " WHERE name = ?1 AND owner = ?2 AND boot_id = ?3 AND expires_boot_ms > ?4",
 };
 
 static const char schema_sql[] = "CREATE TABLE IF NOT EXISTS dlock_locks ("
@@ -90,10 +110,15 @@ static const char schema_sql[] = "CREATE TABLE IF NOT EXISTS dlock_locks ("
                                  " fence INTEGER NOT NULL DEFAULT 0," /* grows with every acquisition */
                                  " holder_host TEXT,"
                                  " holder_pid INTEGER,"
-                                 " boot_id TEXT,"           /* the boot that expires_boot_ms belongs to */
-                                 " acquired_at INTEGER,"    /* wall clock, ms since the epoch (display only) */
-                                 " expires_boot_ms INTEGER" /* CLOCK_BOOTTIME ms when the lease ends */
+                                 " boot_id TEXT,"            /* the boot that expires_boot_ms belongs to */
+                                 " acquired_at INTEGER,"     /* wall clock, ms since the epoch (display only) */
+                                 " expires_boot_ms INTEGER," /* CLOCK_BOOTTIME ms when the lease ends */
+                                 " last_slot INTEGER"        /* dlock_record_put(): the last slot done */
                                  ") WITHOUT ROWID";
+
+/* Files made before run records existed lack the last_slot column. */
+static const char has_last_slot_sql[] = "SELECT 1 FROM pragma_table_info('dlock_locks') WHERE name = 'last_slot'";
+static const char add_last_slot_sql[] = "ALTER TABLE dlock_locks ADD COLUMN last_slot INTEGER";
 
 typedef struct sqlite_conn {
     struct dlock_conn base; /* first: the core passes this (lib/internal.h) */
@@ -363,6 +388,29 @@ static int open_db(sqlite_conn *c, const char *path)
  * at once race to switch it to WAL and create the table; SQLite answers
  * some of those races with SQLITE_BUSY without calling the busy handler.
  * Retry them within the busy timeout. */
+static int count_rows(void *arg, int ncols, char **values, char **names)
+{
+    (void)ncols;
+    (void)values;
+    (void)names;
+    ++*(int *)arg;
+    return 0;
+}
+
+/* Migrate a lock table of an earlier version: add last_slot when missing.
+ * Two processes may race to add it; the loser sees "duplicate column". */
+static int add_missing_columns(sqlite_conn *c)
+{
+    int found = 0;
+    int src = sqlite3_exec(c->db, has_last_slot_sql, count_rows, &found, NULL);
+    if (src != SQLITE_OK || found)
+        return src;
+    src = sqlite3_exec(c->db, add_last_slot_sql, NULL, NULL, NULL);
+    if (src == SQLITE_ERROR && strstr(sqlite3_errmsg(c->db), "duplicate column"))
+        return SQLITE_OK;
+    return src;
+}
+
 static int set_up_table(sqlite_conn *c, const char *path)
 {
     int64_t setup_deadline = dlock__now_ms() + BUSY_TIMEOUT_MS;
@@ -374,6 +422,8 @@ static int set_up_table(sqlite_conn *c, const char *path)
                            NULL, NULL, NULL);
         if (src == SQLITE_OK)
             src = sqlite3_exec(c->db, schema_sql, NULL, NULL, NULL);
+        if (src == SQLITE_OK)
+            src = add_missing_columns(c);
         if (((src & 0xff) != SQLITE_BUSY && (src & 0xff) != SQLITE_LOCKED) || dlock__now_ms() >= setup_deadline)
             break;
         struct timespec pause = {0, (long)(1 + (attempt % 10)) * 1000000L};
@@ -769,6 +819,128 @@ static void sqlite_cancel(struct dlock_conn *conn)
     }
 }
 
+/* --- operations: list, break, clock, run records ------------------------------------- */
+
+static int sqlite_list(struct dlock_conn *conn, const char *prefix, struct dlock_list *list, struct dlock_call *call)
+{
+    (void)call;
+    sqlite_conn *c = sqlite_of(conn);
+    sqlite3_stmt *s = stmt(c, STMT_LIST);
+    if (!s)
+        return db_error(c, sqlite3_errcode(c->db), "cannot prepare a statement");
+    int64_t now_boot = boot_ms(), now_wall = wall_ms();
+    sqlite3_bind_text(s, 1, prefix, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, boot_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, now_boot);
+    int rc, status = DLOCK_OK;
+    while (status == DLOCK_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(s, 0);
+        const char *host = (const char *)sqlite3_column_text(s, 1);
+        char holder[400];
+        snprintf(holder, sizeof holder, "host=%s pid=%lld", host ? host : "?", (long long)sqlite3_column_int64(s, 2));
+        struct dlock_list_entry e = {
+            .name = name,
+            .key = name,
+            .holder = holder,
+            .host = host,
+            .pid = sqlite3_column_int64(s, 2),
+            .since_ms = sqlite3_column_type(s, 3) == SQLITE_NULL ? -1 : sqlite3_column_int64(s, 3),
+            /* The lease runs on CLOCK_BOOTTIME; shown on the wall clock as now + what is left. */
+            .expires_ms = now_wall + sqlite3_column_int64(s, 4),
+            .fence = (uint64_t)sqlite3_column_int64(s, 5),
+        };
+        status = dlock__list_add(list, &e);
+    }
+    if (status == DLOCK_OK && rc != SQLITE_DONE)
+        status = db_error(c, rc, "cannot list the lock rows");
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return status;
+}
+
+static int sqlite_break(struct dlock_conn *conn, const char *name, struct dlock_call *call)
+{
+    (void)call;
+    sqlite_conn *c = sqlite_of(conn);
+    sqlite3_stmt *s = stmt(c, STMT_BREAK);
+    if (!s)
+        return db_error(c, sqlite3_errcode(c->db), "cannot prepare a statement");
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, boot_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, boot_ms());
+    /* One statement in autocommit: its own transaction. */
+    int rc = sqlite3_step(s);
+    int broken = sqlite3_changes(c->db) == 1;
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc != SQLITE_DONE)
+        return db_error(c, rc, "cannot break the lock row");
+    return broken ? 1 : 0;
+}
+
+/* SQLite has no server: the store's clock is this host's wall clock. */
+static int sqlite_store_time(struct dlock_conn *conn, int64_t *unix_ms, struct dlock_call *call)
+{
+    (void)conn;
+    (void)call;
+    *unix_ms = wall_ms();
+    return DLOCK_OK;
+}
+
+static int record_not_held(const char *name)
+{
+    return dlock__error(DLOCK_ELOST, "lock '%s' is no longer ours: its lease expired or it was broken", name);
+}
+
+static void bind_owner(sqlite3_stmt *s, const char *name, const sqlite_lock *lock)
+{
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 2, lock->owner, OWNER_TOKEN_SIZE, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, boot_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 4, boot_ms());
+}
+
+static int sqlite_record_get(struct dlock_conn *conn, struct dlock_held *held, const char *name, int64_t *slot,
+                             struct dlock_call *call)
+{
+    (void)call;
+    sqlite_conn *c = sqlite_of(conn);
+    sqlite3_stmt *s = stmt(c, STMT_RECORD_GET);
+    if (!s)
+        return db_error(c, sqlite3_errcode(c->db), "cannot prepare a statement");
+    bind_owner(s, name, sqlite_lock_of(held));
+    int rc = sqlite3_step(s);
+    int status = DLOCK_OK;
+    if (rc == SQLITE_ROW)
+        *slot = sqlite3_column_int64(s, 0);
+    else if (rc == SQLITE_DONE)
+        status = record_not_held(name);
+    else
+        status = db_error(c, rc, "cannot read the run record");
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return status;
+}
+
+static int sqlite_record_put(struct dlock_conn *conn, struct dlock_held *held, const char *name, int64_t slot,
+                             struct dlock_call *call)
+{
+    (void)call;
+    sqlite_conn *c = sqlite_of(conn);
+    sqlite3_stmt *s = stmt(c, STMT_RECORD_PUT);
+    if (!s)
+        return db_error(c, sqlite3_errcode(c->db), "cannot prepare a statement");
+    bind_owner(s, name, sqlite_lock_of(held));
+    sqlite3_bind_int64(s, 5, slot);
+    int rc = sqlite3_step(s);
+    int written = sqlite3_changes(c->db) == 1;
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc != SQLITE_DONE)
+        return db_error(c, rc, "cannot write the run record");
+    return written ? DLOCK_OK : record_not_held(name);
+}
+
 static const char *const sqlite_schemes[] = {"sqlite", NULL};
 
 const struct dlock_backend dlock__backend_sqlite = {
@@ -783,4 +955,9 @@ const struct dlock_backend dlock__backend_sqlite = {
     .cancel = sqlite_cancel,
     .cancel_clear = sqlite_cancel_clear,
     .session_ttl_ms = NULL,
+    .list = sqlite_list,
+    .break_lock = sqlite_break,
+    .store_time = sqlite_store_time,
+    .record_get = sqlite_record_get,
+    .record_put = sqlite_record_put,
 };

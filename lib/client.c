@@ -522,10 +522,17 @@ DLOCK_API int dlock_fence(const dlock_lock *l, uint64_t *token)
  * checks, the mutex, a bounded call.  DLOCK_OK with the mutex held. */
 static int op_begin(dlock_client *c, const char *what, int have, struct dlock_call *call)
 {
-    if (!c)
-        return dlock__error(DLOCK_EINVAL, "%s: client is NULL", what);
-    if (!have)
-        return dlock__error(DLOCK_ENOTSUP, "%s: the %s backend does not offer this", what, c->backend->name);
+    /* The statuses are returned here, not through dlock__error(), so that
+     * the analyzer (which does not see into error.c) knows that no caller
+     * goes on with a NULL client. */
+    if (!c) {
+        dlock__error(DLOCK_EINVAL, "%s: client is NULL", what);
+        return DLOCK_EINVAL;
+    }
+    if (!have) {
+        dlock__error(DLOCK_ENOTSUP, "%s: the %s backend does not offer this", what, c->backend->name);
+        return DLOCK_ENOTSUP;
+    }
     pthread_mutex_lock(&c->mutex);
     int64_t now = dlock__now_ms();
     call->deadline_ms = now + DLOCK_CALL_TIMEOUT_MS;

@@ -13,7 +13,7 @@
 # Usage: scripts/mutants.sh [OPTIONS] [NAME...]
 #   NAME...          only these mutants (default: all of them)
 #   --all            all of them (the default; for symmetry with --ci)
-#   --backend B      only the mutants of B: core, sha256, sqlite, pg, mysql, tool (repeatable)
+#   --backend B      only the mutants of B: core, sha256, sqlite, pg, mysql, tool, ops (repeatable)
 #   --ci             a rotating subset that fits CI's budget: the mutants
 #                    whose position in the list, modulo DLOCK_MUTANTS_CI_SHARDS
 #                    (default 2), equals the day number (days since the
@@ -116,6 +116,18 @@ tool-no-sigkill | tools/run_policy.c | s{if \(s->job_running && s->kill_at >= 0 
 tool-min-hold-ignored | tools/run_policy.c | s{s->got_signal \|\| now >= hold_until\(s\)\)}{s->got_signal || 1)} | run_policy
 tool-waits-forever-for-the-store | tools/run_policy.c | s{if \(s->let_go_at >= 0 && now >= s->let_go_at\)\s*return RUN_ABANDON;}{} | run_policy
 tool-lost-at-release-silent | tools/run.c | s{if \(r->release_status == DLOCK_ELOST && !r->st.lost\)}{if (0)} | process:faults
+# --- operations: run records, --once-per, break ------------------------------------------
+ops-sqlite-record-put-any-owner | backends/sqlite.c | s{(\[STMT_RECORD_PUT\][^\[]*?) AND owner = \?2}{$1} | conformance@sqlite:operations
+ops-sqlite-record-put-ignores-changes | backends/sqlite.c | s{return written \? DLOCK_OK : record_not_held\(name\);}{return DLOCK_OK;} | conformance@sqlite:operations
+ops-sqlite-break-expired | backends/sqlite.c | s{(\[STMT_BREAK\][^\[]*?) AND expires_boot_ms > \?3}{$1} | conformance@sqlite:operations
+ops-slot-done-only-when-equal | tools/run_policy.c | s{return recorded >= slot;}{return recorded == slot;} | run_policy
+ops-slot-done-never | tools/run_policy.c | s{return recorded >= slot;}{return 0;} | run_policy process:ops
+ops-slot-rounds-down | tools/run_policy.c | s{>= period_ms - period_ms / 2 \? below \+ period_ms : below}{>= period_ms ? below + period_ms : below} | run_policy
+ops-any-exit-marks-done | tools/run_policy.c | s{return exit_status == 0;}{return 1;} | run_policy process:ops
+ops-run-ignores-marks-done | tools/run.c | s{r->lease_ok_at_exit && run_slot_marks_done\(r->job_status\)}{r->lease_ok_at_exit} | process:ops
+ops-sqlite-no-migration | backends/sqlite.c | s{if \(src == SQLITE_OK\)\s*src = add_missing_columns\(c\);}{} | process:ops
+ops-metrics-forget-last-success | tools/metrics.c | s{: previous_success\(path\);}{: -1;} | process:ops
+ops-run-no-slot-check | tools/run.c | s{if \(!run_slot_done\(recorded, r->slot\)\)\s*return 0;}{return 0;} | process:ops
 EOF
 }
 # Not in the list, on purpose (equivalent mutants: no behaviour can tell):

@@ -411,6 +411,154 @@ START_TEST(failed_acquire_leaves_nothing)
 }
 END_TEST
 
+/* --- operations: list, break, store time, run records ---------------------------- */
+
+/* A backend without the operations: ENOTSUP with a message, no crash. */
+START_TEST(operations_missing_are_enotsup)
+{
+    dlock_client *bare = NULL;
+    ck_assert_int_eq(dlock__open_backend(&fake_backend_no_ops, "fake://", &bare), DLOCK_OK);
+    dlock_list *list = (dlock_list *)1;
+    ck_assert_int_eq(dlock_list_locks(bare, NULL, &list), DLOCK_ENOTSUP);
+    ck_assert_ptr_null(list);
+    ck_assert_int_eq(dlock_break(bare, "a"), DLOCK_ENOTSUP);
+    ck_assert_ptr_nonnull(strstr(dlock_last_error(), "does not offer"));
+    int64_t t = 7;
+    ck_assert_int_eq(dlock_store_time(bare, &t), DLOCK_ENOTSUP);
+    ck_assert_int_eq(t, 0);
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(bare, "a", 1000, 0, &l), DLOCK_OK);
+    int64_t slot = 7;
+    ck_assert_int_eq(dlock_record_get(l, &slot), DLOCK_ENOTSUP);
+    ck_assert_int_eq(slot, 0);
+    ck_assert_int_eq(dlock_record_put(l, 5), DLOCK_ENOTSUP);
+    ck_assert_ptr_nonnull(strstr(dlock_last_error(), "run records"));
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    dlock_close(bare);
+}
+END_TEST
+
+/* Bad arguments never reach the store. */
+START_TEST(operations_check_their_arguments)
+{
+    dlock_list *list = NULL;
+    int64_t t = 0;
+    ck_assert_int_eq(dlock_list_locks(NULL, "", &list), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_list_locks(client, "", NULL), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_list_locks(client, "\xff", &list), DLOCK_EINVAL);
+    char long_prefix[300];
+    memset(long_prefix, 'x', sizeof long_prefix - 1);
+    long_prefix[sizeof long_prefix - 1] = '\0';
+    ck_assert_int_eq(dlock_list_locks(client, long_prefix, &list), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_break(NULL, "a"), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_break(client, NULL), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_break(client, ""), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_store_time(NULL, &t), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_store_time(client, NULL), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_record_get(NULL, &t), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_record_put(NULL, 1), DLOCK_EINVAL);
+    dlock_lock *l = take("a", 1000);
+    ck_assert_int_eq(dlock_record_get(l, NULL), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_record_put(l, 0), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_record_put(l, -5), DLOCK_EINVAL);
+    ck_assert_int_eq(fake.lists + fake.breaks + fake.store_times + fake.record_gets + fake.record_puts, 0);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+}
+END_TEST
+
+/* A client never breaks its own lock: it releases it. */
+START_TEST(break_refuses_a_name_this_client_holds)
+{
+    dlock_lock *l = take("mine", 1000);
+    ck_assert_int_eq(dlock_break(client, "mine"), DLOCK_EBUSY);
+    ck_assert_ptr_nonnull(strstr(dlock_last_error(), "release it"));
+    ck_assert_int_eq(fake.breaks, 0);
+    ck_assert_int_eq(dlock_break(client, "other"), 1);
+    fake.break_status = 0;
+    ck_assert_int_eq(dlock_break(client, "other"), 0);
+    fake.break_status = DLOCK_EBACKEND;
+    ck_assert_int_eq(dlock_break(client, "other"), DLOCK_EBACKEND);
+    ck_assert_ptr_nonnull(strstr(dlock_last_error(), "fake: "));
+    ck_assert_int_eq(fake.breaks, 3);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    /* Released: now it may be broken like anyone's. */
+    fake.break_status = 1;
+    ck_assert_int_eq(dlock_break(client, "mine"), 1);
+}
+END_TEST
+
+/* The list comes back sorted by key, read through the accessors, freed. */
+START_TEST(list_sorted_and_freed)
+{
+    dlock_list *list = NULL;
+    ck_assert_int_eq(dlock_list_locks(client, NULL, &list), DLOCK_OK);
+    ck_assert_uint_eq(dlock_list_count(list), 3);
+    ck_assert_str_eq(dlock_list_name(list, 0), "a");
+    ck_assert_str_eq(dlock_list_name(list, 1), "b");
+    ck_assert_str_eq(dlock_list_name(list, 2), "c/1");
+    ck_assert_str_eq(dlock_list_key(list, 2), "c/1"); /* no key given: the name */
+    ck_assert_str_eq(dlock_list_holder(list, 0), "fake holder");
+    ck_assert_str_eq(dlock_list_host(list, 0), "h");
+    ck_assert_int_eq(dlock_list_pid(list, 0), 2);
+    ck_assert_int_eq(dlock_list_since(list, 0), 1000);
+    ck_assert_int_eq(dlock_list_expires(list, 0), 2000);
+    ck_assert_uint_eq(dlock_list_fence(list, 0), 2);
+    /* Out of range and NULL: the "unknown" answers, never a crash. */
+    ck_assert_ptr_null(dlock_list_name(list, 3));
+    ck_assert_str_eq(dlock_list_key(list, 3), "");
+    ck_assert_int_eq(dlock_list_since(list, 99), -1);
+    ck_assert_uint_eq(dlock_list_count(NULL), 0);
+    ck_assert_str_eq(dlock_list_holder(NULL, 0), "");
+    dlock_list_free(list);
+    dlock_list_free(NULL);
+    ck_assert_int_eq(dlock_list_locks(client, "c/", &list), DLOCK_OK);
+    ck_assert_uint_eq(dlock_list_count(list), 1);
+    dlock_list_free(list);
+    fake.list_status = DLOCK_ECONN;
+    list = (dlock_list *)1;
+    ck_assert_int_eq(dlock_list_locks(client, "", &list), DLOCK_ECONN);
+    ck_assert_ptr_null(list);
+}
+END_TEST
+
+START_TEST(store_time_is_the_backends)
+{
+    fake.store_time_ms = 1795984064377;
+    int64_t t = 0;
+    ck_assert_int_eq(dlock_store_time(client, &t), DLOCK_OK);
+    ck_assert_int_eq(t, 1795984064377);
+    ck_assert_int_gt(fake.last_deadline_ms, dlock__now_ms()); /* bounded */
+}
+END_TEST
+
+/* Records go through while the lock is held; a lost lock never writes. */
+START_TEST(record_on_a_lost_lock_is_elost)
+{
+    dlock_lock *l = take("a", 1000);
+    int64_t slot = -1;
+    ck_assert_int_eq(dlock_record_get(l, &slot), DLOCK_OK);
+    ck_assert_int_eq(slot, 0);
+    ck_assert_int_eq(dlock_record_put(l, 3600000), DLOCK_OK);
+    ck_assert_int_eq(dlock_record_get(l, &slot), DLOCK_OK);
+    ck_assert_int_eq(slot, 3600000);
+    /* The store says it is no longer ours: ELOST, and the lock stays lost. */
+    fake.record_status = DLOCK_ELOST;
+    ck_assert_int_eq(dlock_record_put(l, 7200000), DLOCK_ELOST);
+    fake.record_status = DLOCK_OK;
+    ck_assert_int_eq(dlock_extend(l, 1000), DLOCK_ELOST);
+    ck_assert_int_eq(dlock_release(l), DLOCK_ELOST);
+    /* A lease that ran out: refused without asking the store. */
+    l = take("b", 50);
+    int puts = fake.record_puts;
+    dlt_sleep_ms(80);
+    ck_assert_int_eq(dlock_record_put(l, 7200000), DLOCK_ELOST);
+    ck_assert_int_eq(dlock_record_get(l, &slot), DLOCK_ELOST);
+    ck_assert_int_eq(fake.record_puts, puts);
+    ck_assert_int_eq(fake.record_slot, 3600000);
+    dlock_release(l);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("core");
@@ -451,6 +599,12 @@ int main(void)
     tcase_add_test(t, close_releases_everything);
     tcase_add_test(t, bad_arguments_stay_in_the_core);
     tcase_add_test(t, failed_acquire_leaves_nothing);
+    tcase_add_test(t, operations_missing_are_enotsup);
+    tcase_add_test(t, operations_check_their_arguments);
+    tcase_add_test(t, break_refuses_a_name_this_client_holds);
+    tcase_add_test(t, list_sorted_and_freed);
+    tcase_add_test(t, store_time_is_the_backends);
+    tcase_add_test(t, record_on_a_lost_lock_is_elost);
     suite_add_tcase(s, t);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -198,6 +198,70 @@ START_TEST(kill_waits_for_the_grace_from_term)
 }
 END_TEST
 
+/* --- --once-per: the schedule slot ------------------------------------------------ */
+
+#define HOUR 3600000LL
+#define T0 1795982400000LL /* 2026-11-29T20:00:00Z, a multiple of an hour */
+
+/* The nearest multiple of PERIOD, identified by its start in Unix ms. */
+START_TEST(slot_is_the_nearest_multiple)
+{
+    ck_assert_int_eq(run_slot(T0, HOUR), T0);
+    ck_assert_int_eq(run_slot(T0 + 1, HOUR), T0);
+    ck_assert_int_eq(run_slot(T0 - 1, HOUR), T0);
+    ck_assert_int_eq(run_slot(T0 + HOUR / 2 - 1, HOUR), T0);
+    ck_assert_int_eq(run_slot(T0 + HOUR / 2, HOUR), T0 + HOUR); /* halfway: the later slot */
+    ck_assert_int_eq(run_slot(T0 - HOUR / 2, HOUR), T0);
+    ck_assert_int_eq(run_slot(T0 - HOUR / 2 - 1, HOUR), T0 - HOUR);
+    ck_assert_int_eq(run_slot(T0 + 59000, 60000), T0 + 60000);
+    ck_assert_int_eq(run_slot(1001, 3), 1002); /* odd periods round as well */
+    ck_assert_int_eq(run_slot(T0, 0), -1);
+    ck_assert_int_eq(run_slot(-5, HOUR), -1);
+    ck_assert_int_gt(run_slot(1, HOUR), 0); /* never 0, which means "none recorded" */
+}
+END_TEST
+
+/* Cron fires at T0 on every host; their clocks are off by up to
+ * PERIOD/2 - 1 ms either way, and the job takes the lock a little late:
+ * every host names the same slot. */
+START_TEST(skewed_clocks_agree_on_the_slot)
+{
+    static const int64_t periods[] = {1000, 60000, 300000, HOUR, 24 * HOUR, 7 * 24 * HOUR};
+    for (size_t p = 0; p < sizeof periods / sizeof periods[0]; p++) {
+        int64_t period = periods[p];
+        int64_t fired = T0 / period * period; /* a scheduled moment */
+        int64_t skews[] = {-(period / 2) + 1, -(period / 4), -1, 0, 1, period / 4, period / 2 - 1};
+        for (size_t k = 0; k < sizeof skews / sizeof skews[0]; k++)
+            ck_assert_msg(run_slot(fired + skews[k], period) == fired, "period %lld, skew %lld: slot %lld",
+                          (long long)period, (long long)skews[k], (long long)run_slot(fired + skews[k], period));
+        /* Beyond PERIOD/2 they may not agree: the guarantee ends there. */
+        ck_assert_int_ne(run_slot(fired + period / 2 + period % 2, period), fired);
+    }
+}
+END_TEST
+
+START_TEST(slot_done_when_recorded_at_or_after)
+{
+    ck_assert(!run_slot_done(0, T0));
+    ck_assert(!run_slot_done(T0 - HOUR, T0));
+    ck_assert(run_slot_done(T0, T0));
+    /* A host whose clock lags names the previous slot: it must not run it
+     * again after a later one ran. */
+    ck_assert(run_slot_done(T0 + HOUR, T0));
+}
+END_TEST
+
+START_TEST(only_success_marks_a_slot)
+{
+    ck_assert(run_slot_marks_done(0));
+    ck_assert(!run_slot_marks_done(1));
+    ck_assert(!run_slot_marks_done(75));
+    ck_assert(!run_slot_marks_done(79));
+    ck_assert(!run_slot_marks_done(128 + 15));
+    ck_assert(!run_slot_marks_done(-1));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("run policy");
@@ -215,6 +279,10 @@ int main(void)
     tcase_add_test(t, release_asked_stops_watching_the_lease);
     tcase_add_test(t, signal_while_waiting_cancels_again_and_again);
     tcase_add_test(t, kill_waits_for_the_grace_from_term);
+    tcase_add_test(t, slot_is_the_nearest_multiple);
+    tcase_add_test(t, skewed_clocks_agree_on_the_slot);
+    tcase_add_test(t, slot_done_when_recorded_at_or_after);
+    tcase_add_test(t, only_success_marks_a_slot);
     suite_add_tcase(s, t);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

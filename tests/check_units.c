@@ -11,6 +11,7 @@
 
 #include "common.h"
 #include "duration.h"
+#include "format.h"
 #include "internal.h"
 
 /* --- names ---------------------------------------------------------------- */
@@ -377,6 +378,69 @@ START_TEST(url_options_only)
 }
 END_TEST
 
+/* --- output formats of dlock(1) ----------------------------------------------------- */
+
+static char *json_of(const char *in)
+{
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    ck_assert_ptr_nonnull(f);
+    fmt_json_string(f, in);
+    fclose(f);
+    return out;
+}
+
+START_TEST(json_strings_are_escaped)
+{
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"plain", "\"plain\""},
+        {"q\"b\\s", "\"q\\\"b\\\\s\""},
+        {"a\nb\tc\001d\037e\177", "\"a\\nb\\tc\\u0001d\\u001fe\\u007f\""},
+        {"\xc3\xa9\xe2\x82\xac\xf0\x9f\x94\x92", "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x94\x92\""}, /* passed through */
+        {"x\xffy", "\"x\\ufffdy\""},                                                          /* invalid byte */
+        {"\xc0\xaf", "\"\\ufffd\\ufffd\""},                                                   /* overlong */
+        {"\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\""},                                        /* surrogate */
+        {"\xe2\x82", "\"\\ufffd\\ufffd\""},                                                   /* cut short */
+        {"", "\"\""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *got = json_of(cases[i].in);
+        ck_assert_str_eq(got, cases[i].out);
+        free(got);
+    }
+}
+END_TEST
+
+START_TEST(times_are_rfc3339_utc)
+{
+    char buf[64];
+    fmt_rfc3339(buf, sizeof buf, 1795984064377, 1);
+    ck_assert_str_eq(buf, "2026-11-29T20:27:44.377Z");
+    fmt_rfc3339(buf, sizeof buf, 1795984064007, 0);
+    ck_assert_str_eq(buf, "2026-11-29T20:27:44Z");
+    fmt_rfc3339(buf, sizeof buf, 0, 1);
+    ck_assert_str_eq(buf, "1970-01-01T00:00:00.000Z");
+    fmt_rfc3339(buf, sizeof buf, -1, 1);
+    ck_assert_str_eq(buf, "-");
+}
+END_TEST
+
+START_TEST(prometheus_labels_are_escaped)
+{
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    ck_assert_ptr_nonnull(f);
+    fmt_prom_label(f, "a\\b\"c\nd\xc3\xa9");
+    fclose(f);
+    ck_assert_str_eq(out, "\"a\\\\b\\\"c\\nd\xc3\xa9\"");
+    free(out);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
     if (argc == 2 && strcmp(argv[1], "--print-clocks") == 0)
@@ -404,6 +468,11 @@ int main(int argc, char **argv)
     t = tcase_create("errors");
     tcase_add_test(t, strerror_texts);
     tcase_add_test(t, version_matches_macros);
+    suite_add_tcase(s, t);
+    t = tcase_create("formats");
+    tcase_add_test(t, json_strings_are_escaped);
+    tcase_add_test(t, times_are_rfc3339_utc);
+    tcase_add_test(t, prometheus_labels_are_escaped);
     suite_add_tcase(s, t);
     t = tcase_create("clock");
     tcase_add_test(t, lease_clock_counts_suspend);

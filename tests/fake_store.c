@@ -25,6 +25,7 @@ static void drain(void)
 void fake_reset(void)
 {
     memset(&fake, 0, sizeof fake);
+    fake.break_status = 1;
     if (cancel_fd < 0)
         cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     drain();
@@ -164,6 +165,76 @@ static uint64_t fake_session_generation(struct dlock_conn *conn)
     return atomic_load(&fake.generation);
 }
 
+static int fake_list(struct dlock_conn *conn, const char *prefix, struct dlock_list *list, struct dlock_call *call)
+{
+    (void)conn;
+    record(call);
+    atomic_fetch_add(&fake.lists, 1);
+    if (fake.list_status != DLOCK_OK)
+        return dlock__error(fake.list_status, "fake: list answers %d", fake.list_status);
+    static const char *const names[] = {"b", "a", "c/1"};
+    for (size_t i = 0; i < 3; i++) {
+        if (strncmp(names[i], prefix, strlen(prefix)) != 0)
+            continue;
+        struct dlock_list_entry e = {.name = names[i],
+                                     .holder = "fake holder",
+                                     .host = "h",
+                                     .pid = (int64_t)i + 1,
+                                     .since_ms = 1000,
+                                     .expires_ms = 2000,
+                                     .fence = i + 1};
+        int rc = dlock__list_add(list, &e);
+        if (rc != DLOCK_OK)
+            return rc;
+    }
+    return DLOCK_OK;
+}
+
+static int fake_break(struct dlock_conn *conn, const char *name, struct dlock_call *call)
+{
+    (void)conn;
+    record(call);
+    atomic_fetch_add(&fake.breaks, 1);
+    if (fake.break_status < 0)
+        return dlock__error(fake.break_status, "fake: break of '%s' answers %d", name, fake.break_status);
+    return fake.break_status;
+}
+
+static int fake_store_time(struct dlock_conn *conn, int64_t *unix_ms, struct dlock_call *call)
+{
+    (void)conn;
+    record(call);
+    atomic_fetch_add(&fake.store_times, 1);
+    *unix_ms = fake.store_time_ms;
+    return DLOCK_OK;
+}
+
+static int fake_record_get(struct dlock_conn *conn, struct dlock_held *lock, const char *name, int64_t *slot,
+                           struct dlock_call *call)
+{
+    (void)conn;
+    (void)lock;
+    record(call);
+    atomic_fetch_add(&fake.record_gets, 1);
+    if (fake.record_status != DLOCK_OK)
+        return dlock__error(fake.record_status, "fake: record of '%s' answers %d", name, fake.record_status);
+    *slot = fake.record_slot;
+    return DLOCK_OK;
+}
+
+static int fake_record_put(struct dlock_conn *conn, struct dlock_held *lock, const char *name, int64_t slot,
+                           struct dlock_call *call)
+{
+    (void)conn;
+    (void)lock;
+    record(call);
+    atomic_fetch_add(&fake.record_puts, 1);
+    if (fake.record_status != DLOCK_OK)
+        return dlock__error(fake.record_status, "fake: record of '%s' answers %d", name, fake.record_status);
+    fake.record_slot = slot;
+    return DLOCK_OK;
+}
+
 static const char *const fake_schemes[] = {"fake", NULL};
 
 const struct dlock_backend fake_backend = {
@@ -179,4 +250,20 @@ const struct dlock_backend fake_backend = {
     .cancel_clear = fake_cancel_clear,
     .session_ttl_ms = fake_session_ttl_ms,
     .session_generation = fake_session_generation,
+    .list = fake_list,
+    .break_lock = fake_break,
+    .store_time = fake_store_time,
+    .record_get = fake_record_get,
+    .record_put = fake_record_put,
+};
+
+const struct dlock_backend fake_backend_no_ops = {
+    .name = "fake",
+    .schemes = fake_schemes,
+    .connect = fake_connect,
+    .disconnect = fake_disconnect,
+    .acquire = fake_acquire,
+    .extend = fake_extend,
+    .release = fake_release,
+    .holder = fake_holder,
 };

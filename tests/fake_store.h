@@ -26,9 +26,15 @@ struct fake_store {
     int holder_status;
     uint32_t session_ttl_ms;         /* 0: not a session store (session_ttl_ms member answers 0) */
     atomic_uint_fast64_t generation; /* what session_generation answers */
+    int list_status;                 /* list: adds "b", "a", "c/1" (those matching the prefix) on DLOCK_OK */
+    int break_status;                /* break: 1, 0 or an error */
+    int64_t store_time_ms;           /* what store_time answers */
+    int record_status;               /* record_get and record_put */
+    int64_t record_slot;             /* the stored run record */
 
     /* What the core did. */
     atomic_int connects, disconnects, acquires, extends, releases, holders, cancels, cancel_clears;
+    atomic_int lists, breaks, store_times, record_gets, record_puts;
     int64_t last_deadline_ms;  /* of the last acquire, extend, release or holder */
     int64_t last_call_at_ms;   /* when that call came */
     atomic_int pending_cancel; /* a cancel not yet consumed or cleared */
@@ -37,6 +43,8 @@ struct fake_store {
 
 extern struct fake_store fake;
 extern const struct dlock_backend fake_backend;
+/* The same store without the operations (list, break, store_time, records). */
+extern const struct dlock_backend fake_backend_no_ops;
 
 /* Reset the script and the counters: every call succeeds at once. */
 void fake_reset(void);

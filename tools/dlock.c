@@ -2,7 +2,9 @@
  * dlock(1): run a command only while holding a named lock.
  *
  *   dlock run [-u URL] [-t TTL] [-w WAIT] [-m MIN_HOLD] [-E CODE] [-k GRACE] [-q] NAME -- COMMAND [ARG...]
- *   dlock status [-u URL] NAME
+ *   dlock status [-u URL] [--json] NAME
+ *   dlock list [-u URL] [--json] [PREFIX]
+ *   dlock release --force [-u URL] NAME
  *
  * A client of the public API only.  This file reads the command line;
  * run.c is the run loop, heartbeat.c the thread that talks to the store,
@@ -21,16 +23,17 @@
 #include "cli.h"
 #include "dlock.h"
 #include "duration.h"
+#include "ops.h"
 #include "run.h"
-
-#define STATUS_FREE 1 /* dlock status: the lock is free */
 
 #define DEFAULT_TTL_MS 60000
 #define DEFAULT_GRACE_MS 10000
 
 static const char usage_text[] =
     "Usage: dlock run [OPTIONS] NAME -- COMMAND [ARG...]\n"
-    "       dlock status [-u URL] NAME\n"
+    "       dlock status [-u URL] [--json] NAME\n"
+    "       dlock list [-u URL] [--json] [PREFIX]\n"
+    "       dlock release --force [-u URL] NAME\n"
     "       dlock --version | --help\n"
     "\n"
     "Run COMMAND only while holding the lock NAME, so that a job scheduled on\n"
@@ -46,6 +49,11 @@ static const char usage_text[] =
     "  -k, --kill-after GRACE SIGKILL the job this long after SIGTERM when the lock\n"
     "                         is lost (default 10s)\n"
     "  -q, --quiet            no message when the lock is busy, no warnings\n"
+    "      --once-per PERIOD  run at most once successfully per PERIOD slot (on the store's\n"
+    "                         clock); a done slot exits 75 (or -E) without running\n"
+    "      --metrics-file PATH  after the run, replace PATH with Prometheus metrics\n"
+    "      --json             status, list: JSON output (see dlock(1))\n"
+    "      --force            release: break a lock held by someone else (logged to syslog)\n"
     "  -h, --help             show this help\n"
     "  -V, --version          show the version\n"
     "\n"
@@ -55,7 +63,8 @@ static const char usage_text[] =
     "Exit status: COMMAND's status (128+N if signal N ended it); 75 busy; 79 lock lost\n"
     "while COMMAND ran; 64 usage; 69 store unusable (unreachable, login refused, client\n"
     "library missing); 70 store error; 71 system error;\n"
-    "126 COMMAND not executable; 127 COMMAND not found.  dlock status: 0 held, 1 free.\n";
+    "126 COMMAND not executable; 127 COMMAND not found.  dlock status: 0 held, 1 free.\n"
+    "dlock release --force: 0 broken, 1 it was free.  dlock list: 0.\n";
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int usage_error(const char *fmt, ...)
@@ -138,6 +147,8 @@ static int parse_int_exit(const char *text, int *out)
     return 0;
 }
 
+enum { OPT_ONCE_PER = 900, OPT_METRICS_FILE };
+
 /* One option of `dlock run`: 0, -1 for --help, or an exit status. */
 static int run_option(int c, char **argv, struct run_options *o)
 {
@@ -167,6 +178,15 @@ static int run_option(int c, char **argv, struct run_options *o)
         return 0;
     case 'q':
         cli_quiet = 1;
+        return 0;
+    case OPT_ONCE_PER:
+        if (dlock_parse_duration(optarg, INT64_MAX / 4, 0, &o->once_per_ms) || o->once_per_ms < 1000)
+            return usage_error("bad PERIOD '%s' (use e.g. 1h, 24h; at least 1s)", optarg);
+        return 0;
+    case OPT_METRICS_FILE:
+        if (!*optarg)
+            return usage_error("%s", "--metrics-file needs a path");
+        o->metrics_file = optarg;
         return 0;
     case 'h':
         fputs(usage_text, stdout);
@@ -206,6 +226,8 @@ static int parse_run(int argc, char **argv, struct run_options *o)
                                              {"conflict-exit-code", required_argument, NULL, 'E'},
                                              {"kill-after", required_argument, NULL, 'k'},
                                              {"quiet", no_argument, NULL, 'q'},
+                                             {"once-per", required_argument, NULL, OPT_ONCE_PER},
+                                             {"metrics-file", required_argument, NULL, OPT_METRICS_FILE},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     *o = (struct run_options){.ttl_ms = DEFAULT_TTL_MS, .grace_ms = DEFAULT_GRACE_MS, .conflict_exit = EXIT_BUSY};
@@ -240,63 +262,101 @@ static int cmd_run(int argc, char **argv)
     return run_command(&o);
 }
 
-/* --- dlock status ---------------------------------------------------------------- */
+/* --- dlock status, list, release --force ------------------------------------------ */
 
-static int cmd_status(int argc, char **argv)
+enum { OPT_JSON = 1000, OPT_FORCE };
+
+/* The options of status, list and release: -u, --json (status, list),
+ * --force (release); operands in *first.  0, -1 for --help, or a status. */
+static int parse_ops(int argc, char **argv, int allow_json, int allow_force, const char **url, int *json, int *force,
+                     int *first)
 {
-    static const struct option longopts[] = {
-        {"url", required_argument, NULL, 'u'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-    const char *url = NULL;
-    char default_url[4200];
+    static const struct option longopts[] = {{"url", required_argument, NULL, 'u'},
+                                             {"json", no_argument, NULL, OPT_JSON},
+                                             {"force", no_argument, NULL, OPT_FORCE},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
     opterr = 0;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, ":u:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":u:fh", longopts, NULL)) != -1) {
         switch (c) {
         case 'u':
-            url = optarg;
+            *url = optarg;
+            break;
+        case OPT_JSON:
+            if (!allow_json)
+                return usage_error("%s", "--json goes with status and list");
+            *json = 1;
+            break;
+        case 'f':
+        case OPT_FORCE:
+            if (!allow_force)
+                return usage_error("%s", "--force goes with release");
+            *force = 1;
             break;
         case 'h':
             fputs(usage_text, stdout);
-            return 0;
+            return -1;
         case ':':
             return usage_error("option '%s' needs a value", argv[optind - 1]);
         default:
             return usage_error("unknown option '%s'", argv[optind - 1]);
         }
     }
-    if (optind != argc - 1)
-        return usage_error("%s", optind >= argc ? "NAME is missing" : "dlock status takes one NAME");
-    const char *name = argv[optind];
+    *first = optind;
+    return 0;
+}
+
+static int cmd_status(int argc, char **argv)
+{
+    const char *url = NULL;
+    char default_url[4200];
+    int json = 0, force = 0, first = 0;
+    int rc = parse_ops(argc, argv, 1, 0, &url, &json, &force, &first);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    if (first != argc - 1)
+        return usage_error("%s", first >= argc ? "NAME is missing" : "dlock status takes one NAME");
     url = resolve_url(url, default_url, sizeof default_url);
-    if (!url)
-        return EXIT_USAGE;
-    dlock_client *client = NULL;
-    int rc = dlock_open(url, &client);
-    if (rc != DLOCK_OK) {
-        cli_say("cannot open the lock store: %s", dlock_last_error());
-        return cli_exit_for(rc);
-    }
-    char who[512];
-    rc = dlock_holder(client, name, who, sizeof who);
-    if (rc < 0) {
-        cli_say("cannot read lock '%s': %s", name, dlock_last_error());
-        dlock_close(client);
-        return cli_exit_for(rc);
-    }
-    if (rc == 1) {
-        cli_make_printable(who);
-        printf("%s: held by %s\n", name, who);
-    } else
-        printf("%s: free\n", name);
-    dlock_close(client);
-    return rc == 1 ? 0 : STATUS_FREE;
+    return url ? ops_status(url, argv[first], json) : EXIT_USAGE;
+}
+
+static int cmd_list(int argc, char **argv)
+{
+    const char *url = NULL;
+    char default_url[4200];
+    int json = 0, force = 0, first = 0;
+    int rc = parse_ops(argc, argv, 1, 0, &url, &json, &force, &first);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    if (first < argc - 1)
+        return usage_error("%s", "dlock list takes at most one PREFIX");
+    url = resolve_url(url, default_url, sizeof default_url);
+    return url ? ops_list(url, first < argc ? argv[first] : "", json) : EXIT_USAGE;
+}
+
+static int cmd_release(int argc, char **argv)
+{
+    const char *url = NULL;
+    char default_url[4200];
+    int json = 0, force = 0, first = 0;
+    int rc = parse_ops(argc, argv, 0, 1, &url, &json, &force, &first);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    if (!force)
+        return usage_error("%s", "dlock release breaks a lock held by someone else: say --force (a lock is "
+                                 "released by the dlock run that holds it)");
+    if (first != argc - 1)
+        return usage_error("%s", first >= argc ? "NAME is missing" : "dlock release takes one NAME");
+    url = resolve_url(url, default_url, sizeof default_url);
+    return url ? ops_break(url, argv[first]) : EXIT_USAGE;
 }
 
 int main(int argc, char **argv)
 {
     if (argc < 2)
-        return usage_error("%s", "a command is missing (run or status)");
+        return usage_error("%s", "a command is missing (run, status, list or release)");
     const char *cmd = argv[1];
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
         fputs(usage_text, stdout);
@@ -310,5 +370,9 @@ int main(int argc, char **argv)
         return cmd_run(argc - 1, argv + 1);
     if (strcmp(cmd, "status") == 0)
         return cmd_status(argc - 1, argv + 1);
-    return usage_error("unknown command '%s' (use run or status)", cmd);
+    if (strcmp(cmd, "list") == 0)
+        return cmd_list(argc - 1, argv + 1);
+    if (strcmp(cmd, "release") == 0)
+        return cmd_release(argc - 1, argv + 1);
+    return usage_error("unknown command '%s' (use run, status, list or release)", cmd);
 }

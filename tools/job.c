@@ -12,7 +12,7 @@
 #include "job.h"
 
 /* Start COMMAND in its own process group; returns its pid, or -status. */
-pid_t job_start(char **argv, const sigset_t *orig_mask, int *exec_errno)
+pid_t job_start(char **argv, char **envp, const sigset_t *orig_mask, int *exec_errno)
 {
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0)
@@ -31,7 +31,10 @@ pid_t job_start(char **argv, const sigset_t *orig_mask, int *exec_errno)
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
             _exit(EXIT_LOST);
         sigprocmask(SIG_SETMASK, orig_mask, NULL);
-        execvp(argv[0], argv);
+        if (envp)
+            execvpe(argv[0], argv, envp);
+        else
+            execvp(argv[0], argv);
         int err = errno;
         if (write(report[1], &err, sizeof err) < 0) {
         }

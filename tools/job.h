@@ -5,9 +5,10 @@
 #include <signal.h>
 #include <sys/types.h>
 
-/* Start argv in its own process group, with the signal mask orig_mask.
- * Returns its pid (with *exec_errno set when exec failed), or -status. */
-pid_t job_start(char **argv, const sigset_t *orig_mask, int *exec_errno);
+/* Start argv in its own process group, with the signal mask orig_mask and
+ * the environment envp (NULL: dlock's own).  Returns its pid (with
+ * *exec_errno set when exec failed), or -status. */
+pid_t job_start(char **argv, char **envp, const sigset_t *orig_mask, int *exec_errno);
 
 /* A guard process that kills the job's whole group if dlock dies. */
 pid_t job_start_guard(pid_t job_pgid);

@@ -13,16 +13,19 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "dlock.h"
 #include "heartbeat.h"
 #include "job.h"
+#include "metrics.h"
 #include "run.h"
 #include "run_policy.h"
 
@@ -49,6 +52,10 @@ struct run {
     int released, release_status;
     int finished, exit_status; /* the run ended before any job (busy, error) */
     int leave_now;             /* exit without waiting for the library (see leave()) */
+    int outcome;               /* enum run_outcome once known, -1 before */
+    int64_t slot;              /* --once-per: this run's slot (run_policy.h) */
+    char **envp;               /* the job's environment: dlock's, with DLOCK_NAME and DLOCK_FENCE */
+    char *env_added[2];        /* the strings of envp that dlock made */
 };
 
 /* --- handlers ------------------------------------------------------------------ */
@@ -62,6 +69,17 @@ static void on_child(struct run *r)
     r->st.job_done = 1;
     r->job_status = job_exit_status(status);
     r->lease_ok_at_exit = !r->st.lost && dlock_remaining_ms(r->lock) > 0;
+    /* The slot is marked done while the lock is still held, before the
+     * release; only a success marks it, so a failed run can be retried. */
+    if (r->o->once_per_ms > 0 && r->lease_ok_at_exit && run_slot_marks_done(r->job_status)) {
+        int rc = dlock_record_put(r->lock, r->slot);
+        if (rc == DLOCK_ELOST) {
+            r->lease_ok_at_exit = 0;
+        } else if (rc != DLOCK_OK) {
+            cli_say("warning: cannot mark slot %lld of lock '%s' done (%s); another server may run it again",
+                    (long long)r->slot, r->o->name, dlock_last_error());
+        }
+    }
 }
 
 static void on_signal(struct run *r, int sig, int64_t now)
@@ -93,6 +111,7 @@ static void say_busy(struct run *r)
 static void on_acquire_failed(struct run *r, int status)
 {
     heartbeat_join(&r->hb);
+    r->outcome = status == DLOCK_EBUSY ? OUTCOME_BUSY : OUTCOME_ERROR;
     if (status == DLOCK_EBUSY) {
         if (!cli_quiet)
             say_busy(r);
@@ -117,7 +136,9 @@ static void on_acquire_failed(struct run *r, int status)
 static void start_the_job(struct run *r)
 {
     int exec_errno = 0;
-    r->job = job_start(r->o->command, &r->orig_mask, &exec_errno);
+    r->job = job_start(r->o->command, r->envp, &r->orig_mask, &exec_errno);
+    if (r->job < 0 || exec_errno)
+        r->outcome = OUTCOME_ERROR;
     if (r->job < 0) {
         cli_say("cannot start %s: %s", r->o->command[0], strerror(errno));
         r->st.job_done = 1;
@@ -134,6 +155,78 @@ static void start_the_job(struct run *r)
     }
 }
 
+/* DLOCK_NAME and DLOCK_FENCE (when the store gives a token) for the job,
+ * on top of dlock's own environment.  Built before the fork: the child of
+ * a threaded process may not allocate. */
+static char **job_environment(const char *name, dlock_lock *lock, char *added[2])
+{
+    extern char **environ;
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **envp = calloc(n + 3, sizeof *envp);
+    if (!envp)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "DLOCK_NAME=", 11) != 0 && strncmp(environ[i], "DLOCK_FENCE=", 12) != 0)
+            envp[k++] = environ[i];
+    size_t len = strlen(name) + 12;
+    char *name_var = malloc(len);
+    if (!name_var) {
+        free(envp);
+        return NULL;
+    }
+    snprintf(name_var, len, "DLOCK_NAME=%s", name);
+    envp[k++] = added[0] = name_var;
+    uint64_t token;
+    if (dlock_fence(lock, &token) == DLOCK_OK) {
+        char *fence_var = malloc(40);
+        if (fence_var) {
+            snprintf(fence_var, 40, "DLOCK_FENCE=%llu", (unsigned long long)token);
+            envp[k++] = added[1] = fence_var;
+        }
+    }
+    return envp;
+}
+
+static int64_t wall_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* --once-per: whether this run's slot is still open (0), done (1), or the
+ * store could not say (-1, with job_status set).  Asked right after the
+ * lock was taken, on the store's clock. */
+static int slot_is_done(struct run *r)
+{
+    int64_t store_now, recorded;
+    int rc = dlock_store_time(r->client, &store_now);
+    if (rc == DLOCK_OK) {
+        r->slot = run_slot(store_now, r->o->once_per_ms);
+        rc = dlock_record_get(r->lock, &recorded);
+    }
+    if (rc != DLOCK_OK) {
+        cli_say("cannot read the run record of lock '%s': %s", r->o->name, dlock_last_error());
+        r->job_status = rc == DLOCK_ELOST ? EXIT_LOST : cli_exit_for(rc);
+        return -1;
+    }
+    if (!run_slot_done(recorded, r->slot))
+        return 0;
+    if (!cli_quiet) {
+        time_t at = (time_t)(r->slot / 1000);
+        struct tm tm;
+        char when[40] = "?";
+        if (gmtime_r(&at, &tm))
+            strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        cli_say("lock '%s': the slot of %s has run already; not running the job", r->o->name, when);
+    }
+    r->job_status = r->o->conflict_exit;
+    return 1;
+}
+
 static void on_acquired(struct run *r, int64_t now)
 {
     r->lock = r->hb.lock;
@@ -143,6 +236,22 @@ static void on_acquired(struct run *r, int64_t now)
         /* Stopped while waiting, just as the lock came: do not start. */
         r->st.job_done = 1;
         r->job_status = 128 + r->st.got_signal;
+        return;
+    }
+    if (r->o->once_per_ms > 0) {
+        int done = slot_is_done(r);
+        if (done != 0) {
+            r->outcome = done > 0 ? OUTCOME_DONE : OUTCOME_ERROR;
+            r->st.job_done = 1;
+            return;
+        }
+    }
+    r->envp = job_environment(r->o->name, r->lock, r->env_added);
+    if (!r->envp) {
+        cli_say("out of memory");
+        r->outcome = OUTCOME_ERROR;
+        r->st.job_done = 1;
+        r->job_status = EXIT_OSERR;
         return;
     }
     start_the_job(r);
@@ -314,6 +423,7 @@ static int finish(struct run *r, int abandoned)
         return r->st.got_signal ? 128 + r->st.got_signal : EXIT_SOFTWARE;
     if (!r->lease_ok_at_exit) {
         cli_say("lock '%s' was lost while the job ran; it may have overlapped another run", r->o->name);
+        r->outcome = OUTCOME_LOST;
         return EXIT_LOST;
     }
     char why[512];
@@ -341,16 +451,43 @@ static void leave(int status)
     _exit(status);
 }
 
+/* --metrics-file: what this run did.  A failure to write is said, and
+ * does not change the exit status (the job's result stands). */
+static void write_metrics(const struct run *r, int status, int64_t started_wall, int64_t started)
+{
+    if (!r->o->metrics_file)
+        return;
+    struct run_metrics m = {.lock = r->o->name,
+                            .outcome = (enum run_outcome)(r->outcome >= 0  ? r->outcome
+                                                          : r->st.acquired ? OUTCOME_RAN
+                                                                           : OUTCOME_ERROR),
+                            .exit_status = status,
+                            .start_unix_ms = started_wall,
+                            .duration_ms = cli_now_ms() - started,
+                            .end_unix_ms = wall_now_ms()};
+    m.succeeded = m.outcome == OUTCOME_RAN && status == 0;
+    if (metrics_write(r->o->metrics_file, &m) != 0)
+        cli_say("warning: cannot write the metrics file %s: %s", r->o->metrics_file, strerror(errno));
+}
+
 int run_command(const struct run_options *o)
 {
-    struct run r = {.o = o, .job = -1, .guard = -1, .lease_ok_at_exit = 1};
+    struct run r = {.o = o, .job = -1, .guard = -1, .lease_ok_at_exit = 1, .outcome = -1};
+    int64_t started_wall = wall_now_ms(), started = cli_now_ms();
     run_state_init(&r.st, o->min_hold_ms, o->grace_ms, LET_GO_MS, CANCEL_EVERY_MS);
     int rc = set_up(&r);
-    if (rc != 0)
+    if (rc != 0) {
+        r.outcome = OUTCOME_ERROR;
+        write_metrics(&r, rc, started_wall, started);
         return rc;
+    }
     int outcome = loop(&r);
     int status = r.finished ? r.exit_status : finish(&r, outcome == 1);
+    write_metrics(&r, status, started_wall, started);
     if (r.leave_now)
         leave(status);
+    free(r.env_added[0]);
+    free(r.env_added[1]);
+    free(r.envp);
     return status;
 }

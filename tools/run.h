@@ -9,6 +9,8 @@ struct run_options {
     char default_url[4200];
     int64_t ttl_ms, wait_ms, min_hold_ms, grace_ms;
     int conflict_exit;
+    int64_t once_per_ms;      /* --once-per: 0 none */
+    const char *metrics_file; /* --metrics-file: NULL none */
     const char *name;
     char **command;
 };

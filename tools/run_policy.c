@@ -84,3 +84,23 @@ enum run_action run_next(struct run_state *s, int64_t now, int64_t *wake_at)
     *wake_at = next_wake(s);
     return RUN_WAIT;
 }
+
+int64_t run_slot(int64_t store_unix_ms, int64_t period_ms)
+{
+    if (period_ms <= 0 || store_unix_ms < 0)
+        return -1;
+    int64_t below = store_unix_ms / period_ms * period_ms;
+    /* Round half up: exactly halfway belongs to the later slot. */
+    int64_t slot = store_unix_ms - below >= period_ms - period_ms / 2 ? below + period_ms : below;
+    return slot > 0 ? slot : period_ms; /* the first slot after the epoch, never 0 */
+}
+
+int run_slot_done(int64_t recorded, int64_t slot)
+{
+    return recorded >= slot;
+}
+
+int run_slot_marks_done(int exit_status)
+{
+    return exit_status == 0;
+}

@@ -55,4 +55,24 @@ void run_state_init(struct run_state *s, int64_t min_hold_ms, int64_t grace_ms, 
  * next at the latest (INT64_MAX: only after an event). */
 enum run_action run_next(struct run_state *s, int64_t now, int64_t *wake_at);
 
+/*
+ * --once-per PERIOD.  The schedule slot of a run is the multiple of PERIOD
+ * since the Unix epoch nearest to the store's clock when the lock was
+ * taken, identified by its start in Unix milliseconds (always > 0 for a
+ * time after the epoch, so 0 can mean "no slot recorded").  Two hosts whose
+ * clocks differ by less than PERIOD/2 agree on it when cron fires them at
+ * the same scheduled moment.  -1 for a time before the epoch or a PERIOD
+ * that is not > 0.
+ */
+int64_t run_slot(int64_t store_unix_ms, int64_t period_ms);
+
+/* Whether a run that finds `recorded` in the store (the last slot marked
+ * done, 0: none) must skip its slot: it is done already, or a later one is
+ * (a host whose clock lags must not run an older slot again). */
+int run_slot_done(int64_t recorded, int64_t slot);
+
+/* Whether a job that ended with `exit_status` marks its slot done: only a
+ * success does, so that a failed run can be retried in the same slot. */
+int run_slot_marks_done(int exit_status);
+
 #endif
