@@ -13,7 +13,7 @@ set -eu
 dlock=${1:-dlock}
 dir=$(mktemp -d)
 a_pid=0 job_pgid=0
-trap '[ $a_pid = 0 ] || kill -CONT -- -$a_pid -$job_pgid 2>/dev/null; rm -rf "$dir"' EXIT
+trap '[ $a_pid = 0 ] || kill -s CONT -- -$a_pid -$job_pgid 2>/dev/null || true; rm -rf "$dir"' EXIT
 locks="sqlite://$dir/locks.db"
 ledger="$dir/ledger.db"
 
@@ -22,29 +22,31 @@ sqlite3 "$ledger" "CREATE TABLE fence(resource TEXT PRIMARY KEY, token INTEGER N
                    CREATE TABLE entries(who TEXT, token INTEGER);"
 
 # The job's one write: claim the token, then write, in one transaction.  The
-# claim changes no row when a newer holder has written already; then the
-# whole transaction is rolled back, so the write never lands.
-write='sqlite3 "$LEDGER" "BEGIN IMMEDIATE;
-  UPDATE fence SET token = $DLOCK_FENCE WHERE resource = '"'ledger'"' AND token <= $DLOCK_FENCE;
-  INSERT INTO entries SELECT '"'\$WHO'"', $DLOCK_FENCE WHERE changes() = 1;
-  SELECT CASE changes() WHEN 1 THEN '"'\$WHO: written with token $DLOCK_FENCE'"'
-         ELSE '"'\$WHO: rejected, token $DLOCK_FENCE is stale'"' END;
-  COMMIT;"'
+# claim changes no row when a newer holder has written already; the insert
+# then adds nothing, and the job says so.
+cat >"$dir/job.sh" <<'JOB'
+sqlite3 "$LEDGER" "BEGIN IMMEDIATE;
+  UPDATE fence SET token = $DLOCK_FENCE WHERE resource = 'ledger' AND token <= $DLOCK_FENCE;
+  INSERT INTO entries SELECT '$WHO', $DLOCK_FENCE WHERE changes() = 1;
+  SELECT CASE changes() WHEN 1 THEN '$WHO: written with token $DLOCK_FENCE'
+         ELSE '$WHO: rejected, token $DLOCK_FENCE is stale' END;
+  COMMIT;"
+JOB
 export LEDGER="$ledger"
 
 # Holder A: its job ignores SIGTERM (inherited by its children), so that it
 # can still write when it wakes; dlock puts it in a process group of its own.
 setsid "$dlock" run -q -u "$locks" -t 2s -k 3s ledger -- \
-    env WHO=A sh -c "trap '' TERM; echo \$\$ > '$dir/job.pid'; sleep 0.5; $write" >"$dir/a.out" 2>&1 &
+    env WHO=A sh -c "trap '' TERM; echo \$\$ > '$dir/job.pid'; sleep 0.5; . '$dir/job.sh'" >"$dir/a.out" 2>&1 &
 a_pid=$!
 while [ ! -s "$dir/job.pid" ]; do sleep 0.05; done
 job_pgid=$(cat "$dir/job.pid")
-kill -STOP -- -$a_pid -$job_pgid # freeze dlock and its job together
+kill -s STOP -- -$a_pid -$job_pgid # freeze dlock and its job together
 sleep 3                          # past A's 2 s lease
 
-WHO=B "$dlock" run -u "$locks" -t 10s ledger -- sh -c "$write"
+WHO=B "$dlock" run -u "$locks" -t 10s ledger -- sh "$dir/job.sh"
 
-kill -CONT -- -$job_pgid -$a_pid # A wakes up and writes with its old token
+kill -s CONT -- -$job_pgid -$a_pid # A wakes up and writes with its old token
 wait $a_pid || true
 cat "$dir/a.out"
 

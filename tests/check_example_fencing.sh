@@ -1,0 +1,10 @@
+#!/bin/sh
+# examples/fencing.sh must keep working: a paused holder's late write is
+# rejected by its fencing token (docs/fencing.md).
+set -eu
+command -v sqlite3 >/dev/null || { echo "sqlite3 is not installed"; exit 77; }
+srcdir=${srcdir:-$(dirname "$0")/..}
+out=$(sh "$srcdir/examples/fencing.sh" "${DLOCK_BIN:?}" 2>&1) || { echo "$out"; exit 1; }
+echo "$out"
+echo "$out" | grep -q "^B: written with token" || exit 1
+echo "$out" | grep -q "^A: rejected, token" || exit 1
