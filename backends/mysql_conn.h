@@ -59,6 +59,7 @@ enum mysqlbe_op {
     OP_SESSION_RECORD_PUT,
     OP_SESSION_LIST,
     OP_SESSION_LOCK_ID,
+    OP_SESSION_MLI,
     OP_STORE_TIME,
     MYSQLBE_OPS_MAX
 };
@@ -91,10 +92,12 @@ struct mysqlbe_conn {
     MYSQL_STMT *stmt_ops[MYSQLBE_OPS_MAX]; /* mysql_ops.c, by enum mysqlbe_op */
 
     /* The URL options (SPEC "Options common to every URL"). */
-    int lease;       /* mode=lease: a row per name (mysql_lease.c) */
-    int fencing;     /* session mode, fencing=on: a counter per name */
-    char table[64];  /* lease mode: the leases; session mode: fences and run records */
-    int table_ready; /* created (or found) on this connection's behalf */
+    int lease;               /* mode=lease: a row per name (mysql_lease.c) */
+    int fencing;             /* session mode, fencing=on: a counter per name */
+    char table[64];          /* lease mode: the leases; session mode: fences and run records */
+    int table_ready;         /* created (or found) on this connection's behalf */
+    int no_create;           /* mysql_ops.c: a missing table is an error, not created */
+    unsigned int last_errno; /* mysql_ops.c: the errno of the last failed statement */
 
     /* Cancellation.  cancel_db is a second connection that sends
      * KILL QUERY; only one thread uses it at a time: the acquiring thread

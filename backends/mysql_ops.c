@@ -83,6 +83,9 @@ static const char *const op_sql[MYSQLBE_OPS_MAX] = {
     [OP_SESSION_LIST] = "SELECT name, lock_name, IS_USED_LOCK(lock_name), fence FROM `%s`"
                         " WHERE IS_USED_LOCK(lock_name) IS NOT NULL AND LEFT(name, ?) = ?",
     [OP_SESSION_LOCK_ID] = "SELECT IS_USED_LOCK(?)",
+    /* MariaDB's metadata_lock_info plugin: every user lock, by connection. */
+    [OP_SESSION_MLI] = "SELECT TABLE_SCHEMA, THREAD_ID FROM information_schema.METADATA_LOCK_INFO"
+                       " WHERE LOCK_TYPE = 'User lock'",
     [OP_STORE_TIME] = "SELECT " NOW_MS,
 };
 
@@ -228,7 +231,8 @@ int mysqlbe_exec(struct mysqlbe_conn *c, enum mysqlbe_op op, MYSQL_BIND *params,
                  int (*row)(void *), void *arg, struct mysqlbe_result *out, const char *doing, int lost_status)
 {
     memset(out, 0, sizeof *out);
-    int created = 0;
+    c->last_errno = 0;
+    int created = c->no_create;
     for (int attempt = 0;; attempt++) {
         int fresh = 0;
         int status = mysqlbe_ensure_session(c, &fresh);
@@ -244,6 +248,7 @@ int mysqlbe_exec(struct mysqlbe_conn *c, enum mysqlbe_op op, MYSQL_BIND *params,
             error.code = CR_SERVER_LOST;
             dlock__copy_text(error.text, sizeof error.text, NO_ANSWER_TEXT);
         }
+        c->last_errno = error.code;
         if (error.code == ER_NO_SUCH_TABLE && !created) {
             created = 1;
             status = create_table(c, lost_status);
@@ -563,7 +568,9 @@ static int lease_row(void *arg)
     struct list_rows *rows = arg;
     terminate(rows->name, sizeof rows->name, rows->name_len, rows->nulls[0]);
     terminate(rows->host, sizeof rows->host, rows->host_len, rows->nulls[1]);
-    struct dlock_list_entry e = {rows->name, NULL,        NULL,          rows->host,
+    char holder[320];
+    snprintf(holder, sizeof holder, "host=%s pid=%lld", rows->host[0] ? rows->host : "?", rows->pid);
+    struct dlock_list_entry e = {rows->name, NULL,        holder,        rows->host,
                                  rows->pid,  rows->since, rows->expires, (uint64_t)rows->fence};
     rows->status = dlock__list_add(rows->list, &e);
     return rows->status != DLOCK_OK;
@@ -729,32 +736,71 @@ static int session_row(void *arg)
     return rows->status != DLOCK_OK;
 }
 
-/* Session mode: the server keeps no list of user locks that every server
- * shows (MariaDB's METADATA_LOCK_INFO is a plugin, performance_schema is off
- * by default), so the names known from the fence table are checked with
- * IS_USED_LOCK: locks taken with fencing=on or that wrote a run record. */
+/* One row of METADATA_LOCK_INFO: a user lock and its connection. */
+static int mli_row(void *arg)
+{
+    struct list_rows *rows = arg;
+    terminate(rows->key, sizeof rows->key, rows->key_len, rows->nulls[0]);
+    /* A verbatim name is the dlock name; a digest keeps none.  The prefix
+     * can only be checked on names: digests show when it is empty. */
+    int digest = strncmp(rows->key, DLOCK_MYSQL_DIGEST_PREFIX, strlen(DLOCK_MYSQL_DIGEST_PREFIX)) == 0;
+    size_t n = strlen(rows->name); /* the prefix, kept there */
+    if (digest ? n > 0 : strncmp(rows->key, rows->name, n) != 0)
+        return 0;
+    char holder[64];
+    snprintf(holder, sizeof holder, "mysql connection %lld", rows->id);
+    struct dlock_list_entry e = {digest ? NULL : rows->key, rows->key, holder, NULL, 0, -1, -1, 0};
+    rows->status = dlock__list_add(rows->list, &e);
+    return rows->status != DLOCK_OK;
+}
+
+/* Session mode.  The server keeps a list of user locks only with MariaDB's
+ * metadata_lock_info plugin (information_schema.METADATA_LOCK_INFO); without
+ * it, the names known from the fence table (locks taken with fencing=on, or
+ * that wrote a run record) are checked with IS_USED_LOCK; without either,
+ * DLOCK_ENOTSUP saying what to enable (docs/mysql.md). */
 int mysqlbe_session_list(struct mysqlbe_conn *c, const char *prefix, struct dlock_list *list, struct dlock_call *call)
 {
     mysqlbe_begin_call(c, call->deadline_ms);
+    struct list_rows *rows = calloc(1, sizeof *rows);
+    if (!rows)
+        return dlock__oom();
+    rows->list = list;
+    dlock__copy_text(rows->name, sizeof rows->name, prefix);
+    MYSQL_BIND out[4];
+    bind_out_text(&out[0], rows->key, sizeof rows->key, &rows->key_len, &rows->nulls[0]);
+    bind_out_i64(&out[1], &rows->id, &rows->nulls[1]);
+    struct mysqlbe_result r;
+    int status = mysqlbe_exec(c, OP_SESSION_MLI, NULL, out, mli_row, rows, &r, "listing the locks", DLOCK_ECONN);
+    if (status == DLOCK_OK || c->last_errno == 0 || mysqlbe_connection_lost(c->last_errno)) {
+        if (status == DLOCK_OK && rows->status != DLOCK_OK)
+            status = rows->status;
+        free(rows);
+        return status;
+    }
+    /* No plugin: the fence table. */
+    dlock__clear_error();
     unsigned long prefix_len = (unsigned long)strlen(prefix);
     long long prefix_n = (long long)prefix_len;
     MYSQL_BIND p[2];
     bind_i64(&p[0], &prefix_n);
     bind_bytes(&p[1], prefix, &prefix_len);
-    struct list_rows *rows = calloc(1, sizeof *rows);
-    if (!rows)
-        return dlock__oom();
-    rows->list = list;
-    MYSQL_BIND out[4];
     bind_out_text(&out[0], rows->name, sizeof rows->name, &rows->name_len, &rows->nulls[0]);
     bind_out_text(&out[1], rows->key, sizeof rows->key, &rows->key_len, &rows->nulls[1]);
     bind_out_i64(&out[2], &rows->id, &rows->nulls[2]);
     bind_out_i64(&out[3], &rows->fence, &rows->nulls[3]);
-    struct mysqlbe_result r;
-    int status = mysqlbe_exec(c, OP_SESSION_LIST, p, out, session_row, rows, &r, "listing the locks", DLOCK_ECONN);
+    c->no_create = 1;
+    status = mysqlbe_exec(c, OP_SESSION_LIST, p, out, session_row, rows, &r, "listing the locks", DLOCK_ECONN);
+    c->no_create = 0;
     if (status == DLOCK_OK && rows->status != DLOCK_OK)
         status = rows->status;
     free(rows);
+    if (status != DLOCK_OK && c->last_errno == ER_NO_SUCH_TABLE)
+        return dlock__error(DLOCK_ENOTSUP,
+                            "session mode cannot list locks on this server: install MariaDB's metadata_lock_info "
+                            "plugin (INSTALL SONAME 'metadata_lock_info'), or take locks with fencing=on (their names "
+                            "are kept in `%s`), or use mode=lease",
+                            c->table);
     return status;
 }
 
