@@ -1077,9 +1077,36 @@ START_TEST(server_restart_loses_the_lock_then_acquires_work)
     }
     if (rc_open == DLOCK_OK)
         rc_first = dlock_acquire(c, "restart-job", 30000, 0, &l);
+    /* fencing=on and lease mode on the same server: tokens keep growing
+     * across the restart, and a lease (a row) outlives it. */
+    dlock_client *fc = NULL, *lc = NULL;
+    dlock_lock *fl = NULL, *ll = NULL;
+    uint64_t fence_before = 0, fence_after = 0, lease_fence = 0, lease_fence_after = 0;
+    int rc_lease_extend = DLOCK_EINVAL, rc_lease_release = DLOCK_EINVAL;
+    char fence_u[8192], lease_u[8192];
+    snprintf(fence_u, sizeof fence_u, "%s", url_with(private_url, "fencing=on"));
+    snprintf(lease_u, sizeof lease_u, "%s", url_with(private_url, "mode=lease"));
+    if (rc_first == DLOCK_OK && dlock_open(fence_u, &fc) == DLOCK_OK && dlock_open(lease_u, &lc) == DLOCK_OK) {
+        for (int i = 0; i < 3; i++)
+            if (dlock_acquire(fc, "fence-job", 30000, 0, &fl) == DLOCK_OK) {
+                (void)dlock_fence(fl, &fence_before);
+                dlock_release(fl);
+            }
+        if (dlock_acquire(lc, "lease-job", 60000, 0, &ll) == DLOCK_OK)
+            (void)dlock_fence(ll, &lease_fence);
+    }
     if (rc_first == DLOCK_OK) {
         t0 = dlt_now_ms();
         rc_restart = private_server("restart");
+        if (fc && dlock_acquire(fc, "fence-job", 30000, 0, &fl) == DLOCK_OK) {
+            (void)dlock_fence(fl, &fence_after);
+            dlock_release(fl);
+        }
+        if (ll) {
+            rc_lease_extend = dlock_extend(ll, 60000);
+            (void)dlock_fence(ll, &lease_fence_after);
+            rc_lease_release = dlock_release(ll);
+        }
         int64_t restart_ms = dlt_now_ms() - t0;
         rc_lost_extend = dlock_extend(l, 30000);
         rc_lost_release = dlock_release(l);
@@ -1100,7 +1127,18 @@ START_TEST(server_restart_loses_the_lock_then_acquires_work)
     }
     dlock_close(other);
     dlock_close(c);
+    dlock_close(fc);
+    dlock_close(lc);
     private_server_remove();
+    fprintf(stderr, "FIGURE: fencing=on token %llu before the restart, %llu after; lease fence %llu, extend %d\n",
+            (unsigned long long)fence_before, (unsigned long long)fence_after, (unsigned long long)lease_fence,
+            rc_lease_extend);
+    ck_assert_uint_ge(fence_before, 3);
+    ck_assert_uint_gt(fence_after, fence_before);
+    ck_assert_uint_ge(lease_fence, 1);
+    ck_assert_uint_eq(lease_fence_after, lease_fence);
+    ck_assert_int_eq(rc_lease_extend, DLOCK_OK); /* the row outlived the restart */
+    ck_assert_int_eq(rc_lease_release, DLOCK_OK);
 
     ck_assert_msg(private_url[0] != '\0', "no URL in %s", env_file);
     ck_assert_msg(rc_open == DLOCK_OK, "%s", error);
@@ -1822,6 +1860,24 @@ START_TEST(lease_list_break_and_records)
     ck_assert_int_eq(dlock_record_put(la, 42), DLOCK_OK); /* the same value again */
     ck_assert_int_eq(dlock_record_get(la, &slot), DLOCK_OK);
     ck_assert_int_eq(slot, 42);
+    /* Taken away while its own lease still runs (broken, then taken by
+     * another): the old handle's record write, extend and release are each
+     * refused by the owner check (one handle each: ELOST is sticky). */
+    for (int op = 0; op < 3; op++) {
+        dlock_lock *old = NULL, *taker = NULL;
+        char name_c[300];
+        snprintf(name_c, sizeof name_c, "%s/c%d", prefix, op);
+        ck_assert_int_eq(dlock_acquire(c, name_c, 30000, 0, &old), DLOCK_OK);
+        ck_assert_int_eq(dlock_break(other, name_c), 1);
+        ck_assert_int_eq(dlock_acquire(other, name_c, 30000, 0, &taker), DLOCK_OK);
+        int rc = op == 0 ? dlock_record_put(old, 99) : op == 1 ? dlock_extend(old, 30000) : dlock_release(old);
+        ck_assert_msg(rc == DLOCK_ELOST, "op %d: %d %s", op, rc, dlock_last_error());
+        ck_assert_int_eq(dlock_record_get(taker, &slot), DLOCK_OK);
+        ck_assert_int_eq(slot, 0); /* not 99 */
+        ck_assert_int_eq(dlock_release(taker), DLOCK_OK);
+        if (op != 2)
+            (void)dlock_release(old);
+    }
     /* Break: the holder learns it at its next call. */
     ck_assert_int_eq(dlock_break(other, name_a), 1);
     ck_assert_int_eq(dlock_break(other, name_a), 0);
