@@ -33,7 +33,10 @@
 
 /* The longest a lease-mode wait sleeps between two polls. */
 #define POLL_MAX_MS 250
-#define POLL_MIN_MS 10
+/* The first pause, and how it grows (x 3/2 a poll, to POLL_MAX_MS): a lock
+ * that is released soon reaches a waiter soon, one held for long costs the
+ * server a poll every 125..250 ms. */
+#define POLL_MIN_MS 5
 
 /* The statement texts, with %s for the table name (backticks around it). */
 static const char *const op_sql[MYSQLBE_OPS_MAX] = {
@@ -451,7 +454,7 @@ int mysqlbe_lease_acquire(struct mysqlbe_conn *c, const char *name, uint32_t ttl
             pause = wait_end_ms - now;
         if (pause < 1)
             pause = 1;
-        backoff = backoff * 2 > POLL_MAX_MS ? POLL_MAX_MS : backoff * 2;
+        backoff = backoff * 3 / 2 > POLL_MAX_MS ? POLL_MAX_MS : backoff * 3 / 2;
         if (cancel_asked(c) || lease_sleep(c, pause)) {
             status = dlock__error(DLOCK_ECANCELED, "the wait for '%s' was cancelled", name);
             break;

@@ -17,6 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1735,22 +1738,39 @@ START_TEST(lease_sigstop_past_the_ttl_loses_the_lock)
 }
 END_TEST
 
-/* The connection ids of user `dlock` above `above` (not the asker's). */
-static int new_connections(long long above, long long *ids, int max)
+/* The local TCP ports of this process's sockets, as a bitmap by port. */
+static void local_ports(unsigned char *seen)
 {
+    memset(seen, 0, 65536 / 8);
+    for (int fd = 0; fd < 1024; fd++) {
+        struct sockaddr_storage a;
+        socklen_t len = sizeof a;
+        if (getsockname(fd, (struct sockaddr *)&a, &len) != 0 || a.ss_family != AF_INET)
+            continue;
+        unsigned port = ntohs(((struct sockaddr_in *)&a)->sin_port);
+        seen[port / 8] |= (unsigned char)(1u << (port % 8));
+    }
+}
+
+/* The server's connection ids of the TCP sockets this process opened since
+ * `before` (a local_ports() snapshot): exactly our client's, whoever else
+ * uses the server meanwhile. */
+static int connections_since(const unsigned char *before, long long *ids, int max)
+{
+    static unsigned char now[65536 / 8];
+    local_ports(now);
     MYSQL *db = raw_open(url);
-    char sql[256];
-    snprintf(sql, sizeof sql,
-             "SELECT ID FROM information_schema.PROCESSLIST WHERE ID > %lld AND ID <> CONNECTION_ID() AND "
-             "USER = 'dlock'",
-             above);
-    ck_assert_int_eq(mysql_query(db, sql), 0);
-    MYSQL_RES *res = mysql_store_result(db);
     int n = 0;
-    MYSQL_ROW row;
-    while (res && (row = mysql_fetch_row(res)) && n < max)
-        ids[n++] = atoll(row[0]);
-    mysql_free_result(res);
+    for (unsigned port = 1; port < 65536 && n < max; port++) {
+        int bit = (int)(1u << (port % 8));
+        if (!(now[port / 8] & bit) || (before[port / 8] & bit))
+            continue;
+        char host[32];
+        snprintf(host, sizeof host, "127.0.0.1:%u", port);
+        long long id = raw_int(db, "SELECT MAX(ID) FROM information_schema.PROCESSLIST WHERE HOST = ?", host);
+        if (id > 0)
+            ids[n++] = id;
+    }
     mysql_close(db);
     return n;
 }
@@ -1759,16 +1779,15 @@ static int new_connections(long long above, long long *ids, int max)
  * survives; the next call reconnects. */
 START_TEST(lease_kill_of_the_connection_keeps_the_lock)
 {
-    MYSQL *db = raw_open(url);
-    long long base = raw_int(db, "SELECT CONNECTION_ID()", NULL);
-    mysql_close(db);
+    static unsigned char before[65536 / 8];
+    local_ports(before);
     dlock_client *c = open_url(lease_url);
     char *name = unique("lkill");
     dlock_lock *l = NULL;
     ck_assert_int_eq(dlock_acquire(c, name, 10000, 0, &l), DLOCK_OK);
     uint64_t token = fence_of(l);
     long long ids[8];
-    int n = new_connections(base, ids, 8);
+    int n = connections_since(before, ids, 8);
     ck_assert_int_ge(n, 1);
     for (int i = 0; i < n; i++)
         kill_connection(ids[i], 0);
