@@ -99,6 +99,10 @@ void mysqlbe_cancel(struct dlock_conn *conn)
     if (c->acquiring) {
         c->cancel_requested = 1;
         pthread_cond_broadcast(&c->cancel_cv); /* a lease-mode wait sleeps on it */
+        /* Lease mode: a poll that the server does not answer soon is given
+         * up (the connection holds no lock; the next call reconnects). */
+        if (c->lease)
+            mysqlbe_watch_shorten(c, dlock__now_ms() + CANCEL_GIVEUP_MS);
     }
     if (c->waiting_id) {
         /* A server that does not end the wait soon (stopped, say): give up. */

@@ -433,6 +433,8 @@ int mysqlbe_lease_acquire(struct mysqlbe_conn *c, const char *name, uint32_t ttl
         }
         if (got < 0) {
             status = got;
+            if (cancel_asked(c)) /* the cancel cut a poll short */
+                status = dlock__error(DLOCK_ECANCELED, "the wait for '%s' was cancelled", name);
             break;
         }
         if (wait_ms == 0) {

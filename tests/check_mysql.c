@@ -1804,6 +1804,34 @@ START_TEST(lease_kill_of_the_connection_keeps_the_lock)
 }
 END_TEST
 
+/* A role that may not create the table: a plain error that points to the
+ * DDL in the docs. */
+START_TEST(lease_table_not_creatable)
+{
+    if (!root_url)
+        return;
+    MYSQL *root = raw_open(root_url);
+    ck_assert_int_eq(mysql_query(root, "CREATE USER IF NOT EXISTS 'dlock_rw'@'127.0.0.1' IDENTIFIED BY 'rw'"), 0);
+    ck_assert_int_eq(mysql_query(root, "GRANT SELECT, INSERT, UPDATE ON dlock_test.* TO 'dlock_rw'@'127.0.0.1'"), 0);
+    mysql_close(root);
+    char rw_url[8192];
+    const char *at = strrchr(url, '@');
+    snprintf(rw_url, sizeof rw_url, "mysql://dlock_rw:rw%s%sfencing=on&table=dlock_never_made", at,
+             strchr(at, '?') ? "&" : "?");
+    const char *modes[2] = {"", "&mode=lease"};
+    for (int i = 0; i < 2; i++) {
+        char u[8300];
+        snprintf(u, sizeof u, "%s%s", rw_url, modes[i]);
+        dlock_client *c = open_url(u);
+        dlock_lock *l = NULL;
+        ck_assert_int_eq(dlock_acquire(c, "not-creatable", 5000, 0, &l), DLOCK_EBACKEND);
+        ck_assert_msg(strstr(dlock_last_error(), "docs/mysql.md"), "%s", dlock_last_error());
+        ck_assert(!busy_at(url, "not-creatable")); /* session mode let the lock go */
+        dlock_close(c);
+    }
+}
+END_TEST
+
 /* fencing=on: tokens grow across clients and modes of use; a waiter gets a
  * higher one than the holder it waited for. */
 START_TEST(fencing_tokens_increase_across_clients)
@@ -2043,6 +2071,7 @@ static Suite *mysql_suite(int with_server)
     tcase_add_test(tc, lease_sigstop_past_the_ttl_loses_the_lock);
     tcase_add_test(tc, lease_kill_of_the_connection_keeps_the_lock);
     tcase_add_test(tc, fencing_tokens_increase_across_clients);
+    tcase_add_test(tc, lease_table_not_creatable);
     tcase_add_test(tc, lease_list_break_and_records);
     tcase_add_test(tc, session_list_break_and_records);
     suite_add_tcase(s, tc);
