@@ -148,8 +148,9 @@ static int lock_taken(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char
                                            "session does not hold it",
                                            name);
     }
-    if (c->fencing) {
-        /* The counter, durable (autocommit, InnoDB) before the acquire
+    if (c->fencing && !l->base.fence) {
+        /* Granted outside the fenced statement (found held after an error):
+         * the counter now, durable (autocommit, InnoDB) before the acquire
          * returns.  A failure lets go of the lock: no token, no lock. */
         int status = mysqlbe_fence_bump(c, l, name);
         if (status != DLOCK_OK) {
@@ -189,13 +190,19 @@ static double get_lock_timeout(const struct mysqlbe_conn *c, int32_t wait_ms, in
  * it shorter).  Returns what run_int_statement does; *canceled: whether a
  * cancel came during it.  A broken session is dropped here, before the wait
  * ends, so that mysqlbe_end_wait() need not wait for a KILL to a dead session. */
-static int get_lock_round(struct mysqlbe_conn *c, struct mysqlbe_lock *l, double timeout_s, struct dlock_call *call,
-                          long long *granted, int *granted_null, struct statement_error *error, int *canceled,
-                          int waiting)
+static int get_lock_round(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, double timeout_s,
+                          struct dlock_call *call, long long *granted, int *granted_null, struct statement_error *error,
+                          int *canceled, int waiting)
 {
     c->deadline_ms = call->deadline_ms; /* the wait itself: as long as the caller allows */
-    int failed = mysqlbe_run_int(c, &c->stmt_get_lock, "SELECT GET_LOCK(?, ?)", l->server_name, &timeout_s, granted,
+    int failed;
+    if (c->fencing) { /* fencing=on: the counter is bumped in the same round trip */
+        *granted_null = 0;
+        failed = mysqlbe_fenced_get_lock(c, l, name, timeout_s, granted, error);
+    } else {
+        failed = mysqlbe_run_int(c, &c->stmt_get_lock, "SELECT GET_LOCK(?, ?)", l->server_name, &timeout_s, granted,
                                  granted_null, error);
+    }
     mysqlbe_begin_call(c, call->deadline_ms);
     if (failed && mysqlbe_connection_lost(error->code))
         mysqlbe_session_error(c, error->code, error->text, "waiting in GET_LOCK", DLOCK_ECONN);
@@ -311,8 +318,8 @@ static int acquire_on_session(struct mysqlbe_conn *c, const char *name, uint32_t
         int granted_null = 0, canceled = 0;
         struct statement_error error;
         int64_t sent_ms = dlock__now_ms();
-        int failed = get_lock_round(c, l, get_lock_timeout(c, wait_ms, wait_end_ms), call, &granted, &granted_null,
-                                    &error, &canceled, waiting);
+        int failed = get_lock_round(c, l, name, get_lock_timeout(c, wait_ms, wait_end_ms), call, &granted,
+                                    &granted_null, &error, &canceled, waiting);
         if (!failed && !granted_null && granted == 1) {
             status = lock_taken(c, l, name, waiting, sent_ms, ttl_ms, call, lock_out);
             if (status == DLOCK_OK)

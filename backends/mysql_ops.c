@@ -77,6 +77,11 @@ static const char *const op_sql[MYSQLBE_OPS_MAX] = {
     /* Session mode, fencing=on: the counter, bumped after a granted GET_LOCK. */
     [OP_FENCE_BUMP] = "INSERT INTO `%s` (name, lock_name, fence, last_slot) VALUES (?, ?, LAST_INSERT_ID(1), 0)"
                       " ON DUPLICATE KEY UPDATE fence = LAST_INSERT_ID(fence + 1)",
+    /* ... and in the same round trip as GET_LOCK: the row is written only
+     * when the lock was granted (1 new, 2 bumped; 0 not granted). */
+    [OP_FENCE_TAKE] = "INSERT INTO `%s` (name, lock_name, fence, last_slot)"
+                      " SELECT ?, ?, LAST_INSERT_ID(1), 0 FROM DUAL WHERE GET_LOCK(?, ?) = 1"
+                      " ON DUPLICATE KEY UPDATE fence = LAST_INSERT_ID(fence + 1)",
     [OP_SESSION_RECORD_GET] = "SELECT IS_USED_LOCK(?) <=> CONNECTION_ID(), (SELECT last_slot FROM `%s` WHERE name = ?)",
     /* Written only while this session holds the lock, checked in the same
      * statement. */
@@ -151,6 +156,18 @@ static void error_from(struct statement_error *error, MYSQL_STMT *stmt)
     }
 }
 
+/* "Rows matched: 1  Changed: 0  Warnings: 0" (an UPDATE's info): 1; -1
+ * when the text is not there. */
+static long rows_matched(const char *info)
+{
+    const char *p = info ? strstr(info, "matched:") : NULL;
+    if (!p)
+        return -1;
+    char *end;
+    long n = strtol(p + 8, &end, 10);
+    return end == p + 8 ? -1 : n;
+}
+
 /* Prepare (once) and run op with params; fetch every row into results,
  * calling row(arg) for each.  0 or -1 with *error filled. */
 static int exec_watched(struct mysqlbe_conn *c, enum mysqlbe_op op, MYSQL_BIND *params, MYSQL_BIND *results,
@@ -180,6 +197,7 @@ static int exec_watched(struct mysqlbe_conn *c, enum mysqlbe_op op, MYSQL_BIND *
     }
     out->affected = mysql_stmt_affected_rows(stmt);
     out->insert_id = mysql_stmt_insert_id(stmt);
+    out->matched = rows_matched(mysql_info(c->db));
     out->rows = 0;
     if (results) {
         if (mysql_stmt_bind_result(stmt, results) != 0) {
@@ -222,9 +240,9 @@ static int create_table(struct mysqlbe_conn *c, int lost_status)
         if (mysqlbe_connection_lost(err))
             return mysqlbe_session_error(c, err, mysql_error(c->db), "creating the table", lost_status);
         return dlock__error(DLOCK_EBACKEND,
-                            "the table `%s` does not exist and could not be created (%s): create it as docs/mysql.md "
-                            "shows (%s mode), or grant CREATE on the database",
-                            c->table, mysql_error(c->db), c->lease ? "lease" : "session");
+                            "the table `%s` does not exist and could not be created: create it as docs/mysql.md "
+                            "shows (%s mode), or grant CREATE on the database (%s)",
+                            c->table, c->lease ? "lease" : "session", mysql_error(c->db));
     }
     c->table_ready = 1;
     return DLOCK_OK;
@@ -497,9 +515,10 @@ int mysqlbe_lease_extend(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const c
     int status = mysqlbe_exec(c, OP_LEASE_EXTEND, p, NULL, NULL, NULL, &r, "extending the lease", DLOCK_ECONN);
     if (status != DLOCK_OK)
         return status;
-    if (r.affected == 0) {
-        /* 0 also when the new expiry equals the old one (same ms). */
-        int ours = lease_check(c, l, name);
+    if (r.affected == 0 && r.matched != 1) {
+        /* 0 also when the new expiry equals the old one (the same ms): the
+         * server's info says the row matched; without it, one more look. */
+        int ours = r.matched == 0 ? 0 : lease_check(c, l, name);
         if (ours < 0)
             return ours;
         if (!ours)
@@ -636,13 +655,14 @@ int mysqlbe_lease_record(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const c
         bind_bytes(&p[1], name, &name_len);
         bind_bytes(&p[2], l->owner, &owner_len);
         status = mysqlbe_exec(c, OP_LEASE_RECORD_PUT, p, NULL, NULL, NULL, &r, "writing the run record", DLOCK_ECONN);
-        if (status == DLOCK_OK && r.affected == 0) {
-            int ours = lease_check(c, l, name); /* 0 also when the slot was already there */
-            if (ours < 0)
-                return ours;
-            r.affected = (unsigned long long)ours;
-        }
-        if (status == DLOCK_OK && r.affected == 0)
+        if (status != DLOCK_OK || r.affected != 0 || r.matched == 1)
+            return status;
+        /* 0 changed: not ours, or the slot was already there (the info says
+         * which; without it, one more look). */
+        int ours = r.matched == 0 ? 0 : lease_check(c, l, name);
+        if (ours < 0)
+            return ours;
+        if (!ours)
             return dlock__error(DLOCK_ELOST, "lock '%s' is no longer ours: the run record was not written", name);
         return status;
     }
@@ -676,6 +696,53 @@ int mysqlbe_fence_bump(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const cha
         return dlock__error(DLOCK_EBACKEND, "the server gave no fence for '%s'", name);
     l->base.fence = r.insert_id;
     return DLOCK_OK;
+}
+
+int mysqlbe_fenced_get_lock(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, double timeout_s,
+                            long long *granted, struct statement_error *error)
+{
+    unsigned long name_len = (unsigned long)strlen(name), lock_len = (unsigned long)strlen(l->server_name);
+    double timeout = timeout_s;
+    MYSQL_BIND p[4];
+    bind_bytes(&p[0], name, &name_len);
+    bind_str(&p[1], l->server_name, &lock_len);
+    bind_str(&p[2], l->server_name, &lock_len);
+    memset(&p[3], 0, sizeof p[3]);
+    p[3].buffer_type = MYSQL_TYPE_DOUBLE;
+    p[3].buffer = &timeout;
+    *granted = 0;
+    for (int created = 0;; created = 1) {
+        struct mysqlbe_result r = {0, 0, 0, 0, -1};
+        error->code = 0;
+        error->text[0] = '\0';
+        mysqlbe_watch(c, c->db, c->deadline_ms);
+        int failed = exec_watched(c, OP_FENCE_TAKE, p, NULL, NULL, NULL, &r, error);
+        if (mysqlbe_unwatch(c)) {
+            error->code = CR_SERVER_LOST;
+            dlock__copy_text(error->text, sizeof error->text, NO_ANSWER_TEXT);
+            return -1;
+        }
+        /* A missing table fails the prepare, before GET_LOCK ran. */
+        if (failed && error->code == ER_NO_SUCH_TABLE && !created) {
+            if (create_table(c, DLOCK_ECONN) == DLOCK_OK)
+                continue;
+            error->code = c->db ? ER_NO_SUCH_TABLE : CR_SERVER_LOST;
+            dlock__copy_text(error->text, sizeof error->text, dlock_last_error());
+            return -1;
+        }
+        if (failed)
+            return -1;
+        if (r.affected >= 1) {
+            if (r.insert_id == 0) {
+                error->code = CR_UNKNOWN_ERROR;
+                dlock__copy_text(error->text, sizeof error->text, "the server gave no fence");
+                return -1;
+            }
+            *granted = 1;
+            l->base.fence = r.insert_id;
+        }
+        return 0;
+    }
 }
 
 int mysqlbe_session_record(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, int put, int64_t *slot,

@@ -12,6 +12,7 @@ struct mysqlbe_result {
     unsigned long long affected;  /* rows changed (INSERT ... ON DUPLICATE KEY UPDATE: 1 new, 2 updated) */
     unsigned long long insert_id; /* LAST_INSERT_ID(expr) set by the statement */
     unsigned long rows;           /* rows fetched */
+    long matched;                 /* UPDATE: rows matched, changed or not (mysql_info()); -1 unknown */
     int stopped;                  /* the row callback asked to stop */
 };
 
@@ -39,6 +40,11 @@ int mysqlbe_lease_record(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const c
 /* Session mode. */
 /* fencing=on: bump the counter of `name` after a granted GET_LOCK. */
 int mysqlbe_fence_bump(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name);
+/* fencing=on: GET_LOCK(name, timeout_s) and the bump in one statement (one
+ * round trip, bounded by c->deadline_ms).  0 with *granted 0 or 1 (then
+ * l->base.fence is set), or -1 with *error filled as mysqlbe_run_int does. */
+int mysqlbe_fenced_get_lock(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, double timeout_s,
+                            long long *granted, struct statement_error *error);
 int mysqlbe_session_record(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, int put, int64_t *slot,
                            struct dlock_call *call);
 int mysqlbe_session_list(struct mysqlbe_conn *c, const char *prefix, struct dlock_list *list, struct dlock_call *call);

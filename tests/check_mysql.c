@@ -731,7 +731,13 @@ static long long global_status(MYSQL *db, const char *variable)
  * server could add to them: then it tries again). */
 START_TEST(one_round_trip_per_call)
 {
-    dlock_client *c = open_client();
+    /* _i: 0 session mode, 1 fencing=on (the fence in the acquire's round
+     * trip), 2 lease mode. */
+    static const char *const options[] = {NULL, "fencing=on", "mode=lease"};
+    char u[8192];
+    snprintf(u, sizeof u, "%s", options[_i] ? url_with(url, options[_i]) : url);
+    dlock_client *c = NULL;
+    ck_assert_int_eq(dlock_open(u, &c), DLOCK_OK);
     char *name = unique("rtt");
     MYSQL *monitor = raw_open(root_url ? root_url : url);
     dlock_lock *l = NULL;
@@ -754,9 +760,9 @@ START_TEST(one_round_trip_per_call)
             break;
     }
     fprintf(stderr,
-            "FIGURE: %d x (acquire + extend + release), same TTL: %lld statements, %lld "
+            "FIGURE: %s: %d x (acquire + extend + release), same TTL: %lld statements, %lld "
             "session settings\n",
-            cycles, questions, settings);
+            options[_i] ? options[_i] : "session mode", cycles, questions, settings);
     ck_assert_int_eq(questions, 3 * cycles);
     ck_assert_int_eq(settings, 0);
     mysql_close(monitor);
@@ -2042,7 +2048,7 @@ static Suite *mysql_suite(int with_server)
     tcase_add_test(tc, holder_of_a_free_lock);
     tcase_add_test(tc, lease_follows_the_smallest_ttl);
     tcase_add_test(tc, a_fractional_ttl_rounds_the_session_lease_up);
-    tcase_add_test(tc, one_round_trip_per_call);
+    tcase_add_loop_test(tc, one_round_trip_per_call, 0, 3);
     tcase_add_test(tc, idle_session_reconnects_for_new_acquires);
     tcase_add_test(tc, cancel_interrupts_a_server_side_wait);
     tcase_add_test(tc, foreign_kill_query_is_a_backend_error);
