@@ -13,7 +13,7 @@
 # Usage: scripts/mutants.sh [OPTIONS] [NAME...]
 #   NAME...          only these mutants (default: all of them)
 #   --all            all of them (the default; for symmetry with --ci)
-#   --backend B      only the mutants of B: core, sha256, sqlite, pg, mysql, tool (repeatable)
+#   --backend B      only the mutants of B: core, sha256, sqlite, pg, mysql, mysqllease, tool (repeatable)
 #   --ci             a rotating subset that fits CI's budget: the mutants
 #                    whose position in the list, modulo DLOCK_MUTANTS_CI_SHARDS
 #                    (default 2), equals the day number (days since the
@@ -47,7 +47,8 @@
 #           the predicate is rewritten.
 # TESTS     (after the last " | ") space-separated BIN[@BACKEND][:CASE]: tests/check_BIN, with
 #           DLOCK_TEST_URLS cut down to the URL of BACKEND (sqlite,
-#           postgresql, mysql) and CK_RUN_CASE=CASE.  Tried in order; the
+#           postgresql, mysql; mysqllease and mysqlfence: the MySQL URL with
+#           mode=lease or fencing=on) and CK_RUN_CASE=CASE.  Tried in order; the
 #           first that fails kills the mutant, so put the fastest first.
 set -uo pipefail
 
