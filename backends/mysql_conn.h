@@ -73,6 +73,7 @@ struct mysqlbe_watchdog {
     int started, quit;
     int fd;              /* armed: the socket to shut down, else -1 */
     int64_t deadline_ms; /* dlock__now_ms() time, INT64_MAX: none */
+    int64_t wake_ms;     /* when the thread wakes by itself (INT64_MAX: never) */
     int fired;
 };
 
