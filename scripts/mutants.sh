@@ -118,7 +118,7 @@ mysqllease-record-put-any-owner | backends/mysql_ops.c | s{(\[OP_LEASE_RECORD_PU
 mysqllease-take-never-expires | backends/mysql_ops.c | s{" owner = IF\(owner IS NULL OR expires_at <= " NOW_MS " OR}{" owner = IF(owner IS NULL OR expires_at <= 0 OR} | mysql:lease
 mysqllease-take-steals | backends/mysql_ops.c | s{" owner = IF\(owner IS NULL OR expires_at <= " NOW_MS " OR}{" owner = IF(owner IS NULL OR expires_at <= " NOW_MS " + 100000 OR} | mysql:lease
 mysqllease-fence-not-bumped | backends/mysql_ops.c | s{" LAST_INSERT_ID\(fence \+ 1\), fence\),"}{" LAST_INSERT_ID(fence), fence),"} | mysql:lease
-mysql-fence-not-bumped | backends/mysql_ops.c | s{ON DUPLICATE KEY UPDATE fence = LAST_INSERT_ID\(fence \+ 1\)}{ON DUPLICATE KEY UPDATE fence = LAST_INSERT_ID(fence)} | mysql:lease
+mysql-fence-not-bumped | backends/mysql_ops.c | s{ON DUPLICATE KEY UPDATE fence = LAST_INSERT_ID\(fence \+ 1\)}{ON DUPLICATE KEY UPDATE fence = fence + 1, last_slot = last_slot + LAST_INSERT_ID(1) - 1}g | mysql:lease conformance@mysqlfence:fencing
 # --- tools/: the timing decisions of dlock run, and what it says -----------------------
 tool-lease-not-watched | tools/run_policy.c | s{!s->release_asked && now >= s->lease_ends_at\)}{!s->release_asked && 0)} | run_policy
 tool-no-sigkill | tools/run_policy.c | s{if \(s->job_running && s->kill_at >= 0 && now >= s->kill_at\)}{if (0)} | run_policy
