@@ -584,7 +584,6 @@ struct list_rows {
     long long pid, since, expires, fence, id;
     mysqlbe_flag nulls[6];
     int status;
-    int session;
 };
 
 static int lease_row(void *arg)
