@@ -9,15 +9,16 @@
 
 #include <mysql.h>
 
-#define DLOCK_MYSQL_FUNCTIONS(X)                                                                                     \
-    X(mysql_close)                                                                                                   \
-    X(mysql_errno)                                                                                                   \
-    X(mysql_error)                                                                                                   \
-    X(mysql_fetch_row)                                                                                               \
-    X(mysql_free_result) X(mysql_get_socket) X(mysql_get_ssl_cipher) X(mysql_info) X(mysql_init) X(mysql_options)    \
-        X(mysql_query) X(mysql_real_connect) X(mysql_server_init) X(mysql_stmt_bind_param) X(mysql_stmt_bind_result) \
-            X(mysql_stmt_close) X(mysql_stmt_errno) X(mysql_stmt_error) X(mysql_stmt_execute) X(mysql_stmt_fetch)    \
-                X(mysql_stmt_free_result) X(mysql_stmt_init) X(mysql_stmt_prepare) X(mysql_stmt_affected_rows)       \
+#define DLOCK_MYSQL_FUNCTIONS(X)                                                                                  \
+    X(mysql_close)                                                                                                \
+    X(mysql_errno)                                                                                                \
+    X(mysql_error)                                                                                                \
+    X(mysql_fetch_row)                                                                                            \
+    X(mysql_free_result)                                                                                          \
+    X(mysql_get_socket) X(mysql_get_ssl_cipher) X(mysql_info) X(mysql_init) X(mysql_options) X(mysql_query)       \
+        X(mysql_real_connect) X(mysql_server_init) X(mysql_stmt_bind_param) X(mysql_stmt_bind_result)             \
+            X(mysql_stmt_close) X(mysql_stmt_errno) X(mysql_stmt_error) X(mysql_stmt_execute) X(mysql_stmt_fetch) \
+                X(mysql_stmt_free_result) X(mysql_stmt_init) X(mysql_stmt_prepare) X(mysql_stmt_affected_rows)    \
                     X(mysql_stmt_insert_id) X(mysql_store_result) X(mysql_thread_end) X(mysql_thread_init)
 
 struct dlock_mysql_api {
