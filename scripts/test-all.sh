@@ -67,7 +67,8 @@ echo "mutation check: $(( $(date +%s) - mutants_start )) s"
 # The benchmark in its short mode, so that it cannot rot: it fails only when
 # something does not work, never on a speed figure.
 echo "--- bench/dlock-bench --short"
-./bench/dlock-bench --short "sqlite://$work/bench.db" "$DLOCK_TEST_PG_URL" "$DLOCK_TEST_MYSQL_URL"
+./bench/dlock-bench --short "sqlite://$work/bench.db" "$DLOCK_TEST_PG_URL" "$DLOCK_TEST_MYSQL_URL" \
+    "${DLOCK_TEST_MYSQL_URL}${mysql_sep}mode=lease" "${DLOCK_TEST_MYSQL_URL}${mysql_sep}fencing=on"
 
 # Sanitizers, valgrind, thread stress, fuzzing and static analysis
 # (scripts/hardening.sh), then the consumers: Python, C through pkg-config,
