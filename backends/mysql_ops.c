@@ -371,6 +371,14 @@ static int lease_try(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char 
     struct mysqlbe_result r;
     *sent_ms = dlock__now_ms();
     int status = mysqlbe_exec(c, OP_LEASE_TAKE, p, NULL, NULL, NULL, &r, "taking the lease", DLOCK_ECONN);
+    if (status == DLOCK_EBACKEND && (c->last_errno == ER_LOCK_DEADLOCK || c->last_errno == ER_LOCK_WAIT_TIMEOUT)) {
+        /* Another client's take won the row (a deadlock, or on Galera a
+         * certification conflict): it is busy, for now. */
+        dlock__clear_error();
+        if (left_ms)
+            *left_ms = 0;
+        return 0;
+    }
     if (status != DLOCK_OK)
         return status;
     if (r.affected == 1 || r.affected == 2) {
