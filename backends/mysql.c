@@ -12,6 +12,7 @@
 #endif
 
 #include "mysql_conn.h"
+#include "mysql_ops.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,12 +27,42 @@
 
 static void mysqlbe_disconnect(struct dlock_conn *conn);
 
+/* The options libdlock reads itself: mode, table, fencing (not prefix). */
+static int take_options(struct mysqlbe_conn *c, const char *url, char **rest)
+{
+    struct dlock_url_options opts;
+    int rc = dlock__url_options(url, &opts, rest);
+    if (rc != DLOCK_OK)
+        return rc;
+    rc = dlock__url_options_only(&opts, DLOCK_OPT_MODE | DLOCK_OPT_TABLE | DLOCK_OPT_FENCING, "mysql");
+    if (rc == DLOCK_OK) {
+        c->lease = opts.mode == DLOCK_MODE_LEASE;
+        c->fencing = !c->lease && opts.fencing == DLOCK_FENCING_ON;
+        dlock__copy_text(c->table, sizeof c->table,
+                         opts.table ? opts.table
+                         : c->lease ? "dlock_leases"
+                                    : "dlock_fences");
+    } else {
+        free(*rest);
+        *rest = NULL;
+    }
+    dlock__url_options_free(&opts);
+    return rc;
+}
+
 static int mysqlbe_connect(const char *url, struct dlock_conn **conn_out)
 {
     struct mysqlbe_conn *c = calloc(1, sizeof *c);
     if (!c)
         return dlock__oom();
-    int rc = dlock__mysql_parse_url(url, &c->url);
+    char *rest = NULL;
+    int rc = take_options(c, url, &rest);
+    if (rc == DLOCK_OK)
+        rc = dlock__mysql_parse_url(rest, &c->url);
+    if (rest) {
+        memset(rest, 0, strlen(rest)); /* it holds the password */
+        free(rest);
+    }
     if (rc == DLOCK_OK) {
         rc = dlock__mysql_load();
         if (rc != DLOCK_OK)
@@ -81,7 +112,8 @@ static int mysqlbe_acquire(struct dlock_conn *conn, const char *name, uint32_t t
     struct mysqlbe_conn *c = mysqlbe_of(conn);
     mysqlbe_begin_call(c, call->deadline_ms);
     mysqlbe_acquiring(c, 1);
-    int status = acquire_on_session(c, name, ttl_ms, wait_ms, call, lock_out);
+    int status = c->lease ? mysqlbe_lease_acquire(c, name, ttl_ms, wait_ms, call, lock_out)
+                          : acquire_on_session(c, name, ttl_ms, wait_ms, call, lock_out);
     mysqlbe_acquiring(c, 0);
     return status;
 }
@@ -116,6 +148,23 @@ static int lock_taken(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char
                                            "session does not hold it",
                                            name);
     }
+    if (c->fencing && !l->base.fence) {
+        /* Granted outside the fenced statement (found held after an error):
+         * the counter now, durable (autocommit, InnoDB) before the acquire
+         * returns.  A failure lets go of the lock: no token, no lock. */
+        int status = mysqlbe_fence_bump(c, l, name);
+        if (status != DLOCK_OK) {
+            if (c->db) {
+                long long released = 0;
+                int released_null = 0;
+                struct statement_error error;
+                if (mysqlbe_run_int(c, &c->stmt_release, "SELECT RELEASE_LOCK(?)", l->server_name, NULL, &released,
+                                    &released_null, &error) != 0)
+                    mysqlbe_drop_session(c);
+            }
+            return status;
+        }
+    }
     call->lease_start_ms = sent_ms;
     dlock__session_add(&c->session, &l->base);
     *lock_out = &l->base;
@@ -141,13 +190,19 @@ static double get_lock_timeout(const struct mysqlbe_conn *c, int32_t wait_ms, in
  * it shorter).  Returns what run_int_statement does; *canceled: whether a
  * cancel came during it.  A broken session is dropped here, before the wait
  * ends, so that mysqlbe_end_wait() need not wait for a KILL to a dead session. */
-static int get_lock_round(struct mysqlbe_conn *c, struct mysqlbe_lock *l, double timeout_s, struct dlock_call *call,
-                          long long *granted, int *granted_null, struct statement_error *error, int *canceled,
-                          int waiting)
+static int get_lock_round(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, double timeout_s,
+                          struct dlock_call *call, long long *granted, int *granted_null, struct statement_error *error,
+                          int *canceled, int waiting)
 {
     c->deadline_ms = call->deadline_ms; /* the wait itself: as long as the caller allows */
-    int failed = mysqlbe_run_int(c, &c->stmt_get_lock, "SELECT GET_LOCK(?, ?)", l->server_name, &timeout_s, granted,
+    int failed;
+    if (c->fencing) { /* fencing=on: the counter is bumped in the same round trip */
+        *granted_null = 0;
+        failed = mysqlbe_fenced_get_lock(c, l, name, timeout_s, granted, error);
+    } else {
+        failed = mysqlbe_run_int(c, &c->stmt_get_lock, "SELECT GET_LOCK(?, ?)", l->server_name, &timeout_s, granted,
                                  granted_null, error);
+    }
     mysqlbe_begin_call(c, call->deadline_ms);
     if (failed && mysqlbe_connection_lost(error->code))
         mysqlbe_session_error(c, error->code, error->text, "waiting in GET_LOCK", DLOCK_ECONN);
@@ -263,8 +318,8 @@ static int acquire_on_session(struct mysqlbe_conn *c, const char *name, uint32_t
         int granted_null = 0, canceled = 0;
         struct statement_error error;
         int64_t sent_ms = dlock__now_ms();
-        int failed = get_lock_round(c, l, get_lock_timeout(c, wait_ms, wait_end_ms), call, &granted, &granted_null,
-                                    &error, &canceled, waiting);
+        int failed = get_lock_round(c, l, name, get_lock_timeout(c, wait_ms, wait_end_ms), call, &granted,
+                                    &granted_null, &error, &canceled, waiting);
         if (!failed && !granted_null && granted == 1) {
             status = lock_taken(c, l, name, waiting, sent_ms, ttl_ms, call, lock_out);
             if (status == DLOCK_OK)
@@ -299,6 +354,8 @@ static int mysqlbe_extend(struct dlock_conn *conn, struct dlock_held *held, cons
     struct mysqlbe_conn *c = mysqlbe_of(conn);
     mysqlbe_lease_call(c, call->deadline_ms);
     struct mysqlbe_lock *l = mysqlbe_lock_of(held);
+    if (l && c->lease)
+        return mysqlbe_lease_extend(c, l, name, ttl_ms, call);
     if (!l || !lock_alive(c, l))
         return dlock__error(DLOCK_ELOST, "lock '%s' was lost with the session that held it", name);
     int status = mysqlbe_set_lease(c, mysqlbe_lease_needed(c, l, ttl_ms), DLOCK_ELOST);
@@ -325,6 +382,8 @@ static int mysqlbe_release(struct dlock_conn *conn, struct dlock_held *held, con
     struct mysqlbe_lock *l = mysqlbe_lock_of(held);
     if (!l)
         return DLOCK_OK;
+    if (c->lease)
+        return mysqlbe_lease_release(c, l, name, call);
     int alive = lock_alive(c, l);
     dlock__session_remove(&c->session, &l->base);
     int status = DLOCK_OK;
@@ -445,6 +504,8 @@ static int holder_prepare(struct mysqlbe_conn *c, int attempt, int fresh)
 static int mysqlbe_holder(struct dlock_conn *conn, const char *name, char *buf, size_t buflen, struct dlock_call *call)
 {
     struct mysqlbe_conn *c = mysqlbe_of(conn);
+    if (c->lease)
+        return mysqlbe_lease_holder(c, name, buf, buflen, call);
     mysqlbe_begin_call(c, call->deadline_ms);
     char server_name[DLOCK_MYSQL_LOCK_NAME_MAX + 1];
     dlock__mysql_lock_name(name, server_name, sizeof server_name);
@@ -486,19 +547,62 @@ static int mysqlbe_holder(struct dlock_conn *conn, const char *name, char *buf, 
     }
 }
 
-/* Changed by every connect and every drop. */
+/* Changed by every connect and every drop.  Lease mode keeps nothing in
+ * the session: a new connection loses no lock. */
 static uint64_t mysqlbe_session_generation(struct dlock_conn *conn)
 {
-    return mysqlbe_of(conn)->session.generation;
+    struct mysqlbe_conn *c = mysqlbe_of(conn);
+    return c->lease ? 0 : c->session.generation;
 }
 
 static uint32_t mysqlbe_session_ttl_ms(struct dlock_conn *conn)
 {
     struct mysqlbe_conn *c = mysqlbe_of(conn);
-    if (!c || !c->db || c->wait_timeout_s == 0)
+    if (!c || c->lease || !c->db || c->wait_timeout_s == 0)
         return 0;
     uint64_t ms = (uint64_t)c->wait_timeout_s * 1000u;
     return ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+}
+
+static int mysqlbe_list(struct dlock_conn *conn, const char *prefix, struct dlock_list *list, struct dlock_call *call)
+{
+    struct mysqlbe_conn *c = mysqlbe_of(conn);
+    return c->lease ? mysqlbe_lease_list(c, prefix, list, call) : mysqlbe_session_list(c, prefix, list, call);
+}
+
+static int mysqlbe_break(struct dlock_conn *conn, const char *name, struct dlock_call *call)
+{
+    struct mysqlbe_conn *c = mysqlbe_of(conn);
+    return c->lease ? mysqlbe_lease_break(c, name, call) : mysqlbe_session_break(c, name, call);
+}
+
+static int mysqlbe_time(struct dlock_conn *conn, int64_t *unix_ms, struct dlock_call *call)
+{
+    return mysqlbe_store_time(mysqlbe_of(conn), unix_ms, call);
+}
+
+static int mysqlbe_record_get(struct dlock_conn *conn, struct dlock_held *held, const char *name, int64_t *slot,
+                              struct dlock_call *call)
+{
+    struct mysqlbe_conn *c = mysqlbe_of(conn);
+    struct mysqlbe_lock *l = mysqlbe_lock_of(held);
+    if (c->lease)
+        return mysqlbe_lease_record(c, l, name, 0, slot, call);
+    if (!lock_alive(c, l))
+        return dlock__error(DLOCK_ELOST, "lock '%s' was lost with the session that held it", name);
+    return mysqlbe_session_record(c, l, name, 0, slot, call);
+}
+
+static int mysqlbe_record_put(struct dlock_conn *conn, struct dlock_held *held, const char *name, int64_t slot,
+                              struct dlock_call *call)
+{
+    struct mysqlbe_conn *c = mysqlbe_of(conn);
+    struct mysqlbe_lock *l = mysqlbe_lock_of(held);
+    if (c->lease)
+        return mysqlbe_lease_record(c, l, name, 1, &slot, call);
+    if (!lock_alive(c, l))
+        return dlock__error(DLOCK_ELOST, "lock '%s' was lost with the session that held it", name);
+    return mysqlbe_session_record(c, l, name, 1, &slot, call);
 }
 
 static const char *const mysqlbe_schemes[] = {"mysql", "mariadb", NULL};
@@ -516,4 +620,9 @@ const struct dlock_backend dlock__backend_mysql = {
     .session_ttl_ms = mysqlbe_session_ttl_ms,
     .cancel_clear = mysqlbe_cancel_clear,
     .session_generation = mysqlbe_session_generation,
+    .list = mysqlbe_list,
+    .break_lock = mysqlbe_break,
+    .store_time = mysqlbe_time,
+    .record_get = mysqlbe_record_get,
+    .record_put = mysqlbe_record_put,
 };

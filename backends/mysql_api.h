@@ -9,14 +9,17 @@
 
 #include <mysql.h>
 
-#define DLOCK_MYSQL_FUNCTIONS(X)                                                                                      \
-    X(mysql_close)                                                                                                    \
-    X(mysql_errno) X(mysql_error) X(mysql_fetch_row) X(mysql_free_result) X(mysql_get_socket) X(mysql_get_ssl_cipher) \
-        X(mysql_init) X(mysql_options) X(mysql_query) X(mysql_real_connect) X(mysql_server_init)                      \
-            X(mysql_stmt_bind_param) X(mysql_stmt_bind_result) X(mysql_stmt_close) X(mysql_stmt_errno)                \
-                X(mysql_stmt_error) X(mysql_stmt_execute) X(mysql_stmt_fetch) X(mysql_stmt_free_result)               \
-                    X(mysql_stmt_init) X(mysql_stmt_prepare) X(mysql_store_result) X(mysql_thread_end)                \
-                        X(mysql_thread_init)
+#define DLOCK_MYSQL_FUNCTIONS(X)                                                                                  \
+    X(mysql_close)                                                                                                \
+    X(mysql_errno)                                                                                                \
+    X(mysql_error)                                                                                                \
+    X(mysql_fetch_row)                                                                                            \
+    X(mysql_free_result)                                                                                          \
+    X(mysql_get_socket) X(mysql_get_ssl_cipher) X(mysql_info) X(mysql_init) X(mysql_options) X(mysql_query)       \
+        X(mysql_real_connect) X(mysql_server_init) X(mysql_stmt_bind_param) X(mysql_stmt_bind_result)             \
+            X(mysql_stmt_close) X(mysql_stmt_errno) X(mysql_stmt_error) X(mysql_stmt_execute) X(mysql_stmt_fetch) \
+                X(mysql_stmt_free_result) X(mysql_stmt_init) X(mysql_stmt_prepare) X(mysql_stmt_affected_rows)    \
+                    X(mysql_stmt_insert_id) X(mysql_store_result) X(mysql_thread_end) X(mysql_thread_init)
 
 struct dlock_mysql_api {
 #define DLOCK_MYSQL_SLOT(name) __typeof__(name) *name;
@@ -36,6 +39,7 @@ int dlock__mysql_load(void);
 #define mysql_free_result dlock__mysql.mysql_free_result
 #define mysql_get_socket dlock__mysql.mysql_get_socket
 #define mysql_get_ssl_cipher dlock__mysql.mysql_get_ssl_cipher
+#define mysql_info dlock__mysql.mysql_info
 #define mysql_init dlock__mysql.mysql_init
 #define mysql_options dlock__mysql.mysql_options
 #define mysql_query dlock__mysql.mysql_query
@@ -51,6 +55,8 @@ int dlock__mysql_load(void);
 #define mysql_stmt_free_result dlock__mysql.mysql_stmt_free_result
 #define mysql_stmt_init dlock__mysql.mysql_stmt_init
 #define mysql_stmt_prepare dlock__mysql.mysql_stmt_prepare
+#define mysql_stmt_affected_rows dlock__mysql.mysql_stmt_affected_rows
+#define mysql_stmt_insert_id dlock__mysql.mysql_stmt_insert_id
 #define mysql_store_result dlock__mysql.mysql_store_result
 #define mysql_thread_end dlock__mysql.mysql_thread_end
 #define mysql_thread_init dlock__mysql.mysql_thread_init

@@ -96,8 +96,14 @@ void mysqlbe_cancel(struct dlock_conn *conn)
     pthread_mutex_lock(&c->cancel_mu);
     /* Before the wait has started, the request is only noted: mysqlbe_begin_wait()
      * sees it and the GET_LOCK is never sent. */
-    if (c->acquiring)
+    if (c->acquiring) {
         c->cancel_requested = 1;
+        pthread_cond_broadcast(&c->cancel_cv); /* a lease-mode wait sleeps on it */
+        /* Lease mode: a poll that the server does not answer soon is given
+         * up (the connection holds no lock; the next call reconnects). */
+        if (c->lease)
+            mysqlbe_watch_shorten(c, dlock__now_ms() + CANCEL_GIVEUP_MS);
+    }
     if (c->waiting_id) {
         /* A server that does not end the wait soon (stopped, say): give up. */
         mysqlbe_watch_shorten(c, dlock__now_ms() + CANCEL_GIVEUP_MS);

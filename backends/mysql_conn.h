@@ -39,6 +39,30 @@ struct mysqlbe_lock {
     struct dlock_held base; /* first: the core passes this; its links, generation and
                              * ttl_ms are kept by lib/session.c */
     char server_name[DLOCK_MYSQL_LOCK_NAME_MAX + 1];
+    unsigned char owner[16]; /* lease mode: this acquisition's random owner token */
+};
+
+/* The statements of mysql_ops.c, prepared once per session. */
+enum mysqlbe_op {
+    OP_LEASE_TAKE,
+    OP_LEASE_LEFT,
+    OP_LEASE_EXTEND,
+    OP_LEASE_CHECK,
+    OP_LEASE_RELEASE,
+    OP_LEASE_HOLDER,
+    OP_LEASE_LIST,
+    OP_LEASE_BREAK,
+    OP_LEASE_RECORD_GET,
+    OP_LEASE_RECORD_PUT,
+    OP_FENCE_BUMP,
+    OP_FENCE_TAKE,
+    OP_SESSION_RECORD_GET,
+    OP_SESSION_RECORD_PUT,
+    OP_SESSION_LIST,
+    OP_SESSION_LOCK_ID,
+    OP_SESSION_MLI,
+    OP_STORE_TIME,
+    MYSQLBE_OPS_MAX
 };
 
 /* See mysql_watchdog.c. */
@@ -49,6 +73,7 @@ struct mysqlbe_watchdog {
     int started, quit;
     int fd;              /* armed: the socket to shut down, else -1 */
     int64_t deadline_ms; /* dlock__now_ms() time, INT64_MAX: none */
+    int64_t wake_ms;     /* when the thread wakes by itself (INT64_MAX: never) */
     int fired;
 };
 
@@ -66,6 +91,15 @@ struct mysqlbe_conn {
     MYSQL_STMT *stmt_is_ours;
     MYSQL_STMT *stmt_release;
     MYSQL_STMT *stmt_holder;
+    MYSQL_STMT *stmt_ops[MYSQLBE_OPS_MAX]; /* mysql_ops.c, by enum mysqlbe_op */
+
+    /* The URL options (SPEC "Options common to every URL"). */
+    int lease;               /* mode=lease: a row per name (mysql_lease.c) */
+    int fencing;             /* session mode, fencing=on: a counter per name */
+    char table[64];          /* lease mode: the leases; session mode: fences and run records */
+    int table_ready;         /* created (or found) on this connection's behalf */
+    int no_create;           /* mysql_ops.c: a missing table is an error, not created */
+    unsigned int last_errno; /* mysql_ops.c: the errno of the last failed statement */
 
     /* Cancellation.  cancel_db is a second connection that sends
      * KILL QUERY; only one thread uses it at a time: the acquiring thread

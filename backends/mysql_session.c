@@ -9,6 +9,7 @@
 #endif
 
 #include "mysql_conn.h"
+#include "mysql_ops.h"
 #include <mysqld_error.h>
 
 #include <fcntl.h>
@@ -237,6 +238,7 @@ static void close_statements(struct mysqlbe_conn *c)
             mysql_stmt_close(*stmts[i]);
         *stmts[i] = NULL;
     }
+    mysqlbe_ops_close(c);
 }
 
 /* The session is gone: every lock on it is lost.  The next call reconnects. */

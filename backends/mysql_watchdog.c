@@ -20,6 +20,7 @@ static void *watchdog_main(void *arg)
     pthread_mutex_lock(&w->mu);
     while (!w->quit) {
         if (w->fd < 0 || w->deadline_ms == INT64_MAX) {
+            w->wake_ms = INT64_MAX;
             pthread_cond_wait(&w->cv, &w->mu);
             continue;
         }
@@ -30,6 +31,7 @@ static void *watchdog_main(void *arg)
             w->fd = -1;
             continue;
         }
+        w->wake_ms = w->deadline_ms;
         struct timespec until;
         clock_gettime(CLOCK_MONOTONIC, &until);
         until.tv_sec += (time_t)(left / 1000);
@@ -48,6 +50,7 @@ int mysqlbe_watchdog_start(struct mysqlbe_watchdog *w)
 {
     pthread_condattr_t attr;
     w->fd = -1;
+    w->wake_ms = INT64_MAX;
     pthread_mutex_init(&w->mu, NULL);
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -79,7 +82,11 @@ void mysqlbe_watch(struct mysqlbe_conn *c, MYSQL *db, int64_t deadline_ms)
     w->fd = db ? (int)mysql_get_socket(db) : -1;
     w->deadline_ms = deadline_ms;
     w->fired = 0;
-    pthread_cond_signal(&w->cv);
+    /* Wake the thread only when it would otherwise sleep past the new
+     * deadline: a thread already due to wake before it looks again then
+     * (round trips back to back cost no thread switch). */
+    if (deadline_ms < w->wake_ms)
+        pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
 }
 

@@ -7,6 +7,11 @@
 int bench_raw_sqlite(const char *url, long cycles, double *elapsed_s);
 int bench_raw_postgresql(const char *url, long cycles, double *elapsed_s);
 int bench_raw_mysql(const char *url, long cycles, double *elapsed_s);
+/* MySQL lease mode: the backend's conditional upsert and owner-checked
+ * release, through the same driver (the table must exist). */
+int bench_raw_mysql_lease(const char *url, long cycles, double *elapsed_s);
+/* `url` without mode=, fencing= and table= (malloc'ed). */
+char *bench_raw_mysql_plain_url(const char *url);
 
 /* Raw server-side handoff: one session holds the lock, another blocks in
  * the server (pg_advisory_lock under lock_timeout, GET_LOCK with a timeout)

@@ -13,7 +13,7 @@
 # Usage: scripts/mutants.sh [OPTIONS] [NAME...]
 #   NAME...          only these mutants (default: all of them)
 #   --all            all of them (the default; for symmetry with --ci)
-#   --backend B      only the mutants of B: core, sha256, sqlite, pg, mysql, tool, ops (repeatable)
+#   --backend B      only the mutants of B: core, sha256, sqlite, pg, mysql, mysqllease, tool, ops (repeatable)
 #   --ci             a rotating subset that fits CI's budget: the mutants
 #                    whose position in the list, modulo DLOCK_MUTANTS_CI_SHARDS
 #                    (default 2), equals the day number (days since the
@@ -47,7 +47,8 @@
 #           the predicate is rewritten.
 # TESTS     (after the last " | ") space-separated BIN[@BACKEND][:CASE]: tests/check_BIN, with
 #           DLOCK_TEST_URLS cut down to the URL of BACKEND (sqlite,
-#           postgresql, mysql) and CK_RUN_CASE=CASE.  Tried in order; the
+#           postgresql, mysql; mysqllease and mysqlfence: the MySQL URL with
+#           mode=lease or fencing=on) and CK_RUN_CASE=CASE.  Tried in order; the
 #           first that fails kills the mutant, so put the fastest first.
 set -uo pipefail
 
@@ -99,8 +100,8 @@ pg-generation-frozen | backends/postgresql.c | s{return pg_of\(conn\)->session\.
 pg-url-at-not-encoded | backends/pg_url.c | s{if \(\*p == '\@' && p >= authority && p < last\)}{if (0)} | postgresql:issue10
 pg-extend-keeps-old-ttl | backends/postgresql.c | s{dlock__session_retime\(&c->session, &l->base, ttl_ms\);}{} | postgresql:session
 # --- backends/mysql*.c: the session, the session lease, retry-once, the name mapping -----
-mysql-generation-frozen | backends/mysql.c | s{return mysqlbe_of\(conn\)->session.generation;}{return 0;} | takeover@mysql:taken-away
-mysql-extend-any-session | backends/mysql.c | s{return mysqlbe_of\(conn\)->session.generation;}{return 0;} && s{return c->db && dlock__session_holds\(&c->session, &l->base\);}{return c->db != NULL;} && s{IS_USED_LOCK\(\?\) = CONNECTION_ID\(\)\"}{IS_USED_LOCK(?) IS NOT NULL\"}g | takeover@mysql:taken-away
+mysql-generation-frozen | backends/mysql.c | s{return c->lease \? 0 : c->session.generation;}{return 0;} | takeover@mysql:taken-away
+mysql-extend-any-session | backends/mysql.c | s{return c->lease \? 0 : c->session.generation;}{return 0;} && s{return c->db && dlock__session_holds\(&c->session, &l->base\);}{return c->db != NULL;} && s{IS_USED_LOCK\(\?\) = CONNECTION_ID\(\)\"}{IS_USED_LOCK(?) IS NOT NULL\"}g | takeover@mysql:taken-away
 mysql-lease-rounded-down | backends/mysql_session.c | s{uint32_t s = ttl_ms / 1000 \+ \(ttl_ms % 1000 \? 1 : 0\);}{uint32_t s = ttl_ms / 1000;} | mysql:server
 mysql-extend-counts-its-old-ttl | backends/mysql.c | s{mysqlbe_lease_needed\(c, l, ttl_ms\)}{mysqlbe_lease_needed(c, NULL, ttl_ms)} | mysql:server
 mysql-no-retry-after-a-dead-session | backends/mysql.c | s{if \(time_left && dlock__session_may_retry\(attempt, fresh, no_answer\)\)}{if (0)} | mysql:server
@@ -110,6 +111,14 @@ mysql-name-hash-verbatim | backends/mysql_url.c | s{(verbatim_byte\(unsigned cha
 mysql-name-long-cut | backends/mysql_url.c | s{int verbatim = len >= 1 && len <= DLOCK_MYSQL_LOCK_NAME_MAX;}{if (len > DLOCK_MYSQL_LOCK_NAME_MAX) len = DLOCK_MYSQL_LOCK_NAME_MAX; int verbatim = len >= 1;} | mysql:names
 mysql-digest-of-prefix | backends/mysql_url.c | s{dlock__sha256\(name, len, digest\);}{dlock__sha256(name, len > 64 ? 64 : len, digest);} | mysql:names
 mysql-digest-4-bytes | backends/mysql_url.c | s{unsigned char byte = digest\[i / 2\];}{unsigned char byte = digest[(i / 2) % 4];} | mysql:names
+# --- backends/mysql_ops.c: lease mode's owner and expiry checks, the fences -------------
+mysqllease-extend-any-owner | backends/mysql_ops.c | s{(\[OP_LEASE_EXTEND\][^\[]*?) AND owner = \?}{$1 AND (owner = ? OR owner IS NOT NULL)} | mysql:lease
+mysqllease-release-any-owner | backends/mysql_ops.c | s{(\[OP_LEASE_RELEASE\][^\[]*?) AND owner = \?}{$1 AND (owner = ? OR owner IS NOT NULL)} | mysql:lease
+mysqllease-record-put-any-owner | backends/mysql_ops.c | s{(\[OP_LEASE_RECORD_PUT\][^\[]*?) AND owner = \?}{$1 AND (owner = ? OR owner IS NOT NULL)} | mysql:lease
+mysqllease-take-never-expires | backends/mysql_ops.c | s{" owner = IF\(owner IS NULL OR expires_at <= " NOW_MS " OR}{" owner = IF(owner IS NULL OR expires_at <= 0 OR} | mysql:lease
+mysqllease-take-steals | backends/mysql_ops.c | s{" owner = IF\(owner IS NULL OR expires_at <= " NOW_MS " OR}{" owner = IF(owner IS NULL OR expires_at <= " NOW_MS " + 100000 OR} | mysql:lease
+mysqllease-fence-not-bumped | backends/mysql_ops.c | s{" LAST_INSERT_ID\(fence \+ 1\), fence\),"}{" LAST_INSERT_ID(fence), fence),"} | mysql:lease
+mysql-fence-not-bumped | backends/mysql_ops.c | s{ON DUPLICATE KEY UPDATE fence = LAST_INSERT_ID\(fence \+ 1\)}{ON DUPLICATE KEY UPDATE fence = fence + 1, last_slot = last_slot + LAST_INSERT_ID(1) - 1}g | mysql:lease conformance@mysqlfence:fencing
 # --- tools/: the timing decisions of dlock run, and what it says -----------------------
 tool-lease-not-watched | tools/run_policy.c | s{!s->release_asked && now >= s->lease_ends_at\)}{!s->release_asked && 0)} | run_policy
 tool-no-sigkill | tools/run_policy.c | s{if \(s->job_running && s->kill_at >= 0 && now >= s->kill_at\)}{if (0)} | run_policy
@@ -140,6 +149,9 @@ EOF
 #   !l->linked / session_usable() checks alone: a lock whose session lives on
 #   cannot be taken by another session, and a lock from an earlier session is
 #   already refused by the generation check; mysql-extend-any-session cuts both.
+# - MySQL session mode's IS_USED_LOCK(?) <=> CONNECTION_ID() in the run
+#   record's write: for the same reason (a session that lost the lock is
+#   dropped, or replaced under a new generation, before a write can reach it).
 
 say() { printf '%s\n' "$*"; }
 die() { say "mutants.sh: $*" >&2; exit 2; }
@@ -259,7 +271,10 @@ url_for() {
         case $1:$u in
             sqlite:sqlite:*) echo "$u"; return 0 ;;
             postgresql:postgresql:* | postgresql:postgres:*) echo "$u"; return 0 ;;
+            mysql:mysql:*mode=lease* | mysql:mysql:*fencing=on* | mysql:mariadb:*mode=lease* | mysql:mariadb:*fencing=on*) ;;
             mysql:mysql:* | mysql:mariadb:*) echo "$u"; return 0 ;;
+            mysqllease:mysql:*mode=lease* | mysqllease:mariadb:*mode=lease*) echo "$u"; return 0 ;;
+            mysqlfence:mysql:*fencing=on* | mysqlfence:mariadb:*fencing=on*) echo "$u"; return 0 ;;
         esac
     done
     return 1
@@ -310,7 +325,7 @@ needs_backend() {
     case ${1%%-*} in
         sqlite) echo SQLITE ;;
         pg) echo POSTGRESQL ;;
-        mysql) echo MYSQL ;;
+        mysql | mysqllease) echo MYSQL ;;
     esac
 }
 

@@ -33,7 +33,11 @@ cleanup() {
 trap cleanup EXIT
 eval "$("$src/tests/pg-server.sh" start "$work/pg")"
 eval "$("$src/tests/mysql-server.sh" start "$work/mysql")"
-export DLOCK_TEST_URLS="sqlite://$work/conformance.db $DLOCK_TEST_PG_URL $DLOCK_TEST_MYSQL_URL"
+# MySQL three ways: session mode (first: the mutants' "mysql" URL), lease
+# mode, and session mode with fencing=on.
+case $DLOCK_TEST_MYSQL_URL in *\?*) mysql_sep='&' ;; *) mysql_sep='?' ;; esac
+export DLOCK_TEST_URLS="sqlite://$work/conformance.db $DLOCK_TEST_PG_URL $DLOCK_TEST_MYSQL_URL \
+${DLOCK_TEST_MYSQL_URL}${mysql_sep}mode=lease ${DLOCK_TEST_MYSQL_URL}${mysql_sep}fencing=on"
 export DLOCK_TEST_REQUIRE=all
 
 # Serially: the fault tests restart the servers that the other suites use.
@@ -63,7 +67,8 @@ echo "mutation check: $(( $(date +%s) - mutants_start )) s"
 # The benchmark in its short mode, so that it cannot rot: it fails only when
 # something does not work, never on a speed figure.
 echo "--- bench/dlock-bench --short"
-./bench/dlock-bench --short "sqlite://$work/bench.db" "$DLOCK_TEST_PG_URL" "$DLOCK_TEST_MYSQL_URL"
+./bench/dlock-bench --short "sqlite://$work/bench.db" "$DLOCK_TEST_PG_URL" "$DLOCK_TEST_MYSQL_URL" \
+    "${DLOCK_TEST_MYSQL_URL}${mysql_sep}mode=lease" "${DLOCK_TEST_MYSQL_URL}${mysql_sep}fencing=on"
 
 # Sanitizers, valgrind, thread stress, fuzzing and static analysis
 # (scripts/hardening.sh), then the consumers: Python, C through pkg-config,

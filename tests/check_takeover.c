@@ -57,6 +57,17 @@ static int is(const char *which)
     return strcmp(backend, which) == 0;
 }
 
+/* MySQL's lease mode keeps a row, as SQLite does: no session to lose. */
+static int is_lease(void)
+{
+    return is("mysql") && strstr(url, "mode=lease") != NULL;
+}
+
+static int row_store(void)
+{
+    return is("sqlite") || is_lease();
+}
+
 /* --- the store's own view, through its own client ---------------------------------- */
 
 #ifdef HAVE_SQLITE
@@ -141,7 +152,12 @@ static void pg_holder_pid(const char *name, char *out, size_t outlen)
 static MYSQL *mysql_raw(void)
 {
     struct dlock_mysql_url u;
-    ck_assert_int_eq(dlock__mysql_parse_url(url, &u), DLOCK_OK);
+    struct dlock_url_options opts; /* mode=, fencing=: libdlock's, not the client library's */
+    char *rest = NULL;
+    ck_assert_int_eq(dlock__url_options(url, &opts, &rest), DLOCK_OK);
+    dlock__url_options_free(&opts);
+    ck_assert_int_eq(dlock__mysql_parse_url(rest, &u), DLOCK_OK);
+    free(rest);
     MYSQL *db = mysql_init(NULL);
     ck_assert_ptr_nonnull(db);
     ck_assert_msg(mysql_real_connect(db, u.host ? u.host : "localhost", u.user, u.password, u.database, u.port,
@@ -154,10 +170,20 @@ static MYSQL *mysql_raw(void)
 /* The connection id that holds `name` now, as text ("" when free). */
 static void mysql_lock_user(MYSQL *db, const char *name, char *out, size_t outlen)
 {
-    char server_name[DLOCK_MYSQL_LOCK_NAME_MAX + 1], quoted[2 * DLOCK_MYSQL_LOCK_NAME_MAX + 1], query[256];
+    char server_name[DLOCK_MYSQL_LOCK_NAME_MAX + 1], quoted[2 * DLOCK_MYSQL_LOCK_NAME_MAX + 1], query[1024];
     ck_assert_int_gt(dlock__mysql_lock_name(name, server_name, sizeof server_name), 0);
     mysql_real_escape_string(db, quoted, server_name, (unsigned long)strlen(server_name));
-    snprintf(query, sizeof query, "SELECT IS_USED_LOCK('%s')", quoted);
+    if (is_lease()) {
+        /* the row, named by the dlock name itself */
+        char qname[600];
+        mysql_real_escape_string(db, qname, name, (unsigned long)strlen(name));
+        snprintf(query, sizeof query,
+                 "SELECT CONCAT(HEX(owner), ' expires=', expires_at, ' fence=', fence) FROM dlock_leases"
+                 " WHERE name = '%s' AND owner IS NOT NULL",
+                 qname);
+    } else {
+        snprintf(query, sizeof query, "SELECT IS_USED_LOCK('%s')", quoted);
+    }
     ck_assert_msg(mysql_query(db, query) == 0, "%s: %s", query, mysql_error(db));
     MYSQL_RES *res = mysql_store_result(db);
     MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
@@ -218,7 +244,15 @@ static void take_away(const char *name)
     }
 #endif
 #ifdef HAVE_MYSQL
-    if (is("mysql")) {
+    if (is_lease()) {
+        MYSQL *db = mysql_raw();
+        char qname[600], sql[1024];
+        mysql_real_escape_string(db, qname, name, (unsigned long)strlen(name));
+        snprintf(sql, sizeof sql, "UPDATE dlock_leases SET owner = NULL, expires_at = 0 WHERE name = '%s'", qname);
+        ck_assert_msg(mysql_query(db, sql) == 0, "%s: %s", sql, mysql_error(db));
+        ck_assert_int_eq(mysql_affected_rows(db), 1);
+        mysql_close(db);
+    } else if (is("mysql")) {
         MYSQL *db = mysql_raw();
         char id[32], kill[64];
         mysql_lock_user(db, name, id, sizeof id);
@@ -253,13 +287,13 @@ START_TEST(taken_away_then_held_by_another)
     ck_assert_msg(before[0], "the store does not show the new holder");
     /* The holder's client goes on: a session store reconnects for this. */
     ck_assert_msg(dlock_acquire(holder, other_name, 60000, 0, &other) == DLOCK_OK, "%s", dlock_last_error());
-    if (is("sqlite"))
+    if (row_store())
         ck_assert_int_gt(dlock_remaining_ms(mine), 50000); /* the lease still looks alive */
     else /* the session it was taken on is gone: lost at once (issue 10) */
         ck_assert_int_eq(dlock_remaining_ms(mine), 0);
 
     ck_assert_int_eq(dlock_extend(mine, 60000), DLOCK_ELOST);
-    if (!is("sqlite")) /* the session it was taken on is gone, and the message says so */
+    if (!row_store()) /* the session it was taken on is gone, and the message says so */
         ck_assert_msg(strstr(dlock_last_error(), "session that held it"), "%s", dlock_last_error());
     ck_assert_int_eq(dlock_remaining_ms(mine), 0);
     ck_assert_int_eq(dlock_extend(mine, 60000), DLOCK_ELOST);
@@ -267,7 +301,7 @@ START_TEST(taken_away_then_held_by_another)
     ck_assert_str_eq(after, before);
 
     ck_assert_int_eq(dlock_release(mine), DLOCK_ELOST);
-    if (!is("sqlite"))
+    if (!row_store())
         ck_assert_msg(strstr(dlock_last_error(), "session that held it"), "%s", dlock_last_error());
     store_view(name, after, sizeof after);
     ck_assert_str_eq(after, before);
