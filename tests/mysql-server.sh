@@ -123,6 +123,7 @@ launch() {
         --skip-name-resolve \
         --skip-log-bin \
         --performance-schema=OFF \
+        --plugin-load-add=metadata_lock_info \
         --innodb-buffer-pool-size=32M \
         --innodb-log-file-size=16M \
         --innodb-use-native-aio=0 \
