@@ -15,6 +15,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
@@ -160,8 +161,8 @@ static int io_error(redis_conn *c, redisContext **ctx, const char *what)
 
 /* Send the commands and read one reply each, within `ms`.  On failure the
  * connection is dropped and the replies freed. */
-static int exchange(redis_conn *c, redisContext **ctx, int64_t ms, int n, const struct cmd *cmds,
-                    redisReply **replies, const char *what)
+static int exchange(redis_conn *c, redisContext **ctx, int64_t ms, int n, const struct cmd *cmds, redisReply **replies,
+                    const char *what)
 {
     for (int i = 0; i < n; i++)
         replies[i] = NULL;
@@ -193,11 +194,16 @@ static int open_ctx(redis_conn *c, int64_t ms, int select, redisContext **out)
     if (!ctx)
         return dlock__oom();
     if (ctx->err) {
-        int rc = dlock__error(DLOCK_ECONN, "cannot connect to %s: %s", where(c, at, sizeof at),
-                              safe_text(c, ctx->errstr));
+        int rc =
+            dlock__error(DLOCK_ECONN, "cannot connect to %s: %s", where(c, at, sizeof at), safe_text(c, ctx->errstr));
         redisFree(ctx);
         return rc;
     }
+    /* hiredis makes its socket without close-on-exec: a job that dlock run
+     * starts must not inherit it. */
+    int flags = fcntl(ctx->fd, F_GETFD);
+    if (flags >= 0)
+        fcntl(ctx->fd, F_SETFD, flags | FD_CLOEXEC);
     struct cmd cmds[2] = {{0}, {0}};
     int n = 0;
     if (c->url.password) {
@@ -220,7 +226,7 @@ static int open_ctx(redis_conn *c, int64_t ms, int select, redisContext **out)
         rc = exchange(c, &ctx, ms - (dlock__now_ms() - start), n, cmds, r, "cannot set up the connection to");
     for (int i = 0; rc == DLOCK_OK && i < n; i++)
         if (r[i]->type == REDIS_REPLY_ERROR)
-            rc = dlock__error(DLOCK_EBACKEND, "%s refused by %s: %s",
+            rc = dlock__error(DLOCK_ECONN, "%s refused by %s: %s",
                               i == 0 && c->url.password ? "authentication" : "SELECT of the database",
                               where(c, at, sizeof at), safe_text(c, r[i]->str));
     for (int i = 0; rc != DLOCK_ECONN && i < n; i++)
@@ -603,9 +609,8 @@ static int redis_extend(struct dlock_conn *conn, struct dlock_held *held, const 
     if (rc != DLOCK_OK)
         return rc;
     if (ours != 1)
-        return dlock__error(DLOCK_ELOST,
-                            "lock '%s' is no longer ours: its key expired, was deleted or another holder took it",
-                            name);
+        return dlock__error(
+            DLOCK_ELOST, "lock '%s' is no longer ours: its key expired, was deleted or another holder took it", name);
     return DLOCK_OK;
 }
 
@@ -615,8 +620,7 @@ static int redis_release(struct dlock_conn *conn, struct dlock_held *held, const
     char channel[KEY_MAX];
     size_t chlen = make_key(c, name, ":released", channel);
     long long ours = 0;
-    int rc = owned_script(c, SCRIPT_RELEASE, name, redis_lock_of(held)->token, channel, chlen, NULL, call, &ours,
-                          NULL);
+    int rc = owned_script(c, SCRIPT_RELEASE, name, redis_lock_of(held)->token, channel, chlen, NULL, call, &ours, NULL);
     free(held);
     if (rc != DLOCK_OK)
         return rc;
@@ -860,8 +864,8 @@ static int redis_record_put(struct dlock_conn *conn, struct dlock_held *held, co
     char value[24];
     snprintf(value, sizeof value, "%" PRId64, slot);
     long long ours = 0;
-    int rc = owned_script(c, SCRIPT_RECORD_PUT, name, redis_lock_of(held)->token, value, strlen(value), ":slot",
-                          call, &ours, NULL);
+    int rc = owned_script(c, SCRIPT_RECORD_PUT, name, redis_lock_of(held)->token, value, strlen(value), ":slot", call,
+                          &ours, NULL);
     if (rc != DLOCK_OK)
         return rc;
     if (ours != 1)

@@ -7,69 +7,77 @@
 #ifndef DLOCK_REDIS_SCRIPTS_H
 #define DLOCK_REDIS_SCRIPTS_H
 
-enum { SCRIPT_ACQUIRE, SCRIPT_EXTEND, SCRIPT_RELEASE, SCRIPT_BREAK, SCRIPT_RECORD_GET, SCRIPT_RECORD_PUT, SCRIPT_COUNT };
+enum {
+    SCRIPT_ACQUIRE,
+    SCRIPT_EXTEND,
+    SCRIPT_RELEASE,
+    SCRIPT_BREAK,
+    SCRIPT_RECORD_GET,
+    SCRIPT_RECORD_PUT,
+    SCRIPT_COUNT
+};
 
 /* KEYS: lock, fence.  ARGV: token, ttl_ms, "<pid> <host>".
  * {1, fence} taken; {0, pttl} busy.  The fence counter starts at the
  * server's clock in microseconds, so that a server that lost it (restarted
  * without persistence) still hands out larger tokens than before. */
-#define DLOCK_REDIS_ACQUIRE                                                                   \
-    "local t = redis.call('TIME')\n"                                                          \
-    "local since = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))\n"       \
+#define DLOCK_REDIS_ACQUIRE                                                                                \
+    "local t = redis.call('TIME')\n"                                                                       \
+    "local since = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))\n"                     \
     "if redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. since .. ' ' .. ARGV[3], 'NX', 'PX', ARGV[2]) then\n" \
-    "  if redis.call('EXISTS', KEYS[2]) == 0 then\n"                                          \
-    "    redis.call('SET', KEYS[2], t[1] .. string.format('%06d', tonumber(t[2])))\n"          \
-    "  end\n"                                                                                 \
-    "  return {1, redis.call('INCR', KEYS[2])}\n"                                             \
-    "end\n"                                                                                   \
-    "local v = redis.call('GET', KEYS[1])\n"                                                  \
-    "if v and string.sub(v, 1, 32) == ARGV[1] then\n"                                         \
-    "  return {1, tonumber(redis.call('GET', KEYS[2]) or '0')}\n"                             \
-    "end\n"                                                                                   \
+    "  if redis.call('EXISTS', KEYS[2]) == 0 then\n"                                                       \
+    "    redis.call('SET', KEYS[2], t[1] .. string.format('%06d', tonumber(t[2])))\n"                      \
+    "  end\n"                                                                                              \
+    "  return {1, redis.call('INCR', KEYS[2])}\n"                                                          \
+    "end\n"                                                                                                \
+    "local v = redis.call('GET', KEYS[1])\n"                                                               \
+    "if v and string.sub(v, 1, 32) == ARGV[1] then\n"                                                      \
+    "  return {1, tonumber(redis.call('GET', KEYS[2]) or '0')}\n"                                          \
+    "end\n"                                                                                                \
     "return {0, redis.call('PTTL', KEYS[1])}\n"
 
 /* KEYS: lock.  ARGV: token, ttl_ms.  1 renewed, 0 not ours. */
-#define DLOCK_REDIS_EXTEND                                      \
-    "local v = redis.call('GET', KEYS[1])\n"                    \
-    "if v and string.sub(v, 1, 32) == ARGV[1] then\n"           \
-    "  redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"               \
-    "  return 1\n"                                              \
-    "end\n"                                                     \
+#define DLOCK_REDIS_EXTEND                            \
+    "local v = redis.call('GET', KEYS[1])\n"          \
+    "if v and string.sub(v, 1, 32) == ARGV[1] then\n" \
+    "  redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"     \
+    "  return 1\n"                                    \
+    "end\n"                                           \
     "return 0\n"
 
 /* KEYS: lock.  ARGV: token, channel.  1 released (waiters told), 0 not ours. */
-#define DLOCK_REDIS_RELEASE                                     \
-    "local v = redis.call('GET', KEYS[1])\n"                    \
-    "if v and string.sub(v, 1, 32) == ARGV[1] then\n"           \
-    "  redis.call('DEL', KEYS[1])\n"                            \
-    "  redis.call('PUBLISH', ARGV[2], 'released')\n"            \
-    "  return 1\n"                                              \
-    "end\n"                                                     \
+#define DLOCK_REDIS_RELEASE                           \
+    "local v = redis.call('GET', KEYS[1])\n"          \
+    "if v and string.sub(v, 1, 32) == ARGV[1] then\n" \
+    "  redis.call('DEL', KEYS[1])\n"                  \
+    "  redis.call('PUBLISH', ARGV[2], 'released')\n"  \
+    "  return 1\n"                                    \
+    "end\n"                                           \
     "return 0\n"
 
 /* KEYS: lock.  ARGV: channel.  1 broken, 0 it was free. */
-#define DLOCK_REDIS_BREAK                                       \
-    "if redis.call('DEL', KEYS[1]) == 1 then\n"                 \
-    "  redis.call('PUBLISH', ARGV[1], 'broken')\n"              \
-    "  return 1\n"                                              \
-    "end\n"                                                     \
+#define DLOCK_REDIS_BREAK                          \
+    "if redis.call('DEL', KEYS[1]) == 1 then\n"    \
+    "  redis.call('PUBLISH', ARGV[1], 'broken')\n" \
+    "  return 1\n"                                 \
+    "end\n"                                        \
     "return 0\n"
 
 /* KEYS: lock, slot.  ARGV: token.  {1, slot} while ours, {0} not ours. */
-#define DLOCK_REDIS_RECORD_GET                                  \
-    "local v = redis.call('GET', KEYS[1])\n"                    \
-    "if v and string.sub(v, 1, 32) == ARGV[1] then\n"           \
-    "  return {1, redis.call('GET', KEYS[2]) or '0'}\n"         \
-    "end\n"                                                     \
+#define DLOCK_REDIS_RECORD_GET                          \
+    "local v = redis.call('GET', KEYS[1])\n"            \
+    "if v and string.sub(v, 1, 32) == ARGV[1] then\n"   \
+    "  return {1, redis.call('GET', KEYS[2]) or '0'}\n" \
+    "end\n"                                             \
     "return {0}\n"
 
 /* KEYS: lock, slot.  ARGV: token, slot.  1 written, 0 not ours. */
-#define DLOCK_REDIS_RECORD_PUT                                  \
-    "local v = redis.call('GET', KEYS[1])\n"                    \
-    "if v and string.sub(v, 1, 32) == ARGV[1] then\n"           \
-    "  redis.call('SET', KEYS[2], ARGV[2])\n"                   \
-    "  return 1\n"                                              \
-    "end\n"                                                     \
+#define DLOCK_REDIS_RECORD_PUT                        \
+    "local v = redis.call('GET', KEYS[1])\n"          \
+    "if v and string.sub(v, 1, 32) == ARGV[1] then\n" \
+    "  redis.call('SET', KEYS[2], ARGV[2])\n"         \
+    "  return 1\n"                                    \
+    "end\n"                                           \
     "return 0\n"
 
 #endif

@@ -527,8 +527,9 @@ START_TEST(refused_login_exits_69_on_every_backend)
     int tried = refused_login_exits_69("DLOCK_TEST_PG_PASSWORD_URL", "postgresql", "dlock_password:Wr0ngPassw0rd",
                                        "password authentication failed");
     tried += refused_login_exits_69("DLOCK_TEST_MYSQL_URL", "mysql", "dlock:Wr0ngPassw0rd", "Access denied");
-    if (tried < 2)
-        fprintf(stderr, "refused_login: %d of 2 servers configured\n", tried);
+    tried += refused_login_exits_69("DLOCK_TEST_REDIS_URL", "redis", ":Wr0ngPassw0rd", "WRONGPASS");
+    if (tried < 3)
+        fprintf(stderr, "refused_login: %d of 3 servers configured\n", tried);
 }
 END_TEST
 
