@@ -55,11 +55,10 @@ static int parse_query(const char *q, int is_unix, struct dlock_redis_url *u)
             u->db = (int)db;
             seen_db = 1;
         } else if (len) {
-            size_t klen = strcspn(q, "=&");
-            if (klen > len)
-                klen = len;
-            return dlock__error(DLOCK_EINVAL, "redis URL: unknown parameter '%.*s' (known: %sprefix)",
-                                (int)(klen > 40 ? 40 : klen), q, is_unix ? "db, " : "");
+            /* Not echoed: a password pasted in the wrong place would show. */
+            return dlock__error(DLOCK_EINVAL,
+                                "redis URL: an unknown parameter (known: %sprefix, mode=lease, fencing=on)",
+                                is_unix ? "db, " : "");
         }
         q = amp ? amp + 1 : NULL;
     }
@@ -151,6 +150,18 @@ static int parse_unix(const char *p, struct dlock_redis_url *u)
     /* p: after "redis+unix:"; "//" + an empty host, or the path itself. */
     if (strncmp(p, "//", 2) == 0) {
         p += 2;
+        /* An authority may only hold [user]:password@, no host. */
+        size_t alen = strcspn(p, "/?");
+        const char *at = NULL;
+        for (const char *s = p; s < p + alen; s++)
+            if (*s == '@')
+                at = s;
+        if (at) {
+            int rc = parse_userinfo(p, (size_t)(at - p), u);
+            if (rc != DLOCK_OK)
+                return rc;
+            p = at + 1;
+        }
         if (*p != '/')
             return bad("redis+unix:///path/redis.sock takes no host (the path follows the third '/')");
     }

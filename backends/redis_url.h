@@ -3,7 +3,7 @@
  * the unit tests and the benchmark use it on their own.  Internal.
  *
  *   redis://[[user]:password@]host[:port][/db][?prefix=TEXT]
- *   redis+unix:///path/redis.sock[?db=N][&prefix=TEXT]
+ *   redis+unix://[[user]:password@]/path/redis.sock[?db=N][&prefix=TEXT]
  *   rediss://...  TLS: DLOCK_ENOTSUP (the hiredis we load has no TLS)
  */
 #ifndef DLOCK_REDIS_URL_H

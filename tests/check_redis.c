@@ -110,6 +110,11 @@ START_TEST(url_forms)
     ck_assert_int_eq(u.db, 2);
     ck_assert_str_eq(u.prefix, "p");
     dlock__redis_url_free(&u);
+    ck_assert_int_eq(dlock__redis_parse_url("redis+unix://u:pw@/r.sock", &u), DLOCK_OK);
+    ck_assert_str_eq(u.socket, "/r.sock");
+    ck_assert_str_eq(u.user, "u");
+    ck_assert_str_eq(u.password, "pw");
+    dlock__redis_url_free(&u);
     ck_assert_int_eq(dlock__redis_parse_url("redis://h?mode=lease&fencing=on", &u), DLOCK_OK);
     dlock__redis_url_free(&u);
 }
@@ -180,6 +185,27 @@ START_TEST(wrong_password_not_shown)
 END_TEST
 
 /* --- the keys, as an operator sees them ------------------------------------------------- */
+
+/* The test server's socket, with the password in the URL. */
+START_TEST(unix_socket_url)
+{
+    const char *dir = getenv("DLOCK_TEST_REDIS_DIR");
+    if (!dir || !*dir)
+        return;
+    struct dlock_redis_url u;
+    ck_assert_int_eq(dlock__redis_parse_url(url, &u), DLOCK_OK);
+    char sock[4400];
+    snprintf(sock, sizeof sock, "redis+unix://:%s@%s/redis.sock?db=1", u.password ? u.password : "", dir);
+    dlock__redis_url_free(&u);
+    dlock_client *c = NULL;
+    ck_assert_msg(dlock_open(sock, &c) == DLOCK_OK, "%s", dlock_last_error());
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(c, name, 5000, 0, &l), DLOCK_OK);
+    ck_assert_int_eq(dlock_acquire(client, name, 5000, 0, &l), DLOCK_OK); /* db 0: another lock */
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    dlock_close(c);
+}
+END_TEST
 
 START_TEST(keys_and_values)
 {
@@ -531,6 +557,7 @@ static Suite *redis_suite(void)
     t = tcase_create("lock");
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_set_timeout(t, 30);
+    tcase_add_test(t, unix_socket_url);
     tcase_add_test(t, keys_and_values);
     tcase_add_test(t, redis_cli_takes_the_same_lock);
     tcase_add_test(t, fence_strictly_increasing);
