@@ -13,7 +13,7 @@
 # Usage: scripts/mutants.sh [OPTIONS] [NAME...]
 #   NAME...          only these mutants (default: all of them)
 #   --all            all of them (the default; for symmetry with --ci)
-#   --backend B      only the mutants of B: core, sha256, sqlite, pg, mysql, tool (repeatable)
+#   --backend B      only the mutants of B: core, sha256, sqlite, pg, mysql, redis, tool (repeatable)
 #   --ci             a rotating subset that fits CI's budget: the mutants
 #                    whose position in the list, modulo DLOCK_MUTANTS_CI_SHARDS
 #                    (default 2), equals the day number (days since the
@@ -47,7 +47,7 @@
 #           the predicate is rewritten.
 # TESTS     (after the last " | ") space-separated BIN[@BACKEND][:CASE]: tests/check_BIN, with
 #           DLOCK_TEST_URLS cut down to the URL of BACKEND (sqlite,
-#           postgresql, mysql) and CK_RUN_CASE=CASE.  Tried in order; the
+#           postgresql, mysql, redis) and CK_RUN_CASE=CASE.  Tried in order; the
 #           first that fails kills the mutant, so put the fastest first.
 set -uo pipefail
 
@@ -110,6 +110,18 @@ mysql-name-hash-verbatim | backends/mysql_url.c | s{(verbatim_byte\(unsigned cha
 mysql-name-long-cut | backends/mysql_url.c | s{int verbatim = len >= 1 && len <= DLOCK_MYSQL_LOCK_NAME_MAX;}{if (len > DLOCK_MYSQL_LOCK_NAME_MAX) len = DLOCK_MYSQL_LOCK_NAME_MAX; int verbatim = len >= 1;} | mysql:names
 mysql-digest-of-prefix | backends/mysql_url.c | s{dlock__sha256\(name, len, digest\);}{dlock__sha256(name, len > 64 ? 64 : len, digest);} | mysql:names
 mysql-digest-4-bytes | backends/mysql_url.c | s{unsigned char byte = digest\[i / 2\];}{unsigned char byte = digest[(i / 2) % 4];} | mysql:names
+# --- backends/redis*.{c,h}: the owner token in every script, NX, the fence, the deadline, reloads
+redis-extend-any-owner | backends/redis_scripts.h | s{(define DLOCK_REDIS_EXTEND.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | takeover@redis:taken-away
+redis-release-any-owner | backends/redis_scripts.h | s{(define DLOCK_REDIS_RELEASE.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | takeover@redis:taken-away
+redis-record-put-any-owner | backends/redis_scripts.h | s{(define DLOCK_REDIS_RECORD_PUT.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | redis:lock
+redis-record-get-any-owner | backends/redis_scripts.h | s{(define DLOCK_REDIS_RECORD_GET.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | redis:lock
+redis-acquire-retry-any-owner | backends/redis_scripts.h | s{(define DLOCK_REDIS_ACQUIRE.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | redis:lock
+redis-take-without-nx | backends/redis_scripts.h | s{, 'NX', 'PX', ARGV\[2\]\)}{, 'PX', ARGV[2])} | redis:lock
+redis-fence-not-bumped | backends/redis_scripts.h | s{return \{1, redis\.call\('INCR', KEYS\[2\]\)\}}{return {1, tonumber(redis.call('GET', KEYS[2]))}} | redis:lock
+redis-release-no-publish | backends/redis_scripts.h | s{"  redis\.call\('PUBLISH', ARGV\[2\], 'released'\)\\n"}{""} | redis:lock
+redis-round-trip-without-deadline | backends/redis.c | s{if \(call->deadline_ms < end\)\s*end = call->deadline_ms;}{} | redis:faults
+redis-noscript-not-reloaded | backends/redis.c | s{pass == 0 && strncmp\(\(\*reply\)->str, "NOSCRIPT", 8\) == 0\)}{pass == 0 && 0)} | redis:faults
+redis-dead-connection-not-replaced | backends/redis.c | s{if \(rc == DLOCK_OK \|\| fresh \|\| attempt > 0 \|\| left_ms\(call\) <= 0\)}{if (1)} | redis:faults
 # --- tools/: the timing decisions of dlock run, and what it says -----------------------
 tool-lease-not-watched | tools/run_policy.c | s{!s->release_asked && now >= s->lease_ends_at\)}{!s->release_asked && 0)} | run_policy
 tool-no-sigkill | tools/run_policy.c | s{if \(s->job_running && s->kill_at >= 0 && now >= s->kill_at\)}{if (0)} | run_policy
@@ -248,6 +260,7 @@ url_for() {
             sqlite:sqlite:*) echo "$u"; return 0 ;;
             postgresql:postgresql:* | postgresql:postgres:*) echo "$u"; return 0 ;;
             mysql:mysql:* | mysql:mariadb:*) echo "$u"; return 0 ;;
+            redis:redis:* | redis:redis+unix:*) echo "$u"; return 0 ;;
         esac
     done
     return 1
@@ -299,6 +312,7 @@ needs_backend() {
         sqlite) echo SQLITE ;;
         pg) echo POSTGRESQL ;;
         mysql) echo MYSQL ;;
+        redis) echo REDIS ;;
     esac
 }
 
