@@ -54,11 +54,12 @@ static void compute_shas(void)
 typedef struct redis_conn {
     struct dlock_conn base; /* first: the core passes this (lib/internal.h) */
     struct dlock_redis_url url;
-    redisContext *ctx; /* NULL: connect at the next call */
-    redisContext *sub; /* the waiters' connection; NULL until the first wait */
-    int sub_failed;    /* the server refused SUBSCRIBE: waiters poll */
-    int sub_dirty;     /* an UNSUBSCRIBE's answer may still be on its way */
-    int cancel_fd;     /* eventfd: dlock_cancel() writes, a waiter polls */
+    redisContext *ctx;      /* NULL: connect at the next call */
+    redisContext *sub;      /* the waiters' connection; NULL until the first wait */
+    int sub_failed;         /* the server refused SUBSCRIBE: waiters poll */
+    int sub_dirty;          /* an UNSUBSCRIBE's answer may still be on its way */
+    int cancel_fd;          /* eventfd: dlock_cancel() writes, a waiter polls */
+    int64_t ctx_timeout_ms; /* the main socket's timeouts in force; 0: unknown */
 } redis_conn;
 
 typedef struct redis_lock {
@@ -159,6 +160,22 @@ static int io_error(redis_conn *c, redisContext **ctx, const char *what)
     return rc;
 }
 
+/* The socket timeouts of a connection: set (two system calls) only when the
+ * one in force would let the call run past its deadline, or is much shorter
+ * than the time left (most calls have the same 10 s, or the same lease). */
+static int set_timeout(redisContext *ctx, int64_t ms, int64_t *in_force)
+{
+    if (ms < 1)
+        ms = 1;
+    if (*in_force > 0 && *in_force <= ms && *in_force >= ms - ms / 8)
+        return REDIS_OK;
+    *in_force = 0;
+    if (redisSetTimeout(ctx, tv_of(ms)) != REDIS_OK)
+        return REDIS_ERR;
+    *in_force = ms;
+    return REDIS_OK;
+}
+
 /* Send the commands and read one reply each, within `ms`.  On failure the
  * connection is dropped and the replies freed. */
 static int exchange(redis_conn *c, redisContext **ctx, int64_t ms, int n, const struct cmd *cmds, redisReply **replies,
@@ -166,7 +183,8 @@ static int exchange(redis_conn *c, redisContext **ctx, int64_t ms, int n, const 
 {
     for (int i = 0; i < n; i++)
         replies[i] = NULL;
-    if (redisSetTimeout(*ctx, tv_of(ms)) != REDIS_OK)
+    int64_t unknown = 0, *in_force = ctx == &c->ctx ? &c->ctx_timeout_ms : &unknown;
+    if (set_timeout(*ctx, ms, in_force) != REDIS_OK)
         return io_error(c, ctx, what);
     for (int i = 0; i < n; i++)
         if (redisAppendCommandArgv(*ctx, cmds[i].argc, (const char **)cmds[i].argv, cmds[i].len) != REDIS_OK)
@@ -236,6 +254,8 @@ static int open_ctx(redis_conn *c, int64_t ms, int select, redisContext **out)
         return rc;
     }
     *out = ctx;
+    if (out == &c->ctx)
+        c->ctx_timeout_ms = 0;
     return DLOCK_OK;
 }
 
@@ -357,31 +377,32 @@ static void redis_disconnect(struct dlock_conn *conn)
 static int try_take(redis_conn *c, const char *name, uint32_t ttl_ms, redis_lock *lock, struct dlock_call *call,
                     int64_t *pttl)
 {
-    char key[KEY_MAX], fence[KEY_MAX], ttl[16], who[300];
+    char key[KEY_MAX], fence[KEY_MAX], ttl[16], value[400];
     size_t klen = make_key(c, name, "", key), flen = make_key(c, name, ":fence", fence);
     snprintf(ttl, sizeof ttl, "%" PRIu32, ttl_ms);
-    snprintf(who, sizeof who, "%ld %s", (long)getpid(), dlock__hostname());
-    const char *a[] = {key, fence, lock->token, ttl, who};
-    size_t alen[] = {klen, flen, TOKEN_HEX, strlen(ttl), strlen(who)};
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int vlen = snprintf(value, sizeof value, "%s %lld %ld %s", lock->token,
+                        (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000, (long)getpid(), dlock__hostname());
+    if (vlen < 0 || (size_t)vlen >= sizeof value)
+        vlen = (int)strlen(value);
+    const char *a[] = {key, fence, value, ttl};
+    size_t alen[] = {klen, flen, (size_t)vlen, strlen(ttl)};
     redisReply *r = NULL;
-    int rc = run_script(c, call, SCRIPT_ACQUIRE, 2, a, alen, 5, &r, &call->lease_start_ms);
+    int rc = run_script(c, call, SCRIPT_ACQUIRE, 2, a, alen, 4, &r, &call->lease_start_ms);
     if (rc != DLOCK_OK)
         return rc;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_INTEGER ||
-        r->element[1]->type != REDIS_REPLY_INTEGER) {
+    if (r->type != REDIS_REPLY_INTEGER || r->integer == 0) {
         freeReplyObject(r);
         return dlock__error(DLOCK_EBACKEND, "unexpected answer to the acquire script");
     }
-    int taken = r->element[0]->integer == 1;
-    long long value = r->element[1]->integer;
+    long long value_in = r->integer;
     freeReplyObject(r);
-    if (taken) {
-        if (value < 1)
-            return dlock__error(DLOCK_EBACKEND, "the fence counter of lock '%s' is not a positive number", name);
-        lock->base.fence = (uint64_t)value;
+    if (value_in > 0) {
+        lock->base.fence = (uint64_t)value_in;
         return DLOCK_OK;
     }
-    *pttl = value > 0 ? value : -1;
+    *pttl = -1 - value_in > 0 ? -1 - value_in : -1;
     return DLOCK_EBUSY;
 }
 

@@ -17,24 +17,32 @@ enum {
     SCRIPT_COUNT
 };
 
-/* KEYS: lock, fence.  ARGV: token, ttl_ms, "<pid> <host>".
- * {1, fence} taken; {0, pttl} busy.  The fence counter starts at the
- * server's clock in microseconds, so that a server that lost it (restarted
- * without persistence) still hands out larger tokens than before. */
-#define DLOCK_REDIS_ACQUIRE                                                                                \
-    "local t = redis.call('TIME')\n"                                                                       \
-    "local since = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))\n"                     \
-    "if redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. since .. ' ' .. ARGV[3], 'NX', 'PX', ARGV[2]) then\n" \
-    "  if redis.call('EXISTS', KEYS[2]) == 0 then\n"                                                       \
-    "    redis.call('SET', KEYS[2], t[1] .. string.format('%06d', tonumber(t[2])))\n"                      \
-    "  end\n"                                                                                              \
-    "  return {1, redis.call('INCR', KEYS[2])}\n"                                                          \
-    "end\n"                                                                                                \
-    "local v = redis.call('GET', KEYS[1])\n"                                                               \
-    "if v and string.sub(v, 1, 32) == ARGV[1] then\n"                                                      \
-    "  return {1, tonumber(redis.call('GET', KEYS[2]) or '0')}\n"                                          \
-    "end\n"                                                                                                \
-    "return {0, redis.call('PTTL', KEYS[1])}\n"
+/* KEYS: lock, fence.  ARGV: the value ("<token> <since_ms> <pid> <host>"),
+ * ttl_ms.  The fence (>= 1) when taken; busy: -1 - the holder's time left
+ * in ms (-1: unknown).  A new fence counter starts at the server's clock in
+ * microseconds, so that a server that lost it (restarted without
+ * persistence) still hands out larger tokens than before.  Kept short: the
+ * script's cost is most of what a cycle costs beyond the round trips. */
+#define DLOCK_REDIS_ACQUIRE                                              \
+    "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then\n" \
+    "  local f = redis.call('INCR', KEYS[2])\n"                          \
+    "  if f == 1 then\n"                                                 \
+    "    local t = redis.call('TIME')\n"                                 \
+    "    local s = t[1] .. string.format('%06d', tonumber(t[2]))\n"      \
+    "    redis.call('SET', KEYS[2], s)\n"                                \
+    "    return tonumber(s)\n"                                           \
+    "  end\n"                                                            \
+    "  return f\n"                                                       \
+    "end\n"                                                              \
+    "local v = redis.call('GET', KEYS[1])\n"                             \
+    "if v and string.sub(v, 1, 32) == string.sub(ARGV[1], 1, 32) then\n" \
+    "  local f = redis.call('GET', KEYS[2])\n"                           \
+    "  if f then return tonumber(f) end\n"                               \
+    "  return redis.call('INCR', KEYS[2])\n"                             \
+    "end\n"                                                              \
+    "local left = redis.call('PTTL', KEYS[1])\n"                         \
+    "if left < 0 then left = 0 end\n"                                    \
+    "return -1 - left\n"
 
 /* KEYS: lock.  ARGV: token, ttl_ms.  1 renewed, 0 not ours. */
 #define DLOCK_REDIS_EXTEND                            \

@@ -115,9 +115,9 @@ redis-extend-any-owner | backends/redis_scripts.h | s{(define DLOCK_REDIS_EXTEND
 redis-release-any-owner | backends/redis_scripts.h | s{(define DLOCK_REDIS_RELEASE.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | takeover@redis:taken-away
 redis-record-put-any-owner | backends/redis_scripts.h | s{(define DLOCK_REDIS_RECORD_PUT.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | redis:lock
 redis-record-get-any-owner | backends/redis_scripts.h | s{(define DLOCK_REDIS_RECORD_GET.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | redis:lock
-redis-acquire-retry-any-owner | backends/redis_scripts.h | s{(define DLOCK_REDIS_ACQUIRE.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | redis:lock
+redis-acquire-retry-any-owner | backends/redis_scripts.h | s{(define DLOCK_REDIS_ACQUIRE.*?)if v and string\.sub\(v, 1, 32\) == string\.sub\(ARGV\[1\], 1, 32\) then}{${1}if v then}s | redis:lock
 redis-take-without-nx | backends/redis_scripts.h | s{, 'NX', 'PX', ARGV\[2\]\)}{, 'PX', ARGV[2])} | redis:lock
-redis-fence-not-bumped | backends/redis_scripts.h | s{return \{1, redis\.call\('INCR', KEYS\[2\]\)\}}{return {1, tonumber(redis.call('GET', KEYS[2]))}} | redis:lock
+redis-fence-not-bumped | backends/redis_scripts.h | s{local f = redis\.call\('INCR', KEYS\[2\]\)}{local f = tonumber(redis.call('GET', KEYS[2]) or '1')} | redis:lock
 redis-release-no-publish | backends/redis_scripts.h | s{"  redis\.call\('PUBLISH', ARGV\[2\], 'released'\)\\n"}{""} | redis:lock
 redis-round-trip-without-deadline | backends/redis.c | s{if \(call->deadline_ms < end\)\s*end = call->deadline_ms;}{} | redis:faults
 redis-noscript-not-reloaded | backends/redis.c | s{pass == 0 && strncmp\(\(\*reply\)->str, "NOSCRIPT", 8\) == 0\)}{pass == 0 && 0)} | redis:faults
