@@ -35,7 +35,7 @@ set -uo pipefail
 
 src=$(cd "$(dirname "$0")/.." && pwd)
 all_steps=(sanitizers valgrind tsan fuzz cppcheck clang-tidy)
-fuzz_targets=(url duration names mysql)
+fuzz_targets=(url duration names mysql redis)
 fuzz_seconds=${DLOCK_FUZZ_SECONDS:-60}
 jobs=${DLOCK_HARDENING_JOBS:-2}
 
@@ -247,6 +247,8 @@ fuzz_build() {
     # The pure URL parser and name mapping, compiled in from its own file (no
     # client library); OpenSSL's SHA-256 is the reference.
     mysql) extra=(-I"$src/backends" "$src/backends/mysql_url.c" -lcrypto) ;;
+    # The Redis URL parser likewise (no hiredis).
+    redis) extra=(-I"$src/backends" "$src/backends/redis_url.c") ;;
     esac
     # shellcheck disable=SC2086 # the dependency list is split on purpose
     clang "${flags[@]}" -o "$dir/fuzz_$target" "$src/tests/fuzz/fuzz_$target.c" "${extra[@]}" \
