@@ -193,8 +193,10 @@ static int exchange(redis_conn *c, redisContext **ctx, int64_t ms, int n, const 
         void *r = NULL;
         if (redisGetReply(*ctx, &r) != REDIS_OK || !r) {
             int rc = io_error(c, ctx, what);
-            for (int j = 0; j < i; j++)
+            for (int j = 0; j < i; j++) {
                 freeReplyObject(replies[j]);
+                replies[j] = NULL;
+            }
             return rc;
         }
         replies[i] = r;
@@ -238,17 +240,19 @@ static int open_ctx(redis_conn *c, int64_t ms, int select, redisContext **out)
         args(&cmds[n], db);
         n++;
     }
-    redisReply *r[2];
+    redisReply *r[2] = {NULL, NULL};
     int rc = DLOCK_OK;
     if (n)
         rc = exchange(c, &ctx, ms - (dlock__now_ms() - start), n, cmds, r, "cannot set up the connection to");
+    /* A failed exchange has freed its replies (and left NULLs). */
     for (int i = 0; rc == DLOCK_OK && i < n; i++)
         if (r[i]->type == REDIS_REPLY_ERROR)
             rc = dlock__error(DLOCK_ECONN, "%s refused by %s: %s",
                               i == 0 && c->url.password ? "authentication" : "SELECT of the database",
                               where(c, at, sizeof at), safe_text(c, r[i]->str));
-    for (int i = 0; rc != DLOCK_ECONN && i < n; i++)
-        freeReplyObject(r[i]);
+    for (int i = 0; i < n; i++)
+        if (r[i])
+            freeReplyObject(r[i]);
     if (rc != DLOCK_OK) {
         drop(&ctx);
         return rc;
