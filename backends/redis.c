@@ -285,7 +285,9 @@ static int round_trip(redis_conn *c, struct dlock_call *call, int n, const struc
                 return dlock__error(DLOCK_ECONN, "the call's deadline passed while connecting");
             }
         }
-        if (sent_ms)
+        /* The first send: a lost answer may mean it ran then (the acquire
+         * script then answers the retry as taken, from that moment). */
+        if (sent_ms && attempt == 0)
             *sent_ms = dlock__now_ms();
         int rc = exchange(c, &c->ctx, ms, n, cmds, replies, "lost the connection to");
         if (rc == DLOCK_OK || fresh || attempt > 0 || left_ms(call) <= 0)
