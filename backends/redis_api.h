@@ -9,12 +9,13 @@
 
 #include <hiredis/hiredis.h>
 
-#define DLOCK_REDIS_FUNCTIONS(X)                                                                          \
-    X(redisConnectWithTimeout)                                                                            \
-    X(redisConnectUnixWithTimeout)                                                                        \
-    X(redisSetTimeout)                                                                                    \
-    X(redisFree) X(redisAppendCommandArgv) X(redisGetReply) X(redisGetReplyFromReader) X(redisBufferRead) \
-        X(redisBufferWrite) X(freeReplyObject)
+#define DLOCK_REDIS_FUNCTIONS(X)                                                                                 \
+    X(redisConnectWithTimeout)                                                                                   \
+    X(redisConnectUnixWithTimeout)                                                                               \
+    X(redisSetTimeout)                                                                                           \
+    X(redisFree)                                                                                                 \
+    X(redisAppendCommandArgv) X(redisGetReply) X(redisGetReplyFromReader) X(redisBufferRead) X(redisBufferWrite) \
+        X(freeReplyObject)
 
 struct dlock_redis_api {
 #define DLOCK_REDIS_SLOT(name) __typeof__(name) *name;

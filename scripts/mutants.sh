@@ -119,9 +119,9 @@ redis-acquire-retry-any-owner | backends/redis_scripts.h | s{(define DLOCK_REDIS
 redis-take-without-nx | backends/redis_scripts.h | s{, 'NX', 'PX', ARGV\[2\]\)}{, 'PX', ARGV[2])} | redis:lock
 redis-fence-not-bumped | backends/redis_scripts.h | s{local f = redis\.call\('INCR', KEYS\[2\]\)}{local f = tonumber(redis.call('GET', KEYS[2]) or '1')} | redis:lock
 redis-release-no-publish | backends/redis_scripts.h | s{"  redis\.call\('PUBLISH', ARGV\[2\], 'released'\)\\n"}{""} | redis:lock
-redis-round-trip-without-deadline | backends/redis.c | s{if \(call->deadline_ms < end\)\s*end = call->deadline_ms;}{} | redis:faults
-redis-noscript-not-reloaded | backends/redis.c | s{pass == 0 && strncmp\(\(\*reply\)->str, "NOSCRIPT", 8\) == 0\)}{pass == 0 && 0)} | redis:faults
-redis-dead-connection-not-replaced | backends/redis.c | s{if \(rc == DLOCK_OK \|\| fresh \|\| attempt > 0 \|\| left_ms\(call\) <= 0\)}{if (1)} | redis:faults
+redis-round-trip-without-deadline | backends/redis_io.c | s{if \(call->deadline_ms < end\)\s*end = call->deadline_ms;}{} | redis:faults
+redis-noscript-not-reloaded | backends/redis_io.c | s{pass == 0 && strncmp\(\(\*reply\)->str, "NOSCRIPT", 8\) == 0\)}{pass == 0 && 0)} | redis:faults
+redis-dead-connection-not-replaced | backends/redis_io.c | s{if \(rc == DLOCK_OK \|\| fresh \|\| attempt > 0 \|\| dlock__redis_left_ms\(call\) <= 0\)}{if (1)} | redis:faults
 # --- tools/: the timing decisions of dlock run, and what it says -----------------------
 tool-lease-not-watched | tools/run_policy.c | s{!s->release_asked && now >= s->lease_ends_at\)}{!s->release_asked && 0)} | run_policy
 tool-no-sigkill | tools/run_policy.c | s{if \(s->job_running && s->kill_at >= 0 && now >= s->kill_at\)}{if (0)} | run_policy
