@@ -539,7 +539,7 @@ END_TEST
  * as a missing one does. */
 START_TEST(missing_client_library_exits_69)
 {
-    const char *sonames[] = {"libpq.so.5", "libmariadb.so.3", "libmysqlclient.so.21"};
+    const char *sonames[] = {"libpq.so.5", "libmariadb.so.3", "libmysqlclient.so.21", "libhiredis.so.0.14"};
     char env[4400], path[4300];
     for (size_t i = 0; i < sizeof sonames / sizeof sonames[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, sonames[i]);
@@ -550,7 +550,8 @@ START_TEST(missing_client_library_exits_69)
     }
     snprintf(env, sizeof env, "LD_LIBRARY_PATH='%s'", dir);
     snprintf(path, sizeof path, "%s/stderr", dir);
-    const char *urls[] = {"postgresql://jobs@127.0.0.1:1/app", "mysql://jobs:Secr3t@127.0.0.1:1/app"};
+    const char *urls[] = {"postgresql://jobs@127.0.0.1:1/app", "mysql://jobs:Secr3t@127.0.0.1:1/app",
+                          "redis://jobs:Secr3t@127.0.0.1:1/0"};
     for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
         ck_assert_int_eq(run_against(urls[i], env), 69);
         ck_assert_msg(file_has(path, "client library") || file_has(path, "not built into"), "no reason given for %s",
