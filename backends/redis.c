@@ -128,9 +128,11 @@ static int subscribe(redis_conn *c, const char *channel, size_t len, struct dloc
     struct redis_cmd cmd = {0};
     dlock__redis_args(&cmd, "SUBSCRIBE");
     dlock__redis_arg(&cmd, channel, len);
-    if (redisSetTimeout(c->sub, dlock__redis_tv(ms)) != REDIS_OK ||
-        redisAppendCommandArgv(c->sub, cmd.argc, cmd.argv, cmd.len) != REDIS_OK)
+    if (redisSetTimeout(c->sub, dlock__redis_tv(ms)) != REDIS_OK)
         return dlock__redis_io_error(c, &c->sub, "waiters' connection to");
+    int rc = dlock__redis_send(c, &c->sub, 1, &cmd, "waiters' connection to");
+    if (rc != DLOCK_OK)
+        return rc;
     /* Skip what an earlier wait left (its unsubscribe, late messages). */
     for (;;) {
         void *v = NULL;
@@ -159,13 +161,10 @@ static void unsubscribe(redis_conn *c)
         return;
     struct redis_cmd cmd = {0};
     dlock__redis_args(&cmd, "UNSUBSCRIBE");
-    int done = 0;
-    if (redisSetTimeout(c->sub, dlock__redis_tv(100)) != REDIS_OK ||
-        redisAppendCommandArgv(c->sub, cmd.argc, cmd.argv, cmd.len) != REDIS_OK)
+    if (redisSetTimeout(c->sub, dlock__redis_tv(100)) != REDIS_OK)
         dlock__redis_drop(&c->sub);
-    while (c->sub && !done)
-        if (redisBufferWrite(c->sub, &done) != REDIS_OK)
-            dlock__redis_drop(&c->sub);
+    else if (dlock__redis_send(c, &c->sub, 1, &cmd, "waiters' connection to") != DLOCK_OK)
+        dlock__clear_error(); /* dropped; the next wait connects again */
     c->sub_dirty = 1;
 }
 

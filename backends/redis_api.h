@@ -9,13 +9,13 @@
 
 #include <hiredis/hiredis.h>
 
-#define DLOCK_REDIS_FUNCTIONS(X)                                                                                 \
-    X(redisConnectWithTimeout)                                                                                   \
-    X(redisConnectUnixWithTimeout)                                                                               \
-    X(redisSetTimeout)                                                                                           \
-    X(redisFree)                                                                                                 \
-    X(redisAppendCommandArgv) X(redisGetReply) X(redisGetReplyFromReader) X(redisBufferRead) X(redisBufferWrite) \
-        X(freeReplyObject)
+#define DLOCK_REDIS_FUNCTIONS(X)   \
+    X(redisConnectWithTimeout)     \
+    X(redisConnectUnixWithTimeout) \
+    X(redisSetTimeout)             \
+    X(redisFree)                   \
+    X(redisFormatCommandArgv)      \
+    X(redisGetReply) X(redisGetReplyFromReader) X(redisBufferRead) X(redisFreeCommand) X(freeReplyObject)
 
 struct dlock_redis_api {
 #define DLOCK_REDIS_SLOT(name) __typeof__(name) *name;
@@ -35,11 +35,11 @@ void dlock__redis_sha1_hex(const char *text, char hex[41]);
 #define redisConnectUnixWithTimeout dlock__redis.redisConnectUnixWithTimeout
 #define redisSetTimeout dlock__redis.redisSetTimeout
 #define redisFree dlock__redis.redisFree
-#define redisAppendCommandArgv dlock__redis.redisAppendCommandArgv
+#define redisFormatCommandArgv dlock__redis.redisFormatCommandArgv
 #define redisGetReply dlock__redis.redisGetReply
 #define redisGetReplyFromReader dlock__redis.redisGetReplyFromReader
 #define redisBufferRead dlock__redis.redisBufferRead
-#define redisBufferWrite dlock__redis.redisBufferWrite
+#define redisFreeCommand dlock__redis.redisFreeCommand
 #define freeReplyObject dlock__redis.freeReplyObject
 #endif
 

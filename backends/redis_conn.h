@@ -82,6 +82,13 @@ int64_t dlock__redis_left_ms(const struct dlock_call *call);
 void dlock__redis_drop(redisContext **ctx);
 /* DLOCK_ECONN saying what failed (never the password); drops *ctx. */
 int dlock__redis_io_error(redis_conn *c, redisContext **ctx, const char *what);
+/* Send n (<= REDIS_SEND_MAX) commands with MSG_NOSIGNAL, not through
+ * hiredis's write(): a write on a connection the server has reset raises
+ * SIGPIPE, which would kill the process that uses the library.  The replies
+ * are read with redisGetReply(), whose output buffer stays empty.  On
+ * failure: DLOCK_ECONN, the connection dropped. */
+#define REDIS_SEND_MAX 4
+int dlock__redis_send(redis_conn *c, redisContext **ctx, int n, const struct redis_cmd *cmds, const char *what);
 /* A new connection within ms, authenticated, on the URL's database (`select`). */
 int dlock__redis_open(redis_conn *c, int64_t ms, int select, redisContext **out);
 /* n commands and their n replies in one round trip on the main connection,

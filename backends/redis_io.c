@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 
 #include "redis_conn.h"
@@ -88,6 +89,57 @@ int dlock__redis_io_error(redis_conn *c, redisContext **ctx, const char *what)
     return rc;
 }
 
+int dlock__redis_send(redis_conn *c, redisContext **ctx, int n, const struct redis_cmd *cmds, const char *what)
+{
+    char *parts[REDIS_SEND_MAX];
+    size_t total = 0;
+    int lens[REDIS_SEND_MAX];
+    if (n < 1 || n > REDIS_SEND_MAX)
+        return dlock__error(DLOCK_EBACKEND, "internal error: %d commands in one round trip", n);
+    for (int i = 0; i < n; i++) {
+        lens[i] = redisFormatCommandArgv(&parts[i], cmds[i].argc, (const char **)cmds[i].argv, cmds[i].len);
+        if (lens[i] < 0) {
+            for (int j = 0; j < i; j++)
+                redisFreeCommand(parts[j]);
+            return dlock__oom();
+        }
+        total += (size_t)lens[i];
+    }
+    char *buf = parts[0];
+    if (n > 1 && (buf = malloc(total)) != NULL) {
+        size_t at = 0;
+        for (int i = 0; i < n; i++) {
+            memcpy(buf + at, parts[i], (size_t)lens[i]);
+            at += (size_t)lens[i];
+        }
+    }
+    int err = 0;
+    for (size_t sent = 0; buf && sent < total;) {
+        ssize_t w = send((*ctx)->fd, buf + sent, total - sent, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0) {
+            err = errno;
+            break;
+        }
+        sent += (size_t)w;
+    }
+    if (n > 1)
+        free(buf);
+    for (int i = 0; i < n; i++)
+        redisFreeCommand(parts[i]);
+    if (!buf)
+        return dlock__oom();
+    if (!err)
+        return DLOCK_OK;
+    char at[300];
+    c->timed_out = err == EAGAIN || err == EWOULDBLOCK;
+    int rc = dlock__error(DLOCK_ECONN, "%s %s: %s", what, where(c, at, sizeof at),
+                          c->timed_out ? "no answer before the call's deadline" : strerror(err));
+    dlock__redis_drop(ctx);
+    return rc;
+}
+
 /* The socket timeouts of a connection: set (two system calls) only when the
  * one in force would let the call run past its deadline, or is much shorter
  * than the time left (most calls have the same 10 s, or the same lease). */
@@ -114,13 +166,13 @@ static int exchange(redis_conn *c, redisContext **ctx, int64_t ms, int n, const 
     int64_t unknown = 0, *in_force = ctx == &c->ctx ? &c->ctx_timeout_ms : &unknown;
     if (set_timeout(*ctx, ms, in_force) != REDIS_OK)
         return dlock__redis_io_error(c, ctx, what);
-    for (int i = 0; i < n; i++)
-        if (redisAppendCommandArgv(*ctx, cmds[i].argc, (const char **)cmds[i].argv, cmds[i].len) != REDIS_OK)
-            return dlock__redis_io_error(c, ctx, what);
+    int rc = dlock__redis_send(c, ctx, n, cmds, what);
+    if (rc != DLOCK_OK)
+        return rc;
     for (int i = 0; i < n; i++) {
         void *r = NULL;
         if (redisGetReply(*ctx, &r) != REDIS_OK || !r) {
-            int rc = dlock__redis_io_error(c, ctx, what);
+            rc = dlock__redis_io_error(c, ctx, what);
             for (int j = 0; j < i; j++) {
                 freeReplyObject(replies[j]);
                 replies[j] = NULL;
