@@ -83,6 +83,10 @@ static int run_raw(const char *backend, const char *url, long cycles, double *el
     if (strcmp(backend, "mysql") == 0)
         return bench_raw_mysql(url, cycles, elapsed);
 #endif
+#ifdef BENCH_RAW_REDIS
+    if (strcmp(backend, "redis") == 0)
+        return bench_raw_redis(url, cycles, elapsed);
+#endif
     (void)url;
     (void)cycles;
     (void)elapsed;
@@ -171,6 +175,12 @@ static const struct raw_ops *raw_ops_for(const char *backend, const char *url)
                                       bench_raw_mysql_close};
     if (strcmp(backend, "mysql") == 0)
         return &my;
+#endif
+#ifdef BENCH_RAW_REDIS
+    static const struct raw_ops rd = {bench_raw_redis_open, bench_raw_redis_lock, bench_raw_redis_unlock,
+                                      bench_raw_redis_close};
+    if (strcmp(backend, "redis") == 0)
+        return &rd;
 #endif
     (void)backend;
     return NULL;

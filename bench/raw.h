@@ -12,6 +12,7 @@ int bench_raw_mysql(const char *url, long cycles, double *elapsed_s);
 int bench_raw_mysql_lease(const char *url, long cycles, double *elapsed_s);
 /* `url` without mode=, fencing= and table= (malloc'ed). */
 char *bench_raw_mysql_plain_url(const char *url);
+int bench_raw_redis(const char *url, long cycles, double *elapsed_s);
 
 /* Raw server-side handoff: one session holds the lock, another blocks in
  * the server (pg_advisory_lock under lock_timeout, GET_LOCK with a timeout)
@@ -25,5 +26,11 @@ void *bench_raw_mysql_open(const char *url);
 int bench_raw_mysql_lock(void *session, int wait);
 int bench_raw_mysql_unlock(void *session);
 void bench_raw_mysql_close(void *session);
+/* Redis: the waiter subscribes to the release channel on a second connection
+ * and retries SET NX at each message (a publish/subscribe wake). */
+void *bench_raw_redis_open(const char *url);
+int bench_raw_redis_lock(void *session, int wait);
+int bench_raw_redis_unlock(void *session);
+void bench_raw_redis_close(void *session);
 
 #endif

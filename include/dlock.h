@@ -78,7 +78,7 @@ DLOCK_API const char *dlock_last_error(void);        /* this thread's last failu
 
 DLOCK_API int dlock_open(const char *url, dlock_client **out);
 DLOCK_API void dlock_close(dlock_client *client); /* releases every lock still held; frees their handles */
-DLOCK_API const char *dlock_backend(const dlock_client *client); /* "postgresql", "mysql" or "sqlite" */
+DLOCK_API const char *dlock_backend(const dlock_client *client); /* "postgresql", "mysql", "redis" or "sqlite" */
 
 DLOCK_API int dlock_acquire(dlock_client *client, const char *name, uint32_t ttl_ms, int32_t wait_ms, dlock_lock **out);
 DLOCK_API int dlock_extend(dlock_lock *lock, uint32_t ttl_ms);

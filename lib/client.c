@@ -57,6 +57,9 @@ static const struct dlock_backend *const builtin_backends[] = {
 #ifdef HAVE_MYSQL
     &dlock__backend_mysql,
 #endif
+#ifdef HAVE_REDIS
+    &dlock__backend_redis,
+#endif
     NULL};
 
 DLOCK_API const char *dlock_version(void)

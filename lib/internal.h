@@ -255,5 +255,8 @@ extern const struct dlock_backend dlock__backend_postgresql;
 #ifdef HAVE_MYSQL
 extern const struct dlock_backend dlock__backend_mysql;
 #endif
+#ifdef HAVE_REDIS
+extern const struct dlock_backend dlock__backend_redis;
+#endif
 
 #endif /* DLOCK_INTERNAL_H */

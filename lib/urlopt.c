@@ -47,6 +47,7 @@ static int take(struct dlock_url_options *o, const char *key, size_t klen, const
     int rc = dlock__percent_decode(value, vlen, &v);
     if (rc != DLOCK_OK)
         return dlock__error(rc, "URL option %s: %s", names[which], rc == DLOCK_ENOMEM ? "out of memory" : "bad value");
+    /* A value is never echoed: a password pasted in the wrong place would show. */
     switch (which) {
     case 0:
         if (o->mode != DLOCK_MODE_DEFAULT)
@@ -56,16 +57,14 @@ static int take(struct dlock_url_options *o, const char *key, size_t klen, const
         else if (strcmp(v, "lease") == 0)
             o->mode = DLOCK_MODE_LEASE;
         else
-            rc = dlock__error(DLOCK_EINVAL, "URL option mode=%.40s: must be session or lease", v);
+            rc = dlock__error(DLOCK_EINVAL, "URL option mode: must be session or lease");
         break;
     case 1:
         if (o->table)
             rc = dlock__error(DLOCK_EINVAL, "URL option table is given twice");
         else if (!valid_table(v))
-            rc = dlock__error(DLOCK_EINVAL,
-                              "URL option table=%.70s: must be an SQL name of 1 to 63 letters, digits and _ "
-                              "(not starting with a digit)",
-                              v);
+            rc = dlock__error(DLOCK_EINVAL, "URL option table: must be an SQL name of 1 to 63 letters, digits and _ "
+                                            "(not starting with a digit)");
         else {
             o->table = v;
             v = NULL;
@@ -79,7 +78,7 @@ static int take(struct dlock_url_options *o, const char *key, size_t klen, const
         else if (strcmp(v, "off") == 0)
             o->fencing = DLOCK_FENCING_OFF;
         else
-            rc = dlock__error(DLOCK_EINVAL, "URL option fencing=%.40s: must be on or off", v);
+            rc = dlock__error(DLOCK_EINVAL, "URL option fencing: must be on or off");
         break;
     default:
         if (o->prefix)

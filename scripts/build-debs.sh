@@ -21,7 +21,7 @@ say() { printf 'build-debs: %s\n' "$*"; }
 
 # --- what the build needs ------------------------------------------------
 need="build-essential dpkg-dev debhelper lintian pkg-config libsqlite3-dev libpq-dev \
- libmariadb-dev check man-db python3"
+ libmariadb-dev libhiredis-dev check man-db python3"
 missing=""
 for p in $need; do
     dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -23,7 +23,8 @@
 # The stores: whatever DLOCK_TEST_URLS, DLOCK_TEST_PG_URL and
 # DLOCK_TEST_MYSQL_URL say (test-all.sh exports them, servers running).
 # When DLOCK_TEST_URLS is not set, this script starts its own throwaway
-# PostgreSQL and MariaDB servers (tests/pg-server.sh, tests/mysql-server.sh)
+# PostgreSQL, MariaDB and Redis servers (tests/pg-server.sh, tests/mysql-server.sh,
+# tests/redis-server.sh)
 # and stops them at the end.
 #
 # It installs the Debian packages it needs, keeps going after a failed step
@@ -35,7 +36,7 @@ set -uo pipefail
 
 src=$(cd "$(dirname "$0")/.." && pwd)
 all_steps=(sanitizers valgrind tsan fuzz cppcheck clang-tidy)
-fuzz_targets=(url duration names mysql)
+fuzz_targets=(url duration names mysql redis)
 fuzz_seconds=${DLOCK_FUZZ_SECONDS:-60}
 jobs=${DLOCK_HARDENING_JOBS:-2}
 
@@ -106,8 +107,16 @@ if [ -z "${DLOCK_TEST_URLS:-}" ]; then
         say "no MariaDB server (see above)"
         cat "$work/mysql-start.log" >&2
     fi
+    if out=$("$src/tests/redis-server.sh" start "$work/redis" 2>"$work/redis-start.log"); then
+        eval "$out"
+        started_servers+=(redis)
+        urls="$urls $DLOCK_TEST_REDIS_URL"
+    else
+        say "no Redis server (see above)"
+        cat "$work/redis-start.log" >&2
+    fi
     export DLOCK_TEST_URLS=$urls
-    [ ${#started_servers[@]} -eq 2 ] && export DLOCK_TEST_REQUIRE=all
+    [ ${#started_servers[@]} -eq 3 ] && export DLOCK_TEST_REQUIRE=all
 fi
 say "stores: $(printf '%s\n' $DLOCK_TEST_URLS | sed -E 's#^([a-z]+):.*#\1#' | tr '\n' ' ')(REQUIRE=${DLOCK_TEST_REQUIRE:-})"
 
@@ -124,7 +133,7 @@ build=$(cd "$build" && pwd)
 
 # The same backends as the main build, so that every store gets tested.
 backend_flags=()
-for b in sqlite postgresql mysql; do
+for b in sqlite postgresql mysql redis; do
     upper=$(echo "$b" | tr a-z A-Z)
     if grep -q "^#define HAVE_$upper 1" "$build/config.h"; then
         backend_flags+=("--with-$b=yes")
@@ -247,6 +256,8 @@ fuzz_build() {
     # The pure URL parser and name mapping, compiled in from its own file (no
     # client library); OpenSSL's SHA-256 is the reference.
     mysql) extra=(-I"$src/backends" "$src/backends/mysql_url.c" -lcrypto) ;;
+    # The Redis URL parser likewise (no hiredis).
+    redis) extra=(-I"$src/backends" "$src/backends/redis_url.c") ;;
     esac
     # shellcheck disable=SC2086 # the dependency list is split on purpose
     clang "${flags[@]}" -o "$dir/fuzz_$target" "$src/tests/fuzz/fuzz_$target.c" "${extra[@]}" \

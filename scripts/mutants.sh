@@ -13,7 +13,7 @@
 # Usage: scripts/mutants.sh [OPTIONS] [NAME...]
 #   NAME...          only these mutants (default: all of them)
 #   --all            all of them (the default; for symmetry with --ci)
-#   --backend B      only the mutants of B: core, sha256, sqlite, pg, mysql, mysqllease, tool, ops (repeatable)
+#   --backend B      only the mutants of B: core, sha256, sqlite, pg, mysql, mysqllease, redis, tool, ops (repeatable)
 #   --ci             a rotating subset that fits CI's budget: the mutants
 #                    whose position in the list, modulo DLOCK_MUTANTS_CI_SHARDS
 #                    (default 2), equals the day number (days since the
@@ -47,7 +47,7 @@
 #           the predicate is rewritten.
 # TESTS     (after the last " | ") space-separated BIN[@BACKEND][:CASE]: tests/check_BIN, with
 #           DLOCK_TEST_URLS cut down to the URL of BACKEND (sqlite,
-#           postgresql, mysql; mysqllease and mysqlfence: the MySQL URL with
+#           postgresql, mysql, redis; mysqllease and mysqlfence: the MySQL URL with
 #           mode=lease or fencing=on) and CK_RUN_CASE=CASE.  Tried in order; the
 #           first that fails kills the mutant, so put the fastest first.
 set -uo pipefail
@@ -119,6 +119,18 @@ mysqllease-take-never-expires | backends/mysql_ops.c | s{" owner = IF\(owner IS 
 mysqllease-take-steals | backends/mysql_ops.c | s{" owner = IF\(owner IS NULL OR expires_at <= " NOW_MS " OR}{" owner = IF(owner IS NULL OR expires_at <= " NOW_MS " + 100000 OR} | mysql:lease
 mysqllease-fence-not-bumped | backends/mysql_ops.c | s{" LAST_INSERT_ID\(fence \+ 1\), fence\),"}{" LAST_INSERT_ID(fence), fence),"} | mysql:lease
 mysql-fence-not-bumped | backends/mysql_ops.c | s{ON DUPLICATE KEY UPDATE fence = LAST_INSERT_ID\(fence \+ 1\)}{ON DUPLICATE KEY UPDATE fence = fence + 1, last_slot = last_slot + LAST_INSERT_ID(1) - 1}g | mysql:lease conformance@mysqlfence:fencing
+# --- backends/redis*.{c,h}: the owner token in every script, NX, the fence, the deadline, reloads
+redis-extend-any-owner | backends/redis_scripts.h | s{(define DLOCK_REDIS_EXTEND.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | takeover@redis:taken-away
+redis-release-any-owner | backends/redis_scripts.h | s{(define DLOCK_REDIS_RELEASE.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | takeover@redis:taken-away
+redis-record-put-any-owner | backends/redis_scripts.h | s{(define DLOCK_REDIS_RECORD_PUT.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | redis:lock
+redis-record-get-any-owner | backends/redis_scripts.h | s{(define DLOCK_REDIS_RECORD_GET.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | redis:lock
+redis-acquire-retry-any-owner | backends/redis_scripts.h | s{(define DLOCK_REDIS_ACQUIRE.*?)if v and string\.sub\(v, 1, 32\) == string\.sub\(ARGV\[1\], 1, 32\) then}{${1}if v then}s | redis:lock
+redis-take-without-nx | backends/redis_scripts.h | s{, 'NX', 'PX', ARGV\[2\]\)}{, 'PX', ARGV[2])} | redis:lock
+redis-fence-not-bumped | backends/redis_scripts.h | s{local f = redis\.call\('INCR', KEYS\[2\]\)}{local f = tonumber(redis.call('GET', KEYS[2]) or '1')} | redis:lock
+redis-release-no-publish | backends/redis_scripts.h | s{"  redis\.call\('PUBLISH', ARGV\[2\], 'released'\)\\n"}{""} | redis:lock
+redis-round-trip-without-deadline | backends/redis_io.c | s{if \(call->deadline_ms < end\)\s*end = call->deadline_ms;}{} | redis:faults
+redis-noscript-not-reloaded | backends/redis_io.c | s{pass == 0 && strncmp\(\(\*reply\)->str, "NOSCRIPT", 8\) == 0\)}{pass == 0 && 0)} | redis:faults
+redis-dead-connection-not-replaced | backends/redis_io.c | s{if \(rc == DLOCK_OK \|\| fresh \|\| attempt > 0 \|\| dlock__redis_left_ms\(call\) <= 0\)}{if (1)} | redis:faults
 # --- tools/: the timing decisions of dlock run, and what it says -----------------------
 tool-lease-not-watched | tools/run_policy.c | s{!s->release_asked && now >= s->lease_ends_at\)}{!s->release_asked && 0)} | run_policy
 tool-no-sigkill | tools/run_policy.c | s{if \(s->job_running && s->kill_at >= 0 && now >= s->kill_at\)}{if (0)} | run_policy
@@ -275,6 +287,7 @@ url_for() {
             mysql:mysql:* | mysql:mariadb:*) echo "$u"; return 0 ;;
             mysqllease:mysql:*mode=lease* | mysqllease:mariadb:*mode=lease*) echo "$u"; return 0 ;;
             mysqlfence:mysql:*fencing=on* | mysqlfence:mariadb:*fencing=on*) echo "$u"; return 0 ;;
+            redis:redis:* | redis:redis+unix:*) echo "$u"; return 0 ;;
         esac
     done
     return 1
@@ -326,6 +339,7 @@ needs_backend() {
         sqlite) echo SQLITE ;;
         pg) echo POSTGRESQL ;;
         mysql | mysqllease) echo MYSQL ;;
+        redis) echo REDIS ;;
     esac
 }
 

@@ -1,6 +1,6 @@
 #!/bin/bash
-# Install what is missing, build, start throwaway PostgreSQL 15 and MariaDB
-# servers on loopback, and run the whole test suite against all three backends.
+# Install what is missing, build, start throwaway PostgreSQL 15, MariaDB and
+# Redis servers on loopback, and run the whole test suite against all four backends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=$PWD
@@ -11,7 +11,7 @@ build=$src/_build
 rm -rf "$build"
 mkdir -p "$build"
 cd "$build"
-"$src/configure" --with-sqlite=yes --with-postgresql=yes --with-mysql=yes --enable-werror >/dev/null
+"$src/configure" --with-sqlite=yes --with-postgresql=yes --with-mysql=yes --with-redis=yes --enable-werror >/dev/null
 make -j2 >/dev/null
 
 # A second compiler must be as clean as the first.
@@ -28,16 +28,18 @@ chmod 755 "$work"
 cleanup() {
     "$src/tests/pg-server.sh" stop "$work/pg" >/dev/null 2>&1 || true
     "$src/tests/mysql-server.sh" stop "$work/mysql" >/dev/null 2>&1 || true
+    "$src/tests/redis-server.sh" stop "$work/redis" >/dev/null 2>&1 || true
     rm -rf "$work"
 }
 trap cleanup EXIT
 eval "$("$src/tests/pg-server.sh" start "$work/pg")"
 eval "$("$src/tests/mysql-server.sh" start "$work/mysql")"
+eval "$("$src/tests/redis-server.sh" start "$work/redis")"
 # MySQL three ways: session mode (first: the mutants' "mysql" URL), lease
 # mode, and session mode with fencing=on.
 case $DLOCK_TEST_MYSQL_URL in *\?*) mysql_sep='&' ;; *) mysql_sep='?' ;; esac
 export DLOCK_TEST_URLS="sqlite://$work/conformance.db $DLOCK_TEST_PG_URL $DLOCK_TEST_MYSQL_URL \
-${DLOCK_TEST_MYSQL_URL}${mysql_sep}mode=lease ${DLOCK_TEST_MYSQL_URL}${mysql_sep}fencing=on"
+${DLOCK_TEST_MYSQL_URL}${mysql_sep}mode=lease ${DLOCK_TEST_MYSQL_URL}${mysql_sep}fencing=on $DLOCK_TEST_REDIS_URL"
 export DLOCK_TEST_REQUIRE=all
 
 # Serially: the fault tests restart the servers that the other suites use.
@@ -68,7 +70,8 @@ echo "mutation check: $(( $(date +%s) - mutants_start )) s"
 # something does not work, never on a speed figure.
 echo "--- bench/dlock-bench --short"
 ./bench/dlock-bench --short "sqlite://$work/bench.db" "$DLOCK_TEST_PG_URL" "$DLOCK_TEST_MYSQL_URL" \
-    "${DLOCK_TEST_MYSQL_URL}${mysql_sep}mode=lease" "${DLOCK_TEST_MYSQL_URL}${mysql_sep}fencing=on"
+    "${DLOCK_TEST_MYSQL_URL}${mysql_sep}mode=lease" "${DLOCK_TEST_MYSQL_URL}${mysql_sep}fencing=on" \
+    "$DLOCK_TEST_REDIS_URL"
 
 # Sanitizers, valgrind, thread stress, fuzzing and static analysis
 # (scripts/hardening.sh), then the consumers: Python, C through pkg-config,

@@ -58,7 +58,7 @@ static void teardown(void)
 
 static int is_server_backend(void)
 {
-    return strcmp(backend, "postgresql") == 0 || strcmp(backend, "mysql") == 0;
+    return strcmp(backend, "postgresql") == 0 || strcmp(backend, "mysql") == 0 || strcmp(backend, "redis") == 0;
 }
 
 /* --- running dlock(1) without a shell (names hold quotes) ---------------------------- */
@@ -543,8 +543,9 @@ START_TEST(no_password_in_any_message)
     struct url_parts p;
     ck_assert_msg(split_url(url, &p) == 0, "cannot split the test URL into its parts");
     const char *s = p.scheme, *u = p.user[0] ? p.user : "dlock", *h = p.host;
-    const char *port = p.port[0] ? p.port : (strcmp(backend, "mysql") == 0 ? "3306" : "5432");
-    const char *db = p.database[0] ? p.database : "postgres";
+    int redis = strcmp(backend, "redis") == 0;
+    const char *port = p.port[0] ? p.port : (strcmp(backend, "mysql") == 0 ? "3306" : redis ? "6379" : "5432");
+    const char *db = p.database[0] ? p.database : redis ? "0" : "postgres";
     char real_password[256];
     percent_decode(p.password, real_password, sizeof real_password);
     /* The fake password in both forms, its distinctive half alone, and the
@@ -561,7 +562,8 @@ START_TEST(no_password_in_any_message)
     BAD("wrong port", DLOCK_ECONN);
     snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%d/%s", s, u, FAKE_PASSWORD, h, unused_port, db);
     BAD("wrong password or database", DLOCK_ECONN, DLOCK_EBACKEND);
-    snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/nosuchdb_dlock", s, u, FAKE_PASSWORD, h, port);
+    snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/%s", s, u, FAKE_PASSWORD, h, port,
+             redis ? "999" : "nosuchdb_dlock");
     BAD("wrong user", DLOCK_ECONN, DLOCK_EBACKEND);
     snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://nosuchuser_dlock:%s@%s:%s/%s", s, FAKE_PASSWORD, h, port, db);
     BAD("percent-encoded password, wrong port", DLOCK_ECONN);
@@ -569,7 +571,28 @@ START_TEST(no_password_in_any_message)
              db);
     BAD("bad port number", DLOCK_EINVAL);
     snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:99999/%s", s, u, FAKE_PASSWORD, h, db);
-    if (mysql) {
+    if (redis) {
+        BAD("TLS (rediss)", DLOCK_ENOTSUP);
+        snprintf(bad[count - 1].url, sizeof bad[0].url, "rediss://%s:%s@%s:%s/%s", u, FAKE_PASSWORD, h, port, db);
+        BAD("the password as an option value", DLOCK_EINVAL);
+        snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/%s?prefix=x&mode=%s", s, u, FAKE_PASSWORD, h,
+                 port, db, FAKE_PASSWORD);
+        BAD("the password as an option name", DLOCK_EINVAL);
+        snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/%s?%s=1", s, u, FAKE_PASSWORD, h, port, db,
+                 FAKE_PASSWORD);
+        BAD("the password as the database", DLOCK_EINVAL);
+        snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/%s", s, u, FAKE_PASSWORD, h, port,
+                 FAKE_PASSWORD);
+        BAD("a missing socket", DLOCK_ECONN);
+        snprintf(bad[count - 1].url, sizeof bad[0].url, "redis+unix://%s:%s@/nonexistent/redis.sock?db=0", u,
+                 FAKE_PASSWORD);
+        BAD("an unterminated IPv6 host", DLOCK_EINVAL);
+        snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@[::1/%s", s, u, FAKE_PASSWORD, db);
+        if (p.password[0]) {
+            BAD("the real password, a database out of range", DLOCK_EBACKEND, DLOCK_ECONN);
+            snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/99999", s, p.user, p.password, h, port);
+        }
+    } else if (mysql) {
         BAD("TLS required", DLOCK_ECONN, DLOCK_EBACKEND, DLOCK_OK);
         snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/%s?ssl-mode=REQUIRED", s, u, FAKE_PASSWORD, h,
                  port, db);

@@ -527,8 +527,9 @@ START_TEST(refused_login_exits_69_on_every_backend)
     int tried = refused_login_exits_69("DLOCK_TEST_PG_PASSWORD_URL", "postgresql", "dlock_password:Wr0ngPassw0rd",
                                        "password authentication failed");
     tried += refused_login_exits_69("DLOCK_TEST_MYSQL_URL", "mysql", "dlock:Wr0ngPassw0rd", "Access denied");
-    if (tried < 2)
-        fprintf(stderr, "refused_login: %d of 2 servers configured\n", tried);
+    tried += refused_login_exits_69("DLOCK_TEST_REDIS_URL", "redis", ":Wr0ngPassw0rd", "WRONGPASS");
+    if (tried < 3)
+        fprintf(stderr, "refused_login: %d of 3 servers configured\n", tried);
 }
 END_TEST
 
@@ -538,7 +539,7 @@ END_TEST
  * as a missing one does. */
 START_TEST(missing_client_library_exits_69)
 {
-    const char *sonames[] = {"libpq.so.5", "libmariadb.so.3", "libmysqlclient.so.21"};
+    const char *sonames[] = {"libpq.so.5", "libmariadb.so.3", "libmysqlclient.so.21", "libhiredis.so.0.14"};
     char env[4400], path[4300];
     for (size_t i = 0; i < sizeof sonames / sizeof sonames[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, sonames[i]);
@@ -549,7 +550,8 @@ START_TEST(missing_client_library_exits_69)
     }
     snprintf(env, sizeof env, "LD_LIBRARY_PATH='%s'", dir);
     snprintf(path, sizeof path, "%s/stderr", dir);
-    const char *urls[] = {"postgresql://jobs@127.0.0.1:1/app", "mysql://jobs:Secr3t@127.0.0.1:1/app"};
+    const char *urls[] = {"postgresql://jobs@127.0.0.1:1/app", "mysql://jobs:Secr3t@127.0.0.1:1/app",
+                          "redis://jobs:Secr3t@127.0.0.1:1/0"};
     for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
         ck_assert_int_eq(run_against(urls[i], env), 69);
         ck_assert_msg(file_has(path, "client library") || file_has(path, "not built into"), "no reason given for %s",
@@ -582,6 +584,62 @@ START_TEST(busy_exit_and_conflict_code)
     ck_assert(file_has(out, "held by"));
     dlt_child_stop(&holder, 0);
     dlt_sleep_ms(50);
+}
+END_TEST
+
+/* dlock run against Redis: one of several runs, waiters one after another,
+ * status, and a killed dlock run's lock free after its TTL. */
+START_TEST(dlock_run_against_redis)
+{
+    const char *redis = getenv("DLOCK_TEST_REDIS_URL");
+    if (!redis || !*redis) {
+        ck_assert_msg(!dlt_required("redis"), "DLOCK_TEST_REDIS_URL is not set");
+        return;
+    }
+    enum { N = 4 };
+    char log[4300], out[4300];
+    snprintf(log, sizeof log, "%s/ran", dir);
+    snprintf(out, sizeof out, "%s/out", dir);
+    pid_t pids[N];
+    for (int i = 0; i < N; i++)
+        pids[i] = sh_bg("exec '%s' run -u '%s' -t 10s %s -- sh -c 'echo start >> %s; sleep 0.5; echo end >> %s'",
+                        dlock_bin, redis, name, log, log);
+    int ran = 0, busy = 0;
+    for (int i = 0; i < N; i++) {
+        int rc = wait_exit(pids[i]);
+        ran += rc == 0;
+        busy += rc == 75;
+    }
+    ck_assert_int_eq(ran, 1);
+    ck_assert_int_eq(busy, N - 1);
+    for (int i = 0; i < N; i++)
+        pids[i] = sh_bg("exec '%s' run -u '%s' -w 20s %s -- sh -c 'echo start >> %s; sleep 0.2; echo end >> %s'",
+                        dlock_bin, redis, name, log, log);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(wait_exit(pids[i]), 0);
+    FILE *f = fopen(log, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[32];
+    int lines = 0;
+    while (fgets(line, sizeof line, f)) {
+        ck_assert_str_eq(line, lines % 2 == 0 ? "start\n" : "end\n");
+        lines++;
+    }
+    fclose(f);
+    ck_assert_int_eq(lines, 2 * (N + 1));
+    ck_assert_int_eq(sh("'%s' status -u '%s' %s > %s", dlock_bin, redis, name, out), 1);
+    /* A dlock run killed with -9 (its job too): free after its TTL, not before. */
+    pid_t holder = sh_bg("exec '%s' run -u '%s' -t 1500ms %s -- sleep 30", dlock_bin, redis, name);
+    int64_t start = dlt_now_ms();
+    while (sh("'%s' status -u '%s' %s > %s", dlock_bin, redis, name, out) != 0 && dlt_now_ms() - start < 5000)
+        dlt_sleep_ms(20);
+    ck_assert(file_has(out, "held by"));
+    int64_t taken = dlt_now_ms();
+    kill(holder, SIGKILL); /* its job dies with it (job_dies_with_dlock) */
+    wait_exit(holder);
+    ck_assert_int_eq(sh("'%s' run -u '%s' %s -- true 2>/dev/null", dlock_bin, redis, name), 75);
+    ck_assert_int_eq(sh("'%s' run -u '%s' -w 5s %s -- true", dlock_bin, redis, name), 0);
+    ck_assert_int_ge(dlt_now_ms() - taken, 1000);
 }
 END_TEST
 
@@ -1025,6 +1083,7 @@ int main(void)
     tcase_add_test(t, missing_client_library_exits_69);
     tcase_add_test(t, busy_exit_and_conflict_code);
     tcase_add_test(t, status_free_and_held);
+    tcase_add_test(t, dlock_run_against_redis);
     tcase_add_test(t, status_output_has_no_control_characters);
     tcase_add_test(t, default_url_for_a_user);
     tcase_add_test(t, sqlite_refuses_symlinked_database);

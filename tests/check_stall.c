@@ -6,7 +6,7 @@
  * and obey SIGTERM at any time.
  *
  * PostgreSQL: the backend process of dlock's own session is stopped.
- * MySQL/MariaDB: the whole server is stopped (one process, many threads).
+ * MySQL/MariaDB and Redis: the whole server is stopped (one process).
  * Every stopped process gets SIGCONT again, also when a test fails.
  */
 #include "config.h"
@@ -24,7 +24,7 @@
 #include "common.h"
 
 static const char *url;     /* the store under test */
-static const char *backend; /* "postgresql" or "mysql" */
+static const char *backend; /* "postgresql", "mysql" or "redis" */
 static const char *dlock_bin;
 static char *dir;
 static char *name;
@@ -135,6 +135,8 @@ static pid_t server_process_of(pid_t dlock_pid)
                  "SELECT pid FROM pg_stat_activity WHERE application_name LIKE '%%' || :'p' LIMIT 1;\n"
                  "EOF",
                  (long)dlock_pid);
+    } else if (strcmp(backend, "redis") == 0) {
+        snprintf(cmd, sizeof cmd, "cat \"$DLOCK_TEST_REDIS_DIR/redis.pid\"");
     } else {
         snprintf(cmd, sizeof cmd, "cat \"$DLOCK_TEST_MYSQL_DIR/mysqld.pid\"");
     }
@@ -231,6 +233,9 @@ int main(void)
 #endif
 #ifdef HAVE_MYSQL
     failed += run_for("DLOCK_TEST_MYSQL_URL", "mysql");
+#endif
+#ifdef HAVE_REDIS
+    failed += run_for("DLOCK_TEST_REDIS_URL", "redis");
 #endif
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

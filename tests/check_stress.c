@@ -228,11 +228,9 @@ static const char *backend_of_scheme(const char *u)
 {
     static const struct {
         const char *prefix, *name;
-    } schemes[] = {{"sqlite:", "sqlite"},
-                   {"postgresql:", "postgresql"},
-                   {"postgres:", "postgresql"},
-                   {"mysql:", "mysql"},
-                   {"mariadb:", "mysql"}};
+    } schemes[] = {{"sqlite:", "sqlite"},   {"postgresql:", "postgresql"}, {"postgres:", "postgresql"},
+                   {"mysql:", "mysql"},     {"mariadb:", "mysql"},         {"redis:", "redis"},
+                   {"redis+unix:", "redis"}};
     for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++)
         if (strncmp(u, schemes[i].prefix, strlen(schemes[i].prefix)) == 0)
             return schemes[i].name;

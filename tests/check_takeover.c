@@ -38,6 +38,11 @@
 #include "mysql_url.h"
 #endif
 
+#ifdef HAVE_REDIS
+#include <hiredis/hiredis.h>
+#include "redis_url.h"
+#endif
+
 #include "internal.h"
 #include "common.h"
 
@@ -65,8 +70,40 @@ static int is_lease(void)
 
 static int row_store(void)
 {
-    return is("sqlite") || is_lease();
+    return is("sqlite") || is("redis") || is_lease();
 }
+
+#ifdef HAVE_REDIS
+/* One command on a plain hiredis connection (as redis-cli), about `name`'s
+ * keys: "GET", "DEL"; the reply as text ("" nil). */
+static void redis_raw(const char *cmd, const char *name, const char *suffix, char *out, size_t outlen)
+{
+    struct dlock_redis_url u;
+    ck_assert_int_eq(dlock__redis_parse_url(url, &u), DLOCK_OK);
+    struct timeval tv = {5, 0};
+    redisContext *c =
+        u.socket ? redisConnectUnixWithTimeout(u.socket, tv) : redisConnectWithTimeout(u.host, u.port, tv);
+    ck_assert(c && !c->err);
+    redisReply *r = NULL;
+    if (u.password) {
+        r = u.user ? redisCommand(c, "AUTH %s %s", u.user, u.password) : redisCommand(c, "AUTH %s", u.password);
+        freeReplyObject(r);
+    }
+    r = redisCommand(c, "SELECT %d", u.db);
+    freeReplyObject(r);
+    char key[700];
+    snprintf(key, sizeof key, "%s{%s}%s", u.prefix, name, suffix);
+    r = redisCommand(c, "%s %s", cmd, key);
+    ck_assert_ptr_nonnull(r);
+    if (out)
+        snprintf(out, outlen, "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
+    if (!out && strcmp(cmd, "DEL") == 0)
+        ck_assert_int_eq(r->integer, 1);
+    freeReplyObject(r);
+    redisFree(c);
+    dlock__redis_url_free(&u);
+}
+#endif
 
 /* --- the store's own view, through its own client ---------------------------------- */
 
@@ -201,6 +238,15 @@ static void mysql_lock_user(MYSQL *db, const char *name, char *out, size_t outle
 static void store_view(const char *name, char *out, size_t outlen)
 {
     out[0] = '\0';
+#ifdef HAVE_REDIS
+    if (is("redis")) {
+        char value[300] = "", fence[64] = "";
+        redis_raw("GET", name, "", value, sizeof value);
+        redis_raw("GET", name, ":fence", fence, sizeof fence);
+        if (value[0])
+            snprintf(out, outlen, "%s fence=%s", value, fence);
+    }
+#endif
 #ifdef HAVE_SQLITE
     if (is("sqlite"))
         sqlite_run("SELECT hex(owner) || ' expires=' || expires_boot_ms || ' fence=' || fence"
@@ -224,6 +270,10 @@ static void store_view(const char *name, char *out, size_t outlen)
  * operator or the server would: delete the row, end the session. */
 static void take_away(const char *name)
 {
+#ifdef HAVE_REDIS
+    if (is("redis"))
+        redis_raw("DEL", name, "", NULL, 0);
+#endif
 #ifdef HAVE_SQLITE
     if (is("sqlite"))
         ck_assert_int_eq(sqlite_run("DELETE FROM dlock_locks WHERE name = ?1", name, NULL, 0), 1);

@@ -119,8 +119,13 @@ START_TEST(url_open_errors)
     ck_assert_ptr_null(c);
     ck_assert_int_eq(dlock_open("no-scheme-here", &c), DLOCK_EINVAL);
     ck_assert_int_eq(dlock_open("://nohost/x", &c), DLOCK_EINVAL);
+#ifdef HAVE_REDIS
+    ck_assert_int_eq(dlock_open("rediss://localhost/0", &c), DLOCK_ENOTSUP);
+    ck_assert_ptr_nonnull(strstr(dlock_last_error(), "TLS"));
+#else
     ck_assert_int_eq(dlock_open("redis://localhost/0", &c), DLOCK_ENOTSUP);
     ck_assert_ptr_nonnull(strstr(dlock_last_error(), "redis"));
+#endif
     ck_assert_int_eq(dlock_open("sqlite:///tmp/x.db", NULL), DLOCK_EINVAL);
 #ifdef HAVE_SQLITE
     ck_assert_int_eq(dlock_open("sqlite:", &c), DLOCK_EINVAL);

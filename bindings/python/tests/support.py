@@ -33,6 +33,8 @@ SCHEME_BACKEND = {
     "postgres": "postgresql",
     "mysql": "mysql",
     "mariadb": "mysql",
+    "redis": "redis",
+    "redis+unix": "redis",
 }
 
 
@@ -51,8 +53,8 @@ def required_backends() -> set[str]:
     """What DLOCK_TEST_REQUIRE asks for: 'all', or backend names."""
     words = set(os.environ.get("DLOCK_TEST_REQUIRE", "").replace(",", " ").split())
     if "all" in words:
-        return {"sqlite", "postgresql", "mysql"}
-    return words & {"sqlite", "postgresql", "mysql"}
+        return {"sqlite", "postgresql", "mysql", "redis"}
+    return words & {"sqlite", "postgresql", "mysql", "redis"}
 
 
 def unique_name(label: str) -> str:
@@ -68,7 +70,7 @@ def take_away(url: str, name: str) -> None:
     """Take the lock `name` away from whoever holds it, for real, as an
     operator or a failure would: SQLite — delete its row; PostgreSQL — end
     the holder's session (pg_terminate_backend); MySQL — KILL the holder's
-    connection.  Raises AssertionError when nobody held it."""
+    connection; Redis — delete its key.  Raises AssertionError when nobody held it."""
     backend = backend_of(url)
     if backend == "sqlite":
         import sqlite3
@@ -110,5 +112,23 @@ def take_away(url: str, name: str) -> None:
         assert holder.isdigit(), f"IS_USED_LOCK gave {holder!r}"
         subprocess.run(args + ["-e", f"KILL {holder}"], env=env, capture_output=True, text=True,
                        timeout=30, check=True)
+    elif backend == "redis":
+        # The lock is the key <prefix>{<name>} (docs/redis.md); redis-cli
+        # deletes it as an operator would.  The password goes through the
+        # environment, never the command line.
+        parts = urllib.parse.urlsplit(url)
+        query = urllib.parse.parse_qs(parts.query)
+        prefix = query.get("prefix", ["dlock:"])[0]
+        env = dict(os.environ, REDISCLI_AUTH=urllib.parse.unquote(parts.password or ""))
+        if url.startswith("redis+unix:"):
+            args = ["redis-cli", "-s", parts.path, "-n", query.get("db", ["0"])[0]]
+        else:
+            args = ["redis-cli", "-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 6379),
+                    "-n", (parts.path.strip("/") or "0")]
+        if parts.username:
+            args += ["--user", urllib.parse.unquote(parts.username)]
+        out = subprocess.run(args + ["--no-auth-warning", "DEL", prefix + "{" + name + "}"], env=env,
+                             capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+        assert out == "1", f"DEL gave {out!r}"
     else:
         raise AssertionError(f"cannot take a lock away on {backend}")
