@@ -1965,6 +1965,8 @@ START_TEST(session_list_break_and_records)
     ck_assert_int_eq(dlock_record_get(l, &slot), DLOCK_OK);
     ck_assert_int_eq(slot, 7);
     /* Without the metadata_lock_info plugin: the names of the fence table. */
+    MYSQL *root = root_url ? raw_open(root_url) : NULL;
+    int had_plugin = root && mysql_query(root, "UNINSTALL SONAME 'metadata_lock_info'") == 0;
     dlock_list *list = NULL;
     ck_assert_msg(dlock_list_locks(other, name, &list) == DLOCK_OK, "%s", dlock_last_error());
     print_list("session (fence table)", list);
@@ -1973,11 +1975,11 @@ START_TEST(session_list_break_and_records)
     ck_assert_uint_eq(dlock_list_fence(list, 0), fence_of(l));
     dlock_list_free(list);
     /* With it (when root can install it): every user lock. */
-    if (root_url) {
-        MYSQL *root = raw_open(root_url);
+    if (root) {
         if (mysql_query(root, "INSTALL SONAME 'metadata_lock_info'") == 0) {
             int rc = dlock_list_locks(other, name, &list);
-            mysql_query(root, "UNINSTALL SONAME 'metadata_lock_info'");
+            if (!had_plugin)
+                mysql_query(root, "UNINSTALL SONAME 'metadata_lock_info'");
             ck_assert_msg(rc == DLOCK_OK, "%s", dlock_last_error());
             print_list("session (metadata_lock_info)", list);
             ck_assert_uint_eq(dlock_list_count(list), 1);
