@@ -105,8 +105,8 @@ int dlock__pg_store_time(pg_conn *c, int64_t *unix_ms);
  * table created on first use and one retry on a fresh connection (lease
  * mode only: session mode must not retry a lock statement elsewhere).  NULL
  * with *rc_out set on failure. */
-PGresult *dlock__pg_session_exec(pg_conn *c, const char *fmt, int nparams, const Oid *types,
-                                 const char *const *values, const int *lengths, const char *what, int *rc_out);
+PGresult *dlock__pg_session_exec(pg_conn *c, const char *fmt, int nparams, const Oid *types, const char *const *values,
+                                 const int *lengths, const char *what, int *rc_out);
 /* Statement names of this session: "<base>_<token>". */
 void dlock__pg_stmt_name(const pg_conn *c, const char *base, char out[PG_STMT_NAME_MAX]);
 

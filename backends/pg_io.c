@@ -35,6 +35,18 @@ int dlock__pg_result_error(pg_conn *c, int status, const char *what, const PGres
     const char *sqlstate = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     if (!message)
         return dlock__pg_libpq_error(c, status, what, c->pg ? PQerrorMessage(c->pg) : "no connection");
+    /* Our prepared statement is missing: the statement ran in a server
+     * session that this client did not set up.  The session is not to be
+     * trusted any more (dropped at the next call: its locks are lost). */
+    if (sqlstate && strcmp(sqlstate, "26000") == 0 && !c->lease) {
+        c->fatal_seen = 1;
+        int rc = dlock__pg_pooler_error();
+        if (status == rc)
+            return rc;
+        char copy[PG_ERRTEXT_MAX];
+        dlock__copy_text(copy, sizeof copy, dlock_last_error());
+        return dlock__error(status, "%s", copy);
+    }
     char text[PG_ERRTEXT_MAX];
     dlock__pg_clean_text(text, sizeof text, message, c->password);
     return dlock__error(status, "%s: %s (SQLSTATE %s)", what, text, sqlstate ? sqlstate : "?");

@@ -54,21 +54,22 @@ static const char fence_ddl[] = "CREATE TABLE IF NOT EXISTS %1$s ("
  * lease still runs. */
 static const char acquire_sql[] =
     "WITH ins AS (INSERT INTO %1$s AS l (name, owner, fence, expires_at, holder, taken_at)"
-    " VALUES ($1, $2::uuid, 1, " PG_EXPIRY("$3") ", $4, pg_catalog.clock_timestamp())"
-    " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, fence = l.fence + 1,"
-    " expires_at = excluded.expires_at, holder = excluded.holder, taken_at = excluded.taken_at"
-    " WHERE l.owner IS NULL OR l.expires_at <= pg_catalog.clock_timestamp() OR l.owner = excluded.owner"
-    " RETURNING l.fence)"
-    " SELECT (SELECT fence FROM ins),"
-    " (SELECT pg_catalog.ceil(EXTRACT(EPOCH FROM expires_at - pg_catalog.clock_timestamp()) * 1000)::bigint"
-    " FROM %1$s WHERE name = $1 AND owner IS NOT NULL)";
-static const char extend_sql[] = "UPDATE %1$s SET expires_at = " PG_EXPIRY("$3")
-                                 " WHERE name = $1 AND owner = $2::uuid AND " PG_LIVE " RETURNING fence";
+    " VALUES ($1, $2::uuid, 1, " PG_EXPIRY(
+        "$3") ", $4, pg_catalog.clock_timestamp())"
+              " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, fence = l.fence + 1,"
+              " expires_at = excluded.expires_at, holder = excluded.holder, taken_at = excluded.taken_at"
+              " WHERE l.owner IS NULL OR l.expires_at <= pg_catalog.clock_timestamp() OR l.owner = excluded.owner"
+              " RETURNING l.fence)"
+              " SELECT (SELECT fence FROM ins),"
+              " (SELECT pg_catalog.ceil(EXTRACT(EPOCH FROM expires_at - pg_catalog.clock_timestamp()) * 1000)::bigint"
+              " FROM %1$s WHERE name = $1 AND owner IS NOT NULL)";
+static const char extend_sql[] =
+    "UPDATE %1$s SET expires_at = " PG_EXPIRY("$3") " WHERE name = $1 AND owner = $2::uuid AND " PG_LIVE
+                                                    " RETURNING fence";
 /* Ours, live or not, is let go; the answer says whether it was still live. */
 static const char release_sql[] = "UPDATE %1$s SET owner = NULL WHERE name = $1 AND owner = $2::uuid"
                                   " RETURNING " PG_LIVE;
-static const char record_get_sql[] =
-    "SELECT last_slot FROM %1$s WHERE name = $1 AND owner = $2::uuid AND " PG_LIVE;
+static const char record_get_sql[] = "SELECT last_slot FROM %1$s WHERE name = $1 AND owner = $2::uuid AND " PG_LIVE;
 static const char record_put_sql[] = "UPDATE %1$s SET last_slot = $3::bigint"
                                      " WHERE name = $1 AND owner = $2::uuid AND " PG_LIVE " RETURNING last_slot";
 static const char holder_sql[] =
@@ -79,10 +80,9 @@ static const char list_sql[] =
     "SELECT pg_catalog.encode(name, 'hex'), holder,"
     " pg_catalog.floor(EXTRACT(EPOCH FROM taken_at) * 1000)::bigint,"
     " pg_catalog.floor(EXTRACT(EPOCH FROM expires_at) * 1000)::bigint, fence"
-    " FROM %1$s WHERE owner IS NOT NULL AND " PG_LIVE
-    " AND pg_catalog.substr(name, 1, pg_catalog.length($1)) = $1";
-static const char break_sql[] = "UPDATE %1$s SET owner = NULL WHERE name = $1 AND owner IS NOT NULL AND " PG_LIVE
-                                " RETURNING fence";
+    " FROM %1$s WHERE owner IS NOT NULL AND " PG_LIVE " AND pg_catalog.substr(name, 1, pg_catalog.length($1)) = $1";
+static const char break_sql[] =
+    "UPDATE %1$s SET owner = NULL WHERE name = $1 AND owner IS NOT NULL AND " PG_LIVE " RETURNING fence";
 
 static char *format_sql(const pg_conn *c, const char *fmt)
 {
@@ -145,8 +145,7 @@ int dlock__pg_create_table(pg_conn *c)
                           "table %s does not exist and this role cannot create it (%s, SQLSTATE %s): have it"
                           " created with the DDL in docs/postgresql.md (\"Tables\"), or name another one with table=",
                           plain, PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) ? "permission denied" : "failed",
-                          PQresultErrorField(res, PG_DIAG_SQLSTATE) ? PQresultErrorField(res, PG_DIAG_SQLSTATE)
-                                                                    : "?");
+                          PQresultErrorField(res, PG_DIAG_SQLSTATE) ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : "?");
         break;
     }
     PQclear(res);
@@ -281,8 +280,7 @@ int dlock__pg_lease_acquire(pg_conn *c, const char *name, uint32_t ttl_ms, int32
         if (wait_ms == 0 || now >= until) {
             if (wait_ms == 0)
                 return rc;
-            return dlock__error(DLOCK_EBUSY, "lock '%s' is held by someone else (waited %ld ms)", name,
-                                (long)wait_ms);
+            return dlock__error(DLOCK_EBUSY, "lock '%s' is held by someone else (waited %ld ms)", name, (long)wait_ms);
         }
         /* Sleep a jittered step, no longer than the holder's lease or the
          * wait; dlock_cancel() wakes us through wake_fd. */
@@ -436,8 +434,8 @@ int dlock__pg_lease_record(pg_conn *c, pg_lock *l, const char *name, int64_t *sl
     const char *values[3] = {name, l->owner, value};
     const int lengths[3] = {(int)strlen(name), 0, 0};
     int rc;
-    PGresult *res = lease_run(c, put ? record_put_sql : record_get_sql, put ? 3 : 2, types_name_owner, values,
-                              lengths, NULL, put ? "write the run record" : "read the run record", &rc);
+    PGresult *res = lease_run(c, put ? record_put_sql : record_get_sql, put ? 3 : 2, types_name_owner, values, lengths,
+                              NULL, put ? "write the run record" : "read the run record", &rc);
     if (!res)
         return rc;
     if (PQntuples(res) < 1) {
@@ -454,8 +452,9 @@ int dlock__pg_lease_record(pg_conn *c, pg_lock *l, const char *name, int64_t *sl
 int dlock__pg_store_time(pg_conn *c, int64_t *unix_ms)
 {
     int rc;
-    PGresult *res = lease_run(c, "SELECT pg_catalog.floor(EXTRACT(EPOCH FROM pg_catalog.clock_timestamp()) * 1000)::bigint",
-                              0, NULL, NULL, NULL, NULL, "read the server's clock", &rc);
+    PGresult *res =
+        lease_run(c, "SELECT pg_catalog.floor(EXTRACT(EPOCH FROM pg_catalog.clock_timestamp()) * 1000)::bigint", 0,
+                  NULL, NULL, NULL, NULL, "read the server's clock", &rc);
     if (!res)
         return rc;
     *unix_ms = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
@@ -465,8 +464,8 @@ int dlock__pg_store_time(pg_conn *c, int64_t *unix_ms)
 
 /* Session mode: any statement (unnamed) in the session, the fence table
  * created when it is missing.  See lease_run. */
-PGresult *dlock__pg_session_exec(pg_conn *c, const char *fmt, int nparams, const Oid *types,
-                                 const char *const *values, const int *lengths, const char *what, int *rc_out)
+PGresult *dlock__pg_session_exec(pg_conn *c, const char *fmt, int nparams, const Oid *types, const char *const *values,
+                                 const int *lengths, const char *what, int *rc_out)
 {
     return lease_run(c, fmt, nparams, types, values, lengths, NULL, what, rc_out);
 }

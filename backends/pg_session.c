@@ -34,8 +34,8 @@
 
 /* Settings, then the token: set only when no client has set one in this
  * server session (else a pooler shares it: the column is NULL). */
-#define PG_TOKEN_SET                                                                                   \
-    ", CASE WHEN COALESCE(pg_catalog.current_setting('dlock.session', true), '') = ''"                \
+#define PG_TOKEN_SET                                                                   \
+    ", CASE WHEN COALESCE(pg_catalog.current_setting('dlock.session', true), '') = ''" \
     " THEN pg_catalog.set_config('dlock.session', '%1$s', false) END"
 
 /* Session settings, sent once right after connect.  The lease: none while
@@ -68,8 +68,8 @@ static const char session_settings_17_sql[] =
 #define PG_OURS "pg_catalog.current_setting('dlock.session', true) = '%1$s'"
 /* fencing=on: the counter of the name ($N, bytea), bumped only when the
  * lock was got, in the same statement. */
-#define PG_FENCE_BUMP(param)                                                                                      \
-    ", f AS (INSERT INTO %2$s AS f (name, fence) SELECT " param ", 1 FROM l WHERE got"                           \
+#define PG_FENCE_BUMP(param)                                                           \
+    ", f AS (INSERT INTO %2$s AS f (name, fence) SELECT " param ", 1 FROM l WHERE got" \
     " ON CONFLICT (name) DO UPDATE SET fence = f.fence + 1 RETURNING f.fence)"
 #define PG_SET_IDLE(cond, param) \
     " CASE WHEN " cond " AND " param " <> '' THEN pg_catalog.set_config('idle_session_timeout', " param ", false) END"
@@ -103,8 +103,8 @@ static const struct pg_statement {
     {"dlock_try", 3, types_try_fence, 1,
      "WITH pre AS MATERIALIZED (SELECT " PG_OURS " AS ours),"
      " l AS MATERIALIZED (SELECT CASE WHEN ours THEN pg_catalog.pg_try_advisory_lock($1) ELSE false END AS got,"
-     " ours FROM pre)" PG_FENCE_BUMP("$3") " SELECT got, ours, (SELECT fence FROM f)," PG_SET_IDLE("got", "$2")
-     " FROM l"},
+     " ours FROM pre)" PG_FENCE_BUMP("$3") " SELECT got, ours, (SELECT fence FROM f)," PG_SET_IDLE("got",
+                                                                                                   "$2") " FROM l"},
     /* lock_timeout is set for this statement only (is_local); the
      * MATERIALIZED CTEs fix the order: check, timeout, wait, lease. */
     {"dlock_wait", 3, types_wait, -1,
@@ -117,11 +117,12 @@ static const struct pg_statement {
      "WITH pre AS MATERIALIZED (SELECT " PG_OURS " AS ours),"
      " timeout AS MATERIALIZED (SELECT pg_catalog.set_config('lock_timeout', $2, true) FROM pre WHERE ours),"
      " granted AS MATERIALIZED (SELECT pg_catalog.pg_advisory_lock($1) FROM timeout),"
-     " l AS MATERIALIZED (SELECT EXISTS (SELECT 1 FROM granted) AS got, ours FROM pre)" PG_FENCE_BUMP("$4")
-     " SELECT got, ours, (SELECT fence FROM f)," PG_SET_IDLE("got", "$3") " FROM l"},
+     " l AS MATERIALIZED (SELECT EXISTS (SELECT 1 FROM granted) AS got, ours FROM pre)" PG_FENCE_BUMP(
+         "$4") " SELECT got, ours, (SELECT fence FROM f)," PG_SET_IDLE("got", "$3") " FROM l"},
     {"dlock_check", 2, types_key_text, 0,
      "SELECT held, ours, NULL::bigint," PG_SET_IDLE("held AND ours", "$2") " FROM (SELECT " PG_HELD_BY_THIS_SESSION
-     " AS held, " PG_OURS " AS ours OFFSET 0) AS s"},
+                                                                           " AS held, " PG_OURS
+                                                                           " AS ours OFFSET 0) AS s"},
     {"dlock_unlock", 2, types_key_text, 0,
      "WITH pre AS MATERIALIZED (SELECT " PG_OURS " AS ours),"
      " u AS MATERIALIZED (SELECT CASE WHEN ours THEN pg_catalog.pg_advisory_unlock($1) ELSE false END AS released,"
@@ -130,8 +131,8 @@ static const struct pg_statement {
     /* A wait granted while its statement failed (a late cancel or lock
      * timeout): the fence is bumped on its own, while the lock is held. */
     {"dlock_bump", 2, types_bump, 1,
-     "WITH l AS MATERIALIZED (SELECT " PG_OURS " AND " PG_HELD_BY_THIS_SESSION " AS got)" PG_FENCE_BUMP("$2")
-     " SELECT got, true, (SELECT fence FROM f), NULL FROM l"},
+     "WITH l AS MATERIALIZED (SELECT " PG_OURS " AND " PG_HELD_BY_THIS_SESSION
+     " AS got)" PG_FENCE_BUMP("$2") " SELECT got, true, (SELECT fence FROM f), NULL FROM l"},
     {"dlock_holder", 1, types_key, 0,
      "SELECT a.application_name, pg_catalog.host(a.client_addr), l.pid,"
      " pg_catalog.to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
@@ -166,7 +167,6 @@ static char *statement_sql(const pg_conn *c, const struct pg_statement *st)
     }
     return sql;
 }
-
 
 /* --- sessions ------------------------------------------------------------------------ */
 
@@ -309,14 +309,16 @@ static int setup_session(pg_conn *c, PGconn *pg)
         dlock__pg_stmt_name(c, st->name, name);
         for (int k = 0; k < st->nparams; k++)
             snprintf(types + strlen(types), sizeof types - strlen(types), "%s%s", k ? ", " : "(",
-                     st->types[k] == PG_TYPE_INT8 ? "bigint" : st->types[k] == PG_TYPE_BYTEA ? "bytea" : "text");
+                     st->types[k] == PG_TYPE_INT8    ? "bigint"
+                     : st->types[k] == PG_TYPE_BYTEA ? "bytea"
+                                                     : "text");
         char *sql = statement_sql(c, st);
         if (!sql) {
             free(batch);
             return dlock__oom();
         }
-        used += (size_t)snprintf(batch + used, len - used, "PREPARE %s%s%s AS %s;", name, types,
-                                 st->nparams ? ")" : "", sql);
+        used += (size_t)snprintf(batch + used, len - used, "PREPARE %s%s%s AS %s;", name, types, st->nparams ? ")" : "",
+                                 sql);
         free(sql);
     }
     int sent = PQsendQuery(pg, batch);

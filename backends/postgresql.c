@@ -585,10 +585,10 @@ static uint32_t pg_session_ttl_ms(struct dlock_conn *conn)
 
 /* Session mode: the advisory locks on bigint keys in this database, with
  * the holder's session, and the name where the fence table knows it. */
-#define PG_LIST_LOCKS                                                                                          \
+#define PG_LIST_LOCKS                                                                                                \
     "SELECT k.key, a.application_name, k.pid, %s FROM (SELECT ((l.classid::bigint << 32) | l.objid::bigint) AS key," \
-    " l.pid FROM pg_catalog.pg_locks l WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted"          \
-    " AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()))" \
+    " l.pid FROM pg_catalog.pg_locks l WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted"               \
+    " AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()))"      \
     " AS k LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = k.pid %s"
 #define PG_NAME_KEY "('x' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256(f.name), 'hex'), 16))::bit(64)::bigint"
 
@@ -646,7 +646,10 @@ static int session_list(pg_conn *c, const char *prefix, struct dlock_list *list)
         }
         char holder[320];
         snprintf(holder, sizeof holder, "%s backend_pid=%s",
-                 app && strncmp(app, "dlock ", 6) == 0 ? app + 6 : app && app[0] ? app : "?", PQgetvalue(res, i, 2));
+                 app && strncmp(app, "dlock ", 6) == 0 ? app + 6
+                 : app && app[0]                       ? app
+                                                       : "?",
+                 PQgetvalue(res, i, 2));
         struct dlock_list_entry e = {
             .name = decoded,
             .key = PQgetvalue(res, i, 0),
@@ -731,18 +734,20 @@ static int session_record(pg_conn *c, pg_lock *l, const char *name, int64_t *slo
         dlock__pg_drop_session(c);
         return session_ended(name);
     }
-    static const char get_sql[] = "WITH ok AS MATERIALIZED (SELECT pg_catalog.current_setting('dlock.session', true) = $3"
-                                  " AND EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE locktype = 'advisory'"
-                                  " AND objsubid = 1 AND granted AND classid = (($1 >> 32) & 4294967295)::oid"
-                                  " AND objid = ($1 & 4294967295)::oid AND pid = pg_catalog.pg_backend_pid()) AS ok)"
-                                  " SELECT ok, COALESCE((SELECT last_slot FROM %1$s WHERE name = $2), 0) FROM ok";
-    static const char put_sql[] = "WITH ok AS MATERIALIZED (SELECT pg_catalog.current_setting('dlock.session', true) = $3"
-                                  " AND EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE locktype = 'advisory'"
-                                  " AND objsubid = 1 AND granted AND classid = (($1 >> 32) & 4294967295)::oid"
-                                  " AND objid = ($1 & 4294967295)::oid AND pid = pg_catalog.pg_backend_pid()) AS ok),"
-                                  " w AS (INSERT INTO %1$s AS f (name, last_slot) SELECT $2, $4::bigint FROM ok WHERE ok"
-                                  " ON CONFLICT (name) DO UPDATE SET last_slot = excluded.last_slot RETURNING 1)"
-                                  " SELECT ok, (SELECT count(*) FROM w) FROM ok";
+    static const char get_sql[] =
+        "WITH ok AS MATERIALIZED (SELECT pg_catalog.current_setting('dlock.session', true) = $3"
+        " AND EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE locktype = 'advisory'"
+        " AND objsubid = 1 AND granted AND classid = (($1 >> 32) & 4294967295)::oid"
+        " AND objid = ($1 & 4294967295)::oid AND pid = pg_catalog.pg_backend_pid()) AS ok)"
+        " SELECT ok, COALESCE((SELECT last_slot FROM %1$s WHERE name = $2), 0) FROM ok";
+    static const char put_sql[] =
+        "WITH ok AS MATERIALIZED (SELECT pg_catalog.current_setting('dlock.session', true) = $3"
+        " AND EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE locktype = 'advisory'"
+        " AND objsubid = 1 AND granted AND classid = (($1 >> 32) & 4294967295)::oid"
+        " AND objid = ($1 & 4294967295)::oid AND pid = pg_catalog.pg_backend_pid()) AS ok),"
+        " w AS (INSERT INTO %1$s AS f (name, last_slot) SELECT $2, $4::bigint FROM ok WHERE ok"
+        " ON CONFLICT (name) DO UPDATE SET last_slot = excluded.last_slot RETURNING 1)"
+        " SELECT ok, (SELECT count(*) FROM w) FROM ok";
     static const Oid types[4] = {PG_TYPE_INT8, PG_TYPE_BYTEA, PG_TYPE_TEXT, PG_TYPE_TEXT};
     char key[24], value[24];
     format_key(key, l->key);

@@ -99,7 +99,6 @@ pidfile = $dir/pgbouncer.pid
 max_client_conn = 400
 default_pool_size = $pool
 reserve_pool_size = 0
-server_lifetime = 0
 server_idle_timeout = 0
 ignore_startup_parameters = extra_float_digits
 EOF
