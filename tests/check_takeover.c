@@ -57,6 +57,18 @@ static int is(const char *which)
     return strcmp(backend, which) == 0;
 }
 
+/* PostgreSQL lease mode: a row with an owner (the default table). */
+static int pg_lease(void)
+{
+    return is("postgresql") && strstr(url, "mode=lease") != NULL;
+}
+
+/* A store whose lock is a row with an owner token, not a server session. */
+static int row_store(void)
+{
+    return is("sqlite") || pg_lease();
+}
+
 /* --- the store's own view, through its own client ---------------------------------- */
 
 #ifdef HAVE_SQLITE
@@ -102,7 +114,19 @@ static int sqlite_run(const char *sql, const char *name, char *out, size_t outle
 #ifdef HAVE_POSTGRESQL
 static PGconn *pg_raw(void)
 {
-    PGconn *pg = PQconnectdb(url);
+    /* libdlock's own options (mode, table, fencing) are not libpq's. */
+    char plain[1024];
+    const char *q = strchr(url, '?');
+    snprintf(plain, sizeof plain, "%.*s", (int)(q ? q - url : (ptrdiff_t)strlen(url)), url);
+    for (const char *p = q; p && *p;) {
+        p++;
+        size_t n = strcspn(p, "&");
+        if (strncmp(p, "mode=", 5) != 0 && strncmp(p, "table=", 6) != 0 && strncmp(p, "fencing=", 8) != 0)
+            snprintf(plain + strlen(plain), sizeof plain - strlen(plain), "%c%.*s", strchr(plain, '?') ? '&' : '?',
+                     (int)n, p);
+        p += n;
+    }
+    PGconn *pg = PQconnectdb(plain);
     ck_assert_msg(pg && PQstatus(pg) == CONNECTION_OK, "raw connect: %s", pg ? PQerrorMessage(pg) : "");
     return pg;
 }
@@ -182,8 +206,20 @@ static void store_view(const char *name, char *out, size_t outlen)
                    name, out, outlen);
 #endif
 #ifdef HAVE_POSTGRESQL
-    if (is("postgresql"))
+    if (pg_lease()) {
+        PGconn *pg = pg_raw();
+        const char *values[1] = {name};
+        PGresult *res = PQexecParams(pg,
+                                     "SELECT owner || ' expires=' || expires_at || ' fence=' || fence FROM dlock_leases"
+                                     " WHERE name = convert_to($1, 'UTF8') AND owner IS NOT NULL",
+                                     1, NULL, values, NULL, NULL, 0);
+        ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s", PQerrorMessage(pg));
+        snprintf(out, outlen, "%s", PQntuples(res) ? PQgetvalue(res, 0, 0) : "");
+        PQclear(res);
+        PQfinish(pg);
+    } else if (is("postgresql")) {
         pg_holder_pid(name, out, outlen);
+    }
 #endif
 #ifdef HAVE_MYSQL
     if (is("mysql")) {
@@ -203,7 +239,16 @@ static void take_away(const char *name)
         ck_assert_int_eq(sqlite_run("DELETE FROM dlock_locks WHERE name = ?1", name, NULL, 0), 1);
 #endif
 #ifdef HAVE_POSTGRESQL
-    if (is("postgresql")) {
+    if (pg_lease()) {
+        PGconn *pg = pg_raw();
+        const char *values[1] = {name};
+        PGresult *res = PQexecParams(pg, "DELETE FROM dlock_leases WHERE name = convert_to($1, 'UTF8')", 1, NULL,
+                                     values, NULL, NULL, 0);
+        ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK && strcmp(PQcmdTuples(res), "1") == 0, "delete: %s",
+                      PQerrorMessage(pg));
+        PQclear(res);
+        PQfinish(pg);
+    } else if (is("postgresql")) {
         char pid[32];
         pg_holder_pid(name, pid, sizeof pid);
         ck_assert_msg(pid[0], "nobody holds '%s'", name);
@@ -253,13 +298,13 @@ START_TEST(taken_away_then_held_by_another)
     ck_assert_msg(before[0], "the store does not show the new holder");
     /* The holder's client goes on: a session store reconnects for this. */
     ck_assert_msg(dlock_acquire(holder, other_name, 60000, 0, &other) == DLOCK_OK, "%s", dlock_last_error());
-    if (is("sqlite"))
+    if (row_store())
         ck_assert_int_gt(dlock_remaining_ms(mine), 50000); /* the lease still looks alive */
     else /* the session it was taken on is gone: lost at once (issue 10) */
         ck_assert_int_eq(dlock_remaining_ms(mine), 0);
 
     ck_assert_int_eq(dlock_extend(mine, 60000), DLOCK_ELOST);
-    if (!is("sqlite")) /* the session it was taken on is gone, and the message says so */
+    if (!row_store()) /* the session it was taken on is gone, and the message says so */
         ck_assert_msg(strstr(dlock_last_error(), "session that held it"), "%s", dlock_last_error());
     ck_assert_int_eq(dlock_remaining_ms(mine), 0);
     ck_assert_int_eq(dlock_extend(mine, 60000), DLOCK_ELOST);
@@ -267,7 +312,7 @@ START_TEST(taken_away_then_held_by_another)
     ck_assert_str_eq(after, before);
 
     ck_assert_int_eq(dlock_release(mine), DLOCK_ELOST);
-    if (!is("sqlite"))
+    if (!row_store())
         ck_assert_msg(strstr(dlock_last_error(), "session that held it"), "%s", dlock_last_error());
     store_view(name, after, sizeof after);
     ck_assert_str_eq(after, before);
@@ -465,7 +510,7 @@ static Suite *takeover_suite(void)
     tcase_add_test(add_case(s, "taken-away"), taken_away_then_held_by_another);
     tcase_add_test(add_case(s, "early"), never_taken_before_the_lease_ends);
 #ifdef HAVE_POSTGRESQL
-    if (is("postgresql"))
+    if (is("postgresql") && !pg_lease())
         tcase_add_test(add_case(s, "pg-late-grant"), pg_cancel_after_the_grant);
 #endif
 #ifdef HAVE_SQLITE
