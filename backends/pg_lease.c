@@ -50,19 +50,22 @@ static const char fence_ddl[] = "CREATE TABLE IF NOT EXISTS %1$s ("
                                 " last_slot bigint NOT NULL DEFAULT 0)";
 
 /* Take the row when it is free, expired, or already ours (a retry after a
- * connection broke); answer the fence, or (busy) how long the holder's
- * lease still runs. */
+ * connection broke), answering the fence.  A wait's form also answers, when
+ * it takes nothing, how long the holder's lease still runs. */
+#define PG_TAKE                                                                                                    \
+    "INSERT INTO %1$s AS l (name, owner, fence, expires_at, holder, taken_at)"                                     \
+    " VALUES ($1, $2::uuid, 1, " PG_EXPIRY(                                                                        \
+        "$3") ", $4, pg_catalog.clock_timestamp())"                                                                \
+              " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, fence = l.fence + 1,"                     \
+              " expires_at = excluded.expires_at, holder = excluded.holder, taken_at = excluded.taken_at"          \
+              " WHERE l.owner IS NULL OR l.expires_at <= pg_catalog.clock_timestamp() OR l.owner = excluded.owner" \
+              " RETURNING l.fence"
+static const char try_sql[] = PG_TAKE;
 static const char acquire_sql[] =
-    "WITH ins AS (INSERT INTO %1$s AS l (name, owner, fence, expires_at, holder, taken_at)"
-    " VALUES ($1, $2::uuid, 1, " PG_EXPIRY(
-        "$3") ", $4, pg_catalog.clock_timestamp())"
-              " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, fence = l.fence + 1,"
-              " expires_at = excluded.expires_at, holder = excluded.holder, taken_at = excluded.taken_at"
-              " WHERE l.owner IS NULL OR l.expires_at <= pg_catalog.clock_timestamp() OR l.owner = excluded.owner"
-              " RETURNING l.fence)"
-              " SELECT (SELECT fence FROM ins),"
-              " (SELECT pg_catalog.ceil(EXTRACT(EPOCH FROM expires_at - pg_catalog.clock_timestamp()) * 1000)::bigint"
-              " FROM %1$s WHERE name = $1 AND owner IS NOT NULL)";
+    "WITH ins AS (" PG_TAKE ")"
+    " SELECT (SELECT fence FROM ins),"
+    " (SELECT pg_catalog.ceil(EXTRACT(EPOCH FROM expires_at - pg_catalog.clock_timestamp()) * 1000)::bigint"
+    " FROM %1$s WHERE name = $1 AND owner IS NOT NULL)";
 static const char extend_sql[] =
     "UPDATE %1$s SET expires_at = " PG_EXPIRY("$3") " WHERE name = $1 AND owner = $2::uuid AND " PG_LIVE
                                                     " RETURNING fence";
@@ -216,8 +219,8 @@ static void new_owner(char out[37], const unsigned char b[16])
 
 static const Oid types_name_owner[4] = {PG_TYPE_BYTEA, PG_TYPE_TEXT, PG_TYPE_TEXT, PG_TYPE_TEXT};
 
-/* One try: DLOCK_OK (the fence set), DLOCK_EBUSY (*left_ms: how long the
- * holder's lease still runs, -1 unknown), or an error. */
+/* One try: DLOCK_OK (the fence set), DLOCK_EBUSY (*left_ms, unless NULL: how
+ * long the holder's lease still runs, -1 unknown), or an error. */
 static int try_once(pg_conn *c, pg_lock *l, const char *name, uint32_t ttl_ms, int64_t *sent_ms, int64_t *left_ms)
 {
     char ttl[16];
@@ -225,15 +228,17 @@ static int try_once(pg_conn *c, pg_lock *l, const char *name, uint32_t ttl_ms, i
     const char *values[4] = {name, l->owner, ttl, c->appname + 6};
     const int lengths[4] = {(int)strlen(name), 0, 0, 0};
     int rc;
-    PGresult *res = lease_run(c, acquire_sql, 4, types_name_owner, values, lengths, sent_ms, "take the lock", &rc);
+    PGresult *res = lease_run(c, left_ms ? acquire_sql : try_sql, 4, types_name_owner, values, lengths, sent_ms,
+                              "take the lock", &rc);
     if (!res)
         return rc;
-    *left_ms = -1;
+    if (left_ms)
+        *left_ms = -1;
     if (PQntuples(res) >= 1 && !PQgetisnull(res, 0, 0)) {
         l->base.fence = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
         rc = DLOCK_OK;
     } else {
-        if (PQntuples(res) >= 1 && !PQgetisnull(res, 0, 1))
+        if (left_ms && PQntuples(res) >= 1 && !PQgetisnull(res, 0, 1))
             *left_ms = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
         rc = dlock__error(DLOCK_EBUSY, "lock '%s' is held by someone else", name);
     }
@@ -273,7 +278,7 @@ int dlock__pg_lease_acquire(pg_conn *c, const char *name, uint32_t ttl_ms, int32
             return dlock__error(DLOCK_ECANCELED, "wait for lock '%s' canceled", name);
         dlock__pg_begin_call(c, call->deadline_ms);
         int64_t left = -1;
-        rc = try_once(c, l, name, ttl_ms, &call->lease_start_ms, &left);
+        rc = try_once(c, l, name, ttl_ms, &call->lease_start_ms, wait_ms == 0 ? NULL : &left);
         if (rc != DLOCK_EBUSY)
             return rc;
         int64_t now = dlock__now_ms();

@@ -76,12 +76,13 @@ static const char session_settings_17_sql[] =
 
 /* The prepared statements, named "<name>_<token>" so that two clients
  * whose setups a pooler sends to one server session never collide.  $1 is
- * always the key.  Every lock statement answers (its boolean, ours, the
- * fence or NULL, the lease setting): `ours` false means the statement ran
- * in another client's (or no client's) server session, and then it did
- * nothing.  An idle parameter other than '' moves idle_session_timeout (the
- * lease) in the same round trip, when the lock statement succeeded.  The
- * SQL is a format: %1$s the token, %2$s the fence table. */
+ * always the key.  Every lock statement answers its boolean in the first
+ * column, NULL when the statement ran in another client's (or no client's)
+ * server session, and then it did nothing; with fencing=on the second
+ * column is the fence.  The *_set variants (and the fencing forms, with an
+ * idle parameter other than '') also move idle_session_timeout (the lease)
+ * in the same round trip, when the lock statement succeeded.  The SQL is a
+ * format: %1$s the token, %2$s the fence table. */
 static const Oid types_key[1] = {PG_TYPE_INT8};
 static const Oid types_key_text[2] = {PG_TYPE_INT8, PG_TYPE_TEXT};
 static const Oid types_try_fence[3] = {PG_TYPE_INT8, PG_TYPE_TEXT, PG_TYPE_BYTEA};
@@ -95,44 +96,42 @@ static const struct pg_statement {
     int fencing; /* 0 both, 1 only with fencing=on, -1 only without */
     const char *sql;
 } pg_statements[] = {
-    {"dlock_try", 2, types_key_text, -1,
-     "WITH pre AS MATERIALIZED (SELECT " PG_OURS " AS ours),"
-     " l AS MATERIALIZED (SELECT CASE WHEN ours THEN pg_catalog.pg_try_advisory_lock($1) ELSE false END AS got,"
-     " ours FROM pre)"
-     " SELECT got, ours, NULL::bigint," PG_SET_IDLE("got", "$2") " FROM l"},
+    {"dlock_try", 1, types_key, -1, "SELECT CASE WHEN " PG_OURS " THEN pg_catalog.pg_try_advisory_lock($1) END"},
+    {"dlock_try_set", 2, types_key_text, -1,
+     "SELECT got, NULL::bigint, CASE WHEN got THEN pg_catalog.set_config('idle_session_timeout', $2, false) END"
+     " FROM (SELECT CASE WHEN " PG_OURS " THEN pg_catalog.pg_try_advisory_lock($1) END AS got OFFSET 0) AS t"},
     {"dlock_try", 3, types_try_fence, 1,
-     "WITH pre AS MATERIALIZED (SELECT " PG_OURS " AS ours),"
-     " l AS MATERIALIZED (SELECT CASE WHEN ours THEN pg_catalog.pg_try_advisory_lock($1) ELSE false END AS got,"
-     " ours FROM pre)" PG_FENCE_BUMP("$3") " SELECT got, ours, (SELECT fence FROM f)," PG_SET_IDLE("got",
-                                                                                                   "$2") " FROM l"},
+     "WITH l AS MATERIALIZED (SELECT CASE WHEN " PG_OURS
+     " THEN pg_catalog.pg_try_advisory_lock($1) END AS got)" PG_FENCE_BUMP(
+         "$3") " SELECT got, (SELECT fence FROM f)," PG_SET_IDLE("got", "$2") " FROM l"},
     /* lock_timeout is set for this statement only (is_local); the
      * MATERIALIZED CTEs fix the order: check, timeout, wait, lease. */
     {"dlock_wait", 3, types_wait, -1,
      "WITH pre AS MATERIALIZED (SELECT " PG_OURS " AS ours),"
      " timeout AS MATERIALIZED (SELECT pg_catalog.set_config('lock_timeout', $2, true) FROM pre WHERE ours),"
      " granted AS MATERIALIZED (SELECT pg_catalog.pg_advisory_lock($1) FROM timeout),"
-     " l AS MATERIALIZED (SELECT EXISTS (SELECT 1 FROM granted) AS got, ours FROM pre)"
-     " SELECT got, ours, NULL::bigint," PG_SET_IDLE("got", "$3") " FROM l"},
+     " l AS MATERIALIZED (SELECT CASE WHEN ours THEN EXISTS (SELECT 1 FROM granted) END AS got FROM pre)"
+     " SELECT got, NULL::bigint," PG_SET_IDLE("got", "$3") " FROM l"},
     {"dlock_wait", 4, types_wait, 1,
      "WITH pre AS MATERIALIZED (SELECT " PG_OURS " AS ours),"
      " timeout AS MATERIALIZED (SELECT pg_catalog.set_config('lock_timeout', $2, true) FROM pre WHERE ours),"
      " granted AS MATERIALIZED (SELECT pg_catalog.pg_advisory_lock($1) FROM timeout),"
-     " l AS MATERIALIZED (SELECT EXISTS (SELECT 1 FROM granted) AS got, ours FROM pre)" PG_FENCE_BUMP(
-         "$4") " SELECT got, ours, (SELECT fence FROM f)," PG_SET_IDLE("got", "$3") " FROM l"},
-    {"dlock_check", 2, types_key_text, 0,
-     "SELECT held, ours, NULL::bigint," PG_SET_IDLE("held AND ours", "$2") " FROM (SELECT " PG_HELD_BY_THIS_SESSION
-                                                                           " AS held, " PG_OURS
-                                                                           " AS ours OFFSET 0) AS s"},
-    {"dlock_unlock", 2, types_key_text, 0,
-     "WITH pre AS MATERIALIZED (SELECT " PG_OURS " AS ours),"
-     " u AS MATERIALIZED (SELECT CASE WHEN ours THEN pg_catalog.pg_advisory_unlock($1) ELSE false END AS released,"
-     " ours FROM pre)"
-     " SELECT released, ours, NULL::bigint," PG_SET_IDLE("ours", "$2") " FROM u"},
-    /* A wait granted while its statement failed (a late cancel or lock
-     * timeout): the fence is bumped on its own, while the lock is held. */
+     " l AS MATERIALIZED (SELECT CASE WHEN ours THEN EXISTS (SELECT 1 FROM granted) END AS got FROM pre)" PG_FENCE_BUMP(
+         "$4") " SELECT got, (SELECT fence FROM f)," PG_SET_IDLE("got", "$3") " FROM l"},
+    {"dlock_check", 1, types_key, 0, "SELECT CASE WHEN " PG_OURS " THEN " PG_HELD_BY_THIS_SESSION " END"},
+    {"dlock_check_set", 2, types_key_text, 0,
+     "SELECT held, NULL::bigint, CASE WHEN held THEN pg_catalog.set_config('idle_session_timeout', $2, false) END"
+     " FROM (SELECT CASE WHEN " PG_OURS " THEN " PG_HELD_BY_THIS_SESSION " END AS held OFFSET 0) AS s"},
+    {"dlock_unlock", 1, types_key, 0, "SELECT CASE WHEN " PG_OURS " THEN pg_catalog.pg_advisory_unlock($1) END"},
+    {"dlock_unlock_set", 2, types_key_text, 0,
+     "SELECT released, NULL::bigint,"
+     " CASE WHEN released IS NOT NULL THEN pg_catalog.set_config('idle_session_timeout', $2, false) END"
+     " FROM (SELECT CASE WHEN " PG_OURS " THEN pg_catalog.pg_advisory_unlock($1) END AS released OFFSET 0) AS u"},
+    /* A wait granted in a statement that then failed (a late cancel or
+     * lock timeout): the fence is bumped on its own, while the lock is held. */
     {"dlock_bump", 2, types_bump, 1,
-     "WITH l AS MATERIALIZED (SELECT " PG_OURS " AND " PG_HELD_BY_THIS_SESSION
-     " AS got)" PG_FENCE_BUMP("$2") " SELECT got, true, (SELECT fence FROM f), NULL FROM l"},
+     "WITH l AS MATERIALIZED (SELECT CASE WHEN " PG_OURS " THEN " PG_HELD_BY_THIS_SESSION
+     " END AS got)" PG_FENCE_BUMP("$2") " SELECT got, (SELECT fence FROM f) FROM l"},
     {"dlock_holder", 1, types_key, 0,
      "SELECT a.application_name, pg_catalog.host(a.client_addr), l.pid,"
      " pg_catalog.to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"

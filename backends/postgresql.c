@@ -88,21 +88,22 @@ static int pooler_detected(pg_conn *c, int status)
     return dlock__error(status, "the lock is lost: %s", text);
 }
 
-/* The fence of a lock statement's answer (column 2) with fencing=on. */
+/* The fence of a lock statement's answer (column 1) with fencing=on. */
 static int take_fence(pg_conn *c, pg_lock *l, const PGresult *res, const char *name)
 {
     if (!c->fencing)
         return DLOCK_OK;
-    if (PQnfields(res) < 3 || PQgetisnull(res, 0, 2))
+    if (PQnfields(res) < 2 || PQgetisnull(res, 0, 1))
         return dlock__error(DLOCK_EBACKEND, "lock '%s' was taken but its fence was not bumped", name);
-    l->base.fence = strtoull(PQgetvalue(res, 0, 2), NULL, 10);
+    l->base.fence = strtoull(PQgetvalue(res, 0, 1), NULL, 10);
     return DLOCK_OK;
 }
 
-/* The second column of a lock statement: it ran in our server session. */
+/* A lock statement's first column is NULL when it ran in a server session
+ * that this client did not set up (and then did nothing). */
 static int ran_in_our_session(const PGresult *res)
 {
-    return PQntuples(res) >= 1 && PQnfields(res) >= 2 && PQgetvalue(res, 0, 1)[0] == 't';
+    return PQntuples(res) >= 1 && PQnfields(res) >= 1 && !PQgetisnull(res, 0, 0);
 }
 
 static int try_lock(pg_conn *c, pg_lock *l, const char *name, int64_t *lease_start_ms)
@@ -123,7 +124,9 @@ static int try_lock(pg_conn *c, pg_lock *l, const char *name, int64_t *lease_sta
         const char *values[3] = {key, set ? idle : "", name};
         const int lengths[3] = {0, 0, (int)strlen(name)};
         const int formats[3] = {0, 0, 1};
-        PGresult *res = dlock__pg_run_bin(c, "dlock_try", c->fencing ? 3 : 2, values, lengths, formats, lease_start_ms);
+        const char *statement = c->fencing || !set ? "dlock_try" : "dlock_try_set";
+        int nparams = c->fencing ? 3 : set ? 2 : 1;
+        PGresult *res = dlock__pg_run_bin(c, statement, nparams, values, lengths, formats, lease_start_ms);
         switch (dlock__pg_outcome(c, res)) {
         case OUTCOME_OK: {
             int got = dlock__pg_first_bool(res);
@@ -158,9 +161,10 @@ static int try_lock(pg_conn *c, pg_lock *l, const char *name, int64_t *lease_sta
  * wait granted long ago is confirmed.  1 yes, 0 no, <0 a status. */
 static int held_now(pg_conn *c, const char *key, const char *idle, int set_lease, int64_t *sent_ms)
 {
-    const char *values[2] = {key, set_lease && idle ? idle : ""};
+    const char *values[2] = {key, idle};
     for (int attempt = 0;; attempt++) {
-        PGresult *res = dlock__pg_run_at(c, "dlock_check", 2, values, sent_ms);
+        PGresult *res =
+            dlock__pg_run_at(c, set_lease ? "dlock_check_set" : "dlock_check", set_lease ? 2 : 1, values, sent_ms);
         int kind = dlock__pg_outcome(c, res);
         if (kind == OUTCOME_OK) {
             int held = dlock__pg_first_bool(res);
@@ -218,7 +222,12 @@ static int bump_fence(pg_conn *c, pg_lock *l, const char *name, const char *key)
     int rc;
     switch (dlock__pg_outcome(c, res)) {
     case OUTCOME_OK:
-        rc = dlock__pg_first_bool(res) ? take_fence(c, l, res, name) : pooler_detected(c, DLOCK_EBACKEND);
+        if (!ran_in_our_session(res))
+            rc = pooler_detected(c, DLOCK_EBACKEND);
+        else if (!dlock__pg_first_bool(res))
+            rc = dlock__error(DLOCK_EBACKEND, "lock '%s' was granted, but the session does not hold it", name);
+        else
+            rc = take_fence(c, l, res, name);
         break;
     case OUTCOME_CONNECTION_LOST:
         rc = dlock__pg_connection_lost(c, DLOCK_ECONN, "the connection broke while bumping the fence");
@@ -260,8 +269,8 @@ static int wait_failed(pg_conn *c, pg_lock *l, const char *name, const char *key
         /* The cancel won at the server; if the grant slipped in before it,
          * give the lock back so that the caller's view holds. */
         if (granted) {
-            const char *unlock_values[2] = {key, ""};
-            PGresult *u = dlock__pg_run(c, "dlock_unlock", 2, unlock_values);
+            const char *unlock_values[1] = {key};
+            PGresult *u = dlock__pg_run(c, "dlock_unlock", 1, unlock_values);
             int k = dlock__pg_outcome(c, u);
             PQclear(u);
             if (k != OUTCOME_OK)
@@ -404,8 +413,8 @@ static int pg_extend(struct dlock_conn *conn, struct dlock_held *held, const cha
     uint32_t want = dlock__session_idle_ms(&c->session, &l->base, ttl_ms);
     int set = want != c->session_idle_ms;
     format_ms(idle, want);
-    const char *values[2] = {key, set ? idle : ""};
-    PGresult *res = dlock__pg_run(c, "dlock_check", 2, values);
+    const char *values[2] = {key, idle};
+    PGresult *res = dlock__pg_run(c, set ? "dlock_check_set" : "dlock_check", set ? 2 : 1, values);
     int rc;
     switch (dlock__pg_outcome(c, res)) {
     case OUTCOME_OK:
@@ -454,8 +463,8 @@ static int pg_release(struct dlock_conn *conn, struct dlock_held *held, const ch
         uint32_t want = dlock__session_idle_ms(&c->session, NULL, 0);
         int set = want != c->session_idle_ms;
         format_ms(idle, want);
-        const char *values[2] = {key, set ? idle : ""};
-        PGresult *res = dlock__pg_run(c, "dlock_unlock", 2, values);
+        const char *values[2] = {key, idle};
+        PGresult *res = dlock__pg_run(c, set ? "dlock_unlock_set" : "dlock_unlock", set ? 2 : 1, values);
         switch (dlock__pg_outcome(c, res)) {
         case OUTCOME_OK:
             if (!ran_in_our_session(res)) {

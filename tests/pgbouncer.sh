@@ -11,6 +11,7 @@
 #   dlock_tx1       pool_mode=transaction, pool_size 1
 #   dlock_tx2       pool_mode=transaction, pool_size 2
 #   dlock_session   pool_mode=session,     pool_size 40
+# The admin console (database `pgbouncer`) is open to `postgres`.
 # `start` prints (and writes to DIR/env):
 #   export DLOCK_TEST_PGB_TX_URL='postgresql://postgres@127.0.0.1:<port>/dlock_tx'
 #   export DLOCK_TEST_PGB_TX1_URL=... DLOCK_TEST_PGB_TX2_URL=... DLOCK_TEST_PGB_SESSION_URL=...
@@ -101,6 +102,8 @@ default_pool_size = $pool
 reserve_pool_size = 0
 server_idle_timeout = 0
 ignore_startup_parameters = extra_float_digits
+; the tests send RECONNECT to start from fresh server sessions
+admin_users = postgres
 EOF
         if as_owner "$bin" -d -q "$dir/pgbouncer.ini" 2>>"$dir/start.log"; then
             :
