@@ -144,11 +144,17 @@ int dlock__pg_create_table(pg_conn *c)
         /* Two clients creating it at once: one of them sees the other's. */
         if (dlock__pg_has_sqlstate(res, "23505") || dlock__pg_has_sqlstate(res, "42P07"))
             break;
-        rc = dlock__error(DLOCK_EBACKEND,
-                          "table %s does not exist and this role cannot create it (%s, SQLSTATE %s): have it"
-                          " created with the DDL in docs/postgresql.md (\"Tables\"), or name another one with table=",
-                          plain, PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) ? "permission denied" : "failed",
-                          PQresultErrorField(res, PG_DIAG_SQLSTATE) ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : "?");
+        {
+            char why[PG_ERRTEXT_MAX];
+            const char *message = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+            const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+            dlock__pg_clean_text(why, sizeof why, message ? message : "failed", c->password);
+            rc = dlock__error(DLOCK_EBACKEND,
+                              "table %s does not exist and this role cannot create it (%s, SQLSTATE %s): have it"
+                              " created with the DDL in docs/postgresql.md (\"Tables\"), or name another one"
+                              " with table=",
+                              plain, why, sqlstate ? sqlstate : "?");
+        }
         break;
     }
     PQclear(res);
