@@ -171,6 +171,12 @@ static int exec_ok(PGconn *pg, const char *sql, int nparams, const char *const *
     return ok;
 }
 
+static void quiet(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
 /* What a hand-written lease loop does: an upsert that takes a free or
  * expired row (expiry on the server's clock), and a delete by owner; each
  * an unnamed statement, as through a transaction pooler. */
@@ -186,6 +192,7 @@ int bench_raw_postgresql_lease(const char *url, long cycles, double *elapsed_s)
         PQfinish(pg);
         return -1;
     }
+    PQsetNoticeProcessor(pg, quiet, NULL); /* "already exists, skipping" */
     if (!exec_ok(pg,
                  "CREATE TABLE IF NOT EXISTS dlock_bench_raw (name bytea PRIMARY KEY, owner uuid,"
                  " fence bigint NOT NULL DEFAULT 0, expires_at timestamptz, holder text, taken_at timestamptz)",
