@@ -27,7 +27,7 @@
 /* Waiting: the first poll after this long, doubling up to the cap (with
  * jitter: a random 50..100% of it), and never later than the row's expiry. */
 #define PG_POLL_FIRST_MS 5
-#define PG_POLL_CAP_MS 100
+#define PG_POLL_CAP_MS 50
 
 #define PG_TYPE_TEXT 25
 
@@ -50,8 +50,7 @@ static const char fence_ddl[] = "CREATE TABLE IF NOT EXISTS %1$s ("
                                 " last_slot bigint NOT NULL DEFAULT 0)";
 
 /* Take the row when it is free, expired, or already ours (a retry after a
- * connection broke), answering the fence.  A wait's form also answers, when
- * it takes nothing, how long the holder's lease still runs. */
+ * connection broke), answering the fence. */
 #define PG_TAKE                                                                                                    \
     "INSERT INTO %1$s AS l (name, owner, fence, expires_at, holder, taken_at)"                                     \
     " VALUES ($1, $2::uuid, 1, " PG_EXPIRY(                                                                        \
@@ -61,11 +60,11 @@ static const char fence_ddl[] = "CREATE TABLE IF NOT EXISTS %1$s ("
               " WHERE l.owner IS NULL OR l.expires_at <= pg_catalog.clock_timestamp() OR l.owner = excluded.owner" \
               " RETURNING l.fence"
 static const char try_sql[] = PG_TAKE;
-static const char acquire_sql[] =
-    "WITH ins AS (" PG_TAKE ")"
-    " SELECT (SELECT fence FROM ins),"
-    " (SELECT pg_catalog.ceil(EXTRACT(EPOCH FROM expires_at - pg_catalog.clock_timestamp()) * 1000)::bigint"
-    " FROM %1$s WHERE name = $1 AND owner IS NOT NULL)";
+/* A waiter's look between tries (read-only): how long the holder's lease
+ * still runs; no row: free, try again. */
+static const char peek_sql[] =
+    "SELECT pg_catalog.ceil(EXTRACT(EPOCH FROM expires_at - pg_catalog.clock_timestamp()) * 1000)::bigint"
+    " FROM %1$s WHERE name = $1 AND owner IS NOT NULL AND " PG_LIVE;
 static const char extend_sql[] =
     "UPDATE %1$s SET expires_at = " PG_EXPIRY("$3") " WHERE name = $1 AND owner = $2::uuid AND " PG_LIVE
                                                     " RETURNING fence";
@@ -225,31 +224,41 @@ static void new_owner(char out[37], const unsigned char b[16])
 
 static const Oid types_name_owner[4] = {PG_TYPE_BYTEA, PG_TYPE_TEXT, PG_TYPE_TEXT, PG_TYPE_TEXT};
 
-/* One try: DLOCK_OK (the fence set), DLOCK_EBUSY (*left_ms, unless NULL: how
- * long the holder's lease still runs, -1 unknown), or an error. */
-static int try_once(pg_conn *c, pg_lock *l, const char *name, uint32_t ttl_ms, int64_t *sent_ms, int64_t *left_ms)
+/* One try: DLOCK_OK (the fence set), DLOCK_EBUSY, or an error. */
+static int try_once(pg_conn *c, pg_lock *l, const char *name, uint32_t ttl_ms, int64_t *sent_ms)
 {
     char ttl[16];
     snprintf(ttl, sizeof ttl, "%" PRIu32, ttl_ms);
     const char *values[4] = {name, l->owner, ttl, c->appname + 6};
     const int lengths[4] = {(int)strlen(name), 0, 0, 0};
     int rc;
-    PGresult *res = lease_run(c, left_ms ? acquire_sql : try_sql, 4, types_name_owner, values, lengths, sent_ms,
-                              "take the lock", &rc);
+    PGresult *res = lease_run(c, try_sql, 4, types_name_owner, values, lengths, sent_ms, "take the lock", &rc);
     if (!res)
         return rc;
-    if (left_ms)
-        *left_ms = -1;
     if (PQntuples(res) >= 1 && !PQgetisnull(res, 0, 0)) {
         l->base.fence = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
         rc = DLOCK_OK;
     } else {
-        if (left_ms && PQntuples(res) >= 1 && !PQgetisnull(res, 0, 1))
-            *left_ms = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
         rc = dlock__error(DLOCK_EBUSY, "lock '%s' is held by someone else", name);
     }
     PQclear(res);
     return rc;
+}
+
+/* A waiter's look: 1 held (*left_ms: how long its lease still runs), 0
+ * free, <0 an error. */
+static int peek(pg_conn *c, const char *name, int64_t *left_ms)
+{
+    const char *values[1] = {name};
+    const int lengths[1] = {(int)strlen(name)};
+    int rc;
+    PGresult *res = lease_run(c, peek_sql, 1, types_name_owner, values, lengths, NULL, "look at the lock", &rc);
+    if (!res)
+        return rc;
+    int held = PQntuples(res) >= 1;
+    *left_ms = held && !PQgetisnull(res, 0, 0) ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : -1;
+    PQclear(res);
+    return held;
 }
 
 static uint32_t jitter(void)
@@ -279,22 +288,17 @@ int dlock__pg_lease_acquire(pg_conn *c, const char *name, uint32_t ttl_ms, int32
     int64_t start = dlock__now_ms();
     int64_t until = wait_ms < 0 ? INT64_MAX : start + wait_ms;
     int64_t step = PG_POLL_FIRST_MS;
+    dlock__pg_begin_call(c, call->deadline_ms);
+    rc = try_once(c, l, name, ttl_ms, &call->lease_start_ms);
+    if (rc != DLOCK_EBUSY || wait_ms == 0)
+        return rc;
+    /* Waiting: look (read-only) every jittered step, no later than the
+     * holder's lease ends, and try again when the row looks free. */
+    int64_t left = -1;
     for (;;) {
-        if (wait_ms != 0 && atomic_load(&c->cancel_requested))
-            return dlock__error(DLOCK_ECANCELED, "wait for lock '%s' canceled", name);
-        dlock__pg_begin_call(c, call->deadline_ms);
-        int64_t left = -1;
-        rc = try_once(c, l, name, ttl_ms, &call->lease_start_ms, wait_ms == 0 ? NULL : &left);
-        if (rc != DLOCK_EBUSY)
-            return rc;
         int64_t now = dlock__now_ms();
-        if (wait_ms == 0 || now >= until) {
-            if (wait_ms == 0)
-                return rc;
+        if (now >= until)
             return dlock__error(DLOCK_EBUSY, "lock '%s' is held by someone else (waited %ld ms)", name, (long)wait_ms);
-        }
-        /* Sleep a jittered step, no longer than the holder's lease or the
-         * wait; dlock_cancel() wakes us through wake_fd. */
         int64_t nap = step / 2 + (int64_t)(jitter() % (uint32_t)(step / 2 + 1));
         if (left >= 0 && left + 1 < nap)
             nap = left + 1;
@@ -303,8 +307,21 @@ int dlock__pg_lease_acquire(pg_conn *c, const char *name, uint32_t ttl_ms, int32
         int64_t wake = now + nap;
         if (wake > until)
             wake = until;
+        /* dlock_cancel() wakes the sleep through wake_fd. */
         (void)dlock__pg_wait_socket(-1, 0, wake, c->wake_fd);
         step = step * 2 > PG_POLL_CAP_MS ? PG_POLL_CAP_MS : step * 2;
+        if (atomic_load(&c->cancel_requested))
+            return dlock__error(DLOCK_ECANCELED, "wait for lock '%s' canceled", name);
+        dlock__pg_begin_call(c, call->deadline_ms);
+        int held = peek(c, name, &left);
+        if (held < 0)
+            return held;
+        if (held)
+            continue;
+        rc = try_once(c, l, name, ttl_ms, &call->lease_start_ms);
+        if (rc != DLOCK_EBUSY)
+            return rc;
+        left = -1;
     }
 }
 

@@ -683,7 +683,9 @@ static int pg_list(struct dlock_conn *conn, const char *prefix, struct dlock_lis
     return c->lease ? dlock__pg_lease_list(c, prefix, list) : session_list(c, prefix, list);
 }
 
-/* Session mode: end the holder's server session (its locks go with it). */
+/* Session mode: end the holder's server session (its locks go with it),
+ * waiting up to 5 s for it to be gone (PostgreSQL 14's timeout argument),
+ * so that the lock is free when this returns. */
 static int pg_break_lock(struct dlock_conn *conn, const char *name, struct dlock_call *call)
 {
     pg_conn *c = pg_of(conn);
@@ -694,7 +696,7 @@ static int pg_break_lock(struct dlock_conn *conn, const char *name, struct dlock
     format_key(key, dlock__pg_key(name, strlen(name)));
     const char *values[1] = {key};
     static const Oid types[1] = {PG_TYPE_INT8};
-    static const char sql[] = "SELECT pg_catalog.pg_terminate_backend(l.pid) FROM pg_catalog.pg_locks l"
+    static const char sql[] = "SELECT pg_catalog.pg_terminate_backend(l.pid, 5000) FROM pg_catalog.pg_locks l"
                               " WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted"
                               " AND l.classid = (($1 >> 32) & 4294967295)::oid AND l.objid = ($1 & 4294967295)::oid"
                               " AND l.pid <> pg_catalog.pg_backend_pid() AND l.database ="
