@@ -31,7 +31,15 @@ typedef struct pg_lock {
      * its links, the generation it was taken in and its ttl_ms. */
     struct dlock_held base;
     int64_t key;
+    char owner[37]; /* lease mode: this acquisition's owner token (a UUID) */
 } pg_lock;
+
+/* A per-session (session mode) or per-connection random token in hex. */
+#define PG_TOKEN_HEX 32
+/* "dlock_unlock_set_" + the token */
+#define PG_STMT_NAME_MAX 64
+/* A quoted identifier of at most 63 bytes (the URL parser checks it). */
+#define PG_TABLE_MAX 72
 
 /* Why a round trip ended without a result. */
 enum pg_failure {
@@ -56,7 +64,51 @@ typedef struct pg_conn {
     int64_t deadline_ms;        /* of the round trip in progress (dlock__now_ms) */
     int64_t connect_timeout_ms; /* the URL's connect_timeout (or the default); 0 none */
     enum pg_failure failure;    /* why the last round trip got no result */
+    int lease;                  /* mode=lease: a row per lock, no session state */
+    int fencing;                /* session mode: fencing=on */
+    char table[PG_TABLE_MAX];   /* the lease table (lease) or the fence table (session), quoted */
+    int table_ready;            /* the table is known to exist */
+    /* Session mode: this session's token, set in the server session at
+     * setup (dlock.session) and checked by every lock statement, and the
+     * suffix of its prepared statements' names. */
+    char token[PG_TOKEN_HEX + 1];
 } pg_conn;
+
+/* Fill buf with n random bytes; DLOCK_OK or DLOCK_EBACKEND with text. */
+int dlock__pg_random(void *buf, size_t n);
+/* The message when a statement ran in a server session that is not ours. */
+int dlock__pg_pooler_error(void);
+
+/* --- pg_lease.c: lease mode ---------------------------------------------------------- */
+
+int dlock__pg_lease_acquire(pg_conn *c, const char *name, uint32_t ttl_ms, int32_t wait_ms, struct dlock_call *call,
+                            pg_lock *l);
+int dlock__pg_lease_extend(pg_conn *c, pg_lock *l, const char *name, uint32_t ttl_ms);
+int dlock__pg_lease_release(pg_conn *c, pg_lock *l, const char *name);
+int dlock__pg_lease_holder(pg_conn *c, const char *name, char *buf, size_t buflen);
+int dlock__pg_lease_list(pg_conn *c, const char *prefix, struct dlock_list *list);
+int dlock__pg_lease_break(pg_conn *c, const char *name);
+int dlock__pg_lease_record(pg_conn *c, pg_lock *l, const char *name, int64_t *slot, int put);
+/* One unnamed statement (PQsendQueryParams: works through a transaction
+ * pooler), bounded by the call's deadline; *sent_ms when not NULL.  Every
+ * parameter is text except those whose type is PG_TYPE_BYTEA (binary, with
+ * its length in lengths[]). */
+#define PG_TYPE_BYTEA 17
+PGresult *dlock__pg_exec(pg_conn *c, const char *sql, int nparams, const Oid *types, const char *const *values,
+                         const int *lengths, int64_t *sent_ms);
+/* Create c->table when it is missing (CREATE TABLE IF NOT EXISTS); a role
+ * that may not: DLOCK_EBACKEND pointing to the DDL in docs/postgresql.md. */
+int dlock__pg_create_table(pg_conn *c);
+/* The server's clock, in Unix ms (either mode). */
+int dlock__pg_store_time(pg_conn *c, int64_t *unix_ms);
+/* An unnamed statement whose SQL is a format (%1$s: the table), with the
+ * table created on first use and one retry on a fresh connection (lease
+ * mode only: session mode must not retry a lock statement elsewhere).  NULL
+ * with *rc_out set on failure. */
+PGresult *dlock__pg_session_exec(pg_conn *c, const char *fmt, int nparams, const Oid *types, const char *const *values,
+                                 const int *lengths, const char *what, int *rc_out);
+/* Statement names of this session: "<base>_<token>". */
+void dlock__pg_stmt_name(const pg_conn *c, const char *base, char out[PG_STMT_NAME_MAX]);
 
 /* What the result of a round trip says. */
 enum { OUTCOME_OK, OUTCOME_SQL_ERROR, OUTCOME_CONNECTION_LOST };
@@ -82,6 +134,9 @@ PGresult *dlock__pg_await_result(pg_conn *c, int cancelable, int *cancel_sent);
 /* One prepared statement, one round trip, bounded by the call's deadline.
  * *sent_ms (when not NULL): when it was sent. */
 PGresult *dlock__pg_run_at(pg_conn *c, const char *statement, int nparams, const char *const *values, int64_t *sent_ms);
+/* The same with binary bytea parameters (see dlock__pg_exec). */
+PGresult *dlock__pg_run_bin(pg_conn *c, const char *statement, int nparams, const char *const *values,
+                            const int *lengths, const int *formats, int64_t *sent_ms);
 PGresult *dlock__pg_run(pg_conn *c, const char *statement, int nparams, const char *const *values);
 /* OUTCOME_OK, OUTCOME_SQL_ERROR or OUTCOME_CONNECTION_LOST. */
 int dlock__pg_outcome(pg_conn *c, const PGresult *res);

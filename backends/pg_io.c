@@ -8,7 +8,9 @@
 #include <limits.h>
 #include <poll.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include "pg_internal.h"
@@ -33,6 +35,18 @@ int dlock__pg_result_error(pg_conn *c, int status, const char *what, const PGres
     const char *sqlstate = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     if (!message)
         return dlock__pg_libpq_error(c, status, what, c->pg ? PQerrorMessage(c->pg) : "no connection");
+    /* Our prepared statement is missing: the statement ran in a server
+     * session that this client did not set up.  The session is not to be
+     * trusted any more (dropped at the next call: its locks are lost). */
+    if (sqlstate && strcmp(sqlstate, "26000") == 0 && !c->lease) {
+        c->fatal_seen = 1;
+        int rc = dlock__pg_pooler_error();
+        if (status == rc)
+            return rc;
+        char copy[PG_ERRTEXT_MAX];
+        dlock__copy_text(copy, sizeof copy, dlock_last_error());
+        return dlock__error(status, "%s", copy);
+    }
     char text[PG_ERRTEXT_MAX];
     dlock__pg_clean_text(text, sizeof text, message, c->password);
     return dlock__error(status, "%s: %s (SQLSTATE %s)", what, text, sqlstate ? sqlstate : "?");
@@ -199,13 +213,37 @@ PGresult *dlock__pg_await_result(pg_conn *c, int cancelable, int *cancel_sent)
     }
 }
 
-/* One prepared statement, one round trip, bounded by the call's deadline.
- * *sent_ms (when not NULL): when it was sent. */
-PGresult *dlock__pg_run_at(pg_conn *c, const char *statement, int nparams, const char *const *values, int64_t *sent_ms)
+void dlock__pg_stmt_name(const pg_conn *c, const char *base, char out[PG_STMT_NAME_MAX])
 {
+    snprintf(out, PG_STMT_NAME_MAX, "%s_%s", base, c->token);
+}
+
+int dlock__pg_random(void *buf, size_t n)
+{
+    if (getrandom(buf, n, 0) != (ssize_t)n)
+        return dlock__error(DLOCK_EBACKEND, "getrandom failed: %s", strerror(errno));
+    return DLOCK_OK;
+}
+
+int dlock__pg_pooler_error(void)
+{
+    return dlock__error(DLOCK_EBACKEND,
+                        "statements are not running in one server session: a transaction pooler (PgBouncer "
+                        "pool_mode=transaction?) is between client and server; session mode needs a session of its "
+                        "own (use mode=lease in the URL, or a session pooler)");
+}
+
+/* One prepared statement of this session (its name made unique per
+ * session: see pg_session.c), one round trip, bounded by the call's
+ * deadline.  *sent_ms (when not NULL): when it was sent. */
+PGresult *dlock__pg_run_bin(pg_conn *c, const char *statement, int nparams, const char *const *values,
+                            const int *lengths, const int *formats, int64_t *sent_ms)
+{
+    char full[PG_STMT_NAME_MAX];
+    dlock__pg_stmt_name(c, statement, full);
     if (sent_ms)
         *sent_ms = dlock__now_ms();
-    if (!PQsendQueryPrepared(c->pg, statement, nparams, values, NULL, NULL, 0)) {
+    if (!PQsendQueryPrepared(c->pg, full, nparams, values, lengths, formats, 0)) {
         c->failure = PG_FAIL_CONN;
         return NULL;
     }
@@ -213,7 +251,28 @@ PGresult *dlock__pg_run_at(pg_conn *c, const char *statement, int nparams, const
     return dlock__pg_await_result(c, 0, &cancel_sent);
 }
 
+PGresult *dlock__pg_run_at(pg_conn *c, const char *statement, int nparams, const char *const *values, int64_t *sent_ms)
+{
+    return dlock__pg_run_bin(c, statement, nparams, values, NULL, NULL, sent_ms);
+}
+
 PGresult *dlock__pg_run(pg_conn *c, const char *statement, int nparams, const char *const *values)
 {
     return dlock__pg_run_at(c, statement, nparams, values, NULL);
+}
+
+PGresult *dlock__pg_exec(pg_conn *c, const char *sql, int nparams, const Oid *types, const char *const *values,
+                         const int *lengths, int64_t *sent_ms)
+{
+    int formats[8] = {0};
+    for (int i = 0; i < nparams && i < 8; i++)
+        formats[i] = types && types[i] == PG_TYPE_BYTEA;
+    if (sent_ms)
+        *sent_ms = dlock__now_ms();
+    if (!PQsendQueryParams(c->pg, sql, nparams, types, values, lengths, formats, 0)) {
+        c->failure = PG_FAIL_CONN;
+        return NULL;
+    }
+    int cancel_sent = 0;
+    return dlock__pg_await_result(c, 0, &cancel_sent);
 }

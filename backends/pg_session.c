@@ -32,6 +32,12 @@
 #define PG_HELD_BY_THIS_SESSION \
     "EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE " PG_KEY_MATCHES("") " AND pid = pg_catalog.pg_backend_pid())"
 
+/* Settings, then the token: set only when no client has set one in this
+ * server session (else a pooler shares it: the column is NULL). */
+#define PG_TOKEN_SET                                                                   \
+    ", CASE WHEN COALESCE(pg_catalog.current_setting('dlock.session', true), '') = ''" \
+    " THEN pg_catalog.set_config('dlock.session', '%1$s', false) END"
+
 /* Session settings, sent once right after connect.  The lease: none while
  * no lock is held.  Our waits are bounded by lock_timeout alone.  A waiter
  * whose client vanished stops waiting (and is never granted a lock for
@@ -48,42 +54,85 @@
     " pg_catalog.set_config('tcp_keepalives_interval', '" PG_KEEPALIVES_INTERVAL_S "', false)," \
     " pg_catalog.set_config('tcp_keepalives_count', '" PG_KEEPALIVES_COUNT "', false),"         \
     " pg_catalog.set_config('tcp_user_timeout', '" PG_TCP_USER_TIMEOUT_MS "', false)"
-static const char session_settings_sql[] = PG_SESSION_SETTINGS;
+static const char session_settings_sql[] = PG_SESSION_SETTINGS PG_TOKEN_SET;
 /* PostgreSQL 17: a role's or database's transaction_timeout would end a
  * long wait (one statement, so one transaction) and the session with it. */
 static const char session_settings_17_sql[] =
-    PG_SESSION_SETTINGS ", pg_catalog.set_config('transaction_timeout', '0', false)";
+    PG_SESSION_SETTINGS ", pg_catalog.set_config('transaction_timeout', '0', false)" PG_TOKEN_SET;
 
 #define PG_TYPE_INT8 20
 #define PG_TYPE_TEXT 25
 
-/* The prepared statements.  $1 is always the key.  The *_set variants also
- * move idle_session_timeout (the lease) to their last parameter in the same
- * round trip, and only when the lock statement succeeded. */
+/* The token check: the statement runs in the server session that this
+ * client set up (a transaction pooler hands statements to any session). */
+#define PG_OURS "pg_catalog.current_setting('dlock.session', true) = '%1$s'"
+/* fencing=on: the counter of the name ($N, bytea), bumped only when the
+ * lock was got, in the same statement. */
+#define PG_FENCE_BUMP(param)                                                           \
+    ", f AS (INSERT INTO %2$s AS f (name, fence) SELECT " param ", 1 FROM l WHERE got" \
+    " ON CONFLICT (name) DO UPDATE SET fence = f.fence + 1 RETURNING f.fence)"
+#define PG_SET_IDLE(cond, param) \
+    " CASE WHEN " cond " AND " param " <> '' THEN pg_catalog.set_config('idle_session_timeout', " param ", false) END"
+
+/* The prepared statements, named "<name>_<token>" so that two clients
+ * whose setups a pooler sends to one server session never collide.  $1 is
+ * always the key.  Every lock statement answers its boolean in the first
+ * column, NULL when the statement ran in another client's (or no client's)
+ * server session, and then it did nothing; with fencing=on the second
+ * column is the fence.  The *_set variants (and the fencing forms, with an
+ * idle parameter other than '') also move idle_session_timeout (the lease)
+ * in the same round trip, when the lock statement succeeded.  The SQL is a
+ * format: %1$s the token, %2$s the fence table. */
+static const Oid types_key[1] = {PG_TYPE_INT8};
+static const Oid types_key_text[2] = {PG_TYPE_INT8, PG_TYPE_TEXT};
+static const Oid types_try_fence[3] = {PG_TYPE_INT8, PG_TYPE_TEXT, PG_TYPE_BYTEA};
+static const Oid types_wait[4] = {PG_TYPE_INT8, PG_TYPE_TEXT, PG_TYPE_TEXT, PG_TYPE_BYTEA};
+static const Oid types_bump[2] = {PG_TYPE_INT8, PG_TYPE_BYTEA};
+
 static const struct pg_statement {
     const char *name;
     int nparams;
+    const Oid *types;
+    int fencing; /* 0 both, 1 only with fencing=on, -1 only without */
     const char *sql;
 } pg_statements[] = {
-    {"dlock_try", 1, "SELECT pg_catalog.pg_try_advisory_lock($1)"},
-    {"dlock_try_set", 2,
-     "SELECT got, CASE WHEN got THEN pg_catalog.set_config('idle_session_timeout', $2, false) END"
-     " FROM pg_catalog.pg_try_advisory_lock($1) AS t(got)"},
+    {"dlock_try", 1, types_key, -1, "SELECT CASE WHEN " PG_OURS " THEN pg_catalog.pg_try_advisory_lock($1) END"},
+    {"dlock_try_set", 2, types_key_text, -1,
+     "SELECT got, NULL::bigint, CASE WHEN got THEN pg_catalog.set_config('idle_session_timeout', $2, false) END"
+     " FROM (SELECT CASE WHEN " PG_OURS " THEN pg_catalog.pg_try_advisory_lock($1) END AS got OFFSET 0) AS t"},
+    {"dlock_try", 3, types_try_fence, 1,
+     "WITH l AS MATERIALIZED (SELECT CASE WHEN " PG_OURS
+     " THEN pg_catalog.pg_try_advisory_lock($1) END AS got)" PG_FENCE_BUMP(
+         "$3") " SELECT got, (SELECT fence FROM f)," PG_SET_IDLE("got", "$2") " FROM l"},
     /* lock_timeout is set for this statement only (is_local); the
-     * MATERIALIZED CTEs fix the order: timeout, then wait, then lease. */
-    {"dlock_wait", 3,
-     "WITH timeout AS MATERIALIZED (SELECT pg_catalog.set_config('lock_timeout', $2, true)),"
-     " granted AS MATERIALIZED (SELECT pg_catalog.pg_advisory_lock($1) FROM timeout)"
-     " SELECT true, pg_catalog.set_config('idle_session_timeout', $3, false) FROM granted"},
-    {"dlock_check", 1, "SELECT " PG_HELD_BY_THIS_SESSION},
-    {"dlock_check_set", 2,
-     "SELECT held, CASE WHEN held THEN pg_catalog.set_config('idle_session_timeout', $2, false) END"
-     " FROM (SELECT " PG_HELD_BY_THIS_SESSION " AS held OFFSET 0) AS s"},
-    {"dlock_unlock", 1, "SELECT pg_catalog.pg_advisory_unlock($1)"},
-    {"dlock_unlock_set", 2,
-     "SELECT released, pg_catalog.set_config('idle_session_timeout', $2, false)"
-     " FROM pg_catalog.pg_advisory_unlock($1) AS t(released)"},
-    {"dlock_holder", 1,
+     * MATERIALIZED CTEs fix the order: check, timeout, wait, lease. */
+    {"dlock_wait", 3, types_wait, -1,
+     "WITH pre AS MATERIALIZED (SELECT " PG_OURS " AS ours),"
+     " timeout AS MATERIALIZED (SELECT pg_catalog.set_config('lock_timeout', $2, true) FROM pre WHERE ours),"
+     " granted AS MATERIALIZED (SELECT pg_catalog.pg_advisory_lock($1) FROM timeout),"
+     " l AS MATERIALIZED (SELECT CASE WHEN ours THEN EXISTS (SELECT 1 FROM granted) END AS got FROM pre)"
+     " SELECT got, NULL::bigint," PG_SET_IDLE("got", "$3") " FROM l"},
+    {"dlock_wait", 4, types_wait, 1,
+     "WITH pre AS MATERIALIZED (SELECT " PG_OURS " AS ours),"
+     " timeout AS MATERIALIZED (SELECT pg_catalog.set_config('lock_timeout', $2, true) FROM pre WHERE ours),"
+     " granted AS MATERIALIZED (SELECT pg_catalog.pg_advisory_lock($1) FROM timeout),"
+     " l AS MATERIALIZED (SELECT CASE WHEN ours THEN EXISTS (SELECT 1 FROM granted) END AS got FROM pre)" PG_FENCE_BUMP(
+         "$4") " SELECT got, (SELECT fence FROM f)," PG_SET_IDLE("got", "$3") " FROM l"},
+    {"dlock_check", 1, types_key, 0, "SELECT CASE WHEN " PG_OURS " THEN " PG_HELD_BY_THIS_SESSION " END"},
+    {"dlock_check_set", 2, types_key_text, 0,
+     "SELECT held, NULL::bigint, CASE WHEN held THEN pg_catalog.set_config('idle_session_timeout', $2, false) END"
+     " FROM (SELECT CASE WHEN " PG_OURS " THEN " PG_HELD_BY_THIS_SESSION " END AS held OFFSET 0) AS s"},
+    {"dlock_unlock", 1, types_key, 0, "SELECT CASE WHEN " PG_OURS " THEN pg_catalog.pg_advisory_unlock($1) END"},
+    {"dlock_unlock_set", 2, types_key_text, 0,
+     "SELECT released, NULL::bigint,"
+     " CASE WHEN released IS NOT NULL THEN pg_catalog.set_config('idle_session_timeout', $2, false) END"
+     " FROM (SELECT CASE WHEN " PG_OURS " THEN pg_catalog.pg_advisory_unlock($1) END AS released OFFSET 0) AS u"},
+    /* A wait granted in a statement that then failed (a late cancel or
+     * lock timeout): the fence is bumped on its own, while the lock is held. */
+    {"dlock_bump", 2, types_bump, 1,
+     "WITH l AS MATERIALIZED (SELECT CASE WHEN " PG_OURS " THEN " PG_HELD_BY_THIS_SESSION
+     " END AS got)" PG_FENCE_BUMP("$2") " SELECT got, (SELECT fence FROM f) FROM l"},
+    {"dlock_holder", 1, types_key, 0,
      "SELECT a.application_name, pg_catalog.host(a.client_addr), l.pid,"
      " pg_catalog.to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
      " pg_catalog.to_char(a.state_change AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
@@ -94,6 +143,29 @@ static const struct pg_statement {
                " LIMIT 1"},
 };
 #define PG_STATEMENT_COUNT (sizeof pg_statements / sizeof pg_statements[0])
+
+static int statement_wanted(const pg_conn *c, const struct pg_statement *st)
+{
+    return st->fencing == 0 || (st->fencing > 0) == (c->fencing != 0);
+}
+
+/* The SQL of a statement for this session (malloc'ed), NULL: no memory. */
+static char *statement_sql(const pg_conn *c, const struct pg_statement *st)
+{
+    size_t len = strlen(st->sql) * 2 + 256;
+    char *sql = malloc(len);
+    if (sql) {
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+#endif
+        snprintf(sql, len, st->sql, c->token, c->table);
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+    }
+    return sql;
+}
 
 /* --- sessions ------------------------------------------------------------------------ */
 
@@ -136,9 +208,33 @@ static int setup_failed(pg_conn *c, PGconn *pg, const PGresult *res)
     return rc;
 }
 
-static const char *settings_for(PGconn *pg)
+static char *settings_for(const pg_conn *c, PGconn *pg)
 {
-    return PQserverVersion(pg) >= PG_TRANSACTION_TIMEOUT_VERSION ? session_settings_17_sql : session_settings_sql;
+    const char *fmt =
+        PQserverVersion(pg) >= PG_TRANSACTION_TIMEOUT_VERSION ? session_settings_17_sql : session_settings_sql;
+    size_t len = strlen(fmt) + PG_TOKEN_HEX + 16;
+    char *sql = malloc(len);
+    if (sql) {
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+#endif
+        snprintf(sql, len, fmt, c->token);
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+    }
+    return sql;
+}
+
+/* The settings' answer: the token is ours, else another client set this
+ * server session up (a pooler shares it between clients). */
+static int settings_took(const pg_conn *c, const PGresult *res)
+{
+    int n = PQnfields(res);
+    if (PQntuples(res) < 1 || n < 1 || PQgetisnull(res, 0, n - 1) || strcmp(PQgetvalue(res, 0, n - 1), c->token) != 0)
+        return dlock__pg_pooler_error();
+    return DLOCK_OK;
 }
 
 #ifdef LIBPQ_HAS_PIPELINING
@@ -146,18 +242,31 @@ static const char *settings_for(PGconn *pg)
  * that pg_stat_activity shows each statement's own text. */
 static int setup_session(pg_conn *c, PGconn *pg)
 {
-    static const Oid types[3] = {PG_TYPE_INT8, PG_TYPE_TEXT, PG_TYPE_TEXT};
-    int sent = PQenterPipelineMode(pg) && PQsendQueryParams(pg, settings_for(pg), 0, NULL, NULL, NULL, NULL, 0);
-    for (size_t i = 0; sent && i < PG_STATEMENT_COUNT; i++)
-        sent = PQsendPrepare(pg, pg_statements[i].name, pg_statements[i].sql, pg_statements[i].nparams, types);
+    char *settings = settings_for(c, pg);
+    int sent = settings && PQenterPipelineMode(pg) && PQsendQueryParams(pg, settings, 0, NULL, NULL, NULL, NULL, 0);
+    free(settings);
+    size_t count = 1;
+    for (size_t i = 0; sent && i < PG_STATEMENT_COUNT; i++) {
+        const struct pg_statement *st = &pg_statements[i];
+        if (!statement_wanted(c, st))
+            continue;
+        char name[PG_STMT_NAME_MAX];
+        dlock__pg_stmt_name(c, st->name, name);
+        char *sql = statement_sql(c, st);
+        sent = sql && PQsendPrepare(pg, name, sql, st->nparams, st->types);
+        free(sql);
+        count++;
+    }
     if (!sent || !PQpipelineSync(pg))
         return setup_failed(c, pg, NULL);
     int rc = DLOCK_OK;
-    for (size_t i = 0; i < PG_STATEMENT_COUNT + 1; i++) {
+    for (size_t i = 0; i < count; i++) {
         PGresult *res = dlock__pg_next_result(c, pg);
         ExecStatusType st = PQresultStatus(res);
         if (rc == DLOCK_OK && (!res || (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK)))
             rc = setup_failed(c, pg, res);
+        else if (rc == DLOCK_OK && i == 0)
+            rc = settings_took(c, res);
         PQclear(res);
         if (!res)
             return rc;
@@ -178,25 +287,51 @@ static int setup_session(pg_conn *c, PGconn *pg)
 /* libpq before 14: the same in one simple-query batch of SQL PREPAREs. */
 static int setup_session(pg_conn *c, PGconn *pg)
 {
-    const char *settings = settings_for(pg);
+    char *settings = settings_for(c, pg);
+    if (!settings)
+        return dlock__oom();
     size_t len = strlen(settings) + 2;
     for (size_t i = 0; i < PG_STATEMENT_COUNT; i++)
-        len += strlen(pg_statements[i].name) + strlen(pg_statements[i].sql) + 64;
+        len += strlen(pg_statements[i].sql) * 2 + PG_STMT_NAME_MAX + 320;
     char *batch = malloc(len);
-    if (!batch)
+    if (!batch) {
+        free(settings);
         return dlock__oom();
+    }
     size_t used = (size_t)snprintf(batch, len, "%s;", settings);
-    static const char *const type_lists[4] = {"", "(bigint)", "(bigint, text)", "(bigint, text, text)"};
-    for (size_t i = 0; i < PG_STATEMENT_COUNT; i++)
-        used += (size_t)snprintf(batch + used, len - used, "PREPARE %s%s AS %s;", pg_statements[i].name,
-                                 type_lists[pg_statements[i].nparams], pg_statements[i].sql);
+    free(settings);
+    for (size_t i = 0; i < PG_STATEMENT_COUNT; i++) {
+        const struct pg_statement *st = &pg_statements[i];
+        if (!statement_wanted(c, st))
+            continue;
+        char name[PG_STMT_NAME_MAX], types[64] = "";
+        dlock__pg_stmt_name(c, st->name, name);
+        for (int k = 0; k < st->nparams; k++)
+            snprintf(types + strlen(types), sizeof types - strlen(types), "%s%s", k ? ", " : "(",
+                     st->types[k] == PG_TYPE_INT8    ? "bigint"
+                     : st->types[k] == PG_TYPE_BYTEA ? "bytea"
+                                                     : "text");
+        char *sql = statement_sql(c, st);
+        if (!sql) {
+            free(batch);
+            return dlock__oom();
+        }
+        used += (size_t)snprintf(batch + used, len - used, "PREPARE %s%s%s AS %s;", name, types, st->nparams ? ")" : "",
+                                 sql);
+        free(sql);
+    }
     int sent = PQsendQuery(pg, batch);
     free(batch);
     int rc = sent ? DLOCK_OK : setup_failed(c, pg, NULL);
     PGresult *res;
+    int first = 1;
     while (sent && (res = dlock__pg_next_result(c, pg))) {
-        if (rc == DLOCK_OK && PQresultStatus(res) != PGRES_COMMAND_OK)
+        ExecStatusType st = PQresultStatus(res);
+        if (rc == DLOCK_OK && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
             rc = setup_failed(c, pg, res);
+        else if (rc == DLOCK_OK && first)
+            rc = settings_took(c, res);
+        first = 0;
         PQclear(res);
     }
     if (rc == DLOCK_OK && c->failure != PG_FAIL_NONE)
@@ -228,10 +363,11 @@ static int connect_by_deadline(pg_conn *c, PGconn *pg)
 }
 
 /* What the server must be: 14 or later, and not a read-only standby. */
-static int check_server(PGconn *pg)
+static int check_server(const pg_conn *c, PGconn *pg)
 {
     int v = PQserverVersion(pg);
-    if (v < PG_MIN_SERVER_VERSION)
+    /* Lease mode keeps no session state: any server with ON CONFLICT. */
+    if (v < (c->lease ? 90500 : PG_MIN_SERVER_VERSION))
         return dlock__error(DLOCK_ENOTSUP,
                             "server version %d.%d is too old: libdlock needs PostgreSQL 14 or"
                             " later, whose idle_session_timeout ends the session of a silent lock holder",
@@ -267,7 +403,7 @@ int dlock__pg_open_session(pg_conn *c)
         return dlock__oom();
     int rc = connect_by_deadline(c, pg);
     if (rc == DLOCK_OK)
-        rc = check_server(pg);
+        rc = check_server(c, pg);
     /* Non-blocking: every send and receive goes through pg_ready(), which
      * keeps the deadline. */
     if (rc == DLOCK_OK && PQsetnonblocking(pg, 1) != 0)
@@ -285,7 +421,20 @@ int dlock__pg_open_session(pg_conn *c)
     c->fatal_seen = 0;
     PQsetNoticeReceiver(pg, notice_receiver, c);
 
-    rc = setup_session(c, pg);
+    /* Lease mode: nothing to set up, every statement stands alone. */
+    if (!c->lease) {
+        unsigned char token[PG_TOKEN_HEX / 2];
+        rc = dlock__pg_random(token, sizeof token);
+        for (size_t i = 0; i < sizeof token; i++)
+            snprintf(c->token + 2 * i, 3, "%02x", token[i]);
+        if (rc == DLOCK_OK && c->fencing && !c->table_ready) {
+            c->pg = pg; /* the fence table must exist before the statements are prepared */
+            rc = dlock__pg_create_table(c);
+            c->pg = NULL;
+        }
+        if (rc == DLOCK_OK)
+            rc = setup_session(c, pg);
+    }
     if (rc != DLOCK_OK) {
         PQfinish(pg);
         return rc;

@@ -74,6 +74,38 @@ static void format_ms(char buf[16], uint32_t ms)
     snprintf(buf, 16, "%" PRIu32, ms);
 }
 
+/* A statement ran in a server session that this client did not set up:
+ * every lock this client holds on "its" session may be anywhere; drop it
+ * (the core then reports them all lost) and say why. */
+static int pooler_detected(pg_conn *c, int status)
+{
+    dlock__pg_drop_session(c);
+    int rc = dlock__pg_pooler_error();
+    if (status == rc)
+        return rc;
+    char text[512];
+    dlock__copy_text(text, sizeof text, dlock_last_error());
+    return dlock__error(status, "the lock is lost: %s", text);
+}
+
+/* The fence of a lock statement's answer (column 1) with fencing=on. */
+static int take_fence(pg_conn *c, pg_lock *l, const PGresult *res, const char *name)
+{
+    if (!c->fencing)
+        return DLOCK_OK;
+    if (PQnfields(res) < 2 || PQgetisnull(res, 0, 1))
+        return dlock__error(DLOCK_EBACKEND, "lock '%s' was taken but its fence was not bumped", name);
+    l->base.fence = strtoull(PQgetvalue(res, 0, 1), NULL, 10);
+    return DLOCK_OK;
+}
+
+/* A lock statement's first column is NULL when it ran in a server session
+ * that this client did not set up (and then did nothing). */
+static int ran_in_our_session(const PGresult *res)
+{
+    return PQntuples(res) >= 1 && PQnfields(res) >= 1 && !PQgetisnull(res, 0, 0);
+}
+
 static int try_lock(pg_conn *c, pg_lock *l, const char *name, int64_t *lease_start_ms)
 {
     char key[24], idle[16];
@@ -89,17 +121,25 @@ static int try_lock(pg_conn *c, pg_lock *l, const char *name, int64_t *lease_sta
         uint32_t want = dlock__session_idle_ms(&c->session, NULL, l->base.ttl_ms);
         int set = want != c->session_idle_ms;
         format_ms(idle, want);
-        const char *values[2] = {key, idle};
-        PGresult *res = dlock__pg_run_at(c, set ? "dlock_try_set" : "dlock_try", set ? 2 : 1, values, lease_start_ms);
+        const char *values[3] = {key, set ? idle : "", name};
+        const int lengths[3] = {0, 0, (int)strlen(name)};
+        const int formats[3] = {0, 0, 1};
+        const char *statement = c->fencing || !set ? "dlock_try" : "dlock_try_set";
+        int nparams = c->fencing ? 3 : set ? 2 : 1;
+        PGresult *res = dlock__pg_run_bin(c, statement, nparams, values, lengths, formats, lease_start_ms);
         switch (dlock__pg_outcome(c, res)) {
         case OUTCOME_OK: {
             int got = dlock__pg_first_bool(res);
+            int ours = ran_in_our_session(res);
+            rc = got ? take_fence(c, l, res, name) : DLOCK_OK;
             PQclear(res);
+            if (!ours)
+                return pooler_detected(c, DLOCK_EBACKEND);
             if (!got)
                 return dlock__error(DLOCK_EBUSY, "lock '%s' is held by someone else", name);
             if (set)
                 c->session_idle_ms = want;
-            return DLOCK_OK;
+            return rc;
         }
         case OUTCOME_CONNECTION_LOST:
             PQclear(res);
@@ -128,8 +168,9 @@ static int held_now(pg_conn *c, const char *key, const char *idle, int set_lease
         int kind = dlock__pg_outcome(c, res);
         if (kind == OUTCOME_OK) {
             int held = dlock__pg_first_bool(res);
+            int ours = ran_in_our_session(res);
             PQclear(res);
-            return held;
+            return ours ? held : pooler_detected(c, DLOCK_EBACKEND);
         }
         if (kind == OUTCOME_CONNECTION_LOST) {
             PQclear(res);
@@ -169,8 +210,39 @@ static int lease_after_wait(pg_conn *c, const pg_lock *l, const char *name, int6
 
 /* The wait's statement ended in an error: was it ours (a cancel), a lock
  * timeout, a deadlock, or was the lock granted anyway? */
-static int wait_failed(pg_conn *c, const char *name, const char *key, const char *idle, PGresult *res, int cancel_sent,
-                       int32_t wait_ms, int64_t *lease_start_ms)
+/* A wait granted in a statement that failed: its fence, on its own. */
+static int bump_fence(pg_conn *c, pg_lock *l, const char *name, const char *key)
+{
+    if (!c->fencing)
+        return DLOCK_OK;
+    const char *values[2] = {key, name};
+    const int lengths[2] = {0, (int)strlen(name)};
+    const int formats[2] = {0, 1};
+    PGresult *res = dlock__pg_run_bin(c, "dlock_bump", 2, values, lengths, formats, NULL);
+    int rc;
+    switch (dlock__pg_outcome(c, res)) {
+    case OUTCOME_OK:
+        if (!ran_in_our_session(res))
+            rc = pooler_detected(c, DLOCK_EBACKEND);
+        else if (!dlock__pg_first_bool(res))
+            rc = dlock__error(DLOCK_EBACKEND, "lock '%s' was granted, but the session does not hold it", name);
+        else
+            rc = take_fence(c, l, res, name);
+        break;
+    case OUTCOME_CONNECTION_LOST:
+        rc = dlock__pg_connection_lost(c, DLOCK_ECONN, "the connection broke while bumping the fence");
+        break;
+    default:
+        rc = dlock__pg_result_error(c, DLOCK_EBACKEND, "cannot bump the fence", res);
+        dlock__pg_drop_session(c); /* the lock is held: let go of it */
+        break;
+    }
+    PQclear(res);
+    return rc;
+}
+
+static int wait_failed(pg_conn *c, pg_lock *l, const char *name, const char *key, const char *idle, PGresult *res,
+                       int cancel_sent, int32_t wait_ms, int64_t *lease_start_ms)
 {
     int timed_out = dlock__pg_has_sqlstate(res, "55P03"); /* lock_not_available: lock_timeout */
     int canceled = dlock__pg_has_sqlstate(res, "57014");  /* query_canceled */
@@ -208,7 +280,7 @@ static int wait_failed(pg_conn *c, const char *name, const char *key, const char
     }
     if (granted) {
         dlock__clear_error();
-        return DLOCK_OK;
+        return bump_fence(c, l, name, key);
     }
     if (timed_out)
         return dlock__error(DLOCK_EBUSY, "lock '%s' is held by someone else (waited %ld ms)", name, (long)wait_ms);
@@ -228,9 +300,13 @@ static int wait_lock(pg_conn *c, pg_lock *l, const char *name, int32_t wait_ms, 
     uint32_t want = dlock__session_idle_ms(&c->session, NULL, l->base.ttl_ms);
     format_ms(idle, want);
     format_ms(timeout, wait_ms < 0 ? 0u : (uint32_t)wait_ms); /* lock_timeout 0: no limit */
-    const char *values[3] = {key, timeout, idle};
+    const char *values[4] = {key, timeout, idle, name};
+    const int lengths[4] = {0, 0, 0, (int)strlen(name)};
+    const int formats[4] = {0, 0, 0, 1};
+    char statement[PG_STMT_NAME_MAX];
+    dlock__pg_stmt_name(c, "dlock_wait", statement);
     int64_t sent_ms = dlock__now_ms();
-    if (!PQsendQueryPrepared(c->pg, "dlock_wait", 3, values, NULL, NULL, 0))
+    if (!PQsendQueryPrepared(c->pg, statement, c->fencing ? 4 : 3, values, lengths, formats, 0))
         return dlock__pg_connection_lost(c, DLOCK_ECONN, "cannot send the lock request");
     int cancel_sent = 0;
     c->deadline_ms = call->deadline_ms; /* the wait itself: as long as the caller allows */
@@ -239,7 +315,16 @@ static int wait_lock(pg_conn *c, pg_lock *l, const char *name, int32_t wait_ms, 
     dlock__pg_begin_call(c, call->deadline_ms); /* the round trips after it */
     int kind = dlock__pg_outcome(c, res);
     if (kind == OUTCOME_OK) {
+        int got = dlock__pg_first_bool(res);
+        int ours = ran_in_our_session(res);
+        rc = got ? take_fence(c, l, res, name) : DLOCK_OK;
         PQclear(res);
+        if (!ours)
+            return pooler_detected(c, DLOCK_EBACKEND);
+        if (!got)
+            return dlock__error(DLOCK_EBACKEND, "lock '%s': the wait ended without the lock", name);
+        if (rc != DLOCK_OK)
+            return rc;
         c->session_idle_ms = want;
         return lease_after_wait(c, l, name, sent_ms, &call->lease_start_ms);
     }
@@ -254,7 +339,7 @@ static int wait_lock(pg_conn *c, pg_lock *l, const char *name, int32_t wait_ms, 
                             " cancel: the session was dropped)",
                             name);
     }
-    rc = wait_failed(c, name, key, idle, res, cancel_sent, wait_ms, &call->lease_start_ms);
+    rc = wait_failed(c, l, name, key, idle, res, cancel_sent, wait_ms, &call->lease_start_ms);
     if (rc == DLOCK_OK)
         c->session_idle_ms = want;
     return rc;
@@ -270,6 +355,15 @@ static int pg_acquire(struct dlock_conn *conn, const char *name, uint32_t ttl_ms
         return dlock__oom();
     l->key = dlock__pg_key(name, strlen(name));
     l->base.ttl_ms = ttl_ms;
+    if (c->lease) {
+        int rc = dlock__pg_lease_acquire(c, name, ttl_ms, wait_ms, call, l);
+        if (rc != DLOCK_OK) {
+            free(l);
+            return rc;
+        }
+        *lock_out = &l->base;
+        return DLOCK_OK;
+    }
     /* A cancel that came too late for this wait is forgotten by
      * pg_cancel_clear(), under the core's cancel mutex. */
     int rc = wait_ms == 0 ? try_lock(c, l, name, &call->lease_start_ms) : wait_lock(c, l, name, wait_ms, call);
@@ -304,6 +398,8 @@ static int pg_extend(struct dlock_conn *conn, struct dlock_held *held, const cha
     pg_conn *c = pg_of(conn);
     dlock__pg_lease_call(c, call->deadline_ms);
     pg_lock *l = pg_lock_of(held);
+    if (c->lease)
+        return dlock__pg_lease_extend(c, l, name, ttl_ms);
     if (l->base.generation != c->session.generation)
         return session_ended(name);
     if (!l->base.linked)
@@ -322,7 +418,9 @@ static int pg_extend(struct dlock_conn *conn, struct dlock_held *held, const cha
     int rc;
     switch (dlock__pg_outcome(c, res)) {
     case OUTCOME_OK:
-        if (dlock__pg_first_bool(res)) {
+        if (!ran_in_our_session(res)) {
+            rc = pooler_detected(c, DLOCK_ELOST);
+        } else if (dlock__pg_first_bool(res)) {
             dlock__session_retime(&c->session, &l->base, ttl_ms);
             if (set)
                 c->session_idle_ms = want;
@@ -349,7 +447,9 @@ static int pg_release(struct dlock_conn *conn, struct dlock_held *held, const ch
     dlock__pg_lease_call(c, call->deadline_ms);
     pg_lock *l = pg_lock_of(held);
     int rc;
-    if (l->base.generation != c->session.generation) {
+    if (c->lease) {
+        rc = dlock__pg_lease_release(c, l, name);
+    } else if (l->base.generation != c->session.generation) {
         rc = session_ended(name);
     } else if (!l->base.linked) {
         rc = no_longer_held(name);
@@ -367,6 +467,10 @@ static int pg_release(struct dlock_conn *conn, struct dlock_held *held, const ch
         PGresult *res = dlock__pg_run(c, set ? "dlock_unlock_set" : "dlock_unlock", set ? 2 : 1, values);
         switch (dlock__pg_outcome(c, res)) {
         case OUTCOME_OK:
+            if (!ran_in_our_session(res)) {
+                rc = pooler_detected(c, DLOCK_ELOST);
+                break;
+            }
             if (set)
                 c->session_idle_ms = want;
             rc = dlock__pg_first_bool(res) ? DLOCK_OK
@@ -398,6 +502,8 @@ static int pg_holder(struct dlock_conn *conn, const char *name, char *buf, size_
 {
     pg_conn *c = pg_of(conn);
     dlock__pg_begin_call(c, call->deadline_ms);
+    if (c->lease)
+        return dlock__pg_lease_holder(c, name, buf, buflen);
     char key[24];
     format_key(key, dlock__pg_key(name, strlen(name)));
     const char *values[1] = {key};
@@ -470,13 +576,227 @@ static void pg_cancel_clear(struct dlock_conn *conn)
 
 static uint64_t pg_session_generation(struct dlock_conn *conn)
 {
-    return pg_of(conn)->session.generation;
+    pg_conn *c = pg_of(conn);
+    /* Lease mode: a dropped connection loses nothing. */
+    return c->lease ? 0 : c->session.generation;
 }
 
 static uint32_t pg_session_ttl_ms(struct dlock_conn *conn)
 {
     pg_conn *c = pg_of(conn);
-    return c->pg ? c->session_idle_ms : 0;
+    return c->pg && !c->lease ? c->session_idle_ms : 0;
+}
+
+/* --- list, break, store time, run records ---------------------------------------------- */
+
+#define PG_TYPE_INT8 20
+#define PG_TYPE_TEXT 25
+
+/* Session mode: the advisory locks on bigint keys in this database, with
+ * the holder's session, and the name where the fence table knows it. */
+#define PG_LIST_LOCKS                                                                                                \
+    "SELECT k.key, a.application_name, k.pid, %s FROM (SELECT ((l.classid::bigint << 32) | l.objid::bigint) AS key," \
+    " l.pid FROM pg_catalog.pg_locks l WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted"               \
+    " AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()))"      \
+    " AS k LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = k.pid %s"
+#define PG_NAME_KEY "('x' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256(f.name), 'hex'), 16))::bit(64)::bigint"
+
+static int session_list(pg_conn *c, const char *prefix, struct dlock_list *list)
+{
+    int rc = DLOCK_OK;
+    if (!c->table_ready) {
+        rc = dlock__pg_ensure_session(c, NULL);
+        if (rc == DLOCK_OK)
+            rc = dlock__pg_create_table(c);
+        if (rc != DLOCK_OK)
+            dlock__clear_error(); /* no names then */
+    }
+    char sql[2048];
+    if (c->table_ready) {
+        char join[256];
+        snprintf(join, sizeof join, "LEFT JOIN %s f ON " PG_NAME_KEY " = k.key", c->table);
+        snprintf(sql, sizeof sql, PG_LIST_LOCKS, "pg_catalog.encode(f.name, 'hex'), f.fence", join);
+    } else {
+        snprintf(sql, sizeof sql, PG_LIST_LOCKS, "NULL::text, NULL::bigint", "");
+    }
+    PGresult *res = dlock__pg_session_exec(c, sql, 0, NULL, NULL, NULL, "list the locks", &rc);
+    if (!res)
+        return rc;
+    size_t plen = strlen(prefix);
+    for (int i = 0; rc == DLOCK_OK && i < PQntuples(res); i++) {
+        char *decoded = NULL;
+        if (!PQgetisnull(res, i, 3)) {
+            const char *hex = PQgetvalue(res, i, 3);
+            size_t n = strlen(hex) / 2;
+            decoded = malloc(n + 1);
+            if (!decoded) {
+                rc = dlock__oom();
+                break;
+            }
+            for (size_t k = 0; k < n; k++) {
+                char pair[3] = {hex[2 * k], hex[2 * k + 1], 0};
+                decoded[k] = (char)strtol(pair, NULL, 16);
+            }
+            decoded[n] = '\0';
+        }
+        if (plen && (!decoded || strncmp(decoded, prefix, plen) != 0)) {
+            free(decoded);
+            continue;
+        }
+        const char *app = PQgetisnull(res, i, 1) ? NULL : PQgetvalue(res, i, 1);
+        char host[256] = "";
+        int64_t pid = 0;
+        if (app && strncmp(app, "dlock host=", 11) == 0) {
+            const char *p = strstr(app, " pid=");
+            if (p) {
+                snprintf(host, sizeof host, "%.*s", (int)(p - app - 11), app + 11);
+                pid = strtoll(p + 5, NULL, 10);
+            }
+        }
+        char holder[320];
+        snprintf(holder, sizeof holder, "%s backend_pid=%s",
+                 app && strncmp(app, "dlock ", 6) == 0 ? app + 6
+                 : app && app[0]                       ? app
+                                                       : "?",
+                 PQgetvalue(res, i, 2));
+        struct dlock_list_entry e = {
+            .name = decoded,
+            .key = PQgetvalue(res, i, 0),
+            .holder = holder,
+            .host = host[0] ? host : NULL,
+            .pid = pid,
+            .since_ms = -1,
+            .expires_ms = -1,
+            .fence = PQgetisnull(res, i, 4) ? 0 : strtoull(PQgetvalue(res, i, 4), NULL, 10),
+        };
+        rc = dlock__list_add(list, &e);
+        free(decoded);
+    }
+    PQclear(res);
+    return rc;
+}
+
+static int pg_list(struct dlock_conn *conn, const char *prefix, struct dlock_list *list, struct dlock_call *call)
+{
+    pg_conn *c = pg_of(conn);
+    dlock__pg_begin_call(c, call->deadline_ms);
+    return c->lease ? dlock__pg_lease_list(c, prefix, list) : session_list(c, prefix, list);
+}
+
+/* Session mode: end the holder's server session (its locks go with it),
+ * waiting up to 5 s for it to be gone (PostgreSQL 14's timeout argument),
+ * so that the lock is free when this returns. */
+static int pg_break_lock(struct dlock_conn *conn, const char *name, struct dlock_call *call)
+{
+    pg_conn *c = pg_of(conn);
+    dlock__pg_begin_call(c, call->deadline_ms);
+    if (c->lease)
+        return dlock__pg_lease_break(c, name);
+    char key[24];
+    format_key(key, dlock__pg_key(name, strlen(name)));
+    const char *values[1] = {key};
+    static const Oid types[1] = {PG_TYPE_INT8};
+    static const char sql[] = "SELECT pg_catalog.pg_terminate_backend(l.pid, 5000) FROM pg_catalog.pg_locks l"
+                              " WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted"
+                              " AND l.classid = (($1 >> 32) & 4294967295)::oid AND l.objid = ($1 & 4294967295)::oid"
+                              " AND l.pid <> pg_catalog.pg_backend_pid() AND l.database ="
+                              " (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())";
+    int rc = dlock__pg_ensure_session(c, NULL);
+    if (rc != DLOCK_OK)
+        return rc;
+    PGresult *res = dlock__pg_exec(c, sql, 1, types, values, NULL, NULL);
+    switch (dlock__pg_outcome(c, res)) {
+    case OUTCOME_OK:
+        rc = PQntuples(res) >= 1 && dlock__pg_first_bool(res) ? 1 : 0;
+        break;
+    case OUTCOME_CONNECTION_LOST:
+        rc = dlock__pg_connection_lost(c, DLOCK_ECONN, "the connection broke while breaking the lock");
+        break;
+    default:
+        if (dlock__pg_has_sqlstate(res, "42501"))
+            rc = dlock__error(DLOCK_EBACKEND,
+                              "cannot break lock '%s': this role may not end the holder's server session"
+                              " (pg_terminate_backend needs membership in pg_signal_backend, or superuser for a"
+                              " superuser's session)",
+                              name);
+        else
+            rc = dlock__pg_result_error(c, DLOCK_EBACKEND, "cannot break the lock", res);
+        break;
+    }
+    PQclear(res);
+    return rc;
+}
+
+static int pg_store_time(struct dlock_conn *conn, int64_t *unix_ms, struct dlock_call *call)
+{
+    pg_conn *c = pg_of(conn);
+    dlock__pg_begin_call(c, call->deadline_ms);
+    return dlock__pg_store_time(c, unix_ms);
+}
+
+/* Session mode: the run record lives in the fence table, read and written
+ * only while this session holds the lock (checked in the same statement,
+ * with the session's token). */
+static int session_record(pg_conn *c, pg_lock *l, const char *name, int64_t *slot, int put)
+{
+    if (l->base.generation != c->session.generation || !l->base.linked)
+        return session_ended(name);
+    if (!dlock__pg_session_usable(c)) {
+        dlock__pg_drop_session(c);
+        return session_ended(name);
+    }
+    static const char get_sql[] =
+        "WITH ok AS MATERIALIZED (SELECT pg_catalog.current_setting('dlock.session', true) = $3"
+        " AND EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE locktype = 'advisory'"
+        " AND objsubid = 1 AND granted AND classid = (($1 >> 32) & 4294967295)::oid"
+        " AND objid = ($1 & 4294967295)::oid AND pid = pg_catalog.pg_backend_pid()) AS ok)"
+        " SELECT ok, COALESCE((SELECT last_slot FROM %1$s WHERE name = $2), 0) FROM ok";
+    static const char put_sql[] =
+        "WITH ok AS MATERIALIZED (SELECT pg_catalog.current_setting('dlock.session', true) = $3"
+        " AND EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE locktype = 'advisory'"
+        " AND objsubid = 1 AND granted AND classid = (($1 >> 32) & 4294967295)::oid"
+        " AND objid = ($1 & 4294967295)::oid AND pid = pg_catalog.pg_backend_pid()) AS ok),"
+        " w AS (INSERT INTO %1$s AS f (name, last_slot) SELECT $2, $4::bigint FROM ok WHERE ok"
+        " ON CONFLICT (name) DO UPDATE SET last_slot = excluded.last_slot RETURNING 1)"
+        " SELECT ok, (SELECT count(*) FROM w) FROM ok";
+    static const Oid types[4] = {PG_TYPE_INT8, PG_TYPE_BYTEA, PG_TYPE_TEXT, PG_TYPE_TEXT};
+    char key[24], value[24];
+    format_key(key, l->key);
+    snprintf(value, sizeof value, "%" PRId64, *slot);
+    const char *values[4] = {key, name, c->token, value};
+    const int lengths[4] = {0, (int)strlen(name), 0, 0};
+    int rc;
+    PGresult *res = dlock__pg_session_exec(c, put ? put_sql : get_sql, put ? 4 : 3, types, values, lengths,
+                                           put ? "write the run record" : "read the run record", &rc);
+    if (!res)
+        return l->base.generation != c->session.generation ? session_ended(name) : rc;
+    if (!dlock__pg_first_bool(res))
+        rc = no_longer_held(name);
+    else if (!put)
+        *slot = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+    PQclear(res);
+    return rc;
+}
+
+static int pg_record(struct dlock_conn *conn, struct dlock_held *held, const char *name, int64_t *slot,
+                     struct dlock_call *call, int put)
+{
+    pg_conn *c = pg_of(conn);
+    dlock__pg_begin_call(c, call->deadline_ms);
+    pg_lock *l = pg_lock_of(held);
+    return c->lease ? dlock__pg_lease_record(c, l, name, slot, put) : session_record(c, l, name, slot, put);
+}
+
+static int pg_record_get(struct dlock_conn *conn, struct dlock_held *held, const char *name, int64_t *slot,
+                         struct dlock_call *call)
+{
+    return pg_record(conn, held, name, slot, call, 0);
+}
+
+static int pg_record_put(struct dlock_conn *conn, struct dlock_held *held, const char *name, int64_t slot,
+                         struct dlock_call *call)
+{
+    return pg_record(conn, held, name, &slot, call, 1);
 }
 
 /* --- connect, disconnect ------------------------------------------------------------- */
@@ -566,15 +886,31 @@ static int pg_connect(const char *url, struct dlock_conn **conn_out)
     int rc = dlock__libpq_load();
     if (rc != DLOCK_OK)
         return rc;
-    char *prepared;
-    rc = dlock__pg_url_prepare(url, &prepared);
-    if (rc != DLOCK_OK)
+    struct dlock_url_options opts = {0};
+    char *rest = NULL;
+    rc = dlock__url_options(url, &opts, &rest);
+    if (rc == DLOCK_OK)
+        rc = dlock__url_options_only(&opts, DLOCK_OPT_MODE | DLOCK_OPT_TABLE | DLOCK_OPT_FENCING, "postgresql");
+    char *prepared = NULL;
+    if (rc == DLOCK_OK)
+        rc = dlock__pg_url_prepare(rest, &prepared);
+    dlock__pg_secret_free(rest);
+    if (rc != DLOCK_OK) {
+        dlock__url_options_free(&opts);
         return rc;
+    }
     pg_conn *c = NULL; /* set on success only */
     rc = conn_new(prepared, &c);
     dlock__pg_secret_free(prepared);
-    if (!c)
+    if (!c) {
+        dlock__url_options_free(&opts);
         return rc;
+    }
+    c->lease = opts.mode == DLOCK_MODE_LEASE;
+    c->fencing = !c->lease && opts.fencing == DLOCK_FENCING_ON;
+    const char *table = opts.table ? opts.table : c->lease ? "dlock_leases" : "dlock_fences";
+    snprintf(c->table, sizeof c->table, "\"%s\"", table);
+    dlock__url_options_free(&opts);
     dlock__pg_begin_call(c, INT64_MAX);
     rc = dlock__pg_open_session(c);
     if (rc != DLOCK_OK) {
@@ -607,4 +943,9 @@ const struct dlock_backend dlock__backend_postgresql = {
     .session_ttl_ms = pg_session_ttl_ms,
     .cancel_clear = pg_cancel_clear,
     .session_generation = pg_session_generation,
+    .list = pg_list,
+    .break_lock = pg_break_lock,
+    .store_time = pg_store_time,
+    .record_get = pg_record_get,
+    .record_put = pg_record_put,
 };

@@ -9,6 +9,8 @@
  * two processes; 10,000 locks held on one client and the library's memory per
  * lock; 32 processes contending for one name.  On SQLite also `dlock run`
  * against `flock -n`.  --json prints one object per line.
+ * PostgreSQL URLs with mode=lease are compared with a raw upsert and delete
+ * loop (unnamed statements); URLs with fencing=on with plain session mode.
  */
 #include "config.h"
 
@@ -65,6 +67,8 @@ static int run_raw(const char *backend, const char *url, long cycles, double *el
         return bench_raw_sqlite(url, cycles, elapsed);
 #endif
 #ifdef BENCH_RAW_POSTGRESQL
+    if (strcmp(backend, "postgresql") == 0 && strstr(url, "mode=lease"))
+        return bench_raw_postgresql_lease(url, cycles, elapsed);
     if (strcmp(backend, "postgresql") == 0)
         return bench_raw_postgresql(url, cycles, elapsed);
 #endif
@@ -107,9 +111,55 @@ static int run_lib(dlock_client *c, long cycles, double *elapsed)
     return 0;
 }
 
+/* PostgreSQL session mode with fencing=on: its cycles against plain
+ * session mode's (the same URL without fencing=on), interleaved. */
+static void bench_fencing(const char *backend, const char *url, dlock_client *c)
+{
+#ifdef BENCH_RAW_POSTGRESQL
+    char *plain_url = bench_pg_plain_url(url, "fencing=");
+    dlock_client *plain = NULL;
+    if (!plain_url || dlock_open(plain_url, &plain) != DLOCK_OK) {
+        fprintf(stderr, "dlock-bench: plain session: %s\n", dlock_last_error());
+        free(plain_url);
+        bench_failed = 1;
+        return;
+    }
+    free(plain_url);
+    int rounds = short_mode ? 3 : 10;
+    long cycles = short_mode ? 300 : 2000;
+    double plain_total = 0, fence_total = 0;
+    for (int r = 0; r < rounds; r++) {
+        double e;
+        if (run_lib(plain, cycles, &e) != 0) {
+            bench_failed = 1;
+            break;
+        }
+        plain_total += e;
+        if (run_lib(c, cycles, &e) != 0) {
+            bench_failed = 1;
+            break;
+        }
+        fence_total += e;
+    }
+    dlock_close(plain);
+    if (bench_failed)
+        return;
+    double plain_rate = cycles * rounds / plain_total, fence_rate = cycles * rounds / fence_total;
+    report(backend, "fencing_cycles", fence_rate, "cycles/s", plain_rate, "(raw: plain session mode)");
+#else
+    (void)backend;
+    (void)url;
+    (void)c;
+#endif
+}
+
 /* Cycles per second, libdlock against the raw driver, interleaved. */
 static void bench_cycles(const char *backend, const char *label, const char *url, dlock_client *c)
 {
+    if (strstr(url, "fencing=on")) {
+        bench_fencing(backend, url, c);
+        return;
+    }
     int rounds = short_mode ? 3 : 10;
     long cycles = 200;
     double probe;
@@ -268,7 +318,8 @@ static double percentile(double *v, int n, int pct)
 static void bench_handoff(const char *backend, const char *label, const char *url, dlock_client *c)
 {
     int n = short_mode ? 15 : 200;
-    const struct raw_ops *ops = raw_ops_for(backend, url);
+    /* Lease mode has no server-side wait to compare with. */
+    const struct raw_ops *ops = strstr(url, "mode=lease") ? NULL : raw_ops_for(backend, url);
     double *lib = calloc((size_t)n, sizeof *lib), *raw = calloc((size_t)n, sizeof *raw);
     int got_lib = 0, got_raw = 0;
     for (int i = 0; i < n; i++) {

@@ -13,6 +13,12 @@ int bench_raw_mysql_lease(const char *url, long cycles, double *elapsed_s);
 /* `url` without mode=, fencing= and table= (malloc'ed). */
 char *bench_raw_mysql_plain_url(const char *url);
 int bench_raw_redis(const char *url, long cycles, double *elapsed_s);
+/* PostgreSQL lease mode's baseline: an upsert and a delete, unnamed
+ * statements, on one connection (libdlock's own URL options removed). */
+int bench_raw_postgresql_lease(const char *url, long cycles, double *elapsed_s);
+/* A malloc'ed copy of a postgresql URL without libdlock's options (NULL), or
+ * without the one parameter that starts with drop_only ("fencing="). */
+char *bench_pg_plain_url(const char *url, const char *drop_only);
 
 /* Raw server-side handoff: one session holds the lock, another blocks in
  * the server (pg_advisory_lock under lock_timeout, GET_LOCK with a timeout)

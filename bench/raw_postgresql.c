@@ -5,6 +5,8 @@
 
 #include <libpq-fe.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "raw.h"
@@ -28,11 +30,15 @@ static int run_true(PGconn *pg, const char *statement, const char *key)
     return ok;
 }
 
+char *bench_pg_plain_url(const char *url, const char *drop_only);
+
 int bench_raw_postgresql(const char *url, long cycles, double *elapsed_s)
 {
+    char *plain = bench_pg_plain_url(url, NULL);
     const char *keywords[] = {"dbname", "fallback_application_name", NULL};
-    const char *values[] = {url, "dlock-bench raw", NULL};
+    const char *values[] = {plain, "dlock-bench raw", NULL};
     PGconn *pg = PQconnectdbParams(keywords, values, 1);
+    free(plain);
     if (!pg || PQstatus(pg) != CONNECTION_OK) {
         fprintf(stderr, "raw postgresql: cannot connect: %s", pg ? PQerrorMessage(pg) : "out of memory\n");
         PQfinish(pg);
@@ -69,9 +75,11 @@ static const char handoff_key[] = "7310582364069925678";
 
 void *bench_raw_postgresql_open(const char *url)
 {
+    char *plain = bench_pg_plain_url(url, NULL);
     const char *keywords[] = {"dbname", "fallback_application_name", NULL};
-    const char *values[] = {url, "dlock-bench raw handoff", NULL};
+    const char *values[] = {plain, "dlock-bench raw handoff", NULL};
     PGconn *pg = PQconnectdbParams(keywords, values, 1);
+    free(plain);
     if (!pg || PQstatus(pg) != CONNECTION_OK) {
         PQfinish(pg);
         return NULL;
@@ -114,4 +122,101 @@ int bench_raw_postgresql_unlock(void *session)
 void bench_raw_postgresql_close(void *session)
 {
     PQfinish(session);
+}
+
+/* --- lease mode baseline ------------------------------------------------------ */
+
+/* The URL without libdlock's own options (mode, table, fencing), for libpq. */
+char *bench_pg_plain_url(const char *url, const char *drop_only)
+{
+    size_t len = strlen(url);
+    char *out = malloc(len + 1);
+    const char *q = strchr(url, '?');
+    if (!out)
+        return NULL;
+    if (!q) {
+        memcpy(out, url, len + 1);
+        return out;
+    }
+    size_t n = (size_t)(q - url);
+    memcpy(out, url, n);
+    char sep = '?';
+    for (const char *p = q + 1; *p;) {
+        size_t plen = strcspn(p, "&");
+        int ours =
+            drop_only ? (strncmp(p, drop_only, strlen(drop_only)) == 0)
+                      : (strncmp(p, "mode=", 5) == 0 || strncmp(p, "table=", 6) == 0 || strncmp(p, "fencing=", 8) == 0);
+        if (!ours) {
+            out[n++] = sep;
+            memcpy(out + n, p, plen);
+            n += plen;
+            sep = '&';
+        }
+        p += plen;
+        if (*p == '&')
+            p++;
+    }
+    out[n] = '\0';
+    return out;
+}
+
+static int exec_ok(PGconn *pg, const char *sql, int nparams, const char *const *values, int want_rows)
+{
+    PGresult *res = PQexecParams(pg, sql, nparams, NULL, values, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(res);
+    int ok = (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) && (!want_rows || PQntuples(res) == 1);
+    if (!ok)
+        fprintf(stderr, "raw postgresql lease: %s", PQerrorMessage(pg));
+    PQclear(res);
+    return ok;
+}
+
+static void quiet(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
+/* What a hand-written lease loop does: an upsert that takes a free or
+ * expired row (expiry on the server's clock), and a delete by owner; each
+ * an unnamed statement, as through a transaction pooler. */
+int bench_raw_postgresql_lease(const char *url, long cycles, double *elapsed_s)
+{
+    char *plain = bench_pg_plain_url(url, NULL);
+    const char *keywords[] = {"dbname", "fallback_application_name", NULL};
+    const char *values[] = {plain, "dlock-bench raw lease", NULL};
+    PGconn *pg = PQconnectdbParams(keywords, values, 1);
+    free(plain);
+    if (!pg || PQstatus(pg) != CONNECTION_OK) {
+        fprintf(stderr, "raw postgresql: cannot connect: %s", pg ? PQerrorMessage(pg) : "out of memory\n");
+        PQfinish(pg);
+        return -1;
+    }
+    PQsetNoticeProcessor(pg, quiet, NULL); /* "already exists, skipping" */
+    if (!exec_ok(pg,
+                 "CREATE TABLE IF NOT EXISTS dlock_bench_raw (name bytea PRIMARY KEY, owner uuid,"
+                 " fence bigint NOT NULL DEFAULT 0, expires_at timestamptz, holder text, taken_at timestamptz)",
+                 0, NULL, 0)) {
+        PQfinish(pg);
+        return -1;
+    }
+    const char *params[3] = {"bench-raw-lease", "6f0b2c4e-1a3d-4b5c-8d7e-9f0a1b2c3d4e", "60000"};
+    static const char take[] =
+        "INSERT INTO dlock_bench_raw AS l (name, owner, fence, expires_at, holder, taken_at)"
+        " VALUES (convert_to($1, 'UTF8'), $2::uuid, 1, clock_timestamp() + $3::bigint * interval '1 millisecond',"
+        " 'raw', clock_timestamp())"
+        " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, fence = l.fence + 1,"
+        " expires_at = excluded.expires_at, holder = excluded.holder, taken_at = excluded.taken_at"
+        " WHERE l.owner IS NULL OR l.expires_at <= clock_timestamp() RETURNING l.fence";
+    static const char drop[] = "DELETE FROM dlock_bench_raw WHERE name = convert_to($1, 'UTF8') AND owner = $2::uuid";
+    double start = now_s();
+    for (long i = 0; i < cycles; i++) {
+        if (!exec_ok(pg, take, 3, params, 1) || !exec_ok(pg, drop, 2, params, 0)) {
+            PQfinish(pg);
+            return -1;
+        }
+    }
+    *elapsed_s = now_s() - start;
+    PQfinish(pg);
+    return 0;
 }

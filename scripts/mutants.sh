@@ -13,7 +13,7 @@
 # Usage: scripts/mutants.sh [OPTIONS] [NAME...]
 #   NAME...          only these mutants (default: all of them)
 #   --all            all of them (the default; for symmetry with --ci)
-#   --backend B      only the mutants of B: core, sha256, sqlite, pg, mysql, mysqllease, redis, tool, ops (repeatable)
+#   --backend B      only the mutants of B: core, sha256, sqlite, pg, pglease, mysql, mysqllease, redis, tool, ops (repeatable)
 #   --ci             a rotating subset that fits CI's budget: the mutants
 #                    whose position in the list, modulo DLOCK_MUTANTS_CI_SHARDS
 #                    (default 2), equals the day number (days since the
@@ -96,9 +96,17 @@ pg-key-long-names-cut | backends/postgresql.c | s{(\w+)->key = dlock__pg_key\(na
 pg-held-by-any-session | backends/pg_session.c | s{ AND pid = pg_catalog\.pg_backend_pid\(\)}{} | postgresql:wait
 pg-late-grant-ignored | backends/postgresql.c | s{int granted = held_now\(}{int granted = 0 * held_now(} | takeover@postgresql:pg-late-grant
 pg-cancelled-grant-kept | backends/postgresql.c | s{(if \(ours\) \{.*?)if \(granted\) \{}{${1}if (0) \{}s | takeover@postgresql:pg-late-grant
-pg-generation-frozen | backends/postgresql.c | s{return pg_of\(conn\)->session\.generation;}{return 0;} | takeover@postgresql:taken-away
+pg-generation-frozen | backends/postgresql.c | s{return c->lease \? 0 : c->session\.generation;}{return 0;} | takeover@postgresql:taken-away
 pg-url-at-not-encoded | backends/pg_url.c | s{if \(\*p == '\@' && p >= authority && p < last\)}{if (0)} | postgresql:issue10
 pg-extend-keeps-old-ttl | backends/postgresql.c | s{dlock__session_retime\(&c->session, &l->base, ttl_ms\);}{} | postgresql:session
+pg-fence-not-bumped | backends/pg_session.c | s{SET fence = f\.fence \+ 1}{SET fence = f.fence} | postgresql:lease
+pg-pooler-unchecked | backends/pg_session.c | s{#define PG_OURS "[^\n]*}{#define PG_OURS "('%1\$s' <> '')"} && s{(static int settings_took\(const pg_conn \*c, const PGresult \*res\)\s*\{)}{$1 return DLOCK_OK;} | postgresql:pooler
+# --- backends/pg_lease.c: lease mode's owner token, expiry and fence -------------------------
+pglease-extend-any-owner | backends/pg_lease.c | s{(extend_sql\[\][^;]*?) AND owner = \$2::uuid}{$1} | postgresql:lease
+pglease-release-any-owner | backends/pg_lease.c | s{(release_sql\[\][^;]*?) AND owner = \$2::uuid}{$1} | postgresql:lease
+pglease-record-put-any-owner | backends/pg_lease.c | s{(record_put_sql\[\][^;]*?) AND owner = \$2::uuid}{$1} | postgresql:lease
+pglease-take-unexpired | backends/pg_lease.c | s{l\.expires_at <= pg_catalog\.clock_timestamp\(\)}{l.expires_at <= pg_catalog.clock_timestamp() + interval '1 hour'} | postgresql:lease
+pglease-fence-not-bumped | backends/pg_lease.c | s{fence = l\.fence \+ 1}{fence = l.fence} | postgresql:lease
 # --- backends/mysql*.c: the session, the session lease, retry-once, the name mapping -----
 mysql-generation-frozen | backends/mysql.c | s{return c->lease \? 0 : c->session.generation;}{return 0;} | takeover@mysql:taken-away
 mysql-extend-any-session | backends/mysql.c | s{return c->lease \? 0 : c->session.generation;}{return 0;} && s{return c->db && dlock__session_holds\(&c->session, &l->base\);}{return c->db != NULL;} && s{IS_USED_LOCK\(\?\) = CONNECTION_ID\(\)\"}{IS_USED_LOCK(?) IS NOT NULL\"}g | takeover@mysql:taken-away
@@ -337,7 +345,7 @@ make_targets() {
 needs_backend() {
     case ${1%%-*} in
         sqlite) echo SQLITE ;;
-        pg) echo POSTGRESQL ;;
+        pg | pglease) echo POSTGRESQL ;;
         mysql | mysqllease) echo MYSQL ;;
         redis) echo REDIS ;;
     esac

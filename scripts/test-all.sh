@@ -1,6 +1,7 @@
 #!/bin/bash
 # Install what is missing, build, start throwaway PostgreSQL 15, MariaDB and
-# Redis servers on loopback, and run the whole test suite against all four backends.
+# Redis servers and a PgBouncer on loopback, and run the whole test suite
+# against all four backends, in each of their modes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=$PWD
@@ -26,6 +27,7 @@ fi
 work=$(mktemp -d /tmp/dlock-test.XXXXXX)
 chmod 755 "$work"
 cleanup() {
+    "$src/tests/pgbouncer.sh" stop "$work/pgbouncer" >/dev/null 2>&1 || true
     "$src/tests/pg-server.sh" stop "$work/pg" >/dev/null 2>&1 || true
     "$src/tests/mysql-server.sh" stop "$work/mysql" >/dev/null 2>&1 || true
     "$src/tests/redis-server.sh" stop "$work/redis" >/dev/null 2>&1 || true
@@ -35,11 +37,20 @@ trap cleanup EXIT
 eval "$("$src/tests/pg-server.sh" start "$work/pg")"
 eval "$("$src/tests/mysql-server.sh" start "$work/mysql")"
 eval "$("$src/tests/redis-server.sh" start "$work/redis")"
+# PgBouncer (Debian's) in front of that PostgreSQL: transaction pooling
+# (pools of 4, 1 and 2) and session pooling (tests/pgbouncer.sh).
+eval "$("$src/tests/pgbouncer.sh" start "$work/pgbouncer" "$DLOCK_TEST_PG_URL")"
+# PostgreSQL in each mode: session (direct, and through the session
+# pooler), lease (direct, and through the transaction pooler); fencing=on
+# is tested by check_postgresql.
+pg_urls="$DLOCK_TEST_PG_URL $DLOCK_TEST_PG_URL?mode=lease $DLOCK_TEST_PGB_TX_URL?mode=lease"
+pg_urls="$pg_urls $DLOCK_TEST_PGB_SESSION_URL"
 # MySQL three ways: session mode (first: the mutants' "mysql" URL), lease
 # mode, and session mode with fencing=on.
 case $DLOCK_TEST_MYSQL_URL in *\?*) mysql_sep='&' ;; *) mysql_sep='?' ;; esac
-export DLOCK_TEST_URLS="sqlite://$work/conformance.db $DLOCK_TEST_PG_URL $DLOCK_TEST_MYSQL_URL \
-${DLOCK_TEST_MYSQL_URL}${mysql_sep}mode=lease ${DLOCK_TEST_MYSQL_URL}${mysql_sep}fencing=on $DLOCK_TEST_REDIS_URL"
+mysql_urls="$DLOCK_TEST_MYSQL_URL ${DLOCK_TEST_MYSQL_URL}${mysql_sep}mode=lease"
+mysql_urls="$mysql_urls ${DLOCK_TEST_MYSQL_URL}${mysql_sep}fencing=on"
+export DLOCK_TEST_URLS="sqlite://$work/conformance.db $pg_urls $mysql_urls $DLOCK_TEST_REDIS_URL"
 export DLOCK_TEST_REQUIRE=all
 
 # Serially: the fault tests restart the servers that the other suites use.
@@ -69,7 +80,8 @@ echo "mutation check: $(( $(date +%s) - mutants_start )) s"
 # The benchmark in its short mode, so that it cannot rot: it fails only when
 # something does not work, never on a speed figure.
 echo "--- bench/dlock-bench --short"
-./bench/dlock-bench --short "sqlite://$work/bench.db" "$DLOCK_TEST_PG_URL" "$DLOCK_TEST_MYSQL_URL" \
+./bench/dlock-bench --short "sqlite://$work/bench.db" "$DLOCK_TEST_PG_URL" "$DLOCK_TEST_PG_URL?mode=lease" \
+    "$DLOCK_TEST_PGB_TX_URL?mode=lease" "$DLOCK_TEST_PG_URL?fencing=on" "$DLOCK_TEST_MYSQL_URL" \
     "${DLOCK_TEST_MYSQL_URL}${mysql_sep}mode=lease" "${DLOCK_TEST_MYSQL_URL}${mysql_sep}fencing=on" \
     "$DLOCK_TEST_REDIS_URL"
 
@@ -88,5 +100,6 @@ done
 
 # The release tarball builds and passes its own checks (SQLite only there).
 env -u DLOCK_TEST_URLS -u DLOCK_TEST_REQUIRE -u DLOCK_TEST_PG_URL -u DLOCK_TEST_MYSQL_URL \
+    -u DLOCK_TEST_PGB_TX1_URL -u DLOCK_TEST_PGB_TX2_URL \
     make -j2 distcheck >/dev/null
 echo "make distcheck: passed"

@@ -802,16 +802,17 @@ START_TEST(holder_reports)
     ck_assert_uint_le(strlen(tiny), 5);
     ck_assert_int_eq(dlock_holder(client, name, NULL, 0), 1);
     dlt_child_stop(&holder, 0);
+    /* A holder that exits releases (dlock_close on exit is not called by the
+     * child; SQLite, Redis and lease mode keep the lock until its TTL, so only
+     * check session stores). */
+    if (strcmp(backend, "sqlite") == 0 || strcmp(backend, "redis") == 0 || strstr(url, "mode=lease"))
+        return;
     dlt_sleep_ms(100);
     int64_t start = dlt_now_ms();
     int rc;
     while ((rc = dlock_holder(client, name, buf, sizeof buf)) == 1 && dlt_now_ms() - start < 3000)
         dlt_sleep_ms(50);
-    /* A holder that exits releases (dlock_close on exit is not called by the
-     * child; SQLite, Redis and lease mode keep the lock until its TTL (SPEC "Lease
-     * mode": free once the TTL has run out), so only check session stores). */
-    if (strcmp(backend, "sqlite") != 0 && strcmp(backend, "redis") != 0 && !strstr(url, "mode=lease"))
-        ck_assert_int_eq(rc, 0);
+    ck_assert_int_eq(rc, 0);
 }
 END_TEST
 
