@@ -623,9 +623,22 @@ static int session_list(pg_conn *c, const char *prefix, struct dlock_list *list)
     if (!res)
         return rc;
     size_t plen = strlen(prefix);
+    /* A key-only entry cannot be matched against a prefix, but it can be
+     * against a whole name: the prefix's own key is that name's lock. */
+    char prefix_key[32] = "";
+    if (plen && dlock__check_name(prefix) == DLOCK_OK)
+        snprintf(prefix_key, sizeof prefix_key, "%lld", (long long)dlock__pg_key(prefix, plen));
+    dlock__clear_error();
     for (int i = 0; rc == DLOCK_OK && i < PQntuples(res); i++) {
         char *decoded = NULL;
-        if (!PQgetisnull(res, i, 3)) {
+        if (PQgetisnull(res, i, 3) && prefix_key[0] && strcmp(PQgetvalue(res, i, 0), prefix_key) == 0) {
+            decoded = strdup(prefix);
+            if (!decoded) {
+                rc = dlock__oom();
+                break;
+            }
+        }
+        if (!decoded && !PQgetisnull(res, i, 3)) {
             const char *hex = PQgetvalue(res, i, 3);
             size_t n = strlen(hex) / 2;
             decoded = malloc(n + 1);
