@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -984,6 +985,105 @@ START_TEST(no_password_in_errors)
 }
 END_TEST
 
+/* --- the CLI's operations on every store ------------------------------------------ */
+
+/* Run `dlock ARGS...` (NULL-terminated); its stdout into out; the exit status. */
+static int dlock_cli(char *out, size_t outlen, ...)
+{
+    const char *bin = getenv("DLOCK_BIN");
+    ck_assert_msg(bin != NULL, "DLOCK_BIN is not set (make check sets it)");
+    const char *argv[32] = {"dlock"};
+    int argc = 1;
+    va_list ap;
+    va_start(ap, outlen);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) != NULL && argc < 31)
+        argv[argc++] = a;
+    va_end(ap);
+    argv[argc] = NULL;
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], STDOUT_FILENO);
+        close(fds[0]);
+        close(fds[1]);
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    size_t used = 0;
+    ssize_t n;
+    while ((n = read(fds[0], out + used, outlen - 1 - used)) > 0 && used + (size_t)n < outlen - 1)
+        used += (size_t)n;
+    if (n > 0)
+        used += (size_t)n;
+    out[used] = '\0';
+    close(fds[0]);
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* dlock list, status --json and release --force see and break a lock held
+ * through the library, on every store (dlock(1)). */
+START_TEST(cli_list_status_and_break)
+{
+    char out[16384];
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(client, name, 30000, 0, &l), DLOCK_OK);
+    ck_assert_msg(dlock_cli(out, sizeof out, "list", "-u", url, "--json", name, NULL) == 0, "list: %s", out);
+    char quoted[300];
+    snprintf(quoted, sizeof quoted, "\"name\":\"%s\"", name);
+    ck_assert_msg(strstr(out, quoted) != NULL, "dlock list --json: %s", out);
+    ck_assert_int_eq(dlock_cli(out, sizeof out, "list", "-u", url, name, NULL), 0);
+    ck_assert_msg(strstr(out, name) != NULL, "dlock list: %s", out);
+    ck_assert_int_eq(dlock_cli(out, sizeof out, "status", "-u", url, "--json", name, NULL), 0);
+    ck_assert_msg(strstr(out, "\"held\":true") != NULL, "dlock status --json: %s", out);
+    ck_assert_int_eq(dlock_cli(out, sizeof out, "release", "--force", "-u", url, name, NULL), 0);
+    ck_assert_int_eq(dlock_extend(l, 30000), DLOCK_ELOST);
+    ck_assert_int_eq(dlock_cli(out, sizeof out, "status", "-u", url, "--json", name, NULL), 1);
+    ck_assert_msg(strstr(out, "\"held\":false") != NULL, "dlock status --json: %s", out);
+    ck_assert_int_eq(dlock_cli(out, sizeof out, "release", "--force", "-u", url, name, NULL), 1);
+    (void)dlock_release(l);
+}
+END_TEST
+
+/* dlock run --once-per and the job's DLOCK_NAME/DLOCK_FENCE, on every store. */
+START_TEST(cli_once_per_and_environment)
+{
+    char out[4096];
+    /* a failed run leaves the slot open, a good one closes it */
+    ck_assert_int_eq(dlock_cli(out, sizeof out, "run", "-q", "-u", url, "--once-per", "24h", name, "--", "false", NULL),
+                     1);
+    ck_assert_int_eq(
+        dlock_cli(out, sizeof out, "run", "-q", "-u", url, "--once-per", "24h", name, "--", "echo", "ran", NULL), 0);
+    ck_assert_str_eq(out, "ran\n");
+    ck_assert_int_eq(
+        dlock_cli(out, sizeof out, "run", "-q", "-u", url, "--once-per", "24h", name, "--", "echo", "ran", NULL), 75);
+    ck_assert_str_eq(out, "");
+    ck_assert_int_eq(dlock_cli(out, sizeof out, "run", "-q", "-u", url, "-E", "0", "--once-per", "24h", name, "--",
+                               "echo", "ran", NULL),
+                     0);
+    ck_assert_str_eq(out, "");
+    /* the job's environment */
+    ck_assert_int_eq(dlock_cli(out, sizeof out, "run", "-q", "-u", url, name, "--", "sh", "-c",
+                               "echo \"$DLOCK_NAME|${DLOCK_FENCE-none}\"", NULL),
+                     0);
+    char *bar = strchr(out, '|');
+    ck_assert_ptr_nonnull(bar);
+    *bar = '\0';
+    ck_assert_str_eq(out, name);
+    int session_without_fencing = (strcmp(backend, "postgresql") == 0 || strcmp(backend, "mysql") == 0) &&
+                                  !strstr(url, "mode=lease") && !strstr(url, "fencing=on");
+    if (session_without_fencing)
+        ck_assert_str_eq(bar + 1, "none\n");
+    else
+        ck_assert_msg(strtoull(bar + 1, NULL, 10) >= 1, "DLOCK_FENCE=%s", bar + 1);
+}
+END_TEST
+
 /* --- listing, breaking, run records ------------------------------------------------- */
 
 static int64_t wall_now_ms(void)
@@ -1256,6 +1356,12 @@ static Suite *conformance_suite(void)
     tcase_add_test(t, store_time_is_near_the_wall_clock);
     tcase_add_test(t, records_follow_the_lock);
     tcase_add_test(t, record_put_after_a_break_is_lost);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("cli");
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_test(t, cli_list_status_and_break);
+    tcase_add_test(t, cli_once_per_and_environment);
     suite_add_tcase(s, t);
 
     t = tcase_create("clients");
