@@ -421,7 +421,7 @@ int dlock__pg_lease_list(pg_conn *c, const char *prefix, struct dlock_list *list
             decoded[k] = (char)(hex_value(hex[2 * k]) << 4 | hex_value(hex[2 * k + 1]));
         decoded[n] = '\0';
         const char *holder = PQgetisnull(res, i, 1) ? NULL : PQgetvalue(res, i, 1);
-        char host[256];
+        char host[256] = "";
         int64_t pid = 0;
         if (holder)
             split_holder(holder, host, sizeof host, &pid);

@@ -107,7 +107,8 @@ static int try_take(redis_conn *c, const char *name, uint32_t ttl_ms, redis_lock
         lock->base.fence = (uint64_t)value_in;
         return DLOCK_OK;
     }
-    *pttl = -1 - value_in > 0 ? -1 - value_in : -1;
+    long long left_ms = -1 - value_in; /* the script answers -1 - PTTL when busy */
+    *pttl = left_ms > 0 ? left_ms : -1;
     return DLOCK_EBUSY;
 }
 

@@ -105,8 +105,8 @@ int dlock__redis_send(redis_conn *c, redisContext **ctx, int n, const struct red
         }
         total += (size_t)lens[i];
     }
-    char *buf = parts[0];
-    if (n > 1 && (buf = malloc(total)) != NULL) {
+    char *buf = n > 1 ? malloc(total) : parts[0];
+    if (n > 1 && buf) {
         size_t at = 0;
         for (int i = 0; i < n; i++) {
             memcpy(buf + at, parts[i], (size_t)lens[i]);
