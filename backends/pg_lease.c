@@ -383,9 +383,10 @@ int dlock__pg_lease_holder(pg_conn *c, const char *name, char *buf, size_t bufle
     return 1;
 }
 
-static int hex_value(char ch)
+/* One digit of encode(..., 'hex'), which writes only 0-9a-f. */
+static unsigned hex_value(char ch)
 {
-    return ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+    return ch >= '0' && ch <= '9' ? (unsigned)(ch - '0') : ch >= 'a' && ch <= 'f' ? (unsigned)(ch - 'a' + 10) : 0u;
 }
 
 /* Split "host=H pid=P" (our holder text) into its parts, where it is one. */

@@ -18,7 +18,7 @@
     X(redisGetReply) X(redisGetReplyFromReader) X(redisBufferRead) X(redisFreeCommand) X(freeReplyObject)
 
 struct dlock_redis_api {
-#define DLOCK_REDIS_SLOT(name) __typeof__(name) *name;
+#define DLOCK_REDIS_SLOT(name) __typeof__(name) *(name);
     DLOCK_REDIS_FUNCTIONS(DLOCK_REDIS_SLOT)
 #undef DLOCK_REDIS_SLOT
 };

@@ -80,6 +80,8 @@ static const char *where(const redis_conn *c, char *buf, size_t len)
 int dlock__redis_io_error(redis_conn *c, redisContext **ctx, const char *what)
 {
     char at[300];
+    if (!*ctx)
+        return dlock__error(DLOCK_ECONN, "%s %s: not connected", what, where(c, at, sizeof at));
     int timed_out = (*ctx)->err == REDIS_ERR_IO &&
                     (errno == EAGAIN || errno == EWOULDBLOCK || strstr((*ctx)->errstr, "temporarily unavailable"));
     c->timed_out = timed_out;
@@ -202,8 +204,11 @@ int dlock__redis_open(redis_conn *c, int64_t ms, int select, redisContext **out)
     /* hiredis makes its socket without close-on-exec: a job that dlock run
      * starts must not inherit it. */
     int flags = fcntl(ctx->fd, F_GETFD);
-    if (flags >= 0)
-        fcntl(ctx->fd, F_SETFD, flags | FD_CLOEXEC);
+    if (flags < 0 || fcntl(ctx->fd, F_SETFD, flags | FD_CLOEXEC) < 0) {
+        int err = errno;
+        dlock__redis_drop(&ctx);
+        return dlock__error(DLOCK_ECONN, "cannot make the connection close-on-exec: %s", strerror(err));
+    }
     struct redis_cmd cmds[2] = {{0}, {0}};
     int n = 0;
     if (c->url.password) {
@@ -226,10 +231,10 @@ int dlock__redis_open(redis_conn *c, int64_t ms, int select, redisContext **out)
         rc = exchange(c, &ctx, ms - (dlock__now_ms() - start), n, cmds, r, "cannot set up the connection to");
     /* A failed exchange has freed its replies (and left NULLs). */
     for (int i = 0; rc == DLOCK_OK && i < n; i++)
-        if (r[i]->type == REDIS_REPLY_ERROR)
+        if (!r[i] || r[i]->type == REDIS_REPLY_ERROR)
             rc = dlock__error(DLOCK_ECONN, "%s refused by %s: %s",
                               i == 0 && c->url.password ? "authentication" : "SELECT of the database",
-                              where(c, at, sizeof at), safe_text(c, r[i]->str));
+                              where(c, at, sizeof at), r[i] ? safe_text(c, r[i]->str) : "no answer");
     for (int i = 0; i < n; i++)
         if (r[i])
             freeReplyObject(r[i]);
@@ -295,6 +300,8 @@ int dlock__redis_script(redis_conn *c, struct dlock_call *call, int script, int 
         int rc = dlock__redis_round_trip(c, call, 1, &cmd, reply, pass == 0 ? sent_ms : NULL);
         if (rc != DLOCK_OK)
             return rc;
+        if (!*reply)
+            return dlock__error(DLOCK_EBACKEND, "no answer to a script");
         if ((*reply)->type == REDIS_REPLY_ERROR && pass == 0 && strncmp((*reply)->str, "NOSCRIPT", 8) == 0) {
             freeReplyObject(*reply);
             continue;
@@ -338,8 +345,9 @@ int dlock__redis_owned_script(redis_conn *c, int script, const char *name, const
     int rc = dlock__redis_script(c, call, script, nkeys, a, alen, n, &r, sent_ms);
     if (rc != DLOCK_OK)
         return rc;
-    if (r->type != REDIS_REPLY_INTEGER) {
-        freeReplyObject(r);
+    if (!r || r->type != REDIS_REPLY_INTEGER) {
+        if (r)
+            freeReplyObject(r);
         return dlock__error(DLOCK_EBACKEND, "unexpected answer to a script");
     }
     *out = r->integer;

@@ -7,6 +7,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -26,13 +27,19 @@ static int parse_value(const redisReply *v, struct lock_info *info)
 {
     if (v->type != REDIS_REPLY_STRING || v->len < TOKEN_HEX + 6 || v->str[TOKEN_HEX] != ' ')
         return 0;
-    long long since = 0, pid = 0;
-    int used = 0;
-    if (sscanf(v->str + TOKEN_HEX + 1, "%lld %lld %n", &since, &pid, &used) != 2 || used == 0)
+    const char *p = v->str + TOKEN_HEX + 1;
+    char *end;
+    errno = 0;
+    long long since = strtoll(p, &end, 10);
+    if (end == p || *end != ' ' || errno)
+        return 0;
+    p = end + 1;
+    long long pid = strtoll(p, &end, 10);
+    if (end == p || *end != ' ' || errno)
         return 0;
     info->since_ms = since;
     info->pid = pid;
-    info->host = v->str + TOKEN_HEX + 1 + used;
+    info->host = end + 1;
     return 1;
 }
 
@@ -73,7 +80,7 @@ int dlock__redis_holder(struct dlock_conn *conn, const char *name, char *buf, si
     char key[KEY_MAX];
     size_t klen = dlock__redis_key(c, name, "", key);
     redisReply *r[3];
-    struct lock_info info;
+    struct lock_info info = {0};
     int held = read_lock(c, key, klen, call, r, &info);
     if (held <= 0)
         return held;
@@ -132,7 +139,7 @@ static int list_key(redis_conn *c, const char *key, size_t klen, struct dlock_li
     if (klen < plen + 3 || key[plen] != '{' || key[klen - 1] != '}')
         return DLOCK_OK;
     redisReply *r[3];
-    struct lock_info info;
+    struct lock_info info = {0};
     int held = read_lock(c, key, klen, call, r, &info);
     if (held <= 0)
         return held;
@@ -159,7 +166,7 @@ static int list_key(redis_conn *c, const char *key, size_t klen, struct dlock_li
 int dlock__redis_list(struct dlock_conn *conn, const char *prefix, struct dlock_list *list, struct dlock_call *call)
 {
     redis_conn *c = redis_of(conn);
-    int64_t now_ms;
+    int64_t now_ms = 0;
     int rc = dlock__redis_store_time(conn, &now_ms, call);
     if (rc != DLOCK_OK)
         return rc;

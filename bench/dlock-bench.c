@@ -342,8 +342,9 @@ static void bench_handoff(const char *backend, const char *label, const char *ur
 /* 10,000 distinct locks on one client; the library's heap per held lock. */
 static void bench_scale(const char *backend, dlock_client *c)
 {
-    enum { N = 10000 };
-    dlock_lock **locks = calloc(N, sizeof *locks);
+    /* --short (CI: that it still works) holds 1,000. */
+    const int N = short_mode ? 1000 : 10000;
+    dlock_lock **locks = calloc((size_t)N, sizeof *locks);
     char name[64];
     /* Warm up: the first acquire allocates prepared statements and buffers. */
     dlock_lock *warm = NULL;
@@ -368,7 +369,7 @@ static void bench_scale(const char *backend, dlock_client *c)
     for (int i = 0; i < held; i++)
         dlock_release(locks[i]);
     double release_took = now_s() - start;
-    report(backend, "scale_locks_held", held, "locks", 0, held == N ? NULL : "FEWER THAN 10000");
+    report(backend, "scale_locks_held", held, "locks", 0, held == N ? NULL : "FEWER THAN ASKED FOR");
     if (held != N)
         bench_failed = 1;
     report(backend, "scale_acquire_all", took * 1000, "ms", 0, NULL);

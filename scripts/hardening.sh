@@ -174,6 +174,20 @@ report_check() {
 
 # --- the steps ----------------------------------------------------------------------
 
+# One URL of each kind of store: the first of each backend, and the first in
+# lease mode.  The other URLs of test-all.sh route the same code elsewhere
+# (through a pooler, with fencing=on), and make check has run them all.
+one_url_per_kind() {
+    local url kind seen=""
+    for url in ${DLOCK_TEST_URLS:-}; do
+        kind=${url%%:*}
+        case $url in *mode=lease*) kind=$kind-lease ;; esac
+        case " $seen " in *" $kind "*) continue ;; esac
+        seen="$seen $kind"
+        printf '%s\n' "$url"
+    done
+}
+
 step_sanitizers() {
     local dir=$work/asan
     configure_and_make "$dir" all --enable-sanitizers || return 1
@@ -185,7 +199,9 @@ step_sanitizers() {
     export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:report_error_type=1"
     export LSAN_OPTIONS="print_suppressions=0"
     local status=0
-    make -C "$dir" -j1 check >"$dir/check.out" 2>&1 || status=$?
+    local urls
+    urls=$(one_url_per_kind | tr '\n' ' ')
+    DLOCK_TEST_URLS=${urls:-${DLOCK_TEST_URLS:-}} make -C "$dir" -j1 check >"$dir/check.out" 2>&1 || status=$?
     report_check "$dir" "$status"
     unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS
     return "$status"
@@ -197,14 +213,8 @@ step_valgrind() {
     # mode), each in its own valgrind process, two at a time: every backend's
     # code runs under valgrind; the other URLs only route the same code
     # elsewhere (a pooler, fencing=on).
-    local url seen="" picked=()
-    for url in ${DLOCK_TEST_URLS:-}; do
-        local kind=${url%%:*}
-        case $url in *mode=lease*) kind=$kind-lease ;; esac
-        case " $seen " in *" $kind "*) continue ;; esac
-        seen="$seen $kind"
-        picked+=("$url")
-    done
+    local picked=()
+    mapfile -t picked < <(one_url_per_kind)
     [ ${#picked[@]} -gt 0 ] || picked=("")
     make -C "$build" tests/check_conformance >"$log" 2>&1 || { cat "$log"; return 1; }
     local pids=() i=0 n=${#picked[@]}

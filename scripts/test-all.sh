@@ -26,35 +26,63 @@ fi
 
 work=$(mktemp -d /tmp/dlock-test.XXXXXX)
 chmod 755 "$work"
+stop_servers() { # DIR: one set of servers
+    "$src/tests/pgbouncer.sh" stop "$1/pgbouncer" >/dev/null 2>&1 || true
+    "$src/tests/pg-server.sh" stop "$1/pg" >/dev/null 2>&1 || true
+    "$src/tests/mysql-server.sh" stop "$1/mysql" >/dev/null 2>&1 || true
+    "$src/tests/redis-server.sh" stop "$1/redis" >/dev/null 2>&1 || true
+}
 cleanup() {
-    "$src/tests/pgbouncer.sh" stop "$work/pgbouncer" >/dev/null 2>&1 || true
-    "$src/tests/pg-server.sh" stop "$work/pg" >/dev/null 2>&1 || true
-    "$src/tests/mysql-server.sh" stop "$work/mysql" >/dev/null 2>&1 || true
-    "$src/tests/redis-server.sh" stop "$work/redis" >/dev/null 2>&1 || true
+    [ -z "${asan_pid:-}" ] || kill "$asan_pid" 2>/dev/null || true
+    stop_servers "$work"
+    stop_servers "$work/asan"
     rm -rf "$work"
 }
 trap cleanup EXIT
-eval "$("$src/tests/pg-server.sh" start "$work/pg")"
-eval "$("$src/tests/mysql-server.sh" start "$work/mysql")"
-eval "$("$src/tests/redis-server.sh" start "$work/redis")"
-# PgBouncer (Debian's) in front of that PostgreSQL: transaction pooling
-# (pools of 4, 1 and 2) and session pooling (tests/pgbouncer.sh).
-eval "$("$src/tests/pgbouncer.sh" start "$work/pgbouncer" "$DLOCK_TEST_PG_URL")"
-# PostgreSQL in each mode: session (direct, and through the session
-# pooler), lease (direct, and through the transaction pooler); fencing=on
-# is tested by check_postgresql.
-pg_urls="$DLOCK_TEST_PG_URL $DLOCK_TEST_PG_URL?mode=lease $DLOCK_TEST_PGB_TX_URL?mode=lease"
-pg_urls="$pg_urls $DLOCK_TEST_PGB_SESSION_URL"
-# MySQL three ways: session mode (first: the mutants' "mysql" URL), lease
-# mode, and session mode with fencing=on.
-case $DLOCK_TEST_MYSQL_URL in *\?*) mysql_sep='&' ;; *) mysql_sep='?' ;; esac
-mysql_urls="$DLOCK_TEST_MYSQL_URL ${DLOCK_TEST_MYSQL_URL}${mysql_sep}mode=lease"
-mysql_urls="$mysql_urls ${DLOCK_TEST_MYSQL_URL}${mysql_sep}fencing=on"
-export DLOCK_TEST_URLS="sqlite://$work/conformance.db $pg_urls $mysql_urls $DLOCK_TEST_REDIS_URL"
+
+# One set of servers in DIR, and the stores of the suites on it: prints the
+# export lines.
+start_servers() {
+    local dir=$1 env pg_urls mysql_urls mysql_sep
+    mkdir -p "$dir"
+    env=$("$src/tests/pg-server.sh" start "$dir/pg")
+    env="$env
+$("$src/tests/mysql-server.sh" start "$dir/mysql")"
+    env="$env
+$("$src/tests/redis-server.sh" start "$dir/redis")"
+    eval "$env"
+    # PgBouncer (Debian's) in front of that PostgreSQL: transaction pooling
+    # (pools of 4, 1 and 2) and session pooling (tests/pgbouncer.sh).
+    env="$env
+$("$src/tests/pgbouncer.sh" start "$dir/pgbouncer" "$DLOCK_TEST_PG_URL")"
+    eval "$env"
+    # PostgreSQL in each mode: session (direct, and through the session
+    # pooler), lease (direct, and through the transaction pooler); fencing=on
+    # is tested by check_postgresql.
+    pg_urls="$DLOCK_TEST_PG_URL $DLOCK_TEST_PG_URL?mode=lease $DLOCK_TEST_PGB_TX_URL?mode=lease"
+    pg_urls="$pg_urls $DLOCK_TEST_PGB_SESSION_URL"
+    # MySQL three ways: session mode (first: the mutants' "mysql" URL), lease
+    # mode, and session mode with fencing=on.
+    case $DLOCK_TEST_MYSQL_URL in *\?*) mysql_sep='&' ;; *) mysql_sep='?' ;; esac
+    mysql_urls="$DLOCK_TEST_MYSQL_URL ${DLOCK_TEST_MYSQL_URL}${mysql_sep}mode=lease"
+    mysql_urls="$mysql_urls ${DLOCK_TEST_MYSQL_URL}${mysql_sep}fencing=on"
+    printf '%s\n' "$env"
+    echo "export DLOCK_TEST_URLS='sqlite://$dir/conformance.db $pg_urls $mysql_urls $DLOCK_TEST_REDIS_URL'"
+    echo "mysql_sep='$mysql_sep'"
+}
+eval "$(start_servers "$work")"
 export DLOCK_TEST_REQUIRE=all
 # The per-URL suites (conformance, hostile, takeover) test up to four stores
 # at once (tests/common.c); their time bounds are liveness bounds.
 export DLOCK_TEST_PARALLEL=${DLOCK_TEST_PARALLEL:-4}
+
+# The suite under AddressSanitizer and UBSan (scripts/hardening.sh
+# sanitizers) runs beside make check, on a second set of servers of its own:
+# the fault tests restart and stop the servers their suite uses.  Its report
+# is printed after make check.
+asan_env=$(start_servers "$work/asan")
+( eval "$asan_env"; bash "$src/scripts/hardening.sh" "$build" sanitizers ) >"$work/asan.out" 2>&1 &
+asan_pid=$!
 
 # Serially: the fault tests restart the servers that the other suites use.
 status=0
@@ -67,6 +95,12 @@ if [ $status -ne 0 ]; then
     cat test-suite.log || true
     exit $status
 fi
+asan_status=0
+wait "$asan_pid" || asan_status=$?
+asan_pid=
+cat "$work/asan.out"
+[ $asan_status -eq 0 ] || exit $asan_status
+stop_servers "$work/asan"
 
 # The mutation check: every safety predicate, cut down in a scratch copy of
 # the tree, must make a test fail (scripts/mutants.sh; the servers above).
@@ -83,23 +117,19 @@ echo "mutation check: $(( $(date +%s) - mutants_start )) s"
 # The benchmark in its short mode, so that it cannot rot: it fails only when
 # something does not work, never on a speed figure.
 echo "--- bench/dlock-bench --short"
-./bench/dlock-bench --short "sqlite://$work/bench.db" "$DLOCK_TEST_PG_URL" "$DLOCK_TEST_PG_URL?mode=lease" \
-    "$DLOCK_TEST_PGB_TX_URL?mode=lease" "$DLOCK_TEST_PG_URL?fencing=on" "$DLOCK_TEST_MYSQL_URL" \
-    "${DLOCK_TEST_MYSQL_URL}${mysql_sep}mode=lease" "${DLOCK_TEST_MYSQL_URL}${mysql_sep}fencing=on" \
-    "$DLOCK_TEST_REDIS_URL"
+# One URL of each kind (the pooler and fencing=on run the same code paths).
+./bench/dlock-bench --short "sqlite://$work/bench.db" "$DLOCK_TEST_PG_URL" "$DLOCK_TEST_PGB_TX_URL?mode=lease" \
+    "$DLOCK_TEST_MYSQL_URL" "${DLOCK_TEST_MYSQL_URL}${mysql_sep}mode=lease" "$DLOCK_TEST_REDIS_URL"
 
-# Sanitizers, valgrind, thread stress, fuzzing and static analysis
+# Valgrind, thread stress, fuzzing and static analysis
 # (scripts/hardening.sh), then the consumers: Python, C through pkg-config,
 # Debian packages (scripts/reach.sh).  Both get the build folder and use the
 # servers started above.
-# CI fuzzes each harness 30 s (the checked-in corpus runs whole first);
+# CI fuzzes each harness 20 s (the checked-in corpus runs whole first);
 # scripts/hardening.sh alone defaults to 60 s.
-export DLOCK_FUZZ_SECONDS=${DLOCK_FUZZ_SECONDS:-30}
-for extra in hardening reach; do
-    if [ -f "$src/scripts/$extra.sh" ]; then
-        bash "$src/scripts/$extra.sh" "$build"
-    fi
-done
+export DLOCK_FUZZ_SECONDS=${DLOCK_FUZZ_SECONDS:-20}
+bash "$src/scripts/hardening.sh" "$build" valgrind tsan fuzz cppcheck clang-tidy
+bash "$src/scripts/reach.sh" "$build"
 
 # The release tarball builds and passes its own checks (SQLite only there).
 env -u DLOCK_TEST_URLS -u DLOCK_TEST_REQUIRE -u DLOCK_TEST_PG_URL -u DLOCK_TEST_MYSQL_URL \
