@@ -68,10 +68,29 @@ def scratch_dir() -> str:
 
 def take_away(url: str, name: str) -> None:
     """Take the lock `name` away from whoever holds it, for real, as an
-    operator or a failure would: SQLite — delete its row; PostgreSQL — end
+    operator or a failure would: SQLite — delete its row; lease mode — clear
+    the owner of its row; PostgreSQL — end
     the holder's session (pg_terminate_backend); MySQL — KILL the holder's
     connection; Redis — delete its key.  Raises AssertionError when nobody held it."""
     backend = backend_of(url)
+    # libdlock's own URL options are not the client programs' business.
+    parts = urllib.parse.urlsplit(url)
+    ours = ("mode", "table", "fencing", "prefix")
+    options = urllib.parse.parse_qs(parts.query)
+    lease = options.get("mode") == ["lease"]
+    table = options.get("table", ["dlock_leases"])[0]
+    if backend in ("postgresql", "mysql"):
+        kept = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k not in ours]
+        url = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(kept)))
+    if backend == "postgresql" and lease:
+        # Lease mode: the row's owner cleared, as an operator would.
+        sql = (f"UPDATE {table} SET owner = NULL WHERE name = convert_to(:'name', 'UTF8')"
+               " AND owner IS NOT NULL RETURNING 1;\n")
+        out = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-v",
+                              f"name={name}", "-d", url], input=sql, capture_output=True,
+                             text=True, timeout=30, check=True).stdout.strip()
+        assert out == "1", f"cleared {out!r} rows"
+        return
     if backend == "sqlite":
         import sqlite3
         path = urllib.parse.unquote(url[len("sqlite://"):] if url.startswith("sqlite://")
@@ -107,6 +126,14 @@ def take_away(url: str, name: str) -> None:
         env = dict(os.environ, MYSQL_PWD=urllib.parse.unquote(parts.password or ""))
         # Names made by unique_name() are lower-case ASCII: the server's lock
         # name is the name itself (docs/mysql.md).
+        if lease:
+            # Lease mode: the row's owner cleared, as an operator would.
+            out = subprocess.run(args + [urllib.parse.unquote(parts.path.lstrip("/")), "-e",
+                                         f"UPDATE {table} SET owner = NULL, expires_at = 0"
+                                         f" WHERE name = '{name}' AND owner IS NOT NULL; SELECT ROW_COUNT()"],
+                                 env=env, capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+            assert out == "1", f"cleared {out!r} rows"
+            return
         holder = subprocess.run(args + ["-e", f"SELECT IS_USED_LOCK('{name}')"], env=env,
                                 capture_output=True, text=True, timeout=30, check=True).stdout.strip()
         assert holder.isdigit(), f"IS_USED_LOCK gave {holder!r}"
