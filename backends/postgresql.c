@@ -601,6 +601,21 @@ static uint32_t pg_session_ttl_ms(struct dlock_conn *conn)
     " AS k LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = k.pid %s"
 #define PG_NAME_KEY "('x' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256(f.name), 'hex'), 16))::bit(64)::bigint"
 
+/* A name from encode(name, 'hex'), malloc'ed (NULL: out of memory). */
+static char *from_hex(const char *hex)
+{
+    size_t n = strlen(hex) / 2;
+    char *out = malloc(n + 1);
+    if (!out)
+        return NULL;
+    for (size_t k = 0; k < n; k++) {
+        char pair[3] = {hex[2 * k], hex[2 * k + 1], 0};
+        out[k] = (char)strtol(pair, NULL, 16);
+    }
+    out[n] = '\0';
+    return out;
+}
+
 static int session_list(pg_conn *c, const char *prefix, struct dlock_list *list)
 {
     int rc = DLOCK_OK;
@@ -638,19 +653,9 @@ static int session_list(pg_conn *c, const char *prefix, struct dlock_list *list)
                 break;
             }
         }
-        if (!decoded && !PQgetisnull(res, i, 3)) {
-            const char *hex = PQgetvalue(res, i, 3);
-            size_t n = strlen(hex) / 2;
-            decoded = malloc(n + 1);
-            if (!decoded) {
-                rc = dlock__oom();
-                break;
-            }
-            for (size_t k = 0; k < n; k++) {
-                char pair[3] = {hex[2 * k], hex[2 * k + 1], 0};
-                decoded[k] = (char)strtol(pair, NULL, 16);
-            }
-            decoded[n] = '\0';
+        if (!decoded && !PQgetisnull(res, i, 3) && !(decoded = from_hex(PQgetvalue(res, i, 3)))) {
+            rc = dlock__oom();
+            break;
         }
         if (plen && (!decoded || strncmp(decoded, prefix, plen) != 0)) {
             free(decoded);

@@ -2,7 +2,12 @@
 # examples/fencing.sh must keep working: a paused holder's late write is
 # rejected by its fencing token (docs/fencing.md).
 set -eu
-command -v sqlite3 >/dev/null || { echo "sqlite3 is not installed"; exit 77; }
+# Without sqlite3 it skips, unless the environment requires every store (CI).
+if ! command -v sqlite3 >/dev/null; then
+    echo "sqlite3 is not installed"
+    [ -z "${DLOCK_TEST_REQUIRE:-}" ] || exit 1
+    exit 77
+fi
 srcdir=${srcdir:-$(dirname "$0")/..}
 out=$(sh "$srcdir/examples/fencing.sh" "${DLOCK_BIN:?}" 2>&1) || { echo "$out"; exit 1; }
 echo "$out"
