@@ -104,13 +104,9 @@ build=$(cd "$build" && pwd)
 
 # The same backends as the main build, so that every store gets tested.
 backend_flags=()
-for b in sqlite postgresql mysql redis; do
-    upper=$(echo "$b" | tr a-z A-Z)
-    if grep -q "^#define HAVE_$upper 1" "$build/config.h"; then
-        backend_flags+=("--with-$b=yes")
-    else
-        backend_flags+=("--with-$b=no")
-    fi
+# (config.h's DLOCK_BUILTIN_BACKENDS is configure's list of them.)
+for b in $(sed -n 's/^#define DLOCK_BUILTIN_BACKENDS(X) //p' "$build/config.h" | tr -d 'X()'); do
+    backend_flags+=("--with-$b=yes")
 done
 
 # configure + make in a fresh folder; output to a log, shown on failure.

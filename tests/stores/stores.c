@@ -1,6 +1,6 @@
 /*
- * The list of store adapters (tests/stores/store.h).  A store's adapter is
- * one line here, under the HAVE_ macro of its backend.
+ * The list of store adapters (tests/stores/store.h): one per built-in
+ * backend, from configure's list (DLOCK_BUILTIN_BACKENDS).
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -14,34 +14,12 @@
 #include "common.h"
 #include "store.h"
 
-#ifdef HAVE_SQLITE
-extern const struct dlt_store dlt_store_sqlite;
-#endif
-#ifdef HAVE_POSTGRESQL
-extern const struct dlt_store dlt_store_postgresql;
-#endif
-#ifdef HAVE_MYSQL
-extern const struct dlt_store dlt_store_mysql;
-#endif
-#ifdef HAVE_REDIS
-extern const struct dlt_store dlt_store_redis;
-#endif
-
-static const struct dlt_store *const stores[] = {
-#ifdef HAVE_SQLITE
-    &dlt_store_sqlite,
-#endif
-#ifdef HAVE_POSTGRESQL
-    &dlt_store_postgresql,
-#endif
-#ifdef HAVE_MYSQL
-    &dlt_store_mysql,
-#endif
-#ifdef HAVE_REDIS
-    &dlt_store_redis,
-#endif
-    NULL,
-};
+/* One adapter per built-in backend (configure's one list): a backend
+ * without one does not link, naming dlt_store_NAME. */
+#define STORE_DECLARE(name) extern const struct dlt_store dlt_store_##name;
+DLOCK_BUILTIN_BACKENDS(STORE_DECLARE)
+#define STORE_ENTRY(name) &dlt_store_##name,
+static const struct dlt_store *const stores[] = {DLOCK_BUILTIN_BACKENDS(STORE_ENTRY) NULL};
 
 const struct dlt_store *const *dlt_stores(void)
 {
