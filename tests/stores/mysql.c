@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "internal.h"
-#include "mysql_url.h"
+#include "mysql/url.h"
 #include "store.h"
 
 static MYSQL *connect_raw(const char *url)

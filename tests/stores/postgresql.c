@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../backends/postgresql.h"
+#include "../backends/postgresql/key.h"
 #include "internal.h"
 #include "store.h"
 

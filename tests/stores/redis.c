@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "internal.h"
-#include "redis_url.h"
+#include "redis/url.h"
 #include "store.h"
 
 /* One command on a plain hiredis connection (as redis-cli), about `name`'s
