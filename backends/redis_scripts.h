@@ -19,29 +19,38 @@ enum {
 
 /* KEYS: lock, fence.  ARGV: the value ("<token> <since_ms> <pid> <host>"),
  * ttl_ms.  The fence (>= 1) when taken; busy: -1 - the holder's time left
- * in ms (-1: unknown).  A new fence counter starts at the server's clock in
- * microseconds, so that a server that lost it (restarted without
- * persistence) still hands out larger tokens than before.  Kept short: the
+ * in ms (-1: unknown).  A fence is max(counter + 1, the server's clock in
+ * microseconds), and the counter moves up to it: a counter that a restart
+ * lost, or brought back from an older snapshot (RDB, or an AOF that lost
+ * its last second), restarts above every token handed out before the
+ * crash, since the clock has moved on by more than the tokens did (they
+ * follow the clock to the microsecond, unless more than one lock a
+ * microsecond is taken).  The retry of an acquire whose answer was lost
+ * finds its own value in the lock key and answers the fence it was given,
+ * or a new one by the same rule when the counter is gone.  Kept short: the
  * script's cost is most of what a cycle costs beyond the round trips. */
 #define DLOCK_REDIS_ACQUIRE                                              \
+    "local function fence()\n"                                          \
+    "  local t = redis.call('TIME')\n"                                  \
+    "  local s = t[1] .. string.format('%06d', tonumber(t[2]))\n"       \
+    "  local f = redis.call('INCR', KEYS[2])\n"                         \
+    "  if f < tonumber(s) then\n"                                       \
+    "    redis.call('SET', KEYS[2], s)\n"                               \
+    "    return tonumber(s)\n"                                          \
+    "  end\n"                                                           \
+    "  return f\n"                                                      \
+    "end\n"                                                             \
     "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then\n" \
-    "  local f = redis.call('INCR', KEYS[2])\n"                          \
-    "  if f == 1 then\n"                                                 \
-    "    local t = redis.call('TIME')\n"                                 \
-    "    local s = t[1] .. string.format('%06d', tonumber(t[2]))\n"      \
-    "    redis.call('SET', KEYS[2], s)\n"                                \
-    "    return tonumber(s)\n"                                           \
-    "  end\n"                                                            \
-    "  return f\n"                                                       \
-    "end\n"                                                              \
-    "local v = redis.call('GET', KEYS[1])\n"                             \
+    "  return fence()\n"                                                \
+    "end\n"                                                             \
+    "local v = redis.call('GET', KEYS[1])\n"                            \
     "if v and string.sub(v, 1, 32) == string.sub(ARGV[1], 1, 32) then\n" \
-    "  local f = redis.call('GET', KEYS[2])\n"                           \
-    "  if f then return tonumber(f) end\n"                               \
-    "  return redis.call('INCR', KEYS[2])\n"                             \
-    "end\n"                                                              \
-    "local left = redis.call('PTTL', KEYS[1])\n"                         \
-    "if left < 0 then left = 0 end\n"                                    \
+    "  local f = redis.call('GET', KEYS[2])\n"                          \
+    "  if f then return tonumber(f) end\n"                              \
+    "  return fence()\n"                                                \
+    "end\n"                                                             \
+    "local left = redis.call('PTTL', KEYS[1])\n"                        \
+    "if left < 0 then left = 0 end\n"                                   \
     "return -1 - left\n"
 
 /* KEYS: lock.  ARGV: token, ttl_ms.  1 renewed, 0 not ours. */
