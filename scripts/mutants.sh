@@ -149,14 +149,15 @@ tool-lost-at-release-silent | tools/run.c | s{if \(r->release_status == DLOCK_EL
 ops-sqlite-record-put-any-owner | backends/sqlite.c | s{(\[STMT_RECORD_PUT\][^\[]*?) AND owner = \?2}{$1} | conformance@sqlite:operations
 ops-sqlite-record-put-ignores-changes | backends/sqlite.c | s{return written \? DLOCK_OK : record_not_held\(name\);}{return DLOCK_OK;} | conformance@sqlite:operations
 ops-sqlite-break-expired | backends/sqlite.c | s{(\[STMT_BREAK\][^\[]*?) AND expires_boot_ms > \?3}{$1} | conformance@sqlite:operations
-ops-slot-done-only-when-equal | tools/run_policy.c | s{return recorded >= slot;}{return recorded == slot;} | run_policy
-ops-slot-done-never | tools/run_policy.c | s{return recorded >= slot;}{return 0;} | run_policy process:ops
-ops-slot-rounds-down | tools/run_policy.c | s{>= period_ms - period_ms / 2 \? below \+ period_ms : below}{>= period_ms ? below + period_ms : below} | run_policy
+ops-once-window-whole-period | tools/run_policy.c | s{return 2 \* \(store_now_ms - last_success_start_ms\) < period_ms;}{return store_now_ms - last_success_start_ms < period_ms;} | run_policy
+ops-once-done-never | tools/run_policy.c | s{return 2 \* \(store_now_ms - last_success_start_ms\) < period_ms;}{return 0;} | run_policy process:ops
+ops-once-future-record-runs | tools/run_policy.c | s{return 2 \* \(store_now_ms - last_success_start_ms\) < period_ms;}{return store_now_ms >= last_success_start_ms \&\& 2 * (store_now_ms - last_success_start_ms) < period_ms;} | run_policy
+ops-once-records-the-end | tools/run.c | s{dlock_record_put\(r->lock, r->store_start_ms\)}{dlock_record_put(r->lock, r->store_start_ms + cli_now_ms() - r->st.acquired_at)} | process:once-per-window
 ops-any-exit-marks-done | tools/run_policy.c | s{return exit_status == 0;}{return 1;} | run_policy process:ops
 ops-run-ignores-marks-done | tools/run.c | s{r->lease_ok_at_exit && run_slot_marks_done\(r->job_status\)}{r->lease_ok_at_exit} | process:ops
 ops-sqlite-no-migration | backends/sqlite.c | s{if \(src == SQLITE_OK\)\s*src = add_missing_columns\(c\);}{} | process:ops
 ops-metrics-forget-last-success | tools/metrics.c | s{: previous_success\(path\);}{: -1;} | process:ops
-ops-run-no-slot-check | tools/run.c | s{if \(!run_slot_done\(recorded, r->slot\)\)\s*return 0;}{return 0;} | process:ops
+ops-run-no-slot-check | tools/run.c | s{if \(!run_once_done\(last_start, store_now, r->o->once_per_ms\)\)\s*return 0;}{return 0;} | process:ops
 EOF
 }
 # Not in the list, on purpose (equivalent mutants: no behaviour can tell):
