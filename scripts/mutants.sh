@@ -157,6 +157,8 @@ ops-any-exit-marks-done | tools/run_policy.c | s{return exit_status == 0;}{retur
 ops-run-ignores-marks-done | tools/run.c | s{r->lease_ok_at_exit && run_slot_marks_done\(r->job_status\)}{r->lease_ok_at_exit} | process:ops
 ops-sqlite-no-migration | backends/sqlite.c | s{if \(src == SQLITE_OK\)\s*src = add_missing_columns\(c\);}{} | process:ops
 ops-metrics-forget-last-success | tools/metrics.c | s{: previous_success\(path\);}{: -1;} | process:ops
+ops-metrics-no-file-lock | tools/metrics.c | s{int lock_fd = lock_file\(path\);}{int lock_fd = open("/dev/null", O_RDONLY \| O_CLOEXEC);} | process:metrics-file
+ops-metrics-value-after-first-space | tools/metrics.c | s{char \*space = strrchr\(line, ' '\);}{char *space = strchr(line, ' ');} | process:metrics-file
 ops-run-no-slot-check | tools/run.c | s{if \(!run_once_done\(last_start, store_now, r->o->once_per_ms\)\)\s*return 0;}{return 0;} | process:ops
 EOF
 }
