@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,6 +159,34 @@ static int set_timeout(redisContext *ctx, int64_t ms, int64_t *in_force)
     return REDIS_OK;
 }
 
+/* Read one reply by `end_ms` (dlock__now_ms() time): the deadline bounds
+ * the whole reply, not each read(), so a server that answers a byte at a
+ * time cannot stretch a call past it.  REDIS_OK with *reply, or REDIS_ERR
+ * (c->timed_out set when the deadline passed). */
+static int read_reply(redisContext *ctx, int64_t end_ms, void **reply)
+{
+    for (;;) {
+        *reply = NULL;
+        if (redisGetReplyFromReader(ctx, reply) != REDIS_OK)
+            return REDIS_ERR;
+        if (*reply)
+            return REDIS_OK;
+        int64_t left = end_ms - dlock__now_ms();
+        struct pollfd p = {ctx->fd, POLLIN, 0};
+        int ready = left > 0 ? poll(&p, 1, (int)left) : 0;
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready == 0) { /* as hiredis reports its own socket timeout */
+            ctx->err = REDIS_ERR_IO;
+            snprintf(ctx->errstr, sizeof ctx->errstr, "%s", strerror(EAGAIN));
+            errno = EAGAIN;
+            return REDIS_ERR;
+        }
+        if (ready < 0 || redisBufferRead(ctx) != REDIS_OK)
+            return REDIS_ERR;
+    }
+}
+
 /* Send the commands and read one reply each, within `ms`.  On failure the
  * connection is dropped and the replies freed. */
 static int exchange(redis_conn *c, redisContext **ctx, int64_t ms, int n, const struct redis_cmd *cmds,
@@ -165,6 +194,7 @@ static int exchange(redis_conn *c, redisContext **ctx, int64_t ms, int n, const 
 {
     for (int i = 0; i < n; i++)
         replies[i] = NULL;
+    int64_t end_ms = dlock__now_ms() + ms;
     int64_t unknown = 0, *in_force = ctx == &c->ctx ? &c->ctx_timeout_ms : &unknown;
     if (set_timeout(*ctx, ms, in_force) != REDIS_OK)
         return dlock__redis_io_error(c, ctx, what);
@@ -173,7 +203,7 @@ static int exchange(redis_conn *c, redisContext **ctx, int64_t ms, int n, const 
         return rc;
     for (int i = 0; i < n; i++) {
         void *r = NULL;
-        if (redisGetReply(*ctx, &r) != REDIS_OK || !r) {
+        if (read_reply(*ctx, end_ms, &r) != REDIS_OK || !r) {
             rc = dlock__redis_io_error(c, ctx, what);
             for (int j = 0; j < i; j++) {
                 freeReplyObject(replies[j]);
@@ -279,6 +309,7 @@ int dlock__redis_round_trip(redis_conn *c, struct dlock_call *call, int n, const
             return rc;
         if (c->timed_out)
             return rc; /* the server is slow, not gone: no second wait */
+        c->resent = 1; /* the first send may have run: the caller's script knows how to tell */
     }
 }
 

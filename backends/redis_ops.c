@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "redis_conn.h"
@@ -223,12 +224,18 @@ int dlock__redis_list(struct dlock_conn *conn, const char *prefix, struct dlock_
 int dlock__redis_break(struct dlock_conn *conn, const char *name, struct dlock_call *call)
 {
     redis_conn *c = redis_of(conn);
-    char key[KEY_MAX], channel[KEY_MAX];
-    size_t klen = dlock__redis_key(c, name, "", key), chlen = dlock__redis_key(c, name, ":released", channel);
-    const char *a[] = {key, channel};
-    size_t alen[] = {klen, chlen};
+    char key[KEY_MAX], mark[KEY_MAX], channel[KEY_MAX], id[33];
+    size_t klen = dlock__redis_key(c, name, "", key), mlen = dlock__redis_key(c, name, ":broken", mark);
+    size_t chlen = dlock__redis_key(c, name, ":released", channel);
+    unsigned char raw[16];
+    if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw)
+        return dlock__error(DLOCK_EBACKEND, "getrandom failed: %s", strerror(errno));
+    for (size_t i = 0; i < sizeof raw; i++)
+        snprintf(id + 2 * i, 3, "%02x", raw[i]);
+    const char *a[] = {key, mark, channel, id};
+    size_t alen[] = {klen, mlen, chlen, 32};
     redisReply *r = NULL;
-    int rc = dlock__redis_script(c, call, SCRIPT_BREAK, 1, a, alen, 2, &r, NULL);
+    int rc = dlock__redis_script(c, call, SCRIPT_BREAK, 2, a, alen, 4, &r, NULL);
     if (rc != DLOCK_OK)
         return rc;
     int broken = r->type == REDIS_REPLY_INTEGER && r->integer == 1;

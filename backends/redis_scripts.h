@@ -62,22 +62,30 @@ enum {
     "end\n"                                           \
     "return 0\n"
 
-/* KEYS: lock.  ARGV: token, channel.  1 released (waiters told), 0 not ours. */
-#define DLOCK_REDIS_RELEASE                           \
-    "local v = redis.call('GET', KEYS[1])\n"          \
-    "if v and string.sub(v, 1, 32) == ARGV[1] then\n" \
-    "  redis.call('DEL', KEYS[1])\n"                  \
-    "  redis.call('PUBLISH', ARGV[2], 'released')\n"  \
-    "  return 1\n"                                    \
-    "end\n"                                           \
+/* KEYS: lock, fence.  ARGV: token, channel, the lock's fence.  1 released
+ * (waiters told), 0 not ours, 2 not ours but free, and no one took it
+ * since our token (the fence counter is still ours): what the retry of a
+ * release whose answer was lost finds when the first send went through. */
+#define DLOCK_REDIS_RELEASE                                                \
+    "local v = redis.call('GET', KEYS[1])\n"                               \
+    "if v and string.sub(v, 1, 32) == ARGV[1] then\n"                      \
+    "  redis.call('DEL', KEYS[1])\n"                                       \
+    "  redis.call('PUBLISH', ARGV[2], 'released')\n"                       \
+    "  return 1\n"                                                         \
+    "end\n"                                                                \
+    "if not v and redis.call('GET', KEYS[2]) == ARGV[3] then return 2 end\n" \
     "return 0\n"
 
-/* KEYS: lock.  ARGV: channel.  1 broken, 0 it was free. */
-#define DLOCK_REDIS_BREAK                          \
-    "if redis.call('DEL', KEYS[1]) == 1 then\n"    \
-    "  redis.call('PUBLISH', ARGV[1], 'broken')\n" \
-    "  return 1\n"                                 \
-    "end\n"                                        \
+/* KEYS: lock, break mark.  ARGV: channel, a random id of this break.  1
+ * broken (the mark keeps the id for a minute), 0 it was free; the retry of
+ * a break whose answer was lost finds its own mark and answers 1 again. */
+#define DLOCK_REDIS_BREAK                                    \
+    "if redis.call('DEL', KEYS[1]) == 1 then\n"              \
+    "  redis.call('SET', KEYS[2], ARGV[2], 'PX', 60000)\n"   \
+    "  redis.call('PUBLISH', ARGV[1], 'broken')\n"           \
+    "  return 1\n"                                           \
+    "end\n"                                                  \
+    "if redis.call('GET', KEYS[2]) == ARGV[2] then return 1 end\n" \
     "return 0\n"
 
 /* KEYS: lock, slot.  ARGV: token.  {1, slot} while ours, {0} not ours. */
