@@ -72,6 +72,7 @@ core-cancel-not-cleared | lib/client.c | s{if \(c->backend->cancel_clear\)\s*c->
 core-cancel-outside-a-wait | lib/client.c | s{if \(c->waiting && c->backend->cancel\)}{if (c->backend->cancel)} | core:cancel
 core-extend-without-deadline | lib/client.c | s{struct dlock_call call = \{sent_ms \+ lease_remaining\(l, sent_ms\), sent_ms\};}{struct dlock_call call = {INT64_MAX, sent_ms};} | core:deadlines
 core-late-extend-not-lost | lib/client.c | s{\} else if \(lease_remaining\(l, dlock__now_ms\(\)\) == 0\) \{}{\} else if (0) \{} | core:deadlines
+core-extend-lease-from-the-reply | lib/client.c | s{atomic_store\(&l->lease_deadline_ms, sent_ms \+ \(int64_t\)ttl_ms\)}{atomic_store(&l->lease_deadline_ms, dlock__now_ms() + (int64_t)ttl_ms)} | core:issue23
 core-clock-stops-in-suspend | lib/util.c | s{clock_gettime\(CLOCK_BOOTTIME, &ts\);}{clock_gettime(CLOCK_MONOTONIC, &ts);} | units:clock
 # --- lib/sha256.c: the digest behind PostgreSQL keys and MySQL digest names ----------
 sha256-length-byte-order | lib/sha256.c | s{total_bits >> \(56 - 8 \* i\)}{total_bits >> (8 * i)} | postgresql:key
@@ -157,6 +158,7 @@ tool-lost-at-release-silent | tools/run.c | s{if \(r->release_status == DLOCK_EL
 ops-sqlite-record-put-any-owner | backends/sqlite.c | s{(\[STMT_RECORD_PUT\][^\[]*?) AND owner = \?2}{$1} | conformance@sqlite:operations
 ops-sqlite-record-put-ignores-changes | backends/sqlite.c | s{return written \? DLOCK_OK : record_not_held\(name\);}{return DLOCK_OK;} | conformance@sqlite:operations
 ops-sqlite-break-expired | backends/sqlite.c | s{(\[STMT_BREAK\][^\[]*?) AND expires_boot_ms > \?3}{$1} | conformance@sqlite:operations
+ops-sqlite-break-by-prefix | backends/sqlite.c | s{(\[STMT_BREAK\][^\[]*?)WHERE name = \?1}{${1}WHERE substr(name, 1, length(?1)) = ?1} | process:break-one-name
 ops-once-window-whole-period | tools/run_policy.c | s{return 2 \* \(store_now_ms - last_success_start_ms\) < period_ms;}{return store_now_ms - last_success_start_ms < period_ms;} | run_policy
 ops-once-done-never | tools/run_policy.c | s{return 2 \* \(store_now_ms - last_success_start_ms\) < period_ms;}{return 0;} | run_policy process:ops
 ops-once-future-record-runs | tools/run_policy.c | s{return 2 \* \(store_now_ms - last_success_start_ms\) < period_ms;}{return store_now_ms >= last_success_start_ms \&\& 2 * (store_now_ms - last_success_start_ms) < period_ms;} | run_policy

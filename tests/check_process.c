@@ -1226,6 +1226,29 @@ START_TEST(metrics_escaped_name_keeps_the_success)
 }
 END_TEST
 
+/* --- issue 23: a break acts on exactly one name ------------------------------------------ */
+
+/* Two holders (real processes) of N and N-2; release --force N: N-2 keeps
+ * its holder, whose extend still succeeds. */
+START_TEST(release_force_breaks_one_name)
+{
+    char other[400];
+    snprintf(other, sizeof other, "%s-2", name);
+    dlt_child a, b;
+    ck_assert_int_eq(dlt_child_start(&a, url, name, 30000, 0), 0);
+    ck_assert_int_eq(dlt_child_read(&a, 10000), DLOCK_OK);
+    ck_assert_int_eq(dlt_child_start(&b, url, other, 30000, 0), 0);
+    ck_assert_int_eq(dlt_child_read(&b, 10000), DLOCK_OK);
+    ck_assert_int_eq(sh("'%s' release --force %s >/dev/null", dlock_bin, name), 0);
+    ck_assert_int_eq(sh("'%s' status %s >/dev/null", dlock_bin, other), 0);
+    ck_assert_int_eq(dlt_child_cmd(&b, "extend 30000", 5000), DLOCK_OK);
+    ck_assert_int_eq(dlt_child_cmd(&a, "extend 30000", 5000), DLOCK_ELOST);
+    ck_assert_int_eq(dlt_child_cmd(&b, "release", 5000), DLOCK_OK);
+    dlt_child_stop(&a, 0);
+    dlt_child_stop(&b, 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("process");
@@ -1287,6 +1310,10 @@ int main(void)
     tcase_add_test(t, metrics_overlapping_runs_keep_the_success);
     tcase_add_test(t, metrics_writer_waits_for_the_file_lock);
     tcase_add_test(t, metrics_escaped_name_keeps_the_success);
+    suite_add_tcase(s, t);
+    t = tcase_create("break-one-name");
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_test(t, release_force_breaks_one_name);
     suite_add_tcase(s, t);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
