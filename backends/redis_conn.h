@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
+#include <sys/types.h>
 
 #include "internal.h"
 #include "redis_api.h"
@@ -32,6 +33,7 @@ typedef struct redis_conn {
     int cancel_fd;          /* eventfd: dlock_cancel() writes, a waiter polls */
     int64_t ctx_timeout_ms; /* the main socket's timeouts in force; 0: unknown */
     int timed_out;          /* the last I/O error was a timeout */
+    pid_t pid;              /* this process, at connect (a client is not used across fork()) */
     int resent;             /* a round trip was sent again after its answer was lost (set, never cleared, by
                                dlock__redis_round_trip: clear it before the call that asks) */
 } redis_conn;

@@ -161,9 +161,12 @@ static int set_timeout(redisContext *ctx, int64_t ms, int64_t *in_force)
 
 /* Read one reply by `end_ms` (dlock__now_ms() time): the deadline bounds
  * the whole reply, not each read(), so a server that answers a byte at a
- * time cannot stretch a call past it.  REDIS_OK with *reply, or REDIS_ERR
- * (c->timed_out set when the deadline passed). */
-static int read_reply(redisContext *ctx, int64_t end_ms, void **reply)
+ * time cannot stretch a call past it.  The first read() of an exchange
+ * (*blocking_read: the common case, one read a reply) blocks in the socket,
+ * whose receive timeout set_timeout() keeps within the time left; every
+ * later one waits in poll(2) for what is left.  REDIS_OK with *reply, or
+ * REDIS_ERR (a timeout reported as hiredis reports its own). */
+static int read_reply(redisContext *ctx, int64_t end_ms, int *blocking_read, void **reply)
 {
     for (;;) {
         *reply = NULL;
@@ -171,18 +174,23 @@ static int read_reply(redisContext *ctx, int64_t end_ms, void **reply)
             return REDIS_ERR;
         if (*reply)
             return REDIS_OK;
-        int64_t left = end_ms - dlock__now_ms();
-        struct pollfd p = {ctx->fd, POLLIN, 0};
-        int ready = left > 0 ? poll(&p, 1, (int)left) : 0;
-        if (ready < 0 && errno == EINTR)
-            continue;
-        if (ready == 0) { /* as hiredis reports its own socket timeout */
-            ctx->err = REDIS_ERR_IO;
-            snprintf(ctx->errstr, sizeof ctx->errstr, "%s", strerror(EAGAIN));
-            errno = EAGAIN;
-            return REDIS_ERR;
+        if (!*blocking_read) {
+            int64_t left = end_ms - dlock__now_ms();
+            struct pollfd p = {ctx->fd, POLLIN, 0};
+            int ready = left > 0 ? poll(&p, 1, (int)left) : 0;
+            if (ready < 0 && errno == EINTR)
+                continue;
+            if (ready == 0) {
+                ctx->err = REDIS_ERR_IO;
+                snprintf(ctx->errstr, sizeof ctx->errstr, "%s", strerror(EAGAIN));
+                errno = EAGAIN;
+                return REDIS_ERR;
+            }
+            if (ready < 0)
+                return REDIS_ERR;
         }
-        if (ready < 0 || redisBufferRead(ctx) != REDIS_OK)
+        *blocking_read = 0;
+        if (redisBufferRead(ctx) != REDIS_OK)
             return REDIS_ERR;
     }
 }
@@ -201,9 +209,10 @@ static int exchange(redis_conn *c, redisContext **ctx, int64_t ms, int n, const 
     int rc = dlock__redis_send(c, ctx, n, cmds, what);
     if (rc != DLOCK_OK)
         return rc;
+    int blocking_read = 1;
     for (int i = 0; i < n; i++) {
         void *r = NULL;
-        if (read_reply(*ctx, end_ms, &r) != REDIS_OK || !r) {
+        if (read_reply(*ctx, end_ms, &blocking_read, &r) != REDIS_OK || !r) {
             rc = dlock__redis_io_error(c, ctx, what);
             for (int j = 0; j < i; j++) {
                 freeReplyObject(replies[j]);

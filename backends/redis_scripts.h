@@ -20,24 +20,22 @@ enum {
 /* KEYS: lock, fence.  ARGV: the value ("<token> <since_ms> <pid> <host>"),
  * ttl_ms.  The fence (>= 1) when taken; busy: -1 - the holder's time left
  * in ms (-1: unknown).  A fence is max(counter + 1, the server's clock in
- * microseconds), and the counter moves up to it: a counter that a restart
- * lost, or brought back from an older snapshot (RDB, or an AOF that lost
- * its last second), restarts above every token handed out before the
- * crash, since the clock has moved on by more than the tokens did (they
- * follow the clock to the microsecond, unless more than one lock a
- * microsecond is taken).  The retry of an acquire whose answer was lost
+ * microseconds), and the counter is set to it (one GET and one SET).  A
+ * counter that a restart lost, or brought back from an older snapshot (RDB,
+ * or an AOF that lost its last second), restarts above every token handed
+ * out before the crash, since the clock has moved on by more than the
+ * tokens did (they follow the clock to the microsecond, unless more than
+ * one lock a microsecond is taken).  The retry of an acquire whose answer was lost
  * finds its own value in the lock key and answers the fence it was given,
  * or a new one by the same rule when the counter is gone.  Kept short: the
  * script's cost is most of what a cycle costs beyond the round trips. */
 #define DLOCK_REDIS_ACQUIRE                                              \
     "local function fence()\n"                                          \
     "  local t = redis.call('TIME')\n"                                  \
-    "  local s = t[1] .. string.format('%06d', tonumber(t[2]))\n"       \
-    "  local f = redis.call('INCR', KEYS[2])\n"                         \
-    "  if f < tonumber(s) then\n"                                       \
-    "    redis.call('SET', KEYS[2], s)\n"                               \
-    "    return tonumber(s)\n"                                          \
-    "  end\n"                                                           \
+    "  local now = t[1] * 1000000 + t[2]\n"                             \
+    "  local f = (tonumber(redis.call('GET', KEYS[2])) or 0) + 1\n"     \
+    "  if f < now then f = now end\n"                                   \
+    "  redis.call('SET', KEYS[2], string.format('%d', f))\n"            \
     "  return f\n"                                                      \
     "end\n"                                                             \
     "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then\n" \

@@ -135,15 +135,15 @@ redis-record-put-any-owner | backends/redis_scripts.h | s{(define DLOCK_REDIS_RE
 redis-record-get-any-owner | backends/redis_scripts.h | s{(define DLOCK_REDIS_RECORD_GET.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | redis:lock
 redis-acquire-retry-any-owner | backends/redis_scripts.h | s{(define DLOCK_REDIS_ACQUIRE.*?)if v and string\.sub\(v, 1, 32\) == string\.sub\(ARGV\[1\], 1, 32\) then}{${1}if v then}s | redis:lock
 redis-take-without-nx | backends/redis_scripts.h | s{, 'NX', 'PX', ARGV\[2\]\)}{, 'PX', ARGV[2])} | redis:lock
-redis-fence-not-bumped | backends/redis_scripts.h | s{local f = redis\.call\('INCR', KEYS\[2\]\)}{local f = tonumber(redis.call('GET', KEYS[2]) or '1')} | redis:issue23 redis:lock
-redis-fence-no-floor | backends/redis_scripts.h | s{if f < tonumber\(s\) then}{if f == 1 then} | redis:issue23
+redis-fence-not-bumped | backends/redis_scripts.h | s{local f = \(tonumber\(redis\.call\('GET', KEYS\[2\]\)\) or 0\) \+ 1}{local f = (tonumber(redis.call('GET', KEYS[2])) or 0)} | redis:issue23 redis:lock
+redis-fence-no-floor | backends/redis_scripts.h | s{if f < now then f = now end}{if f == 1 then f = now end} | redis:issue23
 redis-fence-retry-plain-incr | backends/redis_scripts.h | s{(if f then return tonumber\(f\) end\\n"\s*\\\s*"  )return fence\(\)}{${1}return redis.call('INCR', KEYS[2])} | redis:issue23
 redis-foreign-key-free | backends/redis_ops.c | s{int held = r\[1\]->type == REDIS_REPLY_INTEGER}{int held = parse_value(r[0], info) && r[1]->type == REDIS_REPLY_INTEGER} | redis:issue23
 redis-extend-before-owner-check | backends/redis_scripts.h | s{(define DLOCK_REDIS_EXTEND\s*\\\s*)"local v = redis\.call\('GET', KEYS\[1\]\)\\n"}{$1"redis.call('PEXPIRE', KEYS[1], ARGV[2])\\n" "local v = redis.call('GET', KEYS[1])\\n"} | redis:issue23
 redis-release-retry-any-free | backends/redis_scripts.h | s{"if not v and redis\.call\('GET', KEYS\[2\]\) == ARGV\[3\] then return 2 end\\n"}{"if not v then return 2 end\\n"} | redis:lost-replies
 redis-release-free-without-resend | backends/redis.c | s{\(ours == 2 && c->resent\)}{(ours == 2)} | redis:lock
 redis-break-retry-says-free | backends/redis_scripts.h | s{"if redis\.call\('GET', KEYS\[2\]\) == ARGV\[2\] then return 1 end\\n"}{""} | redis:lost-replies
-redis-deadline-per-read | backends/redis_io.c | s{read_reply\(\*ctx, end_ms, &r\)}{redisGetReply(*ctx, &r)} | redis:lost-replies
+redis-deadline-per-read | backends/redis_io.c | s{if \(!\*blocking_read\) \{}{if (0) \{} | redis:lost-replies
 redis-release-no-publish | backends/redis_scripts.h | s{"  redis\.call\('PUBLISH', ARGV\[2\], 'released'\)\\n"}{""} | redis:lock
 redis-round-trip-without-deadline | backends/redis_io.c | s{if \(call->deadline_ms < end\)\s*end = call->deadline_ms;}{} | redis:faults
 redis-noscript-not-reloaded | backends/redis_io.c | s{pass == 0 && strncmp\(\(\*reply\)->str, "NOSCRIPT", 8\) == 0\)}{pass == 0 && 0)} | redis:faults
