@@ -90,6 +90,9 @@ sqlite-take-ignores-expiry | backends/sqlite.c | s{ OR dlock_locks\.expires_boot
 sqlite-take-before-expiry | backends/sqlite.c | s{(dlock_locks\.expires_boot_ms <= \?\d+)}{$1 + 500} | takeover@sqlite:early
 sqlite-take-ignores-boot | backends/sqlite.c | s{ OR dlock_locks\.boot_id IS NOT excluded\.boot_id}{} | takeover@sqlite:sqlite-row
 sqlite-guessed-boot-id | backends/sqlite.c | s{if \(!looks_like_boot_id\(buf\)\)\s*buf\[0\] = '\\0';}{if (!looks_like_boot_id(buf)) strcpy(buf, "unknown-boot");} | process:faults
+sqlite-epoch-without-gap | backends/sqlite.c | s{floor = \(highest > floor \? highest : floor\) \+ EPOCH_GAP;}{floor = highest > floor ? highest : floor;} | process:power-loss
+sqlite-take-ignores-floor | backends/sqlite.c | s{fence = max\(dlock_locks\.fence \+ 1, \?9 \+ 1\)}{fence = dlock_locks.fence + 1} | process:power-loss
+sqlite-epoch-any-boot | backends/sqlite.c | s{same_boot = row_boot && strcmp\(\(const char \*\)row_boot, boot_id\) == 0;}{same_boot = row_boot != NULL;} | process:power-loss
 # --- backends/postgresql.c, pg_session.c, pg_url.c: the key, the session, the late grant, the URL
 pg-key-little-endian | backends/postgresql.c | s{bits = bits << 8 \| digest\[i\]}{bits = bits << 8 | digest[7 - i]} | postgresql:key
 pg-key-unsigned | backends/postgresql.c | s{return -\(int64_t\)\(~bits\) - 1;}{return (int64_t)(bits >> 1);} | postgresql:key
