@@ -327,8 +327,8 @@ static int redis_release(struct dlock_conn *conn, struct dlock_held *held, const
      * since ours: the first send released it. */
     if (ours == 1 || (ours == 2 && c->resent))
         return DLOCK_OK;
-    return dlock__error(DLOCK_ELOST,
-                        "lock '%s' had already been lost: its key expired, was deleted or another holder took it", name);
+    return dlock__error(
+        DLOCK_ELOST, "lock '%s' had already been lost: its key expired, was deleted or another holder took it", name);
 }
 
 static const char *const redis_schemes[] = {"redis", "redis+unix", "rediss", NULL};

@@ -121,21 +121,22 @@ static const char *const statement_sql[STMT_COUNT] = {
 
 static const char epoch_schema_sql[] = "CREATE TABLE IF NOT EXISTS dlock_epoch ("
                                        " one INTEGER PRIMARY KEY CHECK (one = 1)," /* a single row */
-                                       " boot_id TEXT NOT NULL," /* the boot whose floor this is */
+                                       " boot_id TEXT NOT NULL,"                   /* the boot whose floor this is */
                                        " floor INTEGER NOT NULL" /* every fence of this boot is above it */
                                        ")";
 
-static const char schema_sql[] = "CREATE TABLE IF NOT EXISTS dlock_locks ("
-                                 " name TEXT PRIMARY KEY NOT NULL,"   /* the lock name, compared byte for byte */
-                                 " owner BLOB,"                       /* random token of the holder; NULL: free */
-                                 " fence INTEGER NOT NULL DEFAULT 0," /* grows with every acquisition */
-                                 " holder_host TEXT,"
-                                 " holder_pid INTEGER,"
-                                 " boot_id TEXT,"            /* the boot that expires_boot_ms belongs to */
-                                 " acquired_at INTEGER,"     /* wall clock, ms since the epoch (display only) */
-                                 " expires_boot_ms INTEGER," /* CLOCK_BOOTTIME ms when the lease ends */
-                                 " last_slot INTEGER"        /* dlock_record_put(): dlock run --once-per, the start of the last success */
-                                 ") WITHOUT ROWID";
+static const char schema_sql[] =
+    "CREATE TABLE IF NOT EXISTS dlock_locks ("
+    " name TEXT PRIMARY KEY NOT NULL,"   /* the lock name, compared byte for byte */
+    " owner BLOB,"                       /* random token of the holder; NULL: free */
+    " fence INTEGER NOT NULL DEFAULT 0," /* grows with every acquisition */
+    " holder_host TEXT,"
+    " holder_pid INTEGER,"
+    " boot_id TEXT,"            /* the boot that expires_boot_ms belongs to */
+    " acquired_at INTEGER,"     /* wall clock, ms since the epoch (display only) */
+    " expires_boot_ms INTEGER," /* CLOCK_BOOTTIME ms when the lease ends */
+    " last_slot INTEGER"        /* dlock_record_put(): dlock run --once-per, the start of the last success */
+    ") WITHOUT ROWID";
 
 /* Files made before run records existed lack the last_slot column. */
 static const char has_last_slot_sql[] = "SELECT 1 FROM pragma_table_info('dlock_locks') WHERE name = 'last_slot'";
@@ -148,8 +149,8 @@ typedef struct sqlite_conn {
     int cancel_fd; /* eventfd: dlock_cancel() writes, a waiter polls */
     int watch_fd;  /* inotify on the database's folder, made at the first wait; -1: none */
     int watch_failed;
-    char *dir;      /* the database's folder */
-    int wal_frames; /* frames in the WAL after our last commit */
+    char *dir;       /* the database's folder */
+    int wal_frames;  /* frames in the WAL after our last commit */
     int epoch_known; /* floor is this boot's (read, or written and synced, once a connection) */
     int64_t floor;   /* every fence handed out in this boot is above it */
 } sqlite_conn;

@@ -59,10 +59,10 @@ static redisContext *raw_connect(const char *url)
 }
 
 /* The compare-and-delete that every safe Redis lock uses for its release. */
-#define RAW_UNLOCK_SCRIPT                                \
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"    \
-    "  return redis.call('DEL', KEYS[1])\n"              \
-    "end\n"                                              \
+#define RAW_UNLOCK_SCRIPT                             \
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n" \
+    "  return redis.call('DEL', KEYS[1])\n"           \
+    "end\n"                                           \
     "return 0\n"
 
 int bench_raw_redis(const char *url, long cycles, double *elapsed_s)

@@ -1121,8 +1121,9 @@ START_TEST(once_per_every_phase_and_skew)
                 }
             int ran = count_lines(logs[k][d]);
             if (ran != ROUNDS) {
-                fprintf(stderr, "phase %d/8 of the period, second server %+lld ms: the job ran %d times in %d periods\n",
-                        k, (long long)skews[d], ran, ROUNDS);
+                fprintf(stderr,
+                        "phase %d/8 of the period, second server %+lld ms: the job ran %d times in %d periods\n", k,
+                        (long long)skews[d], ran, ROUNDS);
                 bad++;
             }
         }
@@ -1290,9 +1291,8 @@ START_TEST(sqlite_tokens_survive_lost_wal_frames)
                         dir, dir, dir, synced, wal, dir),
                      0);
     char fence_text[64] = "";
-    ck_assert_int_eq(sh("sqlite3 %s/after/locks.db \"SELECT fence FROM dlock_locks WHERE name = '%s'\" > %s", dir, name,
-                        out),
-                     0);
+    ck_assert_int_eq(
+        sh("sqlite3 %s/after/locks.db \"SELECT fence FROM dlock_locks WHERE name = '%s'\" > %s", dir, name, out), 0);
     FILE *f = fopen(out, "r");
     ck_assert_ptr_nonnull(f);
     ck_assert_ptr_nonnull(fgets(fence_text, sizeof fence_text, f));
@@ -1307,9 +1307,9 @@ START_TEST(sqlite_tokens_survive_lost_wal_frames)
                         "'00000000-0000-4000-8000-000000000000'\"",
                         dir, dir),
                      0);
-    ck_assert_int_eq(sh("'%s' run -u sqlite://%s/after/locks.db %s -- sh -c 'echo $DLOCK_FENCE' > %s", dlock_bin, dir,
-                        name, out),
-                     0);
+    ck_assert_int_eq(
+        sh("'%s' run -u sqlite://%s/after/locks.db %s -- sh -c 'echo $DLOCK_FENCE' > %s", dlock_bin, dir, name, out),
+        0);
     unsigned long long after = 0;
     f = fopen(out, "r");
     ck_assert_ptr_nonnull(f);
