@@ -674,6 +674,14 @@ START_TEST(foreign_key_is_held_by_unknown)
     ck_assert_str_eq(dlock_list_holder(list, 0), "unknown");
     ck_assert_int_gt(dlock_list_expires(list, 0), 0);
     dlock_list_free(list);
+    /* dlock status --json says so too (make check sets DLOCK_BIN). */
+    const char *bin = getenv("DLOCK_BIN");
+    if (bin && *bin) {
+        char cmd[8192];
+        snprintf(cmd, sizeof cmd, "'%s' status --json -u '%s' '%s' | grep -q '\"held\":true,.*\"holder\":\"unknown\"'",
+                 bin, url, name);
+        ck_assert_int_eq(dlt_system(cmd), 0);
+    }
     /* A key of another type too. */
     r = redisCommand(rc, "DEL %s", key);
     freeReplyObject(r);
