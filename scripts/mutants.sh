@@ -144,6 +144,7 @@ redis-fence-retry-plain-incr | backends/redis_scripts.h | s{(if f then return to
 redis-foreign-key-free | backends/redis_ops.c | s{int held = r\[1\]->type == REDIS_REPLY_INTEGER}{int held = parse_value(r[0], info) && r[1]->type == REDIS_REPLY_INTEGER} | redis:issue23
 redis-extend-before-owner-check | backends/redis_scripts.h | s{(define DLOCK_REDIS_EXTEND\s*\\\s*)"local v = redis\.call\('GET', KEYS\[1\]\)\\n"}{$1"redis.call('PEXPIRE', KEYS[1], ARGV[2])\\n" "local v = redis.call('GET', KEYS[1])\\n"} | redis:issue23
 redis-release-retry-any-free | backends/redis_scripts.h | s{"if not v and redis\.call\('GET', KEYS\[2\]\) == ARGV\[3\] then return 2 end\\n"}{"if not v then return 2 end\\n"} | redis:lost-replies
+redis-release-retry-held-by-another | backends/redis_scripts.h | s{"if not v and redis\.call\('GET', KEYS\[2\]\) == ARGV\[3\]}{"if redis.call('GET', KEYS[2]) == ARGV[3]} | redis:lost-replies
 redis-release-free-without-resend | backends/redis.c | s{\(ours == 2 && c->resent\)}{(ours == 2)} | redis:lock
 redis-break-retry-says-free | backends/redis_scripts.h | s{"if redis\.call\('GET', KEYS\[2\]\) == ARGV\[2\] then return 1 end\\n"}{""} | redis:lost-replies
 redis-deadline-per-read | backends/redis_io.c | s{if \(!\*blocking_read\) \{}{if (0) \{} | redis:lost-replies

@@ -915,6 +915,20 @@ START_TEST(release_after_a_lost_reply_is_not_lost)
     atomic_store(&r->mode, RELAY_DROP);
     ck_assert_int_eq(dlock_release(l), DLOCK_ELOST);
     ck_assert_int_eq(atomic_load(&r->dropped), 2);
+    /* And when another tool's key stands in the lock's place (no fence
+     * bumped): not ours, still "lost". */
+    ck_assert_int_eq(dlock_acquire(c, name, 10000, 0, &l), DLOCK_OK);
+    ck_assert_int_eq(dlock_break(client, name), 1);
+    char *key = key_of(name, "");
+    redisContext *ops = raw();
+    redisReply *set = redisCommand(ops, "SET %s %s PX 10000", key, "maintenance by ops");
+    freeReplyObject(set);
+    redisFree(ops);
+    atomic_store(&r->mode, RELAY_DROP);
+    ck_assert_int_eq(dlock_release(l), DLOCK_ELOST);
+    ck_assert_int_eq(atomic_load(&r->dropped), 3);
+    free(raw_cmd("DEL %s", key));
+    free(key);
     dlock_close(c);
     relay_stop(r);
 }
