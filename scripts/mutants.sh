@@ -145,7 +145,7 @@ redis-foreign-key-free | backends/redis_ops.c | s{int held = r\[1\]->type == RED
 redis-extend-before-owner-check | backends/redis_scripts.h | s{(define DLOCK_REDIS_EXTEND\s*\\\s*)"local v = redis\.call\('GET', KEYS\[1\]\)\\n"}{$1"redis.call('PEXPIRE', KEYS[1], ARGV[2])\\n" "local v = redis.call('GET', KEYS[1])\\n"} | redis:issue23
 redis-release-retry-any-free | backends/redis_scripts.h | s{"if not v and redis\.call\('GET', KEYS\[2\]\) == ARGV\[3\] then return 2 end\\n"}{"if not v then return 2 end\\n"} | redis:lost-replies
 redis-release-retry-held-by-another | backends/redis_scripts.h | s{"if not v and redis\.call\('GET', KEYS\[2\]\) == ARGV\[3\]}{"if redis.call('GET', KEYS[2]) == ARGV[3]} | redis:lost-replies
-redis-release-free-without-resend | backends/redis.c | s{\(ours == 2 && c->resent\)}{(ours == 2)} | redis:lock
+redis-release-free-without-resend | backends/redis.c | s{\(ours == 2 && c->resent\)}{(ours == 2)} | redis:issue23
 redis-break-retry-says-free | backends/redis_scripts.h | s{"if redis\.call\('GET', KEYS\[2\]\) == ARGV\[2\] then return 1 end\\n"}{""} | redis:lost-replies
 redis-deadline-per-read | backends/redis_io.c | s{if \(!\*blocking_read\) \{}{if (0) \{} | redis:lost-replies
 redis-release-no-publish | backends/redis_scripts.h | s{"  redis\.call\('PUBLISH', ARGV\[2\], 'released'\)\\n"}{""} | redis:lock
