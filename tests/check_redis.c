@@ -28,7 +28,7 @@
 #include "common.h"
 #include "internal.h"
 #include "redis_scripts.h"
-#include "redis_url.h"
+#include "redis/url.h"
 
 static const char *url;
 static char *name;

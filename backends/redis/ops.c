@@ -13,7 +13,7 @@
 #include <sys/random.h>
 #include <time.h>
 
-#include "redis_conn.h"
+#include "backend.h"
 
 /* --- reading a lock ------------------------------------------------------------------- */
 
