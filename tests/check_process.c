@@ -828,7 +828,7 @@ START_TEST(once_per_retries_a_failed_run)
 {
     char out[4300];
     snprintf(out, sizeof out, "%s/out", dir);
-    ck_assert_int_eq(sh("'%s' run --once-per 1d %s -- true 2>/dev/null", dlock_bin, name), 64); /* no 'd' unit */
+    ck_assert_int_eq(sh("'%s' run --once-per 1w %s -- true 2>/dev/null", dlock_bin, name), 64); /* no 'w' unit */
     ck_assert_int_eq(sh("'%s' run --once-per 500ms %s -- true 2>/dev/null", dlock_bin, name), 64);
     ck_assert_int_eq(sh("'%s' run --once-per 24h %s -- sh -c 'exit 3'", dlock_bin, name), 3);
     ck_assert_int_eq(sh("'%s' run --once-per 24h %s -- sh -c 'kill -TERM $$'", dlock_bin, name), 128 + 15);

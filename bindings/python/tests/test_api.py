@@ -213,8 +213,38 @@ class OpenTest(unittest.TestCase):
                 client.lock(support.unique_name("unreachable"), ttl=5)
             err = cm.exception
         self.assertEqual(err.status, dlock.ECONN)
+        self.assertNotIsInstance(err, dlock.LoginRefused)  # a down server may come back: retry
         self.assertNotIn(secret, str(err))
         self.assertNotIn(secret, repr(err))
+
+    def test_refused_login_texts(self):
+        # What the backends pass on from the servers (docs: LoginRefused).
+        refused = [
+            'postgresql: cannot connect: connection to server at "h", port 5432 failed: FATAL:  password '
+            'authentication failed for user "jobs"',
+            'postgresql: cannot connect: connection to server at "h", port 5432 failed: FATAL:  database "app" '
+            'does not exist',
+            "mysql: cannot connect to h:3306: Access denied for user 'jobs'@'10.0.0.2' (using password: YES)",
+            "mysql: cannot connect to h:3306: Unknown database 'app'",
+            "redis: authentication refused by h:6379: WRONGPASS invalid username-password pair",
+        ]
+        for detail in refused:
+            with self.subTest(detail=detail):
+                err = dlock.error_for(dlock.ECONN, detail, "dlock_open")
+                self.assertIsInstance(err, dlock.LoginRefused)
+                self.assertIsInstance(err, dlock.StoreUnreachable)
+        down = [
+            'postgresql: cannot connect: connection to server at "h", port 1 failed: Connection refused',
+            "mysql: cannot connect to h:1: Can't connect to server on 'h' (115)",
+            "redis: cannot connect to h:1: Connection refused",
+            "postgresql: cannot connect: FATAL:  the database system is starting up",
+        ]
+        for detail in down:
+            with self.subTest(detail=detail):
+                err = dlock.error_for(dlock.ECONN, detail, "dlock_open")
+                self.assertIs(type(err), dlock.StoreUnreachable)
+        # Only a connection failure is a refused login.
+        self.assertIs(type(dlock.error_for(dlock.EBACKEND, "Access denied for user 'x'")), dlock.BackendError)
 
     def test_unreachable_postgresql_names_no_password(self):
         # Port 1 on loopback: nothing listens there, the refusal is immediate.
