@@ -246,6 +246,31 @@ class OpenTest(unittest.TestCase):
         # Only a connection failure is a refused login.
         self.assertIs(type(dlock.error_for(dlock.EBACKEND, "Access denied for user 'x'")), dlock.BackendError)
 
+    def test_package_builds_without_an_index(self):
+        # pyproject.toml's backend is build_backend.py, standard library only:
+        # `pip install ./bindings/python` needs no download (build isolation).
+        import importlib.util
+        import tempfile
+        import zipfile
+        source = os.path.join(support.PACKAGE_PARENT, "build_backend.py")
+        spec = importlib.util.spec_from_file_location("dlock_build_backend", source)
+        backend = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(backend)
+        self.assertEqual(backend.get_requires_for_build_wheel(), [])
+        with open(os.path.join(support.PACKAGE_PARENT, "pyproject.toml"), encoding="utf-8") as f:
+            self.assertIn("requires = []", f.read())
+        with tempfile.TemporaryDirectory() as out:
+            wheel = backend.build_wheel(out)
+            self.assertEqual(wheel, f"dlock-{dlock.__version__}-py3-none-any.whl")
+            with zipfile.ZipFile(os.path.join(out, wheel)) as zf:
+                names = set(zf.namelist())
+                self.assertLessEqual({"dlock/__init__.py", "dlock/client.py", "dlock/errors.py", "dlock/py.typed",
+                                      f"dlock-{dlock.__version__}.dist-info/RECORD"}, names)
+                meta = zf.read(f"dlock-{dlock.__version__}.dist-info/METADATA").decode()
+                self.assertIn(f"Version: {dlock.__version__}\n", meta)
+            sdist = backend.build_sdist(out)
+            self.assertTrue(os.path.exists(os.path.join(out, sdist)))
+
     def test_unreachable_postgresql_names_no_password(self):
         # Port 1 on loopback: nothing listens there, the refusal is immediate.
         self._unreachable("postgresql://jobs:Pw-9f3k2@127.0.0.1:1/app?connect_timeout=3", "Pw-9f3k2")
