@@ -1229,7 +1229,7 @@ int main(void)
     tcase_add_test(t, metrics_file_is_prometheus_text);
     tcase_add_test(t, sqlite_old_table_gets_last_slot);
     suite_add_tcase(s, t);
-    t = tcase_create("names and limits");
+    t = tcase_create("messages");
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_set_timeout(t, 30);
     tcase_add_test(t, name_with_newline_cannot_forge_a_line);

@@ -16,13 +16,13 @@ import re
 import tarfile
 import time
 import zipfile
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PACKAGE = "dlock"
 
 
-def _project() -> Dict[str, object]:
+def _project() -> Dict[str, Any]:
     """The few [project] fields the metadata needs, read from pyproject.toml
     (tomllib is Python 3.11+; the package supports 3.8)."""
     with open(os.path.join(HERE, "pyproject.toml"), encoding="utf-8") as f:
@@ -46,7 +46,7 @@ def _metadata() -> str:
         readme = f.read()
     lines = ["Metadata-Version: 2.1", f"Name: {p['name']}", f"Version: {p['version']}",
              f"Summary: {p['summary']}", "License: MIT", f"Requires-Python: {p['requires_python']}"]
-    lines += [f"Classifier: {c}" for c in p["classifiers"]]  # type: ignore[union-attr]
+    lines += [f"Classifier: {c}" for c in p["classifiers"]]
     lines += ["Description-Content-Type: text/markdown", "", readme]
     return "\n".join(lines)
 
@@ -98,30 +98,30 @@ def _read(path: str) -> bytes:
 
 # --- PEP 517 -------------------------------------------------------------------
 
-def get_requires_for_build_wheel(config_settings: Optional[dict] = None) -> List[str]:
+def get_requires_for_build_wheel(config_settings: Optional[Dict[str, Any]] = None) -> List[str]:
     return []
 
 
-def get_requires_for_build_sdist(config_settings: Optional[dict] = None) -> List[str]:
+def get_requires_for_build_sdist(config_settings: Optional[Dict[str, Any]] = None) -> List[str]:
     return []
 
 
-def get_requires_for_build_editable(config_settings: Optional[dict] = None) -> List[str]:
+def get_requires_for_build_editable(config_settings: Optional[Dict[str, Any]] = None) -> List[str]:
     return []
 
 
-def build_wheel(wheel_directory: str, config_settings: Optional[dict] = None,
+def build_wheel(wheel_directory: str, config_settings: Optional[Dict[str, Any]] = None,
                 metadata_directory: Optional[str] = None) -> str:
     return _write_wheel(wheel_directory, [(path, _read(path)) for path in _package_files()])
 
 
-def build_editable(wheel_directory: str, config_settings: Optional[dict] = None,
+def build_editable(wheel_directory: str, config_settings: Optional[Dict[str, Any]] = None,
                    metadata_directory: Optional[str] = None) -> str:
     """PEP 660: a wheel whose .pth file puts this folder on sys.path."""
     return _write_wheel(wheel_directory, [(f"_{PACKAGE}_editable.pth", (HERE + "\n").encode())])
 
 
-def build_sdist(sdist_directory: str, config_settings: Optional[dict] = None) -> str:
+def build_sdist(sdist_directory: str, config_settings: Optional[Dict[str, Any]] = None) -> str:
     p = _project()
     base = f"{p['name']}-{p['version']}"
     members = ["pyproject.toml", "README.md", "build_backend.py"] + _package_files()
