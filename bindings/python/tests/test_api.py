@@ -246,6 +246,11 @@ class OpenTest(unittest.TestCase):
         # Only a connection failure is a refused login.
         self.assertIs(type(dlock.error_for(dlock.EBACKEND, "Access denied for user 'x'")), dlock.BackendError)
 
+    def test_scheme_typo_is_invalid_with_a_suggestion(self):
+        with self.assertRaises(dlock.InvalidArgument) as cm:
+            dlock.Client("sqlitee:///tmp/x.db")
+        self.assertIn("did you mean 'sqlite'?", cm.exception.detail)
+
     def test_package_builds_without_an_index(self):
         # pyproject.toml's backend is build_backend.py, standard library only:
         # `pip install ./bindings/python` needs no download (build isolation).
