@@ -33,10 +33,10 @@
  * acquire is sent; the heartbeat (heartbeat.c) sends the first renewal
  * TTL/3 after the grant and retries a failed one every TTL/9, each a round
  * trip that must be answered before the lease ends.  Surviving one failed
- * renewal takes about five round trips within the TTL (acquire, TTL/3,
- * the failed renewal, TTL/9, the retry: 2 RTT + RTT + 4/9 TTL < TTL), so
- * 100 ms allows round trips of up to about 18 ms.  Measured: -t 5ms ends
- * every run in 79 even on a local SQLite file; -t 20ms passes there.
+ * renewal: the acquire, the failed renewal and the retry (3 RTT) plus
+ * TTL/3 + TTL/9 must fit in the TTL, 3 RTT < 5/9 TTL, a TTL of at least
+ * 5.4 round trips; 100 ms allows round trips of up to about 18 ms.
+ * Measured: -t 5ms ends every run in 79 even on a local SQLite file.
  */
 #define MIN_TTL_MS 100
 #define MAX_NAME_BYTES 255
