@@ -104,9 +104,11 @@ int ops_status(const char *url, const char *name, int json)
     if (!json) {
         if (held) {
             cli_make_printable(who);
-            printf("%s: held by %s\n", shown, who);
+            fmt_escaped(stdout, name); /* the output names it whole (<= 255 bytes) */
+            printf(": held by %s\n", who);
         } else {
-            printf("%s: free\n", shown);
+            fmt_escaped(stdout, name);
+            fputs(": free\n", stdout);
         }
         dlock_close(client);
         return held ? 0 : STATUS_FREE;
@@ -311,12 +313,14 @@ int ops_break(const char *url, const char *name)
     if (rc == 1) {
         syslog(LOG_NOTICE, "%s broke lock '%s' in the %s store (it was held by %s)", me, shown, backend,
                who[0] ? who : "an unknown holder");
-        printf("%s: broken (it was held by %s); the holder gets 'lock lost' at its next extend\n", shown,
+        fmt_escaped(stdout, name);
+        printf(": broken (it was held by %s); the holder gets 'lock lost' at its next extend\n",
                who[0] ? who : "an unknown holder");
         status = 0;
     } else if (rc == 0) {
         syslog(LOG_NOTICE, "%s tried to break lock '%s' in the %s store: it was free", me, shown, backend);
-        printf("%s: free, nothing to break\n", shown);
+        fmt_escaped(stdout, name);
+        fputs(": free, nothing to break\n", stdout);
         status = STATUS_FREE;
     } else {
         char why[512];
