@@ -1142,6 +1142,15 @@ START_TEST(long_name_gives_a_short_message)
         free(text);
     }
     unsetenv("DLOCK_HUGE_NAME");
+    /* The longest name there is: standard output names it whole. */
+    char longest[256];
+    memset(longest, 'n', 255);
+    longest[255] = '\0';
+    ck_assert_int_eq(sh("'%s' status %s > %s 2>&1", dlock_bin, longest, out), 1);
+    char *text = slurp(out);
+    ck_assert_uint_eq(strlen(text), 255 + strlen(": free\n"));
+    ck_assert(strncmp(text, longest, 255) == 0);
+    free(text);
 }
 END_TEST
 
