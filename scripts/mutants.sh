@@ -74,6 +74,7 @@ core-extend-without-deadline | lib/client.c | s{struct dlock_call call = \{sent_
 core-late-extend-not-lost | lib/client.c | s{\} else if \(lease_remaining\(l, dlock__now_ms\(\)\) == 0\) \{}{\} else if (0) \{} | core:deadlines
 core-extend-lease-from-the-reply | lib/client.c | s{atomic_store\(&l->lease_deadline_ms, sent_ms \+ \(int64_t\)ttl_ms\)}{atomic_store(&l->lease_deadline_ms, dlock__now_ms() + (int64_t)ttl_ms)} | core:issue23
 core-clock-stops-in-suspend | lib/util.c | s{clock_gettime\(CLOCK_BOOTTIME, &ts\);}{clock_gettime(CLOCK_MONOTONIC, &ts);} | units:clock
+core-scheme-typo-not-caught | lib/client.c | s{const char \*typo_of = be \? NULL : scheme_typo_of\(scheme\);}{const char *typo_of = NULL;} | units process:messages
 # --- lib/sha256.c: the digest behind PostgreSQL keys and MySQL digest names ----------
 sha256-length-byte-order | lib/sha256.c | s{total_bits >> \(56 - 8 \* i\)}{total_bits >> (8 * i)} | postgresql:key
 # --- backends/sqlite/sqlite.c: the row's owner, boot and expiry ----------------------------------
@@ -158,6 +159,8 @@ tool-no-sigkill | tools/run_policy.c | s{if \(s->job_running && s->kill_at >= 0 
 tool-min-hold-ignored | tools/run_policy.c | s{s->got_signal \|\| now >= hold_until\(s\)\)}{s->got_signal || 1)} | run_policy
 tool-waits-forever-for-the-store | tools/run_policy.c | s{if \(s->let_go_at >= 0 && now >= s->let_go_at\)\s*return RUN_ABANDON;}{} | run_policy
 tool-lost-at-release-silent | tools/run.c | s{if \(r->release_status == DLOCK_ELOST && !r->st.lost\)}{if (0)} | process:faults
+tool-ttl-floor-gone | tools/dlock.c | s{if \(\*ttl_ms < MIN_TTL_MS\)}{if (0)} | process:messages
+tool-messages-raw | tools/cli.c | s{fmt_escaped\(stderr, text\);}{fputs(text, stderr);} | process:messages
 # --- operations: run records, --once-per, break ------------------------------------------
 ops-sqlite-record-put-any-owner | backends/sqlite/sqlite.c | s{(\[STMT_RECORD_PUT\][^\[]*?) AND owner = \?2}{$1} | conformance@sqlite:operations
 ops-sqlite-record-put-ignores-changes | backends/sqlite/sqlite.c | s{return written \? DLOCK_OK : record_not_held\(name\);}{return DLOCK_OK;} | conformance@sqlite:operations
