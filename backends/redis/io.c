@@ -1,5 +1,5 @@
 /*
- * The Redis backend's round trips (see redis_conn.h): hiredis in blocking
+ * The Redis backend's round trips (see backend.h): hiredis in blocking
  * mode, with the socket's timeouts set to what is left of the call's
  * deadline; a connection that failed is dropped, and the next call connects
  * again.  Scripts go as EVALSHA, and as EVAL when the server lost them.

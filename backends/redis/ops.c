@@ -1,5 +1,5 @@
 /*
- * The Redis backend's operations (see redis_conn.h): who holds a lock, the
+ * The Redis backend's operations (see backend.h): who holds a lock, the
  * list of held locks (SCAN), breaking one, the server's clock, and the run
  * records that only the holder may read and write.
  */
