@@ -196,7 +196,12 @@ static int get_lock_round(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const 
 {
     c->deadline_ms = call->deadline_ms; /* the wait itself: as long as the caller allows */
     int failed;
-    if (c->fencing) { /* fencing=on: the counter is bumped in the same round trip */
+    /* fencing=on: the counter is bumped in the same round trip -- except
+     * where the statement would be written to the binary log as a
+     * statement, GET_LOCK and all, and replayed on replicas (where the lock
+     * may be held, so that their counter falls behind): then GET_LOCK
+     * alone, and the bump after the grant (lock_taken). */
+    if (c->fencing && !c->binlog_statement) {
         *granted_null = 0;
         failed = mysqlbe_fenced_get_lock(c, l, name, timeout_s, granted, error);
     } else {
@@ -305,6 +310,8 @@ static int acquire_on_session(struct mysqlbe_conn *c, const char *name, uint32_t
         status = session_for(c, l, attempt, &fresh, &previous);
         if (status == 1)
             continue;
+        if (status == DLOCK_OK && c->fencing)
+            status = mysqlbe_check_durable(c);
         if (status != DLOCK_OK)
             break;
         int waiting = wait_ms != 0;

@@ -404,7 +404,7 @@ static int lease_try(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char 
 static int lease_sleep(struct mysqlbe_conn *c, int64_t ms)
 {
     struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
+    clock_gettime(CLOCK_MONOTONIC, &until); /* cancel_cv's clock (mysql_cancel.c) */
     until.tv_sec += (time_t)(ms / 1000);
     until.tv_nsec += (long)(ms % 1000) * 1000000L;
     if (until.tv_nsec >= 1000000000L) {
@@ -446,6 +446,11 @@ int mysqlbe_lease_acquire(struct mysqlbe_conn *c, const char *name, uint32_t ttl
         return dlock__oom();
     l->base.ttl_ms = ttl_ms;
     int status = random_owner(l->owner);
+    mysqlbe_begin_call(c, call->deadline_ms);
+    if (status == DLOCK_OK)
+        status = mysqlbe_ensure_session(c, NULL);
+    if (status == DLOCK_OK)
+        status = mysqlbe_check_durable(c);
     int64_t wait_end_ms = wait_ms > 0 ? dlock__now_ms() + wait_ms : INT64_MAX;
     int64_t backoff = POLL_MIN_MS;
     while (status == DLOCK_OK) {
@@ -883,6 +888,32 @@ int mysqlbe_session_list(struct mysqlbe_conn *c, const char *prefix, struct dloc
     return status;
 }
 
+/* KILL CONNECTION only marks the session: its locks go when its thread has
+ * cleaned up, a moment later.  "Broken" is said once the lock is no longer
+ * held by the killed connection (1), within the call's deadline; past it,
+ * an error says that it is not broken yet. */
+static int killed_session_let_go(struct mysqlbe_conn *c, const char *name, MYSQL_BIND *p, long long killed)
+{
+    for (int64_t pause_ms = 1;; pause_ms = pause_ms * 2 > 50 ? 50 : pause_ms * 2) {
+        long long id = 0;
+        mysqlbe_flag id_null = 0;
+        MYSQL_BIND out;
+        bind_out_i64(&out, &id, &id_null);
+        struct mysqlbe_result r;
+        int status = mysqlbe_exec(c, OP_SESSION_LOCK_ID, p, &out, NULL, NULL, &r, "confirming the break", DLOCK_ECONN);
+        if (status != DLOCK_OK)
+            return status;
+        if (r.rows != 1 || id_null || id != killed)
+            return 1;
+        if (dlock__now_ms() + pause_ms >= c->deadline_ms)
+            return dlock__error(DLOCK_EBACKEND,
+                                "'%s' is not broken yet: its session (connection %lld) was killed but still holds it",
+                                name, killed);
+        struct timespec pause = {0, (long)pause_ms * 1000000L};
+        nanosleep(&pause, NULL);
+    }
+}
+
 int mysqlbe_session_break(struct mysqlbe_conn *c, const char *name, struct dlock_call *call)
 {
     mysqlbe_begin_call(c, call->deadline_ms);
@@ -921,5 +952,5 @@ int mysqlbe_session_break(struct mysqlbe_conn *c, const char *name, struct dlock
                                 name, id);
         return mysqlbe_session_error(c, err, mysql_error(c->db), "breaking the lock", DLOCK_ECONN);
     }
-    return 1;
+    return killed_session_let_go(c, name, p, id);
 }

@@ -20,6 +20,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -232,6 +233,46 @@ START_TEST(url_errors_hide_the_password)
         ck_assert_ptr_null(c);
         ck_assert_msg(strstr(dlock_last_error(), "Sup3rS3cret") == NULL, "leaked: %s", dlock_last_error());
     }
+}
+END_TEST
+
+/* Issue 23, item 10: the userinfo is read before the query, so a '?' typed
+ * unencoded in the password stays in it; a password with a '/' (which ends
+ * the authority) is still never quoted back as an unknown option. */
+START_TEST(url_userinfo_before_the_query)
+{
+    struct dlock_mysql_url u;
+    ck_assert_int_eq(dlock__mysql_parse_url("mysql://app:123?hunter2=x@127.0.0.1:1/db", &u), DLOCK_OK);
+    ck_assert_str_eq(u.user, "app");
+    ck_assert_str_eq(u.password, "123?hunter2=x");
+    ck_assert_str_eq(u.host, "127.0.0.1");
+    ck_assert_uint_eq(u.port, 1);
+    ck_assert_str_eq(u.database, "db");
+    dlock__mysql_url_free(&u);
+    /* An '@' in an option value after the path is the option's. */
+    ck_assert_int_eq(dlock__mysql_parse_url("mysql://u@h/db?ssl-ca=/a@b", &u), DLOCK_OK);
+    ck_assert_str_eq(u.host, "h");
+    ck_assert_str_eq(u.ssl_ca, "/a@b");
+    dlock__mysql_url_free(&u);
+    static const char *const bad[] = {
+        "mysql://app:123?hunter2=x@127.0.0.1:1/db",     /* parses; the connection fails */
+        "mysql://app:12/3?hunter2=x@127.0.0.1:1/db",    /* '/' in the password */
+        "mysql://app:1/2?ssl-mode=1&hunter2=x@h/db",    /* an option, then the rest */
+        "mysql://app@h/x?hunter2=x@y",                  /* '@' after an option */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (dlock__mysql_parse_url(bad[i], &u) == DLOCK_OK)
+            dlock__mysql_url_free(&u);
+        ck_assert_msg(strstr(dlock_last_error(), "hunter2") == NULL, "%s leaked: %s", bad[i], dlock_last_error());
+        dlock_client *c = NULL;
+        int rc = dlock_open(bad[i], &c);
+        ck_assert_msg(rc == DLOCK_EINVAL || rc == DLOCK_ECONN, "%s: %d %s", bad[i], rc, dlock_last_error());
+        ck_assert_ptr_null(c);
+        ck_assert_msg(strstr(dlock_last_error(), "hunter2") == NULL, "%s leaked: %s", bad[i], dlock_last_error());
+    }
+    /* An option that is nowhere near a password is still named. */
+    ck_assert_int_eq(dlock__mysql_parse_url("mysql://u:pw@h/db?colour=1", &u), DLOCK_EINVAL);
+    ck_assert_ptr_nonnull(strstr(dlock_last_error(), "'colour'"));
 }
 END_TEST
 
@@ -2019,6 +2060,214 @@ START_TEST(session_list_break_and_records)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------ */
+/* Issue 23: durability, clocks, one name per break, modes that see each    */
+/* other                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* This program's CLOCK_REALTIME, shifted by realtime_offset_s (the library
+ * is linked in statically, so its calls land here).  Reading the clock
+ * `offset` ahead and then waiting on it is what a step of the wall clock
+ * backwards by `offset` does to a bounded wait. */
+static volatile int realtime_offset_s;
+
+int clock_gettime(clockid_t id, struct timespec *ts)
+{
+    long rc = syscall(SYS_clock_gettime, id, ts);
+    if (rc == 0 && id == CLOCK_REALTIME)
+        ts->tv_sec += realtime_offset_s;
+    return (int)rc;
+}
+
+/* Suspected: the lease-mode wait sleeps on the wall clock, so a step back
+ * overruns a bounded wait by the step. */
+START_TEST(lease_wait_ignores_a_wall_clock_step)
+{
+    char *name = unique("wallclock");
+    dlock_client *holder = open_url(lease_url), *waiter = open_url(lease_url);
+    dlock_lock *l = NULL, *w = NULL;
+    ck_assert_int_eq(dlock_acquire(holder, name, 30000, 0, &l), DLOCK_OK);
+    realtime_offset_s = 10;
+    int64_t t0 = dlt_now_ms();
+    int rc = dlock_acquire(waiter, name, 5000, 600, &w);
+    int64_t took = dlt_now_ms() - t0;
+    realtime_offset_s = 0;
+    fprintf(stderr, "FIGURE: a 600 ms lease-mode wait with the wall clock 10 s back took %lld ms\n", (long long)took);
+    ck_assert_int_eq(rc, DLOCK_EBUSY);
+    ck_assert_int_lt(took, 2500);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    dlock_close(holder);
+    dlock_close(waiter);
+    free(name);
+}
+END_TEST
+
+static void set_flush(MYSQL *root, int value)
+{
+    char sql[96];
+    snprintf(sql, sizeof sql, "SET GLOBAL innodb_flush_log_at_trx_commit = %d", value);
+    ck_assert_msg(mysql_query(root, sql) == 0, "%s: %s", sql, mysql_error(root));
+}
+
+/* Item 2: lease rows and fence counters are commits that a crash must not
+ * lose; with innodb_flush_log_at_trx_commit other than 1 the takes that
+ * depend on them are refused (flush-check=off takes the risk). */
+START_TEST(takes_refused_without_durable_commits)
+{
+    if (!root_url) {
+        ck_assert_msg(!dlt_required("mysql"), "DLOCK_TEST_MYSQL_ROOT_URL is needed");
+        return;
+    }
+    MYSQL *root = raw_open(root_url);
+    char *name = unique("flush");
+    static char lease_off[sizeof lease_url + 32];
+    snprintf(lease_off, sizeof lease_off, "%s&flush-check=off", lease_url);
+    const char *const refused[] = {lease_url, fence_url};
+    for (int value = 2; value >= 0; value -= 2) {
+        set_flush(root, value);
+        for (int i = 0; i < 2; i++) {
+            dlock_client *c = open_url(refused[i]);
+            dlock_lock *l = NULL;
+            int rc = dlock_acquire(c, name, 5000, 0, &l);
+            ck_assert_msg(rc == DLOCK_ENOTSUP, "flush %d, %s: %d %s", value, i ? "fencing" : "lease", rc,
+                          dlock_last_error());
+            ck_assert_ptr_nonnull(strstr(dlock_last_error(), "innodb_flush_log_at_trx_commit"));
+            ck_assert(!busy_at(url, name)); /* nothing was taken */
+            /* Reading is not refused. */
+            ck_assert_int_eq(dlock_holder(c, name, NULL, 0), 0);
+            dlock_close(c);
+        }
+        const char *const allowed[] = {url, lease_off};
+        for (int i = 0; i < 2; i++) {
+            dlock_client *c = open_url(allowed[i]);
+            dlock_lock *l = NULL;
+            ck_assert_msg(dlock_acquire(c, name, 5000, 0, &l) == DLOCK_OK, "%s", dlock_last_error());
+            ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+            dlock_close(c);
+        }
+    }
+    set_flush(root, 1);
+    const char *const all[] = {lease_url, fence_url, url};
+    for (int i = 0; i < 3; i++) {
+        dlock_client *c = open_url(all[i]);
+        dlock_lock *l = NULL;
+        ck_assert_msg(dlock_acquire(c, name, 5000, 0, &l) == DLOCK_OK, "%s", dlock_last_error());
+        ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+        dlock_close(c);
+    }
+    mysql_close(root);
+    free(name);
+}
+END_TEST
+
+static void flush_restore(void)
+{
+    if (!root_url)
+        return;
+    MYSQL *root = raw_open(root_url);
+    mysql_query(root, "SET GLOBAL innodb_flush_log_at_trx_commit = 1");
+    mysql_close(root);
+}
+
+/* Property: an expired lease is lost even when nobody took it since -- a
+ * late extend (or release, or record write) must not revive it.  The row's
+ * expiry is moved into the past behind the holder's back; the owner stays. */
+START_TEST(lease_late_extend_does_not_revive)
+{
+    char *name = unique("late");
+    dlock_client *c = open_url(lease_url);
+    MYSQL *db = raw_open(url);
+    for (int op = 0; op < 3; op++) {
+        dlock_lock *l = NULL;
+        ck_assert_int_eq(dlock_acquire(c, name, 30000, 0, &l), DLOCK_OK);
+        MYSQL_STMT *stmt = mysql_stmt_init(db);
+        const char *sql = "UPDATE dlock_leases SET expires_at = expires_at - 60000 WHERE name = ?";
+        ck_assert_int_eq(mysql_stmt_prepare(stmt, sql, (unsigned long)strlen(sql)), 0);
+        MYSQL_BIND b;
+        memset(&b, 0, sizeof b);
+        unsigned long len = (unsigned long)strlen(name);
+        b.buffer_type = MYSQL_TYPE_STRING;
+        b.buffer = name;
+        b.buffer_length = len;
+        b.length = &len;
+        ck_assert_int_eq(mysql_stmt_bind_param(stmt, &b), 0);
+        ck_assert_msg(mysql_stmt_execute(stmt) == 0, "%s", mysql_stmt_error(stmt));
+        ck_assert_int_eq((int)mysql_stmt_affected_rows(stmt), 1);
+        mysql_stmt_close(stmt);
+        int rc = op == 0 ? dlock_extend(l, 30000) : op == 1 ? dlock_record_put(l, 5) : dlock_release(l);
+        ck_assert_msg(rc == DLOCK_ELOST, "op %d: %d %s", op, rc, dlock_last_error());
+        /* Not revived: anyone may take it now. */
+        ck_assert(!busy_at(lease_url, name));
+        if (op != 2)
+            (void)dlock_release(l);
+    }
+    mysql_close(db);
+    dlock_close(c);
+    free(name);
+}
+END_TEST
+
+/* Property: a break acts on exactly one name -- hold N and N-2, break N:
+ * N-2 is untouched.  Session mode: on different sessions (a break ends the
+ * holder's whole session, docs/mysql.md); lease mode: on one client. */
+START_TEST(a_break_acts_on_one_name)
+{
+    char *n = unique("brk"), n2[300];
+    snprintf(n2, sizeof n2, "%s-2", n);
+    for (int lease = 0; lease < 2; lease++) {
+        const char *u = lease ? lease_url : url;
+        dlock_client *a = open_url(u), *b = lease ? a : open_url(u), *breaker = open_url(u);
+        dlock_lock *la = NULL, *lb = NULL;
+        ck_assert_int_eq(dlock_acquire(a, n, 30000, 0, &la), DLOCK_OK);
+        ck_assert_int_eq(dlock_acquire(b, n2, 30000, 0, &lb), DLOCK_OK);
+        ck_assert_int_eq(dlock_break(breaker, n), 1);
+        ck_assert_msg(dlock_extend(lb, 30000) == DLOCK_OK, "%s: %s", lease ? "lease" : "session", dlock_last_error());
+        ck_assert(busy_at(u, n2));
+        ck_assert(!busy_at(u, n));
+        ck_assert_int_eq(dlock_extend(la, 30000), DLOCK_ELOST);
+        (void)dlock_release(la);
+        ck_assert_int_eq(dlock_release(lb), DLOCK_OK);
+        if (!lease)
+            dlock_close(b);
+        dlock_close(a);
+        dlock_close(breaker);
+    }
+    free(n);
+}
+END_TEST
+
+/* Suspected: session-mode break is IS_USED_LOCK then KILL, and KILL only
+ * marks the session: "broken" must not be said before the lock is free. */
+#ifndef BREAK_ROUNDS
+#define BREAK_ROUNDS 100
+#endif
+START_TEST(session_break_returns_once_the_lock_is_free)
+{
+    char *name = unique("brkfree");
+    dlock_client *breaker = open_client();
+    MYSQL *db = raw_open(url);
+    char server_name[DLOCK_MYSQL_LOCK_NAME_MAX + 1];
+    dlock__mysql_lock_name(name, server_name, sizeof server_name);
+    int still_held = 0;
+    for (int i = 0; i < BREAK_ROUNDS; i++) {
+        dlock_client *holder = open_client();
+        dlock_lock *l = NULL;
+        ck_assert_int_eq(dlock_acquire(holder, name, 30000, 0, &l), DLOCK_OK);
+        ck_assert_int_eq(dlock_break(breaker, name), 1);
+        if (raw_int(db, "SELECT IS_USED_LOCK(?)", server_name) != -1)
+            still_held++;
+        (void)dlock_release(l);
+        dlock_close(holder);
+    }
+    fprintf(stderr, "FIGURE: session break: the lock still held right after \"broken\" in %d of %d\n", still_held,
+            BREAK_ROUNDS);
+    ck_assert_int_eq(still_held, 0);
+    mysql_close(db);
+    dlock_close(breaker);
+    free(name);
+}
+END_TEST
+
 static Suite *mysql_suite(int with_server)
 {
     Suite *s = suite_create("mysql");
@@ -2030,6 +2279,7 @@ static Suite *mysql_suite(int with_server)
     tcase_add_test(tc, url_options);
     tcase_add_test(tc, url_malformed);
     tcase_add_test(tc, url_errors_hide_the_password);
+    tcase_add_test(tc, url_userinfo_before_the_query);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("names");
@@ -2092,6 +2342,16 @@ static Suite *mysql_suite(int with_server)
     tcase_add_test(tc, a_dropped_session_marks_its_locks_lost);
     tcase_add_test(tc, kill_query_at_the_grant_never_leaves_the_lock_held_unknowingly);
     tcase_add_test(tc, a_stopped_server_bounds_extend_and_cancel);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("issue23");
+    tcase_add_checked_fixture(tc, wave_setup, flush_restore);
+    tcase_set_timeout(tc, 90);
+    tcase_add_test(tc, lease_wait_ignores_a_wall_clock_step);
+    tcase_add_test(tc, takes_refused_without_durable_commits);
+    tcase_add_test(tc, lease_late_extend_does_not_revive);
+    tcase_add_test(tc, a_break_acts_on_one_name);
+    tcase_add_test(tc, session_break_returns_once_the_lock_is_free);
     suite_add_tcase(s, tc);
     return s;
 }
