@@ -132,6 +132,12 @@ static int held_by_session(struct mysqlbe_conn *c, const struct mysqlbe_lock *l,
     return !ours_null && ours == 1;
 }
 
+/* lock_taken: the name is held by a lease-mode client (the GET_LOCK was let go). */
+#define HELD_IN_LEASE_MODE 2
+/* How long a session-mode wait sleeps before it looks again at a name held
+ * in lease mode. */
+#define LEASE_HOLDER_POLL_MS 100
+
 /* The lock is ours: register it (on failure the caller frees it).  A wait was granted at an unknown moment
  * inside its round trip (sent at sent_ms): when that took longer than
  * TTL / CONFIRM_FRACTION, one more round trip confirms the lock and its send
@@ -147,6 +153,21 @@ static int lock_taken(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char
                                            "lock '%s' was granted, but the "
                                            "session does not hold it",
                                            name);
+    }
+    /* A lease-mode client of the default table may hold the name: then
+     * the lock is not ours after all (see session_mode_holds in
+     * mysql_ops.c for why one of the two always backs off). */
+    int lease_held = mysqlbe_lease_row_holder(c, name, NULL, 0);
+    if (lease_held != 0) {
+        if (c->db) {
+            long long released = 0;
+            int released_null = 0;
+            struct statement_error error;
+            if (mysqlbe_run_int(c, &c->stmt_release, "SELECT RELEASE_LOCK(?)", l->server_name, NULL, &released,
+                                &released_null, &error) != 0)
+                mysqlbe_drop_session(c);
+        }
+        return lease_held < 0 ? lease_held : HELD_IN_LEASE_MODE;
     }
     if (c->fencing && !l->base.fence) {
         /* Granted outside the fenced statement (found held after an error):
@@ -293,6 +314,29 @@ static int after_refusal(struct mysqlbe_conn *c, const char *name, int32_t wait_
     return dlock__error(DLOCK_EBUSY, "lock '%s' is held by another session", name);
 }
 
+/* GET_LOCK was granted, but a lease-mode client holds the name.  1: look
+ * again after a pause (a wait with time left); else the status. */
+static int held_in_lease_mode(struct mysqlbe_conn *c, const char *name, int32_t wait_ms, int64_t wait_end_ms,
+                              unsigned int previous)
+{
+    if (c->db && c->wait_timeout_s != previous && c->session.locks) {
+        int lease_status = mysqlbe_set_lease(c, mysqlbe_lease_needed(c, NULL, 0), DLOCK_ECONN);
+        if (lease_status != DLOCK_OK)
+            return lease_status;
+    }
+    int64_t pause = LEASE_HOLDER_POLL_MS;
+    if (wait_ms != DLOCK_WAIT_FOREVER) {
+        int64_t left = wait_end_ms - dlock__now_ms();
+        if (wait_ms == 0 || left <= 0)
+            return dlock__error(DLOCK_EBUSY, "lock '%s' is held by a lease-mode client (mode=lease)", name);
+        if (pause > left)
+            pause = left;
+    }
+    if (mysqlbe_pause(c, pause))
+        return dlock__error(DLOCK_ECANCELED, "the wait for '%s' was cancelled", name);
+    return 1;
+}
+
 static int acquire_on_session(struct mysqlbe_conn *c, const char *name, uint32_t ttl_ms, int32_t wait_ms,
                               struct dlock_call *call, struct dlock_held **lock_out)
 {
@@ -331,6 +375,11 @@ static int acquire_on_session(struct mysqlbe_conn *c, const char *name, uint32_t
             status = lock_taken(c, l, name, waiting, sent_ms, ttl_ms, call, lock_out);
             if (status == DLOCK_OK)
                 return DLOCK_OK;
+            if (status == HELD_IN_LEASE_MODE) {
+                status = held_in_lease_mode(c, name, wait_ms, wait_end_ms, previous);
+                if (status == 1)
+                    continue;
+            }
             break;
         }
         if (failed && mysqlbe_connection_lost(error.code)) {
@@ -344,6 +393,13 @@ static int acquire_on_session(struct mysqlbe_conn *c, const char *name, uint32_t
             status = granted_anyway(c, l, name, canceled, ttl_ms, call, lock_out);
             if (status == DLOCK_OK)
                 return DLOCK_OK;
+            if (status == HELD_IN_LEASE_MODE) {
+                status = canceled ? dlock__error(DLOCK_ECANCELED, "the wait for '%s' was cancelled", name)
+                                  : held_in_lease_mode(c, name, wait_ms, wait_end_ms, previous);
+                if (status == 1)
+                    continue;
+                break;
+            }
             if (status < 0)
                 break;
         }
@@ -548,7 +604,7 @@ static int mysqlbe_holder(struct dlock_conn *conn, const char *name, char *buf, 
         }
         mysql_stmt_free_result(stmt);
         if (fetch == MYSQL_NO_DATA || row.nulls[0])
-            return 0; /* nobody holds it */
+            return mysqlbe_lease_row_holder(c, name, buf, buflen); /* a lease-mode holder, or nobody */
         holder_text(&row, buf, buflen);
         return 1;
     }

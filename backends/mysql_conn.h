@@ -62,6 +62,7 @@ enum mysqlbe_op {
     OP_SESSION_LOCK_ID,
     OP_SESSION_MLI,
     OP_STORE_TIME,
+    OP_MODES_LEASE_ROW,
     MYSQLBE_OPS_MAX
 };
 

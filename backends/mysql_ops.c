@@ -95,6 +95,10 @@ static const char *const op_sql[MYSQLBE_OPS_MAX] = {
     [OP_SESSION_MLI] = "SELECT TABLE_SCHEMA, THREAD_ID FROM information_schema.METADATA_LOCK_INFO"
                        " WHERE LOCK_TYPE = 'User lock'",
     [OP_STORE_TIME] = "SELECT " NOW_MS,
+    /* Session mode: a lease-mode holder of the name in the default table
+     * (not `%s`: session mode's own table is the fence table). */
+    [OP_MODES_LEASE_ROW] = "SELECT holder_host, holder_pid, expires_at - " NOW_MS " FROM `dlock_leases`"
+                           " WHERE name = ? AND owner IS NOT NULL AND expires_at > " NOW_MS,
 };
 
 /* The tables, created on first use when the role may (docs/mysql.md). */
@@ -351,6 +355,30 @@ static int random_owner(unsigned char owner[16])
     return DLOCK_OK;
 }
 
+/* The row is ours, committed: does a session-mode client hold the name
+ * (GET_LOCK)?  Then the row is let go again and the lock is busy (0).  A
+ * session-mode take reads the row after its GET_LOCK, and this reads the
+ * GET_LOCK after the row's commit, so at most one of the two goes on.
+ * 1: ours; 0: busy; <0 a status. */
+static int session_mode_holds(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, int64_t *left_ms)
+{
+    long long id = 0;
+    int held = mysqlbe_session_lock_holder(c, l->server_name, &id);
+    if (held <= 0)
+        return held < 0 ? held : 1;
+    unsigned long name_len = (unsigned long)strlen(name), owner_len = 16;
+    MYSQL_BIND p[2];
+    bind_bytes(&p[0], name, &name_len);
+    bind_bytes(&p[1], l->owner, &owner_len);
+    struct mysqlbe_result r;
+    int status = mysqlbe_exec(c, OP_LEASE_RELEASE, p, NULL, NULL, NULL, &r, "letting go of the lease", DLOCK_ECONN);
+    if (status != DLOCK_OK)
+        return status;
+    if (left_ms)
+        *left_ms = 0;
+    return 0;
+}
+
 /* One try.  1 taken (l->base.fence set), 0 held by someone else (*left_ms:
  * how long its lease still runs, when asked), <0 a status. */
 static int lease_try(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, uint32_t ttl_ms,
@@ -385,7 +413,7 @@ static int lease_try(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char 
         l->base.fence = r.insert_id;
         if (l->base.fence == 0)
             return dlock__error(DLOCK_EBACKEND, "the server gave no fence for '%s'", name);
-        return 1;
+        return session_mode_holds(c, l, name, left_ms);
     }
     if (!left_ms)
         return 0;
@@ -401,7 +429,7 @@ static int lease_try(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char 
 }
 
 /* Sleep up to ms, or until a cancel.  1 when canceled. */
-static int lease_sleep(struct mysqlbe_conn *c, int64_t ms)
+int mysqlbe_pause(struct mysqlbe_conn *c, int64_t ms)
 {
     struct timespec until;
     clock_gettime(CLOCK_MONOTONIC, &until); /* cancel_cv's clock (mysql_cancel.c) */
@@ -445,6 +473,7 @@ int mysqlbe_lease_acquire(struct mysqlbe_conn *c, const char *name, uint32_t ttl
     if (!l)
         return dlock__oom();
     l->base.ttl_ms = ttl_ms;
+    dlock__mysql_lock_name(name, l->server_name, sizeof l->server_name);
     int status = random_owner(l->owner);
     mysqlbe_begin_call(c, call->deadline_ms);
     if (status == DLOCK_OK)
@@ -488,7 +517,7 @@ int mysqlbe_lease_acquire(struct mysqlbe_conn *c, const char *name, uint32_t ttl
         if (pause < 1)
             pause = 1;
         backoff = backoff * 3 / 2 > POLL_MAX_MS ? POLL_MAX_MS : backoff * 3 / 2;
-        if (cancel_asked(c) || lease_sleep(c, pause)) {
+        if (cancel_asked(c) || mysqlbe_pause(c, pause)) {
             status = dlock__error(DLOCK_ECANCELED, "the wait for '%s' was cancelled", name);
             break;
         }
@@ -578,8 +607,19 @@ int mysqlbe_lease_holder(struct mysqlbe_conn *c, const char *name, char *buf, si
     int status = mysqlbe_exec(c, OP_LEASE_HOLDER, p, out, NULL, NULL, &r, "asking for the holder", DLOCK_ECONN);
     if (status != DLOCK_OK)
         return status;
-    if (r.rows == 0)
-        return 0;
+    if (r.rows == 0) {
+        /* A session-mode holder of the name holds it too. */
+        char server_name[DLOCK_MYSQL_LOCK_NAME_MAX + 1];
+        dlock__mysql_lock_name(name, server_name, sizeof server_name);
+        long long id = 0;
+        int held = mysqlbe_session_lock_holder(c, server_name, &id);
+        if (held == 1 && buf && buflen) {
+            char text[128];
+            snprintf(text, sizeof text, "mysql connection %lld (session mode)", id);
+            dlock__copy_text(buf, buflen, text);
+        }
+        return held;
+    }
     terminate(host, sizeof host, host_len, nulls[0]);
     char text[512];
     snprintf(text, sizeof text, "host=%s pid=%lld since=%lld expires_in=%lldms fence=%lld", host[0] ? host : "?",
@@ -953,4 +993,57 @@ int mysqlbe_session_break(struct mysqlbe_conn *c, const char *name, struct dlock
         return mysqlbe_session_error(c, err, mysql_error(c->db), "breaking the lock", DLOCK_ECONN);
     }
     return killed_session_let_go(c, name, p, id);
+}
+
+int mysqlbe_session_lock_holder(struct mysqlbe_conn *c, const char *server_name, long long *id)
+{
+    unsigned long len = (unsigned long)strlen(server_name);
+    MYSQL_BIND p[1];
+    bind_str(&p[0], server_name, &len);
+    mysqlbe_flag id_null = 0;
+    MYSQL_BIND out;
+    bind_out_i64(&out, id, &id_null);
+    struct mysqlbe_result r;
+    int status =
+        mysqlbe_exec(c, OP_SESSION_LOCK_ID, p, &out, NULL, NULL, &r, "looking for a session-mode holder", DLOCK_ECONN);
+    if (status != DLOCK_OK)
+        return status;
+    return r.rows == 1 && !id_null;
+}
+
+int mysqlbe_lease_row_holder(struct mysqlbe_conn *c, const char *name, char *buf, size_t buflen)
+{
+    unsigned long name_len = (unsigned long)strlen(name);
+    MYSQL_BIND p[1];
+    bind_bytes(&p[0], name, &name_len);
+    char host[256];
+    unsigned long host_len = 0;
+    long long pid = 0, left = 0;
+    mysqlbe_flag nulls[3] = {0};
+    MYSQL_BIND out[3];
+    bind_out_text(&out[0], host, sizeof host, &host_len, &nulls[0]);
+    bind_out_i64(&out[1], &pid, &nulls[1]);
+    bind_out_i64(&out[2], &left, &nulls[2]);
+    struct mysqlbe_result r;
+    int no_create = c->no_create;
+    c->no_create = 1; /* no lease table: nobody holds a lease */
+    int status =
+        mysqlbe_exec(c, OP_MODES_LEASE_ROW, p, out, NULL, NULL, &r, "looking for a lease-mode holder", DLOCK_ECONN);
+    c->no_create = no_create;
+    if (status != DLOCK_OK) {
+        if (c->last_errno != ER_NO_SUCH_TABLE)
+            return status;
+        dlock__clear_error();
+        return 0;
+    }
+    if (r.rows == 0)
+        return 0;
+    if (buf && buflen) {
+        terminate(host, sizeof host, host_len, nulls[0]);
+        char text[512];
+        snprintf(text, sizeof text, "host=%s pid=%lld expires_in=%lldms (lease mode)", host[0] ? host : "?",
+                 nulls[1] ? 0LL : pid, left);
+        dlock__copy_text(buf, buflen, text);
+    }
+    return 1;
 }

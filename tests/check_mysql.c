@@ -773,7 +773,9 @@ static long long global_status(MYSQL *db, const char *variable)
 START_TEST(one_round_trip_per_call)
 {
     /* _i: 0 session mode, 1 fencing=on (the fence in the acquire's round
-     * trip), 2 lease mode. */
+     * trip), 2 lease mode.  Since issue 23 an acquire costs a second
+     * statement: each mode looks for a holder of the other (session mode:
+     * the lease row; lease mode: the GET_LOCK name), so 4 per cycle. */
     static const char *const options[] = {NULL, "fencing=on", "mode=lease"};
     char u[8192];
     snprintf(u, sizeof u, "%s", options[_i] ? url_with(url, options[_i]) : url);
@@ -797,14 +799,14 @@ START_TEST(one_round_trip_per_call)
         /* The monitor's own two status queries count too. */
         questions = global_status(monitor, "QUESTIONS") - q0 - 2;
         settings = global_status(monitor, "COM_SET_OPTION") - s0;
-        if (questions == 3 * cycles && settings == 0)
+        if (questions == 4 * cycles && settings == 0)
             break;
     }
     fprintf(stderr,
             "FIGURE: %s: %d x (acquire + extend + release), same TTL: %lld statements, %lld "
             "session settings\n",
             options[_i] ? options[_i] : "session mode", cycles, questions, settings);
-    ck_assert_int_eq(questions, 3 * cycles);
+    ck_assert_int_eq(questions, 4 * cycles);
     ck_assert_int_eq(settings, 0);
     mysql_close(monitor);
     dlock_close(c);
@@ -2268,6 +2270,124 @@ START_TEST(session_break_returns_once_the_lock_is_free)
 }
 END_TEST
 
+/* Item 7: session mode (GET_LOCK) and lease mode (a row of the default
+ * table) see each other's holder of a name. */
+struct release_later {
+    dlock_lock *lock;
+    int64_t after_ms;
+    int status;
+};
+
+static void *release_later_main(void *arg)
+{
+    struct release_later *r = arg;
+    dlt_sleep_ms(r->after_ms);
+    r->status = dlock_release(r->lock);
+    return NULL;
+}
+
+/* `first` holds name; a client of `second` cannot take it, sees the holder
+ * (its text contains `says`), and a wait of `second` gets it once `first`
+ * lets go. */
+static void excludes(const char *first, const char *second, const char *name, const char *says, int sees_back)
+{
+    dlock_client *a = open_url(first), *b = open_url(second);
+    dlock_lock *la = NULL, *lb = NULL;
+    ck_assert_int_eq(dlock_acquire(a, name, 30000, 0, &la), DLOCK_OK);
+    int rc = dlock_acquire(b, name, 30000, 0, &lb);
+    ck_assert_msg(rc == DLOCK_EBUSY, "%s then %s: %d %s", first, second, rc, dlock_last_error());
+    rc = dlock_acquire(b, name, 30000, 300, &lb);
+    ck_assert_msg(rc == DLOCK_EBUSY, "a wait: %d %s", rc, dlock_last_error());
+    char who[512] = "";
+    ck_assert_int_eq(dlock_holder(b, name, who, sizeof who), 1);
+    ck_assert_msg(strstr(who, says) != NULL, "holder: %s", who);
+    struct release_later later = {la, 400, -1};
+    pthread_t thread;
+    ck_assert_int_eq(pthread_create(&thread, NULL, release_later_main, &later), 0);
+    int64_t t0 = dlt_now_ms();
+    rc = dlock_acquire(b, name, 30000, 5000, &lb);
+    int64_t took = dlt_now_ms() - t0;
+    pthread_join(thread, NULL);
+    ck_assert_int_eq(later.status, DLOCK_OK);
+    ck_assert_msg(rc == DLOCK_OK, "the wait: %d %s", rc, dlock_last_error());
+    ck_assert_int_lt(took, 2500);
+    rc = dlock_holder(a, name, who, sizeof who);
+    ck_assert_msg(rc == sees_back, "%s sees %s's holder: %d %s", first, second, rc, dlock_last_error());
+    ck_assert_int_eq(dlock_release(lb), DLOCK_OK);
+    ck_assert_int_eq(dlock_holder(a, name, NULL, 0), 0);
+    dlock_close(a);
+    dlock_close(b);
+}
+
+START_TEST(session_and_lease_modes_exclude_each_other)
+{
+    char *name = unique("modes"), long_name[300];
+    excludes(url, lease_url, name, "session mode", 1);
+    excludes(lease_url, url, name, "lease mode", 1);
+    excludes(fence_url, lease_url, name, "session mode", 1);
+    excludes(lease_url, fence_url, name, "lease mode", 1);
+    /* A digest-mapped name too (the session-mode name differs from the row's). */
+    snprintf(long_name, sizeof long_name, "%s/Upper Case \xc3\xa9", name);
+    excludes(url, lease_url, long_name, "session mode", 1);
+    excludes(lease_url, url, long_name, "lease mode", 1);
+    /* A lease of another table still sees a session-mode holder (not the
+     * other way round: session mode reads the default table only). */
+    static char other_table[sizeof lease_url + 32];
+    snprintf(other_table, sizeof other_table, "%s&table=dlock_leases_other", lease_url);
+    excludes(url, other_table, name, "session mode", 0);
+    free(name);
+}
+END_TEST
+
+/* Many takes at once from both modes: never two holders. */
+START_TEST(mixed_modes_never_overlap)
+{
+    char *name = unique("mixed");
+    char *dir = dlt_tmpdir(), marker[4200];
+    snprintf(marker, sizeof marker, "%s/held", dir);
+    enum { CHILDREN = 4 };
+    pid_t pids[CHILDREN];
+    for (int i = 0; i < CHILDREN; i++) {
+        pids[i] = fork();
+        ck_assert_int_ge(pids[i], 0);
+        if (pids[i] == 0) {
+            dlock_client *c = NULL;
+            if (dlock_open(i % 2 ? lease_url : url, &c) != DLOCK_OK)
+                _exit(3);
+            int64_t end = dlt_now_ms() + 4000;
+            int taken = 0;
+            while (dlt_now_ms() < end) {
+                dlock_lock *l = NULL;
+                int rc = dlock_acquire(c, name, 10000, 1000, &l);
+                if (rc == DLOCK_EBUSY)
+                    continue;
+                if (rc != DLOCK_OK)
+                    _exit(4);
+                int fd = open(marker, O_CREAT | O_EXCL | O_WRONLY, 0600);
+                if (fd < 0)
+                    _exit(1); /* two holders */
+                close(fd);
+                dlt_sleep_ms(2);
+                unlink(marker);
+                if (dlock_release(l) != DLOCK_OK)
+                    _exit(5);
+                taken++;
+            }
+            dlock_close(c);
+            _exit(taken > 0 ? 0 : 6);
+        }
+    }
+    for (int i = 0; i < CHILDREN; i++) {
+        int st = 0;
+        ck_assert_int_eq(waitpid(pids[i], &st, 0), pids[i]);
+        ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child %d (%s): status %d", i,
+                      i % 2 ? "lease" : "session", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    }
+    free(dir);
+    free(name);
+}
+END_TEST
+
 static Suite *mysql_suite(int with_server)
 {
     Suite *s = suite_create("mysql");
@@ -2352,6 +2472,8 @@ static Suite *mysql_suite(int with_server)
     tcase_add_test(tc, lease_late_extend_does_not_revive);
     tcase_add_test(tc, a_break_acts_on_one_name);
     tcase_add_test(tc, session_break_returns_once_the_lock_is_free);
+    tcase_add_test(tc, session_and_lease_modes_exclude_each_other);
+    tcase_add_test(tc, mixed_modes_never_overlap);
     suite_add_tcase(s, tc);
     return s;
 }

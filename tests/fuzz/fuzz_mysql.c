@@ -9,9 +9,9 @@
  *         never appear in the error text;
  *   3:    what follows "mysql://u:Zebra" -- the head of a password that the
  *         rest may go on with ('?', '/', '=', '&' typed unencoded); no
- *         reading of where it ends may leak: the error text quotes nothing
- *         ('...') of 4 or more characters that occurs between "u:" and the
- *         last '@' of the URL.
+ *         reading of where it ends may leak: an unknown option's name
+ *         quoted in the error text, if 4 or more characters, occurs
+ *         nowhere between "u:" and the last '@' of the URL.
  * Every input is also mapped as a lock name.  Properties:
  *   - parse: DLOCK_OK or DLOCK_EINVAL with a message; on failure nothing is
  *     left to free; on success a host or a socket, a port <= 65535, a socket
@@ -81,26 +81,23 @@ static char *written_password(const char *url)
     return password;
 }
 
-/* Mode 3: nothing quoted in the error text could be a piece of the
- * password, however far it goes (up to the last '@'). */
+/* Mode 3: the only text of the URL that an error quotes (an unknown
+ * option's name) is no piece of the password, however far it goes (up to
+ * the last '@'). */
 static void check_no_piece_quoted(const char *url)
 {
-    const char *error = dlock_last_error();
+    const char *quoted = strstr(dlock_last_error(), "unknown option '");
     const char *start = url + strlen("mysql://u:");
     const char *last_at = strrchr(start, '@');
-    if (!last_at)
+    if (!quoted || !last_at)
         return;
+    quoted += strlen("unknown option '");
+    const char *close = strchr(quoted, '\'');
+    size_t n = close ? (size_t)(close - quoted) : strlen(quoted);
     size_t secret_len = (size_t)(last_at - start);
-    for (const char *open = strchr(error, '\''); open; open = strchr(open + 1, '\'')) {
-        const char *close = strchr(open + 1, '\'');
-        if (!close)
-            break;
-        size_t n = (size_t)(close - open - 1);
-        for (size_t i = 0; n >= 4 && i + n <= secret_len; i++)
-            if (memcmp(start + i, open + 1, n) == 0)
-                fail("parse: a piece of the password is quoted in the error text", url);
-        open = close;
-    }
+    for (size_t i = 0; n >= 4 && i + n <= secret_len; i++)
+        if (memcmp(start + i, quoted, n) == 0)
+            fail("parse: a piece of the password is quoted in the error text", url);
 }
 
 static void check_parse(const char *url, int with_secret)
