@@ -2394,6 +2394,90 @@ START_TEST(mixed_modes_never_overlap)
 }
 END_TEST
 
+/* A private server with more options (`extra`): private_dir and
+ * private_url are set.  0 started. */
+static int start_private_with(const char *extra)
+{
+    char *dir = dlt_tmpdir();
+    chmod(dir, 0755); /* the server runs as `mysql` when we are root */
+    snprintf(private_dir, sizeof private_dir, "%s/server", dir);
+    free(dir);
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd,
+             "DLOCK_TEST_MYSQL_TLS=off DLOCK_TEST_MYSQL_EXTRA='%s' sh '%s' start '%s' >/dev/null 2>>'%s.err'", extra,
+             server_script(), private_dir, private_dir);
+    if (dlt_system(cmd) != 0)
+        return -1;
+    char env_file[4300];
+    snprintf(env_file, sizeof env_file, "%s/env", private_dir);
+    read_env_value(env_file, "DLOCK_TEST_MYSQL_URL", private_url, sizeof private_url);
+    return private_url[0] ? 0 : -1;
+}
+
+/* Root's connection to the private server (over its socket). */
+static MYSQL *private_root(void)
+{
+    char root[8192];
+    snprintf(root, sizeof root, "mysql://root@localhost/?socket=%s/mysqld.sock", private_dir);
+    return raw_open(root);
+}
+
+/* Suspected: fencing=on with binlog_format=STATEMENT writes GET_LOCK into a
+ * logged statement, replayed on replicas.  A private server with a
+ * statement-format binary log: no logged statement may call GET_LOCK, and
+ * the tokens still grow. */
+START_TEST(fencing_keeps_get_lock_out_of_a_statement_binlog)
+{
+    if (start_private_with("--log-bin=mysql-bin --binlog-format=STATEMENT --server-id=1") != 0) {
+        private_server_remove();
+        ck_abort_msg("could not start a private server (see %s.err)", private_dir);
+    }
+    /* No assertion until the server is stopped. */
+    char fenced[sizeof private_url + 32];
+    snprintf(fenced, sizeof fenced, "%s?fencing=on", private_url);
+    dlock_client *c = NULL;
+    int rc_open = dlock_open(fenced, &c), rc = DLOCK_EINVAL, in_log = -1, events = 0;
+    uint64_t tokens[3] = {0, 0, 0};
+    char error[512] = "";
+    snprintf(error, sizeof error, "%s", dlock_last_error());
+    for (int i = 0; rc_open == DLOCK_OK && i < 3; i++) {
+        dlock_lock *l = NULL;
+        rc = dlock_acquire(c, "binlog-job", 30000, 0, &l);
+        if (rc != DLOCK_OK) {
+            snprintf(error, sizeof error, "%s", dlock_last_error());
+            break;
+        }
+        dlock_fence(l, &tokens[i]);
+        dlock_release(l);
+    }
+    dlock_close(c);
+    MYSQL *root = private_root();
+    if (mysql_query(root, "SHOW BINLOG EVENTS IN 'mysql-bin.000001'") == 0) {
+        MYSQL_RES *res = mysql_store_result(root);
+        in_log = 0;
+        MYSQL_ROW row;
+        while (res && (row = mysql_fetch_row(res))) {
+            events++;
+            if (row[5] && strstr(row[5], "GET_LOCK")) {
+                fprintf(stderr, "BINLOG: %s\n", row[5]);
+                in_log++;
+            }
+        }
+        if (res)
+            mysql_free_result(res);
+    }
+    mysql_close(root);
+    private_server_remove();
+    fprintf(stderr, "FIGURE: binlog_format=STATEMENT, fencing=on: %d of %d logged events call GET_LOCK; tokens %llu %llu %llu\n",
+            in_log, events, (unsigned long long)tokens[0], (unsigned long long)tokens[1],
+            (unsigned long long)tokens[2]);
+    ck_assert_msg(rc_open == DLOCK_OK && rc == DLOCK_OK, "%s", error);
+    ck_assert_int_eq(in_log, 0);
+    ck_assert_int_gt(events, 0);
+    ck_assert(tokens[0] > 0 && tokens[1] > tokens[0] && tokens[2] > tokens[1]);
+}
+END_TEST
+
 static Suite *mysql_suite(int with_server)
 {
     Suite *s = suite_create("mysql");
@@ -2480,6 +2564,7 @@ static Suite *mysql_suite(int with_server)
     tcase_add_test(tc, session_break_returns_once_the_lock_is_free);
     tcase_add_test(tc, session_and_lease_modes_exclude_each_other);
     tcase_add_test(tc, mixed_modes_never_overlap);
+    tcase_add_test(tc, fencing_keeps_get_lock_out_of_a_statement_binlog);
     suite_add_tcase(s, tc);
     return s;
 }
