@@ -1031,7 +1031,11 @@ int mysqlbe_lease_row_holder(struct mysqlbe_conn *c, const char *name, char *buf
         mysqlbe_exec(c, OP_MODES_LEASE_ROW, p, out, NULL, NULL, &r, "looking for a lease-mode holder", DLOCK_ECONN);
     c->no_create = no_create;
     if (status != DLOCK_OK) {
-        if (c->last_errno != ER_NO_SUCH_TABLE)
+        /* No lease table here, or none this account can see (session mode
+         * needs no rights, nor a database in the URL): no lease holder it
+         * could know of (docs/mysql.md, "Modes side by side"). */
+        if (c->last_errno != ER_NO_SUCH_TABLE && c->last_errno != ER_NO_DB_ERROR &&
+            c->last_errno != ER_TABLEACCESS_DENIED_ERROR && c->last_errno != ER_DBACCESS_DENIED_ERROR)
             return status;
         dlock__clear_error();
         return 0;

@@ -2345,6 +2345,26 @@ START_TEST(session_and_lease_modes_exclude_each_other)
 }
 END_TEST
 
+/* Session mode needs no rights and no database: the look at the lease
+ * table must not make it fail where it cannot read one. */
+START_TEST(session_mode_needs_no_database_for_the_lease_check)
+{
+    char no_db[8192];
+    snprintf(no_db, sizeof no_db, "%s", url);
+    char *slash = strrchr(no_db, '/');
+    ck_assert_ptr_nonnull(slash);
+    slash[1] = '\0'; /* mysql://user:pass@host:port/ */
+    char *name = unique("nodb");
+    dlock_client *c = open_url(no_db);
+    dlock_lock *l = NULL;
+    ck_assert_msg(dlock_acquire(c, name, 5000, 0, &l) == DLOCK_OK, "%s", dlock_last_error());
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    ck_assert_int_eq(dlock_holder(c, name, NULL, 0), 0);
+    dlock_close(c);
+    free(name);
+}
+END_TEST
+
 /* Many takes at once from both modes: never two holders. */
 START_TEST(mixed_modes_never_overlap)
 {
@@ -2478,6 +2498,131 @@ START_TEST(fencing_keeps_get_lock_out_of_a_statement_binlog)
 }
 END_TEST
 
+/* kill -9 of the private server, then a start on the same port.  0 done. */
+static int private_crash_and_start(void)
+{
+    char pid_file[4300], pid_text[32] = "";
+    snprintf(pid_file, sizeof pid_file, "%s/mysqld.pid", private_dir);
+    FILE *f = fopen(pid_file, "r");
+    if (!f || !fgets(pid_text, sizeof pid_text, f)) {
+        if (f)
+            fclose(f);
+        return -1;
+    }
+    fclose(f);
+    pid_t pid = (pid_t)strtol(pid_text, NULL, 10);
+    if (pid <= 1 || kill(pid, SIGKILL) != 0)
+        return -1;
+    for (int i = 0; i < 200 && kill(pid, 0) == 0; i++)
+        dlt_sleep_ms(50);
+    unlink(pid_file);
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd, "DLOCK_TEST_MYSQL_TLS=off sh '%s' start '%s' >/dev/null 2>>'%s.err'", server_script(),
+             private_dir, private_dir);
+    return dlt_system(cmd);
+}
+
+/* One integer from the private server as root, or -1 (NULL, an error). */
+static long long private_root_int(MYSQL *root, const char *sql)
+{
+    long long value = -1;
+    if (mysql_query(root, sql) != 0)
+        return -2;
+    MYSQL_RES *res = mysql_store_result(root);
+    MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
+    if (row && row[0])
+        value = strtoll(row[0], NULL, 10);
+    if (res)
+        mysql_free_result(res);
+    return value;
+}
+
+/* Items 2 and the fencing=on performance item: tokens and leases survive
+ * kill -9 of mysqld with the server's durable default
+ * (innodb_flush_log_at_trx_commit = 1).  Beside it, a probe of what the
+ * issue proposed instead of the counter: a MariaDB SEQUENCE (CACHE 1000)
+ * drawn by the same connection; its figure is printed, not asserted. */
+START_TEST(tokens_survive_kill9_of_mysqld)
+{
+    if (start_private_with("") != 0) {
+        private_server_remove();
+        ck_abort_msg("could not start a private server (see %s.err)", private_dir);
+    }
+    /* No assertion until the server is stopped. */
+    char fenced[sizeof private_url + 32], leased[sizeof private_url + 32];
+    snprintf(fenced, sizeof fenced, "%s?fencing=on", private_url);
+    snprintf(leased, sizeof leased, "%s?mode=lease", private_url);
+    dlock_client *fc = NULL, *lc = NULL, *other = NULL;
+    dlock_lock *l = NULL, *ll = NULL;
+    uint64_t before = 0, after = 0, lease_before = 0, lease_after = 0;
+    int rc_crash = -1, rc_busy = DLOCK_EINVAL, rc_lease_extend = DLOCK_EINVAL;
+    long long seq_last = -1, seq_next = -1, flush = -1;
+    MYSQL *root = private_root();
+    flush = private_root_int(root, "SELECT @@global.innodb_flush_log_at_trx_commit");
+    private_root_int(root, "CREATE SEQUENCE dlock_test.probe_seq START WITH 1 CACHE 1000");
+    if (dlock_open(fenced, &fc) == DLOCK_OK && dlock_open(leased, &lc) == DLOCK_OK) {
+        for (int i = 0; i < 20; i++)
+            if (dlock_acquire(fc, "crash-job", 30000, 0, &l) == DLOCK_OK) {
+                dlock_fence(l, &before);
+                dlock_release(l);
+            }
+        if (dlock_acquire(lc, "crash-lease", 120000, 0, &ll) == DLOCK_OK)
+            dlock_fence(ll, &lease_before);
+        /* The sequence last, right before the crash: its new cached range
+         * (written at value 1001) is followed by no commit that would flush
+         * the log with it, and InnoDB's own flush runs once a second. */
+        for (int i = 0; i < 1500; i++)
+            seq_last = private_root_int(root, "SELECT NEXTVAL(dlock_test.probe_seq)");
+        rc_crash = private_crash_and_start();
+    }
+    mysql_close(root);
+    dlock_close(fc);
+    fc = NULL;
+    if (rc_crash == 0 && dlock_open(fenced, &fc) == DLOCK_OK && dlock_acquire(fc, "crash-job", 30000, 0, &l) == DLOCK_OK) {
+        dlock_fence(l, &after);
+        dlock_release(l);
+    }
+    if (rc_crash == 0 && dlock_open(leased, &other) == DLOCK_OK) {
+        dlock_lock *l2 = NULL;
+        rc_busy = dlock_acquire(other, "crash-lease", 5000, 0, &l2); /* the row outlived the crash */
+        if (rc_busy == DLOCK_OK)
+            dlock_release(l2);
+    }
+    if (ll) {
+        rc_lease_extend = dlock_extend(ll, 120000);
+        dlock_release(ll);
+        dlock_lock *l3 = NULL;
+        if (other && dlock_acquire(other, "crash-lease", 5000, 0, &l3) == DLOCK_OK) {
+            dlock_fence(l3, &lease_after);
+            dlock_release(l3);
+        }
+    }
+    if (rc_crash == 0) {
+        root = private_root();
+        seq_next = private_root_int(root, "SELECT NEXTVAL(dlock_test.probe_seq)");
+        mysql_close(root);
+    }
+    dlock_close(fc);
+    dlock_close(lc);
+    dlock_close(other);
+    private_server_remove();
+    fprintf(stderr,
+            "FIGURE: kill -9 of mysqld (innodb_flush_log_at_trx_commit=%lld): fencing=on token %llu before, %llu "
+            "after; lease fence %llu before, %llu after; a MariaDB SEQUENCE (CACHE 1000) gave %lld before and "
+            "%lld after (%s)\n",
+            flush, (unsigned long long)before, (unsigned long long)after, (unsigned long long)lease_before,
+            (unsigned long long)lease_after, seq_last, seq_next,
+            seq_next > seq_last ? "no repeat" : "REPEATED: not crash-safe");
+    ck_assert_int_eq(rc_crash, 0);
+    ck_assert_int_eq(flush, 1);
+    ck_assert_uint_ge(before, 20);
+    ck_assert_uint_gt(after, before);
+    ck_assert_int_eq(rc_busy, DLOCK_EBUSY);
+    ck_assert_int_eq(rc_lease_extend, DLOCK_OK);
+    ck_assert_uint_gt(lease_after, lease_before);
+}
+END_TEST
+
 static Suite *mysql_suite(int with_server)
 {
     Suite *s = suite_create("mysql");
@@ -2564,7 +2709,9 @@ static Suite *mysql_suite(int with_server)
     tcase_add_test(tc, session_break_returns_once_the_lock_is_free);
     tcase_add_test(tc, session_and_lease_modes_exclude_each_other);
     tcase_add_test(tc, mixed_modes_never_overlap);
+    tcase_add_test(tc, session_mode_needs_no_database_for_the_lease_check);
     tcase_add_test(tc, fencing_keeps_get_lock_out_of_a_statement_binlog);
+    tcase_add_test(tc, tokens_survive_kill9_of_mysqld);
     suite_add_tcase(s, tc);
     return s;
 }
