@@ -137,7 +137,7 @@ mysqllease-break-by-prefix | backends/mysql_ops.c | s{(\[OP_LEASE_BREAK\][^\[]*?
 mysql-break-before-the-lock-is-free | backends/mysql_ops.c | s{return killed_session_let_go\(c, name, p, id\);}{return 1;} | mysql:issue23
 mysql-session-ignores-lease-rows | backends/mysql.c | s{int lease_held = mysqlbe_lease_row_holder\(c, name, NULL, 0\);}{int lease_held = 0;} | mysql:issue23
 mysqllease-ignores-session-locks | backends/mysql_ops.c | s{(int held = mysqlbe_session_lock_holder\(c, l->server_name, &id\);\s*)if \(held <= 0\)}{${1}if (held <= 1)} | mysql:issue23
-mysql-fenced-get-lock-in-statement-binlog | backends/mysql.c | s{if \(c->fencing && !c->binlog_statement\) \{}{if (c->fencing) \{} | mysql:issue23
+mysql-fenced-get-lock-in-statement-binlog | backends/mysql.c | s{if \(c->fencing && !c->binlog_statement\) \{}{if (c->fencing) \{} | mysql:issue23_servers
 mysql-lease-check-needs-a-database | backends/mysql_ops.c | s{c->last_errno != ER_NO_SUCH_TABLE && c->last_errno != ER_NO_DB_ERROR &&}{c->last_errno != ER_NO_SUCH_TABLE && 1 &&} | mysql:issue23
 # the poll sleeps on another clock than its condvar's: a wait that never ends (the tcase's timeout kills it)
 mysqllease-poll-on-the-wall-clock | backends/mysql_ops.c | s{clock_gettime\(CLOCK_MONOTONIC, &until\); /\* cancel_cv's clock}{clock_gettime(CLOCK_REALTIME, &until); /* cancel_cv's clock} | mysql:issue23

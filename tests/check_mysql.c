@@ -2710,6 +2710,12 @@ static Suite *mysql_suite(int with_server)
     tcase_add_test(tc, session_and_lease_modes_exclude_each_other);
     tcase_add_test(tc, mixed_modes_never_overlap);
     tcase_add_test(tc, session_mode_needs_no_database_for_the_lease_check);
+    suite_add_tcase(s, tc);
+
+    /* Issue 23 on private servers of their own (a binary log, kill -9). */
+    tc = tcase_create("issue23_servers");
+    tcase_add_checked_fixture(tc, wave_setup, NULL);
+    tcase_set_timeout(tc, 120);
     tcase_add_test(tc, fencing_keeps_get_lock_out_of_a_statement_binlog);
     tcase_add_test(tc, tokens_survive_kill9_of_mysqld);
     suite_add_tcase(s, tc);
