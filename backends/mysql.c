@@ -369,6 +369,7 @@ static int acquire_on_session(struct mysqlbe_conn *c, const char *name, uint32_t
         int granted_null = 0, canceled = 0;
         struct statement_error error;
         int64_t sent_ms = dlock__now_ms();
+        l->base.fence = 0; /* a token of an earlier round (let go for a lease-mode holder) is stale */
         int failed = get_lock_round(c, l, name, get_lock_timeout(c, wait_ms, wait_end_ms), call, &granted,
                                     &granted_null, &error, &canceled, waiting);
         if (!failed && !granted_null && granted == 1) {
