@@ -14,7 +14,7 @@
 #include "config.h"
 #endif
 
-#include "mysql_conn.h"
+#include "backend.h"
 #include <mysqld_error.h>
 
 #include <stdio.h>
@@ -24,7 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "mysql_ops.h"
+#include "ops.h"
 
 /* The server's clock, as Unix ms: UTC_TIMESTAMP() does not depend on the
  * session's time zone, and TIMESTAMPDIFF on DATETIME values is plain
@@ -141,7 +141,7 @@ static void with_table(char *out, size_t size, const char *template, const char 
     out[n] = '\0';
 }
 
-void mysqlbe_ops_close(struct mysqlbe_conn *c)
+void dlock__mysql_ops_close(struct mysqlbe_conn *c)
 {
     for (int i = 0; i < MYSQLBE_OPS_MAX; i++) {
         if (c->stmt_ops[i])
@@ -235,14 +235,14 @@ static int create_table(struct mysqlbe_conn *c, int lost_status)
 {
     char sql[1024];
     with_table(sql, sizeof sql, c->lease ? lease_ddl : fences_ddl, c->table);
-    mysqlbe_watch(c, c->db, c->deadline_ms);
+    dlock__mysql_watch(c, c->db, c->deadline_ms);
     int failed = mysql_query(c->db, sql) != 0;
-    if (mysqlbe_unwatch(c))
-        return mysqlbe_session_error(c, CR_SERVER_LOST, NO_ANSWER_TEXT, "creating the table", lost_status);
+    if (dlock__mysql_unwatch(c))
+        return dlock__mysql_session_error(c, CR_SERVER_LOST, NO_ANSWER_TEXT, "creating the table", lost_status);
     if (failed) {
         unsigned int err = mysql_errno(c->db);
-        if (mysqlbe_connection_lost(err))
-            return mysqlbe_session_error(c, err, mysql_error(c->db), "creating the table", lost_status);
+        if (dlock__mysql_connection_lost(err))
+            return dlock__mysql_session_error(c, err, mysql_error(c->db), "creating the table", lost_status);
         return dlock__error(DLOCK_EBACKEND,
                             "the table `%s` does not exist and could not be created: create it as docs/mysql.md "
                             "shows (%s mode), or grant CREATE on the database (%s)",
@@ -252,7 +252,7 @@ static int create_table(struct mysqlbe_conn *c, int lost_status)
     return DLOCK_OK;
 }
 
-int mysqlbe_exec(struct mysqlbe_conn *c, enum mysqlbe_op op, MYSQL_BIND *params, MYSQL_BIND *results,
+int dlock__mysql_exec(struct mysqlbe_conn *c, enum mysqlbe_op op, MYSQL_BIND *params, MYSQL_BIND *results,
                  int (*row)(void *), void *arg, struct mysqlbe_result *out, const char *doing, int lost_status)
 {
     memset(out, 0, sizeof *out);
@@ -260,13 +260,13 @@ int mysqlbe_exec(struct mysqlbe_conn *c, enum mysqlbe_op op, MYSQL_BIND *params,
     int created = c->no_create;
     for (int attempt = 0;; attempt++) {
         int fresh = 0;
-        int status = mysqlbe_ensure_session(c, &fresh);
+        int status = dlock__mysql_ensure_session(c, &fresh);
         if (status != DLOCK_OK)
             return status;
         struct statement_error error = {0, ""};
-        mysqlbe_watch(c, c->db, c->deadline_ms);
+        dlock__mysql_watch(c, c->db, c->deadline_ms);
         int failed = exec_watched(c, op, params, results, row, arg, out, &error);
-        int cut = mysqlbe_unwatch(c);
+        int cut = dlock__mysql_unwatch(c);
         if (!failed && !cut)
             return DLOCK_OK;
         if (cut) {
@@ -282,8 +282,8 @@ int mysqlbe_exec(struct mysqlbe_conn *c, enum mysqlbe_op op, MYSQL_BIND *params,
             attempt--; /* not a failure of the connection */
             continue;
         }
-        if (mysqlbe_connection_lost(error.code)) {
-            mysqlbe_session_error(c, error.code, error.text, doing, lost_status);
+        if (dlock__mysql_connection_lost(error.code)) {
+            dlock__mysql_session_error(c, error.code, error.text, doing, lost_status);
             /* Lease mode keeps nothing in the session: one more try on a
              * new connection (a KILL, an idle timeout, a restart). */
             if (c->lease && dlock__session_may_retry(attempt, fresh, cut))
@@ -363,7 +363,7 @@ static int random_owner(unsigned char owner[16])
 static int session_mode_holds(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, int64_t *left_ms)
 {
     long long id = 0;
-    int held = mysqlbe_session_lock_holder(c, l->server_name, &id);
+    int held = dlock__mysql_session_lock_holder(c, l->server_name, &id);
     if (held <= 0)
         return held < 0 ? held : 1;
     unsigned long name_len = (unsigned long)strlen(name), owner_len = 16;
@@ -371,7 +371,7 @@ static int session_mode_holds(struct mysqlbe_conn *c, struct mysqlbe_lock *l, co
     bind_bytes(&p[0], name, &name_len);
     bind_bytes(&p[1], l->owner, &owner_len);
     struct mysqlbe_result r;
-    int status = mysqlbe_exec(c, OP_LEASE_RELEASE, p, NULL, NULL, NULL, &r, "letting go of the lease", DLOCK_ECONN);
+    int status = dlock__mysql_exec(c, OP_LEASE_RELEASE, p, NULL, NULL, NULL, &r, "letting go of the lease", DLOCK_ECONN);
     if (status != DLOCK_OK)
         return status;
     if (left_ms)
@@ -398,7 +398,7 @@ static int lease_try(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char 
     bind_i64(&p[4], &pid);
     struct mysqlbe_result r;
     *sent_ms = dlock__now_ms();
-    int status = mysqlbe_exec(c, OP_LEASE_TAKE, p, NULL, NULL, NULL, &r, "taking the lease", DLOCK_ECONN);
+    int status = dlock__mysql_exec(c, OP_LEASE_TAKE, p, NULL, NULL, NULL, &r, "taking the lease", DLOCK_ECONN);
     if (status == DLOCK_EBACKEND && (c->last_errno == ER_LOCK_DEADLOCK || c->last_errno == ER_LOCK_WAIT_TIMEOUT)) {
         /* Another client's take won the row (a deadlock, or on Galera a
          * certification conflict): it is busy, for now. */
@@ -421,7 +421,7 @@ static int lease_try(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char 
     mysqlbe_flag left_null = 0;
     MYSQL_BIND out;
     bind_out_i64(&out, &left, &left_null);
-    status = mysqlbe_exec(c, OP_LEASE_LEFT, p, &out, NULL, NULL, &r, "reading the lease", DLOCK_ECONN);
+    status = dlock__mysql_exec(c, OP_LEASE_LEFT, p, &out, NULL, NULL, &r, "reading the lease", DLOCK_ECONN);
     if (status != DLOCK_OK)
         return status;
     *left_ms = (r.rows == 0 || left_null) ? 0 : left;
@@ -429,7 +429,7 @@ static int lease_try(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char 
 }
 
 /* Sleep up to ms, or until a cancel.  1 when canceled. */
-int mysqlbe_pause(struct mysqlbe_conn *c, int64_t ms)
+int dlock__mysql_pause(struct mysqlbe_conn *c, int64_t ms)
 {
     struct timespec until;
     clock_gettime(CLOCK_MONOTONIC, &until); /* cancel_cv's clock (mysql_cancel.c) */
@@ -466,7 +466,7 @@ static int64_t jitter(int64_t n)
     return n > 1 ? (int64_t)(r % (unsigned int)n) : 0;
 }
 
-int mysqlbe_lease_acquire(struct mysqlbe_conn *c, const char *name, uint32_t ttl_ms, int32_t wait_ms,
+int dlock__mysql_lease_acquire(struct mysqlbe_conn *c, const char *name, uint32_t ttl_ms, int32_t wait_ms,
                           struct dlock_call *call, struct dlock_held **lock_out)
 {
     struct mysqlbe_lock *l = calloc(1, sizeof *l);
@@ -475,16 +475,16 @@ int mysqlbe_lease_acquire(struct mysqlbe_conn *c, const char *name, uint32_t ttl
     l->base.ttl_ms = ttl_ms;
     dlock__mysql_lock_name(name, l->server_name, sizeof l->server_name);
     int status = random_owner(l->owner);
-    mysqlbe_begin_call(c, call->deadline_ms);
+    dlock__mysql_begin_call(c, call->deadline_ms);
     if (status == DLOCK_OK)
-        status = mysqlbe_ensure_session(c, NULL);
+        status = dlock__mysql_ensure_session(c, NULL);
     if (status == DLOCK_OK)
-        status = mysqlbe_check_durable(c);
+        status = dlock__mysql_check_durable(c);
     int64_t wait_end_ms = wait_ms > 0 ? dlock__now_ms() + wait_ms : INT64_MAX;
     int64_t backoff = POLL_MIN_MS;
     while (status == DLOCK_OK) {
         int64_t sent_ms, left_ms = 0;
-        mysqlbe_begin_call(c, call->deadline_ms);
+        dlock__mysql_begin_call(c, call->deadline_ms);
         int got = lease_try(c, l, name, ttl_ms, &sent_ms, wait_ms != 0 ? &left_ms : NULL);
         if (got == 1) {
             call->lease_start_ms = sent_ms;
@@ -517,7 +517,7 @@ int mysqlbe_lease_acquire(struct mysqlbe_conn *c, const char *name, uint32_t ttl
         if (pause < 1)
             pause = 1;
         backoff = backoff * 3 / 2 > POLL_MAX_MS ? POLL_MAX_MS : backoff * 3 / 2;
-        if (cancel_asked(c) || mysqlbe_pause(c, pause)) {
+        if (cancel_asked(c) || dlock__mysql_pause(c, pause)) {
             status = dlock__error(DLOCK_ECANCELED, "the wait for '%s' was cancelled", name);
             break;
         }
@@ -537,16 +537,16 @@ static int lease_check(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const cha
     MYSQL_BIND out;
     bind_out_i64(&out, &n, &n_null);
     struct mysqlbe_result r;
-    int status = mysqlbe_exec(c, OP_LEASE_CHECK, p, &out, NULL, NULL, &r, "checking the lease", DLOCK_ECONN);
+    int status = dlock__mysql_exec(c, OP_LEASE_CHECK, p, &out, NULL, NULL, &r, "checking the lease", DLOCK_ECONN);
     if (status != DLOCK_OK)
         return status;
     return r.rows == 1 && !n_null && n == 1;
 }
 
-int mysqlbe_lease_extend(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, uint32_t ttl_ms,
+int dlock__mysql_lease_extend(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, uint32_t ttl_ms,
                          struct dlock_call *call)
 {
-    mysqlbe_lease_call(c, call->deadline_ms);
+    dlock__mysql_lease_call(c, call->deadline_ms);
     unsigned long name_len = (unsigned long)strlen(name), owner_len = 16;
     long long ttl = ttl_ms;
     MYSQL_BIND p[3];
@@ -554,7 +554,7 @@ int mysqlbe_lease_extend(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const c
     bind_bytes(&p[1], name, &name_len);
     bind_bytes(&p[2], l->owner, &owner_len);
     struct mysqlbe_result r;
-    int status = mysqlbe_exec(c, OP_LEASE_EXTEND, p, NULL, NULL, NULL, &r, "extending the lease", DLOCK_ECONN);
+    int status = dlock__mysql_exec(c, OP_LEASE_EXTEND, p, NULL, NULL, NULL, &r, "extending the lease", DLOCK_ECONN);
     if (status != DLOCK_OK)
         return status;
     if (r.affected == 0 && r.matched != 1) {
@@ -570,15 +570,15 @@ int mysqlbe_lease_extend(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const c
     return DLOCK_OK;
 }
 
-int mysqlbe_lease_release(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, struct dlock_call *call)
+int dlock__mysql_lease_release(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, struct dlock_call *call)
 {
-    mysqlbe_lease_call(c, call->deadline_ms);
+    dlock__mysql_lease_call(c, call->deadline_ms);
     unsigned long name_len = (unsigned long)strlen(name), owner_len = 16;
     MYSQL_BIND p[2];
     bind_bytes(&p[0], name, &name_len);
     bind_bytes(&p[1], l->owner, &owner_len);
     struct mysqlbe_result r;
-    int status = mysqlbe_exec(c, OP_LEASE_RELEASE, p, NULL, NULL, NULL, &r, "releasing the lease", DLOCK_ECONN);
+    int status = dlock__mysql_exec(c, OP_LEASE_RELEASE, p, NULL, NULL, NULL, &r, "releasing the lease", DLOCK_ECONN);
     free(l);
     if (status != DLOCK_OK)
         return status;
@@ -587,9 +587,9 @@ int mysqlbe_lease_release(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const 
     return DLOCK_OK;
 }
 
-int mysqlbe_lease_holder(struct mysqlbe_conn *c, const char *name, char *buf, size_t buflen, struct dlock_call *call)
+int dlock__mysql_lease_holder(struct mysqlbe_conn *c, const char *name, char *buf, size_t buflen, struct dlock_call *call)
 {
-    mysqlbe_begin_call(c, call->deadline_ms);
+    dlock__mysql_begin_call(c, call->deadline_ms);
     unsigned long name_len = (unsigned long)strlen(name);
     MYSQL_BIND p[1];
     bind_bytes(&p[0], name, &name_len);
@@ -604,7 +604,7 @@ int mysqlbe_lease_holder(struct mysqlbe_conn *c, const char *name, char *buf, si
     bind_out_i64(&out[3], &left, &nulls[3]);
     bind_out_i64(&out[4], &fence, &nulls[4]);
     struct mysqlbe_result r;
-    int status = mysqlbe_exec(c, OP_LEASE_HOLDER, p, out, NULL, NULL, &r, "asking for the holder", DLOCK_ECONN);
+    int status = dlock__mysql_exec(c, OP_LEASE_HOLDER, p, out, NULL, NULL, &r, "asking for the holder", DLOCK_ECONN);
     if (status != DLOCK_OK)
         return status;
     if (r.rows == 0) {
@@ -612,7 +612,7 @@ int mysqlbe_lease_holder(struct mysqlbe_conn *c, const char *name, char *buf, si
         char server_name[DLOCK_MYSQL_LOCK_NAME_MAX + 1];
         dlock__mysql_lock_name(name, server_name, sizeof server_name);
         long long id = 0;
-        int held = mysqlbe_session_lock_holder(c, server_name, &id);
+        int held = dlock__mysql_session_lock_holder(c, server_name, &id);
         if (held == 1 && buf && buflen) {
             char text[128];
             snprintf(text, sizeof text, "mysql connection %lld (session mode)", id);
@@ -652,9 +652,9 @@ static int lease_row(void *arg)
     return rows->status != DLOCK_OK;
 }
 
-int mysqlbe_lease_list(struct mysqlbe_conn *c, const char *prefix, struct dlock_list *list, struct dlock_call *call)
+int dlock__mysql_lease_list(struct mysqlbe_conn *c, const char *prefix, struct dlock_list *list, struct dlock_call *call)
 {
-    mysqlbe_begin_call(c, call->deadline_ms);
+    dlock__mysql_begin_call(c, call->deadline_ms);
     unsigned long prefix_len = (unsigned long)strlen(prefix);
     long long prefix_n = (long long)prefix_len;
     MYSQL_BIND p[2];
@@ -672,30 +672,30 @@ int mysqlbe_lease_list(struct mysqlbe_conn *c, const char *prefix, struct dlock_
     bind_out_i64(&out[4], &rows->expires, &rows->nulls[4]);
     bind_out_i64(&out[5], &rows->fence, &rows->nulls[5]);
     struct mysqlbe_result r;
-    int status = mysqlbe_exec(c, OP_LEASE_LIST, p, out, lease_row, rows, &r, "listing the leases", DLOCK_ECONN);
+    int status = dlock__mysql_exec(c, OP_LEASE_LIST, p, out, lease_row, rows, &r, "listing the leases", DLOCK_ECONN);
     if (status == DLOCK_OK && rows->status != DLOCK_OK)
         status = rows->status;
     free(rows);
     return status;
 }
 
-int mysqlbe_lease_break(struct mysqlbe_conn *c, const char *name, struct dlock_call *call)
+int dlock__mysql_lease_break(struct mysqlbe_conn *c, const char *name, struct dlock_call *call)
 {
-    mysqlbe_begin_call(c, call->deadline_ms);
+    dlock__mysql_begin_call(c, call->deadline_ms);
     unsigned long name_len = (unsigned long)strlen(name);
     MYSQL_BIND p[1];
     bind_bytes(&p[0], name, &name_len);
     struct mysqlbe_result r;
-    int status = mysqlbe_exec(c, OP_LEASE_BREAK, p, NULL, NULL, NULL, &r, "breaking the lease", DLOCK_ECONN);
+    int status = dlock__mysql_exec(c, OP_LEASE_BREAK, p, NULL, NULL, NULL, &r, "breaking the lease", DLOCK_ECONN);
     if (status != DLOCK_OK)
         return status;
     return r.affected == 1;
 }
 
-int mysqlbe_lease_record(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, int put, int64_t *slot,
+int dlock__mysql_lease_record(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, int put, int64_t *slot,
                          struct dlock_call *call)
 {
-    mysqlbe_lease_call(c, call->deadline_ms);
+    dlock__mysql_lease_call(c, call->deadline_ms);
     unsigned long name_len = (unsigned long)strlen(name), owner_len = 16;
     long long value = put ? *slot : 0;
     mysqlbe_flag value_null = 0;
@@ -706,7 +706,7 @@ int mysqlbe_lease_record(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const c
         bind_i64(&p[0], &value);
         bind_bytes(&p[1], name, &name_len);
         bind_bytes(&p[2], l->owner, &owner_len);
-        status = mysqlbe_exec(c, OP_LEASE_RECORD_PUT, p, NULL, NULL, NULL, &r, "writing the run record", DLOCK_ECONN);
+        status = dlock__mysql_exec(c, OP_LEASE_RECORD_PUT, p, NULL, NULL, NULL, &r, "writing the run record", DLOCK_ECONN);
         if (status != DLOCK_OK || r.affected != 0 || r.matched == 1)
             return status;
         /* 0 changed: not ours, or the slot was already there (the info says
@@ -721,7 +721,7 @@ int mysqlbe_lease_record(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const c
     bind_bytes(&p[0], name, &name_len);
     bind_bytes(&p[1], l->owner, &owner_len);
     bind_out_i64(&out, &value, &value_null);
-    status = mysqlbe_exec(c, OP_LEASE_RECORD_GET, p, &out, NULL, NULL, &r, "reading the run record", DLOCK_ECONN);
+    status = dlock__mysql_exec(c, OP_LEASE_RECORD_GET, p, &out, NULL, NULL, &r, "reading the run record", DLOCK_ECONN);
     if (status != DLOCK_OK)
         return status;
     if (r.rows == 0)
@@ -734,14 +734,14 @@ int mysqlbe_lease_record(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const c
 /* Session mode                                                             */
 /* ------------------------------------------------------------------------ */
 
-int mysqlbe_fence_bump(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name)
+int dlock__mysql_fence_bump(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name)
 {
     unsigned long name_len = (unsigned long)strlen(name), lock_len = (unsigned long)strlen(l->server_name);
     MYSQL_BIND p[2];
     bind_bytes(&p[0], name, &name_len);
     bind_str(&p[1], l->server_name, &lock_len);
     struct mysqlbe_result r;
-    int status = mysqlbe_exec(c, OP_FENCE_BUMP, p, NULL, NULL, NULL, &r, "bumping the fence", DLOCK_ECONN);
+    int status = dlock__mysql_exec(c, OP_FENCE_BUMP, p, NULL, NULL, NULL, &r, "bumping the fence", DLOCK_ECONN);
     if (status != DLOCK_OK)
         return status;
     if (r.insert_id == 0)
@@ -750,7 +750,7 @@ int mysqlbe_fence_bump(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const cha
     return DLOCK_OK;
 }
 
-int mysqlbe_fenced_get_lock(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, double timeout_s,
+int dlock__mysql_fenced_get_lock(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, double timeout_s,
                             long long *granted, struct statement_error *error)
 {
     unsigned long name_len = (unsigned long)strlen(name), lock_len = (unsigned long)strlen(l->server_name);
@@ -767,9 +767,9 @@ int mysqlbe_fenced_get_lock(struct mysqlbe_conn *c, struct mysqlbe_lock *l, cons
         struct mysqlbe_result r = {0, 0, 0, 0, -1};
         error->code = 0;
         error->text[0] = '\0';
-        mysqlbe_watch(c, c->db, c->deadline_ms);
+        dlock__mysql_watch(c, c->db, c->deadline_ms);
         int failed = exec_watched(c, OP_FENCE_TAKE, p, NULL, NULL, NULL, &r, error);
-        if (mysqlbe_unwatch(c)) {
+        if (dlock__mysql_unwatch(c)) {
             error->code = CR_SERVER_LOST;
             dlock__copy_text(error->text, sizeof error->text, NO_ANSWER_TEXT);
             return -1;
@@ -797,10 +797,10 @@ int mysqlbe_fenced_get_lock(struct mysqlbe_conn *c, struct mysqlbe_lock *l, cons
     }
 }
 
-int mysqlbe_session_record(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, int put, int64_t *slot,
+int dlock__mysql_session_record(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, int put, int64_t *slot,
                            struct dlock_call *call)
 {
-    mysqlbe_lease_call(c, call->deadline_ms);
+    dlock__mysql_lease_call(c, call->deadline_ms);
     unsigned long name_len = (unsigned long)strlen(name), lock_len = (unsigned long)strlen(l->server_name);
     long long value = put ? *slot : 0, ours = 0;
     mysqlbe_flag nulls[2] = {0};
@@ -812,7 +812,7 @@ int mysqlbe_session_record(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const
         bind_str(&p[1], l->server_name, &lock_len);
         bind_i64(&p[2], &value);
         bind_str(&p[3], l->server_name, &lock_len);
-        status = mysqlbe_exec(c, OP_SESSION_RECORD_PUT, p, NULL, NULL, NULL, &r, "writing the run record", DLOCK_ELOST);
+        status = dlock__mysql_exec(c, OP_SESSION_RECORD_PUT, p, NULL, NULL, NULL, &r, "writing the run record", DLOCK_ELOST);
         if (status != DLOCK_OK || r.affected != 0)
             return status;
         /* 0: not ours, or the same slot was there already. */
@@ -821,7 +821,7 @@ int mysqlbe_session_record(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const
     bind_bytes(&p[1], name, &name_len);
     bind_out_i64(&out[0], &ours, &nulls[0]);
     bind_out_i64(&out[1], &value, &nulls[1]);
-    status = mysqlbe_exec(c, OP_SESSION_RECORD_GET, p, out, NULL, NULL, &r, "reading the run record", DLOCK_ELOST);
+    status = dlock__mysql_exec(c, OP_SESSION_RECORD_GET, p, out, NULL, NULL, &r, "reading the run record", DLOCK_ELOST);
     if (status != DLOCK_OK)
         return status;
     if (r.rows != 1 || nulls[0] || ours != 1)
@@ -831,15 +831,15 @@ int mysqlbe_session_record(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const
     return DLOCK_OK;
 }
 
-int mysqlbe_store_time(struct mysqlbe_conn *c, int64_t *unix_ms, struct dlock_call *call)
+int dlock__mysql_store_time(struct mysqlbe_conn *c, int64_t *unix_ms, struct dlock_call *call)
 {
-    mysqlbe_begin_call(c, call->deadline_ms);
+    dlock__mysql_begin_call(c, call->deadline_ms);
     long long now = 0;
     mysqlbe_flag now_null = 0;
     MYSQL_BIND out;
     bind_out_i64(&out, &now, &now_null);
     struct mysqlbe_result r;
-    int status = mysqlbe_exec(c, OP_STORE_TIME, NULL, &out, NULL, NULL, &r, "reading the server's clock", DLOCK_ECONN);
+    int status = dlock__mysql_exec(c, OP_STORE_TIME, NULL, &out, NULL, NULL, &r, "reading the server's clock", DLOCK_ECONN);
     if (status != DLOCK_OK)
         return status;
     if (r.rows != 1 || now_null)
@@ -883,9 +883,9 @@ static int mli_row(void *arg)
  * it, the names known from the fence table (locks taken with fencing=on, or
  * that wrote a run record) are checked with IS_USED_LOCK; without either,
  * DLOCK_ENOTSUP saying what to enable (docs/mysql.md). */
-int mysqlbe_session_list(struct mysqlbe_conn *c, const char *prefix, struct dlock_list *list, struct dlock_call *call)
+int dlock__mysql_session_list(struct mysqlbe_conn *c, const char *prefix, struct dlock_list *list, struct dlock_call *call)
 {
-    mysqlbe_begin_call(c, call->deadline_ms);
+    dlock__mysql_begin_call(c, call->deadline_ms);
     struct list_rows *rows = calloc(1, sizeof *rows);
     if (!rows)
         return dlock__oom();
@@ -895,8 +895,8 @@ int mysqlbe_session_list(struct mysqlbe_conn *c, const char *prefix, struct dloc
     bind_out_text(&out[0], rows->key, sizeof rows->key, &rows->key_len, &rows->nulls[0]);
     bind_out_i64(&out[1], &rows->id, &rows->nulls[1]);
     struct mysqlbe_result r;
-    int status = mysqlbe_exec(c, OP_SESSION_MLI, NULL, out, mli_row, rows, &r, "listing the locks", DLOCK_ECONN);
-    if (status == DLOCK_OK || c->last_errno == 0 || mysqlbe_connection_lost(c->last_errno)) {
+    int status = dlock__mysql_exec(c, OP_SESSION_MLI, NULL, out, mli_row, rows, &r, "listing the locks", DLOCK_ECONN);
+    if (status == DLOCK_OK || c->last_errno == 0 || dlock__mysql_connection_lost(c->last_errno)) {
         if (status == DLOCK_OK && rows->status != DLOCK_OK)
             status = rows->status;
         free(rows);
@@ -914,7 +914,7 @@ int mysqlbe_session_list(struct mysqlbe_conn *c, const char *prefix, struct dloc
     bind_out_i64(&out[2], &rows->id, &rows->nulls[2]);
     bind_out_i64(&out[3], &rows->fence, &rows->nulls[3]);
     c->no_create = 1;
-    status = mysqlbe_exec(c, OP_SESSION_LIST, p, out, session_row, rows, &r, "listing the locks", DLOCK_ECONN);
+    status = dlock__mysql_exec(c, OP_SESSION_LIST, p, out, session_row, rows, &r, "listing the locks", DLOCK_ECONN);
     c->no_create = 0;
     if (status == DLOCK_OK && rows->status != DLOCK_OK)
         status = rows->status;
@@ -940,7 +940,7 @@ static int killed_session_let_go(struct mysqlbe_conn *c, const char *name, MYSQL
         MYSQL_BIND out;
         bind_out_i64(&out, &id, &id_null);
         struct mysqlbe_result r;
-        int status = mysqlbe_exec(c, OP_SESSION_LOCK_ID, p, &out, NULL, NULL, &r, "confirming the break", DLOCK_ECONN);
+        int status = dlock__mysql_exec(c, OP_SESSION_LOCK_ID, p, &out, NULL, NULL, &r, "confirming the break", DLOCK_ECONN);
         if (status != DLOCK_OK)
             return status;
         if (r.rows != 1 || id_null || id != killed)
@@ -954,9 +954,9 @@ static int killed_session_let_go(struct mysqlbe_conn *c, const char *name, MYSQL
     }
 }
 
-int mysqlbe_session_break(struct mysqlbe_conn *c, const char *name, struct dlock_call *call)
+int dlock__mysql_session_break(struct mysqlbe_conn *c, const char *name, struct dlock_call *call)
 {
-    mysqlbe_begin_call(c, call->deadline_ms);
+    dlock__mysql_begin_call(c, call->deadline_ms);
     char server_name[DLOCK_MYSQL_LOCK_NAME_MAX + 1];
     dlock__mysql_lock_name(name, server_name, sizeof server_name);
     unsigned long len = (unsigned long)strlen(server_name);
@@ -967,7 +967,7 @@ int mysqlbe_session_break(struct mysqlbe_conn *c, const char *name, struct dlock
     MYSQL_BIND out;
     bind_out_i64(&out, &id, &id_null);
     struct mysqlbe_result r;
-    int status = mysqlbe_exec(c, OP_SESSION_LOCK_ID, p, &out, NULL, NULL, &r, "finding the holder", DLOCK_ECONN);
+    int status = dlock__mysql_exec(c, OP_SESSION_LOCK_ID, p, &out, NULL, NULL, &r, "finding the holder", DLOCK_ECONN);
     if (status != DLOCK_OK)
         return status;
     if (r.rows != 1 || id_null)
@@ -977,10 +977,10 @@ int mysqlbe_session_break(struct mysqlbe_conn *c, const char *name, struct dlock
     /* The holder's session ends, and its locks with it. */
     char sql[64];
     snprintf(sql, sizeof sql, "KILL CONNECTION %lld", id);
-    mysqlbe_watch(c, c->db, c->deadline_ms);
+    dlock__mysql_watch(c, c->db, c->deadline_ms);
     int failed = mysql_query(c->db, sql) != 0;
-    if (mysqlbe_unwatch(c))
-        return mysqlbe_session_error(c, CR_SERVER_LOST, NO_ANSWER_TEXT, "breaking the lock", DLOCK_ECONN);
+    if (dlock__mysql_unwatch(c))
+        return dlock__mysql_session_error(c, CR_SERVER_LOST, NO_ANSWER_TEXT, "breaking the lock", DLOCK_ECONN);
     if (failed) {
         unsigned int err = mysql_errno(c->db);
         if (err == ER_NO_SUCH_THREAD)
@@ -990,12 +990,12 @@ int mysqlbe_session_break(struct mysqlbe_conn *c, const char *name, struct dlock
                                 "breaking '%s' ends the session that holds it (connection %lld), and this user may "
                                 "not: it needs the CONNECTION ADMIN (MariaDB: CONNECTION ADMIN or SUPER) privilege",
                                 name, id);
-        return mysqlbe_session_error(c, err, mysql_error(c->db), "breaking the lock", DLOCK_ECONN);
+        return dlock__mysql_session_error(c, err, mysql_error(c->db), "breaking the lock", DLOCK_ECONN);
     }
     return killed_session_let_go(c, name, p, id);
 }
 
-int mysqlbe_session_lock_holder(struct mysqlbe_conn *c, const char *server_name, long long *id)
+int dlock__mysql_session_lock_holder(struct mysqlbe_conn *c, const char *server_name, long long *id)
 {
     unsigned long len = (unsigned long)strlen(server_name);
     MYSQL_BIND p[1];
@@ -1005,13 +1005,13 @@ int mysqlbe_session_lock_holder(struct mysqlbe_conn *c, const char *server_name,
     bind_out_i64(&out, id, &id_null);
     struct mysqlbe_result r;
     int status =
-        mysqlbe_exec(c, OP_SESSION_LOCK_ID, p, &out, NULL, NULL, &r, "looking for a session-mode holder", DLOCK_ECONN);
+        dlock__mysql_exec(c, OP_SESSION_LOCK_ID, p, &out, NULL, NULL, &r, "looking for a session-mode holder", DLOCK_ECONN);
     if (status != DLOCK_OK)
         return status;
     return r.rows == 1 && !id_null;
 }
 
-int mysqlbe_lease_row_holder(struct mysqlbe_conn *c, const char *name, char *buf, size_t buflen)
+int dlock__mysql_lease_row_holder(struct mysqlbe_conn *c, const char *name, char *buf, size_t buflen)
 {
     unsigned long name_len = (unsigned long)strlen(name);
     MYSQL_BIND p[1];
@@ -1028,7 +1028,7 @@ int mysqlbe_lease_row_holder(struct mysqlbe_conn *c, const char *name, char *buf
     int no_create = c->no_create;
     c->no_create = 1; /* no lease table: nobody holds a lease */
     int status =
-        mysqlbe_exec(c, OP_MODES_LEASE_ROW, p, out, NULL, NULL, &r, "looking for a lease-mode holder", DLOCK_ECONN);
+        dlock__mysql_exec(c, OP_MODES_LEASE_ROW, p, out, NULL, NULL, &r, "looking for a lease-mode holder", DLOCK_ECONN);
     c->no_create = no_create;
     if (status != DLOCK_OK) {
         /* No lease table here, or none this account can see (session mode
