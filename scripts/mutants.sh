@@ -132,6 +132,20 @@ mysqllease-take-never-expires | backends/mysql/ops.c | s{" owner = IF\(owner IS 
 mysqllease-take-steals | backends/mysql/ops.c | s{" owner = IF\(owner IS NULL OR expires_at <= " NOW_MS " OR}{" owner = IF(owner IS NULL OR expires_at <= " NOW_MS " + 100000 OR} | mysql:lease
 mysqllease-fence-not-bumped | backends/mysql/ops.c | s{" LAST_INSERT_ID\(fence \+ 1\), fence\),"}{" LAST_INSERT_ID(fence), fence),"} | mysql:lease
 mysql-fence-not-bumped | backends/mysql/ops.c | s{ON DUPLICATE KEY UPDATE fence = LAST_INSERT_ID\(fence \+ 1\)}{ON DUPLICATE KEY UPDATE fence = fence + 1, last_slot = last_slot + LAST_INSERT_ID(1) - 1}g | mysql:lease conformance@mysql?fencing=on:fencing
+# --- backends/mysql*.c, issue 23: the userinfo, durable commits, a late extend, one name per break, the modes
+mysql-url-userinfo-ends-at-the-query | backends/mysql/url.c | s{size_t len = strcspn\(authority, "/"\);}{size_t len = strcspn(authority, "/?");} | mysql:url
+mysql-url-key-across-the-last-at-shown | backends/mysql/url.c | s{if \(where < last_at\)\s*return 1;}{} | mysql:url
+mysql-flush-not-checked | backends/mysql/conn.c | s{if \(c->flush_at_commit == 1 \|\| c->url.flush_check_off\)}{if (1)} | mysql:issue23
+mysqllease-late-extend-revives | backends/mysql/ops.c | s{(\[OP_LEASE_EXTEND\][^\[]*?AND owner = \?) AND expires_at > " NOW_MS}{$1"} | mysql:issue23
+mysqllease-break-by-prefix | backends/mysql/ops.c | s{(\[OP_LEASE_BREAK\][^\[]*?)WHERE name = \?}{${1}WHERE name LIKE CONCAT(?, '%')} | mysql:issue23
+# killed by chance: the race it opens showed in 2 of 300 rounds (in about half of the runs)
+mysql-break-before-the-lock-is-free | backends/mysql/ops.c | s{return killed_session_let_go\(c, name, p, id\);}{return 1;} | mysql:issue23
+mysql-session-ignores-lease-rows | backends/mysql/mysql.c | s{int lease_held = dlock__mysql_lease_row_holder\(c, name, NULL, 0\);}{int lease_held = 0;} | mysql:issue23
+mysqllease-ignores-session-locks | backends/mysql/ops.c | s{(int held = dlock__mysql_session_lock_holder\(c, l->server_name, &id\);\s*)if \(held <= 0\)}{${1}if (held <= 1)} | mysql:issue23
+mysql-fenced-get-lock-in-statement-binlog | backends/mysql/mysql.c | s{if \(c->fencing && !c->binlog_statement\) \{}{if (c->fencing) \{} | mysql:issue23_servers
+mysql-lease-check-needs-a-database | backends/mysql/ops.c | s{c->last_errno != ER_NO_SUCH_TABLE && c->last_errno != ER_NO_DB_ERROR &&}{c->last_errno != ER_NO_SUCH_TABLE && 1 &&} | mysql:issue23
+# the poll sleeps on another clock than its condvar's: a wait that never ends (the tcase's timeout kills it)
+mysqllease-poll-on-the-wall-clock | backends/mysql/ops.c | s{clock_gettime\(CLOCK_MONOTONIC, &until\); /\* cancel_cv's clock}{clock_gettime(CLOCK_REALTIME, &until); /* cancel_cv's clock} | mysql:issue23_clock
 # --- backends/redis*.{c,h}: the owner token in every script, NX, the fence, the deadline, reloads
 redis-extend-any-owner | backends/redis/scripts.h | s{(define DLOCK_REDIS_EXTEND.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | takeover@redis:taken-away
 redis-release-any-owner | backends/redis/scripts.h | s{(define DLOCK_REDIS_RELEASE.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | takeover@redis:taken-away

@@ -65,6 +65,7 @@ enum mysqlbe_op {
     OP_SESSION_LOCK_ID,
     OP_SESSION_MLI,
     OP_STORE_TIME,
+    OP_MODES_LEASE_ROW,
     MYSQLBE_OPS_MAX
 };
 
@@ -90,6 +91,8 @@ struct mysqlbe_conn {
     unsigned long connection_id;
     int is_mariadb;
     unsigned int wait_timeout_s; /* the session's wait_timeout now */
+    int flush_at_commit;         /* @@global.innodb_flush_log_at_trx_commit when the session began */
+    int binlog_statement;        /* @@session.binlog_format is STATEMENT */
     MYSQL_STMT *stmt_get_lock;
     MYSQL_STMT *stmt_is_ours;
     MYSQL_STMT *stmt_release;
@@ -171,6 +174,11 @@ unsigned int dlock__mysql_lease_needed(const struct mysqlbe_conn *c, const struc
 /* Make the session's wait_timeout `seconds` (one round trip, only when it
  * changes).  0 means "no lock needs anything": leave it. */
 int dlock__mysql_set_lease(struct mysqlbe_conn *c, unsigned int seconds, int lost_status);
+
+/* DLOCK_OK when the server commits durably (innodb_flush_log_at_trx_commit
+ * = 1) or the URL says flush-check=off; else DLOCK_ENOTSUP saying so.  For
+ * the takes of lease mode and fencing=on, on a connected session. */
+int dlock__mysql_check_durable(const struct mysqlbe_conn *c);
 
 /* --- mysql_watchdog.c --------------------------------------------------- */
 

@@ -95,6 +95,10 @@ static const char *const op_sql[MYSQLBE_OPS_MAX] = {
     [OP_SESSION_MLI] = "SELECT TABLE_SCHEMA, THREAD_ID FROM information_schema.METADATA_LOCK_INFO"
                        " WHERE LOCK_TYPE = 'User lock'",
     [OP_STORE_TIME] = "SELECT " NOW_MS,
+    /* Session mode: a lease-mode holder of the name in the default table
+     * (not `%s`: session mode's own table is the fence table). */
+    [OP_MODES_LEASE_ROW] = "SELECT holder_host, holder_pid, expires_at - " NOW_MS " FROM `dlock_leases`"
+                           " WHERE name = ? AND owner IS NOT NULL AND expires_at > " NOW_MS,
 };
 
 /* The tables, created on first use when the role may (docs/mysql.md). */
@@ -351,6 +355,30 @@ static int random_owner(unsigned char owner[16])
     return DLOCK_OK;
 }
 
+/* The row is ours, committed: does a session-mode client hold the name
+ * (GET_LOCK)?  Then the row is let go again and the lock is busy (0).  A
+ * session-mode take reads the row after its GET_LOCK, and this reads the
+ * GET_LOCK after the row's commit, so at most one of the two goes on.
+ * 1: ours; 0: busy; <0 a status. */
+static int session_mode_holds(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, int64_t *left_ms)
+{
+    long long id = 0;
+    int held = dlock__mysql_session_lock_holder(c, l->server_name, &id);
+    if (held <= 0)
+        return held < 0 ? held : 1;
+    unsigned long name_len = (unsigned long)strlen(name), owner_len = 16;
+    MYSQL_BIND p[2];
+    bind_bytes(&p[0], name, &name_len);
+    bind_bytes(&p[1], l->owner, &owner_len);
+    struct mysqlbe_result r;
+    int status = dlock__mysql_exec(c, OP_LEASE_RELEASE, p, NULL, NULL, NULL, &r, "letting go of the lease", DLOCK_ECONN);
+    if (status != DLOCK_OK)
+        return status;
+    if (left_ms)
+        *left_ms = 0;
+    return 0;
+}
+
 /* One try.  1 taken (l->base.fence set), 0 held by someone else (*left_ms:
  * how long its lease still runs, when asked), <0 a status. */
 static int lease_try(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, uint32_t ttl_ms,
@@ -385,7 +413,7 @@ static int lease_try(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char 
         l->base.fence = r.insert_id;
         if (l->base.fence == 0)
             return dlock__error(DLOCK_EBACKEND, "the server gave no fence for '%s'", name);
-        return 1;
+        return session_mode_holds(c, l, name, left_ms);
     }
     if (!left_ms)
         return 0;
@@ -401,10 +429,10 @@ static int lease_try(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char 
 }
 
 /* Sleep up to ms, or until a cancel.  1 when canceled. */
-static int lease_sleep(struct mysqlbe_conn *c, int64_t ms)
+int dlock__mysql_pause(struct mysqlbe_conn *c, int64_t ms)
 {
     struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
+    clock_gettime(CLOCK_MONOTONIC, &until); /* cancel_cv's clock (mysql_cancel.c) */
     until.tv_sec += (time_t)(ms / 1000);
     until.tv_nsec += (long)(ms % 1000) * 1000000L;
     if (until.tv_nsec >= 1000000000L) {
@@ -445,7 +473,13 @@ int dlock__mysql_lease_acquire(struct mysqlbe_conn *c, const char *name, uint32_
     if (!l)
         return dlock__oom();
     l->base.ttl_ms = ttl_ms;
+    dlock__mysql_lock_name(name, l->server_name, sizeof l->server_name);
     int status = random_owner(l->owner);
+    dlock__mysql_begin_call(c, call->deadline_ms);
+    if (status == DLOCK_OK)
+        status = dlock__mysql_ensure_session(c, NULL);
+    if (status == DLOCK_OK)
+        status = dlock__mysql_check_durable(c);
     int64_t wait_end_ms = wait_ms > 0 ? dlock__now_ms() + wait_ms : INT64_MAX;
     int64_t backoff = POLL_MIN_MS;
     while (status == DLOCK_OK) {
@@ -483,7 +517,7 @@ int dlock__mysql_lease_acquire(struct mysqlbe_conn *c, const char *name, uint32_
         if (pause < 1)
             pause = 1;
         backoff = backoff * 3 / 2 > POLL_MAX_MS ? POLL_MAX_MS : backoff * 3 / 2;
-        if (cancel_asked(c) || lease_sleep(c, pause)) {
+        if (cancel_asked(c) || dlock__mysql_pause(c, pause)) {
             status = dlock__error(DLOCK_ECANCELED, "the wait for '%s' was cancelled", name);
             break;
         }
@@ -573,8 +607,19 @@ int dlock__mysql_lease_holder(struct mysqlbe_conn *c, const char *name, char *bu
     int status = dlock__mysql_exec(c, OP_LEASE_HOLDER, p, out, NULL, NULL, &r, "asking for the holder", DLOCK_ECONN);
     if (status != DLOCK_OK)
         return status;
-    if (r.rows == 0)
-        return 0;
+    if (r.rows == 0) {
+        /* A session-mode holder of the name holds it too. */
+        char server_name[DLOCK_MYSQL_LOCK_NAME_MAX + 1];
+        dlock__mysql_lock_name(name, server_name, sizeof server_name);
+        long long id = 0;
+        int held = dlock__mysql_session_lock_holder(c, server_name, &id);
+        if (held == 1 && buf && buflen) {
+            char text[128];
+            snprintf(text, sizeof text, "mysql connection %lld (session mode)", id);
+            dlock__copy_text(buf, buflen, text);
+        }
+        return held;
+    }
     terminate(host, sizeof host, host_len, nulls[0]);
     char text[512];
     snprintf(text, sizeof text, "host=%s pid=%lld since=%lld expires_in=%lldms fence=%lld", host[0] ? host : "?",
@@ -883,6 +928,32 @@ int dlock__mysql_session_list(struct mysqlbe_conn *c, const char *prefix, struct
     return status;
 }
 
+/* KILL CONNECTION only marks the session: its locks go when its thread has
+ * cleaned up, a moment later.  "Broken" is said once the lock is no longer
+ * held by the killed connection (1), within the call's deadline; past it,
+ * an error says that it is not broken yet. */
+static int killed_session_let_go(struct mysqlbe_conn *c, const char *name, MYSQL_BIND *p, long long killed)
+{
+    for (int64_t pause_ms = 1;; pause_ms = pause_ms * 2 > 50 ? 50 : pause_ms * 2) {
+        long long id = 0;
+        mysqlbe_flag id_null = 0;
+        MYSQL_BIND out;
+        bind_out_i64(&out, &id, &id_null);
+        struct mysqlbe_result r;
+        int status = dlock__mysql_exec(c, OP_SESSION_LOCK_ID, p, &out, NULL, NULL, &r, "confirming the break", DLOCK_ECONN);
+        if (status != DLOCK_OK)
+            return status;
+        if (r.rows != 1 || id_null || id != killed)
+            return 1;
+        if (dlock__now_ms() + pause_ms >= c->deadline_ms)
+            return dlock__error(DLOCK_EBACKEND,
+                                "'%s' is not broken yet: its session (connection %lld) was killed but still holds it",
+                                name, killed);
+        struct timespec pause = {0, (long)pause_ms * 1000000L};
+        nanosleep(&pause, NULL);
+    }
+}
+
 int dlock__mysql_session_break(struct mysqlbe_conn *c, const char *name, struct dlock_call *call)
 {
     dlock__mysql_begin_call(c, call->deadline_ms);
@@ -920,6 +991,63 @@ int dlock__mysql_session_break(struct mysqlbe_conn *c, const char *name, struct 
                                 "not: it needs the CONNECTION ADMIN (MariaDB: CONNECTION ADMIN or SUPER) privilege",
                                 name, id);
         return dlock__mysql_session_error(c, err, mysql_error(c->db), "breaking the lock", DLOCK_ECONN);
+    }
+    return killed_session_let_go(c, name, p, id);
+}
+
+int dlock__mysql_session_lock_holder(struct mysqlbe_conn *c, const char *server_name, long long *id)
+{
+    unsigned long len = (unsigned long)strlen(server_name);
+    MYSQL_BIND p[1];
+    bind_str(&p[0], server_name, &len);
+    mysqlbe_flag id_null = 0;
+    MYSQL_BIND out;
+    bind_out_i64(&out, id, &id_null);
+    struct mysqlbe_result r;
+    int status =
+        dlock__mysql_exec(c, OP_SESSION_LOCK_ID, p, &out, NULL, NULL, &r, "looking for a session-mode holder", DLOCK_ECONN);
+    if (status != DLOCK_OK)
+        return status;
+    return r.rows == 1 && !id_null;
+}
+
+int dlock__mysql_lease_row_holder(struct mysqlbe_conn *c, const char *name, char *buf, size_t buflen)
+{
+    unsigned long name_len = (unsigned long)strlen(name);
+    MYSQL_BIND p[1];
+    bind_bytes(&p[0], name, &name_len);
+    char host[256];
+    unsigned long host_len = 0;
+    long long pid = 0, left = 0;
+    mysqlbe_flag nulls[3] = {0};
+    MYSQL_BIND out[3];
+    bind_out_text(&out[0], host, sizeof host, &host_len, &nulls[0]);
+    bind_out_i64(&out[1], &pid, &nulls[1]);
+    bind_out_i64(&out[2], &left, &nulls[2]);
+    struct mysqlbe_result r;
+    int no_create = c->no_create;
+    c->no_create = 1; /* no lease table: nobody holds a lease */
+    int status =
+        dlock__mysql_exec(c, OP_MODES_LEASE_ROW, p, out, NULL, NULL, &r, "looking for a lease-mode holder", DLOCK_ECONN);
+    c->no_create = no_create;
+    if (status != DLOCK_OK) {
+        /* No lease table here, or none this account can see (session mode
+         * needs no rights, nor a database in the URL): no lease holder it
+         * could know of (docs/mysql.md, "Modes side by side"). */
+        if (c->last_errno != ER_NO_SUCH_TABLE && c->last_errno != ER_NO_DB_ERROR &&
+            c->last_errno != ER_TABLEACCESS_DENIED_ERROR && c->last_errno != ER_DBACCESS_DENIED_ERROR)
+            return status;
+        dlock__clear_error();
+        return 0;
+    }
+    if (r.rows == 0)
+        return 0;
+    if (buf && buflen) {
+        terminate(host, sizeof host, host_len, nulls[0]);
+        char text[512];
+        snprintf(text, sizeof text, "host=%s pid=%lld expires_in=%lldms (lease mode)", host[0] ? host : "?",
+                 nulls[1] ? 0LL : pid, left);
+        dlock__copy_text(buf, buflen, text);
     }
     return 1;
 }

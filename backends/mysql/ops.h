@@ -50,6 +50,16 @@ int dlock__mysql_session_record(struct mysqlbe_conn *c, struct mysqlbe_lock *l, 
 int dlock__mysql_session_list(struct mysqlbe_conn *c, const char *prefix, struct dlock_list *list, struct dlock_call *call);
 int dlock__mysql_session_break(struct mysqlbe_conn *c, const char *name, struct dlock_call *call);
 
+/* The two modes see each other's holder of a name (docs/mysql.md, "Modes
+ * side by side"): an unexpired row of the default lease table, read from
+ * session mode (1 held, buf filled when given; 0 none or no such table; <0
+ * a status), and the session-mode lock of the name, read from lease mode
+ * (1 held, *id its connection; 0 free; <0 a status). */
+int dlock__mysql_lease_row_holder(struct mysqlbe_conn *c, const char *name, char *buf, size_t buflen);
+int dlock__mysql_session_lock_holder(struct mysqlbe_conn *c, const char *server_name, long long *id);
+/* Sleep up to ms, or until a cancel: 1 when canceled. */
+int dlock__mysql_pause(struct mysqlbe_conn *c, int64_t ms);
+
 /* Both. */
 int dlock__mysql_store_time(struct mysqlbe_conn *c, int64_t *unix_ms, struct dlock_call *call);
 
