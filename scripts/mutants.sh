@@ -76,7 +76,7 @@ core-extend-lease-from-the-reply | lib/client.c | s{atomic_store\(&l->lease_dead
 core-clock-stops-in-suspend | lib/util.c | s{clock_gettime\(CLOCK_BOOTTIME, &ts\);}{clock_gettime(CLOCK_MONOTONIC, &ts);} | units:clock
 core-scheme-typo-not-caught | lib/client.c | s{const char \*typo_of = be \? NULL : scheme_typo_of\(scheme\);}{const char *typo_of = NULL;} | units process:messages
 # --- lib/sha256.c: the digest behind PostgreSQL keys and MySQL digest names ----------
-sha256-length-byte-order | lib/sha256.c | s{total_bits >> \(56 - 8 \* i\)}{total_bits >> (8 * i)} | postgresql:key
+sha256-length-byte-order | lib/sha256.c | s{total_bits >> \(56 - 8 \* i\)}{total_bits >> (8 * i)} | units:sha256 postgresql:key
 # --- backends/sqlite/sqlite.c: the row's owner, boot and expiry ----------------------------------
 sqlite-extend-name-only | backends/sqlite/sqlite.c | s{(\[STMT_EXTEND\][^\[]*?WHERE name = \?1)[^"]*}{$1} | takeover@sqlite:taken-away
 sqlite-extend-any-owner | backends/sqlite/sqlite.c | s{(\[STMT_EXTEND\][^\[]*?) AND owner = \?\d+}{$1} | takeover@sqlite:taken-away
@@ -124,7 +124,7 @@ mysql-name-hash-verbatim | backends/mysql/url.c | s{(verbatim_byte\(unsigned cha
 mysql-name-long-cut | backends/mysql/url.c | s{int verbatim = len >= 1 && len <= DLOCK_MYSQL_LOCK_NAME_MAX;}{if (len > DLOCK_MYSQL_LOCK_NAME_MAX) len = DLOCK_MYSQL_LOCK_NAME_MAX; int verbatim = len >= 1;} | mysql:names
 mysql-digest-of-prefix | backends/mysql/url.c | s{dlock__sha256\(name, len, digest\);}{dlock__sha256(name, len > 64 ? 64 : len, digest);} | mysql:names
 mysql-digest-4-bytes | backends/mysql/url.c | s{unsigned char byte = digest\[i / 2\];}{unsigned char byte = digest[(i / 2) % 4];} | mysql:names
-# --- backends/mysql/ops.c: lease mode's owner and expiry checks, the fences -------------
+# --- backends/mysql/ops.c and lease.c: lease mode's owner and expiry checks, the fences ------
 mysqllease-extend-any-owner | backends/mysql/ops.c | s{(\[OP_LEASE_EXTEND\][^\[]*?) AND owner = \?}{$1 AND (owner = ? OR owner IS NOT NULL)} | mysql:lease
 mysqllease-release-any-owner | backends/mysql/ops.c | s{(\[OP_LEASE_RELEASE\][^\[]*?) AND owner = \?}{$1 AND (owner = ? OR owner IS NOT NULL)} | mysql:lease
 mysqllease-record-put-any-owner | backends/mysql/ops.c | s{(\[OP_LEASE_RECORD_PUT\][^\[]*?) AND owner = \?}{$1 AND (owner = ? OR owner IS NOT NULL)} | mysql:lease
@@ -141,11 +141,11 @@ mysqllease-break-by-prefix | backends/mysql/ops.c | s{(\[OP_LEASE_BREAK\][^\[]*?
 # killed by chance: the race it opens showed in 2 of 300 rounds (in about half of the runs)
 mysql-break-before-the-lock-is-free | backends/mysql/ops.c | s{return killed_session_let_go\(c, name, p, id\);}{return 1;} | mysql:issue23
 mysql-session-ignores-lease-rows | backends/mysql/mysql.c | s{int lease_held = dlock__mysql_lease_row_holder\(c, name, NULL, 0\);}{int lease_held = 0;} | mysql:issue23
-mysqllease-ignores-session-locks | backends/mysql/ops.c | s{(int held = dlock__mysql_session_lock_holder\(c, l->server_name, &id\);\s*)if \(held <= 0\)}{${1}if (held <= 1)} | mysql:issue23
+mysqllease-ignores-session-locks | backends/mysql/lease.c | s{(int held = dlock__mysql_session_lock_holder\(c, l->server_name, &id\);\s*)if \(held <= 0\)}{${1}if (held <= 1)} | mysql:issue23
 mysql-fenced-get-lock-in-statement-binlog | backends/mysql/mysql.c | s{if \(c->fencing && !c->binlog_statement\) \{}{if (c->fencing) \{} | mysql:issue23_servers
-mysql-lease-check-needs-a-database | backends/mysql/ops.c | s{c->last_errno != ER_NO_SUCH_TABLE && c->last_errno != ER_NO_DB_ERROR &&}{c->last_errno != ER_NO_SUCH_TABLE && 1 &&} | mysql:issue23
+mysql-lease-check-needs-a-database | backends/mysql/lease.c | s{c->last_errno != ER_NO_SUCH_TABLE && c->last_errno != ER_NO_DB_ERROR &&}{c->last_errno != ER_NO_SUCH_TABLE && 1 &&} | mysql:issue23
 # the poll sleeps on another clock than its condvar's: a wait that never ends (the tcase's timeout kills it)
-mysqllease-poll-on-the-wall-clock | backends/mysql/ops.c | s{clock_gettime\(CLOCK_MONOTONIC, &until\); /\* cancel_cv's clock}{clock_gettime(CLOCK_REALTIME, &until); /* cancel_cv's clock} | mysql:issue23_clock
+mysqllease-poll-on-the-wall-clock | backends/mysql/lease.c | s{clock_gettime\(CLOCK_MONOTONIC, &until\); /\* cancel_cv's clock}{clock_gettime(CLOCK_REALTIME, &until); /* cancel_cv's clock} | mysql:issue23_clock
 # --- backends/redis*.{c,h}: the owner token in every script, NX, the fence, the deadline, reloads
 redis-extend-any-owner | backends/redis/scripts.h | s{(define DLOCK_REDIS_EXTEND.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | takeover@redis:taken-away
 redis-release-any-owner | backends/redis/scripts.h | s{(define DLOCK_REDIS_RELEASE.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | takeover@redis:taken-away

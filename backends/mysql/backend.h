@@ -5,7 +5,8 @@
  *   conn.c     the server session: connect, statements, errors, wait_timeout
  *   io.c       the watchdog: the deadline of every round trip
  *   cancel.c   dlock_cancel(): KILL QUERY from a second connection
- *   ops.c      the table statements: lease mode, fences, list/break/records (ops.h)
+ *   ops.c      the table statements (ops.h), fences, list/break/records
+ *   lease.c    lease mode: a row per name (mode=lease)
  *   url.c      URLs and lock names (pure; no client library; url.h)
  *   api.c      the client library, loaded at first use (api.h)
  * Cross-file functions are dlock__mysql_*, types and statics mysqlbe_*, so

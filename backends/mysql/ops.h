@@ -1,10 +1,13 @@
 /*
- * The MySQL backend's table statements (backends/mysql/ops.c): lease mode,
- * session mode's fence counter, and the operations of both modes.
- * Internal; not installed.
+ * The MySQL backend's table statements: ops.c prepares and runs them (and
+ * holds session mode's fence counter and the operations: list, break, store
+ * time, run records); lease.c is lease mode (a row per name).  Internal;
+ * not installed.
  */
 #ifndef DLOCK_MYSQL_OPS_H
 #define DLOCK_MYSQL_OPS_H
+
+#include <string.h>
 
 #include "backend.h"
 
@@ -14,6 +17,61 @@ struct mysqlbe_result {
     unsigned long rows;           /* rows fetched */
     long matched;                 /* UPDATE: rows matched, changed or not (mysql_info()); -1 unknown */
     int stopped;                  /* the row callback asked to stop */
+};
+
+/* Binding helpers for the statements of ops.c and lease.c. */
+static inline void bind_bytes(MYSQL_BIND *b, const void *data, unsigned long *len)
+{
+    memset(b, 0, sizeof *b);
+    b->buffer_type = MYSQL_TYPE_BLOB;
+    b->buffer = (void *)data;
+    b->buffer_length = *len;
+    b->length = len;
+}
+
+static inline void bind_str(MYSQL_BIND *b, const char *s, unsigned long *len)
+{
+    bind_bytes(b, s, len);
+    b->buffer_type = MYSQL_TYPE_STRING;
+}
+
+static inline void bind_i64(MYSQL_BIND *b, long long *v)
+{
+    memset(b, 0, sizeof *b);
+    b->buffer_type = MYSQL_TYPE_LONGLONG;
+    b->buffer = v;
+}
+
+static inline void bind_out_i64(MYSQL_BIND *b, long long *v, mysqlbe_flag *is_null)
+{
+    bind_i64(b, v);
+    b->is_null = is_null;
+}
+
+static inline void bind_out_text(MYSQL_BIND *b, char *buf, size_t size, unsigned long *len, mysqlbe_flag *is_null)
+{
+    memset(b, 0, sizeof *b);
+    b->buffer_type = MYSQL_TYPE_STRING;
+    b->buffer = buf;
+    b->buffer_length = (unsigned long)size - 1;
+    b->length = len;
+    b->is_null = is_null;
+}
+
+static inline void terminate(char *buf, size_t size, unsigned long len, mysqlbe_flag is_null)
+{
+    size_t n = is_null ? 0 : (len < size - 1 ? len : size - 1);
+    buf[n] = '\0';
+}
+
+/* Rows of a list, into the list (lease.c and ops.c). */
+struct list_rows {
+    struct dlock_list *list;
+    char name[256], host[256], key[DLOCK_MYSQL_LOCK_NAME_MAX + 1];
+    unsigned long name_len, host_len, key_len;
+    long long pid, since, expires, fence, id;
+    mysqlbe_flag nulls[6];
+    int status;
 };
 
 /* Close the prepared statements (the session is dropped). */
