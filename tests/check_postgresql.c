@@ -2129,6 +2129,8 @@ START_TEST(test_crash_durability)
     char *fence_url = url_with(url, "fencing=on");
     char *lease_url = url_with(url, "mode=lease");
     char *name = dlt_unique_name("pg-crash");
+    char lease_name[256];
+    snprintf(lease_name, sizeof lease_name, "%s-lease", name); /* the modes exclude each other */
     /* The tables exist and are checkpointed before the takes under test. */
     dlock_client *c = open_client(fence_url), *lc = open_client(lease_url);
     dlock_lock *l = NULL;
@@ -2151,7 +2153,7 @@ START_TEST(test_crash_durability)
         ck_assert_int_eq(dlock_release(l), DLOCK_OK);
     }
     dlock_lock *leased = NULL;
-    ck_assert_int_eq(dlock_acquire(lc, name, 60000, 0, &leased), DLOCK_OK);
+    ck_assert_int_eq(dlock_acquire(lc, lease_name, 60000, 0, &leased), DLOCK_OK);
     uint64_t lease_fence = fence_of(leased);
     private_server(dir, "crash", NULL, 0);
     private_server(dir, "start", NULL, 0);
@@ -2165,7 +2167,7 @@ START_TEST(test_crash_durability)
                   (unsigned long long)after, (unsigned long long)last);
     ck_assert_int_eq(dlock_release(l), DLOCK_OK);
     dlock_lock *l2 = NULL;
-    int rc = dlock_acquire(lc2, name, 60000, 0, &l2);
+    int rc = dlock_acquire(lc2, lease_name, 60000, 0, &l2);
     fprintf(stderr, "crash: lease-mode take after the crash: %d (the holder's fence %llu)\n", rc,
             (unsigned long long)lease_fence);
     if (rc == DLOCK_OK) {
