@@ -73,6 +73,9 @@ typedef struct pg_conn {
     char table[PG_TABLE_MAX];   /* the lease table (lease) or the fence table (session), quoted */
     int table_ready;            /* the table is known to exist */
     int leases_seen;            /* session mode: PG_LEASE_TABLE exists (its check is prepared) */
+    unsigned lease_used;        /* lease mode: hot statements sent on this connection (a bit each) */
+    unsigned lease_prepared;    /* ... and prepared on it */
+    int lease_unnamed;          /* lease mode: prepared statements do not work here (a pooler) */
     /* Session mode: this session's token, set in the server session at
      * setup (dlock.session) and checked by every lock statement, and the
      * suffix of its prepared statements' names. */

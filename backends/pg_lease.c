@@ -90,6 +90,11 @@ static const char list_sql[] =
 static const char break_sql[] = "UPDATE %1$s SET owner = NULL WHERE name = $1 AND owner IS NOT NULL AND " PG_LIVE
                                 " RETURNING fence, " PG_DURABLE;
 
+static int hot_statement(const char *fmt)
+{
+    return fmt == try_sql ? 0 : fmt == peek_sql ? 1 : fmt == extend_sql ? 2 : fmt == release_sql ? 3 : -1;
+}
+
 static char *format_sql(const pg_conn *c, const char *fmt)
 {
     size_t len = strlen(fmt) + 2 * PG_TABLE_MAX + 1;
@@ -166,6 +171,61 @@ int dlock__pg_create_table(pg_conn *c)
     return rc;
 }
 
+/* Lease mode's hot statements are prepared on a connection that keeps them
+ * (a direct one, a session pooler, a pooler that forwards prepared
+ * statements), from their second use on that connection (so that a
+ * one-shot `dlock run` pays no extra round trip); named
+ * "dlock_lease<i>_<token>" with the connection's random token.  The first
+ * answer that says a prepared statement is missing (26000: a transaction
+ * pooler ran it in another server session) or cannot be made turns the
+ * client to unnamed statements for good, and the statement is sent again
+ * unnamed (it did nothing). */
+static PGresult *run_hot(pg_conn *c, int hot, const char *sql, int nparams, const Oid *types,
+                         const char *const *values, const int *lengths, int64_t *sent_ms)
+{
+    unsigned bit = 1u << hot;
+    if (c->lease_unnamed || !(c->lease_used & bit)) {
+        c->lease_used |= bit;
+        return dlock__pg_exec(c, sql, nparams, types, values, lengths, sent_ms);
+    }
+    char base[24], name[PG_STMT_NAME_MAX];
+    snprintf(base, sizeof base, "dlock_lease%d", hot);
+    dlock__pg_stmt_name(c, base, name);
+    int cancel_sent = 0;
+    if (!(c->lease_prepared & bit)) {
+        if (!PQsendPrepare(c->pg, name, sql, nparams, types)) {
+            c->failure = PG_FAIL_CONN;
+            return NULL;
+        }
+        PGresult *p = dlock__pg_await_result(c, 0, &cancel_sent);
+        if (!p)
+            return NULL;
+        int prepared = PQresultStatus(p) == PGRES_COMMAND_OK;
+        PQclear(p);
+        if (!prepared) {
+            c->lease_unnamed = 1;
+            return dlock__pg_exec(c, sql, nparams, types, values, lengths, sent_ms);
+        }
+        c->lease_prepared |= bit;
+    }
+    int formats[8] = {0};
+    for (int i = 0; i < nparams && i < 8; i++)
+        formats[i] = types && types[i] == PG_TYPE_BYTEA;
+    if (sent_ms)
+        *sent_ms = dlock__now_ms();
+    if (!PQsendQueryPrepared(c->pg, name, nparams, values, lengths, formats, 0)) {
+        c->failure = PG_FAIL_CONN;
+        return NULL;
+    }
+    PGresult *res = dlock__pg_await_result(c, 0, &cancel_sent);
+    if (res && dlock__pg_has_sqlstate(res, "26000")) {
+        PQclear(res);
+        c->lease_unnamed = 1;
+        return dlock__pg_exec(c, sql, nparams, types, values, lengths, sent_ms);
+    }
+    return res;
+}
+
 /* One statement of lease mode: connects when there is no connection,
  * creates the table when it is missing, and tries once more on a fresh
  * connection when the one it had broke (every statement here may run
@@ -186,7 +246,9 @@ static PGresult *lease_run_as(pg_conn *c, const char *fmt, int nparams, const Oi
         rc = dlock__pg_ensure_session(c, &fresh);
         if (rc != DLOCK_OK)
             break;
-        PGresult *res = dlock__pg_exec(c, sql, nparams, types, values, lengths, sent_ms);
+        int hot = c->lease ? hot_statement(fmt) : -1;
+        PGresult *res = hot >= 0 ? run_hot(c, hot, sql, nparams, types, values, lengths, sent_ms)
+                                 : dlock__pg_exec(c, sql, nparams, types, values, lengths, sent_ms);
         int kind = dlock__pg_outcome(c, res);
         if (kind == OUTCOME_OK) {
             out = res;

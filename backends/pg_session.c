@@ -231,6 +231,7 @@ void dlock__pg_drop_session(pg_conn *c)
     c->pg = NULL;
     c->session_idle_ms = 0;
     c->fatal_seen = 0;
+    c->lease_used = c->lease_prepared = 0;
     dlock__session_new(&c->session);
 }
 
@@ -482,12 +483,15 @@ int dlock__pg_open_session(pg_conn *c)
     c->fatal_seen = 0;
     PQsetNoticeReceiver(pg, notice_receiver, c);
 
+    /* The token: session mode's proof of its server session, and the
+     * suffix of prepared statements' names in both modes. */
+    unsigned char token[PG_TOKEN_HEX / 2];
+    rc = dlock__pg_random(token, sizeof token);
+    for (size_t i = 0; i < sizeof token; i++)
+        snprintf(c->token + 2 * i, 3, "%02x", token[i]);
+    c->lease_used = c->lease_prepared = 0;
     /* Lease mode: nothing to set up, every statement stands alone. */
     if (!c->lease) {
-        unsigned char token[PG_TOKEN_HEX / 2];
-        rc = dlock__pg_random(token, sizeof token);
-        for (size_t i = 0; i < sizeof token; i++)
-            snprintf(c->token + 2 * i, 3, "%02x", token[i]);
         if (rc == DLOCK_OK && c->fencing && !c->table_ready) {
             c->pg = pg; /* the fence table must exist before the statements are prepared */
             rc = dlock__pg_create_table(c);

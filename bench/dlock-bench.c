@@ -145,7 +145,7 @@ static void bench_fencing(const char *backend, const char *url, dlock_client *c)
     if (bench_failed)
         return;
     double plain_rate = cycles * rounds / plain_total, fence_rate = cycles * rounds / fence_total;
-    report(backend, "fencing_cycles", fence_rate, "cycles/s", plain_rate, "(raw: plain session mode)");
+    report(backend, "fencing_cycles", fence_rate, "cycles/s", plain_rate, bench_raw_postgresql_note(url));
 #else
     (void)backend;
     (void)url;
@@ -193,6 +193,10 @@ static void bench_cycles(const char *backend, const char *label, const char *url
     }
     double raw_rate = cycles * rounds / raw_total, lib_rate = cycles * rounds / lib_total;
     const char *vs = strstr(url, "fencing=on") ? "(raw: plain session mode)" : NULL;
+#ifdef BENCH_RAW_POSTGRESQL
+    if (strcmp(backend, "postgresql") == 0)
+        vs = bench_raw_postgresql_note(url);
+#endif
     report(label, "cycles", lib_rate, "cycles/s", raw_rate, vs);
     report(label, "cycle_latency", 1e6 / lib_rate, "us", 1e6 / raw_rate, vs);
 }
