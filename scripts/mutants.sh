@@ -115,7 +115,7 @@ pglease-conflict-not-busy | backends/pg_lease.c | s{conflict \? conflict_status 
 pg-break-not-yet-ignored | backends/postgresql.c | s{else if \(ended < found && still_held\)}{else if (0)} | postgresql:issue23
 pg-break-any-key | backends/postgresql.c | s{(" WHERE l\.locktype = 'advisory' AND l\.objsubid = 1 AND l\.granted"\s*)" AND l\.classid = \(\(\$1 >> 32\) & 4294967295\)::oid AND l\.objid = \(\$1 & 4294967295\)::oid"}{$1" AND \$1 IS NOT NULL"} | postgresql:issue23
 pglease-break-prefix | backends/pg_lease.c | s{(break_sql\[\] = "UPDATE %1\$s SET owner = NULL WHERE )name = \$1}{${1}pg_catalog.substr(name, 1, pg_catalog.length(\$1)) = \$1} | postgresql:issue23
-pglease-extend-after-expiry | backends/pg_lease.c | s{(extend_sql\[\][^;]*?owner = \$2::uuid) AND " PG_LIVE " }{$1 " } | postgresql:issue23
+pglease-extend-after-expiry | backends/pg_lease.c | s{(extend_sql\[\][^;]*?owner = \$2::uuid) AND " PG_LIVE " }{$1 } | postgresql:issue23
 pglease-take-ignores-session | backends/pg_lease.c | s{ WHERE pg_catalog\.pg_try_advisory_xact_lock\(\$5::bigint\)}{} | postgresql:issue23
 pg-take-ignores-lease | backends/pg_session.c | s{\(st->leased > 0\) == \(c->leases_seen != 0\)}{st->leased <= 0} | postgresql:issue23
 pg-list-creates-table | backends/postgresql.c | s{rc = table_exists\(c\);}{rc = dlock__pg_create_table(c);} | postgresql:issue23

@@ -2522,8 +2522,10 @@ END_TEST
 /* A pooled server session that no libdlock client has set up is never
  * taken for ours: a client's setup lands on one server session of a
  * transaction pool of 2, another client keeps that one busy in a
- * transaction, and the client's acquire runs on the other, fresh one: the
- * pooler error, and no lock left behind there. */
+ * transaction, and the client's acquire runs on the other, fresh one.  That
+ * one is given copies of the client's prepared statements (as a pooler
+ * that forwards prepared statements would, PgBouncer >= 1.21), so that only
+ * the session token can tell: the pooler error, and no lock left there. */
 START_TEST(test_pooled_session_not_ours)
 {
     const char *tx = getenv("DLOCK_TEST_PGB_TX2_URL");
@@ -2537,15 +2539,34 @@ START_TEST(test_pooled_session_not_ours)
     const char *keywords[] = {"dbname", NULL};
     const char *values[] = {tx, NULL};
     PGconn *busy = PQconnectdbParams(keywords, values, 1);
-    ck_assert(PQstatus(busy) == CONNECTION_OK);
+    PGconn *copier = PQconnectdbParams(keywords, values, 1);
+    ck_assert(PQstatus(busy) == CONNECTION_OK && PQstatus(copier) == CONNECTION_OK);
     PGresult *res = PQexec(busy, "BEGIN; SELECT pg_catalog.current_setting('dlock.session', true)");
     ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
     int on_setup = !PQgetisnull(res, 0, 0) && PQgetvalue(res, 0, 0)[0];
     PQclear(res);
+    int copied = 0;
+    if (on_setup) {
+        res = PQexec(busy, "SELECT pg_catalog.format('PREPARE %I(%s) AS %s', name,"
+                           " pg_catalog.array_to_string(parameter_types::text[], ','), statement)"
+                           " FROM pg_catalog.pg_prepared_statements WHERE name LIKE 'dlock%'");
+        ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+        for (int i = 0; i < PQntuples(res); i++) {
+            PGresult *p = PQexec(copier, PQgetvalue(res, i, 0)); /* runs in the other, fresh server session */
+            ck_assert_msg(PQresultStatus(p) == PGRES_COMMAND_OK, "%s", PQerrorMessage(copier));
+            PQclear(p);
+            copied++;
+        }
+        PQclear(res);
+        res = PQexec(copier, "SELECT pg_catalog.current_setting('dlock.session', true)");
+        ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+        ck_assert_msg(PQgetisnull(res, 0, 0) || !PQgetvalue(res, 0, 0)[0], "the copies went to the set-up session");
+        PQclear(res);
+    }
     dlock_lock *l = NULL;
     int rc = dlock_acquire(c, name, 30000, 0, &l);
-    fprintf(stderr, "a fresh pooled server session (the set-up one %s): acquire %d %s\n",
-            on_setup ? "kept busy" : "not caught", rc, rc ? dlock_last_error() : "");
+    fprintf(stderr, "a fresh pooled server session with %d copied statements (the set-up one %s): acquire %d %s\n",
+            copied, on_setup ? "kept busy" : "not caught", rc, rc ? dlock_last_error() : "");
     if (on_setup) {
         ck_assert_msg(rc != DLOCK_OK, "a server session that no client set up was taken for ours");
         ck_assert_ptr_nonnull(strstr(dlock_last_error(), "mode=lease"));
@@ -2554,6 +2575,7 @@ START_TEST(test_pooled_session_not_ours)
     }
     PQclear(PQexec(busy, "COMMIT"));
     PQfinish(busy);
+    PQfinish(copier);
     ck_assert_int_eq(held_elsewhere(name), 0);
     dlock_close(c);
     free(name);
