@@ -80,12 +80,13 @@ static const char session_settings_17_sql[] =
 #define PG_LEASED(param)                                                                            \
     "EXISTS (SELECT 1 FROM %3$s x WHERE x.name = " param " AND x.owner IS NOT NULL"                 \
     " AND x.expires_at > pg_catalog.clock_timestamp())"
-/* After t (took: the advisory lock), l: got unless the name is leased, and
- * then the lock is given back (u) in the same statement. */
-#define PG_LEASE_CHECK(param)                                                                           \
-    " l AS MATERIALIZED (SELECT CASE WHEN leased THEN false ELSE took END AS got, leased FROM"          \
-    " (SELECT took, CASE WHEN took THEN " PG_LEASED(param) " ELSE false END AS leased FROM t OFFSET 0)" \
-    " AS s), u AS MATERIALIZED (SELECT pg_catalog.pg_advisory_unlock($1) FROM l WHERE leased)"
+/* The state of a checked take: NULL not our session, 0 busy, 1 got, 2
+ * leased (the advisory lock was got, and given back at once).  One
+ * expression: CASE evaluates in order, and the look at the table (an
+ * initplan, run when first needed) only after the lock was got. */
+#define PG_LEASE_STATE(took, param)                                                                              \
+    "CASE WHEN " took " THEN CASE WHEN " PG_LEASED(param) " THEN 2 + 0 * pg_catalog.pg_advisory_unlock($1)::int" \
+    " ELSE 1 END ELSE 0 END"
 #define PG_TRY_LOCK "CASE WHEN " PG_OURS " THEN pg_catalog.pg_try_advisory_lock($1) END"
 /* The wait: lock_timeout is set for this statement only (is_local); the
  * MATERIALIZED CTEs fix the order: check, timeout, wait, lease. */
@@ -135,21 +136,24 @@ static const struct pg_statement {
          "got", "$3") ", NULL::boolean" PG_DURABLE " FROM l"},
     /* The same, refused while lease mode's default table holds the name. */
     {"dlock_try", 3, types_try, -1, 1,
-     "WITH t AS MATERIALIZED (SELECT " PG_TRY_LOCK " AS took)," PG_LEASE_CHECK(
-         "$3") " SELECT got, NULL::bigint, NULL::text, leased, (SELECT count(*) FROM u) FROM l"},
+     "SELECT s = 1, NULL::bigint, NULL::text, s = 2 FROM (SELECT CASE WHEN " PG_OURS " THEN " PG_LEASE_STATE(
+         "pg_catalog.pg_try_advisory_lock($1)", "$3") " END AS s OFFSET 0) AS t"},
     {"dlock_try_set", 3, types_try, -1, 1,
-     "WITH t AS MATERIALIZED (SELECT " PG_TRY_LOCK " AS took)," PG_LEASE_CHECK(
-         "$3") " SELECT got, NULL::bigint," PG_SET_IDLE("got", "$2") ", leased, (SELECT count(*) FROM u) FROM l"},
+     "SELECT s = 1, NULL::bigint," PG_SET_IDLE("s = 1", "$2") ", s = 2 FROM (SELECT CASE WHEN " PG_OURS
+     " THEN " PG_LEASE_STATE("pg_catalog.pg_try_advisory_lock($1)", "$3") " END AS s OFFSET 0) AS t"},
     {"dlock_try", 3, types_try, 1, 1,
-     "WITH t AS MATERIALIZED (SELECT " PG_TRY_LOCK " AS took)," PG_LEASE_CHECK("$3") PG_FENCE_BUMP(
-         "$3") " SELECT got, (SELECT fence FROM f)," PG_SET_IDLE("got", "$2") ", leased,"
-               " (SELECT count(*) FROM u)" PG_DURABLE " FROM l"},
+     "WITH l AS MATERIALIZED (SELECT s = 1 AS got, s = 2 AS leased FROM (SELECT CASE WHEN " PG_OURS
+     " THEN " PG_LEASE_STATE("pg_catalog.pg_try_advisory_lock($1)", "$3") " END AS s OFFSET 0) AS t)" PG_FENCE_BUMP(
+         "$3") " SELECT got, (SELECT fence FROM f)," PG_SET_IDLE("got", "$2") ", leased" PG_DURABLE " FROM l"},
     {"dlock_wait", 4, types_wait, -1, 1,
-     PG_WAIT_LOCK("t", "took") "," PG_LEASE_CHECK("$4") " SELECT got, NULL::bigint," PG_SET_IDLE(
-         "got", "$3") ", leased, (SELECT count(*) FROM u) FROM l"},
+     PG_WAIT_LOCK("t", "took") ", l AS MATERIALIZED (SELECT s = 1 AS got, s = 2 AS leased FROM (SELECT CASE WHEN"
+                               " took IS NOT NULL THEN " PG_LEASE_STATE("took", "$4") " END AS s FROM t OFFSET 0) AS v)"
+                               " SELECT got, NULL::bigint," PG_SET_IDLE("got", "$3") ", leased FROM l"},
     {"dlock_wait", 4, types_wait, 1, 1,
-     PG_WAIT_LOCK("t", "took") "," PG_LEASE_CHECK("$4") PG_FENCE_BUMP("$4") " SELECT got, (SELECT fence FROM f)," PG_SET_IDLE(
-         "got", "$3") ", leased, (SELECT count(*) FROM u)" PG_DURABLE " FROM l"},
+     PG_WAIT_LOCK("t", "took") ", l AS MATERIALIZED (SELECT s = 1 AS got, s = 2 AS leased FROM (SELECT CASE WHEN"
+                               " took IS NOT NULL THEN " PG_LEASE_STATE("took", "$4") " END AS s FROM t OFFSET 0) AS v)"
+                               PG_FENCE_BUMP("$4") " SELECT got, (SELECT fence FROM f)," PG_SET_IDLE(
+                                   "got", "$3") ", leased" PG_DURABLE " FROM l"},
     {"dlock_check", 1, types_key, 0, 0, "SELECT CASE WHEN " PG_OURS " THEN " PG_HELD_BY_THIS_SESSION " END"},
     {"dlock_check_set", 2, types_key_text, 0, 0,
      "SELECT held, NULL::bigint, CASE WHEN held THEN pg_catalog.set_config('idle_session_timeout', $2, false) END"
