@@ -111,6 +111,7 @@ pglease-fence-not-bumped | backends/pg_lease.c | s{fence = l\.fence \+ 1}{fence 
 pg-fence-not-durable | backends/pg_session.c | s{#define PG_DURABLE "[^\n]*}{#define PG_DURABLE ""} | postgresql:crash
 pglease-not-durable | backends/pg_lease.c | s{#define PG_DURABLE "pg_catalog\.set_config\('synchronous_commit', 'on', true\)"}{#define PG_DURABLE "pg_catalog.set_config('synchronous_commit', 'off', true)"} | postgresql:crash
 pg-grant-error-kept | backends/postgresql.c | s{(static void give_back\(pg_conn \*c, const char \*key\)\s*\{)}{$1 if (key) return;} && s{int deadlock = is_conflict\(res\);}{int deadlock = dlock__pg_has_sqlstate(res, "40P01");} | postgresql:issue23
+pg-grant-error-kept-any | backends/postgresql.c | s{(static void give_back\(pg_conn \*c, const char \*key\)\s*\{)}{$1 if (key) return;} | postgresql:issue23
 pglease-conflict-not-busy | backends/pg_lease.c | s{conflict \? conflict_status : DLOCK_EBACKEND}{DLOCK_EBACKEND} | postgresql:issue23
 pg-break-not-yet-ignored | backends/postgresql.c | s{else if \(ended < found && still_held\)}{else if (0)} | postgresql:issue23
 pg-break-any-key | backends/postgresql.c | s{(" WHERE l\.locktype = 'advisory' AND l\.objsubid = 1 AND l\.granted"\s*)" AND l\.classid = \(\(\$1 >> 32\) & 4294967295\)::oid AND l\.objid = \(\$1 & 4294967295\)::oid"}{$1" AND \$1 IS NOT NULL"} | postgresql:issue23

@@ -2266,6 +2266,42 @@ START_TEST(test_fence_serialization_failure)
 }
 END_TEST
 
+/* Item 3, any error after a grant: the fence table refuses every counter
+ * (a CHECK that fails), so the try's and the wait's upsert fail after the
+ * advisory lock was got in the same statement; the client is told
+ * DLOCK_EBACKEND, and its session must not keep the lock. */
+START_TEST(test_error_after_grant)
+{
+    char *table = unique_table("fences_bad");
+    char params[160];
+    snprintf(params, sizeof params, "fencing=on&table=%s", table);
+    char *url = url_with(pg_url, params);
+    char *name = dlt_unique_name("pg-grant-error");
+    PGconn *pg = raw_connect("dlock-test-admin");
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "CREATE TABLE %s (name bytea PRIMARY KEY, fence bigint NOT NULL DEFAULT 0 CHECK (fence < 0),"
+             " last_slot bigint NOT NULL DEFAULT 0)",
+             table);
+    raw_exec(pg, sql, NULL);
+    dlock_client *c = open_client(url);
+    for (int wait = 0; wait < 2; wait++) {
+        dlock_lock *l = NULL;
+        int rc = dlock_acquire(c, name, 30000, wait ? 2000 : 0, &l);
+        fprintf(stderr, "error after a grant (%s): %d %s\n", wait ? "wait" : "try", rc, dlock_last_error());
+        ck_assert_int_eq(rc, DLOCK_EBACKEND);
+        ck_assert_msg(held_elsewhere(name) == 0, "the %s failed but its session kept the lock", wait ? "wait" : "try");
+    }
+    dlock_close(c);
+    snprintf(sql, sizeof sql, "DROP TABLE %s", table);
+    raw_exec(pg, sql, NULL);
+    PQfinish(pg);
+    free(name);
+    free(url);
+    free(table);
+}
+END_TEST
+
 struct contender {
     const char *url;
     const char *name;
@@ -2665,6 +2701,7 @@ int main(void)
         tcase_add_test(tc, test_pooler);
         tc = tcase(s, "issue23", 90);
         tcase_add_test(tc, test_fence_serialization_failure);
+        tcase_add_test(tc, test_error_after_grant);
         tcase_add_test(tc, test_lease_serialization_failure);
         tcase_add_test(tc, test_break_not_yet);
         tcase_add_test(tc, test_break_one_name);
