@@ -441,7 +441,8 @@ static PGconn *start_connect(pg_conn *c)
 
 /* Session mode: does lease mode's default table exist here?  Then the lock
  * statements refuse a name that it holds (issue 23).  Looked for at each
- * new session until it is found; never created by session mode. */
+ * new session (a table made or dropped since is seen); never created by
+ * session mode. */
 static int look_for_leases(pg_conn *c)
 {
     PGresult *res =
@@ -501,7 +502,7 @@ int dlock__pg_open_session(pg_conn *c)
             rc = dlock__pg_create_table(c);
             c->pg = NULL;
         }
-        if (rc == DLOCK_OK && !c->leases_seen) {
+        if (rc == DLOCK_OK) {
             c->pg = pg; /* which lock statements to prepare */
             rc = look_for_leases(c);
             c->pg = NULL;
