@@ -361,6 +361,32 @@ static int wait_failed(pg_conn *c, pg_lock *l, const char *name, const char *key
  * every PG_LEASED_POLL_MS, until the caller's wait is up. */
 #define PG_LEASED_POLL_MS 20
 
+/* The wait found the name leased: nap until the next look (dlock_cancel()
+ * wakes the nap).  DLOCK_OK: look again; DLOCK_EBUSY: the wait is up. */
+static int leased_nap(pg_conn *c, const char *name, int64_t until)
+{
+    int64_t now = dlock__now_ms();
+    if (now >= until)
+        return held_in_lease_mode(name);
+    int64_t wake = until - now < PG_LEASED_POLL_MS ? until : now + PG_LEASED_POLL_MS;
+    (void)dlock__pg_wait_socket(-1, 0, wake, c->wake_fd);
+    return DLOCK_OK;
+}
+
+/* The wait's statement got no result: the connection broke, or a cancel
+ * that the server did not act on in time. */
+static int wait_broke(pg_conn *c, enum pg_failure failure, const char *name)
+{
+    c->failure = failure;
+    if (failure != PG_FAIL_CANCEL)
+        return dlock__pg_connection_lost(c, DLOCK_ECONN, "the connection broke while waiting for the lock");
+    dlock__pg_drop_session(c);
+    return dlock__error(DLOCK_ECANCELED,
+                        "wait for lock '%s' canceled (the server did not act on the"
+                        " cancel: the session was dropped)",
+                        name);
+}
+
 static int wait_lock(pg_conn *c, pg_lock *l, const char *name, int32_t wait_ms, struct dlock_call *call)
 {
     int64_t until = wait_ms < 0 ? INT64_MAX : dlock__now_ms() + wait_ms;
@@ -402,11 +428,9 @@ static int wait_lock(pg_conn *c, pg_lock *l, const char *name, int32_t wait_ms, 
             if (!ours)
                 return pooler_detected(c, DLOCK_EBACKEND);
             if (leased) {
-                int64_t now = dlock__now_ms();
-                if (now >= until)
-                    return held_in_lease_mode(name);
-                int64_t wake = until - now < PG_LEASED_POLL_MS ? until : now + PG_LEASED_POLL_MS;
-                (void)dlock__pg_wait_socket(-1, 0, wake, c->wake_fd); /* dlock_cancel() wakes it */
+                rc = leased_nap(c, name, until);
+                if (rc != DLOCK_OK)
+                    return rc;
                 continue;
             }
             if (!got)
@@ -418,14 +442,7 @@ static int wait_lock(pg_conn *c, pg_lock *l, const char *name, int32_t wait_ms, 
         }
         if (kind == OUTCOME_CONNECTION_LOST) {
             PQclear(res);
-            c->failure = failure;
-            if (failure != PG_FAIL_CANCEL)
-                return dlock__pg_connection_lost(c, DLOCK_ECONN, "the connection broke while waiting for the lock");
-            dlock__pg_drop_session(c);
-            return dlock__error(DLOCK_ECANCELED,
-                                "wait for lock '%s' canceled (the server did not act on the"
-                                " cancel: the session was dropped)",
-                                name);
+            return wait_broke(c, failure, name);
         }
         rc = wait_failed(c, l, name, key, idle, res, cancel_sent, wait_ms, &call->lease_start_ms);
         if (rc == DLOCK_OK)
