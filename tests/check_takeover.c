@@ -31,16 +31,16 @@
 #endif
 #ifdef HAVE_POSTGRESQL
 #include <libpq-fe.h>
-#include "../backends/postgresql.h"
+#include "../backends/postgresql/key.h"
 #endif
 #ifdef HAVE_MYSQL
 #include <mysql.h>
-#include "mysql_url.h"
+#include "mysql/url.h"
 #endif
 
 #ifdef HAVE_REDIS
 #include <hiredis/hiredis.h>
-#include "redis_url.h"
+#include "redis/url.h"
 #endif
 
 #include "internal.h"

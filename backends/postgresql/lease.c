@@ -22,8 +22,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "pg_internal.h"
-#include "postgresql.h"
+#include "backend.h"
+#include "key.h"
 
 /* Waiting: the first poll after this long, doubling up to the cap (with
  * jitter: a random 50..100% of it), and never later than the row's expiry. */

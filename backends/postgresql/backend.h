@@ -14,8 +14,8 @@
 #include <stdint.h>
 
 #include "internal.h"
-#include "libpq_api.h"
-#include "pg_url.h"
+#include "api.h"
+#include "url.h"
 #include "session.h"
 
 /* The server keeps NAMEDATALEN - 1 bytes of application_name. */

@@ -1,6 +1,6 @@
 /*
  * The Redis backend's connection, its round trips and its scripts, shared by
- * backends/redis.c (connect, acquire, wait, extend, release), redis_io.c
+ * backends/redis/redis.c (connect, acquire, wait, extend, release), redis_io.c
  * (connections, deadlines, EVALSHA) and redis_ops.c (holder, list, break,
  * clock, run records).  Include after <hiredis/hiredis.h> (redis_api.h).
  */
@@ -13,9 +13,9 @@
 #include <sys/time.h>
 
 #include "internal.h"
-#include "redis_api.h"
-#include "redis_scripts.h"
-#include "redis_url.h"
+#include "api.h"
+#include "scripts.h"
+#include "url.h"
 
 #define TOKEN_HEX 32
 #define WAIT_POLL_MAX_MS 250 /* a waiter looks again at least this often */
