@@ -199,6 +199,10 @@ static void bench_cycles(const char *backend, const char *label, const char *url
         vs = "(raw: WAL, synchronous=NORMAL; target >= 0.80)";
     else if (strcmp(label, "redis") == 0)
         vs = "(raw: SET NX PX + compare-and-delete EVALSHA; target >= 0.90)";
+#ifdef BENCH_RAW_POSTGRESQL
+    if (strcmp(backend, "postgresql") == 0)
+        vs = bench_raw_postgresql_note(url);
+#endif
     report(label, "cycles", lib_rate, "cycles/s", raw_rate, vs);
     report(label, "cycle_latency", 1e6 / lib_rate, "us", 1e6 / raw_rate, vs);
 }

@@ -112,6 +112,20 @@ pglease-release-any-owner | backends/postgresql/lease.c | s{(release_sql\[\][^;]
 pglease-record-put-any-owner | backends/postgresql/lease.c | s{(record_put_sql\[\][^;]*?) AND owner = \$2::uuid}{$1} | postgresql:lease
 pglease-take-unexpired | backends/postgresql/lease.c | s{l\.expires_at <= pg_catalog\.clock_timestamp\(\)}{l.expires_at <= pg_catalog.clock_timestamp() + interval '1 hour'} | postgresql:lease
 pglease-fence-not-bumped | backends/postgresql/lease.c | s{fence = l\.fence \+ 1}{fence = l.fence} | postgresql:lease
+# --- issue 23, PostgreSQL: durability, errors after a grant, conflicts, breaks, the two modes --
+pg-fence-not-durable | backends/postgresql/conn.c | s{#define PG_DURABLE "[^\n]*}{#define PG_DURABLE ""} | postgresql:crash
+pglease-not-durable | backends/postgresql/lease.c | s{#define PG_DURABLE "pg_catalog\.set_config\('synchronous_commit', 'on', true\)"}{#define PG_DURABLE "pg_catalog.set_config('synchronous_commit', 'off', true)"} | postgresql:crash
+pg-grant-error-kept | backends/postgresql/postgresql.c | s{(static void give_back\(pg_conn \*c, const char \*key\)\s*\{)}{$1 if (key) return;} && s{int deadlock = is_conflict\(res\);}{int deadlock = dlock__pg_has_sqlstate(res, "40P01");} | postgresql:issue23
+pg-grant-error-kept-any | backends/postgresql/postgresql.c | s{(static void give_back\(pg_conn \*c, const char \*key\)\s*\{)}{$1 if (key) return;} | postgresql:issue23
+pglease-conflict-not-busy | backends/postgresql/lease.c | s{conflict \? conflict_status : DLOCK_EBACKEND}{DLOCK_EBACKEND} | postgresql:issue23
+pg-break-not-yet-ignored | backends/postgresql/postgresql.c | s{else if \(ended < found && still_held\)}{else if (0)} | postgresql:issue23
+pg-break-any-key | backends/postgresql/postgresql.c | s{(" WHERE l\.locktype = 'advisory' AND l\.objsubid = 1 AND l\.granted"\s*)" AND l\.classid = \(\(\$1 >> 32\) & 4294967295\)::oid AND l\.objid = \(\$1 & 4294967295\)::oid"}{$1" AND \$1 IS NOT NULL"} | postgresql:issue23
+pglease-break-prefix | backends/postgresql/lease.c | s{(break_sql\[\] = "UPDATE %1\$s SET owner = NULL WHERE )name = \$1}{${1}pg_catalog.substr(name, 1, pg_catalog.length(\$1)) = \$1} | postgresql:issue23
+pglease-extend-after-expiry | backends/postgresql/lease.c | s{(extend_sql\[\][^;]*?owner = \$2::uuid) AND " PG_LIVE " }{$1 } | postgresql:issue23
+pglease-take-ignores-session | backends/postgresql/lease.c | s{ WHERE pg_catalog\.pg_try_advisory_xact_lock\(\$5::bigint\)}{} | postgresql:issue23
+pg-take-ignores-lease | backends/postgresql/conn.c | s{\(st->leased > 0\) == \(c->leases_seen != 0\)}{st->leased <= 0} | postgresql:issue23
+pg-list-creates-table | backends/postgresql/postgresql.c | s{rc = table_exists\(c\);}{rc = dlock__pg_create_table(c);} | postgresql:issue23
+pg-fresh-session-ours | backends/postgresql/conn.c | s{#define PG_OURS "pg_catalog\.current_setting\('dlock\.session', true\) = '%1\$s'"}{#define PG_OURS "COALESCE(NULLIF(pg_catalog.current_setting('dlock.session', true), ''), '%1\$s') = '%1\$s'"} | postgresql:issue23
 # --- backends/mysql*.c: the session, the session lease, retry-once, the name mapping -----
 mysql-generation-frozen | backends/mysql/mysql.c | s{return c->lease \? 0 : c->session.generation;}{return 0;} | takeover@mysql:taken-away
 mysql-extend-any-session | backends/mysql/mysql.c | s{return c->lease \? 0 : c->session.generation;}{return 0;} && s{return c->db && dlock__session_holds\(&c->session, &l->base\);}{return c->db != NULL;} && s{IS_USED_LOCK\(\?\) = CONNECTION_ID\(\)\"}{IS_USED_LOCK(?) IS NOT NULL\"}g | takeover@mysql:taken-away
