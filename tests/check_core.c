@@ -627,7 +627,7 @@ int main(void)
     tcase_add_test(t, store_time_is_the_backends);
     tcase_add_test(t, record_on_a_lost_lock_is_elost);
     suite_add_tcase(s, t);
-    t = tcase_create("issue23");
+    t = tcase_create("slow-extend");
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_add_test(t, slow_extend_counts_from_the_send);
     suite_add_tcase(s, t);
