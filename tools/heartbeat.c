@@ -47,7 +47,12 @@ static void *heartbeat_main(void *arg)
     post(hb, HB_ACQUIRED, rc);
     if (rc != DLOCK_OK)
         return NULL;
-    int64_t interval = hb->ttl_ms / 3 ? hb->ttl_ms / 3 : 1;
+    /* A third of the lease the store granted, which may be shorter than
+     * the TTL asked (SPEC "The granted lease"). */
+    int64_t lease = dlock_remaining_ms(hb->lock);
+    if (lease <= 0 || lease > (int64_t)hb->ttl_ms)
+        lease = hb->ttl_ms;
+    int64_t interval = lease / 3 ? lease / 3 : 1;
     int64_t retry = interval / 3 ? interval / 3 : 1;
     int64_t next = cli_now_ms() + interval;
     int lost = 0;
