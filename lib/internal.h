@@ -262,5 +262,8 @@ extern const struct dlock_backend dlock__backend_mysql;
 #ifdef HAVE_REDIS
 extern const struct dlock_backend dlock__backend_redis;
 #endif
+#ifdef HAVE_ZOOKEEPER
+extern const struct dlock_backend dlock__backend_zookeeper;
+#endif
 
 #endif /* DLOCK_INTERNAL_H */
