@@ -114,6 +114,12 @@ struct zk_op *dlock__zk_call(zk_conn *c, zk_send_fn send, const void *arg, int i
             return NULL;
         }
         int end = dlock__zk_pump(c, &op, 1, deadline, 0);
+        if (end == ZK_PUMP_DONE && op->rc == ZSESSIONEXPIRED) {
+            dlock__zk_op_free(op);
+            dlock__zk_session_end(c); /* its locks are lost */
+            *status = dlock__error(DLOCK_ECONN, "the ZooKeeper session expired");
+            return NULL;
+        }
         if (end == ZK_PUMP_DONE && !(idempotent && dlock__zk_uncertain(op->rc))) {
             if (sent_ms)
                 *sent_ms = sent;

@@ -372,6 +372,7 @@ static int zk_acquire(struct dlock_conn *conn, const char *name, uint32_t ttl_ms
     }
     lock->base.ttl_ms = ttl_ms;
     int64_t wait_end = wait_ms == DLOCK_WAIT_FOREVER ? INT64_MAX : dlock__now_ms() + wait_ms;
+    int attempts = 0;
     for (;;) {
         uint64_t generation = c->s.generation;
         rc = take(c, lock, ttl_ms, wait_ms, wait_end, call);
@@ -379,9 +380,13 @@ static int zk_acquire(struct dlock_conn *conn, const char *name, uint32_t ttl_ms
             break;
         free(lock->path);
         lock->path = NULL;
-        /* A waiter whose session expired never reports a grant: it starts
-         * again on a new session while its wait lasts. */
-        if (rc != DLOCK_ECONN || wait_ms == 0 || generation == c->s.generation || dlock__now_ms() >= wait_end) {
+        /* A session that expired under the call (idle for longer than its
+         * timeout) is replaced once; a waiter whose session expired never
+         * reports a grant: it starts again on a new session while its wait
+         * lasts. */
+        int again = rc == DLOCK_ECONN && generation != c->s.generation &&
+                    (++attempts == 1 || (wait_ms != 0 && dlock__now_ms() < wait_end));
+        if (!again) {
             lock_free(lock);
             return rc;
         }
@@ -421,6 +426,10 @@ int dlock__zk_check_own(zk_conn *c, zk_lock *lock, struct dlock_call *call)
         struct Stat stat = ops[1]->stat;
         dlock__zk_op_free(ops[0]);
         dlock__zk_op_free(ops[1]);
+        if (end == ZK_PUMP_DONE && (sync_rc == ZSESSIONEXPIRED || rc == ZSESSIONEXPIRED)) {
+            dlock__zk_session_end(c);
+            end = ZK_PUMP_ENDED;
+        }
         if (end == ZK_PUMP_ENDED)
             return dlock__error(DLOCK_ELOST, "the ZooKeeper session that held the lock expired");
         if (end != ZK_PUMP_DONE)
@@ -475,7 +484,9 @@ static int zk_release(struct dlock_conn *conn, struct dlock_held *held, const ch
         int status = DLOCK_OK;
         struct zk_op *op = dlock__zk_call(c, send_delete, lock->path, 1, call, &status, NULL);
         dlock__session_remove(&c->s, held);
-        if (!op) {
+        if (!op && !c->zh) {
+            rc = dlock__error(DLOCK_ELOST, "the ZooKeeper session that held the lock expired");
+        } else if (!op) {
             dlock__zk_stale_add(c, lock->dir); /* the next call deletes it */
             rc = status;
         } else {
