@@ -18,7 +18,9 @@
 #include <ctype.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -492,29 +494,60 @@ END_TEST
 
 /* --- real faults (issue 21, point 5) ------------------------------------------------- */
 
-/* Keep `l` extended for ms while another client tries the lock: never
- * granted to it, never lost here. */
-static void hold_through(dlock_lock *l, int64_t ms, const char *n)
+/* Another client tries the lock over and over from its own thread (its
+ * calls may block while members are down): it must never get it. */
+struct rival {
+    const char *name;
+    atomic_int stop;
+    atomic_int granted, tries;
+};
+
+static void *rival_main(void *arg)
 {
+    struct rival *r = arg;
     dlock_client *other = NULL;
-    ck_assert_int_eq(dlock_open(url, &other), DLOCK_OK);
-    int64_t end = dlt_now_ms() + ms;
-    while (dlt_now_ms() < end) {
-        int rc = dlock_extend(l, 4000);
-        ck_assert_msg(rc == DLOCK_OK || rc == DLOCK_ECONN, "extend: %s", dlock_last_error());
-        ck_assert_int_gt(dlock_remaining_ms(l), 0);
+    if (dlock_open(url, &other) != DLOCK_OK)
+        return NULL;
+    while (!atomic_load(&r->stop)) {
         dlock_lock *theirs = NULL;
-        rc = dlock_acquire(other, n, 4000, 0, &theirs);
-        ck_assert_msg(rc != DLOCK_OK, "another client got a held lock");
-        dlt_sleep_ms(300);
+        if (dlock_acquire(other, r->name, 6000, 0, &theirs) == DLOCK_OK) {
+            atomic_fetch_add(&r->granted, 1);
+            dlock_release(theirs);
+        }
+        atomic_fetch_add(&r->tries, 1);
+        dlt_sleep_ms(200);
     }
     dlock_close(other);
+    return NULL;
+}
+
+/* Keep `l` extended (every 500 ms, as dlock run would at a TTL of 1.5 s)
+ * for ms while a rival tries the lock: never lost here, never granted there. */
+static void hold_through(dlock_lock *l, int64_t ms, const char *n)
+{
+    struct rival r = {.name = n};
+    pthread_t thread;
+    ck_assert_int_eq(pthread_create(&thread, NULL, rival_main, &r), 0);
+    int64_t end = dlt_now_ms() + ms;
+    while (dlt_now_ms() < end) {
+        int rc = dlock_extend(l, 6000);
+        ck_assert_msg(rc == DLOCK_OK || rc == DLOCK_ECONN, "extend: %s", dlock_last_error());
+        ck_assert_int_gt(dlock_remaining_ms(l), 0);
+        if (getenv("DLOCK_ZK_DEBUG"))
+            fprintf(stderr, "%lld extend %d %s remaining %lld\n", (long long)dlt_now_ms(), rc,
+                    rc ? dlock_last_error() : "", (long long)dlock_remaining_ms(l));
+        dlt_sleep_ms(500);
+    }
+    atomic_store(&r.stop, 1);
+    pthread_join(thread, NULL);
+    ck_assert_int_gt(atomic_load(&r.tries), 0);
+    ck_assert_int_eq(atomic_load(&r.granted), 0);
 }
 
 static void leader_fault(int sig)
 {
     dlock_lock *l = NULL;
-    ck_assert_int_eq(dlock_acquire(client, name, 4000, 0, &l), DLOCK_OK);
+    ck_assert_int_eq(dlock_acquire(client, name, 6000, 0, &l), DLOCK_OK);
     uint64_t before = 0, after = 0;
     ck_assert_int_eq(dlock_fence(l, &before), DLOCK_OK);
     int lead = leader();
@@ -523,12 +556,14 @@ static void leader_fault(int sig)
         kill_member(lead);
     else
         pause_member(lead, SIGSTOP);
-    hold_through(l, 5000, name);
-    ck_assert_int_ne(leader(), 0); /* a new one was elected */
-    ck_assert_int_ne(leader(), lead);
-    ck_assert_int_eq(dlock_extend(l, 4000), DLOCK_OK);
+    hold_through(l, 6000, name);
+    int now_leads = leader();
+    ck_assert_int_ne(now_leads, 0); /* a new one was elected */
+    ck_assert_int_ne(now_leads, lead);
+    int rc = dlock_extend(l, 6000);
+    ck_assert_msg(rc == DLOCK_OK, "extend after the fault: %s", dlock_last_error());
     ck_assert_int_eq(dlock_release(l), DLOCK_OK);
-    ck_assert_int_eq(dlock_acquire(client, name, 4000, 0, &l), DLOCK_OK);
+    ck_assert_int_eq(dlock_acquire(client, name, 6000, 0, &l), DLOCK_OK);
     ck_assert_int_eq(dlock_fence(l, &after), DLOCK_OK);
     ck_assert_uint_gt(after, before);
     ck_assert_uint_gt(after >> 32, before >> 32); /* a new epoch */
@@ -552,12 +587,12 @@ END_TEST
 START_TEST(holders_member_stopped_moves)
 {
     dlock_lock *l = NULL;
-    ck_assert_int_eq(dlock_acquire(client, name, 4000, 0, &l), DLOCK_OK);
+    ck_assert_int_eq(dlock_acquire(client, name, 6000, 0, &l), DLOCK_OK);
     uint64_t sid = holder_session(name);
     int member = member_of(sid);
     ck_assert_int_gt(member, 0);
     pause_member(member, SIGSTOP);
-    hold_through(l, 5000, name);
+    hold_through(l, 6000, name);
     int now_on = member_of(sid);
     ck_assert_int_gt(now_on, 0);
     ck_assert_int_ne(now_on, member);
@@ -711,13 +746,21 @@ START_TEST(no_quorum_lease_ends)
     int lead = leader(), a = lead == 1 ? 2 : 1, b = lead == 3 ? 2 : 3;
     pause_member(a, SIGSTOP);
     pause_member(b, SIGSTOP);
-    int64_t stopped = dlt_now_ms();
-    int rc = dlock_extend(l, 2000);
-    ck_assert_int_ne(rc, DLOCK_OK);
-    while (rc != DLOCK_ELOST && dlt_now_ms() - stopped < 4000)
+    /* The leader answers until it sees it has lost its followers (syncLimit,
+     * 1 s); then nothing does, and the lease ends a TTL after the last
+     * extend that was answered. */
+    int64_t stopped = dlt_now_ms(), last_ok = stopped;
+    int rc = DLOCK_OK;
+    while (rc != DLOCK_ELOST && dlt_now_ms() - stopped < 8000) {
+        int64_t sent = dlt_now_ms();
         rc = dlock_extend(l, 2000);
+        if (rc == DLOCK_OK)
+            last_ok = sent;
+        dlt_sleep_ms(100);
+    }
     ck_assert_int_eq(rc, DLOCK_ELOST);
-    ck_assert_int_le(dlt_now_ms() - stopped, 2000 + 500);
+    ck_assert_int_lt(last_ok - stopped, 1500);
+    ck_assert_int_le(dlt_now_ms() - last_ok, 2000 + 600);
     ck_assert_int_eq(dlock_remaining_ms(l), 0);
     int status = 0;
     int64_t waited = dlt_now_ms();
