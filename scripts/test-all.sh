@@ -12,7 +12,7 @@ build=$src/_build
 rm -rf "$build"
 mkdir -p "$build"
 cd "$build"
-"$src/configure" --with-sqlite=yes --with-postgresql=yes --with-mysql=yes --with-redis=yes --enable-werror >/dev/null
+"$src/configure" --with-sqlite=yes --with-postgresql=yes --with-mysql=yes --with-redis=yes --with-zookeeper=yes --enable-werror >/dev/null
 make -j2 >/dev/null
 
 # A second compiler must be as clean as the first.
@@ -31,6 +31,7 @@ stop_servers() { # DIR: one set of servers
     "$src/tests/pg-server.sh" stop "$1/pg" >/dev/null 2>&1 || true
     "$src/tests/mysql-server.sh" stop "$1/mysql" >/dev/null 2>&1 || true
     "$src/tests/redis-server.sh" stop "$1/redis" >/dev/null 2>&1 || true
+    "$src/tests/zookeeper-server.sh" stop "$1/zk" >/dev/null 2>&1 || true
 }
 cleanup() {
     [ -z "${asan_pid:-}" ] || kill "$asan_pid" 2>/dev/null || true
@@ -50,6 +51,8 @@ start_servers() {
 $("$src/tests/mysql-server.sh" start "$dir/mysql")"
     env="$env
 $("$src/tests/redis-server.sh" start "$dir/redis")"
+    env="$env
+$("$src/tests/zookeeper-server.sh" start "$dir/zk")"
     eval "$env"
     # PgBouncer (Debian's) in front of that PostgreSQL: transaction pooling
     # (pools of 4, 1 and 2) and session pooling (tests/pgbouncer.sh).
@@ -67,7 +70,7 @@ $("$src/tests/pgbouncer.sh" start "$dir/pgbouncer" "$DLOCK_TEST_PG_URL")"
     mysql_urls="$DLOCK_TEST_MYSQL_URL ${DLOCK_TEST_MYSQL_URL}${mysql_sep}mode=lease"
     mysql_urls="$mysql_urls ${DLOCK_TEST_MYSQL_URL}${mysql_sep}fencing=on"
     printf '%s\n' "$env"
-    echo "export DLOCK_TEST_URLS='sqlite://$dir/conformance.db $pg_urls $mysql_urls $DLOCK_TEST_REDIS_URL'"
+    echo "export DLOCK_TEST_URLS='sqlite://$dir/conformance.db $pg_urls $mysql_urls $DLOCK_TEST_REDIS_URL $DLOCK_TEST_ZK_URL'"
     echo "mysql_sep='$mysql_sep'"
 }
 eval "$(start_servers "$work")"
