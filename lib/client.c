@@ -46,24 +46,10 @@ struct dlock_client {
 /* Why a lock is lost (dlock_lock.lost). */
 enum { LOST_NOT = 0, LOST_LEASE = 1, LOST_SESSION = 2 };
 
-/* The static registry of built-in backends. */
-static const struct dlock_backend *const builtin_backends[] = {
-#ifdef HAVE_SQLITE
-    &dlock__backend_sqlite,
-#endif
-#ifdef HAVE_POSTGRESQL
-    &dlock__backend_postgresql,
-#endif
-#ifdef HAVE_MYSQL
-    &dlock__backend_mysql,
-#endif
-#ifdef HAVE_REDIS
-    &dlock__backend_redis,
-#endif
-#ifdef HAVE_ZOOKEEPER
-    &dlock__backend_zookeeper,
-#endif
-    NULL};
+/* The static registry of built-in backends (configure's one list). */
+#define BACKEND_ENTRY(name) &dlock__backend_##name,
+static const struct dlock_backend *const builtin_backends[] = {DLOCK_BUILTIN_BACKENDS(BACKEND_ENTRY) NULL};
+#undef BACKEND_ENTRY
 
 DLOCK_API const char *dlock_version(void)
 {
@@ -194,14 +180,6 @@ static int64_t lease_remaining(const dlock_lock *lock, int64_t now)
     if (session < deadline)
         deadline = session;
     return deadline > now ? deadline - now : 0;
-}
-
-/* The lease the store gave a lock: the TTL asked, or the shorter one it
- * granted (SPEC "The granted lease"). */
-static int64_t lease_granted_ms(const dlock_lock *l, uint32_t ttl_ms)
-{
-    uint32_t granted = l->state ? l->state->granted_ms : 0;
-    return (int64_t)(granted && granted < ttl_ms ? granted : ttl_ms);
 }
 
 static int session_lost(const dlock_lock *l)
@@ -371,7 +349,7 @@ DLOCK_API int dlock_acquire(dlock_client *c, const char *name, uint32_t ttl_ms, 
         int64_t now_ms = dlock__now_ms();
         if (start_ms < sent_ms || start_ms > now_ms)
             start_ms = sent_ms;
-        atomic_init(&l->lease_deadline_ms, start_ms + lease_granted_ms(l, ttl_ms));
+        atomic_init(&l->lease_deadline_ms, start_ms + (int64_t)ttl_ms);
         atomic_init(&l->lost, 0);
         l->generation = c->generation;
         registry_insert(c, l);
@@ -414,7 +392,7 @@ DLOCK_API int dlock_extend(dlock_lock *l, uint32_t ttl_ms)
         if (rc == DLOCK_OK && atomic_load(&l->lost)) {
             rc = session_lost(l);
         } else if (rc == DLOCK_OK) {
-            atomic_store(&l->lease_deadline_ms, sent_ms + lease_granted_ms(l, ttl_ms));
+            atomic_store(&l->lease_deadline_ms, sent_ms + (int64_t)ttl_ms);
             session_touched(c, sent_ms);
         } else if (rc == DLOCK_ELOST) {
             atomic_store(&l->lost, LOST_LEASE);

@@ -249,21 +249,12 @@ int dlock__driver_symbol(dlock_driver *driver, void *handle, const char *symbol,
  * fake store with it (tests/fake_store.c). */
 int dlock__open_backend(const struct dlock_backend *backend, const char *url, dlock_client **out);
 
-/* The built-in backends. */
-#ifdef HAVE_SQLITE
-extern const struct dlock_backend dlock__backend_sqlite;
-#endif
-#ifdef HAVE_POSTGRESQL
-extern const struct dlock_backend dlock__backend_postgresql;
-#endif
-#ifdef HAVE_MYSQL
-extern const struct dlock_backend dlock__backend_mysql;
-#endif
-#ifdef HAVE_REDIS
-extern const struct dlock_backend dlock__backend_redis;
-#endif
-#ifdef HAVE_ZOOKEEPER
-extern const struct dlock_backend dlock__backend_zookeeper;
+/* The built-in backends: DLOCK_BUILTIN_BACKENDS(X) in config.h is configure's
+ * one list of them (DLOCK_STORE in configure.ac), as X(name) for each. */
+#ifdef DLOCK_BUILTIN_BACKENDS
+#define DLOCK_DECLARE_BACKEND(name) extern const struct dlock_backend dlock__backend_##name;
+DLOCK_BUILTIN_BACKENDS(DLOCK_DECLARE_BACKEND)
+#undef DLOCK_DECLARE_BACKEND
 #endif
 
 #endif /* DLOCK_INTERNAL_H */

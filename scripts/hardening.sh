@@ -23,9 +23,7 @@
 # The stores: whatever DLOCK_TEST_URLS, DLOCK_TEST_PG_URL and
 # DLOCK_TEST_MYSQL_URL say (test-all.sh exports them, servers running).
 # When DLOCK_TEST_URLS is not set, this script starts its own throwaway
-# PostgreSQL, MariaDB and Redis servers (tests/pg-server.sh, tests/mysql-server.sh,
-# tests/redis-server.sh)
-# and stops them at the end.
+# servers of every store (tests/servers.sh) and stops them at the end.
 #
 # It installs the Debian packages it needs, keeps going after a failed step
 # so that one run shows every finding, prints one closing line per step with
@@ -77,46 +75,19 @@ command -v dpkg-query >/dev/null && install_packages
 
 work=$(mktemp -d /tmp/dlock-hardening.XXXXXX) || die "mktemp failed"
 chmod 755 "$work" # the servers run as their own users and must reach it
-started_servers=()
 cleanup() {
-    local s
-    for s in "${started_servers[@]}"; do
-        "$src/tests/$s-server.sh" stop "$work/$s" >/dev/null 2>&1 || true
-    done
+    "$src/tests/servers.sh" stop "$work/servers" >/dev/null 2>&1 || true
     rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 if [ -z "${DLOCK_TEST_URLS:-}" ]; then
-    say "DLOCK_TEST_URLS is not set: starting throwaway servers in $work"
-    urls="sqlite://$work/conformance.db"
-    if out=$("$src/tests/pg-server.sh" start "$work/pg" 2>"$work/pg-start.log"); then
-        eval "$out"
-        started_servers+=(pg)
-        urls="$urls $DLOCK_TEST_PG_URL"
-    else
-        say "no PostgreSQL server (see above); its backend is tested by what is set"
-        cat "$work/pg-start.log" >&2
-    fi
-    if out=$("$src/tests/mysql-server.sh" start "$work/mysql" 2>"$work/mysql-start.log"); then
-        eval "$out"
-        started_servers+=(mysql)
-        urls="$urls $DLOCK_TEST_MYSQL_URL"
-    else
-        say "no MariaDB server (see above)"
-        cat "$work/mysql-start.log" >&2
-    fi
-    if out=$("$src/tests/redis-server.sh" start "$work/redis" 2>"$work/redis-start.log"); then
-        eval "$out"
-        started_servers+=(redis)
-        urls="$urls $DLOCK_TEST_REDIS_URL"
-    else
-        say "no Redis server (see above)"
-        cat "$work/redis-start.log" >&2
-    fi
-    export DLOCK_TEST_URLS=$urls
-    [ ${#started_servers[@]} -eq 3 ] && export DLOCK_TEST_REQUIRE=all
+    say "DLOCK_TEST_URLS is not set: starting throwaway servers in $work/servers (tests/servers.sh)"
+    out=$("$src/tests/servers.sh" start "$work/servers" 2>"$work/servers.log") ||
+        { cat "$work/servers.log" >&2; die "the test servers did not start"; }
+    eval "$out"
+    export DLOCK_TEST_REQUIRE=all
 fi
 say "stores: $(printf '%s\n' $DLOCK_TEST_URLS | sed -E 's#^([a-z]+):.*#\1#' | tr '\n' ' ')(REQUIRE=${DLOCK_TEST_REQUIRE:-})"
 
@@ -133,13 +104,9 @@ build=$(cd "$build" && pwd)
 
 # The same backends as the main build, so that every store gets tested.
 backend_flags=()
-for b in sqlite postgresql mysql redis; do
-    upper=$(echo "$b" | tr a-z A-Z)
-    if grep -q "^#define HAVE_$upper 1" "$build/config.h"; then
-        backend_flags+=("--with-$b=yes")
-    else
-        backend_flags+=("--with-$b=no")
-    fi
+# (config.h's DLOCK_BUILTIN_BACKENDS is configure's list of them.)
+for b in $(sed -n 's/^#define DLOCK_BUILTIN_BACKENDS(X) //p' "$build/config.h" | tr -d 'X()'); do
+    backend_flags+=("--with-$b=yes")
 done
 
 # configure + make in a fresh folder; output to a log, shown on failure.

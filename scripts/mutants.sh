@@ -45,10 +45,10 @@
 #           it on the predicate's own text (the SQL condition, the
 #           distinctive expression), so that it stops applying, loudly, when
 #           the predicate is rewritten.
-# TESTS     (after the last " | ") space-separated BIN[@BACKEND][:CASE]: tests/check_BIN, with
-#           DLOCK_TEST_URLS cut down to the URL of BACKEND (sqlite,
-#           postgresql, mysql, redis; mysqllease and mysqlfence: the MySQL URL with
-#           mode=lease or fencing=on) and CK_RUN_CASE=CASE.  Tried in order; the
+# TESTS     (after the last " | ") space-separated BIN[@SCHEME[?OPTION]][:CASE]: tests/check_BIN,
+#           with DLOCK_TEST_URLS cut down to the first URL of SCHEME (with
+#           OPTION, e.g. mysql?mode=lease, or without libdlock's mode=/fencing=
+#           options) and CK_RUN_CASE=CASE.  Tried in order; the
 #           first that fails kills the mutant, so put the fastest first.
 set -uo pipefail
 
@@ -78,24 +78,24 @@ sha256-length-byte-order | lib/sha256.c | s{total_bits >> \(56 - 8 \* i\)}{total
 # --- backends/sqlite.c: the row's owner, boot and expiry ----------------------------------
 sqlite-extend-name-only | backends/sqlite.c | s{(\[STMT_EXTEND\][^\[]*?WHERE name = \?1)[^"]*}{$1} | takeover@sqlite:taken-away
 sqlite-extend-any-owner | backends/sqlite.c | s{(\[STMT_EXTEND\][^\[]*?) AND owner = \?\d+}{$1} | takeover@sqlite:taken-away
-sqlite-extend-any-boot | backends/sqlite.c | s{(\[STMT_EXTEND\][^\[]*?) AND boot_id = \?\d+}{$1} | takeover@sqlite:sqlite-row
-sqlite-extend-after-expiry | backends/sqlite.c | s{(\[STMT_EXTEND\][^\[]*?) AND expires_boot_ms > \?\d+}{$1} | takeover@sqlite:sqlite-row
+sqlite-extend-any-boot | backends/sqlite.c | s{(\[STMT_EXTEND\][^\[]*?) AND boot_id = \?\d+}{$1} | sqlite:row-rewritten
+sqlite-extend-after-expiry | backends/sqlite.c | s{(\[STMT_EXTEND\][^\[]*?) AND expires_boot_ms > \?\d+}{$1} | sqlite:row-rewritten
 sqlite-extend-ignores-changes | backends/sqlite.c | s{if \(sqlite3_changes\(c->db\) != 1\)}{if (0)} | takeover@sqlite:taken-away
 sqlite-release-any-owner | backends/sqlite.c | s{(\[STMT_RELEASE\][^\[]*?) AND owner = \?\d+}{$1} | takeover@sqlite:taken-away
-sqlite-release-any-boot | backends/sqlite.c | s{(\[STMT_RELEASE\][^\[]*?expires_boot_ms = \()boot_id = \?\d+ AND }{$1} | takeover@sqlite:sqlite-row
-sqlite-release-after-expiry | backends/sqlite.c | s{(\[STMT_RELEASE\][^\[]*?expires_boot_ms = )\([^)]*\)}{${1}1} | takeover@sqlite:sqlite-row
+sqlite-release-any-boot | backends/sqlite.c | s{(\[STMT_RELEASE\][^\[]*?expires_boot_ms = \()boot_id = \?\d+ AND }{$1} | sqlite:row-rewritten
+sqlite-release-after-expiry | backends/sqlite.c | s{(\[STMT_RELEASE\][^\[]*?expires_boot_ms = )\([^)]*\)}{${1}1} | sqlite:row-rewritten
 sqlite-take-when-held | backends/sqlite.c | s{WHERE dlock_locks\.owner IS NULL OR}{WHERE 1 OR} | conformance@sqlite:names
-sqlite-take-ignores-expiry | backends/sqlite.c | s{ OR dlock_locks\.expires_boot_ms <= \?\d+}{} | takeover@sqlite:sqlite-row
+sqlite-take-ignores-expiry | backends/sqlite.c | s{ OR dlock_locks\.expires_boot_ms <= \?\d+}{} | sqlite:row-rewritten
 sqlite-take-before-expiry | backends/sqlite.c | s{(dlock_locks\.expires_boot_ms <= \?\d+)}{$1 + 500} | takeover@sqlite:early
-sqlite-take-ignores-boot | backends/sqlite.c | s{ OR dlock_locks\.boot_id IS NOT excluded\.boot_id}{} | takeover@sqlite:sqlite-row
+sqlite-take-ignores-boot | backends/sqlite.c | s{ OR dlock_locks\.boot_id IS NOT excluded\.boot_id}{} | sqlite:row-rewritten
 sqlite-guessed-boot-id | backends/sqlite.c | s{if \(!looks_like_boot_id\(buf\)\)\s*buf\[0\] = '\\0';}{if (!looks_like_boot_id(buf)) strcpy(buf, "unknown-boot");} | process:faults
 # --- backends/postgresql.c, pg_session.c, pg_url.c: the key, the session, the late grant, the URL
 pg-key-little-endian | backends/postgresql.c | s{bits = bits << 8 \| digest\[i\]}{bits = bits << 8 | digest[7 - i]} | postgresql:key
 pg-key-unsigned | backends/postgresql.c | s{return -\(int64_t\)\(~bits\) - 1;}{return (int64_t)(bits >> 1);} | postgresql:key
 pg-key-long-names-cut | backends/postgresql.c | s{(\w+)->key = dlock__pg_key\(name, strlen\(name\)\);}{$1->key = dlock__pg_key(name, strlen(name) > 64 ? 64 : strlen(name));} | conformance@postgresql:names
 pg-held-by-any-session | backends/pg_session.c | s{ AND pid = pg_catalog\.pg_backend_pid\(\)}{} | postgresql:wait
-pg-late-grant-ignored | backends/postgresql.c | s{int granted = held_now\(}{int granted = 0 * held_now(} | takeover@postgresql:pg-late-grant
-pg-cancelled-grant-kept | backends/postgresql.c | s{(if \(ours\) \{.*?)if \(granted\) \{}{${1}if (0) \{}s | takeover@postgresql:pg-late-grant
+pg-late-grant-ignored | backends/postgresql.c | s{int granted = held_now\(}{int granted = 0 * held_now(} | postgresql:late-grant
+pg-cancelled-grant-kept | backends/postgresql.c | s{(if \(ours\) \{.*?)if \(granted\) \{}{${1}if (0) \{}s | postgresql:late-grant
 pg-generation-frozen | backends/postgresql.c | s{return c->lease \? 0 : c->session\.generation;}{return 0;} | takeover@postgresql:taken-away
 pg-url-at-not-encoded | backends/pg_url.c | s{if \(\*p == '\@' && p >= authority && p < last\)}{if (0)} | postgresql:issue10
 pg-extend-keeps-old-ttl | backends/postgresql.c | s{dlock__session_retime\(&c->session, &l->base, ttl_ms\);}{} | postgresql:session
@@ -126,7 +126,7 @@ mysqllease-record-put-any-owner | backends/mysql_ops.c | s{(\[OP_LEASE_RECORD_PU
 mysqllease-take-never-expires | backends/mysql_ops.c | s{" owner = IF\(owner IS NULL OR expires_at <= " NOW_MS " OR}{" owner = IF(owner IS NULL OR expires_at <= 0 OR} | mysql:lease
 mysqllease-take-steals | backends/mysql_ops.c | s{" owner = IF\(owner IS NULL OR expires_at <= " NOW_MS " OR}{" owner = IF(owner IS NULL OR expires_at <= " NOW_MS " + 100000 OR} | mysql:lease
 mysqllease-fence-not-bumped | backends/mysql_ops.c | s{" LAST_INSERT_ID\(fence \+ 1\), fence\),"}{" LAST_INSERT_ID(fence), fence),"} | mysql:lease
-mysql-fence-not-bumped | backends/mysql_ops.c | s{ON DUPLICATE KEY UPDATE fence = LAST_INSERT_ID\(fence \+ 1\)}{ON DUPLICATE KEY UPDATE fence = fence + 1, last_slot = last_slot + LAST_INSERT_ID(1) - 1}g | mysql:lease conformance@mysqlfence:fencing
+mysql-fence-not-bumped | backends/mysql_ops.c | s{ON DUPLICATE KEY UPDATE fence = LAST_INSERT_ID\(fence \+ 1\)}{ON DUPLICATE KEY UPDATE fence = fence + 1, last_slot = last_slot + LAST_INSERT_ID(1) - 1}g | mysql:lease conformance@mysql?fencing=on:fencing
 # --- backends/redis*.{c,h}: the owner token in every script, NX, the fence, the deadline, reloads
 redis-extend-any-owner | backends/redis_scripts.h | s{(define DLOCK_REDIS_EXTEND.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | takeover@redis:taken-away
 redis-release-any-owner | backends/redis_scripts.h | s{(define DLOCK_REDIS_RELEASE.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | takeover@redis:taken-away
@@ -285,18 +285,20 @@ built() { grep -q "^#define HAVE_$1 1" "$build/config.h"; }
 # --- the stores ------------------------------------------------------------------------------
 
 urls=${DLOCK_TEST_URLS:-sqlite://$work/mutants.db}
+# SCHEME, or SCHEME?OPTION (mysql?mode=lease): the first test URL of that
+# scheme with exactly that one of libdlock's own options (mode=, fencing=),
+# or with none of them.  No store is named here: the URLs are
+# tests/servers.sh's, one canonical scheme per store.
 url_for() {
-    local u
+    local scheme=${1%%\?*} option= u
+    case $1 in *\?*) option=${1#*\?} ;; esac
     for u in $urls; do
-        case $1:$u in
-            sqlite:sqlite:*) echo "$u"; return 0 ;;
-            postgresql:postgresql:* | postgresql:postgres:*) echo "$u"; return 0 ;;
-            mysql:mysql:*mode=lease* | mysql:mysql:*fencing=on* | mysql:mariadb:*mode=lease* | mysql:mariadb:*fencing=on*) ;;
-            mysql:mysql:* | mysql:mariadb:*) echo "$u"; return 0 ;;
-            mysqllease:mysql:*mode=lease* | mysqllease:mariadb:*mode=lease*) echo "$u"; return 0 ;;
-            mysqlfence:mysql:*fencing=on* | mysqlfence:mariadb:*fencing=on*) echo "$u"; return 0 ;;
-            redis:redis:* | redis:redis+unix:*) echo "$u"; return 0 ;;
-        esac
+        [ "${u%%:*}" = "$scheme" ] || continue
+        if [ -n "$option" ]; then
+            case $u in *[?\&]"$option"*) echo "$u"; return 0 ;; esac
+        else
+            case $u in *mode=lease* | *fencing=on*) ;; *) echo "$u"; return 0 ;; esac
+        fi
     done
     return 1
 }

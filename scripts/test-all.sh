@@ -1,7 +1,7 @@
 #!/bin/bash
-# Install what is missing, build, start throwaway PostgreSQL 15, MariaDB and
-# Redis servers and a PgBouncer on loopback, and run the whole test suite
-# against all four backends, in each of their modes.
+# Install what is missing, build, start throwaway servers of every store on
+# loopback (tests/servers.sh), and run the whole test suite against every
+# backend, in each of its modes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=$PWD
@@ -27,11 +27,7 @@ fi
 work=$(mktemp -d /tmp/dlock-test.XXXXXX)
 chmod 755 "$work"
 stop_servers() { # DIR: one set of servers
-    "$src/tests/pgbouncer.sh" stop "$1/pgbouncer" >/dev/null 2>&1 || true
-    "$src/tests/pg-server.sh" stop "$1/pg" >/dev/null 2>&1 || true
-    "$src/tests/mysql-server.sh" stop "$1/mysql" >/dev/null 2>&1 || true
-    "$src/tests/redis-server.sh" stop "$1/redis" >/dev/null 2>&1 || true
-    "$src/tests/zookeeper-server.sh" stop "$1/zk" >/dev/null 2>&1 || true
+    "$src/tests/servers.sh" stop "$1" || true
 }
 cleanup() {
     [ -z "${asan_pid:-}" ] || kill "$asan_pid" 2>/dev/null || true
@@ -41,37 +37,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# One set of servers in DIR, and the stores of the suites on it: prints the
-# export lines.
+# One set of servers in DIR, every store in each of its modes
+# (tests/servers.sh): prints the export lines, DLOCK_TEST_URLS among them.
 start_servers() {
-    local dir=$1 env pg_urls mysql_urls mysql_sep
-    mkdir -p "$dir"
-    env=$("$src/tests/pg-server.sh" start "$dir/pg")
-    env="$env
-$("$src/tests/mysql-server.sh" start "$dir/mysql")"
-    env="$env
-$("$src/tests/redis-server.sh" start "$dir/redis")"
-    env="$env
-$("$src/tests/zookeeper-server.sh" start "$dir/zk")"
-    eval "$env"
-    # PgBouncer (Debian's) in front of that PostgreSQL: transaction pooling
-    # (pools of 4, 1 and 2) and session pooling (tests/pgbouncer.sh).
-    env="$env
-$("$src/tests/pgbouncer.sh" start "$dir/pgbouncer" "$DLOCK_TEST_PG_URL")"
-    eval "$env"
-    # PostgreSQL in each mode: session (direct, and through the session
-    # pooler), lease (direct, and through the transaction pooler); fencing=on
-    # is tested by check_postgresql.
-    pg_urls="$DLOCK_TEST_PG_URL $DLOCK_TEST_PG_URL?mode=lease $DLOCK_TEST_PGB_TX_URL?mode=lease"
-    pg_urls="$pg_urls $DLOCK_TEST_PGB_SESSION_URL"
-    # MySQL three ways: session mode (first: the mutants' "mysql" URL), lease
-    # mode, and session mode with fencing=on.
-    case $DLOCK_TEST_MYSQL_URL in *\?*) mysql_sep='&' ;; *) mysql_sep='?' ;; esac
-    mysql_urls="$DLOCK_TEST_MYSQL_URL ${DLOCK_TEST_MYSQL_URL}${mysql_sep}mode=lease"
-    mysql_urls="$mysql_urls ${DLOCK_TEST_MYSQL_URL}${mysql_sep}fencing=on"
-    printf '%s\n' "$env"
-    echo "export DLOCK_TEST_URLS='sqlite://$dir/conformance.db $pg_urls $mysql_urls $DLOCK_TEST_REDIS_URL $DLOCK_TEST_ZK_URL'"
-    echo "mysql_sep='$mysql_sep'"
+    "$src/tests/servers.sh" start "$1"
 }
 eval "$(start_servers "$work")"
 export DLOCK_TEST_REQUIRE=all
@@ -121,8 +90,8 @@ echo "mutation check: $(( $(date +%s) - mutants_start )) s"
 # something does not work, never on a speed figure.
 echo "--- bench/dlock-bench --short"
 # One URL of each kind (the pooler and fencing=on run the same code paths).
-./bench/dlock-bench --short "sqlite://$work/bench.db" "$DLOCK_TEST_PG_URL" "$DLOCK_TEST_PGB_TX_URL?mode=lease" \
-    "$DLOCK_TEST_MYSQL_URL" "${DLOCK_TEST_MYSQL_URL}${mysql_sep}mode=lease" "$DLOCK_TEST_REDIS_URL"
+# shellcheck disable=SC2086
+./bench/dlock-bench --short $DLOCK_TEST_BENCH_URLS
 
 # Valgrind, thread stress, fuzzing and static analysis
 # (scripts/hardening.sh), then the consumers: Python, C through pkg-config,

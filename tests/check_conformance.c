@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "stores/store.h"
 
 static const char *url;      /* the store under test */
 static const char *backend;  /* its backend name */
@@ -30,9 +31,13 @@ static char *name;           /* a fresh lock name for every test */
  * stated granularity plus scheduling slack. */
 static int64_t expiry_slack_ms(void)
 {
-    if (strcmp(backend, "mysql") == 0)
-        return 2500; /* wait_timeout counts whole seconds, rounded up */
-    return 1000;
+    return dlt_store_of(url)->expiry_slack_ms;
+}
+
+/* What the store under test can do (tests/stores/store.h). */
+static int can(unsigned cap)
+{
+    return (dlt_store_of(url)->caps(url) & cap) != 0;
 }
 
 static void setup(void)
@@ -133,9 +138,8 @@ END_TEST
 
 START_TEST(backend_name)
 {
-    const char *b = dlock_backend(client);
-    ck_assert(strcmp(b, "sqlite") == 0 || strcmp(b, "postgresql") == 0 || strcmp(b, "mysql") == 0 ||
-              strcmp(b, "redis") == 0);
+    /* The name its adapter knows it by (tests/stores/). */
+    ck_assert_str_eq(dlock_backend(client), dlt_store_of(url)->backend);
     ck_assert_str_eq(dlock_backend(NULL), "");
 }
 END_TEST
@@ -806,7 +810,7 @@ START_TEST(holder_reports)
     /* A holder that exits releases (dlock_close on exit is not called by the
      * child; SQLite, Redis and lease mode keep the lock until its TTL, so only
      * check session stores). */
-    if (strcmp(backend, "sqlite") == 0 || strcmp(backend, "redis") == 0 || strstr(url, "mode=lease"))
+    if (!can(DLT_RELEASES_ON_EXIT))
         return;
     dlt_sleep_ms(100);
     int64_t start = dlt_now_ms();
@@ -964,13 +968,13 @@ START_TEST(no_password_in_errors)
     /* Take the user:password@ part of a server URL and point it at a closed port. */
     const char *at = strchr(url, '@');
     const char *sep = strstr(url, "://");
-    if (!at || !sep || strcmp(backend, "sqlite") == 0)
+    if (!at || !sep || !can(DLT_NETWORK))
         return; /* no password to leak in this URL */
     char scheme[32];
     snprintf(scheme, sizeof scheme, "%.*s", (int)(sep - url), url);
     char bad[512];
     snprintf(bad, sizeof bad, "%s://dlockuser:S3cr3t-Pa55w0rd@127.0.0.1:1/%s", scheme,
-             strcmp(backend, "redis") == 0 ? "0" : "db");
+             dlt_store_of(url)->url_path);
     dlock_client *c = NULL;
     int rc = dlock_open(bad, &c);
     if (rc == DLOCK_OK) {
@@ -1075,9 +1079,7 @@ START_TEST(cli_once_per_and_environment)
     ck_assert_ptr_nonnull(bar);
     *bar = '\0';
     ck_assert_str_eq(out, name);
-    int session_without_fencing = (strcmp(backend, "postgresql") == 0 || strcmp(backend, "mysql") == 0) &&
-                                  !strstr(url, "mode=lease") && !strstr(url, "fencing=on");
-    if (session_without_fencing)
+    if (!can(DLT_FENCES))
         ck_assert_str_eq(bar + 1, "none\n");
     else
         ck_assert_msg(strtoull(bar + 1, NULL, 10) >= 1, "DLOCK_FENCE=%s", bar + 1);

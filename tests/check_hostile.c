@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "stores/store.h"
 
 /* A made-up password: it must never show up anywhere. */
 #define FAKE_PASSWORD "Zebra-Secret-42"
@@ -56,9 +57,10 @@ static void teardown(void)
     free(tag);
 }
 
-static int is_server_backend(void)
+/* What the store under test can do (tests/stores/store.h). */
+static int can(unsigned cap)
 {
-    return strcmp(backend, "postgresql") == 0 || strcmp(backend, "mysql") == 0 || strcmp(backend, "redis") == 0;
+    return (dlt_store_of(url)->caps(url) & cap) != 0;
 }
 
 /* --- running dlock(1) without a shell (names hold quotes) ---------------------------- */
@@ -527,6 +529,26 @@ static void check_bad_url(const struct bad_url *b, const char *const *secrets)
     free(dir);
 }
 
+/* `tmpl` with each {field} replaced by its value. */
+static void fill_template(char *out, size_t outlen, const char *tmpl, const char *const (*fields)[2], size_t nfields)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (const char *c = tmpl; *c && used + 1 < outlen;) {
+        size_t i = 0;
+        while (i < nfields && strncmp(c, fields[i][0], strlen(fields[i][0])) != 0)
+            i++;
+        if (i < nfields) {
+            used += (size_t)snprintf(out + used, outlen - used, "%s", fields[i][1]);
+            c += strlen(fields[i][0]);
+        } else {
+            out[used++] = *c++;
+            out[used] = '\0';
+        }
+    }
+    ck_assert_msg(used + 1 < outlen, "a bad URL does not fit: %s", tmpl);
+}
+
 #define BAD(text, ...)                                              \
     do {                                                            \
         struct bad_url *b_ = &bad[count++];                         \
@@ -538,14 +560,14 @@ static void check_bad_url(const struct bad_url *b, const char *const *secrets)
 
 START_TEST(no_password_in_any_message)
 {
-    if (!is_server_backend())
-        return; /* SQLite URLs carry no secret */
+    if (!can(DLT_NETWORK))
+        return; /* a file store's URL carries no secret */
+    const struct dlt_store *store = dlt_store_of(url);
     struct url_parts p;
     ck_assert_msg(split_url(url, &p) == 0, "cannot split the test URL into its parts");
     const char *s = p.scheme, *u = p.user[0] ? p.user : "dlock", *h = p.host;
-    int redis = strcmp(backend, "redis") == 0;
-    const char *port = p.port[0] ? p.port : (strcmp(backend, "mysql") == 0 ? "3306" : redis ? "6379" : "5432");
-    const char *db = p.database[0] ? p.database : redis ? "0" : "postgres";
+    const char *port = p.port[0] ? p.port : store->default_port;
+    const char *db = p.database[0] ? p.database : store->url_path;
     char real_password[256];
     percent_decode(p.password, real_password, sizeof real_password);
     /* The fake password in both forms, its distinctive half alone, and the
@@ -555,7 +577,6 @@ START_TEST(no_password_in_any_message)
     int unused_port = free_tcp_port();
     struct bad_url bad[24];
     int count = 0;
-    int mysql = strcmp(backend, "mysql") == 0;
 
     BAD("wrong host", DLOCK_ECONN);
     snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@host.invalid:%s/%s", s, u, FAKE_PASSWORD, port, db);
@@ -563,7 +584,7 @@ START_TEST(no_password_in_any_message)
     snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%d/%s", s, u, FAKE_PASSWORD, h, unused_port, db);
     BAD("wrong password or database", DLOCK_ECONN, DLOCK_EBACKEND);
     snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/%s", s, u, FAKE_PASSWORD, h, port,
-             redis ? "999" : "nosuchdb_dlock");
+             store->missing_db ? store->missing_db : db);
     BAD("wrong user", DLOCK_ECONN, DLOCK_EBACKEND);
     snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://nosuchuser_dlock:%s@%s:%s/%s", s, FAKE_PASSWORD, h, port, db);
     BAD("percent-encoded password, wrong port", DLOCK_ECONN);
@@ -571,71 +592,21 @@ START_TEST(no_password_in_any_message)
              db);
     BAD("bad port number", DLOCK_EINVAL);
     snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:99999/%s", s, u, FAKE_PASSWORD, h, db);
-    if (redis) {
-        BAD("TLS (rediss)", DLOCK_ENOTSUP);
-        snprintf(bad[count - 1].url, sizeof bad[0].url, "rediss://%s:%s@%s:%s/%s", u, FAKE_PASSWORD, h, port, db);
-        BAD("the password as an option value", DLOCK_EINVAL);
-        snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/%s?prefix=x&mode=%s", s, u, FAKE_PASSWORD, h,
-                 port, db, FAKE_PASSWORD);
-        BAD("the password as an option name", DLOCK_EINVAL);
-        snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/%s?%s=1", s, u, FAKE_PASSWORD, h, port, db,
-                 FAKE_PASSWORD);
-        BAD("the password as the database", DLOCK_EINVAL);
-        snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/%s", s, u, FAKE_PASSWORD, h, port,
-                 FAKE_PASSWORD);
-        BAD("a missing socket", DLOCK_ECONN);
-        snprintf(bad[count - 1].url, sizeof bad[0].url, "redis+unix://%s:%s@/nonexistent/redis.sock?db=0", u,
-                 FAKE_PASSWORD);
-        BAD("an unterminated IPv6 host", DLOCK_EINVAL);
-        snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@[::1/%s", s, u, FAKE_PASSWORD, db);
-        if (p.password[0]) {
-            BAD("the real password, a database out of range", DLOCK_EBACKEND, DLOCK_ECONN);
-            snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/99999", s, p.user, p.password, h, port);
-        }
-    } else if (mysql) {
-        BAD("TLS required", DLOCK_ECONN, DLOCK_EBACKEND, DLOCK_OK);
-        snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/%s?ssl-mode=REQUIRED", s, u, FAKE_PASSWORD, h,
-                 port, db);
-        BAD("TLS verified against a missing CA", DLOCK_ECONN, DLOCK_EBACKEND);
-        snprintf(bad[count - 1].url, sizeof bad[0].url,
-                 "%s://%s:%s@%s:%s/%s?ssl-mode=VERIFY_IDENTITY&ssl-ca=/nonexistent/ca.pem", s, u, FAKE_PASSWORD, h,
-                 port, db);
-        BAD("the password as an option value", DLOCK_EINVAL);
-        snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/%s?ssl-mode=%s", s, u, FAKE_PASSWORD, h, port,
-                 db, FAKE_PASSWORD);
-        BAD("the password as an option name", DLOCK_EINVAL);
-        snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/%s?%s=1", s, u, FAKE_PASSWORD, h, port, db,
-                 FAKE_PASSWORD);
-        BAD("a missing socket", DLOCK_ECONN);
-        snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@localhost/%s?socket=/nonexistent/mysqld.sock", s, u,
-                 FAKE_PASSWORD, db);
-        if (p.password[0]) {
-            BAD("the real password, wrong database", DLOCK_EBACKEND, DLOCK_ECONN);
-            snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/nosuchdb_dlock", s, u, p.password, h,
-                     port);
-            BAD("the real password, TLS required", DLOCK_ECONN, DLOCK_EBACKEND, DLOCK_OK);
-            snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/%s?ssl-mode=REQUIRED", s, u, p.password,
-                     h, port, db);
-        }
-    } else {
-        BAD("TLS required", DLOCK_ECONN, DLOCK_EBACKEND, DLOCK_OK);
-        snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/%s?sslmode=require", s, u, FAKE_PASSWORD, h,
-                 port, db);
-        BAD("TLS verified against a missing CA", DLOCK_ECONN, DLOCK_EBACKEND);
-        snprintf(bad[count - 1].url, sizeof bad[0].url,
-                 "%s://%s:%s@%s:%s/%s?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem", s, u, FAKE_PASSWORD, h,
-                 port, db);
-        BAD("the password as an option value", DLOCK_EINVAL, DLOCK_ECONN);
-        snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/%s?sslmode=%s", s, u, FAKE_PASSWORD, h, port,
-                 db, FAKE_PASSWORD);
-        BAD("the password as an option name", DLOCK_EINVAL);
-        snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@%s:%s/%s?%s=1", s, u, FAKE_PASSWORD, h, port, db,
-                 FAKE_PASSWORD);
-        BAD("the password as a query option", DLOCK_ECONN);
-        snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s@%s:%d/%s?password=%s", s, u, h, unused_port, db,
-                 FAKE_PASSWORD);
-        BAD("an unterminated IPv6 host", DLOCK_EINVAL);
-        snprintf(bad[count - 1].url, sizeof bad[0].url, "%s://%s:%s@[::1/%s", s, u, FAKE_PASSWORD, db);
+    /* The store's own kinds of bad URL (tests/stores/). */
+    char unused[16];
+    snprintf(unused, sizeof unused, "%d", unused_port);
+    const char *fields[][2] = {{"{scheme}", s}, {"{user}", u},     {"{secret}", FAKE_PASSWORD}, {"{host}", h},
+                               {"{port}", port}, {"{db}", db},     {"{unused_port}", unused},   {"{password}", p.password}};
+    for (const struct dlt_bad_url *t = store->bad_urls; t && t->what; t++) {
+        if (strstr(t->url, "{password}") && !p.password[0])
+            continue;
+        ck_assert_int_lt(count, (int)(sizeof bad / sizeof bad[0]));
+        struct bad_url *b = &bad[count++];
+        b->what = t->what;
+        ck_assert_int_le(t->expect_count, EXPECT_MAX);
+        b->expect_count = t->expect_count;
+        memcpy(b->expect, t->expect, sizeof b->expect);
+        fill_template(b->url, sizeof b->url, t->url, fields, sizeof fields / sizeof fields[0]);
     }
     for (int i = 0; i < count; i++)
         check_bad_url(&bad[i], secrets);
@@ -672,7 +643,7 @@ static int file_is(const char *path, const char *text)
  * link as the database file itself is refused (check_process). */
 START_TEST(sqlite_symlinked_folder_is_followed)
 {
-    if (strcmp(backend, "sqlite") != 0)
+    if (!can(DLT_LOCAL_FILE))
         return;
     char *dir = dlt_tmpdir();
     char real[4400], link_dir[4400], db_url[4500], real_db[4500];
@@ -718,7 +689,7 @@ END_TEST
  * pointing at a file that must not change. */
 START_TEST(sqlite_planted_sidecar_links_are_not_followed)
 {
-    if (strcmp(backend, "sqlite") != 0)
+    if (!can(DLT_LOCAL_FILE))
         return;
     const char *suffixes[] = {"-wal", "-shm", "-journal"};
     for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
@@ -776,7 +747,7 @@ START_TEST(odd_urls_and_buffers)
     char *dir = dlt_tmpdir();
     char nul_url[4600], cut[4600];
     snprintf(nul_url, sizeof nul_url, "%.*s://x%%00y/db", (int)scheme_len, url);
-    if (strcmp(backend, "sqlite") == 0)
+    if (can(DLT_LOCAL_FILE))
         snprintf(nul_url, sizeof nul_url, "sqlite://%s/x%%00y.db", dir);
     snprintf(cut, sizeof cut, "%s/x", dir);
     rc = dlock_open(nul_url, &c);
@@ -810,12 +781,14 @@ END_TEST
  * would silently not apply (think sslmode=require). */
 START_TEST(long_url_is_not_cut)
 {
-    /* The cut is dlock(1)'s, whatever the store; PostgreSQL's application_name
-     * takes any padding, so a cut tail is the only way the open can succeed. */
-    if (strcmp(backend, "postgresql") != 0)
+    /* The cut is dlock(1)'s, whatever the store; an option that takes any
+     * padding (PostgreSQL's application_name) and a bad one after it: a cut
+     * tail is the only way the open can succeed. */
+    const struct dlt_store *store = dlt_store_of(url);
+    if (!store->padding_option || !store->padding_bad_tail)
         return;
-    const char *bad_tail = "sslmode=no-such-mode";
-    const char *pad_key = "application_name=";
+    const char *bad_tail = store->padding_bad_tail;
+    const char *pad_key = store->padding_option;
     size_t pad = 8000;
     char *long_url = malloc(strlen(url) + pad + 128);
     ck_assert_ptr_nonnull(long_url);

@@ -29,6 +29,7 @@
 #include "../backends/postgresql.h"
 #include "internal.h"
 #include "common.h"
+#include "postgresql/suite.h"
 
 /* The SQL of docs/postgresql.md that derives the key of a name. */
 #define DOC_KEY_SQL "('x' || left(encode(sha256(convert_to($1, 'UTF8')), 'hex'), 16))::bit(64)::bigint"
@@ -2145,6 +2146,7 @@ int main(void)
         tcase_add_test(tc, test_operations);
         tc = tcase(s, "pooler", 60);
         tcase_add_test(tc, test_pooler);
+        dlt_pg_add_late_grant(s);
     }
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -22,9 +22,10 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "stores/store.h"
 
 static const char *url;     /* the store under test */
-static const char *backend; /* "postgresql", "mysql" or "redis" */
+static const char *backend; /* its backend name */
 static const char *dlock_bin;
 static char *dir;
 static char *name;
@@ -110,39 +111,15 @@ static int wait_for_file(const char *path, int64_t timeout_ms)
     return 1;
 }
 
-/* The first line a shell command prints, as a number (-1: none). */
-static long number_from(const char *cmd)
-{
-    FILE *p = popen(cmd, "r");
-    ck_assert_ptr_nonnull(p);
-    long value = -1;
-    if (fscanf(p, "%ld", &value) != 1)
-        value = -1;
-    pclose(p);
-    return value;
-}
-
 /* The server process to stop so that dlock's (process dlock_pid) store
- * stops answering. */
+ * stops answering (the store's adapter knows which: tests/stores/). */
 static pid_t server_process_of(pid_t dlock_pid)
 {
-    char cmd[8192];
-    if (strcmp(backend, "postgresql") == 0) {
-        /* The backend of the session whose application_name names dlock's
-         * pid (the pid is passed as a psql variable, never spliced). */
-        snprintf(cmd, sizeof cmd,
-                 "psql -X -A -t -v p=' pid=%ld' -d \"$DLOCK_TEST_PG_URL\" <<'EOF'\n"
-                 "SELECT pid FROM pg_stat_activity WHERE application_name LIKE '%%' || :'p' LIMIT 1;\n"
-                 "EOF",
-                 (long)dlock_pid);
-    } else if (strcmp(backend, "redis") == 0) {
-        snprintf(cmd, sizeof cmd, "cat \"$DLOCK_TEST_REDIS_DIR/redis.pid\"");
-    } else {
-        snprintf(cmd, sizeof cmd, "cat \"$DLOCK_TEST_MYSQL_DIR/mysqld.pid\"");
-    }
+    const struct dlt_store *store = dlt_store_of(url);
+    ck_assert_msg(store->server_pid, "tests/stores/%s.c has no server_pid", backend);
     long pid = -1;
     for (int i = 0; i < 50 && pid <= 0; i++) {
-        pid = number_from(cmd);
+        pid = store->server_pid(url, dlock_pid);
         if (pid <= 0)
             dlt_sleep_ms(100);
     }
@@ -213,10 +190,10 @@ static Suite *stall_suite(void)
     return s;
 }
 
-static int run_for(const char *env_var, const char *name_of_backend)
+static int run_for(const struct dlt_store *store)
 {
-    url = dlt_require_url(env_var, name_of_backend);
-    backend = name_of_backend;
+    url = dlt_require_url(store->url_env, store->backend);
+    backend = store->backend;
     SRunner *sr = srunner_create(stall_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
@@ -226,16 +203,10 @@ static int run_for(const char *env_var, const char *name_of_backend)
 
 int main(void)
 {
-    /* Each store this build has must be configured (or the run skips). */
+    /* Each server store this build has must be configured (or the run skips). */
     int failed = 0;
-#ifdef HAVE_POSTGRESQL
-    failed += run_for("DLOCK_TEST_PG_URL", "postgresql");
-#endif
-#ifdef HAVE_MYSQL
-    failed += run_for("DLOCK_TEST_MYSQL_URL", "mysql");
-#endif
-#ifdef HAVE_REDIS
-    failed += run_for("DLOCK_TEST_REDIS_URL", "redis");
-#endif
+    for (const struct dlt_store *const *store = dlt_stores(); *store; store++)
+        if ((*store)->url_env && (*store)->server_pid)
+            failed += run_for(*store);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -34,7 +34,7 @@
 #define NO_HOLDER (-1)
 
 static const char *url;
-static const char *backend;
+static const char *backend; /* its URL's scheme, for messages */
 static int stress_seconds = 5;
 static uint32_t base_seed;
 
@@ -224,19 +224,6 @@ static void *canceller_main(void *arg)
     return NULL;
 }
 
-static const char *backend_of_scheme(const char *u)
-{
-    static const struct {
-        const char *prefix, *name;
-    } schemes[] = {{"sqlite:", "sqlite"},   {"postgresql:", "postgresql"}, {"postgres:", "postgresql"},
-                   {"mysql:", "mysql"},     {"mariadb:", "mysql"},         {"redis:", "redis"},
-                   {"redis+unix:", "redis"}};
-    for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++)
-        if (strncmp(u, schemes[i].prefix, strlen(schemes[i].prefix)) == 0)
-            return schemes[i].name;
-    return "other";
-}
-
 START_TEST(threads_never_share_a_lock)
 {
     struct stress *s = calloc(1, sizeof *s);
@@ -332,10 +319,12 @@ int main(void)
     char **urls = dlt_conformance_urls(&count);
     for (int i = 0; i < count; i++) {
         url = urls[i];
-        /* Named from the scheme, without opening a client here: the test
-         * itself must make the process's first dlock_open() calls. */
-        backend = backend_of_scheme(url);
+        /* Named by the URL's scheme, without opening a client here: the
+         * test itself must make the process's first dlock_open() calls. */
         static char title[64]; /* Check keeps the pointer */
+        static char scheme[32];
+        snprintf(scheme, sizeof scheme, "%.*s", (int)strcspn(url, ":"), url);
+        backend = scheme;
         snprintf(title, sizeof title, "stress[%s]", backend);
         Suite *s = suite_create(title);
         TCase *t = tcase_create("threads");

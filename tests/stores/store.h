@@ -28,13 +28,29 @@ enum {
     DLT_FENCES = 1u << 1,
     /* A server reached over the network: the URL has user:password@host:port. */
     DLT_NETWORK = 1u << 2,
-    /* The lock outlives the connection that took it (a row, a key, a lease):
-     * nothing tells the holder before its next call. */
+    /* The store is a file on this host (symbolic links, sidecar files). */
+    DLT_LOCAL_FILE = 1u << 6,
+    /* The lock outlives the connection that took it (a row, a key, a lease),
+     * and take_away() leaves the holder's connection as it is: nothing tells
+     * the holder before its next call, and its lease still looks alive. */
     DLT_OUTLIVES_CONNECTION = 1u << 3,
     /* dlock_list_locks() shows names (not only keys). */
     DLT_LISTS_NAMES = 1u << 4,
     /* A replicated store whose clients may list several servers. */
     DLT_CLUSTER = 1u << 5,
+};
+
+/* A URL of the store's kind that must fail with one of the expect_count
+ * statuses of `expect` (DLOCK_OK among them: a server may accept it), never
+ * showing a password.  In `url`: {scheme} {user}
+ * {secret} (a made-up password) {host} {port} {db} {unused_port}, and
+ * {password} (the test server's real one: the entry is used only when the
+ * test URL has one). */
+struct dlt_bad_url {
+    const char *what;
+    const char *url;
+    int expect[3];
+    int expect_count;
 };
 
 struct dlt_store {
@@ -50,11 +66,24 @@ struct dlt_store {
      * and what follows host:port/ ("postgres", "0", ""). */
     const char *default_port;
     const char *url_path;
+    /* A database that does not exist on the test server (NULL: none). */
+    const char *missing_db;
+    /* URLs that only this store's kind has (TLS options, sockets...),
+     * ending with {NULL}: hostile tries each. */
+    const struct dlt_bad_url *bad_urls;
     /* A refused login: the userinfo that provokes one on the test server
      * ("dlock:Wr0ngPassw0rd"), and a word of the server's message.  NULL: the
      * store has no logins to refuse. */
     const char *bad_login_userinfo;
     const char *bad_login_word;
+    /* The environment variable of a URL whose user has a password, for the
+     * refused login (NULL: url_env's). */
+    const char *login_url_env;
+    /* A URL option that takes a value of any length ("application_name="),
+     * to test that a long URL is never cut; NULL: none. */
+    const char *padding_option;
+    /* An option that makes the open fail ("sslmode=no-such-mode"). */
+    const char *padding_bad_tail;
     /* Who holds `name`, as the store's own client says, in a form that
      * changes when anything about that holding changes (owner, expiry,
      * token); "" when free. */
@@ -71,7 +100,38 @@ struct dlt_store {
 /* The adapter of `url`'s backend; exits 99 with a message naming
  * tests/stores/BACKEND.c when the store has none. */
 const struct dlt_store *dlt_store_of(const char *url);
+/* Every store built in, ending with NULL. */
+const struct dlt_store *const *dlt_stores(void);
 /* The same for a backend name. */
 const struct dlt_store *dlt_store_named(const char *backend);
+
+/* 1 when the query of `url` has `option` ("mode=lease") exactly. */
+int dlt_url_has(const char *url, const char *option);
+/* `url` without libdlock's own options (mode, table, fencing, prefix), for
+ * a store's own client. */
+void dlt_url_without_options(const char *url, char *out, size_t outlen);
+/* The number in the file $dir_env/file (a server's pid file); -1 none. */
+pid_t dlt_pid_from_file(const char *dir_env, const char *file);
+
+/* --- Helpers of one store's adapter that its own suites use too. */
+#ifdef HAVE_SQLITE
+/* Run `sql` with ?1 bound to `name` on the database of an sqlite: URL; the
+ * first column of the first row into out ("" none).  The rows changed. */
+int dlt_sqlite_run(const char *url, const char *sql, const char *name, char *out, size_t outlen);
+#endif
+#ifdef HAVE_POSTGRESQL
+#include <libpq-fe.h>
+/* A plain libpq connection to the URL's server (libdlock's options dropped). */
+PGconn *dlt_pg_connect(const char *url);
+/* Run `sql` with $1 the advisory key of `name`; the first column of the
+ * first row into out.  0, or -1 on an error. */
+int dlt_pg_key_query(PGconn *pg, const char *sql, const char *name, char *out, size_t outlen);
+/* How pg_locks shows the advisory lock of key $1. */
+#define DLT_PG_LOCKS_OF_KEY                                                            \
+    "SELECT pid FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND objsubid = 1" \
+    " AND classid = (($1::bigint >> 32) & 4294967295)::oid AND objid = ($1::bigint & 4294967295)::oid"
+/* The server pid of the session that holds `name` ("" when free). */
+void dlt_pg_holder_pid(const char *url, const char *name, char *out, size_t outlen);
+#endif
 
 #endif
