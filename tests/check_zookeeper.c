@@ -438,8 +438,8 @@ END_TEST
 START_TEST(granted_lease)
 {
     dlock_lock *l = NULL;
-    ck_assert_int_eq(dlock_acquire(client, name, 100, 0, &l), DLOCK_EINVAL);
-    ck_assert_ptr_nonnull(strstr(dlock_last_error(), "400 ms"));
+    ck_assert_int_eq(dlock_acquire(client, name, 50, 0, &l), DLOCK_EINVAL);
+    ck_assert_ptr_nonnull(strstr(dlock_last_error(), "100 ms"));
     ck_assert_int_eq(dlock_acquire(client, name, 120000, 0, &l), DLOCK_OK);
     ck_assert_int_le(dlock_remaining_ms(l), 60000);
     ck_assert_int_gt(dlock_remaining_ms(l), 50000);
@@ -601,7 +601,7 @@ START_TEST(holders_member_stopped_moves)
 END_TEST
 
 /* A holder that stops calling (idle, or all its threads stopped while the
- * process lives): the lock is free within the TTL plus one tick (200 ms),
+ * process lives): the lock is free within the TTL plus one tick (100 ms),
  * and the holder gets DLOCK_ELOST when it wakes. */
 static void silent_holder(int stop)
 {
@@ -615,7 +615,7 @@ static void silent_holder(int stop)
     ck_assert_int_ge(took, 0);
     int64_t free_after = dlt_now_ms() - granted;
     /* TTL + one tick, and what the poll of the tries adds. */
-    ck_assert_msg(free_after <= 2000 + 200 + 400, "free after %lld ms", (long long)free_after);
+    ck_assert_msg(free_after <= 2000 + 100 + 400, "free after %lld ms", (long long)free_after);
     ck_assert_msg(free_after >= 1500, "free after %lld ms: before the lease ran out", (long long)free_after);
     if (stop)
         ck_assert_int_eq(kill(holder.pid, SIGCONT), 0);

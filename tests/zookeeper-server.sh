@@ -14,8 +14,9 @@
 # log: forceSync=yes, as on a real server), DIR/nN/pid, DIR/nN/server.log and
 # DIR/env.  Members listen on 127.0.0.1 only, on free ports picked at random
 # (a client port, a quorum port and an election port each).  Timeouts are
-# short so that the fault tests are quick: tickTime=200 ms, syncLimit=5
-# ticks (1 s), sessions from 400 ms (minSessionTimeout) to 60 s.
+# short so that the fault tests are quick: tickTime=100 ms, syncLimit=10
+# ticks (1 s), sessions from 100 ms (minSessionTimeout, the shortest TTL
+# the shared suites use) to 60 s.
 #
 # `start` prints (and writes to DIR/env) shell lines:
 #   export DLOCK_TEST_ZK_URL='zookeeper://127.0.0.1:<p1>,127.0.0.1:<p2>,127.0.0.1:<p3>'
@@ -109,10 +110,10 @@ write_config() {
         echo "$n" >"$dir/n$n/data/myid"
         cat >"$dir/n$n/zoo.cfg" <<EOF
 # Written by tests/zookeeper-server.sh: a throwaway test ensemble member.
-tickTime=200
-initLimit=20
-syncLimit=5
-minSessionTimeout=400
+tickTime=100
+initLimit=40
+syncLimit=10
+minSessionTimeout=100
 maxSessionTimeout=60000
 dataDir=$dir/n$n/data
 clientPort=${ports[$n]}

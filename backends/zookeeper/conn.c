@@ -164,6 +164,11 @@ int dlock__zk_make_parents(zk_conn *c, const char *path, struct dlock_call *call
 
 static int open_session(zk_conn *c, uint32_t timeout_ms, struct dlock_call *call)
 {
+    /* The C client cannot hold a timeout above ~12 days (it computes in
+     * int milliseconds); the ensemble grants at most its maxSessionTimeout
+     * anyway, and a shorter grant is a shorter lease. */
+    if (timeout_ms > ZK_SESSION_MS_MAX)
+        timeout_ms = ZK_SESSION_MS_MAX;
     int timeout = (int)(timeout_ms ? timeout_ms : ZK_DEFAULT_SESSION_MS);
     c->zh = zookeeper_init2(c->url.hosts, dlock__zk_watcher, timeout, NULL, c, 0, discard_log);
     if (!c->zh)
@@ -259,7 +264,7 @@ int dlock__zk_session(zk_conn *c, uint32_t timeout_ms, struct dlock_call *call)
         int idle_too_long = c->negotiated_ms && dlock__now_ms() - c->last_answer_ms > (int64_t)c->negotiated_ms;
         if (state == ZK_EXPIRED_SESSION_STATE || state == ZK_AUTH_FAILED_STATE)
             dlock__zk_session_end(c);
-        else if (!c->s.locks && ((timeout_ms && timeout_ms != c->asked_ms) || idle_too_long))
+        else if (!c->s.locks && ((timeout_ms && dlock__zk_asked_ms(timeout_ms) != c->asked_ms) || idle_too_long))
             dlock__zk_session_end(c); /* reused only for the same lease, and only alive */
     }
     if (!c->zh) {

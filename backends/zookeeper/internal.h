@@ -36,6 +36,13 @@
 /* The session timeout of a session opened for a call with no lock (a
  * holder query, a list): a lock with another TTL opens its own. */
 #define ZK_DEFAULT_SESSION_MS 10000
+/* The longest session timeout asked for (the C client's int arithmetic). */
+#define ZK_SESSION_MS_MAX 1000000000u
+
+static inline uint32_t dlock__zk_asked_ms(uint32_t ttl_ms)
+{
+    return ttl_ms > ZK_SESSION_MS_MAX ? ZK_SESSION_MS_MAX : ttl_ms;
+}
 
 /* One asynchronous call in flight.  Heap-allocated: a call that gives up on
  * its deadline leaves it to the completion, which frees it. */

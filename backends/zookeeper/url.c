@@ -61,6 +61,11 @@ static int add_host(const char *s, size_t len, char *out, size_t *used)
             return bad("a host may hold only letters, digits, '.', '-', '_', and [IPv6]:port");
     const char *end = s + len;
     const char *close = s[0] == '[' ? memchr(s, ']', len) : NULL;
+    size_t name_len = close ? (size_t)(close - s + 1) : strcspn(s, ":");
+    if (name_len > len)
+        name_len = len;
+    if (name_len > 253)
+        return bad("a host name is longer than 253 characters");
     if (s[0] == '[' && !close)
         return bad("an IPv6 address lacks its ']'");
     const char *colon = close ? (close + 1 < end && close[1] == ':' ? close + 1 : NULL) : memchr(s, ':', len);

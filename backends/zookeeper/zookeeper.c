@@ -319,7 +319,7 @@ static int look(zk_conn *c, zk_lock *lock, struct dlock_call *call, char *pred, 
  * cannot grant one that short; lock->base.granted_ms when shorter. */
 static int check_lease(zk_conn *c, zk_lock *lock, uint32_t ttl_ms)
 {
-    if (c->negotiated_ms > ttl_ms && c->asked_ms == ttl_ms)
+    if (c->negotiated_ms > ttl_ms && c->asked_ms == dlock__zk_asked_ms(ttl_ms))
         return dlock__error(DLOCK_EINVAL,
                             "ttl_ms %u is below the ZooKeeper ensemble's minimum session timeout (%u ms; the "
                             "server's minSessionTimeout)",
@@ -328,7 +328,7 @@ static int check_lease(zk_conn *c, zk_lock *lock, uint32_t ttl_ms)
     return DLOCK_OK;
 }
 
-static int take(zk_conn *c, zk_lock *lock, uint32_t ttl_ms, int32_t wait_ms, int64_t wait_end,
+static int take(zk_conn *c, zk_lock *lock, const char *name, uint32_t ttl_ms, int32_t wait_ms, int64_t wait_end,
                 struct dlock_call *call)
 {
     int rc = dlock__zk_session(c, ttl_ms, call);
@@ -344,14 +344,14 @@ static int take(zk_conn *c, zk_lock *lock, uint32_t ttl_ms, int32_t wait_ms, int
         if (rc != WAIT_AGAIN)
             break;
         if (wait_ms == 0) {
-            rc = dlock__error(DLOCK_EBUSY, "held by another session");
+            rc = dlock__error(DLOCK_EBUSY, "lock '%s' is held by another session", name);
             break;
         }
         rc = wait_predecessor(c, lock, pred, wait_end, call);
         if (rc == WAIT_AGAIN)
             rc = DLOCK_OK;
         else if (rc == DLOCK_EBUSY)
-            dlock__error(DLOCK_EBUSY, "still held when the wait ended");
+            dlock__error(DLOCK_EBUSY, "lock '%s' was still held by another session when the wait ended", name);
     }
     withdraw(c, lock, call);
     return rc;
@@ -375,7 +375,7 @@ static int zk_acquire(struct dlock_conn *conn, const char *name, uint32_t ttl_ms
     int attempts = 0;
     for (;;) {
         uint64_t generation = c->s.generation;
-        rc = take(c, lock, ttl_ms, wait_ms, wait_end, call);
+        rc = take(c, lock, name, ttl_ms, wait_ms, wait_end, call);
         if (rc == DLOCK_OK)
             break;
         free(lock->path);

@@ -62,6 +62,9 @@ struct dlt_store {
     /* How late after its TTL a silent holder's lock may be freed: the
      * store's granularity (whole seconds, a session tick) plus slack. */
     int64_t expiry_slack_ms;
+    /* The longest lease the test server grants (SPEC "The granted lease":
+     * ZooKeeper's maxSessionTimeout); 0: any TTL is granted whole. */
+    int64_t max_lease_ms;
     /* For made-up URLs of the same kind: the default port (NULL: no network)
      * and what follows host:port/ ("postgres", "0", ""). */
     const char *default_port;
