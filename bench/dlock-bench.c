@@ -91,6 +91,10 @@ static int run_raw(const char *backend, const char *url, long cycles, double *el
     if (strcmp(backend, "redis") == 0)
         return bench_raw_redis(url, cycles, elapsed);
 #endif
+#ifdef BENCH_RAW_ZOOKEEPER
+    if (strcmp(backend, "zookeeper") == 0)
+        return bench_raw_zookeeper(url, cycles, elapsed);
+#endif
     (void)url;
     (void)cycles;
     (void)elapsed;
@@ -231,6 +235,12 @@ static const struct raw_ops *raw_ops_for(const char *backend, const char *url)
                                       bench_raw_redis_close};
     if (strcmp(backend, "redis") == 0)
         return &rd;
+#endif
+#ifdef BENCH_RAW_ZOOKEEPER
+    static const struct raw_ops zk = {bench_raw_zookeeper_open, bench_raw_zookeeper_lock, bench_raw_zookeeper_unlock,
+                                      bench_raw_zookeeper_close};
+    if (strcmp(backend, "zookeeper") == 0)
+        return &zk;
 #endif
     (void)backend;
     return NULL;
