@@ -476,6 +476,44 @@ START_TEST(session_reused_and_lost_together)
 }
 END_TEST
 
+/* Digest credentials: the nodes are their creator's alone, so another
+ * user (or none) can neither take, read nor break the lock. */
+static char *with_user(const char *userinfo)
+{
+    const char *hosts = strstr(url, "://") + 3;
+    char *out = malloc(strlen(url) + strlen(userinfo) + 2);
+    sprintf(out, "zookeeper://%s@%s", userinfo, hosts);
+    return out;
+}
+
+START_TEST(digest_acl_keeps_others_out)
+{
+    char *alice_url = with_user("alice:Alice-Pw1"), *bob_url = with_user("bob:Bob-Pw2");
+    dlock_client *alice = NULL, *bob = NULL;
+    ck_assert_int_eq(dlock_open(alice_url, &alice), DLOCK_OK);
+    ck_assert_int_eq(dlock_open(bob_url, &bob), DLOCK_OK);
+    dlock_lock *l = NULL, *theirs = NULL;
+    ck_assert_int_eq(dlock_acquire(alice, name, 5000, 0, &l), DLOCK_OK);
+    ck_assert_int_eq(dlock_break(bob, name), DLOCK_EBACKEND);
+    ck_assert_ptr_nonnull(strstr(dlock_last_error(), "not allowed"));
+    ck_assert_ptr_null(strstr(dlock_last_error(), "Bob-Pw2"));
+    ck_assert_int_eq(dlock_acquire(bob, name, 5000, 0, &theirs), DLOCK_EBACKEND);
+    ck_assert_int_eq(dlock_break(client, name), DLOCK_EBACKEND); /* no credentials at all */
+    ck_assert_int_eq(dlock_extend(l, 5000), DLOCK_OK);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    /* The same user from another client takes it as usual. */
+    dlock_client *alice2 = NULL;
+    ck_assert_int_eq(dlock_open(alice_url, &alice2), DLOCK_OK);
+    ck_assert_int_eq(dlock_acquire(alice2, name, 5000, 0, &l), DLOCK_OK);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    dlock_close(alice2);
+    dlock_close(alice);
+    dlock_close(bob);
+    free(alice_url);
+    free(bob_url);
+}
+END_TEST
+
 START_TEST(release_wakes_waiter_cancel_ends_wait)
 {
     dlt_child waiter;
@@ -799,6 +837,7 @@ static Suite *zookeeper_suite(int with_server)
     tcase_add_test(t, granted_lease);
     tcase_add_test(t, session_reused_and_lost_together);
     tcase_add_test(t, release_wakes_waiter_cancel_ends_wait);
+    tcase_add_test(t, digest_acl_keeps_others_out);
     suite_add_tcase(s, t);
     t = tcase_create("faults");
     tcase_add_checked_fixture(t, fault_setup, fault_teardown);
