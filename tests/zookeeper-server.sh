@@ -14,7 +14,7 @@
 # log: forceSync=yes, as on a real server), DIR/nN/pid, DIR/nN/server.log and
 # DIR/env.  Members listen on 127.0.0.1 only, on free ports picked at random
 # (a client port, a quorum port and an election port each).  Timeouts are
-# short so that the fault tests are quick: tickTime=100 ms, syncLimit=10
+# short so that the fault tests are quick: tickTime=100 ms, syncLimit=20
 # ticks (1 s), sessions from 100 ms (minSessionTimeout, the shortest TTL
 # the shared suites use) to 60 s.
 #
@@ -112,7 +112,7 @@ write_config() {
 # Written by tests/zookeeper-server.sh: a throwaway test ensemble member.
 tickTime=100
 initLimit=40
-syncLimit=10
+syncLimit=20
 minSessionTimeout=100
 maxSessionTimeout=60000
 dataDir=$dir/n$n/data

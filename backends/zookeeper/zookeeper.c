@@ -111,19 +111,25 @@ static int send_delete(zk_conn *c, struct zk_op *op, const void *arg)
     return zoo_adelete(c->zh, arg, -1, dlock__zk_void_done, op);
 }
 
-/* The lock's folder, and the folders above it. */
+/* The lock's folder, and the folders above it the first time (a write
+ * each: they are made only when the folder's parent is missing). */
 static int make_dir(zk_conn *c, const char *dir, struct dlock_call *call)
 {
-    int rc = dlock__zk_make_parents(c, dir, call);
-    if (rc != DLOCK_OK)
-        return rc;
-    int status = DLOCK_OK;
-    struct zk_op *op = dlock__zk_call(c, send_container, dir, 1, call, &status, NULL);
-    if (!op)
-        return status;
-    int zrc = op->rc;
-    dlock__zk_op_free(op);
-    return zrc == ZOK || zrc == ZNODEEXISTS ? DLOCK_OK : dlock__zk_error(zrc, "creating the lock's folder");
+    for (int attempt = 0;; attempt++) {
+        int status = DLOCK_OK;
+        struct zk_op *op = dlock__zk_call(c, send_container, dir, 1, call, &status, NULL);
+        if (!op)
+            return status;
+        int zrc = op->rc;
+        dlock__zk_op_free(op);
+        if (zrc == ZOK || zrc == ZNODEEXISTS)
+            return DLOCK_OK;
+        if (zrc != ZNONODE || attempt > 0)
+            return dlock__zk_error(zrc, "creating the lock's folder");
+        int rc = dlock__zk_make_parents(c, dir, call);
+        if (rc != DLOCK_OK)
+            return rc;
+    }
 }
 
 /* After a create whose answer was lost: the node, if it was made, is the one
