@@ -514,6 +514,63 @@ START_TEST(digest_acl_keeps_others_out)
 }
 END_TEST
 
+/* Another node put at the own node's very path (an operator deletes it and
+ * creates one of the same name): the extend's owner and zxid check says
+ * ELOST; a record write after the own node is gone is refused. */
+static void raw_node(const char *path, int create)
+{
+    struct dlock_conn *conn = NULL;
+    ck_assert_int_eq(dlock__backend_zookeeper.connect(url, &conn), DLOCK_OK);
+    zk_conn *c = zk_of(conn);
+    struct dlock_call call = {dlock__now_ms() + 10000, 0};
+    ck_assert_int_eq(dlock__zk_session(c, 0, &call), DLOCK_OK);
+    struct zk_op *op = dlock__zk_op_new(c);
+    int sent = create ? zoo_acreate2(c->zh, path, "intruder", 8, &c->acl, ZK_PERSISTENT, dlock__zk_create_done, op)
+                      : zoo_adelete(c->zh, path, -1, dlock__zk_void_done, op);
+    ck_assert_int_eq(sent, ZOK);
+    ck_assert_int_eq(dlock__zk_pump(c, &op, 1, call.deadline_ms, 0), ZK_PUMP_DONE);
+    ck_assert_int_eq(op->rc, ZOK);
+    dlock__zk_op_free(op);
+    dlock__backend_zookeeper.disconnect(conn);
+}
+
+static char *own_path(const char *n)
+{
+    dlock_list *list = NULL;
+    ck_assert_int_eq(dlock_list_locks(client, n, &list), DLOCK_OK);
+    ck_assert_uint_eq(dlock_list_count(list), 1);
+    char *path = strdup(dlock_list_key(list, 0));
+    dlock_list_free(list);
+    return path;
+}
+
+START_TEST(own_node_replaced_is_lost)
+{
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(client, name, 5000, 0, &l), DLOCK_OK);
+    char *path = own_path(name);
+    raw_node(path, 0);
+    raw_node(path, 1); /* the same name, another node */
+    ck_assert_int_eq(dlock_extend(l, 5000), DLOCK_ELOST);
+    ck_assert_int_eq(dlock_release(l), DLOCK_ELOST);
+    raw_node(path, 0); /* the release left the intruder alone */
+    free(path);
+
+    ck_assert_int_eq(dlock_acquire(client, name, 5000, 0, &l), DLOCK_OK);
+    ck_assert_int_eq(dlock_record_put(l, 7), DLOCK_OK);
+    path = own_path(name);
+    raw_node(path, 0);
+    ck_assert_int_eq(dlock_record_put(l, 8), DLOCK_ELOST);
+    ck_assert_int_eq(dlock_release(l), DLOCK_ELOST);
+    ck_assert_int_eq(dlock_acquire(client, name, 5000, 0, &l), DLOCK_OK);
+    int64_t slot = 0;
+    ck_assert_int_eq(dlock_record_get(l, &slot), DLOCK_OK);
+    ck_assert_int_eq(slot, 7);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    free(path);
+}
+END_TEST
+
 START_TEST(release_wakes_waiter_cancel_ends_wait)
 {
     dlt_child waiter;
@@ -837,6 +894,7 @@ static Suite *zookeeper_suite(int with_server)
     tcase_add_test(t, session_reused_and_lost_together);
     tcase_add_test(t, release_wakes_waiter_cancel_ends_wait);
     tcase_add_test(t, digest_acl_keeps_others_out);
+    tcase_add_test(t, own_node_replaced_is_lost);
     suite_add_tcase(s, t);
     t = tcase_create("faults");
     tcase_add_checked_fixture(t, fault_setup, fault_teardown);

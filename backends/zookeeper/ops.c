@@ -273,6 +273,8 @@ int dlock__zk_record_get(struct dlock_conn *conn, struct dlock_held *held, const
     /* Through the leader: the sync of the own-node check comes first. */
     if (rc == DLOCK_OK)
         rc = dlock__zk_check_own(c, zk_lock_of(held), call);
+    if (rc == DLOCK_ELOST)
+        dlock__session_remove(&c->s, held);
     if (rc != DLOCK_OK)
         return rc;
     int status = DLOCK_OK;
@@ -327,8 +329,10 @@ int dlock__zk_record_put(struct dlock_conn *conn, struct dlock_held *held, const
         dlock__zk_op_free(op);
         if (zrc == ZOK)
             return DLOCK_OK;
-        if (own_rc == ZNONODE || own_rc == ZBADVERSION)
+        if (own_rc == ZNONODE || own_rc == ZBADVERSION) {
+            dlock__session_remove(&c->s, held); /* a release must not delete what is there now */
             return dlock__error(DLOCK_ELOST, "the lock is no longer held: the record was not written");
+        }
         if (rec_rc == ZNONODE && !arg.create) {
             arg.create = 1;
             if ((rc = dlock__zk_make_parents(c, path, call)) != DLOCK_OK)
