@@ -571,6 +571,30 @@ START_TEST(own_node_replaced_is_lost)
 }
 END_TEST
 
+/* A waiter whose predecessor leaves while the holder stays is not granted:
+ * it looks again and watches the next one (no grant on a mere wake). */
+START_TEST(waiter_woken_by_a_leaving_waiter_still_waits)
+{
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(client, name, 5000, 0, &l), DLOCK_OK);
+    dlt_child first, second;
+    ck_assert_int_eq(dlt_child_start(&first, url, name, 1000, 20000), 0);
+    dlt_sleep_ms(700);
+    ck_assert_int_eq(dlt_child_start(&second, url, name, 5000, 20000), 0);
+    dlt_sleep_ms(700);
+    dlt_child_stop(&first, SIGKILL); /* its node goes when its session expires */
+    int64_t end = dlt_now_ms() + 3000;
+    while (dlt_now_ms() < end) {
+        ck_assert_int_eq(dlock_extend(l, 5000), DLOCK_OK);
+        ck_assert_int_eq(dlt_child_read(&second, 300), DLT_TIMEOUT);
+    }
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    ck_assert_int_eq(dlt_child_read(&second, 5000), DLOCK_OK);
+    ck_assert_int_eq(dlt_child_cmd(&second, "release", 10000), DLOCK_OK);
+    dlt_child_stop(&second, SIGKILL);
+}
+END_TEST
+
 START_TEST(release_wakes_waiter_cancel_ends_wait)
 {
     dlt_child waiter;
@@ -895,6 +919,7 @@ static Suite *zookeeper_suite(int with_server)
     tcase_add_test(t, release_wakes_waiter_cancel_ends_wait);
     tcase_add_test(t, digest_acl_keeps_others_out);
     tcase_add_test(t, own_node_replaced_is_lost);
+    tcase_add_test(t, waiter_woken_by_a_leaving_waiter_still_waits);
     suite_add_tcase(s, t);
     t = tcase_create("faults");
     tcase_add_checked_fixture(t, fault_setup, fault_teardown);
