@@ -595,6 +595,39 @@ START_TEST(waiter_woken_by_a_leaving_waiter_still_waits)
 }
 END_TEST
 
+/* The own session itself puts a new node at the own node's path (what a
+ * retried create could do): the owner matches, the creation zxid does not,
+ * and the extend says ELOST.  Through the backend's table, which gives the
+ * session. */
+START_TEST(same_session_new_node_is_lost)
+{
+    struct dlock_conn *conn = NULL;
+    ck_assert_int_eq(dlock__backend_zookeeper.connect(url, &conn), DLOCK_OK);
+    zk_conn *c = zk_of(conn);
+    struct dlock_call call = {dlock__now_ms() + 10000, dlock__now_ms()};
+    struct dlock_held *held = NULL;
+    ck_assert_int_eq(dlock__backend_zookeeper.acquire(conn, name, 5000, 0, &call, &held), DLOCK_OK);
+    const char *path = zk_lock_of(held)->path;
+    struct zk_op *op = dlock__zk_op_new(c);
+    ck_assert_int_eq(zoo_adelete(c->zh, path, -1, dlock__zk_void_done, op), ZOK);
+    ck_assert_int_eq(dlock__zk_pump(c, &op, 1, call.deadline_ms, 0), ZK_PUMP_DONE);
+    ck_assert_int_eq(op->rc, ZOK);
+    dlock__zk_op_free(op);
+    op = dlock__zk_op_new(c);
+    ck_assert_int_eq(zoo_acreate2(c->zh, path, "again", 5, &c->acl, 1 /* ephemeral */, dlock__zk_create_done, op),
+                     ZOK);
+    ck_assert_int_eq(dlock__zk_pump(c, &op, 1, call.deadline_ms, 0), ZK_PUMP_DONE);
+    ck_assert_int_eq(op->rc, ZOK);
+    ck_assert_int_eq(op->stat.ephemeralOwner, c->session_id);
+    dlock__zk_op_free(op);
+    call = (struct dlock_call){dlock__now_ms() + 5000, dlock__now_ms()};
+    ck_assert_int_eq(dlock__backend_zookeeper.extend(conn, held, name, 5000, &call), DLOCK_ELOST);
+    call = (struct dlock_call){dlock__now_ms() + 5000, dlock__now_ms()};
+    ck_assert_int_eq(dlock__backend_zookeeper.release(conn, held, name, &call), DLOCK_ELOST);
+    dlock__backend_zookeeper.disconnect(conn);
+}
+END_TEST
+
 START_TEST(release_wakes_waiter_cancel_ends_wait)
 {
     dlt_child waiter;
@@ -919,6 +952,7 @@ static Suite *zookeeper_suite(int with_server)
     tcase_add_test(t, release_wakes_waiter_cancel_ends_wait);
     tcase_add_test(t, digest_acl_keeps_others_out);
     tcase_add_test(t, own_node_replaced_is_lost);
+    tcase_add_test(t, same_session_new_node_is_lost);
     tcase_add_test(t, waiter_woken_by_a_leaving_waiter_still_waits);
     suite_add_tcase(s, t);
     t = tcase_create("faults");

@@ -201,10 +201,14 @@ class BackendTests:
             self.assertLessEqual(first, 2)
             lock.extend(ttl=20)
             self.assertEqual(lock.ttl, 20)
-            self.assertGreater(lock.remaining, 2)
-            self.assertLessEqual(lock.remaining, 20)
+            # A store whose lease is set at the acquire (ZooKeeper's session
+            # timeout) grants an extend no more than that (SPEC "The granted
+            # lease"): the lock's clock follows the grant.
+            fixed = getattr(support.store_of(self.url), "LEASE_SET_AT_ACQUIRE", False)
+            self.assertGreater(lock.remaining, 1.5 if fixed else 2)
+            self.assertLessEqual(lock.remaining, 2 if fixed else 20)
             lock.extend()  # the lock's own TTL again
-            self.assertGreater(lock.remaining, 2)
+            self.assertGreater(lock.remaining, 1.5 if fixed else 2)
             with self.assertRaises(dlock.InvalidArgument):
                 lock.extend(ttl=0)
             self.assertFalse(lock.lost)
@@ -326,7 +330,9 @@ class BackendTests:
         c = self.client()
         n = self.name("ranges")
         with c.lock(n, ttl=TTL_MAX_SECONDS) as lock:  # every backend takes the largest TTL
-            self.assertGreater(lock.remaining, 1000)
+            # (and may grant a shorter lease: ZooKeeper's maxSessionTimeout)
+            most = getattr(support.store_of(self.url), "MAX_LEASE_SECONDS", None)
+            self.assertGreater(lock.remaining, most - 5 if most else 1000)
         for bad in (0, -1, TTL_MAX_SECONDS + 0.001, float("nan"), float("inf")):
             with self.subTest(ttl=bad), self.assertRaises(dlock.InvalidArgument):
                 c.lock(n, ttl=bad)

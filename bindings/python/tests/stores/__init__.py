@@ -6,6 +6,9 @@ One module per backend, named as dlock's backend() names it, with:
   take_away(url, name) take the lock away behind its holder's back, with the
                        store's own client, as an operator or a failure would;
                        AssertionError when nobody held it
+and optionally:
+  LEASE_SET_AT_ACQUIRE an extend cannot lengthen the lease the acquire got
+  MAX_LEASE_SECONDS    the longest lease the test server grants
 """
 import urllib.parse
 
