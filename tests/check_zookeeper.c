@@ -635,6 +635,19 @@ START_TEST(release_wakes_waiter_cancel_ends_wait)
     ck_assert_int_eq(dlock_acquire(client, name, 5000, 0, &l), DLOCK_OK);
     ck_assert_int_eq(dlt_child_start(&waiter, url, name, 5000, 20000), 0);
     dlt_sleep_ms(500);
+    /* The waiter's node is in the folder too: holder, list and break go by
+     * the lowest sequence, ours. */
+    char who[256], mine[64];
+    snprintf(mine, sizeof mine, "pid=%ld", (long)getpid());
+    ck_assert_int_eq(dlock_holder(client, name, who, sizeof who), 1);
+    ck_assert_msg(strstr(who, mine), "holder: %s", who);
+    uint64_t fence = 0;
+    ck_assert_int_eq(dlock_fence(l, &fence), DLOCK_OK);
+    dlock_list *list = NULL;
+    ck_assert_int_eq(dlock_list_locks(client, name, &list), DLOCK_OK);
+    ck_assert_uint_eq(dlock_list_count(list), 1);
+    ck_assert_uint_eq(dlock_list_fence(list, 0), fence);
+    dlock_list_free(list);
     int64_t released = dlt_now_ms();
     ck_assert_int_eq(dlock_release(l), DLOCK_OK);
     ck_assert_int_eq(dlt_child_read(&waiter, 10000), DLOCK_OK);
