@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -14,7 +15,10 @@
 
 static void post(heartbeat *hb, char kind, int status)
 {
-    struct heartbeat_event ev = {kind, status};
+    struct heartbeat_event ev;
+    memset(&ev, 0, sizeof ev); /* no uninitialized padding through the pipe (valgrind) */
+    ev.kind = kind;
+    ev.status = status;
     if (status != DLOCK_OK) {
         pthread_mutex_lock(&hb->mutex);
         snprintf(hb->error, sizeof hb->error, "%s", dlock_last_error());
