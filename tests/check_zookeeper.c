@@ -628,6 +628,45 @@ START_TEST(same_session_new_node_is_lost)
 }
 END_TEST
 
+/* The session is closed behind the client's back (another handle attaches
+ * to it with its id and password and closes it): the next call learns it,
+ * and every lock on the session is lost at once: the generation moves. */
+static void quiet(const char *message)
+{
+    (void)message;
+}
+
+START_TEST(closed_session_loses_every_lock)
+{
+    struct dlock_conn *conn = NULL;
+    ck_assert_int_eq(dlock__backend_zookeeper.connect(url, &conn), DLOCK_OK);
+    zk_conn *c = zk_of(conn);
+    char *other = dlt_unique_name("zk-other");
+    struct dlock_call call = {dlock__now_ms() + 10000, dlock__now_ms()};
+    struct dlock_held *x = NULL, *y = NULL;
+    ck_assert_int_eq(dlock__backend_zookeeper.acquire(conn, name, 10000, 0, &call, &x), DLOCK_OK);
+    ck_assert_int_eq(dlock__backend_zookeeper.acquire(conn, other, 10000, 0, &call, &y), DLOCK_OK);
+    uint64_t generation = dlock__backend_zookeeper.session_generation(conn);
+    clientid_t id = *zoo_client_id(c->zh);
+    zk_conn intruder = {.cloexec_fd = -1, .cancel_fd = -1};
+    intruder.zh = zookeeper_init2(c->url.hosts, dlock__zk_watcher, 10000, &id, &intruder, 0, quiet);
+    ck_assert_ptr_nonnull(intruder.zh);
+    ck_assert_int_eq(dlock__zk_pump(&intruder, NULL, 0, dlock__now_ms() + 10000, ZK_UNTIL_CONNECTED), ZK_PUMP_DONE);
+    zookeeper_close(intruder.zh); /* closes the session on the ensemble */
+    dlt_sleep_ms(300);
+    call = (struct dlock_call){dlock__now_ms() + 5000, dlock__now_ms()};
+    ck_assert_int_eq(dlock__backend_zookeeper.extend(conn, x, name, 10000, &call), DLOCK_ELOST);
+    ck_assert_uint_ne(dlock__backend_zookeeper.session_generation(conn), generation);
+    ck_assert_int_eq(dlock__session_holds(&c->s, y), 0);
+    call = (struct dlock_call){dlock__now_ms() + 5000, dlock__now_ms()};
+    ck_assert_int_eq(dlock__backend_zookeeper.release(conn, y, other, &call), DLOCK_ELOST);
+    call = (struct dlock_call){dlock__now_ms() + 5000, dlock__now_ms()};
+    ck_assert_int_eq(dlock__backend_zookeeper.release(conn, x, name, &call), DLOCK_ELOST);
+    dlock__backend_zookeeper.disconnect(conn);
+    free(other);
+}
+END_TEST
+
 START_TEST(release_wakes_waiter_cancel_ends_wait)
 {
     dlt_child waiter;
@@ -966,6 +1005,7 @@ static Suite *zookeeper_suite(int with_server)
     tcase_add_test(t, digest_acl_keeps_others_out);
     tcase_add_test(t, own_node_replaced_is_lost);
     tcase_add_test(t, same_session_new_node_is_lost);
+    tcase_add_test(t, closed_session_loses_every_lock);
     tcase_add_test(t, waiter_woken_by_a_leaving_waiter_still_waits);
     suite_add_tcase(s, t);
     t = tcase_create("faults");
