@@ -139,6 +139,7 @@ zk-encode-slash-plain | backends/zookeeper/url.c | s{(plain_byte\(unsigned char 
 zk-encode-lower-hex | backends/zookeeper/url.c | s{"0123456789ABCDEF"}{"0123456789abcdef"} | zookeeper:url
 zk-record-put-unchecked | backends/zookeeper/ops.c | s{zoo_check_op_init\(&op->multi\[0\], a->own, 0\);}{zoo_check_op_init(&op->multi[0], a->own, -1);} && s{return zoo_amulti\(c->zh, 2, op->multi}{op->multi[0] = op->multi[1]; return zoo_amulti(c->zh, 1, op->multi} | zookeeper:server
 zk-session-loss-keeps-locks | backends/zookeeper/conn.c | s{c->stale_count = 0; /\* the ensemble deletes a closed session's nodes \*/\s*dlock__session_new\(&c->s\);}{c->stale_count = 0;} | zookeeper:server
+zk-socket-inherited | backends/zookeeper/io.c | s{if \(fd < 0 \|\| fd == c->cloexec_fd\)\s*return;}{return;} | zookeeper:server
 zk-waiter-granted-on-wake | backends/zookeeper/zookeeper.c | s{if \(rc == WAIT_AGAIN\)\s*rc = DLOCK_OK;}{if (rc == WAIT_AGAIN) { call->lease_start_ms = dlock__now_ms(); return DLOCK_OK; }} | zookeeper:server
 # --- backends/redis*.{c,h}: the owner token in every script, NX, the fence, the deadline, reloads
 redis-extend-any-owner | backends/redis_scripts.h | s{(define DLOCK_REDIS_EXTEND.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | takeover@redis:taken-away

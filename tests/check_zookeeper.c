@@ -667,6 +667,30 @@ START_TEST(closed_session_loses_every_lock)
 }
 END_TEST
 
+/* dlock run's job inherits no socket of the session: the client's socket is
+ * marked close-on-exec by libdlock (Debian's client library does not). */
+START_TEST(run_job_inherits_no_socket)
+{
+    char cmd[8192], out[1024];
+    snprintf(out, sizeof out, "%.900s/fds-%ld", getenv("DLOCK_TEST_ZK_DIR"), (long)getpid());
+    snprintf(cmd, sizeof cmd,
+             "'%s' run -u '%s' -t 5s '%s' -- sh -c 'for f in /proc/$$/fd/*; do readlink \"$f\" || true; done' >'%s'",
+             getenv("DLOCK_BIN"), url, name, out);
+    ck_assert_int_eq(dlt_system(cmd), 0);
+    FILE *f = fopen(out, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[512];
+    int lines = 0;
+    while (fgets(line, sizeof line, f)) {
+        lines++;
+        ck_assert_msg(!strstr(line, "socket:"), "the job inherited %s", line);
+    }
+    fclose(f);
+    unlink(out);
+    ck_assert_int_ge(lines, 3);
+}
+END_TEST
+
 START_TEST(release_wakes_waiter_cancel_ends_wait)
 {
     dlt_child waiter;
@@ -1006,6 +1030,7 @@ static Suite *zookeeper_suite(int with_server)
     tcase_add_test(t, own_node_replaced_is_lost);
     tcase_add_test(t, same_session_new_node_is_lost);
     tcase_add_test(t, closed_session_loses_every_lock);
+    tcase_add_test(t, run_job_inherits_no_socket);
     tcase_add_test(t, waiter_woken_by_a_leaving_waiter_still_waits);
     suite_add_tcase(s, t);
     t = tcase_create("faults");
