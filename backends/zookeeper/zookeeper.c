@@ -460,6 +460,11 @@ static int zk_extend(struct dlock_conn *conn, struct dlock_held *held, const cha
     (void)name;
     zk_conn *c = zk_of(conn);
     zk_lock *lock = zk_lock_of(held);
+    if (c->zh && dlock__session_holds(&c->s, held)) {
+        int state = zoo_state(c->zh);
+        if (state == ZK_EXPIRED_SESSION_STATE || state == ZK_AUTH_FAILED_STATE)
+            dlock__zk_session_end(c); /* no new session for a lock that is gone */
+    }
     int rc = dlock__session_holds(&c->s, held) ? dlock__zk_session(c, 0, call)
                                                 : dlock__error(DLOCK_ELOST, "the session that held it has ended");
     if (rc == DLOCK_OK)
