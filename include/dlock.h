@@ -1,8 +1,9 @@
 /*
  * libdlock - run a scheduled job on exactly one server at a time.
  *
- * A client is one connection to one lock store (PostgreSQL, MySQL/MariaDB or
- * SQLite), chosen by URL.  A lock is a named lease held through a client.
+ * A client is one connection to one lock store, chosen by URL: SQLite on one
+ * host, PostgreSQL, MySQL/MariaDB or Redis (docs/contract.md has the list and
+ * what each store guarantees).  A lock is a named lease held through a client.
  *
  * Threads: different clients are independent; one client may be shared by
  * threads, and calls on it are serialized.  dlock_cancel() may be called from
@@ -23,9 +24,9 @@ extern "C" {
 #endif
 
 #define DLOCK_VERSION_MAJOR 0
-#define DLOCK_VERSION_MINOR 1
+#define DLOCK_VERSION_MINOR 2
 #define DLOCK_VERSION_PATCH 0
-#define DLOCK_VERSION_STRING "0.1.0"
+#define DLOCK_VERSION_STRING "0.2.0"
 /* One number that grows with every release: 0xMMmmpp. */
 #define DLOCK_VERSION_NUMBER ((DLOCK_VERSION_MAJOR << 16) | (DLOCK_VERSION_MINOR << 8) | DLOCK_VERSION_PATCH)
 

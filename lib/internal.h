@@ -64,8 +64,8 @@ struct dlock_list *dlock__list_new(void);
 void dlock__list_sort(struct dlock_list *list);
 
 /*
- * The query parameters that libdlock reads on every backend (SPEC "Options
- * common to every URL"): mode=session|lease, table=NAME, fencing=on|off,
+ * The query parameters that libdlock reads on every backend (docs/contract.md,
+ * "Stores and URLs"): mode=session|lease, table=NAME, fencing=on|off,
  * prefix=TEXT.  dlock__url_options() parses them out of `url` (values
  * percent-decoded and checked: an unknown value is DLOCK_EINVAL naming the
  * parameter) and gives back in *rest a malloc'ed copy of the URL without them

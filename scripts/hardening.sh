@@ -241,7 +241,7 @@ step_tsan() {
 
 # The harnesses link the library's internal core (libdlock_core.a) of a clang
 # build whose code is instrumented for libFuzzer's coverage (fuzzer-no-link)
-# and checked by ASan and UBSan; tools/duration.c and backends/mysql_url.c
+# and checked by ASan and UBSan; tools/duration.c and backends/mysql/url.c
 # are compiled in directly (the MySQL parser needs no client library).
 fuzz_build_core() {
     local dir=$1
@@ -259,9 +259,9 @@ fuzz_build() {
     duration) extra=("$src/tools/duration.c") ;;
     # The pure URL parser and name mapping, compiled in from its own file (no
     # client library); OpenSSL's SHA-256 is the reference.
-    mysql) extra=(-I"$src/backends" "$src/backends/mysql_url.c" -lcrypto) ;;
+    mysql) extra=(-I"$src/backends" "$src/backends/mysql/url.c" -lcrypto) ;;
     # The Redis URL parser likewise (no hiredis).
-    redis) extra=(-I"$src/backends" "$src/backends/redis_url.c") ;;
+    redis) extra=(-I"$src/backends" "$src/backends/redis/url.c") ;;
     esac
     # shellcheck disable=SC2086 # the dependency list is split on purpose
     clang "${flags[@]}" -o "$dir/fuzz_$target" "$src/tests/fuzz/fuzz_$target.c" "${extra[@]}" \

@@ -80,7 +80,7 @@ void dlt_url_without_options(const char *url, char *out, size_t outlen)
     }
 }
 
-pid_t dlt_pid_from_file(const char *dir_env, const char *file)
+static pid_t pid_from_file(const char *dir_env, const char *file)
 {
     const char *dir = getenv(dir_env);
     if (!dir || !*dir)
@@ -95,4 +95,23 @@ pid_t dlt_pid_from_file(const char *dir_env, const char *file)
         pid = -1;
     fclose(f);
     return (pid_t)pid;
+}
+
+pid_t dlt_server_pid(const struct dlt_store *store, const char *url, pid_t client_pid)
+{
+    if (store->server_pid)
+        return store->server_pid(url, client_pid);
+    if (store->pid_file_dir_env && store->pid_file)
+        return pid_from_file(store->pid_file_dir_env, store->pid_file);
+    return -1;
+}
+
+unsigned dlt_sql_store_caps(const char *url)
+{
+    unsigned c = DLT_NETWORK;
+    if (dlt_url_has(url, "mode=lease"))
+        return c | DLT_FENCES | DLT_OUTLIVES_CONNECTION | DLT_LISTS_NAMES;
+    if (dlt_url_has(url, "fencing=on"))
+        c |= DLT_FENCES;
+    return c | DLT_RELEASES_ON_EXIT;
 }

@@ -1,0 +1,925 @@
+/*
+ * The MySQL backend's table statements: lease mode (a row per name), the
+ * fence counter of session mode with fencing=on, and the operations of both
+ * modes (list, break, store time, run records).
+ *
+ * Every statement is prepared once per session, takes the names as bound
+ * parameters (the table name was checked by the URL parser and is quoted
+ * with backticks) and runs as one autocommit statement within the call's
+ * deadline (the watchdog).  Lease mode relies on no session state: no
+ * GET_LOCK, no user variables; LAST_INSERT_ID(expr) is only read back from
+ * the OK packet of the statement that set it.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "backend.h"
+#include <mysqld_error.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ops.h"
+
+/* The server's clock, as Unix ms: UTC_TIMESTAMP() does not depend on the
+ * session's time zone, and TIMESTAMPDIFF on DATETIME values is plain
+ * arithmetic (no daylight-saving fold). */
+#define NOW_MS "(TIMESTAMPDIFF(MICROSECOND, '1970-01-01', UTC_TIMESTAMP(6)) DIV 1000)"
+
+/* The longest a lease-mode wait sleeps between two polls. */
+#define POLL_MAX_MS 250
+/* The first pause, and how it grows (x 3/2 a poll, to POLL_MAX_MS): a lock
+ * that is released soon reaches a waiter soon, one held for long costs the
+ * server a poll every 125..250 ms. */
+#define POLL_MIN_MS 5
+
+/* The statement texts, with %s for the table name (backticks around it). */
+static const char *const op_sql[MYSQLBE_OPS_MAX] = {
+    /* Take the row when it is free (no owner, or its lease is over) or
+     * already ours (a retry after a lost answer): 1 inserted, 2 taken,
+     * 0 held by someone else.  The condition reads the old values: owner
+     * is assigned last but one, and expires_at (which then only asks
+     * whether the owner is ours now) last. */
+    [OP_LEASE_TAKE] =
+        "INSERT INTO `%s` (name, owner, fence, expires_at, holder_host, holder_pid, taken_at, last_slot)"
+        " VALUES (?, ?, LAST_INSERT_ID(1), " NOW_MS " + ?, ?, ?, " NOW_MS ", 0)"
+        " ON DUPLICATE KEY UPDATE"
+        " fence = IF(owner IS NULL OR expires_at <= " NOW_MS " OR owner = VALUES(owner),"
+        " LAST_INSERT_ID(fence + 1), fence),"
+        " holder_host = IF(owner IS NULL OR expires_at <= " NOW_MS
+        " OR owner = VALUES(owner), VALUES(holder_host), holder_host),"
+        " holder_pid = IF(owner IS NULL OR expires_at <= " NOW_MS
+        " OR owner = VALUES(owner), VALUES(holder_pid), holder_pid),"
+        " taken_at = IF(owner IS NULL OR expires_at <= " NOW_MS
+        " OR owner = VALUES(owner), VALUES(taken_at), taken_at),"
+        " owner = IF(owner IS NULL OR expires_at <= " NOW_MS " OR owner = VALUES(owner), VALUES(owner), owner),"
+        " expires_at = IF(owner = VALUES(owner), VALUES(expires_at), expires_at)",
+    /* How long the holder's lease still runs (no row: free). */
+    [OP_LEASE_LEFT] = "SELECT IF(owner IS NULL, 0, GREATEST(expires_at - " NOW_MS ", 0)) FROM `%s` WHERE name = ?",
+    [OP_LEASE_EXTEND] =
+        "UPDATE `%s` SET expires_at = " NOW_MS " + ? WHERE name = ? AND owner = ? AND expires_at > " NOW_MS,
+    [OP_LEASE_CHECK] = "SELECT COUNT(*) FROM `%s` WHERE name = ? AND owner = ? AND expires_at > " NOW_MS,
+    [OP_LEASE_RELEASE] =
+        "UPDATE `%s` SET owner = NULL, expires_at = 0 WHERE name = ? AND owner = ? AND expires_at > " NOW_MS,
+    [OP_LEASE_HOLDER] = "SELECT holder_host, holder_pid, taken_at, expires_at - " NOW_MS ", fence FROM `%s`"
+                        " WHERE name = ? AND owner IS NOT NULL AND expires_at > " NOW_MS,
+    [OP_LEASE_LIST] = "SELECT name, holder_host, holder_pid, taken_at, expires_at, fence FROM `%s`"
+                      " WHERE owner IS NOT NULL AND expires_at > " NOW_MS " AND LEFT(name, ?) = ?",
+    [OP_LEASE_BREAK] = "UPDATE `%s` SET owner = NULL, expires_at = 0"
+                       " WHERE name = ? AND owner IS NOT NULL AND expires_at > " NOW_MS,
+    [OP_LEASE_RECORD_GET] = "SELECT last_slot FROM `%s` WHERE name = ? AND owner = ? AND expires_at > " NOW_MS,
+    [OP_LEASE_RECORD_PUT] = "UPDATE `%s` SET last_slot = ? WHERE name = ? AND owner = ? AND expires_at > " NOW_MS,
+    /* Session mode, fencing=on: the counter, bumped after a granted GET_LOCK. */
+    [OP_FENCE_BUMP] = "INSERT INTO `%s` (name, lock_name, fence, last_slot) VALUES (?, ?, LAST_INSERT_ID(1), 0)"
+                      " ON DUPLICATE KEY UPDATE fence = LAST_INSERT_ID(fence + 1)",
+    /* ... and in the same round trip as GET_LOCK: the row is written only
+     * when the lock was granted (1 new, 2 bumped; 0 not granted). */
+    [OP_FENCE_TAKE] = "INSERT INTO `%s` (name, lock_name, fence, last_slot)"
+                      " SELECT ?, ?, LAST_INSERT_ID(1), 0 FROM DUAL WHERE GET_LOCK(?, ?) = 1"
+                      " ON DUPLICATE KEY UPDATE fence = LAST_INSERT_ID(fence + 1)",
+    [OP_SESSION_RECORD_GET] = "SELECT IS_USED_LOCK(?) <=> CONNECTION_ID(), (SELECT last_slot FROM `%s` WHERE name = ?)",
+    /* Written only while this session holds the lock, checked in the same
+     * statement. */
+    [OP_SESSION_RECORD_PUT] = "INSERT INTO `%s` (name, lock_name, fence, last_slot)"
+                              " SELECT ?, ?, 0, ? FROM DUAL WHERE IS_USED_LOCK(?) <=> CONNECTION_ID()"
+                              " ON DUPLICATE KEY UPDATE last_slot = VALUES(last_slot)",
+    [OP_SESSION_LIST] = "SELECT name, lock_name, IS_USED_LOCK(lock_name), fence FROM `%s`"
+                        " WHERE IS_USED_LOCK(lock_name) IS NOT NULL AND LEFT(name, ?) = ?",
+    [OP_SESSION_LOCK_ID] = "SELECT IS_USED_LOCK(?)",
+    /* MariaDB's metadata_lock_info plugin: every user lock, by connection. */
+    [OP_SESSION_MLI] = "SELECT TABLE_SCHEMA, THREAD_ID FROM information_schema.METADATA_LOCK_INFO"
+                       " WHERE LOCK_TYPE = 'User lock'",
+    [OP_STORE_TIME] = "SELECT " NOW_MS,
+};
+
+/* The tables, created on first use when the role may (docs/mysql.md). */
+static const char lease_ddl[] = "CREATE TABLE IF NOT EXISTS `%s` ("
+                                " name VARBINARY(255) NOT NULL PRIMARY KEY,"
+                                " owner BINARY(16) NULL,"
+                                " fence BIGINT UNSIGNED NOT NULL,"
+                                " expires_at BIGINT NOT NULL,"
+                                " holder_host VARBINARY(255) NULL,"
+                                " holder_pid BIGINT NULL,"
+                                " taken_at BIGINT NOT NULL,"
+                                " last_slot BIGINT NOT NULL DEFAULT 0"
+                                ") ENGINE=InnoDB";
+static const char fences_ddl[] = "CREATE TABLE IF NOT EXISTS `%s` ("
+                                 " name VARBINARY(255) NOT NULL PRIMARY KEY,"
+                                 " lock_name VARCHAR(64) CHARACTER SET ascii NOT NULL,"
+                                 " fence BIGINT UNSIGNED NOT NULL,"
+                                 " last_slot BIGINT NOT NULL DEFAULT 0"
+                                 ") ENGINE=InnoDB";
+
+/* ------------------------------------------------------------------------ */
+/* Running one statement                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* The statement text with the table name in place of every %s (the name was
+ * checked by the URL parser: letters, digits and _ only). */
+static void with_table(char *out, size_t size, const char *template, const char *table)
+{
+    size_t n = 0, tlen = strlen(table);
+    for (const char *p = template; *p && n + 1 < size; p++) {
+        if (p[0] == '%' && p[1] == 's') {
+            size_t k = tlen < size - 1 - n ? tlen : size - 1 - n;
+            memcpy(out + n, table, k);
+            n += k;
+            p++;
+        } else {
+            out[n++] = *p;
+        }
+    }
+    out[n] = '\0';
+}
+
+void dlock__mysql_ops_close(struct mysqlbe_conn *c)
+{
+    for (int i = 0; i < MYSQLBE_OPS_MAX; i++) {
+        if (c->stmt_ops[i])
+            mysql_stmt_close(c->stmt_ops[i]);
+        c->stmt_ops[i] = NULL;
+    }
+}
+
+static void error_from(struct statement_error *error, MYSQL_STMT *stmt)
+{
+    error->code = mysql_stmt_errno(stmt);
+    dlock__copy_text(error->text, sizeof error->text, mysql_stmt_error(stmt));
+    if (error->code == 0) {
+        error->code = CR_UNKNOWN_ERROR;
+        dlock__copy_text(error->text, sizeof error->text, "unknown client error");
+    }
+}
+
+/* "Rows matched: 1  Changed: 0  Warnings: 0" (an UPDATE's info): 1; -1
+ * when the text is not there. */
+static long rows_matched(const char *info)
+{
+    const char *p = info ? strstr(info, "matched:") : NULL;
+    if (!p)
+        return -1;
+    char *end;
+    long n = strtol(p + 8, &end, 10);
+    return end == p + 8 ? -1 : n;
+}
+
+/* Prepare (once) and run op with params; fetch every row into results,
+ * calling row(arg) for each.  0 or -1 with *error filled. */
+static int exec_watched(struct mysqlbe_conn *c, enum mysqlbe_op op, MYSQL_BIND *params, MYSQL_BIND *results,
+                        int (*row)(void *), void *arg, struct mysqlbe_result *out, struct statement_error *error)
+{
+    if (!c->stmt_ops[op]) {
+        char sql[2048];
+        with_table(sql, sizeof sql, op_sql[op], c->table);
+        MYSQL_STMT *stmt = mysql_stmt_init(c->db);
+        if (!stmt) {
+            error->code = CR_OUT_OF_MEMORY;
+            dlock__copy_text(error->text, sizeof error->text, dlock_strerror(DLOCK_ENOMEM));
+            return -1;
+        }
+        if (mysql_stmt_prepare(stmt, sql, (unsigned long)strlen(sql)) != 0) {
+            error_from(error, stmt);
+            mysql_stmt_close(stmt);
+            return -1;
+        }
+        c->stmt_ops[op] = stmt;
+    }
+    MYSQL_STMT *stmt = c->stmt_ops[op];
+    if ((params && mysql_stmt_bind_param(stmt, params) != 0) || mysql_stmt_execute(stmt) != 0) {
+        error_from(error, stmt);
+        mysql_stmt_free_result(stmt);
+        return -1;
+    }
+    out->affected = mysql_stmt_affected_rows(stmt);
+    out->insert_id = mysql_stmt_insert_id(stmt);
+    out->matched = rows_matched(mysql_info(c->db));
+    out->rows = 0;
+    if (results) {
+        if (mysql_stmt_bind_result(stmt, results) != 0) {
+            error_from(error, stmt);
+            mysql_stmt_free_result(stmt);
+            return -1;
+        }
+        int fetch;
+        int stop = 0;
+        while ((fetch = mysql_stmt_fetch(stmt)) == 0 || fetch == MYSQL_DATA_TRUNCATED) {
+            out->rows++;
+            if (!stop && row && row(arg) != 0)
+                stop = 1; /* read on: the result must be drained */
+        }
+        if (fetch == 1) {
+            error_from(error, stmt);
+            mysql_stmt_free_result(stmt);
+            return -1;
+        }
+        if (stop)
+            out->stopped = 1;
+    }
+    mysql_stmt_free_result(stmt);
+    return 0;
+}
+
+/* Create the table this connection uses (IF NOT EXISTS).  DLOCK_OK, or
+ * DLOCK_EBACKEND pointing to the DDL (the role may not create tables), or
+ * a lost connection. */
+static int create_table(struct mysqlbe_conn *c, int lost_status)
+{
+    char sql[1024];
+    with_table(sql, sizeof sql, c->lease ? lease_ddl : fences_ddl, c->table);
+    dlock__mysql_watch(c, c->db, c->deadline_ms);
+    int failed = mysql_query(c->db, sql) != 0;
+    if (dlock__mysql_unwatch(c))
+        return dlock__mysql_session_error(c, CR_SERVER_LOST, NO_ANSWER_TEXT, "creating the table", lost_status);
+    if (failed) {
+        unsigned int err = mysql_errno(c->db);
+        if (dlock__mysql_connection_lost(err))
+            return dlock__mysql_session_error(c, err, mysql_error(c->db), "creating the table", lost_status);
+        return dlock__error(DLOCK_EBACKEND,
+                            "the table `%s` does not exist and could not be created: create it as docs/mysql.md "
+                            "shows (%s mode), or grant CREATE on the database (%s)",
+                            c->table, c->lease ? "lease" : "session", mysql_error(c->db));
+    }
+    c->table_ready = 1;
+    return DLOCK_OK;
+}
+
+int dlock__mysql_exec(struct mysqlbe_conn *c, enum mysqlbe_op op, MYSQL_BIND *params, MYSQL_BIND *results,
+                 int (*row)(void *), void *arg, struct mysqlbe_result *out, const char *doing, int lost_status)
+{
+    memset(out, 0, sizeof *out);
+    c->last_errno = 0;
+    int created = c->no_create;
+    for (int attempt = 0;; attempt++) {
+        int fresh = 0;
+        int status = dlock__mysql_ensure_session(c, &fresh);
+        if (status != DLOCK_OK)
+            return status;
+        struct statement_error error = {0, ""};
+        dlock__mysql_watch(c, c->db, c->deadline_ms);
+        int failed = exec_watched(c, op, params, results, row, arg, out, &error);
+        int cut = dlock__mysql_unwatch(c);
+        if (!failed && !cut)
+            return DLOCK_OK;
+        if (cut) {
+            error.code = CR_SERVER_LOST;
+            dlock__copy_text(error.text, sizeof error.text, NO_ANSWER_TEXT);
+        }
+        c->last_errno = error.code;
+        if (error.code == ER_NO_SUCH_TABLE && !created) {
+            created = 1;
+            status = create_table(c, lost_status);
+            if (status != DLOCK_OK)
+                return status;
+            attempt--; /* not a failure of the connection */
+            continue;
+        }
+        if (dlock__mysql_connection_lost(error.code)) {
+            dlock__mysql_session_error(c, error.code, error.text, doing, lost_status);
+            /* Lease mode keeps nothing in the session: one more try on a
+             * new connection (a KILL, an idle timeout, a restart). */
+            if (c->lease && dlock__session_may_retry(attempt, fresh, cut))
+                continue;
+            return dlock__error(lost_status, "connection lost while %s: %s", doing, error.text);
+        }
+        return dlock__error(DLOCK_EBACKEND, "%s failed: %s", doing, error.text);
+    }
+}
+
+/* Binding helpers. */
+static void bind_bytes(MYSQL_BIND *b, const void *data, unsigned long *len)
+{
+    memset(b, 0, sizeof *b);
+    b->buffer_type = MYSQL_TYPE_BLOB;
+    b->buffer = (void *)data;
+    b->buffer_length = *len;
+    b->length = len;
+}
+
+static void bind_str(MYSQL_BIND *b, const char *s, unsigned long *len)
+{
+    bind_bytes(b, s, len);
+    b->buffer_type = MYSQL_TYPE_STRING;
+}
+
+static void bind_i64(MYSQL_BIND *b, long long *v)
+{
+    memset(b, 0, sizeof *b);
+    b->buffer_type = MYSQL_TYPE_LONGLONG;
+    b->buffer = v;
+}
+
+static void bind_out_i64(MYSQL_BIND *b, long long *v, mysqlbe_flag *is_null)
+{
+    bind_i64(b, v);
+    b->is_null = is_null;
+}
+
+static void bind_out_text(MYSQL_BIND *b, char *buf, size_t size, unsigned long *len, mysqlbe_flag *is_null)
+{
+    memset(b, 0, sizeof *b);
+    b->buffer_type = MYSQL_TYPE_STRING;
+    b->buffer = buf;
+    b->buffer_length = (unsigned long)size - 1;
+    b->length = len;
+    b->is_null = is_null;
+}
+
+static void terminate(char *buf, size_t size, unsigned long len, mysqlbe_flag is_null)
+{
+    size_t n = is_null ? 0 : (len < size - 1 ? len : size - 1);
+    buf[n] = '\0';
+}
+
+/* ------------------------------------------------------------------------ */
+/* Lease mode                                                               */
+/* ------------------------------------------------------------------------ */
+
+static int random_owner(unsigned char owner[16])
+{
+    size_t got = 0;
+    while (got < 16) {
+        ssize_t n = getrandom(owner + got, 16 - got, 0);
+        if (n <= 0)
+            return dlock__error(DLOCK_EBACKEND, "no random bytes for the owner token");
+        got += (size_t)n;
+    }
+    return DLOCK_OK;
+}
+
+/* One try.  1 taken (l->base.fence set), 0 held by someone else (*left_ms:
+ * how long its lease still runs, when asked), <0 a status. */
+static int lease_try(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, uint32_t ttl_ms,
+                     int64_t *sent_ms, int64_t *left_ms)
+{
+    unsigned long name_len = (unsigned long)strlen(name), owner_len = 16;
+    const char *host = dlock__hostname();
+    unsigned long host_len = (unsigned long)strlen(host);
+    if (host_len > 255)
+        host_len = 255;
+    long long ttl = ttl_ms, pid = (long long)getpid();
+    MYSQL_BIND p[5];
+    bind_bytes(&p[0], name, &name_len);
+    bind_bytes(&p[1], l->owner, &owner_len);
+    bind_i64(&p[2], &ttl);
+    bind_bytes(&p[3], host, &host_len);
+    bind_i64(&p[4], &pid);
+    struct mysqlbe_result r;
+    *sent_ms = dlock__now_ms();
+    int status = dlock__mysql_exec(c, OP_LEASE_TAKE, p, NULL, NULL, NULL, &r, "taking the lease", DLOCK_ECONN);
+    if (status == DLOCK_EBACKEND && (c->last_errno == ER_LOCK_DEADLOCK || c->last_errno == ER_LOCK_WAIT_TIMEOUT)) {
+        /* Another client's take won the row (a deadlock, or on Galera a
+         * certification conflict): it is busy, for now. */
+        dlock__clear_error();
+        if (left_ms)
+            *left_ms = 0;
+        return 0;
+    }
+    if (status != DLOCK_OK)
+        return status;
+    if (r.affected == 1 || r.affected == 2) {
+        l->base.fence = r.insert_id;
+        if (l->base.fence == 0)
+            return dlock__error(DLOCK_EBACKEND, "the server gave no fence for '%s'", name);
+        return 1;
+    }
+    if (!left_ms)
+        return 0;
+    long long left = 0;
+    mysqlbe_flag left_null = 0;
+    MYSQL_BIND out;
+    bind_out_i64(&out, &left, &left_null);
+    status = dlock__mysql_exec(c, OP_LEASE_LEFT, p, &out, NULL, NULL, &r, "reading the lease", DLOCK_ECONN);
+    if (status != DLOCK_OK)
+        return status;
+    *left_ms = (r.rows == 0 || left_null) ? 0 : left;
+    return 0;
+}
+
+/* Sleep up to ms, or until a cancel.  1 when canceled. */
+static int lease_sleep(struct mysqlbe_conn *c, int64_t ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)(ms / 1000);
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&c->cancel_mu);
+    while (!c->cancel_requested) {
+        if (pthread_cond_timedwait(&c->cancel_cv, &c->cancel_mu, &until) != 0)
+            break;
+    }
+    int canceled = c->cancel_requested;
+    pthread_mutex_unlock(&c->cancel_mu);
+    return canceled;
+}
+
+static int cancel_asked(struct mysqlbe_conn *c)
+{
+    pthread_mutex_lock(&c->cancel_mu);
+    int canceled = c->cancel_requested;
+    pthread_mutex_unlock(&c->cancel_mu);
+    return canceled;
+}
+
+/* A random number of ms in [0, n). */
+static int64_t jitter(int64_t n)
+{
+    unsigned int r = 0;
+    if (n <= 1 || getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
+        r = (unsigned int)dlock__now_ms() * 2654435761u;
+    return n > 1 ? (int64_t)(r % (unsigned int)n) : 0;
+}
+
+int dlock__mysql_lease_acquire(struct mysqlbe_conn *c, const char *name, uint32_t ttl_ms, int32_t wait_ms,
+                          struct dlock_call *call, struct dlock_held **lock_out)
+{
+    struct mysqlbe_lock *l = calloc(1, sizeof *l);
+    if (!l)
+        return dlock__oom();
+    l->base.ttl_ms = ttl_ms;
+    int status = random_owner(l->owner);
+    int64_t wait_end_ms = wait_ms > 0 ? dlock__now_ms() + wait_ms : INT64_MAX;
+    int64_t backoff = POLL_MIN_MS;
+    while (status == DLOCK_OK) {
+        int64_t sent_ms, left_ms = 0;
+        dlock__mysql_begin_call(c, call->deadline_ms);
+        int got = lease_try(c, l, name, ttl_ms, &sent_ms, wait_ms != 0 ? &left_ms : NULL);
+        if (got == 1) {
+            call->lease_start_ms = sent_ms;
+            *lock_out = &l->base;
+            return DLOCK_OK;
+        }
+        if (got < 0) {
+            status = got;
+            if (cancel_asked(c)) /* the cancel cut a poll short */
+                status = dlock__error(DLOCK_ECANCELED, "the wait for '%s' was cancelled", name);
+            break;
+        }
+        if (wait_ms == 0) {
+            status = dlock__error(DLOCK_EBUSY, "lock '%s' is held by another client", name);
+            break;
+        }
+        int64_t now = dlock__now_ms();
+        if (wait_ms != DLOCK_WAIT_FOREVER && now >= wait_end_ms) {
+            status =
+                dlock__error(DLOCK_EBUSY, "lock '%s' is still held by another client after %d ms", name, (int)wait_ms);
+            break;
+        }
+        /* Backoff with jitter, never more than POLL_MAX_MS apart, and
+         * early when the holder's lease runs out. */
+        int64_t pause = backoff / 2 + jitter(backoff / 2 + 1);
+        if (left_ms > 0 && left_ms + 1 < pause)
+            pause = left_ms + 1;
+        if (wait_ms != DLOCK_WAIT_FOREVER && now + pause > wait_end_ms)
+            pause = wait_end_ms - now;
+        if (pause < 1)
+            pause = 1;
+        backoff = backoff * 3 / 2 > POLL_MAX_MS ? POLL_MAX_MS : backoff * 3 / 2;
+        if (cancel_asked(c) || lease_sleep(c, pause)) {
+            status = dlock__error(DLOCK_ECANCELED, "the wait for '%s' was cancelled", name);
+            break;
+        }
+    }
+    free(l);
+    return status;
+}
+
+static int lease_check(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name)
+{
+    unsigned long name_len = (unsigned long)strlen(name), owner_len = 16;
+    MYSQL_BIND p[2];
+    bind_bytes(&p[0], name, &name_len);
+    bind_bytes(&p[1], l->owner, &owner_len);
+    long long n = 0;
+    mysqlbe_flag n_null = 0;
+    MYSQL_BIND out;
+    bind_out_i64(&out, &n, &n_null);
+    struct mysqlbe_result r;
+    int status = dlock__mysql_exec(c, OP_LEASE_CHECK, p, &out, NULL, NULL, &r, "checking the lease", DLOCK_ECONN);
+    if (status != DLOCK_OK)
+        return status;
+    return r.rows == 1 && !n_null && n == 1;
+}
+
+int dlock__mysql_lease_extend(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, uint32_t ttl_ms,
+                         struct dlock_call *call)
+{
+    dlock__mysql_lease_call(c, call->deadline_ms);
+    unsigned long name_len = (unsigned long)strlen(name), owner_len = 16;
+    long long ttl = ttl_ms;
+    MYSQL_BIND p[3];
+    bind_i64(&p[0], &ttl);
+    bind_bytes(&p[1], name, &name_len);
+    bind_bytes(&p[2], l->owner, &owner_len);
+    struct mysqlbe_result r;
+    int status = dlock__mysql_exec(c, OP_LEASE_EXTEND, p, NULL, NULL, NULL, &r, "extending the lease", DLOCK_ECONN);
+    if (status != DLOCK_OK)
+        return status;
+    if (r.affected == 0 && r.matched != 1) {
+        /* 0 also when the new expiry equals the old one (the same ms): the
+         * server's info says the row matched; without it, one more look. */
+        int ours = r.matched == 0 ? 0 : lease_check(c, l, name);
+        if (ours < 0)
+            return ours;
+        if (!ours)
+            return dlock__error(DLOCK_ELOST, "lock '%s' is no longer ours: its lease ran out or it was broken", name);
+    }
+    l->base.ttl_ms = ttl_ms;
+    return DLOCK_OK;
+}
+
+int dlock__mysql_lease_release(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, struct dlock_call *call)
+{
+    dlock__mysql_lease_call(c, call->deadline_ms);
+    unsigned long name_len = (unsigned long)strlen(name), owner_len = 16;
+    MYSQL_BIND p[2];
+    bind_bytes(&p[0], name, &name_len);
+    bind_bytes(&p[1], l->owner, &owner_len);
+    struct mysqlbe_result r;
+    int status = dlock__mysql_exec(c, OP_LEASE_RELEASE, p, NULL, NULL, NULL, &r, "releasing the lease", DLOCK_ECONN);
+    free(l);
+    if (status != DLOCK_OK)
+        return status;
+    if (r.affected != 1)
+        return dlock__error(DLOCK_ELOST, "lock '%s' was no longer ours: its lease ran out or it was broken", name);
+    return DLOCK_OK;
+}
+
+int dlock__mysql_lease_holder(struct mysqlbe_conn *c, const char *name, char *buf, size_t buflen, struct dlock_call *call)
+{
+    dlock__mysql_begin_call(c, call->deadline_ms);
+    unsigned long name_len = (unsigned long)strlen(name);
+    MYSQL_BIND p[1];
+    bind_bytes(&p[0], name, &name_len);
+    char host[256];
+    unsigned long host_len = 0;
+    long long pid = 0, taken = 0, left = 0, fence = 0;
+    mysqlbe_flag nulls[5] = {0};
+    MYSQL_BIND out[5];
+    bind_out_text(&out[0], host, sizeof host, &host_len, &nulls[0]);
+    bind_out_i64(&out[1], &pid, &nulls[1]);
+    bind_out_i64(&out[2], &taken, &nulls[2]);
+    bind_out_i64(&out[3], &left, &nulls[3]);
+    bind_out_i64(&out[4], &fence, &nulls[4]);
+    struct mysqlbe_result r;
+    int status = dlock__mysql_exec(c, OP_LEASE_HOLDER, p, out, NULL, NULL, &r, "asking for the holder", DLOCK_ECONN);
+    if (status != DLOCK_OK)
+        return status;
+    if (r.rows == 0)
+        return 0;
+    terminate(host, sizeof host, host_len, nulls[0]);
+    char text[512];
+    snprintf(text, sizeof text, "host=%s pid=%lld since=%lld expires_in=%lldms fence=%lld", host[0] ? host : "?",
+             nulls[1] ? 0LL : pid, taken, left, fence);
+    if (buf && buflen)
+        dlock__copy_text(buf, buflen, text);
+    return 1;
+}
+
+/* Rows of a list, into the list. */
+struct list_rows {
+    struct dlock_list *list;
+    char name[256], host[256], key[DLOCK_MYSQL_LOCK_NAME_MAX + 1];
+    unsigned long name_len, host_len, key_len;
+    long long pid, since, expires, fence, id;
+    mysqlbe_flag nulls[6];
+    int status;
+};
+
+static int lease_row(void *arg)
+{
+    struct list_rows *rows = arg;
+    terminate(rows->name, sizeof rows->name, rows->name_len, rows->nulls[0]);
+    terminate(rows->host, sizeof rows->host, rows->host_len, rows->nulls[1]);
+    char holder[320];
+    snprintf(holder, sizeof holder, "host=%s pid=%lld", rows->host[0] ? rows->host : "?", rows->pid);
+    struct dlock_list_entry e = {rows->name, NULL,        holder,        rows->host,
+                                 rows->pid,  rows->since, rows->expires, (uint64_t)rows->fence};
+    rows->status = dlock__list_add(rows->list, &e);
+    return rows->status != DLOCK_OK;
+}
+
+int dlock__mysql_lease_list(struct mysqlbe_conn *c, const char *prefix, struct dlock_list *list, struct dlock_call *call)
+{
+    dlock__mysql_begin_call(c, call->deadline_ms);
+    unsigned long prefix_len = (unsigned long)strlen(prefix);
+    long long prefix_n = (long long)prefix_len;
+    MYSQL_BIND p[2];
+    bind_i64(&p[0], &prefix_n);
+    bind_bytes(&p[1], prefix, &prefix_len);
+    struct list_rows *rows = calloc(1, sizeof *rows);
+    if (!rows)
+        return dlock__oom();
+    rows->list = list;
+    MYSQL_BIND out[6];
+    bind_out_text(&out[0], rows->name, sizeof rows->name, &rows->name_len, &rows->nulls[0]);
+    bind_out_text(&out[1], rows->host, sizeof rows->host, &rows->host_len, &rows->nulls[1]);
+    bind_out_i64(&out[2], &rows->pid, &rows->nulls[2]);
+    bind_out_i64(&out[3], &rows->since, &rows->nulls[3]);
+    bind_out_i64(&out[4], &rows->expires, &rows->nulls[4]);
+    bind_out_i64(&out[5], &rows->fence, &rows->nulls[5]);
+    struct mysqlbe_result r;
+    int status = dlock__mysql_exec(c, OP_LEASE_LIST, p, out, lease_row, rows, &r, "listing the leases", DLOCK_ECONN);
+    if (status == DLOCK_OK && rows->status != DLOCK_OK)
+        status = rows->status;
+    free(rows);
+    return status;
+}
+
+int dlock__mysql_lease_break(struct mysqlbe_conn *c, const char *name, struct dlock_call *call)
+{
+    dlock__mysql_begin_call(c, call->deadline_ms);
+    unsigned long name_len = (unsigned long)strlen(name);
+    MYSQL_BIND p[1];
+    bind_bytes(&p[0], name, &name_len);
+    struct mysqlbe_result r;
+    int status = dlock__mysql_exec(c, OP_LEASE_BREAK, p, NULL, NULL, NULL, &r, "breaking the lease", DLOCK_ECONN);
+    if (status != DLOCK_OK)
+        return status;
+    return r.affected == 1;
+}
+
+int dlock__mysql_lease_record(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, int put, int64_t *slot,
+                         struct dlock_call *call)
+{
+    dlock__mysql_lease_call(c, call->deadline_ms);
+    unsigned long name_len = (unsigned long)strlen(name), owner_len = 16;
+    long long value = put ? *slot : 0;
+    mysqlbe_flag value_null = 0;
+    MYSQL_BIND p[3], out;
+    struct mysqlbe_result r;
+    int status;
+    if (put) {
+        bind_i64(&p[0], &value);
+        bind_bytes(&p[1], name, &name_len);
+        bind_bytes(&p[2], l->owner, &owner_len);
+        status = dlock__mysql_exec(c, OP_LEASE_RECORD_PUT, p, NULL, NULL, NULL, &r, "writing the run record", DLOCK_ECONN);
+        if (status != DLOCK_OK || r.affected != 0 || r.matched == 1)
+            return status;
+        /* 0 changed: not ours, or the slot was already there (the info says
+         * which; without it, one more look). */
+        int ours = r.matched == 0 ? 0 : lease_check(c, l, name);
+        if (ours < 0)
+            return ours;
+        if (!ours)
+            return dlock__error(DLOCK_ELOST, "lock '%s' is no longer ours: the run record was not written", name);
+        return status;
+    }
+    bind_bytes(&p[0], name, &name_len);
+    bind_bytes(&p[1], l->owner, &owner_len);
+    bind_out_i64(&out, &value, &value_null);
+    status = dlock__mysql_exec(c, OP_LEASE_RECORD_GET, p, &out, NULL, NULL, &r, "reading the run record", DLOCK_ECONN);
+    if (status != DLOCK_OK)
+        return status;
+    if (r.rows == 0)
+        return dlock__error(DLOCK_ELOST, "lock '%s' is no longer ours", name);
+    *slot = value_null ? 0 : value;
+    return DLOCK_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Session mode                                                             */
+/* ------------------------------------------------------------------------ */
+
+int dlock__mysql_fence_bump(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name)
+{
+    unsigned long name_len = (unsigned long)strlen(name), lock_len = (unsigned long)strlen(l->server_name);
+    MYSQL_BIND p[2];
+    bind_bytes(&p[0], name, &name_len);
+    bind_str(&p[1], l->server_name, &lock_len);
+    struct mysqlbe_result r;
+    int status = dlock__mysql_exec(c, OP_FENCE_BUMP, p, NULL, NULL, NULL, &r, "bumping the fence", DLOCK_ECONN);
+    if (status != DLOCK_OK)
+        return status;
+    if (r.insert_id == 0)
+        return dlock__error(DLOCK_EBACKEND, "the server gave no fence for '%s'", name);
+    l->base.fence = r.insert_id;
+    return DLOCK_OK;
+}
+
+int dlock__mysql_fenced_get_lock(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, double timeout_s,
+                            long long *granted, struct statement_error *error)
+{
+    unsigned long name_len = (unsigned long)strlen(name), lock_len = (unsigned long)strlen(l->server_name);
+    double timeout = timeout_s;
+    MYSQL_BIND p[4];
+    bind_bytes(&p[0], name, &name_len);
+    bind_str(&p[1], l->server_name, &lock_len);
+    bind_str(&p[2], l->server_name, &lock_len);
+    memset(&p[3], 0, sizeof p[3]);
+    p[3].buffer_type = MYSQL_TYPE_DOUBLE;
+    p[3].buffer = &timeout;
+    *granted = 0;
+    for (int created = 0;; created = 1) {
+        struct mysqlbe_result r = {0, 0, 0, 0, -1};
+        error->code = 0;
+        error->text[0] = '\0';
+        dlock__mysql_watch(c, c->db, c->deadline_ms);
+        int failed = exec_watched(c, OP_FENCE_TAKE, p, NULL, NULL, NULL, &r, error);
+        if (dlock__mysql_unwatch(c)) {
+            error->code = CR_SERVER_LOST;
+            dlock__copy_text(error->text, sizeof error->text, NO_ANSWER_TEXT);
+            return -1;
+        }
+        /* A missing table fails the prepare, before GET_LOCK ran. */
+        if (failed && error->code == ER_NO_SUCH_TABLE && !created) {
+            if (create_table(c, DLOCK_ECONN) == DLOCK_OK)
+                continue;
+            error->code = c->db ? ER_NO_SUCH_TABLE : CR_SERVER_LOST;
+            dlock__copy_text(error->text, sizeof error->text, dlock_last_error());
+            return -1;
+        }
+        if (failed)
+            return -1;
+        if (r.affected >= 1) {
+            if (r.insert_id == 0) {
+                error->code = CR_UNKNOWN_ERROR;
+                dlock__copy_text(error->text, sizeof error->text, "the server gave no fence");
+                return -1;
+            }
+            *granted = 1;
+            l->base.fence = r.insert_id;
+        }
+        return 0;
+    }
+}
+
+int dlock__mysql_session_record(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, int put, int64_t *slot,
+                           struct dlock_call *call)
+{
+    dlock__mysql_lease_call(c, call->deadline_ms);
+    unsigned long name_len = (unsigned long)strlen(name), lock_len = (unsigned long)strlen(l->server_name);
+    long long value = put ? *slot : 0, ours = 0;
+    mysqlbe_flag nulls[2] = {0};
+    MYSQL_BIND p[4], out[2];
+    struct mysqlbe_result r;
+    int status;
+    if (put) {
+        bind_bytes(&p[0], name, &name_len);
+        bind_str(&p[1], l->server_name, &lock_len);
+        bind_i64(&p[2], &value);
+        bind_str(&p[3], l->server_name, &lock_len);
+        status = dlock__mysql_exec(c, OP_SESSION_RECORD_PUT, p, NULL, NULL, NULL, &r, "writing the run record", DLOCK_ELOST);
+        if (status != DLOCK_OK || r.affected != 0)
+            return status;
+        /* 0: not ours, or the same slot was there already. */
+    }
+    bind_str(&p[0], l->server_name, &lock_len);
+    bind_bytes(&p[1], name, &name_len);
+    bind_out_i64(&out[0], &ours, &nulls[0]);
+    bind_out_i64(&out[1], &value, &nulls[1]);
+    status = dlock__mysql_exec(c, OP_SESSION_RECORD_GET, p, out, NULL, NULL, &r, "reading the run record", DLOCK_ELOST);
+    if (status != DLOCK_OK)
+        return status;
+    if (r.rows != 1 || nulls[0] || ours != 1)
+        return dlock__error(DLOCK_ELOST, "lock '%s' is no longer held by this session", name);
+    if (!put)
+        *slot = nulls[1] ? 0 : value;
+    return DLOCK_OK;
+}
+
+int dlock__mysql_store_time(struct mysqlbe_conn *c, int64_t *unix_ms, struct dlock_call *call)
+{
+    dlock__mysql_begin_call(c, call->deadline_ms);
+    long long now = 0;
+    mysqlbe_flag now_null = 0;
+    MYSQL_BIND out;
+    bind_out_i64(&out, &now, &now_null);
+    struct mysqlbe_result r;
+    int status = dlock__mysql_exec(c, OP_STORE_TIME, NULL, &out, NULL, NULL, &r, "reading the server's clock", DLOCK_ECONN);
+    if (status != DLOCK_OK)
+        return status;
+    if (r.rows != 1 || now_null)
+        return dlock__error(DLOCK_EBACKEND, "the server's clock gave no answer");
+    *unix_ms = now;
+    return DLOCK_OK;
+}
+
+static int session_row(void *arg)
+{
+    struct list_rows *rows = arg;
+    terminate(rows->name, sizeof rows->name, rows->name_len, rows->nulls[0]);
+    terminate(rows->key, sizeof rows->key, rows->key_len, rows->nulls[1]);
+    char holder[64];
+    snprintf(holder, sizeof holder, "mysql connection %lld", rows->id);
+    struct dlock_list_entry e = {rows->name, rows->key, holder, NULL, 0, -1, -1, (uint64_t)rows->fence};
+    rows->status = dlock__list_add(rows->list, &e);
+    return rows->status != DLOCK_OK;
+}
+
+/* One row of METADATA_LOCK_INFO: a user lock and its connection. */
+static int mli_row(void *arg)
+{
+    struct list_rows *rows = arg;
+    terminate(rows->key, sizeof rows->key, rows->key_len, rows->nulls[0]);
+    /* A verbatim name is the dlock name; a digest keeps none.  The prefix
+     * can only be checked on names: digests show when it is empty. */
+    int digest = strncmp(rows->key, DLOCK_MYSQL_DIGEST_PREFIX, strlen(DLOCK_MYSQL_DIGEST_PREFIX)) == 0;
+    size_t n = strlen(rows->name); /* the prefix, kept there */
+    if (digest ? n > 0 : strncmp(rows->key, rows->name, n) != 0)
+        return 0;
+    char holder[64];
+    snprintf(holder, sizeof holder, "mysql connection %lld", rows->id);
+    struct dlock_list_entry e = {digest ? NULL : rows->key, rows->key, holder, NULL, 0, -1, -1, 0};
+    rows->status = dlock__list_add(rows->list, &e);
+    return rows->status != DLOCK_OK;
+}
+
+/* Session mode.  The server keeps a list of user locks only with MariaDB's
+ * metadata_lock_info plugin (information_schema.METADATA_LOCK_INFO); without
+ * it, the names known from the fence table (locks taken with fencing=on, or
+ * that wrote a run record) are checked with IS_USED_LOCK; without either,
+ * DLOCK_ENOTSUP saying what to enable (docs/mysql.md). */
+int dlock__mysql_session_list(struct mysqlbe_conn *c, const char *prefix, struct dlock_list *list, struct dlock_call *call)
+{
+    dlock__mysql_begin_call(c, call->deadline_ms);
+    struct list_rows *rows = calloc(1, sizeof *rows);
+    if (!rows)
+        return dlock__oom();
+    rows->list = list;
+    dlock__copy_text(rows->name, sizeof rows->name, prefix);
+    MYSQL_BIND out[4];
+    bind_out_text(&out[0], rows->key, sizeof rows->key, &rows->key_len, &rows->nulls[0]);
+    bind_out_i64(&out[1], &rows->id, &rows->nulls[1]);
+    struct mysqlbe_result r;
+    int status = dlock__mysql_exec(c, OP_SESSION_MLI, NULL, out, mli_row, rows, &r, "listing the locks", DLOCK_ECONN);
+    if (status == DLOCK_OK || c->last_errno == 0 || dlock__mysql_connection_lost(c->last_errno)) {
+        if (status == DLOCK_OK && rows->status != DLOCK_OK)
+            status = rows->status;
+        free(rows);
+        return status;
+    }
+    /* No plugin: the fence table. */
+    dlock__clear_error();
+    unsigned long prefix_len = (unsigned long)strlen(prefix);
+    long long prefix_n = (long long)prefix_len;
+    MYSQL_BIND p[2];
+    bind_i64(&p[0], &prefix_n);
+    bind_bytes(&p[1], prefix, &prefix_len);
+    bind_out_text(&out[0], rows->name, sizeof rows->name, &rows->name_len, &rows->nulls[0]);
+    bind_out_text(&out[1], rows->key, sizeof rows->key, &rows->key_len, &rows->nulls[1]);
+    bind_out_i64(&out[2], &rows->id, &rows->nulls[2]);
+    bind_out_i64(&out[3], &rows->fence, &rows->nulls[3]);
+    c->no_create = 1;
+    status = dlock__mysql_exec(c, OP_SESSION_LIST, p, out, session_row, rows, &r, "listing the locks", DLOCK_ECONN);
+    c->no_create = 0;
+    if (status == DLOCK_OK && rows->status != DLOCK_OK)
+        status = rows->status;
+    free(rows);
+    if (status != DLOCK_OK && c->last_errno == ER_NO_SUCH_TABLE)
+        return dlock__error(DLOCK_ENOTSUP,
+                            "session mode cannot list locks on this server: install MariaDB's metadata_lock_info "
+                            "plugin (INSTALL SONAME 'metadata_lock_info'), or take locks with fencing=on (their names "
+                            "are kept in `%s`), or use mode=lease",
+                            c->table);
+    return status;
+}
+
+int dlock__mysql_session_break(struct mysqlbe_conn *c, const char *name, struct dlock_call *call)
+{
+    dlock__mysql_begin_call(c, call->deadline_ms);
+    char server_name[DLOCK_MYSQL_LOCK_NAME_MAX + 1];
+    dlock__mysql_lock_name(name, server_name, sizeof server_name);
+    unsigned long len = (unsigned long)strlen(server_name);
+    MYSQL_BIND p[1];
+    bind_str(&p[0], server_name, &len);
+    long long id = 0;
+    mysqlbe_flag id_null = 0;
+    MYSQL_BIND out;
+    bind_out_i64(&out, &id, &id_null);
+    struct mysqlbe_result r;
+    int status = dlock__mysql_exec(c, OP_SESSION_LOCK_ID, p, &out, NULL, NULL, &r, "finding the holder", DLOCK_ECONN);
+    if (status != DLOCK_OK)
+        return status;
+    if (r.rows != 1 || id_null)
+        return 0;
+    if ((unsigned long)id == c->connection_id)
+        return dlock__error(DLOCK_EBUSY, "'%s' is held by this client's own session: release it instead", name);
+    /* The holder's session ends, and its locks with it. */
+    char sql[64];
+    snprintf(sql, sizeof sql, "KILL CONNECTION %lld", id);
+    dlock__mysql_watch(c, c->db, c->deadline_ms);
+    int failed = mysql_query(c->db, sql) != 0;
+    if (dlock__mysql_unwatch(c))
+        return dlock__mysql_session_error(c, CR_SERVER_LOST, NO_ANSWER_TEXT, "breaking the lock", DLOCK_ECONN);
+    if (failed) {
+        unsigned int err = mysql_errno(c->db);
+        if (err == ER_NO_SUCH_THREAD)
+            return 0; /* it ended meanwhile */
+        if (err == ER_KILL_DENIED_ERROR)
+            return dlock__error(DLOCK_EBACKEND,
+                                "breaking '%s' ends the session that holds it (connection %lld), and this user may "
+                                "not: it needs the CONNECTION ADMIN (MariaDB: CONNECTION ADMIN or SUPER) privilege",
+                                name, id);
+        return dlock__mysql_session_error(c, err, mysql_error(c->db), "breaking the lock", DLOCK_ECONN);
+    }
+    return 1;
+}

@@ -1,0 +1,500 @@
+/*
+ * PostgreSQL lease mode (mode=lease): the lock is a row of a table, keyed by
+ * the exact bytes of the name, that records a random owner token, a fence,
+ * the expiry (on the server's clock), the holder and when it was taken.
+ *
+ * Acquire, extend and release are each one autocommit statement, sent
+ * unnamed (PQsendQueryParams): nothing is prepared, no session setting is
+ * relied on, so that a transaction pooler may run every statement in a
+ * different server session.  A dropped connection loses nothing; the next
+ * call connects again.  A holder that stops talking loses the lock when the
+ * row expires.
+ *
+ * Released rows are kept (owner NULL), so that the fence and the run record
+ * outlive the holders.
+ */
+#include "config.h"
+
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend.h"
+
+/* Waiting: the first poll after this long, doubling up to the cap (with
+ * jitter: a random 50..100% of it), and never later than the row's expiry. */
+#define PG_POLL_FIRST_MS 5
+#define PG_POLL_CAP_MS 50
+
+#define PG_TYPE_TEXT 25
+
+/* The SQL is a format whose %1$s is the table (quoted).  $1 the name
+ * (bytea), $2 the owner token, $3 a TTL in ms, $4 the holder. */
+#define PG_EXPIRY(ttl) "pg_catalog.clock_timestamp() + " ttl "::bigint * interval '1 millisecond'"
+#define PG_LIVE "expires_at > pg_catalog.clock_timestamp()"
+
+static const char lease_ddl[] = "CREATE TABLE IF NOT EXISTS %1$s ("
+                                " name bytea PRIMARY KEY,"
+                                " owner uuid,"
+                                " fence bigint NOT NULL DEFAULT 0,"
+                                " expires_at timestamptz,"
+                                " holder text,"
+                                " taken_at timestamptz,"
+                                " last_slot bigint NOT NULL DEFAULT 0)";
+static const char fence_ddl[] = "CREATE TABLE IF NOT EXISTS %1$s ("
+                                " name bytea PRIMARY KEY,"
+                                " fence bigint NOT NULL DEFAULT 0,"
+                                " last_slot bigint NOT NULL DEFAULT 0)";
+
+/* Take the row when it is free, expired, or already ours (a retry after a
+ * connection broke), answering the fence. */
+#define PG_TAKE                                                                                                    \
+    "INSERT INTO %1$s AS l (name, owner, fence, expires_at, holder, taken_at)"                                     \
+    " VALUES ($1, $2::uuid, 1, " PG_EXPIRY(                                                                        \
+        "$3") ", $4, pg_catalog.clock_timestamp())"                                                                \
+              " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, fence = l.fence + 1,"                     \
+              " expires_at = excluded.expires_at, holder = excluded.holder, taken_at = excluded.taken_at"          \
+              " WHERE l.owner IS NULL OR l.expires_at <= pg_catalog.clock_timestamp() OR l.owner = excluded.owner" \
+              " RETURNING l.fence"
+static const char try_sql[] = PG_TAKE;
+/* A waiter's look between tries (read-only): how long the holder's lease
+ * still runs; no row: free, try again. */
+static const char peek_sql[] =
+    "SELECT pg_catalog.ceil(EXTRACT(EPOCH FROM expires_at - pg_catalog.clock_timestamp()) * 1000)::bigint"
+    " FROM %1$s WHERE name = $1 AND owner IS NOT NULL AND " PG_LIVE;
+static const char extend_sql[] =
+    "UPDATE %1$s SET expires_at = " PG_EXPIRY("$3") " WHERE name = $1 AND owner = $2::uuid AND " PG_LIVE
+                                                    " RETURNING fence";
+/* Ours, live or not, is let go; the answer says whether it was still live. */
+static const char release_sql[] = "UPDATE %1$s SET owner = NULL WHERE name = $1 AND owner = $2::uuid"
+                                  " RETURNING " PG_LIVE;
+static const char record_get_sql[] = "SELECT last_slot FROM %1$s WHERE name = $1 AND owner = $2::uuid AND " PG_LIVE;
+static const char record_put_sql[] = "UPDATE %1$s SET last_slot = $3::bigint"
+                                     " WHERE name = $1 AND owner = $2::uuid AND " PG_LIVE " RETURNING last_slot";
+static const char holder_sql[] =
+    "SELECT holder, pg_catalog.to_char(taken_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
+    " pg_catalog.ceil(EXTRACT(EPOCH FROM expires_at - pg_catalog.clock_timestamp()) * 1000)::bigint, fence"
+    " FROM %1$s WHERE name = $1 AND owner IS NOT NULL AND " PG_LIVE;
+static const char list_sql[] =
+    "SELECT pg_catalog.encode(name, 'hex'), holder,"
+    " pg_catalog.floor(EXTRACT(EPOCH FROM taken_at) * 1000)::bigint,"
+    " pg_catalog.floor(EXTRACT(EPOCH FROM expires_at) * 1000)::bigint, fence"
+    " FROM %1$s WHERE owner IS NOT NULL AND " PG_LIVE " AND pg_catalog.substr(name, 1, pg_catalog.length($1)) = $1";
+static const char break_sql[] =
+    "UPDATE %1$s SET owner = NULL WHERE name = $1 AND owner IS NOT NULL AND " PG_LIVE " RETURNING fence";
+
+static char *format_sql(const pg_conn *c, const char *fmt)
+{
+    size_t len = strlen(fmt) + 2 * PG_TABLE_MAX + 1;
+    char *sql = malloc(len);
+    if (sql) {
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+#endif
+        snprintf(sql, len, fmt, c->table);
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+    }
+    return sql;
+}
+
+static const char *table_text(const pg_conn *c, char *buf, size_t len)
+{
+    /* the identifier without its quotes, for messages */
+    size_t n = strlen(c->table);
+    snprintf(buf, len, "%.*s", n >= 2 ? (int)(n - 2) : 0, c->table + 1);
+    return buf;
+}
+
+int dlock__pg_create_table(pg_conn *c)
+{
+    char plain[PG_TABLE_MAX];
+    table_text(c, plain, sizeof plain);
+    const char *values[1] = {c->table};
+    static const Oid types[1] = {PG_TYPE_TEXT};
+    PGresult *res = dlock__pg_exec(c, "SELECT pg_catalog.to_regclass($1) IS NOT NULL", 1, types, values, NULL, NULL);
+    int kind = dlock__pg_outcome(c, res);
+    int exists = kind == OUTCOME_OK && dlock__pg_first_bool(res);
+    PQclear(res);
+    if (kind == OUTCOME_CONNECTION_LOST)
+        return dlock__pg_connection_lost(c, DLOCK_ECONN, "the connection broke while looking for the table");
+    if (exists) {
+        c->table_ready = 1;
+        return DLOCK_OK;
+    }
+    char *sql = format_sql(c, c->lease ? lease_ddl : fence_ddl);
+    if (!sql)
+        return dlock__oom();
+    res = dlock__pg_exec(c, sql, 0, NULL, NULL, NULL, NULL);
+    free(sql);
+    int rc = DLOCK_OK;
+    switch (dlock__pg_outcome(c, res)) {
+    case OUTCOME_OK:
+        break;
+    case OUTCOME_CONNECTION_LOST:
+        rc = dlock__pg_connection_lost(c, DLOCK_ECONN, "the connection broke while creating the table");
+        break;
+    default:
+        /* Two clients creating it at once: one of them sees the other's. */
+        if (dlock__pg_has_sqlstate(res, "23505") || dlock__pg_has_sqlstate(res, "42P07"))
+            break;
+        {
+            char why[PG_ERRTEXT_MAX];
+            const char *message = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+            const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+            dlock__pg_clean_text(why, sizeof why, message ? message : "failed", c->password);
+            rc = dlock__error(DLOCK_EBACKEND,
+                              "table %s does not exist and this role cannot create it (%s, SQLSTATE %s): have it"
+                              " created with the DDL in docs/postgresql.md (\"Tables\"), or name another one"
+                              " with table=",
+                              plain, why, sqlstate ? sqlstate : "?");
+        }
+        break;
+    }
+    PQclear(res);
+    if (rc == DLOCK_OK)
+        c->table_ready = 1;
+    return rc;
+}
+
+/* One statement of lease mode: connects when there is no connection,
+ * creates the table when it is missing, and tries once more on a fresh
+ * connection when the one it had broke (every statement here may run
+ * twice: a retry finds its own row).  Returns the result (OUTCOME_OK), or
+ * NULL with the error set (status `lost_status` for a broken connection). */
+static PGresult *lease_run(pg_conn *c, const char *fmt, int nparams, const Oid *types, const char *const *values,
+                           const int *lengths, int64_t *sent_ms, const char *what, int *rc_out)
+{
+    char *sql = format_sql(c, fmt);
+    if (!sql) {
+        *rc_out = dlock__oom();
+        return NULL;
+    }
+    PGresult *out = NULL;
+    int rc = DLOCK_OK;
+    for (int attempt = 0, created = 0;; attempt++) {
+        int fresh = 0;
+        rc = dlock__pg_ensure_session(c, &fresh);
+        if (rc != DLOCK_OK)
+            break;
+        PGresult *res = dlock__pg_exec(c, sql, nparams, types, values, lengths, sent_ms);
+        int kind = dlock__pg_outcome(c, res);
+        if (kind == OUTCOME_OK) {
+            out = res;
+            break;
+        }
+        if (kind == OUTCOME_CONNECTION_LOST) {
+            PQclear(res);
+            char text[64];
+            snprintf(text, sizeof text, "the connection broke (%s)", what);
+            rc = dlock__pg_connection_lost(c, DLOCK_ECONN, text);
+            if (attempt == 0 && c->failure != PG_FAIL_TIMEOUT)
+                continue;
+            break;
+        }
+        if (!created && dlock__pg_has_sqlstate(res, "42P01")) { /* undefined_table: first use */
+            PQclear(res);
+            created = 1;
+            rc = dlock__pg_create_table(c);
+            if (rc != DLOCK_OK)
+                break;
+            continue;
+        }
+        char text[64];
+        snprintf(text, sizeof text, "cannot %s", what);
+        rc = dlock__pg_result_error(c, DLOCK_EBACKEND, text, res);
+        PQclear(res);
+        break;
+    }
+    free(sql);
+    *rc_out = rc;
+    return out;
+}
+
+static void new_owner(char out[37], const unsigned char b[16])
+{
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3],
+             b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+}
+
+static const Oid types_name_owner[4] = {PG_TYPE_BYTEA, PG_TYPE_TEXT, PG_TYPE_TEXT, PG_TYPE_TEXT};
+
+/* One try: DLOCK_OK (the fence set), DLOCK_EBUSY, or an error. */
+static int try_once(pg_conn *c, pg_lock *l, const char *name, uint32_t ttl_ms, int64_t *sent_ms)
+{
+    char ttl[16];
+    snprintf(ttl, sizeof ttl, "%" PRIu32, ttl_ms);
+    const char *values[4] = {name, l->owner, ttl, c->appname + 6};
+    const int lengths[4] = {(int)strlen(name), 0, 0, 0};
+    int rc;
+    PGresult *res = lease_run(c, try_sql, 4, types_name_owner, values, lengths, sent_ms, "take the lock", &rc);
+    if (!res)
+        return rc;
+    if (PQntuples(res) >= 1 && !PQgetisnull(res, 0, 0)) {
+        l->base.fence = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+        rc = DLOCK_OK;
+    } else {
+        rc = dlock__error(DLOCK_EBUSY, "lock '%s' is held by someone else", name);
+    }
+    PQclear(res);
+    return rc;
+}
+
+/* A waiter's look: 1 held (*left_ms: how long its lease still runs), 0
+ * free, <0 an error. */
+static int peek(pg_conn *c, const char *name, int64_t *left_ms)
+{
+    const char *values[1] = {name};
+    const int lengths[1] = {(int)strlen(name)};
+    int rc;
+    PGresult *res = lease_run(c, peek_sql, 1, types_name_owner, values, lengths, NULL, "look at the lock", &rc);
+    if (!res)
+        return rc;
+    int held = PQntuples(res) >= 1;
+    *left_ms = held && !PQgetisnull(res, 0, 0) ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : -1;
+    PQclear(res);
+    return held;
+}
+
+static uint32_t jitter(void)
+{
+    static _Thread_local uint32_t state;
+    if (!state) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        state = (uint32_t)ts.tv_nsec ^ (uint32_t)(uintptr_t)&ts ^ 0x9e3779b9u;
+        if (!state)
+            state = 1;
+    }
+    state ^= state << 13;
+    state ^= state >> 17;
+    state ^= state << 5;
+    return state;
+}
+
+int dlock__pg_lease_acquire(pg_conn *c, const char *name, uint32_t ttl_ms, int32_t wait_ms, struct dlock_call *call,
+                            pg_lock *l)
+{
+    unsigned char token[16];
+    int rc = dlock__pg_random(token, sizeof token);
+    if (rc != DLOCK_OK)
+        return rc;
+    new_owner(l->owner, token);
+    int64_t start = dlock__now_ms();
+    int64_t until = wait_ms < 0 ? INT64_MAX : start + wait_ms;
+    int64_t step = PG_POLL_FIRST_MS;
+    dlock__pg_begin_call(c, call->deadline_ms);
+    rc = try_once(c, l, name, ttl_ms, &call->lease_start_ms);
+    if (rc != DLOCK_EBUSY || wait_ms == 0)
+        return rc;
+    /* Waiting: look (read-only) every jittered step, no later than the
+     * holder's lease ends, and try again when the row looks free. */
+    int64_t left = -1;
+    for (;;) {
+        int64_t now = dlock__now_ms();
+        if (now >= until)
+            return dlock__error(DLOCK_EBUSY, "lock '%s' is held by someone else (waited %ld ms)", name, (long)wait_ms);
+        int64_t nap = step / 2 + (int64_t)(jitter() % (uint32_t)(step / 2 + 1));
+        if (left >= 0 && left + 1 < nap)
+            nap = left + 1;
+        if (nap < 1)
+            nap = 1;
+        int64_t wake = now + nap;
+        if (wake > until)
+            wake = until;
+        /* dlock_cancel() wakes the sleep through wake_fd. */
+        (void)dlock__pg_wait_socket(-1, 0, wake, c->wake_fd);
+        step = step * 2 > PG_POLL_CAP_MS ? PG_POLL_CAP_MS : step * 2;
+        if (atomic_load(&c->cancel_requested))
+            return dlock__error(DLOCK_ECANCELED, "wait for lock '%s' canceled", name);
+        dlock__pg_begin_call(c, call->deadline_ms);
+        int held = peek(c, name, &left);
+        if (held < 0)
+            return held;
+        if (held)
+            continue;
+        rc = try_once(c, l, name, ttl_ms, &call->lease_start_ms);
+        if (rc != DLOCK_EBUSY)
+            return rc;
+        left = -1;
+    }
+}
+
+static int not_ours(const char *name)
+{
+    return dlock__error(DLOCK_ELOST, "lock '%s' is lost: its lease expired or another holder took it", name);
+}
+
+int dlock__pg_lease_extend(pg_conn *c, pg_lock *l, const char *name, uint32_t ttl_ms)
+{
+    char ttl[16];
+    snprintf(ttl, sizeof ttl, "%" PRIu32, ttl_ms);
+    const char *values[3] = {name, l->owner, ttl};
+    const int lengths[3] = {(int)strlen(name), 0, 0};
+    int rc;
+    PGresult *res = lease_run(c, extend_sql, 3, types_name_owner, values, lengths, NULL, "extend the lock", &rc);
+    if (!res)
+        return rc;
+    rc = PQntuples(res) >= 1 ? DLOCK_OK : not_ours(name);
+    PQclear(res);
+    return rc;
+}
+
+int dlock__pg_lease_release(pg_conn *c, pg_lock *l, const char *name)
+{
+    const char *values[2] = {name, l->owner};
+    const int lengths[2] = {(int)strlen(name), 0};
+    int rc;
+    PGresult *res = lease_run(c, release_sql, 2, types_name_owner, values, lengths, NULL, "release the lock", &rc);
+    if (!res)
+        return rc;
+    if (PQntuples(res) >= 1 && dlock__pg_first_bool(res))
+        rc = DLOCK_OK;
+    else
+        rc = dlock__error(DLOCK_ELOST, "lock '%s' had already been lost: its lease expired or another holder took it",
+                          name);
+    PQclear(res);
+    return rc;
+}
+
+int dlock__pg_lease_holder(pg_conn *c, const char *name, char *buf, size_t buflen)
+{
+    const char *values[1] = {name};
+    const int lengths[1] = {(int)strlen(name)};
+    int rc;
+    PGresult *res = lease_run(c, holder_sql, 1, types_name_owner, values, lengths, NULL, "read the holder", &rc);
+    if (!res)
+        return rc;
+    if (PQntuples(res) < 1) {
+        PQclear(res);
+        return 0;
+    }
+    char text[512];
+    snprintf(text, sizeof text, "%s since=%s expires_in=%sms fence=%s",
+             PQgetisnull(res, 0, 0) ? "?" : PQgetvalue(res, 0, 0), PQgetisnull(res, 0, 1) ? "?" : PQgetvalue(res, 0, 1),
+             PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 3));
+    dlock__copy_text(buf, buflen, text);
+    PQclear(res);
+    return 1;
+}
+
+/* One digit of encode(..., 'hex'), which writes only 0-9a-f. */
+static unsigned hex_value(char ch)
+{
+    return ch >= '0' && ch <= '9' ? (unsigned)(ch - '0') : ch >= 'a' && ch <= 'f' ? (unsigned)(ch - 'a' + 10) : 0u;
+}
+
+/* Split "host=H pid=P" (our holder text) into its parts, where it is one. */
+static void split_holder(const char *holder, char *host, size_t hostlen, int64_t *pid)
+{
+    host[0] = '\0';
+    *pid = 0;
+    const char *h = strncmp(holder, "host=", 5) == 0 ? holder + 5 : NULL;
+    const char *p = strstr(holder, " pid=");
+    if (!h || !p)
+        return;
+    snprintf(host, hostlen, "%.*s", (int)(p - h), h);
+    *pid = strtoll(p + 5, NULL, 10);
+}
+
+int dlock__pg_lease_list(pg_conn *c, const char *prefix, struct dlock_list *list)
+{
+    const char *values[1] = {prefix};
+    const int lengths[1] = {(int)strlen(prefix)};
+    int rc;
+    PGresult *res = lease_run(c, list_sql, 1, types_name_owner, values, lengths, NULL, "list the locks", &rc);
+    if (!res)
+        return rc;
+    for (int i = 0; rc == DLOCK_OK && i < PQntuples(res); i++) {
+        const char *hex = PQgetvalue(res, i, 0);
+        size_t n = strlen(hex) / 2;
+        char *decoded = malloc(n + 1);
+        if (!decoded) {
+            rc = dlock__oom();
+            break;
+        }
+        for (size_t k = 0; k < n; k++)
+            decoded[k] = (char)(hex_value(hex[2 * k]) << 4 | hex_value(hex[2 * k + 1]));
+        decoded[n] = '\0';
+        const char *holder = PQgetisnull(res, i, 1) ? NULL : PQgetvalue(res, i, 1);
+        char host[256] = "";
+        int64_t pid = 0;
+        if (holder)
+            split_holder(holder, host, sizeof host, &pid);
+        struct dlock_list_entry e = {
+            .name = decoded,
+            .key = NULL,
+            .holder = holder,
+            .host = holder && host[0] ? host : NULL,
+            .pid = pid,
+            .since_ms = PQgetisnull(res, i, 2) ? -1 : strtoll(PQgetvalue(res, i, 2), NULL, 10),
+            .expires_ms = PQgetisnull(res, i, 3) ? -1 : strtoll(PQgetvalue(res, i, 3), NULL, 10),
+            .fence = strtoull(PQgetvalue(res, i, 4), NULL, 10),
+        };
+        rc = dlock__list_add(list, &e);
+        free(decoded);
+    }
+    PQclear(res);
+    return rc;
+}
+
+int dlock__pg_lease_break(pg_conn *c, const char *name)
+{
+    const char *values[1] = {name};
+    const int lengths[1] = {(int)strlen(name)};
+    int rc;
+    PGresult *res = lease_run(c, break_sql, 1, types_name_owner, values, lengths, NULL, "break the lock", &rc);
+    if (!res)
+        return rc;
+    rc = PQntuples(res) >= 1 ? 1 : 0;
+    PQclear(res);
+    return rc;
+}
+
+int dlock__pg_lease_record(pg_conn *c, pg_lock *l, const char *name, int64_t *slot, int put)
+{
+    char value[24];
+    snprintf(value, sizeof value, "%" PRId64, *slot);
+    const char *values[3] = {name, l->owner, value};
+    const int lengths[3] = {(int)strlen(name), 0, 0};
+    int rc;
+    PGresult *res = lease_run(c, put ? record_put_sql : record_get_sql, put ? 3 : 2, types_name_owner, values, lengths,
+                              NULL, put ? "write the run record" : "read the run record", &rc);
+    if (!res)
+        return rc;
+    if (PQntuples(res) < 1) {
+        rc = not_ours(name);
+    } else {
+        if (!put)
+            *slot = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        rc = DLOCK_OK;
+    }
+    PQclear(res);
+    return rc;
+}
+
+int dlock__pg_store_time(pg_conn *c, int64_t *unix_ms)
+{
+    int rc;
+    PGresult *res =
+        lease_run(c, "SELECT pg_catalog.floor(EXTRACT(EPOCH FROM pg_catalog.clock_timestamp()) * 1000)::bigint", 0,
+                  NULL, NULL, NULL, NULL, "read the server's clock", &rc);
+    if (!res)
+        return rc;
+    *unix_ms = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    return DLOCK_OK;
+}
+
+/* Session mode: any statement (unnamed) in the session, the fence table
+ * created when it is missing.  See lease_run. */
+PGresult *dlock__pg_session_exec(pg_conn *c, const char *fmt, int nparams, const Oid *types, const char *const *values,
+                                 const int *lengths, const char *what, int *rc_out)
+{
+    return lease_run(c, fmt, nparams, types, values, lengths, NULL, what, rc_out);
+}

@@ -1,0 +1,230 @@
+/* Redis URLs: see url.h.  No client library here. */
+#include "config.h"
+
+#include "url.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+void dlock__redis_url_free(struct dlock_redis_url *u)
+{
+    free(u->host);
+    free(u->socket);
+    free(u->user);
+    if (u->password) {
+        memset(u->password, 0, strlen(u->password));
+        free(u->password);
+    }
+    free(u->prefix);
+    memset(u, 0, sizeof *u);
+}
+
+/* A decimal number in [min, max] made of s[0..len), else -1. */
+static long number(const char *s, size_t len, long min, long max)
+{
+    if (len == 0 || len > 10)
+        return -1;
+    long v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v >= min && v <= max ? v : -1;
+}
+
+static int bad(const char *what)
+{
+    return dlock__error(DLOCK_EINVAL, "redis URL: %s", what);
+}
+
+/* The query left once the common options are gone: only db=N on a socket. */
+static int parse_query(const char *q, int is_unix, struct dlock_redis_url *u)
+{
+    int seen_db = 0;
+    while (q && *q) {
+        const char *amp = strchr(q, '&');
+        size_t len = amp ? (size_t)(amp - q) : strlen(q);
+        if (is_unix && len >= 3 && memcmp(q, "db=", 3) == 0) {
+            long db = number(q + 3, len - 3, 0, INT_MAX);
+            if (db < 0 || seen_db)
+                return bad("db= must be given once, as a number from 0");
+            u->db = (int)db;
+            seen_db = 1;
+        } else if (len) {
+            /* Not echoed: a password pasted in the wrong place would show. */
+            return dlock__error(DLOCK_EINVAL,
+                                "redis URL: an unknown parameter (known: %sprefix, mode=lease, fencing=on)",
+                                is_unix ? "db, " : "");
+        }
+        q = amp ? amp + 1 : NULL;
+    }
+    return DLOCK_OK;
+}
+
+/* user:password or :password before the host. */
+static int parse_userinfo(const char *s, size_t len, struct dlock_redis_url *u)
+{
+    const char *colon = memchr(s, ':', len);
+    if (!colon)
+        return bad("the part before '@' must be [user]:password (a password alone is written :password)");
+    size_t ulen = (size_t)(colon - s);
+    int rc;
+    if (ulen && (rc = dlock__percent_decode(s, ulen, &u->user)) != DLOCK_OK)
+        return rc == DLOCK_EINVAL ? bad("the user name has a bad %-escape") : rc;
+    rc = dlock__percent_decode(colon + 1, len - ulen - 1, &u->password);
+    if (rc != DLOCK_OK)
+        return rc == DLOCK_EINVAL ? bad("the password has a bad %-escape (it is not shown)") : rc;
+    if (!u->password[0])
+        return bad("the password is empty");
+    return DLOCK_OK;
+}
+
+static int parse_tcp(const char *p, struct dlock_redis_url *u)
+{
+    /* p: after "redis://"; the authority ends at the first '/' or '?'. */
+    size_t alen = strcspn(p, "/?");
+    const char *auth_end = p + alen;
+    const char *at = NULL;
+    for (const char *s = p; s < auth_end; s++)
+        if (*s == '@')
+            at = s; /* the last '@': a password may hold one unescaped */
+    int rc;
+    const char *h = p;
+    if (at) {
+        if ((rc = parse_userinfo(p, (size_t)(at - p), u)) != DLOCK_OK)
+            return rc;
+        h = at + 1;
+    }
+    size_t hlen = (size_t)(auth_end - h);
+    const char *port = NULL;
+    size_t host_len;
+    if (hlen && h[0] == '[') {
+        const char *close = memchr(h, ']', hlen);
+        if (!close)
+            return bad("an IPv6 address needs its closing ']'");
+        if (close + 1 < auth_end && close[1] != ':')
+            return bad("only :port may follow an IPv6 address");
+        port = close + 1 < auth_end ? close + 2 : NULL;
+        h++;
+        host_len = (size_t)(close - h);
+    } else {
+        const char *colon = memchr(h, ':', hlen);
+        host_len = colon ? (size_t)(colon - h) : hlen;
+        port = colon ? colon + 1 : NULL;
+    }
+    if (host_len == 0)
+        return bad("the host is missing");
+    if ((rc = dlock__percent_decode(h, host_len, &u->host)) != DLOCK_OK)
+        return rc == DLOCK_EINVAL ? bad("the host has a bad %-escape") : rc;
+    for (const char *c = u->host; *c; c++)
+        if ((unsigned char)*c <= ' ' || *c == '/' || *c == '@')
+            return bad("the host has a character that no host name has");
+    u->port = DLOCK_REDIS_DEFAULT_PORT;
+    if (port) {
+        long v = number(port, (size_t)(auth_end - port), 1, 65535);
+        if (v < 0)
+            return bad("the port must be a number from 1 to 65535");
+        u->port = (int)v;
+    }
+    const char *rest = auth_end;
+    if (*rest == '/') {
+        rest++;
+        size_t dlen = strcspn(rest, "?");
+        if (dlen) {
+            long db = number(rest, dlen, 0, INT_MAX);
+            if (db < 0)
+                return bad("the path must be a database number from 0 (redis://host:port/db)");
+            u->db = (int)db;
+        }
+        rest += dlen;
+    }
+    return parse_query(*rest == '?' ? rest + 1 : NULL, 0, u);
+}
+
+static int parse_unix(const char *p, struct dlock_redis_url *u)
+{
+    /* p: after "redis+unix:"; "//" + an empty host, or the path itself. */
+    if (strncmp(p, "//", 2) == 0) {
+        p += 2;
+        /* An authority may only hold [user]:password@, no host. */
+        size_t alen = strcspn(p, "/?");
+        const char *at = NULL;
+        for (const char *s = p; s < p + alen; s++)
+            if (*s == '@')
+                at = s;
+        if (at) {
+            int rc = parse_userinfo(p, (size_t)(at - p), u);
+            if (rc != DLOCK_OK)
+                return rc;
+            p = at + 1;
+        }
+        if (*p != '/')
+            return bad("redis+unix:///path/redis.sock takes no host (the path follows the third '/')");
+    }
+    size_t plen = strcspn(p, "?");
+    if (plen == 0 || p[0] != '/')
+        return bad("redis+unix needs the socket's absolute path: redis+unix:///path/redis.sock");
+    int rc = dlock__percent_decode(p, plen, &u->socket);
+    if (rc != DLOCK_OK)
+        return rc == DLOCK_EINVAL ? bad("the socket path has a bad %-escape") : rc;
+    return parse_query(p[plen] == '?' ? p + plen + 1 : NULL, 1, u);
+}
+
+int dlock__redis_parse_url(const char *url, struct dlock_redis_url *u)
+{
+    memset(u, 0, sizeof *u);
+    char scheme[16];
+    int rc = dlock__url_scheme(url, scheme, sizeof scheme);
+    if (rc != DLOCK_OK)
+        return rc;
+    if (strcmp(scheme, "rediss") == 0)
+        return dlock__error(DLOCK_ENOTSUP, "rediss:// (Redis over TLS) is not supported: the hiredis library"
+                                           " libdlock loads has no TLS; use redis:// on a trusted network, or a"
+                                           " TLS tunnel (stunnel, spiped) to the server");
+    struct dlock_url_options opts;
+    char *rest = NULL;
+    if ((rc = dlock__url_options(url, &opts, &rest)) != DLOCK_OK)
+        return rc;
+    if (opts.mode == DLOCK_MODE_SESSION)
+        rc = dlock__error(DLOCK_EINVAL, "URL option mode=session: the redis backend has only leases (mode=lease)");
+    else if (opts.fencing == DLOCK_FENCING_OFF)
+        rc = dlock__error(DLOCK_EINVAL, "URL option fencing=off: the redis backend always gives fencing tokens");
+    else
+        rc = dlock__url_options_only(&opts, DLOCK_OPT_MODE | DLOCK_OPT_FENCING | DLOCK_OPT_PREFIX, "redis");
+    if (rc == DLOCK_OK) {
+        u->prefix = opts.prefix ? opts.prefix : strdup(DLOCK_REDIS_DEFAULT_PREFIX);
+        opts.prefix = NULL;
+        if (!u->prefix)
+            rc = dlock__oom();
+    }
+    dlock__url_options_free(&opts);
+    if (rc == DLOCK_OK) {
+        const char *hash = strchr(rest, '#');
+        if (hash)
+            rc = bad("fragments ('#') are not allowed (write # in a password as %23)");
+    }
+    if (rc == DLOCK_OK) {
+        const char *p = strchr(rest, ':') + 1;
+        if (strcmp(scheme, "redis") == 0) {
+            if (strncmp(p, "//", 2) != 0)
+                rc = bad("write redis://host[:port][/db]");
+            else
+                rc = parse_tcp(p + 2, u);
+        } else if (strcmp(scheme, "redis+unix") == 0) {
+            rc = parse_unix(p, u);
+        } else {
+            rc = dlock__error(DLOCK_EINVAL, "not a redis URL");
+        }
+    }
+    if (rest) {
+        memset(rest, 0, strlen(rest)); /* it held the password */
+        free(rest);
+    }
+    if (rc != DLOCK_OK)
+        dlock__redis_url_free(u);
+    return rc;
+}
