@@ -12,6 +12,7 @@ One module per backend, named as dlock's backend() names it, with:
 and optionally:
   LEASE_SET_AT_ACQUIRE an extend cannot lengthen the lease the acquire got
   MAX_LEASE_SECONDS    the longest lease the test server grants
+  MIN_LEASE_SECONDS    the shortest (a shorter TTL is InvalidArgument)
 """
 import urllib.parse
 

@@ -9,6 +9,7 @@ ZKCLI = "/usr/share/zookeeper/bin/zkCli.sh"
 # server's maxSessionTimeout (60 s on tests/zookeeper-server.sh's ensemble).
 LEASE_SET_AT_ACQUIRE = True
 MAX_LEASE_SECONDS = 60.0
+MIN_LEASE_SECONDS = 0.1  # its minSessionTimeout: a shorter TTL is InvalidArgument
 
 
 def fences(url: str) -> bool:
