@@ -123,6 +123,7 @@ preAllocSize=4096
 4lw.commands.whitelist=srvr,stat,mntr,ruok,cons
 admin.enableServer=false
 reconfigEnabled=false
+maxClientCnxns=0
 server.1=127.0.0.1:${quorum[1]}:${election[1]}
 server.2=127.0.0.1:${quorum[2]}:${election[2]}
 server.3=127.0.0.1:${quorum[3]}:${election[3]}
