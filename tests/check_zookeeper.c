@@ -249,6 +249,7 @@ START_TEST(url_hostile)
         "zookeeper://h/a/../b",  "zookeeper://h/./b",    "zookeeper://h?db=1",    "zookeeper://h?mode=lease",
         "zookeeper://h?table=t", "zookeeper://:pw@h",    "zookeeper://user@h",    "zookeeper://h/a%00b",
         "zookeeper://h/%zz",     "zookeeper://h o",      "zookeeper://h/a%01",    "zookeeper://[::1]x",
+        "zookeeper://h:66666666666666666666666", /* found by fuzz_zookeeper: the port's digits overflowed */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct dlock_zk_url u;

@@ -74,7 +74,7 @@ static int add_host(const char *s, size_t len, char *out, size_t *used)
     if (colon) {
         size_t plen = (size_t)(end - colon - 1);
         long port = 0;
-        for (size_t i = 0; i < plen; i++)
+        for (size_t i = 0; i < plen && port >= 0; i++)
             port = colon[1 + i] >= '0' && colon[1 + i] <= '9' && port < 100000 ? port * 10 + (colon[1 + i] - '0') : -1;
         if (plen == 0 || port < 1 || port > 65535)
             return bad("a port must be a number from 1 to 65535");
