@@ -279,5 +279,9 @@ int dlock__zk_session(zk_conn *c, uint32_t timeout_ms, struct dlock_call *call)
             return dlock__error(DLOCK_ECONN, "no server of the ZooKeeper ensemble (%s) answered in time",
                                 c->url.hosts);
     }
-    return sweep(c, call);
+    /* A sweep that fails now is tried again at the next call: it must not
+     * fail this one (whose own requests say what they say). */
+    if (sweep(c, call) != DLOCK_OK)
+        dlock__clear_error();
+    return c->zh ? DLOCK_OK : dlock__error(DLOCK_ECONN, "the ZooKeeper session ended");
 }

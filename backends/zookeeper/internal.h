@@ -125,7 +125,7 @@ int64_t dlock__zk_deadline(const struct dlock_call *call);
 /* --- conn.c --- */
 /* A connected session, opened with timeout_ms when a new one is needed (0:
  * any; an idle session with another timeout is replaced).  Sweeps the
- * stale folders first. */
+ * stale folders first (a failed sweep is tried again at the next call). */
 int dlock__zk_session(zk_conn *c, uint32_t timeout_ms, struct dlock_call *call);
 /* Close the session (the ensemble deletes its nodes): its locks are lost. */
 void dlock__zk_session_end(zk_conn *c);

@@ -22,6 +22,44 @@ static int send_delete(zk_conn *c, struct zk_op *op, const void *arg)
     return zoo_adelete(c->zh, arg, -1, dlock__zk_void_done, op);
 }
 
+/* The children of `dir` as the leader has them: a sync and the list in one
+ * round trip, so that a member that has not yet applied a release (another
+ * client's) does not show the lock as still held.  The op, or NULL with
+ * *status. */
+static struct zk_op *synced_children(zk_conn *c, const char *dir, struct dlock_call *call, int *status)
+{
+    for (;;) {
+        int64_t deadline = dlock__zk_deadline(call);
+        struct zk_op *ops[2] = {c->zh ? dlock__zk_op_new(c) : NULL, c->zh ? dlock__zk_op_new(c) : NULL};
+        if (!ops[0] || !ops[1]) {
+            dlock__zk_op_free(ops[0]);
+            dlock__zk_op_free(ops[1]);
+            *status = c->zh ? dlock__oom() : dlock__error(DLOCK_ECONN, "the ZooKeeper session has ended");
+            return NULL;
+        }
+        int s1 = zoo_async(c->zh, dir, dlock__zk_string_done, ops[0]);
+        int s2 = zoo_aget_children(c->zh, dir, 0, dlock__zk_strings_done, ops[1]);
+        ops[0]->done |= s1 != ZOK;
+        ops[1]->done |= s2 != ZOK;
+        int end = dlock__zk_pump(c, ops, 2, deadline, 0);
+        int sync_rc = s1 != ZOK ? s1 : ops[0]->done ? ops[0]->rc : ZOPERATIONTIMEOUT;
+        int list_rc = s2 != ZOK ? s2 : ops[1]->done ? ops[1]->rc : ZOPERATIONTIMEOUT;
+        dlock__zk_op_free(ops[0]);
+        if (end == ZK_PUMP_DONE && !dlock__zk_uncertain(sync_rc) && !dlock__zk_uncertain(list_rc) &&
+            list_rc != ZSESSIONEXPIRED) {
+            ops[1]->rc = list_rc;
+            return ops[1];
+        }
+        dlock__zk_op_free(ops[1]);
+        if (end == ZK_PUMP_DONE && list_rc != ZSESSIONEXPIRED && dlock__now_ms() < deadline)
+            continue; /* a lost connection: again, on the next server */
+        if (end == ZK_PUMP_DONE && list_rc == ZSESSIONEXPIRED)
+            dlock__zk_session_end(c);
+        *status = dlock__error(DLOCK_ECONN, "no ZooKeeper server answered in time (%s)", zerror(list_rc));
+        return NULL;
+    }
+}
+
 /* A node's data is "<pid> <host>" (zookeeper.c): the parts, and the holder
  * text as the other stores give it. */
 static void parse_holder(const char *data, long long *pid, const char **host, char *text, size_t textlen)
@@ -44,7 +82,7 @@ static int lowest_node(zk_conn *c, const char *dir, struct dlock_call *call, cha
 {
     for (int attempt = 0; attempt < 5; attempt++) {
         int status = DLOCK_OK;
-        struct zk_op *list = dlock__zk_call(c, send_children, dir, 1, call, &status, NULL);
+        struct zk_op *list = synced_children(c, dir, call, &status);
         if (!list)
             return status;
         int rc = list->rc, low = rc == ZOK ? dlock__zk_lowest(list->children, list->count) : -1;
