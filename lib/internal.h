@@ -38,6 +38,10 @@ struct dlock_held {
     /* Set by the backend's acquire: the fencing token of this acquisition,
      * 0 when the store gives none (dlock_fence() is then DLOCK_ENOTSUP). */
     uint64_t fence;
+    /* Set by acquire/extend when the store granted a shorter lease than
+     * asked (ZooKeeper clamps a session timeout); 0: as asked.  The core's
+     * lease clock follows the shorter one. */
+    uint32_t granted_ms;
 };
 
 /* One entry of a list (dlock_list_locks()), as a backend reports it to

@@ -13,7 +13,7 @@
 # Usage: scripts/mutants.sh [OPTIONS] [NAME...]
 #   NAME...          only these mutants (default: all of them)
 #   --all            all of them (the default; for symmetry with --ci)
-#   --backend B      only the mutants of B: core, sha256, sqlite, pg, pglease, mysql, mysqllease, redis, tool, ops (repeatable)
+#   --backend B      only the mutants of B: core, sha256, sqlite, pg, pglease, mysql, mysqllease, redis, zk, tool, ops (repeatable)
 #   --ci             a rotating subset that fits CI's budget: the mutants
 #                    whose position in the list, modulo DLOCK_MUTANTS_CI_SHARDS
 #                    (default 2), equals the day number (days since the
@@ -63,8 +63,9 @@ core-release-no-lease-cutoff | lib/client.c | s{else if \(expired\)}{else if (0 
 core-remaining-ignores-session | lib/client.c | s{if \(session < deadline\)}{if (0 && session < deadline)} | conformance@mysql:lease conformance@postgresql:lease
 core-remaining-ignores-lost | lib/client.c | s{(lease_remaining\([^)]*\)\s*\{\s*)if \(atomic_load\(&lock->lost\)\)\s*return 0;}{$1} | takeover@sqlite:taken-away
 core-elost-not-sticky | lib/client.c | s{(\} else if \(rc == DLOCK_ELOST\) \{\s*)atomic_store\(&l->lost, LOST_LEASE\);}{$1} | takeover@sqlite:taken-away
-core-acquire-lease-too-long | lib/client.c | s{atomic_init\(&l->lease_deadline_ms, (\w+) \+ \(int64_t\)ttl_ms\)}{atomic_init(&l->lease_deadline_ms, $1 + (int64_t)ttl_ms + 1000)} | conformance@sqlite:lease
-core-extend-lease-too-long | lib/client.c | s{atomic_store\(&l->lease_deadline_ms, (\w+) \+ \(int64_t\)ttl_ms\)}{atomic_store(&l->lease_deadline_ms, $1 + (int64_t)ttl_ms + 1000)} | conformance@sqlite:lease
+core-acquire-lease-too-long | lib/client.c | s{atomic_init\(&l->lease_deadline_ms, (\w+) \+ lease_granted_ms\(l, ttl_ms\)\)}{atomic_init(&l->lease_deadline_ms, $1 + lease_granted_ms(l, ttl_ms) + 1000)} | conformance@sqlite:lease
+core-extend-lease-too-long | lib/client.c | s{atomic_store\(&l->lease_deadline_ms, (\w+) \+ lease_granted_ms\(l, ttl_ms\)\)}{atomic_store(&l->lease_deadline_ms, $1 + lease_granted_ms(l, ttl_ms) + 1000)} | conformance@sqlite:lease
+core-granted-lease-ignored | lib/client.c | s{return \(int64_t\)\(granted && granted < ttl_ms \? granted : ttl_ms\);}{return (int64_t)ttl_ms;} | core:lease
 core-lease-from-call-start | lib/client.c | s{int64_t start_ms = call\.lease_start_ms;}{int64_t start_ms = sent_ms;} | core:lease conformance@sqlite:wait
 core-lease-start-unclamped | lib/client.c | s{if \(start_ms < sent_ms \|\| start_ms > now_ms\)}{if (0)} | core:lease
 core-dropped-session-keeps-locks | lib/client.c | s{(if \(l->generation != generation\))\s*atomic_store\(&l->lost, LOST_SESSION\);}{$1 {}} | core:sessions takeover@postgresql:taken-away
@@ -160,6 +161,19 @@ mysql-fenced-get-lock-in-statement-binlog | backends/mysql/mysql.c | s{if \(c->f
 mysql-lease-check-needs-a-database | backends/mysql/lease.c | s{c->last_errno != ER_NO_SUCH_TABLE && c->last_errno != ER_NO_DB_ERROR &&}{c->last_errno != ER_NO_SUCH_TABLE && 1 &&} | mysql:modes-and-durability
 # the poll sleeps on another clock than its condvar's: a wait that never ends (the tcase's timeout kills it)
 mysqllease-poll-on-the-wall-clock | backends/mysql/lease.c | s{clock_gettime\(CLOCK_MONOTONIC, &until\); /\* cancel_cv's clock}{clock_gettime(CLOCK_REALTIME, &until); /* cancel_cv's clock} | mysql:wall-clock
+# --- backends/zookeeper/: the owner and zxid check, the lowest sequence, the encoding, the records
+zk-extend-any-owner | backends/zookeeper/zookeeper.c | s{if \(stat\.ephemeralOwner != c->session_id \|\| \(uint64_t\)stat\.czxid != lock->base\.fence\)}{if (0)} | zookeeper:server
+zk-extend-any-czxid | backends/zookeeper/zookeeper.c | s{ \|\| \(uint64_t\)stat\.czxid != lock->base\.fence\)}{)} | zookeeper:server
+zk-granted-when-not-lowest | backends/zookeeper/zookeeper.c | s{if \(pred_seq >= 0\)\s*return WAIT_AGAIN;}{} | conformance@zookeeper:names zookeeper:server
+zk-lowest-by-name | backends/zookeeper/zookeeper.c | s{else if \(seq >= 0 && seq < own_seq && seq > pred_seq\)}{else if (seq >= 0 && strcmp(op->children[i], own) < 0 && seq > pred_seq)} | zookeeper:server
+zk-holder-not-lowest | backends/zookeeper/conn.c | s{if \(seq >= 0 && \(best < 0 \|\| seq < best_seq\)\)}{if (seq >= 0 && (best < 0 || seq > best_seq))} | zookeeper:server
+zk-encode-dot-plain | backends/zookeeper/url.c | s{(plain_byte\(unsigned char ch\)\s*\{[^\}]*?ch == '_' \|\| ch == '-')}{$1 || ch == '.'} | zookeeper:url
+zk-encode-slash-plain | backends/zookeeper/url.c | s{(plain_byte\(unsigned char ch\)\s*\{[^\}]*?ch == '_' \|\| ch == '-')}{$1 || ch == '/'} | zookeeper:url
+zk-encode-lower-hex | backends/zookeeper/url.c | s{"0123456789ABCDEF"}{"0123456789abcdef"} | zookeeper:url
+zk-record-put-unchecked | backends/zookeeper/ops.c | s{zoo_check_op_init\(&op->multi\[0\], a->own, 0\);}{zoo_check_op_init(&op->multi[0], a->own, -1);} && s{return zoo_amulti\(c->zh, 2, op->multi}{op->multi[0] = op->multi[1]; return zoo_amulti(c->zh, 1, op->multi} | zookeeper:server
+zk-session-loss-keeps-locks | backends/zookeeper/conn.c | s{c->stale_count = 0; /\* the ensemble deletes a closed session's nodes \*/\s*dlock__session_new\(&c->s\);}{c->stale_count = 0;} | zookeeper:server
+zk-socket-inherited | backends/zookeeper/io.c | s{if \(fd < 0 \|\| fd == c->cloexec_fd\)\s*return;}{return;} | zookeeper:server
+zk-waiter-granted-on-wake | backends/zookeeper/zookeeper.c | s{if \(rc == WAIT_AGAIN\)\s*rc = DLOCK_OK;}{if (rc == WAIT_AGAIN) { call->lease_start_ms = dlock__now_ms(); return DLOCK_OK; }} | zookeeper:server
 # --- backends/redis*.{c,h}: the owner token in every script, NX, the fence, the deadline, reloads
 redis-extend-any-owner | backends/redis/scripts.h | s{(define DLOCK_REDIS_EXTEND.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | takeover@redis:taken-away
 redis-release-any-owner | backends/redis/scripts.h | s{(define DLOCK_REDIS_RELEASE.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | takeover@redis:taken-away
@@ -398,6 +412,7 @@ needs_backend() {
         pg | pglease) echo POSTGRESQL ;;
         mysql | mysqllease) echo MYSQL ;;
         redis) echo REDIS ;;
+        zk) echo ZOOKEEPER ;;
     esac
 }
 
