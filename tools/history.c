@@ -132,7 +132,7 @@ static void check_json(const dlock_check_list *list, int status)
 static void check_text(const dlock_check_list *list, int status)
 {
     for (size_t i = 0; i < dlock_check_count(list); i++) {
-        printf("%-4s  %-22s  ", verdict_word(dlock_check_verdict(list, i)), dlock_check_key(list, i));
+        printf("%-4s  %-30s  ", verdict_word(dlock_check_verdict(list, i)), dlock_check_key(list, i));
         fmt_escaped(stdout, dlock_check_value(list, i));
         fputc('\n', stdout);
     }
@@ -155,7 +155,7 @@ int ops_check(const char *url, const char *name, int json)
             fmt_json_string(stdout, dlock_last_error());
             fputs(",\"verdict\":\"fail\"}]}\n", stdout);
         } else {
-            printf("fail  %-22s  ", "store");
+            printf("fail  %-30s  ", "store");
             fmt_escaped(stdout, dlock_last_error());
             fputs("\nnot usable from here (above)\n", stdout);
         }
