@@ -137,7 +137,7 @@ typedef struct dlock_history dlock_history;
  * fence: 0 none.  The name need not be held. */
 DLOCK_API int dlock_history_add(dlock_client *client, const char *name, const char *outcome, int exit_status,
                                 int64_t duration_ms, uint64_t fence);
-/* The last runs of `name`, at most `max` (0: all kept), newest first. */
+/* The last runs of `name`, at most `max` (0: all the store holds), newest first. */
 DLOCK_API int dlock_history_read(dlock_client *client, const char *name, size_t max, dlock_history **out);
 DLOCK_API size_t dlock_history_count(const dlock_history *history);
 DLOCK_API int64_t dlock_history_start(const dlock_history *history, size_t i); /* Unix ms, store's clock */

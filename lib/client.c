@@ -779,8 +779,10 @@ DLOCK_API int dlock_history_read(dlock_client *c, const char *name, size_t max, 
     int rc = dlock__check_name(name);
     if (rc != DLOCK_OK)
         return rc;
-    if (max == 0 || max > DLOCK_HISTORY_KEEP)
-        max = DLOCK_HISTORY_KEEP;
+    /* 0: all that the store holds (normally at most DLOCK_HISTORY_KEEP,
+     * more after a history written with a larger bound). */
+    if (max == 0 || max > INT32_MAX)
+        max = INT32_MAX;
     struct dlock_call call;
     rc = op_begin(c, "dlock_history_read", c && c->backend->history_read, &call);
     if (rc != DLOCK_OK)
