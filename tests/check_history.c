@@ -331,6 +331,31 @@ START_TEST(redis_acl_users)
 }
 END_TEST
 
+/* A store whose clock is 7 s away from this host's (this host's clock
+ * moved by libfaketime, the store's untouched): check warns (exit 1) and
+ * says what it means for -m; the same host without the offset is ok. */
+START_TEST(clock_skew_is_a_warning)
+{
+    const char *store = getenv("DLOCK_TEST_PG_URL");
+    if (!store || !*store)
+        store = getenv("DLOCK_TEST_REDIS_URL");
+    if (!store || !*store || sh("command -v faketime >/dev/null") != 0) {
+        ck_assert_msg(!dlt_required("all"), "needs a server and faketime (scripts/install-deps.sh)");
+        return;
+    }
+    char out[4400];
+    snprintf(out, sizeof out, "%s/out", dir);
+    int rc = sh("FAKETIME_DONT_FAKE_MONOTONIC=1 faketime -f '+7s' '%s' check -u '%s' >'%s'", dlock_bin, store, out);
+    const char *text = slurp(out);
+    ck_assert_msg(rc == 1, "exit %d: %s", rc, text);
+    const char *by = strstr(text, "behind this host's by ");
+    long skew = by ? strtol(by + strlen("behind this host's by "), NULL, 10) : 0;
+    ck_assert_msg(strstr(text, "warn  clock") && skew > 6000 && skew < 8000 && strstr(text, "give -m"), "%s", text);
+    rc = sh("'%s' check -u '%s' >'%s'", dlock_bin, store, out);
+    ck_assert_msg(strstr(slurp(out), "ok    clock") != NULL, "%s", slurp(out));
+}
+END_TEST
+
 static Suite *rights_suite(void)
 {
     Suite *s = suite_create("history-rights");
@@ -341,6 +366,7 @@ static Suite *rights_suite(void)
     tcase_add_test(t, check_tells_two_stores_apart);
     tcase_add_test(t, pg_role_without_create);
     tcase_add_test(t, redis_acl_users);
+    tcase_add_test(t, clock_skew_is_a_warning);
     suite_add_tcase(s, t);
     return s;
 }
