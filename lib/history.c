@@ -163,7 +163,10 @@ int dlock__check_add(struct dlock_check_list *list, const char *key, int verdict
         free(k);
         return dlock__oom();
     }
-    list->items[list->count++] = (struct item){k, value, verdict};
+    struct item *it = &list->items[list->count++];
+    it->key = k;
+    it->value = value;
+    it->verdict = verdict;
     return DLOCK_OK;
 }
 
