@@ -55,6 +55,7 @@ struct run {
     int outcome;               /* enum run_outcome once known, -1 before */
     int64_t store_start_ms;    /* --once-per: the store's clock when the lock was taken (run_policy.h) */
     uint64_t fence;            /* the lock's fencing token, 0 none: for the run history */
+    int store_unreachable;     /* the acquire found no store: no history is written there */
     char **envp;               /* the job's environment: dlock's, with DLOCK_NAME and DLOCK_FENCE */
     char *env_added[2];        /* the strings of envp that dlock made */
 };
@@ -115,6 +116,7 @@ static void on_acquire_failed(struct run *r, int status)
 {
     heartbeat_join(&r->hb);
     r->outcome = status == DLOCK_EBUSY ? OUTCOME_BUSY : OUTCOME_ERROR;
+    r->store_unreachable = status == DLOCK_ECONN;
     if (status == DLOCK_EBUSY) {
         if (!cli_quiet)
             say_busy(r);
@@ -465,7 +467,9 @@ static enum run_outcome final_outcome(const struct run *r)
  * never the job's status; a store that keeps no history, nothing. */
 static void record_history(const struct run *r, int64_t started)
 {
-    if (r->o->no_history)
+    /* A store that could not be reached a moment ago would only make
+     * dlock wait for its connect timeout once more. */
+    if (r->o->no_history || r->store_unreachable)
         return;
     int exit_status = r->job > 0 || r->st.job_done ? r->job_status : -1;
     enum run_outcome outcome = final_outcome(r);
