@@ -818,7 +818,7 @@ static int check_clock(dlock_client *c, struct dlock_check_list *list, struct dl
     int verdict = size > 1000 + rtt / 2 ? DLOCK_CHECK_WARN : DLOCK_CHECK_OK;
     return dlock__check_add(list, "clock", verdict,
                             "the store's clock is %s this host's by %lld ms (+/- %lld ms);%s", skew < 0 ? "behind" : "ahead of",
-                            (long long)size, (long long)(rtt / 2 + 1),
+                            (long long)size, (long long)rtt / 2 + 1,
                             verdict == DLOCK_CHECK_OK
                                 ? " --once-per counts on the store's clock, and -m covers cron starts that differ by less"
                                   " than MIN_HOLD"

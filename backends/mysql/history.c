@@ -299,12 +299,18 @@ static int table_item(struct dlock_check_list *out, const char *key, const char 
                             table, feature);
 }
 
+/* A count or setting of the check's row: -1 when NULL. */
+static long number(const char *text)
+{
+    return text ? strtol(text, NULL, 10) : -1;
+}
+
 static int check_items(struct mysqlbe_conn *c, MYSQL_ROW row, struct dlock_check_list *out)
 {
     const char *db = row[1];
-    int flush = row[3] ? atoi(row[3]) : -1;
-    int lock_table = row[4] && atoi(row[4]) > 0, history = row[5] && atoi(row[5]) > 0;
-    int can_create = row[6] && atoi(row[6]) > 0, mli = row[7] && atoi(row[7]) > 0;
+    int flush = (int)number(row[3]);
+    int lock_table = number(row[4]) > 0, history = number(row[5]) > 0;
+    int can_create = number(row[6]) > 0, mli = number(row[7]) > 0;
     int rc = dlock__check_add(out, "server", DLOCK_CHECK_INFO, "%s %s", c->is_mariadb ? "MariaDB" : "MySQL",
                               row[0] ? row[0] : "?");
     if (rc == DLOCK_OK)

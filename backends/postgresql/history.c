@@ -157,7 +157,7 @@ int dlock__pg_history_read(pg_conn *c, const char *name, size_t max, struct dloc
             .host = PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2),
             .pid = strtoll(PQgetvalue(res, i, 3), NULL, 10),
             .outcome = PQgetvalue(res, i, 4),
-            .exit_status = PQgetisnull(res, i, 5) ? -1 : atoi(PQgetvalue(res, i, 5)),
+            .exit_status = PQgetisnull(res, i, 5) ? -1 : (int)strtol(PQgetvalue(res, i, 5), NULL, 10),
             .fence = strtoull(PQgetvalue(res, i, 6), NULL, 10),
         };
         rc = dlock__history_add(out, &e);
