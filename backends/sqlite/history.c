@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "backend.h"
@@ -140,6 +141,29 @@ int dlock__sqlite_history_read(sqlite3 *db, const char *name, size_t max, struct
     return status;
 }
 
+/* The file system the database is on, when it is one that several hosts
+ * share (where SQLite's locking is not safe): its name, else NULL. */
+static const char *network_file_system(const char *path)
+{
+    struct statfs fs;
+    if (!path || statfs(path, &fs) != 0)
+        return NULL;
+    switch ((unsigned long)fs.f_type) {
+    case 0x6969UL: /* NFS_SUPER_MAGIC */
+        return "NFS";
+    case 0x517BUL: /* SMB_SUPER_MAGIC */
+    case 0xFF534D42UL: /* CIFS_MAGIC_NUMBER */
+    case 0xFE534D42UL: /* SMB2_MAGIC_NUMBER */
+        return "SMB/CIFS";
+    case 0x65735546UL: /* FUSE_SUPER_MAGIC */
+        return "FUSE (maybe sshfs or a network mount)";
+    case 0x00C36400UL: /* CEPH_SUPER_MAGIC */
+        return "CephFS";
+    default:
+        return NULL;
+    }
+}
+
 int dlock__sqlite_check(sqlite3 *db, struct dlock_check_list *out)
 {
     const char *path = sqlite3_db_filename(db, "main");
@@ -154,6 +178,13 @@ int dlock__sqlite_check(sqlite3 *db, struct dlock_check_list *out)
     rc = dlock__check_add(out, "rights", writable ? DLOCK_CHECK_OK : DLOCK_CHECK_FAIL,
                           writable ? "this user may write the database file (locks, fences, run records)"
                                    : "this user may not write the database file: no lock can be taken");
+    const char *shared = network_file_system(path);
+    if (rc == DLOCK_OK)
+        rc = dlock__check_add(out, "file system", shared ? DLOCK_CHECK_FAIL : DLOCK_CHECK_OK,
+                              shared ? "%s: SQLite locks are for one host and are not safe on a network file system"
+                                       " (use PostgreSQL, MySQL or Redis to share locks between hosts)"
+                                     : "a local file system%s",
+                              shared ? shared : "");
     if (rc == DLOCK_OK)
         rc = dlock__check_add(out, "history", table_exists(db) ? DLOCK_CHECK_OK : DLOCK_CHECK_INFO,
                               table_exists(db) ? "table " DLOCK_SQLITE_HISTORY_TABLE " exists"
