@@ -849,7 +849,7 @@ DLOCK_API int dlock_check(dlock_client *c, const char *name, dlock_check_list **
         rc = dlock__check_add(list, "backend", DLOCK_CHECK_INFO, "%s (libdlock %s)", c->backend->name,
                               DLOCK_VERSION_STRING);
         if (rc == DLOCK_OK && c->backend->check)
-            rc = c->backend->check(c->conn, list, &call);
+            rc = c->backend->check(c->conn, name, list, &call);
         if (rc == DLOCK_OK)
             rc = check_clock(c, list, &call);
         if (rc == DLOCK_OK && !c->backend->history_add)

@@ -226,9 +226,11 @@ struct dlock_backend {
      * database, mode, table, prefix), whether this client has the rights
      * every feature needs, and the settings safety depends on, with
      * dlock__check_add().  The core adds the backend, the clock and, for a
-     * NAME, its holder.  A failure to ask one thing is an item, not an
-     * error; <0 only when the store cannot be used at all. */
-    int (*check)(struct dlock_conn *conn, struct dlock_check_list *out, struct dlock_call *call);
+     * `name` (NULL: none), its holder at this URL; a store with more than
+     * one mode may add who holds it in the modes the URL does not name.
+     * A failure to ask one thing is an item, not an error; <0 only when
+     * the store cannot be used at all. */
+    int (*check)(struct dlock_conn *conn, const char *name, struct dlock_check_list *out, struct dlock_call *call);
 };
 
 /* Set this thread's error text and return `status`.  Never pass a password. */

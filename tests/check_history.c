@@ -356,6 +356,38 @@ START_TEST(clock_skew_is_a_warning)
 }
 END_TEST
 
+/* A name held in lease mode is shown by a session-mode URL's check, and
+ * the other way round, as a warning: the two modes do not exclude. */
+START_TEST(pg_holder_in_the_other_mode)
+{
+    const char *pg = getenv("DLOCK_TEST_PG_URL");
+    if (!pg || !*pg) {
+        ck_assert_msg(!dlt_required("postgresql"), "DLOCK_TEST_PG_URL is required");
+        return;
+    }
+    char lease[4500], out[4400];
+    snprintf(lease, sizeof lease, "%s%smode=lease", pg, strchr(pg, '?') ? "&" : "?");
+    snprintf(out, sizeof out, "%s/out", dir);
+    const char *urls[2] = {lease, pg}, *other[2] = {pg, lease}, *mode[2] = {"in lease", "in session"};
+    for (int i = 0; i < 2; i++) {
+        dlock_client *c = NULL;
+        dlock_lock *l = NULL;
+        ck_assert_int_eq(dlock_open(urls[i], &c), DLOCK_OK);
+        ck_assert_int_eq(dlock_acquire(c, name, 30000, 0, &l), DLOCK_OK);
+        int rc = sh("'%s' check -u '%s' '%s' >'%s'", dlock_bin, other[i], name, out);
+        const char *text = slurp(out);
+        ck_assert_msg(rc == 1 && strstr(text, "warn  holder (other mode)") && strstr(text, mode[i]), "exit %d: %s", rc,
+                      text);
+        ck_assert_msg(strstr(text, "is free") != NULL, "%s", text);
+        dlock_release(l);
+        dlock_close(c);
+        sh("'%s' check -u '%s' '%s' >'%s'", dlock_bin, other[i], name, out);
+        ck_assert_msg(strstr(slurp(out), "holder (other mode)") && !strstr(slurp(out), "warn  holder"), "%s",
+                      slurp(out));
+    }
+}
+END_TEST
+
 static Suite *rights_suite(void)
 {
     Suite *s = suite_create("history-rights");
@@ -367,6 +399,7 @@ static Suite *rights_suite(void)
     tcase_add_test(t, pg_role_without_create);
     tcase_add_test(t, redis_acl_users);
     tcase_add_test(t, clock_skew_is_a_warning);
+    tcase_add_test(t, pg_holder_in_the_other_mode);
     suite_add_tcase(s, t);
     return s;
 }

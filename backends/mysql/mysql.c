@@ -619,8 +619,10 @@ static int mysqlbe_history_read(struct dlock_conn *conn, const char *name, size_
     return dlock__mysql_history_read(dlock__mysql_of(conn), name, max, out, call);
 }
 
-static int mysqlbe_check(struct dlock_conn *conn, struct dlock_check_list *out, struct dlock_call *call)
+static int mysqlbe_check(struct dlock_conn *conn, const char *name, struct dlock_check_list *out,
+                         struct dlock_call *call)
 {
+    (void)name;
     return dlock__mysql_check(dlock__mysql_of(conn), out, call);
 }
 

@@ -123,7 +123,9 @@ enum { OUTCOME_OK, OUTCOME_SQL_ERROR, OUTCOME_CONNECTION_LOST };
 
 int dlock__pg_history_add(pg_conn *c, const char *name, const struct dlock_history_entry *run, unsigned keep);
 int dlock__pg_history_read(pg_conn *c, const char *name, size_t max, struct dlock_history *out);
-int dlock__pg_check(pg_conn *c, struct dlock_check_list *out);
+/* With a name (NULL: none) and its advisory key (decimal), also who holds
+ * it in the mode the URL does not name. */
+int dlock__pg_check(pg_conn *c, const char *name, const char *key, struct dlock_check_list *out);
 
 /* --- pg_io.c: round trips, error text ---------------------------------------------- */
 

@@ -209,7 +209,72 @@ static int table_item(struct dlock_check_list *out, const char *key, const char 
                             table, feature);
 }
 
-int dlock__pg_check(pg_conn *c, struct dlock_check_list *out)
+/* Session mode's advisory lock on the key ($1), whoever took it. */
+static const char advisory_holder_sql[] =
+    "SELECT COALESCE(a.application_name, ''), l.pid FROM pg_catalog.pg_locks l"
+    " LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid"
+    " WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted"
+    " AND l.classid = (($1::bigint >> 32) & 4294967295)::oid AND l.objid = ($1::bigint & 4294967295)::oid"
+    " AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())"
+    " LIMIT 1";
+/* Lease mode's row in the default table, when that table exists (it is
+ * never created here). */
+static const char lease_holder_sql[] =
+    "SELECT holder FROM dlock_leases WHERE name = $1 AND owner IS NOT NULL"
+    " AND expires_at > pg_catalog.clock_timestamp()";
+
+/* Who holds `name` in the mode the URL does not name: a session lock seen
+ * by a lease-mode URL, or a lease row (table dlock_leases) seen by a
+ * session-mode URL.  Taking the same name in both modes does not exclude:
+ * this is what shows it. */
+static int other_mode_holder(pg_conn *c, const char *name, const char *key, struct dlock_check_list *out)
+{
+    const char *mode = c->lease ? "session" : "lease (table dlock_leases)";
+    PGresult *res;
+    if (c->lease) {
+        const char *values[1] = {key};
+        res = dlock__pg_exec(c, advisory_holder_sql, 1, NULL, values, NULL, NULL);
+    } else {
+        static const Oid text_type[1] = {PG_TYPE_TEXT};
+        const char *table[1] = {"dlock_leases"};
+        res = dlock__pg_exec(c, "SELECT pg_catalog.to_regclass($1) IS NOT NULL", 1, text_type, table, NULL, NULL);
+        int exists = dlock__pg_outcome(c, res) == OUTCOME_OK && dlock__pg_first_bool(res);
+        PQclear(res);
+        if (!exists)
+            return dlock__check_add(out, "holder (other mode)", DLOCK_CHECK_INFO,
+                                    "no lease table dlock_leases: '%s' is not taken in lease mode", name);
+        static const Oid bytea_type[1] = {PG_TYPE_BYTEA};
+        const char *values[1] = {name};
+        const int lengths[1] = {(int)strlen(name)};
+        res = dlock__pg_exec(c, lease_holder_sql, 1, bytea_type, values, lengths, NULL);
+    }
+    int kind = dlock__pg_outcome(c, res);
+    int rc;
+    if (kind == OUTCOME_CONNECTION_LOST) {
+        PQclear(res);
+        return dlock__pg_connection_lost(c, DLOCK_ECONN, "the connection broke while asking for the holder");
+    }
+    if (kind != OUTCOME_OK) {
+        char why[PG_ERRTEXT_MAX];
+        why_text(c, res, why, sizeof why);
+        rc = dlock__check_add(out, "holder (other mode)", DLOCK_CHECK_INFO, "cannot tell who holds '%s' in %s mode: %s",
+                              name, mode, why);
+    } else if (PQntuples(res) < 1) {
+        rc = dlock__check_add(out, "holder (other mode)", DLOCK_CHECK_INFO, "'%s' is free in %s mode", name, mode);
+    } else {
+        /* Held in the other mode too: servers whose URLs differ in mode= do
+         * not exclude each other. */
+        rc = dlock__check_add(out, "holder (other mode)", DLOCK_CHECK_WARN,
+                              "'%s' is held in %s mode, by %s%s%s: URLs that differ in mode= do not exclude each"
+                              " other",
+                              name, mode, PQgetvalue(res, 0, 0), c->lease ? " pid " : "",
+                              c->lease ? PQgetvalue(res, 0, 1) : "");
+    }
+    PQclear(res);
+    return rc;
+}
+
+int dlock__pg_check(pg_conn *c, const char *name, const char *key, struct dlock_check_list *out)
 {
     const char *values[1] = {c->table};
     int rc;
@@ -247,5 +312,7 @@ int dlock__pg_check(pg_conn *c, struct dlock_check_list *out)
                               "%s on the server (libdlock sets it per session to the smallest TTL held)",
                               PQgetvalue(res, 0, 10));
     PQclear(res);
+    if (rc == DLOCK_OK && name)
+        rc = other_mode_holder(c, name, key, out);
     return rc;
 }

@@ -964,11 +964,14 @@ static int pg_history_read(struct dlock_conn *conn, const char *name, size_t max
     return dlock__pg_history_read(c, name, max, out);
 }
 
-static int pg_check(struct dlock_conn *conn, struct dlock_check_list *out, struct dlock_call *call)
+static int pg_check(struct dlock_conn *conn, const char *name, struct dlock_check_list *out, struct dlock_call *call)
 {
     pg_conn *c = pg_of(conn);
     dlock__pg_begin_call(c, call->deadline_ms);
-    return dlock__pg_check(c, out);
+    char key[24] = "";
+    if (name)
+        format_key(key, dlock__pg_key(name, strlen(name)));
+    return dlock__pg_check(c, name, key, out);
 }
 
 const struct dlock_backend dlock__backend_postgresql = {

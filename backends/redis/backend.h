@@ -130,6 +130,7 @@ int dlock__redis_history_add(struct dlock_conn *conn, const char *name, const st
                              unsigned keep, struct dlock_call *call);
 int dlock__redis_history_read(struct dlock_conn *conn, const char *name, size_t max, struct dlock_history *out,
                               struct dlock_call *call);
-int dlock__redis_check(struct dlock_conn *conn, struct dlock_check_list *out, struct dlock_call *call);
+int dlock__redis_check(struct dlock_conn *conn, const char *name, struct dlock_check_list *out,
+                       struct dlock_call *call);
 
 #endif

@@ -163,8 +163,10 @@ static int right_item(struct dlock_check_list *out, const char *key, const redis
                             refused_text, r->str);
 }
 
-int dlock__redis_check(struct dlock_conn *conn, struct dlock_check_list *out, struct dlock_call *call)
+int dlock__redis_check(struct dlock_conn *conn, const char *name, struct dlock_check_list *out,
+                       struct dlock_call *call)
 {
+    (void)name; /* one mode: the core asks for the holder */
     redis_conn *c = redis_of(conn);
     /* Probes that change nothing: a message on a channel no one listens
      * to, a script that returns 1, the run history of a name no one uses. */

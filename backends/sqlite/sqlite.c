@@ -1067,9 +1067,11 @@ static int sqlite_history_read(struct dlock_conn *conn, const char *name, size_t
     return dlock__sqlite_history_read(sqlite_of(conn)->db, name, max, out);
 }
 
-static int sqlite_check(struct dlock_conn *conn, struct dlock_check_list *out, struct dlock_call *call)
+static int sqlite_check(struct dlock_conn *conn, const char *name, struct dlock_check_list *out,
+                        struct dlock_call *call)
 {
     (void)call;
+    (void)name;
     return dlock__sqlite_check(sqlite_of(conn)->db, out);
 }
 
