@@ -357,12 +357,13 @@ START_TEST(clock_skew_is_a_warning)
 END_TEST
 
 /* A name held in lease mode is shown by a session-mode URL's check, and
- * the other way round, as a warning: the two modes do not exclude. */
-START_TEST(pg_holder_in_the_other_mode)
+ * the other way round, as a warning: the two modes do not exclude.
+ * PostgreSQL (_i 0) and MySQL (_i 1). */
+START_TEST(holder_in_the_other_mode)
 {
-    const char *pg = getenv("DLOCK_TEST_PG_URL");
+    const char *pg = getenv(_i == 0 ? "DLOCK_TEST_PG_URL" : "DLOCK_TEST_MYSQL_URL");
     if (!pg || !*pg) {
-        ck_assert_msg(!dlt_required("postgresql"), "DLOCK_TEST_PG_URL is required");
+        ck_assert_msg(!dlt_required(_i == 0 ? "postgresql" : "mysql"), "the server URL is required");
         return;
     }
     char lease[4500], out[4400];
@@ -399,7 +400,7 @@ static Suite *rights_suite(void)
     tcase_add_test(t, pg_role_without_create);
     tcase_add_test(t, redis_acl_users);
     tcase_add_test(t, clock_skew_is_a_warning);
-    tcase_add_test(t, pg_holder_in_the_other_mode);
+    tcase_add_loop_test(t, holder_in_the_other_mode, 0, 2);
     suite_add_tcase(s, t);
     return s;
 }

@@ -204,5 +204,7 @@ int dlock__mysql_history_add(struct mysqlbe_conn *c, const char *name, const str
                              unsigned keep, struct dlock_call *call);
 int dlock__mysql_history_read(struct mysqlbe_conn *c, const char *name, size_t max, struct dlock_history *out,
                               struct dlock_call *call);
-int dlock__mysql_check(struct mysqlbe_conn *c, struct dlock_check_list *out, struct dlock_call *call);
+/* With a name (NULL: none), also who holds it in the mode the URL does not name. */
+int dlock__mysql_check(struct mysqlbe_conn *c, const char *name, struct dlock_check_list *out,
+                       struct dlock_call *call);
 #endif /* DLOCK_MYSQL_CONN_H */

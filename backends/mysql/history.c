@@ -280,7 +280,8 @@ static const char check_sql[] =
     " AND PRIVILEGE_TYPE = 'CREATE') + (SELECT COUNT(*) FROM information_schema.SCHEMA_PRIVILEGES WHERE GRANTEE = " GRANTEE
     " AND PRIVILEGE_TYPE = 'CREATE' AND DATABASE() LIKE TABLE_SCHEMA),"
     " (SELECT COUNT(*) FROM information_schema.PLUGINS WHERE PLUGIN_NAME = 'METADATA_LOCK_INFO' AND PLUGIN_STATUS ="
-    " 'ACTIVE')";
+    " 'ACTIVE'),"
+    " (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'dlock_leases')";
 
 static int table_item(struct dlock_check_list *out, const char *key, const char *table, const char *feature, int exists,
                       int can_create, int have_db, int needed)
@@ -340,7 +341,80 @@ static int check_items(struct mysqlbe_conn *c, MYSQL_ROW row, struct dlock_check
     return rc;
 }
 
-int dlock__mysql_check(struct mysqlbe_conn *c, struct dlock_check_list *out, struct dlock_call *call)
+/* --- who holds a name in the mode the URL does not name ------------------------------- */
+
+#define NOW_MS "(TIMESTAMPDIFF(MICROSECOND, '1970-01-01', UTC_TIMESTAMP(6)) DIV 1000)"
+
+struct other_holder {
+    long long id;
+    mysqlbe_flag id_null;
+    char text[300];
+    unsigned long text_len;
+    mysqlbe_flag text_null;
+    int found;
+};
+
+static int other_row(void *arg)
+{
+    struct other_holder *h = arg;
+    h->found = 1;
+    return 1;
+}
+
+/* A lease-mode URL asks whether a session holds the name's GET_LOCK; a
+ * session-mode URL whether dlock_leases (when it exists in this database:
+ * check creates nothing) has a live row.  Held there is a warning: URLs
+ * that differ in mode= do not exclude each other. */
+static int other_mode_holder(struct mysqlbe_conn *c, const char *name, int lease_table_exists,
+                             struct dlock_check_list *out)
+{
+    const char *mode = c->lease ? "session (GET_LOCK)" : "lease (table dlock_leases)";
+    if (!c->lease && !lease_table_exists)
+        return dlock__check_add(out, "holder (other mode)", DLOCK_CHECK_INFO,
+                                "no lease table dlock_leases: '%s' is not taken in lease mode", name);
+    struct other_holder h;
+    memset(&h, 0, sizeof h);
+    char server_name[DLOCK_MYSQL_LOCK_NAME_MAX + 1];
+    unsigned long len;
+    MYSQL_BIND param, result;
+    if (c->lease) {
+        if (dlock__mysql_lock_name(name, server_name, sizeof server_name) < 0)
+            return dlock__check_add(out, "holder (other mode)", DLOCK_CHECK_INFO, "cannot map '%s'", name);
+        bind_text(&param, server_name, &len);
+        bind_i64(&result, &h.id, &h.id_null);
+    } else {
+        bind_text(&param, name, &len);
+        bind_out_text(&result, h.text, sizeof h.text, &h.text_len, &h.text_null);
+    }
+    struct step st = {0, ""};
+    dlock__mysql_watch(c, c->db, c->deadline_ms);
+    run_stmt(c,
+             c->lease ? "SELECT IS_USED_LOCK(?)"
+                      : "SELECT CONCAT(COALESCE(holder_host, ''), ' pid ', COALESCE(holder_pid, 0)) FROM dlock_leases"
+                        " WHERE name = ? AND owner IS NOT NULL AND expires_at > " NOW_MS,
+             &param, &result, other_row, &h, &st);
+    int cut = dlock__mysql_unwatch(c);
+    if (cut || dlock__mysql_connection_lost(st.code))
+        return history_error(c, &st, cut, "cannot ask for the holder");
+    if (st.code)
+        return dlock__check_add(out, "holder (other mode)", DLOCK_CHECK_INFO,
+                                "cannot tell who holds '%s' in %s mode: %s", name, mode, st.why);
+    int held = h.found && (c->lease ? !h.id_null : !h.text_null);
+    if (!held)
+        return dlock__check_add(out, "holder (other mode)", DLOCK_CHECK_INFO, "'%s' is free in %s mode", name, mode);
+    if (c->lease)
+        return dlock__check_add(out, "holder (other mode)", DLOCK_CHECK_WARN,
+                                "'%s' is held in %s mode, by mysql connection %lld: URLs that differ in mode= do not"
+                                " exclude each other",
+                                name, mode, h.id);
+    h.text[h.text_len < sizeof h.text ? h.text_len : sizeof h.text - 1] = '\0';
+    return dlock__check_add(out, "holder (other mode)", DLOCK_CHECK_WARN,
+                            "'%s' is held in %s mode, by host=%s: URLs that differ in mode= do not exclude each other",
+                            name, mode, h.text);
+}
+
+int dlock__mysql_check(struct mysqlbe_conn *c, const char *name, struct dlock_check_list *out,
+                       struct dlock_call *call)
 {
     dlock__mysql_begin_call(c, call->deadline_ms);
     int status = dlock__mysql_ensure_session(c, NULL);
@@ -362,6 +436,9 @@ int dlock__mysql_check(struct mysqlbe_conn *c, struct dlock_check_list *out, str
     }
     MYSQL_ROW row = mysql_fetch_row(res);
     status = row ? check_items(c, row, out) : dlock__error(DLOCK_EBACKEND, "cannot ask the server: no answer");
+    int lease_table = row && number(row[8]) > 0;
     mysql_free_result(res);
+    if (status == DLOCK_OK && name)
+        status = other_mode_holder(c, name, lease_table, out);
     return status;
 }

@@ -622,8 +622,7 @@ static int mysqlbe_history_read(struct dlock_conn *conn, const char *name, size_
 static int mysqlbe_check(struct dlock_conn *conn, const char *name, struct dlock_check_list *out,
                          struct dlock_call *call)
 {
-    (void)name;
-    return dlock__mysql_check(dlock__mysql_of(conn), out, call);
+    return dlock__mysql_check(dlock__mysql_of(conn), name, out, call);
 }
 
 const struct dlock_backend dlock__backend_mysql = {
