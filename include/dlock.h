@@ -125,6 +125,43 @@ DLOCK_API int dlock_store_time(dlock_client *client, int64_t *unix_ms); /* the s
 DLOCK_API int dlock_record_get(dlock_lock *lock, int64_t *slot);
 DLOCK_API int dlock_record_put(dlock_lock *lock, int64_t slot);
 
+/* Run history (dlock_history_add(3)): what each run of a job did, kept in
+ * the store, newest first; the store keeps the last DLOCK_HISTORY_KEEP runs
+ * of each name and drops the oldest in the same write.  Read through
+ * accessors by index, like a dlock_list. */
+#define DLOCK_HISTORY_KEEP 50
+typedef struct dlock_history dlock_history;
+/* Record one finished run of `name` by this process (its host and pid): it
+ * ended now on the store's clock and took duration_ms.  outcome: "ran",
+ * "busy", "done", "lost" or "error"; exit_status: -1 when no job ran;
+ * fence: 0 none.  The name need not be held. */
+DLOCK_API int dlock_history_add(dlock_client *client, const char *name, const char *outcome, int exit_status,
+                                int64_t duration_ms, uint64_t fence);
+/* The last runs of `name`, at most `max` (0: all the store holds), newest first. */
+DLOCK_API int dlock_history_read(dlock_client *client, const char *name, size_t max, dlock_history **out);
+DLOCK_API size_t dlock_history_count(const dlock_history *history);
+DLOCK_API int64_t dlock_history_start(const dlock_history *history, size_t i); /* Unix ms, store's clock */
+DLOCK_API int64_t dlock_history_end(const dlock_history *history, size_t i);   /* Unix ms, store's clock */
+DLOCK_API const char *dlock_history_host(const dlock_history *history, size_t i);    /* "" unknown */
+DLOCK_API int64_t dlock_history_pid(const dlock_history *history, size_t i);         /* 0 unknown */
+DLOCK_API const char *dlock_history_outcome(const dlock_history *history, size_t i); /* "ran", ... */
+DLOCK_API int dlock_history_exit_status(const dlock_history *history, size_t i);     /* -1 none */
+DLOCK_API uint64_t dlock_history_fence(const dlock_history *history, size_t i);      /* 0 none */
+DLOCK_API void dlock_history_free(dlock_history *history);
+
+/* Preflight (dlock_check(3)): what the store is, whether this client may
+ * do what every feature needs, the settings safety depends on, and this
+ * host's clock against the store's, as (key, value, verdict) items. */
+enum { DLOCK_CHECK_INFO = 0, DLOCK_CHECK_OK = 1, DLOCK_CHECK_WARN = 2, DLOCK_CHECK_FAIL = 3 };
+typedef struct dlock_check_list dlock_check_list;
+/* `name` (NULL: none) adds who holds it. */
+DLOCK_API int dlock_check(dlock_client *client, const char *name, dlock_check_list **out);
+DLOCK_API size_t dlock_check_count(const dlock_check_list *list);
+DLOCK_API const char *dlock_check_key(const dlock_check_list *list, size_t i);   /* "server", "clock", ... */
+DLOCK_API const char *dlock_check_value(const dlock_check_list *list, size_t i); /* one line of text */
+DLOCK_API int dlock_check_verdict(const dlock_check_list *list, size_t i);       /* DLOCK_CHECK_* */
+DLOCK_API void dlock_check_free(dlock_check_list *list);
+
 #ifdef __cplusplus
 }
 #endif

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -718,4 +720,168 @@ DLOCK_API int dlock_record_put(dlock_lock *l, int64_t slot)
         return dlock__error(DLOCK_EINVAL, "dlock_record_put: slot must be > 0");
     }
     return record_call(l, "dlock_record_put", 1, &slot);
+}
+
+/* --- run history, preflight --------------------------------------------------------- */
+
+static int64_t wall_clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* An outcome is a short lower-case word ("ran", "busy", "done", "lost",
+ * "error"): what a store can keep in a small column. */
+static int valid_outcome(const char *outcome)
+{
+    size_t n = outcome ? strlen(outcome) : 0;
+    if (n < 1 || n > 15)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (outcome[i] < 'a' || outcome[i] > 'z')
+            return 0;
+    return 1;
+}
+
+DLOCK_API int dlock_history_add(dlock_client *c, const char *name, const char *outcome, int exit_status,
+                                int64_t duration_ms, uint64_t fence)
+{
+    dlock__clear_error();
+    int rc = dlock__check_name(name);
+    if (rc != DLOCK_OK)
+        return rc;
+    if (!valid_outcome(outcome))
+        return dlock__error(DLOCK_EINVAL, "dlock_history_add: the outcome must be a lower-case word of 1 to 15 letters");
+    if (duration_ms < 0)
+        return dlock__error(DLOCK_EINVAL, "dlock_history_add: duration_ms must be >= 0");
+    struct dlock_call call;
+    rc = op_begin(c, "dlock_history_add", c && c->backend->history_add, &call);
+    if (rc != DLOCK_OK)
+        return rc;
+    struct dlock_history_entry run = {.host = dlock__hostname(),
+                                      .pid = (int64_t)getpid(),
+                                      .outcome = outcome,
+                                      .exit_status = exit_status >= 0 ? exit_status : -1,
+                                      .fence = fence};
+    /* The end is the store's clock, so that the runs of every host line up
+     * on one clock; a store without one uses this host's. */
+    if (c->backend->store_time)
+        rc = c->backend->store_time(c->conn, &run.end_ms, &call);
+    else
+        run.end_ms = wall_clock_ms();
+    if (rc == DLOCK_OK) {
+        run.start_ms = run.end_ms - duration_ms;
+        rc = c->backend->history_add(c->conn, name, &run, DLOCK_HISTORY_KEEP, &call);
+    }
+    return op_end(c, rc, &call);
+}
+
+DLOCK_API int dlock_history_read(dlock_client *c, const char *name, size_t max, dlock_history **out)
+{
+    dlock__clear_error();
+    if (out)
+        *out = NULL;
+    if (!out)
+        return dlock__error(DLOCK_EINVAL, "dlock_history_read: out is NULL");
+    int rc = dlock__check_name(name);
+    if (rc != DLOCK_OK)
+        return rc;
+    /* 0: all that the store holds (normally at most DLOCK_HISTORY_KEEP,
+     * more after a history written with a larger bound). */
+    if (max == 0 || max > INT32_MAX)
+        max = INT32_MAX;
+    struct dlock_call call;
+    rc = op_begin(c, "dlock_history_read", c && c->backend->history_read, &call);
+    if (rc != DLOCK_OK)
+        return rc;
+    struct dlock_history *h = dlock__history_new();
+    rc = h ? c->backend->history_read(c->conn, name, max, h, &call) : dlock__oom();
+    rc = op_end(c, rc, &call);
+    if (rc < 0) {
+        dlock_history_free(h);
+        return rc;
+    }
+    *out = h;
+    return DLOCK_OK;
+}
+
+/* This host's clock against the store's: the store's reading is taken to
+ * be of the middle of the round trip, so the error is at most half of it. */
+static int check_clock(dlock_client *c, struct dlock_check_list *list, struct dlock_call *call)
+{
+    if (!c->backend->store_time)
+        return dlock__check_add(list, "clock", DLOCK_CHECK_INFO, "this store has no clock of its own");
+    int64_t store_ms = 0, before = wall_clock_ms(), mono = dlock__now_ms();
+    int rc = c->backend->store_time(c->conn, &store_ms, call);
+    int64_t rtt = dlock__now_ms() - mono;
+    if (rc != DLOCK_OK) {
+        const char *why = dlock_last_error();
+        char text[256];
+        dlock__copy_text(text, sizeof text, why);
+        return dlock__check_add(list, "clock", DLOCK_CHECK_FAIL, "cannot read the store's clock: %s", text);
+    }
+    int64_t skew = store_ms - (before + rtt / 2);
+    int64_t size = skew < 0 ? -skew : skew;
+    int verdict = size > 1000 + rtt / 2 ? DLOCK_CHECK_WARN : DLOCK_CHECK_OK;
+    return dlock__check_add(list, "clock", verdict,
+                            "the store's clock is %s this host's by %lld ms (+/- %lld ms);%s", skew < 0 ? "behind" : "ahead of",
+                            (long long)size, (long long)rtt / 2 + 1,
+                            verdict == DLOCK_CHECK_OK
+                                ? " --once-per counts on the store's clock, and -m covers cron starts that differ by less"
+                                  " than MIN_HOLD"
+                                : " more than 1 s: servers' cron starts differ by this much too, so give -m at least"
+                                  " this skew plus the job's start-up, and keep --once-per PERIOD/2 above it");
+}
+
+DLOCK_API int dlock_check(dlock_client *c, const char *name, dlock_check_list **out)
+{
+    dlock__clear_error();
+    if (out)
+        *out = NULL;
+    if (!out)
+        return dlock__error(DLOCK_EINVAL, "dlock_check: out is NULL");
+    if (name) {
+        int rc = dlock__check_name(name);
+        if (rc != DLOCK_OK)
+            return rc;
+    }
+    struct dlock_call call;
+    int rc = op_begin(c, "dlock_check", 1, &call);
+    if (rc != DLOCK_OK)
+        return rc;
+    struct dlock_check_list *list = dlock__check_new();
+    if (!list) {
+        rc = dlock__oom();
+    } else {
+        rc = dlock__check_add(list, "backend", DLOCK_CHECK_INFO, "%s (libdlock %s)", c->backend->name,
+                              DLOCK_VERSION_STRING);
+        if (rc == DLOCK_OK && c->backend->check)
+            rc = c->backend->check(c->conn, name, list, &call);
+        if (rc == DLOCK_OK)
+            rc = check_clock(c, list, &call);
+        if (rc == DLOCK_OK && !c->backend->history_add)
+            rc = dlock__check_add(list, "history", DLOCK_CHECK_INFO, "this store keeps no run history");
+        if (rc == DLOCK_OK && name && c->backend->holder) {
+            char who[512];
+            call.deadline_ms = dlock__now_ms() + DLOCK_CALL_TIMEOUT_MS;
+            int held = c->backend->holder(c->conn, name, who, sizeof who, &call);
+            if (held == 1)
+                rc = dlock__check_add(list, "holder", DLOCK_CHECK_INFO, "'%s' is held by %s", name, who);
+            else if (held == 0)
+                rc = dlock__check_add(list, "holder", DLOCK_CHECK_INFO, "'%s' is free", name);
+            else {
+                char text[256];
+                dlock__copy_text(text, sizeof text, dlock_last_error());
+                rc = dlock__check_add(list, "holder", DLOCK_CHECK_FAIL, "cannot tell who holds '%s': %s", name, text);
+            }
+        }
+    }
+    rc = op_end(c, rc, &call);
+    if (rc < 0) {
+        dlock_check_free(list);
+        return rc;
+    }
+    *out = list;
+    return DLOCK_OK;
 }

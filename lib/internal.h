@@ -63,6 +63,30 @@ int dlock__list_add(struct dlock_list *list, const struct dlock_list_entry *entr
 struct dlock_list *dlock__list_new(void);
 void dlock__list_sort(struct dlock_list *list);
 
+/* One run of a job, as the core hands it to a store's history_add and a
+ * store gives it back to dlock__history_add() (which copies the strings).
+ * Times are Unix ms on the store's clock. */
+struct dlock_history_entry {
+    int64_t start_ms, end_ms;
+    const char *host; /* NULL: unknown */
+    int64_t pid;      /* 0 unknown */
+    const char *outcome;
+    int exit_status; /* -1 none */
+    uint64_t fence;  /* 0 none */
+};
+struct dlock_history;
+int dlock__history_add(struct dlock_history *history, const struct dlock_history_entry *entry);
+struct dlock_history *dlock__history_new(void);
+
+/* One item of a preflight (dlock_check()): `key` names what was checked
+ * ("server", "history", "synchronous_commit"), the value says what was
+ * found in one line, the verdict is DLOCK_CHECK_*.  DLOCK_OK or
+ * DLOCK_ENOMEM. */
+struct dlock_check_list;
+int dlock__check_add(struct dlock_check_list *list, const char *key, int verdict, const char *fmt, ...)
+    DLOCK_PRINTF(4, 5);
+struct dlock_check_list *dlock__check_new(void);
+
 /*
  * The query parameters that libdlock reads on every backend (docs/contract.md,
  * "Stores and URLs"): mode=session|lease, table=NAME, fencing=on|off,
@@ -187,6 +211,30 @@ struct dlock_backend {
                       struct dlock_call *call);
     int (*record_put)(struct dlock_conn *conn, struct dlock_held *lock, const char *name, int64_t slot,
                       struct dlock_call *call);
+
+    /* --- Run history (optional, both or neither: NULL is DLOCK_ENOTSUP).
+     * A store adds history by filling these two. */
+    /* Append `run` (its end_ms read from store_time by the core, start_ms =
+     * end_ms - the duration; host and pid are this process's) to the
+     * history of `name`, and drop all but the newest `keep` runs of that
+     * name in the same write.  A store that refuses (no rights to the
+     * table, the list): DLOCK_EBACKEND saying what the role lacks. */
+    int (*history_add)(struct dlock_conn *conn, const char *name, const struct dlock_history_entry *run,
+                       unsigned keep, struct dlock_call *call);
+    /* Add the newest `max` runs of `name` (max >= 1), newest first, with
+     * dlock__history_add().  No history yet (not even the table): DLOCK_OK
+     * and nothing added. */
+    int (*history_read)(struct dlock_conn *conn, const char *name, size_t max, struct dlock_history *out,
+                        struct dlock_call *call);
+    /* --- Preflight (optional).  Add what this store is (server, version,
+     * database, mode, table, prefix), whether this client has the rights
+     * every feature needs, and the settings safety depends on, with
+     * dlock__check_add().  The core adds the backend, the clock and, for a
+     * `name` (NULL: none), its holder at this URL; a store with more than
+     * one mode may add who holds it in the modes the URL does not name.
+     * A failure to ask one thing is an item, not an error; <0 only when
+     * the store cannot be used at all. */
+    int (*check)(struct dlock_conn *conn, const char *name, struct dlock_check_list *out, struct dlock_call *call);
 };
 
 /* Set this thread's error text and return `status`.  Never pass a password. */

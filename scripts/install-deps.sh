@@ -8,7 +8,7 @@ full="$base check sqlite3 libpq-dev postgresql-15 postgresql-client-15 \
  mariadb-server mariadb-client libmariadb-dev clang valgrind procps \
  redis-server redis-tools libhiredis-dev pgbouncer \
  zookeeper libzookeeper-st-dev \
- debhelper dpkg-dev lintian man-db groff-base python3 hyperfine util-linux"
+ debhelper dpkg-dev lintian man-db groff-base python3 hyperfine util-linux faketime"
 pkgs=$full
 [ "${1:-}" = "--minimal" ] && pkgs=$base
 

@@ -219,6 +219,14 @@ ops-metrics-forget-last-success | tools/metrics.c | s{: previous_success\(path\)
 ops-metrics-no-file-lock | tools/metrics.c | s{int lock_fd = lock_file\(path\);}{int lock_fd = open("/dev/null", O_RDONLY \| O_CLOEXEC);} | process:metrics-file
 ops-metrics-value-after-first-space | tools/metrics.c | s{char \*space = strrchr\(line, ' '\);}{char *space = strchr(line, ' ');} | process:metrics-file
 ops-run-no-slot-check | tools/run.c | s{if \(!run_once_done\(last_start, store_now, r->o->once_per_ms\)\)\s*return 0;}{return 0;} | process:ops
+# --- run history: the trimming predicate of each store, and what dlock run records -----------
+ops-sqlite-history-trim-one-short | backends/sqlite/history.c | s{AND id <= "}{AND id < "} | history@sqlite:history
+ops-pg-history-trim-one-short | backends/postgresql/history.c | s{snprintf\(offset, sizeof offset, "%u", keep > 0 \? keep - 1 : 0\);}{snprintf(offset, sizeof offset, "%u", keep);} | history@postgresql:history
+ops-mysql-history-trim-one-short | backends/mysql/history.c | s{AND id <= \(SELECT id FROM \(SELECT}{AND id < (SELECT id FROM (SELECT} | history@mysql:history
+ops-redis-history-trim-one-short | backends/redis/history.c | s{snprintf\(last, sizeof last, "%u", keep > 0 \? keep - 1 : 0\);}{snprintf(last, sizeof last, "%u", keep);} | history@redis:history
+ops-history-outcome-always-ran | tools/run.c | s{run_outcome_name\(outcome\), exit_status}{"ran", exit_status} | history@sqlite:history
+ops-history-exit-status-dropped | tools/run.c | s{int exit_status = r->job > 0 \|\| r->st.job_done \? r->job_status : -1;}{int exit_status = -1;} | history@sqlite:history
+ops-history-keep-unbounded | lib/client.c | s{rc = c->backend->history_add\(c->conn, name, &run, DLOCK_HISTORY_KEEP, &call\);}{rc = c->backend->history_add(c->conn, name, \&run, 1000, \&call);} | history@sqlite:history
 EOF
 }
 # Not in the list, on purpose (equivalent mutants: no behaviour can tell):
@@ -398,7 +406,7 @@ targets_for() {
         bin=${t%%[@:]*}
         printf 'tests/check_%s ' "$bin"
         # process and postgresql (test_close_on_exec) run the tool
-        case $bin in process | postgresql) printf 'dlock ' ;; esac
+        case $bin in process | postgresql | history) printf 'dlock ' ;; esac
     done
 }
 

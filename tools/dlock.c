@@ -47,6 +47,8 @@ static const char usage_text[] =
     "       dlock status [-u URL] [--json] NAME\n"
     "       dlock list [-u URL] [--json] [PREFIX]\n"
     "       dlock release --force [-u URL] NAME\n"
+    "       dlock history [-u URL] [--json] [-n N] NAME\n"
+    "       dlock check [-u URL] [--json] [NAME]\n"
     "       dlock --version | --help\n"
     "\n"
     "Run COMMAND only while holding the lock NAME, so that a job scheduled on\n"
@@ -65,7 +67,9 @@ static const char usage_text[] =
     "      --once-per PERIOD  skip the run (exit 75, or -E) when the last successful run\n"
     "                         started less than PERIOD/2 ago on the store's clock\n"
     "      --metrics-file PATH  after the run, replace PATH with Prometheus metrics\n"
-    "      --json             status, list: JSON output (see dlock(1))\n"
+    "      --no-history       do not record this run in the store's run history\n"
+    "      --json             status, list, history, check: JSON output (see dlock(1))\n"
+    "  -n N                   history: the last N runs (default and most: 50)\n"
     "      --force            release: break a lock held by someone else (logged to syslog)\n"
     "  -h, --help             show this help\n"
     "  -V, --version          show the version\n"
@@ -78,7 +82,8 @@ static const char usage_text[] =
     "while COMMAND ran; 64 usage; 69 store unusable (unreachable, login refused, client\n"
     "library missing); 70 store error; 71 system error;\n"
     "126 COMMAND not executable; 127 COMMAND not found.  dlock status: 0 held, 1 free.\n"
-    "dlock release --force: 0 broken, 1 it was free.  dlock list: 0.\n";
+    "dlock release --force: 0 broken, 1 it was free.  dlock list, history: 0.\n"
+    "dlock check: 0 all good, 1 warnings, 69 the store is unusable from here.\n";
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int usage_error(const char *fmt, ...)
@@ -192,7 +197,7 @@ static int check_name_length(const char *name)
                        MAX_NAME_BYTES);
 }
 
-enum { OPT_ONCE_PER = 900, OPT_METRICS_FILE };
+enum { OPT_ONCE_PER = 900, OPT_METRICS_FILE, OPT_NO_HISTORY };
 
 /* One option of `dlock run`: 0, -1 for --help, or an exit status. */
 static int run_option(int c, char **argv, struct run_options *o)
@@ -228,6 +233,9 @@ static int run_option(int c, char **argv, struct run_options *o)
     case OPT_ONCE_PER:
         if (dlock_parse_duration(optarg, INT64_MAX / 4, 0, &o->once_per_ms) || o->once_per_ms < 1000)
             return usage_error("bad PERIOD '%s' (use e.g. 1h, 24h; at least 1s)", optarg);
+        return 0;
+    case OPT_NO_HISTORY:
+        o->no_history = 1;
         return 0;
     case OPT_METRICS_FILE:
         if (!*optarg)
@@ -274,6 +282,7 @@ static int parse_run(int argc, char **argv, struct run_options *o)
                                              {"quiet", no_argument, NULL, 'q'},
                                              {"once-per", required_argument, NULL, OPT_ONCE_PER},
                                              {"metrics-file", required_argument, NULL, OPT_METRICS_FILE},
+                                             {"no-history", no_argument, NULL, OPT_NO_HISTORY},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     *o = (struct run_options){.ttl_ms = DEFAULT_TTL_MS, .grace_ms = DEFAULT_GRACE_MS, .conflict_exit = EXIT_BUSY};
@@ -314,8 +323,8 @@ enum { OPT_JSON = 1000, OPT_FORCE };
 
 /* The options of status, list and release: -u, --json (status, list),
  * --force (release); operands in *first.  0, -1 for --help, or a status. */
-static int parse_ops(int argc, char **argv, int allow_json, int allow_force, const char **url, int *json, int *force,
-                     int *first)
+static int parse_ops_n(int argc, char **argv, int allow_json, int allow_force, const char **url, int *json, int *force,
+                       int *first, long *count)
 {
     static const struct option longopts[] = {{"url", required_argument, NULL, 'u'},
                                              {"json", no_argument, NULL, OPT_JSON},
@@ -325,14 +334,25 @@ static int parse_ops(int argc, char **argv, int allow_json, int allow_force, con
     opterr = 0;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, ":u:fh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":u:fhn:", longopts, NULL)) != -1) {
         switch (c) {
+        case 'n': {
+            char *end;
+            long n = strtol(optarg, &end, 10);
+            if (!count)
+                return usage_error("%s", "-n goes with history");
+            if (end == optarg || *end || n < 1 || n > DLOCK_HISTORY_KEEP)
+                return usage_error("bad N '%s' (1 to %d: the store keeps the last %d runs of a name)", optarg,
+                                   DLOCK_HISTORY_KEEP, DLOCK_HISTORY_KEEP);
+            *count = n;
+            break;
+        }
         case 'u':
             *url = optarg;
             break;
         case OPT_JSON:
             if (!allow_json)
-                return usage_error("%s", "--json goes with status and list");
+                return usage_error("%s", "--json goes with status, list, history and check");
             *json = 1;
             break;
         case 'f':
@@ -352,6 +372,45 @@ static int parse_ops(int argc, char **argv, int allow_json, int allow_force, con
     }
     *first = optind;
     return 0;
+}
+
+static int parse_ops(int argc, char **argv, int allow_json, int allow_force, const char **url, int *json, int *force,
+                     int *first)
+{
+    return parse_ops_n(argc, argv, allow_json, allow_force, url, json, force, first, NULL);
+}
+
+static int cmd_history(int argc, char **argv)
+{
+    const char *url = NULL;
+    char default_url[4200];
+    int json = 0, force = 0, first = 0;
+    long count = DLOCK_HISTORY_KEEP;
+    int rc = parse_ops_n(argc, argv, 1, 0, &url, &json, &force, &first, &count);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    if (first != argc - 1)
+        return usage_error("%s", first >= argc ? "NAME is missing" : "dlock history takes one NAME");
+    if (check_name_length(argv[first]))
+        return EXIT_USAGE;
+    url = resolve_url(url, default_url, sizeof default_url);
+    return url ? ops_history(url, argv[first], (size_t)count, json) : EXIT_USAGE;
+}
+
+static int cmd_check(int argc, char **argv)
+{
+    const char *url = NULL;
+    char default_url[4200];
+    int json = 0, force = 0, first = 0;
+    int rc = parse_ops(argc, argv, 1, 0, &url, &json, &force, &first);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    if (first < argc - 1)
+        return usage_error("%s", "dlock check takes at most one NAME");
+    if (first < argc && check_name_length(argv[first]))
+        return EXIT_USAGE;
+    url = resolve_url(url, default_url, sizeof default_url);
+    return url ? ops_check(url, first < argc ? argv[first] : NULL, json) : EXIT_USAGE;
 }
 
 static int cmd_status(int argc, char **argv)
@@ -406,7 +465,7 @@ static int cmd_release(int argc, char **argv)
 int main(int argc, char **argv)
 {
     if (argc < 2)
-        return usage_error("%s", "a command is missing (run, status, list or release)");
+        return usage_error("%s", "a command is missing (run, status, list, release, history or check)");
     const char *cmd = argv[1];
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
         fputs(usage_text, stdout);
@@ -424,5 +483,9 @@ int main(int argc, char **argv)
         return cmd_list(argc - 1, argv + 1);
     if (strcmp(cmd, "release") == 0)
         return cmd_release(argc - 1, argv + 1);
-    return usage_error("unknown command '%s' (use run, status, list or release)", cmd);
+    if (strcmp(cmd, "history") == 0)
+        return cmd_history(argc - 1, argv + 1);
+    if (strcmp(cmd, "check") == 0)
+        return cmd_check(argc - 1, argv + 1);
+    return usage_error("unknown command '%s' (use run, status, list, release, history or check)", cmd);
 }

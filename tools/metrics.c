@@ -172,3 +172,8 @@ static int write_locked(const char *path, const struct run_metrics *m)
     errno = err;
     return failed ? -1 : 0;
 }
+
+const char *run_outcome_name(enum run_outcome outcome)
+{
+    return (unsigned)outcome < OUTCOME_COUNT ? outcome_names[outcome] : "error";
+}

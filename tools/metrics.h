@@ -5,6 +5,9 @@
 #include <stdint.h>
 
 enum run_outcome { OUTCOME_RAN, OUTCOME_BUSY, OUTCOME_DONE, OUTCOME_LOST, OUTCOME_ERROR, OUTCOME_COUNT };
+/* "ran", "busy", "done", "lost", "error": the metrics' label and the run
+ * history's outcome. */
+const char *run_outcome_name(enum run_outcome outcome);
 
 struct run_metrics {
     const char *lock;

@@ -54,6 +54,8 @@ struct run {
     int leave_now;             /* exit without waiting for the library (see leave()) */
     int outcome;               /* enum run_outcome once known, -1 before */
     int64_t store_start_ms;    /* --once-per: the store's clock when the lock was taken (run_policy.h) */
+    uint64_t fence;            /* the lock's fencing token, 0 none: for the run history */
+    int store_unreachable;     /* the acquire found no store: no history is written there */
     char **envp;               /* the job's environment: dlock's, with DLOCK_NAME and DLOCK_FENCE */
     char *env_added[2];        /* the strings of envp that dlock made */
 };
@@ -114,6 +116,7 @@ static void on_acquire_failed(struct run *r, int status)
 {
     heartbeat_join(&r->hb);
     r->outcome = status == DLOCK_EBUSY ? OUTCOME_BUSY : OUTCOME_ERROR;
+    r->store_unreachable = status == DLOCK_ECONN;
     if (status == DLOCK_EBUSY) {
         if (!cli_quiet)
             say_busy(r);
@@ -130,8 +133,6 @@ static void on_acquire_failed(struct run *r, int status)
      * not answer could wait for its connect timeout; exiting closes. */
     if (r->st.got_signal)
         r->leave_now = 1;
-    else
-        dlock_close(r->client);
     r->finished = 1;
 }
 
@@ -234,6 +235,8 @@ static int slot_is_done(struct run *r)
 static void on_acquired(struct run *r, int64_t now)
 {
     r->lock = r->hb.lock;
+    if (dlock_fence(r->lock, &r->fence) != DLOCK_OK)
+        r->fence = 0;
     r->st.acquired = 1;
     r->st.acquired_at = now;
     if (r->st.got_signal) {
@@ -411,7 +414,6 @@ static int finish(struct run *r, int abandoned)
     heartbeat_stop(&r->hb);
     if (!abandoned) {
         heartbeat_join(&r->hb);
-        dlock_close(r->client);
     } else {
         r->leave_now = 1;
     }
@@ -455,6 +457,30 @@ static void leave(int status)
     _exit(status);
 }
 
+static enum run_outcome final_outcome(const struct run *r)
+{
+    return (enum run_outcome)(r->outcome >= 0 ? r->outcome : r->st.acquired ? OUTCOME_RAN : OUTCOME_ERROR);
+}
+
+/* The run history: written after the run, on the client that took the
+ * lock (released by now).  A store that cannot keep it costs one line and
+ * never the job's status; a store that keeps no history, nothing. */
+static void record_history(const struct run *r, int64_t started)
+{
+    /* A store that could not be reached a moment ago would only make
+     * dlock wait for its connect timeout once more. */
+    if (r->o->no_history || r->store_unreachable)
+        return;
+    int exit_status = r->job > 0 || r->st.job_done ? r->job_status : -1;
+    enum run_outcome outcome = final_outcome(r);
+    if (outcome == OUTCOME_BUSY || outcome == OUTCOME_DONE)
+        exit_status = -1;
+    int rc = dlock_history_add(r->client, r->o->name, run_outcome_name(outcome), exit_status, cli_now_ms() - started,
+                               r->fence);
+    if (rc != DLOCK_OK && rc != DLOCK_ENOTSUP && !cli_quiet)
+        cli_say("warning: this run of lock '%s' is not in the run history: %s", r->o->name, dlock_last_error());
+}
+
 /* --metrics-file: what this run did.  A failure to write is said, and
  * does not change the exit status (the job's result stands). */
 static void write_metrics(const struct run *r, int status, int64_t started_wall, int64_t started)
@@ -462,9 +488,7 @@ static void write_metrics(const struct run *r, int status, int64_t started_wall,
     if (!r->o->metrics_file)
         return;
     struct run_metrics m = {.lock = r->o->name,
-                            .outcome = (enum run_outcome)(r->outcome >= 0  ? r->outcome
-                                                          : r->st.acquired ? OUTCOME_RAN
-                                                                           : OUTCOME_ERROR),
+                            .outcome = final_outcome(r),
                             .exit_status = status,
                             .start_unix_ms = started_wall,
                             .duration_ms = cli_now_ms() - started,
@@ -487,6 +511,10 @@ int run_command(const struct run_options *o)
     }
     int outcome = loop(&r);
     int status = r.finished ? r.exit_status : finish(&r, outcome == 1);
+    if (!r.leave_now) {
+        record_history(&r, started);
+        dlock_close(r.client);
+    }
     write_metrics(&r, status, started_wall, started);
     if (r.leave_now)
         leave(status);

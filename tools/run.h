@@ -11,6 +11,7 @@ struct run_options {
     int conflict_exit;
     int64_t once_per_ms;      /* --once-per: 0 none */
     const char *metrics_file; /* --metrics-file: NULL none */
+    int no_history;           /* --no-history: the run is not recorded in the store */
     const char *name;
     char **command;
 };

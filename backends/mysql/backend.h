@@ -7,6 +7,7 @@
  *   cancel.c   dlock_cancel(): KILL QUERY from a second connection
  *   ops.c      the table statements (ops.h), fences, list/break/records
  *   lease.c    lease mode: a row per name (mode=lease)
+ *   history.c  run history (the dlock_runs table) and the preflight
  *   url.c      URLs and lock names (pure; no client library; url.h)
  *   api.c      the client library, loaded at first use (api.h)
  * Cross-file functions are dlock__mysql_*, types and statics mysqlbe_*, so
@@ -207,4 +208,12 @@ void dlock__mysql_acquiring(struct mysqlbe_conn *c, int active);
 int dlock__mysql_begin_wait(struct mysqlbe_conn *c);
 int dlock__mysql_end_wait(struct mysqlbe_conn *c);
 
+/* --- history.c: run history and the preflight (both modes) ---------------- */
+int dlock__mysql_history_add(struct mysqlbe_conn *c, const char *name, const struct dlock_history_entry *run,
+                             unsigned keep, struct dlock_call *call);
+int dlock__mysql_history_read(struct mysqlbe_conn *c, const char *name, size_t max, struct dlock_history *out,
+                              struct dlock_call *call);
+/* With a name (NULL: none), also who holds it in the mode the URL does not name. */
+int dlock__mysql_check(struct mysqlbe_conn *c, const char *name, struct dlock_check_list *out,
+                       struct dlock_call *call);
 #endif /* DLOCK_MYSQL_CONN_H */

@@ -671,6 +671,24 @@ static int mysqlbe_record_put(struct dlock_conn *conn, struct dlock_held *held, 
 
 static const char *const mysqlbe_schemes[] = {"mysql", "mariadb", NULL};
 
+static int mysqlbe_history_add(struct dlock_conn *conn, const char *name, const struct dlock_history_entry *run,
+                               unsigned keep, struct dlock_call *call)
+{
+    return dlock__mysql_history_add(dlock__mysql_of(conn), name, run, keep, call);
+}
+
+static int mysqlbe_history_read(struct dlock_conn *conn, const char *name, size_t max, struct dlock_history *out,
+                                struct dlock_call *call)
+{
+    return dlock__mysql_history_read(dlock__mysql_of(conn), name, max, out, call);
+}
+
+static int mysqlbe_check(struct dlock_conn *conn, const char *name, struct dlock_check_list *out,
+                         struct dlock_call *call)
+{
+    return dlock__mysql_check(dlock__mysql_of(conn), name, out, call);
+}
+
 const struct dlock_backend dlock__backend_mysql = {
     .name = "mysql",
     .schemes = mysqlbe_schemes,
@@ -689,4 +707,7 @@ const struct dlock_backend dlock__backend_mysql = {
     .store_time = mysqlbe_time,
     .record_get = mysqlbe_record_get,
     .record_put = mysqlbe_record_put,
+    .history_add = mysqlbe_history_add,
+    .history_read = mysqlbe_history_read,
+    .check = mysqlbe_check,
 };

@@ -5,6 +5,7 @@
  *   conn.c        sessions: connect, settings, prepared statements, drop
  *   io.c          round trips with a deadline and cancel; error text
  *   lease.c       lease mode: a row per name (mode=lease)
+ *   history.c     run history (the dlock_runs table) and the preflight
  *   url.c         URLs and password scrubbing, without libpq (url.h)
  *   api.c         libpq, loaded at first use (api.h)
  *   key.h         the advisory key of a name, for the tests
@@ -129,6 +130,14 @@ void dlock__pg_stmt_name(const pg_conn *c, const char *base, char out[PG_STMT_NA
 
 /* What the result of a round trip says. */
 enum { OUTCOME_OK, OUTCOME_SQL_ERROR, OUTCOME_CONNECTION_LOST };
+
+/* --- history.c: run history and the preflight (both modes) ------------------------- */
+
+int dlock__pg_history_add(pg_conn *c, const char *name, const struct dlock_history_entry *run, unsigned keep);
+int dlock__pg_history_read(pg_conn *c, const char *name, size_t max, struct dlock_history *out);
+/* With a name (NULL: none) and its advisory key (decimal), also who holds
+ * it in the mode the URL does not name. */
+int dlock__pg_check(pg_conn *c, const char *name, const char *key, struct dlock_check_list *out);
 
 /* --- pg_io.c: round trips, error text ---------------------------------------------- */
 

@@ -1099,6 +1099,32 @@ static void pg_disconnect(struct dlock_conn *conn)
 
 static const char *const pg_schemes[] = {"postgresql", "postgres", NULL};
 
+static int pg_history_add(struct dlock_conn *conn, const char *name, const struct dlock_history_entry *run, unsigned keep,
+                          struct dlock_call *call)
+{
+    pg_conn *c = pg_of(conn);
+    dlock__pg_begin_call(c, call->deadline_ms);
+    return dlock__pg_history_add(c, name, run, keep);
+}
+
+static int pg_history_read(struct dlock_conn *conn, const char *name, size_t max, struct dlock_history *out,
+                           struct dlock_call *call)
+{
+    pg_conn *c = pg_of(conn);
+    dlock__pg_begin_call(c, call->deadline_ms);
+    return dlock__pg_history_read(c, name, max, out);
+}
+
+static int pg_check(struct dlock_conn *conn, const char *name, struct dlock_check_list *out, struct dlock_call *call)
+{
+    pg_conn *c = pg_of(conn);
+    dlock__pg_begin_call(c, call->deadline_ms);
+    char key[24] = "";
+    if (name)
+        format_key(key, dlock__pg_key(name, strlen(name)));
+    return dlock__pg_check(c, name, key, out);
+}
+
 const struct dlock_backend dlock__backend_postgresql = {
     .name = "postgresql",
     .schemes = pg_schemes,
@@ -1117,4 +1143,7 @@ const struct dlock_backend dlock__backend_postgresql = {
     .store_time = pg_store_time,
     .record_get = pg_record_get,
     .record_put = pg_record_put,
+    .history_add = pg_history_add,
+    .history_read = pg_history_read,
+    .check = pg_check,
 };

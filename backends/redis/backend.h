@@ -4,6 +4,7 @@
  *   redis.c    the backend table: connect, acquire, wait, extend, release
  *   io.c       connections, deadlines, EVALSHA
  *   ops.c      holder, list, break, clock, run records
+ *   history.c  run history (a capped list per name) and the preflight
  *   scripts.h  the Lua scripts
  *   url.c      URLs (pure; no client library; url.h)
  *   api.c      hiredis, loaded at first use (api.h)
@@ -123,5 +124,13 @@ int dlock__redis_record_get(struct dlock_conn *conn, struct dlock_held *held, co
                             struct dlock_call *call);
 int dlock__redis_record_put(struct dlock_conn *conn, struct dlock_held *held, const char *name, int64_t slot,
                             struct dlock_call *call);
+
+/* --- history.c --- */
+int dlock__redis_history_add(struct dlock_conn *conn, const char *name, const struct dlock_history_entry *run,
+                             unsigned keep, struct dlock_call *call);
+int dlock__redis_history_read(struct dlock_conn *conn, const char *name, size_t max, struct dlock_history *out,
+                              struct dlock_call *call);
+int dlock__redis_check(struct dlock_conn *conn, const char *name, struct dlock_check_list *out,
+                       struct dlock_call *call);
 
 #endif

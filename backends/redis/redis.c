@@ -349,4 +349,7 @@ const struct dlock_backend dlock__backend_redis = {
     .store_time = dlock__redis_store_time,
     .record_get = dlock__redis_record_get,
     .record_put = dlock__redis_record_put,
+    .history_add = dlock__redis_history_add,
+    .history_read = dlock__redis_history_read,
+    .check = dlock__redis_check,
 };

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "backend.h"
 
 #define BUSY_TIMEOUT_MS 10000
 #define POLL_FIRST_MS 1
@@ -1050,6 +1051,30 @@ static int sqlite_record_put(struct dlock_conn *conn, struct dlock_held *held, c
     return written ? DLOCK_OK : record_not_held(name);
 }
 
+/* --- run history and the preflight (history.c) ----------------------------------------- */
+
+static int sqlite_history_add(struct dlock_conn *conn, const char *name, const struct dlock_history_entry *run,
+                              unsigned keep, struct dlock_call *call)
+{
+    (void)call;
+    return dlock__sqlite_history_add(sqlite_of(conn)->db, name, run, keep);
+}
+
+static int sqlite_history_read(struct dlock_conn *conn, const char *name, size_t max, struct dlock_history *out,
+                               struct dlock_call *call)
+{
+    (void)call;
+    return dlock__sqlite_history_read(sqlite_of(conn)->db, name, max, out);
+}
+
+static int sqlite_check(struct dlock_conn *conn, const char *name, struct dlock_check_list *out,
+                        struct dlock_call *call)
+{
+    (void)call;
+    (void)name;
+    return dlock__sqlite_check(sqlite_of(conn)->db, out);
+}
+
 static const char *const sqlite_schemes[] = {"sqlite", NULL};
 
 const struct dlock_backend dlock__backend_sqlite = {
@@ -1069,4 +1094,7 @@ const struct dlock_backend dlock__backend_sqlite = {
     .store_time = sqlite_store_time,
     .record_get = sqlite_record_get,
     .record_put = sqlite_record_put,
+    .history_add = sqlite_history_add,
+    .history_read = sqlite_history_read,
+    .check = sqlite_check,
 };

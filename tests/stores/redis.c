@@ -46,7 +46,7 @@ static void raw(const char *url, const char *cmd, const char *name, const char *
 static unsigned caps(const char *url)
 {
     (void)url;
-    return DLT_NETWORK | DLT_FENCES | DLT_OUTLIVES_CONNECTION | DLT_LISTS_NAMES;
+    return DLT_NETWORK | DLT_FENCES | DLT_OUTLIVES_CONNECTION | DLT_LISTS_NAMES | DLT_HISTORY;
 }
 
 static void view(const char *url, const char *name, char *out, size_t outlen)

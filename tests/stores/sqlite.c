@@ -51,7 +51,7 @@ int dlt_sqlite_run(const char *url, const char *sql, const char *name, char *out
 static unsigned caps(const char *url)
 {
     (void)url;
-    return DLT_FENCES | DLT_OUTLIVES_CONNECTION | DLT_LISTS_NAMES | DLT_LOCAL_FILE;
+    return DLT_FENCES | DLT_OUTLIVES_CONNECTION | DLT_LISTS_NAMES | DLT_LOCAL_FILE | DLT_HISTORY;
 }
 
 static void view(const char *url, const char *name, char *out, size_t outlen)

@@ -31,6 +31,9 @@ enum {
     DLT_NETWORK = 1u << 2,
     /* The store is a file on this host (symbolic links, sidecar files). */
     DLT_LOCAL_FILE = 1u << 6,
+    /* It keeps dlock run's history and describes itself to dlock check
+     * (the backend's history_add, history_read and check slots). */
+    DLT_HISTORY = 1u << 7,
     /* The lock outlives the connection that took it (a row, a key, a lease),
      * and take_away() leaves the holder's connection as it is: nothing tells
      * the holder before its next call, and its lease still looks alive. */

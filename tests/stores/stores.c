@@ -108,7 +108,7 @@ pid_t dlt_server_pid(const struct dlt_store *store, const char *url, pid_t clien
 
 unsigned dlt_sql_store_caps(const char *url)
 {
-    unsigned c = DLT_NETWORK;
+    unsigned c = DLT_NETWORK | DLT_HISTORY;
     if (dlt_url_has(url, "mode=lease"))
         return c | DLT_FENCES | DLT_OUTLIVES_CONNECTION | DLT_LISTS_NAMES;
     if (dlt_url_has(url, "fencing=on"))
