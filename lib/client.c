@@ -60,6 +60,9 @@ static const struct dlock_backend *const builtin_backends[] = {
 #ifdef HAVE_REDIS
     &dlock__backend_redis,
 #endif
+#ifdef HAVE_ETCD
+    &dlock__backend_etcd,
+#endif
     NULL};
 
 DLOCK_API const char *dlock_version(void)

@@ -258,5 +258,8 @@ extern const struct dlock_backend dlock__backend_mysql;
 #ifdef HAVE_REDIS
 extern const struct dlock_backend dlock__backend_redis;
 #endif
+#ifdef HAVE_ETCD
+extern const struct dlock_backend dlock__backend_etcd;
+#endif
 
 #endif /* DLOCK_INTERNAL_H */
