@@ -6,7 +6,9 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -89,6 +91,45 @@ int dlock__etcd_easy_setup(etcd_conn *c, CURL *easy)
     return ok ? DLOCK_OK : dlock__error(DLOCK_ENOTSUP, "the libcurl loaded lacks an option the etcd backend needs");
 }
 
+/* The descriptors open now, as a bitmap of the first FD_SNAPSHOT. */
+#define FD_SNAPSHOT 4096
+static void open_fds(unsigned char *bits)
+{
+    memset(bits, 0, FD_SNAPSHOT / 8);
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return;
+    for (struct dirent *e; (e = readdir(d));) {
+        long fd = strtol(e->d_name, NULL, 10);
+        if (fd > 2 && fd < FD_SNAPSHOT && fd != dirfd(d))
+            bits[fd / 8] |= (unsigned char)(1u << (fd % 8));
+    }
+    closedir(d);
+}
+
+/* libcurl 7.x opens its multi handle's wakeup socketpair without
+ * close-on-exec (fixed in 8.x): the descriptors that curl_multi_init()
+ * added are marked here.  A descriptor that another thread opened at the
+ * same moment may be marked too: close-on-exec is what libdlock asks of
+ * every descriptor it has a hand in, and a program that hands one to a
+ * child sets its flags at the fork. */
+static CURLM *multi_init_cloexec(void)
+{
+    unsigned char before[FD_SNAPSHOT / 8], after[FD_SNAPSHOT / 8];
+    open_fds(before);
+    CURLM *multi = curl_multi_init();
+    open_fds(after);
+    for (int fd = 3; fd < FD_SNAPSHOT; fd++) {
+        unsigned char bit = (unsigned char)(1u << (fd % 8));
+        if ((after[fd / 8] & bit) && !(before[fd / 8] & bit)) {
+            int flags = fcntl(fd, F_GETFD);
+            if (flags >= 0 && !(flags & FD_CLOEXEC))
+                (void)fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+        }
+    }
+    return multi;
+}
+
 static void etcd_disconnect_conn(etcd_conn *c)
 {
     if (c->easy)
@@ -145,7 +186,7 @@ int dlock__etcd_connect(const char *url, struct dlock_conn **conn_out)
     }
     c->url = parsed;
     c->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    c->multi = curl_multi_init();
+    c->multi = multi_init_cloexec();
     c->easy = curl_easy_init();
     c->watch = curl_easy_init();
     if (c->cancel_fd < 0 || !c->multi || !c->easy || !c->watch)

@@ -26,6 +26,9 @@ extern const struct dlt_store dlt_store_mysql;
 #ifdef HAVE_REDIS
 extern const struct dlt_store dlt_store_redis;
 #endif
+#ifdef HAVE_ETCD
+extern const struct dlt_store dlt_store_etcd;
+#endif
 
 static const struct dlt_store *const stores[] = {
 #ifdef HAVE_SQLITE
@@ -39,6 +42,9 @@ static const struct dlt_store *const stores[] = {
 #endif
 #ifdef HAVE_REDIS
     &dlt_store_redis,
+#endif
+#ifdef HAVE_ETCD
+    &dlt_store_etcd,
 #endif
     NULL,
 };
