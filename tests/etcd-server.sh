@@ -91,7 +91,9 @@ start_member() { # N CLUSTER STATE
     fi
     state=new
     [ -d "$dir/m$n/member" ] && state=existing
-    "$SERVER" --name "m$n" --data-dir "$dir/m$n" \
+    # Its own session: a test that restarts a member must not take it
+    # down with its own process group when it ends (Check kills the group).
+    setsid "$SERVER" --name "m$n" --data-dir "$dir/m$n" \
         --listen-client-urls "http://127.0.0.1:$(client_port "$n")" \
         --advertise-client-urls "http://127.0.0.1:$(client_port "$n")" \
         --listen-peer-urls "http://127.0.0.1:$(peer_port "$n")" \
@@ -129,7 +131,10 @@ wait_leader() {
 setup_auth() {
     ep=127.0.0.1:$(client_port 4)
     i=0
-    while ! etcdctl --endpoints "$ep" --dial-timeout 1s endpoint health >/dev/null 2>&1; do
+    # Once authentication is on, the health check needs a user.
+    login=
+    [ -f "$dir/auth-done" ] && login="--user=root:$PASSWORD"
+    while ! etcdctl --endpoints "$ep" $login --dial-timeout 1s endpoint health >/dev/null 2>&1; do
         i=$((i + 1))
         [ $i -lt 200 ] || die "the auth member in $dir did not start"
         sleep 0.1

@@ -193,8 +193,11 @@ int dlock__etcd_connect(const char *url, struct dlock_conn **conn_out)
         rc = c->cancel_fd < 0 ? dlock__error(DLOCK_ENOMEM, "eventfd: %s", strerror(errno)) : dlock__oom();
     if (rc == DLOCK_OK && (rc = dlock__etcd_easy_setup(c, c->easy)) == DLOCK_OK)
         rc = dlock__etcd_easy_setup(c, c->watch);
-    if (rc == DLOCK_OK)
+    if (rc == DLOCK_OK) {
+        c->connecting = 1;
         rc = check_store(c);
+        c->connecting = 0;
+    }
     if (rc != DLOCK_OK) {
         etcd_disconnect_conn(c);
         return rc;

@@ -356,7 +356,9 @@ static int etcd_release(struct dlock_conn *conn, struct dlock_held *held, const 
                                        dlock__etcd_array(dlock__etcd_op_delete(lock->key), NULL), NULL);
     json_object *reply = NULL;
     int rc = dlock__etcd_post(c, "kv/txn", txn, deadline, 0, &reply, NULL);
-    int deleted = rc == DLOCK_OK && json_object_get_boolean(dlock__etcd_get(reply, "succeeded"));
+    /* An attempt that timed out may have deleted the key already: the
+     * retry then finds it gone.  That is taken as our own release. */
+    int deleted = rc == DLOCK_OK && (json_object_get_boolean(dlock__etcd_get(reply, "succeeded")) || c->ambiguous);
     if (reply)
         json_object_put(reply);
     if (rc == DLOCK_OK)

@@ -43,6 +43,8 @@ typedef struct etcd_conn {
     char *token;            /* the authentication token; NULL: none yet */
     int cancel_fd;          /* eventfd: dlock_cancel() writes, a wait polls */
     int grpc_code;          /* of the last error answer, 0 none */
+    int connecting;         /* dlock_open(): one round of endpoints, not the whole deadline */
+    int ambiguous;          /* the last request had an attempt whose effect is unknown */
 } etcd_conn;
 
 typedef struct etcd_lock {

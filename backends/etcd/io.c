@@ -161,7 +161,8 @@ static int transient(int code, const char *msg)
 
 struct post_state {
     int reauthed;
-    size_t failed; /* attempts that failed at once in this round of endpoints */
+    size_t failed; /* attempts that failed in this round of endpoints */
+    int answered;  /* one of them came with an answer (a member that is there) */
     char last[CURL_ERROR_SIZE + 64];
 };
 
@@ -177,14 +178,22 @@ static int pause_ms(etcd_conn *c, int64_t ms, int64_t until_ms, int cancellable)
     return poll(&p, cancellable ? 1 : 0, (int)ms) > 0;
 }
 
-/* Leave the current endpoint for the next; after a whole round, pause. */
-static int next_endpoint(etcd_conn *c, struct post_state *st, int64_t until_ms, int cancellable)
+enum next { NEXT_GO, NEXT_CANCELED, NEXT_GIVE_UP };
+
+/* Leave the current endpoint for the next; after a whole round, pause.
+ * While connecting, a round in which no member answered at all (refused,
+ * unknown host, TLS failure) ends the call: the URL is wrong, not the
+ * cluster busy. */
+static enum next next_endpoint(etcd_conn *c, struct post_state *st, int64_t until_ms, int cancellable)
 {
     c->current = (c->current + 1) % c->url.count;
     if (++st->failed < c->url.count)
-        return 0;
+        return NEXT_GO;
+    if (c->connecting && !st->answered)
+        return NEXT_GIVE_UP;
     st->failed = 0;
-    return pause_ms(c, ROUND_PAUSE_MS, until_ms, cancellable);
+    st->answered = 0;
+    return pause_ms(c, ROUND_PAUSE_MS, until_ms, cancellable) ? NEXT_CANCELED : NEXT_GO;
 }
 
 /* The error answer in the body: its code (0 unknown) and text into msg. */
@@ -230,8 +239,9 @@ static enum answer judge(etcd_conn *c, const struct attempt *a, struct post_stat
 static int post(etcd_conn *c, const char *path, const char *text, int64_t deadline_ms, int cancellable,
                 int with_token, json_object **reply, int64_t *sent_ms)
 {
-    struct post_state st = {0, 0, "no answer"};
+    struct post_state st = {0, 0, 0, "no answer"};
     c->grpc_code = 0;
+    c->ambiguous = 0;
     size_t rounds_left = c->url.count;
     for (;;) {
         int64_t left = deadline_ms - dlock__now_ms();
@@ -249,6 +259,12 @@ static int post(etcd_conn *c, const char *path, const char *text, int64_t deadli
             snprintf(st.last, sizeof st.last, "%s", a.error);
         else
             ans = judge(c, &a, &st, reply);
+        /* A request that may have reached the cluster and been applied,
+         * although no answer says so: the next attempt may find its effect. */
+        if ((a.result != CURLE_OK && a.result != CURLE_COULDNT_CONNECT && a.result != CURLE_COULDNT_RESOLVE_HOST) ||
+            ans == ANSWER_NEXT)
+            c->ambiguous = 1;
+        st.answered |= a.result == CURLE_OK;
         if (ans == ANSWER_OK) {
             if (sent_ms)
                 *sent_ms = a.sent_ms;
@@ -263,10 +279,13 @@ static int post(etcd_conn *c, const char *path, const char *text, int64_t deadli
                 return rc;
             continue;
         }
-        if (next_endpoint(c, &st, deadline_ms, cancellable))
+        enum next next = next_endpoint(c, &st, deadline_ms, cancellable);
+        if (next == NEXT_CANCELED)
             return DLOCK_ECANCELED;
+        if (next == NEXT_GIVE_UP)
+            break;
     }
-    return dlock__error(DLOCK_ECONN, "no etcd member answered in time (%zu endpoint%s; last: %s)", c->url.count,
+    return dlock__error(DLOCK_ECONN, "no etcd member answered (%zu endpoint%s; last: %s)", c->url.count,
                         c->url.count == 1 ? "" : "s", st.last);
 }
 
@@ -294,8 +313,10 @@ int dlock__etcd_authenticate(etcd_conn *c, int64_t deadline_ms)
     int rc = post(c, "auth/authenticate", text, deadline_ms, 0, 0, &reply, NULL);
     memset((char *)text, 0, strlen(text));
     json_object_put(body);
+    /* A refused login is a store that cannot be used from here, as on
+     * every backend (dlock exits 69). */
     if (rc == DLOCK_EBACKEND)
-        return dlock__error(DLOCK_EBACKEND, "etcd refused the login of user '%s': %s", c->url.user,
+        return dlock__error(DLOCK_ECONN, "etcd refused the login of user '%s': %s", c->url.user,
                             c->grpc_code == GRPC_INVALID_ARGUMENT ? "authentication failed (wrong user or password)"
                                                                   : dlock_last_error());
     if (rc != DLOCK_OK)
