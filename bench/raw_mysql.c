@@ -9,7 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "mysql_url.h" /* the pure URL parser, through -I (Makefile.am) */
+#include "mysql/url.h" /* the pure URL parser, through -I (Makefile.am) */
 #include "dlock.h"
 #include "raw.h"
 
@@ -179,7 +179,7 @@ int bench_raw_mysql_unlock(void *session)
 
 /* --- lease mode baseline --------------------------------------------------- */
 
-/* The same two statements as the backend's lease mode (backends/mysql_ops.c):
+/* The same two statements as the backend's lease mode (backends/mysql/ops.c):
  * the conditional upsert that takes the row, and the owner-checked update
  * that lets it go, with the affected rows and the fence read back the same
  * way.  %s: the table. */

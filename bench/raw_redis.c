@@ -13,7 +13,7 @@
 #include <time.h>
 
 #include "raw.h"
-#include "redis_url.h"
+#include "redis/url.h"
 
 #define RAW_KEY "bench-raw-redis"
 #define RAW_HANDOFF_KEY "bench-raw-redis-handoff"

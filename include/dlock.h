@@ -1,8 +1,9 @@
 /*
  * libdlock - run a scheduled job on exactly one server at a time.
  *
- * A client is one connection to one lock store (PostgreSQL, MySQL/MariaDB or
- * SQLite), chosen by URL.  A lock is a named lease held through a client.
+ * A client is one connection to one lock store, chosen by URL: SQLite on one
+ * host, PostgreSQL, MySQL/MariaDB or Redis (docs/contract.md has the list and
+ * what each store guarantees).  A lock is a named lease held through a client.
  *
  * Threads: different clients are independent; one client may be shared by
  * threads, and calls on it are serialized.  dlock_cancel() may be called from

@@ -46,24 +46,10 @@ struct dlock_client {
 /* Why a lock is lost (dlock_lock.lost). */
 enum { LOST_NOT = 0, LOST_LEASE = 1, LOST_SESSION = 2 };
 
-/* The static registry of built-in backends. */
-static const struct dlock_backend *const builtin_backends[] = {
-#ifdef HAVE_SQLITE
-    &dlock__backend_sqlite,
-#endif
-#ifdef HAVE_POSTGRESQL
-    &dlock__backend_postgresql,
-#endif
-#ifdef HAVE_MYSQL
-    &dlock__backend_mysql,
-#endif
-#ifdef HAVE_REDIS
-    &dlock__backend_redis,
-#endif
-#ifdef HAVE_ETCD
-    &dlock__backend_etcd,
-#endif
-    NULL};
+/* The static registry of built-in backends (configure's one list). */
+#define BACKEND_ENTRY(name) &dlock__backend_##name,
+static const struct dlock_backend *const builtin_backends[] = {DLOCK_BUILTIN_BACKENDS(BACKEND_ENTRY) NULL};
+#undef BACKEND_ENTRY
 
 DLOCK_API const char *dlock_version(void)
 {

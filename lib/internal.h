@@ -60,8 +60,8 @@ struct dlock_list *dlock__list_new(void);
 void dlock__list_sort(struct dlock_list *list);
 
 /*
- * The query parameters that libdlock reads on every backend (SPEC "Options
- * common to every URL"): mode=session|lease, table=NAME, fencing=on|off,
+ * The query parameters that libdlock reads on every backend (docs/contract.md,
+ * "Stores and URLs"): mode=session|lease, table=NAME, fencing=on|off,
  * prefix=TEXT.  dlock__url_options() parses them out of `url` (values
  * percent-decoded and checked: an unknown value is DLOCK_EINVAL naming the
  * parameter) and gives back in *rest a malloc'ed copy of the URL without them
@@ -245,21 +245,12 @@ int dlock__driver_symbol(dlock_driver *driver, void *handle, const char *symbol,
  * fake store with it (tests/fake_store.c). */
 int dlock__open_backend(const struct dlock_backend *backend, const char *url, dlock_client **out);
 
-/* The built-in backends. */
-#ifdef HAVE_SQLITE
-extern const struct dlock_backend dlock__backend_sqlite;
-#endif
-#ifdef HAVE_POSTGRESQL
-extern const struct dlock_backend dlock__backend_postgresql;
-#endif
-#ifdef HAVE_MYSQL
-extern const struct dlock_backend dlock__backend_mysql;
-#endif
-#ifdef HAVE_REDIS
-extern const struct dlock_backend dlock__backend_redis;
-#endif
-#ifdef HAVE_ETCD
-extern const struct dlock_backend dlock__backend_etcd;
+/* The built-in backends: DLOCK_BUILTIN_BACKENDS(X) in config.h is configure's
+ * one list of them (DLOCK_STORE in configure.ac), as X(name) for each. */
+#ifdef DLOCK_BUILTIN_BACKENDS
+#define DLOCK_DECLARE_BACKEND(name) extern const struct dlock_backend dlock__backend_##name;
+DLOCK_BUILTIN_BACKENDS(DLOCK_DECLARE_BACKEND)
+#undef DLOCK_DECLARE_BACKEND
 #endif
 
 #endif /* DLOCK_INTERNAL_H */

@@ -104,13 +104,9 @@ build=$(cd "$build" && pwd)
 
 # The same backends as the main build, so that every store gets tested.
 backend_flags=()
-for b in sqlite postgresql mysql redis; do
-    upper=$(echo "$b" | tr a-z A-Z)
-    if grep -q "^#define HAVE_$upper 1" "$build/config.h"; then
-        backend_flags+=("--with-$b=yes")
-    else
-        backend_flags+=("--with-$b=no")
-    fi
+# (config.h's DLOCK_BUILTIN_BACKENDS is configure's list of them.)
+for b in $(sed -n 's/^#define DLOCK_BUILTIN_BACKENDS(X) //p' "$build/config.h" | tr -d 'X()'); do
+    backend_flags+=("--with-$b=yes")
 done
 
 # configure + make in a fresh folder; output to a log, shown on failure.
@@ -245,7 +241,7 @@ step_tsan() {
 
 # The harnesses link the library's internal core (libdlock_core.a) of a clang
 # build whose code is instrumented for libFuzzer's coverage (fuzzer-no-link)
-# and checked by ASan and UBSan; tools/duration.c and backends/mysql_url.c
+# and checked by ASan and UBSan; tools/duration.c and backends/mysql/url.c
 # are compiled in directly (the MySQL parser needs no client library).
 fuzz_build_core() {
     local dir=$1
@@ -263,9 +259,9 @@ fuzz_build() {
     duration) extra=("$src/tools/duration.c") ;;
     # The pure URL parser and name mapping, compiled in from its own file (no
     # client library); OpenSSL's SHA-256 is the reference.
-    mysql) extra=(-I"$src/backends" "$src/backends/mysql_url.c" -lcrypto) ;;
+    mysql) extra=(-I"$src/backends" "$src/backends/mysql/url.c" -lcrypto) ;;
     # The Redis URL parser likewise (no hiredis).
-    redis) extra=(-I"$src/backends" "$src/backends/redis_url.c") ;;
+    redis) extra=(-I"$src/backends" "$src/backends/redis/url.c") ;;
     esac
     # shellcheck disable=SC2086 # the dependency list is split on purpose
     clang "${flags[@]}" -o "$dir/fuzz_$target" "$src/tests/fuzz/fuzz_$target.c" "${extra[@]}" \

@@ -75,70 +75,70 @@ core-late-extend-not-lost | lib/client.c | s{\} else if \(lease_remaining\(l, dl
 core-clock-stops-in-suspend | lib/util.c | s{clock_gettime\(CLOCK_BOOTTIME, &ts\);}{clock_gettime(CLOCK_MONOTONIC, &ts);} | units:clock
 # --- lib/sha256.c: the digest behind PostgreSQL keys and MySQL digest names ----------
 sha256-length-byte-order | lib/sha256.c | s{total_bits >> \(56 - 8 \* i\)}{total_bits >> (8 * i)} | postgresql:key
-# --- backends/sqlite.c: the row's owner, boot and expiry ----------------------------------
-sqlite-extend-name-only | backends/sqlite.c | s{(\[STMT_EXTEND\][^\[]*?WHERE name = \?1)[^"]*}{$1} | takeover@sqlite:taken-away
-sqlite-extend-any-owner | backends/sqlite.c | s{(\[STMT_EXTEND\][^\[]*?) AND owner = \?\d+}{$1} | takeover@sqlite:taken-away
-sqlite-extend-any-boot | backends/sqlite.c | s{(\[STMT_EXTEND\][^\[]*?) AND boot_id = \?\d+}{$1} | sqlite:row-rewritten
-sqlite-extend-after-expiry | backends/sqlite.c | s{(\[STMT_EXTEND\][^\[]*?) AND expires_boot_ms > \?\d+}{$1} | sqlite:row-rewritten
-sqlite-extend-ignores-changes | backends/sqlite.c | s{if \(sqlite3_changes\(c->db\) != 1\)}{if (0)} | takeover@sqlite:taken-away
-sqlite-release-any-owner | backends/sqlite.c | s{(\[STMT_RELEASE\][^\[]*?) AND owner = \?\d+}{$1} | takeover@sqlite:taken-away
-sqlite-release-any-boot | backends/sqlite.c | s{(\[STMT_RELEASE\][^\[]*?expires_boot_ms = \()boot_id = \?\d+ AND }{$1} | sqlite:row-rewritten
-sqlite-release-after-expiry | backends/sqlite.c | s{(\[STMT_RELEASE\][^\[]*?expires_boot_ms = )\([^)]*\)}{${1}1} | sqlite:row-rewritten
-sqlite-take-when-held | backends/sqlite.c | s{WHERE dlock_locks\.owner IS NULL OR}{WHERE 1 OR} | conformance@sqlite:names
-sqlite-take-ignores-expiry | backends/sqlite.c | s{ OR dlock_locks\.expires_boot_ms <= \?\d+}{} | sqlite:row-rewritten
-sqlite-take-before-expiry | backends/sqlite.c | s{(dlock_locks\.expires_boot_ms <= \?\d+)}{$1 + 500} | takeover@sqlite:early
-sqlite-take-ignores-boot | backends/sqlite.c | s{ OR dlock_locks\.boot_id IS NOT excluded\.boot_id}{} | sqlite:row-rewritten
-sqlite-guessed-boot-id | backends/sqlite.c | s{if \(!looks_like_boot_id\(buf\)\)\s*buf\[0\] = '\\0';}{if (!looks_like_boot_id(buf)) strcpy(buf, "unknown-boot");} | process:faults
-# --- backends/postgresql.c, pg_session.c, pg_url.c: the key, the session, the late grant, the URL
-pg-key-little-endian | backends/postgresql.c | s{bits = bits << 8 \| digest\[i\]}{bits = bits << 8 | digest[7 - i]} | postgresql:key
-pg-key-unsigned | backends/postgresql.c | s{return -\(int64_t\)\(~bits\) - 1;}{return (int64_t)(bits >> 1);} | postgresql:key
-pg-key-long-names-cut | backends/postgresql.c | s{(\w+)->key = dlock__pg_key\(name, strlen\(name\)\);}{$1->key = dlock__pg_key(name, strlen(name) > 64 ? 64 : strlen(name));} | conformance@postgresql:names
-pg-held-by-any-session | backends/pg_session.c | s{ AND pid = pg_catalog\.pg_backend_pid\(\)}{} | postgresql:wait
-pg-late-grant-ignored | backends/postgresql.c | s{int granted = held_now\(}{int granted = 0 * held_now(} | postgresql:late-grant
-pg-cancelled-grant-kept | backends/postgresql.c | s{(if \(ours\) \{.*?)if \(granted\) \{}{${1}if (0) \{}s | postgresql:late-grant
-pg-generation-frozen | backends/postgresql.c | s{return c->lease \? 0 : c->session\.generation;}{return 0;} | takeover@postgresql:taken-away
-pg-url-at-not-encoded | backends/pg_url.c | s{if \(\*p == '\@' && p >= authority && p < last\)}{if (0)} | postgresql:issue10
-pg-extend-keeps-old-ttl | backends/postgresql.c | s{dlock__session_retime\(&c->session, &l->base, ttl_ms\);}{} | postgresql:session
-pg-fence-not-bumped | backends/pg_session.c | s{SET fence = f\.fence \+ 1}{SET fence = f.fence} | postgresql:lease
-pg-pooler-unchecked | backends/pg_session.c | s{#define PG_OURS "[^\n]*}{#define PG_OURS "('%1\$s' <> '')"} && s{(static int settings_took\(const pg_conn \*c, const PGresult \*res\)\s*\{)}{$1 return DLOCK_OK;} | postgresql:pooler
-# --- backends/pg_lease.c: lease mode's owner token, expiry and fence -------------------------
-pglease-extend-any-owner | backends/pg_lease.c | s{(extend_sql\[\][^;]*?) AND owner = \$2::uuid}{$1} | postgresql:lease
-pglease-release-any-owner | backends/pg_lease.c | s{(release_sql\[\][^;]*?) AND owner = \$2::uuid}{$1} | postgresql:lease
-pglease-record-put-any-owner | backends/pg_lease.c | s{(record_put_sql\[\][^;]*?) AND owner = \$2::uuid}{$1} | postgresql:lease
-pglease-take-unexpired | backends/pg_lease.c | s{l\.expires_at <= pg_catalog\.clock_timestamp\(\)}{l.expires_at <= pg_catalog.clock_timestamp() + interval '1 hour'} | postgresql:lease
-pglease-fence-not-bumped | backends/pg_lease.c | s{fence = l\.fence \+ 1}{fence = l.fence} | postgresql:lease
+# --- backends/sqlite/sqlite.c: the row's owner, boot and expiry ----------------------------------
+sqlite-extend-name-only | backends/sqlite/sqlite.c | s{(\[STMT_EXTEND\][^\[]*?WHERE name = \?1)[^"]*}{$1} | takeover@sqlite:taken-away
+sqlite-extend-any-owner | backends/sqlite/sqlite.c | s{(\[STMT_EXTEND\][^\[]*?) AND owner = \?\d+}{$1} | takeover@sqlite:taken-away
+sqlite-extend-any-boot | backends/sqlite/sqlite.c | s{(\[STMT_EXTEND\][^\[]*?) AND boot_id = \?\d+}{$1} | sqlite:row-rewritten
+sqlite-extend-after-expiry | backends/sqlite/sqlite.c | s{(\[STMT_EXTEND\][^\[]*?) AND expires_boot_ms > \?\d+}{$1} | sqlite:row-rewritten
+sqlite-extend-ignores-changes | backends/sqlite/sqlite.c | s{if \(sqlite3_changes\(c->db\) != 1\)}{if (0)} | takeover@sqlite:taken-away
+sqlite-release-any-owner | backends/sqlite/sqlite.c | s{(\[STMT_RELEASE\][^\[]*?) AND owner = \?\d+}{$1} | takeover@sqlite:taken-away
+sqlite-release-any-boot | backends/sqlite/sqlite.c | s{(\[STMT_RELEASE\][^\[]*?expires_boot_ms = \()boot_id = \?\d+ AND }{$1} | sqlite:row-rewritten
+sqlite-release-after-expiry | backends/sqlite/sqlite.c | s{(\[STMT_RELEASE\][^\[]*?expires_boot_ms = )\([^)]*\)}{${1}1} | sqlite:row-rewritten
+sqlite-take-when-held | backends/sqlite/sqlite.c | s{WHERE dlock_locks\.owner IS NULL OR}{WHERE 1 OR} | conformance@sqlite:names
+sqlite-take-ignores-expiry | backends/sqlite/sqlite.c | s{ OR dlock_locks\.expires_boot_ms <= \?\d+}{} | sqlite:row-rewritten
+sqlite-take-before-expiry | backends/sqlite/sqlite.c | s{(dlock_locks\.expires_boot_ms <= \?\d+)}{$1 + 500} | takeover@sqlite:early
+sqlite-take-ignores-boot | backends/sqlite/sqlite.c | s{ OR dlock_locks\.boot_id IS NOT excluded\.boot_id}{} | sqlite:row-rewritten
+sqlite-guessed-boot-id | backends/sqlite/sqlite.c | s{if \(!looks_like_boot_id\(buf\)\)\s*buf\[0\] = '\\0';}{if (!looks_like_boot_id(buf)) strcpy(buf, "unknown-boot");} | process:faults
+# --- backends/postgresql/postgresql.c, pg_session.c, pg_url.c: the key, the session, the late grant, the URL
+pg-key-little-endian | backends/postgresql/postgresql.c | s{bits = bits << 8 \| digest\[i\]}{bits = bits << 8 | digest[7 - i]} | postgresql:key
+pg-key-unsigned | backends/postgresql/postgresql.c | s{return -\(int64_t\)\(~bits\) - 1;}{return (int64_t)(bits >> 1);} | postgresql:key
+pg-key-long-names-cut | backends/postgresql/postgresql.c | s{(\w+)->key = dlock__pg_key\(name, strlen\(name\)\);}{$1->key = dlock__pg_key(name, strlen(name) > 64 ? 64 : strlen(name));} | conformance@postgresql:names
+pg-held-by-any-session | backends/postgresql/conn.c | s{ AND pid = pg_catalog\.pg_backend_pid\(\)}{} | postgresql:wait
+pg-late-grant-ignored | backends/postgresql/postgresql.c | s{int granted = held_now\(}{int granted = 0 * held_now(} | postgresql:late-grant
+pg-cancelled-grant-kept | backends/postgresql/postgresql.c | s{(if \(ours\) \{.*?)if \(granted\) \{}{${1}if (0) \{}s | postgresql:late-grant
+pg-generation-frozen | backends/postgresql/postgresql.c | s{return c->lease \? 0 : c->session\.generation;}{return 0;} | takeover@postgresql:taken-away
+pg-url-at-not-encoded | backends/postgresql/url.c | s{if \(\*p == '\@' && p >= authority && p < last\)}{if (0)} | postgresql:issue10
+pg-extend-keeps-old-ttl | backends/postgresql/postgresql.c | s{dlock__session_retime\(&c->session, &l->base, ttl_ms\);}{} | postgresql:session
+pg-fence-not-bumped | backends/postgresql/conn.c | s{SET fence = f\.fence \+ 1}{SET fence = f.fence} | postgresql:lease
+pg-pooler-unchecked | backends/postgresql/conn.c | s{#define PG_OURS "[^\n]*}{#define PG_OURS "('%1\$s' <> '')"} && s{(static int settings_took\(const pg_conn \*c, const PGresult \*res\)\s*\{)}{$1 return DLOCK_OK;} | postgresql:pooler
+# --- backends/postgresql/lease.c: lease mode's owner token, expiry and fence -------------------------
+pglease-extend-any-owner | backends/postgresql/lease.c | s{(extend_sql\[\][^;]*?) AND owner = \$2::uuid}{$1} | postgresql:lease
+pglease-release-any-owner | backends/postgresql/lease.c | s{(release_sql\[\][^;]*?) AND owner = \$2::uuid}{$1} | postgresql:lease
+pglease-record-put-any-owner | backends/postgresql/lease.c | s{(record_put_sql\[\][^;]*?) AND owner = \$2::uuid}{$1} | postgresql:lease
+pglease-take-unexpired | backends/postgresql/lease.c | s{l\.expires_at <= pg_catalog\.clock_timestamp\(\)}{l.expires_at <= pg_catalog.clock_timestamp() + interval '1 hour'} | postgresql:lease
+pglease-fence-not-bumped | backends/postgresql/lease.c | s{fence = l\.fence \+ 1}{fence = l.fence} | postgresql:lease
 # --- backends/mysql*.c: the session, the session lease, retry-once, the name mapping -----
-mysql-generation-frozen | backends/mysql.c | s{return c->lease \? 0 : c->session.generation;}{return 0;} | takeover@mysql:taken-away
-mysql-extend-any-session | backends/mysql.c | s{return c->lease \? 0 : c->session.generation;}{return 0;} && s{return c->db && dlock__session_holds\(&c->session, &l->base\);}{return c->db != NULL;} && s{IS_USED_LOCK\(\?\) = CONNECTION_ID\(\)\"}{IS_USED_LOCK(?) IS NOT NULL\"}g | takeover@mysql:taken-away
-mysql-lease-rounded-down | backends/mysql_session.c | s{uint32_t s = ttl_ms / 1000 \+ \(ttl_ms % 1000 \? 1 : 0\);}{uint32_t s = ttl_ms / 1000;} | mysql:server
-mysql-extend-counts-its-old-ttl | backends/mysql.c | s{mysqlbe_lease_needed\(c, l, ttl_ms\)}{mysqlbe_lease_needed(c, NULL, ttl_ms)} | mysql:server
-mysql-no-retry-after-a-dead-session | backends/mysql.c | s{if \(time_left && dlock__session_may_retry\(attempt, fresh, no_answer\)\)}{if (0)} | mysql:server
-mysql-holder-no-retry | backends/mysql.c | s{holder_failed\(c, stmt, 0, !failed, dlock__session_may_retry\(attempt, fresh, 0\)\)}{holder_failed(c, stmt, 0, !failed, 0)} && s{holder_failed\(c, stmt, 1, cut, dlock__session_may_retry\(attempt, fresh, cut\)\)}{holder_failed(c, stmt, 1, cut, 0)} | mysql:server
-mysql-name-upper-case-verbatim | backends/mysql_url.c | s{return \(c >= 'a' && c <= 'z'\) \|\|}{return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||} | mysql:names
-mysql-name-hash-verbatim | backends/mysql_url.c | s{(verbatim_byte\(unsigned char c\)\s*\{[^\}]*?c == '/')}{$1 || c == '#'} | mysql:names
-mysql-name-long-cut | backends/mysql_url.c | s{int verbatim = len >= 1 && len <= DLOCK_MYSQL_LOCK_NAME_MAX;}{if (len > DLOCK_MYSQL_LOCK_NAME_MAX) len = DLOCK_MYSQL_LOCK_NAME_MAX; int verbatim = len >= 1;} | mysql:names
-mysql-digest-of-prefix | backends/mysql_url.c | s{dlock__sha256\(name, len, digest\);}{dlock__sha256(name, len > 64 ? 64 : len, digest);} | mysql:names
-mysql-digest-4-bytes | backends/mysql_url.c | s{unsigned char byte = digest\[i / 2\];}{unsigned char byte = digest[(i / 2) % 4];} | mysql:names
-# --- backends/mysql_ops.c: lease mode's owner and expiry checks, the fences -------------
-mysqllease-extend-any-owner | backends/mysql_ops.c | s{(\[OP_LEASE_EXTEND\][^\[]*?) AND owner = \?}{$1 AND (owner = ? OR owner IS NOT NULL)} | mysql:lease
-mysqllease-release-any-owner | backends/mysql_ops.c | s{(\[OP_LEASE_RELEASE\][^\[]*?) AND owner = \?}{$1 AND (owner = ? OR owner IS NOT NULL)} | mysql:lease
-mysqllease-record-put-any-owner | backends/mysql_ops.c | s{(\[OP_LEASE_RECORD_PUT\][^\[]*?) AND owner = \?}{$1 AND (owner = ? OR owner IS NOT NULL)} | mysql:lease
-mysqllease-take-never-expires | backends/mysql_ops.c | s{" owner = IF\(owner IS NULL OR expires_at <= " NOW_MS " OR}{" owner = IF(owner IS NULL OR expires_at <= 0 OR} | mysql:lease
-mysqllease-take-steals | backends/mysql_ops.c | s{" owner = IF\(owner IS NULL OR expires_at <= " NOW_MS " OR}{" owner = IF(owner IS NULL OR expires_at <= " NOW_MS " + 100000 OR} | mysql:lease
-mysqllease-fence-not-bumped | backends/mysql_ops.c | s{" LAST_INSERT_ID\(fence \+ 1\), fence\),"}{" LAST_INSERT_ID(fence), fence),"} | mysql:lease
-mysql-fence-not-bumped | backends/mysql_ops.c | s{ON DUPLICATE KEY UPDATE fence = LAST_INSERT_ID\(fence \+ 1\)}{ON DUPLICATE KEY UPDATE fence = fence + 1, last_slot = last_slot + LAST_INSERT_ID(1) - 1}g | mysql:lease conformance@mysql?fencing=on:fencing
+mysql-generation-frozen | backends/mysql/mysql.c | s{return c->lease \? 0 : c->session.generation;}{return 0;} | takeover@mysql:taken-away
+mysql-extend-any-session | backends/mysql/mysql.c | s{return c->lease \? 0 : c->session.generation;}{return 0;} && s{return c->db && dlock__session_holds\(&c->session, &l->base\);}{return c->db != NULL;} && s{IS_USED_LOCK\(\?\) = CONNECTION_ID\(\)\"}{IS_USED_LOCK(?) IS NOT NULL\"}g | takeover@mysql:taken-away
+mysql-lease-rounded-down | backends/mysql/conn.c | s{uint32_t s = ttl_ms / 1000 \+ \(ttl_ms % 1000 \? 1 : 0\);}{uint32_t s = ttl_ms / 1000;} | mysql:server
+mysql-extend-counts-its-old-ttl | backends/mysql/mysql.c | s{dlock__mysql_lease_needed\(c, l, ttl_ms\)}{dlock__mysql_lease_needed(c, NULL, ttl_ms)} | mysql:server
+mysql-no-retry-after-a-dead-session | backends/mysql/mysql.c | s{if \(time_left && dlock__session_may_retry\(attempt, fresh, no_answer\)\)}{if (0)} | mysql:server
+mysql-holder-no-retry | backends/mysql/mysql.c | s{holder_failed\(c, stmt, 0, !failed, dlock__session_may_retry\(attempt, fresh, 0\)\)}{holder_failed(c, stmt, 0, !failed, 0)} && s{holder_failed\(c, stmt, 1, cut, dlock__session_may_retry\(attempt, fresh, cut\)\)}{holder_failed(c, stmt, 1, cut, 0)} | mysql:server
+mysql-name-upper-case-verbatim | backends/mysql/url.c | s{return \(c >= 'a' && c <= 'z'\) \|\|}{return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||} | mysql:names
+mysql-name-hash-verbatim | backends/mysql/url.c | s{(verbatim_byte\(unsigned char c\)\s*\{[^\}]*?c == '/')}{$1 || c == '#'} | mysql:names
+mysql-name-long-cut | backends/mysql/url.c | s{int verbatim = len >= 1 && len <= DLOCK_MYSQL_LOCK_NAME_MAX;}{if (len > DLOCK_MYSQL_LOCK_NAME_MAX) len = DLOCK_MYSQL_LOCK_NAME_MAX; int verbatim = len >= 1;} | mysql:names
+mysql-digest-of-prefix | backends/mysql/url.c | s{dlock__sha256\(name, len, digest\);}{dlock__sha256(name, len > 64 ? 64 : len, digest);} | mysql:names
+mysql-digest-4-bytes | backends/mysql/url.c | s{unsigned char byte = digest\[i / 2\];}{unsigned char byte = digest[(i / 2) % 4];} | mysql:names
+# --- backends/mysql/ops.c: lease mode's owner and expiry checks, the fences -------------
+mysqllease-extend-any-owner | backends/mysql/ops.c | s{(\[OP_LEASE_EXTEND\][^\[]*?) AND owner = \?}{$1 AND (owner = ? OR owner IS NOT NULL)} | mysql:lease
+mysqllease-release-any-owner | backends/mysql/ops.c | s{(\[OP_LEASE_RELEASE\][^\[]*?) AND owner = \?}{$1 AND (owner = ? OR owner IS NOT NULL)} | mysql:lease
+mysqllease-record-put-any-owner | backends/mysql/ops.c | s{(\[OP_LEASE_RECORD_PUT\][^\[]*?) AND owner = \?}{$1 AND (owner = ? OR owner IS NOT NULL)} | mysql:lease
+mysqllease-take-never-expires | backends/mysql/ops.c | s{" owner = IF\(owner IS NULL OR expires_at <= " NOW_MS " OR}{" owner = IF(owner IS NULL OR expires_at <= 0 OR} | mysql:lease
+mysqllease-take-steals | backends/mysql/ops.c | s{" owner = IF\(owner IS NULL OR expires_at <= " NOW_MS " OR}{" owner = IF(owner IS NULL OR expires_at <= " NOW_MS " + 100000 OR} | mysql:lease
+mysqllease-fence-not-bumped | backends/mysql/ops.c | s{" LAST_INSERT_ID\(fence \+ 1\), fence\),"}{" LAST_INSERT_ID(fence), fence),"} | mysql:lease
+mysql-fence-not-bumped | backends/mysql/ops.c | s{ON DUPLICATE KEY UPDATE fence = LAST_INSERT_ID\(fence \+ 1\)}{ON DUPLICATE KEY UPDATE fence = fence + 1, last_slot = last_slot + LAST_INSERT_ID(1) - 1}g | mysql:lease conformance@mysql?fencing=on:fencing
 # --- backends/redis*.{c,h}: the owner token in every script, NX, the fence, the deadline, reloads
-redis-extend-any-owner | backends/redis_scripts.h | s{(define DLOCK_REDIS_EXTEND.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | takeover@redis:taken-away
-redis-release-any-owner | backends/redis_scripts.h | s{(define DLOCK_REDIS_RELEASE.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | takeover@redis:taken-away
-redis-record-put-any-owner | backends/redis_scripts.h | s{(define DLOCK_REDIS_RECORD_PUT.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | redis:lock
-redis-record-get-any-owner | backends/redis_scripts.h | s{(define DLOCK_REDIS_RECORD_GET.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | redis:lock
-redis-acquire-retry-any-owner | backends/redis_scripts.h | s{(define DLOCK_REDIS_ACQUIRE.*?)if v and string\.sub\(v, 1, 32\) == string\.sub\(ARGV\[1\], 1, 32\) then}{${1}if v then}s | redis:lock
-redis-take-without-nx | backends/redis_scripts.h | s{, 'NX', 'PX', ARGV\[2\]\)}{, 'PX', ARGV[2])} | redis:lock
-redis-fence-not-bumped | backends/redis_scripts.h | s{local f = redis\.call\('INCR', KEYS\[2\]\)}{local f = tonumber(redis.call('GET', KEYS[2]) or '1')} | redis:lock
-redis-release-no-publish | backends/redis_scripts.h | s{"  redis\.call\('PUBLISH', ARGV\[2\], 'released'\)\\n"}{""} | redis:lock
-redis-round-trip-without-deadline | backends/redis_io.c | s{if \(call->deadline_ms < end\)\s*end = call->deadline_ms;}{} | redis:faults
-redis-noscript-not-reloaded | backends/redis_io.c | s{pass == 0 && strncmp\(\(\*reply\)->str, "NOSCRIPT", 8\) == 0\)}{pass == 0 && 0)} | redis:faults
-redis-dead-connection-not-replaced | backends/redis_io.c | s{if \(rc == DLOCK_OK \|\| fresh \|\| attempt > 0 \|\| dlock__redis_left_ms\(call\) <= 0\)}{if (1)} | redis:faults
+redis-extend-any-owner | backends/redis/scripts.h | s{(define DLOCK_REDIS_EXTEND.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | takeover@redis:taken-away
+redis-release-any-owner | backends/redis/scripts.h | s{(define DLOCK_REDIS_RELEASE.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | takeover@redis:taken-away
+redis-record-put-any-owner | backends/redis/scripts.h | s{(define DLOCK_REDIS_RECORD_PUT.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | redis:lock
+redis-record-get-any-owner | backends/redis/scripts.h | s{(define DLOCK_REDIS_RECORD_GET.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | redis:lock
+redis-acquire-retry-any-owner | backends/redis/scripts.h | s{(define DLOCK_REDIS_ACQUIRE.*?)if v and string\.sub\(v, 1, 32\) == string\.sub\(ARGV\[1\], 1, 32\) then}{${1}if v then}s | redis:lock
+redis-take-without-nx | backends/redis/scripts.h | s{, 'NX', 'PX', ARGV\[2\]\)}{, 'PX', ARGV[2])} | redis:lock
+redis-fence-not-bumped | backends/redis/scripts.h | s{local f = redis\.call\('INCR', KEYS\[2\]\)}{local f = tonumber(redis.call('GET', KEYS[2]) or '1')} | redis:lock
+redis-release-no-publish | backends/redis/scripts.h | s{"  redis\.call\('PUBLISH', ARGV\[2\], 'released'\)\\n"}{""} | redis:lock
+redis-round-trip-without-deadline | backends/redis/io.c | s{if \(call->deadline_ms < end\)\s*end = call->deadline_ms;}{} | redis:faults
+redis-noscript-not-reloaded | backends/redis/io.c | s{pass == 0 && strncmp\(\(\*reply\)->str, "NOSCRIPT", 8\) == 0\)}{pass == 0 && 0)} | redis:faults
+redis-dead-connection-not-replaced | backends/redis/io.c | s{if \(rc == DLOCK_OK \|\| fresh \|\| attempt > 0 \|\| dlock__redis_left_ms\(call\) <= 0\)}{if (1)} | redis:faults
 # --- tools/: the timing decisions of dlock run, and what it says -----------------------
 tool-lease-not-watched | tools/run_policy.c | s{!s->release_asked && now >= s->lease_ends_at\)}{!s->release_asked && 0)} | run_policy
 tool-no-sigkill | tools/run_policy.c | s{if \(s->job_running && s->kill_at >= 0 && now >= s->kill_at\)}{if (0)} | run_policy
@@ -146,15 +146,15 @@ tool-min-hold-ignored | tools/run_policy.c | s{s->got_signal \|\| now >= hold_un
 tool-waits-forever-for-the-store | tools/run_policy.c | s{if \(s->let_go_at >= 0 && now >= s->let_go_at\)\s*return RUN_ABANDON;}{} | run_policy
 tool-lost-at-release-silent | tools/run.c | s{if \(r->release_status == DLOCK_ELOST && !r->st.lost\)}{if (0)} | process:faults
 # --- operations: run records, --once-per, break ------------------------------------------
-ops-sqlite-record-put-any-owner | backends/sqlite.c | s{(\[STMT_RECORD_PUT\][^\[]*?) AND owner = \?2}{$1} | conformance@sqlite:operations
-ops-sqlite-record-put-ignores-changes | backends/sqlite.c | s{return written \? DLOCK_OK : record_not_held\(name\);}{return DLOCK_OK;} | conformance@sqlite:operations
-ops-sqlite-break-expired | backends/sqlite.c | s{(\[STMT_BREAK\][^\[]*?) AND expires_boot_ms > \?3}{$1} | conformance@sqlite:operations
+ops-sqlite-record-put-any-owner | backends/sqlite/sqlite.c | s{(\[STMT_RECORD_PUT\][^\[]*?) AND owner = \?2}{$1} | conformance@sqlite:operations
+ops-sqlite-record-put-ignores-changes | backends/sqlite/sqlite.c | s{return written \? DLOCK_OK : record_not_held\(name\);}{return DLOCK_OK;} | conformance@sqlite:operations
+ops-sqlite-break-expired | backends/sqlite/sqlite.c | s{(\[STMT_BREAK\][^\[]*?) AND expires_boot_ms > \?3}{$1} | conformance@sqlite:operations
 ops-slot-done-only-when-equal | tools/run_policy.c | s{return recorded >= slot;}{return recorded == slot;} | run_policy
 ops-slot-done-never | tools/run_policy.c | s{return recorded >= slot;}{return 0;} | run_policy process:ops
 ops-slot-rounds-down | tools/run_policy.c | s{>= period_ms - period_ms / 2 \? below \+ period_ms : below}{>= period_ms ? below + period_ms : below} | run_policy
 ops-any-exit-marks-done | tools/run_policy.c | s{return exit_status == 0;}{return 1;} | run_policy process:ops
 ops-run-ignores-marks-done | tools/run.c | s{r->lease_ok_at_exit && run_slot_marks_done\(r->job_status\)}{r->lease_ok_at_exit} | process:ops
-ops-sqlite-no-migration | backends/sqlite.c | s{if \(src == SQLITE_OK\)\s*src = add_missing_columns\(c\);}{} | process:ops
+ops-sqlite-no-migration | backends/sqlite/sqlite.c | s{if \(src == SQLITE_OK\)\s*src = add_missing_columns\(c\);}{} | process:ops
 ops-metrics-forget-last-success | tools/metrics.c | s{: previous_success\(path\);}{: -1;} | process:ops
 ops-run-no-slot-check | tools/run.c | s{if \(!run_slot_done\(recorded, r->slot\)\)\s*return 0;}{return 0;} | process:ops
 EOF

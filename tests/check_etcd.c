@@ -33,8 +33,11 @@ static dlock_client *client;
 
 /* --- helpers ---------------------------------------------------------------------------- */
 
+static void resume_cluster(void);
+
 static void setup(void)
 {
+    resume_cluster(); /* a failed test's teardown does not run */
     ck_assert_msg(dlock_open(url, &client) == DLOCK_OK, "%s", dlock_last_error());
     name = dlt_unique_name("etcd");
 }
@@ -347,15 +350,16 @@ END_TEST
 
 /* --- faults ------------------------------------------------------------------------------ */
 
-/* Extend every 500 ms for ms: each must succeed (within its 6 s lease),
- * and the other client may not take the lock meanwhile.  (A client's first
- * call after a member stopped costs it that member's share of the call's
- * deadline: 6 s leave the holder room for the other's.) */
-static void keep_holding(dlock_lock *l, dlock_client *other, int64_t ms)
+/* Extend every 500 ms for ms: each must succeed (within its lease of
+ * ttl), and the other client may not take the lock meanwhile.  (A client's
+ * first call after a member stopped costs it that member's share of the
+ * call's deadline, and a follower forwards a keep-alive to a stopped leader
+ * until the election: the TTL leaves room for both.) */
+static void keep_holding(dlock_lock *l, uint32_t ttl, dlock_client *other, int64_t ms)
 {
     int64_t until = dlt_now_ms() + ms;
     while (dlt_now_ms() < until) {
-        int rc = dlock_extend(l, 6000);
+        int rc = dlock_extend(l, ttl);
         ck_assert_msg(rc == DLOCK_OK, "extend: %d %s", rc, dlock_last_error());
         dlock_lock *theirs = NULL;
         rc = dlock_acquire(other, name, 5000, 0, &theirs);
@@ -369,15 +373,16 @@ static void leader_fault(int sig)
     dlock_lock *l = NULL;
     dlock_client *other = NULL;
     ck_assert_int_eq(dlock_open(url, &other), DLOCK_OK);
-    ck_assert_int_eq(dlock_acquire(client, name, 6000, 0, &l), DLOCK_OK);
+    ck_assert_int_eq(dlock_acquire(client, name, 10000, 0, &l), DLOCK_OK);
     uint64_t first = fence_of(l);
     int leader = leader_member();
     ck_assert_int_eq(kill(member_pid(leader), sig), 0);
-    keep_holding(l, other, 3000);
+    keep_holding(l, 10000, other, 4000);
     dlock_close(other);
     int now_leader = leader_member();
     ck_assert_int_ne(now_leader, leader);
-    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    int rc = dlock_release(l);
+    ck_assert_msg(rc == DLOCK_OK, "release: %d %s", rc, dlock_last_error());
     resume_cluster();
     ck_assert_int_eq(dlock_acquire(client, name, 3000, 0, &l), DLOCK_OK);
     ck_assert_uint_gt(fence_of(l), first);
@@ -408,7 +413,7 @@ START_TEST(holders_member_stopped)
     int64_t start = dlt_now_ms();
     ck_assert_msg(dlock_extend(l, 6000) == DLOCK_OK, "%s", dlock_last_error());
     ck_assert_int_lt(dlt_now_ms() - start, 2500); /* a third of the 3 s left, then the next member */
-    keep_holding(l, other, 2000);
+    keep_holding(l, 6000, other, 2000);
     dlock_close(other);
     ck_assert_int_eq(dlock_release(l), DLOCK_OK);
 }

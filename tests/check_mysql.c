@@ -26,7 +26,7 @@
 
 #include <mysql.h>
 
-#include "mysql_url.h"
+#include "mysql/url.h"
 #include "internal.h"
 #include "common.h"
 #include "dlock.h"

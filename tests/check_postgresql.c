@@ -26,7 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../backends/postgresql.h"
+#include "../backends/postgresql/key.h"
 #include "internal.h"
 #include "common.h"
 #include "postgresql/suite.h"

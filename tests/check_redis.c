@@ -21,7 +21,7 @@
 
 #include "common.h"
 #include "internal.h"
-#include "redis_url.h"
+#include "redis/url.h"
 
 static const char *url;
 static char *name;

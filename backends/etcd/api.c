@@ -14,7 +14,7 @@
 
 #include <stdio.h>
 
-#include "../../lib/internal.h"
+#include "internal.h"
 
 #ifndef CURL_SONAME
 #define CURL_SONAME "libcurl.so.4"

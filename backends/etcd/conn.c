@@ -16,7 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "backend.h"
 
 static size_t buf_append(struct etcd_buf *b, const char *data, size_t len)
 {

@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "backend.h"
 
 #define TICK_MAX_MS 2000     /* a waiter keeps its lease alive and looks again at least this often */
 #define CLEANUP_MS 1000      /* the bound on revoking a lease nobody will use */

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "internal.h"
+#include "backend.h"
 
 #define ATTEMPT_MIN_MS 1000 /* an endpoint's share of a deadline, unless less is left */
 #define ROUND_PAUSE_MS 50   /* between two rounds of endpoints that all failed at once */

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "internal.h"
+#include "backend.h"
 
 /* --- reading a lock ------------------------------------------------------------------- */
 

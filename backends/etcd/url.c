@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../lib/internal.h"
+#include "internal.h"
 
 void dlock__etcd_url_free(struct dlock_etcd_url *u)
 {

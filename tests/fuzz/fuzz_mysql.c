@@ -1,6 +1,6 @@
 /*
  * libFuzzer harness: the MySQL backend's URL parser and lock-name mapping
- * (backends/mysql_url.c), built without the client library.
+ * (backends/mysql/url.c), built without the client library.
  *
  * The first input byte picks what the rest is:
  *   even: a whole URL, parsed as is;
@@ -24,7 +24,7 @@
 #include <string.h>
 
 #include "internal.h"
-#include "mysql_url.h" /* backends/: pure, no client library */
+#include "mysql/url.h" /* backends/: pure, no client library */
 
 #define SECRET "Zebra-Secret-42"
 

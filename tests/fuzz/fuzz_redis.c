@@ -1,5 +1,5 @@
 /*
- * libFuzzer harness: the Redis backend's URL parser (backends/redis_url.c),
+ * libFuzzer harness: the Redis backend's URL parser (backends/redis/url.c),
  * built without hiredis.
  *
  * The first input byte picks what the rest is:
@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "internal.h"
-#include "redis_url.h" /* backends/: pure, no client library */
+#include "redis/url.h" /* backends/: pure, no client library */
 
 #define SECRET "Zebra-Secret-42"
 

@@ -10,7 +10,7 @@
  *    temporary folder (the working directory), which is emptied after each
  *    input.  It must answer DLOCK_OK, DLOCK_EINVAL or DLOCK_ECONN, create
  *    exactly the decoded file name on success, and refuse query strings;
- *  - the PostgreSQL backend's URL handling (backends/pg_url.c, no libpq):
+ *  - the PostgreSQL backend's URL handling (backends/postgresql/url.c, no libpq):
  *    dlock__pg_url_prepare() must refuse what is not "scheme://...", and
  *    otherwise lower-case the scheme and leave at most one '@' in the
  *    authority (each other one becomes %40, nothing else changes); the
@@ -29,7 +29,7 @@
 #include "config.h"
 #include "internal.h"
 #ifdef HAVE_POSTGRESQL
-#include "../../backends/pg_url.h"
+#include "../../backends/postgresql/url.h"
 #endif
 
 static void fail(const char *what, const char *text)

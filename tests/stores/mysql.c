@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "internal.h"
-#include "mysql_url.h"
+#include "mysql/url.h"
 #include "store.h"
 
 static MYSQL *connect_raw(const char *url)
@@ -36,16 +36,6 @@ static MYSQL *connect_raw(const char *url)
 static int lease_mode(const char *url)
 {
     return dlt_url_has(url, "mode=lease");
-}
-
-static unsigned caps(const char *url)
-{
-    unsigned c = DLT_NETWORK;
-    if (lease_mode(url))
-        return c | DLT_FENCES | DLT_OUTLIVES_CONNECTION | DLT_LISTS_NAMES;
-    if (dlt_url_has(url, "fencing=on"))
-        c |= DLT_FENCES;
-    return c | DLT_RELEASES_ON_EXIT;
 }
 
 /* The first column of the first row of `query` ("" none). */
@@ -104,13 +94,6 @@ static void take_away(const char *url, const char *name)
     mysql_close(db);
 }
 
-/* One process serves every connection: the server itself. */
-static pid_t server_pid(const char *url, pid_t client_pid)
-{
-    (void)url;
-    (void)client_pid;
-    return dlt_pid_from_file("DLOCK_TEST_MYSQL_DIR", "mysqld.pid");
-}
 
 static const struct dlt_bad_url bad_urls[] = {
     {"TLS required", "{scheme}://{user}:{secret}@{host}:{port}/{db}?ssl-mode=REQUIRED",
@@ -132,7 +115,7 @@ static const struct dlt_bad_url bad_urls[] = {
 const struct dlt_store dlt_store_mysql = {
     .backend = "mysql",
     .url_env = "DLOCK_TEST_MYSQL_URL",
-    .caps = caps,
+    .caps = dlt_sql_store_caps,
     .expiry_slack_ms = 2500, /* wait_timeout counts whole seconds, rounded up */
     .default_port = "3306",
     .url_path = "db",
@@ -142,5 +125,6 @@ const struct dlt_store dlt_store_mysql = {
     .bad_login_word = "Access denied",
     .view = view,
     .take_away = take_away,
-    .server_pid = server_pid,
+    .pid_file_dir_env = "DLOCK_TEST_MYSQL_DIR", /* one process serves every connection */
+    .pid_file = "mysqld.pid",
 };

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../backends/postgresql.h"
+#include "../backends/postgresql/key.h"
 #include "internal.h"
 #include "store.h"
 
@@ -47,16 +47,6 @@ void dlt_pg_holder_pid(const char *url, const char *name, char *out, size_t outl
 static int lease_mode(const char *url)
 {
     return dlt_url_has(url, "mode=lease");
-}
-
-static unsigned caps(const char *url)
-{
-    unsigned c = DLT_NETWORK;
-    if (lease_mode(url))
-        return c | DLT_FENCES | DLT_OUTLIVES_CONNECTION | DLT_LISTS_NAMES;
-    if (dlt_url_has(url, "fencing=on"))
-        c |= DLT_FENCES;
-    return c | DLT_RELEASES_ON_EXIT;
 }
 
 /* One statement with $1 the name; the first column of the first row into
@@ -140,7 +130,7 @@ static const struct dlt_bad_url bad_urls[] = {
 const struct dlt_store dlt_store_postgresql = {
     .backend = "postgresql",
     .url_env = "DLOCK_TEST_PG_URL",
-    .caps = caps,
+    .caps = dlt_sql_store_caps,
     .expiry_slack_ms = 1500,
     .default_port = "5432",
     .url_path = "postgres",

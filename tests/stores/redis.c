@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "internal.h"
-#include "redis_url.h"
+#include "redis/url.h"
 #include "store.h"
 
 /* One command on a plain hiredis connection (as redis-cli), about `name`'s
@@ -64,12 +64,6 @@ static void take_away(const char *url, const char *name)
     raw(url, "DEL", name, "", NULL, 0);
 }
 
-static pid_t server_pid(const char *url, pid_t client_pid)
-{
-    (void)url;
-    (void)client_pid;
-    return dlt_pid_from_file("DLOCK_TEST_REDIS_DIR", "redis.pid");
-}
 
 static const struct dlt_bad_url bad_urls[] = {
     {"TLS (rediss)", "rediss://{user}:{secret}@{host}:{port}/{db}", {DLOCK_ENOTSUP}, 1},
@@ -97,5 +91,6 @@ const struct dlt_store dlt_store_redis = {
     .bad_login_word = "WRONGPASS",
     .view = view,
     .take_away = take_away,
-    .server_pid = server_pid,
+    .pid_file_dir_env = "DLOCK_TEST_REDIS_DIR", /* one process serves every connection */
+    .pid_file = "redis.pid",
 };

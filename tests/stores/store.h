@@ -93,8 +93,12 @@ struct dlt_store {
      * test (ck_assert) when there was nothing to take. */
     void (*take_away)(const char *url, const char *name);
     /* The server process to SIGSTOP so that the client whose process is
-     * `client_pid` stops getting answers; -1 when it cannot be found. */
+     * `client_pid` stops getting answers; -1 when it cannot be found.  Or,
+     * for a server whose one process serves every client, its pid file:
+     * $pid_file_dir_env/pid_file.  (dlt_server_pid() asks either.) */
     pid_t (*server_pid)(const char *url, pid_t client_pid);
+    const char *pid_file_dir_env;
+    const char *pid_file;
 };
 
 /* The adapter of `url`'s backend; exits 99 with a message naming
@@ -110,8 +114,12 @@ int dlt_url_has(const char *url, const char *option);
 /* `url` without libdlock's own options (mode, table, fencing, prefix), for
  * a store's own client. */
 void dlt_url_without_options(const char *url, char *out, size_t outlen);
-/* The number in the file $dir_env/file (a server's pid file); -1 none. */
-pid_t dlt_pid_from_file(const char *dir_env, const char *file);
+/* The server process that serves `client_pid` at `url`, as the store's
+ * adapter says (server_pid, or its pid file); -1 when none is known. */
+pid_t dlt_server_pid(const struct dlt_store *store, const char *url, pid_t client_pid);
+/* The capabilities of a SQL store with a session mode (the default) and
+ * mode=lease, whose session mode fences with fencing=on. */
+unsigned dlt_sql_store_caps(const char *url);
 
 /* --- Helpers of one store's adapter that its own suites use too. */
 #ifdef HAVE_SQLITE

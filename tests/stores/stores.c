@@ -1,6 +1,6 @@
 /*
- * The list of store adapters (tests/stores/store.h).  A store's adapter is
- * one line here, under the HAVE_ macro of its backend.
+ * The list of store adapters (tests/stores/store.h): one per built-in
+ * backend, from configure's list (DLOCK_BUILTIN_BACKENDS).
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -14,40 +14,12 @@
 #include "common.h"
 #include "store.h"
 
-#ifdef HAVE_SQLITE
-extern const struct dlt_store dlt_store_sqlite;
-#endif
-#ifdef HAVE_POSTGRESQL
-extern const struct dlt_store dlt_store_postgresql;
-#endif
-#ifdef HAVE_MYSQL
-extern const struct dlt_store dlt_store_mysql;
-#endif
-#ifdef HAVE_REDIS
-extern const struct dlt_store dlt_store_redis;
-#endif
-#ifdef HAVE_ETCD
-extern const struct dlt_store dlt_store_etcd;
-#endif
-
-static const struct dlt_store *const stores[] = {
-#ifdef HAVE_SQLITE
-    &dlt_store_sqlite,
-#endif
-#ifdef HAVE_POSTGRESQL
-    &dlt_store_postgresql,
-#endif
-#ifdef HAVE_MYSQL
-    &dlt_store_mysql,
-#endif
-#ifdef HAVE_REDIS
-    &dlt_store_redis,
-#endif
-#ifdef HAVE_ETCD
-    &dlt_store_etcd,
-#endif
-    NULL,
-};
+/* One adapter per built-in backend (configure's one list): a backend
+ * without one does not link, naming dlt_store_NAME. */
+#define STORE_DECLARE(name) extern const struct dlt_store dlt_store_##name;
+DLOCK_BUILTIN_BACKENDS(STORE_DECLARE)
+#define STORE_ENTRY(name) &dlt_store_##name,
+static const struct dlt_store *const stores[] = {DLOCK_BUILTIN_BACKENDS(STORE_ENTRY) NULL};
 
 const struct dlt_store *const *dlt_stores(void)
 {
@@ -108,7 +80,7 @@ void dlt_url_without_options(const char *url, char *out, size_t outlen)
     }
 }
 
-pid_t dlt_pid_from_file(const char *dir_env, const char *file)
+static pid_t pid_from_file(const char *dir_env, const char *file)
 {
     const char *dir = getenv(dir_env);
     if (!dir || !*dir)
@@ -123,4 +95,23 @@ pid_t dlt_pid_from_file(const char *dir_env, const char *file)
         pid = -1;
     fclose(f);
     return (pid_t)pid;
+}
+
+pid_t dlt_server_pid(const struct dlt_store *store, const char *url, pid_t client_pid)
+{
+    if (store->server_pid)
+        return store->server_pid(url, client_pid);
+    if (store->pid_file_dir_env && store->pid_file)
+        return pid_from_file(store->pid_file_dir_env, store->pid_file);
+    return -1;
+}
+
+unsigned dlt_sql_store_caps(const char *url)
+{
+    unsigned c = DLT_NETWORK;
+    if (dlt_url_has(url, "mode=lease"))
+        return c | DLT_FENCES | DLT_OUTLIVES_CONNECTION | DLT_LISTS_NAMES;
+    if (dlt_url_has(url, "fencing=on"))
+        c |= DLT_FENCES;
+    return c | DLT_RELEASES_ON_EXIT;
 }

@@ -14,7 +14,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
-#include "redis_conn.h"
+#include "backend.h"
 
 static const char *const script_text[SCRIPT_COUNT] = {
     [SCRIPT_ACQUIRE] = DLOCK_REDIS_ACQUIRE,       [SCRIPT_EXTEND] = DLOCK_REDIS_EXTEND,

@@ -8,8 +8,8 @@
 #include "config.h"
 #endif
 
-#include "mysql_conn.h"
-#include "mysql_ops.h"
+#include "backend.h"
+#include "ops.h"
 #include <mysqld_error.h>
 
 #include <fcntl.h>
@@ -46,7 +46,7 @@ static void library_init(void)
     library_ok = mysql_library_init(0, NULL, NULL) == 0;
 }
 
-int mysqlbe_connection_lost(unsigned int err)
+int dlock__mysql_connection_lost(unsigned int err)
 {
     switch (err) {
     case ER_CONNECTION_KILLED:
@@ -109,7 +109,7 @@ static void apply_ssl_options(MYSQL *db, const struct dlock_mysql_url *url)
 #ifdef HAVE_MARIADB_CONNECTOR
     /* Connector/C has no ssl-mode: ENFORCE asks for TLS, VERIFY_SERVER_CERT
      * checks the chain and the host name together.  REQUIRED and stronger are
-     * also checked after connecting (see mysqlbe_open_handle). */
+     * also checked after connecting (see dlock__mysql_open_handle). */
     mysqlbe_flag enforce = url->ssl_mode >= DLOCK_MYSQL_SSL_PREFERRED;
     mysqlbe_flag verify = url->ssl_mode >= DLOCK_MYSQL_SSL_VERIFY_CA;
     mysql_options(db, MYSQL_OPT_SSL_ENFORCE, &enforce);
@@ -149,7 +149,7 @@ static const char *endpoint_text(const struct dlock_mysql_url *url, char *buf, s
 
 /* The deadline of one backend call's round trips: only a wait may be
  * unbounded; everything around it gets DLOCK_CALL_TIMEOUT_MS at most. */
-void mysqlbe_begin_call(struct mysqlbe_conn *c, int64_t deadline_ms)
+void dlock__mysql_begin_call(struct mysqlbe_conn *c, int64_t deadline_ms)
 {
     int64_t bound = dlock__now_ms() + DLOCK_CALL_TIMEOUT_MS;
     c->deadline_ms = deadline_ms < bound ? deadline_ms : bound;
@@ -157,7 +157,7 @@ void mysqlbe_begin_call(struct mysqlbe_conn *c, int64_t deadline_ms)
 
 /* Extend and release: bounded by the lease itself, however long (a
  * heartbeat that cannot finish before the lease ends has failed). */
-void mysqlbe_lease_call(struct mysqlbe_conn *c, int64_t deadline_ms)
+void dlock__mysql_lease_call(struct mysqlbe_conn *c, int64_t deadline_ms)
 {
     c->deadline_ms = deadline_ms;
 }
@@ -166,7 +166,7 @@ void mysqlbe_lease_call(struct mysqlbe_conn *c, int64_t deadline_ms)
  * a lost connection, whatever the library made of it. */
 static int statement_end(struct mysqlbe_conn *c, int failed, struct statement_error *error)
 {
-    if (!mysqlbe_unwatch(c))
+    if (!dlock__mysql_unwatch(c))
         return failed;
     error->code = CR_SERVER_LOST;
     dlock__copy_text(error->text, sizeof error->text, NO_ANSWER_TEXT);
@@ -175,7 +175,7 @@ static int statement_end(struct mysqlbe_conn *c, int failed, struct statement_er
 
 /* Open one connection as the URL says.  On failure sets the error text.
  * io_timeout_s (0: none) bounds every read and write after connecting. */
-int mysqlbe_open_handle(const struct dlock_mysql_url *url, MYSQL **out, unsigned int connect_timeout,
+int dlock__mysql_open_handle(const struct dlock_mysql_url *url, MYSQL **out, unsigned int connect_timeout,
                         unsigned int io_timeout_s)
 {
     char where[300];
@@ -238,11 +238,11 @@ static void close_statements(struct mysqlbe_conn *c)
             mysql_stmt_close(*stmts[i]);
         *stmts[i] = NULL;
     }
-    mysqlbe_ops_close(c);
+    dlock__mysql_ops_close(c);
 }
 
 /* The session is gone: every lock on it is lost.  The next call reconnects. */
-void mysqlbe_drop_session(struct mysqlbe_conn *c)
+void dlock__mysql_drop_session(struct mysqlbe_conn *c)
 {
     close_statements(c);
     if (c->db) {
@@ -285,23 +285,23 @@ static unsigned int connect_timeout_s(const struct mysqlbe_conn *c)
 }
 
 /* Connect a new session if there is none.  *fresh says whether it did. */
-int mysqlbe_ensure_session(struct mysqlbe_conn *c, int *fresh)
+int dlock__mysql_ensure_session(struct mysqlbe_conn *c, int *fresh)
 {
     if (fresh)
         *fresh = 0;
     if (c->db)
         return DLOCK_OK;
     MYSQL *db;
-    int rc = mysqlbe_open_handle(&c->url, &db, connect_timeout_s(c), 0);
+    int rc = dlock__mysql_open_handle(&c->url, &db, connect_timeout_s(c), 0);
     if (rc != DLOCK_OK)
         return rc;
     /* One round trip: who we are, what we talk to, the idle limit in force. */
-    mysqlbe_watch(c, db, c->deadline_ms);
+    dlock__mysql_watch(c, db, c->deadline_ms);
     int failed = mysql_query(db, "SELECT VERSION(), CONNECTION_ID(), @@session.wait_timeout") != 0;
     MYSQL_RES *res = failed ? NULL : mysql_store_result(db);
-    if (mysqlbe_unwatch(c) || failed) {
+    if (dlock__mysql_unwatch(c) || failed) {
         unsigned int err = mysql_errno(db);
-        rc = dlock__error(!failed || mysqlbe_connection_lost(err) ? DLOCK_ECONN : DLOCK_EBACKEND,
+        rc = dlock__error(!failed || dlock__mysql_connection_lost(err) ? DLOCK_ECONN : DLOCK_EBACKEND,
                           "first query failed: %s", failed ? mysql_error(db) : NO_ANSWER_TEXT);
         if (res)
             mysql_free_result(res);
@@ -343,13 +343,13 @@ int mysqlbe_ensure_session(struct mysqlbe_conn *c, int *fresh)
 
 /* Report a failed call on the session.  A lost session is dropped and
  * reported as `lost_status` (DLOCK_ECONN, or DLOCK_ELOST for a held lock). */
-int mysqlbe_session_error(struct mysqlbe_conn *c, unsigned int err, const char *text, const char *doing,
+int dlock__mysql_session_error(struct mysqlbe_conn *c, unsigned int err, const char *text, const char *doing,
                           int lost_status)
 {
-    if (mysqlbe_connection_lost(err)) {
+    if (dlock__mysql_connection_lost(err)) {
         int status = err == CR_OUT_OF_MEMORY ? DLOCK_ENOMEM : lost_status;
         dlock__error(status, "connection lost while %s: %s", doing, text);
-        mysqlbe_drop_session(c);
+        dlock__mysql_drop_session(c);
         return status;
     }
     return dlock__error(DLOCK_EBACKEND, "%s failed: %s", doing, text);
@@ -358,12 +358,12 @@ int mysqlbe_session_error(struct mysqlbe_conn *c, unsigned int err, const char *
 static int run_int_watched(struct mysqlbe_conn *c, MYSQL_STMT **slot, const char *sql, const char *name,
                            const double *number, long long *value, int *value_null, struct statement_error *error);
 
-int mysqlbe_run_int(struct mysqlbe_conn *c, MYSQL_STMT **slot, const char *sql, const char *name, const double *number,
+int dlock__mysql_run_int(struct mysqlbe_conn *c, MYSQL_STMT **slot, const char *sql, const char *name, const double *number,
                     long long *value, int *value_null, struct statement_error *error)
 {
     error->code = 0;
     error->text[0] = '\0';
-    mysqlbe_watch(c, c->db, c->deadline_ms);
+    dlock__mysql_watch(c, c->db, c->deadline_ms);
     int failed = run_int_watched(c, slot, sql, name, number, value, value_null, error);
     return statement_end(c, failed, error);
 }
@@ -440,25 +440,25 @@ static unsigned int lease_seconds(uint32_t ttl_ms)
 
 /* The idle limit the session needs, in seconds: the smallest TTL of its
  * locks, `skip` left out and `extra_ttl_ms` (0: none) taken in. */
-unsigned int mysqlbe_lease_needed(const struct mysqlbe_conn *c, const struct mysqlbe_lock *skip, uint32_t extra_ttl_ms)
+unsigned int dlock__mysql_lease_needed(const struct mysqlbe_conn *c, const struct mysqlbe_lock *skip, uint32_t extra_ttl_ms)
 {
     return lease_seconds(dlock__session_idle_ms(&c->session, skip ? &skip->base : NULL, extra_ttl_ms));
 }
 
 /* Make the session's wait_timeout `seconds` (one round trip, only when it
  * changes).  0 means "no lock needs anything": leave it. */
-int mysqlbe_set_lease(struct mysqlbe_conn *c, unsigned int seconds, int lost_status)
+int dlock__mysql_set_lease(struct mysqlbe_conn *c, unsigned int seconds, int lost_status)
 {
     if (seconds == 0 || seconds == c->wait_timeout_s)
         return DLOCK_OK;
     char sql[64];
     snprintf(sql, sizeof sql, "SET SESSION wait_timeout = %u", seconds);
-    mysqlbe_watch(c, c->db, c->deadline_ms);
+    dlock__mysql_watch(c, c->db, c->deadline_ms);
     int failed = mysql_query(c->db, sql) != 0;
-    if (mysqlbe_unwatch(c))
-        return mysqlbe_session_error(c, CR_SERVER_LOST, NO_ANSWER_TEXT, "setting wait_timeout", lost_status);
+    if (dlock__mysql_unwatch(c))
+        return dlock__mysql_session_error(c, CR_SERVER_LOST, NO_ANSWER_TEXT, "setting wait_timeout", lost_status);
     if (failed)
-        return mysqlbe_session_error(c, mysql_errno(c->db), mysql_error(c->db), "setting wait_timeout", lost_status);
+        return dlock__mysql_session_error(c, mysql_errno(c->db), mysql_error(c->db), "setting wait_timeout", lost_status);
     c->wait_timeout_s = seconds;
     return DLOCK_OK;
 }

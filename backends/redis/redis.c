@@ -2,7 +2,7 @@
  * Redis backend: a lock is a key set with NX and a millisecond expiry,
  * holding a random owner token and the holder; a second key counts the
  * fencing tokens.  Extend, release and the run records are scripts that act
- * only while the owner token matches (backends/redis_scripts.h).  Waiters
+ * only while the owner token matches (backends/redis/scripts.h).  Waiters
  * subscribe to the lock's channel on a second connection, which the release
  * script publishes to.  docs/redis.md tells the whole story.
  *
@@ -27,7 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "redis_conn.h"
+#include "backend.h"
 
 static void redis_disconnect(struct dlock_conn *conn);
 

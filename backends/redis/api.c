@@ -3,7 +3,7 @@
 #include "config.h"
 
 #define DLOCK_REDIS_LOADER 1
-#include "redis_api.h"
+#include "api.h"
 
 #include <stdint.h>
 #include <stdio.h>

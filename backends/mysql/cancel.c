@@ -7,7 +7,7 @@
 #include "config.h"
 #endif
 
-#include "mysql_conn.h"
+#include "backend.h"
 
 #include <stdio.h>
 #include <time.h>
@@ -20,13 +20,13 @@
 /* How often a cancel repeats KILL QUERY while the wait goes on. */
 #define KILL_RETRY_NS 50000000L
 
-void mysqlbe_cancel_init(struct mysqlbe_conn *c)
+void dlock__mysql_cancel_init(struct mysqlbe_conn *c)
 {
     pthread_mutex_init(&c->cancel_mu, NULL);
     pthread_cond_init(&c->cancel_cv, NULL);
 }
 
-void mysqlbe_cancel_destroy(struct mysqlbe_conn *c)
+void dlock__mysql_cancel_destroy(struct mysqlbe_conn *c)
 {
     pthread_mutex_lock(&c->cancel_mu);
     c->waiting_id = 0;
@@ -56,7 +56,7 @@ static void *kill_thread_main(void *arg)
         char sql[64];
         snprintf(sql, sizeof sql, "KILL QUERY %lu", target);
         for (int attempt = 0; attempt < 2; attempt++) {
-            if (!db && mysqlbe_open_handle(&c->url, &db, KILL_TIMEOUT_S, KILL_TIMEOUT_S) != DLOCK_OK) {
+            if (!db && dlock__mysql_open_handle(&c->url, &db, KILL_TIMEOUT_S, KILL_TIMEOUT_S) != DLOCK_OK) {
                 db = NULL;
                 break;
             }
@@ -88,13 +88,13 @@ static void *kill_thread_main(void *arg)
     return NULL;
 }
 
-void mysqlbe_cancel(struct dlock_conn *conn)
+void dlock__mysql_cancel(struct dlock_conn *conn)
 {
-    struct mysqlbe_conn *c = mysqlbe_of(conn);
+    struct mysqlbe_conn *c = dlock__mysql_of(conn);
     if (!c)
         return;
     pthread_mutex_lock(&c->cancel_mu);
-    /* Before the wait has started, the request is only noted: mysqlbe_begin_wait()
+    /* Before the wait has started, the request is only noted: dlock__mysql_begin_wait()
      * sees it and the GET_LOCK is never sent. */
     if (c->acquiring) {
         c->cancel_requested = 1;
@@ -102,11 +102,11 @@ void mysqlbe_cancel(struct dlock_conn *conn)
         /* Lease mode: a poll that the server does not answer soon is given
          * up (the connection holds no lock; the next call reconnects). */
         if (c->lease)
-            mysqlbe_watch_shorten(c, dlock__now_ms() + CANCEL_GIVEUP_MS);
+            dlock__mysql_watch_shorten(c, dlock__now_ms() + CANCEL_GIVEUP_MS);
     }
     if (c->waiting_id) {
         /* A server that does not end the wait soon (stopped, say): give up. */
-        mysqlbe_watch_shorten(c, dlock__now_ms() + CANCEL_GIVEUP_MS);
+        dlock__mysql_watch_shorten(c, dlock__now_ms() + CANCEL_GIVEUP_MS);
         if (!c->kill_in_flight) {
             pthread_attr_t attr;
             pthread_t thread;
@@ -124,7 +124,7 @@ void mysqlbe_cancel(struct dlock_conn *conn)
     pthread_mutex_unlock(&c->cancel_mu);
 }
 
-void mysqlbe_acquiring(struct mysqlbe_conn *c, int active)
+void dlock__mysql_acquiring(struct mysqlbe_conn *c, int active)
 {
     pthread_mutex_lock(&c->cancel_mu);
     c->acquiring = active;
@@ -135,14 +135,14 @@ void mysqlbe_acquiring(struct mysqlbe_conn *c, int active)
 /* Before a wait: make sure a cancel connection is ready (best effort; the
  * kill thread opens one itself when this failed), and publish the wait.
  * Returns 1 when a cancel came first: then there must be no wait. */
-int mysqlbe_begin_wait(struct mysqlbe_conn *c)
+int dlock__mysql_begin_wait(struct mysqlbe_conn *c)
 {
     pthread_mutex_lock(&c->cancel_mu);
     while (c->kill_in_flight)
         pthread_cond_wait(&c->cancel_cv, &c->cancel_mu);
     MYSQL *cancel_db = c->cancel_db;
     pthread_mutex_unlock(&c->cancel_mu);
-    if (!cancel_db && mysqlbe_open_handle(&c->url, &cancel_db, KILL_TIMEOUT_S, KILL_TIMEOUT_S) != DLOCK_OK) {
+    if (!cancel_db && dlock__mysql_open_handle(&c->url, &cancel_db, KILL_TIMEOUT_S, KILL_TIMEOUT_S) != DLOCK_OK) {
         cancel_db = NULL; /* the kill thread will try again if it must */
         dlock__clear_error();
     }
@@ -162,7 +162,7 @@ int mysqlbe_begin_wait(struct mysqlbe_conn *c)
  * using (a dropped one takes no more statements: no need to wait for a
  * KILL to a stopped server).  Returns whether a cancel was asked for
  * during the wait. */
-int mysqlbe_end_wait(struct mysqlbe_conn *c)
+int dlock__mysql_end_wait(struct mysqlbe_conn *c)
 {
     pthread_mutex_lock(&c->cancel_mu);
     c->waiting_id = 0;
@@ -175,11 +175,11 @@ int mysqlbe_end_wait(struct mysqlbe_conn *c)
 }
 
 /* Under the core's cancel mutex, when a wait has ended: forget a cancel that
- * came too late (mysqlbe_end_wait() has already made sure that no KILL QUERY is
+ * came too late (dlock__mysql_end_wait() has already made sure that no KILL QUERY is
  * still on its way to a session we go on using). */
-void mysqlbe_cancel_clear(struct dlock_conn *conn)
+void dlock__mysql_cancel_clear(struct dlock_conn *conn)
 {
-    struct mysqlbe_conn *c = mysqlbe_of(conn);
+    struct mysqlbe_conn *c = dlock__mysql_of(conn);
     pthread_mutex_lock(&c->cancel_mu);
     c->cancel_requested = 0;
     pthread_mutex_unlock(&c->cancel_mu);

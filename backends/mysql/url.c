@@ -6,7 +6,7 @@
 #include "config.h"
 #endif
 
-#include "mysql_url.h"
+#include "url.h"
 
 #include <stddef.h>
 #include <stdio.h>

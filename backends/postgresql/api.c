@@ -2,7 +2,7 @@
 #include "config.h"
 
 #define DLOCK_LIBPQ_LOADER 1
-#include "libpq_api.h"
+#include "api.h"
 
 #include "internal.h"
 

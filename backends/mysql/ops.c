@@ -14,7 +14,7 @@
 #include "config.h"
 #endif
 
-#include "mysql_conn.h"
+#include "backend.h"
 #include <mysqld_error.h>
 
 #include <stdio.h>
@@ -24,7 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "mysql_ops.h"
+#include "ops.h"
 
 /* The server's clock, as Unix ms: UTC_TIMESTAMP() does not depend on the
  * session's time zone, and TIMESTAMPDIFF on DATETIME values is plain
@@ -137,7 +137,7 @@ static void with_table(char *out, size_t size, const char *template, const char 
     out[n] = '\0';
 }
 
-void mysqlbe_ops_close(struct mysqlbe_conn *c)
+void dlock__mysql_ops_close(struct mysqlbe_conn *c)
 {
     for (int i = 0; i < MYSQLBE_OPS_MAX; i++) {
         if (c->stmt_ops[i])
@@ -231,14 +231,14 @@ static int create_table(struct mysqlbe_conn *c, int lost_status)
 {
     char sql[1024];
     with_table(sql, sizeof sql, c->lease ? lease_ddl : fences_ddl, c->table);
-    mysqlbe_watch(c, c->db, c->deadline_ms);
+    dlock__mysql_watch(c, c->db, c->deadline_ms);
     int failed = mysql_query(c->db, sql) != 0;
-    if (mysqlbe_unwatch(c))
-        return mysqlbe_session_error(c, CR_SERVER_LOST, NO_ANSWER_TEXT, "creating the table", lost_status);
+    if (dlock__mysql_unwatch(c))
+        return dlock__mysql_session_error(c, CR_SERVER_LOST, NO_ANSWER_TEXT, "creating the table", lost_status);
     if (failed) {
         unsigned int err = mysql_errno(c->db);
-        if (mysqlbe_connection_lost(err))
-            return mysqlbe_session_error(c, err, mysql_error(c->db), "creating the table", lost_status);
+        if (dlock__mysql_connection_lost(err))
+            return dlock__mysql_session_error(c, err, mysql_error(c->db), "creating the table", lost_status);
         return dlock__error(DLOCK_EBACKEND,
                             "the table `%s` does not exist and could not be created: create it as docs/mysql.md "
                             "shows (%s mode), or grant CREATE on the database (%s)",
@@ -248,7 +248,7 @@ static int create_table(struct mysqlbe_conn *c, int lost_status)
     return DLOCK_OK;
 }
 
-int mysqlbe_exec(struct mysqlbe_conn *c, enum mysqlbe_op op, MYSQL_BIND *params, MYSQL_BIND *results,
+int dlock__mysql_exec(struct mysqlbe_conn *c, enum mysqlbe_op op, MYSQL_BIND *params, MYSQL_BIND *results,
                  int (*row)(void *), void *arg, struct mysqlbe_result *out, const char *doing, int lost_status)
 {
     memset(out, 0, sizeof *out);
@@ -256,13 +256,13 @@ int mysqlbe_exec(struct mysqlbe_conn *c, enum mysqlbe_op op, MYSQL_BIND *params,
     int created = c->no_create;
     for (int attempt = 0;; attempt++) {
         int fresh = 0;
-        int status = mysqlbe_ensure_session(c, &fresh);
+        int status = dlock__mysql_ensure_session(c, &fresh);
         if (status != DLOCK_OK)
             return status;
         struct statement_error error = {0, ""};
-        mysqlbe_watch(c, c->db, c->deadline_ms);
+        dlock__mysql_watch(c, c->db, c->deadline_ms);
         int failed = exec_watched(c, op, params, results, row, arg, out, &error);
-        int cut = mysqlbe_unwatch(c);
+        int cut = dlock__mysql_unwatch(c);
         if (!failed && !cut)
             return DLOCK_OK;
         if (cut) {
@@ -278,8 +278,8 @@ int mysqlbe_exec(struct mysqlbe_conn *c, enum mysqlbe_op op, MYSQL_BIND *params,
             attempt--; /* not a failure of the connection */
             continue;
         }
-        if (mysqlbe_connection_lost(error.code)) {
-            mysqlbe_session_error(c, error.code, error.text, doing, lost_status);
+        if (dlock__mysql_connection_lost(error.code)) {
+            dlock__mysql_session_error(c, error.code, error.text, doing, lost_status);
             /* Lease mode keeps nothing in the session: one more try on a
              * new connection (a KILL, an idle timeout, a restart). */
             if (c->lease && dlock__session_may_retry(attempt, fresh, cut))
@@ -370,7 +370,7 @@ static int lease_try(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char 
     bind_i64(&p[4], &pid);
     struct mysqlbe_result r;
     *sent_ms = dlock__now_ms();
-    int status = mysqlbe_exec(c, OP_LEASE_TAKE, p, NULL, NULL, NULL, &r, "taking the lease", DLOCK_ECONN);
+    int status = dlock__mysql_exec(c, OP_LEASE_TAKE, p, NULL, NULL, NULL, &r, "taking the lease", DLOCK_ECONN);
     if (status == DLOCK_EBACKEND && (c->last_errno == ER_LOCK_DEADLOCK || c->last_errno == ER_LOCK_WAIT_TIMEOUT)) {
         /* Another client's take won the row (a deadlock, or on Galera a
          * certification conflict): it is busy, for now. */
@@ -393,7 +393,7 @@ static int lease_try(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char 
     mysqlbe_flag left_null = 0;
     MYSQL_BIND out;
     bind_out_i64(&out, &left, &left_null);
-    status = mysqlbe_exec(c, OP_LEASE_LEFT, p, &out, NULL, NULL, &r, "reading the lease", DLOCK_ECONN);
+    status = dlock__mysql_exec(c, OP_LEASE_LEFT, p, &out, NULL, NULL, &r, "reading the lease", DLOCK_ECONN);
     if (status != DLOCK_OK)
         return status;
     *left_ms = (r.rows == 0 || left_null) ? 0 : left;
@@ -438,7 +438,7 @@ static int64_t jitter(int64_t n)
     return n > 1 ? (int64_t)(r % (unsigned int)n) : 0;
 }
 
-int mysqlbe_lease_acquire(struct mysqlbe_conn *c, const char *name, uint32_t ttl_ms, int32_t wait_ms,
+int dlock__mysql_lease_acquire(struct mysqlbe_conn *c, const char *name, uint32_t ttl_ms, int32_t wait_ms,
                           struct dlock_call *call, struct dlock_held **lock_out)
 {
     struct mysqlbe_lock *l = calloc(1, sizeof *l);
@@ -450,7 +450,7 @@ int mysqlbe_lease_acquire(struct mysqlbe_conn *c, const char *name, uint32_t ttl
     int64_t backoff = POLL_MIN_MS;
     while (status == DLOCK_OK) {
         int64_t sent_ms, left_ms = 0;
-        mysqlbe_begin_call(c, call->deadline_ms);
+        dlock__mysql_begin_call(c, call->deadline_ms);
         int got = lease_try(c, l, name, ttl_ms, &sent_ms, wait_ms != 0 ? &left_ms : NULL);
         if (got == 1) {
             call->lease_start_ms = sent_ms;
@@ -503,16 +503,16 @@ static int lease_check(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const cha
     MYSQL_BIND out;
     bind_out_i64(&out, &n, &n_null);
     struct mysqlbe_result r;
-    int status = mysqlbe_exec(c, OP_LEASE_CHECK, p, &out, NULL, NULL, &r, "checking the lease", DLOCK_ECONN);
+    int status = dlock__mysql_exec(c, OP_LEASE_CHECK, p, &out, NULL, NULL, &r, "checking the lease", DLOCK_ECONN);
     if (status != DLOCK_OK)
         return status;
     return r.rows == 1 && !n_null && n == 1;
 }
 
-int mysqlbe_lease_extend(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, uint32_t ttl_ms,
+int dlock__mysql_lease_extend(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, uint32_t ttl_ms,
                          struct dlock_call *call)
 {
-    mysqlbe_lease_call(c, call->deadline_ms);
+    dlock__mysql_lease_call(c, call->deadline_ms);
     unsigned long name_len = (unsigned long)strlen(name), owner_len = 16;
     long long ttl = ttl_ms;
     MYSQL_BIND p[3];
@@ -520,7 +520,7 @@ int mysqlbe_lease_extend(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const c
     bind_bytes(&p[1], name, &name_len);
     bind_bytes(&p[2], l->owner, &owner_len);
     struct mysqlbe_result r;
-    int status = mysqlbe_exec(c, OP_LEASE_EXTEND, p, NULL, NULL, NULL, &r, "extending the lease", DLOCK_ECONN);
+    int status = dlock__mysql_exec(c, OP_LEASE_EXTEND, p, NULL, NULL, NULL, &r, "extending the lease", DLOCK_ECONN);
     if (status != DLOCK_OK)
         return status;
     if (r.affected == 0 && r.matched != 1) {
@@ -536,15 +536,15 @@ int mysqlbe_lease_extend(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const c
     return DLOCK_OK;
 }
 
-int mysqlbe_lease_release(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, struct dlock_call *call)
+int dlock__mysql_lease_release(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, struct dlock_call *call)
 {
-    mysqlbe_lease_call(c, call->deadline_ms);
+    dlock__mysql_lease_call(c, call->deadline_ms);
     unsigned long name_len = (unsigned long)strlen(name), owner_len = 16;
     MYSQL_BIND p[2];
     bind_bytes(&p[0], name, &name_len);
     bind_bytes(&p[1], l->owner, &owner_len);
     struct mysqlbe_result r;
-    int status = mysqlbe_exec(c, OP_LEASE_RELEASE, p, NULL, NULL, NULL, &r, "releasing the lease", DLOCK_ECONN);
+    int status = dlock__mysql_exec(c, OP_LEASE_RELEASE, p, NULL, NULL, NULL, &r, "releasing the lease", DLOCK_ECONN);
     free(l);
     if (status != DLOCK_OK)
         return status;
@@ -553,9 +553,9 @@ int mysqlbe_lease_release(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const 
     return DLOCK_OK;
 }
 
-int mysqlbe_lease_holder(struct mysqlbe_conn *c, const char *name, char *buf, size_t buflen, struct dlock_call *call)
+int dlock__mysql_lease_holder(struct mysqlbe_conn *c, const char *name, char *buf, size_t buflen, struct dlock_call *call)
 {
-    mysqlbe_begin_call(c, call->deadline_ms);
+    dlock__mysql_begin_call(c, call->deadline_ms);
     unsigned long name_len = (unsigned long)strlen(name);
     MYSQL_BIND p[1];
     bind_bytes(&p[0], name, &name_len);
@@ -570,7 +570,7 @@ int mysqlbe_lease_holder(struct mysqlbe_conn *c, const char *name, char *buf, si
     bind_out_i64(&out[3], &left, &nulls[3]);
     bind_out_i64(&out[4], &fence, &nulls[4]);
     struct mysqlbe_result r;
-    int status = mysqlbe_exec(c, OP_LEASE_HOLDER, p, out, NULL, NULL, &r, "asking for the holder", DLOCK_ECONN);
+    int status = dlock__mysql_exec(c, OP_LEASE_HOLDER, p, out, NULL, NULL, &r, "asking for the holder", DLOCK_ECONN);
     if (status != DLOCK_OK)
         return status;
     if (r.rows == 0)
@@ -607,9 +607,9 @@ static int lease_row(void *arg)
     return rows->status != DLOCK_OK;
 }
 
-int mysqlbe_lease_list(struct mysqlbe_conn *c, const char *prefix, struct dlock_list *list, struct dlock_call *call)
+int dlock__mysql_lease_list(struct mysqlbe_conn *c, const char *prefix, struct dlock_list *list, struct dlock_call *call)
 {
-    mysqlbe_begin_call(c, call->deadline_ms);
+    dlock__mysql_begin_call(c, call->deadline_ms);
     unsigned long prefix_len = (unsigned long)strlen(prefix);
     long long prefix_n = (long long)prefix_len;
     MYSQL_BIND p[2];
@@ -627,30 +627,30 @@ int mysqlbe_lease_list(struct mysqlbe_conn *c, const char *prefix, struct dlock_
     bind_out_i64(&out[4], &rows->expires, &rows->nulls[4]);
     bind_out_i64(&out[5], &rows->fence, &rows->nulls[5]);
     struct mysqlbe_result r;
-    int status = mysqlbe_exec(c, OP_LEASE_LIST, p, out, lease_row, rows, &r, "listing the leases", DLOCK_ECONN);
+    int status = dlock__mysql_exec(c, OP_LEASE_LIST, p, out, lease_row, rows, &r, "listing the leases", DLOCK_ECONN);
     if (status == DLOCK_OK && rows->status != DLOCK_OK)
         status = rows->status;
     free(rows);
     return status;
 }
 
-int mysqlbe_lease_break(struct mysqlbe_conn *c, const char *name, struct dlock_call *call)
+int dlock__mysql_lease_break(struct mysqlbe_conn *c, const char *name, struct dlock_call *call)
 {
-    mysqlbe_begin_call(c, call->deadline_ms);
+    dlock__mysql_begin_call(c, call->deadline_ms);
     unsigned long name_len = (unsigned long)strlen(name);
     MYSQL_BIND p[1];
     bind_bytes(&p[0], name, &name_len);
     struct mysqlbe_result r;
-    int status = mysqlbe_exec(c, OP_LEASE_BREAK, p, NULL, NULL, NULL, &r, "breaking the lease", DLOCK_ECONN);
+    int status = dlock__mysql_exec(c, OP_LEASE_BREAK, p, NULL, NULL, NULL, &r, "breaking the lease", DLOCK_ECONN);
     if (status != DLOCK_OK)
         return status;
     return r.affected == 1;
 }
 
-int mysqlbe_lease_record(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, int put, int64_t *slot,
+int dlock__mysql_lease_record(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, int put, int64_t *slot,
                          struct dlock_call *call)
 {
-    mysqlbe_lease_call(c, call->deadline_ms);
+    dlock__mysql_lease_call(c, call->deadline_ms);
     unsigned long name_len = (unsigned long)strlen(name), owner_len = 16;
     long long value = put ? *slot : 0;
     mysqlbe_flag value_null = 0;
@@ -661,7 +661,7 @@ int mysqlbe_lease_record(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const c
         bind_i64(&p[0], &value);
         bind_bytes(&p[1], name, &name_len);
         bind_bytes(&p[2], l->owner, &owner_len);
-        status = mysqlbe_exec(c, OP_LEASE_RECORD_PUT, p, NULL, NULL, NULL, &r, "writing the run record", DLOCK_ECONN);
+        status = dlock__mysql_exec(c, OP_LEASE_RECORD_PUT, p, NULL, NULL, NULL, &r, "writing the run record", DLOCK_ECONN);
         if (status != DLOCK_OK || r.affected != 0 || r.matched == 1)
             return status;
         /* 0 changed: not ours, or the slot was already there (the info says
@@ -676,7 +676,7 @@ int mysqlbe_lease_record(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const c
     bind_bytes(&p[0], name, &name_len);
     bind_bytes(&p[1], l->owner, &owner_len);
     bind_out_i64(&out, &value, &value_null);
-    status = mysqlbe_exec(c, OP_LEASE_RECORD_GET, p, &out, NULL, NULL, &r, "reading the run record", DLOCK_ECONN);
+    status = dlock__mysql_exec(c, OP_LEASE_RECORD_GET, p, &out, NULL, NULL, &r, "reading the run record", DLOCK_ECONN);
     if (status != DLOCK_OK)
         return status;
     if (r.rows == 0)
@@ -689,14 +689,14 @@ int mysqlbe_lease_record(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const c
 /* Session mode                                                             */
 /* ------------------------------------------------------------------------ */
 
-int mysqlbe_fence_bump(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name)
+int dlock__mysql_fence_bump(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name)
 {
     unsigned long name_len = (unsigned long)strlen(name), lock_len = (unsigned long)strlen(l->server_name);
     MYSQL_BIND p[2];
     bind_bytes(&p[0], name, &name_len);
     bind_str(&p[1], l->server_name, &lock_len);
     struct mysqlbe_result r;
-    int status = mysqlbe_exec(c, OP_FENCE_BUMP, p, NULL, NULL, NULL, &r, "bumping the fence", DLOCK_ECONN);
+    int status = dlock__mysql_exec(c, OP_FENCE_BUMP, p, NULL, NULL, NULL, &r, "bumping the fence", DLOCK_ECONN);
     if (status != DLOCK_OK)
         return status;
     if (r.insert_id == 0)
@@ -705,7 +705,7 @@ int mysqlbe_fence_bump(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const cha
     return DLOCK_OK;
 }
 
-int mysqlbe_fenced_get_lock(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, double timeout_s,
+int dlock__mysql_fenced_get_lock(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, double timeout_s,
                             long long *granted, struct statement_error *error)
 {
     unsigned long name_len = (unsigned long)strlen(name), lock_len = (unsigned long)strlen(l->server_name);
@@ -722,9 +722,9 @@ int mysqlbe_fenced_get_lock(struct mysqlbe_conn *c, struct mysqlbe_lock *l, cons
         struct mysqlbe_result r = {0, 0, 0, 0, -1};
         error->code = 0;
         error->text[0] = '\0';
-        mysqlbe_watch(c, c->db, c->deadline_ms);
+        dlock__mysql_watch(c, c->db, c->deadline_ms);
         int failed = exec_watched(c, OP_FENCE_TAKE, p, NULL, NULL, NULL, &r, error);
-        if (mysqlbe_unwatch(c)) {
+        if (dlock__mysql_unwatch(c)) {
             error->code = CR_SERVER_LOST;
             dlock__copy_text(error->text, sizeof error->text, NO_ANSWER_TEXT);
             return -1;
@@ -752,10 +752,10 @@ int mysqlbe_fenced_get_lock(struct mysqlbe_conn *c, struct mysqlbe_lock *l, cons
     }
 }
 
-int mysqlbe_session_record(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, int put, int64_t *slot,
+int dlock__mysql_session_record(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, int put, int64_t *slot,
                            struct dlock_call *call)
 {
-    mysqlbe_lease_call(c, call->deadline_ms);
+    dlock__mysql_lease_call(c, call->deadline_ms);
     unsigned long name_len = (unsigned long)strlen(name), lock_len = (unsigned long)strlen(l->server_name);
     long long value = put ? *slot : 0, ours = 0;
     mysqlbe_flag nulls[2] = {0};
@@ -767,7 +767,7 @@ int mysqlbe_session_record(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const
         bind_str(&p[1], l->server_name, &lock_len);
         bind_i64(&p[2], &value);
         bind_str(&p[3], l->server_name, &lock_len);
-        status = mysqlbe_exec(c, OP_SESSION_RECORD_PUT, p, NULL, NULL, NULL, &r, "writing the run record", DLOCK_ELOST);
+        status = dlock__mysql_exec(c, OP_SESSION_RECORD_PUT, p, NULL, NULL, NULL, &r, "writing the run record", DLOCK_ELOST);
         if (status != DLOCK_OK || r.affected != 0)
             return status;
         /* 0: not ours, or the same slot was there already. */
@@ -776,7 +776,7 @@ int mysqlbe_session_record(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const
     bind_bytes(&p[1], name, &name_len);
     bind_out_i64(&out[0], &ours, &nulls[0]);
     bind_out_i64(&out[1], &value, &nulls[1]);
-    status = mysqlbe_exec(c, OP_SESSION_RECORD_GET, p, out, NULL, NULL, &r, "reading the run record", DLOCK_ELOST);
+    status = dlock__mysql_exec(c, OP_SESSION_RECORD_GET, p, out, NULL, NULL, &r, "reading the run record", DLOCK_ELOST);
     if (status != DLOCK_OK)
         return status;
     if (r.rows != 1 || nulls[0] || ours != 1)
@@ -786,15 +786,15 @@ int mysqlbe_session_record(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const
     return DLOCK_OK;
 }
 
-int mysqlbe_store_time(struct mysqlbe_conn *c, int64_t *unix_ms, struct dlock_call *call)
+int dlock__mysql_store_time(struct mysqlbe_conn *c, int64_t *unix_ms, struct dlock_call *call)
 {
-    mysqlbe_begin_call(c, call->deadline_ms);
+    dlock__mysql_begin_call(c, call->deadline_ms);
     long long now = 0;
     mysqlbe_flag now_null = 0;
     MYSQL_BIND out;
     bind_out_i64(&out, &now, &now_null);
     struct mysqlbe_result r;
-    int status = mysqlbe_exec(c, OP_STORE_TIME, NULL, &out, NULL, NULL, &r, "reading the server's clock", DLOCK_ECONN);
+    int status = dlock__mysql_exec(c, OP_STORE_TIME, NULL, &out, NULL, NULL, &r, "reading the server's clock", DLOCK_ECONN);
     if (status != DLOCK_OK)
         return status;
     if (r.rows != 1 || now_null)
@@ -838,9 +838,9 @@ static int mli_row(void *arg)
  * it, the names known from the fence table (locks taken with fencing=on, or
  * that wrote a run record) are checked with IS_USED_LOCK; without either,
  * DLOCK_ENOTSUP saying what to enable (docs/mysql.md). */
-int mysqlbe_session_list(struct mysqlbe_conn *c, const char *prefix, struct dlock_list *list, struct dlock_call *call)
+int dlock__mysql_session_list(struct mysqlbe_conn *c, const char *prefix, struct dlock_list *list, struct dlock_call *call)
 {
-    mysqlbe_begin_call(c, call->deadline_ms);
+    dlock__mysql_begin_call(c, call->deadline_ms);
     struct list_rows *rows = calloc(1, sizeof *rows);
     if (!rows)
         return dlock__oom();
@@ -850,8 +850,8 @@ int mysqlbe_session_list(struct mysqlbe_conn *c, const char *prefix, struct dloc
     bind_out_text(&out[0], rows->key, sizeof rows->key, &rows->key_len, &rows->nulls[0]);
     bind_out_i64(&out[1], &rows->id, &rows->nulls[1]);
     struct mysqlbe_result r;
-    int status = mysqlbe_exec(c, OP_SESSION_MLI, NULL, out, mli_row, rows, &r, "listing the locks", DLOCK_ECONN);
-    if (status == DLOCK_OK || c->last_errno == 0 || mysqlbe_connection_lost(c->last_errno)) {
+    int status = dlock__mysql_exec(c, OP_SESSION_MLI, NULL, out, mli_row, rows, &r, "listing the locks", DLOCK_ECONN);
+    if (status == DLOCK_OK || c->last_errno == 0 || dlock__mysql_connection_lost(c->last_errno)) {
         if (status == DLOCK_OK && rows->status != DLOCK_OK)
             status = rows->status;
         free(rows);
@@ -869,7 +869,7 @@ int mysqlbe_session_list(struct mysqlbe_conn *c, const char *prefix, struct dloc
     bind_out_i64(&out[2], &rows->id, &rows->nulls[2]);
     bind_out_i64(&out[3], &rows->fence, &rows->nulls[3]);
     c->no_create = 1;
-    status = mysqlbe_exec(c, OP_SESSION_LIST, p, out, session_row, rows, &r, "listing the locks", DLOCK_ECONN);
+    status = dlock__mysql_exec(c, OP_SESSION_LIST, p, out, session_row, rows, &r, "listing the locks", DLOCK_ECONN);
     c->no_create = 0;
     if (status == DLOCK_OK && rows->status != DLOCK_OK)
         status = rows->status;
@@ -883,9 +883,9 @@ int mysqlbe_session_list(struct mysqlbe_conn *c, const char *prefix, struct dloc
     return status;
 }
 
-int mysqlbe_session_break(struct mysqlbe_conn *c, const char *name, struct dlock_call *call)
+int dlock__mysql_session_break(struct mysqlbe_conn *c, const char *name, struct dlock_call *call)
 {
-    mysqlbe_begin_call(c, call->deadline_ms);
+    dlock__mysql_begin_call(c, call->deadline_ms);
     char server_name[DLOCK_MYSQL_LOCK_NAME_MAX + 1];
     dlock__mysql_lock_name(name, server_name, sizeof server_name);
     unsigned long len = (unsigned long)strlen(server_name);
@@ -896,7 +896,7 @@ int mysqlbe_session_break(struct mysqlbe_conn *c, const char *name, struct dlock
     MYSQL_BIND out;
     bind_out_i64(&out, &id, &id_null);
     struct mysqlbe_result r;
-    int status = mysqlbe_exec(c, OP_SESSION_LOCK_ID, p, &out, NULL, NULL, &r, "finding the holder", DLOCK_ECONN);
+    int status = dlock__mysql_exec(c, OP_SESSION_LOCK_ID, p, &out, NULL, NULL, &r, "finding the holder", DLOCK_ECONN);
     if (status != DLOCK_OK)
         return status;
     if (r.rows != 1 || id_null)
@@ -906,10 +906,10 @@ int mysqlbe_session_break(struct mysqlbe_conn *c, const char *name, struct dlock
     /* The holder's session ends, and its locks with it. */
     char sql[64];
     snprintf(sql, sizeof sql, "KILL CONNECTION %lld", id);
-    mysqlbe_watch(c, c->db, c->deadline_ms);
+    dlock__mysql_watch(c, c->db, c->deadline_ms);
     int failed = mysql_query(c->db, sql) != 0;
-    if (mysqlbe_unwatch(c))
-        return mysqlbe_session_error(c, CR_SERVER_LOST, NO_ANSWER_TEXT, "breaking the lock", DLOCK_ECONN);
+    if (dlock__mysql_unwatch(c))
+        return dlock__mysql_session_error(c, CR_SERVER_LOST, NO_ANSWER_TEXT, "breaking the lock", DLOCK_ECONN);
     if (failed) {
         unsigned int err = mysql_errno(c->db);
         if (err == ER_NO_SUCH_THREAD)
@@ -919,7 +919,7 @@ int mysqlbe_session_break(struct mysqlbe_conn *c, const char *name, struct dlock
                                 "breaking '%s' ends the session that holds it (connection %lld), and this user may "
                                 "not: it needs the CONNECTION ADMIN (MariaDB: CONNECTION ADMIN or SUPER) privilege",
                                 name, id);
-        return mysqlbe_session_error(c, err, mysql_error(c->db), "breaking the lock", DLOCK_ECONN);
+        return dlock__mysql_session_error(c, err, mysql_error(c->db), "breaking the lock", DLOCK_ECONN);
     }
     return 1;
 }

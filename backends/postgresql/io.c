@@ -13,7 +13,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include "pg_internal.h"
+#include "backend.h"
 
 /* While a cancel is pending, ask again this often: a cancel request that
  * reaches the server before it starts executing our statement is dropped. */

@@ -1,7 +1,7 @@
 /* Redis URLs: see redis_url.h.  No client library here. */
 #include "config.h"
 
-#include "redis_url.h"
+#include "url.h"
 
 #include <limits.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /*
- * MySQL / MariaDB URLs and lock names (backends/mysql_url.c): pure code,
+ * MySQL / MariaDB URLs and lock names (backends/mysql/url.c): pure code,
  * no client library, so that it builds and fuzzes on its own; the backend,
  * the tests, the fuzzer and the bench use it through this header.
  * Internal; not installed.  (Not "mysql.h": that is the client library's.)

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "redis_conn.h"
+#include "backend.h"
 
 /* --- reading a lock ------------------------------------------------------------------- */
 

@@ -1,12 +1,15 @@
 /*
- * The MySQL / MariaDB backend's connection, shared by its files:
- *   mysql.c           the backend table: connect, acquire, extend, release, holder
- *   mysql_session.c   the server session: connect, statements, errors, wait_timeout
- *   mysql_watchdog.c  the deadline of every round trip
- *   mysql_cancel.c    dlock_cancel(): KILL QUERY from a second connection
- *   mysql_url.c       URLs and lock names (pure; no client library)
- * Our own names carry the prefix mysqlbe_, so that mysql_xxx() is always the
- * client library's.  Internal; not installed.
+ * The MySQL / MariaDB backend's connection, shared by its files
+ * (backends/mysql/):
+ *   mysql.c    the backend table: connect, acquire, extend, release, holder
+ *   conn.c     the server session: connect, statements, errors, wait_timeout
+ *   io.c       the watchdog: the deadline of every round trip
+ *   cancel.c   dlock_cancel(): KILL QUERY from a second connection
+ *   ops.c      the table statements: lease mode, fences, list/break/records (ops.h)
+ *   url.c      URLs and lock names (pure; no client library; url.h)
+ *   api.c      the client library, loaded at first use (api.h)
+ * Cross-file functions are dlock__mysql_*, types and statics mysqlbe_*, so
+ * that mysql_xxx() is always the client library's.  Internal; not installed.
  */
 #ifndef DLOCK_MYSQL_CONN_H
 #define DLOCK_MYSQL_CONN_H
@@ -16,11 +19,11 @@
 #include <stdint.h>
 
 #include <mysql.h> /* the client library */
-#include "mysql_api.h"
+#include "api.h"
 #include <errmsg.h>
 
 #include "internal.h"
-#include "mysql_url.h"
+#include "url.h"
 #include "session.h"
 
 /* my_bool went away in MySQL 8.0; MariaDB keeps it. */
@@ -93,7 +96,7 @@ struct mysqlbe_conn {
     MYSQL_STMT *stmt_holder;
     MYSQL_STMT *stmt_ops[MYSQLBE_OPS_MAX]; /* mysql_ops.c, by enum mysqlbe_op */
 
-    /* The URL options (SPEC "Options common to every URL"). */
+    /* The URL options common to every backend (lib/urlopt.c). */
     int lease;               /* mode=lease: a row per name (mysql_lease.c) */
     int fencing;             /* session mode, fencing=on: a counter per name */
     char table[64];          /* lease mode: the leases; session mode: fences and run records */
@@ -114,12 +117,12 @@ struct mysqlbe_conn {
 };
 
 /* The one place that recovers the backend's own structs from the bases. */
-static inline struct mysqlbe_conn *mysqlbe_of(struct dlock_conn *conn)
+static inline struct mysqlbe_conn *dlock__mysql_of(struct dlock_conn *conn)
 {
     return (struct mysqlbe_conn *)conn;
 }
 
-static inline struct mysqlbe_lock *mysqlbe_lock_of(struct dlock_held *held)
+static inline struct mysqlbe_lock *dlock__mysql_lock_of(struct dlock_held *held)
 {
     return (struct mysqlbe_lock *)held;
 }
@@ -136,63 +139,63 @@ struct statement_error {
 /* --- mysql_session.c ---------------------------------------------------- */
 
 /* 1 when a client or server errno means that the session is gone. */
-int mysqlbe_connection_lost(unsigned int err);
+int dlock__mysql_connection_lost(unsigned int err);
 /* Open one connection as the URL says.  On failure sets the error text.
  * io_timeout_s (0: none) bounds every read and write after connecting. */
-int mysqlbe_open_handle(const struct dlock_mysql_url *url, MYSQL **out, unsigned int connect_timeout,
+int dlock__mysql_open_handle(const struct dlock_mysql_url *url, MYSQL **out, unsigned int connect_timeout,
                         unsigned int io_timeout_s);
 /* Connect a new session if there is none.  *fresh (may be NULL) says
  * whether it did. */
-int mysqlbe_ensure_session(struct mysqlbe_conn *c, int *fresh);
+int dlock__mysql_ensure_session(struct mysqlbe_conn *c, int *fresh);
 /* The session is gone: every lock on it is lost.  The next call reconnects. */
-void mysqlbe_drop_session(struct mysqlbe_conn *c);
+void dlock__mysql_drop_session(struct mysqlbe_conn *c);
 /* Report a failed call on the session.  A lost session is dropped and
  * reported as `lost_status` (DLOCK_ECONN, or DLOCK_ELOST for a held lock). */
-int mysqlbe_session_error(struct mysqlbe_conn *c, unsigned int err, const char *text, const char *doing,
+int dlock__mysql_session_error(struct mysqlbe_conn *c, unsigned int err, const char *text, const char *doing,
                           int lost_status);
 /* Run a prepared statement (prepared into *slot on first use) with one
  * string parameter and an optional double, fetching one nullable integer
  * (*value_null set when NULL), bounded by the call's deadline.  0 or -1
  * with *error filled. */
-int mysqlbe_run_int(struct mysqlbe_conn *c, MYSQL_STMT **slot, const char *sql, const char *name, const double *number,
+int dlock__mysql_run_int(struct mysqlbe_conn *c, MYSQL_STMT **slot, const char *sql, const char *name, const double *number,
                     long long *value, int *value_null, struct statement_error *error);
 /* The deadline of one backend call's round trips: only a wait may be
  * unbounded; everything around it gets DLOCK_CALL_TIMEOUT_MS at most. */
-void mysqlbe_begin_call(struct mysqlbe_conn *c, int64_t deadline_ms);
+void dlock__mysql_begin_call(struct mysqlbe_conn *c, int64_t deadline_ms);
 /* Extend and release: bounded by the lease itself, however long (a
  * heartbeat that cannot finish before the lease ends has failed). */
-void mysqlbe_lease_call(struct mysqlbe_conn *c, int64_t deadline_ms);
+void dlock__mysql_lease_call(struct mysqlbe_conn *c, int64_t deadline_ms);
 /* The idle limit the session needs, in whole seconds: the smallest TTL of
  * its locks, `skip` left out and `extra_ttl_ms` (0: none) taken in. */
-unsigned int mysqlbe_lease_needed(const struct mysqlbe_conn *c, const struct mysqlbe_lock *skip, uint32_t extra_ttl_ms);
+unsigned int dlock__mysql_lease_needed(const struct mysqlbe_conn *c, const struct mysqlbe_lock *skip, uint32_t extra_ttl_ms);
 /* Make the session's wait_timeout `seconds` (one round trip, only when it
  * changes).  0 means "no lock needs anything": leave it. */
-int mysqlbe_set_lease(struct mysqlbe_conn *c, unsigned int seconds, int lost_status);
+int dlock__mysql_set_lease(struct mysqlbe_conn *c, unsigned int seconds, int lost_status);
 
 /* --- mysql_watchdog.c --------------------------------------------------- */
 
-int mysqlbe_watchdog_start(struct mysqlbe_watchdog *w);
-void mysqlbe_watchdog_stop(struct mysqlbe_watchdog *w);
+int dlock__mysql_watchdog_start(struct mysqlbe_watchdog *w);
+void dlock__mysql_watchdog_stop(struct mysqlbe_watchdog *w);
 /* Round trips on `db` from now on end by deadline_ms (INT64_MAX: none, yet
- * a cancel may still set one with mysqlbe_watch_shorten). */
-void mysqlbe_watch(struct mysqlbe_conn *c, MYSQL *db, int64_t deadline_ms);
-void mysqlbe_watch_shorten(struct mysqlbe_conn *c, int64_t deadline_ms);
+ * a cancel may still set one with dlock__mysql_watch_shorten). */
+void dlock__mysql_watch(struct mysqlbe_conn *c, MYSQL *db, int64_t deadline_ms);
+void dlock__mysql_watch_shorten(struct mysqlbe_conn *c, int64_t deadline_ms);
 /* The round trips are over: 1 when the watchdog cut them short (then the
  * session must be dropped, whatever the call said). */
-int mysqlbe_unwatch(struct mysqlbe_conn *c);
+int dlock__mysql_unwatch(struct mysqlbe_conn *c);
 
 /* --- mysql_cancel.c ----------------------------------------------------- */
 
-void mysqlbe_cancel_init(struct mysqlbe_conn *c);
+void dlock__mysql_cancel_init(struct mysqlbe_conn *c);
 /* No kill thread runs after it; closes the cancel connection. */
-void mysqlbe_cancel_destroy(struct mysqlbe_conn *c);
+void dlock__mysql_cancel_destroy(struct mysqlbe_conn *c);
 /* The backend table's cancel and cancel_clear. */
-void mysqlbe_cancel(struct dlock_conn *conn);
-void mysqlbe_cancel_clear(struct dlock_conn *conn);
+void dlock__mysql_cancel(struct dlock_conn *conn);
+void dlock__mysql_cancel_clear(struct dlock_conn *conn);
 /* An acquire call begins (active 1) or ends (0). */
-void mysqlbe_acquiring(struct mysqlbe_conn *c, int active);
+void dlock__mysql_acquiring(struct mysqlbe_conn *c, int active);
 /* Around a GET_LOCK that waits: see mysql_cancel.c. */
-int mysqlbe_begin_wait(struct mysqlbe_conn *c);
-int mysqlbe_end_wait(struct mysqlbe_conn *c);
+int dlock__mysql_begin_wait(struct mysqlbe_conn *c);
+int dlock__mysql_end_wait(struct mysqlbe_conn *c);
 
 #endif /* DLOCK_MYSQL_CONN_H */

@@ -1,6 +1,6 @@
 /*
- * PostgreSQL backend: the parts that the unit tests reach directly.
- * Internal; not installed.
+ * PostgreSQL backend: the advisory key of a name, which the tests and the
+ * fuzzers reach directly (defined in postgresql.c).  Internal; not installed.
  */
 #ifndef DLOCK_BACKEND_POSTGRESQL_H
 #define DLOCK_BACKEND_POSTGRESQL_H

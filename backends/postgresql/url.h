@@ -1,5 +1,5 @@
 /*
- * PostgreSQL URLs and messages, without libpq (backends/pg_url.c): used by
+ * PostgreSQL URLs and messages, without libpq (backends/postgresql/url.c): used by
  * the backend, and fuzzed by tests/fuzz/fuzz_url.c.  Internal; not installed.
  */
 #ifndef DLOCK_PG_URL_H

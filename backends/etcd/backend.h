@@ -1,5 +1,5 @@
 /*
- * The etcd backend's private header.  The files:
+ * The etcd backend's private header (backends/etcd/).  The files:
  *
  *   etcd.c   the table; acquire (grant, guarded put, range), the wait on the
  *            predecessor's key, extend (keep-alive + own-key check), release
@@ -13,13 +13,13 @@
  *
  * docs/etcd.md tells the whole story.
  */
-#ifndef DLOCK_ETCD_INTERNAL_H
-#define DLOCK_ETCD_INTERNAL_H
+#ifndef DLOCK_ETCD_BACKEND_H
+#define DLOCK_ETCD_BACKEND_H
 
 #include <stdint.h>
 #include <stddef.h>
 
-#include "../../lib/internal.h"
+#include "internal.h"
 #include "api.h"
 #include "url.h"
 

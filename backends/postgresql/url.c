@@ -11,7 +11,7 @@
 #include <strings.h>
 
 #include "internal.h"
-#include "pg_url.h"
+#include "url.h"
 
 /* libpq text made fit for dlock_last_error(): one line, and no password
  * (libpq does not print it, but we do not rely on that). */

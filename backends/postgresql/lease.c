@@ -22,7 +22,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "pg_internal.h"
+#include "backend.h"
 
 /* Waiting: the first poll after this long, doubling up to the cap (with
  * jitter: a random 50..100% of it), and never later than the row's expiry. */

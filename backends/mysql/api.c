@@ -3,7 +3,7 @@
 #include "config.h"
 
 #define DLOCK_MYSQL_LOADER 1
-#include "mysql_api.h"
+#include "api.h"
 
 #include <dlfcn.h>
 #include <stdio.h>

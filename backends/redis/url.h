@@ -1,5 +1,5 @@
 /*
- * Redis URLs (backends/redis_url.c): pure code, no client library, so that
+ * Redis URLs (backends/redis/url.c): pure code, no client library, so that
  * the unit tests and the benchmark use it on their own.  Internal.
  *
  *   redis://[[user]:password@]host[:port][/db][?prefix=TEXT]

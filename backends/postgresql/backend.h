@@ -1,10 +1,15 @@
 /*
- * The PostgreSQL backend's own declarations, shared by its files:
- *   postgresql.c  the lock operations and the backend table
- *   pg_session.c  sessions: connect, settings, prepared statements, drop
- *   pg_io.c       round trips with a deadline and cancel; error text
- *   pg_url.c      URLs and password scrubbing, without libpq (pg_url.h)
- * Include after config.h.  Internal; not installed.
+ * The PostgreSQL backend's own declarations, shared by its files
+ * (backends/postgresql/):
+ *   postgresql.c  the backend table and session mode's lock operations
+ *   conn.c        sessions: connect, settings, prepared statements, drop
+ *   io.c          round trips with a deadline and cancel; error text
+ *   lease.c       lease mode: a row per name (mode=lease)
+ *   url.c         URLs and password scrubbing, without libpq (url.h)
+ *   api.c         libpq, loaded at first use (api.h)
+ *   key.h         the advisory key of a name, for the tests
+ * Cross-file names are dlock__pg_*.  Include after config.h.  Internal;
+ * not installed.
  */
 #ifndef DLOCK_PG_INTERNAL_H
 #define DLOCK_PG_INTERNAL_H
@@ -14,8 +19,8 @@
 #include <stdint.h>
 
 #include "internal.h"
-#include "libpq_api.h"
-#include "pg_url.h"
+#include "api.h"
+#include "url.h"
 #include "session.h"
 
 /* The server keeps NAMEDATALEN - 1 bytes of application_name. */

@@ -1,8 +1,14 @@
 /*
  * The Redis backend's connection, its round trips and its scripts, shared by
- * backends/redis.c (connect, acquire, wait, extend, release), redis_io.c
- * (connections, deadlines, EVALSHA) and redis_ops.c (holder, list, break,
- * clock, run records).  Include after <hiredis/hiredis.h> (redis_api.h).
+ * its files (backends/redis/):
+ *   redis.c    the backend table: connect, acquire, wait, extend, release
+ *   io.c       connections, deadlines, EVALSHA
+ *   ops.c      holder, list, break, clock, run records
+ *   scripts.h  the Lua scripts
+ *   url.c      URLs (pure; no client library; url.h)
+ *   api.c      hiredis, loaded at first use (api.h)
+ * Cross-file names are dlock__redis_*.  Include after <hiredis/hiredis.h>
+ * (api.h).
  */
 #ifndef DLOCK_REDIS_CONN_H
 #define DLOCK_REDIS_CONN_H
@@ -13,9 +19,9 @@
 #include <sys/time.h>
 
 #include "internal.h"
-#include "redis_api.h"
-#include "redis_scripts.h"
-#include "redis_url.h"
+#include "api.h"
+#include "scripts.h"
+#include "url.h"
 
 #define TOKEN_HEX 32
 #define WAIT_POLL_MAX_MS 250 /* a waiter looks again at least this often */

@@ -29,8 +29,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "pg_internal.h"
-#include "postgresql.h"
+#include "backend.h"
+#include "key.h"
 
 /* A wait whose granting round trip took at most TTL / this starts the
  * lease at its send time; a longer one is confirmed by one more round trip. */

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pg_internal.h"
+#include "backend.h"
 
 /* idle_session_timeout appeared in PostgreSQL 14: without it a stopped
  * holder would keep its lock forever, so older servers are refused. */

@@ -11,8 +11,8 @@
 #include "config.h"
 #endif
 
-#include "mysql_conn.h"
-#include "mysql_ops.h"
+#include "backend.h"
+#include "ops.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,11 +72,11 @@ static int mysqlbe_connect(const char *url, struct dlock_conn **conn_out)
         free(c);
         return rc;
     }
-    mysqlbe_cancel_init(c);
-    rc = mysqlbe_watchdog_start(&c->dog);
-    mysqlbe_begin_call(c, INT64_MAX);
+    dlock__mysql_cancel_init(c);
+    rc = dlock__mysql_watchdog_start(&c->dog);
+    dlock__mysql_begin_call(c, INT64_MAX);
     if (rc == DLOCK_OK)
-        rc = mysqlbe_ensure_session(c, NULL);
+        rc = dlock__mysql_ensure_session(c, NULL);
     if (rc != DLOCK_OK) {
         mysqlbe_disconnect(&c->base);
         return rc;
@@ -87,13 +87,13 @@ static int mysqlbe_connect(const char *url, struct dlock_conn **conn_out)
 
 static void mysqlbe_disconnect(struct dlock_conn *conn)
 {
-    struct mysqlbe_conn *c = mysqlbe_of(conn);
+    struct mysqlbe_conn *c = dlock__mysql_of(conn);
     if (!c)
         return;
-    mysqlbe_cancel_destroy(c);
+    dlock__mysql_cancel_destroy(c);
     /* Closing the session releases whatever it still holds. */
-    mysqlbe_drop_session(c);
-    mysqlbe_watchdog_stop(&c->dog);
+    dlock__mysql_drop_session(c);
+    dlock__mysql_watchdog_stop(&c->dog);
     dlock__mysql_url_free(&c->url);
     free(c);
 }
@@ -109,12 +109,12 @@ static int acquire_on_session(struct mysqlbe_conn *c, const char *name, uint32_t
 static int mysqlbe_acquire(struct dlock_conn *conn, const char *name, uint32_t ttl_ms, int32_t wait_ms,
                            struct dlock_call *call, struct dlock_held **lock_out)
 {
-    struct mysqlbe_conn *c = mysqlbe_of(conn);
-    mysqlbe_begin_call(c, call->deadline_ms);
-    mysqlbe_acquiring(c, 1);
-    int status = c->lease ? mysqlbe_lease_acquire(c, name, ttl_ms, wait_ms, call, lock_out)
+    struct mysqlbe_conn *c = dlock__mysql_of(conn);
+    dlock__mysql_begin_call(c, call->deadline_ms);
+    dlock__mysql_acquiring(c, 1);
+    int status = c->lease ? dlock__mysql_lease_acquire(c, name, ttl_ms, wait_ms, call, lock_out)
                           : acquire_on_session(c, name, ttl_ms, wait_ms, call, lock_out);
-    mysqlbe_acquiring(c, 0);
+    dlock__mysql_acquiring(c, 0);
     return status;
 }
 
@@ -126,9 +126,9 @@ static int held_by_session(struct mysqlbe_conn *c, const struct mysqlbe_lock *l,
     int ours_null = 0;
     struct statement_error error;
     *sent_ms = dlock__now_ms();
-    if (mysqlbe_run_int(c, &c->stmt_is_ours, "SELECT IS_USED_LOCK(?) = CONNECTION_ID()", l->server_name, NULL, &ours,
+    if (dlock__mysql_run_int(c, &c->stmt_is_ours, "SELECT IS_USED_LOCK(?) = CONNECTION_ID()", l->server_name, NULL, &ours,
                         &ours_null, &error) != 0)
-        return mysqlbe_session_error(c, error.code, error.text, "confirming the lock", DLOCK_ECONN);
+        return dlock__mysql_session_error(c, error.code, error.text, "confirming the lock", DLOCK_ECONN);
     return !ours_null && ours == 1;
 }
 
@@ -152,15 +152,15 @@ static int lock_taken(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char
         /* Granted outside the fenced statement (found held after an error):
          * the counter now, durable (autocommit, InnoDB) before the acquire
          * returns.  A failure lets go of the lock: no token, no lock. */
-        int status = mysqlbe_fence_bump(c, l, name);
+        int status = dlock__mysql_fence_bump(c, l, name);
         if (status != DLOCK_OK) {
             if (c->db) {
                 long long released = 0;
                 int released_null = 0;
                 struct statement_error error;
-                if (mysqlbe_run_int(c, &c->stmt_release, "SELECT RELEASE_LOCK(?)", l->server_name, NULL, &released,
+                if (dlock__mysql_run_int(c, &c->stmt_release, "SELECT RELEASE_LOCK(?)", l->server_name, NULL, &released,
                                     &released_null, &error) != 0)
-                    mysqlbe_drop_session(c);
+                    dlock__mysql_drop_session(c);
             }
             return status;
         }
@@ -189,7 +189,7 @@ static double get_lock_timeout(const struct mysqlbe_conn *c, int32_t wait_ms, in
 /* One GET_LOCK round trip, bounded by the call's deadline (a cancel may cut
  * it shorter).  Returns what run_int_statement does; *canceled: whether a
  * cancel came during it.  A broken session is dropped here, before the wait
- * ends, so that mysqlbe_end_wait() need not wait for a KILL to a dead session. */
+ * ends, so that dlock__mysql_end_wait() need not wait for a KILL to a dead session. */
 static int get_lock_round(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, double timeout_s,
                           struct dlock_call *call, long long *granted, int *granted_null, struct statement_error *error,
                           int *canceled, int waiting)
@@ -198,15 +198,15 @@ static int get_lock_round(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const 
     int failed;
     if (c->fencing) { /* fencing=on: the counter is bumped in the same round trip */
         *granted_null = 0;
-        failed = mysqlbe_fenced_get_lock(c, l, name, timeout_s, granted, error);
+        failed = dlock__mysql_fenced_get_lock(c, l, name, timeout_s, granted, error);
     } else {
-        failed = mysqlbe_run_int(c, &c->stmt_get_lock, "SELECT GET_LOCK(?, ?)", l->server_name, &timeout_s, granted,
+        failed = dlock__mysql_run_int(c, &c->stmt_get_lock, "SELECT GET_LOCK(?, ?)", l->server_name, &timeout_s, granted,
                                  granted_null, error);
     }
-    mysqlbe_begin_call(c, call->deadline_ms);
-    if (failed && mysqlbe_connection_lost(error->code))
-        mysqlbe_session_error(c, error->code, error->text, "waiting in GET_LOCK", DLOCK_ECONN);
-    *canceled = waiting ? mysqlbe_end_wait(c) : 0;
+    dlock__mysql_begin_call(c, call->deadline_ms);
+    if (failed && dlock__mysql_connection_lost(error->code))
+        dlock__mysql_session_error(c, error->code, error->text, "waiting in GET_LOCK", DLOCK_ECONN);
+    *canceled = waiting ? dlock__mysql_end_wait(c) : 0;
     return failed;
 }
 
@@ -226,10 +226,10 @@ static int granted_anyway(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const 
     long long released = 0;
     int released_null = 0;
     struct statement_error error;
-    if (mysqlbe_run_int(c, &c->stmt_release, "SELECT RELEASE_LOCK(?)", l->server_name, NULL, &released, &released_null,
+    if (dlock__mysql_run_int(c, &c->stmt_release, "SELECT RELEASE_LOCK(?)", l->server_name, NULL, &released, &released_null,
                         &error) != 0 ||
         released_null || released != 1)
-        mysqlbe_drop_session(c); /* ending the session surely lets go */
+        dlock__mysql_drop_session(c); /* ending the session surely lets go */
     return 1;
 }
 
@@ -240,11 +240,11 @@ static int granted_anyway(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const 
 static int session_for(struct mysqlbe_conn *c, const struct mysqlbe_lock *l, int attempt, int *fresh,
                        unsigned int *previous)
 {
-    int status = mysqlbe_ensure_session(c, fresh);
+    int status = dlock__mysql_ensure_session(c, fresh);
     if (status != DLOCK_OK)
         return status;
     *previous = c->wait_timeout_s;
-    status = mysqlbe_set_lease(c, mysqlbe_lease_needed(c, NULL, l->base.ttl_ms), DLOCK_ECONN);
+    status = dlock__mysql_set_lease(c, dlock__mysql_lease_needed(c, NULL, l->base.ttl_ms), DLOCK_ECONN);
     if (status == DLOCK_ECONN && dlock__session_may_retry(attempt, *fresh, 0))
         return 1;
     return status;
@@ -273,7 +273,7 @@ static int after_refusal(struct mysqlbe_conn *c, const char *name, int32_t wait_
     /* The idle limit must suit the locks still held there, not the one we
      * did not get. */
     if (c->db && c->wait_timeout_s != previous && c->session.locks) {
-        int lease_status = mysqlbe_set_lease(c, mysqlbe_lease_needed(c, NULL, 0), DLOCK_ECONN);
+        int lease_status = dlock__mysql_set_lease(c, dlock__mysql_lease_needed(c, NULL, 0), DLOCK_ECONN);
         if (lease_status != DLOCK_OK)
             return lease_status;
     }
@@ -308,9 +308,9 @@ static int acquire_on_session(struct mysqlbe_conn *c, const char *name, uint32_t
         if (status != DLOCK_OK)
             break;
         int waiting = wait_ms != 0;
-        if (waiting && mysqlbe_begin_wait(c)) {
+        if (waiting && dlock__mysql_begin_wait(c)) {
             if (c->wait_timeout_s != previous && c->session.locks)
-                (void)mysqlbe_set_lease(c, mysqlbe_lease_needed(c, NULL, 0), DLOCK_ECONN);
+                (void)dlock__mysql_set_lease(c, dlock__mysql_lease_needed(c, NULL, 0), DLOCK_ECONN);
             status = dlock__error(DLOCK_ECANCELED, "the wait for '%s' was cancelled", name);
             break;
         }
@@ -326,7 +326,7 @@ static int acquire_on_session(struct mysqlbe_conn *c, const char *name, uint32_t
                 return DLOCK_OK;
             break;
         }
-        if (failed && mysqlbe_connection_lost(error.code)) {
+        if (failed && dlock__mysql_connection_lost(error.code)) {
             status =
                 get_lock_broke(name, &error, canceled, attempt, fresh, wait_ms <= 0 || dlock__now_ms() < wait_end_ms);
             if (status == 1)
@@ -351,23 +351,23 @@ static int acquire_on_session(struct mysqlbe_conn *c, const char *name, uint32_t
 static int mysqlbe_extend(struct dlock_conn *conn, struct dlock_held *held, const char *name, uint32_t ttl_ms,
                           struct dlock_call *call)
 {
-    struct mysqlbe_conn *c = mysqlbe_of(conn);
-    mysqlbe_lease_call(c, call->deadline_ms);
-    struct mysqlbe_lock *l = mysqlbe_lock_of(held);
+    struct mysqlbe_conn *c = dlock__mysql_of(conn);
+    dlock__mysql_lease_call(c, call->deadline_ms);
+    struct mysqlbe_lock *l = dlock__mysql_lock_of(held);
     if (l && c->lease)
-        return mysqlbe_lease_extend(c, l, name, ttl_ms, call);
+        return dlock__mysql_lease_extend(c, l, name, ttl_ms, call);
     if (!l || !lock_alive(c, l))
         return dlock__error(DLOCK_ELOST, "lock '%s' was lost with the session that held it", name);
-    int status = mysqlbe_set_lease(c, mysqlbe_lease_needed(c, l, ttl_ms), DLOCK_ELOST);
+    int status = dlock__mysql_set_lease(c, dlock__mysql_lease_needed(c, l, ttl_ms), DLOCK_ELOST);
     if (status != DLOCK_OK)
         return status;
     long long ours = 0;
     int ours_null = 0;
     struct statement_error error;
     /* Any statement also resets the session's idle timer: that is the renewal. */
-    if (mysqlbe_run_int(c, &c->stmt_is_ours, "SELECT IS_USED_LOCK(?) = CONNECTION_ID()", l->server_name, NULL, &ours,
+    if (dlock__mysql_run_int(c, &c->stmt_is_ours, "SELECT IS_USED_LOCK(?) = CONNECTION_ID()", l->server_name, NULL, &ours,
                         &ours_null, &error) != 0)
-        return mysqlbe_session_error(c, error.code, error.text, "confirming the lock", DLOCK_ELOST);
+        return dlock__mysql_session_error(c, error.code, error.text, "confirming the lock", DLOCK_ELOST);
     if (ours_null || ours != 1)
         return dlock__error(DLOCK_ELOST, "lock '%s' is no longer held by this session", name);
     if (ttl_ms != l->base.ttl_ms) /* rare: a heartbeat keeps its TTL */
@@ -377,13 +377,13 @@ static int mysqlbe_extend(struct dlock_conn *conn, struct dlock_held *held, cons
 
 static int mysqlbe_release(struct dlock_conn *conn, struct dlock_held *held, const char *name, struct dlock_call *call)
 {
-    struct mysqlbe_conn *c = mysqlbe_of(conn);
-    mysqlbe_lease_call(c, call->deadline_ms);
-    struct mysqlbe_lock *l = mysqlbe_lock_of(held);
+    struct mysqlbe_conn *c = dlock__mysql_of(conn);
+    dlock__mysql_lease_call(c, call->deadline_ms);
+    struct mysqlbe_lock *l = dlock__mysql_lock_of(held);
     if (!l)
         return DLOCK_OK;
     if (c->lease)
-        return mysqlbe_lease_release(c, l, name, call);
+        return dlock__mysql_lease_release(c, l, name, call);
     int alive = lock_alive(c, l);
     dlock__session_remove(&c->session, &l->base);
     int status = DLOCK_OK;
@@ -393,16 +393,16 @@ static int mysqlbe_release(struct dlock_conn *conn, struct dlock_held *held, con
         long long released = 0;
         int released_null = 0;
         struct statement_error error;
-        if (mysqlbe_run_int(c, &c->stmt_release, "SELECT RELEASE_LOCK(?)", l->server_name, NULL, &released,
+        if (dlock__mysql_run_int(c, &c->stmt_release, "SELECT RELEASE_LOCK(?)", l->server_name, NULL, &released,
                             &released_null, &error) != 0) {
-            status = mysqlbe_session_error(c, error.code, error.text, "releasing the lock", DLOCK_ELOST);
+            status = dlock__mysql_session_error(c, error.code, error.text, "releasing the lock", DLOCK_ELOST);
         } else if (released_null) {
             status = dlock__error(DLOCK_ELOST, "lock '%s' was not held any more", name);
         } else if (released != 1) {
             status = dlock__error(DLOCK_ELOST, "lock '%s' is held by another session now", name);
         } else if (c->session.locks) {
             /* The locks left may allow a longer idle limit than this one did. */
-            int lease_status = mysqlbe_set_lease(c, mysqlbe_lease_needed(c, NULL, 0), DLOCK_ECONN);
+            int lease_status = dlock__mysql_set_lease(c, dlock__mysql_lease_needed(c, NULL, 0), DLOCK_ECONN);
             if (lease_status != DLOCK_OK)
                 dlock__clear_error(); /* released all the same; the others will know */
         }
@@ -478,7 +478,7 @@ static int holder_failed(struct mysqlbe_conn *c, MYSQL_STMT *stmt, int prepared,
         mysql_stmt_free_result(stmt);
     else
         mysql_stmt_close(stmt);
-    int status = mysqlbe_session_error(c, err ? err : CR_UNKNOWN_ERROR, text, "asking for the holder", DLOCK_ECONN);
+    int status = dlock__mysql_session_error(c, err ? err : CR_UNKNOWN_ERROR, text, "asking for the holder", DLOCK_ECONN);
     return status == DLOCK_ECONN && may_retry ? 1 : status;
 }
 
@@ -490,9 +490,9 @@ static int holder_prepare(struct mysqlbe_conn *c, int attempt, int fresh)
     MYSQL_STMT *stmt = mysql_stmt_init(c->db);
     if (!stmt)
         return dlock__oom();
-    mysqlbe_watch(c, c->db, c->deadline_ms);
+    dlock__mysql_watch(c, c->db, c->deadline_ms);
     int failed = mysql_stmt_prepare(stmt, holder_sql, (unsigned long)strlen(holder_sql)) != 0;
-    int cut = mysqlbe_unwatch(c);
+    int cut = dlock__mysql_unwatch(c);
     if (cut || failed) {
         /* A prepare that was cut is retried too (as it always was). */
         return holder_failed(c, stmt, 0, !failed, dlock__session_may_retry(attempt, fresh, 0));
@@ -503,10 +503,10 @@ static int holder_prepare(struct mysqlbe_conn *c, int attempt, int fresh)
 
 static int mysqlbe_holder(struct dlock_conn *conn, const char *name, char *buf, size_t buflen, struct dlock_call *call)
 {
-    struct mysqlbe_conn *c = mysqlbe_of(conn);
+    struct mysqlbe_conn *c = dlock__mysql_of(conn);
     if (c->lease)
-        return mysqlbe_lease_holder(c, name, buf, buflen, call);
-    mysqlbe_begin_call(c, call->deadline_ms);
+        return dlock__mysql_lease_holder(c, name, buf, buflen, call);
+    dlock__mysql_begin_call(c, call->deadline_ms);
     char server_name[DLOCK_MYSQL_LOCK_NAME_MAX + 1];
     dlock__mysql_lock_name(name, server_name, sizeof server_name);
     unsigned long name_len = (unsigned long)strlen(server_name);
@@ -518,7 +518,7 @@ static int mysqlbe_holder(struct dlock_conn *conn, const char *name, char *buf, 
     param.length = &name_len;
     for (int attempt = 0;; attempt++) {
         int fresh = 0;
-        int status = mysqlbe_ensure_session(c, &fresh);
+        int status = dlock__mysql_ensure_session(c, &fresh);
         if (status == DLOCK_OK)
             status = holder_prepare(c, attempt, fresh);
         if (status == 1)
@@ -529,10 +529,10 @@ static int mysqlbe_holder(struct dlock_conn *conn, const char *name, char *buf, 
         struct holder_row row;
         holder_bind(&row);
         int fetch = 1;
-        mysqlbe_watch(c, c->db, c->deadline_ms);
+        dlock__mysql_watch(c, c->db, c->deadline_ms);
         int failed = mysql_stmt_bind_param(stmt, &param) != 0 || mysql_stmt_execute(stmt) != 0 ||
                      mysql_stmt_bind_result(stmt, row.cols) != 0 || ((fetch = mysql_stmt_fetch(stmt)) == 1);
-        int cut = mysqlbe_unwatch(c);
+        int cut = dlock__mysql_unwatch(c);
         if (failed || cut) {
             status = holder_failed(c, stmt, 1, cut, dlock__session_may_retry(attempt, fresh, cut));
             if (status == 1)
@@ -551,13 +551,13 @@ static int mysqlbe_holder(struct dlock_conn *conn, const char *name, char *buf, 
  * the session: a new connection loses no lock. */
 static uint64_t mysqlbe_session_generation(struct dlock_conn *conn)
 {
-    struct mysqlbe_conn *c = mysqlbe_of(conn);
+    struct mysqlbe_conn *c = dlock__mysql_of(conn);
     return c->lease ? 0 : c->session.generation;
 }
 
 static uint32_t mysqlbe_session_ttl_ms(struct dlock_conn *conn)
 {
-    struct mysqlbe_conn *c = mysqlbe_of(conn);
+    struct mysqlbe_conn *c = dlock__mysql_of(conn);
     if (!c || c->lease || !c->db || c->wait_timeout_s == 0)
         return 0;
     uint64_t ms = (uint64_t)c->wait_timeout_s * 1000u;
@@ -566,43 +566,43 @@ static uint32_t mysqlbe_session_ttl_ms(struct dlock_conn *conn)
 
 static int mysqlbe_list(struct dlock_conn *conn, const char *prefix, struct dlock_list *list, struct dlock_call *call)
 {
-    struct mysqlbe_conn *c = mysqlbe_of(conn);
-    return c->lease ? mysqlbe_lease_list(c, prefix, list, call) : mysqlbe_session_list(c, prefix, list, call);
+    struct mysqlbe_conn *c = dlock__mysql_of(conn);
+    return c->lease ? dlock__mysql_lease_list(c, prefix, list, call) : dlock__mysql_session_list(c, prefix, list, call);
 }
 
 static int mysqlbe_break(struct dlock_conn *conn, const char *name, struct dlock_call *call)
 {
-    struct mysqlbe_conn *c = mysqlbe_of(conn);
-    return c->lease ? mysqlbe_lease_break(c, name, call) : mysqlbe_session_break(c, name, call);
+    struct mysqlbe_conn *c = dlock__mysql_of(conn);
+    return c->lease ? dlock__mysql_lease_break(c, name, call) : dlock__mysql_session_break(c, name, call);
 }
 
 static int mysqlbe_time(struct dlock_conn *conn, int64_t *unix_ms, struct dlock_call *call)
 {
-    return mysqlbe_store_time(mysqlbe_of(conn), unix_ms, call);
+    return dlock__mysql_store_time(dlock__mysql_of(conn), unix_ms, call);
 }
 
 static int mysqlbe_record_get(struct dlock_conn *conn, struct dlock_held *held, const char *name, int64_t *slot,
                               struct dlock_call *call)
 {
-    struct mysqlbe_conn *c = mysqlbe_of(conn);
-    struct mysqlbe_lock *l = mysqlbe_lock_of(held);
+    struct mysqlbe_conn *c = dlock__mysql_of(conn);
+    struct mysqlbe_lock *l = dlock__mysql_lock_of(held);
     if (c->lease)
-        return mysqlbe_lease_record(c, l, name, 0, slot, call);
+        return dlock__mysql_lease_record(c, l, name, 0, slot, call);
     if (!lock_alive(c, l))
         return dlock__error(DLOCK_ELOST, "lock '%s' was lost with the session that held it", name);
-    return mysqlbe_session_record(c, l, name, 0, slot, call);
+    return dlock__mysql_session_record(c, l, name, 0, slot, call);
 }
 
 static int mysqlbe_record_put(struct dlock_conn *conn, struct dlock_held *held, const char *name, int64_t slot,
                               struct dlock_call *call)
 {
-    struct mysqlbe_conn *c = mysqlbe_of(conn);
-    struct mysqlbe_lock *l = mysqlbe_lock_of(held);
+    struct mysqlbe_conn *c = dlock__mysql_of(conn);
+    struct mysqlbe_lock *l = dlock__mysql_lock_of(held);
     if (c->lease)
-        return mysqlbe_lease_record(c, l, name, 1, &slot, call);
+        return dlock__mysql_lease_record(c, l, name, 1, &slot, call);
     if (!lock_alive(c, l))
         return dlock__error(DLOCK_ELOST, "lock '%s' was lost with the session that held it", name);
-    return mysqlbe_session_record(c, l, name, 1, &slot, call);
+    return dlock__mysql_session_record(c, l, name, 1, &slot, call);
 }
 
 static const char *const mysqlbe_schemes[] = {"mysql", "mariadb", NULL};
@@ -616,9 +616,9 @@ const struct dlock_backend dlock__backend_mysql = {
     .extend = mysqlbe_extend,
     .release = mysqlbe_release,
     .holder = mysqlbe_holder,
-    .cancel = mysqlbe_cancel,
+    .cancel = dlock__mysql_cancel,
     .session_ttl_ms = mysqlbe_session_ttl_ms,
-    .cancel_clear = mysqlbe_cancel_clear,
+    .cancel_clear = dlock__mysql_cancel_clear,
     .session_generation = mysqlbe_session_generation,
     .list = mysqlbe_list,
     .break_lock = mysqlbe_break,

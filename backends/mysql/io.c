@@ -9,7 +9,7 @@
 #include "config.h"
 #endif
 
-#include "mysql_conn.h"
+#include "backend.h"
 
 #include <sys/socket.h>
 #include <time.h>
@@ -46,7 +46,7 @@ static void *watchdog_main(void *arg)
     return NULL;
 }
 
-int mysqlbe_watchdog_start(struct mysqlbe_watchdog *w)
+int dlock__mysql_watchdog_start(struct mysqlbe_watchdog *w)
 {
     pthread_condattr_t attr;
     w->fd = -1;
@@ -60,7 +60,7 @@ int mysqlbe_watchdog_start(struct mysqlbe_watchdog *w)
     return w->started ? DLOCK_OK : dlock__error(DLOCK_ENOMEM, "cannot start the deadline thread");
 }
 
-void mysqlbe_watchdog_stop(struct mysqlbe_watchdog *w)
+void dlock__mysql_watchdog_stop(struct mysqlbe_watchdog *w)
 {
     if (w->started) {
         pthread_mutex_lock(&w->mu);
@@ -75,7 +75,7 @@ void mysqlbe_watchdog_stop(struct mysqlbe_watchdog *w)
 
 /* Round trips on `db` from now on end by deadline_ms (INT64_MAX: none, yet
  * a cancel may still set one with watch_shorten). */
-void mysqlbe_watch(struct mysqlbe_conn *c, MYSQL *db, int64_t deadline_ms)
+void dlock__mysql_watch(struct mysqlbe_conn *c, MYSQL *db, int64_t deadline_ms)
 {
     struct mysqlbe_watchdog *w = &c->dog;
     pthread_mutex_lock(&w->mu);
@@ -90,7 +90,7 @@ void mysqlbe_watch(struct mysqlbe_conn *c, MYSQL *db, int64_t deadline_ms)
     pthread_mutex_unlock(&w->mu);
 }
 
-void mysqlbe_watch_shorten(struct mysqlbe_conn *c, int64_t deadline_ms)
+void dlock__mysql_watch_shorten(struct mysqlbe_conn *c, int64_t deadline_ms)
 {
     struct mysqlbe_watchdog *w = &c->dog;
     pthread_mutex_lock(&w->mu);
@@ -103,7 +103,7 @@ void mysqlbe_watch_shorten(struct mysqlbe_conn *c, int64_t deadline_ms)
 
 /* The round trips are over: 1 when the watchdog cut them short (then the
  * session must be dropped, whatever the call said). */
-int mysqlbe_unwatch(struct mysqlbe_conn *c)
+int dlock__mysql_unwatch(struct mysqlbe_conn *c)
 {
     struct mysqlbe_watchdog *w = &c->dog;
     pthread_mutex_lock(&w->mu);
