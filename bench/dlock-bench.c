@@ -91,6 +91,10 @@ static int run_raw(const char *backend, const char *url, long cycles, double *el
     if (strcmp(backend, "redis") == 0)
         return bench_raw_redis(url, cycles, elapsed);
 #endif
+#ifdef BENCH_RAW_ETCD
+    if (strcmp(backend, "etcd") == 0)
+        return bench_raw_etcd(url, cycles, elapsed);
+#endif
     (void)url;
     (void)cycles;
     (void)elapsed;
@@ -231,6 +235,12 @@ static const struct raw_ops *raw_ops_for(const char *backend, const char *url)
                                       bench_raw_redis_close};
     if (strcmp(backend, "redis") == 0)
         return &rd;
+#endif
+#ifdef BENCH_RAW_ETCD
+    static const struct raw_ops et = {bench_raw_etcd_open, bench_raw_etcd_lock, bench_raw_etcd_unlock,
+                                      bench_raw_etcd_close};
+    if (strcmp(backend, "etcd") == 0)
+        return &et;
 #endif
     (void)backend;
     return NULL;

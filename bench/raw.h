@@ -38,5 +38,12 @@ void *bench_raw_redis_open(const char *url);
 int bench_raw_redis_lock(void *session, int wait);
 int bench_raw_redis_unlock(void *session);
 void bench_raw_redis_close(void *session);
+/* etcd: grant, guarded put + range, delete, revoke (the work of a libdlock
+ * cycle); the waiter watches the holder's key for its deletion. */
+int bench_raw_etcd(const char *url, long cycles, double *elapsed_s);
+void *bench_raw_etcd_open(const char *url);
+int bench_raw_etcd_lock(void *session, int wait);
+int bench_raw_etcd_unlock(void *session);
+void bench_raw_etcd_close(void *session);
 
 #endif

@@ -237,17 +237,18 @@ static int wait_turn(etcd_conn *c, etcd_lock *lock, const struct wait *w, struct
         int64_t now = dlock__now_ms();
         if (!woke && now >= w->until_ms)
             return DLOCK_EBUSY;
-        int rc;
-        if (now >= next_tick) {
-            next_tick = now + w->tick_ms;
-            rc = renew_and_look(c, lock, w, p, NULL);
-        } else {
-            rc = look(c, lock, w->name, now + DLOCK_CALL_TIMEOUT_MS, 1, p);
-            if (rc == DLOCK_OK && !p->own_found)
-                rc = AGAIN;
-        }
+        /* Woken (or due): renew, then look; when the own key is now the
+         * lowest, that keep-alive confirms the grant (two round trips from
+         * the predecessor's deletion to the answer). */
+        int64_t sent = 0;
+        next_tick = now + w->tick_ms;
+        int rc = renew_and_look(c, lock, w, p, &sent);
         if (rc != DLOCK_OK)
             return rc;
+        if (p->lowest) {
+            call->lease_start_ms = sent;
+            return DLOCK_OK;
+        }
     }
 }
 
