@@ -648,6 +648,88 @@ START_TEST(authentication)
 }
 END_TEST
 
+/* --- the overlap check under chaos ------------------------------------------------------ */
+
+/* Several `dlock run` loops on one name while the leader is killed and
+ * members are paused: no two jobs ever run at once (the job's mkdir of a
+ * shared folder would fail), and the fencing tokens the jobs see only
+ * grow.  $DLOCK_TEST_CHAOS_SECONDS (default 12) bounds it. */
+static void chaos_worker(const char *dir, int64_t until)
+{
+    char cmd[9000];
+    snprintf(cmd, sizeof cmd,
+             "'%s' run -q -u '%s' -t 5s -w 3s -k 1s '%s' -- sh -c "
+             "'mkdir \"%s/inside\" 2>/dev/null || echo overlap >>\"%s/overlaps\"; "
+             "echo $DLOCK_FENCE >>\"%s/fences\"; sleep 0.05; rmdir \"%s/inside\"' >/dev/null 2>&1",
+             getenv("DLOCK_BIN"), url, name, dir, dir, dir, dir);
+    while (dlt_now_ms() < until)
+        if (dlt_system(cmd) != 0)
+            dlt_sleep_ms(20);
+    _exit(0);
+}
+
+static int chaos_seconds(void)
+{
+    const char *s = getenv("DLOCK_TEST_CHAOS_SECONDS");
+    int n = s ? atoi(s) : 12;
+    return n > 0 ? n : 12;
+}
+
+START_TEST(chaos_no_overlap_tokens_grow)
+{
+    ck_assert_msg(getenv("DLOCK_BIN") != NULL, "DLOCK_BIN is not set (make check sets it)");
+    char *dir = dlt_tmpdir();
+    int64_t start = dlt_now_ms(), until = start + chaos_seconds() * 1000LL;
+    pid_t workers[3];
+    fflush(NULL);
+    for (int i = 0; i < 3; i++)
+        if ((workers[i] = fork()) == 0)
+            chaos_worker(dir, until);
+    int kills = 0, pauses = 0;
+    for (int round = 0; dlt_now_ms() < until - 1500; round++) {
+        dlt_sleep_ms(800);
+        int leader = leader_member();
+        if (round % 3 == 0) { /* the leader killed, restarted a second later */
+            ck_assert_int_eq(kill(member_pid(leader), SIGKILL), 0);
+            kills++;
+            dlt_sleep_ms(1000);
+            resume_cluster();
+        } else { /* the leader, then a follower, paused for a second */
+            int n = round % 3 == 1 ? leader : leader % 3 + 1;
+            pid_t pid = member_pid(n);
+            ck_assert_int_eq(kill(pid, SIGSTOP), 0);
+            pauses++;
+            dlt_sleep_ms(1000);
+            kill(pid, SIGCONT);
+        }
+    }
+    for (int i = 0; i < 3; i++)
+        waitpid(workers[i], NULL, 0);
+    char path[4300];
+    snprintf(path, sizeof path, "%s/overlaps", dir);
+    ck_assert_msg(access(path, F_OK) != 0, "two jobs ran at once");
+    snprintf(path, sizeof path, "%s/fences", dir);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    unsigned long long prev = 0, token;
+    int sections = 0;
+    while (fscanf(f, "%llu", &token) == 1) {
+        ck_assert_msg(token > prev, "token %llu after %llu", token, prev);
+        prev = token;
+        sections++;
+    }
+    fclose(f);
+    fprintf(stderr, "chaos: %lld s, %d sections, %d leader kills, %d member pauses, no overlap, tokens grew\n",
+            (long long)(dlt_now_ms() - start) / 1000, sections, kills, pauses);
+    ck_assert_int_gt(sections, 10);
+    ck_assert_int_gt(kills, 0);
+    char cmd[4400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    dlt_system(cmd);
+    free(dir);
+}
+END_TEST
+
 static TCase *add_case(Suite *s, const char *title, int timeout)
 {
     TCase *tc = tcase_create(title);
@@ -678,6 +760,7 @@ static Suite *etcd_suite(void)
     tcase_add_test(add_case(s, "stopped-holder", 40), stopped_holder_loses_the_lock);
     tcase_add_test(add_case(s, "waiter-lease", 40), waiter_whose_lease_ends_never_granted);
     tcase_add_test(add_case(s, "no-quorum", 40), no_quorum_dlock_run_exits_79);
+    tcase_add_test(add_case(s, "chaos", chaos_seconds() + 60), chaos_no_overlap_tokens_grow);
     return s;
 }
 
