@@ -260,7 +260,7 @@ START_TEST(base64_vectors)
         ck_assert_uint_eq(n, strlen(v[i][0]));
         ck_assert_int_eq(memcmp(dec, v[i][0], n), 0);
     }
-    const char *bad[] = {"Zg=", "Z===", "Zg=a", "Zm9v!A==", "Zg==Zg=="};
+    const char *bad[] = {"Zg=", "Z===", "Zg=a", "Zm9v!A==", "Zg==Zg==", "BzF=", "Zh=="}; /* the last two: bits set past the end */
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         size_t n;
         ck_assert_msg(dlock__etcd_unbase64(bad[i], strlen(bad[i]), dec, &n) == DLOCK_EINVAL, "%s", bad[i]);

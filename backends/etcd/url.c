@@ -349,6 +349,9 @@ int dlock__etcd_unbase64(const char *text, size_t len, char *out, size_t *outlen
                 return DLOCK_EINVAL;
             v |= (uint32_t)d << (18 - 6 * j);
         }
+        /* One spelling per byte string: the bits past the last byte are 0. */
+        if ((pad == 1 && (v & 0xff)) || (pad == 2 && (v & 0xffff)))
+            return DLOCK_EINVAL;
         out[n++] = (char)(v >> 16);
         if (pad < 2)
             out[n++] = (char)(v >> 8 & 0xff);
