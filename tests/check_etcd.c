@@ -462,9 +462,19 @@ START_TEST(key_deleted_with_etcdctl)
     ck_assert_int_eq(dlock_acquire(client, name, 60000, 0, &l), DLOCK_OK);
     char key[DLOCK_ETCD_KEY_MAX], lease[32], out[64];
     ck_assert(lowest(name, 0, key, sizeof key, lease, sizeof lease));
+    int64_t slot = 0;
+    ck_assert_int_eq(dlock_record_put(l, 1234), DLOCK_OK);
+    ck_assert_int_eq(dlock_record_get(l, &slot), DLOCK_OK);
+    ck_assert_int_eq(slot, 1234);
     ck_assert_int_eq(ctl(out, sizeof out, "del '%s'", key), 0);
     ck_assert_str_eq(out, "1");
+    /* The same key written again by hand, on the same lease: a new creation
+     * revision, so not ours. */
+    ck_assert_int_eq(ctl(out, sizeof out, "put '%s' intruder --lease=%s", key, lease), 0);
+    ck_assert_int_eq(dlock_record_put(l, 5678), DLOCK_ELOST);
+    ck_assert_int_eq(dlock_record_get(l, &slot), DLOCK_ELOST);
     ck_assert_int_eq(dlock_extend(l, 60000), DLOCK_ELOST);
+    ck_assert_int_eq(ctl(out, sizeof out, "del '%s'", key), 0);
     /* A new TTL moves the key to a new lease, guarded: not a key that is gone. */
     ck_assert_int_eq(dlock_release(l), DLOCK_ELOST);
     ck_assert_int_eq(dlock_acquire(client, name, 60000, 0, &l), DLOCK_OK);
@@ -702,6 +712,9 @@ START_TEST(chaos_no_overlap_tokens_grow)
             dlt_sleep_ms(1000);
             kill(pid, SIGCONT);
         }
+        if (getenv("DLOCK_TEST_CHAOS_SECONDS"))
+            fprintf(stderr, "chaos: %lld s: round %d, %s member %d\n", (long long)(dlt_now_ms() - start) / 1000, round,
+                    round % 3 ? "paused" : "killed", round % 3 == 2 ? leader % 3 + 1 : leader);
     }
     for (int i = 0; i < 3; i++)
         waitpid(workers[i], NULL, 0);

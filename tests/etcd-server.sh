@@ -53,9 +53,14 @@ member_pid() { # N
     [ -f "$dir/m$1.pid" ] && head -n 1 "$dir/m$1.pid" 2>/dev/null || true
 }
 
+# Member N runs: its pid is an etcd named mN that is not a zombie (a member
+# killed by a test may wait for its parent to reap it, and a pid can be
+# reused).
 is_running() { # N
     pid=$(member_pid "$1")
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+    [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] || return 1
+    state=$(sed 's/^.*) //' "/proc/$pid/stat" | cut -d' ' -f1)
+    [ "$state" != Z ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "--name m$1 "
 }
 
 # The ports, picked once and kept in DIR/ports: "c1 p1 c2 p2 c3 p3 c4 p4".
