@@ -456,27 +456,43 @@ START_TEST(lease_revoked_with_etcdctl)
 }
 END_TEST
 
+/* Delete the holder's key and write it again by hand, on the same lease:
+ * a key of that name, but a new creation revision, so not ours. */
+static void rewrite_behind_back(const char *n)
+{
+    char key[DLOCK_ETCD_KEY_MAX], lease[32], out[64];
+    ck_assert(lowest(n, 0, key, sizeof key, lease, sizeof lease));
+    ck_assert_int_eq(ctl(out, sizeof out, "del '%s'", key), 0);
+    ck_assert_str_eq(out, "1");
+    ck_assert_int_eq(ctl(out, sizeof out, "put '%s' intruder --lease=%s", key, lease), 0);
+}
+
 START_TEST(key_deleted_with_etcdctl)
 {
     dlock_lock *l = NULL;
+    char out[64];
+    /* extend */
     ck_assert_int_eq(dlock_acquire(client, name, 60000, 0, &l), DLOCK_OK);
-    char key[DLOCK_ETCD_KEY_MAX], lease[32], out[64];
-    ck_assert(lowest(name, 0, key, sizeof key, lease, sizeof lease));
+    rewrite_behind_back(name);
+    ck_assert_int_eq(dlock_extend(l, 60000), DLOCK_ELOST);
+    dlock_release(l);
+    ck_assert_int_eq(ctl(out, sizeof out, "del --prefix 'dlock/%s/'", name), 0);
+    /* release, first thing after */
+    ck_assert_int_eq(dlock_acquire(client, name, 60000, 0, &l), DLOCK_OK);
+    rewrite_behind_back(name);
+    ck_assert_int_eq(dlock_release(l), DLOCK_ELOST); /* (revoking its own lease takes the intruder along) */
+    ck_assert_int_eq(ctl(out, sizeof out, "del --prefix 'dlock/%s/'", name), 0);
+    /* run records */
     int64_t slot = 0;
+    ck_assert_int_eq(dlock_acquire(client, name, 60000, 0, &l), DLOCK_OK);
     ck_assert_int_eq(dlock_record_put(l, 1234), DLOCK_OK);
     ck_assert_int_eq(dlock_record_get(l, &slot), DLOCK_OK);
     ck_assert_int_eq(slot, 1234);
-    ck_assert_int_eq(ctl(out, sizeof out, "del '%s'", key), 0);
-    ck_assert_str_eq(out, "1");
-    /* The same key written again by hand, on the same lease: a new creation
-     * revision, so not ours. */
-    ck_assert_int_eq(ctl(out, sizeof out, "put '%s' intruder --lease=%s", key, lease), 0);
+    rewrite_behind_back(name);
     ck_assert_int_eq(dlock_record_put(l, 5678), DLOCK_ELOST);
-    ck_assert_int_eq(dlock_record_get(l, &slot), DLOCK_ELOST);
-    ck_assert_int_eq(dlock_extend(l, 60000), DLOCK_ELOST);
-    ck_assert_int_eq(ctl(out, sizeof out, "del '%s'", key), 0);
-    /* A new TTL moves the key to a new lease, guarded: not a key that is gone. */
-    ck_assert_int_eq(dlock_release(l), DLOCK_ELOST);
+    dlock_release(l);
+    ck_assert_int_eq(ctl(out, sizeof out, "del --prefix 'dlock/%s/'", name), 0);
+    /* a new TTL moves the key to a new lease, guarded: not a key that is gone */
     ck_assert_int_eq(dlock_acquire(client, name, 60000, 0, &l), DLOCK_OK);
     ck_assert_int_eq(ctl(out, sizeof out, "del --prefix 'dlock/%s/'", name), 0);
     ck_assert_int_eq(dlock_extend(l, 30000), DLOCK_ELOST);
