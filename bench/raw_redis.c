@@ -1,7 +1,9 @@
 /*
  * Raw Redis baselines for the benchmark, on hiredis directly (linked, not
- * loaded): what a hand-written lock costs.  Cycles: SET key token NX PX +
- * DEL, one round trip each.  Handoff: the holder DELs and PUBLISHes in one
+ * loaded): what a hand-written lock costs.  Cycles: the safe pattern, SET
+ * key token NX PX + a compare-and-delete script (EVALSHA: DEL only while
+ * the key still holds our token), one round trip each; a plain DEL checks
+ * no owner, so it is not a lock to compare with.  Handoff: the holder DELs and PUBLISHes in one
  * round trip; the waiter, subscribed on a second connection, retries its
  * SET NX when the message comes.
  */
@@ -56,17 +58,31 @@ static redisContext *raw_connect(const char *url)
     return c;
 }
 
+/* The compare-and-delete that every safe Redis lock uses for its release. */
+#define RAW_UNLOCK_SCRIPT                             \
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n" \
+    "  return redis.call('DEL', KEYS[1])\n"           \
+    "end\n"                                           \
+    "return 0\n"
+
 int bench_raw_redis(const char *url, long cycles, double *elapsed_s)
 {
     redisContext *c = raw_connect(url);
     if (!c)
         return -1;
-    int ok = 1;
+    const char *token = "0123456789abcdef0123456789abcdef";
+    redisReply *loaded = redisCommand(c, "SCRIPT LOAD %s", RAW_UNLOCK_SCRIPT);
+    int ok = loaded && loaded->type == REDIS_REPLY_STRING && loaded->len == 40;
+    char sha[41] = "";
+    if (ok)
+        memcpy(sha, loaded->str, 41);
+    freeReplyObject(loaded);
     double start = now_s();
     for (long i = 0; i < cycles && ok; i++) {
-        ok = ok_reply(redisCommand(c, "SET %s %s NX PX 60000", RAW_KEY, "0123456789abcdef0123456789abcdef"),
-                      REDIS_REPLY_STATUS) &&
-             ok_reply(redisCommand(c, "DEL %s", RAW_KEY), REDIS_REPLY_INTEGER);
+        ok = ok_reply(redisCommand(c, "SET %s %s NX PX 60000", RAW_KEY, token), REDIS_REPLY_STATUS);
+        redisReply *r = ok ? redisCommand(c, "EVALSHA %s 1 %s %s", sha, RAW_KEY, token) : NULL;
+        ok = ok && r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+        freeReplyObject(r);
     }
     *elapsed_s = now_s() - start;
     redisFree(c);

@@ -4,11 +4,14 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "internal.h"
 
@@ -65,6 +68,56 @@ static const struct dlock_backend *backend_for_scheme(const char *scheme)
                 return be;
     }
     return NULL;
+}
+
+/* Edit distance (insert, delete, substitute, swap two neighbours), letters
+ * compared without case; both strings are schemes, under 32 bytes. */
+static size_t scheme_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    size_t d[32][32];
+    if (la >= 32 || lb >= 32)
+        return SIZE_MAX;
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        for (size_t j = 1; j <= lb; j++) {
+            size_t cost = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
+            size_t best = d[i - 1][j - 1] + cost;
+            if (d[i - 1][j] + 1 < best)
+                best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best)
+                best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    }
+    return d[la][lb];
+}
+
+/* The built-in scheme that `scheme` is most likely a typo of (same letters
+ * in another case, or at most two edits away from a scheme of 4 or more
+ * letters), or NULL: a scheme far from all of them may be a backend this
+ * build does not include. */
+static const char *scheme_typo_of(const char *scheme)
+{
+    const char *best = NULL;
+    size_t best_distance = SIZE_MAX;
+    for (size_t i = 0; builtin_backends[i]; i++) {
+        for (size_t k = 0; builtin_backends[i]->schemes[k]; k++) {
+            const char *known = builtin_backends[i]->schemes[k];
+            size_t limit = strlen(known) >= 4 ? 2 : 1;
+            size_t distance = scheme_distance(scheme, known);
+            if (distance <= limit && distance < best_distance) {
+                best = known;
+                best_distance = distance;
+            }
+        }
+    }
+    return best;
 }
 
 static void builtin_names(char *buf, size_t buflen)
@@ -227,6 +280,10 @@ DLOCK_API int dlock_open(const char *url, dlock_client **out)
     if (rc != DLOCK_OK)
         return rc;
     const struct dlock_backend *be = backend_for_scheme(scheme);
+    const char *typo_of = be ? NULL : scheme_typo_of(scheme);
+    if (typo_of)
+        return dlock__error(DLOCK_EINVAL, "unknown URL scheme '%s': did you mean '%s'?%s", scheme, typo_of,
+                            strcasecmp(scheme, typo_of) == 0 ? " (schemes are lower case)" : "");
     if (!be) {
         char names[128];
         builtin_names(names, sizeof names);

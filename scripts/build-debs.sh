@@ -10,8 +10,11 @@
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 outdir=${1:-}
-version=0.1.0
-debversion=0.1.0-1
+# The versions come from configure.ac and debian/changelog, never typed twice.
+version=$(sed -n 's/^AC_INIT(\[libdlock\], \[\([^]]*\)\].*/\1/p' "$src/configure.ac")
+debversion=$(sed -n '1s/^libdlock (\([^)]*\)).*/\1/p' "$src/debian/changelog")
+[ -n "$version" ] && [ "${debversion%-*}" = "$version" ] || {
+    echo "build-debs: configure.ac says '$version', debian/changelog '$debversion'" >&2; exit 1; }
 packages="dlock libdlock-dev libdlock0"
 
 SUDO=""

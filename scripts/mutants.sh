@@ -72,7 +72,9 @@ core-cancel-not-cleared | lib/client.c | s{if \(c->backend->cancel_clear\)\s*c->
 core-cancel-outside-a-wait | lib/client.c | s{if \(c->waiting && c->backend->cancel\)}{if (c->backend->cancel)} | core:cancel
 core-extend-without-deadline | lib/client.c | s{struct dlock_call call = \{sent_ms \+ lease_remaining\(l, sent_ms\), sent_ms\};}{struct dlock_call call = {INT64_MAX, sent_ms};} | core:deadlines
 core-late-extend-not-lost | lib/client.c | s{\} else if \(lease_remaining\(l, dlock__now_ms\(\)\) == 0\) \{}{\} else if (0) \{} | core:deadlines
+core-extend-lease-from-the-reply | lib/client.c | s{atomic_store\(&l->lease_deadline_ms, sent_ms \+ \(int64_t\)ttl_ms\)}{atomic_store(&l->lease_deadline_ms, dlock__now_ms() + (int64_t)ttl_ms)} | core:issue23
 core-clock-stops-in-suspend | lib/util.c | s{clock_gettime\(CLOCK_BOOTTIME, &ts\);}{clock_gettime(CLOCK_MONOTONIC, &ts);} | units:clock
+core-scheme-typo-not-caught | lib/client.c | s{const char \*typo_of = be \? NULL : scheme_typo_of\(scheme\);}{const char *typo_of = NULL;} | units process:messages
 # --- lib/sha256.c: the digest behind PostgreSQL keys and MySQL digest names ----------
 sha256-length-byte-order | lib/sha256.c | s{total_bits >> \(56 - 8 \* i\)}{total_bits >> (8 * i)} | postgresql:key
 # --- backends/sqlite/sqlite.c: the row's owner, boot and expiry ----------------------------------
@@ -89,6 +91,9 @@ sqlite-take-ignores-expiry | backends/sqlite/sqlite.c | s{ OR dlock_locks\.expir
 sqlite-take-before-expiry | backends/sqlite/sqlite.c | s{(dlock_locks\.expires_boot_ms <= \?\d+)}{$1 + 500} | takeover@sqlite:early
 sqlite-take-ignores-boot | backends/sqlite/sqlite.c | s{ OR dlock_locks\.boot_id IS NOT excluded\.boot_id}{} | sqlite:row-rewritten
 sqlite-guessed-boot-id | backends/sqlite/sqlite.c | s{if \(!looks_like_boot_id\(buf\)\)\s*buf\[0\] = '\\0';}{if (!looks_like_boot_id(buf)) strcpy(buf, "unknown-boot");} | process:faults
+sqlite-epoch-without-gap | backends/sqlite/sqlite.c | s{floor = \(highest > floor \? highest : floor\) \+ EPOCH_GAP;}{floor = highest > floor ? highest : floor;} | process:power-loss
+sqlite-take-ignores-floor | backends/sqlite/sqlite.c | s{fence = max\(dlock_locks\.fence \+ 1, \?9 \+ 1\)}{fence = dlock_locks.fence + 1} | process:power-loss
+sqlite-epoch-any-boot | backends/sqlite/sqlite.c | s{same_boot = row_boot && strcmp\(\(const char \*\)row_boot, boot_id\) == 0;}{same_boot = row_boot != NULL;} | process:power-loss
 # --- backends/postgresql/postgresql.c, pg_session.c, pg_url.c: the key, the session, the late grant, the URL
 pg-key-little-endian | backends/postgresql/postgresql.c | s{bits = bits << 8 \| digest\[i\]}{bits = bits << 8 | digest[7 - i]} | postgresql:key
 pg-key-unsigned | backends/postgresql/postgresql.c | s{return -\(int64_t\)\(~bits\) - 1;}{return (int64_t)(bits >> 1);} | postgresql:key
@@ -134,7 +139,16 @@ redis-record-put-any-owner | backends/redis/scripts.h | s{(define DLOCK_REDIS_RE
 redis-record-get-any-owner | backends/redis/scripts.h | s{(define DLOCK_REDIS_RECORD_GET.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | redis:lock
 redis-acquire-retry-any-owner | backends/redis/scripts.h | s{(define DLOCK_REDIS_ACQUIRE.*?)if v and string\.sub\(v, 1, 32\) == string\.sub\(ARGV\[1\], 1, 32\) then}{${1}if v then}s | redis:lock
 redis-take-without-nx | backends/redis/scripts.h | s{, 'NX', 'PX', ARGV\[2\]\)}{, 'PX', ARGV[2])} | redis:lock
-redis-fence-not-bumped | backends/redis/scripts.h | s{local f = redis\.call\('INCR', KEYS\[2\]\)}{local f = tonumber(redis.call('GET', KEYS[2]) or '1')} | redis:lock
+redis-fence-not-bumped | backends/redis/scripts.h | s{local f = \(tonumber\(redis\.call\('GET', KEYS\[2\]\)\) or 0\) \+ 1}{local f = (tonumber(redis.call('GET', KEYS[2])) or 0)} | redis:issue23 redis:lock
+redis-fence-no-floor | backends/redis/scripts.h | s{if f < now then f = now end}{if f == 1 then f = now end} | redis:issue23
+redis-fence-retry-plain-incr | backends/redis/scripts.h | s{(if f then return tonumber\(f\) end\\n"\s*\\\s*"  )return fence\(\)}{${1}return redis.call('INCR', KEYS[2])} | redis:issue23
+redis-foreign-key-free | backends/redis/ops.c | s{int held = r\[1\]->type == REDIS_REPLY_INTEGER}{int held = parse_value(r[0], info) && r[1]->type == REDIS_REPLY_INTEGER} | redis:issue23
+redis-extend-before-owner-check | backends/redis/scripts.h | s{(define DLOCK_REDIS_EXTEND\s*\\\s*)"local v = redis\.call\('GET', KEYS\[1\]\)\\n"}{$1"redis.call('PEXPIRE', KEYS[1], ARGV[2])\\n" "local v = redis.call('GET', KEYS[1])\\n"} | redis:issue23
+redis-release-retry-any-free | backends/redis/scripts.h | s{"if not v and redis\.call\('GET', KEYS\[2\]\) == ARGV\[3\] then return 2 end\\n"}{"if not v then return 2 end\\n"} | redis:lost-replies
+redis-release-retry-held-by-another | backends/redis/scripts.h | s{"if not v and redis\.call\('GET', KEYS\[2\]\) == ARGV\[3\]}{"if redis.call('GET', KEYS[2]) == ARGV[3]} | redis:lost-replies
+redis-release-free-without-resend | backends/redis/redis.c | s{\(ours == 2 && c->resent\)}{(ours == 2)} | redis:issue23
+redis-break-retry-says-free | backends/redis/scripts.h | s{"if redis\.call\('GET', KEYS\[2\]\) == ARGV\[2\] then return 1 end\\n"}{""} | redis:lost-replies
+redis-deadline-per-read | backends/redis/io.c | s{if \(!\*blocking_read\) \{}{if (0) \{} | redis:lost-replies
 redis-release-no-publish | backends/redis/scripts.h | s{"  redis\.call\('PUBLISH', ARGV\[2\], 'released'\)\\n"}{""} | redis:lock
 redis-round-trip-without-deadline | backends/redis/io.c | s{if \(call->deadline_ms < end\)\s*end = call->deadline_ms;}{} | redis:faults
 redis-noscript-not-reloaded | backends/redis/io.c | s{pass == 0 && strncmp\(\(\*reply\)->str, "NOSCRIPT", 8\) == 0\)}{pass == 0 && 0)} | redis:faults
@@ -158,18 +172,24 @@ tool-no-sigkill | tools/run_policy.c | s{if \(s->job_running && s->kill_at >= 0 
 tool-min-hold-ignored | tools/run_policy.c | s{s->got_signal \|\| now >= hold_until\(s\)\)}{s->got_signal || 1)} | run_policy
 tool-waits-forever-for-the-store | tools/run_policy.c | s{if \(s->let_go_at >= 0 && now >= s->let_go_at\)\s*return RUN_ABANDON;}{} | run_policy
 tool-lost-at-release-silent | tools/run.c | s{if \(r->release_status == DLOCK_ELOST && !r->st.lost\)}{if (0)} | process:faults
+tool-ttl-floor-gone | tools/dlock.c | s{if \(\*ttl_ms < MIN_TTL_MS\)}{if (0)} | process:messages
+tool-messages-raw | tools/cli.c | s{fmt_escaped\(stderr, text\);}{fputs(text, stderr);} | process:messages
 # --- operations: run records, --once-per, break ------------------------------------------
 ops-sqlite-record-put-any-owner | backends/sqlite/sqlite.c | s{(\[STMT_RECORD_PUT\][^\[]*?) AND owner = \?2}{$1} | conformance@sqlite:operations
 ops-sqlite-record-put-ignores-changes | backends/sqlite/sqlite.c | s{return written \? DLOCK_OK : record_not_held\(name\);}{return DLOCK_OK;} | conformance@sqlite:operations
 ops-sqlite-break-expired | backends/sqlite/sqlite.c | s{(\[STMT_BREAK\][^\[]*?) AND expires_boot_ms > \?3}{$1} | conformance@sqlite:operations
-ops-slot-done-only-when-equal | tools/run_policy.c | s{return recorded >= slot;}{return recorded == slot;} | run_policy
-ops-slot-done-never | tools/run_policy.c | s{return recorded >= slot;}{return 0;} | run_policy process:ops
-ops-slot-rounds-down | tools/run_policy.c | s{>= period_ms - period_ms / 2 \? below \+ period_ms : below}{>= period_ms ? below + period_ms : below} | run_policy
+ops-sqlite-break-by-prefix | backends/sqlite/sqlite.c | s{(\[STMT_BREAK\][^\[]*?)WHERE name = \?1}{${1}WHERE substr(name, 1, length(?1)) = ?1} | process:break-one-name
+ops-once-window-whole-period | tools/run_policy.c | s{return 2 \* \(store_now_ms - last_success_start_ms\) < period_ms;}{return store_now_ms - last_success_start_ms < period_ms;} | run_policy
+ops-once-done-never | tools/run_policy.c | s{return 2 \* \(store_now_ms - last_success_start_ms\) < period_ms;}{return 0;} | run_policy process:ops
+ops-once-future-record-runs | tools/run_policy.c | s{return 2 \* \(store_now_ms - last_success_start_ms\) < period_ms;}{return store_now_ms >= last_success_start_ms \&\& 2 * (store_now_ms - last_success_start_ms) < period_ms;} | run_policy
+ops-once-records-the-end | tools/run.c | s{dlock_record_put\(r->lock, r->store_start_ms\)}{dlock_record_put(r->lock, r->store_start_ms + cli_now_ms() - r->st.acquired_at)} | process:once-per-window
 ops-any-exit-marks-done | tools/run_policy.c | s{return exit_status == 0;}{return 1;} | run_policy process:ops
 ops-run-ignores-marks-done | tools/run.c | s{r->lease_ok_at_exit && run_slot_marks_done\(r->job_status\)}{r->lease_ok_at_exit} | process:ops
 ops-sqlite-no-migration | backends/sqlite/sqlite.c | s{if \(src == SQLITE_OK\)\s*src = add_missing_columns\(c\);}{} | process:ops
 ops-metrics-forget-last-success | tools/metrics.c | s{: previous_success\(path\);}{: -1;} | process:ops
-ops-run-no-slot-check | tools/run.c | s{if \(!run_slot_done\(recorded, r->slot\)\)\s*return 0;}{return 0;} | process:ops
+ops-metrics-no-file-lock | tools/metrics.c | s{int lock_fd = lock_file\(path\);}{int lock_fd = open("/dev/null", O_RDONLY \| O_CLOEXEC);} | process:metrics-file
+ops-metrics-value-after-first-space | tools/metrics.c | s{char \*space = strrchr\(line, ' '\);}{char *space = strchr(line, ' ');} | process:metrics-file
+ops-run-no-slot-check | tools/run.c | s{if \(!run_once_done\(last_start, store_now, r->o->once_per_ms\)\)\s*return 0;}{return 0;} | process:ops
 EOF
 }
 # Not in the list, on purpose (equivalent mutants: no behaviour can tell):

@@ -136,8 +136,8 @@ python_tests_first() { # (in step's subshell: nothing leaks)
 }
 
 python_types() {
-    # The package's hints, strictly; the cache stays out of the source tree.
-    (cd "$src/bindings/python" && "$python" -m mypy --strict --cache-dir "$work/mypy-cache" dlock) \
+    # The package's hints and its build backend's, strictly; the cache stays out of the source tree.
+    (cd "$src/bindings/python" && "$python" -m mypy --strict --cache-dir "$work/mypy-cache" dlock build_backend.py) \
         | sed 's/^/  /'
 }
 

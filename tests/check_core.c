@@ -559,6 +559,27 @@ START_TEST(record_on_a_lost_lock_is_elost)
 }
 END_TEST
 
+/* --- issue 23: a store that answers late ---------------------------------------------- */
+
+/* After a slow extend (the store answers 400 ms after the send), the lease
+ * counts from the send: the store's lease started when it got the command,
+ * at the latest then, so the client must not believe in more. */
+START_TEST(slow_extend_counts_from_the_send)
+{
+    dlock_lock *l = take("a", 5000);
+    fake.extend_takes_ms = 400;
+    int64_t sent = dlock__now_ms();
+    ck_assert_int_eq(dlock_extend(l, 1000), DLOCK_OK);
+    int64_t answered = dlock__now_ms();
+    ck_assert_int_ge(answered - sent, 390);
+    int64_t remaining = dlock_remaining_ms(l);
+    ck_assert_msg(remaining <= 1000 - (answered - sent) + 5, "remaining %lld ms after an extend answered in %lld ms",
+                  (long long)remaining, (long long)(answered - sent));
+    ck_assert_int_gt(remaining, 400);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("core");
@@ -605,6 +626,10 @@ int main(void)
     tcase_add_test(t, list_sorted_and_freed);
     tcase_add_test(t, store_time_is_the_backends);
     tcase_add_test(t, record_on_a_lost_lock_is_elost);
+    suite_add_tcase(s, t);
+    t = tcase_create("issue23");
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_test(t, slow_extend_counts_from_the_send);
     suite_add_tcase(s, t);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -828,7 +829,7 @@ START_TEST(once_per_retries_a_failed_run)
 {
     char out[4300];
     snprintf(out, sizeof out, "%s/out", dir);
-    ck_assert_int_eq(sh("'%s' run --once-per 1d %s -- true 2>/dev/null", dlock_bin, name), 64); /* no 'd' unit */
+    ck_assert_int_eq(sh("'%s' run --once-per 1w %s -- true 2>/dev/null", dlock_bin, name), 64); /* no 'w' unit */
     ck_assert_int_eq(sh("'%s' run --once-per 500ms %s -- true 2>/dev/null", dlock_bin, name), 64);
     ck_assert_int_eq(sh("'%s' run --once-per 24h %s -- sh -c 'exit 3'", dlock_bin, name), 3);
     ck_assert_int_eq(sh("'%s' run --once-per 24h %s -- sh -c 'kill -TERM $$'", dlock_bin, name), 128 + 15);
@@ -1053,7 +1054,406 @@ START_TEST(sqlite_old_table_gets_last_slot)
     ck_assert_int_eq(sh("'%s' run --once-per 24h %s -- sh -c 'echo $DLOCK_FENCE' > %s", dlock_bin, name, out), 0);
     ck_assert(file_has(out, "42\n"));
     ck_assert_int_eq(sh("'%s' run -q --once-per 24h %s -- true", dlock_bin, name), 75);
-    ck_assert_int_eq(sh("sqlite3 '%s/locks.db' \"SELECT last_slot FROM dlock_locks\" | grep -q '000$'", dir), 0);
+    /* The record: the start of the run that succeeded, Unix ms on the store's clock. */
+    ck_assert_int_eq(sh("test $(( $(date +%%s%%3N) - $(sqlite3 '%s/locks.db' \"SELECT last_slot FROM dlock_locks\") ))"
+                        " -lt 60000",
+                        dir),
+                     0);
+}
+END_TEST
+
+/* --- issue 23: --once-per at every phase of the period ---------------------------------- */
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Start `dlock run -q --once-per PERIOD lock -- sh -c 'echo >> log'` at
+ * the Unix time at_ms (the child sleeps until then, as cron would start it). */
+static pid_t once_per_at(int64_t at_ms, const char *period, const char *lock, const char *log)
+{
+    char job[4400];
+    snprintf(job, sizeof job, "echo ran >> '%s'", log);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct timespec until = {(time_t)(at_ms / 1000), (long)(at_ms % 1000) * 1000000L};
+        while (clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &until, NULL) == EINTR) {
+        }
+        execl(dlock_bin, dlock_bin, "run", "-q", "--once-per", period, lock, "--", "sh", "-c", job, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Two servers fire the same schedule, their starts 0.3 PERIOD apart one
+ * way or the other, at every eighth of the period (so that some pairs
+ * straddle the half-period point, where the nearest-multiple slot of the
+ * second wave split them), in two consecutive periods: the job runs once
+ * in each period, never twice in one, never zero times. */
+START_TEST(once_per_every_phase_and_skew)
+{
+    enum { PHASES = 8, SKEWS = 2, ROUNDS = 2, SERVERS = 2 };
+    const int64_t period = 4000;
+    /* 0.3 PERIOD: a margin of 0.8 s for a loaded machine's start-up delays
+     * (the unit test in check_run_policy goes to PERIOD/2 - 1 ms). */
+    const int64_t skews[SKEWS] = {period * 3 / 10, -period * 3 / 10};
+    int64_t base = (wall_ms() / period + 2) * period; /* at least one period ahead */
+    pid_t pids[PHASES][SKEWS][ROUNDS][SERVERS];
+    char logs[PHASES][SKEWS][4400];
+    for (int k = 0; k < PHASES; k++) {
+        for (int d = 0; d < SKEWS; d++) {
+            char lock[400];
+            snprintf(lock, sizeof lock, "%s-p%d-s%d", name, k, d);
+            snprintf(logs[k][d], sizeof logs[k][d], "%s/ran-p%d-s%d", dir, k, d);
+            for (int round = 0; round < ROUNDS; round++) {
+                int64_t fired = base + round * period + k * period / PHASES;
+                pids[k][d][round][0] = once_per_at(fired, "4s", lock, logs[k][d]);
+                pids[k][d][round][1] = once_per_at(fired + skews[d], "4s", lock, logs[k][d]);
+            }
+        }
+    }
+    int bad = 0;
+    for (int k = 0; k < PHASES; k++)
+        for (int d = 0; d < SKEWS; d++) {
+            for (int round = 0; round < ROUNDS; round++)
+                for (int i = 0; i < SERVERS; i++) {
+                    int rc = wait_exit(pids[k][d][round][i]);
+                    ck_assert_msg(rc == 0 || rc == 75, "phase %d/8, skew %lld: dlock run exited %d", k,
+                                  (long long)skews[d], rc);
+                }
+            int ran = count_lines(logs[k][d]);
+            if (ran != ROUNDS) {
+                fprintf(stderr,
+                        "phase %d/8 of the period, second server %+lld ms: the job ran %d times in %d periods\n", k,
+                        (long long)skews[d], ran, ROUNDS);
+                bad++;
+            }
+        }
+    ck_assert_msg(bad == 0, "%d of %d schedules did not run exactly once a period", bad, PHASES * SKEWS);
+}
+END_TEST
+
+/* The record is the start of the successful run, not its end: a job that
+ * takes longer than PERIOD/2 does not make the next period's run skip. */
+START_TEST(once_per_long_job_next_period_runs)
+{
+    char log[4300];
+    snprintf(log, sizeof log, "%s/ran", dir);
+    int64_t start = wall_ms();
+    ck_assert_int_eq(sh("'%s' run -q --once-per 4s %s -- sh -c 'sleep 2.6; echo ran >> %s'", dlock_bin, name, log), 0);
+    int64_t next = start + 4000;
+    while (wall_ms() < next)
+        dlt_sleep_ms(20);
+    ck_assert_int_eq(sh("'%s' run -q --once-per 4s %s -- sh -c 'echo ran >> %s'", dlock_bin, name, log), 0);
+    ck_assert_int_eq(count_lines(log), 2);
+}
+END_TEST
+
+/* --- issue 23: the metrics file ----------------------------------------------------------- */
+
+/* The last success time of the file, -1 when it has none. */
+static double last_success_in(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    char line[2048];
+    double v = -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "dlock_run_last_success_time_seconds{", 36) == 0)
+            v = atof(strrchr(line, ' ') + 1);
+    fclose(f);
+    return v;
+}
+
+/* Runs that overlap at their end share one metrics file: one succeeds, the
+ * others fail or find the lock busy, all write the file at about the same
+ * moment.  Every round, the file keeps the success (a read-modify-rename
+ * without a lock loses it now and then). */
+START_TEST(metrics_overlapping_runs_keep_the_success)
+{
+    enum { ROUNDS = 80, RUNS = 8 };
+    char prom[4300];
+    snprintf(prom, sizeof prom, "%s/job.prom", dir);
+    int lost = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        double before = (double)wall_ms() / 1000.0;
+        pid_t pids[RUNS];
+        for (int i = 0; i < RUNS; i++)
+            pids[i] = sh_bg("exec '%s' run -q -w 5s --metrics-file %s %s -- sh -c 'exit %d'", dlock_bin, prom, name,
+                            i == 0 ? 0 : 3);
+        for (int i = 0; i < RUNS; i++)
+            wait_exit(pids[i]);
+        double last = last_success_in(prom);
+        if (last < before - 0.002) {
+            fprintf(stderr, "round %d: last success %.3f, this round's success after %.3f\n", round, last, before);
+            lost++;
+        }
+    }
+    ck_assert_msg(lost == 0, "the success was lost in %d of %d rounds", lost, ROUNDS);
+}
+END_TEST
+
+/* A writer holds the file's lock (the hidden .NAME.lock beside it): dlock
+ * run waits for it before reading the file it replaces. */
+START_TEST(metrics_writer_waits_for_the_file_lock)
+{
+    char prom[4300];
+    snprintf(prom, sizeof prom, "%s/job.prom", dir);
+    ck_assert_int_eq(sh("'%s' run -q --metrics-file %s %s -- true", dlock_bin, prom, name), 0);
+    double first = last_success_in(prom);
+    ck_assert(first > 0);
+    pid_t holder = sh_bg("exec flock %s/.job.prom.lock sleep 1.5", dir);
+    dlt_sleep_ms(300);
+    int64_t t0 = wall_ms();
+    ck_assert_int_eq(sh("'%s' run -q --metrics-file %s %s -- sh -c 'exit 3'", dlock_bin, prom, name), 3);
+    int64_t took = wall_ms() - t0;
+    ck_assert_int_eq(wait_exit(holder), 0);
+    ck_assert_msg(took >= 1000, "dlock run wrote the file after %lld ms, while another writer held its lock",
+                  (long long)took);
+    ck_assert(last_success_in(prom) == first);
+    /* No file the textfile collector would read is left beside it. */
+    ck_assert_int_eq(sh("test $(ls %s | grep -c prom) -eq 1", dir), 0);
+}
+END_TEST
+
+/* A lock name that the label escapes (spaces, quotes, a backslash) keeps
+ * its last success time across a failed run. */
+START_TEST(metrics_escaped_name_keeps_the_success)
+{
+    char prom[4300];
+    snprintf(prom, sizeof prom, "%s/job.prom", dir);
+    ck_assert_int_eq(sh("'%s' run --metrics-file %s '%s a \"b\" c\\d e' -- true", dlock_bin, prom, name), 0);
+    double first = last_success_in(prom);
+    ck_assert(first > 0);
+    ck_assert_int_eq(sh("'%s' run --metrics-file %s '%s a \"b\" c\\d e' -- sh -c 'exit 4'", dlock_bin, prom, name), 4);
+    ck_assert_msg(last_success_in(prom) == first, "last success %.3f, was %.3f", last_success_in(prom), first);
+}
+END_TEST
+
+/* --- issue 23: a break acts on exactly one name ------------------------------------------ */
+
+/* Two holders (real processes) of N and N-2; release --force N: N-2 keeps
+ * its holder, whose extend still succeeds. */
+START_TEST(release_force_breaks_one_name)
+{
+    char other[400];
+    snprintf(other, sizeof other, "%s-2", name);
+    dlt_child a, b;
+    ck_assert_int_eq(dlt_child_start(&a, url, name, 30000, 0), 0);
+    ck_assert_int_eq(dlt_child_read(&a, 10000), DLOCK_OK);
+    ck_assert_int_eq(dlt_child_start(&b, url, other, 30000, 0), 0);
+    ck_assert_int_eq(dlt_child_read(&b, 10000), DLOCK_OK);
+    ck_assert_int_eq(sh("'%s' release --force %s >/dev/null", dlock_bin, name), 0);
+    ck_assert_int_eq(sh("'%s' status %s >/dev/null", dlock_bin, other), 0);
+    ck_assert_int_eq(dlt_child_cmd(&b, "extend 30000", 5000), DLOCK_OK);
+    ck_assert_int_eq(dlt_child_cmd(&a, "extend 30000", 5000), DLOCK_ELOST);
+    ck_assert_int_eq(dlt_child_cmd(&b, "release", 5000), DLOCK_OK);
+    dlt_child_stop(&a, 0);
+    dlt_child_stop(&b, 0);
+}
+END_TEST
+
+/* --- issue 23: SQLite tokens across a power loss ------------------------------------------ */
+
+/* A power loss loses the last commits of the WAL that were not synced, and
+ * reboots the host.  Simulated with real processes: tokens are taken, the
+ * WAL's size is noted, more tokens are taken, then a copy of the database
+ * gets the WAL cut back to that size (the lost frames) and the previous
+ * boot's id in place of this one (the reboot).  The next token from the
+ * copy is above every token handed out before the "power loss". */
+START_TEST(sqlite_tokens_survive_lost_wal_frames)
+{
+    if (sh("command -v sqlite3 >/dev/null") != 0) {
+        ck_assert_msg(!dlt_required("sqlite"), "the sqlite3 shell is needed");
+        return;
+    }
+    char out[4300];
+    snprintf(out, sizeof out, "%s/fence", dir);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(sh("'%s' run %s -- sh -c 'echo $DLOCK_FENCE' > %s", dlock_bin, name, out), 0);
+    struct stat st;
+    char wal[4300];
+    snprintf(wal, sizeof wal, "%s/locks.db-wal", dir);
+    ck_assert_int_eq(stat(wal, &st), 0);
+    long long synced = (long long)st.st_size;
+    unsigned long long last = 0;
+    for (int i = 0; i < 5; i++) {
+        ck_assert_int_eq(sh("'%s' run %s -- sh -c 'echo $DLOCK_FENCE' > %s", dlock_bin, name, out), 0);
+        FILE *f = fopen(out, "r");
+        ck_assert_ptr_nonnull(f);
+        ck_assert_int_eq(fscanf(f, "%llu", &last), 1);
+        fclose(f);
+    }
+    ck_assert_int_gt(stat(wal, &st), -1);
+    ck_assert_int_gt((long long)st.st_size, synced); /* the later takes are in frames after it */
+    /* The power loss: the database file as it is (no checkpoint ran), the
+     * WAL without its last frames, no -shm (rebuilt from the WAL). */
+    ck_assert_int_eq(sh("mkdir %s/after && cp %s/locks.db %s/after/locks.db && head -c %lld %s > %s/after/locks.db-wal",
+                        dir, dir, dir, synced, wal, dir),
+                     0);
+    char fence_text[64] = "";
+    ck_assert_int_eq(
+        sh("sqlite3 %s/after/locks.db \"SELECT fence FROM dlock_locks WHERE name = '%s'\" > %s", dir, name, out), 0);
+    FILE *f = fopen(out, "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(fgets(fence_text, sizeof fence_text, f));
+    fclose(f);
+    ck_assert_msg(strtoull(fence_text, NULL, 10) < last, "the cut WAL kept fence %s (last token %llu): nothing lost",
+                  fence_text, last);
+    /* The reboot: every boot id the copy records is an earlier boot's. */
+    ck_assert_int_eq(sh("sqlite3 %s/after/locks.db \"UPDATE dlock_locks SET boot_id = "
+                        "'00000000-0000-4000-8000-000000000000';"
+                        " UPDATE dlock_epoch SET boot_id = '00000000-0000-4000-8000-000000000000'\" 2>/dev/null ||"
+                        " sqlite3 %s/after/locks.db \"UPDATE dlock_locks SET boot_id = "
+                        "'00000000-0000-4000-8000-000000000000'\"",
+                        dir, dir),
+                     0);
+    ck_assert_int_eq(
+        sh("'%s' run -u sqlite://%s/after/locks.db %s -- sh -c 'echo $DLOCK_FENCE' > %s", dlock_bin, dir, name, out),
+        0);
+    unsigned long long after = 0;
+    f = fopen(out, "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fscanf(f, "%llu", &after), 1);
+    fclose(f);
+    ck_assert_msg(after > last, "token %llu after the power loss, %llu before it", after, last);
+}
+END_TEST
+
+/* --- names and limits in messages ---------------------------------------------------- */
+
+/* The bytes of a file (at most 64 KiB), NUL-terminated; "" when absent. */
+static char *slurp(const char *path)
+{
+    char *buf = calloc(1, 65536);
+    ck_assert_ptr_nonnull(buf);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        size_t n = fread(buf, 1, 65535, f);
+        buf[n] = '\0';
+        fclose(f);
+    }
+    return buf;
+}
+
+/* Whether some line of `text` starts with `start`. */
+static int has_line_starting(const char *text, const char *start)
+{
+    for (const char *p = text; p; p = strchr(p, '\n')) {
+        if (*p == '\n')
+            p++;
+        if (strncmp(p, start, strlen(start)) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* A name with a newline is printed escaped by the busy message, status and
+ * list: it never makes a line of its own that looks like dlock's. */
+START_TEST(name_with_newline_cannot_forge_a_line)
+{
+    char forged[300], out[4300];
+    snprintf(forged, sizeof forged, "%s\ndlock: lock 'x' was lost", name);
+    snprintf(out, sizeof out, "%s/out", dir);
+    setenv("DLOCK_FORGED_NAME", forged, 1);
+    pid_t holder = sh_bg("'%s' run \"$DLOCK_FORGED_NAME\" -- sleep 4", dlock_bin);
+    int64_t start = dlt_now_ms();
+    while (sh("'%s' status \"$DLOCK_FORGED_NAME\" >/dev/null 2>&1", dlock_bin) != 0 && dlt_now_ms() - start < 3000)
+        dlt_sleep_ms(20);
+    ck_assert_int_eq(sh("'%s' run \"$DLOCK_FORGED_NAME\" -- true 2> %s", dlock_bin, out), 75);
+    char *text = slurp(out);
+    ck_assert_int_eq(count_lines(out), 1);
+    ck_assert_ptr_nonnull(strstr(text, "\\ndlock: lock 'x' was lost"));
+    ck_assert(!has_line_starting(text, "dlock: lock 'x'"));
+    free(text);
+    ck_assert_int_eq(sh("'%s' status \"$DLOCK_FORGED_NAME\" > %s 2>&1", dlock_bin, out), 0);
+    ck_assert_int_eq(count_lines(out), 1);
+    text = slurp(out);
+    ck_assert_ptr_nonnull(strstr(text, "\\ndlock: lock 'x' was lost: held by"));
+    free(text);
+    ck_assert_int_eq(sh("'%s' list > %s 2>&1", dlock_bin, out), 0);
+    ck_assert_int_eq(count_lines(out), 2); /* the heading and one lock */
+    text = slurp(out);
+    ck_assert(!has_line_starting(text, "dlock: lock 'x'"));
+    free(text);
+    /* JSON escapes it as JSON does. */
+    ck_assert_int_eq(sh("'%s' status --json \"$DLOCK_FORGED_NAME\" > %s 2>&1", dlock_bin, out), 0);
+    ck_assert_int_eq(count_lines(out), 1);
+    ck_assert_int_eq(wait_exit(holder), 0);
+    unsetenv("DLOCK_FORGED_NAME");
+}
+END_TEST
+
+/* A 10,000-byte name is refused (64) with a message that shows it short. */
+START_TEST(long_name_gives_a_short_message)
+{
+    char *huge = malloc(10001), out[4300];
+    ck_assert_ptr_nonnull(huge);
+    memset(huge, 'n', 10000);
+    huge[10000] = '\0';
+    setenv("DLOCK_HUGE_NAME", huge, 1);
+    free(huge);
+    snprintf(out, sizeof out, "%s/out", dir);
+    static const char *const commands[] = {"run \"$DLOCK_HUGE_NAME\" -- true", "status \"$DLOCK_HUGE_NAME\"",
+                                           "status --json \"$DLOCK_HUGE_NAME\"",
+                                           "release --force \"$DLOCK_HUGE_NAME\""};
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        ck_assert_int_eq(sh("'%s' %s > %s 2>&1", dlock_bin, commands[i], out), 64);
+        char *text = slurp(out);
+        ck_assert_msg(strlen(text) < 400, "%s: %zu bytes", commands[i], strlen(text));
+        ck_assert_ptr_nonnull(strstr(text, "(10000 bytes)"));
+        free(text);
+    }
+    unsetenv("DLOCK_HUGE_NAME");
+    /* The longest name there is: standard output names it whole. */
+    char longest[256];
+    memset(longest, 'n', 255);
+    longest[255] = '\0';
+    ck_assert_int_eq(sh("'%s' status %s > %s 2>&1", dlock_bin, longest, out), 1);
+    char *text = slurp(out);
+    ck_assert_uint_eq(strlen(text), 255 + strlen(": free\n"));
+    ck_assert(strncmp(text, longest, 255) == 0);
+    free(text);
+}
+END_TEST
+
+/* -t: under 100ms is refused as too short to be renewed, with the reason;
+ * limits are said in the units a user writes; d is a unit. */
+START_TEST(ttl_limits_in_human_units)
+{
+    char out[4300];
+    snprintf(out, sizeof out, "%s/out", dir);
+    ck_assert_int_eq(sh("'%s' run -t 1ms %s -- true 2> %s", dlock_bin, name, out), 64);
+    ck_assert(file_has(out, "too short to be renewed: at least 100ms"));
+    ck_assert(file_has(out, "TTL/3"));
+    ck_assert_int_eq(sh("'%s' run -t 99ms %s -- true 2>/dev/null", dlock_bin, name), 64);
+    ck_assert_int_eq(sh("'%s' run -t 99999d %s -- true 2> %s", dlock_bin, name, out), 64);
+    ck_assert(file_has(out, "from 100ms to 24.855d"));
+    ck_assert(!file_has(out, "2147483647"));
+    ck_assert_int_eq(sh("'%s' run -w 99999d %s -- true 2> %s", dlock_bin, name, out), 64);
+    ck_assert(file_has(out, "at most 24.855d"));
+    ck_assert_int_eq(sh("'%s' run -t 100ms %s -- true", dlock_bin, name), 0);
+    ck_assert_int_eq(sh("'%s' run -t 24.855d %s -- true", dlock_bin, name), 0);
+    ck_assert_int_eq(sh("'%s' run -t 2d -m 0.5s %s -- true", dlock_bin, name), 0);
+}
+END_TEST
+
+/* A scheme that is a typo of a built-in one is a usage error (64) with a
+ * suggestion; a scheme of a backend not built in stays 69. */
+START_TEST(scheme_typo_is_a_usage_error)
+{
+    char out[4300];
+    snprintf(out, sizeof out, "%s/out", dir);
+    ck_assert_int_eq(sh("'%s' run -u 'sqlitee://%s/x.db' %s -- true 2> %s", dlock_bin, dir, name, out), 64);
+    ck_assert(file_has(out, "did you mean 'sqlite'"));
+    ck_assert_int_eq(sh("'%s' status -u 'sqlte://%s/x.db' %s 2> %s", dlock_bin, dir, name, out), 64);
+    ck_assert(file_has(out, "did you mean 'sqlite'"));
+    ck_assert_int_eq(sh("'%s' list -u 'zookeeper://x/0' 2>/dev/null", dlock_bin), 69);
 }
 END_TEST
 
@@ -1105,6 +1505,36 @@ int main(void)
     tcase_add_test(t, release_force_breaks);
     tcase_add_test(t, metrics_file_is_prometheus_text);
     tcase_add_test(t, sqlite_old_table_gets_last_slot);
+    suite_add_tcase(s, t);
+    t = tcase_create("once-per-window");
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_set_timeout(t, 60);
+    tcase_add_test(t, once_per_every_phase_and_skew);
+    tcase_add_test(t, once_per_long_job_next_period_runs);
+    suite_add_tcase(s, t);
+    t = tcase_create("metrics-file");
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_set_timeout(t, 60);
+    tcase_add_test(t, metrics_overlapping_runs_keep_the_success);
+    tcase_add_test(t, metrics_writer_waits_for_the_file_lock);
+    tcase_add_test(t, metrics_escaped_name_keeps_the_success);
+    suite_add_tcase(s, t);
+    t = tcase_create("break-one-name");
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_test(t, release_force_breaks_one_name);
+    suite_add_tcase(s, t);
+    t = tcase_create("power-loss");
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_set_timeout(t, 30);
+    tcase_add_test(t, sqlite_tokens_survive_lost_wal_frames);
+    suite_add_tcase(s, t);
+    t = tcase_create("messages");
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_set_timeout(t, 30);
+    tcase_add_test(t, name_with_newline_cannot_forge_a_line);
+    tcase_add_test(t, long_name_gives_a_short_message);
+    tcase_add_test(t, ttl_limits_in_human_units);
+    tcase_add_test(t, scheme_typo_is_a_usage_error);
     suite_add_tcase(s, t);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -10,17 +10,24 @@
  */
 #include "config.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
 #include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "common.h"
 #include "internal.h"
+#include "redis/scripts.h"
 #include "redis/url.h"
 
 static const char *url;
@@ -552,6 +559,427 @@ START_TEST(stopped_server_calls_return)
 }
 END_TEST
 
+/* --- issue 23: tokens after a restore, keys of other tools, one name per break ------------- */
+
+static uint64_t take_fence(dlock_client *c, const char *n)
+{
+    dlock_lock *l = NULL;
+    ck_assert_msg(dlock_acquire(c, n, 5000, 0, &l) == DLOCK_OK, "%s", dlock_last_error());
+    uint64_t f = 0;
+    ck_assert_int_eq(dlock_fence(l, &f), DLOCK_OK);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    return f;
+}
+
+/* A snapshot (SAVE), more tokens, then kill -9 of redis-server and a
+ * restart that loads the snapshot: the counter comes back older than the
+ * last token, and the next token must still be above every token before
+ * the crash. */
+START_TEST(fence_survives_a_crash_and_an_old_snapshot)
+{
+    if (!have_dir())
+        return;
+    uint64_t last = 0;
+    for (int i = 0; i < 3; i++)
+        last = take_fence(client, name);
+    char *saved = raw_cmd("SAVE", "");
+    ck_assert_str_eq(saved, "OK");
+    free(saved);
+    for (int i = 0; i < 5; i++) {
+        uint64_t f = take_fence(client, name);
+        ck_assert_uint_gt(f, last);
+        last = f;
+    }
+    ck_assert_int_eq(server_script("crash"), 0);
+    /* The snapshot was loaded: the counter is back at an older value. */
+    char *fence_key = key_of(name, ":fence");
+    char *restored = raw_cmd("GET %s", fence_key);
+    ck_assert_msg(*restored && strtoull(restored, NULL, 10) < last, "restored counter '%s', last token %llu", restored,
+                  (unsigned long long)last);
+    free(restored);
+    uint64_t after = take_fence(client, name);
+    ck_assert_msg(after > last, "token %llu after the crash, %llu before it", (unsigned long long)after,
+                  (unsigned long long)last);
+    free(fence_key);
+}
+END_TEST
+
+/* The acquire script's retry branch (the answer to the first send was lost,
+ * the lock key holds our own value) with the counter gone: the token still
+ * comes from the clock floor, not a plain INCR that answers 1. */
+START_TEST(fence_retry_branch_keeps_the_floor)
+{
+    char *key = key_of(name, ""), *fence_key = key_of(name, ":fence");
+    const char *value = "0123456789abcdef0123456789abcdef 1700000000000 1 retry";
+    redisContext *rc = raw();
+    redisReply *r = redisCommand(rc, "SET %s %s PX 5000", key, value);
+    freeReplyObject(r);
+    r = redisCommand(rc, "DEL %s", fence_key);
+    freeReplyObject(r);
+    r = redisCommand(rc, "EVAL %s 2 %s %s %s %s", DLOCK_REDIS_ACQUIRE, key, fence_key, value, "5000");
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(r->type, REDIS_REPLY_INTEGER);
+    long long retried = r->integer;
+    freeReplyObject(r);
+    r = redisCommand(rc, "TIME");
+    long long now_us = atoll(r->element[0]->str) * 1000000LL + atoll(r->element[1]->str);
+    freeReplyObject(r);
+    ck_assert_msg(retried > now_us - 60LL * 1000000 && retried <= now_us, "retry answered %lld at %lld", retried,
+                  now_us);
+    r = redisCommand(rc, "DEL %s %s", key, fence_key);
+    freeReplyObject(r);
+    redisFree(rc);
+    free(key);
+    free(fence_key);
+}
+END_TEST
+
+/* A counter ahead of the server's clock (the clock was stepped back, or
+ * tokens were taken faster than one a microsecond): tokens go on from the
+ * counter, strictly increasing. */
+START_TEST(fence_counter_ahead_of_the_clock)
+{
+    char *fence_key = key_of(name, ":fence");
+    char ahead[32];
+    snprintf(ahead, sizeof ahead, "%llu", (unsigned long long)(take_fence(client, name) + 1000000000000ULL));
+    redisContext *rc = raw();
+    redisReply *r = redisCommand(rc, "SET %s %s", fence_key, ahead);
+    freeReplyObject(r);
+    redisFree(rc);
+    uint64_t f = take_fence(client, name);
+    ck_assert_uint_eq(f, strtoull(ahead, NULL, 10) + 1);
+    ck_assert_uint_eq(take_fence(client, name), f + 1);
+    free(fence_key);
+}
+END_TEST
+
+/* A key in the lock's place that libdlock did not write (an operator's
+ * SET ... NX): held by an unknown holder, in holder, list and the CLI. */
+START_TEST(foreign_key_is_held_by_unknown)
+{
+    char *key = key_of(name, "");
+    redisContext *rc = raw();
+    redisReply *r = redisCommand(rc, "SET %s %s NX PX 600000", key, "maintenance by ops");
+    ck_assert_str_eq(r->str, "OK");
+    freeReplyObject(r);
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(client, name, 5000, 0, &l), DLOCK_EBUSY);
+    char buf[256] = "";
+    ck_assert_int_eq(dlock_holder(client, name, buf, sizeof buf), 1);
+    ck_assert_msg(strstr(buf, "unknown"), "holder text '%s'", buf);
+    dlock_list *list = NULL;
+    ck_assert_int_eq(dlock_list_locks(client, name, &list), DLOCK_OK);
+    ck_assert_uint_eq(dlock_list_count(list), 1);
+    ck_assert_str_eq(dlock_list_name(list, 0), name);
+    ck_assert_str_eq(dlock_list_holder(list, 0), "unknown");
+    ck_assert_int_gt(dlock_list_expires(list, 0), 0);
+    dlock_list_free(list);
+    /* dlock status --json says so too (make check sets DLOCK_BIN). */
+    const char *bin = getenv("DLOCK_BIN");
+    if (bin && *bin) {
+        char cmd[8192];
+        snprintf(cmd, sizeof cmd, "'%s' status --json -u '%s' '%s' | grep -q '\"held\":true,.*\"holder\":\"unknown\"'",
+                 bin, url, name);
+        ck_assert_int_eq(dlt_system(cmd), 0);
+    }
+    /* A key of another type too. */
+    r = redisCommand(rc, "DEL %s", key);
+    freeReplyObject(r);
+    r = redisCommand(rc, "HSET %s a b", key);
+    freeReplyObject(r);
+    ck_assert_int_eq(dlock_holder(client, name, buf, sizeof buf), 1);
+    ck_assert_int_eq(dlock_list_locks(client, name, &list), DLOCK_OK);
+    ck_assert_uint_eq(dlock_list_count(list), 1);
+    ck_assert_int_eq(dlock_list_expires(list, 0), -1);
+    dlock_list_free(list);
+    ck_assert_int_eq(dlock_break(client, name), 1);
+    ck_assert_int_eq(dlock_holder(client, name, buf, sizeof buf), 0);
+    redisFree(rc);
+    free(key);
+}
+END_TEST
+
+/* A break acts on exactly one name: hold N and N-2, break N. */
+START_TEST(break_acts_on_one_name)
+{
+    char other[300];
+    snprintf(other, sizeof other, "%s-2", name);
+    dlock_client *c2 = NULL;
+    ck_assert_int_eq(dlock_open(url, &c2), DLOCK_OK);
+    dlock_lock *a = NULL, *b = NULL;
+    ck_assert_int_eq(dlock_acquire(c2, name, 8000, 0, &a), DLOCK_OK);
+    ck_assert_int_eq(dlock_acquire(c2, other, 8000, 0, &b), DLOCK_OK);
+    ck_assert_int_eq(dlock_break(client, name), 1);
+    char buf[256];
+    ck_assert_int_eq(dlock_holder(client, other, buf, sizeof buf), 1);
+    ck_assert_int_eq(dlock_extend(b, 8000), DLOCK_OK);
+    ck_assert_int_eq(dlock_release(b), DLOCK_OK);
+    ck_assert_int_eq(dlock_release(a), DLOCK_ELOST);
+    dlock_close(c2);
+}
+END_TEST
+
+/* A stale holder that extends, with a TTL of its own, a lock someone else
+ * now holds leaves the new holder's expiry alone. */
+START_TEST(stale_extend_leaves_the_new_expiry)
+{
+    dlock_client *c2 = NULL;
+    ck_assert_int_eq(dlock_open(url, &c2), DLOCK_OK);
+    dlock_lock *stale = NULL, *fresh = NULL;
+    ck_assert_int_eq(dlock_acquire(client, name, 20000, 0, &stale), DLOCK_OK);
+    ck_assert_int_eq(dlock_break(c2, name), 1);
+    ck_assert_int_eq(dlock_acquire(c2, name, 20000, 0, &fresh), DLOCK_OK);
+    ck_assert_int_eq(dlock_extend(stale, 300), DLOCK_ELOST);
+    char *key = key_of(name, "");
+    char *pttl = raw_cmd("PTTL %s", key);
+    ck_assert_msg(atoll(pttl) > 15000, "the new holder's key expires in %s ms", pttl);
+    free(pttl);
+    dlt_sleep_ms(500);
+    dlock_lock *third = NULL;
+    ck_assert_int_eq(dlock_acquire(client, name, 5000, 0, &third), DLOCK_EBUSY);
+    ck_assert_int_eq(dlock_release(fresh), DLOCK_OK);
+    dlock_release(stale);
+    free(key);
+    dlock_close(c2);
+}
+END_TEST
+
+/* --- a TCP relay in front of the real server: lost replies, slow replies ------------------- */
+
+/* Forwards every connection to the test server.  Armed with RELAY_DROP, it
+ * swallows the next reply (the server ran the command) and closes that
+ * connection; with RELAY_TRICKLE, it passes replies on one byte every
+ * trickle_ms.  Not a store: the real server answers everything. */
+enum { RELAY_PASS, RELAY_DROP, RELAY_TRICKLE };
+#define RELAY_PAIRS 8
+struct relay {
+    int listen_fd, port;
+    struct sockaddr_in server;
+    atomic_int mode, stop, dropped;
+    int trickle_ms;
+    int client[RELAY_PAIRS], upstream[RELAY_PAIRS];
+    pthread_t thread;
+};
+
+static void relay_close(struct relay *r, int i)
+{
+    close(r->client[i]);
+    close(r->upstream[i]);
+    r->client[i] = r->upstream[i] = -1;
+}
+
+static void relay_accept(struct relay *r)
+{
+    int c = accept(r->listen_fd, NULL, NULL);
+    if (c < 0)
+        return;
+    int u = socket(AF_INET, SOCK_STREAM, 0);
+    if (u < 0 || connect(u, (struct sockaddr *)&r->server, sizeof r->server) != 0) {
+        close(c);
+        if (u >= 0)
+            close(u);
+        return;
+    }
+    for (int i = 0; i < RELAY_PAIRS; i++)
+        if (r->client[i] < 0) {
+            r->client[i] = c;
+            r->upstream[i] = u;
+            return;
+        }
+    close(c);
+    close(u);
+}
+
+/* Data from the server for pair i, as the mode says. */
+static void relay_reply(struct relay *r, int i)
+{
+    char buf[16384];
+    ssize_t n = read(r->upstream[i], buf, sizeof buf);
+    if (n <= 0) {
+        relay_close(r, i);
+        return;
+    }
+    int mode = atomic_load(&r->mode);
+    if (mode == RELAY_DROP) {
+        atomic_store(&r->mode, RELAY_PASS);
+        atomic_fetch_add(&r->dropped, 1);
+        relay_close(r, i);
+        return;
+    }
+    for (ssize_t at = 0; at < n;) {
+        ssize_t chunk = mode == RELAY_TRICKLE ? 1 : n - at;
+        if (mode == RELAY_TRICKLE)
+            dlt_sleep_ms(r->trickle_ms);
+        ssize_t w = send(r->client[i], buf + at, (size_t)chunk, MSG_NOSIGNAL);
+        if (w <= 0) {
+            relay_close(r, i);
+            return;
+        }
+        at += w;
+    }
+}
+
+static void *relay_main(void *arg)
+{
+    struct relay *r = arg;
+    while (!atomic_load(&r->stop)) {
+        struct pollfd p[1 + 2 * RELAY_PAIRS];
+        int n = 0;
+        p[n++] = (struct pollfd){r->listen_fd, POLLIN, 0};
+        for (int i = 0; i < RELAY_PAIRS; i++) {
+            p[n++] = (struct pollfd){r->client[i], POLLIN, 0};
+            p[n++] = (struct pollfd){r->upstream[i], POLLIN, 0};
+        }
+        if (poll(p, (nfds_t)n, 50) <= 0)
+            continue;
+        if (p[0].revents & POLLIN)
+            relay_accept(r);
+        for (int i = 0; i < RELAY_PAIRS; i++) {
+            if (r->client[i] >= 0 && (p[1 + 2 * i].revents & (POLLIN | POLLHUP | POLLERR))) {
+                char buf[16384];
+                ssize_t got = read(r->client[i], buf, sizeof buf);
+                if (got <= 0 || send(r->upstream[i], buf, (size_t)got, MSG_NOSIGNAL) != got) {
+                    relay_close(r, i);
+                    continue;
+                }
+            }
+            if (r->upstream[i] >= 0 && (p[2 + 2 * i].revents & (POLLIN | POLLHUP | POLLERR)))
+                relay_reply(r, i);
+        }
+    }
+    for (int i = 0; i < RELAY_PAIRS; i++)
+        if (r->client[i] >= 0)
+            relay_close(r, i);
+    close(r->listen_fd);
+    return NULL;
+}
+
+/* A relay to the test server, and the URL of the server through it. */
+static struct relay *relay_start(char *relay_url, size_t len)
+{
+    struct dlock_redis_url u;
+    ck_assert_int_eq(dlock__redis_parse_url(url, &u), DLOCK_OK);
+    struct relay *r = calloc(1, sizeof *r);
+    ck_assert_ptr_nonnull(r);
+    for (int i = 0; i < RELAY_PAIRS; i++)
+        r->client[i] = r->upstream[i] = -1;
+    r->server.sin_family = AF_INET;
+    r->server.sin_port = htons((uint16_t)u.port);
+    ck_assert_int_eq(inet_pton(AF_INET, u.host, &r->server.sin_addr), 1);
+    r->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(r->listen_fd, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(listen(r->listen_fd, 8), 0);
+    socklen_t alen = sizeof a;
+    ck_assert_int_eq(getsockname(r->listen_fd, (struct sockaddr *)&a, &alen), 0);
+    r->port = ntohs(a.sin_port);
+    snprintf(relay_url, len, "redis://:%s@127.0.0.1:%d/%d", u.password ? u.password : "", r->port, u.db);
+    dlock__redis_url_free(&u);
+    ck_assert_int_eq(pthread_create(&r->thread, NULL, relay_main, r), 0);
+    return r;
+}
+
+static void relay_stop(struct relay *r)
+{
+    atomic_store(&r->stop, 1);
+    pthread_join(r->thread, NULL);
+    free(r);
+}
+
+/* A release that went through, whose answer was lost: the retry on a new
+ * connection finds the lock free, and no one took it since our token: the
+ * release is a success, not "it had already been lost" (which dlock run
+ * reports as a possible overlap). */
+START_TEST(release_after_a_lost_reply_is_not_lost)
+{
+    char relay_url[512];
+    struct relay *r = relay_start(relay_url, sizeof relay_url);
+    dlock_client *c = NULL;
+    ck_assert_int_eq(dlock_open(relay_url, &c), DLOCK_OK);
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(c, name, 10000, 0, &l), DLOCK_OK);
+    atomic_store(&r->mode, RELAY_DROP);
+    int rc = dlock_release(l);
+    ck_assert_int_eq(atomic_load(&r->dropped), 1);
+    ck_assert_msg(rc == DLOCK_OK, "release after a lost reply: %d (%s)", rc, dlock_last_error());
+    char buf[64];
+    ck_assert_int_eq(dlock_holder(client, name, buf, sizeof buf), 0);
+    /* The same retry when the lock really was lost, and taken by another
+     * holder since: still "lost". */
+    ck_assert_int_eq(dlock_acquire(c, name, 10000, 0, &l), DLOCK_OK);
+    ck_assert_int_eq(dlock_break(client, name), 1);
+    dlock_lock *other = NULL;
+    ck_assert_int_eq(dlock_acquire(client, name, 10000, 0, &other), DLOCK_OK);
+    ck_assert_int_eq(dlock_release(other), DLOCK_OK);
+    atomic_store(&r->mode, RELAY_DROP);
+    ck_assert_int_eq(dlock_release(l), DLOCK_ELOST);
+    ck_assert_int_eq(atomic_load(&r->dropped), 2);
+    /* And when another tool's key stands in the lock's place (no fence
+     * bumped): not ours, still "lost". */
+    ck_assert_int_eq(dlock_acquire(c, name, 10000, 0, &l), DLOCK_OK);
+    ck_assert_int_eq(dlock_break(client, name), 1);
+    char *key = key_of(name, "");
+    redisContext *ops = raw();
+    redisReply *set = redisCommand(ops, "SET %s %s PX 10000", key, "maintenance by ops");
+    freeReplyObject(set);
+    redisFree(ops);
+    atomic_store(&r->mode, RELAY_DROP);
+    ck_assert_int_eq(dlock_release(l), DLOCK_ELOST);
+    ck_assert_int_eq(atomic_load(&r->dropped), 3);
+    free(raw_cmd("DEL %s", key));
+    free(key);
+    dlock_close(c);
+    relay_stop(r);
+}
+END_TEST
+
+/* A break that went through, whose answer was lost: the retry must not say
+ * "it was free". */
+START_TEST(break_after_a_lost_reply_is_broken)
+{
+    char relay_url[512];
+    struct relay *r = relay_start(relay_url, sizeof relay_url);
+    dlock_client *c = NULL;
+    ck_assert_int_eq(dlock_open(relay_url, &c), DLOCK_OK);
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(client, name, 10000, 0, &l), DLOCK_OK);
+    atomic_store(&r->mode, RELAY_DROP);
+    int rc = dlock_break(c, name);
+    ck_assert_int_eq(atomic_load(&r->dropped), 1);
+    ck_assert_msg(rc == 1, "break after a lost reply: %d (%s)", rc, dlock_last_error());
+    ck_assert_int_eq(dlock_break(c, name), 0); /* and a new break finds it free */
+    ck_assert_int_eq(dlock_release(l), DLOCK_ELOST);
+    dlock_close(c);
+    relay_stop(r);
+}
+END_TEST
+
+/* The deadline bounds the whole reply, not each read(): a reply that comes
+ * one byte at a time, each within the socket timeout, still ends the call
+ * at its deadline. */
+START_TEST(deadline_bounds_the_whole_reply)
+{
+    char relay_url[512];
+    struct relay *r = relay_start(relay_url, sizeof relay_url);
+    r->trickle_ms = 250;
+    dlock_client *c = NULL;
+    ck_assert_int_eq(dlock_open(relay_url, &c), DLOCK_OK);
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(c, name, 600, 0, &l), DLOCK_OK);
+    atomic_store(&r->mode, RELAY_TRICKLE);
+    int64_t t0 = dlt_now_ms();
+    int rc = dlock_extend(l, 600); /* bounded by the lease: < 600 ms */
+    int64_t took = dlt_now_ms() - t0;
+    atomic_store(&r->mode, RELAY_PASS);
+    ck_assert_msg(took <= 600 + 100, "extend took %lld ms with a 600 ms lease (%d)", (long long)took, rc);
+    ck_assert_int_ne(rc, DLOCK_OK);
+    dlock_release(l);
+    dlock_close(c);
+    relay_stop(r);
+}
+END_TEST
+
 static Suite *redis_suite(void)
 {
     Suite *s = suite_create("redis");
@@ -579,6 +1007,23 @@ static Suite *redis_suite(void)
     tcase_add_test(t, script_flush_reloads);
     tcase_add_test(t, server_restart_loses_lock);
     tcase_add_test(t, stopped_server_calls_return);
+    suite_add_tcase(s, t);
+    t = tcase_create("issue23");
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_set_timeout(t, 40);
+    tcase_add_test(t, fence_survives_a_crash_and_an_old_snapshot);
+    tcase_add_test(t, fence_retry_branch_keeps_the_floor);
+    tcase_add_test(t, fence_counter_ahead_of_the_clock);
+    tcase_add_test(t, foreign_key_is_held_by_unknown);
+    tcase_add_test(t, break_acts_on_one_name);
+    tcase_add_test(t, stale_extend_leaves_the_new_expiry);
+    suite_add_tcase(s, t);
+    t = tcase_create("lost-replies");
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_set_timeout(t, 30);
+    tcase_add_test(t, release_after_a_lost_reply_is_not_lost);
+    tcase_add_test(t, break_after_a_lost_reply_is_broken);
+    tcase_add_test(t, deadline_bounds_the_whole_reply);
     suite_add_tcase(s, t);
     return s;
 }

@@ -198,56 +198,66 @@ START_TEST(kill_waits_for_the_grace_from_term)
 }
 END_TEST
 
-/* --- --once-per: the schedule slot ------------------------------------------------ */
+/* --- --once-per: the last success's start, PERIOD/2 ----------------------------------- */
 
 #define HOUR 3600000LL
 #define T0 1795982400000LL /* 2026-11-29T20:00:00Z, a multiple of an hour */
 
-/* The nearest multiple of PERIOD, identified by its start in Unix ms. */
-START_TEST(slot_is_the_nearest_multiple)
+/* Done exactly when the last success started less than PERIOD/2 ago; a
+ * record in the store clock's future is done; none recorded is not. */
+START_TEST(once_done_within_half_a_period)
 {
-    ck_assert_int_eq(run_slot(T0, HOUR), T0);
-    ck_assert_int_eq(run_slot(T0 + 1, HOUR), T0);
-    ck_assert_int_eq(run_slot(T0 - 1, HOUR), T0);
-    ck_assert_int_eq(run_slot(T0 + HOUR / 2 - 1, HOUR), T0);
-    ck_assert_int_eq(run_slot(T0 + HOUR / 2, HOUR), T0 + HOUR); /* halfway: the later slot */
-    ck_assert_int_eq(run_slot(T0 - HOUR / 2, HOUR), T0);
-    ck_assert_int_eq(run_slot(T0 - HOUR / 2 - 1, HOUR), T0 - HOUR);
-    ck_assert_int_eq(run_slot(T0 + 59000, 60000), T0 + 60000);
-    ck_assert_int_eq(run_slot(1001, 3), 1002); /* odd periods round as well */
-    ck_assert_int_eq(run_slot(T0, 0), -1);
-    ck_assert_int_eq(run_slot(-5, HOUR), -1);
-    ck_assert_int_gt(run_slot(1, HOUR), 0); /* never 0, which means "none recorded" */
+    ck_assert(!run_once_done(0, T0, HOUR));
+    ck_assert(run_once_done(T0, T0, HOUR));
+    ck_assert(run_once_done(T0, T0 + HOUR / 2 - 1, HOUR));
+    ck_assert(!run_once_done(T0, T0 + HOUR / 2, HOUR));
+    ck_assert(!run_once_done(T0, T0 + HOUR, HOUR));
+    ck_assert(!run_once_done(T0 - 7 * HOUR, T0, HOUR));
+    ck_assert(run_once_done(T0 + 1, T0, HOUR));
+    ck_assert(run_once_done(T0 + 5 * HOUR, T0, HOUR)); /* the clock was stepped back: never a second run */
+    ck_assert(run_once_done(1000, 1001, 3));           /* odd periods: 1 ms < 1.5 ms */
+    ck_assert(!run_once_done(1000, 1002, 3));          /* 2 ms >= 1.5 ms */
+    /* A record of an earlier dlock: the slot (the multiple of PERIOD nearest
+     * to its run's start).  The next period's run is never skipped. */
+    for (int64_t started = T0 - HOUR / 2; started < T0 + HOUR / 2; started += HOUR / 64)
+        ck_assert(!run_once_done(T0, started + HOUR, HOUR));
 }
 END_TEST
 
-/* Cron fires at T0 on every host; their clocks are off by up to
- * PERIOD/2 - 1 ms either way, and the job takes the lock a little late:
- * every host names the same slot. */
-START_TEST(skewed_clocks_agree_on_the_slot)
+/* Two servers fire one schedule at every phase of the period (every
+ * sixteenth, both sides of the half-period point), the second up to
+ * PERIOD/2 - 1 ms after or before the first, for three periods running:
+ * in each period exactly one of them runs the job (and records its start).
+ * The rule never looks at where in the period the schedule falls. */
+START_TEST(once_per_every_phase_and_skew_runs_once_a_period)
 {
-    static const int64_t periods[] = {1000, 60000, 300000, HOUR, 24 * HOUR, 7 * 24 * HOUR};
+    static const int64_t periods[] = {1000, 60000, HOUR, 24 * HOUR, 7 * 24 * HOUR};
     for (size_t p = 0; p < sizeof periods / sizeof periods[0]; p++) {
         int64_t period = periods[p];
-        int64_t fired = T0 / period * period; /* a scheduled moment */
         int64_t skews[] = {-(period / 2) + 1, -(period / 4), -1, 0, 1, period / 4, period / 2 - 1};
-        for (size_t k = 0; k < sizeof skews / sizeof skews[0]; k++)
-            ck_assert_msg(run_slot(fired + skews[k], period) == fired, "period %lld, skew %lld: slot %lld",
-                          (long long)period, (long long)skews[k], (long long)run_slot(fired + skews[k], period));
-        /* Beyond PERIOD/2 they may not agree: the guarantee ends there. */
-        ck_assert_int_ne(run_slot(fired + period / 2 + period % 2, period), fired);
+        for (int phase = 0; phase < 16; phase++) {
+            for (size_t k = 0; k < sizeof skews / sizeof skews[0]; k++) {
+                int64_t last = 0;
+                for (int round = 0; round < 3; round++) {
+                    int64_t fired = T0 / period * period + phase * period / 16 + round * period;
+                    int64_t starts[2] = {fired, fired + skews[k]};
+                    if (starts[1] < starts[0]) {
+                        starts[1] = fired;
+                        starts[0] = fired + skews[k];
+                    }
+                    int ran = 0;
+                    for (int i = 0; i < 2; i++) {
+                        if (run_once_done(last, starts[i], period))
+                            continue;
+                        ran++;
+                        last = starts[i];
+                    }
+                    ck_assert_msg(ran == 1, "period %lld, phase %d/16, skew %lld, round %d: ran %d times",
+                                  (long long)period, phase, (long long)skews[k], round, ran);
+                }
+            }
+        }
     }
-}
-END_TEST
-
-START_TEST(slot_done_when_recorded_at_or_after)
-{
-    ck_assert(!run_slot_done(0, T0));
-    ck_assert(!run_slot_done(T0 - HOUR, T0));
-    ck_assert(run_slot_done(T0, T0));
-    /* A host whose clock lags names the previous slot: it must not run it
-     * again after a later one ran. */
-    ck_assert(run_slot_done(T0 + HOUR, T0));
 }
 END_TEST
 
@@ -279,9 +289,8 @@ int main(void)
     tcase_add_test(t, release_asked_stops_watching_the_lease);
     tcase_add_test(t, signal_while_waiting_cancels_again_and_again);
     tcase_add_test(t, kill_waits_for_the_grace_from_term);
-    tcase_add_test(t, slot_is_the_nearest_multiple);
-    tcase_add_test(t, skewed_clocks_agree_on_the_slot);
-    tcase_add_test(t, slot_done_when_recorded_at_or_after);
+    tcase_add_test(t, once_done_within_half_a_period);
+    tcase_add_test(t, once_per_every_phase_and_skew_runs_once_a_period);
     tcase_add_test(t, only_success_marks_a_slot);
     suite_add_tcase(s, t);
     SRunner *sr = srunner_create(s);

@@ -182,6 +182,30 @@ START_TEST(percent_decoding)
 }
 END_TEST
 
+/* A typo of a built-in scheme is DLOCK_EINVAL with a suggestion; a scheme
+ * far from all of them (a backend not built in) stays DLOCK_ENOTSUP. */
+START_TEST(url_scheme_typos)
+{
+    dlock_client *c = NULL;
+#ifdef HAVE_SQLITE
+    ck_assert_int_eq(dlock_open("sqlitee:///tmp/x.db", &c), DLOCK_EINVAL);
+    ck_assert_ptr_nonnull(strstr(dlock_last_error(), "did you mean 'sqlite'?"));
+    ck_assert_int_eq(dlock_open("sqlte:///tmp/x.db", &c), DLOCK_EINVAL);
+    ck_assert_ptr_nonnull(strstr(dlock_last_error(), "did you mean 'sqlite'?"));
+#endif
+#ifdef HAVE_POSTGRESQL
+    ck_assert_int_eq(dlock_open("postgress://h/db", &c), DLOCK_EINVAL);
+    ck_assert_ptr_nonnull(strstr(dlock_last_error(), "did you mean 'postgres'?"));
+    ck_assert_int_eq(dlock_open("postgresq://h/db", &c), DLOCK_EINVAL);
+    ck_assert_ptr_nonnull(strstr(dlock_last_error(), "did you mean 'postgresql'?"));
+#endif
+    ck_assert_int_eq(dlock_open("ftp://h/x", &c), DLOCK_ENOTSUP);
+    ck_assert_ptr_nonnull(strstr(dlock_last_error(), "not built into"));
+    ck_assert_int_eq(dlock_open("zookeeper://h/x", &c), DLOCK_ENOTSUP);
+    ck_assert_ptr_null(c);
+}
+END_TEST
+
 /* --- durations ----------------------------------------------------------------- */
 
 static const struct {
@@ -212,6 +236,14 @@ static const struct {
     {"596524h", 0, 0},
     {"2147483647ms", 1, 2147483647},
     {"2147483648ms", 0, 0},
+    {"2d", 1, 172800000},
+    {"1.5d", 1, 129600000},
+    {"24d", 1, 2073600000},
+    {"24.855d", 1, 2147472000},
+    {"25d", 0, 0},
+    {"99999d", 0, 0},
+    {"999999999999d", 0, 0}, /* would overflow int64 if multiplied first */
+    {"1D", 0, 0},
 };
 
 START_TEST(durations)
@@ -229,6 +261,68 @@ START_TEST(duration_forever_only_where_allowed)
     int64_t ms;
     ck_assert_int_eq(dlock_parse_duration("forever", INT32_MAX, 0, &ms), -1);
     ck_assert_int_eq(dlock_parse_duration(NULL, INT32_MAX, 1, &ms), -1);
+}
+END_TEST
+
+/* Limits are shown in the largest unit, cut (not rounded) to 3 decimals so
+ * that a maximum shown can be pasted back and is still accepted. */
+START_TEST(durations_shown_in_human_units)
+{
+    static const struct {
+        int64_t ms;
+        const char *text;
+    } cases[] = {
+        {0, "0ms"},           {1, "1ms"},       {100, "100ms"},      {999, "999ms"},     {1000, "1s"},
+        {1500, "1.5s"},       {60000, "1m"},    {90000, "1.5m"},     {3600000, "1h"},    {86400000, "1d"},
+        {2147483647, "24.855d"}, {172800000, "2d"}, {86400001, "1d"}, {3723000, "1.034h"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char buf[32];
+        dlock_format_duration(cases[i].ms, buf, sizeof buf);
+        ck_assert_str_eq(buf, cases[i].text);
+        int64_t back = -1;
+        ck_assert_int_eq(dlock_parse_duration(buf, INT32_MAX, 0, &back), 0);
+        ck_assert_int_le(back, cases[i].ms);
+    }
+}
+END_TEST
+
+/* --- names in messages ------------------------------------------------------------ */
+
+START_TEST(names_shown_escaped)
+{
+    char buf[FMT_NAME_SHOWN_SIZE];
+    ck_assert_str_eq(fmt_shown_name("nightly-report", buf, sizeof buf), "nightly-report");
+    /* A newline cannot start a line of its own, nor a tab or ESC hide one. */
+    ck_assert_str_eq(fmt_shown_name("a\ndlock: forged", buf, sizeof buf), "a\\ndlock: forged");
+    ck_assert_str_eq(fmt_shown_name("a\nb\tc\033d\177", buf, sizeof buf), "a\\nb\\tc\\x1bd\\x7f");
+    ck_assert_str_eq(fmt_shown_name("\xc3\xa9t\xc3\xa9", buf, sizeof buf), "\xc3\xa9t\xc3\xa9");
+}
+END_TEST
+
+START_TEST(long_names_shown_short)
+{
+    char name[10001], buf[FMT_NAME_SHOWN_SIZE];
+    memset(name, 'a', sizeof name - 1);
+    name[sizeof name - 1] = '\0';
+    const char *shown = fmt_shown_name(name, buf, sizeof buf);
+    ck_assert_uint_lt(strlen(shown), 120);
+    ck_assert_ptr_nonnull(strstr(shown, "(10000 bytes)"));
+    ck_assert(strncmp(shown, "aaaaaaaa", 8) == 0);
+    /* Cut at a character boundary: 100 two-byte characters. */
+    char wide[201];
+    for (int i = 0; i < 100; i++)
+        memcpy(wide + 2 * i, "\xc3\xa9", 2);
+    wide[200] = '\0';
+    shown = fmt_shown_name(wide, buf, sizeof buf);
+    ck_assert_ptr_nonnull(strstr(shown, "\xc3\xa9...(200 bytes)"));
+    /* Even with every byte escaped, it fits. */
+    char ctl[301];
+    memset(ctl, '\001', sizeof ctl - 1);
+    ctl[sizeof ctl - 1] = '\0';
+    shown = fmt_shown_name(ctl, buf, sizeof buf);
+    ck_assert_ptr_nonnull(strstr(shown, "(300 bytes)"));
+    ck_assert_ptr_null(strchr(shown, '\001'));
 }
 END_TEST
 
@@ -459,6 +553,7 @@ int main(int argc, char **argv)
     t = tcase_create("urls");
     tcase_add_test(t, url_schemes);
     tcase_add_test(t, url_open_errors);
+    tcase_add_test(t, url_scheme_typos);
 #ifdef HAVE_SQLITE
     tcase_add_test(t, url_sqlite_forms);
 #endif
@@ -469,6 +564,11 @@ int main(int argc, char **argv)
     t = tcase_create("durations");
     tcase_add_loop_test(t, durations, 0, (int)(sizeof duration_cases / sizeof duration_cases[0]));
     tcase_add_test(t, duration_forever_only_where_allowed);
+    tcase_add_test(t, durations_shown_in_human_units);
+    suite_add_tcase(s, t);
+    t = tcase_create("names in messages");
+    tcase_add_test(t, names_shown_escaped);
+    tcase_add_test(t, long_names_shown_short);
     suite_add_tcase(s, t);
     t = tcase_create("errors");
     tcase_add_test(t, strerror_texts);

@@ -3,13 +3,19 @@
 #
 #   tests/redis-server.sh start DIR     start (writing DIR/redis.conf the first time); prints export lines
 #   tests/redis-server.sh stop DIR      stop the server started in DIR (by its own pid)
-#   tests/redis-server.sh restart DIR   stop, then start again on the same port (the data is gone:
-#                                       no persistence)
+#   tests/redis-server.sh restart DIR   stop, then start again on the same port with no data (its
+#                                       snapshot is deleted first)
+#   tests/redis-server.sh crash DIR     kill -9 the server, then start it again on the same port and
+#                                       the same folder: it loads its last snapshot (dump.rdb), as a
+#                                       real server that crashed does
 #
 # Everything lives under DIR: the configuration, the pid file, the log, a
 # unix socket (DIR/redis.sock) and DIR/env.  No system service is used.  The
 # server listens on 127.0.0.1 only, on a free port, with a password
-# (requirepass), and keeps nothing on disk (save "", appendonly no).
+# (requirepass), and persists as Redis does by default: RDB snapshots
+# (a save point every hour after one change, and SAVE when asked), no AOF.
+# A crash test must run against a server that restores what it saved, or
+# it proves nothing.
 #
 # `start` prints (and writes to DIR/env) shell lines:
 #   export DLOCK_TEST_REDIS_URL='redis://:<password>@127.0.0.1:<port>/0'
@@ -21,7 +27,7 @@ set -eu
 
 die() { echo "redis-server.sh: $*" >&2; exit 1; }
 
-usage() { die "usage: $0 start|stop|restart DIR"; }
+usage() { die "usage: $0 start|stop|restart|crash DIR"; }
 
 [ $# -eq 2 ] || usage
 action=$1
@@ -74,7 +80,8 @@ daemonize yes
 pidfile $dir/redis.pid
 logfile $dir/server.log
 dir $dir
-save ""
+save 3600 1
+dbfilename dump.rdb
 appendonly no
 protected-mode yes
 EOF
@@ -90,7 +97,7 @@ start_server() {
     tries=0
     while :; do
         if [ -z "$port" ] || port_in_use "$port"; then
-            [ -n "$port" ] && [ "$action" = restart ] && die "port $port is taken by another program"
+            [ -n "$port" ] && [ "$action" != start ] && die "port $port is taken by another program"
             port=$(pick_port)
         fi
         write_config "$port"
@@ -108,7 +115,7 @@ start_server() {
         done
         [ $up -eq 1 ] && break
         tries=$((tries + 1))
-        if [ $tries -lt 5 ] && [ "$action" != restart ]; then
+        if [ $tries -lt 5 ] && [ "$action" = start ]; then
             port=
             continue
         fi
@@ -137,9 +144,28 @@ stop_server() {
     rm -f "$dir/redis.pid"
 }
 
+# kill -9: no shutdown save; the next start loads the last snapshot.
+crash_server() {
+    pid=$(server_pid)
+    [ -n "$pid" ] || die "no server running in $dir"
+    kill -KILL "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do
+        sleep 0.02
+    done
+    rm -f "$dir/redis.pid"
+}
+
 case "$action" in
-start | restart)
-    [ "$action" = restart ] && stop_server
+start)
+    start_server
+    ;;
+restart)
+    stop_server
+    rm -f "$dir/dump.rdb"
+    start_server
+    ;;
+crash)
+    crash_server
     start_server
     ;;
 stop)

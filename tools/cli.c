@@ -3,22 +3,34 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/timerfd.h>
 #include <time.h>
 
 #include "cli.h"
 #include "dlock.h"
+#include "format.h"
 
 int cli_quiet;
 
+/* A message is one line: a control character in it (from a lock name, or
+ * from a store's text) is escaped, so that nothing in it can start a line
+ * that looks like dlock's own or move the terminal's cursor. */
 void cli_say(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("dlock: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    char *text = NULL;
+    int n = vasprintf(&text, fmt, ap);
     va_end(ap);
+    fputs("dlock: ", stderr);
+    if (n >= 0) {
+        fmt_escaped(stderr, text);
+        free(text);
+    } else {
+        fputs("out of memory while formatting a message", stderr);
+    }
+    fputc('\n', stderr);
 }
 
 /*

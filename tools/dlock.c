@@ -23,10 +23,23 @@
 #include "cli.h"
 #include "dlock.h"
 #include "duration.h"
+#include "format.h"
 #include "ops.h"
 #include "run.h"
 
 #define DEFAULT_TTL_MS 60000
+/*
+ * The shortest TTL that can be renewed.  The lease clock starts when the
+ * acquire is sent; the heartbeat (heartbeat.c) sends the first renewal
+ * TTL/3 after the grant and retries a failed one every TTL/9, each a round
+ * trip that must be answered before the lease ends.  Surviving one failed
+ * renewal: the acquire, the failed renewal and the retry (3 RTT) plus
+ * TTL/3 + TTL/9 must fit in the TTL, 3 RTT < 5/9 TTL, a TTL of at least
+ * 5.4 round trips; 100 ms allows round trips of up to about 18 ms.
+ * Measured: -t 5ms ends every run in 79 even on a local SQLite file.
+ */
+#define MIN_TTL_MS 100
+#define MAX_NAME_BYTES 255
 #define DEFAULT_GRACE_MS 10000
 
 static const char usage_text[] =
@@ -42,22 +55,22 @@ static const char usage_text[] =
     "Options:\n"
     "  -u, --url URL          lock store (default: $DLOCK_URL, else an SQLite file under\n"
     "                         /var/lib/dlock/ for root, ~/.local/state/dlock/ for others)\n"
-    "  -t, --ttl TTL          lease of the lock, renewed every TTL/3 (default 60s)\n"
+    "  -t, --ttl TTL          lease of the lock, renewed every TTL/3 (default 60s, at least 100ms)\n"
     "  -w, --wait WAIT        how long to wait for a busy lock; 0 skips, 'forever' (default 0)\n"
     "  -m, --min-hold TIME    hold the lock at least this long after taking it (default 0)\n"
     "  -E, --conflict-exit-code CODE  exit status when the lock is busy (default 75)\n"
     "  -k, --kill-after GRACE SIGKILL the job this long after SIGTERM when the lock\n"
     "                         is lost (default 10s)\n"
     "  -q, --quiet            no message when the lock is busy, no warnings\n"
-    "      --once-per PERIOD  run at most once successfully per PERIOD slot (on the store's\n"
-    "                         clock); a done slot exits 75 (or -E) without running\n"
+    "      --once-per PERIOD  skip the run (exit 75, or -E) when the last successful run\n"
+    "                         started less than PERIOD/2 ago on the store's clock\n"
     "      --metrics-file PATH  after the run, replace PATH with Prometheus metrics\n"
     "      --json             status, list: JSON output (see dlock(1))\n"
     "      --force            release: break a lock held by someone else (logged to syslog)\n"
     "  -h, --help             show this help\n"
     "  -V, --version          show the version\n"
     "\n"
-    "Durations: 250ms, 30s, 5m, 2h, or a bare number of seconds.\n"
+    "Durations: 250ms, 30s, 5m, 2h, 7d, or a bare number of seconds.\n"
     "URLs: sqlite:///path/file.db, postgresql://user@host/db, mysql://user:pass@host/db,\n"
     "      redis://:pass@host:6379/0\n"
     "\n"
@@ -72,10 +85,13 @@ static int usage_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("dlock: ", stderr);
-    vfprintf(stderr, fmt, ap);
+    char *text = NULL;
+    int n = vasprintf(&text, fmt, ap);
     va_end(ap);
-    fputs("\nTry 'dlock --help' for more information.\n", stderr);
+    cli_say("%s", n >= 0 ? text : "bad command line");
+    if (n >= 0)
+        free(text);
+    fputs("Try 'dlock --help' for more information.\n", stderr);
     return EXIT_USAGE;
 }
 
@@ -148,6 +164,34 @@ static int parse_int_exit(const char *text, int *out)
     return 0;
 }
 
+/* -t: from MIN_TTL_MS to INT32_MAX ms, the limits said in the units a
+ * user writes. */
+static int parse_ttl(const char *text, int64_t *ttl_ms)
+{
+    char min[32], max[32];
+    dlock_format_duration(MIN_TTL_MS, min, sizeof min);
+    dlock_format_duration(INT32_MAX, max, sizeof max);
+    if (dlock_parse_duration(text, INT32_MAX, 0, ttl_ms) != 0)
+        return usage_error("bad TTL '%s' (use e.g. 30s, 5m, 1d; from %s to %s)", text, min, max);
+    if (*ttl_ms < MIN_TTL_MS)
+        return usage_error("TTL '%s' is too short to be renewed: at least %s (dlock renews the lease every TTL/3 "
+                           "and retries every TTL/9, each a round trip to the store within the lease)",
+                           text, min);
+    return 0;
+}
+
+/* A name the library would refuse for its length, refused here so that the
+ * message shows it short (it is otherwise repeated whole in every message). */
+static int check_name_length(const char *name)
+{
+    size_t len = strlen(name);
+    if (len <= MAX_NAME_BYTES)
+        return 0;
+    char shown[FMT_NAME_SHOWN_SIZE];
+    return usage_error("lock name '%s' is too long: names are 1 to %d bytes", fmt_shown_name(name, shown, sizeof shown),
+                       MAX_NAME_BYTES);
+}
+
 enum { OPT_ONCE_PER = 900, OPT_METRICS_FILE };
 
 /* One option of `dlock run`: 0, -1 for --help, or an exit status. */
@@ -158,12 +202,13 @@ static int run_option(int c, char **argv, struct run_options *o)
         o->url = optarg;
         return 0;
     case 't':
-        if (dlock_parse_duration(optarg, INT32_MAX, 0, &o->ttl_ms) || o->ttl_ms < 1)
-            return usage_error("bad TTL '%s' (use e.g. 30s, 5m; from 1ms to 2147483647ms)", optarg);
-        return 0;
+        return parse_ttl(optarg, &o->ttl_ms);
     case 'w':
-        if (dlock_parse_duration(optarg, INT32_MAX, 1, &o->wait_ms))
-            return usage_error("bad WAIT '%s' (use e.g. 0, 30s, 5m or forever)", optarg);
+        if (dlock_parse_duration(optarg, INT32_MAX, 1, &o->wait_ms)) {
+            char max[32];
+            dlock_format_duration(INT32_MAX, max, sizeof max);
+            return usage_error("bad WAIT '%s' (use e.g. 0, 30s, 5m or forever; at most %s)", optarg, max);
+        }
         return 0;
     case 'm':
         if (dlock_parse_duration(optarg, INT64_MAX / 4, 0, &o->min_hold_ms))
@@ -215,7 +260,7 @@ static int run_operands(int argc, char **argv, int dashdash, struct run_options 
     }
     if (!o->command[0])
         return usage_error("%s", "COMMAND is missing (dlock run NAME -- COMMAND [ARG...])");
-    return 0;
+    return check_name_length(o->name);
 }
 
 static int parse_run(int argc, char **argv, struct run_options *o)
@@ -319,6 +364,8 @@ static int cmd_status(int argc, char **argv)
         return rc < 0 ? 0 : rc;
     if (first != argc - 1)
         return usage_error("%s", first >= argc ? "NAME is missing" : "dlock status takes one NAME");
+    if (check_name_length(argv[first]))
+        return EXIT_USAGE;
     url = resolve_url(url, default_url, sizeof default_url);
     return url ? ops_status(url, argv[first], json) : EXIT_USAGE;
 }
@@ -350,6 +397,8 @@ static int cmd_release(int argc, char **argv)
                                  "released by the dlock run that holds it)");
     if (first != argc - 1)
         return usage_error("%s", first >= argc ? "NAME is missing" : "dlock release takes one NAME");
+    if (check_name_length(argv[first]))
+        return EXIT_USAGE;
     url = resolve_url(url, default_url, sizeof default_url);
     return url ? ops_break(url, argv[first]) : EXIT_USAGE;
 }

@@ -89,3 +89,63 @@ void fmt_prom_label(FILE *out, const char *s)
     }
     fputc('"', out);
 }
+
+/* The escape of control character c ("\\n", "\\x1b"), or NULL for any other byte. */
+static const char *control_escape(unsigned char c, char esc[5])
+{
+    if (c == '\n')
+        return "\\n";
+    if (c == '\t')
+        return "\\t";
+    if (c == '\r')
+        return "\\r";
+    if (c < 0x20 || c == 0x7f) {
+        snprintf(esc, 5, "\\x%02x", c);
+        return esc;
+    }
+    return NULL;
+}
+
+void fmt_escaped(FILE *out, const char *s)
+{
+    char esc[5];
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        const char *e = control_escape(*p, esc);
+        if (e)
+            fputs(e, out);
+        else
+            fputc(*p, out);
+    }
+}
+
+const char *fmt_shown_name(const char *name, char *buf, size_t len)
+{
+    size_t total = strlen(name), o = 0, i = 0;
+    char esc[5];
+    if (len < FMT_NAME_SHOWN_SIZE) {
+        snprintf(buf, len, "?");
+        return buf;
+    }
+    while (i < total) {
+        const unsigned char *p = (const unsigned char *)name + i;
+        size_t n = utf8_length(p);
+        if (n == 0)
+            n = 1; /* an invalid byte: shown as it is, one at a time */
+        if (i + n > FMT_NAME_SHOWN_BYTES && total > FMT_NAME_SHOWN_BYTES)
+            break;
+        const char *e = control_escape(*p, esc);
+        if (e) {
+            memcpy(buf + o, e, strlen(e));
+            o += strlen(e);
+        } else {
+            memcpy(buf + o, p, n);
+            o += n;
+        }
+        i += n;
+    }
+    if (i < total)
+        snprintf(buf + o, len - o, "...(%zu bytes)", total);
+    else
+        buf[o] = '\0';
+    return buf;
+}

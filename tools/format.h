@@ -17,4 +17,19 @@ void fmt_rfc3339(char *buf, size_t len, int64_t unix_ms, int with_ms);
  * escaped as the text exposition format says. */
 void fmt_prom_label(FILE *out, const char *s);
 
+/* Names in messages: at most FMT_NAME_SHOWN_BYTES bytes of the name are
+ * shown, then "...(N bytes)"; a buffer of FMT_NAME_SHOWN_SIZE always holds
+ * the result. */
+#define FMT_NAME_SHOWN_BYTES 64
+#define FMT_NAME_SHOWN_SIZE (FMT_NAME_SHOWN_BYTES * 4 + 32)
+
+/* `name` as text output shows it: control characters escaped (\n, \t,
+ * \xNN) so that a name can never start a line of its own, and a long name
+ * cut at a character boundary with its length.  Returns buf. */
+const char *fmt_shown_name(const char *name, char *buf, size_t len);
+
+/* `s` on `out` with control characters escaped as fmt_shown_name does,
+ * nothing cut. */
+void fmt_escaped(FILE *out, const char *s);
+
 #endif

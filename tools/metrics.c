@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "format.h"
@@ -76,7 +78,62 @@ static void write_metrics(FILE *f, const struct run_metrics *m, double last_succ
     }
 }
 
+/* How long a run waits for another run's write of the same file. */
+#define FILE_LOCK_WAIT_MS 10000
+
+/* The lock that serializes the read, the write and the rename of `path`
+ * between runs: flock(2) on ".NAME.lock" beside it (hidden, and not *.prom,
+ * so the textfile collector never reads it; never deleted, since a lock
+ * file that is removed can be locked twice).  The fd, or -1 with errno. */
+static int lock_file(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    size_t dir_len = slash ? (size_t)(slash - path) + 1 : 0;
+    size_t len = strlen(path) + 8;
+    char *lock_path = malloc(len);
+    if (!lock_path)
+        return -1;
+    snprintf(lock_path, len, "%.*s.%s.lock", (int)dir_len, path, path + dir_len);
+    int fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0 && (errno == EACCES || errno == EPERM))
+        fd = open(lock_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW); /* another user's: flock works read-only */
+    int err = errno;
+    free(lock_path);
+    if (fd < 0) {
+        errno = err;
+        return -1;
+    }
+    /* Bounded: a writer that hangs (a stopped process) must not keep the
+     * run from ending. */
+    for (int waited_ms = 0;; waited_ms += 10) {
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+            return fd;
+        if ((errno != EWOULDBLOCK && errno != EINTR) || waited_ms >= FILE_LOCK_WAIT_MS) {
+            err = errno;
+            close(fd);
+            errno = err;
+            return -1;
+        }
+        struct timespec ten_ms = {0, 10 * 1000000L};
+        nanosleep(&ten_ms, NULL);
+    }
+}
+
+static int write_locked(const char *path, const struct run_metrics *m);
+
 int metrics_write(const char *path, const struct run_metrics *m)
+{
+    int lock_fd = lock_file(path);
+    if (lock_fd < 0)
+        return -1;
+    int rc = write_locked(path, m);
+    int err = errno;
+    close(lock_fd); /* unlocks */
+    errno = err;
+    return rc;
+}
+
+static int write_locked(const char *path, const struct run_metrics *m)
 {
     double last_success = m->succeeded ? (double)m->end_unix_ms / 1000.0 : previous_success(path);
     size_t len = strlen(path) + 16;

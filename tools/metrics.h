@@ -18,7 +18,10 @@ struct run_metrics {
 
 /* Replace `path` atomically (a temporary file in the same folder, fsync,
  * rename).  The last success time is carried over from the file it
- * replaces when this run did not succeed.  0, or -1 with errno. */
+ * replaces when this run did not succeed.  Runs that share the file take
+ * turns (a lock file beside it, waited for up to 10 s), so that one never
+ * reads the file before another's rename and writes after it.  0, or -1
+ * with errno. */
 int metrics_write(const char *path, const struct run_metrics *m);
 
 #endif

@@ -92,10 +92,11 @@ int ops_status(const char *url, const char *name, int json)
     dlock_client *client = open_store(url, &status);
     if (!client)
         return status;
-    char who[512];
+    char who[512], shown[FMT_NAME_SHOWN_SIZE];
+    fmt_shown_name(name, shown, sizeof shown);
     int rc = dlock_holder(client, name, who, sizeof who);
     if (rc < 0) {
-        cli_say("cannot read lock '%s': %s", name, dlock_last_error());
+        cli_say("cannot read lock '%s': %s", shown, dlock_last_error());
         dlock_close(client);
         return cli_exit_for(rc);
     }
@@ -103,9 +104,11 @@ int ops_status(const char *url, const char *name, int json)
     if (!json) {
         if (held) {
             cli_make_printable(who);
-            printf("%s: held by %s\n", name, who);
+            fmt_escaped(stdout, name); /* the output names it whole (<= 255 bytes) */
+            printf(": held by %s\n", who);
         } else {
-            printf("%s: free\n", name);
+            fmt_escaped(stdout, name);
+            fputs(": free\n", stdout);
         }
         dlock_close(client);
         return held ? 0 : STATUS_FREE;
@@ -157,6 +160,23 @@ static char *cell(const char *text)
     return copy;
 }
 
+/* The name cell: control characters escaped as in every message (a name is
+ * at most 255 bytes, so it is shown whole). */
+static char *name_cell(const char *name)
+{
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    if (!f)
+        return NULL;
+    fmt_escaped(f, name);
+    if (fclose(f) != 0) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
 /* Display width of UTF-8 text (code points; good enough for names). */
 static int width_of(const char *s)
 {
@@ -192,7 +212,7 @@ static int print_table(const dlock_list *list)
         char **row = cells + i * COLS;
         const char *name = dlock_list_name(list, i);
         const char *host = dlock_list_host(list, i);
-        row[COL_NAME] = cell(name ? name : dlock_list_key(list, i));
+        row[COL_NAME] = name_cell(name ? name : dlock_list_key(list, i));
         row[COL_HOLDER] = cell(*host ? host : *dlock_list_holder(list, i) ? dlock_list_holder(list, i) : "-");
         int64_t pid = dlock_list_pid(list, i);
         snprintf(buf, sizeof buf, pid > 0 ? "%lld" : "-", (long long)pid);
@@ -283,9 +303,8 @@ int ops_break(const char *url, const char *name)
         who[0] = '\0';
     cli_make_printable(who);
     who_am_i(me, sizeof me);
-    char shown[300];
-    snprintf(shown, sizeof shown, "%s", name);
-    cli_make_printable(shown);
+    char shown[FMT_NAME_SHOWN_SIZE];
+    fmt_shown_name(name, shown, sizeof shown);
     const char *backend = dlock_backend(client);
     int rc = dlock_break(client, name);
     /* LOG_AUTH: breaking a lock overrides who may run a job; it belongs
@@ -294,12 +313,14 @@ int ops_break(const char *url, const char *name)
     if (rc == 1) {
         syslog(LOG_NOTICE, "%s broke lock '%s' in the %s store (it was held by %s)", me, shown, backend,
                who[0] ? who : "an unknown holder");
-        printf("%s: broken (it was held by %s); the holder gets 'lock lost' at its next extend\n", shown,
+        fmt_escaped(stdout, name);
+        printf(": broken (it was held by %s); the holder gets 'lock lost' at its next extend\n",
                who[0] ? who : "an unknown holder");
         status = 0;
     } else if (rc == 0) {
         syslog(LOG_NOTICE, "%s tried to break lock '%s' in the %s store: it was free", me, shown, backend);
-        printf("%s: free, nothing to break\n", shown);
+        fmt_escaped(stdout, name);
+        fputs(": free, nothing to break\n", stdout);
         status = STATUS_FREE;
     } else {
         char why[512];

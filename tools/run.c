@@ -53,7 +53,7 @@ struct run {
     int finished, exit_status; /* the run ended before any job (busy, error) */
     int leave_now;             /* exit without waiting for the library (see leave()) */
     int outcome;               /* enum run_outcome once known, -1 before */
-    int64_t slot;              /* --once-per: this run's slot (run_policy.h) */
+    int64_t store_start_ms;    /* --once-per: the store's clock when the lock was taken (run_policy.h) */
     char **envp;               /* the job's environment: dlock's, with DLOCK_NAME and DLOCK_FENCE */
     char *env_added[2];        /* the strings of envp that dlock made */
 };
@@ -69,15 +69,17 @@ static void on_child(struct run *r)
     r->st.job_done = 1;
     r->job_status = job_exit_status(status);
     r->lease_ok_at_exit = !r->st.lost && dlock_remaining_ms(r->lock) > 0;
-    /* The slot is marked done while the lock is still held, before the
-     * release; only a success marks it, so a failed run can be retried. */
+    /* The start of this run is recorded while the lock is still held,
+     * before the release; only a success records it, so a failed run can
+     * be retried. */
     if (r->o->once_per_ms > 0 && r->lease_ok_at_exit && run_slot_marks_done(r->job_status)) {
-        int rc = dlock_record_put(r->lock, r->slot);
+        int rc = dlock_record_put(r->lock, r->store_start_ms);
         if (rc == DLOCK_ELOST) {
             r->lease_ok_at_exit = 0;
         } else if (rc != DLOCK_OK) {
-            cli_say("warning: cannot mark slot %lld of lock '%s' done (%s); another server may run it again",
-                    (long long)r->slot, r->o->name, dlock_last_error());
+            cli_say("warning: cannot record the success of lock '%s' (%s); another server may run it again"
+                    " in this period",
+                    r->o->name, dlock_last_error());
         }
     }
 }
@@ -197,31 +199,33 @@ static int64_t wall_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* --once-per: whether this run's slot is still open (0), done (1), or the
- * store could not say (-1, with job_status set).  Asked right after the
- * lock was taken, on the store's clock. */
+/* --once-per: whether this run is still to do (0), done already in this
+ * period (1), or the store could not say (-1, with job_status set).  Asked
+ * right after the lock was taken, on the store's clock. */
 static int slot_is_done(struct run *r)
 {
-    int64_t store_now, recorded;
+    int64_t store_now, last_start;
     int rc = dlock_store_time(r->client, &store_now);
     if (rc == DLOCK_OK) {
-        r->slot = run_slot(store_now, r->o->once_per_ms);
-        rc = dlock_record_get(r->lock, &recorded);
+        r->store_start_ms = store_now;
+        rc = dlock_record_get(r->lock, &last_start);
     }
     if (rc != DLOCK_OK) {
         cli_say("cannot read the run record of lock '%s': %s", r->o->name, dlock_last_error());
         r->job_status = rc == DLOCK_ELOST ? EXIT_LOST : cli_exit_for(rc);
         return -1;
     }
-    if (!run_slot_done(recorded, r->slot))
+    if (!run_once_done(last_start, store_now, r->o->once_per_ms))
         return 0;
     if (!cli_quiet) {
-        time_t at = (time_t)(r->slot / 1000);
+        time_t at = (time_t)(last_start / 1000);
         struct tm tm;
         char when[40] = "?";
         if (gmtime_r(&at, &tm))
             strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
-        cli_say("lock '%s': the slot of %s has run already; not running the job", r->o->name, when);
+        cli_say("lock '%s': a run that started at %s (less than half the period ago) has run already;"
+                " not running the job",
+                r->o->name, when);
     }
     r->job_status = r->o->conflict_exit;
     return 1;

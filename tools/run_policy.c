@@ -85,19 +85,12 @@ enum run_action run_next(struct run_state *s, int64_t now, int64_t *wake_at)
     return RUN_WAIT;
 }
 
-int64_t run_slot(int64_t store_unix_ms, int64_t period_ms)
+int run_once_done(int64_t last_success_start_ms, int64_t store_now_ms, int64_t period_ms)
 {
-    if (period_ms <= 0 || store_unix_ms < 0)
-        return -1;
-    int64_t below = store_unix_ms / period_ms * period_ms;
-    /* Round half up: exactly halfway belongs to the later slot. */
-    int64_t slot = store_unix_ms - below >= period_ms - period_ms / 2 ? below + period_ms : below;
-    return slot > 0 ? slot : period_ms; /* the first slot after the epoch, never 0 */
-}
-
-int run_slot_done(int64_t recorded, int64_t slot)
-{
-    return recorded >= slot;
+    if (last_success_start_ms <= 0)
+        return 0; /* no success recorded */
+    /* Less than PERIOD/2 ago (or in the future of the store's clock). */
+    return 2 * (store_now_ms - last_success_start_ms) < period_ms;
 }
 
 int run_slot_marks_done(int exit_status)

@@ -56,20 +56,18 @@ void run_state_init(struct run_state *s, int64_t min_hold_ms, int64_t grace_ms, 
 enum run_action run_next(struct run_state *s, int64_t now, int64_t *wake_at);
 
 /*
- * --once-per PERIOD.  The schedule slot of a run is the multiple of PERIOD
- * since the Unix epoch nearest to the store's clock when the lock was
- * taken, identified by its start in Unix milliseconds (always > 0 for a
- * time after the epoch, so 0 can mean "no slot recorded").  Two hosts whose
- * clocks differ by less than PERIOD/2 agree on it when cron fires them at
- * the same scheduled moment.  -1 for a time before the epoch or a PERIOD
- * that is not > 0.
+ * --once-per PERIOD.  The store keeps one run record per lock: the start,
+ * in Unix ms on the store's clock, of the last run whose job succeeded
+ * (0: none yet).  A run is done already when that start is less than
+ * PERIOD/2 before its own start, on the same clock: two servers that fire
+ * the same schedule less than PERIOD/2 apart run the job once, wherever the
+ * schedule falls within the period, and the next period's run (about PERIOD
+ * after the last) is never skipped.  A record in the future of the store's
+ * clock (the clock was stepped back) counts as done: never a second run.
+ * The record of an earlier dlock, a slot (the multiple of PERIOD nearest to
+ * that run's start), reads as a start within PERIOD/2 of the real one.
  */
-int64_t run_slot(int64_t store_unix_ms, int64_t period_ms);
-
-/* Whether a run that finds `recorded` in the store (the last slot marked
- * done, 0: none) must skip its slot: it is done already, or a later one is
- * (a host whose clock lags must not run an older slot again). */
-int run_slot_done(int64_t recorded, int64_t slot);
+int run_once_done(int64_t last_success_start_ms, int64_t store_now_ms, int64_t period_ms);
 
 /* Whether a job that ended with `exit_status` marks its slot done: only a
  * success does, so that a failed run can be retried in the same slot. */

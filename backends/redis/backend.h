@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
+#include <sys/types.h>
 
 #include "internal.h"
 #include "api.h"
@@ -38,6 +39,9 @@ typedef struct redis_conn {
     int cancel_fd;          /* eventfd: dlock_cancel() writes, a waiter polls */
     int64_t ctx_timeout_ms; /* the main socket's timeouts in force; 0: unknown */
     int timed_out;          /* the last I/O error was a timeout */
+    pid_t pid;              /* this process, at connect (a client is not used across fork()) */
+    int resent;             /* a round trip was sent again after its answer was lost (set, never cleared, by
+                               dlock__redis_round_trip: clear it before the call that asks) */
 } redis_conn;
 
 typedef struct redis_lock {
@@ -81,7 +85,7 @@ static inline size_t dlock__redis_key(const redis_conn *c, const char *name, con
     return n < 0 ? 0 : (size_t)n;
 }
 
-/* --- redis_io.c --- */
+/* --- io.c --- */
 struct timeval dlock__redis_tv(int64_t ms);
 /* The time left for one round trip of `call` (at most DLOCK_CALL_TIMEOUT_MS). */
 int64_t dlock__redis_left_ms(const struct dlock_call *call);
@@ -110,7 +114,7 @@ int dlock__redis_owned_script(redis_conn *c, int script, const char *name, const
                               size_t extra_len, const char *suffix2, struct dlock_call *call, long long *out,
                               int64_t *sent_ms);
 
-/* --- redis_ops.c --- */
+/* --- ops.c --- */
 int dlock__redis_holder(struct dlock_conn *conn, const char *name, char *buf, size_t buflen, struct dlock_call *call);
 int dlock__redis_store_time(struct dlock_conn *conn, int64_t *unix_ms, struct dlock_call *call);
 int dlock__redis_list(struct dlock_conn *conn, const char *prefix, struct dlock_list *list, struct dlock_call *call);

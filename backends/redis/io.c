@@ -1,5 +1,5 @@
 /*
- * The Redis backend's round trips (see redis_conn.h): hiredis in blocking
+ * The Redis backend's round trips (see backend.h): hiredis in blocking
  * mode, with the socket's timeouts set to what is left of the call's
  * deadline; a connection that failed is dropped, and the next call connects
  * again.  Scripts go as EVALSHA, and as EVAL when the server lost them.
@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,6 +159,42 @@ static int set_timeout(redisContext *ctx, int64_t ms, int64_t *in_force)
     return REDIS_OK;
 }
 
+/* Read one reply by `end_ms` (dlock__now_ms() time): the deadline bounds
+ * the whole reply, not each read(), so a server that answers a byte at a
+ * time cannot stretch a call past it.  The first read() of an exchange
+ * (*blocking_read: the common case, one read a reply) blocks in the socket,
+ * whose receive timeout set_timeout() keeps within the time left; every
+ * later one waits in poll(2) for what is left.  REDIS_OK with *reply, or
+ * REDIS_ERR (a timeout reported as hiredis reports its own). */
+static int read_reply(redisContext *ctx, int64_t end_ms, int *blocking_read, void **reply)
+{
+    for (;;) {
+        *reply = NULL;
+        if (redisGetReplyFromReader(ctx, reply) != REDIS_OK)
+            return REDIS_ERR;
+        if (*reply)
+            return REDIS_OK;
+        if (!*blocking_read) {
+            int64_t left = end_ms - dlock__now_ms();
+            struct pollfd p = {ctx->fd, POLLIN, 0};
+            int ready = left > 0 ? poll(&p, 1, (int)left) : 0;
+            if (ready < 0 && errno == EINTR)
+                continue;
+            if (ready == 0) {
+                ctx->err = REDIS_ERR_IO;
+                snprintf(ctx->errstr, sizeof ctx->errstr, "%s", strerror(EAGAIN));
+                errno = EAGAIN;
+                return REDIS_ERR;
+            }
+            if (ready < 0)
+                return REDIS_ERR;
+        }
+        *blocking_read = 0;
+        if (redisBufferRead(ctx) != REDIS_OK)
+            return REDIS_ERR;
+    }
+}
+
 /* Send the commands and read one reply each, within `ms`.  On failure the
  * connection is dropped and the replies freed. */
 static int exchange(redis_conn *c, redisContext **ctx, int64_t ms, int n, const struct redis_cmd *cmds,
@@ -165,15 +202,17 @@ static int exchange(redis_conn *c, redisContext **ctx, int64_t ms, int n, const 
 {
     for (int i = 0; i < n; i++)
         replies[i] = NULL;
+    int64_t end_ms = dlock__now_ms() + ms;
     int64_t unknown = 0, *in_force = ctx == &c->ctx ? &c->ctx_timeout_ms : &unknown;
     if (set_timeout(*ctx, ms, in_force) != REDIS_OK)
         return dlock__redis_io_error(c, ctx, what);
     int rc = dlock__redis_send(c, ctx, n, cmds, what);
     if (rc != DLOCK_OK)
         return rc;
+    int blocking_read = 1;
     for (int i = 0; i < n; i++) {
         void *r = NULL;
-        if (redisGetReply(*ctx, &r) != REDIS_OK || !r) {
+        if (read_reply(*ctx, end_ms, &blocking_read, &r) != REDIS_OK || !r) {
             rc = dlock__redis_io_error(c, ctx, what);
             for (int j = 0; j < i; j++) {
                 freeReplyObject(replies[j]);
@@ -279,6 +318,7 @@ int dlock__redis_round_trip(redis_conn *c, struct dlock_call *call, int n, const
             return rc;
         if (c->timed_out)
             return rc; /* the server is slow, not gone: no second wait */
+        c->resent = 1; /* the first send may have run: the caller's script knows how to tell */
     }
 }
 

@@ -1,5 +1,5 @@
 /*
- * The Redis backend's operations (see redis_conn.h): who holds a lock, the
+ * The Redis backend's operations (see backend.h): who holds a lock, the
  * list of held locks (SCAN), breaking one, the server's clock, and the run
  * records that only the holder may read and write.
  */
@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "backend.h"
@@ -19,7 +20,7 @@
 struct lock_info {
     int64_t since_ms, pid, pttl_ms;
     uint64_t fence;
-    const char *host; /* points into the reply */
+    const char *host; /* points into the reply; NULL: a key libdlock did not write */
 };
 
 /* "<token> <since_ms> <pid> <host>": 1 parsed, 0 not one of ours. */
@@ -44,7 +45,10 @@ static int parse_value(const redisReply *v, struct lock_info *info)
 }
 
 /* GET, PTTL, GET fence of one lock key, in one round trip: 1 held (info
- * filled, *replies to free), 0 free, <0 error. */
+ * filled, *replies to free), 0 free, <0 error.  A key that exists is held,
+ * whatever it holds: one that another tool set (an operator's SET ... NX, a
+ * key of another type) keeps every acquire out, so it is held by an unknown
+ * holder (info->host NULL, pid 0, since -1). */
 static int read_lock(redis_conn *c, const char *key, size_t klen, struct dlock_call *call, redisReply **r,
                      struct lock_info *info)
 {
@@ -63,8 +67,13 @@ static int read_lock(redis_conn *c, const char *key, size_t klen, struct dlock_c
     int rc = dlock__redis_round_trip(c, call, 3, cmds, r, NULL);
     if (rc != DLOCK_OK)
         return rc;
-    int held = parse_value(r[0], info) && r[1]->type == REDIS_REPLY_INTEGER && r[1]->integer != -2;
+    int held = r[1]->type == REDIS_REPLY_INTEGER && r[1]->integer != -2;
     if (held) {
+        if (!parse_value(r[0], info)) {
+            info->host = NULL;
+            info->pid = 0;
+            info->since_ms = -1;
+        }
         info->pttl_ms = r[1]->integer; /* -1: no expiry (set by another tool) */
         info->fence = r[2]->type == REDIS_REPLY_STRING ? strtoull(r[2]->str, NULL, 10) : 0;
     } else {
@@ -90,8 +99,12 @@ int dlock__redis_holder(struct dlock_conn *conn, const char *name, char *buf, si
     if (gmtime_r(&t, &tm))
         strftime(since, sizeof since, "%Y-%m-%dT%H:%M:%SZ", &tm);
     char text[512];
-    snprintf(text, sizeof text, "host=%s pid=%lld since=%s expires_in=%lldms fence=%" PRIu64, info.host,
-             (long long)info.pid, since, (long long)info.pttl_ms, info.fence);
+    if (!info.host)
+        snprintf(text, sizeof text, "unknown (a key libdlock did not write) expires_in=%lldms",
+                 (long long)info.pttl_ms);
+    else
+        snprintf(text, sizeof text, "host=%s pid=%lld since=%s expires_in=%lldms fence=%" PRIu64, info.host,
+                 (long long)info.pid, since, (long long)info.pttl_ms, info.fence);
     dlock__copy_text(buf, buflen, text);
     for (int i = 0; i < 3; i++)
         freeReplyObject(r[i]);
@@ -146,7 +159,10 @@ static int list_key(redis_conn *c, const char *key, size_t klen, struct dlock_li
     char name[KEY_MAX], holder[512], keytext[KEY_MAX];
     snprintf(name, sizeof name, "%.*s", (int)(klen - plen - 2), key + plen + 1);
     snprintf(keytext, sizeof keytext, "%.*s", (int)klen, key);
-    snprintf(holder, sizeof holder, "host=%s pid=%lld", info.host, (long long)info.pid);
+    if (info.host)
+        snprintf(holder, sizeof holder, "host=%s pid=%lld", info.host, (long long)info.pid);
+    else
+        snprintf(holder, sizeof holder, "unknown");
     struct dlock_list_entry e = {
         .name = dlock__valid_utf8(name, strlen(name)) ? name : NULL,
         .key = keytext,
@@ -208,12 +224,18 @@ int dlock__redis_list(struct dlock_conn *conn, const char *prefix, struct dlock_
 int dlock__redis_break(struct dlock_conn *conn, const char *name, struct dlock_call *call)
 {
     redis_conn *c = redis_of(conn);
-    char key[KEY_MAX], channel[KEY_MAX];
-    size_t klen = dlock__redis_key(c, name, "", key), chlen = dlock__redis_key(c, name, ":released", channel);
-    const char *a[] = {key, channel};
-    size_t alen[] = {klen, chlen};
+    char key[KEY_MAX], mark[KEY_MAX], channel[KEY_MAX], id[33];
+    size_t klen = dlock__redis_key(c, name, "", key), mlen = dlock__redis_key(c, name, ":broken", mark);
+    size_t chlen = dlock__redis_key(c, name, ":released", channel);
+    unsigned char raw[16];
+    if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw)
+        return dlock__error(DLOCK_EBACKEND, "getrandom failed: %s", strerror(errno));
+    for (size_t i = 0; i < sizeof raw; i++)
+        snprintf(id + 2 * i, 3, "%02x", raw[i]);
+    const char *a[] = {key, mark, channel, id};
+    size_t alen[] = {klen, mlen, chlen, 32};
     redisReply *r = NULL;
-    int rc = dlock__redis_script(c, call, SCRIPT_BREAK, 1, a, alen, 2, &r, NULL);
+    int rc = dlock__redis_script(c, call, SCRIPT_BREAK, 2, a, alen, 4, &r, NULL);
     if (rc != DLOCK_OK)
         return rc;
     int broken = r->type == REDIS_REPLY_INTEGER && r->integer == 1;

@@ -47,6 +47,7 @@ static int redis_connect(const char *url, struct dlock_conn **conn_out)
         return dlock__oom();
     }
     c->url = parsed;
+    c->pid = getpid(); /* the holder's pid in every lock value: one system call less a take */
     c->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (c->cancel_fd < 0) {
         rc = dlock__error(DLOCK_ENOMEM, "eventfd: %s", strerror(errno));
@@ -88,7 +89,7 @@ static int try_take(redis_conn *c, const char *name, uint32_t ttl_ms, redis_lock
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     int vlen = snprintf(value, sizeof value, "%s %lld %ld %s", lock->token,
-                        (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000, (long)getpid(), dlock__hostname());
+                        (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000, (long)c->pid, dlock__hostname());
     if (vlen < 0 || (size_t)vlen >= sizeof value)
         vlen = (int)strlen(value);
     const char *a[] = {key, fence, value, ttl};
@@ -306,19 +307,28 @@ static int redis_extend(struct dlock_conn *conn, struct dlock_held *held, const 
 static int redis_release(struct dlock_conn *conn, struct dlock_held *held, const char *name, struct dlock_call *call)
 {
     redis_conn *c = redis_of(conn);
-    char channel[KEY_MAX];
+    char key[KEY_MAX], fence_key[KEY_MAX], channel[KEY_MAX], fence[24];
+    size_t klen = dlock__redis_key(c, name, "", key), flen = dlock__redis_key(c, name, ":fence", fence_key);
     size_t chlen = dlock__redis_key(c, name, ":released", channel);
-    long long ours = 0;
-    int rc = dlock__redis_owned_script(c, SCRIPT_RELEASE, name, redis_lock_of(held)->token, channel, chlen, NULL, call,
-                                       &ours, NULL);
+    snprintf(fence, sizeof fence, "%" PRIu64, held->fence);
+    const char *a[] = {key, fence_key, redis_lock_of(held)->token, channel, fence};
+    size_t alen[] = {klen, flen, TOKEN_HEX, chlen, strlen(fence)};
+    redisReply *r = NULL;
+    c->resent = 0;
+    int rc = dlock__redis_script(c, call, SCRIPT_RELEASE, 2, a, alen, 5, &r, NULL);
     free(held);
     if (rc != DLOCK_OK)
         return rc;
-    if (ours != 1)
-        return dlock__error(DLOCK_ELOST,
-                            "lock '%s' had already been lost: its key expired, was deleted or another holder took it",
-                            name);
-    return DLOCK_OK;
+    long long ours = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    freeReplyObject(r);
+    if (ours < 0)
+        return dlock__error(DLOCK_EBACKEND, "unexpected answer to the release script");
+    /* Sent twice (the first answer was lost) and found free with no holder
+     * since ours: the first send released it. */
+    if (ours == 1 || (ours == 2 && c->resent))
+        return DLOCK_OK;
+    return dlock__error(
+        DLOCK_ELOST, "lock '%s' had already been lost: its key expired, was deleted or another holder took it", name);
 }
 
 static const char *const redis_schemes[] = {"redis", "redis+unix", "rediss", NULL};

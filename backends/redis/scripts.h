@@ -19,26 +19,33 @@ enum {
 
 /* KEYS: lock, fence.  ARGV: the value ("<token> <since_ms> <pid> <host>"),
  * ttl_ms.  The fence (>= 1) when taken; busy: -1 - the holder's time left
- * in ms (-1: unknown).  A new fence counter starts at the server's clock in
- * microseconds, so that a server that lost it (restarted without
- * persistence) still hands out larger tokens than before.  Kept short: the
+ * in ms (-1: unknown).  A fence is max(counter + 1, the server's clock in
+ * microseconds), and the counter is set to it (one GET and one SET).  A
+ * counter that a restart lost, or brought back from an older snapshot (RDB,
+ * or an AOF that lost its last second), restarts above every token handed
+ * out before the crash, since the clock has moved on by more than the
+ * tokens did (they follow the clock to the microsecond, unless more than
+ * one lock a microsecond is taken).  The retry of an acquire whose answer was lost
+ * finds its own value in the lock key and answers the fence it was given,
+ * or a new one by the same rule when the counter is gone.  Kept short: the
  * script's cost is most of what a cycle costs beyond the round trips. */
 #define DLOCK_REDIS_ACQUIRE                                              \
-    "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then\n" \
-    "  local f = redis.call('INCR', KEYS[2])\n"                          \
-    "  if f == 1 then\n"                                                 \
-    "    local t = redis.call('TIME')\n"                                 \
-    "    local s = t[1] .. string.format('%06d', tonumber(t[2]))\n"      \
-    "    redis.call('SET', KEYS[2], s)\n"                                \
-    "    return tonumber(s)\n"                                           \
-    "  end\n"                                                            \
+    "local function fence()\n"                                           \
+    "  local t = redis.call('TIME')\n"                                   \
+    "  local now = t[1] * 1000000 + t[2]\n"                              \
+    "  local f = (tonumber(redis.call('GET', KEYS[2])) or 0) + 1\n"      \
+    "  if f < now then f = now end\n"                                    \
+    "  redis.call('SET', KEYS[2], string.format('%d', f))\n"             \
     "  return f\n"                                                       \
+    "end\n"                                                              \
+    "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then\n" \
+    "  return fence()\n"                                                 \
     "end\n"                                                              \
     "local v = redis.call('GET', KEYS[1])\n"                             \
     "if v and string.sub(v, 1, 32) == string.sub(ARGV[1], 1, 32) then\n" \
     "  local f = redis.call('GET', KEYS[2])\n"                           \
     "  if f then return tonumber(f) end\n"                               \
-    "  return redis.call('INCR', KEYS[2])\n"                             \
+    "  return fence()\n"                                                 \
     "end\n"                                                              \
     "local left = redis.call('PTTL', KEYS[1])\n"                         \
     "if left < 0 then left = 0 end\n"                                    \
@@ -53,22 +60,30 @@ enum {
     "end\n"                                           \
     "return 0\n"
 
-/* KEYS: lock.  ARGV: token, channel.  1 released (waiters told), 0 not ours. */
-#define DLOCK_REDIS_RELEASE                           \
-    "local v = redis.call('GET', KEYS[1])\n"          \
-    "if v and string.sub(v, 1, 32) == ARGV[1] then\n" \
-    "  redis.call('DEL', KEYS[1])\n"                  \
-    "  redis.call('PUBLISH', ARGV[2], 'released')\n"  \
-    "  return 1\n"                                    \
-    "end\n"                                           \
+/* KEYS: lock, fence.  ARGV: token, channel, the lock's fence.  1 released
+ * (waiters told), 0 not ours, 2 not ours but free, and no one took it
+ * since our token (the fence counter is still ours): what the retry of a
+ * release whose answer was lost finds when the first send went through. */
+#define DLOCK_REDIS_RELEASE                                                  \
+    "local v = redis.call('GET', KEYS[1])\n"                                 \
+    "if v and string.sub(v, 1, 32) == ARGV[1] then\n"                        \
+    "  redis.call('DEL', KEYS[1])\n"                                         \
+    "  redis.call('PUBLISH', ARGV[2], 'released')\n"                         \
+    "  return 1\n"                                                           \
+    "end\n"                                                                  \
+    "if not v and redis.call('GET', KEYS[2]) == ARGV[3] then return 2 end\n" \
     "return 0\n"
 
-/* KEYS: lock.  ARGV: channel.  1 broken, 0 it was free. */
-#define DLOCK_REDIS_BREAK                          \
-    "if redis.call('DEL', KEYS[1]) == 1 then\n"    \
-    "  redis.call('PUBLISH', ARGV[1], 'broken')\n" \
-    "  return 1\n"                                 \
-    "end\n"                                        \
+/* KEYS: lock, break mark.  ARGV: channel, a random id of this break.  1
+ * broken (the mark keeps the id for a minute), 0 it was free; the retry of
+ * a break whose answer was lost finds its own mark and answers 1 again. */
+#define DLOCK_REDIS_BREAK                                          \
+    "if redis.call('DEL', KEYS[1]) == 1 then\n"                    \
+    "  redis.call('SET', KEYS[2], ARGV[2], 'PX', 60000)\n"         \
+    "  redis.call('PUBLISH', ARGV[1], 'broken')\n"                 \
+    "  return 1\n"                                                 \
+    "end\n"                                                        \
+    "if redis.call('GET', KEYS[2]) == ARGV[2] then return 1 end\n" \
     "return 0\n"
 
 /* KEYS: lock, slot.  ARGV: token.  {1, slot} while ours, {0} not ours. */

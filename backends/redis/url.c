@@ -1,4 +1,4 @@
-/* Redis URLs: see redis_url.h.  No client library here. */
+/* Redis URLs: see url.h.  No client library here. */
 #include "config.h"
 
 #include "url.h"

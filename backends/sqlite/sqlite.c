@@ -49,6 +49,9 @@ enum {
     STMT_PEEK,
     STMT_SYNC_FULL,
     STMT_SYNC_NORMAL,
+    STMT_EPOCH_GET,
+    STMT_EPOCH_HIGHEST,
+    STMT_EPOCH_PUT,
     STMT_LIST,
     STMT_BREAK,
     STMT_RECORD_GET,
@@ -60,11 +63,12 @@ static const char *const statement_sql[STMT_COUNT] = {
     [STMT_BEGIN] = "BEGIN IMMEDIATE",
     [STMT_COMMIT] = "COMMIT",
     [STMT_ROLLBACK] = "ROLLBACK",
-    /* Take the row when it is free, expired, or from an earlier boot. */
+    /* Take the row when it is free, expired, or from an earlier boot.  The
+     * fence: one more than the row's, and more than this boot's floor ?9. */
     [STMT_TAKE] = "INSERT INTO dlock_locks(name, owner, fence, holder_host, holder_pid, boot_id,"
-                  " acquired_at, expires_boot_ms) VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7)"
+                  " acquired_at, expires_boot_ms) VALUES (?1, ?2, ?9 + 1, ?3, ?4, ?5, ?6, ?7)"
                   " ON CONFLICT(name) DO UPDATE SET owner = excluded.owner,"
-                  " fence = dlock_locks.fence + 1, holder_host = excluded.holder_host,"
+                  " fence = max(dlock_locks.fence + 1, ?9 + 1), holder_host = excluded.holder_host,"
                   " holder_pid = excluded.holder_pid, boot_id = excluded.boot_id,"
                   " acquired_at = excluded.acquired_at, expires_boot_ms = excluded.expires_boot_ms"
                   " WHERE dlock_locks.owner IS NULL OR dlock_locks.boot_id IS NOT excluded.boot_id"
@@ -81,11 +85,16 @@ static const char *const statement_sql[STMT_COUNT] = {
     /* While waiting: how long the current lease still runs (no row: free). */
     [STMT_PEEK] = "SELECT expires_boot_ms - ?3 FROM dlock_locks WHERE name = ?1 AND owner IS NOT NULL"
                   " AND boot_id = ?2 AND expires_boot_ms > ?3",
-    /* A take is committed with an fsync of the WAL, so that its fencing
-     * token survives a power loss (it must never be handed out twice); the
-     * extends and releases need not be. */
+    /* The epoch (docs/fencing.md): the first take of a boot commits with an
+     * fsync of the WAL (synchronous=FULL) the boot's floor, above every
+     * token of the earlier boots, lost commits included; every other commit
+     * is synchronous=NORMAL. */
     [STMT_SYNC_FULL] = "PRAGMA synchronous=FULL",
     [STMT_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
+    [STMT_EPOCH_GET] = "SELECT boot_id, floor FROM dlock_epoch",
+    [STMT_EPOCH_HIGHEST] = "SELECT coalesce(max(fence), 0) FROM dlock_locks",
+    [STMT_EPOCH_PUT] = "INSERT INTO dlock_epoch(one, boot_id, floor) VALUES (1, ?1, ?2)"
+                       " ON CONFLICT(one) DO UPDATE SET boot_id = excluded.boot_id, floor = excluded.floor",
     /* The live rows (this boot, lease running) whose name starts with ?1:
      * compared on the bytes (substr on a BLOB), not with LIKE, whose _ and %
      * and case folding would widen the prefix. */
@@ -104,17 +113,30 @@ static const char *const statement_sql[STMT_COUNT] = {
                         " WHERE name = ?1 AND owner = ?2 AND boot_id = ?3 AND expires_boot_ms > ?4",
 };
 
-static const char schema_sql[] = "CREATE TABLE IF NOT EXISTS dlock_locks ("
-                                 " name TEXT PRIMARY KEY NOT NULL,"   /* the lock name, compared byte for byte */
-                                 " owner BLOB,"                       /* random token of the holder; NULL: free */
-                                 " fence INTEGER NOT NULL DEFAULT 0," /* grows with every acquisition */
-                                 " holder_host TEXT,"
-                                 " holder_pid INTEGER,"
-                                 " boot_id TEXT,"            /* the boot that expires_boot_ms belongs to */
-                                 " acquired_at INTEGER,"     /* wall clock, ms since the epoch (display only) */
-                                 " expires_boot_ms INTEGER," /* CLOCK_BOOTTIME ms when the lease ends */
-                                 " last_slot INTEGER"        /* dlock_record_put(): the last slot done */
-                                 ") WITHOUT ROWID";
+/* How far a new boot's floor is above the highest fence the file kept:
+ * more than the commits a power loss can take away (the WAL frames written
+ * since its last sync: about a thousand with SQLite's auto-checkpoint, far
+ * fewer than 2^32 in any case).  2^31 boots fit in a fence. */
+#define EPOCH_GAP (INT64_C(1) << 32)
+
+static const char epoch_schema_sql[] = "CREATE TABLE IF NOT EXISTS dlock_epoch ("
+                                       " one INTEGER PRIMARY KEY CHECK (one = 1)," /* a single row */
+                                       " boot_id TEXT NOT NULL,"                   /* the boot whose floor this is */
+                                       " floor INTEGER NOT NULL" /* every fence of this boot is above it */
+                                       ")";
+
+static const char schema_sql[] =
+    "CREATE TABLE IF NOT EXISTS dlock_locks ("
+    " name TEXT PRIMARY KEY NOT NULL,"   /* the lock name, compared byte for byte */
+    " owner BLOB,"                       /* random token of the holder; NULL: free */
+    " fence INTEGER NOT NULL DEFAULT 0," /* grows with every acquisition */
+    " holder_host TEXT,"
+    " holder_pid INTEGER,"
+    " boot_id TEXT,"            /* the boot that expires_boot_ms belongs to */
+    " acquired_at INTEGER,"     /* wall clock, ms since the epoch (display only) */
+    " expires_boot_ms INTEGER," /* CLOCK_BOOTTIME ms when the lease ends */
+    " last_slot INTEGER"        /* dlock_record_put(): dlock run --once-per, the start of the last success */
+    ") WITHOUT ROWID";
 
 /* Files made before run records existed lack the last_slot column. */
 static const char has_last_slot_sql[] = "SELECT 1 FROM pragma_table_info('dlock_locks') WHERE name = 'last_slot'";
@@ -127,8 +149,10 @@ typedef struct sqlite_conn {
     int cancel_fd; /* eventfd: dlock_cancel() writes, a waiter polls */
     int watch_fd;  /* inotify on the database's folder, made at the first wait; -1: none */
     int watch_failed;
-    char *dir;      /* the database's folder */
-    int wal_frames; /* frames in the WAL after our last commit */
+    char *dir;       /* the database's folder */
+    int wal_frames;  /* frames in the WAL after our last commit */
+    int epoch_known; /* floor is this boot's (read, or written and synced, once a connection) */
+    int64_t floor;   /* every fence handed out in this boot is above it */
 } sqlite_conn;
 
 typedef struct sqlite_lock {
@@ -423,6 +447,8 @@ static int set_up_table(sqlite_conn *c, const char *path)
         if (src == SQLITE_OK)
             src = sqlite3_exec(c->db, schema_sql, NULL, NULL, NULL);
         if (src == SQLITE_OK)
+            src = sqlite3_exec(c->db, epoch_schema_sql, NULL, NULL, NULL);
+        if (src == SQLITE_OK)
             src = add_missing_columns(c);
         if (((src & 0xff) != SQLITE_BUSY && (src & 0xff) != SQLITE_LOCKED) || dlock__now_ms() >= setup_deadline)
             break;
@@ -528,24 +554,104 @@ static int run_simple(sqlite_conn *c, int which)
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-/* One attempt: DLOCK_OK, DLOCK_EBUSY or an error. */
-static int try_take_once(sqlite_conn *c, const char *name, uint32_t ttl_ms, sqlite_lock *lock);
+/*
+ * This boot's floor, inside the take's transaction (BEGIN IMMEDIATE: one
+ * writer at a time).  The epoch row names the boot it belongs to; when it
+ * is an earlier boot's (or missing), the floor moves to the highest fence
+ * the file kept plus EPOCH_GAP (0 for a file that never had an epoch: its
+ * takes were all committed with synchronous=FULL by earlier versions), and
+ * *must_sync says that this transaction commits with synchronous=FULL.
+ */
+static int epoch_floor(sqlite_conn *c, int *must_sync)
+{
+    *must_sync = 0;
+    if (c->epoch_known)
+        return SQLITE_OK;
+    sqlite3_stmt *s = stmt(c, STMT_EPOCH_GET);
+    if (!s)
+        return sqlite3_errcode(c->db);
+    int rc = sqlite3_step(s);
+    int same_boot = 0, had_epoch = rc == SQLITE_ROW;
+    int64_t floor = 0, highest = 0;
+    if (had_epoch) {
+        const unsigned char *row_boot = sqlite3_column_text(s, 0);
+        same_boot = row_boot && strcmp((const char *)row_boot, boot_id) == 0;
+        floor = sqlite3_column_int64(s, 1);
+        rc = SQLITE_DONE;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return rc;
+    if (!same_boot && had_epoch) {
+        /* A new boot: above the highest fence the file kept, by far more
+         * than the commits the earlier boot may have lost. */
+        if (!(s = stmt(c, STMT_EPOCH_HIGHEST)))
+            return sqlite3_errcode(c->db);
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW)
+            highest = sqlite3_column_int64(s, 0);
+        sqlite3_reset(s);
+        if (rc != SQLITE_ROW)
+            return rc;
+        floor = (highest > floor ? highest : floor) + EPOCH_GAP;
+    }
+    if (!same_boot) {
+        if (!(s = stmt(c, STMT_EPOCH_PUT)))
+            return sqlite3_errcode(c->db);
+        sqlite3_bind_text(s, 1, boot_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, floor);
+        rc = sqlite3_step(s);
+        sqlite3_reset(s);
+        sqlite3_clear_bindings(s);
+        if (rc != SQLITE_DONE)
+            return rc;
+        *must_sync = 1;
+    }
+    c->floor = floor;
+    return SQLITE_OK;
+}
 
+/* One attempt, committed with synchronous=FULL when `synced`: DLOCK_OK,
+ * DLOCK_EBUSY or an error; *needs_sync (nothing done) when this boot's
+ * floor must be written and `synced` is not set. */
+static int try_take_once(sqlite_conn *c, const char *name, uint32_t ttl_ms, sqlite_lock *lock, int synced,
+                         int *needs_sync);
+
+/* One attempt: DLOCK_OK, DLOCK_EBUSY or an error.  synchronous=NORMAL
+ * (WAL): a process crash loses nothing; a power loss may lose the last
+ * commits, but it reboots the host, and the next boot's floor is above
+ * every token they handed out (docs/fencing.md).  The first take of a boot
+ * writes that floor with synchronous=FULL, which SQLite only changes
+ * between transactions: that attempt runs again with it. */
 static int try_take(sqlite_conn *c, const char *name, uint32_t ttl_ms, sqlite_lock *lock)
 {
+    int needs_sync = 0;
+    int status = try_take_once(c, name, ttl_ms, lock, 0, &needs_sync);
+    if (!needs_sync)
+        return status;
     int rc = run_simple(c, STMT_SYNC_FULL);
     if (rc != SQLITE_OK)
         return db_error(c, rc, "cannot set synchronous=FULL");
-    int status = try_take_once(c, name, ttl_ms, lock);
+    status = try_take_once(c, name, ttl_ms, lock, 1, &needs_sync);
     (void)run_simple(c, STMT_SYNC_NORMAL);
     return status;
 }
 
-static int try_take_once(sqlite_conn *c, const char *name, uint32_t ttl_ms, sqlite_lock *lock)
+static int try_take_once(sqlite_conn *c, const char *name, uint32_t ttl_ms, sqlite_lock *lock, int synced,
+                         int *needs_sync)
 {
+    *needs_sync = 0;
     int rc = run_simple(c, STMT_BEGIN);
     if (rc != SQLITE_OK)
         return db_error(c, rc, "cannot begin a transaction");
+    int must_sync = 0;
+    rc = epoch_floor(c, &must_sync);
+    if (rc != SQLITE_OK || (must_sync && !synced)) {
+        int status = rc != SQLITE_OK ? db_error(c, rc, "cannot read or write this boot's fence floor") : DLOCK_OK;
+        run_simple(c, STMT_ROLLBACK);
+        *needs_sync = rc == SQLITE_OK;
+        return status;
+    }
     int64_t now = boot_ms();
     sqlite3_stmt *s = stmt(c, STMT_TAKE);
     if (!s) {
@@ -561,6 +667,7 @@ static int try_take_once(sqlite_conn *c, const char *name, uint32_t ttl_ms, sqli
     sqlite3_bind_int64(s, 6, wall_ms());
     sqlite3_bind_int64(s, 7, now + (int64_t)ttl_ms);
     sqlite3_bind_int64(s, 8, now);
+    sqlite3_bind_int64(s, 9, c->floor);
     rc = sqlite3_step(s);
     int taken = rc == SQLITE_ROW;
     if (taken)
@@ -578,6 +685,8 @@ static int try_take_once(sqlite_conn *c, const char *name, uint32_t ttl_ms, sqli
         run_simple(c, STMT_ROLLBACK);
         return status;
     }
+    /* Committed: this boot's floor is on disk (or was already). */
+    c->epoch_known = 1;
     return taken ? DLOCK_OK : DLOCK_EBUSY;
 }
 

@@ -28,7 +28,7 @@ from ._native import (EBACKEND, EBUSY, ECANCELED, ECONN, EINVAL, ELOST,
 from .client import Client, Lock, default_url, version
 from .errors import (BackendError, Canceled, DlockError, InvalidArgument,
                      LockBusy, LockLost, NotSupported, OutOfMemory,
-                     StoreUnreachable, UsedAfterFork, error_for)
+                     StoreUnreachable, LoginRefused, UsedAfterFork, error_for)
 
 
 def _package_version() -> str:
@@ -58,7 +58,7 @@ __version__ = _package_version()
 
 __all__ = [
     "Client", "Lock", "default_url", "version", "strerror", "status_name", "error_for",
-    "DlockError", "LockBusy", "LockLost", "InvalidArgument", "StoreUnreachable",
+    "DlockError", "LockBusy", "LockLost", "InvalidArgument", "StoreUnreachable", "LoginRefused",
     "BackendError", "OutOfMemory", "NotSupported", "Canceled", "UsedAfterFork",
     "LibraryNotFound",
     "OK", "EBUSY", "ELOST", "EINVAL", "ECONN", "EBACKEND", "ENOMEM", "ENOTSUP", "ECANCELED",

@@ -110,6 +110,13 @@ def _c_text(value: Text, what: str) -> bytes:
     return raw
 
 
+TTL_MAX_MS = 2_147_483_647  # dlock_acquire's limit, 2^31-1
+
+
+def _seconds_text(seconds: float) -> str:
+    return f"{seconds:.3f}".rstrip("0").rstrip(".")
+
+
 def _milliseconds(seconds: float, what: str, low: int, high: int) -> int:
     """Seconds (int or float) to whole milliseconds, rounded up so that a
     positive duration never becomes 0; out-of-range values are rejected here
@@ -123,15 +130,24 @@ def _milliseconds(seconds: float, what: str, low: int, high: int) -> int:
     # 2147483.647 s is 2147483647.0000002 ms in binary floating point.
     ms = nearest if abs(exact - nearest) < 1e-6 else math.ceil(exact)
     if ms < low or ms > high:
+        days = high / 86_400_000
         raise InvalidArgument(_native.EINVAL,
-                              f"{what} must be from {low / 1000:g} to {high / 1000:g} seconds", what)
+                              f"{what}={seconds!r} is out of range: {what} is in seconds, from "
+                              f"{_seconds_text(low / 1000)} to {_seconds_text(high / 1000)} "
+                              f"(about {days:.1f} days)", what)
     return ms
 
 
 def ttl_ms(ttl: float) -> int:
-    """A TTL in seconds as the C library's milliseconds (C rejects 0 and
-    values above 2^31-1 with its own message)."""
-    return _milliseconds(ttl, "ttl", 0, 0xFFFFFFFF)
+    """A TTL in seconds as the C library's milliseconds: from 0.001 s (1 ms)
+    to 2147483.647 s (2^31-1 ms, about 24.9 days).  A fraction of a
+    millisecond is rounded up (0.0015 is 2 ms), but a TTL under 1 ms is
+    refused rather than rounded up to a lease 10 times longer than asked."""
+    if isinstance(ttl, (int, float)) and not isinstance(ttl, bool) and 0 < ttl < 0.001:
+        raise InvalidArgument(_native.EINVAL,
+                              f"ttl={ttl!r} is under 0.001 s (1 ms), the shortest lease; ttl is in seconds",
+                              "ttl")
+    return _milliseconds(ttl, "ttl", 1, TTL_MAX_MS)
 
 
 def wait_ms(wait: Optional[float]) -> int:
@@ -139,6 +155,17 @@ def wait_ms(wait: Optional[float]) -> int:
     if wait is None:
         return _native.WAIT_FOREVER
     return _milliseconds(wait, "wait", 0, _native.WAIT_MAX_MS)
+
+
+def _busy_error(lib: Any, client_ptr: Any, raw_name: bytes) -> LockBusy:
+    """LockBusy for the acquire that just failed, naming the holder as the
+    store tells it (None when it cannot: freed meanwhile, or not offered)."""
+    detail = _native.last_error()
+    buf = ctypes.create_string_buffer(HOLDER_BUFFER_BYTES)
+    holder = None
+    if lib.dlock_holder(client_ptr, raw_name, buf, len(buf)) == 1:
+        holder = _native.text(buf.value)
+    return LockBusy(_native.EBUSY, detail, "dlock_acquire", holder)
 
 
 def _closed_error(what: str) -> DlockError:
@@ -460,6 +487,8 @@ class Client:
 
         def acquire(client_ptr: Any) -> Lock:
             rc = lib.dlock_acquire(client_ptr, raw_name, lock_ttl_ms, lock_wait_ms, ctypes.byref(out))
+            if rc == _native.EBUSY:
+                raise _busy_error(lib, client_ptr, raw_name)
             check(rc, "dlock_acquire")
             # Registered while the client is still entered, so that a
             # concurrent close() sees this lock and frees it only after.

@@ -8,10 +8,13 @@ exception means the same thing, the class derives from it too, so that
 allocation failure.  The store being unreachable is ``StoreUnreachable``: it
 deliberately does not derive from the built-in ConnectionError, which is an
 OSError and carries errno semantics that a lock store failure does not have.
+A store that answered and refused the login (wrong password, unknown user or
+database) is ``LoginRefused``, a StoreUnreachable that a retry loop can tell
+apart: retrying a wrong password does not help.
 """
 from __future__ import annotations
 
-from typing import Dict, Type
+from typing import Dict, Optional, Type
 
 from . import _native
 
@@ -34,7 +37,17 @@ class DlockError(Exception):
 
 class LockBusy(DlockError):
     """DLOCK_EBUSY: held by someone else (the try failed or the wait ran out),
-    or already held by this client (locks are not re-entrant)."""
+    or already held by this client (locks are not re-entrant).  ``holder``
+    is who held it when the acquire gave up, as Client.holder() tells it
+    (diagnostic text), or None when that is not known."""
+
+    holder: Optional[str] = None
+
+    def __init__(self, status: int, detail: str = "", what: str = "", holder: Optional[str] = None) -> None:
+        super().__init__(status, detail, what)
+        self.holder = holder
+        if holder:
+            self.args = (f"{self.args[0]}; held by {holder}",)
 
 
 class LockLost(DlockError):
@@ -48,6 +61,40 @@ class InvalidArgument(DlockError, ValueError):
 
 class StoreUnreachable(DlockError):
     """DLOCK_ECONN: the lock store is unreachable, or the connection broke."""
+
+
+class LoginRefused(StoreUnreachable):
+    """DLOCK_ECONN, but the store answered and refused this login: a wrong
+    password, an unknown user or database, no pg_hba.conf entry, a Redis
+    server that needs a password.  The C library gives these the status of
+    an unreachable store (one status for "this store cannot be used from
+    here"); the binding tells them apart by the texts the backends pass on
+    from the server (LOGIN_REFUSED_MARKERS), so that a retry loop can stop
+    at once instead of retrying a wrong password for ever."""
+
+
+# What the servers say when they refuse a login, as the backends pass it on
+# in the detail text: PostgreSQL (libpq), MySQL/MariaDB, Redis.
+LOGIN_REFUSED_MARKERS = (
+    "password authentication failed",
+    "authentication failed for user",
+    "no password supplied",
+    "no pg_hba.conf entry",
+    "pg_hba.conf rejects",
+    "permission denied for database",
+    "FATAL:  database \"",  # ... "x" does not exist
+    "FATAL:  role \"",  # ... "x" does not exist / is not permitted to log in
+    "Access denied for user",
+    "Unknown database",
+    "authentication refused by",  # Redis: AUTH answered WRONGPASS
+    "WRONGPASS",
+    "NOAUTH",
+    "SELECT of the database refused",
+)
+
+
+def _is_refused_login(detail: str) -> bool:
+    return any(marker in detail for marker in LOGIN_REFUSED_MARKERS)
 
 
 class BackendError(DlockError):
@@ -90,6 +137,8 @@ def error_for(status: int, detail: str = "", what: str = "") -> DlockError:
     """The exception for a status code; an unknown (newer) code gives a plain
     DlockError, since codes are only ever appended in C."""
     cls = _BY_STATUS.get(status, DlockError)
+    if cls is StoreUnreachable and _is_refused_login(detail):
+        cls = LoginRefused
     return cls(status, detail, what)
 
 

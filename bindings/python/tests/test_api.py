@@ -213,8 +213,68 @@ class OpenTest(unittest.TestCase):
                 client.lock(support.unique_name("unreachable"), ttl=5)
             err = cm.exception
         self.assertEqual(err.status, dlock.ECONN)
+        self.assertNotIsInstance(err, dlock.LoginRefused)  # a down server may come back: retry
         self.assertNotIn(secret, str(err))
         self.assertNotIn(secret, repr(err))
+
+    def test_refused_login_texts(self):
+        # What the backends pass on from the servers (docs: LoginRefused).
+        refused = [
+            'postgresql: cannot connect: connection to server at "h", port 5432 failed: FATAL:  password '
+            'authentication failed for user "jobs"',
+            'postgresql: cannot connect: connection to server at "h", port 5432 failed: FATAL:  database "app" '
+            'does not exist',
+            "mysql: cannot connect to h:3306: Access denied for user 'jobs'@'10.0.0.2' (using password: YES)",
+            "mysql: cannot connect to h:3306: Unknown database 'app'",
+            "redis: authentication refused by h:6379: WRONGPASS invalid username-password pair",
+        ]
+        for detail in refused:
+            with self.subTest(detail=detail):
+                err = dlock.error_for(dlock.ECONN, detail, "dlock_open")
+                self.assertIsInstance(err, dlock.LoginRefused)
+                self.assertIsInstance(err, dlock.StoreUnreachable)
+        down = [
+            'postgresql: cannot connect: connection to server at "h", port 1 failed: Connection refused',
+            "mysql: cannot connect to h:1: Can't connect to server on 'h' (115)",
+            "redis: cannot connect to h:1: Connection refused",
+            "postgresql: cannot connect: FATAL:  the database system is starting up",
+        ]
+        for detail in down:
+            with self.subTest(detail=detail):
+                err = dlock.error_for(dlock.ECONN, detail, "dlock_open")
+                self.assertIs(type(err), dlock.StoreUnreachable)
+        # Only a connection failure is a refused login.
+        self.assertIs(type(dlock.error_for(dlock.EBACKEND, "Access denied for user 'x'")), dlock.BackendError)
+
+    def test_scheme_typo_is_invalid_with_a_suggestion(self):
+        with self.assertRaises(dlock.InvalidArgument) as cm:
+            dlock.Client("sqlitee:///tmp/x.db")
+        self.assertIn("did you mean 'sqlite'?", cm.exception.detail)
+
+    def test_package_builds_without_an_index(self):
+        # pyproject.toml's backend is build_backend.py, standard library only:
+        # `pip install ./bindings/python` needs no download (build isolation).
+        import importlib.util
+        import tempfile
+        import zipfile
+        source = os.path.join(support.PACKAGE_PARENT, "build_backend.py")
+        spec = importlib.util.spec_from_file_location("dlock_build_backend", source)
+        backend = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(backend)
+        self.assertEqual(backend.get_requires_for_build_wheel(), [])
+        with open(os.path.join(support.PACKAGE_PARENT, "pyproject.toml"), encoding="utf-8") as f:
+            self.assertIn("requires = []", f.read())
+        with tempfile.TemporaryDirectory() as out:
+            wheel = backend.build_wheel(out)
+            self.assertEqual(wheel, f"dlock-{dlock.__version__}-py3-none-any.whl")
+            with zipfile.ZipFile(os.path.join(out, wheel)) as zf:
+                names = set(zf.namelist())
+                self.assertLessEqual({"dlock/__init__.py", "dlock/client.py", "dlock/errors.py", "dlock/py.typed",
+                                      f"dlock-{dlock.__version__}.dist-info/RECORD"}, names)
+                meta = zf.read(f"dlock-{dlock.__version__}.dist-info/METADATA").decode()
+                self.assertIn(f"Version: {dlock.__version__}\n", meta)
+            sdist = backend.build_sdist(out)
+            self.assertTrue(os.path.exists(os.path.join(out, sdist)))
 
     def test_unreachable_postgresql_names_no_password(self):
         # Port 1 on loopback: nothing listens there, the refusal is immediate.

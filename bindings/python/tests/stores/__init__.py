@@ -6,6 +6,9 @@ One module per backend, named as dlock's backend() names it, with:
   take_away(url, name) take the lock away behind its holder's back, with the
                        store's own client, as an operator or a failure would;
                        AssertionError when nobody held it
+  refused_logins(url)  URLs of the same server that it answers with a refused
+                       login (a wrong password, an unknown database); [] for a
+                       store without logins
 """
 import urllib.parse
 
@@ -21,3 +24,16 @@ def without_our_options(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     kept = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k not in OURS]
     return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(kept)))
+
+
+def with_password(url: str, password: str) -> str:
+    """The URL with its password replaced (or added, with the user kept)."""
+    parts = urllib.parse.urlsplit(url)
+    user = urllib.parse.quote(urllib.parse.unquote(parts.username or ""), safe="")
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:{password}@{host}"))
+
+
+def with_path(url: str, path: str) -> str:
+    """The URL with its path (the database) replaced."""
+    return urllib.parse.urlunsplit(urllib.parse.urlsplit(url)._replace(path=path))

@@ -3,7 +3,7 @@ import os
 import subprocess
 import urllib.parse
 
-from . import options, without_our_options
+from . import options, with_password, with_path, without_our_options
 
 SCHEMES = ("mysql", "mariadb")
 
@@ -43,3 +43,8 @@ def take_away(url: str, name: str) -> None:
     holder = run("-e", f"SELECT IS_USED_LOCK('{name}')")
     assert holder.isdigit(), f"IS_USED_LOCK gave {holder!r}"
     run("-e", f"KILL {holder}")
+
+
+def refused_logins(url: str) -> list:
+    """A wrong password, and a database the user may not use."""
+    return [with_password(url, "dlock-wrong-password"), with_path(url, "/dlock_no_such_database")]

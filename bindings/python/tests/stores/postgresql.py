@@ -1,7 +1,7 @@
 """PostgreSQL: session mode (advisory locks) or mode=lease (rows)."""
 import subprocess
 
-from . import options, without_our_options
+from . import options, with_path, without_our_options
 
 SCHEMES = ("postgresql", "postgres")
 
@@ -35,3 +35,9 @@ def take_away(url: str, name: str) -> None:
                            " ('x' || substr(encode(sha256(convert_to(:'name', 'UTF8')), 'hex'), 1, 16))"
                            "::bit(64)::bigint;\n")
     assert out == "1", f"ended {out!r} sessions"
+
+
+def refused_logins(url: str) -> list:
+    """An unknown database (the test server may trust its users, so a wrong
+    password is not refused there)."""
+    return [with_path(url, "/dlock_no_such_database")]

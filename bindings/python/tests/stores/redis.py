@@ -3,6 +3,8 @@ import os
 import subprocess
 import urllib.parse
 
+from . import with_password
+
 SCHEMES = ("redis", "redis+unix")
 
 
@@ -27,3 +29,10 @@ def take_away(url: str, name: str) -> None:
     out = subprocess.run(args + ["--no-auth-warning", "DEL", prefix + "{" + name + "}"], env=env,
                          capture_output=True, text=True, timeout=30, check=True).stdout.strip()
     assert out == "1", f"DEL gave {out!r}"
+
+
+def refused_logins(url: str) -> list:
+    """A wrong password, where the server has one."""
+    if not urllib.parse.urlsplit(url).password or url.startswith("redis+unix:"):
+        return []
+    return [with_password(url, "dlock-wrong-password")]
