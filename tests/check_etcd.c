@@ -62,6 +62,7 @@ static void teardown(void)
 
 /* etcdctl with the cluster's endpoints: its standard output (trimmed) into
  * out, its exit status returned. */
+static int ctl(char *out, size_t outlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int ctl(char *out, size_t outlen, const char *fmt, ...)
 {
     char args[2048], cmd[4096];
