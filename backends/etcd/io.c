@@ -368,8 +368,10 @@ static enum watch_news read_watch(etcd_conn *c)
         }
         json_object_put(msg);
     }
-    memmove(b->data, b->data + start, b->len - start);
-    b->len -= start;
+    if (start) { /* keep the unfinished line (nothing has come: no buffer yet) */
+        memmove(b->data, b->data + start, b->len - start);
+        b->len -= start;
+    }
     return news;
 }
 
