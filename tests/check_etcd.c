@@ -382,6 +382,8 @@ static void leader_fault(int sig)
     dlock_close(other);
     int now_leader = leader_member();
     ck_assert_int_ne(now_leader, leader);
+    fprintf(stderr, "leader %s: member %d, then member %d led; the lock was held throughout\n",
+            sig == SIGKILL ? "killed" : "stopped", leader, now_leader);
     int rc = dlock_release(l);
     ck_assert_msg(rc == DLOCK_OK, "release: %d %s", rc, dlock_last_error());
     resume_cluster();
@@ -435,6 +437,8 @@ START_TEST(stopped_holder_loses_the_lock)
     int64_t freed = dlt_now_ms() - stopped;
     /* 1.5 s is a 2 s lease; the leader looks for expired leases every 500 ms. */
     ck_assert_msg(freed >= 1400 && freed <= 2000 + 1500, "freed after %lld ms", (long long)freed);
+    fprintf(stderr, "stopped holder: its 1.5 s lock (a 2 s lease) went to another client %lld ms after the stop\n",
+            (long long)freed);
     kill(holder.pid, SIGCONT);
     ck_assert_int_eq(dlt_child_cmd(&holder, "extend 1500", 10000), DLOCK_ELOST);
     ck_assert_int_eq(dlt_child_cmd(&holder, "release", 10000), DLOCK_ELOST);
@@ -643,6 +647,7 @@ START_TEST(no_quorum_dlock_run_exits_79)
                   (long long)took);
     /* TTL 3 s + grace 1 s + letting go; never before the lease ran out. */
     ck_assert_msg(took >= 2000 && took <= 8000, "exit 79 after %lld ms", (long long)took);
+    fprintf(stderr, "no quorum: dlock run exited 79 %lld ms after two members stopped\n", (long long)took);
     char cmd[4400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     dlt_system(cmd);
