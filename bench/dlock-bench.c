@@ -149,7 +149,8 @@ static void bench_fencing(const char *backend, const char *url, dlock_client *c)
     if (bench_failed)
         return;
     double plain_rate = cycles * rounds / plain_total, fence_rate = cycles * rounds / fence_total;
-    report(backend, "fencing_cycles", fence_rate, "cycles/s", plain_rate, "(raw: plain session mode)");
+    report(backend, "fencing_cycles", fence_rate, "cycles/s", plain_rate,
+           "(raw: plain session mode; target ratio >= 0.70)");
 #else
     (void)backend;
     (void)url;
@@ -202,6 +203,10 @@ static void bench_cycles(const char *backend, const char *label, const char *url
         vs = "(raw: WAL, synchronous=NORMAL; target >= 0.80)";
     else if (strcmp(label, "redis") == 0)
         vs = "(raw: SET NX PX + compare-and-delete EVALSHA; target >= 0.90)";
+#ifdef BENCH_RAW_POSTGRESQL
+    if (strcmp(backend, "postgresql") == 0)
+        vs = bench_raw_postgresql_note(url);
+#endif
     report(label, "cycles", lib_rate, "cycles/s", raw_rate, vs);
     report(label, "cycle_latency", 1e6 / lib_rate, "us", 1e6 / raw_rate, vs);
 }

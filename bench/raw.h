@@ -28,6 +28,8 @@ void *bench_raw_postgresql_open(const char *url);
 int bench_raw_postgresql_lock(void *session, int wait);
 int bench_raw_postgresql_unlock(void *session);
 void bench_raw_postgresql_close(void *session);
+/* The note of a PostgreSQL cycles line: its baseline and issue 23's target. */
+const char *bench_raw_postgresql_note(const char *url);
 void *bench_raw_mysql_open(const char *url);
 int bench_raw_mysql_lock(void *session, int wait);
 int bench_raw_mysql_unlock(void *session);

@@ -20,6 +20,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -235,59 +236,53 @@ START_TEST(url_errors_hide_the_password)
 }
 END_TEST
 
-/* ------------------------------------------------------------------------ */
-/* SHA-256 and the lock-name mapping                                         */
-/* ------------------------------------------------------------------------ */
-
-static void hex32(const unsigned char digest[32], char out[65])
+/* Issue 23, item 10: the userinfo is read before the query, so a '?' typed
+ * unencoded in the password stays in it; a password with a '/' (which ends
+ * the authority) is still never quoted back as an unknown option. */
+START_TEST(url_userinfo_before_the_query)
 {
-    for (int i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", digest[i]);
-}
-
-START_TEST(sha256_vectors)
-{
-    static const struct {
-        const char *text;
-        const char *hex;
-    } vectors[] = {
-        {"", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
-        {"abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
-        {"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
-         "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"},
+    struct dlock_mysql_url u;
+    ck_assert_int_eq(dlock__mysql_parse_url("mysql://app:123?hunter2=x@127.0.0.1:1/db", &u), DLOCK_OK);
+    ck_assert_str_eq(u.user, "app");
+    ck_assert_str_eq(u.password, "123?hunter2=x");
+    ck_assert_str_eq(u.host, "127.0.0.1");
+    ck_assert_uint_eq(u.port, 1);
+    ck_assert_str_eq(u.database, "db");
+    dlock__mysql_url_free(&u);
+    /* An '@' in an option value after the path is the option's. */
+    ck_assert_int_eq(dlock__mysql_parse_url("mysql://u@h/db?ssl-ca=/a@b", &u), DLOCK_OK);
+    ck_assert_str_eq(u.host, "h");
+    ck_assert_str_eq(u.ssl_ca, "/a@b");
+    dlock__mysql_url_free(&u);
+    static const char *const bad[] = {
+        "mysql://app:123?hunter2=x@127.0.0.1:1/db",     /* parses; the connection fails */
+        "mysql://app:12/3?hunter2=x@127.0.0.1:1/db",    /* '/' in the password */
+        "mysql://app:1/2?ssl-mode=1&hunter2=x@h/db",    /* an option, then the rest */
+        "mysql://app@h/x?hunter2=x@y",                  /* '@' after an option */
     };
-    unsigned char digest[32];
-    char hex[65];
-    for (size_t i = 0; i < sizeof vectors / sizeof vectors[0]; i++) {
-        dlock__sha256(vectors[i].text, strlen(vectors[i].text), digest);
-        hex32(digest, hex);
-        ck_assert_str_eq(hex, vectors[i].hex);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (dlock__mysql_parse_url(bad[i], &u) == DLOCK_OK)
+            dlock__mysql_url_free(&u);
+        ck_assert_msg(strstr(dlock_last_error(), "hunter2") == NULL, "%s leaked: %s", bad[i], dlock_last_error());
+        dlock_client *c = NULL;
+        int rc = dlock_open(bad[i], &c);
+        ck_assert_msg(rc == DLOCK_EINVAL || rc == DLOCK_ECONN, "%s: %d %s", bad[i], rc, dlock_last_error());
+        ck_assert_ptr_null(c);
+        ck_assert_msg(strstr(dlock_last_error(), "hunter2") == NULL, "%s leaked: %s", bad[i], dlock_last_error());
     }
-    /* Lengths around the padding boundaries, and a long input. */
-    static const struct {
-        size_t len;
-        const char *hex;
-    } runs[] = {
-        {55, "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318"},
-        {56, "b35439a4ac6f0948b6d6f9e3c6af0f5f590ce20f1bde7090ef7970686ec6738a"},
-        {63, "7d3e74a05d7db15bce4ad9ec0658ea98e3f06eeecf16b4c6fff2da457ddc2f34"},
-        {64, "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb"},
-        {65, "635361c48bb9eab14198e76ea8ab7f1a41685d6ad62aa9146d301d4f17eb0ae0"},
-        {119, "31eba51c313a5c08226adf18d4a359cfdfd8d2e816b13f4af952f7ea6584dcfb"},
-        {120, "2f3d335432c70b580af0e8e1b3674a7c020d683aa5f73aaaedfdc55af904c21c"},
-        {1000000, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"},
-    };
-    for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
-        char *a = malloc(runs[i].len);
-        ck_assert_ptr_nonnull(a);
-        memset(a, 'a', runs[i].len);
-        dlock__sha256(a, runs[i].len, digest);
-        free(a);
-        hex32(digest, hex);
-        ck_assert_msg(strcmp(hex, runs[i].hex) == 0, "%zu x 'a': %s", runs[i].len, hex);
-    }
+    /* An option whose name runs across the last '@' (its head could end a
+     * password) is not shown either. */
+    ck_assert_int_eq(dlock__mysql_parse_url("mysql://u:pw@h/db?ab@cdefg=1", &u), DLOCK_EINVAL);
+    ck_assert_msg(strstr(dlock_last_error(), "ab@") == NULL, "%s", dlock_last_error());
+    /* An option that is nowhere near a password is still named. */
+    ck_assert_int_eq(dlock__mysql_parse_url("mysql://u:pw@h/db?colour=1", &u), DLOCK_EINVAL);
+    ck_assert_ptr_nonnull(strstr(dlock_last_error(), "'colour'"));
 }
 END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* The lock-name mapping                                                     */
+/* ------------------------------------------------------------------------ */
 
 /* The published vectors (docs/mysql.md). */
 static const struct {
@@ -732,7 +727,9 @@ static long long global_status(MYSQL *db, const char *variable)
 START_TEST(one_round_trip_per_call)
 {
     /* _i: 0 session mode, 1 fencing=on (the fence in the acquire's round
-     * trip), 2 lease mode. */
+     * trip), 2 lease mode.  Since issue 23 an acquire costs a second
+     * statement: each mode looks for a holder of the other (session mode:
+     * the lease row; lease mode: the GET_LOCK name), so 4 per cycle. */
     static const char *const options[] = {NULL, "fencing=on", "mode=lease"};
     char u[8192];
     snprintf(u, sizeof u, "%s", options[_i] ? url_with(url, options[_i]) : url);
@@ -756,14 +753,14 @@ START_TEST(one_round_trip_per_call)
         /* The monitor's own two status queries count too. */
         questions = global_status(monitor, "QUESTIONS") - q0 - 2;
         settings = global_status(monitor, "COM_SET_OPTION") - s0;
-        if (questions == 3 * cycles && settings == 0)
+        if (questions == 4 * cycles && settings == 0)
             break;
     }
     fprintf(stderr,
             "FIGURE: %s: %d x (acquire + extend + release), same TTL: %lld statements, %lld "
             "session settings\n",
             options[_i] ? options[_i] : "session mode", cycles, questions, settings);
-    ck_assert_int_eq(questions, 3 * cycles);
+    ck_assert_int_eq(questions, 4 * cycles);
     ck_assert_int_eq(settings, 0);
     mysql_close(monitor);
     dlock_close(c);
@@ -2019,6 +2016,563 @@ START_TEST(session_list_break_and_records)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------ */
+/* Issue 23: durability, clocks, one name per break, modes that see each    */
+/* other                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* This program's CLOCK_REALTIME, shifted by realtime_offset_s (the library
+ * is linked in statically, so its calls land here).  Reading the clock
+ * `offset` ahead and then waiting on it is what a step of the wall clock
+ * backwards by `offset` does to a bounded wait. */
+static volatile int realtime_offset_s;
+
+int clock_gettime(clockid_t id, struct timespec *ts)
+{
+    long rc = syscall(SYS_clock_gettime, id, ts);
+    if (rc == 0 && id == CLOCK_REALTIME)
+        ts->tv_sec += realtime_offset_s;
+    return (int)rc;
+}
+
+/* Suspected: the lease-mode wait sleeps on the wall clock, so a step back
+ * overruns a bounded wait by the step. */
+START_TEST(lease_wait_ignores_a_wall_clock_step)
+{
+    char *name = unique("wallclock");
+    dlock_client *holder = open_url(lease_url), *waiter = open_url(lease_url);
+    dlock_lock *l = NULL, *w = NULL;
+    ck_assert_int_eq(dlock_acquire(holder, name, 30000, 0, &l), DLOCK_OK);
+    realtime_offset_s = 10;
+    int64_t t0 = dlt_now_ms();
+    int rc = dlock_acquire(waiter, name, 5000, 600, &w);
+    int64_t took = dlt_now_ms() - t0;
+    realtime_offset_s = 0;
+    fprintf(stderr, "FIGURE: a 600 ms lease-mode wait with the wall clock 10 s back took %lld ms\n", (long long)took);
+    ck_assert_int_eq(rc, DLOCK_EBUSY);
+    ck_assert_int_lt(took, 2500);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    dlock_close(holder);
+    dlock_close(waiter);
+    free(name);
+}
+END_TEST
+
+static void set_flush(MYSQL *root, int value)
+{
+    char sql[96];
+    snprintf(sql, sizeof sql, "SET GLOBAL innodb_flush_log_at_trx_commit = %d", value);
+    ck_assert_msg(mysql_query(root, sql) == 0, "%s: %s", sql, mysql_error(root));
+}
+
+/* Item 2: lease rows and fence counters are commits that a crash must not
+ * lose; with innodb_flush_log_at_trx_commit other than 1 the takes that
+ * depend on them are refused (flush-check=off takes the risk). */
+START_TEST(takes_refused_without_durable_commits)
+{
+    if (!root_url) {
+        ck_assert_msg(!dlt_required("mysql"), "DLOCK_TEST_MYSQL_ROOT_URL is needed");
+        return;
+    }
+    MYSQL *root = raw_open(root_url);
+    char *name = unique("flush");
+    static char lease_off[sizeof lease_url + 32];
+    snprintf(lease_off, sizeof lease_off, "%s&flush-check=off", lease_url);
+    const char *const refused[] = {lease_url, fence_url};
+    for (int value = 2; value >= 0; value -= 2) {
+        set_flush(root, value);
+        for (int i = 0; i < 2; i++) {
+            dlock_client *c = open_url(refused[i]);
+            dlock_lock *l = NULL;
+            int rc = dlock_acquire(c, name, 5000, 0, &l);
+            ck_assert_msg(rc == DLOCK_ENOTSUP, "flush %d, %s: %d %s", value, i ? "fencing" : "lease", rc,
+                          dlock_last_error());
+            ck_assert_ptr_nonnull(strstr(dlock_last_error(), "innodb_flush_log_at_trx_commit"));
+            ck_assert(!busy_at(url, name)); /* nothing was taken */
+            /* Reading is not refused. */
+            ck_assert_int_eq(dlock_holder(c, name, NULL, 0), 0);
+            dlock_close(c);
+        }
+        const char *const allowed[] = {url, lease_off};
+        for (int i = 0; i < 2; i++) {
+            dlock_client *c = open_url(allowed[i]);
+            dlock_lock *l = NULL;
+            ck_assert_msg(dlock_acquire(c, name, 5000, 0, &l) == DLOCK_OK, "%s", dlock_last_error());
+            ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+            dlock_close(c);
+        }
+    }
+    set_flush(root, 1);
+    const char *const all[] = {lease_url, fence_url, url};
+    for (int i = 0; i < 3; i++) {
+        dlock_client *c = open_url(all[i]);
+        dlock_lock *l = NULL;
+        ck_assert_msg(dlock_acquire(c, name, 5000, 0, &l) == DLOCK_OK, "%s", dlock_last_error());
+        ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+        dlock_close(c);
+    }
+    mysql_close(root);
+    free(name);
+}
+END_TEST
+
+static void flush_restore(void)
+{
+    if (!root_url)
+        return;
+    MYSQL *root = raw_open(root_url);
+    mysql_query(root, "SET GLOBAL innodb_flush_log_at_trx_commit = 1");
+    mysql_close(root);
+}
+
+/* Property: an expired lease is lost even when nobody took it since -- a
+ * late extend (or release, or record write) must not revive it.  The row's
+ * expiry is moved into the past behind the holder's back; the owner stays. */
+START_TEST(lease_late_extend_does_not_revive)
+{
+    char *name = unique("late");
+    dlock_client *c = open_url(lease_url);
+    MYSQL *db = raw_open(url);
+    for (int op = 0; op < 3; op++) {
+        dlock_lock *l = NULL;
+        ck_assert_int_eq(dlock_acquire(c, name, 30000, 0, &l), DLOCK_OK);
+        MYSQL_STMT *stmt = mysql_stmt_init(db);
+        const char *sql = "UPDATE dlock_leases SET expires_at = expires_at - 60000 WHERE name = ?";
+        ck_assert_int_eq(mysql_stmt_prepare(stmt, sql, (unsigned long)strlen(sql)), 0);
+        MYSQL_BIND b;
+        memset(&b, 0, sizeof b);
+        unsigned long len = (unsigned long)strlen(name);
+        b.buffer_type = MYSQL_TYPE_STRING;
+        b.buffer = name;
+        b.buffer_length = len;
+        b.length = &len;
+        ck_assert_int_eq(mysql_stmt_bind_param(stmt, &b), 0);
+        ck_assert_msg(mysql_stmt_execute(stmt) == 0, "%s", mysql_stmt_error(stmt));
+        ck_assert_int_eq((int)mysql_stmt_affected_rows(stmt), 1);
+        mysql_stmt_close(stmt);
+        int rc = op == 0 ? dlock_extend(l, 30000) : op == 1 ? dlock_record_put(l, 5) : dlock_release(l);
+        ck_assert_msg(rc == DLOCK_ELOST, "op %d: %d %s", op, rc, dlock_last_error());
+        /* Not revived: anyone may take it now. */
+        ck_assert(!busy_at(lease_url, name));
+        if (op != 2)
+            (void)dlock_release(l);
+    }
+    mysql_close(db);
+    dlock_close(c);
+    free(name);
+}
+END_TEST
+
+/* Property: a break acts on exactly one name -- hold N and N-2, break N:
+ * N-2 is untouched.  Session mode: on different sessions (a break ends the
+ * holder's whole session, docs/mysql.md); lease mode: on one client. */
+START_TEST(a_break_acts_on_one_name)
+{
+    char *n = unique("brk"), n2[300];
+    snprintf(n2, sizeof n2, "%s-2", n);
+    for (int lease = 0; lease < 2; lease++) {
+        const char *u = lease ? lease_url : url;
+        dlock_client *a = open_url(u), *b = lease ? a : open_url(u), *breaker = open_url(u);
+        dlock_lock *la = NULL, *lb = NULL;
+        ck_assert_int_eq(dlock_acquire(a, n, 30000, 0, &la), DLOCK_OK);
+        ck_assert_int_eq(dlock_acquire(b, n2, 30000, 0, &lb), DLOCK_OK);
+        ck_assert_int_eq(dlock_break(breaker, n), 1);
+        ck_assert_msg(dlock_extend(lb, 30000) == DLOCK_OK, "%s: %s", lease ? "lease" : "session", dlock_last_error());
+        ck_assert(busy_at(u, n2));
+        ck_assert(!busy_at(u, n));
+        ck_assert_int_eq(dlock_extend(la, 30000), DLOCK_ELOST);
+        (void)dlock_release(la);
+        ck_assert_int_eq(dlock_release(lb), DLOCK_OK);
+        if (!lease)
+            dlock_close(b);
+        dlock_close(a);
+        dlock_close(breaker);
+    }
+    free(n);
+}
+END_TEST
+
+/* Suspected: session-mode break is IS_USED_LOCK then KILL, and KILL only
+ * marks the session: "broken" must not be said before the lock is free.
+ * A race: before the fix, 2 of 400 and 2 of 300 rounds saw the lock still
+ * held right after "broken" (and 0 of 300 in another run). */
+#ifndef BREAK_ROUNDS
+#define BREAK_ROUNDS 300
+#endif
+START_TEST(session_break_returns_once_the_lock_is_free)
+{
+    char *name = unique("brkfree");
+    dlock_client *breaker = open_client();
+    MYSQL *db = raw_open(url);
+    char server_name[DLOCK_MYSQL_LOCK_NAME_MAX + 1];
+    dlock__mysql_lock_name(name, server_name, sizeof server_name);
+    int still_held = 0;
+    for (int i = 0; i < BREAK_ROUNDS; i++) {
+        dlock_client *holder = open_client();
+        dlock_lock *l = NULL;
+        ck_assert_int_eq(dlock_acquire(holder, name, 30000, 0, &l), DLOCK_OK);
+        ck_assert_int_eq(dlock_break(breaker, name), 1);
+        if (raw_int(db, "SELECT IS_USED_LOCK(?)", server_name) != -1)
+            still_held++;
+        (void)dlock_release(l);
+        dlock_close(holder);
+    }
+    fprintf(stderr, "FIGURE: session break: the lock still held right after \"broken\" in %d of %d\n", still_held,
+            BREAK_ROUNDS);
+    ck_assert_int_eq(still_held, 0);
+    mysql_close(db);
+    dlock_close(breaker);
+    free(name);
+}
+END_TEST
+
+/* Item 7: session mode (GET_LOCK) and lease mode (a row of the default
+ * table) see each other's holder of a name. */
+struct release_later {
+    dlock_lock *lock;
+    int64_t after_ms;
+    int status;
+};
+
+static void *release_later_main(void *arg)
+{
+    struct release_later *r = arg;
+    dlt_sleep_ms(r->after_ms);
+    r->status = dlock_release(r->lock);
+    return NULL;
+}
+
+/* `first` holds name; a client of `second` cannot take it, sees the holder
+ * (its text contains `says`), and a wait of `second` gets it once `first`
+ * lets go. */
+static void excludes(const char *first, const char *second, const char *name, const char *says, int sees_back)
+{
+    dlock_client *a = open_url(first), *b = open_url(second);
+    dlock_lock *la = NULL, *lb = NULL;
+    ck_assert_int_eq(dlock_acquire(a, name, 30000, 0, &la), DLOCK_OK);
+    int rc = dlock_acquire(b, name, 30000, 0, &lb);
+    ck_assert_msg(rc == DLOCK_EBUSY, "%s then %s: %d %s", first, second, rc, dlock_last_error());
+    rc = dlock_acquire(b, name, 30000, 300, &lb);
+    ck_assert_msg(rc == DLOCK_EBUSY, "a wait: %d %s", rc, dlock_last_error());
+    char who[512] = "";
+    ck_assert_int_eq(dlock_holder(b, name, who, sizeof who), 1);
+    ck_assert_msg(strstr(who, says) != NULL, "holder: %s", who);
+    struct release_later later = {la, 400, -1};
+    pthread_t thread;
+    ck_assert_int_eq(pthread_create(&thread, NULL, release_later_main, &later), 0);
+    int64_t t0 = dlt_now_ms();
+    rc = dlock_acquire(b, name, 30000, 5000, &lb);
+    int64_t took = dlt_now_ms() - t0;
+    pthread_join(thread, NULL);
+    ck_assert_int_eq(later.status, DLOCK_OK);
+    ck_assert_msg(rc == DLOCK_OK, "the wait: %d %s", rc, dlock_last_error());
+    ck_assert_int_lt(took, 2500);
+    rc = dlock_holder(a, name, who, sizeof who);
+    ck_assert_msg(rc == sees_back, "%s sees %s's holder: %d %s", first, second, rc, dlock_last_error());
+    ck_assert_int_eq(dlock_release(lb), DLOCK_OK);
+    ck_assert_int_eq(dlock_holder(a, name, NULL, 0), 0);
+    dlock_close(a);
+    dlock_close(b);
+}
+
+START_TEST(session_and_lease_modes_exclude_each_other)
+{
+    char *name = unique("modes"), long_name[300];
+    excludes(url, lease_url, name, "session mode", 1);
+    excludes(lease_url, url, name, "lease mode", 1);
+    excludes(fence_url, lease_url, name, "session mode", 1);
+    excludes(lease_url, fence_url, name, "lease mode", 1);
+    /* A digest-mapped name too (the session-mode name differs from the row's). */
+    snprintf(long_name, sizeof long_name, "%s/Upper Case \xc3\xa9", name);
+    excludes(url, lease_url, long_name, "session mode", 1);
+    excludes(lease_url, url, long_name, "lease mode", 1);
+    /* A lease of another table still sees a session-mode holder (not the
+     * other way round: session mode reads the default table only). */
+    static char other_table[sizeof lease_url + 32];
+    snprintf(other_table, sizeof other_table, "%s&table=dlock_leases_other", lease_url);
+    excludes(url, other_table, name, "session mode", 0);
+    free(name);
+}
+END_TEST
+
+/* Session mode needs no rights and no database: the look at the lease
+ * table must not make it fail where it cannot read one. */
+START_TEST(session_mode_needs_no_database_for_the_lease_check)
+{
+    char no_db[8192];
+    snprintf(no_db, sizeof no_db, "%s", url);
+    char *slash = strrchr(no_db, '/');
+    ck_assert_ptr_nonnull(slash);
+    slash[1] = '\0'; /* mysql://user:pass@host:port/ */
+    char *name = unique("nodb");
+    dlock_client *c = open_url(no_db);
+    dlock_lock *l = NULL;
+    ck_assert_msg(dlock_acquire(c, name, 5000, 0, &l) == DLOCK_OK, "%s", dlock_last_error());
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    ck_assert_int_eq(dlock_holder(c, name, NULL, 0), 0);
+    dlock_close(c);
+    free(name);
+}
+END_TEST
+
+/* Many takes at once from both modes: never two holders. */
+START_TEST(mixed_modes_never_overlap)
+{
+    char *name = unique("mixed");
+    char *dir = dlt_tmpdir(), marker[4200];
+    snprintf(marker, sizeof marker, "%s/held", dir);
+    enum { CHILDREN = 4 };
+    pid_t pids[CHILDREN];
+    for (int i = 0; i < CHILDREN; i++) {
+        pids[i] = fork();
+        ck_assert_int_ge(pids[i], 0);
+        if (pids[i] == 0) {
+            dlock_client *c = NULL;
+            if (dlock_open(i % 2 ? lease_url : url, &c) != DLOCK_OK)
+                _exit(3);
+            int64_t end = dlt_now_ms() + 4000;
+            int taken = 0;
+            while (dlt_now_ms() < end) {
+                dlock_lock *l = NULL;
+                int rc = dlock_acquire(c, name, 10000, 1000, &l);
+                if (rc == DLOCK_EBUSY)
+                    continue;
+                if (rc != DLOCK_OK)
+                    _exit(4);
+                int fd = open(marker, O_CREAT | O_EXCL | O_WRONLY, 0600);
+                if (fd < 0)
+                    _exit(1); /* two holders */
+                close(fd);
+                dlt_sleep_ms(2);
+                unlink(marker);
+                if (dlock_release(l) != DLOCK_OK)
+                    _exit(5);
+                taken++;
+            }
+            dlock_close(c);
+            _exit(taken > 0 ? 0 : 6);
+        }
+    }
+    for (int i = 0; i < CHILDREN; i++) {
+        int st = 0;
+        ck_assert_int_eq(waitpid(pids[i], &st, 0), pids[i]);
+        ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child %d (%s): status %d", i,
+                      i % 2 ? "lease" : "session", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    }
+    free(dir);
+    free(name);
+}
+END_TEST
+
+/* A private server with more options (`extra`): private_dir and
+ * private_url are set.  0 started. */
+static int start_private_with(const char *extra)
+{
+    char *dir = dlt_tmpdir();
+    chmod(dir, 0755); /* the server runs as `mysql` when we are root */
+    snprintf(private_dir, sizeof private_dir, "%s/server", dir);
+    free(dir);
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd,
+             "DLOCK_TEST_MYSQL_TLS=off DLOCK_TEST_MYSQL_EXTRA='%s' sh '%s' start '%s' >/dev/null 2>>'%s.err'", extra,
+             server_script(), private_dir, private_dir);
+    if (dlt_system(cmd) != 0)
+        return -1;
+    char env_file[4300];
+    snprintf(env_file, sizeof env_file, "%s/env", private_dir);
+    read_env_value(env_file, "DLOCK_TEST_MYSQL_URL", private_url, sizeof private_url);
+    return private_url[0] ? 0 : -1;
+}
+
+/* Root's connection to the private server (over its socket). */
+static MYSQL *private_root(void)
+{
+    char root[8192];
+    snprintf(root, sizeof root, "mysql://root@localhost/?socket=%s/mysqld.sock", private_dir);
+    return raw_open(root);
+}
+
+/* Suspected: fencing=on with binlog_format=STATEMENT writes GET_LOCK into a
+ * logged statement, replayed on replicas.  A private server with a
+ * statement-format binary log: no logged statement may call GET_LOCK, and
+ * the tokens still grow. */
+START_TEST(fencing_keeps_get_lock_out_of_a_statement_binlog)
+{
+    if (start_private_with("--log-bin=mysql-bin --binlog-format=STATEMENT --server-id=1") != 0) {
+        private_server_remove();
+        ck_abort_msg("could not start a private server (see %s.err)", private_dir);
+    }
+    /* No assertion until the server is stopped. */
+    char fenced[sizeof private_url + 32];
+    snprintf(fenced, sizeof fenced, "%s?fencing=on", private_url);
+    dlock_client *c = NULL;
+    int rc_open = dlock_open(fenced, &c), rc = DLOCK_EINVAL, in_log = -1, events = 0;
+    uint64_t tokens[3] = {0, 0, 0};
+    char error[512] = "";
+    snprintf(error, sizeof error, "%s", dlock_last_error());
+    for (int i = 0; rc_open == DLOCK_OK && i < 3; i++) {
+        dlock_lock *l = NULL;
+        rc = dlock_acquire(c, "binlog-job", 30000, 0, &l);
+        if (rc != DLOCK_OK) {
+            snprintf(error, sizeof error, "%s", dlock_last_error());
+            break;
+        }
+        dlock_fence(l, &tokens[i]);
+        dlock_release(l);
+    }
+    dlock_close(c);
+    MYSQL *root = private_root();
+    if (mysql_query(root, "SHOW BINLOG EVENTS IN 'mysql-bin.000001'") == 0) {
+        MYSQL_RES *res = mysql_store_result(root);
+        in_log = 0;
+        MYSQL_ROW row;
+        while (res && (row = mysql_fetch_row(res))) {
+            events++;
+            if (row[5] && strstr(row[5], "GET_LOCK")) {
+                fprintf(stderr, "BINLOG: %s\n", row[5]);
+                in_log++;
+            }
+        }
+        if (res)
+            mysql_free_result(res);
+    }
+    mysql_close(root);
+    private_server_remove();
+    fprintf(stderr, "FIGURE: binlog_format=STATEMENT, fencing=on: %d of %d logged events call GET_LOCK; tokens %llu %llu %llu\n",
+            in_log, events, (unsigned long long)tokens[0], (unsigned long long)tokens[1],
+            (unsigned long long)tokens[2]);
+    ck_assert_msg(rc_open == DLOCK_OK && rc == DLOCK_OK, "%s", error);
+    ck_assert_int_eq(in_log, 0);
+    ck_assert_int_gt(events, 0);
+    ck_assert(tokens[0] > 0 && tokens[1] > tokens[0] && tokens[2] > tokens[1]);
+}
+END_TEST
+
+/* kill -9 of the private server, then a start on the same port.  0 done. */
+static int private_crash_and_start(void)
+{
+    char pid_file[4300], pid_text[32] = "";
+    snprintf(pid_file, sizeof pid_file, "%s/mysqld.pid", private_dir);
+    FILE *f = fopen(pid_file, "r");
+    if (!f || !fgets(pid_text, sizeof pid_text, f)) {
+        if (f)
+            fclose(f);
+        return -1;
+    }
+    fclose(f);
+    pid_t pid = (pid_t)strtol(pid_text, NULL, 10);
+    if (pid <= 1 || kill(pid, SIGKILL) != 0)
+        return -1;
+    for (int i = 0; i < 200 && kill(pid, 0) == 0; i++)
+        dlt_sleep_ms(50);
+    unlink(pid_file);
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd, "DLOCK_TEST_MYSQL_TLS=off sh '%s' start '%s' >/dev/null 2>>'%s.err'", server_script(),
+             private_dir, private_dir);
+    return dlt_system(cmd);
+}
+
+/* One integer from the private server as root, or -1 (NULL, an error). */
+static long long private_root_int(MYSQL *root, const char *sql)
+{
+    long long value = -1;
+    if (mysql_query(root, sql) != 0)
+        return -2;
+    MYSQL_RES *res = mysql_store_result(root);
+    MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
+    if (row && row[0])
+        value = strtoll(row[0], NULL, 10);
+    if (res)
+        mysql_free_result(res);
+    return value;
+}
+
+/* Items 2 and the fencing=on performance item: tokens and leases survive
+ * kill -9 of mysqld with the server's durable default
+ * (innodb_flush_log_at_trx_commit = 1).  Beside it, a probe of what the
+ * issue proposed instead of the counter: a MariaDB SEQUENCE (CACHE 1000)
+ * drawn by the same connection; its figure is printed, not asserted. */
+START_TEST(tokens_survive_kill9_of_mysqld)
+{
+    if (start_private_with("") != 0) {
+        private_server_remove();
+        ck_abort_msg("could not start a private server (see %s.err)", private_dir);
+    }
+    /* No assertion until the server is stopped. */
+    char fenced[sizeof private_url + 32], leased[sizeof private_url + 32];
+    snprintf(fenced, sizeof fenced, "%s?fencing=on", private_url);
+    snprintf(leased, sizeof leased, "%s?mode=lease", private_url);
+    dlock_client *fc = NULL, *lc = NULL, *other = NULL;
+    dlock_lock *l = NULL, *ll = NULL;
+    uint64_t before = 0, after = 0, lease_before = 0, lease_after = 0;
+    int rc_crash = -1, rc_busy = DLOCK_EINVAL, rc_lease_extend = DLOCK_EINVAL;
+    long long seq_last = -1, seq_next = -1, flush = -1;
+    MYSQL *root = private_root();
+    flush = private_root_int(root, "SELECT @@global.innodb_flush_log_at_trx_commit");
+    private_root_int(root, "CREATE SEQUENCE dlock_test.probe_seq START WITH 1 CACHE 1000");
+    if (dlock_open(fenced, &fc) == DLOCK_OK && dlock_open(leased, &lc) == DLOCK_OK) {
+        for (int i = 0; i < 20; i++)
+            if (dlock_acquire(fc, "crash-job", 30000, 0, &l) == DLOCK_OK) {
+                dlock_fence(l, &before);
+                dlock_release(l);
+            }
+        if (dlock_acquire(lc, "crash-lease", 120000, 0, &ll) == DLOCK_OK)
+            dlock_fence(ll, &lease_before);
+        /* The sequence last, right before the crash: its new cached range
+         * (written at value 1001) is followed by no commit that would flush
+         * the log with it, and InnoDB's own flush runs once a second. */
+        for (int i = 0; i < 1500; i++)
+            seq_last = private_root_int(root, "SELECT NEXTVAL(dlock_test.probe_seq)");
+        rc_crash = private_crash_and_start();
+    }
+    mysql_close(root);
+    dlock_close(fc);
+    fc = NULL;
+    if (rc_crash == 0 && dlock_open(fenced, &fc) == DLOCK_OK && dlock_acquire(fc, "crash-job", 30000, 0, &l) == DLOCK_OK) {
+        dlock_fence(l, &after);
+        dlock_release(l);
+    }
+    if (rc_crash == 0 && dlock_open(leased, &other) == DLOCK_OK) {
+        dlock_lock *l2 = NULL;
+        rc_busy = dlock_acquire(other, "crash-lease", 5000, 0, &l2); /* the row outlived the crash */
+        if (rc_busy == DLOCK_OK)
+            dlock_release(l2);
+    }
+    if (ll) {
+        rc_lease_extend = dlock_extend(ll, 120000);
+        dlock_release(ll);
+        dlock_lock *l3 = NULL;
+        if (other && dlock_acquire(other, "crash-lease", 5000, 0, &l3) == DLOCK_OK) {
+            dlock_fence(l3, &lease_after);
+            dlock_release(l3);
+        }
+    }
+    if (rc_crash == 0) {
+        root = private_root();
+        seq_next = private_root_int(root, "SELECT NEXTVAL(dlock_test.probe_seq)");
+        mysql_close(root);
+    }
+    dlock_close(fc);
+    dlock_close(lc);
+    dlock_close(other);
+    private_server_remove();
+    fprintf(stderr,
+            "FIGURE: kill -9 of mysqld (innodb_flush_log_at_trx_commit=%lld): fencing=on token %llu before, %llu "
+            "after; lease fence %llu before, %llu after; a MariaDB SEQUENCE (CACHE 1000) gave %lld before and "
+            "%lld after (%s)\n",
+            flush, (unsigned long long)before, (unsigned long long)after, (unsigned long long)lease_before,
+            (unsigned long long)lease_after, seq_last, seq_next,
+            seq_next > seq_last ? "no repeat" : "REPEATED: not crash-safe");
+    ck_assert_int_eq(rc_crash, 0);
+    ck_assert_int_eq(flush, 1);
+    ck_assert_uint_ge(before, 20);
+    ck_assert_uint_gt(after, before);
+    ck_assert_int_eq(rc_busy, DLOCK_EBUSY);
+    ck_assert_int_eq(rc_lease_extend, DLOCK_OK);
+    ck_assert_uint_gt(lease_after, lease_before);
+}
+END_TEST
+
 static Suite *mysql_suite(int with_server)
 {
     Suite *s = suite_create("mysql");
@@ -2030,10 +2584,10 @@ static Suite *mysql_suite(int with_server)
     tcase_add_test(tc, url_options);
     tcase_add_test(tc, url_malformed);
     tcase_add_test(tc, url_errors_hide_the_password);
+    tcase_add_test(tc, url_userinfo_before_the_query);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("names");
-    tcase_add_test(tc, sha256_vectors);
     tcase_add_test(tc, name_mapping_vectors);
     tcase_add_test(tc, name_mapping_properties);
     suite_add_tcase(s, tc);
@@ -2092,6 +2646,34 @@ static Suite *mysql_suite(int with_server)
     tcase_add_test(tc, a_dropped_session_marks_its_locks_lost);
     tcase_add_test(tc, kill_query_at_the_grant_never_leaves_the_lock_held_unknowingly);
     tcase_add_test(tc, a_stopped_server_bounds_extend_and_cancel);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("issue23");
+    tcase_add_checked_fixture(tc, wave_setup, flush_restore);
+    tcase_set_timeout(tc, 90);
+    tcase_add_test(tc, takes_refused_without_durable_commits);
+    tcase_add_test(tc, lease_late_extend_does_not_revive);
+    tcase_add_test(tc, a_break_acts_on_one_name);
+    tcase_add_test(tc, session_break_returns_once_the_lock_is_free);
+    tcase_add_test(tc, session_and_lease_modes_exclude_each_other);
+    tcase_add_test(tc, mixed_modes_never_overlap);
+    tcase_add_test(tc, session_mode_needs_no_database_for_the_lease_check);
+    suite_add_tcase(s, tc);
+
+    /* The wall clock, alone: a wait that sleeps on the wrong clock never
+     * ends, and this short timeout says so. */
+    tc = tcase_create("issue23_clock");
+    tcase_add_checked_fixture(tc, wave_setup, NULL);
+    tcase_set_timeout(tc, 20);
+    tcase_add_test(tc, lease_wait_ignores_a_wall_clock_step);
+    suite_add_tcase(s, tc);
+
+    /* Issue 23 on private servers of their own (a binary log, kill -9). */
+    tc = tcase_create("issue23_servers");
+    tcase_add_checked_fixture(tc, wave_setup, NULL);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, fencing_keeps_get_lock_out_of_a_statement_binlog);
+    tcase_add_test(tc, tokens_survive_kill9_of_mysqld);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -540,6 +540,62 @@ START_TEST(prometheus_labels_are_escaped)
 }
 END_TEST
 
+/* --- SHA-256 (lib/sha256.c): the PostgreSQL key and the MySQL lock names rest on it --- */
+
+static void hex32(const unsigned char digest[32], char out[65])
+{
+    for (int i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", digest[i]);
+}
+
+/* FIPS 180-2's vectors, and lengths around the padding boundaries. */
+START_TEST(sha256_vectors)
+{
+    static const struct {
+        const char *text;
+        const char *hex;
+    } vectors[] = {
+        {"", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
+        {"abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
+        {"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+         "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"},
+        {"abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopq"
+         "klmnopqrlmnopqrsmnopqrstnopqrstu",
+         "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1"},
+    };
+    unsigned char digest[32];
+    char hex[65];
+    for (size_t i = 0; i < sizeof vectors / sizeof vectors[0]; i++) {
+        dlock__sha256(vectors[i].text, strlen(vectors[i].text), digest);
+        hex32(digest, hex);
+        ck_assert_str_eq(hex, vectors[i].hex);
+    }
+    /* Lengths around the padding boundaries, and a long input. */
+    static const struct {
+        size_t len;
+        const char *hex;
+    } runs[] = {
+        {55, "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318"},
+        {56, "b35439a4ac6f0948b6d6f9e3c6af0f5f590ce20f1bde7090ef7970686ec6738a"},
+        {63, "7d3e74a05d7db15bce4ad9ec0658ea98e3f06eeecf16b4c6fff2da457ddc2f34"},
+        {64, "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb"},
+        {65, "635361c48bb9eab14198e76ea8ab7f1a41685d6ad62aa9146d301d4f17eb0ae0"},
+        {119, "31eba51c313a5c08226adf18d4a359cfdfd8d2e816b13f4af952f7ea6584dcfb"},
+        {120, "2f3d335432c70b580af0e8e1b3674a7c020d683aa5f73aaaedfdc55af904c21c"},
+        {1000000, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"},
+    };
+    for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
+        char *a = malloc(runs[i].len);
+        ck_assert_ptr_nonnull(a);
+        memset(a, 'a', runs[i].len);
+        dlock__sha256(a, runs[i].len, digest);
+        free(a);
+        hex32(digest, hex);
+        ck_assert_msg(strcmp(hex, runs[i].hex) == 0, "%zu x 'a': %s", runs[i].len, hex);
+    }
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
     if (argc == 2 && strcmp(argv[1], "--print-clocks") == 0)
@@ -578,6 +634,9 @@ int main(int argc, char **argv)
     tcase_add_test(t, json_strings_are_escaped);
     tcase_add_test(t, times_are_rfc3339_utc);
     tcase_add_test(t, prometheus_labels_are_escaped);
+    suite_add_tcase(s, t);
+    t = tcase_create("sha256");
+    tcase_add_test(t, sha256_vectors);
     suite_add_tcase(s, t);
     t = tcase_create("clock");
     tcase_add_test(t, lease_clock_counts_suspend);

@@ -18,6 +18,8 @@
 # a server certificate for 127.0.0.1 / localhost are made under DIR/tls and
 # the server offers TLS (it does not require it).  other-ca.pem is a CA that
 # signed nothing: verification against it must fail.
+# DLOCK_TEST_MYSQL_EXTRA: more server options, after the script's own (a
+# test's private server with --log-bin, say).
 # The password of the test user is made of URL-special characters on
 # purpose: it exercises the URL parser on every run.
 set -eu
@@ -127,7 +129,7 @@ launch() {
         --innodb-log-file-size=16M \
         --innodb-use-native-aio=0 \
         --max-connections=300 \
-        "$@" \
+        "$@" ${DLOCK_TEST_MYSQL_EXTRA:-} \
         </dev/null >/dev/null 2>&1 &
     launcher=$!
     # Ready when the socket answers.

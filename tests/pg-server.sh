@@ -4,6 +4,9 @@
 #   tests/pg-server.sh start DIR     create (first time) and start; prints export lines
 #   tests/pg-server.sh stop DIR      stop the server started in DIR (by its own pid)
 #   tests/pg-server.sh restart DIR   stop, then start again on the same port
+#   tests/pg-server.sh crash DIR     kill -QUIT the postmaster (an immediate
+#                                    shutdown: WAL not yet flushed is lost, as
+#                                    in a crash); `start` then recovers
 #
 # Everything lives under DIR: the data directory (DIR/data), the unix socket,
 # the server log (DIR/server.log) and DIR/env.  No system service is used and
@@ -14,7 +17,11 @@
 #
 # The server listens on 127.0.0.1 only, on a free port, with trust
 # authentication (a test server; the role dlock_password excepted) and fsync
-# off.  max_locks_per_transaction is 1024: with max_connections = 100 the
+# off (DLOCK_PG_FSYNC=on at `start`: fsync and full_page_writes on, for a
+# crash test).  synchronous_commit is off and the WAL writer flushes every
+# 10 s, so that a commit that does not ask for a synchronous flush itself is
+# lost by `crash` (the durability that libdlock must force per statement,
+# issue 23).  max_locks_per_transaction is 1024: with max_connections = 100 the
 # shared lock table has room for 102,400 locks, so one session can hold
 # 10,000 advisory locks.
 #
@@ -30,7 +37,7 @@ set -eu
 
 die() { echo "pg-server.sh: $*" >&2; exit 1; }
 
-usage() { die "usage: $0 start|stop|restart DIR"; }
+usage() { die "usage: $0 start|stop|restart|crash DIR"; }
 
 [ $# -eq 2 ] || usage
 action=$1
@@ -128,6 +135,8 @@ create_cluster() {
 
 write_config() {
     port=$1
+    fsync=off
+    [ "${DLOCK_PG_FSYNC:-off}" = on ] && fsync=on
     as_owner sh -c "cat > '$dir/data/conf.d/dlock-test.conf'" <<EOF
 # Written by tests/pg-server.sh: a throwaway test server.
 listen_addresses = '127.0.0.1'
@@ -136,9 +145,10 @@ unix_socket_directories = '$dir'
 max_connections = 100
 # 1024 x 100 = 102,400 lock slots: room for 10,000 advisory locks in one session.
 max_locks_per_transaction = 1024
-fsync = off
+fsync = $fsync
 synchronous_commit = off
-full_page_writes = off
+wal_writer_delay = 10s
+full_page_writes = $fsync
 shared_buffers = 32MB
 logging_collector = off
 log_min_messages = warning
@@ -207,7 +217,22 @@ case "$dir" in
 *) dir=$(pwd)/$dir ;;
 esac
 
+crash_server() {
+    pid=$(server_pid)
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || die "no server runs in $dir"
+    kill -QUIT "$pid"
+    tries=0
+    while kill -0 "$pid" 2>/dev/null; do
+        tries=$((tries + 1))
+        [ $tries -ge 300 ] && die "the postmaster $pid did not exit after SIGQUIT"
+        sleep 0.05
+    done
+}
+
 case "$action" in
+crash)
+    crash_server
+    ;;
 start | restart)
     [ "$action" = restart ] && stop_server
     start_server

@@ -5,7 +5,8 @@
  *   conn.c     the server session: connect, statements, errors, wait_timeout
  *   io.c       the watchdog: the deadline of every round trip
  *   cancel.c   dlock_cancel(): KILL QUERY from a second connection
- *   ops.c      the table statements: lease mode, fences, list/break/records (ops.h)
+ *   ops.c      the table statements (ops.h), fences, list/break/records
+ *   lease.c    lease mode: a row per name (mode=lease)
  *   url.c      URLs and lock names (pure; no client library; url.h)
  *   api.c      the client library, loaded at first use (api.h)
  * Cross-file functions are dlock__mysql_*, types and statics mysqlbe_*, so
@@ -65,6 +66,7 @@ enum mysqlbe_op {
     OP_SESSION_LOCK_ID,
     OP_SESSION_MLI,
     OP_STORE_TIME,
+    OP_MODES_LEASE_ROW,
     MYSQLBE_OPS_MAX
 };
 
@@ -90,6 +92,8 @@ struct mysqlbe_conn {
     unsigned long connection_id;
     int is_mariadb;
     unsigned int wait_timeout_s; /* the session's wait_timeout now */
+    int flush_at_commit;         /* @@global.innodb_flush_log_at_trx_commit when the session began */
+    int binlog_statement;        /* @@session.binlog_format is STATEMENT */
     MYSQL_STMT *stmt_get_lock;
     MYSQL_STMT *stmt_is_ours;
     MYSQL_STMT *stmt_release;
@@ -171,6 +175,11 @@ unsigned int dlock__mysql_lease_needed(const struct mysqlbe_conn *c, const struc
 /* Make the session's wait_timeout `seconds` (one round trip, only when it
  * changes).  0 means "no lock needs anything": leave it. */
 int dlock__mysql_set_lease(struct mysqlbe_conn *c, unsigned int seconds, int lost_status);
+
+/* DLOCK_OK when the server commits durably (innodb_flush_log_at_trx_commit
+ * = 1) or the URL says flush-check=off; else DLOCK_ENOTSUP saying so.  For
+ * the takes of lease mode and fencing=on, on a connected session. */
+int dlock__mysql_check_durable(const struct mysqlbe_conn *c);
 
 /* --- mysql_watchdog.c --------------------------------------------------- */
 

@@ -20,10 +20,17 @@
 /* How often a cancel repeats KILL QUERY while the wait goes on. */
 #define KILL_RETRY_NS 50000000L
 
+/* cancel_cv times its waits on CLOCK_MONOTONIC (the kill thread's pause, a
+ * lease-mode poll's sleep): a step of the wall clock must neither stretch
+ * nor cut a bounded wait. */
 void dlock__mysql_cancel_init(struct mysqlbe_conn *c)
 {
+    pthread_condattr_t attr;
     pthread_mutex_init(&c->cancel_mu, NULL);
-    pthread_cond_init(&c->cancel_cv, NULL);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->cancel_cv, &attr);
+    pthread_condattr_destroy(&attr);
 }
 
 void dlock__mysql_cancel_destroy(struct mysqlbe_conn *c)
@@ -70,7 +77,7 @@ static void *kill_thread_main(void *arg)
         if (c->waiting_id != target)
             break;
         struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
+        clock_gettime(CLOCK_MONOTONIC, &until); /* cancel_cv's clock */
         until.tv_nsec += KILL_RETRY_NS;
         if (until.tv_nsec >= 1000000000L) {
             until.tv_sec++;

@@ -297,7 +297,8 @@ int dlock__mysql_ensure_session(struct mysqlbe_conn *c, int *fresh)
         return rc;
     /* One round trip: who we are, what we talk to, the idle limit in force. */
     dlock__mysql_watch(c, db, c->deadline_ms);
-    int failed = mysql_query(db, "SELECT VERSION(), CONNECTION_ID(), @@session.wait_timeout") != 0;
+    int failed = mysql_query(db, "SELECT VERSION(), CONNECTION_ID(), @@session.wait_timeout,"
+                                 " @@global.innodb_flush_log_at_trx_commit, @@session.binlog_format") != 0;
     MYSQL_RES *res = failed ? NULL : mysql_store_result(db);
     if (dlock__mysql_unwatch(c) || failed) {
         unsigned int err = mysql_errno(db);
@@ -309,7 +310,7 @@ int dlock__mysql_ensure_session(struct mysqlbe_conn *c, int *fresh)
         return rc;
     }
     MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
-    if (!row || !row[0] || !row[1] || !row[2]) {
+    if (!row || !row[0] || !row[1] || !row[2] || !row[3] || !row[4]) {
         if (res)
             mysql_free_result(res);
         mysql_close(db);
@@ -334,6 +335,8 @@ int dlock__mysql_ensure_session(struct mysqlbe_conn *c, int *fresh)
     c->is_mariadb = is_mariadb;
     c->connection_id = strtoul(row[1], NULL, 10);
     c->wait_timeout_s = (unsigned int)strtoul(row[2], NULL, 10);
+    c->flush_at_commit = (int)strtol(row[3], NULL, 10);
+    c->binlog_statement = strcmp(row[4], "STATEMENT") == 0;
     mysql_free_result(res);
     dlock__session_new(&c->session);
     if (fresh)
@@ -461,4 +464,23 @@ int dlock__mysql_set_lease(struct mysqlbe_conn *c, unsigned int seconds, int los
         return dlock__mysql_session_error(c, mysql_errno(c->db), mysql_error(c->db), "setting wait_timeout", lost_status);
     c->wait_timeout_s = seconds;
     return DLOCK_OK;
+}
+
+/* Lease rows and fence counters are InnoDB commits that must survive a
+ * crash of the server's host before the acquire returns: with
+ * innodb_flush_log_at_trx_commit other than 1 the last commits are lost
+ * with it (0: with a crash of mysqld alone), and a token or a lease is
+ * handed out twice.  The setting cannot be forced per statement, so a take
+ * that depends on it is refused (docs/mysql.md, "Requirements"), unless the
+ * URL says flush-check=off. */
+int dlock__mysql_check_durable(const struct mysqlbe_conn *c)
+{
+    if (c->flush_at_commit == 1 || c->url.flush_check_off)
+        return DLOCK_OK;
+    return dlock__error(DLOCK_ENOTSUP,
+                        "%s needs innodb_flush_log_at_trx_commit = 1 on the server (it is %d: a crash can lose the "
+                        "last takes, and hand a %s out twice); set it to 1, or add flush-check=off to the URL to "
+                        "take the risk (docs/mysql.md)",
+                        c->lease ? "lease mode" : "fencing=on", c->flush_at_commit,
+                        c->lease ? "lease" : "fencing token");
 }

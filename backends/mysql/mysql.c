@@ -132,6 +132,12 @@ static int held_by_session(struct mysqlbe_conn *c, const struct mysqlbe_lock *l,
     return !ours_null && ours == 1;
 }
 
+/* lock_taken: the name is held by a lease-mode client (the GET_LOCK was let go). */
+#define HELD_IN_LEASE_MODE 2
+/* How long a session-mode wait sleeps before it looks again at a name held
+ * in lease mode. */
+#define LEASE_HOLDER_POLL_MS 100
+
 /* The lock is ours: register it (on failure the caller frees it).  A wait was granted at an unknown moment
  * inside its round trip (sent at sent_ms): when that took longer than
  * TTL / CONFIRM_FRACTION, one more round trip confirms the lock and its send
@@ -147,6 +153,21 @@ static int lock_taken(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char
                                            "lock '%s' was granted, but the "
                                            "session does not hold it",
                                            name);
+    }
+    /* A lease-mode client of the default table may hold the name: then
+     * the lock is not ours after all (see session_mode_holds in
+     * mysql_ops.c for why one of the two always backs off). */
+    int lease_held = dlock__mysql_lease_row_holder(c, name, NULL, 0);
+    if (lease_held != 0) {
+        if (c->db) {
+            long long released = 0;
+            int released_null = 0;
+            struct statement_error error;
+            if (dlock__mysql_run_int(c, &c->stmt_release, "SELECT RELEASE_LOCK(?)", l->server_name, NULL, &released,
+                                &released_null, &error) != 0)
+                dlock__mysql_drop_session(c);
+        }
+        return lease_held < 0 ? lease_held : HELD_IN_LEASE_MODE;
     }
     if (c->fencing && !l->base.fence) {
         /* Granted outside the fenced statement (found held after an error):
@@ -196,7 +217,12 @@ static int get_lock_round(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const 
 {
     c->deadline_ms = call->deadline_ms; /* the wait itself: as long as the caller allows */
     int failed;
-    if (c->fencing) { /* fencing=on: the counter is bumped in the same round trip */
+    /* fencing=on: the counter is bumped in the same round trip -- except
+     * where the statement would be written to the binary log as a
+     * statement, GET_LOCK and all, and replayed on replicas (where the lock
+     * may be held, so that their counter falls behind): then GET_LOCK
+     * alone, and the bump after the grant (lock_taken). */
+    if (c->fencing && !c->binlog_statement) {
         *granted_null = 0;
         failed = dlock__mysql_fenced_get_lock(c, l, name, timeout_s, granted, error);
     } else {
@@ -288,6 +314,29 @@ static int after_refusal(struct mysqlbe_conn *c, const char *name, int32_t wait_
     return dlock__error(DLOCK_EBUSY, "lock '%s' is held by another session", name);
 }
 
+/* GET_LOCK was granted, but a lease-mode client holds the name.  1: look
+ * again after a pause (a wait with time left); else the status. */
+static int held_in_lease_mode(struct mysqlbe_conn *c, const char *name, int32_t wait_ms, int64_t wait_end_ms,
+                              unsigned int previous)
+{
+    if (c->db && c->wait_timeout_s != previous && c->session.locks) {
+        int lease_status = dlock__mysql_set_lease(c, dlock__mysql_lease_needed(c, NULL, 0), DLOCK_ECONN);
+        if (lease_status != DLOCK_OK)
+            return lease_status;
+    }
+    int64_t pause = LEASE_HOLDER_POLL_MS;
+    if (wait_ms != DLOCK_WAIT_FOREVER) {
+        int64_t left = wait_end_ms - dlock__now_ms();
+        if (wait_ms == 0 || left <= 0)
+            return dlock__error(DLOCK_EBUSY, "lock '%s' is held by a lease-mode client (mode=lease)", name);
+        if (pause > left)
+            pause = left;
+    }
+    if (dlock__mysql_pause(c, pause))
+        return dlock__error(DLOCK_ECANCELED, "the wait for '%s' was cancelled", name);
+    return 1;
+}
+
 static int acquire_on_session(struct mysqlbe_conn *c, const char *name, uint32_t ttl_ms, int32_t wait_ms,
                               struct dlock_call *call, struct dlock_held **lock_out)
 {
@@ -305,6 +354,8 @@ static int acquire_on_session(struct mysqlbe_conn *c, const char *name, uint32_t
         status = session_for(c, l, attempt, &fresh, &previous);
         if (status == 1)
             continue;
+        if (status == DLOCK_OK && c->fencing)
+            status = dlock__mysql_check_durable(c);
         if (status != DLOCK_OK)
             break;
         int waiting = wait_ms != 0;
@@ -318,12 +369,18 @@ static int acquire_on_session(struct mysqlbe_conn *c, const char *name, uint32_t
         int granted_null = 0, canceled = 0;
         struct statement_error error;
         int64_t sent_ms = dlock__now_ms();
+        l->base.fence = 0; /* a token of an earlier round (let go for a lease-mode holder) is stale */
         int failed = get_lock_round(c, l, name, get_lock_timeout(c, wait_ms, wait_end_ms), call, &granted,
                                     &granted_null, &error, &canceled, waiting);
         if (!failed && !granted_null && granted == 1) {
             status = lock_taken(c, l, name, waiting, sent_ms, ttl_ms, call, lock_out);
             if (status == DLOCK_OK)
                 return DLOCK_OK;
+            if (status == HELD_IN_LEASE_MODE) {
+                status = held_in_lease_mode(c, name, wait_ms, wait_end_ms, previous);
+                if (status == 1)
+                    continue;
+            }
             break;
         }
         if (failed && dlock__mysql_connection_lost(error.code)) {
@@ -337,6 +394,13 @@ static int acquire_on_session(struct mysqlbe_conn *c, const char *name, uint32_t
             status = granted_anyway(c, l, name, canceled, ttl_ms, call, lock_out);
             if (status == DLOCK_OK)
                 return DLOCK_OK;
+            if (status == HELD_IN_LEASE_MODE) {
+                status = canceled ? dlock__error(DLOCK_ECANCELED, "the wait for '%s' was cancelled", name)
+                                  : held_in_lease_mode(c, name, wait_ms, wait_end_ms, previous);
+                if (status == 1)
+                    continue;
+                break;
+            }
             if (status < 0)
                 break;
         }
@@ -541,7 +605,7 @@ static int mysqlbe_holder(struct dlock_conn *conn, const char *name, char *buf, 
         }
         mysql_stmt_free_result(stmt);
         if (fetch == MYSQL_NO_DATA || row.nulls[0])
-            return 0; /* nobody holds it */
+            return dlock__mysql_lease_row_holder(c, name, buf, buflen); /* a lease-mode holder, or nobody */
         holder_text(&row, buf, buflen);
         return 1;
     }

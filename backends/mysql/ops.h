@@ -1,10 +1,13 @@
 /*
- * The MySQL backend's table statements (backends/mysql/ops.c): lease mode,
- * session mode's fence counter, and the operations of both modes.
- * Internal; not installed.
+ * The MySQL backend's table statements: ops.c prepares and runs them (and
+ * holds session mode's fence counter and the operations: list, break, store
+ * time, run records); lease.c is lease mode (a row per name).  Internal;
+ * not installed.
  */
 #ifndef DLOCK_MYSQL_OPS_H
 #define DLOCK_MYSQL_OPS_H
+
+#include <string.h>
 
 #include "backend.h"
 
@@ -14,6 +17,61 @@ struct mysqlbe_result {
     unsigned long rows;           /* rows fetched */
     long matched;                 /* UPDATE: rows matched, changed or not (mysql_info()); -1 unknown */
     int stopped;                  /* the row callback asked to stop */
+};
+
+/* Binding helpers for the statements of ops.c and lease.c. */
+static inline void bind_bytes(MYSQL_BIND *b, const void *data, unsigned long *len)
+{
+    memset(b, 0, sizeof *b);
+    b->buffer_type = MYSQL_TYPE_BLOB;
+    b->buffer = (void *)data;
+    b->buffer_length = *len;
+    b->length = len;
+}
+
+static inline void bind_str(MYSQL_BIND *b, const char *s, unsigned long *len)
+{
+    bind_bytes(b, s, len);
+    b->buffer_type = MYSQL_TYPE_STRING;
+}
+
+static inline void bind_i64(MYSQL_BIND *b, long long *v)
+{
+    memset(b, 0, sizeof *b);
+    b->buffer_type = MYSQL_TYPE_LONGLONG;
+    b->buffer = v;
+}
+
+static inline void bind_out_i64(MYSQL_BIND *b, long long *v, mysqlbe_flag *is_null)
+{
+    bind_i64(b, v);
+    b->is_null = is_null;
+}
+
+static inline void bind_out_text(MYSQL_BIND *b, char *buf, size_t size, unsigned long *len, mysqlbe_flag *is_null)
+{
+    memset(b, 0, sizeof *b);
+    b->buffer_type = MYSQL_TYPE_STRING;
+    b->buffer = buf;
+    b->buffer_length = (unsigned long)size - 1;
+    b->length = len;
+    b->is_null = is_null;
+}
+
+static inline void terminate(char *buf, size_t size, unsigned long len, mysqlbe_flag is_null)
+{
+    size_t n = is_null ? 0 : (len < size - 1 ? len : size - 1);
+    buf[n] = '\0';
+}
+
+/* Rows of a list, into the list (lease.c and ops.c). */
+struct list_rows {
+    struct dlock_list *list;
+    char name[256], host[256], key[DLOCK_MYSQL_LOCK_NAME_MAX + 1];
+    unsigned long name_len, host_len, key_len;
+    long long pid, since, expires, fence, id;
+    mysqlbe_flag nulls[6];
+    int status;
 };
 
 /* Close the prepared statements (the session is dropped). */
@@ -49,6 +107,16 @@ int dlock__mysql_session_record(struct mysqlbe_conn *c, struct mysqlbe_lock *l, 
                            struct dlock_call *call);
 int dlock__mysql_session_list(struct mysqlbe_conn *c, const char *prefix, struct dlock_list *list, struct dlock_call *call);
 int dlock__mysql_session_break(struct mysqlbe_conn *c, const char *name, struct dlock_call *call);
+
+/* The two modes see each other's holder of a name (docs/mysql.md, "Modes
+ * side by side"): an unexpired row of the default lease table, read from
+ * session mode (1 held, buf filled when given; 0 none or no such table; <0
+ * a status), and the session-mode lock of the name, read from lease mode
+ * (1 held, *id its connection; 0 free; <0 a status). */
+int dlock__mysql_lease_row_holder(struct mysqlbe_conn *c, const char *name, char *buf, size_t buflen);
+int dlock__mysql_session_lock_holder(struct mysqlbe_conn *c, const char *server_name, long long *id);
+/* Sleep up to ms, or until a cancel: 1 when canceled. */
+int dlock__mysql_pause(struct mysqlbe_conn *c, int64_t ms);
 
 /* Both. */
 int dlock__mysql_store_time(struct mysqlbe_conn *c, int64_t *unix_ms, struct dlock_call *call);

@@ -120,25 +120,50 @@ static int decode_error(struct dlock_mysql_url *out, int rc, const char *where)
     return url_error(out, DLOCK_EINVAL, what);
 }
 
-static int unknown_option(struct dlock_mysql_url *out, const char *q, size_t keylen)
+/* Whether `shown`, the text at `where` in `url`, could be (part of) the
+ * password under any reading of the URL: it overlaps the parsed password,
+ * it starts before the last '@' of the URL (a password with an unencoded '/'
+ * or '?' in it ends there), it has a quote in it, or any 4 bytes of it
+ * occur before that '@'. */
+static int could_be_secret(const char *shown, const char *where, const char *url, const struct dlock_mysql_url *out)
+{
+    if (out->password && out->password[0] && (strstr(shown, out->password) || strstr(out->password, shown)))
+        return 1;
+    if (strchr(shown, '\''))
+        return 1;
+    const char *last_at = strrchr(url, '@');
+    if (!last_at || !shown[0])
+        return 0;
+    if (where < last_at)
+        return 1;
+    size_t n = strlen(shown), w = n < 4 ? n : 4;
+    for (size_t i = 0; i + w <= n; i++)
+        for (const char *p = url; p + w <= last_at; p++)
+            if (memcmp(p, shown + i, w) == 0)
+                return 1;
+    return 0;
+}
+
+static int unknown_option(struct dlock_mysql_url *out, const char *url, const char *q, size_t keylen)
 {
     char key[40];
     size_t shown = keylen < sizeof key - 1 ? keylen : sizeof key - 1;
     memcpy(key, q, shown);
     key[shown] = '\0';
     /* Never echo what could be the password typed in the wrong place. */
-    if (out->password && out->password[0] && (strstr(key, out->password) || strstr(out->password, key)))
+    if (could_be_secret(key, q, url, out))
         snprintf(key, sizeof key, "(not shown)");
     dlock__mysql_url_free(out);
     return dlock__error(DLOCK_EINVAL,
                         "malformed mysql URL: unknown option '%s' (known: socket, "
                         "ssl-mode, ssl-ca, ssl-capath, ssl-cert, ssl-key, "
-                        "connect-timeout)",
+                        "connect-timeout, flush-check)",
                         key);
 }
 
 /* The option q[0..keylen) = val[0..vlen). */
-static int parse_option(const char *q, size_t keylen, const char *val, size_t vlen, struct dlock_mysql_url *out)
+static int parse_option(const char *url, const char *q, size_t keylen, const char *val, size_t vlen,
+                        struct dlock_mysql_url *out)
 {
     const struct {
         const char *name;
@@ -165,6 +190,13 @@ static int parse_option(const char *q, size_t keylen, const char *val, size_t vl
                                  "ssl-mode must be DISABLED, PREFERRED, REQUIRED, "
                                  "VERIFY_CA or VERIFY_IDENTITY");
         }
+    } else if (option_is(q, keylen, "flush-check")) {
+        if (ascii_ieq(val, vlen, "off"))
+            out->flush_check_off = 1;
+        else if (ascii_ieq(val, vlen, "on"))
+            out->flush_check_off = 0;
+        else
+            return url_error(out, DLOCK_EINVAL, "flush-check must be on or off");
     } else if (option_is(q, keylen, "connect-timeout")) {
         unsigned long secs;
         if (parse_uint(val, vlen, 3600, &secs) || secs == 0)
@@ -175,13 +207,13 @@ static int parse_option(const char *q, size_t keylen, const char *val, size_t vl
         while (i < sizeof paths / sizeof paths[0] && !option_is(q, keylen, paths[i].name))
             i++;
         if (i == sizeof paths / sizeof paths[0])
-            return unknown_option(out, q, keylen);
+            return unknown_option(out, url, q, keylen);
         rc = decode_into(paths[i].slot, val, vlen);
     }
     return rc == DLOCK_OK ? DLOCK_OK : decode_error(out, rc, "an option");
 }
 
-static int parse_query(const char *q, struct dlock_mysql_url *out)
+static int parse_query(const char *url, const char *q, struct dlock_mysql_url *out)
 {
     while (*q) {
         const char *end = strchr(q, '&');
@@ -191,7 +223,7 @@ static int parse_query(const char *q, struct dlock_mysql_url *out)
             if (!eq)
                 return url_error(out, DLOCK_EINVAL, "query option without '='");
             size_t keylen = (size_t)(eq - q);
-            int rc = parse_option(q, keylen, eq + 1, len - keylen - 1, out);
+            int rc = parse_option(url, q, keylen, eq + 1, len - keylen - 1, out);
             if (rc != DLOCK_OK)
                 return rc; /* out already freed, error text set */
         }
@@ -202,11 +234,14 @@ static int parse_query(const char *q, struct dlock_mysql_url *out)
     return DLOCK_OK;
 }
 
-/* user[:password]@ of authority[0..len): up to the last '@' (an '@' in the
- * password should be %40, but a user who forgot is still understood).
- * *hostport_at: where the host starts. */
-static int parse_userinfo(const char *authority, size_t len, struct dlock_mysql_url *out, const char **hostport_at)
+/* user[:password]@ at the start of `authority`: up to the last '@' before
+ * the path (the first '/'), read before the query, so that a '?' or an '@'
+ * typed unencoded in the password stays in it (they should be %3F and %40,
+ * but a user who forgot must never see a piece of the password quoted back
+ * as an "unknown option").  *hostport_at: where the host starts. */
+static int parse_userinfo(const char *authority, struct dlock_mysql_url *out, const char **hostport_at)
 {
+    size_t len = strcspn(authority, "/");
     const char *at = NULL;
     for (const char *p = authority; p < authority + len; p++)
         if (*p == '@')
@@ -310,15 +345,15 @@ int dlock__mysql_parse_url(const char *url, struct dlock_mysql_url *out)
     const char *authority = check_url(url, out);
     if (!authority)
         return DLOCK_EINVAL;
-    size_t authority_len = strcspn(authority, "/?");
-    const char *after = authority + authority_len, *hostport;
-    int rc = parse_userinfo(authority, authority_len, out, &hostport);
+    const char *hostport, *after;
+    int rc = parse_userinfo(authority, out, &hostport);
+    after = hostport + strcspn(hostport, "/?");
     if (rc == DLOCK_OK)
         rc = parse_hostport(hostport, (size_t)(after - hostport), out);
     if (rc == DLOCK_OK)
         rc = parse_database(&after, out);
     if (rc == DLOCK_OK && *after == '?')
-        rc = parse_query(after + 1, out);
+        rc = parse_query(url, after + 1, out);
     if (rc != DLOCK_OK)
         return rc; /* out already freed, error text set */
     if (!out->host && !out->socket)

@@ -34,6 +34,8 @@ struct dlock_mysql_url {
     char *ssl_cert;                 /* ?ssl-cert=FILE */
     char *ssl_key;                  /* ?ssl-key=FILE */
     unsigned int connect_timeout_s; /* ?connect-timeout=SECONDS, 0: the default */
+    int flush_check_off;            /* ?flush-check=off: take leases and tokens on a server
+                                     * whose innodb_flush_log_at_trx_commit is not 1 */
 };
 
 /* Parse `url` into `out` (zeroed first).  DLOCK_OK; DLOCK_EINVAL with error

@@ -45,6 +45,10 @@ typedef struct pg_lock {
 #define PG_STMT_NAME_MAX 64
 /* A quoted identifier of at most 63 bytes (the URL parser checks it). */
 #define PG_TABLE_MAX 72
+/* Lease mode's default table, which session mode looks into (issue 23). */
+#define PG_LEASE_TABLE "\"dlock_leases\""
+#define PG_TYPE_INT8 20
+#define PG_TYPE_TEXT 25
 
 /* Why a round trip ended without a result. */
 enum pg_failure {
@@ -73,6 +77,10 @@ typedef struct pg_conn {
     int fencing;                /* session mode: fencing=on */
     char table[PG_TABLE_MAX];   /* the lease table (lease) or the fence table (session), quoted */
     int table_ready;            /* the table is known to exist */
+    int leases_seen;            /* session mode: PG_LEASE_TABLE exists (its check is prepared) */
+    unsigned lease_used;        /* lease mode: hot statements sent on this connection (a bit each) */
+    unsigned lease_prepared;    /* ... and prepared on it */
+    int lease_unnamed;          /* lease mode: prepared statements do not work here (a pooler) */
     /* Session mode: this session's token, set in the server session at
      * setup (dlock.session) and checked by every lock statement, and the
      * suffix of its prepared statements' names. */
@@ -91,8 +99,12 @@ int dlock__pg_lease_acquire(pg_conn *c, const char *name, uint32_t ttl_ms, int32
 int dlock__pg_lease_extend(pg_conn *c, pg_lock *l, const char *name, uint32_t ttl_ms);
 int dlock__pg_lease_release(pg_conn *c, pg_lock *l, const char *name);
 int dlock__pg_lease_holder(pg_conn *c, const char *name, char *buf, size_t buflen);
+/* Session mode: the holder of `name` in lease mode's default table. */
+int dlock__pg_leased_holder(pg_conn *c, const char *name, char *buf, size_t buflen);
 int dlock__pg_lease_list(pg_conn *c, const char *prefix, struct dlock_list *list);
 int dlock__pg_lease_break(pg_conn *c, const char *name);
+/* Session mode: break the name's row in lease mode's default table. */
+int dlock__pg_lease_break_default(pg_conn *c, const char *name);
 int dlock__pg_lease_record(pg_conn *c, pg_lock *l, const char *name, int64_t *slot, int put);
 /* One unnamed statement (PQsendQueryParams: works through a transaction
  * pooler), bounded by the call's deadline; *sent_ms when not NULL.  Every

@@ -60,8 +60,6 @@ static const char session_settings_sql[] = PG_SESSION_SETTINGS PG_TOKEN_SET;
 static const char session_settings_17_sql[] =
     PG_SESSION_SETTINGS ", pg_catalog.set_config('transaction_timeout', '0', false)" PG_TOKEN_SET;
 
-#define PG_TYPE_INT8 20
-#define PG_TYPE_TEXT 25
 
 /* The token check: the statement runs in the server session that this
  * client set up (a transaction pooler hands statements to any session). */
@@ -73,19 +71,47 @@ static const char session_settings_17_sql[] =
     " ON CONFLICT (name) DO UPDATE SET fence = f.fence + 1 RETURNING f.fence)"
 #define PG_SET_IDLE(cond, param) \
     " CASE WHEN " cond " AND " param " <> '' THEN pg_catalog.set_config('idle_session_timeout', " param ", false) END"
+/* A statement that writes what a crash must not lose (a fence) commits
+ * synchronously whatever the server's synchronous_commit says: a
+ * transaction-local setting, in the same statement (issue 23). */
+#define PG_DURABLE ", pg_catalog.set_config('synchronous_commit', 'on', true)"
+/* Lease mode's default table (%3$s) holds a live row for the name ($N):
+ * the two modes exclude each other on one database (issue 23). */
+#define PG_LEASED(param)                                                                            \
+    "EXISTS (SELECT 1 FROM %3$s x WHERE x.name = " param " AND x.owner IS NOT NULL"                 \
+    " AND x.expires_at > pg_catalog.clock_timestamp())"
+/* The state of a checked take: NULL not our session, 0 busy, 1 got, 2
+ * leased (the advisory lock was got, and given back at once).  One
+ * expression: CASE evaluates in order, and the look at the table (an
+ * initplan, run when first needed) only after the lock was got. */
+#define PG_LEASE_STATE(took, param)                                                                              \
+    "CASE WHEN " took " THEN CASE WHEN " PG_LEASED(param) " THEN 2 + 0 * pg_catalog.pg_advisory_unlock($1)::int" \
+    " ELSE 1 END ELSE 0 END"
+#define PG_TRY_LOCK "CASE WHEN " PG_OURS " THEN pg_catalog.pg_try_advisory_lock($1) END"
+/* The wait: lock_timeout is set for this statement only (is_local); the
+ * MATERIALIZED CTEs fix the order: check, timeout, wait, lease. */
+#define PG_WAIT_LOCK(cte, col)                                                                                  \
+    "WITH pre AS MATERIALIZED (SELECT " PG_OURS " AS ours),"                                                    \
+    " timeout AS MATERIALIZED (SELECT pg_catalog.set_config('lock_timeout', $2, true) FROM pre WHERE ours),"    \
+    " granted AS MATERIALIZED (SELECT pg_catalog.pg_advisory_lock($1) FROM timeout),"                          \
+    " " cte " AS MATERIALIZED (SELECT CASE WHEN ours THEN EXISTS (SELECT 1 FROM granted) END AS " col " FROM pre)"
 
 /* The prepared statements, named "<name>_<token>" so that two clients
  * whose setups a pooler sends to one server session never collide.  $1 is
  * always the key.  Every lock statement answers its boolean in the first
  * column, NULL when the statement ran in another client's (or no client's)
- * server session, and then it did nothing; with fencing=on the second
- * column is the fence.  The *_set variants (and the fencing forms, with an
- * idle parameter other than '') also move idle_session_timeout (the lease)
- * in the same round trip, when the lock statement succeeded.  The SQL is a
- * format: %1$s the token, %2$s the fence table. */
+ * server session, and then it did nothing; the second column is the fence
+ * (fencing=on), the fourth (where there is one) whether the name is held in
+ * lease mode (the lock was then given back).  The *_set variants (and the
+ * fencing forms, with an idle parameter other than '') also move
+ * idle_session_timeout (the lease) in the same round trip, when the lock
+ * statement succeeded.  The tries take (key, idle, name), the waits (key,
+ * lock_timeout, idle, name), whether they use them or not.  The SQL is a
+ * format: %1$s the token, %2$s the fence table, %3$s lease mode's default
+ * table (the "leased" forms: prepared when that table exists). */
 static const Oid types_key[1] = {PG_TYPE_INT8};
 static const Oid types_key_text[2] = {PG_TYPE_INT8, PG_TYPE_TEXT};
-static const Oid types_try_fence[3] = {PG_TYPE_INT8, PG_TYPE_TEXT, PG_TYPE_BYTEA};
+static const Oid types_try[3] = {PG_TYPE_INT8, PG_TYPE_TEXT, PG_TYPE_BYTEA};
 static const Oid types_wait[4] = {PG_TYPE_INT8, PG_TYPE_TEXT, PG_TYPE_TEXT, PG_TYPE_BYTEA};
 static const Oid types_bump[2] = {PG_TYPE_INT8, PG_TYPE_BYTEA};
 
@@ -94,45 +120,60 @@ static const struct pg_statement {
     int nparams;
     const Oid *types;
     int fencing; /* 0 both, 1 only with fencing=on, -1 only without */
+    int leased;  /* 0 both, 1 only when the lease table exists, -1 only when it does not */
     const char *sql;
 } pg_statements[] = {
-    {"dlock_try", 1, types_key, -1, "SELECT CASE WHEN " PG_OURS " THEN pg_catalog.pg_try_advisory_lock($1) END"},
-    {"dlock_try_set", 2, types_key_text, -1,
+    {"dlock_try", 3, types_try, -1, -1, "SELECT " PG_TRY_LOCK},
+    {"dlock_try_set", 3, types_try, -1, -1,
      "SELECT got, NULL::bigint, CASE WHEN got THEN pg_catalog.set_config('idle_session_timeout', $2, false) END"
-     " FROM (SELECT CASE WHEN " PG_OURS " THEN pg_catalog.pg_try_advisory_lock($1) END AS got OFFSET 0) AS t"},
-    {"dlock_try", 3, types_try_fence, 1,
-     "WITH l AS MATERIALIZED (SELECT CASE WHEN " PG_OURS
-     " THEN pg_catalog.pg_try_advisory_lock($1) END AS got)" PG_FENCE_BUMP(
-         "$3") " SELECT got, (SELECT fence FROM f)," PG_SET_IDLE("got", "$2") " FROM l"},
-    /* lock_timeout is set for this statement only (is_local); the
-     * MATERIALIZED CTEs fix the order: check, timeout, wait, lease. */
-    {"dlock_wait", 3, types_wait, -1,
-     "WITH pre AS MATERIALIZED (SELECT " PG_OURS " AS ours),"
-     " timeout AS MATERIALIZED (SELECT pg_catalog.set_config('lock_timeout', $2, true) FROM pre WHERE ours),"
-     " granted AS MATERIALIZED (SELECT pg_catalog.pg_advisory_lock($1) FROM timeout),"
-     " l AS MATERIALIZED (SELECT CASE WHEN ours THEN EXISTS (SELECT 1 FROM granted) END AS got FROM pre)"
-     " SELECT got, NULL::bigint," PG_SET_IDLE("got", "$3") " FROM l"},
-    {"dlock_wait", 4, types_wait, 1,
-     "WITH pre AS MATERIALIZED (SELECT " PG_OURS " AS ours),"
-     " timeout AS MATERIALIZED (SELECT pg_catalog.set_config('lock_timeout', $2, true) FROM pre WHERE ours),"
-     " granted AS MATERIALIZED (SELECT pg_catalog.pg_advisory_lock($1) FROM timeout),"
-     " l AS MATERIALIZED (SELECT CASE WHEN ours THEN EXISTS (SELECT 1 FROM granted) END AS got FROM pre)" PG_FENCE_BUMP(
-         "$4") " SELECT got, (SELECT fence FROM f)," PG_SET_IDLE("got", "$3") " FROM l"},
-    {"dlock_check", 1, types_key, 0, "SELECT CASE WHEN " PG_OURS " THEN " PG_HELD_BY_THIS_SESSION " END"},
-    {"dlock_check_set", 2, types_key_text, 0,
+     " FROM (SELECT " PG_TRY_LOCK " AS got OFFSET 0) AS t"},
+    {"dlock_try", 3, types_try, 1, -1,
+     "WITH l AS MATERIALIZED (SELECT " PG_TRY_LOCK " AS got)" PG_FENCE_BUMP(
+         "$3") " SELECT got, (SELECT fence FROM f)," PG_SET_IDLE("got", "$2") ", NULL::boolean" PG_DURABLE " FROM l"},
+    {"dlock_wait", 4, types_wait, -1, -1, PG_WAIT_LOCK("l", "got") " SELECT got, NULL::bigint," PG_SET_IDLE("got", "$3") " FROM l"},
+    {"dlock_wait", 4, types_wait, 1, -1,
+     PG_WAIT_LOCK("l", "got") PG_FENCE_BUMP("$4") " SELECT got, (SELECT fence FROM f)," PG_SET_IDLE(
+         "got", "$3") ", NULL::boolean" PG_DURABLE " FROM l"},
+    /* The same, refused while lease mode's default table holds the name. */
+    {"dlock_try", 3, types_try, -1, 1,
+     "SELECT s = 1, NULL::bigint, NULL::text, s = 2 FROM (SELECT CASE WHEN " PG_OURS " THEN " PG_LEASE_STATE(
+         "pg_catalog.pg_try_advisory_lock($1)", "$3") " END AS s OFFSET 0) AS t"},
+    {"dlock_try_set", 3, types_try, -1, 1,
+     "SELECT s = 1, NULL::bigint," PG_SET_IDLE("s = 1", "$2") ", s = 2 FROM (SELECT CASE WHEN " PG_OURS
+     " THEN " PG_LEASE_STATE("pg_catalog.pg_try_advisory_lock($1)", "$3") " END AS s OFFSET 0) AS t"},
+    {"dlock_try", 3, types_try, 1, 1,
+     "WITH l AS MATERIALIZED (SELECT s = 1 AS got, s = 2 AS leased FROM (SELECT CASE WHEN " PG_OURS
+     " THEN " PG_LEASE_STATE("pg_catalog.pg_try_advisory_lock($1)", "$3") " END AS s OFFSET 0) AS t)" PG_FENCE_BUMP(
+         "$3") " SELECT got, (SELECT fence FROM f)," PG_SET_IDLE("got", "$2") ", leased" PG_DURABLE " FROM l"},
+    {"dlock_wait", 4, types_wait, -1, 1,
+     PG_WAIT_LOCK("t", "took") ", l AS MATERIALIZED (SELECT s = 1 AS got, s = 2 AS leased FROM (SELECT CASE WHEN"
+                               " took IS NOT NULL THEN " PG_LEASE_STATE("took", "$4") " END AS s FROM t OFFSET 0) AS v)"
+                               " SELECT got, NULL::bigint," PG_SET_IDLE("got", "$3") ", leased FROM l"},
+    {"dlock_wait", 4, types_wait, 1, 1,
+     PG_WAIT_LOCK("t", "took") ", l AS MATERIALIZED (SELECT s = 1 AS got, s = 2 AS leased FROM (SELECT CASE WHEN"
+                               " took IS NOT NULL THEN " PG_LEASE_STATE("took", "$4") " END AS s FROM t OFFSET 0) AS v)"
+                               PG_FENCE_BUMP("$4") " SELECT got, (SELECT fence FROM f)," PG_SET_IDLE(
+                                   "got", "$3") ", leased" PG_DURABLE " FROM l"},
+    {"dlock_check", 1, types_key, 0, 0, "SELECT CASE WHEN " PG_OURS " THEN " PG_HELD_BY_THIS_SESSION " END"},
+    {"dlock_check_set", 2, types_key_text, 0, 0,
      "SELECT held, NULL::bigint, CASE WHEN held THEN pg_catalog.set_config('idle_session_timeout', $2, false) END"
      " FROM (SELECT CASE WHEN " PG_OURS " THEN " PG_HELD_BY_THIS_SESSION " END AS held OFFSET 0) AS s"},
-    {"dlock_unlock", 1, types_key, 0, "SELECT CASE WHEN " PG_OURS " THEN pg_catalog.pg_advisory_unlock($1) END"},
-    {"dlock_unlock_set", 2, types_key_text, 0,
+    {"dlock_unlock", 1, types_key, 0, 0, "SELECT CASE WHEN " PG_OURS " THEN pg_catalog.pg_advisory_unlock($1) END"},
+    {"dlock_unlock_set", 2, types_key_text, 0, 0,
      "SELECT released, NULL::bigint,"
      " CASE WHEN released IS NOT NULL THEN pg_catalog.set_config('idle_session_timeout', $2, false) END"
      " FROM (SELECT CASE WHEN " PG_OURS " THEN pg_catalog.pg_advisory_unlock($1) END AS released OFFSET 0) AS u"},
     /* A wait granted in a statement that then failed (a late cancel or
-     * lock timeout): the fence is bumped on its own, while the lock is held. */
-    {"dlock_bump", 2, types_bump, 1,
+     * lock timeout, a serialization failure): the fence is bumped on its
+     * own, while the lock is held. */
+    {"dlock_bump", 2, types_bump, 1, 0,
      "WITH l AS MATERIALIZED (SELECT CASE WHEN " PG_OURS " THEN " PG_HELD_BY_THIS_SESSION
-     " END AS got)" PG_FENCE_BUMP("$2") " SELECT got, (SELECT fence FROM f) FROM l"},
-    {"dlock_holder", 1, types_key, 0,
+     " END AS got)" PG_FENCE_BUMP("$2") " SELECT got, (SELECT fence FROM f)" PG_DURABLE " FROM l"},
+    /* A lock granted outside its statement: given back when leased. */
+    {"dlock_leased", 2, types_bump, 0, 1,
+     "SELECT CASE WHEN " PG_OURS " THEN leased END, CASE WHEN leased THEN pg_catalog.pg_advisory_unlock($1) END"
+     " FROM (SELECT " PG_LEASED("$2") " AS leased OFFSET 0) AS s"},
+    {"dlock_holder", 1, types_key, 0, 0,
      "SELECT a.application_name, pg_catalog.host(a.client_addr), l.pid,"
      " pg_catalog.to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
      " pg_catalog.to_char(a.state_change AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
@@ -146,7 +187,8 @@ static const struct pg_statement {
 
 static int statement_wanted(const pg_conn *c, const struct pg_statement *st)
 {
-    return st->fencing == 0 || (st->fencing > 0) == (c->fencing != 0);
+    return (st->fencing == 0 || (st->fencing > 0) == (c->fencing != 0)) &&
+           (st->leased == 0 || (st->leased > 0) == (c->leases_seen != 0));
 }
 
 /* The SQL of a statement for this session (malloc'ed), NULL: no memory. */
@@ -159,7 +201,7 @@ static char *statement_sql(const pg_conn *c, const struct pg_statement *st)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wformat-nonliteral"
 #endif
-        snprintf(sql, len, st->sql, c->token, c->table);
+        snprintf(sql, len, st->sql, c->token, c->table, PG_LEASE_TABLE);
 #if defined(__GNUC__)
 #pragma GCC diagnostic pop
 #endif
@@ -193,6 +235,7 @@ void dlock__pg_drop_session(pg_conn *c)
     c->pg = NULL;
     c->session_idle_ms = 0;
     c->fatal_seen = 0;
+    c->lease_used = c->lease_prepared = 0;
     dlock__session_new(&c->session);
 }
 
@@ -292,7 +335,7 @@ static int setup_session(pg_conn *c, PGconn *pg)
         return dlock__oom();
     size_t len = strlen(settings) + 2;
     for (size_t i = 0; i < PG_STATEMENT_COUNT; i++)
-        len += strlen(pg_statements[i].sql) * 2 + PG_STMT_NAME_MAX + 320;
+        len += strlen(pg_statements[i].sql) * 3 + PG_STMT_NAME_MAX + 320;
     char *batch = malloc(len);
     if (!batch) {
         free(settings);
@@ -396,6 +439,30 @@ static PGconn *start_connect(pg_conn *c)
     return PQconnectStartParams(keywords, values, 1);
 }
 
+/* Session mode: does lease mode's default table exist here?  Then the lock
+ * statements refuse a name that it holds (issue 23).  Looked for at each
+ * new session (a table made or dropped since is seen); never created by
+ * session mode. */
+static int look_for_leases(pg_conn *c)
+{
+    PGresult *res =
+        dlock__pg_exec(c, "SELECT pg_catalog.to_regclass('" PG_LEASE_TABLE "') IS NOT NULL", 0, NULL, NULL, NULL, NULL);
+    int rc = DLOCK_OK;
+    switch (dlock__pg_outcome(c, res)) {
+    case OUTCOME_OK:
+        c->leases_seen = dlock__pg_first_bool(res);
+        break;
+    case OUTCOME_CONNECTION_LOST:
+        rc = dlock__pg_libpq_error(c, DLOCK_ECONN, "cannot set up the session", PQerrorMessage(c->pg));
+        break;
+    default:
+        rc = dlock__pg_result_error(c, DLOCK_EBACKEND, "cannot set up the session", res);
+        break;
+    }
+    PQclear(res);
+    return rc;
+}
+
 int dlock__pg_open_session(pg_conn *c)
 {
     PGconn *pg = start_connect(c);
@@ -421,15 +488,23 @@ int dlock__pg_open_session(pg_conn *c)
     c->fatal_seen = 0;
     PQsetNoticeReceiver(pg, notice_receiver, c);
 
+    /* The token: session mode's proof of its server session, and the
+     * suffix of prepared statements' names in both modes. */
+    unsigned char token[PG_TOKEN_HEX / 2];
+    rc = dlock__pg_random(token, sizeof token);
+    for (size_t i = 0; i < sizeof token; i++)
+        snprintf(c->token + 2 * i, 3, "%02x", token[i]);
+    c->lease_used = c->lease_prepared = 0;
     /* Lease mode: nothing to set up, every statement stands alone. */
     if (!c->lease) {
-        unsigned char token[PG_TOKEN_HEX / 2];
-        rc = dlock__pg_random(token, sizeof token);
-        for (size_t i = 0; i < sizeof token; i++)
-            snprintf(c->token + 2 * i, 3, "%02x", token[i]);
         if (rc == DLOCK_OK && c->fencing && !c->table_ready) {
             c->pg = pg; /* the fence table must exist before the statements are prepared */
             rc = dlock__pg_create_table(c);
+            c->pg = NULL;
+        }
+        if (rc == DLOCK_OK) {
+            c->pg = pg; /* which lock statements to prepare */
+            rc = look_for_leases(c);
             c->pg = NULL;
         }
         if (rc == DLOCK_OK)

@@ -23,13 +23,13 @@
 #include <time.h>
 
 #include "backend.h"
+#include "key.h"
 
 /* Waiting: the first poll after this long, doubling up to the cap (with
  * jitter: a random 50..100% of it), and never later than the row's expiry. */
 #define PG_POLL_FIRST_MS 5
 #define PG_POLL_CAP_MS 50
 
-#define PG_TYPE_TEXT 25
 
 /* The SQL is a format whose %1$s is the table (quoted).  $1 the name
  * (bytea), $2 the owner token, $3 a TTL in ms, $4 the holder. */
@@ -50,27 +50,31 @@ static const char fence_ddl[] = "CREATE TABLE IF NOT EXISTS %1$s ("
                                 " last_slot bigint NOT NULL DEFAULT 0)";
 
 /* Take the row when it is free, expired, or already ours (a retry after a
- * connection broke), answering the fence. */
+ * connection broke), answering the fence.  Only while no session-mode
+ * client holds the name's advisory lock ($5, the key): taken here as a
+ * transaction-level lock, which works through a transaction pooler, so
+ * that the two modes exclude each other (issue 23).  The commit is
+ * synchronous whatever synchronous_commit says (PG_DURABLE). */
+#define PG_DURABLE "pg_catalog.set_config('synchronous_commit', 'on', true)"
 #define PG_TAKE                                                                                                    \
     "INSERT INTO %1$s AS l (name, owner, fence, expires_at, holder, taken_at)"                                     \
-    " VALUES ($1, $2::uuid, 1, " PG_EXPIRY(                                                                        \
-        "$3") ", $4, pg_catalog.clock_timestamp())"                                                                \
-              " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, fence = l.fence + 1,"                     \
-              " expires_at = excluded.expires_at, holder = excluded.holder, taken_at = excluded.taken_at"          \
-              " WHERE l.owner IS NULL OR l.expires_at <= pg_catalog.clock_timestamp() OR l.owner = excluded.owner" \
-              " RETURNING l.fence"
+    " SELECT $1, $2::uuid, 1, " PG_EXPIRY("$3") ", $4, pg_catalog.clock_timestamp()"                               \
+    " WHERE pg_catalog.pg_try_advisory_xact_lock($5::bigint)"                                                      \
+    " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, fence = l.fence + 1,"                               \
+    " expires_at = excluded.expires_at, holder = excluded.holder, taken_at = excluded.taken_at"                    \
+    " WHERE l.owner IS NULL OR l.expires_at <= pg_catalog.clock_timestamp() OR l.owner = excluded.owner"           \
+    " RETURNING l.fence, " PG_DURABLE
 static const char try_sql[] = PG_TAKE;
 /* A waiter's look between tries (read-only): how long the holder's lease
  * still runs; no row: free, try again. */
 static const char peek_sql[] =
     "SELECT pg_catalog.ceil(EXTRACT(EPOCH FROM expires_at - pg_catalog.clock_timestamp()) * 1000)::bigint"
     " FROM %1$s WHERE name = $1 AND owner IS NOT NULL AND " PG_LIVE;
-static const char extend_sql[] =
-    "UPDATE %1$s SET expires_at = " PG_EXPIRY("$3") " WHERE name = $1 AND owner = $2::uuid AND " PG_LIVE
-                                                    " RETURNING fence";
+static const char extend_sql[] = "UPDATE %1$s SET expires_at = " PG_EXPIRY(
+    "$3") " WHERE name = $1 AND owner = $2::uuid AND " PG_LIVE " RETURNING fence, " PG_DURABLE;
 /* Ours, live or not, is let go; the answer says whether it was still live. */
 static const char release_sql[] = "UPDATE %1$s SET owner = NULL WHERE name = $1 AND owner = $2::uuid"
-                                  " RETURNING " PG_LIVE;
+                                  " RETURNING " PG_LIVE ", " PG_DURABLE;
 static const char record_get_sql[] = "SELECT last_slot FROM %1$s WHERE name = $1 AND owner = $2::uuid AND " PG_LIVE;
 static const char record_put_sql[] = "UPDATE %1$s SET last_slot = $3::bigint"
                                      " WHERE name = $1 AND owner = $2::uuid AND " PG_LIVE " RETURNING last_slot";
@@ -83,8 +87,13 @@ static const char list_sql[] =
     " pg_catalog.floor(EXTRACT(EPOCH FROM taken_at) * 1000)::bigint,"
     " pg_catalog.floor(EXTRACT(EPOCH FROM expires_at) * 1000)::bigint, fence"
     " FROM %1$s WHERE owner IS NOT NULL AND " PG_LIVE " AND pg_catalog.substr(name, 1, pg_catalog.length($1)) = $1";
-static const char break_sql[] =
-    "UPDATE %1$s SET owner = NULL WHERE name = $1 AND owner IS NOT NULL AND " PG_LIVE " RETURNING fence";
+static const char break_sql[] = "UPDATE %1$s SET owner = NULL WHERE name = $1 AND owner IS NOT NULL AND " PG_LIVE
+                                " RETURNING fence, " PG_DURABLE;
+
+static int hot_statement(const char *fmt)
+{
+    return fmt == try_sql ? 0 : fmt == peek_sql ? 1 : fmt == extend_sql ? 2 : fmt == release_sql ? 3 : -1;
+}
 
 static char *format_sql(const pg_conn *c, const char *fmt)
 {
@@ -162,13 +171,68 @@ int dlock__pg_create_table(pg_conn *c)
     return rc;
 }
 
+/* Lease mode's hot statements are prepared on a connection that keeps them
+ * (a direct one, a session pooler, a pooler that forwards prepared
+ * statements), from their second use on that connection (so that a
+ * one-shot `dlock run` pays no extra round trip); named
+ * "dlock_lease<i>_<token>" with the connection's random token.  The first
+ * answer that says a prepared statement is missing (26000: a transaction
+ * pooler ran it in another server session) or cannot be made turns the
+ * client to unnamed statements for good, and the statement is sent again
+ * unnamed (it did nothing). */
+static PGresult *run_hot(pg_conn *c, int hot, const char *sql, int nparams, const Oid *types,
+                         const char *const *values, const int *lengths, int64_t *sent_ms)
+{
+    unsigned bit = 1u << hot;
+    if (c->lease_unnamed || !(c->lease_used & bit)) {
+        c->lease_used |= bit;
+        return dlock__pg_exec(c, sql, nparams, types, values, lengths, sent_ms);
+    }
+    char base[24], name[PG_STMT_NAME_MAX];
+    snprintf(base, sizeof base, "dlock_lease%d", hot);
+    dlock__pg_stmt_name(c, base, name);
+    int cancel_sent = 0;
+    if (!(c->lease_prepared & bit)) {
+        if (!PQsendPrepare(c->pg, name, sql, nparams, types)) {
+            c->failure = PG_FAIL_CONN;
+            return NULL;
+        }
+        PGresult *p = dlock__pg_await_result(c, 0, &cancel_sent);
+        if (!p)
+            return NULL;
+        int prepared = PQresultStatus(p) == PGRES_COMMAND_OK;
+        PQclear(p);
+        if (!prepared) {
+            c->lease_unnamed = 1;
+            return dlock__pg_exec(c, sql, nparams, types, values, lengths, sent_ms);
+        }
+        c->lease_prepared |= bit;
+    }
+    int formats[8] = {0};
+    for (int i = 0; i < nparams && i < 8; i++)
+        formats[i] = types && types[i] == PG_TYPE_BYTEA;
+    if (sent_ms)
+        *sent_ms = dlock__now_ms();
+    if (!PQsendQueryPrepared(c->pg, name, nparams, values, lengths, formats, 0)) {
+        c->failure = PG_FAIL_CONN;
+        return NULL;
+    }
+    PGresult *res = dlock__pg_await_result(c, 0, &cancel_sent);
+    if (res && dlock__pg_has_sqlstate(res, "26000")) {
+        PQclear(res);
+        c->lease_unnamed = 1;
+        return dlock__pg_exec(c, sql, nparams, types, values, lengths, sent_ms);
+    }
+    return res;
+}
+
 /* One statement of lease mode: connects when there is no connection,
  * creates the table when it is missing, and tries once more on a fresh
  * connection when the one it had broke (every statement here may run
  * twice: a retry finds its own row).  Returns the result (OUTCOME_OK), or
  * NULL with the error set (status `lost_status` for a broken connection). */
-static PGresult *lease_run(pg_conn *c, const char *fmt, int nparams, const Oid *types, const char *const *values,
-                           const int *lengths, int64_t *sent_ms, const char *what, int *rc_out)
+static PGresult *lease_run_as(pg_conn *c, const char *fmt, int nparams, const Oid *types, const char *const *values,
+                              const int *lengths, int64_t *sent_ms, const char *what, int *rc_out, int conflict_status)
 {
     char *sql = format_sql(c, fmt);
     if (!sql) {
@@ -182,7 +246,9 @@ static PGresult *lease_run(pg_conn *c, const char *fmt, int nparams, const Oid *
         rc = dlock__pg_ensure_session(c, &fresh);
         if (rc != DLOCK_OK)
             break;
-        PGresult *res = dlock__pg_exec(c, sql, nparams, types, values, lengths, sent_ms);
+        int hot = c->lease ? hot_statement(fmt) : -1;
+        PGresult *res = hot >= 0 ? run_hot(c, hot, sql, nparams, types, values, lengths, sent_ms)
+                                 : dlock__pg_exec(c, sql, nparams, types, values, lengths, sent_ms);
         int kind = dlock__pg_outcome(c, res);
         if (kind == OUTCOME_OK) {
             out = res;
@@ -207,7 +273,10 @@ static PGresult *lease_run(pg_conn *c, const char *fmt, int nparams, const Oid *
         }
         char text[64];
         snprintf(text, sizeof text, "cannot %s", what);
-        rc = dlock__pg_result_error(c, DLOCK_EBACKEND, text, res);
+        /* A serialization failure or deadlock (a default isolation of
+         * repeatable read or serializable): for a take, busy (issue 23). */
+        int conflict = dlock__pg_has_sqlstate(res, "40001") || dlock__pg_has_sqlstate(res, "40P01");
+        rc = dlock__pg_result_error(c, conflict ? conflict_status : DLOCK_EBACKEND, text, res);
         PQclear(res);
         break;
     }
@@ -216,23 +285,31 @@ static PGresult *lease_run(pg_conn *c, const char *fmt, int nparams, const Oid *
     return out;
 }
 
+static PGresult *lease_run(pg_conn *c, const char *fmt, int nparams, const Oid *types, const char *const *values,
+                           const int *lengths, int64_t *sent_ms, const char *what, int *rc_out)
+{
+    return lease_run_as(c, fmt, nparams, types, values, lengths, sent_ms, what, rc_out, DLOCK_EBACKEND);
+}
+
 static void new_owner(char out[37], const unsigned char b[16])
 {
     snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3],
              b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
 }
 
-static const Oid types_name_owner[4] = {PG_TYPE_BYTEA, PG_TYPE_TEXT, PG_TYPE_TEXT, PG_TYPE_TEXT};
+static const Oid types_name_owner[5] = {PG_TYPE_BYTEA, PG_TYPE_TEXT, PG_TYPE_TEXT, PG_TYPE_TEXT, PG_TYPE_TEXT};
 
 /* One try: DLOCK_OK (the fence set), DLOCK_EBUSY, or an error. */
 static int try_once(pg_conn *c, pg_lock *l, const char *name, uint32_t ttl_ms, int64_t *sent_ms)
 {
-    char ttl[16];
+    char ttl[16], key[24];
     snprintf(ttl, sizeof ttl, "%" PRIu32, ttl_ms);
-    const char *values[4] = {name, l->owner, ttl, c->appname + 6};
-    const int lengths[4] = {(int)strlen(name), 0, 0, 0};
+    snprintf(key, sizeof key, "%" PRId64, l->key);
+    const char *values[5] = {name, l->owner, ttl, c->appname + 6, key};
+    const int lengths[5] = {(int)strlen(name), 0, 0, 0, 0};
     int rc;
-    PGresult *res = lease_run(c, try_sql, 4, types_name_owner, values, lengths, sent_ms, "take the lock", &rc);
+    PGresult *res =
+        lease_run_as(c, try_sql, 5, types_name_owner, values, lengths, sent_ms, "take the lock", &rc, DLOCK_EBUSY);
     if (!res)
         return rc;
     if (PQntuples(res) >= 1 && !PQgetisnull(res, 0, 0)) {
@@ -362,6 +439,49 @@ int dlock__pg_lease_release(pg_conn *c, pg_lock *l, const char *name)
     return rc;
 }
 
+/* The lease row's holder text: 1 (buf set) or 0 (no live row). */
+static int holder_text(PGresult *res, char *buf, size_t buflen)
+{
+    if (PQntuples(res) < 1)
+        return 0;
+    char text[512];
+    snprintf(text, sizeof text, "%s since=%s expires_in=%sms fence=%s",
+             PQgetisnull(res, 0, 0) ? "?" : PQgetvalue(res, 0, 0), PQgetisnull(res, 0, 1) ? "?" : PQgetvalue(res, 0, 1),
+             PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 3));
+    dlock__copy_text(buf, buflen, text);
+    return 1;
+}
+
+/* A session-mode holder of the name's advisory lock (issue 23: the two
+ * modes see each other).  1 (buf set), 0 none, <0 a status. */
+static int session_mode_holder(pg_conn *c, const char *name, char *buf, size_t buflen)
+{
+    static const char sql[] = "SELECT a.application_name, l.pid FROM pg_catalog.pg_locks l"
+                              " LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid"
+                              " WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted"
+                              " AND l.classid = (($1::bigint >> 32) & 4294967295)::oid"
+                              " AND l.objid = ($1::bigint & 4294967295)::oid AND l.database ="
+                              " (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())"
+                              " LIMIT 1";
+    char key[24];
+    snprintf(key, sizeof key, "%" PRId64, dlock__pg_key(name, strlen(name)));
+    const char *values[1] = {key};
+    int rc;
+    PGresult *res = lease_run(c, sql, 1, NULL, values, NULL, NULL, "read the holder", &rc);
+    if (!res)
+        return rc;
+    rc = PQntuples(res) >= 1;
+    if (rc) {
+        const char *app = PQgetisnull(res, 0, 0) ? "?" : PQgetvalue(res, 0, 0);
+        char text[512];
+        snprintf(text, sizeof text, "%s backend_pid=%s (session mode)", strncmp(app, "dlock ", 6) == 0 ? app + 6 : app,
+                 PQgetvalue(res, 0, 1));
+        dlock__copy_text(buf, buflen, text);
+    }
+    PQclear(res);
+    return rc;
+}
+
 int dlock__pg_lease_holder(pg_conn *c, const char *name, char *buf, size_t buflen)
 {
     const char *values[1] = {name};
@@ -370,17 +490,48 @@ int dlock__pg_lease_holder(pg_conn *c, const char *name, char *buf, size_t bufle
     PGresult *res = lease_run(c, holder_sql, 1, types_name_owner, values, lengths, NULL, "read the holder", &rc);
     if (!res)
         return rc;
-    if (PQntuples(res) < 1) {
-        PQclear(res);
-        return 0;
-    }
-    char text[512];
-    snprintf(text, sizeof text, "%s since=%s expires_in=%sms fence=%s",
-             PQgetisnull(res, 0, 0) ? "?" : PQgetvalue(res, 0, 0), PQgetisnull(res, 0, 1) ? "?" : PQgetvalue(res, 0, 1),
-             PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 3));
-    dlock__copy_text(buf, buflen, text);
+    rc = holder_text(res, buf, buflen);
     PQclear(res);
-    return 1;
+    return rc ? rc : session_mode_holder(c, name, buf, buflen);
+}
+
+/* Session mode: the holder of the name in lease mode's default table, when
+ * that table exists.  1 (buf set), 0 none, <0 a status. */
+int dlock__pg_leased_holder(pg_conn *c, const char *name, char *buf, size_t buflen)
+{
+    if (!c->leases_seen)
+        return 0;
+    char sql[sizeof holder_sql + PG_TABLE_MAX];
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+#endif
+    snprintf(sql, sizeof sql, holder_sql, PG_LEASE_TABLE);
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+    const char *values[1] = {name};
+    const int lengths[1] = {(int)strlen(name)};
+    PGresult *res = dlock__pg_exec(c, sql, 1, types_name_owner, values, lengths, NULL);
+    int rc;
+    switch (dlock__pg_outcome(c, res)) {
+    case OUTCOME_OK: {
+        char found[512] = "", text[560];
+        rc = holder_text(res, found, sizeof found);
+        snprintf(text, sizeof text, "%s (lease mode)", found);
+        if (rc)
+            dlock__copy_text(buf, buflen, text);
+        break;
+    }
+    case OUTCOME_CONNECTION_LOST:
+        rc = dlock__pg_connection_lost(c, DLOCK_ECONN, "the connection broke while asking for the holder");
+        break;
+    default:
+        rc = dlock__pg_result_error(c, DLOCK_EBACKEND, "cannot read the holder", res);
+        break;
+    }
+    PQclear(res);
+    return rc;
 }
 
 /* One digit of encode(..., 'hex'), which writes only 0-9a-f. */
@@ -452,6 +603,49 @@ int dlock__pg_lease_break(pg_conn *c, const char *name)
     if (!res)
         return rc;
     rc = PQntuples(res) >= 1 ? 1 : 0;
+    PQclear(res);
+    if (rc == 0) {
+        /* Free in this table, but a session-mode client may hold it. */
+        char who[512];
+        int held = session_mode_holder(c, name, who, sizeof who);
+        if (held < 0)
+            return held;
+        if (held)
+            return dlock__error(DLOCK_EBACKEND,
+                                "lock '%s' is not broken: a session-mode client holds it (%s); break it"
+                                " through a session-mode URL (without mode=lease)",
+                                name, who);
+    }
+    return rc;
+}
+
+/* Session mode: break the name's row in lease mode's default table. */
+int dlock__pg_lease_break_default(pg_conn *c, const char *name)
+{
+    char sql[sizeof break_sql + PG_TABLE_MAX];
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+#endif
+    snprintf(sql, sizeof sql, break_sql, PG_LEASE_TABLE);
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+    const char *values[1] = {name};
+    const int lengths[1] = {(int)strlen(name)};
+    PGresult *res = dlock__pg_exec(c, sql, 1, types_name_owner, values, lengths, NULL);
+    int rc;
+    switch (dlock__pg_outcome(c, res)) {
+    case OUTCOME_OK:
+        rc = PQntuples(res) >= 1 ? 1 : 0;
+        break;
+    case OUTCOME_CONNECTION_LOST:
+        rc = dlock__pg_connection_lost(c, DLOCK_ECONN, "the connection broke while breaking the lock");
+        break;
+    default:
+        rc = dlock__pg_result_error(c, DLOCK_EBACKEND, "cannot break the lock", res);
+        break;
+    }
     PQclear(res);
     return rc;
 }

@@ -106,6 +106,38 @@ static int ran_in_our_session(const PGresult *res)
     return PQntuples(res) >= 1 && PQnfields(res) >= 1 && !PQgetisnull(res, 0, 0);
 }
 
+/* The lock statement found the name held in lease mode (and gave the
+ * advisory lock back). */
+static int leased_answer(const PGresult *res)
+{
+    return PQntuples(res) >= 1 && PQnfields(res) >= 4 && !PQgetisnull(res, 0, 3) && PQgetvalue(res, 0, 3)[0] == 't';
+}
+
+static int held_in_lease_mode(const char *name)
+{
+    return dlock__error(DLOCK_EBUSY, "lock '%s' is held by a lease-mode client (table " PG_LEASE_TABLE ")", name);
+}
+
+/* A serialization failure or a deadlock: "busy, try again". */
+static int is_conflict(const PGresult *res)
+{
+    return dlock__pg_has_sqlstate(res, "40001") || dlock__pg_has_sqlstate(res, "40P01");
+}
+
+/* A lock statement failed after it may have been granted (a session lock
+ * outlives the failed statement): let go of it, or end the session, which
+ * surely does (issue 23: no lock kept by a client told "error"). */
+static void give_back(pg_conn *c, const char *key)
+{
+    const char *values[1] = {key};
+    PGresult *u = dlock__pg_run(c, "dlock_unlock", 1, values);
+    int k = dlock__pg_outcome(c, u);
+    int ours = k == OUTCOME_OK && ran_in_our_session(u);
+    PQclear(u);
+    if (!ours)
+        dlock__pg_drop_session(c);
+}
+
 static int try_lock(pg_conn *c, pg_lock *l, const char *name, int64_t *lease_start_ms)
 {
     char key[24], idle[16];
@@ -125,16 +157,18 @@ static int try_lock(pg_conn *c, pg_lock *l, const char *name, int64_t *lease_sta
         const int lengths[3] = {0, 0, (int)strlen(name)};
         const int formats[3] = {0, 0, 1};
         const char *statement = c->fencing || !set ? "dlock_try" : "dlock_try_set";
-        int nparams = c->fencing ? 3 : set ? 2 : 1;
-        PGresult *res = dlock__pg_run_bin(c, statement, nparams, values, lengths, formats, lease_start_ms);
+        PGresult *res = dlock__pg_run_bin(c, statement, 3, values, lengths, formats, lease_start_ms);
         switch (dlock__pg_outcome(c, res)) {
         case OUTCOME_OK: {
             int got = dlock__pg_first_bool(res);
             int ours = ran_in_our_session(res);
+            int leased = leased_answer(res);
             rc = got ? take_fence(c, l, res, name) : DLOCK_OK;
             PQclear(res);
             if (!ours)
                 return pooler_detected(c, DLOCK_EBACKEND);
+            if (leased)
+                return held_in_lease_mode(name);
             if (!got)
                 return dlock__error(DLOCK_EBUSY, "lock '%s' is held by someone else", name);
             if (set)
@@ -148,8 +182,9 @@ static int try_lock(pg_conn *c, pg_lock *l, const char *name, int64_t *lease_sta
                 continue;
             return rc;
         default:
-            rc = dlock__pg_result_error(c, DLOCK_EBACKEND, "cannot take the lock", res);
+            rc = dlock__pg_result_error(c, is_conflict(res) ? DLOCK_EBUSY : DLOCK_EBACKEND, "cannot take the lock", res);
             PQclear(res);
+            give_back(c, key);
             return rc;
         }
     }
@@ -208,6 +243,33 @@ static int lease_after_wait(pg_conn *c, const pg_lock *l, const char *name, int6
     return held < 0 ? held : DLOCK_OK;
 }
 
+/* A lock granted outside its statement (that failed): is the name held in
+ * lease mode?  Then the lock is given back.  1 yes, 0 no, <0 a status. */
+static int lease_check(pg_conn *c, const char *key, const char *name)
+{
+    if (!c->leases_seen)
+        return 0;
+    const char *values[2] = {key, name};
+    const int lengths[2] = {0, (int)strlen(name)};
+    const int formats[2] = {0, 1};
+    PGresult *res = dlock__pg_run_bin(c, "dlock_leased", 2, values, lengths, formats, NULL);
+    int rc;
+    switch (dlock__pg_outcome(c, res)) {
+    case OUTCOME_OK:
+        rc = !ran_in_our_session(res) ? pooler_detected(c, DLOCK_EBACKEND) : dlock__pg_first_bool(res);
+        break;
+    case OUTCOME_CONNECTION_LOST:
+        rc = dlock__pg_connection_lost(c, DLOCK_ECONN, "the connection broke while taking the lock");
+        break;
+    default:
+        rc = dlock__pg_result_error(c, DLOCK_EBACKEND, "cannot take the lock", res);
+        dlock__pg_drop_session(c); /* the lock is held: let go of it */
+        break;
+    }
+    PQclear(res);
+    return rc;
+}
+
 /* The wait's statement ended in an error: was it ours (a cancel), a lock
  * timeout, a deadlock, or was the lock granted anyway? */
 /* A wait granted in a statement that failed: its fence, on its own. */
@@ -246,11 +308,15 @@ static int wait_failed(pg_conn *c, pg_lock *l, const char *name, const char *key
 {
     int timed_out = dlock__pg_has_sqlstate(res, "55P03"); /* lock_not_available: lock_timeout */
     int canceled = dlock__pg_has_sqlstate(res, "57014");  /* query_canceled */
-    int deadlock = dlock__pg_has_sqlstate(res, "40P01");
+    /* A deadlock, or a serialization failure of the fence's upsert (a
+     * default isolation of repeatable read or serializable): the lock may
+     * be held; it is confirmed below, and then the fence bumped alone. */
+    int deadlock = is_conflict(res);
     int rc = DLOCK_OK;
     if (!timed_out && !canceled && !deadlock) {
         rc = dlock__pg_result_error(c, DLOCK_EBACKEND, "cannot take the lock", res);
         PQclear(res);
+        give_back(c, key);
         return rc;
     }
     int ours = canceled && (cancel_sent || atomic_load(&c->cancel_requested));
@@ -280,6 +346,9 @@ static int wait_failed(pg_conn *c, pg_lock *l, const char *name, const char *key
     }
     if (granted) {
         dlock__clear_error();
+        int leased = lease_check(c, key, name);
+        if (leased != 0)
+            return leased < 0 ? leased : held_in_lease_mode(name);
         return bump_fence(c, l, name, key);
     }
     if (timed_out)
@@ -287,62 +356,99 @@ static int wait_failed(pg_conn *c, pg_lock *l, const char *name, const char *key
     return rc;
 }
 
+/* Session mode's wait while a lease-mode client holds the name: the
+ * server-side wait is granted at once and gives the lock back; poll,
+ * every PG_LEASED_POLL_MS, until the caller's wait is up. */
+#define PG_LEASED_POLL_MS 20
+
+/* The wait found the name leased: nap until the next look (dlock_cancel()
+ * wakes the nap).  DLOCK_OK: look again; DLOCK_EBUSY: the wait is up. */
+static int leased_nap(pg_conn *c, const char *name, int64_t until)
+{
+    int64_t now = dlock__now_ms();
+    if (now >= until)
+        return held_in_lease_mode(name);
+    int64_t wake = until - now < PG_LEASED_POLL_MS ? until : now + PG_LEASED_POLL_MS;
+    (void)dlock__pg_wait_socket(-1, 0, wake, c->wake_fd);
+    return DLOCK_OK;
+}
+
+/* The wait's statement got no result: the connection broke, or a cancel
+ * that the server did not act on in time. */
+static int wait_broke(pg_conn *c, enum pg_failure failure, const char *name)
+{
+    c->failure = failure;
+    if (failure != PG_FAIL_CANCEL)
+        return dlock__pg_connection_lost(c, DLOCK_ECONN, "the connection broke while waiting for the lock");
+    dlock__pg_drop_session(c);
+    return dlock__error(DLOCK_ECANCELED,
+                        "wait for lock '%s' canceled (the server did not act on the"
+                        " cancel: the session was dropped)",
+                        name);
+}
+
 static int wait_lock(pg_conn *c, pg_lock *l, const char *name, int32_t wait_ms, struct dlock_call *call)
 {
-    int rc = dlock__pg_ensure_session(c, NULL);
-    if (rc != DLOCK_OK)
-        return rc;
-    /* A cancel that came before the statement went out. */
-    if (atomic_load(&c->cancel_requested))
-        return dlock__error(DLOCK_ECANCELED, "wait for lock '%s' canceled", name);
-    char key[24], idle[16], timeout[16];
-    format_key(key, l->key);
-    uint32_t want = dlock__session_idle_ms(&c->session, NULL, l->base.ttl_ms);
-    format_ms(idle, want);
-    format_ms(timeout, wait_ms < 0 ? 0u : (uint32_t)wait_ms); /* lock_timeout 0: no limit */
-    const char *values[4] = {key, timeout, idle, name};
-    const int lengths[4] = {0, 0, 0, (int)strlen(name)};
-    const int formats[4] = {0, 0, 0, 1};
-    char statement[PG_STMT_NAME_MAX];
-    dlock__pg_stmt_name(c, "dlock_wait", statement);
-    int64_t sent_ms = dlock__now_ms();
-    if (!PQsendQueryPrepared(c->pg, statement, c->fencing ? 4 : 3, values, lengths, formats, 0))
-        return dlock__pg_connection_lost(c, DLOCK_ECONN, "cannot send the lock request");
-    int cancel_sent = 0;
-    c->deadline_ms = call->deadline_ms; /* the wait itself: as long as the caller allows */
-    PGresult *res = dlock__pg_await_result(c, 1, &cancel_sent);
-    enum pg_failure failure = c->failure;
-    dlock__pg_begin_call(c, call->deadline_ms); /* the round trips after it */
-    int kind = dlock__pg_outcome(c, res);
-    if (kind == OUTCOME_OK) {
-        int got = dlock__pg_first_bool(res);
-        int ours = ran_in_our_session(res);
-        rc = got ? take_fence(c, l, res, name) : DLOCK_OK;
-        PQclear(res);
-        if (!ours)
-            return pooler_detected(c, DLOCK_EBACKEND);
-        if (!got)
-            return dlock__error(DLOCK_EBACKEND, "lock '%s': the wait ended without the lock", name);
+    int64_t until = wait_ms < 0 ? INT64_MAX : dlock__now_ms() + wait_ms;
+    for (;;) {
+        int rc = dlock__pg_ensure_session(c, NULL);
         if (rc != DLOCK_OK)
             return rc;
-        c->session_idle_ms = want;
-        return lease_after_wait(c, l, name, sent_ms, &call->lease_start_ms);
+        /* A cancel that came before the statement went out. */
+        if (atomic_load(&c->cancel_requested))
+            return dlock__error(DLOCK_ECANCELED, "wait for lock '%s' canceled", name);
+        char key[24], idle[16], timeout[16];
+        format_key(key, l->key);
+        uint32_t want = dlock__session_idle_ms(&c->session, NULL, l->base.ttl_ms);
+        format_ms(idle, want);
+        int64_t left = until == INT64_MAX ? 0 : until - dlock__now_ms();
+        if (until != INT64_MAX && left < 1)
+            left = 1;
+        format_ms(timeout, (uint32_t)(left > UINT32_MAX ? UINT32_MAX : left)); /* lock_timeout 0: no limit */
+        const char *values[4] = {key, timeout, idle, name};
+        const int lengths[4] = {0, 0, 0, (int)strlen(name)};
+        const int formats[4] = {0, 0, 0, 1};
+        char statement[PG_STMT_NAME_MAX];
+        dlock__pg_stmt_name(c, "dlock_wait", statement);
+        int64_t sent_ms = dlock__now_ms();
+        if (!PQsendQueryPrepared(c->pg, statement, 4, values, lengths, formats, 0))
+            return dlock__pg_connection_lost(c, DLOCK_ECONN, "cannot send the lock request");
+        int cancel_sent = 0;
+        c->deadline_ms = call->deadline_ms; /* the wait itself: as long as the caller allows */
+        PGresult *res = dlock__pg_await_result(c, 1, &cancel_sent);
+        enum pg_failure failure = c->failure;
+        dlock__pg_begin_call(c, call->deadline_ms); /* the round trips after it */
+        int kind = dlock__pg_outcome(c, res);
+        if (kind == OUTCOME_OK) {
+            int got = dlock__pg_first_bool(res);
+            int ours = ran_in_our_session(res);
+            int leased = leased_answer(res);
+            rc = got ? take_fence(c, l, res, name) : DLOCK_OK;
+            PQclear(res);
+            if (!ours)
+                return pooler_detected(c, DLOCK_EBACKEND);
+            if (leased) {
+                rc = leased_nap(c, name, until);
+                if (rc != DLOCK_OK)
+                    return rc;
+                continue;
+            }
+            if (!got)
+                return dlock__error(DLOCK_EBACKEND, "lock '%s': the wait ended without the lock", name);
+            if (rc != DLOCK_OK)
+                return rc;
+            c->session_idle_ms = want;
+            return lease_after_wait(c, l, name, sent_ms, &call->lease_start_ms);
+        }
+        if (kind == OUTCOME_CONNECTION_LOST) {
+            PQclear(res);
+            return wait_broke(c, failure, name);
+        }
+        rc = wait_failed(c, l, name, key, idle, res, cancel_sent, wait_ms, &call->lease_start_ms);
+        if (rc == DLOCK_OK)
+            c->session_idle_ms = want;
+        return rc;
     }
-    if (kind == OUTCOME_CONNECTION_LOST) {
-        PQclear(res);
-        c->failure = failure;
-        if (failure != PG_FAIL_CANCEL)
-            return dlock__pg_connection_lost(c, DLOCK_ECONN, "the connection broke while waiting for the lock");
-        dlock__pg_drop_session(c);
-        return dlock__error(DLOCK_ECANCELED,
-                            "wait for lock '%s' canceled (the server did not act on the"
-                            " cancel: the session was dropped)",
-                            name);
-    }
-    rc = wait_failed(c, l, name, key, idle, res, cancel_sent, wait_ms, &call->lease_start_ms);
-    if (rc == DLOCK_OK)
-        c->session_idle_ms = want;
-    return rc;
 }
 
 static int pg_acquire(struct dlock_conn *conn, const char *name, uint32_t ttl_ms, int32_t wait_ms,
@@ -529,7 +635,7 @@ static int pg_holder(struct dlock_conn *conn, const char *name, char *buf, size_
         }
         if (PQntuples(res) < 1) {
             PQclear(res);
-            return 0;
+            return dlock__pg_leased_holder(c, name, buf, buflen);
         }
         const char *app = PQgetisnull(res, 0, 0) ? "" : PQgetvalue(res, 0, 0);
         /* No client_addr: a unix socket, or (no backend_start either) a
@@ -589,8 +695,6 @@ static uint32_t pg_session_ttl_ms(struct dlock_conn *conn)
 
 /* --- list, break, store time, run records ---------------------------------------------- */
 
-#define PG_TYPE_INT8 20
-#define PG_TYPE_TEXT 25
 
 /* Session mode: the advisory locks on bigint keys in this database, with
  * the holder's session, and the name where the fence table knows it. */
@@ -600,6 +704,28 @@ static uint32_t pg_session_ttl_ms(struct dlock_conn *conn)
     " AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()))"      \
     " AS k LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = k.pid %s"
 #define PG_NAME_KEY "('x' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256(f.name), 'hex'), 16))::bit(64)::bigint"
+
+/* Session mode: is the fence table there (c->table_ready)?  A status. */
+static int table_exists(pg_conn *c)
+{
+    const char *values[1] = {c->table};
+    static const Oid types[1] = {PG_TYPE_TEXT};
+    PGresult *res = dlock__pg_exec(c, "SELECT pg_catalog.to_regclass($1) IS NOT NULL", 1, types, values, NULL, NULL);
+    int rc = DLOCK_OK;
+    switch (dlock__pg_outcome(c, res)) {
+    case OUTCOME_OK:
+        c->table_ready = dlock__pg_first_bool(res);
+        break;
+    case OUTCOME_CONNECTION_LOST:
+        rc = dlock__pg_connection_lost(c, DLOCK_ECONN, "the connection broke while looking for the table");
+        break;
+    default:
+        rc = dlock__pg_result_error(c, DLOCK_EBACKEND, "cannot look for the table", res);
+        break;
+    }
+    PQclear(res);
+    return rc;
+}
 
 /* A name from encode(name, 'hex'), malloc'ed (NULL: out of memory). */
 static char *from_hex(const char *hex)
@@ -619,12 +745,14 @@ static char *from_hex(const char *hex)
 static int session_list(pg_conn *c, const char *prefix, struct dlock_list *list)
 {
     int rc = DLOCK_OK;
+    /* The fence table gives the names; a list never creates it (issue 23). */
     if (!c->table_ready) {
         rc = dlock__pg_ensure_session(c, NULL);
         if (rc == DLOCK_OK)
-            rc = dlock__pg_create_table(c);
+            rc = table_exists(c);
         if (rc != DLOCK_OK)
             dlock__clear_error(); /* no names then */
+        rc = DLOCK_OK;
     }
     char sql[2048];
     if (c->table_ready) {
@@ -702,8 +830,12 @@ static int pg_list(struct dlock_conn *conn, const char *prefix, struct dlock_lis
 }
 
 /* Session mode: end the holder's server session (its locks go with it),
- * waiting up to 5 s for it to be gone (PostgreSQL 14's timeout argument),
- * so that the lock is free when this returns. */
+ * waiting up to PG_BREAK_WAIT_MS for it to be gone (PostgreSQL 14's timeout
+ * argument), so that the lock is free when this returns 1.  A session that
+ * did not end in time (a stopped server process) is not broken yet: an
+ * error that says so, never "it was free" (issue 23). */
+#define PG_BREAK_WAIT_MS "5000"
+
 static int pg_break_lock(struct dlock_conn *conn, const char *name, struct dlock_call *call)
 {
     pg_conn *c = pg_of(conn);
@@ -714,19 +846,38 @@ static int pg_break_lock(struct dlock_conn *conn, const char *name, struct dlock
     format_key(key, dlock__pg_key(name, strlen(name)));
     const char *values[1] = {key};
     static const Oid types[1] = {PG_TYPE_INT8};
-    static const char sql[] = "SELECT pg_catalog.pg_terminate_backend(l.pid, 5000) FROM pg_catalog.pg_locks l"
-                              " WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted"
-                              " AND l.classid = (($1 >> 32) & 4294967295)::oid AND l.objid = ($1 & 4294967295)::oid"
-                              " AND l.pid <> pg_catalog.pg_backend_pid() AND l.database ="
-                              " (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())";
+    /* Holders found, holders ended, and the one still there (if any). */
+    static const char sql[] =
+        "WITH t AS MATERIALIZED (SELECT l.pid, pg_catalog.pg_terminate_backend(l.pid, " PG_BREAK_WAIT_MS ") AS ended"
+        " FROM pg_catalog.pg_locks l"
+        " WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted"
+        " AND l.classid = (($1 >> 32) & 4294967295)::oid AND l.objid = ($1 & 4294967295)::oid"
+        " AND l.pid <> pg_catalog.pg_backend_pid() AND l.database ="
+        " (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()))"
+        " SELECT count(*), count(*) FILTER (WHERE ended),"
+        " (SELECT k.pid FROM pg_catalog.pg_locks k WHERE k.locktype = 'advisory' AND k.objsubid = 1 AND k.granted"
+        " AND k.pid IN (SELECT pid FROM t) AND k.classid = (($1 >> 32) & 4294967295)::oid"
+        " AND k.objid = ($1 & 4294967295)::oid LIMIT 1) FROM t";
     int rc = dlock__pg_ensure_session(c, NULL);
     if (rc != DLOCK_OK)
         return rc;
     PGresult *res = dlock__pg_exec(c, sql, 1, types, values, NULL, NULL);
     switch (dlock__pg_outcome(c, res)) {
-    case OUTCOME_OK:
-        rc = PQntuples(res) >= 1 && dlock__pg_first_bool(res) ? 1 : 0;
+    case OUTCOME_OK: {
+        long found = strtol(PQgetvalue(res, 0, 0), NULL, 10), ended = strtol(PQgetvalue(res, 0, 1), NULL, 10);
+        int still_held = !PQgetisnull(res, 0, 2);
+        if (found == 0)
+            rc = c->leases_seen ? dlock__pg_lease_break_default(c, name) : 0;
+        else if (ended < found && still_held)
+            rc = dlock__error(DLOCK_EBACKEND,
+                              "lock '%s' is not broken yet: its holder's server session (pid %s) did not end"
+                              " within " PG_BREAK_WAIT_MS " ms (a stopped or stuck server process?); it ends"
+                              " when that process runs again, or try again",
+                              name, PQgetvalue(res, 0, 2));
+        else
+            rc = 1;
         break;
+    }
     case OUTCOME_CONNECTION_LOST:
         rc = dlock__pg_connection_lost(c, DLOCK_ECONN, "the connection broke while breaking the lock");
         break;

@@ -6,7 +6,12 @@
  *   even: a whole URL, parsed as is;
  *   odd:  what follows "mysql://u:Zebra-Secret-42@" -- the password (that,
  *         plus whatever an unencoded '@' in the rest adds to it) then must
- *         never appear in the error text.
+ *         never appear in the error text;
+ *   3:    what follows "mysql://u:Zebra" -- the head of a password that the
+ *         rest may go on with ('?', '/', '=', '&' typed unencoded); no
+ *         reading of where it ends may leak: an unknown option's name
+ *         quoted in the error text, if 4 or more characters, occurs
+ *         nowhere between "u:" and the last '@' of the URL.
  * Every input is also mapped as a lock name.  Properties:
  *   - parse: DLOCK_OK or DLOCK_EINVAL with a message; on failure nothing is
  *     left to free; on success a host or a socket, a port <= 65535, a socket
@@ -48,7 +53,7 @@ static int same_url(const struct dlock_mysql_url *a, const struct dlock_mysql_ur
            a->port == b->port && same_text(a->database, b->database) && same_text(a->socket, b->socket) &&
            a->ssl_mode == b->ssl_mode && same_text(a->ssl_ca, b->ssl_ca) && same_text(a->ssl_capath, b->ssl_capath) &&
            same_text(a->ssl_cert, b->ssl_cert) && same_text(a->ssl_key, b->ssl_key) &&
-           a->connect_timeout_s == b->connect_timeout_s;
+           a->connect_timeout_s == b->connect_timeout_s && a->flush_check_off == b->flush_check_off;
 }
 
 static int all_empty(const struct dlock_mysql_url *u)
@@ -58,11 +63,11 @@ static int all_empty(const struct dlock_mysql_url *u)
 }
 
 /* The password as written in "mysql://u:<password>@host...": up to the last
- * '@' before the first '/' or '?' (an unencoded '@' belongs to it). */
+ * '@' before the first '/' (an unencoded '@' or '?' belongs to it). */
 static char *written_password(const char *url)
 {
     const char *start = url + strlen("mysql://u:");
-    size_t authority = strcspn(start, "/?");
+    size_t authority = strcspn(start, "/");
     const char *at = NULL;
     for (const char *p = start; p < start + authority; p++)
         if (*p == '@')
@@ -76,6 +81,25 @@ static char *written_password(const char *url)
     return password;
 }
 
+/* Mode 3: the only text of the URL that an error quotes (an unknown
+ * option's name) is no piece of the password, however far it goes (up to
+ * the last '@'). */
+static void check_no_piece_quoted(const char *url)
+{
+    const char *quoted = strstr(dlock_last_error(), "unknown option '");
+    const char *start = url + strlen("mysql://u:");
+    const char *last_at = strrchr(start, '@');
+    if (!quoted || !last_at)
+        return;
+    quoted += strlen("unknown option '");
+    const char *close = strchr(quoted, '\'');
+    size_t n = close ? (size_t)(close - quoted) : strlen(quoted);
+    size_t secret_len = (size_t)(last_at - start);
+    for (size_t i = 0; n >= 4 && i + n <= secret_len; i++)
+        if (memcmp(start + i, quoted, n) == 0)
+            fail("parse: a piece of the password is quoted in the error text", url);
+}
+
 static void check_parse(const char *url, int with_secret)
 {
     struct dlock_mysql_url parsed, again;
@@ -83,6 +107,12 @@ static void check_parse(const char *url, int with_secret)
     int rc = dlock__mysql_parse_url(url, &parsed);
     if (rc != DLOCK_OK && rc != DLOCK_EINVAL)
         fail("parse: a status other than OK or EINVAL", url);
+    if (with_secret == 3) {
+        check_no_piece_quoted(url);
+        if (rc == DLOCK_OK)
+            dlock__mysql_url_free(&parsed);
+        return;
+    }
     if (with_secret) {
         char *password = written_password(url);
         if (password && strstr(dlock_last_error(), password))
@@ -182,8 +212,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    int with_secret = data[0] & 1;
-    const char *prefix = with_secret ? "mysql://u:" SECRET "@" : "";
+    int with_secret = data[0] == 3 ? 3 : data[0] & 1;
+    const char *prefix = with_secret == 3 ? "mysql://u:Zebra" : with_secret ? "mysql://u:" SECRET "@" : "";
     size_t prefix_len = strlen(prefix);
     char *text = malloc(prefix_len + size);
     if (!text)
