@@ -115,10 +115,14 @@ endpoints() {
     echo "127.0.0.1:$(client_port 1),127.0.0.1:$(client_port 2),127.0.0.1:$(client_port 3)"
 }
 
-# Wait until every member answers and one of them is the leader.
+# Wait (up to 30 s) until every member answers and one of them is the
+# leader; fail at once when a member has died (a port taken meanwhile).
 wait_leader() {
-    i=0
-    while [ $i -lt 200 ]; do
+    until=$(($(date +%s) + 30))
+    while [ "$(date +%s)" -lt "$until" ]; do
+        for n in 1 2 3; do
+            is_running "$n" || return 1
+        done
         out=$(etcdctl --endpoints "$(endpoints)" --dial-timeout 1s --command-timeout 2s \
             endpoint status -w json 2>/dev/null || true)
         n=$(printf '%s' "$out" | grep -o '"leader":[0-9]*' | sort -u | wc -l)
@@ -126,11 +130,9 @@ wait_leader() {
         if [ "$up" -eq 3 ] && [ "$n" -eq 1 ] && ! printf '%s' "$out" | grep -q '"leader":0'; then
             return 0
         fi
-        i=$((i + 1))
         sleep 0.1
     done
-    tail -n 20 "$dir"/m*.log >&2 2>/dev/null || true
-    die "the cluster in $dir has no leader"
+    return 1
 }
 
 setup_auth() {
@@ -173,15 +175,34 @@ write_env() {
     cat "$dir/env"
 }
 
-start_cluster() {
-    mkdir -p "$dir"
-    pick_ports
+start_members() {
     for n in 1 2 3 4; do
         pid=$(member_pid "$n")
         [ -n "$pid" ] && kill -CONT "$pid" 2>/dev/null || true
         start_member "$n"
     done
-    wait_leader
+}
+
+start_cluster() {
+    mkdir -p "$dir"
+    fresh=0
+    [ -d "$dir/m1/member" ] || fresh=1
+    tries=0
+    while :; do
+        pick_ports
+        start_members
+        wait_leader && break
+        tries=$((tries + 1))
+        # A new cluster whose member could not bind its port (another
+        # program took it since it was picked): again, on other ports.
+        if [ $fresh -eq 1 ] && [ $tries -lt 3 ]; then
+            stop_cluster
+            rm -rf "$dir"/m1 "$dir"/m2 "$dir"/m3 "$dir"/m4 "$dir/ports" "$dir/auth-done"
+            continue
+        fi
+        tail -n 5 "$dir"/m*.log >&2 2>/dev/null || true
+        die "the cluster in $dir has no leader"
+    done
     setup_auth
     write_env
 }
