@@ -18,6 +18,7 @@
 #include <malloc.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +96,10 @@ static int run_raw(const char *backend, const char *url, long cycles, double *el
     if (strcmp(backend, "etcd") == 0)
         return bench_raw_etcd(url, cycles, elapsed);
 #endif
+#ifdef BENCH_RAW_ZOOKEEPER
+    if (strcmp(backend, "zookeeper") == 0)
+        return bench_raw_zookeeper(url, cycles, elapsed);
+#endif
     (void)url;
     (void)cycles;
     (void)elapsed;
@@ -159,6 +164,40 @@ static void bench_fencing(const char *backend, const char *url, dlock_client *c)
 }
 
 /* Cycles per second, libdlock against the raw driver, interleaved. */
+/* ZooKeeper keeps a client's session from one lock to the next with the
+ * same TTL (opening and closing a session are quorum writes): cycles on the
+ * kept session against cycles whose TTL alternates, so that each acquire
+ * replaces the session; interleaved. */
+static void bench_session_reuse(const char *label, dlock_client *c)
+{
+    int rounds = short_mode ? 2 : 5;
+    long cycles = short_mode ? 20 : 100;
+    double kept = 0, fresh = 0;
+    for (int r = 0; r < rounds; r++) {
+        double start = now_s();
+        for (long i = 0; i < cycles; i++) {
+            dlock_lock *l = NULL;
+            if (dlock_acquire(c, "bench-session", 60000, 0, &l) != DLOCK_OK || dlock_release(l) != DLOCK_OK)
+                goto failed;
+        }
+        kept += now_s() - start;
+        start = now_s();
+        for (long i = 0; i < cycles; i++) {
+            dlock_lock *l = NULL;
+            if (dlock_acquire(c, "bench-session", 60000 + (uint32_t)(i & 1), 0, &l) != DLOCK_OK ||
+                dlock_release(l) != DLOCK_OK)
+                goto failed;
+        }
+        fresh += now_s() - start;
+    }
+    report(label, "cycles_kept_session", cycles * rounds / kept, "cycles/s", 0, NULL);
+    report(label, "cycles_new_session", cycles * rounds / fresh, "cycles/s", 0, "a session opened and closed per cycle");
+    return;
+failed:
+    fprintf(stderr, "dlock-bench: session cycle failed: %s\n", dlock_last_error());
+    bench_failed = 1;
+}
+
 static void bench_cycles(const char *backend, const char *label, const char *url, dlock_client *c)
 {
     if (strstr(url, "fencing=on")) {
@@ -251,6 +290,12 @@ static const struct raw_ops *raw_ops_for(const char *backend, const char *url)
                                       bench_raw_etcd_close};
     if (strcmp(backend, "etcd") == 0)
         return &et;
+#endif
+#ifdef BENCH_RAW_ZOOKEEPER
+    static const struct raw_ops zk = {bench_raw_zookeeper_open, bench_raw_zookeeper_lock, bench_raw_zookeeper_unlock,
+                                      bench_raw_zookeeper_close};
+    if (strcmp(backend, "zookeeper") == 0)
+        return &zk;
 #endif
     (void)backend;
     return NULL;
@@ -559,6 +604,8 @@ int main(int argc, char **argv)
                                                  : "");
         const char *backend = dlock_backend(c);
         bench_cycles(backend, label, urls[i], c);
+        if (strcmp(backend, "zookeeper") == 0)
+            bench_session_reuse(label, c);
         bench_handoff(backend, label, urls[i], c);
         bench_scale(label, c);
         bench_contention(label, urls[i]);

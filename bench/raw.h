@@ -47,5 +47,13 @@ void *bench_raw_etcd_open(const char *url);
 int bench_raw_etcd_lock(void *session, int wait);
 int bench_raw_etcd_unlock(void *session);
 void bench_raw_etcd_close(void *session);
+/* ZooKeeper: the recipe's round trips on one session (create an ephemeral
+ * sequential node, list the folder, delete it); the waiter watches the
+ * holder's node and is woken by its deletion. */
+int bench_raw_zookeeper(const char *url, long cycles, double *elapsed_s);
+void *bench_raw_zookeeper_open(const char *url);
+int bench_raw_zookeeper_lock(void *session, int wait);
+int bench_raw_zookeeper_unlock(void *session);
+void bench_raw_zookeeper_close(void *session);
 
 #endif

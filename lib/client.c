@@ -235,6 +235,14 @@ static int64_t lease_remaining(const dlock_lock *lock, int64_t now)
     return deadline > now ? deadline - now : 0;
 }
 
+/* The lease the store gave a lock: the TTL asked, or the shorter one it
+ * granted (SPEC "The granted lease"). */
+static int64_t lease_granted_ms(const dlock_lock *l, uint32_t ttl_ms)
+{
+    uint32_t granted = l->state ? l->state->granted_ms : 0;
+    return (int64_t)(granted && granted < ttl_ms ? granted : ttl_ms);
+}
+
 static int session_lost(const dlock_lock *l)
 {
     return dlock__error(DLOCK_ELOST, "lock '%s' is lost: the session that held it has ended", l->name);
@@ -406,7 +414,7 @@ DLOCK_API int dlock_acquire(dlock_client *c, const char *name, uint32_t ttl_ms, 
         int64_t now_ms = dlock__now_ms();
         if (start_ms < sent_ms || start_ms > now_ms)
             start_ms = sent_ms;
-        atomic_init(&l->lease_deadline_ms, start_ms + (int64_t)ttl_ms);
+        atomic_init(&l->lease_deadline_ms, start_ms + lease_granted_ms(l, ttl_ms));
         atomic_init(&l->lost, 0);
         l->generation = c->generation;
         registry_insert(c, l);
@@ -449,7 +457,7 @@ DLOCK_API int dlock_extend(dlock_lock *l, uint32_t ttl_ms)
         if (rc == DLOCK_OK && atomic_load(&l->lost)) {
             rc = session_lost(l);
         } else if (rc == DLOCK_OK) {
-            atomic_store(&l->lease_deadline_ms, sent_ms + (int64_t)ttl_ms);
+            atomic_store(&l->lease_deadline_ms, sent_ms + lease_granted_ms(l, ttl_ms));
             session_touched(c, sent_ms);
         } else if (rc == DLOCK_ELOST) {
             atomic_store(&l->lost, LOST_LEASE);

@@ -38,6 +38,10 @@ struct dlock_held {
     /* Set by the backend's acquire: the fencing token of this acquisition,
      * 0 when the store gives none (dlock_fence() is then DLOCK_ENOTSUP). */
     uint64_t fence;
+    /* Set by acquire/extend when the store granted a shorter lease than
+     * asked (ZooKeeper clamps a session timeout); 0: as asked.  The core's
+     * lease clock follows the shorter one. */
+    uint32_t granted_ms;
 };
 
 /* One entry of a list (dlock_list_locks()), as a backend reports it to
@@ -219,6 +223,12 @@ const char *dlock__hostname(void);
 
 /* SHA-256 of data[0..len) (lib/sha256.c). */
 void dlock__sha256(const void *data, size_t len, unsigned char digest[32]);
+
+/* Fill a template of the caller's own that is not a string literal (an SQL
+ * text with the table's name in it): into buf (truncated, NUL-terminated;
+ * returns buf), or into a new malloc'ed string (NULL: out of memory). */
+char *dlock__format_into(char *buf, size_t len, const char *fmt, ...);
+char *dlock__format_alloc(const char *fmt, ...);
 
 /* Copy `src` into buf (truncating, always NUL-terminating when buflen > 0). */
 void dlock__copy_text(char *buf, size_t buflen, const char *src);

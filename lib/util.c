@@ -3,6 +3,8 @@
 
 #include <ctype.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -165,4 +167,45 @@ void dlock__copy_text(char *buf, size_t buflen, const char *src)
         n = buflen - 1;
     memcpy(buf, src, n);
     buf[n] = '\0';
+}
+
+/* The one place that fills a format which is not a string literal (an SQL
+ * template of a table, a setting): callers pass templates of their own,
+ * never text from outside. */
+static int vformat(char *buf, size_t len, const char *fmt, va_list ap)
+{
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+#endif
+    return vsnprintf(buf, len, fmt, ap);
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+}
+
+char *dlock__format_into(char *buf, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vformat(buf, len, fmt, ap);
+    va_end(ap);
+    return buf;
+}
+
+char *dlock__format_alloc(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vformat(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return NULL;
+    char *buf = malloc((size_t)n + 1);
+    if (!buf)
+        return NULL;
+    va_start(ap, fmt);
+    vformat(buf, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return buf;
 }

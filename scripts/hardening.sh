@@ -34,7 +34,7 @@ set -uo pipefail
 
 src=$(cd "$(dirname "$0")/.." && pwd)
 all_steps=(sanitizers valgrind tsan fuzz cppcheck clang-tidy)
-fuzz_targets=(url duration names mysql redis etcd)
+fuzz_targets=(url duration names mysql redis etcd zookeeper)
 fuzz_seconds=${DLOCK_FUZZ_SECONDS:-60}
 jobs=${DLOCK_HARDENING_JOBS:-2}
 
@@ -265,6 +265,8 @@ fuzz_build() {
     # etcd's URLs, keys and base64 (backends/etcd/url.c) and its JSON reading
     # (json.c, json-c loaded at first use) come from the core itself.
     etcd) extra=(-I"$src/backends") ;;
+    # The ZooKeeper URL parser and name encoding likewise (no C client).
+    zookeeper) extra=(-I"$src/backends" "$src/backends/zookeeper/url.c") ;;
     esac
     # shellcheck disable=SC2086 # the dependency list is split on purpose
     clang "${flags[@]}" -o "$dir/fuzz_$target" "$src/tests/fuzz/fuzz_$target.c" "${extra[@]}" \

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Install the Debian 12 packages that libdlock needs.
-#   scripts/install-deps.sh          everything: build, all three backends, tests
+#   scripts/install-deps.sh          everything: build, every backend, tests
 #   scripts/install-deps.sh --minimal  just enough to build dlock on SQLite
 set -eu
 base="build-essential autoconf automake libtool pkg-config libsqlite3-dev"
@@ -8,6 +8,7 @@ full="$base check sqlite3 libpq-dev postgresql-15 postgresql-client-15 \
  mariadb-server mariadb-client libmariadb-dev clang valgrind procps \
  redis-server redis-tools libhiredis-dev pgbouncer \
  etcd-server etcd-client libcurl4-openssl-dev libjson-c-dev \
+ zookeeper libzookeeper-st-dev \
  debhelper dpkg-dev lintian man-db groff-base python3 hyperfine util-linux"
 pkgs=$full
 [ "${1:-}" = "--minimal" ] && pkgs=$base

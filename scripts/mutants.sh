@@ -13,7 +13,7 @@
 # Usage: scripts/mutants.sh [OPTIONS] [NAME...]
 #   NAME...          only these mutants (default: all of them)
 #   --all            all of them (the default; for symmetry with --ci)
-#   --backend B      only the mutants of B: core, sha256, sqlite, pg, pglease, mysql, mysqllease, redis, etcd, tool, ops (repeatable)
+#   --backend B      only the mutants of B: core, sha256, sqlite, pg, pglease, mysql, mysqllease, redis, etcd, zk, tool, ops (repeatable)
 #   --ci             a rotating subset that fits CI's budget: the mutants
 #                    whose position in the list, modulo DLOCK_MUTANTS_CI_SHARDS
 #                    (default 2), equals the day number (days since the
@@ -63,8 +63,9 @@ core-release-no-lease-cutoff | lib/client.c | s{else if \(expired\)}{else if (0 
 core-remaining-ignores-session | lib/client.c | s{if \(session < deadline\)}{if (0 && session < deadline)} | conformance@mysql:lease conformance@postgresql:lease
 core-remaining-ignores-lost | lib/client.c | s{(lease_remaining\([^)]*\)\s*\{\s*)if \(atomic_load\(&lock->lost\)\)\s*return 0;}{$1} | takeover@sqlite:taken-away
 core-elost-not-sticky | lib/client.c | s{(\} else if \(rc == DLOCK_ELOST\) \{\s*)atomic_store\(&l->lost, LOST_LEASE\);}{$1} | takeover@sqlite:taken-away
-core-acquire-lease-too-long | lib/client.c | s{atomic_init\(&l->lease_deadline_ms, (\w+) \+ \(int64_t\)ttl_ms\)}{atomic_init(&l->lease_deadline_ms, $1 + (int64_t)ttl_ms + 1000)} | conformance@sqlite:lease
-core-extend-lease-too-long | lib/client.c | s{atomic_store\(&l->lease_deadline_ms, (\w+) \+ \(int64_t\)ttl_ms\)}{atomic_store(&l->lease_deadline_ms, $1 + (int64_t)ttl_ms + 1000)} | conformance@sqlite:lease
+core-acquire-lease-too-long | lib/client.c | s{atomic_init\(&l->lease_deadline_ms, (\w+) \+ lease_granted_ms\(l, ttl_ms\)\)}{atomic_init(&l->lease_deadline_ms, $1 + lease_granted_ms(l, ttl_ms) + 1000)} | conformance@sqlite:lease
+core-extend-lease-too-long | lib/client.c | s{atomic_store\(&l->lease_deadline_ms, (\w+) \+ lease_granted_ms\(l, ttl_ms\)\)}{atomic_store(&l->lease_deadline_ms, $1 + lease_granted_ms(l, ttl_ms) + 1000)} | conformance@sqlite:lease
+core-granted-lease-ignored | lib/client.c | s{return \(int64_t\)\(granted && granted < ttl_ms \? granted : ttl_ms\);}{return (int64_t)ttl_ms;} | core:lease
 core-lease-from-call-start | lib/client.c | s{int64_t start_ms = call\.lease_start_ms;}{int64_t start_ms = sent_ms;} | core:lease conformance@sqlite:wait
 core-lease-start-unclamped | lib/client.c | s{if \(start_ms < sent_ms \|\| start_ms > now_ms\)}{if (0)} | core:lease
 core-dropped-session-keeps-locks | lib/client.c | s{(if \(l->generation != generation\))\s*atomic_store\(&l->lost, LOST_SESSION\);}{$1 {}} | core:sessions takeover@postgresql:taken-away
@@ -72,7 +73,7 @@ core-cancel-not-cleared | lib/client.c | s{if \(c->backend->cancel_clear\)\s*c->
 core-cancel-outside-a-wait | lib/client.c | s{if \(c->waiting && c->backend->cancel\)}{if (c->backend->cancel)} | core:cancel
 core-extend-without-deadline | lib/client.c | s{struct dlock_call call = \{sent_ms \+ lease_remaining\(l, sent_ms\), sent_ms\};}{struct dlock_call call = {INT64_MAX, sent_ms};} | core:deadlines
 core-late-extend-not-lost | lib/client.c | s{\} else if \(lease_remaining\(l, dlock__now_ms\(\)\) == 0\) \{}{\} else if (0) \{} | core:deadlines
-core-extend-lease-from-the-reply | lib/client.c | s{atomic_store\(&l->lease_deadline_ms, sent_ms \+ \(int64_t\)ttl_ms\)}{atomic_store(&l->lease_deadline_ms, dlock__now_ms() + (int64_t)ttl_ms)} | core:issue23
+core-extend-lease-from-the-reply | lib/client.c | s{atomic_store\(&l->lease_deadline_ms, sent_ms \+ \(int64_t\)ttl_ms\)}{atomic_store(&l->lease_deadline_ms, dlock__now_ms() + (int64_t)ttl_ms)} | core:slow-extend
 core-clock-stops-in-suspend | lib/util.c | s{clock_gettime\(CLOCK_BOOTTIME, &ts\);}{clock_gettime(CLOCK_MONOTONIC, &ts);} | units:clock
 core-scheme-typo-not-caught | lib/client.c | s{const char \*typo_of = be \? NULL : scheme_typo_of\(scheme\);}{const char *typo_of = NULL;} | units process:messages
 # --- lib/sha256.c: the digest behind PostgreSQL keys and MySQL digest names ----------
@@ -102,7 +103,7 @@ pg-held-by-any-session | backends/postgresql/conn.c | s{ AND pid = pg_catalog\.p
 pg-late-grant-ignored | backends/postgresql/postgresql.c | s{int granted = held_now\(}{int granted = 0 * held_now(} | postgresql:late-grant
 pg-cancelled-grant-kept | backends/postgresql/postgresql.c | s{(if \(ours\) \{.*?)if \(granted\) \{}{${1}if (0) \{}s | postgresql:late-grant
 pg-generation-frozen | backends/postgresql/postgresql.c | s{return c->lease \? 0 : c->session\.generation;}{return 0;} | takeover@postgresql:taken-away
-pg-url-at-not-encoded | backends/postgresql/url.c | s{if \(\*p == '\@' && p >= authority && p < last\)}{if (0)} | postgresql:issue10
+pg-url-at-not-encoded | backends/postgresql/url.c | s{if \(\*p == '\@' && p >= authority && p < last\)}{if (0)} | postgresql:stalls-and-waits
 pg-extend-keeps-old-ttl | backends/postgresql/postgresql.c | s{dlock__session_retime\(&c->session, &l->base, ttl_ms\);}{} | postgresql:session
 pg-fence-not-bumped | backends/postgresql/conn.c | s{SET fence = f\.fence \+ 1}{SET fence = f.fence} | postgresql:lease
 pg-pooler-unchecked | backends/postgresql/conn.c | s{#define PG_OURS "[^\n]*}{#define PG_OURS "('%1\$s' <> '')"} && s{(static int settings_took\(const pg_conn \*c, const PGresult \*res\)\s*\{)}{$1 return DLOCK_OK;} | postgresql:pooler
@@ -115,17 +116,17 @@ pglease-fence-not-bumped | backends/postgresql/lease.c | s{fence = l\.fence \+ 1
 # --- issue 23, PostgreSQL: durability, errors after a grant, conflicts, breaks, the two modes --
 pg-fence-not-durable | backends/postgresql/conn.c | s{#define PG_DURABLE "[^\n]*}{#define PG_DURABLE ""} | postgresql:crash
 pglease-not-durable | backends/postgresql/lease.c | s{#define PG_DURABLE "pg_catalog\.set_config\('synchronous_commit', 'on', true\)"}{#define PG_DURABLE "pg_catalog.set_config('synchronous_commit', 'off', true)"} | postgresql:crash
-pg-grant-error-kept | backends/postgresql/postgresql.c | s{(static void give_back\(pg_conn \*c, const char \*key\)\s*\{)}{$1 if (key) return;} && s{int deadlock = is_conflict\(res\);}{int deadlock = dlock__pg_has_sqlstate(res, "40P01");} | postgresql:issue23
-pg-grant-error-kept-any | backends/postgresql/postgresql.c | s{(static void give_back\(pg_conn \*c, const char \*key\)\s*\{)}{$1 if (key) return;} | postgresql:issue23
-pglease-conflict-not-busy | backends/postgresql/lease.c | s{conflict \? conflict_status : DLOCK_EBACKEND}{DLOCK_EBACKEND} | postgresql:issue23
-pg-break-not-yet-ignored | backends/postgresql/postgresql.c | s{else if \(ended < found && still_held\)}{else if (0)} | postgresql:issue23
-pg-break-any-key | backends/postgresql/postgresql.c | s{(" WHERE l\.locktype = 'advisory' AND l\.objsubid = 1 AND l\.granted"\s*)" AND l\.classid = \(\(\$1 >> 32\) & 4294967295\)::oid AND l\.objid = \(\$1 & 4294967295\)::oid"}{$1" AND \$1 IS NOT NULL"} | postgresql:issue23
-pglease-break-prefix | backends/postgresql/lease.c | s{(break_sql\[\] = "UPDATE %1\$s SET owner = NULL WHERE )name = \$1}{${1}pg_catalog.substr(name, 1, pg_catalog.length(\$1)) = \$1} | postgresql:issue23
-pglease-extend-after-expiry | backends/postgresql/lease.c | s{(extend_sql\[\][^;]*?owner = \$2::uuid) AND " PG_LIVE " }{$1 } | postgresql:issue23
-pglease-take-ignores-session | backends/postgresql/lease.c | s{ WHERE pg_catalog\.pg_try_advisory_xact_lock\(\$5::bigint\)}{} | postgresql:issue23
-pg-take-ignores-lease | backends/postgresql/conn.c | s{\(st->leased > 0\) == \(c->leases_seen != 0\)}{st->leased <= 0} | postgresql:issue23
-pg-list-creates-table | backends/postgresql/postgresql.c | s{rc = table_exists\(c\);}{rc = dlock__pg_create_table(c);} | postgresql:issue23
-pg-fresh-session-ours | backends/postgresql/conn.c | s{#define PG_OURS "pg_catalog\.current_setting\('dlock\.session', true\) = '%1\$s'"}{#define PG_OURS "COALESCE(NULLIF(pg_catalog.current_setting('dlock.session', true), ''), '%1\$s') = '%1\$s'"} | postgresql:issue23
+pg-grant-error-kept | backends/postgresql/postgresql.c | s{(static void give_back\(pg_conn \*c, const char \*key\)\s*\{)}{$1 if (key) return;} && s{int deadlock = is_conflict\(res\);}{int deadlock = dlock__pg_has_sqlstate(res, "40P01");} | postgresql:modes-errors-breaks
+pg-grant-error-kept-any | backends/postgresql/postgresql.c | s{(static void give_back\(pg_conn \*c, const char \*key\)\s*\{)}{$1 if (key) return;} | postgresql:modes-errors-breaks
+pglease-conflict-not-busy | backends/postgresql/lease.c | s{conflict \? conflict_status : DLOCK_EBACKEND}{DLOCK_EBACKEND} | postgresql:modes-errors-breaks
+pg-break-not-yet-ignored | backends/postgresql/postgresql.c | s{else if \(ended < found && still_held\)}{else if (0)} | postgresql:modes-errors-breaks
+pg-break-any-key | backends/postgresql/postgresql.c | s{(" WHERE l\.locktype = 'advisory' AND l\.objsubid = 1 AND l\.granted"\s*)" AND l\.classid = \(\(\$1 >> 32\) & 4294967295\)::oid AND l\.objid = \(\$1 & 4294967295\)::oid"}{$1" AND \$1 IS NOT NULL"} | postgresql:modes-errors-breaks
+pglease-break-prefix | backends/postgresql/lease.c | s{(break_sql\[\] = "UPDATE %1\$s SET owner = NULL WHERE )name = \$1}{${1}pg_catalog.substr(name, 1, pg_catalog.length(\$1)) = \$1} | postgresql:modes-errors-breaks
+pglease-extend-after-expiry | backends/postgresql/lease.c | s{(extend_sql\[\][^;]*?owner = \$2::uuid) AND " PG_LIVE " }{$1 } | postgresql:modes-errors-breaks
+pglease-take-ignores-session | backends/postgresql/lease.c | s{ WHERE pg_catalog\.pg_try_advisory_xact_lock\(\$5::bigint\)}{} | postgresql:modes-errors-breaks
+pg-take-ignores-lease | backends/postgresql/conn.c | s{\(st->leased > 0\) == \(c->leases_seen != 0\)}{st->leased <= 0} | postgresql:modes-errors-breaks
+pg-list-creates-table | backends/postgresql/postgresql.c | s{rc = table_exists\(c\);}{rc = dlock__pg_create_table(c);} | postgresql:modes-errors-breaks
+pg-fresh-session-ours | backends/postgresql/conn.c | s{#define PG_OURS "pg_catalog\.current_setting\('dlock\.session', true\) = '%1\$s'"}{#define PG_OURS "COALESCE(NULLIF(pg_catalog.current_setting('dlock.session', true), ''), '%1\$s') = '%1\$s'"} | postgresql:modes-errors-breaks
 # --- backends/mysql*.c: the session, the session lease, retry-once, the name mapping -----
 mysql-generation-frozen | backends/mysql/mysql.c | s{return c->lease \? 0 : c->session.generation;}{return 0;} | takeover@mysql:taken-away
 mysql-extend-any-session | backends/mysql/mysql.c | s{return c->lease \? 0 : c->session.generation;}{return 0;} && s{return c->db && dlock__session_holds\(&c->session, &l->base\);}{return c->db != NULL;} && s{IS_USED_LOCK\(\?\) = CONNECTION_ID\(\)\"}{IS_USED_LOCK(?) IS NOT NULL\"}g | takeover@mysql:taken-away
@@ -149,17 +150,30 @@ mysql-fence-not-bumped | backends/mysql/ops.c | s{ON DUPLICATE KEY UPDATE fence 
 # --- backends/mysql*.c, issue 23: the userinfo, durable commits, a late extend, one name per break, the modes
 mysql-url-userinfo-ends-at-the-query | backends/mysql/url.c | s{size_t len = strcspn\(authority, "/"\);}{size_t len = strcspn(authority, "/?");} | mysql:url
 mysql-url-key-across-the-last-at-shown | backends/mysql/url.c | s{if \(where < last_at\)\s*return 1;}{} | mysql:url
-mysql-flush-not-checked | backends/mysql/conn.c | s{if \(c->flush_at_commit == 1 \|\| c->url.flush_check_off\)}{if (1)} | mysql:issue23
-mysqllease-late-extend-revives | backends/mysql/ops.c | s{(\[OP_LEASE_EXTEND\][^\[]*?AND owner = \?) AND expires_at > " NOW_MS}{$1"} | mysql:issue23
-mysqllease-break-by-prefix | backends/mysql/ops.c | s{(\[OP_LEASE_BREAK\][^\[]*?)WHERE name = \?}{${1}WHERE name LIKE CONCAT(?, '%')} | mysql:issue23
+mysql-flush-not-checked | backends/mysql/conn.c | s{if \(c->flush_at_commit == 1 \|\| c->url.flush_check_off\)}{if (1)} | mysql:modes-and-durability
+mysqllease-late-extend-revives | backends/mysql/ops.c | s{(\[OP_LEASE_EXTEND\][^\[]*?AND owner = \?) AND expires_at > " NOW_MS}{$1"} | mysql:modes-and-durability
+mysqllease-break-by-prefix | backends/mysql/ops.c | s{(\[OP_LEASE_BREAK\][^\[]*?)WHERE name = \?}{${1}WHERE name LIKE CONCAT(?, '%')} | mysql:modes-and-durability
 # killed by chance: the race it opens showed in 2 of 300 rounds (in about half of the runs)
-mysql-break-before-the-lock-is-free | backends/mysql/ops.c | s{return killed_session_let_go\(c, name, p, id\);}{return 1;} | mysql:issue23
-mysql-session-ignores-lease-rows | backends/mysql/mysql.c | s{int lease_held = dlock__mysql_lease_row_holder\(c, name, NULL, 0\);}{int lease_held = 0;} | mysql:issue23
-mysqllease-ignores-session-locks | backends/mysql/lease.c | s{(int held = dlock__mysql_session_lock_holder\(c, l->server_name, &id\);\s*)if \(held <= 0\)}{${1}if (held <= 1)} | mysql:issue23
-mysql-fenced-get-lock-in-statement-binlog | backends/mysql/mysql.c | s{if \(c->fencing && !c->binlog_statement\) \{}{if (c->fencing) \{} | mysql:issue23_servers
-mysql-lease-check-needs-a-database | backends/mysql/lease.c | s{c->last_errno != ER_NO_SUCH_TABLE && c->last_errno != ER_NO_DB_ERROR &&}{c->last_errno != ER_NO_SUCH_TABLE && 1 &&} | mysql:issue23
+mysql-break-before-the-lock-is-free | backends/mysql/ops.c | s{return killed_session_let_go\(c, name, p, id\);}{return 1;} | mysql:modes-and-durability
+mysql-session-ignores-lease-rows | backends/mysql/mysql.c | s{int lease_held = dlock__mysql_lease_row_holder\(c, name, NULL, 0\);}{int lease_held = 0;} | mysql:modes-and-durability
+mysqllease-ignores-session-locks | backends/mysql/lease.c | s{(int held = dlock__mysql_session_lock_holder\(c, l->server_name, &id\);\s*)if \(held <= 0\)}{${1}if (held <= 1)} | mysql:modes-and-durability
+mysql-fenced-get-lock-in-statement-binlog | backends/mysql/mysql.c | s{if \(c->fencing && !c->binlog_statement\) \{}{if (c->fencing) \{} | mysql:private-servers
+mysql-lease-check-needs-a-database | backends/mysql/lease.c | s{c->last_errno != ER_NO_SUCH_TABLE && c->last_errno != ER_NO_DB_ERROR &&}{c->last_errno != ER_NO_SUCH_TABLE && 1 &&} | mysql:modes-and-durability
 # the poll sleeps on another clock than its condvar's: a wait that never ends (the tcase's timeout kills it)
-mysqllease-poll-on-the-wall-clock | backends/mysql/lease.c | s{clock_gettime\(CLOCK_MONOTONIC, &until\); /\* cancel_cv's clock}{clock_gettime(CLOCK_REALTIME, &until); /* cancel_cv's clock} | mysql:issue23_clock
+mysqllease-poll-on-the-wall-clock | backends/mysql/lease.c | s{clock_gettime\(CLOCK_MONOTONIC, &until\); /\* cancel_cv's clock}{clock_gettime(CLOCK_REALTIME, &until); /* cancel_cv's clock} | mysql:wall-clock
+# --- backends/zookeeper/: the owner and zxid check, the lowest sequence, the encoding, the records
+zk-extend-any-owner | backends/zookeeper/zookeeper.c | s{if \(stat\.ephemeralOwner != c->session_id \|\| \(uint64_t\)stat\.czxid != lock->base\.fence\)}{if (0)} | zookeeper:server
+zk-extend-any-czxid | backends/zookeeper/zookeeper.c | s{ \|\| \(uint64_t\)stat\.czxid != lock->base\.fence\)}{)} | zookeeper:server
+zk-granted-when-not-lowest | backends/zookeeper/zookeeper.c | s{if \(pred_seq >= 0\)\s*return WAIT_AGAIN;}{} | conformance@zookeeper:names zookeeper:server
+zk-lowest-by-name | backends/zookeeper/zookeeper.c | s{else if \(seq >= 0 && seq < own_seq && seq > pred_seq\)}{else if (seq >= 0 && strcmp(op->children[i], own) < 0 && seq > pred_seq)} | zookeeper:server
+zk-holder-not-lowest | backends/zookeeper/conn.c | s{if \(seq >= 0 && \(best < 0 \|\| seq < best_seq\)\)}{if (seq >= 0 && (best < 0 || seq > best_seq))} | zookeeper:server
+zk-encode-dot-plain | backends/zookeeper/url.c | s{(plain_byte\(unsigned char ch\)\s*\{[^\}]*?ch == '_' \|\| ch == '-')}{$1 || ch == '.'} | zookeeper:url
+zk-encode-slash-plain | backends/zookeeper/url.c | s{(plain_byte\(unsigned char ch\)\s*\{[^\}]*?ch == '_' \|\| ch == '-')}{$1 || ch == '/'} | zookeeper:url
+zk-encode-lower-hex | backends/zookeeper/url.c | s{"0123456789ABCDEF"}{"0123456789abcdef"} | zookeeper:url
+zk-record-put-unchecked | backends/zookeeper/ops.c | s{zoo_check_op_init\(&op->multi\[0\], a->own, 0\);}{zoo_check_op_init(&op->multi[0], a->own, -1);} && s{return zoo_amulti\(c->zh, 2, op->multi}{op->multi[0] = op->multi[1]; return zoo_amulti(c->zh, 1, op->multi} | zookeeper:server
+zk-session-loss-keeps-locks | backends/zookeeper/conn.c | s{c->stale_count = 0; /\* the ensemble deletes a closed session's nodes \*/\s*dlock__session_new\(&c->s\);}{c->stale_count = 0;} | zookeeper:server
+zk-socket-inherited | backends/zookeeper/io.c | s{if \(fd < 0 \|\| fd == c->cloexec_fd\)\s*return;}{return;} | zookeeper:server
+zk-waiter-granted-on-wake | backends/zookeeper/zookeeper.c | s{if \(rc == WAIT_AGAIN\)\s*rc = DLOCK_OK;}{if (rc == WAIT_AGAIN) { call->lease_start_ms = dlock__now_ms(); return DLOCK_OK; }} | zookeeper:server
 # --- backends/redis*.{c,h}: the owner token in every script, NX, the fence, the deadline, reloads
 redis-extend-any-owner | backends/redis/scripts.h | s{(define DLOCK_REDIS_EXTEND.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | takeover@redis:taken-away
 redis-release-any-owner | backends/redis/scripts.h | s{(define DLOCK_REDIS_RELEASE.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | takeover@redis:taken-away
@@ -167,14 +181,14 @@ redis-record-put-any-owner | backends/redis/scripts.h | s{(define DLOCK_REDIS_RE
 redis-record-get-any-owner | backends/redis/scripts.h | s{(define DLOCK_REDIS_RECORD_GET.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | redis:lock
 redis-acquire-retry-any-owner | backends/redis/scripts.h | s{(define DLOCK_REDIS_ACQUIRE.*?)if v and string\.sub\(v, 1, 32\) == string\.sub\(ARGV\[1\], 1, 32\) then}{${1}if v then}s | redis:lock
 redis-take-without-nx | backends/redis/scripts.h | s{, 'NX', 'PX', ARGV\[2\]\)}{, 'PX', ARGV[2])} | redis:lock
-redis-fence-not-bumped | backends/redis/scripts.h | s{local f = \(tonumber\(redis\.call\('GET', KEYS\[2\]\)\) or 0\) \+ 1}{local f = (tonumber(redis.call('GET', KEYS[2])) or 0)} | redis:issue23 redis:lock
-redis-fence-no-floor | backends/redis/scripts.h | s{if f < now then f = now end}{if f == 1 then f = now end} | redis:issue23
-redis-fence-retry-plain-incr | backends/redis/scripts.h | s{(if f then return tonumber\(f\) end\\n"\s*\\\s*"  )return fence\(\)}{${1}return redis.call('INCR', KEYS[2])} | redis:issue23
-redis-foreign-key-free | backends/redis/ops.c | s{int held = r\[1\]->type == REDIS_REPLY_INTEGER}{int held = parse_value(r[0], info) && r[1]->type == REDIS_REPLY_INTEGER} | redis:issue23
-redis-extend-before-owner-check | backends/redis/scripts.h | s{(define DLOCK_REDIS_EXTEND\s*\\\s*)"local v = redis\.call\('GET', KEYS\[1\]\)\\n"}{$1"redis.call('PEXPIRE', KEYS[1], ARGV[2])\\n" "local v = redis.call('GET', KEYS[1])\\n"} | redis:issue23
+redis-fence-not-bumped | backends/redis/scripts.h | s{local f = \(tonumber\(redis\.call\('GET', KEYS\[2\]\)\) or 0\) \+ 1}{local f = (tonumber(redis.call('GET', KEYS[2])) or 0)} | redis:fences-and-foreign-keys redis:lock
+redis-fence-no-floor | backends/redis/scripts.h | s{if f < now then f = now end}{if f == 1 then f = now end} | redis:fences-and-foreign-keys
+redis-fence-retry-plain-incr | backends/redis/scripts.h | s{(if f then return tonumber\(f\) end\\n"\s*\\\s*"  )return fence\(\)}{${1}return redis.call('INCR', KEYS[2])} | redis:fences-and-foreign-keys
+redis-foreign-key-free | backends/redis/ops.c | s{int held = r\[1\]->type == REDIS_REPLY_INTEGER}{int held = parse_value(r[0], info) && r[1]->type == REDIS_REPLY_INTEGER} | redis:fences-and-foreign-keys
+redis-extend-before-owner-check | backends/redis/scripts.h | s{(define DLOCK_REDIS_EXTEND\s*\\\s*)"local v = redis\.call\('GET', KEYS\[1\]\)\\n"}{$1"redis.call('PEXPIRE', KEYS[1], ARGV[2])\\n" "local v = redis.call('GET', KEYS[1])\\n"} | redis:fences-and-foreign-keys
 redis-release-retry-any-free | backends/redis/scripts.h | s{"if not v and redis\.call\('GET', KEYS\[2\]\) == ARGV\[3\] then return 2 end\\n"}{"if not v then return 2 end\\n"} | redis:lost-replies
 redis-release-retry-held-by-another | backends/redis/scripts.h | s{"if not v and redis\.call\('GET', KEYS\[2\]\) == ARGV\[3\]}{"if redis.call('GET', KEYS[2]) == ARGV[3]} | redis:lost-replies
-redis-release-free-without-resend | backends/redis/redis.c | s{\(ours == 2 && c->resent\)}{(ours == 2)} | redis:issue23
+redis-release-free-without-resend | backends/redis/redis.c | s{\(ours == 2 && c->resent\)}{(ours == 2)} | redis:fences-and-foreign-keys
 redis-break-retry-says-free | backends/redis/scripts.h | s{"if redis\.call\('GET', KEYS\[2\]\) == ARGV\[2\] then return 1 end\\n"}{""} | redis:lost-replies
 redis-deadline-per-read | backends/redis/io.c | s{if \(!\*blocking_read\) \{}{if (0) \{} | redis:lost-replies
 redis-release-no-publish | backends/redis/scripts.h | s{"  redis\.call\('PUBLISH', ARGV\[2\], 'released'\)\\n"}{""} | redis:lock
@@ -415,6 +429,7 @@ needs_backend() {
         mysql | mysqllease) echo MYSQL ;;
         redis) echo REDIS ;;
         etcd) echo ETCD ;;
+        zk) echo ZOOKEEPER ;;
     esac
 }
 

@@ -123,6 +123,32 @@ START_TEST(session_timeout_caps_the_lease)
 }
 END_TEST
 
+/* A store that grants a shorter lease than asked (ZooKeeper clamps its
+ * session timeout): the lease clock follows the grant, on acquire and on
+ * every extend, and goes back to the TTL when the store grants it whole. */
+START_TEST(granted_lease_caps_one_lock)
+{
+    fake.granted_ms = 300;
+    dlock_lock *l = take("a", 5000);
+    ck_assert_int_le(dlock_remaining_ms(l), 300);
+    ck_assert_int_gt(dlock_remaining_ms(l), 100);
+    fake.granted_ms = 0;
+    dlock_lock *other = take("b", 5000); /* the cap is per lock */
+    ck_assert_int_gt(dlock_remaining_ms(other), 4000);
+    fake.granted_ms = 200;
+    ck_assert_int_eq(dlock_extend(l, 5000), DLOCK_OK);
+    ck_assert_int_le(dlock_remaining_ms(l), 200);
+    dlt_sleep_ms(250);
+    ck_assert_int_eq(dlock_remaining_ms(l), 0);
+    ck_assert_int_eq(dlock_extend(l, 5000), DLOCK_ELOST);
+    ck_assert_int_eq(dlock_release(l), DLOCK_ELOST);
+    fake.granted_ms = 0;
+    ck_assert_int_eq(dlock_extend(other, 5000), DLOCK_OK);
+    ck_assert_int_gt(dlock_remaining_ms(other), 4000);
+    ck_assert_int_eq(dlock_release(other), DLOCK_OK);
+}
+END_TEST
+
 /* --- deadlines ---------------------------------------------------------------------- */
 
 START_TEST(every_call_has_a_deadline)
@@ -592,6 +618,7 @@ int main(void)
     tcase_add_test(t, extend_renews_from_its_own_send_time);
     tcase_add_test(t, store_says_lost);
     tcase_add_test(t, session_timeout_caps_the_lease);
+    tcase_add_test(t, granted_lease_caps_one_lock);
     suite_add_tcase(s, t);
     t = tcase_create("deadlines");
     tcase_add_checked_fixture(t, setup, teardown);
@@ -627,7 +654,7 @@ int main(void)
     tcase_add_test(t, store_time_is_the_backends);
     tcase_add_test(t, record_on_a_lost_lock_is_elost);
     suite_add_tcase(s, t);
-    t = tcase_create("issue23");
+    t = tcase_create("slow-extend");
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_add_test(t, slow_extend_counts_from_the_send);
     suite_add_tcase(s, t);

@@ -2638,7 +2638,7 @@ static Suite *mysql_suite(int with_server)
     tcase_add_test(tc, session_list_break_and_records);
     suite_add_tcase(s, tc);
 
-    tc = tcase_create("issue10");
+    tc = tcase_create("stalls-and-waits");
     tcase_add_checked_fixture(tc, integration_setup, NULL);
     tcase_set_timeout(tc, 90);
     tcase_add_test(tc, wait_longer_than_the_ttl_yields_a_full_lease);
@@ -2648,7 +2648,7 @@ static Suite *mysql_suite(int with_server)
     tcase_add_test(tc, a_stopped_server_bounds_extend_and_cancel);
     suite_add_tcase(s, tc);
 
-    tc = tcase_create("issue23");
+    tc = tcase_create("modes-and-durability");
     tcase_add_checked_fixture(tc, wave_setup, flush_restore);
     tcase_set_timeout(tc, 90);
     tcase_add_test(tc, takes_refused_without_durable_commits);
@@ -2662,14 +2662,14 @@ static Suite *mysql_suite(int with_server)
 
     /* The wall clock, alone: a wait that sleeps on the wrong clock never
      * ends, and this short timeout says so. */
-    tc = tcase_create("issue23_clock");
+    tc = tcase_create("wall-clock");
     tcase_add_checked_fixture(tc, wave_setup, NULL);
     tcase_set_timeout(tc, 20);
     tcase_add_test(tc, lease_wait_ignores_a_wall_clock_step);
     suite_add_tcase(s, tc);
 
-    /* Issue 23 on private servers of their own (a binary log, kill -9). */
-    tc = tcase_create("issue23_servers");
+    /* On private servers of their own (a binary log, kill -9). */
+    tc = tcase_create("private-servers");
     tcase_add_checked_fixture(tc, wave_setup, NULL);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, fencing_keeps_get_lock_out_of_a_statement_binlog);

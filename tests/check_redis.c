@@ -1008,7 +1008,7 @@ static Suite *redis_suite(void)
     tcase_add_test(t, server_restart_loses_lock);
     tcase_add_test(t, stopped_server_calls_return);
     suite_add_tcase(s, t);
-    t = tcase_create("issue23");
+    t = tcase_create("fences-and-foreign-keys");
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_set_timeout(t, 40);
     tcase_add_test(t, fence_survives_a_crash_and_an_old_snapshot);

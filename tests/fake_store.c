@@ -92,6 +92,7 @@ static int fake_acquire(struct dlock_conn *conn, const char *name, uint32_t ttl_
     struct dlock_held *state = calloc(1, sizeof *state);
     if (!state)
         return dlock__error(DLOCK_ENOMEM, "out of memory");
+    state->granted_ms = fake.granted_ms;
     atomic_fetch_add(&fake.live_locks, 1);
     *lock_out = state;
     return DLOCK_OK;
@@ -101,7 +102,6 @@ static int fake_extend(struct dlock_conn *conn, struct dlock_held *lock, const c
                        struct dlock_call *call)
 {
     (void)conn;
-    (void)lock;
     (void)ttl_ms;
     record(call);
     atomic_fetch_add(&fake.extends, 1);
@@ -109,6 +109,7 @@ static int fake_extend(struct dlock_conn *conn, struct dlock_held *lock, const c
         pause_for(fake.extend_takes_ms, 0);
     if (fake.extend_status != DLOCK_OK)
         return dlock__error(fake.extend_status, "fake: extend of '%s' answers %d", name, fake.extend_status);
+    lock->granted_ms = fake.granted_ms;
     return DLOCK_OK;
 }
 

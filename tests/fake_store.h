@@ -20,6 +20,7 @@ struct fake_store {
     int64_t acquire_takes_ms; /* acquire answers this long after it was called */
     int64_t grant_at_ms;      /* > 0: report the lease started this long after the call */
     int acquire_blocks;       /* acquire waits until dlock_cancel() (or acquire_takes_ms) */
+    uint32_t granted_ms;      /* acquire and extend grant this lease (0: as asked) */
     int extend_status;
     int64_t extend_takes_ms;
     int release_status;

@@ -18,7 +18,7 @@
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 
-STORES="sqlite pg mysql redis etcd pgbouncer"
+STORES="sqlite pg mysql redis etcd pgbouncer zookeeper"
 
 die() { echo "servers.sh: $*" >&2; exit 1; }
 
@@ -80,6 +80,15 @@ start_etcd() {
     eval "$env"
     urls="$urls $DLOCK_TEST_ETCD_URL"
     bench_urls="$bench_urls $DLOCK_TEST_ETCD_URL"
+}
+
+# ZooKeeper: a three-server ensemble on loopback (tests/zookeeper-server.sh).
+start_zookeeper() {
+    env=$("$src/tests/zookeeper-server.sh" start "$dir/zookeeper")
+    echo "$env"
+    eval "$env"
+    urls="$urls $DLOCK_TEST_ZK_URL"
+    bench_urls="$bench_urls $DLOCK_TEST_ZK_URL"
 }
 
 # Stop functions: by default tests/STORE-server.sh stop DIR/STORE.

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -14,7 +15,10 @@
 
 static void post(heartbeat *hb, char kind, int status)
 {
-    struct heartbeat_event ev = {kind, status};
+    struct heartbeat_event ev;
+    memset(&ev, 0, sizeof ev); /* no uninitialized padding through the pipe (valgrind) */
+    ev.kind = kind;
+    ev.status = status;
     if (status != DLOCK_OK) {
         pthread_mutex_lock(&hb->mutex);
         snprintf(hb->error, sizeof hb->error, "%s", dlock_last_error());
@@ -47,7 +51,12 @@ static void *heartbeat_main(void *arg)
     post(hb, HB_ACQUIRED, rc);
     if (rc != DLOCK_OK)
         return NULL;
-    int64_t interval = hb->ttl_ms / 3 ? hb->ttl_ms / 3 : 1;
+    /* A third of the lease the store granted, which may be shorter than
+     * the TTL asked (SPEC "The granted lease"). */
+    int64_t lease = dlock_remaining_ms(hb->lock);
+    if (lease <= 0 || lease > (int64_t)hb->ttl_ms)
+        lease = hb->ttl_ms;
+    int64_t interval = lease / 3 ? lease / 3 : 1;
     int64_t retry = interval / 3 ? interval / 3 : 1;
     int64_t next = cli_now_ms() + interval;
     int lost = 0;

@@ -194,19 +194,7 @@ static int statement_wanted(const pg_conn *c, const struct pg_statement *st)
 /* The SQL of a statement for this session (malloc'ed), NULL: no memory. */
 static char *statement_sql(const pg_conn *c, const struct pg_statement *st)
 {
-    size_t len = strlen(st->sql) * 2 + 256;
-    char *sql = malloc(len);
-    if (sql) {
-#if defined(__GNUC__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-nonliteral"
-#endif
-        snprintf(sql, len, st->sql, c->token, c->table, PG_LEASE_TABLE);
-#if defined(__GNUC__)
-#pragma GCC diagnostic pop
-#endif
-    }
-    return sql;
+    return dlock__format_alloc(st->sql, c->token, c->table, PG_LEASE_TABLE);
 }
 
 /* --- sessions ------------------------------------------------------------------------ */
@@ -255,19 +243,7 @@ static char *settings_for(const pg_conn *c, PGconn *pg)
 {
     const char *fmt =
         PQserverVersion(pg) >= PG_TRANSACTION_TIMEOUT_VERSION ? session_settings_17_sql : session_settings_sql;
-    size_t len = strlen(fmt) + PG_TOKEN_HEX + 16;
-    char *sql = malloc(len);
-    if (sql) {
-#if defined(__GNUC__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-nonliteral"
-#endif
-        snprintf(sql, len, fmt, c->token);
-#if defined(__GNUC__)
-#pragma GCC diagnostic pop
-#endif
-    }
-    return sql;
+    return dlock__format_alloc(fmt, c->token);
 }
 
 /* The settings' answer: the token is ours, else another client set this

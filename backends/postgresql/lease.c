@@ -97,19 +97,7 @@ static int hot_statement(const char *fmt)
 
 static char *format_sql(const pg_conn *c, const char *fmt)
 {
-    size_t len = strlen(fmt) + 2 * PG_TABLE_MAX + 1;
-    char *sql = malloc(len);
-    if (sql) {
-#if defined(__GNUC__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-nonliteral"
-#endif
-        snprintf(sql, len, fmt, c->table);
-#if defined(__GNUC__)
-#pragma GCC diagnostic pop
-#endif
-    }
-    return sql;
+    return dlock__format_alloc(fmt, c->table);
 }
 
 static const char *table_text(const pg_conn *c, char *buf, size_t len)
@@ -502,14 +490,7 @@ int dlock__pg_leased_holder(pg_conn *c, const char *name, char *buf, size_t bufl
     if (!c->leases_seen)
         return 0;
     char sql[sizeof holder_sql + PG_TABLE_MAX];
-#if defined(__GNUC__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-nonliteral"
-#endif
-    snprintf(sql, sizeof sql, holder_sql, PG_LEASE_TABLE);
-#if defined(__GNUC__)
-#pragma GCC diagnostic pop
-#endif
+    dlock__format_into(sql, sizeof sql, holder_sql, PG_LEASE_TABLE);
     const char *values[1] = {name};
     const int lengths[1] = {(int)strlen(name)};
     PGresult *res = dlock__pg_exec(c, sql, 1, types_name_owner, values, lengths, NULL);
@@ -623,14 +604,7 @@ int dlock__pg_lease_break(pg_conn *c, const char *name)
 int dlock__pg_lease_break_default(pg_conn *c, const char *name)
 {
     char sql[sizeof break_sql + PG_TABLE_MAX];
-#if defined(__GNUC__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-nonliteral"
-#endif
-    snprintf(sql, sizeof sql, break_sql, PG_LEASE_TABLE);
-#if defined(__GNUC__)
-#pragma GCC diagnostic pop
-#endif
+    dlock__format_into(sql, sizeof sql, break_sql, PG_LEASE_TABLE);
     const char *values[1] = {name};
     const int lengths[1] = {(int)strlen(name)};
     PGresult *res = dlock__pg_exec(c, sql, 1, types_name_owner, values, lengths, NULL);

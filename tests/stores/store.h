@@ -22,7 +22,8 @@
 /* Capability bits (dlt_store.caps() of a URL: a URL option may change them). */
 enum {
     /* The lock ends with the holder's connection or session: a holder that
-     * exits frees it at once (PostgreSQL/MySQL session mode, ZooKeeper). */
+     * exits frees it at once (PostgreSQL/MySQL session mode; not ZooKeeper,
+     * whose session outlives a killed process until its timeout). */
     DLT_RELEASES_ON_EXIT = 1u << 0,
     /* dlock_fence() gives a token at this URL without further options. */
     DLT_FENCES = 1u << 1,
@@ -62,6 +63,9 @@ struct dlt_store {
     /* How late after its TTL a silent holder's lock may be freed: the
      * store's granularity (whole seconds, a session tick) plus slack. */
     int64_t expiry_slack_ms;
+    /* The longest lease the test server grants (SPEC "The granted lease":
+     * ZooKeeper's maxSessionTimeout); 0: any TTL is granted whole. */
+    int64_t max_lease_ms;
     /* For made-up URLs of the same kind: the default port (NULL: no network)
      * and what follows host:port/ ("postgres", "0", ""). */
     const char *default_port;

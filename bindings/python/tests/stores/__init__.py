@@ -9,6 +9,10 @@ One module per backend, named as dlock's backend() names it, with:
   refused_logins(url)  URLs of the same server that it answers with a refused
                        login (a wrong password, an unknown database); [] for a
                        store without logins
+and optionally:
+  LEASE_SET_AT_ACQUIRE an extend cannot lengthen the lease the acquire got
+  MAX_LEASE_SECONDS    the longest lease the test server grants
+  MIN_LEASE_SECONDS    the shortest (a shorter TTL is InvalidArgument)
 """
 import urllib.parse
 
