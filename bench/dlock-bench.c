@@ -92,6 +92,10 @@ static int run_raw(const char *backend, const char *url, long cycles, double *el
     if (strcmp(backend, "redis") == 0)
         return bench_raw_redis(url, cycles, elapsed);
 #endif
+#ifdef BENCH_RAW_ETCD
+    if (strcmp(backend, "etcd") == 0)
+        return bench_raw_etcd(url, cycles, elapsed);
+#endif
 #ifdef BENCH_RAW_ZOOKEEPER
     if (strcmp(backend, "zookeeper") == 0)
         return bench_raw_zookeeper(url, cycles, elapsed);
@@ -280,6 +284,12 @@ static const struct raw_ops *raw_ops_for(const char *backend, const char *url)
                                       bench_raw_redis_close};
     if (strcmp(backend, "redis") == 0)
         return &rd;
+#endif
+#ifdef BENCH_RAW_ETCD
+    static const struct raw_ops et = {bench_raw_etcd_open, bench_raw_etcd_lock, bench_raw_etcd_unlock,
+                                      bench_raw_etcd_close};
+    if (strcmp(backend, "etcd") == 0)
+        return &et;
 #endif
 #ifdef BENCH_RAW_ZOOKEEPER
     static const struct raw_ops zk = {bench_raw_zookeeper_open, bench_raw_zookeeper_lock, bench_raw_zookeeper_unlock,

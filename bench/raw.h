@@ -40,6 +40,13 @@ void *bench_raw_redis_open(const char *url);
 int bench_raw_redis_lock(void *session, int wait);
 int bench_raw_redis_unlock(void *session);
 void bench_raw_redis_close(void *session);
+/* etcd: grant, guarded put + range, delete, revoke (the work of a libdlock
+ * cycle); the waiter watches the holder's key for its deletion. */
+int bench_raw_etcd(const char *url, long cycles, double *elapsed_s);
+void *bench_raw_etcd_open(const char *url);
+int bench_raw_etcd_lock(void *session, int wait);
+int bench_raw_etcd_unlock(void *session);
+void bench_raw_etcd_close(void *session);
 /* ZooKeeper: the recipe's round trips on one session (create an ephemeral
  * sequential node, list the folder, delete it); the waiter watches the
  * holder's node and is woken by its deletion. */

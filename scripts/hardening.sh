@@ -34,7 +34,7 @@ set -uo pipefail
 
 src=$(cd "$(dirname "$0")/.." && pwd)
 all_steps=(sanitizers valgrind tsan fuzz cppcheck clang-tidy)
-fuzz_targets=(url duration names mysql redis zookeeper)
+fuzz_targets=(url duration names mysql redis etcd zookeeper)
 fuzz_seconds=${DLOCK_FUZZ_SECONDS:-60}
 jobs=${DLOCK_HARDENING_JOBS:-2}
 
@@ -262,6 +262,9 @@ fuzz_build() {
     mysql) extra=(-I"$src/backends" "$src/backends/mysql/url.c" -lcrypto) ;;
     # The Redis URL parser likewise (no hiredis).
     redis) extra=(-I"$src/backends" "$src/backends/redis/url.c") ;;
+    # etcd's URLs, keys and base64 (backends/etcd/url.c) and its JSON reading
+    # (json.c, json-c loaded at first use) come from the core itself.
+    etcd) extra=(-I"$src/backends") ;;
     # The ZooKeeper URL parser and name encoding likewise (no C client).
     zookeeper) extra=(-I"$src/backends" "$src/backends/zookeeper/url.c") ;;
     esac

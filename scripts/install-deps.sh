@@ -7,6 +7,7 @@ base="build-essential autoconf automake libtool pkg-config libsqlite3-dev"
 full="$base check sqlite3 libpq-dev postgresql-15 postgresql-client-15 \
  mariadb-server mariadb-client libmariadb-dev clang valgrind procps \
  redis-server redis-tools libhiredis-dev pgbouncer \
+ etcd-server etcd-client libcurl4-openssl-dev libjson-c-dev \
  zookeeper libzookeeper-st-dev \
  debhelper dpkg-dev lintian man-db groff-base python3 hyperfine util-linux faketime"
 pkgs=$full

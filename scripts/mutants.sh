@@ -13,7 +13,7 @@
 # Usage: scripts/mutants.sh [OPTIONS] [NAME...]
 #   NAME...          only these mutants (default: all of them)
 #   --all            all of them (the default; for symmetry with --ci)
-#   --backend B      only the mutants of B: core, sha256, sqlite, pg, pglease, mysql, mysqllease, redis, zk, tool, ops (repeatable)
+#   --backend B      only the mutants of B: core, sha256, sqlite, pg, pglease, mysql, mysqllease, redis, etcd, zk, tool, ops (repeatable)
 #   --ci             a rotating subset that fits CI's budget: the mutants
 #                    whose position in the list, modulo DLOCK_MUTANTS_CI_SHARDS
 #                    (default 2), equals the day number (days since the
@@ -195,6 +195,19 @@ redis-release-no-publish | backends/redis/scripts.h | s{"  redis\.call\('PUBLISH
 redis-round-trip-without-deadline | backends/redis/io.c | s{if \(call->deadline_ms < end\)\s*end = call->deadline_ms;}{} | redis:faults
 redis-noscript-not-reloaded | backends/redis/io.c | s{pass == 0 && strncmp\(\(\*reply\)->str, "NOSCRIPT", 8\) == 0\)}{pass == 0 && 0)} | redis:faults
 redis-dead-connection-not-replaced | backends/redis/io.c | s{if \(rc == DLOCK_OK \|\| fresh \|\| attempt > 0 \|\| dlock__redis_left_ms\(call\) <= 0\)}{if (1)} | redis:faults
+# --- backends/etcd/: the lowest-revision predicate, the creation-revision compares, the key encoding
+etcd-lowest-always | backends/etcd/etcd.c | s{return own_create <= other_create;}{return 1;} | etcd:etcdctl conformance@etcd:names
+etcd-highest-holds | backends/etcd/etcd.c | s{return own_create <= other_create;}{return own_create >= other_create;} | etcd:etcdctl
+etcd-extend-no-key-check | backends/etcd/etcd.c | s{if \(!p\.own_found \|\| p\.own_create != \(int64_t\)lock->base\.fence \|\| p\.own_lease != lock->lease\)}{if (0)} | etcd:etcdctl takeover@etcd:taken-away
+etcd-extend-create-unchecked | backends/etcd/etcd.c | s{if \(!p\.own_found \|\| p\.own_create != \(int64_t\)lock->base\.fence \|\| p\.own_lease != lock->lease\)}{if (!p.own_found)} | etcd:etcdctl
+etcd-release-unguarded | backends/etcd/etcd.c | s{(static int etcd_release.*?)dlock__etcd_txn\(dlock__etcd_array\(dlock__etcd_cmp_create\(lock->key, \(int64_t\)lock->base\.fence\), NULL\),}{${1}dlock__etcd_txn(NULL,}s | etcd:etcdctl takeover@etcd:taken-away
+etcd-move-lease-unguarded | backends/etcd/etcd.c | s{(static int move_lease.*?)dlock__etcd_txn\(dlock__etcd_array\(dlock__etcd_cmp_create\(lock->key, \(int64_t\)lock->base\.fence\), NULL\),}{${1}dlock__etcd_txn(NULL,}s | etcd:etcdctl
+etcd-records-unguarded | backends/etcd/ops.c | s{dlock__etcd_txn\(dlock__etcd_array\(dlock__etcd_cmp_create\(lock->key, \(int64_t\)lock->base\.fence\), NULL\),}{dlock__etcd_txn(NULL,} | etcd:etcdctl
+etcd-waiter-no-recheck | backends/etcd/etcd.c | s{p->lowest = p->own_found;}{p->lowest = 1;} && s{if \(rc == DLOCK_ELOST\)\s*return AGAIN;}{if (rc == DLOCK_ELOST) rc = DLOCK_OK;} && s{if \(rc == DLOCK_OK && \(!p->own_found \|\| p->own_create != \(int64_t\)lock->base\.fence\)\)\s*return AGAIN;}{} | etcd:waiter-lease
+etcd-fence-not-create-revision | backends/etcd/etcd.c | s{lock->base\.fence = \(uint64_t\)p->own_create;}{lock->base.fence = (uint64_t)p->revision + 1;} | etcd:etcdctl
+etcd-slash-not-escaped | backends/etcd/url.c | s{return ch == '%' \|\| ch == '/' \|\|}{return ch == '%' ||} | etcd:units
+etcd-escape-not-one-spelling | backends/etcd/url.c | s{\|\| !escaped\(\(unsigned char\)\(hi << 4 \| lo\)\)}{} | etcd:units
+etcd-request-without-deadline | backends/etcd/io.c | s{return call->deadline_ms < cap \? call->deadline_ms : cap;}{return cap;} | etcd:member-stop
 # --- tools/: the timing decisions of dlock run, and what it says -----------------------
 tool-lease-not-watched | tools/run_policy.c | s{!s->release_asked && now >= s->lease_ends_at\)}{!s->release_asked && 0)} | run_policy
 tool-no-sigkill | tools/run_policy.c | s{if \(s->job_running && s->kill_at >= 0 && now >= s->kill_at\)}{if (0)} | run_policy
@@ -230,6 +243,9 @@ ops-history-keep-unbounded | lib/client.c | s{rc = c->backend->history_add\(c->c
 EOF
 }
 # Not in the list, on purpose (equivalent mutants: no behaviour can tell):
+# - etcd's "put only if absent" compare on the own key: the key's name holds
+#   its own new lease's ID, so nobody else can have written it first; the
+#   compare only makes a retried put (after a lost answer) harmless.
 # - the backends' own generation checks in extend and release: the core
 #   marks every lock of an earlier session lost after the call that replaced
 #   it (session_generation), so the backend's check is never reached with
@@ -420,6 +436,7 @@ needs_backend() {
         pg | pglease) echo POSTGRESQL ;;
         mysql | mysqllease) echo MYSQL ;;
         redis) echo REDIS ;;
+        etcd) echo ETCD ;;
         zk) echo ZOOKEEPER ;;
     esac
 }

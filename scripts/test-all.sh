@@ -12,7 +12,7 @@ build=$src/_build
 rm -rf "$build"
 mkdir -p "$build"
 cd "$build"
-"$src/configure" --with-sqlite=yes --with-postgresql=yes --with-mysql=yes --with-redis=yes --with-zookeeper=yes --enable-werror >/dev/null
+"$src/configure" --with-sqlite=yes --with-postgresql=yes --with-mysql=yes --with-redis=yes --with-etcd=yes --with-zookeeper=yes --enable-werror >/dev/null
 make -j2 >/dev/null
 
 # A second compiler must be as clean as the first.

@@ -18,7 +18,7 @@
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 
-STORES="sqlite pg mysql redis pgbouncer zookeeper"
+STORES="sqlite pg mysql redis etcd pgbouncer zookeeper"
 
 die() { echo "servers.sh: $*" >&2; exit 1; }
 
@@ -70,6 +70,16 @@ start_redis() {
     eval "$env"
     urls="$urls $DLOCK_TEST_REDIS_URL"
     bench_urls="$bench_urls $DLOCK_TEST_REDIS_URL"
+}
+
+# etcd: a three-member cluster (and a single member with authentication,
+# for check_etcd and the refused login); the suites run on the cluster.
+start_etcd() {
+    env=$("$src/tests/etcd-server.sh" start "$dir/etcd")
+    echo "$env"
+    eval "$env"
+    urls="$urls $DLOCK_TEST_ETCD_URL"
+    bench_urls="$bench_urls $DLOCK_TEST_ETCD_URL"
 }
 
 # ZooKeeper: a three-server ensemble on loopback (tests/zookeeper-server.sh).

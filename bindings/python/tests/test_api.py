@@ -190,9 +190,9 @@ class OpenTest(unittest.TestCase):
 
     def test_scheme_not_built_in(self):
         with self.assertRaises(dlock.NotSupported) as cm:
-            dlock.Client("etcd://127.0.0.1/0")
+            dlock.Client("consul://127.0.0.1/0")
         self.assertEqual(cm.exception.status, dlock.ENOTSUP)
-        self.assertIn("etcd", cm.exception.detail)
+        self.assertIn("consul", cm.exception.detail)
 
     def test_url_with_nul_or_bad_type(self):
         with self.assertRaises(dlock.InvalidArgument):

@@ -1,0 +1,810 @@
+/*
+ * The etcd backend against a real three-member cluster
+ * (tests/etcd-server.sh): the URL parser, the key encoding with vectors,
+ * keys written by etcdctl read by libdlock and back, and the real faults of
+ * issue 22: the leader killed (kill -9) and stopped (SIGSTOP) while a lock
+ * is held, the member the holder talks to stopped, a stopped holder, a
+ * lease revoked and a key deleted with etcdctl, a waiter whose lease ends
+ * while it waits, and no quorum.
+ *
+ * Needs DLOCK_TEST_ETCD_URL and DLOCK_TEST_ETCD_DIR (skips without them,
+ * fails when DLOCK_TEST_REQUIRE names etcd or all).  The fault tests stop
+ * and kill members; each test's teardown brings the whole cluster back.
+ */
+#include "config.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "etcd/url.h"
+#include "internal.h"
+
+static const char *url;
+static char *name;
+static dlock_client *client;
+
+/* --- helpers ---------------------------------------------------------------------------- */
+
+static void resume_cluster(void);
+
+static void setup(void)
+{
+    resume_cluster(); /* a failed test's teardown does not run */
+    ck_assert_msg(dlock_open(url, &client) == DLOCK_OK, "%s", dlock_last_error());
+    name = dlt_unique_name("etcd");
+}
+
+/* Every member running again and a leader elected. */
+static void resume_cluster(void)
+{
+    const char *src = getenv("top_srcdir"), *dir = getenv("DLOCK_TEST_ETCD_DIR");
+    ck_assert_msg(dir != NULL, "DLOCK_TEST_ETCD_DIR is not set");
+    char cmd[8400];
+    snprintf(cmd, sizeof cmd, "'%s/tests/etcd-server.sh' resume '%s' >/dev/null", src ? src : "..", dir);
+    ck_assert_int_eq(dlt_system(cmd), 0);
+}
+
+static void teardown(void)
+{
+    dlock_close(client);
+    client = NULL;
+    free(name);
+    resume_cluster();
+}
+
+/* etcdctl with the cluster's endpoints: its standard output (trimmed) into
+ * out, its exit status returned. */
+static int ctl(char *out, size_t outlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int ctl(char *out, size_t outlen, const char *fmt, ...)
+{
+    char args[2048], cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "ETCDCTL_API=3 etcdctl --endpoints='%s' --command-timeout=5s %s 2>/dev/null",
+             getenv("DLOCK_TEST_ETCD_ENDPOINTS"), args);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t n = out ? fread(out, 1, outlen - 1, p) : 0;
+    if (out) {
+        out[n] = '\0';
+        while (n && (out[n - 1] == '\n' || out[n - 1] == ' '))
+            out[--n] = '\0';
+    } else {
+        char sink[4096];
+        while (fread(sink, 1, sizeof sink, p) > 0) {
+        }
+    }
+    int status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+/* The pid of member n (1..3) from its pid file (a restart changes it). */
+static pid_t member_pid(int n)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/m%d.pid", getenv("DLOCK_TEST_ETCD_DIR"), n);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    long pid = -1;
+    ck_assert_int_eq(fscanf(f, "%ld", &pid), 1);
+    fclose(f);
+    return (pid_t)pid;
+}
+
+/* The member (1..3) that leads now, as `etcdctl endpoint status` says. */
+static int leader_member(void)
+{
+    for (int tries = 0; tries < 50; tries++) {
+        char out[8192];
+        ctl(out, sizeof out, "--command-timeout=1s endpoint status -w json");
+        for (int n = 1; n <= 3; n++) {
+            char var[32], want[64];
+            snprintf(var, sizeof var, "DLOCK_TEST_ETCD_EP%d", n);
+            snprintf(want, sizeof want, "\"Endpoint\":\"%s\"", getenv(var));
+            const char *e = strstr(out, want), *m = e ? strstr(e, "\"member_id\":") : NULL;
+            const char *l = e ? strstr(e, "\"leader\":") : NULL;
+            if (m && l && strtoull(m + 12, NULL, 10) == strtoull(l + 9, NULL, 10) && strtoull(l + 9, NULL, 10))
+                return n;
+        }
+        dlt_sleep_ms(100);
+    }
+    ck_abort_msg("no leader found");
+    return 0;
+}
+
+/* The key of the lowest contender of `n` and its lease (decimal). */
+static int lowest(const char *n, int index, char *key, size_t keylen, char *lease, size_t leaselen)
+{
+    char out[8192], prefix[DLOCK_ETCD_KEY_MAX];
+    dlock__etcd_name_prefix("dlock", n, prefix);
+    ctl(out, sizeof out, "get --prefix '%s' --sort-by=CREATE --order=ASCEND -w fields", prefix);
+    const char *k = out;
+    for (int i = 0; i <= index; i++) {
+        k = strstr(k, "\"Key\" : \"");
+        if (!k)
+            return 0;
+        k += 9;
+    }
+    snprintf(key, keylen, "%.*s", (int)strcspn(k, "\""), k);
+    const char *l = strstr(k, "\"Lease\" : ");
+    ck_assert_ptr_nonnull(l);
+    snprintf(lease, leaselen, "%llx", strtoull(l + 10, NULL, 10));
+    return 1;
+}
+
+static uint64_t fence_of(dlock_lock *l)
+{
+    uint64_t token = 0;
+    ck_assert_int_eq(dlock_fence(l, &token), DLOCK_OK);
+    ck_assert_uint_gt(token, 0);
+    return token;
+}
+
+/* Another client may not take `n` now. */
+static void nobody_else_gets(const char *n)
+{
+    dlock_client *other = NULL;
+    ck_assert_msg(dlock_open(url, &other) == DLOCK_OK, "%s", dlock_last_error());
+    dlock_lock *l = NULL;
+    int rc = dlock_acquire(other, n, 5000, 0, &l);
+    ck_assert_msg(rc == DLOCK_EBUSY, "another client: %d %s", rc, dlock_last_error());
+    dlock_close(other);
+}
+
+/* --- URLs and keys (no server) ------------------------------------------------------- */
+
+START_TEST(url_forms)
+{
+    struct dlock_etcd_url u;
+    ck_assert_int_eq(dlock__etcd_parse_url("etcd://a:1,b:2,[::1]:3/?prefix=app%2Flocks", &u), DLOCK_OK);
+    ck_assert_uint_eq(u.count, 3);
+    ck_assert_str_eq(u.endpoints[0].host, "a");
+    ck_assert_int_eq(u.endpoints[1].port, 2);
+    ck_assert_str_eq(u.endpoints[2].host, "[::1]");
+    ck_assert_str_eq(u.prefix, "app/locks");
+    ck_assert_int_eq(u.tls, 0);
+    dlock__etcd_url_free(&u);
+    ck_assert_int_eq(dlock__etcd_parse_url("etcd://host", &u), DLOCK_OK);
+    ck_assert_int_eq(u.endpoints[0].port, 2379);
+    ck_assert_str_eq(u.prefix, "dlock");
+    ck_assert_ptr_null(u.user);
+    dlock__etcd_url_free(&u);
+    ck_assert_int_eq(dlock__etcd_parse_url("etcds://us%40er:p%40ss@h:2379?cafile=/etc/ca.pem&mode=lease", &u),
+                     DLOCK_OK);
+    ck_assert_int_eq(u.tls, 1);
+    ck_assert_str_eq(u.user, "us@er");
+    ck_assert_str_eq(u.password, "p@ss");
+    ck_assert_str_eq(u.cafile, "/etc/ca.pem");
+    dlock__etcd_url_free(&u);
+    const char *bad[] = {"etcd://",           "etcd://h:0",           "etcd://h:1,",        "etcd://h/db",
+                         "etcd://h?cafile=x", "etcd://h?mode=session", "etcd://h?fencing=off", "etcd://h?table=t",
+                         "etcd://u@h",        "etcd://h#x",           "etcd:h",             "etcd://[::1",
+                         NULL};
+    for (int i = 0; bad[i]; i++)
+        ck_assert_msg(dlock__etcd_parse_url(bad[i], &u) == DLOCK_EINVAL, "%s was taken", bad[i]);
+    /* The password never shows, wherever it was put. */
+    const char *secret[] = {"etcd://u:Secret-42@h:99999", "etcd://u:Secret-42@h/?Secret-42=1",
+                            "etcd://u:Secret-42@h/Secret-42", "etcd://u:Secret-42@h,Secret-42:x", NULL};
+    for (int i = 0; secret[i]; i++) {
+        ck_assert_int_eq(dlock__etcd_parse_url(secret[i], &u), DLOCK_EINVAL);
+        ck_assert_msg(!strstr(dlock_last_error(), "Secret"), "%s", dlock_last_error());
+    }
+}
+END_TEST
+
+START_TEST(key_vectors)
+{
+    char out[DLOCK_ETCD_KEY_MAX], back[DLOCK_ETCD_KEY_MAX];
+    static const char *const vectors[][2] = {
+        {"nightly-backup", "nightly-backup"},
+        {"a/b", "a%2Fb"},
+        {"100%", "100%25"},
+        {"tab\there", "tab%09here"},
+        {"del\x7f", "del%7F"},
+        {"caf\xc3\xa9 \xe2\x98\x83", "caf\xc3\xa9 \xe2\x98\x83"}, /* UTF-8 as is */
+        {"..", ".."},
+    };
+    for (size_t i = 0; i < sizeof vectors / sizeof vectors[0]; i++) {
+        size_t n = dlock__etcd_escape_name(vectors[i][0], out);
+        ck_assert_str_eq(out, vectors[i][1]);
+        ck_assert_uint_eq(n, strlen(vectors[i][1]));
+        ck_assert_int_eq(dlock__etcd_unescape_name(out, n, back), DLOCK_OK);
+        ck_assert_str_eq(back, vectors[i][0]);
+    }
+    /* One spelling per name: escapes escape_name never writes are refused. */
+    const char *not_names[] = {"a/b", "%41", "%2f", "%2", "%", "", "%00"};
+    for (size_t i = 0; i < sizeof not_names / sizeof not_names[0]; i++)
+        ck_assert_msg(dlock__etcd_unescape_name(not_names[i], strlen(not_names[i]), back) == DLOCK_EINVAL, "%s",
+                      not_names[i]);
+    ck_assert_uint_eq(dlock__etcd_name_prefix("dlock", "a/b", out), 12);
+    ck_assert_str_eq(out, "dlock/a%2Fb/");
+    dlock__etcd_lock_key("dlock", "job", 0x694d7a4b5e1c2a03LL, out);
+    ck_assert_str_eq(out, "dlock/job/694d7a4b5e1c2a03");
+    dlock__etcd_lock_key("app/locks", "job", 0x1f, out);
+    ck_assert_str_eq(out, "app/locks/job/1f");
+    dlock__etcd_record_key("dlock", "a/b", out);
+    ck_assert_str_eq(out, "dlock!record/a%2Fb");
+    ck_assert_uint_eq(dlock__etcd_range_end("dlock/job/", 10, out), 10);
+    ck_assert_str_eq(out, "dlock/job0");
+    ck_assert_uint_eq(dlock__etcd_range_end("a\xff\xff", 3, out), 1);
+    ck_assert_str_eq(out, "b");
+    /* No name's range holds another name's key: "a" and "a/b". */
+    char a_from[64], a_to[64], ab_key[64];
+    size_t flen = dlock__etcd_name_prefix("dlock", "a", a_from);
+    dlock__etcd_range_end(a_from, flen, a_to);
+    dlock__etcd_lock_key("dlock", "a/b", 1, ab_key);
+    ck_assert(!(strcmp(ab_key, a_from) >= 0 && strcmp(ab_key, a_to) < 0));
+}
+END_TEST
+
+START_TEST(base64_vectors)
+{
+    static const char *const v[][2] = {{"", ""},         {"f", "Zg=="},         {"fo", "Zm8="},
+                                       {"foo", "Zm9v"},  {"foob", "Zm9vYg=="},  {"fooba", "Zm9vYmE="},
+                                       {"foobar", "Zm9vYmFy"}, {"\xff\xfe", "//4="}};
+    char enc[64], dec[64];
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        dlock__etcd_base64(v[i][0], strlen(v[i][0]), enc);
+        ck_assert_str_eq(enc, v[i][1]);
+        size_t n = 0;
+        ck_assert_int_eq(dlock__etcd_unbase64(enc, strlen(enc), dec, &n), DLOCK_OK);
+        ck_assert_uint_eq(n, strlen(v[i][0]));
+        ck_assert_int_eq(memcmp(dec, v[i][0], n), 0);
+    }
+    const char *bad[] = {"Zg=", "Z===", "Zg=a", "Zm9v!A==", "Zg==Zg==", "BzF=", "Zh=="}; /* the last two: bits set past the end */
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        size_t n;
+        ck_assert_msg(dlock__etcd_unbase64(bad[i], strlen(bad[i]), dec, &n) == DLOCK_EINVAL, "%s", bad[i]);
+    }
+}
+END_TEST
+
+/* --- etcdctl and libdlock on the same keys -------------------------------------------- */
+
+/* libdlock's key is PREFIX/NAME/LEASEID, on a lease of at least the TTL in
+ * whole seconds, holding the holder's text; etcdctl sees all of it. */
+START_TEST(etcdctl_reads_our_keys)
+{
+    char *slashed = dlt_unique_name("etcd/with/slash");
+    dlock_lock *l = NULL, *s = NULL;
+    ck_assert_int_eq(dlock_acquire(client, name, 2500, 0, &l), DLOCK_OK);
+    ck_assert_int_eq(dlock_acquire(client, slashed, 5000, 0, &s), DLOCK_OK);
+    char key[DLOCK_ETCD_KEY_MAX], lease[32], out[4096], want[DLOCK_ETCD_KEY_MAX];
+    ck_assert(lowest(name, 0, key, sizeof key, lease, sizeof lease));
+    snprintf(want, sizeof want, "dlock/%s/%s", name, lease);
+    ck_assert_str_eq(key, want);
+    ctl(out, sizeof out, "get '%s' --print-value-only", key);
+    ck_assert_msg(strncmp(out, "host=", 5) == 0 && strstr(out, " pid="), "value: %s", out);
+    ctl(out, sizeof out, "lease timetolive %s", lease);
+    ck_assert_msg(strstr(out, "granted with TTL(3s)"), "lease: %s", out); /* 2.5 s: 3 whole seconds */
+    /* The fence is the key's creation revision. */
+    ctl(out, sizeof out, "get '%s' -w fields", key);
+    char rev[32];
+    snprintf(rev, sizeof rev, "\"CreateRevision\" : %" PRIu64 "\n", fence_of(l));
+    ck_assert_msg(strstr(out, rev), "%s", out);
+    /* A '/' in a name is escaped: the key stays one level deep. */
+    char escaped[DLOCK_ETCD_KEY_MAX];
+    dlock__etcd_name_prefix("dlock", slashed, escaped);
+    ck_assert(strstr(escaped, "%2F"));
+    ctl(out, sizeof out, "get --prefix '%s' --keys-only", escaped);
+    ck_assert_msg(strncmp(out, escaped, strlen(escaped)) == 0, "%s", out);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    ck_assert_int_eq(dlock_release(s), DLOCK_OK);
+    ctl(out, sizeof out, "get --prefix 'dlock/%s/' --keys-only", name);
+    ck_assert_str_eq(out, "");
+    free(slashed);
+}
+END_TEST
+
+/* `etcdctl lock dlock/NAME` is the same recipe: it and libdlock exclude
+ * each other both ways. */
+START_TEST(etcdctl_lock_is_the_same_lock)
+{
+    char cmd[4400], flag[4300], out[4096];
+    char *dir = dlt_tmpdir();
+    snprintf(flag, sizeof flag, "%s/got", dir);
+    /* etcdctl holds for 2 s: libdlock's try is busy, its wait gets it after. */
+    snprintf(cmd, sizeof cmd,
+             "ETCDCTL_API=3 etcdctl --endpoints='%s' lock 'dlock/%s' -- sh -c 'touch %s; sleep 2' >/dev/null 2>&1 &",
+             getenv("DLOCK_TEST_ETCD_ENDPOINTS"), name, flag);
+    ck_assert_int_eq(dlt_system(cmd), 0);
+    for (int i = 0; i < 100 && access(flag, F_OK) != 0; i++)
+        dlt_sleep_ms(50);
+    ck_assert_int_eq(access(flag, F_OK), 0);
+    char holder[512];
+    ck_assert_int_eq(dlock_holder(client, name, holder, sizeof holder), 1);
+    ck_assert_msg(strncmp(holder, "key=dlock/", 10) == 0, "%s", holder);
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(client, name, 5000, 0, &l), DLOCK_EBUSY);
+    int64_t start = dlt_now_ms();
+    ck_assert_msg(dlock_acquire(client, name, 5000, 10000, &l) == DLOCK_OK, "%s", dlock_last_error());
+    ck_assert_int_ge(dlt_now_ms() - start, 1000);
+    /* libdlock holds: etcdctl lock waits (and is stopped by timeout; its
+     * key lives on for its 1 s lease). */
+    unlink(flag);
+    snprintf(cmd, sizeof cmd, "ETCDCTL_API=3 timeout 1.5 etcdctl --endpoints='%s' lock --ttl=1 'dlock/%s' touch %s",
+             getenv("DLOCK_TEST_ETCD_ENDPOINTS"), name, flag);
+    ck_assert_int_ne(dlt_system(cmd), 0);
+    ck_assert_int_ne(access(flag, F_OK), 0);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    snprintf(cmd, sizeof cmd, "ETCDCTL_API=3 timeout 5 etcdctl --endpoints='%s' lock 'dlock/%s' touch %s >/dev/null",
+             getenv("DLOCK_TEST_ETCD_ENDPOINTS"), name, flag);
+    ck_assert_int_eq(dlt_system(cmd), 0);
+    ck_assert_int_eq(access(flag, F_OK), 0);
+    ctl(out, sizeof out, "get --prefix 'dlock/%s/' --keys-only", name);
+    ck_assert_str_eq(out, "");
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    dlt_system(cmd);
+    free(dir);
+}
+END_TEST
+
+/* --- faults ------------------------------------------------------------------------------ */
+
+/* Extend every 500 ms for ms: each must succeed (within its lease of
+ * ttl), and the other client may not take the lock meanwhile.  (A client's
+ * first call after a member stopped costs it that member's share of the
+ * call's deadline, and a follower forwards a keep-alive to a stopped leader
+ * until the election: the TTL leaves room for both.) */
+static void keep_holding(dlock_lock *l, uint32_t ttl, dlock_client *other, int64_t ms)
+{
+    int64_t until = dlt_now_ms() + ms;
+    while (dlt_now_ms() < until) {
+        int rc = dlock_extend(l, ttl);
+        ck_assert_msg(rc == DLOCK_OK, "extend: %d %s", rc, dlock_last_error());
+        dlock_lock *theirs = NULL;
+        rc = dlock_acquire(other, name, 5000, 0, &theirs);
+        ck_assert_msg(rc == DLOCK_EBUSY, "another client: %d %s", rc, dlock_last_error());
+        dlt_sleep_ms(500);
+    }
+}
+
+static void leader_fault(int sig)
+{
+    dlock_lock *l = NULL;
+    dlock_client *other = NULL;
+    ck_assert_int_eq(dlock_open(url, &other), DLOCK_OK);
+    ck_assert_int_eq(dlock_acquire(client, name, 10000, 0, &l), DLOCK_OK);
+    uint64_t first = fence_of(l);
+    int leader = leader_member();
+    ck_assert_int_eq(kill(member_pid(leader), sig), 0);
+    keep_holding(l, 10000, other, 4000);
+    dlock_close(other);
+    int now_leader = leader_member();
+    ck_assert_int_ne(now_leader, leader);
+    fprintf(stderr, "leader %s: member %d, then member %d led; the lock was held throughout\n",
+            sig == SIGKILL ? "killed" : "stopped", leader, now_leader);
+    int rc = dlock_release(l);
+    ck_assert_msg(rc == DLOCK_OK, "release: %d %s", rc, dlock_last_error());
+    resume_cluster();
+    ck_assert_int_eq(dlock_acquire(client, name, 3000, 0, &l), DLOCK_OK);
+    ck_assert_uint_gt(fence_of(l), first);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+}
+
+START_TEST(leader_killed_lock_stays)
+{
+    leader_fault(SIGKILL);
+}
+END_TEST
+
+START_TEST(leader_stopped_lock_stays)
+{
+    leader_fault(SIGSTOP);
+}
+END_TEST
+
+/* The member the holder talks to (the URL's first) stops: the holder moves
+ * on to the next within its extend's deadline and keeps the lock. */
+START_TEST(holders_member_stopped)
+{
+    dlock_lock *l = NULL;
+    dlock_client *other = NULL;
+    ck_assert_int_eq(dlock_open(url, &other), DLOCK_OK);
+    ck_assert_int_eq(dlock_acquire(client, name, 3000, 0, &l), DLOCK_OK);
+    ck_assert_int_eq(kill(member_pid(1), SIGSTOP), 0);
+    int64_t start = dlt_now_ms();
+    ck_assert_msg(dlock_extend(l, 6000) == DLOCK_OK, "%s", dlock_last_error());
+    ck_assert_int_lt(dlt_now_ms() - start, 2500); /* a third of the 3 s left, then the next member */
+    keep_holding(l, 6000, other, 2000);
+    dlock_close(other);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+}
+END_TEST
+
+/* A stopped holder: its lock is free within TTL plus the lease rounding,
+ * and it learns DLOCK_ELOST when it wakes. */
+START_TEST(stopped_holder_loses_the_lock)
+{
+    dlt_child holder;
+    ck_assert_int_eq(dlt_child_start(&holder, url, name, 1500, 0), 0);
+    ck_assert_int_eq(dlt_child_read(&holder, 10000), DLOCK_OK);
+    int64_t stopped = dlt_now_ms();
+    ck_assert_int_eq(kill(holder.pid, SIGSTOP), 0);
+    nobody_else_gets(name);
+    dlock_lock *l = NULL;
+    ck_assert_msg(dlock_acquire(client, name, 5000, 10000, &l) == DLOCK_OK, "%s", dlock_last_error());
+    int64_t freed = dlt_now_ms() - stopped;
+    /* 1.5 s is a 2 s lease; the leader looks for expired leases every 500 ms. */
+    ck_assert_msg(freed >= 1400 && freed <= 2000 + 1500, "freed after %lld ms", (long long)freed);
+    fprintf(stderr, "stopped holder: its 1.5 s lock (a 2 s lease) went to another client %lld ms after the stop\n",
+            (long long)freed);
+    kill(holder.pid, SIGCONT);
+    ck_assert_int_eq(dlt_child_cmd(&holder, "extend 1500", 10000), DLOCK_ELOST);
+    ck_assert_int_eq(dlt_child_cmd(&holder, "release", 10000), DLOCK_ELOST);
+    dlt_child_stop(&holder, SIGKILL);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+}
+END_TEST
+
+START_TEST(lease_revoked_with_etcdctl)
+{
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(client, name, 60000, 0, &l), DLOCK_OK);
+    char key[DLOCK_ETCD_KEY_MAX], lease[32];
+    ck_assert(lowest(name, 0, key, sizeof key, lease, sizeof lease));
+    ck_assert_int_eq(ctl(NULL, 0, "lease revoke %s", lease), 0);
+    ck_assert_int_eq(dlock_extend(l, 60000), DLOCK_ELOST);
+    ck_assert_int_eq(dlock_release(l), DLOCK_ELOST);
+    ck_assert_int_eq(dlock_acquire(client, name, 60000, 0, &l), DLOCK_OK);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+}
+END_TEST
+
+/* Delete the holder's key and write it again by hand, on the same lease:
+ * a key of that name, but a new creation revision, so not ours. */
+static void rewrite_behind_back(const char *n)
+{
+    char key[DLOCK_ETCD_KEY_MAX], lease[32], out[64];
+    ck_assert(lowest(n, 0, key, sizeof key, lease, sizeof lease));
+    ck_assert_int_eq(ctl(out, sizeof out, "del '%s'", key), 0);
+    ck_assert_str_eq(out, "1");
+    ck_assert_int_eq(ctl(out, sizeof out, "put '%s' intruder --lease=%s", key, lease), 0);
+}
+
+START_TEST(key_deleted_with_etcdctl)
+{
+    dlock_lock *l = NULL;
+    char out[64];
+    /* extend */
+    ck_assert_int_eq(dlock_acquire(client, name, 60000, 0, &l), DLOCK_OK);
+    rewrite_behind_back(name);
+    ck_assert_int_eq(dlock_extend(l, 60000), DLOCK_ELOST);
+    dlock_release(l);
+    ck_assert_int_eq(ctl(out, sizeof out, "del --prefix 'dlock/%s/'", name), 0);
+    /* release, first thing after */
+    ck_assert_int_eq(dlock_acquire(client, name, 60000, 0, &l), DLOCK_OK);
+    rewrite_behind_back(name);
+    ck_assert_int_eq(dlock_release(l), DLOCK_ELOST); /* (revoking its own lease takes the intruder along) */
+    ck_assert_int_eq(ctl(out, sizeof out, "del --prefix 'dlock/%s/'", name), 0);
+    /* run records */
+    int64_t slot = 0;
+    ck_assert_int_eq(dlock_acquire(client, name, 60000, 0, &l), DLOCK_OK);
+    ck_assert_int_eq(dlock_record_put(l, 1234), DLOCK_OK);
+    ck_assert_int_eq(dlock_record_get(l, &slot), DLOCK_OK);
+    ck_assert_int_eq(slot, 1234);
+    rewrite_behind_back(name);
+    ck_assert_int_eq(dlock_record_put(l, 5678), DLOCK_ELOST);
+    dlock_release(l);
+    ck_assert_int_eq(ctl(out, sizeof out, "del --prefix 'dlock/%s/'", name), 0);
+    /* a new TTL moves the key to a new lease, guarded: not a key that is gone */
+    ck_assert_int_eq(dlock_acquire(client, name, 60000, 0, &l), DLOCK_OK);
+    ck_assert_int_eq(ctl(out, sizeof out, "del --prefix 'dlock/%s/'", name), 0);
+    ck_assert_int_eq(dlock_extend(l, 30000), DLOCK_ELOST);
+    dlock_release(l);
+}
+END_TEST
+
+/* A new TTL moves the own key to a new lease: the old one is revoked, the
+ * key and its fence stay. */
+START_TEST(extend_with_new_ttl_moves_the_lease)
+{
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(client, name, 2000, 0, &l), DLOCK_OK);
+    uint64_t fence = fence_of(l);
+    char key[DLOCK_ETCD_KEY_MAX], lease[32], key2[DLOCK_ETCD_KEY_MAX], lease2[32], out[512];
+    ck_assert(lowest(name, 0, key, sizeof key, lease, sizeof lease));
+    ck_assert_int_eq(dlock_extend(l, 7000), DLOCK_OK);
+    ck_assert(lowest(name, 0, key2, sizeof key2, lease2, sizeof lease2));
+    ck_assert_str_eq(key2, key);
+    ck_assert_str_ne(lease2, lease);
+    ctl(out, sizeof out, "lease timetolive %s", lease2);
+    ck_assert_msg(strstr(out, "granted with TTL(7s)"), "%s", out);
+    ctl(out, sizeof out, "lease timetolive %s", lease);
+    ck_assert_msg(strstr(out, "already expired"), "the old lease: %s", out);
+    ck_assert_uint_eq(fence_of(l), fence);
+    dlt_sleep_ms(2500); /* past the old lease */
+    ck_assert_int_eq(dlock_extend(l, 7000), DLOCK_OK);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+}
+END_TEST
+
+struct waiter {
+    const char *url, *name;
+    uint32_t ttl;
+    int rc;
+    int64_t granted_at;
+    uint64_t fence;
+    dlock_client *c;
+    dlock_lock *l;
+};
+
+static void *waiter_main(void *p)
+{
+    struct waiter *w = p;
+    w->rc = dlock_acquire(w->c, w->name, w->ttl, 15000, &w->l);
+    w->granted_at = dlt_now_ms();
+    if (w->rc == DLOCK_OK)
+        dlock_fence(w->l, &w->fence);
+    return NULL;
+}
+
+static void waiter_start(struct waiter *w, pthread_t *t, uint32_t ttl)
+{
+    memset(w, 0, sizeof *w);
+    w->url = url;
+    w->name = name;
+    w->ttl = ttl;
+    ck_assert_int_eq(dlock_open(url, &w->c), DLOCK_OK);
+    ck_assert_int_eq(pthread_create(t, NULL, waiter_main, w), 0);
+}
+
+/* The number of contenders of `name`, waiting up to 5 s for `want`. */
+static int contenders_become(int want)
+{
+    char key[DLOCK_ETCD_KEY_MAX], lease[32];
+    for (int i = 0; i < 100; i++) {
+        int n = 0;
+        while (lowest(name, n, key, sizeof key, lease, sizeof lease))
+            n++;
+        if (n == want)
+            return n;
+        dlt_sleep_ms(50);
+    }
+    return -1;
+}
+
+/* A waiter whose lease (and key) is gone while it waits never reports a
+ * grant on it: it queues again, behind a waiter that came later. */
+START_TEST(waiter_whose_lease_ends_never_granted)
+{
+    dlock_lock *held = NULL;
+    ck_assert_int_eq(dlock_acquire(client, name, 60000, 0, &held), DLOCK_OK);
+    struct waiter w, c2;
+    pthread_t tw, tc;
+    waiter_start(&w, &tw, 3000);
+    ck_assert_int_eq(contenders_become(2), 2);
+    waiter_start(&c2, &tc, 60000);
+    ck_assert_int_eq(contenders_become(3), 3);
+    char key[DLOCK_ETCD_KEY_MAX], lease[32];
+    ck_assert(lowest(name, 1, key, sizeof key, lease, sizeof lease)); /* w's key */
+    ck_assert_int_eq(ctl(NULL, 0, "lease revoke %s", lease), 0);
+    dlt_sleep_ms(200);
+    int64_t released = dlt_now_ms();
+    ck_assert_int_eq(dlock_release(held), DLOCK_OK);
+    pthread_join(tc, NULL);
+    ck_assert_msg(c2.rc == DLOCK_OK, "the later waiter: %d", c2.rc);
+    ck_assert_int_lt(c2.granted_at - released, 2000);
+    dlt_sleep_ms(1500); /* w must still be waiting: c2 holds */
+    ck_assert_int_eq(w.rc, 0);
+    ck_assert_ptr_null(w.l);
+    ck_assert_int_eq(dlock_release(c2.l), DLOCK_OK);
+    pthread_join(tw, NULL);
+    ck_assert_msg(w.rc == DLOCK_OK, "the first waiter: %d", w.rc);
+    ck_assert_uint_gt(w.fence, c2.fence);
+    ck_assert_int_eq(dlock_release(w.l), DLOCK_OK);
+    dlock_close(w.c);
+    dlock_close(c2.c);
+}
+END_TEST
+
+/* No quorum (two members stopped): dlock run's heartbeat gets no answer, the
+ * lock is lost at the end of its lease, the job is stopped, exit 79. */
+START_TEST(no_quorum_dlock_run_exits_79)
+{
+    const char *bin = getenv("DLOCK_BIN");
+    ck_assert_msg(bin != NULL, "DLOCK_BIN is not set (make check sets it)");
+    char *dir = dlt_tmpdir();
+    char started[4300];
+    snprintf(started, sizeof started, "%s/started", dir);
+    fflush(NULL);
+    pid_t run = fork();
+    if (run == 0) {
+        char job[4400];
+        snprintf(job, sizeof job, "touch '%s'; exec sleep 60", started);
+        execl(bin, "dlock", "run", "-q", "-u", url, "-t", "3s", "-k", "1s", name, "--", "sh", "-c", job,
+              (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 200 && access(started, F_OK) != 0; i++)
+        dlt_sleep_ms(50);
+    ck_assert_int_eq(access(started, F_OK), 0);
+    int leader = leader_member();
+    int64_t stopped = dlt_now_ms();
+    for (int n = 1; n <= 3; n++)
+        if (n != leader) /* the leader alone: it cannot commit or read */
+            ck_assert_int_eq(kill(member_pid(n), SIGSTOP), 0);
+    int status = -1;
+    for (int i = 0; i < 150; i++) {
+        if (waitpid(run, &status, WNOHANG) == run)
+            break;
+        dlt_sleep_ms(100);
+    }
+    int64_t took = dlt_now_ms() - stopped;
+    if (!WIFEXITED(status))
+        kill(run, SIGKILL);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 79, "dlock run: status %d after %lld ms", status,
+                  (long long)took);
+    /* TTL 3 s + grace 1 s + letting go; never before the lease ran out. */
+    ck_assert_msg(took >= 2000 && took <= 8000, "exit 79 after %lld ms", (long long)took);
+    fprintf(stderr, "no quorum: dlock run exited 79 %lld ms after two members stopped\n", (long long)took);
+    char cmd[4400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    dlt_system(cmd);
+    free(dir);
+}
+END_TEST
+
+/* Authentication: a refused login is DLOCK_ECONN without the password; a
+ * token the server forgot is renewed. */
+START_TEST(authentication)
+{
+    const char *auth = getenv("DLOCK_TEST_ETCD_AUTH_URL");
+    if (!auth || !*auth)
+        return;
+    dlock_client *c = NULL;
+    ck_assert_msg(dlock_open(auth, &c) == DLOCK_OK, "%s", dlock_last_error());
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(c, name, 5000, 0, &l), DLOCK_OK);
+    ck_assert_int_eq(dlock_extend(l, 5000), DLOCK_OK);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    dlock_close(c);
+    char bad[1024];
+    snprintf(bad, sizeof bad, "etcd://dlock:Wr0ngPassw0rd@%s", getenv("DLOCK_TEST_ETCD_AUTH_EP"));
+    ck_assert_int_eq(dlock_open(bad, &c), DLOCK_ECONN);
+    ck_assert_msg(strstr(dlock_last_error(), "authentication failed"), "%s", dlock_last_error());
+    ck_assert_msg(!strstr(dlock_last_error(), "Wr0ng"), "%s", dlock_last_error());
+    /* Without a user, the server's refusal says so. */
+    snprintf(bad, sizeof bad, "etcd://%s", getenv("DLOCK_TEST_ETCD_AUTH_EP"));
+    ck_assert_int_ne(dlock_open(bad, &c), DLOCK_OK);
+}
+END_TEST
+
+/* --- the overlap check under chaos ------------------------------------------------------ */
+
+/* Several `dlock run` loops on one name while the leader is killed and
+ * members are paused: no two jobs ever run at once (the job's mkdir of a
+ * shared folder would fail), and the fencing tokens the jobs see only
+ * grow.  $DLOCK_TEST_CHAOS_SECONDS (default 12) bounds it. */
+static void chaos_worker(const char *dir, int64_t until)
+{
+    char cmd[9000];
+    snprintf(cmd, sizeof cmd,
+             "'%s' run -q -u '%s' -t 5s -w 3s -k 1s '%s' -- sh -c "
+             "'mkdir \"%s/inside\" 2>/dev/null || echo overlap >>\"%s/overlaps\"; "
+             "echo $DLOCK_FENCE >>\"%s/fences\"; sleep 0.05; rmdir \"%s/inside\"' >/dev/null 2>&1",
+             getenv("DLOCK_BIN"), url, name, dir, dir, dir, dir);
+    while (dlt_now_ms() < until)
+        if (dlt_system(cmd) != 0)
+            dlt_sleep_ms(20);
+    _exit(0);
+}
+
+static int chaos_seconds(void)
+{
+    const char *s = getenv("DLOCK_TEST_CHAOS_SECONDS");
+    int n = s ? atoi(s) : 12;
+    return n > 0 ? n : 12;
+}
+
+START_TEST(chaos_no_overlap_tokens_grow)
+{
+    ck_assert_msg(getenv("DLOCK_BIN") != NULL, "DLOCK_BIN is not set (make check sets it)");
+    char *dir = dlt_tmpdir();
+    int64_t start = dlt_now_ms(), until = start + chaos_seconds() * 1000LL;
+    pid_t workers[3];
+    fflush(NULL);
+    for (int i = 0; i < 3; i++)
+        if ((workers[i] = fork()) == 0)
+            chaos_worker(dir, until);
+    int kills = 0, pauses = 0;
+    for (int round = 0; dlt_now_ms() < until - 1500; round++) {
+        dlt_sleep_ms(800);
+        int leader = leader_member();
+        if (round % 3 == 0) { /* the leader killed, restarted a second later */
+            ck_assert_int_eq(kill(member_pid(leader), SIGKILL), 0);
+            kills++;
+            dlt_sleep_ms(1000);
+            resume_cluster();
+        } else { /* the leader, then a follower, paused for a second */
+            int n = round % 3 == 1 ? leader : leader % 3 + 1;
+            pid_t pid = member_pid(n);
+            ck_assert_int_eq(kill(pid, SIGSTOP), 0);
+            pauses++;
+            dlt_sleep_ms(1000);
+            kill(pid, SIGCONT);
+        }
+        if (getenv("DLOCK_TEST_CHAOS_SECONDS"))
+            fprintf(stderr, "chaos: %lld s: round %d, %s member %d\n", (long long)(dlt_now_ms() - start) / 1000, round,
+                    round % 3 ? "paused" : "killed", round % 3 == 2 ? leader % 3 + 1 : leader);
+    }
+    for (int i = 0; i < 3; i++)
+        waitpid(workers[i], NULL, 0);
+    char path[4300];
+    snprintf(path, sizeof path, "%s/overlaps", dir);
+    ck_assert_msg(access(path, F_OK) != 0, "two jobs ran at once");
+    snprintf(path, sizeof path, "%s/fences", dir);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    unsigned long long prev = 0, token;
+    int sections = 0;
+    while (fscanf(f, "%llu", &token) == 1) {
+        ck_assert_msg(token > prev, "token %llu after %llu", token, prev);
+        prev = token;
+        sections++;
+    }
+    fclose(f);
+    fprintf(stderr, "chaos: %lld s, %d sections, %d leader kills, %d member pauses, no overlap, tokens grew\n",
+            (long long)(dlt_now_ms() - start) / 1000, sections, kills, pauses);
+    ck_assert_int_gt(sections, 10);
+    ck_assert_int_gt(kills, 0);
+    char cmd[4400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    dlt_system(cmd);
+    free(dir);
+}
+END_TEST
+
+static TCase *add_case(Suite *s, const char *title, int timeout)
+{
+    TCase *tc = tcase_create(title);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, timeout);
+    suite_add_tcase(s, tc);
+    return tc;
+}
+
+static Suite *etcd_suite(void)
+{
+    Suite *s = suite_create("etcd");
+    TCase *t = tcase_create("units");
+    tcase_add_test(t, url_forms);
+    tcase_add_test(t, key_vectors);
+    tcase_add_test(t, base64_vectors);
+    suite_add_tcase(s, t);
+    t = add_case(s, "etcdctl", 30);
+    tcase_add_test(t, etcdctl_reads_our_keys);
+    tcase_add_test(t, etcdctl_lock_is_the_same_lock);
+    tcase_add_test(t, extend_with_new_ttl_moves_the_lease);
+    tcase_add_test(t, authentication);
+    tcase_add_test(t, lease_revoked_with_etcdctl);
+    tcase_add_test(t, key_deleted_with_etcdctl);
+    tcase_add_test(add_case(s, "leader-kill", 40), leader_killed_lock_stays);
+    tcase_add_test(add_case(s, "leader-stop", 40), leader_stopped_lock_stays);
+    tcase_add_test(add_case(s, "member-stop", 40), holders_member_stopped);
+    tcase_add_test(add_case(s, "stopped-holder", 40), stopped_holder_loses_the_lock);
+    tcase_add_test(add_case(s, "waiter-lease", 40), waiter_whose_lease_ends_never_granted);
+    tcase_add_test(add_case(s, "no-quorum", 40), no_quorum_dlock_run_exits_79);
+    tcase_add_test(add_case(s, "chaos", chaos_seconds() + 60), chaos_no_overlap_tokens_grow);
+    return s;
+}
+
+int main(void)
+{
+    url = dlt_require_url("DLOCK_TEST_ETCD_URL", "etcd");
+    SRunner *sr = srunner_create(etcd_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
