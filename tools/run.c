@@ -56,6 +56,7 @@ struct run {
     int64_t store_start_ms;    /* --once-per: the store's clock when the lock was taken (run_policy.h) */
     uint64_t fence;            /* the lock's fencing token, 0 none: for the run history */
     int store_unreachable;     /* the acquire found no store: no history is written there */
+    int store_silent;          /* the last extend got no answer (reset by one that did) */
     char **envp;               /* the job's environment: dlock's, with DLOCK_NAME and DLOCK_FENCE */
     char *env_added[2];        /* the strings of envp that dlock made */
 };
@@ -268,6 +269,10 @@ static void on_extended(struct run *r, int status)
 {
     char why[512];
     heartbeat_error(&r->hb, why, sizeof why);
+    if (status == DLOCK_OK)
+        r->store_silent = 0;
+    else if (status != DLOCK_ELOST)
+        r->store_silent = 1;
     if (status == DLOCK_ELOST && !r->st.lost) {
         r->st.lost = 1;
         if (r->st.job_running)
@@ -306,6 +311,7 @@ static int perform(struct run *r, enum run_action action)
 {
     switch (action) {
     case RUN_LEASE_RAN_OUT:
+        r->store_silent = 1; /* no extend came back in time */
         if (cli_quiet)
             break;
         if (r->st.job_running)
@@ -471,6 +477,15 @@ static void record_history(const struct run *r, int64_t started)
      * dlock wait for its connect timeout once more. */
     if (r->o->no_history || r->store_unreachable)
         return;
+    /* Nor one that stopped answering until the lease ran out (a stalled
+     * server): dlock exits now, as its exit status promises, instead of
+     * waiting out one more call. */
+    if (r->st.lost && r->store_silent) {
+        if (!cli_quiet)
+            cli_say("warning: this run of lock '%s' is not in the run history: the store stopped answering",
+                    r->o->name);
+        return;
+    }
     int exit_status = r->job > 0 || r->st.job_done ? r->job_status : -1;
     enum run_outcome outcome = final_outcome(r);
     if (outcome == OUTCOME_BUSY || outcome == OUTCOME_DONE)
