@@ -29,7 +29,7 @@
 #include <unistd.h>
 
 #include "common.h"
-#include "zookeeper/internal.h"
+#include "zookeeper/backend.h"
 
 static const char *url;
 static char *name;

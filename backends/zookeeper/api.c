@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../../lib/internal.h"
+#include "internal.h"
 
 #ifndef ZOOKEEPER_SONAME
 #define ZOOKEEPER_SONAME "libzookeeper_st.so.2"

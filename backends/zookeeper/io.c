@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "backend.h"
 
 struct zk_op *dlock__zk_op_new(zk_conn *c)
 {

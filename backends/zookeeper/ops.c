@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "backend.h"
 
 static int send_children(zk_conn *c, struct zk_op *op, const void *arg)
 {

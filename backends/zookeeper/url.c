@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../lib/internal.h"
+#include "internal.h"
 
 void dlock__zk_url_free(struct dlock_zk_url *u)
 {

@@ -4,7 +4,7 @@
  * folder (a container node); the lowest sequence holds; a waiter watches
  * only its predecessor.  The session timeout is the lease, and the fencing
  * token is the own node's creation zxid.  docs/zookeeper.md tells the whole
- * story; internal.h maps the files.
+ * story; backend.h maps the files.
  */
 #include "config.h"
 
@@ -15,7 +15,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "backend.h"
 
 static void zk_disconnect(struct dlock_conn *conn);
 

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "store.h"
-#include "zookeeper/internal.h"
+#include "zookeeper/backend.h"
 
 /* A connection of the backend's own, as a raw client (no recipe). */
 static zk_conn *raw_open(const char *url, struct dlock_call *call)

@@ -26,8 +26,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../../lib/internal.h" /* the core's (this file has the same name) */
-#include "../../lib/session.h"
+#include "internal.h"
+#include "session.h"
 #include "api.h"
 #include "url.h"
 
