@@ -63,6 +63,11 @@ static void load_zk(void)
     for (size_t i = 0; i < sizeof constants / sizeof constants[0]; i++)
         if (!same_constant(handle, constants[i].symbol, constants[i].value))
             return;
+    /* The library formats every log line into one static buffer, even for a
+     * callback that discards it: clients of two threads then race on it
+     * (ThreadSanitizer saw it).  Level 0 turns its logging off before any
+     * line is formatted; libdlock reports errors itself. */
+    dlock__zk.zoo_set_debug_level((ZooLogLevel)0);
 }
 
 int dlock__zk_load(void)

@@ -17,7 +17,7 @@
     X(zookeeper_process)                                                                                           \
     X(zoo_state) X(zoo_client_id) X(zoo_recv_timeout) X(zoo_add_auth) X(zoo_acreate2) X(zoo_adelete) X(zoo_aexists) \
         X(zoo_awexists) X(zoo_aget) X(zoo_aget_children) X(zoo_async) X(zoo_aset) X(zoo_amulti) X(zoo_check_op_init) \
-            X(zoo_set_op_init) X(zoo_create_op_init) X(zoo_get_current_server) X(zerror)
+            X(zoo_set_op_init) X(zoo_create_op_init) X(zoo_get_current_server) X(zerror) X(zoo_set_debug_level)
 
 struct dlock_zk_api {
 #define DLOCK_ZK_SLOT(name) __typeof__(name) *(name);
