@@ -74,7 +74,7 @@ class LoginRefused(StoreUnreachable):
 
 
 # What the servers say when they refuse a login, as the backends pass it on
-# in the detail text: PostgreSQL (libpq), MySQL/MariaDB, Redis.
+# in the detail text: PostgreSQL (libpq), PgBouncer, MySQL/MariaDB, Redis, etcd.
 LOGIN_REFUSED_MARKERS = (
     "password authentication failed",
     "authentication failed for user",
@@ -90,6 +90,8 @@ LOGIN_REFUSED_MARKERS = (
     "WRONGPASS",
     "NOAUTH",
     "SELECT of the database refused",
+    "FATAL:  no such database",  # PgBouncer: a database it does not know
+    "refused the login of user",  # etcd: Authenticate answered "authentication failed"
 )
 
 

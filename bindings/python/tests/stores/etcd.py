@@ -12,6 +12,17 @@ def fences(url: str) -> bool:
     return True
 
 
+def refused_logins(url: str) -> list:
+    """A wrong password on the test cluster's member with authentication on
+    (DLOCK_TEST_ETCD_AUTH_URL, from tests/servers.sh); none without it."""
+    auth = os.environ.get("DLOCK_TEST_ETCD_AUTH_URL")
+    if not auth:
+        return []
+    parts = urllib.parse.urlsplit(auth)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return ["%s://%s:dlock-wrong-password@%s%s" % (parts.scheme, parts.username or "dlock", host, parts.path)]
+
+
 def _escape(name: str) -> str:
     """The name as it appears in a key: '%', '/' and control bytes as %XX."""
     out = []
