@@ -345,10 +345,7 @@ fuzz_wait_first() {
 }
 
 analysed_sources() {
-    local d
-    for d in lib backends tools; do
-        ls "$src/$d"/*.c
-    done
+    find "$src/lib" "$src/backends" "$src/tools" -name '*.c' | LC_ALL=C sort
 }
 
 step_cppcheck() {

@@ -110,8 +110,13 @@ json_object *dlock__etcd_op_put(const char *key, const char *value, int64_t leas
 json_object *dlock__etcd_op_delete(const char *key);
 /* A transaction: its compares, success and failure ops (each may be NULL). */
 json_object *dlock__etcd_txn(json_object *compare, json_object *success, json_object *failure);
-/* An array of the objects given, up to the first NULL. */
-json_object *dlock__etcd_array(json_object *first, ...);
+/* An array of the objects given (one or more), in order.  A macro over a
+ * compound literal rather than a NULL-terminated variadic function: NULL
+ * passed through "..." is undefined behaviour where NULL is a plain 0. */
+json_object *dlock__etcd_array_of(json_object *const *items, size_t n);
+#define dlock__etcd_array(...)                                   \
+    dlock__etcd_array_of((json_object *const[]){__VA_ARGS__}, \
+                         sizeof((json_object *const[]){__VA_ARGS__}) / sizeof(json_object *))
 /* responses[i] of a txn answer: the inner object of its one field
  * ("response_range", ...), or NULL. */
 json_object *dlock__etcd_txn_response(json_object *reply, size_t i);

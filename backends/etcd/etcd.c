@@ -168,10 +168,10 @@ static int enqueue(etcd_conn *c, etcd_lock *lock, const char *name, uint32_t ttl
     /* A retry on another member after a lost answer finds the key there:
      * the failure branch reads the contenders all the same. */
     json_object *txn = dlock__etcd_txn(
-        dlock__etcd_array(dlock__etcd_cmp_create(lock->key, 0), NULL),
+        dlock__etcd_array(dlock__etcd_cmp_create(lock->key, 0)),
         dlock__etcd_array(dlock__etcd_op_put(lock->key, value, lock->lease, 0),
-                          wrap("request_range", contenders(c, name)), NULL),
-        dlock__etcd_array(wrap("request_range", contenders(c, name)), NULL));
+                          wrap("request_range", contenders(c, name))),
+        dlock__etcd_array(wrap("request_range", contenders(c, name))));
     json_object *reply = NULL;
     if ((rc = dlock__etcd_post(c, "kv/txn", txn, deadline, 0, &reply, NULL)) != DLOCK_OK) {
         revoke_lease(c, lock->lease, dlock__now_ms() + CLEANUP_MS);
@@ -191,7 +191,6 @@ static int enqueue(etcd_conn *c, etcd_lock *lock, const char *name, uint32_t ttl
 
 struct wait {
     const char *name;
-    uint32_t ttl_ms;
     int64_t until_ms;  /* the end of the wait, INT64_MAX: none */
     int64_t tick_ms;   /* keep the lease alive and look again this often */
 };
@@ -260,7 +259,7 @@ static int etcd_acquire(struct dlock_conn *conn, const char *name, uint32_t ttl_
     if (!lock)
         return dlock__oom();
     int64_t lease_ms = lease_seconds(ttl_ms) * 1000 < ttl_ms ? lease_seconds(ttl_ms) * 1000 : ttl_ms;
-    struct wait w = {name, ttl_ms, wait_ms == DLOCK_WAIT_FOREVER ? INT64_MAX : dlock__now_ms() + wait_ms,
+    struct wait w = {name, wait_ms == DLOCK_WAIT_FOREVER ? INT64_MAX : dlock__now_ms() + wait_ms,
                      lease_ms / 3 < TICK_MAX_MS ? lease_ms / 3 : TICK_MAX_MS};
     if (w.tick_ms < 100)
         w.tick_ms = 100;
@@ -315,8 +314,8 @@ static int move_lease(etcd_conn *c, etcd_lock *lock, const char *name, uint32_t 
     int rc = grant(c, seconds, deadline, 0, &lease, &call->lease_start_ms);
     if (rc != DLOCK_OK)
         return rc;
-    json_object *txn = dlock__etcd_txn(dlock__etcd_array(dlock__etcd_cmp_create(lock->key, (int64_t)lock->base.fence), NULL),
-                                       dlock__etcd_array(dlock__etcd_op_put(lock->key, NULL, lease, 1), NULL), NULL);
+    json_object *txn = dlock__etcd_txn(dlock__etcd_array(dlock__etcd_cmp_create(lock->key, (int64_t)lock->base.fence)),
+                                       dlock__etcd_array(dlock__etcd_op_put(lock->key, NULL, lease, 1)), NULL);
     json_object *reply = NULL;
     if ((rc = dlock__etcd_post(c, "kv/txn", txn, deadline, 0, &reply, NULL)) != DLOCK_OK) {
         revoke_lease(c, lease, dlock__now_ms() + CLEANUP_MS);
@@ -353,8 +352,8 @@ static int etcd_release(struct dlock_conn *conn, struct dlock_held *held, const 
     etcd_conn *c = etcd_of(conn);
     etcd_lock *lock = etcd_lock_of(held);
     int64_t deadline = dlock__etcd_deadline(call);
-    json_object *txn = dlock__etcd_txn(dlock__etcd_array(dlock__etcd_cmp_create(lock->key, (int64_t)lock->base.fence), NULL),
-                                       dlock__etcd_array(dlock__etcd_op_delete(lock->key), NULL), NULL);
+    json_object *txn = dlock__etcd_txn(dlock__etcd_array(dlock__etcd_cmp_create(lock->key, (int64_t)lock->base.fence)),
+                                       dlock__etcd_array(dlock__etcd_op_delete(lock->key)), NULL);
     json_object *reply = NULL;
     int rc = dlock__etcd_post(c, "kv/txn", txn, deadline, 0, &reply, NULL);
     /* An attempt that timed out may have deleted the key already: the

@@ -49,7 +49,7 @@ static enum pump_end multi_wait(etcd_conn *c, int64_t ms, int cancellable)
 /* One turn of the multi handle: wait until its sockets have news (or its
  * timers are due), until_ms, or a cancel; then let it work.  PUMP_DONE when
  * `easy` is done (*result). */
-static enum pump_end pump_step(etcd_conn *c, CURL *easy, int64_t until_ms, int cancellable, CURLcode *result)
+static enum pump_end pump_step(etcd_conn *c, const CURL *easy, int64_t until_ms, int cancellable, CURLcode *result)
 {
     int64_t left = until_ms - dlock__now_ms();
     if (multi_wait(c, left > 0 ? left : 0, cancellable) == PUMP_CANCELED)
@@ -381,7 +381,7 @@ static void watch_request(etcd_conn *c, const char *key, int64_t revision, struc
     json_object *req = dlock__etcd_obj(), *create = dlock__etcd_obj();
     dlock__etcd_add_bytes(create, "key", key, strlen(key));
     dlock__etcd_add_i64(create, "start_revision", revision);
-    json_object_object_add(create, "filters", dlock__etcd_array(json_object_new_string("NOPUT"), NULL));
+    json_object_object_add(create, "filters", dlock__etcd_array(json_object_new_string("NOPUT")));
     json_object_object_add(req, "create_request", create);
     snprintf(text_out, text_len, "%s", json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN));
     json_object_put(req);

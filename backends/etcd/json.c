@@ -6,7 +6,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -142,14 +141,11 @@ json_object *dlock__etcd_txn(json_object *compare, json_object *success, json_ob
     return t;
 }
 
-json_object *dlock__etcd_array(json_object *first, ...)
+json_object *dlock__etcd_array_of(json_object *const *items, size_t n)
 {
     json_object *a = json_object_new_array();
-    va_list ap;
-    va_start(ap, first);
-    for (json_object *o = first; o; o = va_arg(ap, json_object *))
-        json_object_array_add(a, o);
-    va_end(ap);
+    for (size_t i = 0; i < n; i++)
+        json_object_array_add(a, items[i]);
     return a;
 }
 

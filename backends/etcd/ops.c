@@ -49,6 +49,7 @@ static int range_prefix(etcd_conn *c, const char *from, int by_create, struct dl
 /* The holder of `name` (the lowest creation revision): 1, 0 free, <0. */
 static int read_holder(etcd_conn *c, const char *name, struct dlock_call *call, struct holding *h)
 {
+    memset(h, 0, sizeof *h);
     char from[DLOCK_ETCD_KEY_MAX];
     dlock__etcd_name_prefix(c->url.prefix, name, from);
     json_object *reply = NULL;
@@ -88,9 +89,10 @@ int dlock__etcd_holder(struct dlock_conn *conn, const char *name, char *buf, siz
     int held = read_holder(c, name, call, &h);
     if (held <= 0)
         return held;
-    char host[256], since[32] = "?", text[DLOCK_ETCD_KEY_MAX + 200];
+    char host[256], text[DLOCK_ETCD_KEY_MAX + 200];
     long long pid = 0, since_ms = 0;
     if (parse_value(h.value, host, sizeof host, &pid, &since_ms)) {
+        char since[32] = "?";
         time_t t = (time_t)(since_ms / 1000);
         struct tm tm;
         if (gmtime_r(&t, &tm))
@@ -226,8 +228,8 @@ int dlock__etcd_break(struct dlock_conn *conn, const char *name, struct dlock_ca
     int held = read_holder(c, name, call, &h);
     if (held <= 0)
         return held;
-    json_object *txn = dlock__etcd_txn(dlock__etcd_array(dlock__etcd_cmp_create(h.key, h.create), NULL),
-                                       dlock__etcd_array(dlock__etcd_op_delete(h.key), NULL), NULL);
+    json_object *txn = dlock__etcd_txn(dlock__etcd_array(dlock__etcd_cmp_create(h.key, h.create)),
+                                       dlock__etcd_array(dlock__etcd_op_delete(h.key)), NULL);
     json_object *reply = NULL;
     int rc = dlock__etcd_post(c, "kv/txn", txn, dlock__etcd_deadline(call), 0, &reply, NULL);
     if (rc != DLOCK_OK)
@@ -253,8 +255,8 @@ static int guarded(etcd_conn *c, etcd_lock *lock, const char *name, json_object 
                    json_object **reply, json_object **response)
 {
     json_object *txn =
-        dlock__etcd_txn(dlock__etcd_array(dlock__etcd_cmp_create(lock->key, (int64_t)lock->base.fence), NULL),
-                        dlock__etcd_array(op, NULL), NULL);
+        dlock__etcd_txn(dlock__etcd_array(dlock__etcd_cmp_create(lock->key, (int64_t)lock->base.fence)),
+                        dlock__etcd_array(op), NULL);
     int rc = dlock__etcd_post(c, "kv/txn", txn, dlock__etcd_deadline(call), 0, reply, NULL);
     if (rc != DLOCK_OK)
         return rc;

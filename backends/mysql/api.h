@@ -22,7 +22,7 @@
                     X(mysql_stmt_insert_id) X(mysql_store_result) X(mysql_thread_end) X(mysql_thread_init)
 
 struct dlock_mysql_api {
-#define DLOCK_MYSQL_SLOT(name) __typeof__(name) *name;
+#define DLOCK_MYSQL_SLOT(name) __typeof__(name) *(name);
     DLOCK_MYSQL_FUNCTIONS(DLOCK_MYSQL_SLOT)
 #undef DLOCK_MYSQL_SLOT
 };

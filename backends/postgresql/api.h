@@ -25,7 +25,7 @@
                         X(PQstatus) DLOCK_LIBPQ_PIPELINE_FUNCTIONS(X)
 
 struct dlock_libpq_api {
-#define DLOCK_LIBPQ_SLOT(name) __typeof__(name) *name;
+#define DLOCK_LIBPQ_SLOT(name) __typeof__(name) *(name);
     DLOCK_LIBPQ_FUNCTIONS(DLOCK_LIBPQ_SLOT)
 #undef DLOCK_LIBPQ_SLOT
 };

@@ -573,7 +573,7 @@ static int epoch_floor(sqlite_conn *c, int *must_sync)
         return sqlite3_errcode(c->db);
     int rc = sqlite3_step(s);
     int same_boot = 0, had_epoch = rc == SQLITE_ROW;
-    int64_t floor = 0, highest = 0;
+    int64_t floor = 0;
     if (had_epoch) {
         const unsigned char *row_boot = sqlite3_column_text(s, 0);
         same_boot = row_boot && strcmp((const char *)row_boot, boot_id) == 0;
@@ -588,6 +588,7 @@ static int epoch_floor(sqlite_conn *c, int *must_sync)
          * than the commits the earlier boot may have lost. */
         if (!(s = stmt(c, STMT_EPOCH_HIGHEST)))
             return sqlite3_errcode(c->db);
+        int64_t highest = 0;
         rc = sqlite3_step(s);
         if (rc == SQLITE_ROW)
             highest = sqlite3_column_int64(s, 0);

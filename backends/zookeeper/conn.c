@@ -91,10 +91,6 @@ int dlock__zk_lowest(char *const *children, int count)
     return best;
 }
 
-struct zk_call_arg {
-    const char *path;
-};
-
 struct zk_op *dlock__zk_call(zk_conn *c, zk_send_fn send, const void *arg, int idempotent, struct dlock_call *call,
                              int *status, int64_t *sent_ms)
 {
@@ -262,10 +258,11 @@ int dlock__zk_session(zk_conn *c, uint32_t timeout_ms, struct dlock_call *call)
     if (c->zh) {
         int state = zoo_state(c->zh);
         int idle_too_long = c->negotiated_ms && dlock__now_ms() - c->last_answer_ms > (int64_t)c->negotiated_ms;
-        if (state == ZK_EXPIRED_SESSION_STATE || state == ZK_AUTH_FAILED_STATE)
+        /* An ended session is dropped; an idle one is reused only for the
+         * same lease, and only while alive. */
+        if (state == ZK_EXPIRED_SESSION_STATE || state == ZK_AUTH_FAILED_STATE ||
+            (!c->s.locks && ((timeout_ms && dlock__zk_asked_ms(timeout_ms) != c->asked_ms) || idle_too_long)))
             dlock__zk_session_end(c);
-        else if (!c->s.locks && ((timeout_ms && dlock__zk_asked_ms(timeout_ms) != c->asked_ms) || idle_too_long))
-            dlock__zk_session_end(c); /* reused only for the same lease, and only alive */
     }
     if (!c->zh) {
         int rc = open_session(c, timeout_ms, call);

@@ -299,7 +299,12 @@ static int look(zk_conn *c, zk_lock *lock, struct dlock_call *call, char *pred, 
         dlock__zk_op_free(op);
         return dlock__zk_error(zrc, "listing the lock's folder");
     }
-    const char *own = strrchr(lock->path, '/') + 1;
+    const char *slash = lock->path ? strrchr(lock->path, '/') : NULL;
+    if (!slash) {
+        dlock__zk_op_free(op);
+        return dlock__error(DLOCK_EBACKEND, "the lock's own node has no path");
+    }
+    const char *own = slash + 1;
     long long own_seq = dlock__zk_sequence(own), pred_seq = -1;
     int seen = 0;
     pred[0] = '\0';
@@ -368,8 +373,10 @@ static int zk_acquire(struct dlock_conn *conn, const char *name, uint32_t ttl_ms
 {
     zk_conn *c = zk_of(conn);
     zk_lock *lock = calloc(1, sizeof *lock);
+    if (!lock)
+        return dlock__oom();
     char dir[ZK_PATH_MAX];
-    int rc = lock ? dlock__zk_dir(c, name, dir) : dlock__oom();
+    int rc = dlock__zk_dir(c, name, dir);
     if (rc == DLOCK_OK && !(lock->dir = strdup(dir)))
         rc = dlock__oom();
     if (rc != DLOCK_OK) {

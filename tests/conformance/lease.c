@@ -90,7 +90,11 @@ START_TEST(extend_renews_the_lease)
     for (int i = 0; i < 4; i++) {
         dlt_sleep_ms(700);
         ck_assert_msg(dlock_extend(l, ttl) == DLOCK_OK, "extend %d: %s", i, dlock_last_error());
-        ck_assert_int_gt(dlock_remaining_ms(l), ttl - 300);
+        /* Before the extend about 800 ms were left: more than 1,000 now is
+         * a renewed lease (the extend's own round trip comes off it, and a
+         * ZooKeeper sync through the leader takes 300 ms on a loaded CI
+         * machine). */
+        ck_assert_int_gt(dlock_remaining_ms(l), ttl - 500);
     }
     /* 2.8 s after the acquire, well past the first TTL: still ours. */
     ck_assert(!free_for_others(name));

@@ -3,7 +3,7 @@
  *
  * The first input byte picks forever_ok and the limit; the rest is the text.
  * The result is compared with a reference that reads the grammar of
- * dlock(1) -- digits, an optional fraction, an optional unit (ms, s, m, h;
+ * dlock(1) -- digits, an optional fraction, an optional unit (ms, s, m, h, d;
  * none means seconds), or "forever" -- and computes the exact value with
  * 128-bit integers.  The parser keeps 6 fraction digits, so it may be below
  * the exact value by less than unit/10^6 ms, never above it.
@@ -66,6 +66,8 @@ static int reference_parse(const char *text, u128 *ms, int *forever, int64_t *un
         unit = 60000;
     else if (strcmp(p, "h") == 0)
         unit = 3600000;
+    else if (strcmp(p, "d") == 0)
+        unit = 86400000;
     else
         return 0;
     *unit_out = unit;
