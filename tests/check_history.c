@@ -344,10 +344,26 @@ START_TEST(redis_acl_users)
     ck_assert_msg(rc == 1, "exit %d: %s", rc, text);
     ck_assert_msg(strstr(text, "warn  acl-channels") != NULL, "%s", text);
     ck_assert_msg(strstr(text, "ok    history") != NULL, "%s", text);
-    ck_assert_int_eq(sh("'%s' run -u '%s' '%s' -- true 2>/dev/null", dlock_bin, u, name), 0);
+    /* The release publishes to the lock's channel: refused to this user,
+     * and no warning for it (the lock was released). */
+    ck_assert_int_eq(sh("'%s' run -u '%s' '%s' -- true 2>'%s'", dlock_bin, u, name, out), 0);
+    ck_assert_msg(slurp(out)[0] == '\0', "a run without channel rights said: %s", slurp(out));
     dlock_history *h = read_history(redis, name, 0);
     ck_assert_uint_eq(dlock_history_count(h), 1);
     dlock_history_free(h);
+    /* Its waiter cannot subscribe either: it polls, and gets the lock
+     * within a poll of the release. */
+    ck_assert_int_eq(sh("'%s' run -u '%s' '%s' -- sleep 1 & sleep 0.3; "
+                        "'%s' run -u '%s' -w 10s '%s' -- true 2>'%s'; rc=$?; wait; exit $rc",
+                        dlock_bin, u, name, dlock_bin, u, name, out),
+                     0);
+    ck_assert_msg(slurp(out)[0] == '\0', "the polling waiter said: %s", slurp(out));
+
+    /* No password to a server that needs one: NOAUTH is a refused login
+     * (69, as on every store), not a store error (70). */
+    snprintf(u, sizeof u, "redis://127.0.0.1:%s/0", port);
+    rc = sh("'%s' run -u '%s' '%s' -- true 2>'%s'", dlock_bin, u, name, out);
+    ck_assert_msg(rc == 69 && strstr(slurp(out), "needs a password"), "exit %d: %s", rc, slurp(out));
 
     snprintf(u, sizeof u, "redis://ops2_nolist:ops2-pw@127.0.0.1:%s/0", port);
     rc = sh("'%s' check -u '%s' >'%s'", dlock_bin, u, out);

@@ -287,6 +287,31 @@ int dlock__redis_open(redis_conn *c, int64_t ms, int select, redisContext **out)
     return DLOCK_OK;
 }
 
+/* A server that needs a password answers every command of a connection
+ * that gave none with NOAUTH: that is a refused login (DLOCK_ECONN, as
+ * on every other store), not an error of the command.  The replies are
+ * freed then. */
+static int refused_login(redis_conn *c, int n, redisReply **replies)
+{
+    int noauth = 0;
+    for (int i = 0; i < n; i++)
+        if (replies[i] && replies[i]->type == REDIS_REPLY_ERROR && strncmp(replies[i]->str, "NOAUTH", 6) == 0)
+            noauth = 1;
+    if (!noauth)
+        return DLOCK_OK;
+    for (int i = 0; i < n; i++) {
+        if (replies[i])
+            freeReplyObject(replies[i]);
+        replies[i] = NULL;
+    }
+    dlock__redis_drop(&c->ctx);
+    char at[300];
+    return dlock__error(DLOCK_ECONN,
+                        "%s needs a password (it answered NOAUTH): give it in the URL, redis://:PASSWORD@HOST or "
+                        "redis://USER:PASSWORD@HOST",
+                        where(c, at, sizeof at));
+}
+
 /* One round trip on the main connection, bounded by the call's deadline.  A
  * connection that had been idle and turns out to be closed (a server
  * restart, CLIENT KILL, an idle timeout) is replaced once: every command the
@@ -314,7 +339,9 @@ int dlock__redis_round_trip(redis_conn *c, struct dlock_call *call, int n, const
         if (sent_ms && attempt == 0)
             *sent_ms = dlock__now_ms();
         int rc = exchange(c, &c->ctx, ms, n, cmds, replies, "lost the connection to");
-        if (rc == DLOCK_OK || fresh || attempt > 0 || dlock__redis_left_ms(call) <= 0)
+        if (rc == DLOCK_OK)
+            return refused_login(c, n, replies);
+        if (fresh || attempt > 0 || dlock__redis_left_ms(call) <= 0)
             return rc;
         if (c->timed_out)
             return rc; /* the server is slow, not gone: no second wait */

@@ -63,12 +63,15 @@ enum {
 /* KEYS: lock, fence.  ARGV: token, channel, the lock's fence.  1 released
  * (waiters told), 0 not ours, 2 not ours but free, and no one took it
  * since our token (the fence counter is still ours): what the retry of a
- * release whose answer was lost finds when the first send went through. */
+ * release whose answer was lost finds when the first send went through.
+ * PUBLISH through pcall here and in the break: a user whose ACL has no
+ * channel rights still releases without an error (its waiters, refused
+ * SUBSCRIBE too, poll; `dlock check` says so). */
 #define DLOCK_REDIS_RELEASE                                                  \
     "local v = redis.call('GET', KEYS[1])\n"                                 \
     "if v and string.sub(v, 1, 32) == ARGV[1] then\n"                        \
     "  redis.call('DEL', KEYS[1])\n"                                         \
-    "  redis.call('PUBLISH', ARGV[2], 'released')\n"                         \
+    "  redis.pcall('PUBLISH', ARGV[2], 'released')\n"                        \
     "  return 1\n"                                                           \
     "end\n"                                                                  \
     "if not v and redis.call('GET', KEYS[2]) == ARGV[3] then return 2 end\n" \
@@ -80,7 +83,7 @@ enum {
 #define DLOCK_REDIS_BREAK                                          \
     "if redis.call('DEL', KEYS[1]) == 1 then\n"                    \
     "  redis.call('SET', KEYS[2], ARGV[2], 'PX', 60000)\n"         \
-    "  redis.call('PUBLISH', ARGV[1], 'broken')\n"                 \
+    "  redis.pcall('PUBLISH', ARGV[1], 'broken')\n"                \
     "  return 1\n"                                                 \
     "end\n"                                                        \
     "if redis.call('GET', KEYS[2]) == ARGV[2] then return 1 end\n" \

@@ -32,7 +32,9 @@ def take_away(url: str, name: str) -> None:
 
 
 def refused_logins(url: str) -> list:
-    """A wrong password, where the server has one."""
-    if not urllib.parse.urlsplit(url).password or url.startswith("redis+unix:"):
+    """A wrong password, and none at all (NOAUTH), where the server has one."""
+    parts = urllib.parse.urlsplit(url)
+    if not parts.password or url.startswith("redis+unix:"):
         return []
-    return [with_password(url, "dlock-wrong-password")]
+    bare = parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]).geturl()
+    return [with_password(url, "dlock-wrong-password"), bare]
