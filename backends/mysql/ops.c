@@ -474,12 +474,14 @@ int dlock__mysql_session_list(struct mysqlbe_conn *c, const char *prefix, struct
     if (status == DLOCK_OK && rows->status != DLOCK_OK)
         status = rows->status;
     free(rows);
-    if (status != DLOCK_OK && c->last_errno == ER_NO_SUCH_TABLE)
+    /* No fence table, or no database to have one in (the quick start's URL
+     * names none): one message, one status. */
+    if (status != DLOCK_OK && (c->last_errno == ER_NO_SUCH_TABLE || c->last_errno == ER_NO_DB_ERROR))
         return dlock__error(DLOCK_ENOTSUP,
                             "session mode cannot list locks on this server: install MariaDB's metadata_lock_info "
                             "plugin (INSTALL SONAME 'metadata_lock_info'), or take locks with fencing=on (their names "
-                            "are kept in `%s`), or use mode=lease",
-                            c->table);
+                            "are kept in `%s`%s), or use mode=lease",
+                            c->table, c->last_errno == ER_NO_DB_ERROR ? ", in the URL's database: add /DBNAME" : "");
     return status;
 }
 

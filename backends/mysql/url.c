@@ -259,8 +259,13 @@ static int parse_userinfo(const char *authority, struct dlock_mysql_url *out, co
     return rc == DLOCK_OK ? DLOCK_OK : decode_error(out, rc, "the user or password");
 }
 
+/* What a bad port most often is: a password with a raw '/' in it (the
+ * authority ends at the first '/', so "u:pa/ss@host" reads as host "u",
+ * port "pa").  `later_at`: an '@' after the authority. */
+#define PASSWORD_HINT "; if the password has '/' or '#' in it, percent-encode them (%2F, %23)"
+
 /* host[:port] or [v6]:port, hostport[0..len). */
-static int parse_hostport(const char *hostport, size_t len, struct dlock_mysql_url *out)
+static int parse_hostport(const char *hostport, size_t len, int later_at, struct dlock_mysql_url *out)
 {
     const char *host = hostport, *port_text = NULL;
     size_t host_len, port_len = 0;
@@ -291,7 +296,9 @@ static int parse_hostport(const char *hostport, size_t len, struct dlock_mysql_u
     if (port_text) {
         unsigned long port;
         if (parse_uint(port_text, port_len, 65535, &port) || port == 0)
-            return url_error(out, DLOCK_EINVAL, "the port must be a number from 1 to 65535");
+            return url_error(out, DLOCK_EINVAL,
+                             later_at ? "the port must be a number from 1 to 65535" PASSWORD_HINT
+                                      : "the port must be a number from 1 to 65535");
         out->port = (unsigned int)port;
     }
     int rc = host_len > 0 ? decode_into(&out->host, host, host_len) : DLOCK_OK;
@@ -322,8 +329,11 @@ static const char *check_url(const char *url, struct dlock_mysql_url *out)
         return NULL;
     }
     const char *rest = sep + 3;
-    if (strchr(rest, '#')) {
-        url_error(out, DLOCK_EINVAL, "a fragment ('#') has no meaning here");
+    const char *hash = strchr(rest, '#');
+    if (hash) {
+        url_error(out, DLOCK_EINVAL,
+                  strchr(hash, '@') ? "a fragment ('#') has no meaning here" PASSWORD_HINT
+                                    : "a fragment ('#') has no meaning here");
         return NULL;
     }
     for (const char *p = rest; *p; p++) {
@@ -349,7 +359,7 @@ int dlock__mysql_parse_url(const char *url, struct dlock_mysql_url *out)
     int rc = parse_userinfo(authority, out, &hostport);
     after = hostport + strcspn(hostport, "/?");
     if (rc == DLOCK_OK)
-        rc = parse_hostport(hostport, (size_t)(after - hostport), out);
+        rc = parse_hostport(hostport, (size_t)(after - hostport), hostport == authority && strchr(after, '@'), out);
     if (rc == DLOCK_OK)
         rc = parse_database(&after, out);
     if (rc == DLOCK_OK && *after == '?')
