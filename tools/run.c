@@ -23,6 +23,7 @@
 
 #include "cli.h"
 #include "dlock.h"
+#include "format.h"
 #include "heartbeat.h"
 #include "job.h"
 #include "metrics.h"
@@ -59,6 +60,7 @@ struct run {
     int store_silent;          /* the last extend got no answer (reset by one that did) */
     char **envp;               /* the job's environment: dlock's, with DLOCK_NAME and DLOCK_FENCE */
     char *env_added[2];        /* the strings of envp that dlock made */
+    char shown[FMT_NAME_SHOWN_SIZE]; /* the name as messages show it: escaped, a long one cut */
 };
 
 /* --- handlers ------------------------------------------------------------------ */
@@ -82,7 +84,7 @@ static void on_child(struct run *r)
         } else if (rc != DLOCK_OK) {
             cli_say("warning: cannot record the success of lock '%s' (%s); another server may run it again"
                     " in this period",
-                    r->o->name, dlock_last_error());
+                    r->shown, dlock_last_error());
         }
     }
 }
@@ -107,9 +109,9 @@ static void say_busy(struct run *r)
     char who[512];
     if (dlock_holder(r->client, r->o->name, who, sizeof who) == 1) {
         cli_make_printable(who);
-        cli_say("lock '%s' is busy (held by %s); not running the job", r->o->name, who);
+        cli_say("lock '%s' is busy (held by %s); not running the job", r->shown, who);
     } else {
-        cli_say("lock '%s' is busy; not running the job", r->o->name);
+        cli_say("lock '%s' is busy; not running the job", r->shown);
     }
 }
 
@@ -127,7 +129,7 @@ static void on_acquire_failed(struct run *r, int status)
     } else {
         char why[512];
         heartbeat_error(&r->hb, why, sizeof why);
-        cli_say("cannot take lock '%s': %s", r->o->name, why);
+        cli_say("cannot take lock '%s': %s", r->shown, why);
         r->exit_status = cli_exit_for(status);
     }
     /* Told to stop: leave now, without closing, which on a store that does
@@ -213,7 +215,7 @@ static int slot_is_done(struct run *r)
         rc = dlock_record_get(r->lock, &last_start);
     }
     if (rc != DLOCK_OK) {
-        cli_say("cannot read the run record of lock '%s': %s", r->o->name, dlock_last_error());
+        cli_say("cannot read the run record of lock '%s': %s", r->shown, dlock_last_error());
         r->job_status = rc == DLOCK_ELOST ? EXIT_LOST : cli_exit_for(rc);
         return -1;
     }
@@ -227,7 +229,7 @@ static int slot_is_done(struct run *r)
             strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
         cli_say("lock '%s': a run that started at %s (less than half the period ago) has run already;"
                 " not running the job",
-                r->o->name, when);
+                r->shown, when);
     }
     r->job_status = r->o->conflict_exit;
     return 1;
@@ -276,11 +278,11 @@ static void on_extended(struct run *r, int status)
     if (status == DLOCK_ELOST && !r->st.lost) {
         r->st.lost = 1;
         if (r->st.job_running)
-            cli_say("lock '%s' was lost (%s): stopping the job", r->o->name, why);
+            cli_say("lock '%s' was lost (%s): stopping the job", r->shown, why);
         else if (!cli_quiet)
-            cli_say("lock '%s' was lost after the job ended (%s)", r->o->name, why);
+            cli_say("lock '%s' was lost after the job ended (%s)", r->shown, why);
     } else if (status != DLOCK_OK && status != DLOCK_ELOST && !cli_quiet) {
-        cli_say("warning: cannot extend lock '%s' (%s); retrying", r->o->name, why);
+        cli_say("warning: cannot extend lock '%s' (%s); retrying", r->shown, why);
     }
 }
 
@@ -315,9 +317,9 @@ static int perform(struct run *r, enum run_action action)
         if (cli_quiet)
             break;
         if (r->st.job_running)
-            cli_say("lock '%s' not confirmed before its lease ran out: stopping the job", r->o->name);
+            cli_say("lock '%s' not confirmed before its lease ran out: stopping the job", r->shown);
         else
-            cli_say("lock '%s' was not confirmed before its lease ran out, after the job ended", r->o->name);
+            cli_say("lock '%s' was not confirmed before its lease ran out, after the job ended", r->shown);
         break;
     case RUN_TERM_JOB:
         kill(-r->job, SIGTERM);
@@ -434,7 +436,7 @@ static int finish(struct run *r, int abandoned)
     if (!r->st.acquired)
         return r->st.got_signal ? 128 + r->st.got_signal : EXIT_SOFTWARE;
     if (!r->lease_ok_at_exit) {
-        cli_say("lock '%s' was lost while the job ran; it may have overlapped another run", r->o->name);
+        cli_say("lock '%s' was lost while the job ran; it may have overlapped another run", r->shown);
         r->outcome = OUTCOME_LOST;
         return EXIT_LOST;
     }
@@ -446,9 +448,9 @@ static int finish(struct run *r, int abandoned)
     if (r->release_status == DLOCK_ELOST && !r->st.lost)
         cli_say("warning: lock '%s' was found lost when it was released (%s); another run may have"
                 " overlapped this one",
-                r->o->name, why);
+                r->shown, why);
     else if (r->release_status != DLOCK_OK && r->release_status != DLOCK_ELOST && !cli_quiet)
-        cli_say("warning: releasing lock '%s': %s", r->o->name, why);
+        cli_say("warning: releasing lock '%s': %s", r->shown, why);
     return r->job_status;
 }
 
@@ -483,7 +485,7 @@ static void record_history(const struct run *r, int64_t started)
     if (r->st.lost && r->store_silent) {
         if (!cli_quiet)
             cli_say("warning: this run of lock '%s' is not in the run history: the store stopped answering",
-                    r->o->name);
+                    r->shown);
         return;
     }
     int exit_status = r->job > 0 || r->st.job_done ? r->job_status : -1;
@@ -493,7 +495,7 @@ static void record_history(const struct run *r, int64_t started)
     int rc = dlock_history_add(r->client, r->o->name, run_outcome_name(outcome), exit_status, cli_now_ms() - started,
                                r->fence);
     if (rc != DLOCK_OK && rc != DLOCK_ENOTSUP && !cli_quiet)
-        cli_say("warning: this run of lock '%s' is not in the run history: %s", r->o->name, dlock_last_error());
+        cli_say("warning: this run of lock '%s' is not in the run history: %s", r->shown, dlock_last_error());
 }
 
 /* --metrics-file: what this run did.  A failure to write is said, and
@@ -516,6 +518,7 @@ static void write_metrics(const struct run *r, int status, int64_t started_wall,
 int run_command(const struct run_options *o)
 {
     struct run r = {.o = o, .job = -1, .guard = -1, .lease_ok_at_exit = 1, .outcome = -1};
+    fmt_shown_name(o->name, r.shown, sizeof r.shown);
     int64_t started_wall = wall_now_ms(), started = cli_now_ms();
     run_state_init(&r.st, o->min_hold_ms, o->grace_ms, LET_GO_MS, CANCEL_EVERY_MS);
     int rc = set_up(&r);
