@@ -9,7 +9,7 @@ full="$base check sqlite3 libpq-dev postgresql-15 postgresql-client-15 \
  redis-server redis-tools libhiredis-dev pgbouncer \
  etcd-server etcd-client libcurl4-openssl-dev libjson-c-dev \
  zookeeper libzookeeper-st-dev \
- debhelper dpkg-dev lintian man-db groff-base python3 hyperfine util-linux faketime"
+ debhelper dpkg-dev lintian man-db groff-base python3 hyperfine util-linux faketime openssl"
 pkgs=$full
 [ "${1:-}" = "--minimal" ] && pkgs=$base
 

@@ -680,6 +680,67 @@ START_TEST(authentication)
 }
 END_TEST
 
+/* etcds://: the member's HTTPS port with the test CA works (acquire,
+ * fence, extend, release); another CA, or the system's CAs, refuse its
+ * certificate (DLOCK_ECONN saying so, never the password); plain HTTP
+ * to the HTTPS port, and etcds:// to the plain one, fail. */
+START_TEST(tls_verifies_the_server)
+{
+    const char *tls = getenv("DLOCK_TEST_ETCD_TLS_URL"), *ep = getenv("DLOCK_TEST_ETCD_TLS_EP");
+    const char *dir = getenv("DLOCK_TEST_ETCD_TLS_DIR"), *plain = getenv("DLOCK_TEST_ETCD_AUTH_EP");
+    const char *password = getenv("DLOCK_TEST_ETCD_AUTH_PASSWORD");
+    if (!tls || !*tls || !ep || !dir || !plain || !password) {
+        ck_assert_msg(!dlt_required("etcd"), "no DLOCK_TEST_ETCD_TLS_URL (tests/etcd-server.sh needs openssl)");
+        return;
+    }
+    dlock_client *c = NULL;
+    ck_assert_msg(dlock_open(tls, &c) == DLOCK_OK, "%s", dlock_last_error());
+    dlock_lock *l = NULL;
+    ck_assert_msg(dlock_acquire(c, name, 5000, 0, &l) == DLOCK_OK, "%s", dlock_last_error());
+    uint64_t fence = 0;
+    ck_assert_int_eq(dlock_fence(l, &fence), DLOCK_OK);
+    ck_assert_uint_gt(fence, 0);
+    ck_assert_int_eq(dlock_extend(l, 5000), DLOCK_OK);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    dlock_close(c);
+
+    char bad[2048];
+    for (size_t i = 0; i < 2; i++) {
+        /* A CA that signed nothing, then none: the system's CAs. */
+        char query[1200] = "";
+        if (i == 0)
+            snprintf(query, sizeof query, "?cafile=%s/other-ca.pem", dir);
+        snprintf(bad, sizeof bad, "etcds://dlock:%s@%s%s", password, ep, query);
+        c = NULL;
+        int rc = dlock_open(bad, &c);
+        if (rc == DLOCK_OK) { /* a backend may connect on first use */
+            rc = dlock_acquire(c, name, 5000, 0, &l);
+            dlock_close(c);
+        }
+        ck_assert_msg(rc == DLOCK_ECONN, "case %zu: %d %s", i, rc, dlock_last_error());
+        ck_assert_msg(strstr(dlock_last_error(), "certificate"), "case %zu: %s", i, dlock_last_error());
+        ck_assert_msg(!strstr(dlock_last_error(), password), "case %zu: %s", i, dlock_last_error());
+    }
+    snprintf(bad, sizeof bad, "etcd://dlock:%s@%s", password, ep);
+    c = NULL;
+    int rc = dlock_open(bad, &c);
+    if (rc == DLOCK_OK) {
+        rc = dlock_acquire(c, name, 5000, 0, &l);
+        dlock_close(c);
+    }
+    ck_assert_msg(rc == DLOCK_ECONN, "plain HTTP to HTTPS: %d %s", rc, dlock_last_error());
+    snprintf(bad, sizeof bad, "etcds://dlock:%s@%s?cafile=%s/ca.pem", password, plain, dir);
+    c = NULL;
+    rc = dlock_open(bad, &c);
+    if (rc == DLOCK_OK) {
+        rc = dlock_acquire(c, name, 5000, 0, &l);
+        dlock_close(c);
+    }
+    ck_assert_msg(rc == DLOCK_ECONN, "HTTPS to plain HTTP: %d %s", rc, dlock_last_error());
+    ck_assert_msg(!strstr(dlock_last_error(), password), "%s", dlock_last_error());
+}
+END_TEST
+
 /* --- the overlap check under chaos ------------------------------------------------------ */
 
 /* Several `dlock run` loops on one name while the leader is killed and
@@ -787,6 +848,7 @@ static Suite *etcd_suite(void)
     tcase_add_test(t, etcdctl_lock_is_the_same_lock);
     tcase_add_test(t, extend_with_new_ttl_moves_the_lease);
     tcase_add_test(t, authentication);
+    tcase_add_test(t, tls_verifies_the_server);
     tcase_add_test(t, lease_revoked_with_etcdctl);
     tcase_add_test(t, key_deleted_with_etcdctl);
     tcase_add_test(add_case(s, "leader-kill", 40), leader_killed_lock_stays);

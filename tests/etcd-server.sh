@@ -14,7 +14,10 @@
 # as in a real deployment: the fault tests kill members and rely on it.
 #
 # A fourth, single member with authentication enabled (user "dlock", role
-# with read/write on every key) serves the authentication tests.
+# with read/write on every key) serves the authentication tests.  When
+# openssl is there it also serves HTTPS on a port of its own, with a
+# certificate for 127.0.0.1 from a throwaway CA (DIR/tls/ca.pem), for the
+# etcds:// tests; DIR/tls/other-ca.pem is a CA that signed nothing.
 #
 # `start` prints (and writes to DIR/env) shell lines:
 #   export DLOCK_TEST_ETCD_URL='etcd://127.0.0.1:<c1>,127.0.0.1:<c2>,127.0.0.1:<c3>'
@@ -23,6 +26,8 @@
 #   export DLOCK_TEST_ETCD_PID1=<pid> DLOCK_TEST_ETCD_EP1=127.0.0.1:<c1>  (and 2, 3)
 #   export DLOCK_TEST_ETCD_AUTH_URL='etcd://dlock:<password>@127.0.0.1:<c4>'
 #   export DLOCK_TEST_ETCD_AUTH_EP=127.0.0.1:<c4> DLOCK_TEST_ETCD_AUTH_PASSWORD=<password>
+#   export DLOCK_TEST_ETCD_TLS_URL='etcds://dlock:<password>@127.0.0.1:<t4>?cafile=DIR/tls/ca.pem'
+#   export DLOCK_TEST_ETCD_TLS_EP=127.0.0.1:<t4> DLOCK_TEST_ETCD_TLS_DIR=DIR/tls   (with openssl)
 #
 # The server binary is $DLOCK_ETCD_SERVER, else etcd on the PATH (Debian:
 # etcd-server); etcdctl (Debian: etcd-client) checks that a leader is elected.
@@ -63,11 +68,12 @@ is_running() { # N
     [ "$state" != Z ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "--name m$1 "
 }
 
-# The ports, picked once and kept in DIR/ports: "c1 p1 c2 p2 c3 p3 c4 p4".
+# The ports, picked once and kept in DIR/ports: "c1 p1 c2 p2 c3 p3 c4 p4 t4"
+# (t4: member 4's HTTPS port).
 pick_ports() {
     [ -f "$dir/ports" ] && return 0
     ports=
-    for _ in 1 2 3 4 5 6 7 8; do
+    for _ in 1 2 3 4 5 6 7 8 9; do
         while :; do
             p=$(pick_port)
             case " $ports " in *" $p "*) continue ;; esac
@@ -84,6 +90,28 @@ port_of() { # INDEX (1-based in DIR/ports)
 
 client_port() { port_of $((2 * $1 - 1)); }
 peer_port() { port_of $((2 * $1)); }
+tls_port() { port_of 9; }
+
+# A CA and a server certificate for 127.0.0.1 in DIR/tls; 1 without openssl.
+make_certificates() {
+    tls=$dir/tls
+    [ -f "$tls/server-cert.pem" ] && return 0
+    command -v openssl >/dev/null 2>&1 || return 1
+    mkdir -p "$tls"
+    (
+        cd "$tls"
+        ec="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+        openssl req -x509 $ec -days 3650 -subj "/CN=dlock etcd test CA" -keyout ca-key.pem -out ca.pem
+        openssl req -x509 $ec -days 3650 -subj "/CN=dlock unrelated CA" -keyout other-ca-key.pem -out other-ca.pem
+        openssl req $ec -subj "/CN=127.0.0.1" -keyout server-key.pem -out server.csr
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n' >ext.cnf
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial \
+            -days 3650 -extfile ext.cnf -out server-cert.pem
+    ) >"$dir/tls.log" 2>&1 || { rm -rf "$tls"; return 1; }
+}
+
+# Member 4 serves HTTPS too: its port and certificate are there.
+tls_on() { [ -n "$(tls_port)" ] && [ -f "$dir/tls/server-cert.pem" ]; }
 
 start_member() { # N CLUSTER STATE
     n=$1
@@ -96,10 +124,16 @@ start_member() { # N CLUSTER STATE
     fi
     state=new
     [ -d "$dir/m$n/member" ] && state=existing
+    listen="http://127.0.0.1:$(client_port "$n")"
+    tls_args=
+    if [ "$n" = 4 ] && make_certificates && tls_on; then
+        listen="$listen,https://127.0.0.1:$(tls_port)"
+        tls_args="--cert-file $dir/tls/server-cert.pem --key-file $dir/tls/server-key.pem"
+    fi
     # Its own session: a test that restarts a member must not take it
     # down with its own process group when it ends (Check kills the group).
     setsid "$SERVER" --name "m$n" --data-dir "$dir/m$n" \
-        --listen-client-urls "http://127.0.0.1:$(client_port "$n")" \
+        --listen-client-urls "$listen" $tls_args \
         --advertise-client-urls "http://127.0.0.1:$(client_port "$n")" \
         --listen-peer-urls "http://127.0.0.1:$(peer_port "$n")" \
         --initial-advertise-peer-urls "http://127.0.0.1:$(peer_port "$n")" \
@@ -171,6 +205,10 @@ write_env() {
         echo "export DLOCK_TEST_ETCD_AUTH_URL='etcd://dlock:$PASSWORD@127.0.0.1:$(client_port 4)'"
         echo "export DLOCK_TEST_ETCD_AUTH_EP='127.0.0.1:$(client_port 4)'"
         echo "export DLOCK_TEST_ETCD_AUTH_PASSWORD='$PASSWORD'"
+        if tls_on; then
+            echo "export DLOCK_TEST_ETCD_TLS_URL='etcds://dlock:$PASSWORD@127.0.0.1:$(tls_port)?cafile=$dir/tls/ca.pem'"
+            echo "export DLOCK_TEST_ETCD_TLS_EP='127.0.0.1:$(tls_port)' DLOCK_TEST_ETCD_TLS_DIR='$dir/tls'"
+        fi
     } >"$dir/env"
     cat "$dir/env"
 }
