@@ -75,6 +75,7 @@ static Suite *conformance_suite(void)
     conformance_add_lease(s);
     conformance_add_wait(s);
     conformance_add_operations(s);
+    conformance_add_lost_reply(s);
     conformance_add_clients(s);
     return s;
 }

@@ -233,8 +233,10 @@ static int setup_failed(pg_conn *c, PGconn *pg, const PGresult *res)
         return dlock__error(DLOCK_ECONN, "cannot set up the session: the server did not answer in time");
     PGconn *saved = c->pg;
     c->pg = pg; /* for libpq's message */
-    int rc = dlock__pg_result_error(c, PQstatus(pg) == CONNECTION_OK ? DLOCK_EBACKEND : DLOCK_ECONN,
-                                    "cannot set up the session", res);
+    /* No answer, or one without an SQLSTATE (libpq's own), is the
+     * connection failing, as dlock__pg_outcome() judges it. */
+    int lost = PQstatus(pg) != CONNECTION_OK || !res || dlock__pg_outcome(c, res) == OUTCOME_CONNECTION_LOST;
+    int rc = dlock__pg_result_error(c, lost ? DLOCK_ECONN : DLOCK_EBACKEND, "cannot set up the session", res);
     c->pg = saved;
     return rc;
 }

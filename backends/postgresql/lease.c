@@ -75,6 +75,10 @@ static const char extend_sql[] = "UPDATE %1$s SET expires_at = " PG_EXPIRY(
 /* Ours, live or not, is let go; the answer says whether it was still live. */
 static const char release_sql[] = "UPDATE %1$s SET owner = NULL WHERE name = $1 AND owner = $2::uuid"
                                   " RETURNING " PG_LIVE ", " PG_DURABLE;
+/* After a release whose answer was lost: the row is free and its fence is
+ * still ours, so no one took the lock since (a take bumps the fence): the
+ * first send went through. */
+static const char released_sql[] = "SELECT 1 FROM %1$s WHERE name = $1 AND owner IS NULL AND fence = $2::bigint";
 static const char record_get_sql[] = "SELECT last_slot FROM %1$s WHERE name = $1 AND owner = $2::uuid AND " PG_LIVE;
 static const char record_put_sql[] = "UPDATE %1$s SET last_slot = $3::bigint"
                                      " WHERE name = $1 AND owner = $2::uuid AND " PG_LIVE " RETURNING last_slot";
@@ -410,16 +414,35 @@ int dlock__pg_lease_extend(pg_conn *c, pg_lock *l, const char *name, uint32_t tt
     return rc;
 }
 
+/* 1 when the row of `name` is free with l's fence: released, and not
+ * taken since. */
+static int released_by_lost_send(pg_conn *c, const pg_lock *l, const char *name)
+{
+    char fence[24];
+    snprintf(fence, sizeof fence, "%" PRIu64, l->base.fence);
+    const char *values[2] = {name, fence};
+    const int lengths[2] = {(int)strlen(name), 0};
+    int rc;
+    PGresult *res = lease_run(c, released_sql, 2, types_name_owner, values, lengths, NULL, "release the lock", &rc);
+    int released = res && PQntuples(res) >= 1;
+    PQclear(res);
+    dlock__clear_error();
+    return released;
+}
+
 int dlock__pg_lease_release(pg_conn *c, pg_lock *l, const char *name)
 {
     const char *values[2] = {name, l->owner};
     const int lengths[2] = {(int)strlen(name), 0};
     int rc;
+    uint64_t generation = c->session.generation;
     PGresult *res = lease_run(c, release_sql, 2, types_name_owner, values, lengths, NULL, "release the lock", &rc);
     if (!res)
         return rc;
     if (PQntuples(res) >= 1 && dlock__pg_first_bool(res))
         rc = DLOCK_OK;
+    else if (c->session.generation != generation && released_by_lost_send(c, l, name))
+        rc = DLOCK_OK; /* the retry of a release whose answer was lost (issue 23) */
     else
         rc = dlock__error(DLOCK_ELOST, "lock '%s' had already been lost: its lease expired or another holder took it",
                           name);

@@ -6,6 +6,7 @@
  *   wait.c        waits, hand-off, cancel, a wait longer than the TTL
  *   clients.c     close, descriptors, threads
  *   operations.c  list, break, store time, run records; the same through dlock(1)
+ *   lost_reply.c  requests the server ran whose answers were lost (a relay)
  */
 #ifndef DLOCK_TESTS_CONFORMANCE_H
 #define DLOCK_TESTS_CONFORMANCE_H
@@ -40,5 +41,6 @@ void conformance_add_lease(Suite *s);
 void conformance_add_wait(Suite *s);
 void conformance_add_clients(Suite *s);
 void conformance_add_operations(Suite *s);
+void conformance_add_lost_reply(Suite *s);
 
 #endif
