@@ -111,6 +111,13 @@ int dlock__url_options(const char *url, struct dlock_url_options *opts, char **r
 enum { DLOCK_OPT_MODE = 1, DLOCK_OPT_TABLE = 2, DLOCK_OPT_FENCING = 4, DLOCK_OPT_PREFIX = 8 };
 int dlock__url_options_only(const struct dlock_url_options *opts, unsigned allowed, const char *backend);
 void dlock__url_options_free(struct dlock_url_options *opts);
+/* The common options of a store that has only leases and always fences
+ * (Redis, etcd): mode=session and fencing=off refused saying so, table=
+ * refused; *prefix (malloc'ed): prefix= or default_prefix; *rest as from
+ * dlock__url_options() (the caller frees it, and wipes it: it may hold a
+ * password).  On failure nothing is left to free. */
+int dlock__url_lease_options(const char *url, const char *backend, const char *default_prefix, char **prefix,
+                             char **rest);
 
 /*
  * What the core tells a backend about one call, and what it answers.

@@ -158,3 +158,34 @@ int dlock__url_options_only(const struct dlock_url_options *o, unsigned allowed,
         return dlock__error(DLOCK_EINVAL, "URL option prefix is not taken by the %s backend (only redis)", backend);
     return DLOCK_OK;
 }
+
+int dlock__url_lease_options(const char *url, const char *backend, const char *default_prefix, char **prefix,
+                             char **rest)
+{
+    struct dlock_url_options opts;
+    *prefix = NULL;
+    *rest = NULL;
+    int rc = dlock__url_options(url, &opts, rest);
+    if (rc != DLOCK_OK)
+        return rc;
+    if (opts.mode == DLOCK_MODE_SESSION)
+        rc = dlock__error(DLOCK_EINVAL, "URL option mode=session: the %s backend has only leases (mode=lease)",
+                          backend);
+    else if (opts.fencing == DLOCK_FENCING_OFF)
+        rc = dlock__error(DLOCK_EINVAL, "URL option fencing=off: the %s backend always gives fencing tokens", backend);
+    else
+        rc = dlock__url_options_only(&opts, DLOCK_OPT_MODE | DLOCK_OPT_FENCING | DLOCK_OPT_PREFIX, backend);
+    if (rc == DLOCK_OK) {
+        *prefix = opts.prefix ? opts.prefix : strdup(default_prefix);
+        opts.prefix = NULL;
+        if (!*prefix)
+            rc = dlock__oom();
+    }
+    dlock__url_options_free(&opts);
+    if (rc != DLOCK_OK && *rest) {
+        memset(*rest, 0, strlen(*rest));
+        free(*rest);
+        *rest = NULL;
+    }
+    return rc;
+}

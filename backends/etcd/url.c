@@ -158,28 +158,6 @@ static int parse_authority(const char *p, struct dlock_etcd_url *u)
     return parse_query(*rest == '?' ? rest + 1 : NULL, u);
 }
 
-static int take_options(const char *url, struct dlock_etcd_url *u, char **rest)
-{
-    struct dlock_url_options opts;
-    int rc = dlock__url_options(url, &opts, rest);
-    if (rc != DLOCK_OK)
-        return rc;
-    if (opts.mode == DLOCK_MODE_SESSION)
-        rc = dlock__error(DLOCK_EINVAL, "URL option mode=session: the etcd backend has only leases (mode=lease)");
-    else if (opts.fencing == DLOCK_FENCING_OFF)
-        rc = dlock__error(DLOCK_EINVAL, "URL option fencing=off: the etcd backend always gives fencing tokens");
-    else
-        rc = dlock__url_options_only(&opts, DLOCK_OPT_MODE | DLOCK_OPT_FENCING | DLOCK_OPT_PREFIX, "etcd");
-    if (rc == DLOCK_OK) {
-        u->prefix = opts.prefix ? opts.prefix : strdup(DLOCK_ETCD_DEFAULT_PREFIX);
-        opts.prefix = NULL;
-        if (!u->prefix)
-            rc = dlock__oom();
-    }
-    dlock__url_options_free(&opts);
-    return rc;
-}
-
 int dlock__etcd_parse_url(const char *url, struct dlock_etcd_url *u)
 {
     memset(u, 0, sizeof *u);
@@ -192,7 +170,7 @@ int dlock__etcd_parse_url(const char *url, struct dlock_etcd_url *u)
     else if (strcmp(scheme, "etcd") != 0)
         return dlock__error(DLOCK_EINVAL, "not an etcd URL");
     char *rest = NULL;
-    rc = take_options(url, u, &rest);
+    rc = dlock__url_lease_options(url, "etcd", DLOCK_ETCD_DEFAULT_PREFIX, &u->prefix, &rest);
     if (rc == DLOCK_OK && strchr(rest, '#'))
         rc = bad("fragments ('#') are not allowed (write # in a password as %23)");
     if (rc == DLOCK_OK) {

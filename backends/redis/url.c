@@ -185,28 +185,11 @@ int dlock__redis_parse_url(const char *url, struct dlock_redis_url *u)
         return dlock__error(DLOCK_ENOTSUP, "rediss:// (Redis over TLS) is not supported: the hiredis library"
                                            " libdlock loads has no TLS; use redis:// on a trusted network, or a"
                                            " TLS tunnel (stunnel, spiped) to the server");
-    struct dlock_url_options opts;
     char *rest = NULL;
-    if ((rc = dlock__url_options(url, &opts, &rest)) != DLOCK_OK)
+    if ((rc = dlock__url_lease_options(url, "redis", DLOCK_REDIS_DEFAULT_PREFIX, &u->prefix, &rest)) != DLOCK_OK)
         return rc;
-    if (opts.mode == DLOCK_MODE_SESSION)
-        rc = dlock__error(DLOCK_EINVAL, "URL option mode=session: the redis backend has only leases (mode=lease)");
-    else if (opts.fencing == DLOCK_FENCING_OFF)
-        rc = dlock__error(DLOCK_EINVAL, "URL option fencing=off: the redis backend always gives fencing tokens");
-    else
-        rc = dlock__url_options_only(&opts, DLOCK_OPT_MODE | DLOCK_OPT_FENCING | DLOCK_OPT_PREFIX, "redis");
-    if (rc == DLOCK_OK) {
-        u->prefix = opts.prefix ? opts.prefix : strdup(DLOCK_REDIS_DEFAULT_PREFIX);
-        opts.prefix = NULL;
-        if (!u->prefix)
-            rc = dlock__oom();
-    }
-    dlock__url_options_free(&opts);
-    if (rc == DLOCK_OK) {
-        const char *hash = strchr(rest, '#');
-        if (hash)
-            rc = bad("fragments ('#') are not allowed (write # in a password as %23)");
-    }
+    if (strchr(rest, '#'))
+        rc = bad("fragments ('#') are not allowed (write # in a password as %23)");
     if (rc == DLOCK_OK) {
         const char *p = strchr(rest, ':') + 1;
         if (strcmp(scheme, "redis") == 0) {
