@@ -21,8 +21,7 @@
 #include <string.h>
 
 #include "etcd/backend.h" /* backends/ */
-
-#define SECRET "Zebra-Secret-42"
+#include "fuzz.h"
 
 static void fail(const char *what, const char *text, size_t len)
 {
@@ -36,12 +35,9 @@ static void fail(const char *what, const char *text, size_t len)
 static void url_case(const char *head, const char *rest, size_t len)
 {
     size_t hlen = strlen(head);
-    char *url = malloc(hlen + len + 1);
+    char *url = fuzz_url(head, (const uint8_t *)rest, len);
     if (!url)
         return;
-    memcpy(url, head, hlen);
-    memcpy(url + hlen, rest, len);
-    url[hlen + len] = '\0';
     struct dlock_etcd_url u;
     int rc = dlock__etcd_parse_url(url, &u);
     if (rc == DLOCK_OK) {
@@ -57,7 +53,7 @@ static void url_case(const char *head, const char *rest, size_t len)
         fail("unexpected status", url, strlen(url));
     } else if (!dlock_last_error()[0]) {
         fail("an error without text", url, strlen(url));
-    } else if (hlen && strstr(dlock_last_error(), SECRET)) {
+    } else if (hlen && strstr(dlock_last_error(), FUZZ_SECRET)) {
         fail("the password in the error", url, strlen(url));
     }
     free(url);
@@ -154,7 +150,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     case 1:
         if (!memchr(rest, '\0', len))
-            url_case("etcd://u:" SECRET "@", rest, len);
+            url_case("etcd://u:" FUZZ_SECRET "@", rest, len);
         break;
     case 2:
         name_case(rest, len);

@@ -28,31 +28,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "internal.h"
 #include "mysql/url.h" /* backends/: pure, no client library */
 
-#define SECRET "Zebra-Secret-42"
-
-static void fail(const char *what, const char *text)
-{
-    fprintf(stderr, "fuzz_mysql: %s: \"", what);
-    for (const char *p = text; *p; p++)
-        fprintf(stderr, (*p >= 0x20 && *p < 0x7f) ? "%c" : "\\x%02x", (unsigned char)*p);
-    fprintf(stderr, "\"\n");
-    abort();
-}
-
-static int same_text(const char *a, const char *b)
-{
-    return (!a && !b) || (a && b && strcmp(a, b) == 0);
-}
+#define fail(what, text) fuzz_fail("fuzz_mysql", what, text)
 
 static int same_url(const struct dlock_mysql_url *a, const struct dlock_mysql_url *b)
 {
-    return same_text(a->user, b->user) && same_text(a->password, b->password) && same_text(a->host, b->host) &&
-           a->port == b->port && same_text(a->database, b->database) && same_text(a->socket, b->socket) &&
-           a->ssl_mode == b->ssl_mode && same_text(a->ssl_ca, b->ssl_ca) && same_text(a->ssl_capath, b->ssl_capath) &&
-           same_text(a->ssl_cert, b->ssl_cert) && same_text(a->ssl_key, b->ssl_key) &&
+    return fuzz_same_text(a->user, b->user) && fuzz_same_text(a->password, b->password) && fuzz_same_text(a->host, b->host) &&
+           a->port == b->port && fuzz_same_text(a->database, b->database) && fuzz_same_text(a->socket, b->socket) &&
+           a->ssl_mode == b->ssl_mode && fuzz_same_text(a->ssl_ca, b->ssl_ca) && fuzz_same_text(a->ssl_capath, b->ssl_capath) &&
+           fuzz_same_text(a->ssl_cert, b->ssl_cert) && fuzz_same_text(a->ssl_key, b->ssl_key) &&
            a->connect_timeout_s == b->connect_timeout_s && a->flush_check_off == b->flush_check_off;
 }
 
@@ -72,7 +59,7 @@ static char *written_password(const char *url)
     for (const char *p = start; p < start + authority; p++)
         if (*p == '@')
             at = p;
-    size_t len = at ? (size_t)(at - start) : strlen(SECRET);
+    size_t len = at ? (size_t)(at - start) : strlen(FUZZ_SECRET);
     char *password = malloc(len + 1);
     if (password) {
         memcpy(password, start, len);
@@ -133,7 +120,7 @@ static void check_parse(const char *url, int with_secret)
     if (parsed.port > 65535 || parsed.connect_timeout_s > 3600 || parsed.ssl_mode > DLOCK_MYSQL_SSL_VERIFY_IDENTITY)
         fail("parse: a number out of range", url);
     if (with_secret && (!parsed.user || strcmp(parsed.user, "u") != 0 || !parsed.password ||
-                        strncmp(parsed.password, SECRET, strlen(SECRET)) != 0))
+                        strncmp(parsed.password, FUZZ_SECRET, strlen(FUZZ_SECRET)) != 0))
         fail("parse: the user or password is not the one in front", url);
     if (dlock__mysql_parse_url(url, &again) != DLOCK_OK || !same_url(&parsed, &again))
         fail("parse: not deterministic", url);
@@ -213,7 +200,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     int with_secret = data[0] == 3 ? 3 : data[0] & 1;
-    const char *prefix = with_secret == 3 ? "mysql://u:Zebra" : with_secret ? "mysql://u:" SECRET "@" : "";
+    const char *prefix = with_secret == 3 ? "mysql://u:Zebra" : with_secret ? "mysql://u:" FUZZ_SECRET "@" : "";
     size_t prefix_len = strlen(prefix);
     char *text = malloc(prefix_len + size);
     if (!text)

@@ -27,19 +27,13 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "fuzz.h"
 #include "internal.h"
 #ifdef HAVE_POSTGRESQL
 #include "../../backends/postgresql/url.h"
 #endif
 
-static void fail(const char *what, const char *text)
-{
-    fprintf(stderr, "fuzz_url: %s: \"", what);
-    for (const char *p = text; *p; p++)
-        fprintf(stderr, (*p >= 0x20 && *p < 0x7f) ? "%c" : "\\x%02x", (unsigned char)*p);
-    fprintf(stderr, "\"\n");
-    abort();
-}
+#define fail(what, text) fuzz_fail("fuzz_url", what, text)
 
 /* Length of the scheme (without ':'), or 0 when the URL has none. */
 static size_t reference_scheme_length(const char *url)
