@@ -108,13 +108,11 @@ static int lease_try(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char 
     if (!left_ms)
         return 0;
     long long left = 0;
-    mysqlbe_flag left_null = 0;
-    MYSQL_BIND out;
-    bind_out_i64(&out, &left, &left_null);
-    status = dlock__mysql_exec(c, OP_LEASE_LEFT, p, &out, NULL, NULL, &r, "reading the lease", DLOCK_ECONN);
+    int found = 0;
+    status = dlock__mysql_exec_i64(c, OP_LEASE_LEFT, p, "reading the lease", &left, &found);
     if (status != DLOCK_OK)
         return status;
-    *left_ms = (r.rows == 0 || left_null) ? 0 : left;
+    *left_ms = left;
     return 0;
 }
 
@@ -223,14 +221,9 @@ static int lease_check(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const cha
     bind_bytes(&p[0], name, &name_len);
     bind_bytes(&p[1], l->owner, &owner_len);
     long long n = 0;
-    mysqlbe_flag n_null = 0;
-    MYSQL_BIND out;
-    bind_out_i64(&out, &n, &n_null);
-    struct mysqlbe_result r;
-    int status = dlock__mysql_exec(c, OP_LEASE_CHECK, p, &out, NULL, NULL, &r, "checking the lease", DLOCK_ECONN);
-    if (status != DLOCK_OK)
-        return status;
-    return r.rows == 1 && !n_null && n == 1;
+    int found = 0;
+    int status = dlock__mysql_exec_i64(c, OP_LEASE_CHECK, p, "checking the lease", &n, &found);
+    return status != DLOCK_OK ? status : found && n == 1;
 }
 
 int dlock__mysql_lease_extend(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, uint32_t ttl_ms,

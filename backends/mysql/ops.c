@@ -386,18 +386,33 @@ int dlock__mysql_session_record(struct mysqlbe_conn *c, struct mysqlbe_lock *l, 
     return DLOCK_OK;
 }
 
+int dlock__mysql_exec_i64(struct mysqlbe_conn *c, enum mysqlbe_op op, MYSQL_BIND *params, const char *what,
+                          long long *value, int *found)
+{
+    mysqlbe_flag is_null = 0;
+    MYSQL_BIND out;
+    *value = 0;
+    *found = 0;
+    bind_out_i64(&out, value, &is_null);
+    struct mysqlbe_result r;
+    int status = dlock__mysql_exec(c, op, params, &out, NULL, NULL, &r, what, DLOCK_ECONN);
+    if (status != DLOCK_OK)
+        return status;
+    *found = r.rows == 1 && !is_null;
+    if (!*found)
+        *value = 0;
+    return DLOCK_OK;
+}
+
 int dlock__mysql_store_time(struct mysqlbe_conn *c, int64_t *unix_ms, struct dlock_call *call)
 {
     dlock__mysql_begin_call(c, call->deadline_ms);
     long long now = 0;
-    mysqlbe_flag now_null = 0;
-    MYSQL_BIND out;
-    bind_out_i64(&out, &now, &now_null);
-    struct mysqlbe_result r;
-    int status = dlock__mysql_exec(c, OP_STORE_TIME, NULL, &out, NULL, NULL, &r, "reading the server's clock", DLOCK_ECONN);
+    int found = 0;
+    int status = dlock__mysql_exec_i64(c, OP_STORE_TIME, NULL, "reading the server's clock", &now, &found);
     if (status != DLOCK_OK)
         return status;
-    if (r.rows != 1 || now_null)
+    if (!found)
         return dlock__error(DLOCK_EBACKEND, "the server's clock gave no answer");
     *unix_ms = now;
     return DLOCK_OK;
@@ -493,14 +508,11 @@ static int killed_session_let_go(struct mysqlbe_conn *c, const char *name, MYSQL
 {
     for (int64_t pause_ms = 1;; pause_ms = pause_ms * 2 > 50 ? 50 : pause_ms * 2) {
         long long id = 0;
-        mysqlbe_flag id_null = 0;
-        MYSQL_BIND out;
-        bind_out_i64(&out, &id, &id_null);
-        struct mysqlbe_result r;
-        int status = dlock__mysql_exec(c, OP_SESSION_LOCK_ID, p, &out, NULL, NULL, &r, "confirming the break", DLOCK_ECONN);
+        int found = 0;
+        int status = dlock__mysql_exec_i64(c, OP_SESSION_LOCK_ID, p, "confirming the break", &id, &found);
         if (status != DLOCK_OK)
             return status;
-        if (r.rows != 1 || id_null || id != killed)
+        if (!found || id != killed)
             return 1;
         if (dlock__now_ms() + pause_ms >= c->deadline_ms)
             return dlock__error(DLOCK_EBACKEND,
@@ -520,14 +532,11 @@ int dlock__mysql_session_break(struct mysqlbe_conn *c, const char *name, struct 
     MYSQL_BIND p[1];
     bind_str(&p[0], server_name, &len);
     long long id = 0;
-    mysqlbe_flag id_null = 0;
-    MYSQL_BIND out;
-    bind_out_i64(&out, &id, &id_null);
-    struct mysqlbe_result r;
-    int status = dlock__mysql_exec(c, OP_SESSION_LOCK_ID, p, &out, NULL, NULL, &r, "finding the holder", DLOCK_ECONN);
+    int found = 0;
+    int status = dlock__mysql_exec_i64(c, OP_SESSION_LOCK_ID, p, "finding the holder", &id, &found);
     if (status != DLOCK_OK)
         return status;
-    if (r.rows != 1 || id_null)
+    if (!found)
         return 0;
     if ((unsigned long)id == c->connection_id)
         return dlock__error(DLOCK_EBUSY, "'%s' is held by this client's own session: release it instead", name);
@@ -557,13 +566,7 @@ int dlock__mysql_session_lock_holder(struct mysqlbe_conn *c, const char *server_
     unsigned long len = (unsigned long)strlen(server_name);
     MYSQL_BIND p[1];
     bind_str(&p[0], server_name, &len);
-    mysqlbe_flag id_null = 0;
-    MYSQL_BIND out;
-    bind_out_i64(&out, id, &id_null);
-    struct mysqlbe_result r;
-    int status =
-        dlock__mysql_exec(c, OP_SESSION_LOCK_ID, p, &out, NULL, NULL, &r, "looking for a session-mode holder", DLOCK_ECONN);
-    if (status != DLOCK_OK)
-        return status;
-    return r.rows == 1 && !id_null;
+    int found = 0;
+    int status = dlock__mysql_exec_i64(c, OP_SESSION_LOCK_ID, p, "looking for a session-mode holder", id, &found);
+    return status != DLOCK_OK ? status : found;
 }

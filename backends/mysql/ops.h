@@ -81,6 +81,11 @@ void dlock__mysql_ops_close(struct mysqlbe_conn *c);
  * reported as lost_status; lease mode tries once more on a new one. */
 int dlock__mysql_exec(struct mysqlbe_conn *c, enum mysqlbe_op op, MYSQL_BIND *params, MYSQL_BIND *results,
                  int (*row)(void *), void *arg, struct mysqlbe_result *out, const char *doing, int lost_status);
+/* Statement `op` that answers one integer (or nothing): DLOCK_OK with
+ * *value and *found (a row with a non-NULL value; *value 0 otherwise), or
+ * the error of dlock__mysql_exec() (a lost connection: DLOCK_ECONN). */
+int dlock__mysql_exec_i64(struct mysqlbe_conn *c, enum mysqlbe_op op, MYSQL_BIND *params, const char *what,
+                          long long *value, int *found);
 
 /* Lease mode (mode=lease). */
 int dlock__mysql_lease_acquire(struct mysqlbe_conn *c, const char *name, uint32_t ttl_ms, int32_t wait_ms,
