@@ -169,17 +169,24 @@ wait_leader() {
     return 1
 }
 
-setup_auth() {
+# Wait (up to about 20 s) until the auth member answers; fail at once when
+# it has died (its port taken since it was picked).
+wait_auth_member() {
     ep=127.0.0.1:$(client_port 4)
     i=0
     # Once authentication is on, the health check needs a user.
     login=
     [ -f "$dir/auth-done" ] && login="--user=root:$PASSWORD"
-    while ! etcdctl --endpoints "$ep" $login --dial-timeout 1s endpoint health >/dev/null 2>&1; do
+    while ! etcdctl --endpoints "$ep" $login --dial-timeout 1s --command-timeout 2s endpoint health >/dev/null 2>&1; do
+        is_running 4 || return 1
         i=$((i + 1))
-        [ $i -lt 200 ] || die "the auth member in $dir did not start"
+        [ $i -lt 100 ] || return 1
         sleep 0.1
     done
+}
+
+setup_auth() {
+    ep=127.0.0.1:$(client_port 4)
     [ -f "$dir/auth-done" ] && return 0
     ctl="etcdctl --endpoints $ep"
     # A retried request may find its first attempt done: "already exists" is fine.
@@ -229,7 +236,7 @@ start_cluster() {
     while :; do
         pick_ports
         start_members
-        wait_leader && break
+        wait_leader && wait_auth_member && break
         tries=$((tries + 1))
         # A new cluster whose member could not bind its port (another
         # program took it since it was picked): again, on other ports.
@@ -239,7 +246,7 @@ start_cluster() {
             continue
         fi
         tail -n 5 "$dir"/m*.log >&2 2>/dev/null || true
-        die "the cluster in $dir has no leader"
+        die "the cluster in $dir has no leader, or its auth member did not start"
     done
     setup_auth
     write_env
