@@ -439,10 +439,11 @@ int dlock__pg_lease_release(pg_conn *c, pg_lock *l, const char *name)
     PGresult *res = lease_run(c, release_sql, 2, types_name_owner, values, lengths, NULL, "release the lock", &rc);
     if (!res)
         return rc;
-    if (PQntuples(res) >= 1 && dlock__pg_first_bool(res))
+    /* Released live; or this was the retry of a release whose answer was
+     * lost, and the first send went through (issue 23). */
+    if ((PQntuples(res) >= 1 && dlock__pg_first_bool(res)) ||
+        (c->session.generation != generation && released_by_lost_send(c, l, name)))
         rc = DLOCK_OK;
-    else if (c->session.generation != generation && released_by_lost_send(c, l, name))
-        rc = DLOCK_OK; /* the retry of a release whose answer was lost (issue 23) */
     else
         rc = dlock__error(DLOCK_ELOST, "lock '%s' had already been lost: its lease expired or another holder took it",
                           name);
