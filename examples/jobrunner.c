@@ -88,18 +88,27 @@ static void stop_job(pid_t job)
     waitpid(job, NULL, 0);
 }
 
-int main(int argc, char **argv)
+struct options {
+    const char *url, *name;
+    char **command;
+    long ttl_s;
+    uint32_t ttl_ms;
+    int32_t wait_ms;
+};
+
+static void parse_options(int argc, char **argv, struct options *o)
 {
-    const char *url = getenv("DLOCK_URL");
-    long ttl_s = 60, wait_s = 0;
+    o->url = getenv("DLOCK_URL");
+    o->ttl_s = 60;
+    long wait_s = 0;
     int opt;
     while ((opt = getopt(argc, argv, "+u:t:w:")) != -1) {
         switch (opt) {
         case 'u':
-            url = optarg;
+            o->url = optarg;
             break;
         case 't':
-            ttl_s = parse_number(optarg, 1, 2147483);
+            o->ttl_s = parse_number(optarg, 1, 2147483);
             break;
         case 'w':
             wait_s = parse_number(optarg, -1, 2147483);
@@ -108,37 +117,18 @@ int main(int argc, char **argv)
             usage();
         }
     }
-    if (argc - optind < 2 || !url)
+    if (argc - optind < 2 || !o->url)
         usage();
-    const char *name = argv[optind];
-    char **command = argv + optind + 1;
-    uint32_t ttl_ms = (uint32_t)ttl_s * 1000;
-    int32_t wait_ms = wait_s < 0 ? DLOCK_WAIT_FOREVER : (int32_t)(wait_s * 1000);
+    o->name = argv[optind];
+    o->command = argv + optind + 1;
+    o->ttl_ms = (uint32_t)o->ttl_s * 1000;
+    o->wait_ms = wait_s < 0 ? DLOCK_WAIT_FOREVER : (int32_t)(wait_s * 1000);
+}
 
-    dlock_client *client;
-    int rc = dlock_open(url, &client);
-    if (rc != DLOCK_OK) {
-        fprintf(stderr, "jobrunner: %s: %s\n", dlock_strerror(rc), dlock_last_error());
-        return status_for_failure(rc);
-    }
-    dlock_lock *lock;
-    rc = dlock_acquire(client, name, ttl_ms, wait_ms, &lock);
-    if (rc != DLOCK_OK) {
-        fprintf(stderr, "jobrunner: '%s': %s%s%s\n", name, dlock_strerror(rc), *dlock_last_error() ? ": " : "",
-                dlock_last_error());
-        dlock_close(client);
-        return status_for_failure(rc);
-    }
-    fprintf(stderr, "jobrunner: libdlock %s, %s backend, holding '%s' for %lds\n", dlock_version(),
-            dlock_backend(client), dlock_name(lock), ttl_s);
-
+/* Start the command; -1 when fork failed. */
+static pid_t start_job(char **command)
+{
     pid_t job = fork();
-    if (job == -1) {
-        perror("jobrunner: fork");
-        dlock_release(lock);
-        dlock_close(client);
-        return EXIT_STORE;
-    }
     if (job == 0) {
         /* The library's descriptors are close-on-exec: the job never keeps
          * the lock's session alive by itself. */
@@ -146,19 +136,24 @@ int main(int argc, char **argv)
         fprintf(stderr, "jobrunner: %s: %s\n", command[0], strerror(errno));
         _exit(errno == ENOENT ? 127 : 126);
     }
+    if (job == -1)
+        perror("jobrunner: fork");
+    return job;
+}
 
-    int status = EXIT_STORE;
-    long renew_every_ms = (long)ttl_ms / 3;
+/* Renew the lease every TTL/3 while the job runs: the job's exit status,
+ * or EXIT_LOST (the job stopped) when the lock is lost. */
+static int supervise(pid_t job, dlock_lock *lock, const struct options *o)
+{
+    long renew_every_ms = (long)o->ttl_ms / 3;
     long since_renew_ms = 0;
+    int rc = DLOCK_OK;
     for (;;) {
         int wstatus;
-        pid_t done = waitpid(job, &wstatus, WNOHANG);
-        if (done == job) {
-            status = exit_status_of(wstatus);
-            break;
-        }
+        if (waitpid(job, &wstatus, WNOHANG) == job)
+            return exit_status_of(wstatus);
         if (since_renew_ms >= renew_every_ms) {
-            rc = dlock_extend(lock, ttl_ms);
+            rc = dlock_extend(lock, o->ttl_ms);
             since_renew_ms = 0;
             if (rc != DLOCK_OK && rc != DLOCK_ELOST) {
                 /* e.g. a broken connection: retry soon, until the lease runs out */
@@ -168,17 +163,40 @@ int main(int argc, char **argv)
         }
         /* Checked on every turn, without asking the store. */
         if (rc == DLOCK_ELOST || dlock_remaining_ms(lock) == 0) {
-            fprintf(stderr, "jobrunner: lost the lock '%s': stopping the job\n", name);
+            fprintf(stderr, "jobrunner: lost the lock '%s': stopping the job\n", o->name);
             stop_job(job);
-            dlock_release(lock);
-            dlock_close(client);
             return EXIT_LOST;
         }
         sleep_ms(20);
         since_renew_ms += 20;
     }
+}
 
-    if (dlock_release(lock) == DLOCK_ELOST)
+int main(int argc, char **argv)
+{
+    struct options o;
+    parse_options(argc, argv, &o);
+
+    dlock_client *client;
+    int rc = dlock_open(o.url, &client);
+    if (rc != DLOCK_OK) {
+        fprintf(stderr, "jobrunner: %s: %s\n", dlock_strerror(rc), dlock_last_error());
+        return status_for_failure(rc);
+    }
+    dlock_lock *lock;
+    rc = dlock_acquire(client, o.name, o.ttl_ms, o.wait_ms, &lock);
+    if (rc != DLOCK_OK) {
+        fprintf(stderr, "jobrunner: '%s': %s%s%s\n", o.name, dlock_strerror(rc), *dlock_last_error() ? ": " : "",
+                dlock_last_error());
+        dlock_close(client);
+        return status_for_failure(rc);
+    }
+    fprintf(stderr, "jobrunner: libdlock %s, %s backend, holding '%s' for %lds\n", dlock_version(),
+            dlock_backend(client), dlock_name(lock), o.ttl_s);
+
+    pid_t job = start_job(o.command);
+    int status = job == -1 ? EXIT_STORE : supervise(job, lock, &o);
+    if (dlock_release(lock) == DLOCK_ELOST && status != EXIT_LOST)
         fprintf(stderr, "jobrunner: the lock was lost before release: this run may have overlapped another\n");
     dlock_close(client);
     return status;
