@@ -137,7 +137,7 @@ static int parse_run(char *text, struct dlock_history_entry *e)
     for (const char *o = p; *o; o++)
         if (*o < 'a' || *o > 'z')
             return 0;
-    if (v[3] < -1 || v[3] > 255 || v[2] < 0)
+    if (v[3] < -1 || v[3] > INT32_MAX || v[2] < 0)
         return 0;
     *e = (struct dlock_history_entry){.start_ms = v[0],
                                       .end_ms = v[1],
@@ -263,13 +263,18 @@ static int rights_items(etcd_conn *c, struct dlock_call *call, struct dlock_chec
     int runs_rc = lock_rc == 0 ? try_write(c, runs, call) : lock_rc;
     if (runs_rc == -1)
         dlock__copy_text(why, sizeof why, dlock_last_error());
-    if (rc == DLOCK_OK)
-        rc = dlock__check_add(out, "history", runs_rc == 0 ? DLOCK_CHECK_OK : DLOCK_CHECK_WARN,
-                              runs_rc == 0 ? "keys under '%s!history/', the newest %d runs of each name%s"
-                                           : "this user may not write keys under '%s!history/' (%d, %s): dlock run"
-                                             " cannot keep its run history",
-                              c->url.prefix, runs_rc == 0 ? DLOCK_HISTORY_KEEP : runs_rc,
-                              runs_rc == 0 ? "" : runs_rc == -1 ? why : "permission denied or refused");
+    if (rc == DLOCK_OK && runs_rc == 0)
+        rc = dlock__check_add(out, "history", DLOCK_CHECK_OK, "keys under '%s!history/', the newest %d runs of each name",
+                              c->url.prefix, DLOCK_HISTORY_KEEP);
+    else if (rc == DLOCK_OK)
+        rc = dlock__check_add(out, "history", DLOCK_CHECK_WARN,
+                              "this user may not write keys under '%s!history/' (%s): dlock run cannot keep its run"
+                              " history (etcdctl role grant-permission ROLE --prefix=true readwrite %s!history/)",
+                              c->url.prefix,
+                              runs_rc == -1                       ? why
+                              : runs_rc == GRPC_PERMISSION_DENIED ? "permission denied"
+                                                                  : "refused",
+                              c->url.prefix);
     dlock__clear_error();
     return rc;
 }

@@ -247,7 +247,7 @@ static int parse_run(char *text, struct dlock_history_entry *e)
     for (const char *o = p; *o; o++)
         if (*o < 'a' || *o > 'z')
             return 0;
-    if (v[3] < -1 || v[3] > 255 || v[2] < 0)
+    if (v[3] < -1 || v[3] > INT32_MAX || v[2] < 0)
         return 0;
     *e = (struct dlock_history_entry){.start_ms = v[0],
                                       .end_ms = v[1],
@@ -469,7 +469,8 @@ static void ensemble_config(zk_conn *c, struct dlock_call *call, char *out, size
     }
     if (op->rc == ZOK && op->text) {
         size_t used = 0;
-        for (char *line = strtok(op->text, "\n"); line; line = strtok(NULL, "\n")) {
+        char *save = NULL;
+        for (char *line = strtok_r(op->text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
             if (strncmp(line, "server.", 7) != 0)
                 continue;
             int n = snprintf(out + used, len - used, "%s%s", used ? ", " : "", line);
@@ -488,13 +489,15 @@ int dlock__zk_check(struct dlock_conn *conn, const char *name, struct dlock_chec
     int rc = dlock__zk_session(c, 0, call);
     if (rc != DLOCK_OK)
         return rc;
-    const char *current = zoo_get_current_server(c->zh);
+    char current[300];
+    const char *server = zoo_get_current_server(c->zh); /* a static buffer of the client's: copied at once */
+    dlock__copy_text(current, sizeof current, server ? server : "?");
     char members[512];
     ensemble_config(c, call, members, sizeof members);
     rc = dlock__check_add(out, "server", DLOCK_CHECK_INFO,
                           "ZooKeeper, this session on %s of %s (the C client is not told the server's version:"
                           " `echo srvr | nc HOST PORT` shows it)",
-                          current ? current : "?", c->url.hosts);
+                          current, c->url.hosts);
     if (rc == DLOCK_OK && members[0])
         rc = dlock__check_add(out, "ensemble", DLOCK_CHECK_INFO, "%s", members);
     if (rc == DLOCK_OK)

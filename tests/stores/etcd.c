@@ -150,7 +150,7 @@ static void history_junk(const char *url, const char *name, int *count)
     static const char *const junk[][2] = {
         {"zz-junk-1", "not a run at all"},
         {"zz-junk-2", "1 2 3 4 5 RAN host"},
-        {"zz-junk-3", "1 2 3 999999 5 ran host"},
+        {"zz-junk-3", "1 2 -5 0 0 ran host"},
         {"zz-junk-4", "\x01\x02\x03"},
     };
     char range[DLOCK_ETCD_KEY_MAX + 16], key[DLOCK_ETCD_KEY_MAX + 32];

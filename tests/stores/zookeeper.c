@@ -99,7 +99,7 @@ static void history_junk(const char *url, const char *name, int *count)
         {"r-", ZK_PERSISTENT_SEQUENTIAL, "not a run at all"},
         {"r-", ZK_PERSISTENT_SEQUENTIAL, "1 2 3 4 5 RAN host"},
         {"r-", ZK_PERSISTENT_SEQUENTIAL, ""},
-        {"r-", ZK_PERSISTENT_SEQUENTIAL, "1 2 3 999999 5 ran host"},
+        {"r-", ZK_PERSISTENT_SEQUENTIAL, "1 2 -5 0 0 ran host"},
         {"operator-note", ZK_PERSISTENT, "1 2 3 0 0 ran forged"},
     };
     char dir[ZK_PATH_MAX], path[ZK_PATH_MAX + 32];
