@@ -237,6 +237,8 @@ ops-sqlite-history-trim-one-short | backends/sqlite/history.c | s{AND id <= "}{A
 ops-pg-history-trim-one-short | backends/postgresql/history.c | s{snprintf\(offset, sizeof offset, "%u", keep > 0 \? keep - 1 : 0\);}{snprintf(offset, sizeof offset, "%u", keep);} | history@postgresql:history
 ops-mysql-history-trim-one-short | backends/mysql/history.c | s{AND id <= \(SELECT id FROM \(SELECT}{AND id < (SELECT id FROM (SELECT} | history@mysql:history
 ops-redis-history-trim-one-short | backends/redis/history.c | s{snprintf\(last, sizeof last, "%u", keep > 0 \? keep - 1 : 0\);}{snprintf(last, sizeof last, "%u", keep);} | history@redis:history
+ops-zk-history-trim-one-short | backends/zookeeper/history.c | s{int excess = count \+ 1 > \(int\)keep \? count \+ 1 - \(int\)keep : 0;}{int excess = count > (int)keep ? count - (int)keep : 0;} | history@zookeeper:history
+ops-etcd-history-trim-one-short | backends/etcd/history.c | s{int64_t excess = count \+ 1 > \(int64_t\)keep \? count \+ 1 - \(int64_t\)keep : 0;}{int64_t excess = count > (int64_t)keep ? count - (int64_t)keep : 0;} | history@etcd:history
 ops-history-outcome-always-ran | tools/run.c | s{run_outcome_name\(outcome\), exit_status}{"ran", exit_status} | history@sqlite:history
 ops-history-exit-status-dropped | tools/run.c | s{int exit_status = r->job > 0 \|\| r->st.job_done \? r->job_status : -1;}{int exit_status = -1;} | history@sqlite:history
 ops-history-keep-unbounded | lib/client.c | s{rc = c->backend->history_add\(c->conn, name, &run, DLOCK_HISTORY_KEEP, &call\);}{rc = c->backend->history_add(c->conn, name, \&run, 1000, \&call);} | history@sqlite:history

@@ -155,6 +155,10 @@ START_TEST(history_keeps_the_newest_50)
     dlock_history *h = NULL;
     ck_assert_int_eq(dlock_history_read(c, name, 0, &h), DLOCK_OK);
     ck_assert_uint_eq(dlock_history_count(h), DLOCK_HISTORY_KEEP);
+    /* Trimmed in the store, not only in the read. */
+    const struct dlt_store *store = dlt_store_of(url);
+    if (store->history_entries)
+        ck_assert_int_eq(store->history_entries(url, name), DLOCK_HISTORY_KEEP);
     ck_assert_int_eq(dlock_history_exit_status(h, 0), DLOCK_HISTORY_KEEP + 2);
     ck_assert_uint_eq(dlock_history_fence(h, 0), DLOCK_HISTORY_KEEP + 3);
     ck_assert_int_eq(dlock_history_exit_status(h, DLOCK_HISTORY_KEEP - 1), 3);
@@ -171,6 +175,53 @@ START_TEST(history_keeps_the_newest_50)
     ck_assert_int_eq(dlock_history_add(c, name, "Ran", 0, 0, 0), DLOCK_EINVAL);
     ck_assert_int_eq(dlock_history_add(c, name, "ran", 0, -1, 0), DLOCK_EINVAL);
     free(other);
+    dlock_close(c);
+}
+END_TEST
+
+/* Junk in a name's history (someone wrote there with the store's own
+ * client) is skipped, never a crash or a failed read; the runs around it
+ * read as they were, and the next adds trim the junk with the oldest runs. */
+START_TEST(junk_in_history_is_skipped)
+{
+    if (without_history())
+        return;
+    const struct dlt_store *store = dlt_store_of(url);
+    if (!store->history_junk) /* tests/stores/STORE.c: no way to write junk there */
+        return;
+    dlock_client *c = NULL;
+    ck_assert_int_eq(dlock_open(url, &c), DLOCK_OK);
+    ck_assert_int_eq(dlock_history_add(c, name, "ran", 1, 5, 0), DLOCK_OK);
+    int junk = 0;
+    store->history_junk(url, name, &junk);
+    ck_assert_int_gt(junk, 0);
+    ck_assert_int_eq(dlock_history_add(c, name, "lost", 2, 5, 7), DLOCK_OK);
+    ck_assert_int_eq(store->history_entries(url, name), 2 + junk);
+    dlock_history *h = NULL;
+    int rc = dlock_history_read(c, name, 0, &h);
+    ck_assert_msg(rc == DLOCK_OK, "%s", dlock_last_error());
+    ck_assert_uint_eq(dlock_history_count(h), 2);
+    ck_assert_str_eq(dlock_history_outcome(h, 0), "lost");
+    ck_assert_uint_eq(dlock_history_fence(h, 0), 7);
+    ck_assert_int_eq(dlock_history_exit_status(h, 1), 1);
+    dlock_history_free(h);
+    /* The newest 1 is the newest run, whatever lies below it. */
+    ck_assert_int_eq(dlock_history_read(c, name, 1, &h), DLOCK_OK);
+    ck_assert_uint_eq(dlock_history_count(h), 1);
+    ck_assert_int_eq(dlock_history_exit_status(h, 0), 2);
+    dlock_history_free(h);
+    char out[4400];
+    snprintf(out, sizeof out, "%s/out", dir);
+    ck_assert_int_eq(sh("'%s' history -u '%s' '%s' >'%s'", dlock_bin, url, name, out), 0);
+    ck_assert_msg(strstr(slurp(out), "lost") && !strstr(slurp(out), "RAN"), "%s", slurp(out));
+    /* A full history of runs pushes the junk out (a store may leave an
+     * entry of a shape it never writes, which it does not count). */
+    for (int i = 0; i < DLOCK_HISTORY_KEEP; i++)
+        ck_assert_int_eq(dlock_history_add(c, name, "ran", 0, 1, 0), DLOCK_OK);
+    ck_assert_int_le(store->history_entries(url, name), DLOCK_HISTORY_KEEP + 1);
+    ck_assert_int_eq(dlock_history_read(c, name, 0, &h), DLOCK_OK);
+    ck_assert_uint_eq(dlock_history_count(h), DLOCK_HISTORY_KEEP);
+    dlock_history_free(h);
     dlock_close(c);
 }
 END_TEST
@@ -213,8 +264,11 @@ START_TEST(check_cli)
     ck_assert_msg(strstr(text, "backend") && strstr(text, backend), "%s", text);
     ck_assert_msg(strstr(text, "ok    clock") != NULL, "%s", text);
     ck_assert_msg(strstr(text, "is held by") != NULL, "%s", text);
-    if (dlt_store_of(url)->caps(url) & DLT_HISTORY) /* the store's own items */
+    if (dlt_store_of(url)->caps(url) & DLT_HISTORY) { /* the store's own items */
         ck_assert_msg(strstr(text, "server") != NULL, "%s", text);
+        ck_assert_msg(strstr(text, "  history ") && !strstr(text, "warn  history") && !strstr(text, "fail  history"),
+                      "%s", text);
+    }
     ck_assert_msg(strstr(text, rc == 0 ? "all good" : "with warnings") != NULL, "%s", text);
     dlock_release(l);
     dlock_close(c);
@@ -234,6 +288,7 @@ static Suite *per_url_suite(void)
     tcase_set_timeout(t, 60);
     tcase_add_test(t, run_records_each_outcome);
     tcase_add_test(t, history_keeps_the_newest_50);
+    tcase_add_test(t, junk_in_history_is_skipped);
     tcase_add_test(t, history_cli);
     tcase_add_test(t, check_cli);
     suite_add_tcase(s, t);
@@ -440,6 +495,90 @@ START_TEST(holder_in_the_other_mode)
 }
 END_TEST
 
+/* ZooKeeper digest users: a name's history folder is its first writer's
+ * alone (the lock nodes' ACL).  In a chroot that no credentials made (so
+ * that every user may take locks there), user B's run of user A's name
+ * keeps its job's status with one line that says why, B cannot read A's
+ * runs, and A reads them. */
+START_TEST(zk_history_of_another_user)
+{
+    const char *zk = getenv("DLOCK_TEST_ZK_URL");
+    if (!zk || !*zk) {
+        ck_assert_msg(!dlt_required("zookeeper"), "DLOCK_TEST_ZK_URL is required");
+        return;
+    }
+    const char *hosts = zk + strlen("zookeeper://");
+    char world[4400], a[4400], b[4400], out[4400], err[4400];
+    snprintf(world, sizeof world, "zookeeper://%s/%s", hosts, name);
+    snprintf(a, sizeof a, "zookeeper://hist_a:pw-a@%s/%s", hosts, name);
+    snprintf(b, sizeof b, "zookeeper://hist_b:pw-b@%s/%s", hosts, name);
+    snprintf(out, sizeof out, "%s/out", dir);
+    snprintf(err, sizeof err, "%s/err", dir);
+    /* The chroot and its shared folders, made without credentials. */
+    ck_assert_int_le(sh("'%s' check -u '%s' >'%s'", dlock_bin, world, out), 1);
+    ck_assert_msg(strstr(slurp(out), "ok    history") != NULL, "%s", slurp(out));
+    dlock_client *c = NULL;
+    ck_assert_int_eq(dlock_open(a, &c), DLOCK_OK);
+    ck_assert_int_eq(dlock_history_add(c, "job", "ran", 0, 5, 0), DLOCK_OK);
+    dlock_close(c);
+    int rc = sh("'%s' check -u '%s' >'%s'", dlock_bin, b, out);
+    const char *text = slurp(out);
+    ck_assert_msg(rc <= 1 && strstr(text, "ok    rights") && strstr(text, "ok    history"), "exit %d: %s", rc, text);
+    ck_assert_msg(!strstr(text, "pw-b"), "%s", text);
+    ck_assert_int_eq(sh("'%s' run -u '%s' job -- sh -c 'exit 4' 2>'%s'", dlock_bin, b, err), 4);
+    text = slurp(err);
+    ck_assert_msg(strstr(text, "is not in the run history") && strstr(text, "not allowed"), "%s", text);
+    ck_assert_msg(strchr(text, '\n') == text + strlen(text) - 1, "one line: %s", text);
+    ck_assert_msg(!strstr(text, "pw-b"), "%s", text);
+    ck_assert_int_ne(sh("'%s' history -u '%s' job >'%s' 2>&1", dlock_bin, b, out), 0);
+    ck_assert_msg(strstr(slurp(out), "not allowed") != NULL, "%s", slurp(out));
+    dlock_history *h = read_history(a, "job", 0);
+    ck_assert_uint_eq(dlock_history_count(h), 1);
+    dlock_history_free(h);
+    /* B's own names are B's. */
+    ck_assert_int_eq(sh("'%s' run -u '%s' mine -- true 2>'%s'", dlock_bin, b, err), 0);
+    ck_assert_str_eq(slurp(err), "");
+}
+END_TEST
+
+/* An etcd role that may write the locks' keys but not the history's: check
+ * warns (exit 1) naming the prefix to grant, and a run keeps its job's
+ * status with one line that says why. */
+START_TEST(etcd_role_without_history)
+{
+    const char *ep = getenv("DLOCK_TEST_ETCD_AUTH_EP"), *pw = getenv("DLOCK_TEST_ETCD_AUTH_PASSWORD");
+    if (!ep || !*ep || !pw) {
+        ck_assert_msg(!dlt_required("etcd"), "DLOCK_TEST_ETCD_AUTH_URL is required");
+        return;
+    }
+    char ctl[512], u[512], out[4400];
+    snprintf(ctl, sizeof ctl, "ETCDCTL_API=3 etcdctl --endpoints=%s --user=root:%s", ep, pw);
+    sh("%s user delete hist_nohist >/dev/null 2>&1; %s role delete hist_nohist >/dev/null 2>&1", ctl, ctl);
+    /* The locks' keys "dlock/..." and the key "dlock" (read for the store's
+     * clock), not "dlock!history/...". */
+    ck_assert_int_eq(sh("%s role add hist_nohist >/dev/null && %s role grant-permission hist_nohist --prefix=true"
+                        " readwrite dlock/ >/dev/null && %s role grant-permission hist_nohist readwrite dlock"
+                        " >/dev/null && %s user add hist_nohist --new-user-password=hist-pw"
+                        " >/dev/null && %s user grant-role hist_nohist hist_nohist >/dev/null",
+                        ctl, ctl, ctl, ctl, ctl),
+                     0);
+    snprintf(u, sizeof u, "etcd://hist_nohist:hist-pw@%s", ep);
+    snprintf(out, sizeof out, "%s/out", dir);
+    int rc = sh("'%s' check -u '%s' >'%s'", dlock_bin, u, out);
+    const char *text = slurp(out);
+    ck_assert_msg(rc == 1, "exit %d: %s", rc, text);
+    ck_assert_msg(strstr(text, "ok    rights") && strstr(text, "warn  history") && strstr(text, "dlock!history/"),
+                  "%s", text);
+    ck_assert_msg(!strstr(text, "hist-pw"), "%s", text);
+    ck_assert_int_eq(sh("'%s' run -u '%s' '%s' -- sh -c 'exit 6' 2>'%s'", dlock_bin, u, name, out), 6);
+    text = slurp(out);
+    ck_assert_msg(strstr(text, "is not in the run history") && strstr(text, "grant-permission"), "%s", text);
+    ck_assert_msg(strchr(text, '\n') == text + strlen(text) - 1, "one line: %s", text);
+    ck_assert_msg(!strstr(text, "hist-pw"), "%s", text);
+    sh("%s user delete hist_nohist >/dev/null 2>&1; %s role delete hist_nohist >/dev/null 2>&1", ctl, ctl);
+}
+END_TEST
+
 static Suite *rights_suite(void)
 {
     Suite *s = suite_create("history-rights");
@@ -450,6 +589,8 @@ static Suite *rights_suite(void)
     tcase_add_test(t, check_tells_two_stores_apart);
     tcase_add_test(t, pg_role_without_create);
     tcase_add_test(t, redis_acl_users);
+    tcase_add_test(t, zk_history_of_another_user);
+    tcase_add_test(t, etcd_role_without_history);
     tcase_add_test(t, clock_skew_is_a_warning);
     tcase_add_loop_test(t, holder_in_the_other_mode, 0, 2);
     suite_add_tcase(s, t);

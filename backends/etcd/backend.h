@@ -8,6 +8,7 @@
  *            deadline and moving on to the next endpoint; the watch stream
  *   json.c   the request bodies and the answers (json-c), key/value bytes
  *   ops.c    holder, list, break, the store's clock, run records
+ *   history.c  dlock run's history (PREFIX!history/NAME/...) and the preflight
  *   url.c    URLs, keys, base64 (pure: no client library; fuzzed)
  *   api.c    libcurl and json-c, loaded at first use (lib/driver.c)
  *
@@ -132,5 +133,13 @@ int dlock__etcd_record_put(struct dlock_conn *conn, struct dlock_held *held, con
                            struct dlock_call *call);
 /* The holder text a lock key's value holds: "host=H pid=P since=UNIX_MS". */
 void dlock__etcd_holder_value(char *out, size_t outlen);
+
+/* --- history.c --- */
+int dlock__etcd_history_add(struct dlock_conn *conn, const char *name, const struct dlock_history_entry *run,
+                            unsigned keep, struct dlock_call *call);
+int dlock__etcd_history_read(struct dlock_conn *conn, const char *name, size_t max, struct dlock_history *out,
+                             struct dlock_call *call);
+int dlock__etcd_check(struct dlock_conn *conn, const char *name, struct dlock_check_list *out,
+                      struct dlock_call *call);
 
 #endif

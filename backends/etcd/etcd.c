@@ -402,4 +402,7 @@ const struct dlock_backend dlock__backend_etcd = {
     .store_time = dlock__etcd_store_time,
     .record_get = dlock__etcd_record_get,
     .record_put = dlock__etcd_record_put,
+    .history_add = dlock__etcd_history_add,
+    .history_read = dlock__etcd_history_read,
+    .check = dlock__etcd_check,
 };

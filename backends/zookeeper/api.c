@@ -52,6 +52,7 @@ static void load_zk(void)
     } constants[] = {{"ZOO_EPHEMERAL_SEQUENTIAL", ZK_EPHEMERAL_SEQUENTIAL},
                      {"ZOO_CONTAINER", ZK_CONTAINER},
                      {"ZOO_PERSISTENT", ZK_PERSISTENT},
+                     {"ZOO_PERSISTENT_SEQUENTIAL", ZK_PERSISTENT_SEQUENTIAL},
                      {"ZOO_CONNECTED_STATE", ZK_CONNECTED_STATE},
                      {"ZOO_EXPIRED_SESSION_STATE", ZK_EXPIRED_SESSION_STATE},
                      {"ZOO_AUTH_FAILED_STATE", ZK_AUTH_FAILED_STATE},

@@ -17,7 +17,8 @@
     X(zookeeper_process)                                                                                           \
     X(zoo_state) X(zoo_client_id) X(zoo_recv_timeout) X(zoo_add_auth) X(zoo_acreate2) X(zoo_adelete) X(zoo_aexists) \
         X(zoo_awexists) X(zoo_aget) X(zoo_aget_children) X(zoo_async) X(zoo_aset) X(zoo_amulti) X(zoo_check_op_init) \
-            X(zoo_set_op_init) X(zoo_create_op_init) X(zoo_get_current_server) X(zerror) X(zoo_set_debug_level)
+            X(zoo_set_op_init) X(zoo_create_op_init) X(zoo_delete_op_init) X(zoo_get_current_server) X(zerror)   \
+                X(zoo_set_debug_level)
 
 struct dlock_zk_api {
 #define DLOCK_ZK_SLOT(name) __typeof__(name) *(name);
@@ -35,6 +36,7 @@ enum {
     ZK_EPHEMERAL_SEQUENTIAL = 3,
     ZK_CONTAINER = 4,
     ZK_PERSISTENT = 0,
+    ZK_PERSISTENT_SEQUENTIAL = 2,
     ZK_CONNECTED_STATE = 3,
     ZK_EXPIRED_SESSION_STATE = -112,
     ZK_AUTH_FAILED_STATE = -113,
@@ -66,6 +68,7 @@ enum {
 #define zoo_check_op_init dlock__zk.zoo_check_op_init
 #define zoo_set_op_init dlock__zk.zoo_set_op_init
 #define zoo_create_op_init dlock__zk.zoo_create_op_init
+#define zoo_delete_op_init dlock__zk.zoo_delete_op_init
 #define zoo_get_current_server dlock__zk.zoo_get_current_server
 #define zerror dlock__zk.zerror
 #endif

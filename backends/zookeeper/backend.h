@@ -7,6 +7,7 @@
  *   io.c         async calls as heap "ops", and the poll loop that drives the single-threaded
  *                client (zookeeper_interest / poll / zookeeper_process) to a deadline
  *   ops.c        holder, list, break, store time, run records
+ *   history.c    dlock run's history (a folder of sequential nodes per name) and the preflight
  *   url.c url.h  the URL parser and the name encoding (pure)
  *   api.c api.h  the client-library loader
  *
@@ -17,6 +18,8 @@
  *                             the owner's session id (16 hex digits), data: the holder text
  *   BASE/~records/ENC         a lock's run record (decimal), persistent
  *   BASE/~clock               written to read the leader's clock (store time)
+ *   BASE/~history/ENC/r-NNNNNNNNNN  one run of dlock run (persistent sequential, the newest
+ *                             DLOCK_HISTORY_KEEP kept), data: the run (history.c)
  * '~' never appears in an encoded name, so the two never meet a lock folder.
  */
 #ifndef DLOCK_ZK_INTERNAL_H
@@ -164,5 +167,15 @@ int dlock__zk_record_get(struct dlock_conn *conn, struct dlock_held *held, const
                          struct dlock_call *call);
 int dlock__zk_record_put(struct dlock_conn *conn, struct dlock_held *held, const char *name, int64_t slot,
                          struct dlock_call *call);
+/* The children of `dir` as the leader has them (a sync and the list in one
+ * round trip): the op (its rc ZOK or ZNONODE...), or NULL with *status. */
+struct zk_op *dlock__zk_synced_children(zk_conn *c, const char *dir, struct dlock_call *call, int *status);
+
+/* --- history.c --- */
+int dlock__zk_history_add(struct dlock_conn *conn, const char *name, const struct dlock_history_entry *run,
+                          unsigned keep, struct dlock_call *call);
+int dlock__zk_history_read(struct dlock_conn *conn, const char *name, size_t max, struct dlock_history *out,
+                           struct dlock_call *call);
+int dlock__zk_check(struct dlock_conn *conn, const char *name, struct dlock_check_list *out, struct dlock_call *call);
 
 #endif

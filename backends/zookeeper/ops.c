@@ -26,7 +26,7 @@ static int send_delete(zk_conn *c, struct zk_op *op, const void *arg)
  * round trip, so that a member that has not yet applied a release (another
  * client's) does not show the lock as still held.  The op, or NULL with
  * *status. */
-static struct zk_op *synced_children(zk_conn *c, const char *dir, struct dlock_call *call, int *status)
+struct zk_op *dlock__zk_synced_children(zk_conn *c, const char *dir, struct dlock_call *call, int *status)
 {
     for (;;) {
         int64_t deadline = dlock__zk_deadline(call);
@@ -82,7 +82,7 @@ static int lowest_node(zk_conn *c, const char *dir, struct dlock_call *call, cha
 {
     for (int attempt = 0; attempt < 5; attempt++) {
         int status = DLOCK_OK;
-        struct zk_op *list = synced_children(c, dir, call, &status);
+        struct zk_op *list = dlock__zk_synced_children(c, dir, call, &status);
         if (!list)
             return status;
         int rc = list->rc, low = rc == ZOK ? dlock__zk_lowest(list->children, list->count) : -1;

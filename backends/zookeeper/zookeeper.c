@@ -569,4 +569,7 @@ const struct dlock_backend dlock__backend_zookeeper = {
     .store_time = dlock__zk_store_time,
     .record_get = dlock__zk_record_get,
     .record_put = dlock__zk_record_put,
+    .history_add = dlock__zk_history_add,
+    .history_read = dlock__zk_history_read,
+    .check = dlock__zk_check,
 };

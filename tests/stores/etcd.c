@@ -117,9 +117,55 @@ static void take_away(const char *url, const char *name)
     ck_assert_msg(strncmp(said, "1", 1) == 0, "etcdctl del %s: %s", key, said);
 }
 
+/* "PREFIX!history/NAME/": the range of a name's runs (backends/etcd/history.c). */
+static void history_range(const char *url, const char *name, char *out, size_t len)
+{
+    struct dlock_etcd_url u;
+    ck_assert_int_eq(dlock__etcd_parse_url(url, &u), DLOCK_OK);
+    char escaped[3 * 255 + 1];
+    dlock__etcd_escape_name(name, escaped);
+    snprintf(out, len, "%s!history/%s/", u.prefix, escaped);
+    dlock__etcd_url_free(&u);
+}
+
+/* Every key of the range, runs or not (etcdctl get --prefix --keys-only). */
+static int history_entries(const char *url, const char *name)
+{
+    char range[DLOCK_ETCD_KEY_MAX + 16], keys[65536];
+    history_range(url, name, range, sizeof range);
+    const char *args[] = {"get", "--prefix", range, "--keys-only", NULL};
+    ck_assert_int_eq(etcdctl(url, args, keys, sizeof keys), 0);
+    int count = 0;
+    for (const char *line = keys; *line;) {
+        size_t len = strcspn(line, "\n");
+        count += len > 0;
+        line += len + (line[len] == '\n');
+    }
+    return count;
+}
+
+/* As etcdctl put would: keys in the range whose values are no run. */
+static void history_junk(const char *url, const char *name, int *count)
+{
+    static const char *const junk[][2] = {
+        {"zz-junk-1", "not a run at all"},
+        {"zz-junk-2", "1 2 3 4 5 RAN host"},
+        {"zz-junk-3", "1 2 -5 0 0 ran host"},
+        {"zz-junk-4", "\x01\x02\x03"},
+    };
+    char range[DLOCK_ETCD_KEY_MAX + 16], key[DLOCK_ETCD_KEY_MAX + 32];
+    history_range(url, name, range, sizeof range);
+    for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++) {
+        snprintf(key, sizeof key, "%s%s", range, junk[i][0]);
+        const char *args[] = {"put", key, junk[i][1], NULL};
+        ck_assert_int_eq(etcdctl(url, args, NULL, 0), 0);
+    }
+    *count = (int)(sizeof junk / sizeof junk[0]);
+}
+
 static unsigned caps(const char *url)
 {
-    unsigned c = DLT_FENCES | DLT_OUTLIVES_CONNECTION | DLT_LISTS_NAMES | DLT_CLUSTER;
+    unsigned c = DLT_FENCES | DLT_OUTLIVES_CONNECTION | DLT_LISTS_NAMES | DLT_CLUSTER | DLT_HISTORY;
     /* The hostile suite takes user:password@host:port apart: only for a URL
      * that has them (the single member with authentication). */
     const char *at = strchr(url, '@');
@@ -155,6 +201,8 @@ const struct dlt_store dlt_store_etcd = {
     .login_url_env = "DLOCK_TEST_ETCD_AUTH_URL",
     .view = view,
     .take_away = take_away,
+    .history_entries = history_entries,
+    .history_junk = history_junk,
     /* No server_pid: one stopped member of the cluster stalls nobody (the
      * client moves on); tests/check_etcd.c stops members and quorum. */
 };

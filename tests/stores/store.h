@@ -106,6 +106,14 @@ struct dlt_store {
     pid_t (*server_pid)(const char *url, pid_t client_pid);
     const char *pid_file_dir_env;
     const char *pid_file;
+    /* For a store with DLT_HISTORY (NULL: the cases that need them pass
+     * over the store): how many entries the store itself keeps in the run
+     * history of `name`, runs or not, as its own client sees them; and
+     * junk written there as someone else might (values that are no run,
+     * an entry of a shape libdlock never writes), `count` entries that the
+     * count above then includes. */
+    int (*history_entries)(const char *url, const char *name);
+    void (*history_junk)(const char *url, const char *name, int *count);
 };
 
 /* The adapter of `url`'s backend; exits 99 with a message naming

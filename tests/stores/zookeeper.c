@@ -57,7 +57,69 @@ static unsigned caps(const char *url)
     (void)url;
     /* Not DLT_RELEASES_ON_EXIT: a session outlives its TCP connection, so a
      * holder killed without closing frees the lock at its session timeout. */
-    return DLT_FENCES | DLT_OUTLIVES_CONNECTION | DLT_LISTS_NAMES | DLT_CLUSTER;
+    return DLT_FENCES | DLT_OUTLIVES_CONNECTION | DLT_LISTS_NAMES | DLT_CLUSTER | DLT_HISTORY;
+}
+
+/* BASE/~history/ENC(prefix + name): the folder of a name's runs. */
+static void history_dir(const char *url, const char *name, char *dir, size_t len)
+{
+    struct dlock_zk_url u;
+    ck_assert_int_eq(dlock__zk_parse_url(url, &u), DLOCK_OK);
+    size_t used = (size_t)snprintf(dir, len, "%s/~history/", u.base);
+    ck_assert_int_eq(dlock__zk_encode(u.prefix, dir, len, &used), 0);
+    ck_assert_int_eq(dlock__zk_encode(name, dir, len, &used), 0);
+    dlock__zk_url_free(&u);
+}
+
+/* Every child of the folder, runs or not (zkCli.sh ls). */
+static int history_entries(const char *url, const char *name)
+{
+    char dir[ZK_PATH_MAX];
+    history_dir(url, name, dir, sizeof dir);
+    struct dlock_call call;
+    zk_conn *c = raw_open(url, &call);
+    struct zk_op *op = dlock__zk_op_new(c);
+    op = raw_wait(c, op, zoo_aget_children(c->zh, dir, 0, dlock__zk_strings_done, op), &call);
+    ck_assert_msg(op->rc == ZOK || op->rc == ZNONODE, "ls %s: %d", dir, op->rc);
+    int count = op->rc == ZOK ? op->count : 0;
+    dlock__zk_op_free(op);
+    dlock__backend_zookeeper.disconnect(&c->base);
+    return count;
+}
+
+/* As zkCli.sh create would: run-shaped nodes whose data is no run, and a
+ * node of another shape whose data looks like one. */
+static void history_junk(const char *url, const char *name, int *count)
+{
+    static const struct {
+        const char *node;
+        int flags;
+        const char *data;
+    } junk[] = {
+        {"r-", ZK_PERSISTENT_SEQUENTIAL, "not a run at all"},
+        {"r-", ZK_PERSISTENT_SEQUENTIAL, "1 2 3 4 5 RAN host"},
+        {"r-", ZK_PERSISTENT_SEQUENTIAL, ""},
+        {"r-", ZK_PERSISTENT_SEQUENTIAL, "1 2 -5 0 0 ran host"},
+        {"operator-note", ZK_PERSISTENT, "1 2 3 0 0 ran forged"},
+    };
+    char dir[ZK_PATH_MAX], path[ZK_PATH_MAX + 32];
+    history_dir(url, name, dir, sizeof dir);
+    struct dlock_call call;
+    zk_conn *c = raw_open(url, &call);
+    snprintf(path, sizeof path, "%s/x", dir);
+    ck_assert_int_eq(dlock__zk_make_parents(c, path, &call), DLOCK_OK);
+    for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, junk[i].node);
+        struct zk_op *op = dlock__zk_op_new(c);
+        op = raw_wait(c, op,
+                      zoo_acreate2(c->zh, path, junk[i].data, (int)strlen(junk[i].data), &c->acl, junk[i].flags,
+                                   dlock__zk_create_done, op),
+                      &call);
+        ck_assert_int_eq(op->rc, ZOK);
+        dlock__zk_op_free(op);
+    }
+    *count = (int)(sizeof junk / sizeof junk[0]);
+    dlock__backend_zookeeper.disconnect(&c->base);
 }
 
 static void view(const char *url, const char *name, char *out, size_t outlen)
@@ -118,4 +180,6 @@ const struct dlt_store dlt_store_zookeeper = {
     .bad_urls = bad_urls,
     .view = view,
     .take_away = take_away,
+    .history_entries = history_entries,
+    .history_junk = history_junk,
 };
