@@ -5,7 +5,8 @@
  *            predecessor's key, extend (keep-alive + own-key check), release
  *   conn.c   connect / disconnect, the endpoints, authentication
  *   io.c     one request through the JSON gateway, bounded by the call's
- *            deadline and moving on to the next endpoint; the watch stream
+ *            deadline and moving on to the next endpoint; two requests at
+ *            once (a waiter's renewal and read); the watch stream
  *   json.c   the request bodies and the answers (json-c), key/value bytes
  *   ops.c    holder, list, break, the store's clock, run records
  *   url.c    URLs, keys, base64 (pure: no client library; fuzzed)
