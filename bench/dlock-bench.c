@@ -1,14 +1,16 @@
 /*
  * dlock-bench: what a lock costs, against the raw driver in the same run.
  *
- *   dlock-bench [--json] [--short] [URL...]
+ *   dlock-bench [--json] [--short] [--only=PART[,PART...]] [URL...]
  *
  * URLs default to $DLOCK_BENCH_URLS, else $DLOCK_TEST_URLS, else an SQLite
  * file in a temporary folder.  For each: acquire+release cycles of libdlock
  * and of the raw driver, interleaved round by round; handoff latency between
  * two processes; 10,000 locks held on one client and the library's memory per
  * lock; 32 processes contending for one name.  On SQLite also `dlock run`
- * against `flock -n`.  --json prints one object per line.
+ * against `flock -n`.  --json prints one object per line.  --only runs some
+ * of the parts: cycles, handoff, scale, contention, cli (e.g. --only=handoff
+ * while working on one of them).
  * PostgreSQL URLs with mode=lease are compared with a raw upsert and delete
  * loop (unnamed statements); URLs with fencing=on with plain session mode.
  */
@@ -31,6 +33,19 @@
 #include "raw.h"
 
 static int json, short_mode;
+static const char *only; /* --only=PART,...: the parts to run; NULL all */
+
+/* Whether --only lets `part` run. */
+static int runs(const char *part)
+{
+    if (!only)
+        return 1;
+    size_t n = strlen(part);
+    for (const char *p = only; (p = strstr(p, part)); p += n)
+        if ((p == only || p[-1] == ',') && (p[n] == ',' || p[n] == '\0'))
+            return 1;
+    return 0;
+}
 static int bench_failed; /* something did not work (never a speed figure) */
 
 static double now_s(void)
@@ -563,8 +578,10 @@ int main(int argc, char **argv)
             json = 1;
         else if (strcmp(argv[i], "--short") == 0)
             short_mode = 1;
+        else if (strncmp(argv[i], "--only=", 7) == 0)
+            only = argv[i] + 7;
         else if (strcmp(argv[i], "--help") == 0) {
-            printf("usage: dlock-bench [--json] [--short] [URL...]\n");
+            printf("usage: dlock-bench [--json] [--short] [--only=cycles,handoff,scale,contention,cli] [URL...]\n");
             return 0;
         } else if (nurls < 31)
             urls[nurls++] = argv[i];
@@ -603,13 +620,17 @@ int main(int argc, char **argv)
                  : strstr(urls[i], "fencing=on") ? "/fencing"
                                                  : "");
         const char *backend = dlock_backend(c);
-        bench_cycles(backend, label, urls[i], c);
-        if (strcmp(backend, "zookeeper") == 0)
+        if (runs("cycles"))
+            bench_cycles(backend, label, urls[i], c);
+        if (runs("cycles") && strcmp(backend, "zookeeper") == 0)
             bench_session_reuse(label, c);
-        bench_handoff(backend, label, urls[i], c);
-        bench_scale(label, c);
-        bench_contention(label, urls[i]);
-        if (strcmp(backend, "sqlite") == 0 && bench_cli(urls[i]) != 0)
+        if (runs("handoff"))
+            bench_handoff(backend, label, urls[i], c);
+        if (runs("scale"))
+            bench_scale(label, c);
+        if (runs("contention"))
+            bench_contention(label, urls[i]);
+        if (runs("cli") && strcmp(backend, "sqlite") == 0 && bench_cli(urls[i]) != 0)
             failed = 1;
         dlock_close(c);
     }

@@ -461,15 +461,21 @@ START_TEST(lease_revoked_with_etcdctl)
 }
 END_TEST
 
-/* Delete the holder's key and write it again by hand, on the same lease:
- * a key of that name, but a new creation revision, so not ours. */
-static void rewrite_behind_back(const char *n)
+/* Delete the key of contender `index` (0: the holder) and write it again
+ * by hand, on the same lease: a key of that name, but a new creation
+ * revision, so not ours. */
+static void rewrite_behind_back_at(const char *n, int index)
 {
     char key[DLOCK_ETCD_KEY_MAX], lease[32], out[64];
-    ck_assert(lowest(n, 0, key, sizeof key, lease, sizeof lease));
+    ck_assert(lowest(n, index, key, sizeof key, lease, sizeof lease));
     ck_assert_int_eq(ctl(out, sizeof out, "del '%s'", key), 0);
     ck_assert_str_eq(out, "1");
     ck_assert_int_eq(ctl(out, sizeof out, "put '%s' intruder --lease=%s", key, lease), 0);
+}
+
+static void rewrite_behind_back(const char *n)
+{
+    rewrite_behind_back_at(n, 0);
 }
 
 START_TEST(key_deleted_with_etcdctl)
@@ -605,6 +611,92 @@ START_TEST(waiter_whose_lease_ends_never_granted)
     ck_assert_int_eq(dlock_release(w.l), DLOCK_OK);
     dlock_close(w.c);
     dlock_close(c2.c);
+}
+END_TEST
+
+/* A waiter whose own key is taken away while it waits (deleted with
+ * etcdctl, or deleted and written again on its lease: a key of that name
+ * but a new creation revision), its lease left alive: when it is woken,
+ * its renewal succeeds and its read (sent at once) finds the key not its
+ * own.  It is never granted on it: it queues again, behind a waiter that
+ * came later, which gets the lock first; its own grant comes after, with a
+ * higher token. */
+static void waiter_key_taken(int rewrite)
+{
+    dlock_lock *held = NULL;
+    ck_assert_int_eq(dlock_acquire(client, name, 60000, 0, &held), DLOCK_OK);
+    struct waiter w, c2;
+    pthread_t tw, tc;
+    waiter_start(&w, &tw, 60000);
+    ck_assert_int_eq(contenders_become(2), 2);
+    waiter_start(&c2, &tc, 60000);
+    ck_assert_int_eq(contenders_become(3), 3);
+    char key[DLOCK_ETCD_KEY_MAX], lease[32], out[64];
+    ck_assert(lowest(name, 1, key, sizeof key, lease, sizeof lease)); /* w's key */
+    if (rewrite) {
+        rewrite_behind_back_at(name, 1);
+    } else {
+        ck_assert_int_eq(ctl(out, sizeof out, "del '%s'", key), 0);
+        ck_assert_str_eq(out, "1");
+    }
+    ctl(out, sizeof out, "lease timetolive %s", lease);
+    ck_assert_msg(strstr(out, "remaining"), "w's lease must stay alive: %s", out);
+    dlt_sleep_ms(200);
+    int64_t released = dlt_now_ms();
+    ck_assert_int_eq(dlock_release(held), DLOCK_OK);
+    pthread_join(tc, NULL);
+    ck_assert_msg(c2.rc == DLOCK_OK, "the later waiter: %d", c2.rc);
+    ck_assert_int_lt(c2.granted_at - released, 2000);
+    dlt_sleep_ms(1500); /* w must still be waiting: c2 holds */
+    ck_assert_int_eq(w.rc, 0);
+    ck_assert_ptr_null(w.l);
+    ck_assert_int_eq(dlock_release(c2.l), DLOCK_OK);
+    pthread_join(tw, NULL);
+    ck_assert_msg(w.rc == DLOCK_OK, "the first waiter: %d", w.rc);
+    ck_assert_uint_gt(w.fence, c2.fence);
+    ck_assert_int_eq(dlock_release(w.l), DLOCK_OK);
+    dlock_close(w.c);
+    dlock_close(c2.c);
+}
+
+START_TEST(waiter_whose_key_is_deleted_never_granted)
+{
+    waiter_key_taken(0);
+}
+END_TEST
+
+START_TEST(waiter_whose_key_is_rewritten_never_granted)
+{
+    waiter_key_taken(1);
+}
+END_TEST
+
+/* The member a waiter talks to stops while it waits: its watch goes
+ * silent, its next renewal and read (sent at once) get no answer from that
+ * member and are sent again to the next one; the lease lives on, and the
+ * waiter is granted once the holder has released (through another member
+ * too), with a higher token. */
+START_TEST(waiters_member_stopped)
+{
+    dlock_lock *held = NULL;
+    ck_assert_int_eq(dlock_acquire(client, name, 60000, 0, &held), DLOCK_OK);
+    uint64_t first = fence_of(held);
+    struct waiter w;
+    pthread_t tw;
+    waiter_start(&w, &tw, 10000); /* a look every 2 s; a member's share of a deadline is 3.3 s */
+    ck_assert_int_eq(contenders_become(2), 2);
+    dlt_sleep_ms(300); /* its watch is open */
+    ck_assert_int_eq(kill(member_pid(1), SIGSTOP), 0);
+    int64_t stopped = dlt_now_ms();
+    int rc = dlock_release(held);
+    ck_assert_msg(rc == DLOCK_OK, "release: %d %s", rc, dlock_last_error());
+    pthread_join(tw, NULL);
+    ck_assert_msg(w.rc == DLOCK_OK, "the waiter: %d", w.rc);
+    fprintf(stderr, "waiter's member stopped: granted %lld ms after the stop\n", (long long)(w.granted_at - stopped));
+    ck_assert_int_lt(w.granted_at - stopped, 9000);
+    ck_assert_uint_gt(w.fence, first);
+    ck_assert_int_eq(dlock_release(w.l), DLOCK_OK);
+    dlock_close(w.c);
 }
 END_TEST
 
@@ -856,6 +948,10 @@ static Suite *etcd_suite(void)
     tcase_add_test(add_case(s, "member-stop", 40), holders_member_stopped);
     tcase_add_test(add_case(s, "stopped-holder", 40), stopped_holder_loses_the_lock);
     tcase_add_test(add_case(s, "waiter-lease", 40), waiter_whose_lease_ends_never_granted);
+    t = add_case(s, "waiter-key", 40);
+    tcase_add_test(t, waiter_whose_key_is_deleted_never_granted);
+    tcase_add_test(t, waiter_whose_key_is_rewritten_never_granted);
+    tcase_add_test(add_case(s, "waiter-member-stop", 40), waiters_member_stopped);
     tcase_add_test(add_case(s, "no-quorum", 40), no_quorum_dlock_run_exits_79);
     tcase_add_test(add_case(s, "chaos", chaos_seconds() + 60), chaos_no_overlap_tokens_grow);
     return s;

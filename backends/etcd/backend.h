@@ -5,7 +5,8 @@
  *            predecessor's key, extend (keep-alive + own-key check), release
  *   conn.c   connect / disconnect, the endpoints, authentication
  *   io.c     one request through the JSON gateway, bounded by the call's
- *            deadline and moving on to the next endpoint; the watch stream
+ *            deadline and moving on to the next endpoint; two requests at
+ *            once (a waiter's renewal and read); the watch stream
  *   json.c   the request bodies and the answers (json-c), key/value bytes
  *   ops.c    holder, list, break, the store's clock, run records
  *   history.c  dlock run's history (PREFIX!history/NAME/...) and the preflight
@@ -38,8 +39,9 @@ typedef struct etcd_conn {
     size_t current;         /* the endpoint in use; moves on when one does not answer */
     CURLM *multi;
     CURL *easy;             /* requests (keeps its connection) */
+    CURL *easy2;            /* the second of two requests sent at once (dlock__etcd_post_both) */
     CURL *watch;            /* the watch stream of a wait */
-    struct etcd_buf body, watch_body;
+    struct etcd_buf body, body2, watch_body;
     char date[64];          /* the Date header of the last answer */
     char *token;            /* the authentication token; NULL: none yet */
     int cancel_fd;          /* eventfd: dlock_cancel() writes, a wait polls */
@@ -75,6 +77,14 @@ enum { GRPC_INVALID_ARGUMENT = 3, GRPC_NOT_FOUND = 5, GRPC_PERMISSION_DENIED = 7
  * its code.  `cancellable`: dlock_cancel() ends it (DLOCK_ECANCELED). */
 int dlock__etcd_post(etcd_conn *c, const char *path, json_object *body, int64_t deadline_ms, int cancellable,
                      json_object **reply, int64_t *sent_ms);
+/* Two requests at once, each on its own connection to the current
+ * endpoint (one round trip instead of two); what the first attempt does
+ * not settle is sent again alone, as dlock__etcd_post does.  Both bodies
+ * are consumed; on DLOCK_OK both replies are set (json_object_put() them),
+ * *sent0_ms when the answering attempt of the first was sent.  Only for
+ * requests that may be repeated (a renewal, a read). */
+int dlock__etcd_post_both(etcd_conn *c, const char *path0, json_object *body0, const char *path1, json_object *body1,
+                          int64_t deadline_ms, int cancellable, json_object *reply[2], int64_t *sent0_ms);
 /* The deadline of one request of `call`: at most DLOCK_CALL_TIMEOUT_MS away. */
 int64_t dlock__etcd_deadline(const struct dlock_call *call);
 /* Watch `key` from `revision` for its deletion, until `until_ms`: 1 deleted

@@ -1,6 +1,7 @@
 /*
- * The etcd backend's connection: the parsed URL, a multi handle with two
- * easy handles (requests, and the watch stream of a wait), the cancel
+ * The etcd backend's connection: the parsed URL, a multi handle with three
+ * easy handles (requests, a second request sent beside the first, and the
+ * watch stream of a wait), the cancel
  * descriptor and the authentication token.  No lock lives in a connection:
  * a lock is a key on a lease, and a new TCP connection loses nothing.
  */
@@ -82,7 +83,10 @@ int dlock__etcd_easy_setup(etcd_conn *c, CURL *easy)
              curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header) == CURLE_OK &&
              curl_easy_setopt(easy, CURLOPT_HEADERDATA, c) == CURLE_OK &&
              curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body) == CURLE_OK &&
-             curl_easy_setopt(easy, CURLOPT_WRITEDATA, easy == c->watch ? &c->watch_body : &c->body) == CURLE_OK;
+             curl_easy_setopt(easy, CURLOPT_WRITEDATA,
+                              easy == c->watch   ? &c->watch_body
+                              : easy == c->easy2 ? &c->body2
+                                                 : &c->body) == CURLE_OK;
     if (ok && c->url.tls) {
         ok = curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L) == CURLE_OK &&
              curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L) == CURLE_OK &&
@@ -134,11 +138,14 @@ static void etcd_disconnect_conn(etcd_conn *c)
 {
     if (c->easy)
         curl_easy_cleanup(c->easy);
+    if (c->easy2)
+        curl_easy_cleanup(c->easy2);
     if (c->watch)
         curl_easy_cleanup(c->watch);
     if (c->multi)
         curl_multi_cleanup(c->multi);
     dlock__etcd_buf_free(&c->body);
+    dlock__etcd_buf_free(&c->body2);
     dlock__etcd_buf_free(&c->watch_body);
     if (c->token) {
         memset(c->token, 0, strlen(c->token));
@@ -188,10 +195,12 @@ int dlock__etcd_connect(const char *url, struct dlock_conn **conn_out)
     c->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     c->multi = multi_init_cloexec();
     c->easy = curl_easy_init();
+    c->easy2 = curl_easy_init();
     c->watch = curl_easy_init();
-    if (c->cancel_fd < 0 || !c->multi || !c->easy || !c->watch)
+    if (c->cancel_fd < 0 || !c->multi || !c->easy || !c->easy2 || !c->watch)
         rc = c->cancel_fd < 0 ? dlock__error(DLOCK_ENOMEM, "eventfd: %s", strerror(errno)) : dlock__oom();
-    if (rc == DLOCK_OK && (rc = dlock__etcd_easy_setup(c, c->easy)) == DLOCK_OK)
+    if (rc == DLOCK_OK && (rc = dlock__etcd_easy_setup(c, c->easy)) == DLOCK_OK &&
+        (rc = dlock__etcd_easy_setup(c, c->easy2)) == DLOCK_OK)
         rc = dlock__etcd_easy_setup(c, c->watch);
     if (rc == DLOCK_OK) {
         c->connecting = 1;

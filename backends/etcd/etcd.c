@@ -60,17 +60,29 @@ static void revoke_lease(etcd_conn *c, int64_t lease, int64_t deadline_ms)
         json_object_put(reply);
 }
 
+static json_object *keep_alive_req(int64_t lease)
+{
+    json_object *body = dlock__etcd_obj();
+    dlock__etcd_add_i64(body, "ID", lease);
+    return body;
+}
+
+/* A keep-alive's answer: DLOCK_OK, or DLOCK_ELOST (the lease is gone). */
+static int kept_alive(json_object *reply)
+{
+    return dlock__etcd_get_i64(dlock__etcd_get(reply, "result"), "TTL", 0) > 0 ? DLOCK_OK : DLOCK_ELOST;
+}
+
 /* DLOCK_OK, DLOCK_ELOST (the lease is gone), or an error. */
 static int keep_alive(etcd_conn *c, int64_t lease, int64_t deadline_ms, int cancellable, int64_t *sent_ms)
 {
-    json_object *body = dlock__etcd_obj(), *reply = NULL;
-    dlock__etcd_add_i64(body, "ID", lease);
-    int rc = dlock__etcd_post(c, "lease/keepalive", body, deadline_ms, cancellable, &reply, sent_ms);
+    json_object *reply = NULL;
+    int rc = dlock__etcd_post(c, "lease/keepalive", keep_alive_req(lease), deadline_ms, cancellable, &reply, sent_ms);
     if (rc != DLOCK_OK)
         return rc;
-    int64_t ttl = dlock__etcd_get_i64(dlock__etcd_get(reply, "result"), "TTL", 0);
+    rc = kept_alive(reply);
     json_object_put(reply);
-    return ttl > 0 ? DLOCK_OK : DLOCK_ELOST;
+    return rc;
 }
 
 /* Where the own key stands among a lock's contenders. */
@@ -138,20 +150,6 @@ static json_object *wrap(const char *field, json_object *inner)
     return o;
 }
 
-/* Read the contenders again (cancellable: inside a wait). */
-static int look(etcd_conn *c, etcd_lock *lock, const char *name, int64_t deadline_ms, int cancellable,
-                struct place *p)
-{
-    json_object *reply = NULL;
-    int rc = dlock__etcd_post(c, "kv/range", contenders(c, name), deadline_ms, cancellable, &reply, NULL);
-    if (rc != DLOCK_OK)
-        return rc;
-    p->revision = dlock__etcd_get_i64(dlock__etcd_get(reply, "header"), "revision", 0);
-    read_place(reply, lock->key, p);
-    json_object_put(reply);
-    return DLOCK_OK;
-}
-
 /* Grant a lease and put the own key under it, then read the contenders (in
  * the same transaction).  call->lease_start_ms: the grant's send time. */
 static int enqueue(etcd_conn *c, etcd_lock *lock, const char *name, uint32_t ttl_ms, struct dlock_call *call,
@@ -196,18 +194,40 @@ struct wait {
 };
 
 /* Keep the own lease alive and read the contenders again: DLOCK_OK (p
- * filled), AGAIN (the own key or lease is gone), or an error. */
+ * filled), AGAIN (the own key or lease is gone), or an error.
+ *
+ * The renewal and the read go out at once, on two connections (one round
+ * trip from a wake to the answer, not two), and both must succeed.  In
+ * whichever order the cluster serves them, a grant then stands on:
+ *   - the read is linearizable: at some moment inside this call the own
+ *     key existed with the own creation revision and no key created before
+ *     it did.  Keys created before it can only disappear (a new key always
+ *     gets a higher revision), so "none older" stays true from then on;
+ *   - the renewal found the lease alive and ran it up to its full TTL no
+ *     earlier than its send time, which is where the lease clock starts.
+ * A key deleted after the read (a break) or a lease revoked after the
+ * renewal is found by the next extend, as it would be after two requests
+ * in sequence: neither order closes that window.
+ * The read asks only for keys created up to the own one: the key before it
+ * is all a waiter needs, whatever the number of waiters behind. */
 static int renew_and_look(etcd_conn *c, etcd_lock *lock, const struct wait *w, struct place *p, int64_t *sent_ms)
 {
     int64_t deadline = dlock__now_ms() + DLOCK_CALL_TIMEOUT_MS;
-    int rc = keep_alive(c, lock->lease, deadline, 1, sent_ms);
-    if (rc == DLOCK_ELOST)
+    json_object *range = contenders(c, w->name);
+    dlock__etcd_add_i64(range, "max_create_revision", (int64_t)lock->base.fence);
+    json_object *reply[2];
+    int rc = dlock__etcd_post_both(c, "lease/keepalive", keep_alive_req(lock->lease), "kv/range", range, deadline, 1,
+                                   reply, sent_ms);
+    if (rc != DLOCK_OK)
+        return rc;
+    rc = kept_alive(reply[0]);
+    p->revision = dlock__etcd_get_i64(dlock__etcd_get(reply[1], "header"), "revision", 0);
+    read_place(reply[1], lock->key, p);
+    json_object_put(reply[0]);
+    json_object_put(reply[1]);
+    if (rc == DLOCK_ELOST || !p->own_found || p->own_create != (int64_t)lock->base.fence)
         return AGAIN;
-    if (rc == DLOCK_OK)
-        rc = look(c, lock, w->name, deadline, 1, p);
-    if (rc == DLOCK_OK && (!p->own_found || p->own_create != (int64_t)lock->base.fence))
-        return AGAIN;
-    return rc;
+    return DLOCK_OK;
 }
 
 /* Wait for the own turn: DLOCK_OK (call->lease_start_ms: the send time of
@@ -236,9 +256,9 @@ static int wait_turn(etcd_conn *c, etcd_lock *lock, const struct wait *w, struct
         int64_t now = dlock__now_ms();
         if (!woke && now >= w->until_ms)
             return DLOCK_EBUSY;
-        /* Woken (or due): renew, then look; when the own key is now the
-         * lowest, that keep-alive confirms the grant (two round trips from
-         * the predecessor's deletion to the answer). */
+        /* Woken (or due): renew and look (at once); when the own key is
+         * now the lowest, that keep-alive confirms the grant (one round
+         * trip from the predecessor's deletion to the answer). */
         int64_t sent = 0;
         next_tick = now + w->tick_ms;
         int rc = renew_and_look(c, lock, w, p, &sent);

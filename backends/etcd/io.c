@@ -33,6 +33,18 @@ void dlock__etcd_buf_free(struct etcd_buf *b)
 
 enum pump_end { PUMP_DONE = 1, PUMP_TIME_UP = 0, PUMP_CANCELED = -1 };
 
+/* One transfer on the multi handle: a request, or the watch stream. */
+struct transfer {
+    CURL *easy;
+    struct etcd_buf *body;   /* where its answer goes (the easy handle's WRITEDATA) */
+    struct curl_slist *headers;
+    int64_t sent_ms;
+    CURLcode result;         /* CURLE_OK: an HTTP answer came */
+    long http;               /* its status */
+    int done;
+    char error[CURL_ERROR_SIZE];
+};
+
 /* Wait up to ms for the multi handle's sockets or the cancel descriptor. */
 static enum pump_end multi_wait(etcd_conn *c, int64_t ms, int cancellable)
 {
@@ -47,29 +59,34 @@ static enum pump_end multi_wait(etcd_conn *c, int64_t ms, int cancellable)
 }
 
 /* One turn of the multi handle: wait until its sockets have news (or its
- * timers are due), until_ms, or a cancel; then let it work.  PUMP_DONE when
- * `easy` is done (*result). */
-static enum pump_end pump_step(etcd_conn *c, const CURL *easy, int64_t until_ms, int cancellable, CURLcode *result)
+ * timers are due), until_ms, or a cancel; then let it work, and mark the
+ * transfers of t[0..n) that are done. */
+static enum pump_end pump_step(etcd_conn *c, struct transfer *t, size_t n, int64_t until_ms, int cancellable)
 {
     int64_t left = until_ms - dlock__now_ms();
     if (multi_wait(c, left > 0 ? left : 0, cancellable) == PUMP_CANCELED)
         return PUMP_CANCELED;
-    int running = 0, queued = 0, done = 0;
+    int running = 0, queued = 0;
     curl_multi_perform(c->multi, &running);
     CURLMsg *m;
     while ((m = curl_multi_info_read(c->multi, &queued)))
-        if (m->msg == CURLMSG_DONE && m->easy_handle == easy) {
-            *result = m->data.result;
-            done = 1;
-        }
-    return done ? PUMP_DONE : PUMP_TIME_UP;
+        for (size_t i = 0; i < n; i++)
+            if (m->msg == CURLMSG_DONE && m->easy_handle == t[i].easy) {
+                t[i].result = m->data.result;
+                t[i].done = 1;
+            }
+    size_t done = 0;
+    for (size_t i = 0; i < n; i++)
+        done += (size_t)t[i].done;
+    return done == n ? PUMP_DONE : PUMP_TIME_UP;
 }
 
-/* Run the multi handle until `easy` is done (*result), until_ms, or a cancel. */
-static enum pump_end pump(etcd_conn *c, CURL *easy, int64_t until_ms, int cancellable, CURLcode *result)
+/* Run the multi handle until every transfer of t[0..n) is done, until_ms,
+ * or a cancel. */
+static enum pump_end pump(etcd_conn *c, struct transfer *t, size_t n, int64_t until_ms, int cancellable)
 {
     for (;;) {
-        enum pump_end end = pump_step(c, easy, until_ms, cancellable, result);
+        enum pump_end end = pump_step(c, t, n, until_ms, cancellable);
         if (end != PUMP_TIME_UP || dlock__now_ms() >= until_ms)
             return end;
     }
@@ -98,51 +115,62 @@ static void endpoint_url(const etcd_conn *c, const char *path, char *out, size_t
     snprintf(out, outlen, "%s://%s:%d/v3/%s", c->url.tls ? "https" : "http", e->host, e->port, path);
 }
 
-struct attempt {
-    CURLcode result;   /* CURLE_OK: an HTTP answer came */
-    long http;         /* its status */
-    int64_t sent_ms;
-    char error[CURL_ERROR_SIZE];
-};
-
-/* One request to the current endpoint, until until_ms: DLOCK_OK (see a),
- * DLOCK_ECANCELED. */
-static int attempt(etcd_conn *c, const char *path, const char *text, int with_token, int64_t until_ms,
-                   int cancellable, struct attempt *a)
+/* Start a request on t (its easy handle and buffer set) to the current
+ * endpoint, to be done by until_ms. */
+static void attempt_start(etcd_conn *c, struct transfer *t, const char *path, const char *text, int with_token,
+                          int64_t until_ms)
 {
     char url[400];
     endpoint_url(c, path, url, sizeof url);
-    struct curl_slist *h = headers(c, with_token);
-    c->body.len = 0;
-    c->body.overflow = 0;
+    t->headers = headers(c, with_token);
+    t->body->len = 0;
+    t->body->overflow = 0;
     c->date[0] = '\0';
-    a->error[0] = '\0';
+    t->error[0] = '\0';
+    t->done = 0;
     int64_t ms = until_ms - dlock__now_ms();
-    curl_easy_setopt(c->easy, CURLOPT_URL, url);
-    curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, text);
-    curl_easy_setopt(c->easy, CURLOPT_POSTFIELDSIZE, (long)strlen(text));
-    curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c->easy, CURLOPT_TIMEOUT_MS, (long)(ms > 0 ? ms : 1));
-    curl_easy_setopt(c->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)(ms > 0 ? ms : 1));
-    curl_easy_setopt(c->easy, CURLOPT_ERRORBUFFER, a->error);
-    a->sent_ms = dlock__now_ms();
-    a->result = CURLE_OPERATION_TIMEDOUT;
-    a->http = 0;
-    curl_multi_add_handle(c->multi, c->easy);
-    enum pump_end end = pump(c, c->easy, until_ms, cancellable, &a->result);
-    curl_multi_remove_handle(c->multi, c->easy);
-    curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, NULL);
-    curl_easy_setopt(c->easy, CURLOPT_ERRORBUFFER, NULL);
-    curl_slist_free_all(h);
-    if (end == PUMP_CANCELED)
-        return DLOCK_ECANCELED;
-    if (a->result == CURLE_OK)
-        curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &a->http);
-    if (a->result == CURLE_OK && c->body.overflow)
-        a->result = CURLE_FILESIZE_EXCEEDED;
-    if (!a->error[0])
-        snprintf(a->error, sizeof a->error, "%s", curl_easy_strerror(a->result));
-    return DLOCK_OK;
+    curl_easy_setopt(t->easy, CURLOPT_URL, url);
+    curl_easy_setopt(t->easy, CURLOPT_POSTFIELDS, text);
+    curl_easy_setopt(t->easy, CURLOPT_POSTFIELDSIZE, (long)strlen(text));
+    curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->headers);
+    curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, (long)(ms > 0 ? ms : 1));
+    curl_easy_setopt(t->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)(ms > 0 ? ms : 1));
+    curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, t->error);
+    t->sent_ms = dlock__now_ms();
+    t->result = CURLE_OPERATION_TIMEDOUT;
+    t->http = 0;
+    curl_multi_add_handle(c->multi, t->easy);
+}
+
+/* Take t off the multi handle and read what came. */
+static void attempt_end(etcd_conn *c, struct transfer *t)
+{
+    curl_multi_remove_handle(c->multi, t->easy);
+    curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, NULL);
+    curl_slist_free_all(t->headers);
+    t->headers = NULL;
+    if (!t->done)
+        t->result = CURLE_OPERATION_TIMEDOUT;
+    if (t->result == CURLE_OK)
+        curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->http);
+    if (t->result == CURLE_OK && t->body->overflow)
+        t->result = CURLE_FILESIZE_EXCEEDED;
+    if (!t->error[0])
+        snprintf(t->error, sizeof t->error, "%s", curl_easy_strerror(t->result));
+}
+
+/* One request to the current endpoint on the request handle, until
+ * until_ms: DLOCK_OK (see t), DLOCK_ECANCELED. */
+static int attempt(etcd_conn *c, const char *path, const char *text, int with_token, int64_t until_ms,
+                   int cancellable, struct transfer *t)
+{
+    t->easy = c->easy;
+    t->body = &c->body;
+    attempt_start(c, t, path, text, with_token, until_ms);
+    enum pump_end end = pump(c, t, 1, until_ms, cancellable);
+    attempt_end(c, t);
+    return end == PUMP_CANCELED ? DLOCK_ECANCELED : DLOCK_OK;
 }
 
 /* An answer that another member may give differently: no leader, a leader
@@ -209,10 +237,11 @@ static int error_answer(json_object *obj, char *msg, size_t msglen)
 enum answer { ANSWER_OK, ANSWER_NEXT, ANSWER_REAUTH, ANSWER_ERROR };
 
 /* What to make of an HTTP answer: *reply on ANSWER_OK; the text in st->last. */
-static enum answer judge(etcd_conn *c, const struct attempt *a, struct post_state *st, json_object **reply)
+static enum answer judge(etcd_conn *c, const struct transfer *a, struct post_state *st, json_object **reply)
 {
     enum json_tokener_error jerr;
-    json_object *obj = c->body.data && c->body.len ? json_tokener_parse_verbose(c->body.data, &jerr) : NULL;
+    const struct etcd_buf *b = a->body;
+    json_object *obj = b->data && b->len ? json_tokener_parse_verbose(b->data, &jerr) : NULL;
     int has_error = obj && (dlock__etcd_get(obj, "error") || dlock__etcd_get(obj, "code"));
     if (a->http == 200 && obj && !has_error) {
         *reply = obj;
@@ -251,7 +280,7 @@ static int post(etcd_conn *c, const char *path, const char *text, int64_t deadli
         if (share < ATTEMPT_MIN_MS)
             share = left < ATTEMPT_MIN_MS ? left : ATTEMPT_MIN_MS;
         rounds_left = rounds_left > 1 ? rounds_left - 1 : c->url.count;
-        struct attempt a;
+        struct transfer a;
         if (attempt(c, path, text, with_token, dlock__now_ms() + share, cancellable, &a) == DLOCK_ECANCELED)
             return DLOCK_ECANCELED;
         enum answer ans = ANSWER_NEXT;
@@ -299,6 +328,75 @@ int dlock__etcd_post(etcd_conn *c, const char *path, json_object *body, int64_t 
         rc = post(c, path, json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN), deadline_ms, cancellable, 1,
                   reply, sent_ms);
     json_object_put(body);
+    return rc;
+}
+
+/* The first attempt of both requests at once, each on its own handle and
+ * connection to the current endpoint: DLOCK_OK (see t[0..1]), or
+ * DLOCK_ECANCELED. */
+static int attempt_both(etcd_conn *c, struct transfer t[2], const char *const path[2], const char *const text[2],
+                        int64_t deadline_ms, int cancellable)
+{
+    int64_t left = deadline_ms - dlock__now_ms();
+    int64_t share = left / (int64_t)c->url.count;
+    if (share < ATTEMPT_MIN_MS)
+        share = left < ATTEMPT_MIN_MS ? left : ATTEMPT_MIN_MS;
+    int64_t until = dlock__now_ms() + share;
+    t[0].easy = c->easy;
+    t[0].body = &c->body;
+    t[1].easy = c->easy2;
+    t[1].body = &c->body2;
+    for (size_t i = 0; i < 2; i++)
+        attempt_start(c, &t[i], path[i], text[i], 1, until);
+    enum pump_end end = pump(c, t, 2, until, cancellable);
+    for (size_t i = 0; i < 2; i++)
+        attempt_end(c, &t[i]);
+    return end == PUMP_CANCELED ? DLOCK_ECANCELED : DLOCK_OK;
+}
+
+int dlock__etcd_post_both(etcd_conn *c, const char *path0, json_object *body0, const char *path1, json_object *body1,
+                          int64_t deadline_ms, int cancellable, json_object *reply[2], int64_t *sent0_ms)
+{
+    const char *const path[2] = {path0, path1};
+    const char *const text[2] = {json_object_to_json_string_ext(body0, JSON_C_TO_STRING_PLAIN),
+                                 json_object_to_json_string_ext(body1, JSON_C_TO_STRING_PLAIN)};
+    reply[0] = reply[1] = NULL;
+    c->grpc_code = 0;
+    c->ambiguous = 0;
+    int rc = DLOCK_OK;
+    if (c->url.user && !c->token)
+        rc = dlock__etcd_authenticate(c, deadline_ms);
+    struct transfer t[2];
+    if (rc == DLOCK_OK && deadline_ms > dlock__now_ms())
+        rc = attempt_both(c, t, path, text, deadline_ms, cancellable);
+    else if (rc == DLOCK_OK) /* no time left: post() says so */
+        t[0].result = t[1].result = CURLE_OPERATION_TIMEDOUT;
+    /* What the first attempt did not settle goes through post(): another
+     * member, a new token, the error's text.  Both requests may be sent
+     * again (a renewal and a read). */
+    int moved = 0;
+    for (size_t i = 0; rc == DLOCK_OK && i < 2; i++) {
+        struct post_state st = {0, 0, 0, "no answer"};
+        enum answer ans = t[i].result == CURLE_OK ? judge(c, &t[i], &st, &reply[i]) : ANSWER_NEXT;
+        if (ans == ANSWER_OK) {
+            if (i == 0 && sent0_ms)
+                *sent0_ms = t[i].sent_ms;
+            continue;
+        }
+        if (ans == ANSWER_NEXT && !moved && c->url.count > 1) { /* that member did not answer: the next */
+            c->current = (c->current + 1) % c->url.count;
+            moved = 1;
+        }
+        rc = post(c, path[i], text[i], deadline_ms, cancellable, 1, &reply[i], i == 0 ? sent0_ms : NULL);
+    }
+    if (rc != DLOCK_OK)
+        for (size_t i = 0; i < 2; i++)
+            if (reply[i]) {
+                json_object_put(reply[i]);
+                reply[i] = NULL;
+            }
+    json_object_put(body0);
+    json_object_put(body1);
     return rc;
 }
 
@@ -392,6 +490,11 @@ static void watch_request(etcd_conn *c, const char *key, int64_t revision, struc
     curl_easy_setopt(c->watch, CURLOPT_POSTFIELDSIZE, (long)strlen(text_out));
     curl_easy_setopt(c->watch, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c->watch, CURLOPT_TIMEOUT_MS, 0L);
+    /* A connection of its own, closed when the wait ends (a stream cut
+     * short cannot be reused): the pooled ones stay for the requests that
+     * follow a wake, which then need no new connection. */
+    curl_easy_setopt(c->watch, CURLOPT_FRESH_CONNECT, 1L);
+    curl_easy_setopt(c->watch, CURLOPT_FORBID_REUSE, 1L);
     curl_easy_setopt(c->watch, CURLOPT_CONNECTTIMEOUT_MS, (long)ATTEMPT_MIN_MS);
 }
 
@@ -404,10 +507,10 @@ int dlock__etcd_watch_delete(etcd_conn *c, const char *key, int64_t revision, in
     watch_request(c, key, revision, h, text, sizeof text);
     int64_t started = dlock__now_ms();
     curl_multi_add_handle(c->multi, c->watch);
-    CURLcode result = CURLE_OK;
+    struct transfer t = {.easy = c->watch, .body = &c->watch_body};
     int rc = 0;
     for (;;) {
-        enum pump_end end = pump_step(c, c->watch, until_ms, 1, &result);
+        enum pump_end end = pump_step(c, &t, 1, until_ms, 1);
         if (end == PUMP_CANCELED) {
             rc = DLOCK_ECANCELED;
             break;
