@@ -131,6 +131,14 @@ void dlock__pg_stmt_name(const pg_conn *c, const char *base, char out[PG_STMT_NA
 /* What the result of a round trip says. */
 enum { OUTCOME_OK, OUTCOME_SQL_ERROR, OUTCOME_CONNECTION_LOST };
 
+/* How one statement's failure reads (dlock__pg_answer). */
+struct pg_what {
+    int lost_status;     /* the connection broke: DLOCK_ECONN, or DLOCK_ELOST (a held lock went with it) */
+    const char *broke;   /* then: "the connection broke while ..." */
+    const char *failed;  /* the server refused it: "cannot ..." (DLOCK_EBACKEND) */
+    int conflict_status; /* a serialization failure or deadlock: this status (0: DLOCK_EBACKEND) */
+};
+
 /* --- history.c: run history and the preflight (both modes) ------------------------- */
 
 int dlock__pg_history_add(pg_conn *c, const char *name, const struct dlock_history_entry *run, unsigned keep);
@@ -166,6 +174,18 @@ PGresult *dlock__pg_run_bin(pg_conn *c, const char *statement, int nparams, cons
 PGresult *dlock__pg_run(pg_conn *c, const char *statement, int nparams, const char *const *values);
 /* OUTCOME_OK, OUTCOME_SQL_ERROR or OUTCOME_CONNECTION_LOST. */
 int dlock__pg_outcome(pg_conn *c, const PGresult *res);
+/* The one reading of a statement's result.  DLOCK_OK: it ran (read `res`).
+ * The connection broke or the deadline passed: the session is dropped and
+ * the answer is w->lost_status ("<broke>: <why>").  The server refused the
+ * statement: DLOCK_EBACKEND (or w->conflict_status) with "<failed>: <the
+ * server's message> (SQLSTATE ...)", `res` still there for a caller that
+ * looks at its SQLSTATE.  *kind (when not NULL): the OUTCOME_*.  `res`
+ * stays the caller's to clear. */
+int dlock__pg_answer(pg_conn *c, const PGresult *res, const struct pg_what *w, int *kind);
+/* A serialization failure or a deadlock: "busy, try again". */
+int dlock__pg_is_conflict(const PGresult *res);
+/* Shared by both modes' statements. */
+extern const struct pg_what dlock__pg_reading_holder, dlock__pg_breaking;
 /* The first column of the first row is true. */
 int dlock__pg_first_bool(const PGresult *res);
 int dlock__pg_has_sqlstate(const PGresult *res, const char *state);

@@ -423,18 +423,11 @@ static int look_for_leases(pg_conn *c)
 {
     PGresult *res =
         dlock__pg_exec(c, "SELECT pg_catalog.to_regclass('" PG_LEASE_TABLE "') IS NOT NULL", 0, NULL, NULL, NULL, NULL);
-    int rc = DLOCK_OK;
-    switch (dlock__pg_outcome(c, res)) {
-    case OUTCOME_OK:
+    static const struct pg_what setting_up = {DLOCK_ECONN, "cannot set up the session", "cannot set up the session",
+                                              0};
+    int rc = dlock__pg_answer(c, res, &setting_up, NULL);
+    if (rc == DLOCK_OK)
         c->leases_seen = dlock__pg_first_bool(res);
-        break;
-    case OUTCOME_CONNECTION_LOST:
-        rc = dlock__pg_libpq_error(c, DLOCK_ECONN, "cannot set up the session", PQerrorMessage(c->pg));
-        break;
-    default:
-        rc = dlock__pg_result_error(c, DLOCK_EBACKEND, "cannot set up the session", res);
-        break;
-    }
     PQclear(res);
     return rc;
 }
@@ -473,16 +466,17 @@ int dlock__pg_open_session(pg_conn *c)
     c->lease_used = c->lease_prepared = 0;
     /* Lease mode: nothing to set up, every statement stands alone. */
     if (!c->lease) {
-        if (rc == DLOCK_OK && c->fencing && !c->table_ready) {
-            c->pg = pg; /* the fence table must exist before the statements are prepared */
+        /* The fence table must exist before the statements are prepared;
+         * which lock statements to prepare depends on the lease table.  A
+         * connection that breaks meanwhile is dropped (and finished) there. */
+        c->pg = pg;
+        if (rc == DLOCK_OK && c->fencing && !c->table_ready)
             rc = dlock__pg_create_table(c);
-            c->pg = NULL;
-        }
-        if (rc == DLOCK_OK) {
-            c->pg = pg; /* which lock statements to prepare */
+        if (rc == DLOCK_OK)
             rc = look_for_leases(c);
-            c->pg = NULL;
-        }
+        if (!c->pg)
+            return rc;
+        c->pg = NULL;
         if (rc == DLOCK_OK)
             rc = setup_session(c, pg);
     }

@@ -118,11 +118,13 @@ static int held_in_lease_mode(const char *name)
     return dlock__error(DLOCK_EBUSY, "lock '%s' is held by a lease-mode client (table " PG_LEASE_TABLE ")", name);
 }
 
-/* A serialization failure or a deadlock: "busy, try again". */
-static int is_conflict(const PGresult *res)
-{
-    return dlock__pg_has_sqlstate(res, "40001") || dlock__pg_has_sqlstate(res, "40P01");
-}
+/* How the statements of an acquire fail. */
+static const struct pg_what taking = {DLOCK_ECONN, "the connection broke while taking the lock", "cannot take the lock",
+                                      DLOCK_EBUSY};
+static const struct pg_what checking = {DLOCK_ECONN, "the connection broke while waiting for the lock",
+                                        "cannot check the lock", 0};
+static const struct pg_what bumping = {DLOCK_ECONN, "the connection broke while bumping the fence",
+                                       "cannot bump the fence", 0};
 
 /* A lock statement failed after it may have been granted (a session lock
  * outlives the failed statement): let go of it, or end the session, which
@@ -136,6 +138,27 @@ static void give_back(pg_conn *c, const char *key)
     PQclear(u);
     if (!ours)
         dlock__pg_drop_session(c);
+}
+
+/* The answer of a try that ran (cleared here): the lock, busy, or a lease
+ * or pooler in the way.  When `set`, the try set idle_session_timeout to
+ * `idle`. */
+static int took(pg_conn *c, pg_lock *l, const char *name, PGresult *res, int set, uint32_t idle)
+{
+    int got = dlock__pg_first_bool(res);
+    int ours = ran_in_our_session(res);
+    int leased = leased_answer(res);
+    int rc = got ? take_fence(c, l, res, name) : DLOCK_OK;
+    PQclear(res);
+    if (!ours)
+        return pooler_detected(c, DLOCK_EBACKEND);
+    if (leased)
+        return held_in_lease_mode(name);
+    if (!got)
+        return dlock__error(DLOCK_EBUSY, "lock '%s' is held by someone else", name);
+    if (set)
+        c->session_idle_ms = idle;
+    return rc;
 }
 
 static int try_lock(pg_conn *c, pg_lock *l, const char *name, int64_t *lease_start_ms)
@@ -158,35 +181,18 @@ static int try_lock(pg_conn *c, pg_lock *l, const char *name, int64_t *lease_sta
         const int formats[3] = {0, 0, 1};
         const char *statement = c->fencing || !set ? "dlock_try" : "dlock_try_set";
         PGresult *res = dlock__pg_run_bin(c, statement, 3, values, lengths, formats, lease_start_ms);
-        switch (dlock__pg_outcome(c, res)) {
-        case OUTCOME_OK: {
-            int got = dlock__pg_first_bool(res);
-            int ours = ran_in_our_session(res);
-            int leased = leased_answer(res);
-            rc = got ? take_fence(c, l, res, name) : DLOCK_OK;
-            PQclear(res);
-            if (!ours)
-                return pooler_detected(c, DLOCK_EBACKEND);
-            if (leased)
-                return held_in_lease_mode(name);
-            if (!got)
-                return dlock__error(DLOCK_EBUSY, "lock '%s' is held by someone else", name);
-            if (set)
-                c->session_idle_ms = want;
-            return rc;
-        }
-        case OUTCOME_CONNECTION_LOST:
-            PQclear(res);
-            rc = dlock__pg_connection_lost(c, DLOCK_ECONN, "the connection broke while taking the lock");
+        int kind;
+        rc = dlock__pg_answer(c, res, &taking, &kind);
+        if (kind == OUTCOME_OK)
+            return took(c, l, name, res, set, want);
+        PQclear(res);
+        if (kind == OUTCOME_CONNECTION_LOST) {
             if (dlock__session_may_retry(attempt, fresh, c->failure == PG_FAIL_TIMEOUT))
                 continue;
             return rc;
-        default:
-            rc = dlock__pg_result_error(c, is_conflict(res) ? DLOCK_EBUSY : DLOCK_EBACKEND, "cannot take the lock", res);
-            PQclear(res);
-            give_back(c, key);
-            return rc;
         }
+        give_back(c, key);
+        return rc;
     }
 }
 
@@ -200,23 +206,16 @@ static int held_now(pg_conn *c, const char *key, const char *idle, int set_lease
     for (int attempt = 0;; attempt++) {
         PGresult *res =
             dlock__pg_run_at(c, set_lease ? "dlock_check_set" : "dlock_check", set_lease ? 2 : 1, values, sent_ms);
-        int kind = dlock__pg_outcome(c, res);
-        if (kind == OUTCOME_OK) {
-            int held = dlock__pg_first_bool(res);
-            int ours = ran_in_our_session(res);
-            PQclear(res);
-            return ours ? held : pooler_detected(c, DLOCK_EBACKEND);
-        }
-        if (kind == OUTCOME_CONNECTION_LOST) {
-            PQclear(res);
-            return dlock__pg_connection_lost(c, DLOCK_ECONN, "the connection broke while waiting for the lock");
-        }
         /* A late cancel request may hit this statement: once more. */
-        if (attempt == 0 && dlock__pg_has_sqlstate(res, "57014")) {
+        if (attempt == 0 && dlock__pg_outcome(c, res) == OUTCOME_SQL_ERROR && dlock__pg_has_sqlstate(res, "57014")) {
             PQclear(res);
             continue;
         }
-        int rc = dlock__pg_result_error(c, DLOCK_EBACKEND, "cannot check the lock", res);
+        int rc = dlock__pg_answer(c, res, &checking, NULL);
+        if (rc == DLOCK_OK) {
+            int held = dlock__pg_first_bool(res);
+            rc = ran_in_our_session(res) ? held : pooler_detected(c, DLOCK_EBACKEND);
+        }
         PQclear(res);
         return rc;
     }
@@ -253,19 +252,12 @@ static int lease_check(pg_conn *c, const char *key, const char *name)
     const int lengths[2] = {0, (int)strlen(name)};
     const int formats[2] = {0, 1};
     PGresult *res = dlock__pg_run_bin(c, "dlock_leased", 2, values, lengths, formats, NULL);
-    int rc;
-    switch (dlock__pg_outcome(c, res)) {
-    case OUTCOME_OK:
+    int kind;
+    int rc = dlock__pg_answer(c, res, &taking, &kind);
+    if (kind == OUTCOME_OK)
         rc = !ran_in_our_session(res) ? pooler_detected(c, DLOCK_EBACKEND) : dlock__pg_first_bool(res);
-        break;
-    case OUTCOME_CONNECTION_LOST:
-        rc = dlock__pg_connection_lost(c, DLOCK_ECONN, "the connection broke while taking the lock");
-        break;
-    default:
-        rc = dlock__pg_result_error(c, DLOCK_EBACKEND, "cannot take the lock", res);
+    else if (kind == OUTCOME_SQL_ERROR)
         dlock__pg_drop_session(c); /* the lock is held: let go of it */
-        break;
-    }
     PQclear(res);
     return rc;
 }
@@ -281,24 +273,16 @@ static int bump_fence(pg_conn *c, pg_lock *l, const char *name, const char *key)
     const int lengths[2] = {0, (int)strlen(name)};
     const int formats[2] = {0, 1};
     PGresult *res = dlock__pg_run_bin(c, "dlock_bump", 2, values, lengths, formats, NULL);
-    int rc;
-    switch (dlock__pg_outcome(c, res)) {
-    case OUTCOME_OK:
-        if (!ran_in_our_session(res))
-            rc = pooler_detected(c, DLOCK_EBACKEND);
-        else if (!dlock__pg_first_bool(res))
-            rc = dlock__error(DLOCK_EBACKEND, "lock '%s' was granted, but the session does not hold it", name);
-        else
-            rc = take_fence(c, l, res, name);
-        break;
-    case OUTCOME_CONNECTION_LOST:
-        rc = dlock__pg_connection_lost(c, DLOCK_ECONN, "the connection broke while bumping the fence");
-        break;
-    default:
-        rc = dlock__pg_result_error(c, DLOCK_EBACKEND, "cannot bump the fence", res);
+    int kind;
+    int rc = dlock__pg_answer(c, res, &bumping, &kind);
+    if (kind == OUTCOME_SQL_ERROR)
         dlock__pg_drop_session(c); /* the lock is held: let go of it */
-        break;
-    }
+    else if (kind == OUTCOME_OK && !ran_in_our_session(res))
+        rc = pooler_detected(c, DLOCK_EBACKEND);
+    else if (kind == OUTCOME_OK && !dlock__pg_first_bool(res))
+        rc = dlock__error(DLOCK_EBACKEND, "lock '%s' was granted, but the session does not hold it", name);
+    else if (kind == OUTCOME_OK)
+        rc = take_fence(c, l, res, name);
     PQclear(res);
     return rc;
 }
@@ -311,7 +295,7 @@ static int wait_failed(pg_conn *c, pg_lock *l, const char *name, const char *key
     /* A deadlock, or a serialization failure of the fence's upsert (a
      * default isolation of repeatable read or serializable): the lock may
      * be held; it is confirmed below, and then the fence bumped alone. */
-    int deadlock = is_conflict(res);
+    int deadlock = dlock__pg_is_conflict(res);
     int rc = DLOCK_OK;
     if (!timed_out && !canceled && !deadlock) {
         rc = dlock__pg_result_error(c, DLOCK_EBACKEND, "cannot take the lock", res);
@@ -521,27 +505,18 @@ static int pg_extend(struct dlock_conn *conn, struct dlock_held *held, const cha
     format_ms(idle, want);
     const char *values[2] = {key, idle};
     PGresult *res = dlock__pg_run(c, set ? "dlock_check_set" : "dlock_check", set ? 2 : 1, values);
-    int rc;
-    switch (dlock__pg_outcome(c, res)) {
-    case OUTCOME_OK:
-        if (!ran_in_our_session(res)) {
-            rc = pooler_detected(c, DLOCK_ELOST);
-        } else if (dlock__pg_first_bool(res)) {
-            dlock__session_retime(&c->session, &l->base, ttl_ms);
-            if (set)
-                c->session_idle_ms = want;
-            rc = DLOCK_OK;
-        } else {
-            dlock__session_remove(&c->session, &l->base);
-            rc = no_longer_held(name);
-        }
-        break;
-    case OUTCOME_CONNECTION_LOST:
-        rc = dlock__pg_connection_lost(c, DLOCK_ELOST, "the connection broke: the lock is lost");
-        break;
-    default:
-        rc = dlock__pg_result_error(c, DLOCK_EBACKEND, "cannot extend the lock", res);
-        break;
+    static const struct pg_what extending = {DLOCK_ELOST, "the connection broke: the lock is lost",
+                                             "cannot extend the lock", 0};
+    int rc = dlock__pg_answer(c, res, &extending, NULL);
+    if (rc == DLOCK_OK && !ran_in_our_session(res)) {
+        rc = pooler_detected(c, DLOCK_ELOST);
+    } else if (rc == DLOCK_OK && dlock__pg_first_bool(res)) {
+        dlock__session_retime(&c->session, &l->base, ttl_ms);
+        if (set)
+            c->session_idle_ms = want;
+    } else if (rc == DLOCK_OK) {
+        dlock__session_remove(&c->session, &l->base);
+        rc = no_longer_held(name);
     }
     PQclear(res);
     return rc;
@@ -571,30 +546,21 @@ static int pg_release(struct dlock_conn *conn, struct dlock_held *held, const ch
         format_ms(idle, want);
         const char *values[2] = {key, idle};
         PGresult *res = dlock__pg_run(c, set ? "dlock_unlock_set" : "dlock_unlock", set ? 2 : 1, values);
-        switch (dlock__pg_outcome(c, res)) {
-        case OUTCOME_OK:
-            if (!ran_in_our_session(res)) {
-                rc = pooler_detected(c, DLOCK_ELOST);
-                break;
-            }
+        static const struct pg_what releasing = {DLOCK_ELOST, "the connection broke during release: the lock is lost",
+                                                 "cannot release the lock (the session was closed to release it)", 0};
+        int kind;
+        rc = dlock__pg_answer(c, res, &releasing, &kind);
+        if (kind == OUTCOME_OK && !ran_in_our_session(res)) {
+            rc = pooler_detected(c, DLOCK_ELOST);
+        } else if (kind == OUTCOME_OK) {
             if (set)
                 c->session_idle_ms = want;
-            rc = dlock__pg_first_bool(res) ? DLOCK_OK
-                                           : dlock__error(DLOCK_ELOST,
-                                                          "lock '%s' had already been lost: this"
-                                                          " session no longer held it",
-                                                          name);
-            break;
-        case OUTCOME_CONNECTION_LOST:
-            rc = dlock__pg_connection_lost(c, DLOCK_ELOST, "the connection broke during release: the lock is lost");
-            break;
-        default:
+            if (!dlock__pg_first_bool(res))
+                rc = dlock__error(DLOCK_ELOST, "lock '%s' had already been lost: this session no longer held it", name);
+        } else if (kind == OUTCOME_SQL_ERROR) {
             /* The lock may still be held: end the session, which surely
              * releases it (other locks on it are reported lost). */
-            rc = dlock__pg_result_error(c, DLOCK_EBACKEND,
-                                        "cannot release the lock (the session was closed to release it)", res);
             dlock__pg_drop_session(c);
-            break;
         }
         PQclear(res);
     }
@@ -619,18 +585,12 @@ static int pg_holder(struct dlock_conn *conn, const char *name, char *buf, size_
         if (rc != DLOCK_OK)
             return rc;
         PGresult *res = dlock__pg_run(c, "dlock_holder", 1, values);
-        switch (dlock__pg_outcome(c, res)) {
-        case OUTCOME_OK:
-            break;
-        case OUTCOME_CONNECTION_LOST:
+        int kind;
+        rc = dlock__pg_answer(c, res, &dlock__pg_reading_holder, &kind);
+        if (rc != DLOCK_OK) {
             PQclear(res);
-            rc = dlock__pg_connection_lost(c, DLOCK_ECONN, "the connection broke while asking for the holder");
-            if (dlock__session_may_retry(attempt, fresh, c->failure == PG_FAIL_TIMEOUT))
+            if (kind == OUTCOME_CONNECTION_LOST && dlock__session_may_retry(attempt, fresh, c->failure == PG_FAIL_TIMEOUT))
                 continue;
-            return rc;
-        default:
-            rc = dlock__pg_result_error(c, DLOCK_EBACKEND, "cannot read the holder", res);
-            PQclear(res);
             return rc;
         }
         if (PQntuples(res) < 1) {
@@ -711,18 +671,11 @@ static int table_exists(pg_conn *c)
     const char *values[1] = {c->table};
     static const Oid types[1] = {PG_TYPE_TEXT};
     PGresult *res = dlock__pg_exec(c, "SELECT pg_catalog.to_regclass($1) IS NOT NULL", 1, types, values, NULL, NULL);
-    int rc = DLOCK_OK;
-    switch (dlock__pg_outcome(c, res)) {
-    case OUTCOME_OK:
+    static const struct pg_what looking = {DLOCK_ECONN, "the connection broke while looking for the table",
+                                           "cannot look for the table", 0};
+    int rc = dlock__pg_answer(c, res, &looking, NULL);
+    if (rc == DLOCK_OK)
         c->table_ready = dlock__pg_first_bool(res);
-        break;
-    case OUTCOME_CONNECTION_LOST:
-        rc = dlock__pg_connection_lost(c, DLOCK_ECONN, "the connection broke while looking for the table");
-        break;
-    default:
-        rc = dlock__pg_result_error(c, DLOCK_EBACKEND, "cannot look for the table", res);
-        break;
-    }
     PQclear(res);
     return rc;
 }
@@ -862,8 +815,9 @@ static int pg_break_lock(struct dlock_conn *conn, const char *name, struct dlock
     if (rc != DLOCK_OK)
         return rc;
     PGresult *res = dlock__pg_exec(c, sql, 1, types, values, NULL, NULL);
-    switch (dlock__pg_outcome(c, res)) {
-    case OUTCOME_OK: {
+    int kind;
+    rc = dlock__pg_answer(c, res, &dlock__pg_breaking, &kind);
+    if (kind == OUTCOME_OK) {
         long found = strtol(PQgetvalue(res, 0, 0), NULL, 10), ended = strtol(PQgetvalue(res, 0, 1), NULL, 10);
         int still_held = !PQgetisnull(res, 0, 2);
         if (found == 0)
@@ -876,21 +830,12 @@ static int pg_break_lock(struct dlock_conn *conn, const char *name, struct dlock
                               name, PQgetvalue(res, 0, 2));
         else
             rc = 1;
-        break;
-    }
-    case OUTCOME_CONNECTION_LOST:
-        rc = dlock__pg_connection_lost(c, DLOCK_ECONN, "the connection broke while breaking the lock");
-        break;
-    default:
-        if (dlock__pg_has_sqlstate(res, "42501"))
-            rc = dlock__error(DLOCK_EBACKEND,
-                              "cannot break lock '%s': this role may not end the holder's server session"
-                              " (pg_terminate_backend needs membership in pg_signal_backend, or superuser for a"
-                              " superuser's session)",
-                              name);
-        else
-            rc = dlock__pg_result_error(c, DLOCK_EBACKEND, "cannot break the lock", res);
-        break;
+    } else if (kind == OUTCOME_SQL_ERROR && dlock__pg_has_sqlstate(res, "42501")) {
+        rc = dlock__error(DLOCK_EBACKEND,
+                          "cannot break lock '%s': this role may not end the holder's server session"
+                          " (pg_terminate_backend needs membership in pg_signal_backend, or superuser for a"
+                          " superuser's session)",
+                          name);
     }
     PQclear(res);
     return rc;
