@@ -1,10 +1,14 @@
 /*
  * The PostgreSQL backend's own declarations, shared by its files
  * (backends/postgresql/):
- *   postgresql.c  the backend table and session mode's lock operations
- *   conn.c        sessions: connect, settings, prepared statements, drop
- *   io.c          round trips with a deadline and cancel; error text
+ *   postgresql.c  the backend table and session mode's lock operations:
+ *                 acquire (try, wait), extend, release, holder, cancel
+ *   conn.c        connect and disconnect; sessions: settings, prepared
+ *                 statements, drop
+ *   io.c          round trips with a deadline and cancel; a statement's
+ *                 outcome (dlock__pg_answer); error text
  *   lease.c       lease mode: a row per name (mode=lease)
+ *   ops.c         list, break, the server's clock, run records (both modes)
  *   history.c     run history (the dlock_runs table) and the preflight
  *   url.c         URLs and password scrubbing, without libpq (url.h)
  *   api.c         libpq, loaded at first use (api.h)
@@ -88,12 +92,42 @@ typedef struct pg_conn {
     char token[PG_TOKEN_HEX + 1];
 } pg_conn;
 
+/* The one place that recovers the backend's own structs from the bases. */
+static inline pg_conn *dlock__pg_of(struct dlock_conn *conn)
+{
+    return (pg_conn *)conn;
+}
+
+static inline pg_lock *dlock__pg_lock_of(struct dlock_held *held)
+{
+    return (pg_lock *)held;
+}
+
+/* --- postgresql.c: session mode's lock operations ----------------------------------- */
+
+/* A name's advisory key in decimal, as statements take it. */
+void dlock__pg_key_text(char buf[24], int64_t key);
+/* DLOCK_ELOST: the session that held lock `name` has ended. */
+int dlock__pg_session_ended(const char *name);
+/* DLOCK_ELOST: the session lives on, but no longer holds lock `name`. */
+int dlock__pg_no_longer_held(const char *name);
+
+/* --- ops.c: list, break, store time, run records (the backend table's slots) -------- */
+
+int dlock__pg_list(struct dlock_conn *conn, const char *prefix, struct dlock_list *list, struct dlock_call *call);
+int dlock__pg_break_lock(struct dlock_conn *conn, const char *name, struct dlock_call *call);
+int dlock__pg_clock(struct dlock_conn *conn, int64_t *unix_ms, struct dlock_call *call);
+int dlock__pg_record_get(struct dlock_conn *conn, struct dlock_held *held, const char *name, int64_t *slot,
+                         struct dlock_call *call);
+int dlock__pg_record_put(struct dlock_conn *conn, struct dlock_held *held, const char *name, int64_t slot,
+                         struct dlock_call *call);
+
 /* Fill buf with n random bytes; DLOCK_OK or DLOCK_EBACKEND with text. */
 int dlock__pg_random(void *buf, size_t n);
 /* The message when a statement ran in a server session that is not ours. */
 int dlock__pg_pooler_error(void);
 
-/* --- pg_lease.c: lease mode ---------------------------------------------------------- */
+/* --- lease.c: lease mode ---------------------------------------------------------- */
 
 int dlock__pg_lease_acquire(pg_conn *c, const char *name, uint32_t ttl_ms, int32_t wait_ms, struct dlock_call *call,
                             pg_lock *l);
@@ -147,7 +181,7 @@ int dlock__pg_history_read(pg_conn *c, const char *name, size_t max, struct dloc
  * it in the mode the URL does not name. */
 int dlock__pg_check(pg_conn *c, const char *name, const char *key, struct dlock_check_list *out);
 
-/* --- pg_io.c: round trips, error text ---------------------------------------------- */
+/* --- io.c: round trips, error text ---------------------------------------------- */
 
 /* The deadline of the round trips of one backend call: the caller's, and
  * DLOCK_CALL_TIMEOUT_MS at most (the wait itself sets its own). */
@@ -193,7 +227,11 @@ int dlock__pg_has_sqlstate(const PGresult *res, const char *state);
 int dlock__pg_libpq_error(pg_conn *c, int status, const char *what, const char *libpq_text);
 int dlock__pg_result_error(pg_conn *c, int status, const char *what, const PGresult *res);
 
-/* --- pg_session.c: sessions ---------------------------------------------------------- */
+/* --- conn.c: connect, disconnect, sessions ------------------------------------------- */
+
+/* The backend table's connect and disconnect. */
+int dlock__pg_connect(const char *url, struct dlock_conn **conn_out);
+void dlock__pg_disconnect(struct dlock_conn *conn);
 
 /* Connect, check the server, set the session up (c->deadline_ms bounds it). */
 int dlock__pg_open_session(pg_conn *c);

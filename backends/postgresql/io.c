@@ -257,7 +257,7 @@ int dlock__pg_pooler_error(void)
 }
 
 /* One prepared statement of this session (its name made unique per
- * session: see pg_session.c), one round trip, bounded by the call's
+ * session: see conn.c), one round trip, bounded by the call's
  * deadline.  *sent_ms (when not NULL): when it was sent. */
 PGresult *dlock__pg_run_bin(pg_conn *c, const char *statement, int nparams, const char *const *values,
                             const int *lengths, const int *formats, int64_t *sent_ms)
