@@ -565,8 +565,9 @@ static void conn_free(pg_conn *c)
 }
 
 /* What the connection needs from the URL, through libpq's own parser: the
- * password (to scrub it out of messages), the ports (checked here so that a
- * typo is DLOCK_EINVAL, not a connection failure), connect_timeout. */
+ * password (to scrub it out of messages), the ports and the values of the
+ * options libpq checks only when it connects (checked here so that a typo
+ * is DLOCK_EINVAL, not a connection failure), connect_timeout. */
 static int read_url_options(const char *url, char **password, int64_t *connect_timeout_ms)
 {
     char *parse_error = NULL;
@@ -580,6 +581,8 @@ static int read_url_options(const char *url, char **password, int64_t *connect_t
         return dlock__error(DLOCK_EINVAL, "malformed PostgreSQL URL: %s", text);
     }
     int ports_ok = 1;
+    char bad_option[64] = "";
+    const char *bad_expects = NULL;
     const char *env_timeout = getenv("PGCONNECT_TIMEOUT");
     *connect_timeout_ms = env_timeout ? strtol(env_timeout, NULL, 10) * 1000 : PG_CONNECT_TIMEOUT_MS;
     *password = NULL;
@@ -592,13 +595,22 @@ static int read_url_options(const char *url, char **password, int64_t *connect_t
             ports_ok = dlock__pg_valid_ports(o->val);
         else if (strcmp(o->keyword, "connect_timeout") == 0)
             *connect_timeout_ms = strtol(o->val, NULL, 10) * 1000;
+        const char *expects = dlock__pg_option_expects(o->keyword, o->val);
+        if (expects && !bad_expects) {
+            dlock__copy_text(bad_option, sizeof bad_option, o->keyword);
+            bad_expects = expects;
+        }
     }
     PQconninfoFree(options);
-    if (ports_ok)
+    if (ports_ok && !bad_expects)
         return DLOCK_OK;
     dlock__pg_secret_free(*password);
     *password = NULL;
-    return dlock__error(DLOCK_EINVAL, "malformed PostgreSQL URL: bad port number");
+    if (!ports_ok)
+        return dlock__error(DLOCK_EINVAL, "malformed PostgreSQL URL: bad port number");
+    /* The option's name and what it takes, never its value. */
+    return dlock__error(DLOCK_EINVAL, "malformed PostgreSQL URL: bad value for %s (expected: %s)", bad_option,
+                        bad_expects);
 }
 
 /* A connection for `url` (already prepared for libpq), without a session. */
