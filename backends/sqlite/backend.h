@@ -77,6 +77,9 @@ static inline sqlite_lock *dlock__sqlite_lock_of(struct dlock_held *held)
 /* Statement `which` of this connection, prepared at its first use; NULL
  * with the error left in the connection. */
 sqlite3_stmt *dlock__sqlite_stmt(sqlite_conn *c, int which);
+/* The same for the statements that look at live rows, bound: ?1 `text` (a
+ * name, or list's prefix), ?2 this boot's id, ?3 now on CLOCK_BOOTTIME. */
+sqlite3_stmt *dlock__sqlite_live(sqlite_conn *c, int which, const char *text, int64_t now_boot_ms);
 
 /* --- conn.c ------------------------------------------------------------------------ */
 

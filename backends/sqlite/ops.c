@@ -15,13 +15,10 @@ int dlock__sqlite_list(struct dlock_conn *conn, const char *prefix, struct dlock
 {
     (void)call;
     sqlite_conn *c = dlock__sqlite_of(conn);
-    sqlite3_stmt *s = dlock__sqlite_stmt(c, STMT_LIST);
+    int64_t now_boot = dlock__sqlite_boot_ms(), now_wall = dlock__sqlite_wall_ms();
+    sqlite3_stmt *s = dlock__sqlite_live(c, STMT_LIST, prefix, now_boot);
     if (!s)
         return dlock__sqlite_db_error(c, sqlite3_errcode(c->db), "cannot prepare a statement");
-    int64_t now_boot = dlock__sqlite_boot_ms(), now_wall = dlock__sqlite_wall_ms();
-    sqlite3_bind_text(s, 1, prefix, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, dlock__sqlite_boot_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 3, now_boot);
     int rc, status = DLOCK_OK;
     while (status == DLOCK_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
         const char *name = (const char *)sqlite3_column_text(s, 0);
@@ -52,12 +49,9 @@ int dlock__sqlite_break(struct dlock_conn *conn, const char *name, struct dlock_
 {
     (void)call;
     sqlite_conn *c = dlock__sqlite_of(conn);
-    sqlite3_stmt *s = dlock__sqlite_stmt(c, STMT_BREAK);
+    sqlite3_stmt *s = dlock__sqlite_live(c, STMT_BREAK, name, dlock__sqlite_boot_ms());
     if (!s)
         return dlock__sqlite_db_error(c, sqlite3_errcode(c->db), "cannot prepare a statement");
-    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, dlock__sqlite_boot_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 3, dlock__sqlite_boot_ms());
     /* One statement in autocommit: its own transaction. */
     int rc = sqlite3_step(s);
     int broken = sqlite3_changes(c->db) == 1;

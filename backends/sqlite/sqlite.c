@@ -98,6 +98,17 @@ sqlite3_stmt *dlock__sqlite_stmt(sqlite_conn *c, int which)
     return c->stmt[which];
 }
 
+sqlite3_stmt *dlock__sqlite_live(sqlite_conn *c, int which, const char *text, int64_t now_boot_ms)
+{
+    sqlite3_stmt *s = dlock__sqlite_stmt(c, which);
+    if (s) {
+        sqlite3_bind_text(s, 1, text, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, dlock__sqlite_boot_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 3, now_boot_ms);
+    }
+    return s;
+}
+
 /* Run a statement without results; returns the sqlite result code. */
 static int run_simple(sqlite_conn *c, int which)
 {
@@ -249,12 +260,9 @@ static int try_take_once(sqlite_conn *c, const char *name, uint32_t ttl_ms, sqli
 /* How long the current holder's lease still runs, in ms (0: free now). */
 static int64_t peek_remaining(sqlite_conn *c, const char *name)
 {
-    sqlite3_stmt *s = dlock__sqlite_stmt(c, STMT_PEEK);
+    sqlite3_stmt *s = dlock__sqlite_live(c, STMT_PEEK, name, dlock__sqlite_boot_ms());
     if (!s)
         return 0; /* looks free: the next try reports the error */
-    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, dlock__sqlite_boot_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 3, dlock__sqlite_boot_ms());
     int64_t left = 0;
     if (sqlite3_step(s) == SQLITE_ROW)
         left = sqlite3_column_int64(s, 0);
@@ -446,12 +454,9 @@ static int sqlite_holder(struct dlock_conn *conn, const char *name, char *buf, s
 {
     (void)call;
     sqlite_conn *c = dlock__sqlite_of(conn);
-    sqlite3_stmt *s = dlock__sqlite_stmt(c, STMT_HOLDER);
+    sqlite3_stmt *s = dlock__sqlite_live(c, STMT_HOLDER, name, dlock__sqlite_boot_ms());
     if (!s)
         return dlock__sqlite_db_error(c, sqlite3_errcode(c->db), "cannot prepare a statement");
-    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, dlock__sqlite_boot_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 3, dlock__sqlite_boot_ms());
     int rc = sqlite3_step(s);
     int result = 0;
     if (rc == SQLITE_ROW) {
