@@ -117,6 +117,8 @@ int dlock__pg_no_longer_held(const char *name);
 int dlock__pg_list(struct dlock_conn *conn, const char *prefix, struct dlock_list *list, struct dlock_call *call);
 int dlock__pg_break_lock(struct dlock_conn *conn, const char *name, struct dlock_call *call);
 int dlock__pg_clock(struct dlock_conn *conn, int64_t *unix_ms, struct dlock_call *call);
+/* A name from encode(name, 'hex'), malloc'ed (NULL: out of memory). */
+char *dlock__pg_from_hex(const char *hex);
 int dlock__pg_record_get(struct dlock_conn *conn, struct dlock_held *held, const char *name, int64_t *slot,
                          struct dlock_call *call);
 int dlock__pg_record_put(struct dlock_conn *conn, struct dlock_held *held, const char *name, int64_t slot,

@@ -499,12 +499,6 @@ int dlock__pg_leased_holder(pg_conn *c, const char *name, char *buf, size_t bufl
     return rc;
 }
 
-/* One digit of encode(..., 'hex'), which writes only 0-9a-f. */
-static unsigned hex_value(char ch)
-{
-    return ch >= '0' && ch <= '9' ? (unsigned)(ch - '0') : ch >= 'a' && ch <= 'f' ? (unsigned)(ch - 'a' + 10) : 0u;
-}
-
 /* Split "host=H pid=P" (our holder text) into its parts, where it is one. */
 static void split_holder(const char *holder, char *host, size_t hostlen, int64_t *pid)
 {
@@ -527,16 +521,11 @@ int dlock__pg_lease_list(pg_conn *c, const char *prefix, struct dlock_list *list
     if (!res)
         return rc;
     for (int i = 0; rc == DLOCK_OK && i < PQntuples(res); i++) {
-        const char *hex = PQgetvalue(res, i, 0);
-        size_t n = strlen(hex) / 2;
-        char *decoded = malloc(n + 1);
+        char *decoded = dlock__pg_from_hex(PQgetvalue(res, i, 0));
         if (!decoded) {
             rc = dlock__oom();
             break;
         }
-        for (size_t k = 0; k < n; k++)
-            decoded[k] = (char)(hex_value(hex[2 * k]) << 4 | hex_value(hex[2 * k + 1]));
-        decoded[n] = '\0';
         const char *holder = PQgetisnull(res, i, 1) ? NULL : PQgetvalue(res, i, 1);
         char host[256] = "";
         int64_t pid = 0;

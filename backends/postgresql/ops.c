@@ -36,8 +36,7 @@ static int table_exists(pg_conn *c)
     return rc;
 }
 
-/* A name from encode(name, 'hex'), malloc'ed (NULL: out of memory). */
-static char *from_hex(const char *hex)
+char *dlock__pg_from_hex(const char *hex)
 {
     size_t n = strlen(hex) / 2;
     char *out = malloc(n + 1);
@@ -49,6 +48,38 @@ static char *from_hex(const char *hex)
     }
     out[n] = '\0';
     return out;
+}
+
+/* Row i of the session-mode listing, its name (NULL: only the key known). */
+static int add_session_row(const PGresult *res, int i, const char *name, struct dlock_list *list)
+{
+    const char *app = PQgetisnull(res, i, 1) ? NULL : PQgetvalue(res, i, 1);
+    char host[256] = "";
+    int64_t pid = 0;
+    if (app && strncmp(app, "dlock host=", 11) == 0) {
+        const char *p = strstr(app, " pid=");
+        if (p) {
+            snprintf(host, sizeof host, "%.*s", (int)(p - app - 11), app + 11);
+            pid = strtoll(p + 5, NULL, 10);
+        }
+    }
+    char holder[320];
+    snprintf(holder, sizeof holder, "%s backend_pid=%s",
+             app && strncmp(app, "dlock ", 6) == 0 ? app + 6
+             : app && app[0]                       ? app
+                                                   : "?",
+             PQgetvalue(res, i, 2));
+    struct dlock_list_entry e = {
+        .name = name,
+        .key = PQgetvalue(res, i, 0),
+        .holder = holder,
+        .host = host[0] ? host : NULL,
+        .pid = pid,
+        .since_ms = -1,
+        .expires_ms = -1,
+        .fence = PQgetisnull(res, i, 4) ? 0 : strtoull(PQgetvalue(res, i, 4), NULL, 10),
+    };
+    return dlock__list_add(list, &e);
 }
 
 static int session_list(pg_conn *c, const char *prefix, struct dlock_list *list)
@@ -90,7 +121,7 @@ static int session_list(pg_conn *c, const char *prefix, struct dlock_list *list)
                 break;
             }
         }
-        if (!decoded && !PQgetisnull(res, i, 3) && !(decoded = from_hex(PQgetvalue(res, i, 3)))) {
+        if (!decoded && !PQgetisnull(res, i, 3) && !(decoded = dlock__pg_from_hex(PQgetvalue(res, i, 3)))) {
             rc = dlock__oom();
             break;
         }
@@ -98,33 +129,7 @@ static int session_list(pg_conn *c, const char *prefix, struct dlock_list *list)
             free(decoded);
             continue;
         }
-        const char *app = PQgetisnull(res, i, 1) ? NULL : PQgetvalue(res, i, 1);
-        char host[256] = "";
-        int64_t pid = 0;
-        if (app && strncmp(app, "dlock host=", 11) == 0) {
-            const char *p = strstr(app, " pid=");
-            if (p) {
-                snprintf(host, sizeof host, "%.*s", (int)(p - app - 11), app + 11);
-                pid = strtoll(p + 5, NULL, 10);
-            }
-        }
-        char holder[320];
-        snprintf(holder, sizeof holder, "%s backend_pid=%s",
-                 app && strncmp(app, "dlock ", 6) == 0 ? app + 6
-                 : app && app[0]                       ? app
-                                                       : "?",
-                 PQgetvalue(res, i, 2));
-        struct dlock_list_entry e = {
-            .name = decoded,
-            .key = PQgetvalue(res, i, 0),
-            .holder = holder,
-            .host = host[0] ? host : NULL,
-            .pid = pid,
-            .since_ms = -1,
-            .expires_ms = -1,
-            .fence = PQgetisnull(res, i, 4) ? 0 : strtoull(PQgetvalue(res, i, 4), NULL, 10),
-        };
-        rc = dlock__list_add(list, &e);
+        rc = add_session_row(res, i, decoded, list);
         free(decoded);
     }
     PQclear(res);
