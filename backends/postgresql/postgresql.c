@@ -105,9 +105,12 @@ static int held_in_lease_mode(const char *name)
     return dlock__error(DLOCK_EBUSY, "lock '%s' is held by a lease-mode client (table " PG_LEASE_TABLE ")", name);
 }
 
-/* How the statements of an acquire fail. */
-static const struct pg_what taking = {DLOCK_ECONN, "the connection broke while taking the lock", "cannot take the lock",
+/* How the statements of an acquire fail.  A try that meets a serialization
+ * failure or a deadlock is busy. */
+static const struct pg_what trying = {DLOCK_ECONN, "the connection broke while taking the lock", "cannot take the lock",
                                       DLOCK_EBUSY};
+static const struct pg_what taking = {DLOCK_ECONN, "the connection broke while taking the lock", "cannot take the lock",
+                                      0};
 static const struct pg_what checking = {DLOCK_ECONN, "the connection broke while waiting for the lock",
                                         "cannot check the lock", 0};
 static const struct pg_what bumping = {DLOCK_ECONN, "the connection broke while bumping the fence",
@@ -169,7 +172,7 @@ static int try_lock(pg_conn *c, pg_lock *l, const char *name, int64_t *lease_sta
         const char *statement = c->fencing || !set ? "dlock_try" : "dlock_try_set";
         PGresult *res = dlock__pg_run_bin(c, statement, 3, values, lengths, formats, lease_start_ms);
         int kind;
-        rc = dlock__pg_answer(c, res, &taking, &kind);
+        rc = dlock__pg_answer(c, res, &trying, &kind);
         if (kind == OUTCOME_OK)
             return took(c, l, name, res, set, want);
         PQclear(res);
