@@ -16,14 +16,15 @@
 #include "url.h"
 
 /* Between two of libpq's lines: end the sentence before (unless it ends in
- * punctuation of its own), then one space. */
-static void sentence_break(char *dst, size_t dstlen, size_t *o)
+ * punctuation of its own, or the next line goes on with it), then one
+ * space. */
+static void sentence_break(char *dst, size_t dstlen, size_t *o, int goes_on)
 {
     while (*o > 0 && dst[*o - 1] == ' ')
         (*o)--;
     if (*o == 0)
         return;
-    if (!strchr(".?!:;", dst[*o - 1]) && *o + 1 < dstlen)
+    if (!goes_on && !strchr(".?!:;", dst[*o - 1]) && *o + 1 < dstlen)
         dst[(*o)++] = '.';
     if (*o + 1 < dstlen)
         dst[(*o)++] = ' ';
@@ -39,21 +40,25 @@ void dlock__pg_clean_text(char *dst, size_t dstlen, const char *src, const char 
     size_t o = 0;
     if (!dstlen)
         return;
-    int line_start = 1, new_line = 0;
+    int line_start = 1, new_line = 0, indented = 0;
     for (const char *p = src ? src : ""; *p && o + 1 < dstlen;) {
         /* The secret first, whatever it holds (blanks, a newline). */
         int is_secret = secret_len && strncmp(p, secret, secret_len) == 0;
         if (!is_secret && (*p == '\n' || *p == '\r')) {
             line_start = new_line = 1;
+            indented = 0;
             p++;
             continue;
         }
         if (!is_secret && line_start && (*p == ' ' || *p == '\t')) { /* a continuation line's indent */
+            indented = 1;
             p++;
             continue;
         }
+        /* An indented line in lower case goes on with the sentence that
+         * libpq wrapped ("... terminated abnormally\n\tbefore or while"). */
         if (new_line)
-            sentence_break(dst, dstlen, &o);
+            sentence_break(dst, dstlen, &o, indented && !is_secret && *p >= 'a' && *p <= 'z');
         line_start = new_line = 0;
         if (o + 1 >= dstlen)
             break;
