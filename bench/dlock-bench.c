@@ -76,49 +76,91 @@ static void report(const char *backend, const char *metric, double value, const 
 
 static int run_lib(dlock_client *c, long cycles, double *elapsed);
 
-static int run_raw(const char *backend, const char *url, long cycles, double *elapsed)
+/* The raw server-side handoff of a store (open NULL: it has none). */
+struct raw_ops {
+    void *(*open)(const char *url);
+    int (*lock)(void *session, int wait);
+    int (*unlock)(void *session);
+    void (*close)(void *session);
+};
+
+/* What a store's libdlock figures are compared with: one row per store (a
+ * new store adds its row). */
+struct raw_scheme {
+    const char *backend; /* dlock_backend()'s name */
+    /* acquire+release cycles through the raw driver; lease_cycles for a
+     * URL with mode=lease (NULL: the same loop) */
+    int (*cycles)(const char *url, long cycles, double *elapsed_s);
+    int (*lease_cycles)(const char *url, long cycles, double *elapsed_s);
+    struct raw_ops handoff;
+    const char *note;                       /* the cycles line's note in the default mode, or NULL */
+    const char *(*note_for)(const char *url); /* ... or from the URL, or NULL */
+};
+
+#ifdef BENCH_RAW_MYSQL
+/* MySQL: fencing=on is compared with plain session mode, through libdlock
+ * both. */
+static int mysql_cycles(const char *url, long cycles, double *elapsed)
 {
+    if (!strstr(url, "fencing=on"))
+        return bench_raw_mysql(url, cycles, elapsed);
+    char *plain = bench_raw_mysql_plain_url(url);
+    dlock_client *c = NULL;
+    int rc = plain && dlock_open(plain, &c) == DLOCK_OK ? run_lib(c, cycles, elapsed) : -1;
+    dlock_close(c);
+    free(plain);
+    return rc;
+}
+#endif
+
+static const struct raw_scheme raw_schemes[] = {
 #ifdef HAVE_SQLITE
-    if (strcmp(backend, "sqlite") == 0)
-        return bench_raw_sqlite(url, cycles, elapsed);
+    {"sqlite", bench_raw_sqlite, NULL, {NULL, NULL, NULL, NULL}, "(raw: WAL, synchronous=NORMAL; target >= 0.80)",
+     NULL},
 #endif
 #ifdef BENCH_RAW_POSTGRESQL
-    if (strcmp(backend, "postgresql") == 0 && strstr(url, "mode=lease"))
-        return bench_raw_postgresql_lease(url, cycles, elapsed);
-    if (strcmp(backend, "postgresql") == 0)
-        return bench_raw_postgresql(url, cycles, elapsed);
+    {"postgresql", bench_raw_postgresql, bench_raw_postgresql_lease,
+     {bench_raw_postgresql_open, bench_raw_postgresql_lock, bench_raw_postgresql_unlock, bench_raw_postgresql_close},
+     NULL, bench_raw_postgresql_note},
 #endif
 #ifdef BENCH_RAW_MYSQL
-    if (strcmp(backend, "mysql") == 0 && strstr(url, "mode=lease"))
-        return bench_raw_mysql_lease(url, cycles, elapsed);
-    if (strcmp(backend, "mysql") == 0 && strstr(url, "fencing=on")) {
-        /* fencing=on against plain session mode, through libdlock both */
-        char *plain = bench_raw_mysql_plain_url(url);
-        dlock_client *c = NULL;
-        int rc = plain && dlock_open(plain, &c) == DLOCK_OK ? run_lib(c, cycles, elapsed) : -1;
-        dlock_close(c);
-        free(plain);
-        return rc;
-    }
-    if (strcmp(backend, "mysql") == 0)
-        return bench_raw_mysql(url, cycles, elapsed);
+    {"mysql", mysql_cycles, bench_raw_mysql_lease,
+     {bench_raw_mysql_open, bench_raw_mysql_lock, bench_raw_mysql_unlock, bench_raw_mysql_close}, NULL, NULL},
 #endif
 #ifdef BENCH_RAW_REDIS
-    if (strcmp(backend, "redis") == 0)
-        return bench_raw_redis(url, cycles, elapsed);
+    {"redis", bench_raw_redis, NULL,
+     {bench_raw_redis_open, bench_raw_redis_lock, bench_raw_redis_unlock, bench_raw_redis_close},
+     "(raw: SET NX PX + compare-and-delete EVALSHA; target >= 0.90)", NULL},
 #endif
 #ifdef BENCH_RAW_ETCD
-    if (strcmp(backend, "etcd") == 0)
-        return bench_raw_etcd(url, cycles, elapsed);
+    {"etcd", bench_raw_etcd, NULL,
+     {bench_raw_etcd_open, bench_raw_etcd_lock, bench_raw_etcd_unlock, bench_raw_etcd_close}, NULL, NULL},
 #endif
 #ifdef BENCH_RAW_ZOOKEEPER
-    if (strcmp(backend, "zookeeper") == 0)
-        return bench_raw_zookeeper(url, cycles, elapsed);
+    {"zookeeper", bench_raw_zookeeper, NULL,
+     {bench_raw_zookeeper_open, bench_raw_zookeeper_lock, bench_raw_zookeeper_unlock, bench_raw_zookeeper_close},
+     NULL, NULL},
 #endif
-    (void)url;
-    (void)cycles;
-    (void)elapsed;
-    return -1;
+    {NULL, NULL, NULL, {NULL, NULL, NULL, NULL}, NULL, NULL},
+};
+
+/* The row of `backend`, or NULL when the bench has no raw loop for it. */
+static const struct raw_scheme *raw_scheme_for(const char *backend)
+{
+    for (const struct raw_scheme *r = raw_schemes; r->backend; r++)
+        if (strcmp(r->backend, backend) == 0)
+            return r;
+    return NULL;
+}
+
+static int run_raw(const char *backend, const char *url, long cycles, double *elapsed)
+{
+    const struct raw_scheme *r = raw_scheme_for(backend);
+    if (!r)
+        return -1;
+    if (r->lease_cycles && strstr(url, "mode=lease"))
+        return r->lease_cycles(url, cycles, elapsed);
+    return r->cycles(url, cycles, elapsed);
 }
 
 static int run_lib(dlock_client *c, long cycles, double *elapsed)
@@ -253,14 +295,11 @@ static void bench_cycles(const char *backend, const char *label, const char *url
     double raw_rate = cycles * rounds / raw_total, lib_rate = cycles * rounds / lib_total;
     const char *vs = strstr(url, "fencing=on") ? "(raw: plain session mode)" : NULL;
     /* The targets of issue 23, printed beside the ratios they judge. */
-    if (strcmp(label, "sqlite") == 0)
-        vs = "(raw: WAL, synchronous=NORMAL; target >= 0.80)";
-    else if (strcmp(label, "redis") == 0)
-        vs = "(raw: SET NX PX + compare-and-delete EVALSHA; target >= 0.90)";
-#ifdef BENCH_RAW_POSTGRESQL
-    if (strcmp(backend, "postgresql") == 0)
-        vs = bench_raw_postgresql_note(url);
-#endif
+    const struct raw_scheme *scheme = raw_scheme_for(backend);
+    if (scheme && scheme->note && strcmp(label, backend) == 0)
+        vs = scheme->note;
+    if (scheme && scheme->note_for)
+        vs = scheme->note_for(url);
     report(label, "cycles", lib_rate, "cycles/s", raw_rate, vs);
     report(label, "cycle_latency", 1e6 / lib_rate, "us", 1e6 / raw_rate, vs);
 }
@@ -271,49 +310,12 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-struct raw_ops {
-    void *(*open)(const char *url);
-    int (*lock)(void *session, int wait);
-    int (*unlock)(void *session);
-    void (*close)(void *session);
-};
-
 static const struct raw_ops *raw_ops_for(const char *backend, const char *url)
 {
     if (strstr(url, "mode=lease"))
         return NULL; /* no server-side wait to compare with: a poll */
-#ifdef BENCH_RAW_POSTGRESQL
-    static const struct raw_ops pg = {bench_raw_postgresql_open, bench_raw_postgresql_lock, bench_raw_postgresql_unlock,
-                                      bench_raw_postgresql_close};
-    if (strcmp(backend, "postgresql") == 0)
-        return &pg;
-#endif
-#ifdef BENCH_RAW_MYSQL
-    static const struct raw_ops my = {bench_raw_mysql_open, bench_raw_mysql_lock, bench_raw_mysql_unlock,
-                                      bench_raw_mysql_close};
-    if (strcmp(backend, "mysql") == 0)
-        return &my;
-#endif
-#ifdef BENCH_RAW_REDIS
-    static const struct raw_ops rd = {bench_raw_redis_open, bench_raw_redis_lock, bench_raw_redis_unlock,
-                                      bench_raw_redis_close};
-    if (strcmp(backend, "redis") == 0)
-        return &rd;
-#endif
-#ifdef BENCH_RAW_ETCD
-    static const struct raw_ops et = {bench_raw_etcd_open, bench_raw_etcd_lock, bench_raw_etcd_unlock,
-                                      bench_raw_etcd_close};
-    if (strcmp(backend, "etcd") == 0)
-        return &et;
-#endif
-#ifdef BENCH_RAW_ZOOKEEPER
-    static const struct raw_ops zk = {bench_raw_zookeeper_open, bench_raw_zookeeper_lock, bench_raw_zookeeper_unlock,
-                                      bench_raw_zookeeper_close};
-    if (strcmp(backend, "zookeeper") == 0)
-        return &zk;
-#endif
-    (void)backend;
-    return NULL;
+    const struct raw_scheme *r = raw_scheme_for(backend);
+    return r && r->handoff.open ? &r->handoff : NULL;
 }
 
 /*

@@ -78,7 +78,7 @@ core-clock-stops-in-suspend | lib/util.c | s{clock_gettime\(CLOCK_BOOTTIME, &ts\
 core-scheme-typo-not-caught | lib/client.c | s{const char \*typo_of = be \? NULL : scheme_typo_of\(scheme\);}{const char *typo_of = NULL;} | units process:messages
 # --- lib/sha256.c: the digest behind PostgreSQL keys and MySQL digest names ----------
 sha256-length-byte-order | lib/sha256.c | s{total_bits >> \(56 - 8 \* i\)}{total_bits >> (8 * i)} | units:sha256 postgresql:key
-# --- backends/sqlite/sqlite.c: the row's owner, boot and expiry ----------------------------------
+# --- backends/sqlite/ (sqlite.c, conn.c, ops.c): the row's owner, boot and expiry ----------------------------------
 sqlite-extend-name-only | backends/sqlite/sqlite.c | s{(\[STMT_EXTEND\][^\[]*?WHERE name = \?1)[^"]*}{$1} | takeover@sqlite:taken-away
 sqlite-extend-any-owner | backends/sqlite/sqlite.c | s{(\[STMT_EXTEND\][^\[]*?) AND owner = \?\d+}{$1} | takeover@sqlite:taken-away
 sqlite-extend-any-boot | backends/sqlite/sqlite.c | s{(\[STMT_EXTEND\][^\[]*?) AND boot_id = \?\d+}{$1} | sqlite:row-rewritten
@@ -91,11 +91,11 @@ sqlite-take-when-held | backends/sqlite/sqlite.c | s{WHERE dlock_locks\.owner IS
 sqlite-take-ignores-expiry | backends/sqlite/sqlite.c | s{ OR dlock_locks\.expires_boot_ms <= \?\d+}{} | sqlite:row-rewritten
 sqlite-take-before-expiry | backends/sqlite/sqlite.c | s{(dlock_locks\.expires_boot_ms <= \?\d+)}{$1 + 500} | takeover@sqlite:early
 sqlite-take-ignores-boot | backends/sqlite/sqlite.c | s{ OR dlock_locks\.boot_id IS NOT excluded\.boot_id}{} | sqlite:row-rewritten
-sqlite-guessed-boot-id | backends/sqlite/sqlite.c | s{if \(!looks_like_boot_id\(buf\)\)\s*buf\[0\] = '\\0';}{if (!looks_like_boot_id(buf)) strcpy(buf, "unknown-boot");} | process:faults
+sqlite-guessed-boot-id | backends/sqlite/conn.c | s{if \(!looks_like_boot_id\(buf\)\)\s*buf\[0\] = '\\0';}{if (!looks_like_boot_id(buf)) strcpy(buf, "unknown-boot");} | process:faults
 sqlite-epoch-without-gap | backends/sqlite/sqlite.c | s{floor = \(highest > floor \? highest : floor\) \+ EPOCH_GAP;}{floor = highest > floor ? highest : floor;} | process:power-loss
 sqlite-take-ignores-floor | backends/sqlite/sqlite.c | s{fence = max\(dlock_locks\.fence \+ 1, \?9 \+ 1\)}{fence = dlock_locks.fence + 1} | process:power-loss
-sqlite-epoch-any-boot | backends/sqlite/sqlite.c | s{same_boot = row_boot && strcmp\(\(const char \*\)row_boot, boot_id\) == 0;}{same_boot = row_boot != NULL;} | process:power-loss
-# --- backends/postgresql/postgresql.c, pg_session.c, pg_url.c: the key, the session, the late grant, the URL
+sqlite-epoch-any-boot | backends/sqlite/sqlite.c | s{same_boot = row_boot && strcmp\(\(const char \*\)row_boot, dlock__sqlite_boot_id\) == 0;}{same_boot = row_boot != NULL;} | process:power-loss
+# --- backends/postgresql/ (postgresql.c, conn.c, ops.c, url.c): the key, the session, the late grant, the URL
 pg-key-little-endian | backends/postgresql/postgresql.c | s{bits = bits << 8 \| digest\[i\]}{bits = bits << 8 | digest[7 - i]} | postgresql:key
 pg-key-unsigned | backends/postgresql/postgresql.c | s{return -\(int64_t\)\(~bits\) - 1;}{return (int64_t)(bits >> 1);} | postgresql:key
 pg-key-long-names-cut | backends/postgresql/postgresql.c | s{(\w+)->key = dlock__pg_key\(name, strlen\(name\)\);}{$1->key = dlock__pg_key(name, strlen(name) > 64 ? 64 : strlen(name));} | conformance@postgresql:names
@@ -116,16 +116,16 @@ pglease-fence-not-bumped | backends/postgresql/lease.c | s{fence = l\.fence \+ 1
 # --- issue 23, PostgreSQL: durability, errors after a grant, conflicts, breaks, the two modes --
 pg-fence-not-durable | backends/postgresql/conn.c | s{#define PG_DURABLE "[^\n]*}{#define PG_DURABLE ""} | postgresql:crash
 pglease-not-durable | backends/postgresql/lease.c | s{#define PG_DURABLE "pg_catalog\.set_config\('synchronous_commit', 'on', true\)"}{#define PG_DURABLE "pg_catalog.set_config('synchronous_commit', 'off', true)"} | postgresql:crash
-pg-grant-error-kept | backends/postgresql/postgresql.c | s{(static void give_back\(pg_conn \*c, const char \*key\)\s*\{)}{$1 if (key) return;} && s{int deadlock = is_conflict\(res\);}{int deadlock = dlock__pg_has_sqlstate(res, "40P01");} | postgresql:modes-errors-breaks
+pg-grant-error-kept | backends/postgresql/postgresql.c | s{(static void give_back\(pg_conn \*c, const char \*key\)\s*\{)}{$1 if (key) return;} && s{int deadlock = dlock__pg_is_conflict\(res\);}{int deadlock = dlock__pg_has_sqlstate(res, "40P01");} | postgresql:modes-errors-breaks
 pg-grant-error-kept-any | backends/postgresql/postgresql.c | s{(static void give_back\(pg_conn \*c, const char \*key\)\s*\{)}{$1 if (key) return;} | postgresql:modes-errors-breaks
-pglease-conflict-not-busy | backends/postgresql/lease.c | s{conflict \? conflict_status : DLOCK_EBACKEND}{DLOCK_EBACKEND} | postgresql:modes-errors-breaks
-pg-break-not-yet-ignored | backends/postgresql/postgresql.c | s{else if \(ended < found && still_held\)}{else if (0)} | postgresql:modes-errors-breaks
-pg-break-any-key | backends/postgresql/postgresql.c | s{(" WHERE l\.locktype = 'advisory' AND l\.objsubid = 1 AND l\.granted"\s*)" AND l\.classid = \(\(\$1 >> 32\) & 4294967295\)::oid AND l\.objid = \(\$1 & 4294967295\)::oid"}{$1" AND \$1 IS NOT NULL"} | postgresql:modes-errors-breaks
+pglease-conflict-not-busy | backends/postgresql/lease.c | s{const struct pg_what w = \{DLOCK_ECONN, broke, failed, conflict_status\};}{const struct pg_what w = {DLOCK_ECONN, broke, failed, 0};} | postgresql:modes-errors-breaks
+pg-break-not-yet-ignored | backends/postgresql/ops.c | s{else if \(ended < found && still_held\)}{else if (0)} | postgresql:modes-errors-breaks
+pg-break-any-key | backends/postgresql/ops.c | s{(" WHERE l\.locktype = 'advisory' AND l\.objsubid = 1 AND l\.granted"\s*)" AND l\.classid = \(\(\$1 >> 32\) & 4294967295\)::oid AND l\.objid = \(\$1 & 4294967295\)::oid"}{$1" AND \$1 IS NOT NULL"} | postgresql:modes-errors-breaks
 pglease-break-prefix | backends/postgresql/lease.c | s{(break_sql\[\] = "UPDATE %1\$s SET owner = NULL WHERE )name = \$1}{${1}pg_catalog.substr(name, 1, pg_catalog.length(\$1)) = \$1} | postgresql:modes-errors-breaks
 pglease-extend-after-expiry | backends/postgresql/lease.c | s{(extend_sql\[\][^;]*?owner = \$2::uuid) AND " PG_LIVE " }{$1 } | postgresql:modes-errors-breaks
 pglease-take-ignores-session | backends/postgresql/lease.c | s{ WHERE pg_catalog\.pg_try_advisory_xact_lock\(\$5::bigint\)}{} | postgresql:modes-errors-breaks
 pg-take-ignores-lease | backends/postgresql/conn.c | s{\(st->leased > 0\) == \(c->leases_seen != 0\)}{st->leased <= 0} | postgresql:modes-errors-breaks
-pg-list-creates-table | backends/postgresql/postgresql.c | s{rc = table_exists\(c\);}{rc = dlock__pg_create_table(c);} | postgresql:modes-errors-breaks
+pg-list-creates-table | backends/postgresql/ops.c | s{rc = table_exists\(c\);}{rc = dlock__pg_create_table(c);} | postgresql:modes-errors-breaks
 pg-fresh-session-ours | backends/postgresql/conn.c | s{#define PG_OURS "pg_catalog\.current_setting\('dlock\.session', true\) = '%1\$s'"}{#define PG_OURS "COALESCE(NULLIF(pg_catalog.current_setting('dlock.session', true), ''), '%1\$s') = '%1\$s'"} | postgresql:modes-errors-breaks
 # --- backends/mysql*.c: the session, the session lease, retry-once, the name mapping -----
 mysql-generation-frozen | backends/mysql/mysql.c | s{return c->lease \? 0 : c->session.generation;}{return 0;} | takeover@mysql:taken-away
@@ -222,7 +222,7 @@ tool-ttl-floor-gone | tools/dlock.c | s{if \(\*ttl_ms < MIN_TTL_MS\)}{if (0)} | 
 tool-messages-raw | tools/cli.c | s{fmt_escaped\(stderr, text\);}{fputs(text, stderr);} | process:messages
 # --- operations: run records, --once-per, break ------------------------------------------
 ops-sqlite-record-put-any-owner | backends/sqlite/sqlite.c | s{(\[STMT_RECORD_PUT\][^\[]*?) AND owner = \?2}{$1} | conformance@sqlite:operations
-ops-sqlite-record-put-ignores-changes | backends/sqlite/sqlite.c | s{return written \? DLOCK_OK : record_not_held\(name\);}{return DLOCK_OK;} | conformance@sqlite:operations
+ops-sqlite-record-put-ignores-changes | backends/sqlite/ops.c | s{return written \? DLOCK_OK : record_not_held\(name\);}{return DLOCK_OK;} | conformance@sqlite:operations
 ops-sqlite-break-expired | backends/sqlite/sqlite.c | s{(\[STMT_BREAK\][^\[]*?) AND expires_boot_ms > \?3}{$1} | conformance@sqlite:operations
 ops-sqlite-break-by-prefix | backends/sqlite/sqlite.c | s{(\[STMT_BREAK\][^\[]*?)WHERE name = \?1}{${1}WHERE substr(name, 1, length(?1)) = ?1} | process:break-one-name
 ops-once-window-whole-period | tools/run_policy.c | s{return 2 \* \(store_now_ms - last_success_start_ms\) < period_ms;}{return store_now_ms - last_success_start_ms < period_ms;} | run_policy
@@ -231,7 +231,7 @@ ops-once-future-record-runs | tools/run_policy.c | s{return 2 \* \(store_now_ms 
 ops-once-records-the-end | tools/run.c | s{dlock_record_put\(r->lock, r->store_start_ms\)}{dlock_record_put(r->lock, r->store_start_ms + cli_now_ms() - r->st.acquired_at)} | process:once-per-window
 ops-any-exit-marks-done | tools/run_policy.c | s{return exit_status == 0;}{return 1;} | run_policy process:ops
 ops-run-ignores-marks-done | tools/run.c | s{r->lease_ok_at_exit && run_slot_marks_done\(r->job_status\)}{r->lease_ok_at_exit} | process:ops
-ops-sqlite-no-migration | backends/sqlite/sqlite.c | s{if \(src == SQLITE_OK\)\s*src = add_missing_columns\(c\);}{} | process:ops
+ops-sqlite-no-migration | backends/sqlite/conn.c | s{if \(src == SQLITE_OK\)\s*src = add_missing_columns\(c\);}{} | process:ops
 ops-metrics-forget-last-success | tools/metrics.c | s{: previous_success\(path\);}{: -1;} | process:ops
 ops-metrics-no-file-lock | tools/metrics.c | s{int lock_fd = lock_file\(path\);}{int lock_fd = open("/dev/null", O_RDONLY \| O_CLOEXEC);} | process:metrics-file
 ops-metrics-value-after-first-space | tools/metrics.c | s{char \*space = strrchr\(line, ' '\);}{char *space = strchr(line, ' ');} | process:metrics-file

@@ -1,10 +1,14 @@
 /*
  * The PostgreSQL backend's own declarations, shared by its files
  * (backends/postgresql/):
- *   postgresql.c  the backend table and session mode's lock operations
- *   conn.c        sessions: connect, settings, prepared statements, drop
- *   io.c          round trips with a deadline and cancel; error text
+ *   postgresql.c  the backend table and session mode's lock operations:
+ *                 acquire (try, wait), extend, release, holder, cancel
+ *   conn.c        connect and disconnect; sessions: settings, prepared
+ *                 statements, drop
+ *   io.c          round trips with a deadline and cancel; a statement's
+ *                 outcome (dlock__pg_answer); error text
  *   lease.c       lease mode: a row per name (mode=lease)
+ *   ops.c         list, break, the server's clock, run records (both modes)
  *   history.c     run history (the dlock_runs table) and the preflight
  *   url.c         URLs and password scrubbing, without libpq (url.h)
  *   api.c         libpq, loaded at first use (api.h)
@@ -88,12 +92,44 @@ typedef struct pg_conn {
     char token[PG_TOKEN_HEX + 1];
 } pg_conn;
 
+/* The one place that recovers the backend's own structs from the bases. */
+static inline pg_conn *dlock__pg_of(struct dlock_conn *conn)
+{
+    return (pg_conn *)conn;
+}
+
+static inline pg_lock *dlock__pg_lock_of(struct dlock_held *held)
+{
+    return (pg_lock *)held;
+}
+
+/* --- postgresql.c: session mode's lock operations ----------------------------------- */
+
+/* A name's advisory key in decimal, as statements take it. */
+void dlock__pg_key_text(char buf[24], int64_t key);
+/* DLOCK_ELOST: the session that held lock `name` has ended. */
+int dlock__pg_session_ended(const char *name);
+/* DLOCK_ELOST: the session lives on, but no longer holds lock `name`. */
+int dlock__pg_no_longer_held(const char *name);
+
+/* --- ops.c: list, break, store time, run records (the backend table's slots) -------- */
+
+int dlock__pg_list(struct dlock_conn *conn, const char *prefix, struct dlock_list *list, struct dlock_call *call);
+int dlock__pg_break_lock(struct dlock_conn *conn, const char *name, struct dlock_call *call);
+int dlock__pg_clock(struct dlock_conn *conn, int64_t *unix_ms, struct dlock_call *call);
+/* A name from encode(name, 'hex'), malloc'ed (NULL: out of memory). */
+char *dlock__pg_from_hex(const char *hex);
+int dlock__pg_record_get(struct dlock_conn *conn, struct dlock_held *held, const char *name, int64_t *slot,
+                         struct dlock_call *call);
+int dlock__pg_record_put(struct dlock_conn *conn, struct dlock_held *held, const char *name, int64_t slot,
+                         struct dlock_call *call);
+
 /* Fill buf with n random bytes; DLOCK_OK or DLOCK_EBACKEND with text. */
 int dlock__pg_random(void *buf, size_t n);
 /* The message when a statement ran in a server session that is not ours. */
 int dlock__pg_pooler_error(void);
 
-/* --- pg_lease.c: lease mode ---------------------------------------------------------- */
+/* --- lease.c: lease mode ---------------------------------------------------------- */
 
 int dlock__pg_lease_acquire(pg_conn *c, const char *name, uint32_t ttl_ms, int32_t wait_ms, struct dlock_call *call,
                             pg_lock *l);
@@ -131,6 +167,14 @@ void dlock__pg_stmt_name(const pg_conn *c, const char *base, char out[PG_STMT_NA
 /* What the result of a round trip says. */
 enum { OUTCOME_OK, OUTCOME_SQL_ERROR, OUTCOME_CONNECTION_LOST };
 
+/* How one statement's failure reads (dlock__pg_answer). */
+struct pg_what {
+    int lost_status;     /* the connection broke: DLOCK_ECONN, or DLOCK_ELOST (a held lock went with it) */
+    const char *broke;   /* then: "the connection broke while ..." */
+    const char *failed;  /* the server refused it: "cannot ..." (DLOCK_EBACKEND) */
+    int conflict_status; /* a serialization failure or deadlock: this status (0: DLOCK_EBACKEND) */
+};
+
 /* --- history.c: run history and the preflight (both modes) ------------------------- */
 
 int dlock__pg_history_add(pg_conn *c, const char *name, const struct dlock_history_entry *run, unsigned keep);
@@ -139,7 +183,7 @@ int dlock__pg_history_read(pg_conn *c, const char *name, size_t max, struct dloc
  * it in the mode the URL does not name. */
 int dlock__pg_check(pg_conn *c, const char *name, const char *key, struct dlock_check_list *out);
 
-/* --- pg_io.c: round trips, error text ---------------------------------------------- */
+/* --- io.c: round trips, error text ---------------------------------------------- */
 
 /* The deadline of the round trips of one backend call: the caller's, and
  * DLOCK_CALL_TIMEOUT_MS at most (the wait itself sets its own). */
@@ -166,6 +210,18 @@ PGresult *dlock__pg_run_bin(pg_conn *c, const char *statement, int nparams, cons
 PGresult *dlock__pg_run(pg_conn *c, const char *statement, int nparams, const char *const *values);
 /* OUTCOME_OK, OUTCOME_SQL_ERROR or OUTCOME_CONNECTION_LOST. */
 int dlock__pg_outcome(pg_conn *c, const PGresult *res);
+/* The one reading of a statement's result.  DLOCK_OK: it ran (read `res`).
+ * The connection broke or the deadline passed: the session is dropped and
+ * the answer is w->lost_status ("<broke>: <why>").  The server refused the
+ * statement: DLOCK_EBACKEND (or w->conflict_status) with "<failed>: <the
+ * server's message> (SQLSTATE ...)", `res` still there for a caller that
+ * looks at its SQLSTATE.  *kind (when not NULL): the OUTCOME_*.  `res`
+ * stays the caller's to clear. */
+int dlock__pg_answer(pg_conn *c, const PGresult *res, const struct pg_what *w, int *kind);
+/* A serialization failure or a deadlock: "busy, try again". */
+int dlock__pg_is_conflict(const PGresult *res);
+/* Shared by both modes' statements. */
+extern const struct pg_what dlock__pg_reading_holder, dlock__pg_breaking;
 /* The first column of the first row is true. */
 int dlock__pg_first_bool(const PGresult *res);
 int dlock__pg_has_sqlstate(const PGresult *res, const char *state);
@@ -173,7 +229,11 @@ int dlock__pg_has_sqlstate(const PGresult *res, const char *state);
 int dlock__pg_libpq_error(pg_conn *c, int status, const char *what, const char *libpq_text);
 int dlock__pg_result_error(pg_conn *c, int status, const char *what, const PGresult *res);
 
-/* --- pg_session.c: sessions ---------------------------------------------------------- */
+/* --- conn.c: connect, disconnect, sessions ------------------------------------------- */
+
+/* The backend table's connect and disconnect. */
+int dlock__pg_connect(const char *url, struct dlock_conn **conn_out);
+void dlock__pg_disconnect(struct dlock_conn *conn);
 
 /* Connect, check the server, set the session up (c->deadline_ms bounds it). */
 int dlock__pg_open_session(pg_conn *c);

@@ -1,16 +1,20 @@
 /*
- * PostgreSQL sessions: connect by a deadline, check the server, apply the
- * session settings and prepare the statements (one round trip), notice a
- * session that ended while idle, and drop one (its locks are lost).
+ * PostgreSQL connections and sessions: the connection's options from the
+ * URL, connect by a deadline, check the server, apply the session settings
+ * and prepare the statements (one round trip), notice a session that ended
+ * while idle, and drop one (its locks are lost).
  */
 #include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "backend.h"
 
@@ -425,18 +429,11 @@ static int look_for_leases(pg_conn *c)
 {
     PGresult *res =
         dlock__pg_exec(c, "SELECT pg_catalog.to_regclass('" PG_LEASE_TABLE "') IS NOT NULL", 0, NULL, NULL, NULL, NULL);
-    int rc = DLOCK_OK;
-    switch (dlock__pg_outcome(c, res)) {
-    case OUTCOME_OK:
+    static const struct pg_what setting_up = {DLOCK_ECONN, "cannot set up the session", "cannot set up the session",
+                                              0};
+    int rc = dlock__pg_answer(c, res, &setting_up, NULL);
+    if (rc == DLOCK_OK)
         c->leases_seen = dlock__pg_first_bool(res);
-        break;
-    case OUTCOME_CONNECTION_LOST:
-        rc = dlock__pg_libpq_error(c, DLOCK_ECONN, "cannot set up the session", PQerrorMessage(c->pg));
-        break;
-    default:
-        rc = dlock__pg_result_error(c, DLOCK_EBACKEND, "cannot set up the session", res);
-        break;
-    }
     PQclear(res);
     return rc;
 }
@@ -475,16 +472,17 @@ int dlock__pg_open_session(pg_conn *c)
     c->lease_used = c->lease_prepared = 0;
     /* Lease mode: nothing to set up, every statement stands alone. */
     if (!c->lease) {
-        if (rc == DLOCK_OK && c->fencing && !c->table_ready) {
-            c->pg = pg; /* the fence table must exist before the statements are prepared */
+        /* The fence table must exist before the statements are prepared;
+         * which lock statements to prepare depends on the lease table.  A
+         * connection that breaks meanwhile is dropped (and finished) there. */
+        c->pg = pg;
+        if (rc == DLOCK_OK && c->fencing && !c->table_ready)
             rc = dlock__pg_create_table(c);
-            c->pg = NULL;
-        }
-        if (rc == DLOCK_OK) {
-            c->pg = pg; /* which lock statements to prepare */
+        if (rc == DLOCK_OK)
             rc = look_for_leases(c);
-            c->pg = NULL;
-        }
+        if (!c->pg)
+            return rc;
+        c->pg = NULL;
         if (rc == DLOCK_OK)
             rc = setup_session(c, pg);
     }
@@ -551,4 +549,148 @@ int dlock__pg_connection_lost(pg_conn *c, int status, const char *what)
                  : dlock__pg_libpq_error(c, status, what, c->pg ? PQerrorMessage(c->pg) : "no connection");
     dlock__pg_drop_session(c);
     return rc;
+}
+
+/* --- connect, disconnect ------------------------------------------------------------- */
+
+/* Connection default; a connect_timeout in the URL (or PGCONNECT_TIMEOUT) wins. */
+#define PG_CONNECT_TIMEOUT_MS 10000
+
+static void conn_free(pg_conn *c)
+{
+    dlock__pg_drop_session(c);
+    if (c->wake_fd >= 0)
+        close(c->wake_fd);
+    dlock__pg_secret_free(c->url);
+    dlock__pg_secret_free(c->password);
+    free(c);
+}
+
+/* What the connection needs from the URL, through libpq's own parser: the
+ * password (to scrub it out of messages), the ports and the values of the
+ * options libpq checks only when it connects (checked here so that a typo
+ * is DLOCK_EINVAL, not a connection failure), connect_timeout. */
+static int read_url_options(const char *url, char **password, int64_t *connect_timeout_ms)
+{
+    char *parse_error = NULL;
+    PQconninfoOption *options = PQconninfoParse(url, &parse_error);
+    if (!options) {
+        if (!parse_error)
+            return dlock__oom();
+        char text[PG_ERRTEXT_MAX];
+        dlock__pg_scrub_parse_error(text, sizeof text, parse_error, url);
+        PQfreemem(parse_error);
+        return dlock__error(DLOCK_EINVAL, "malformed PostgreSQL URL: %s", text);
+    }
+    int ports_ok = 1;
+    char bad_option[64] = "";
+    const char *bad_expects = NULL;
+    const char *env_timeout = getenv("PGCONNECT_TIMEOUT");
+    *connect_timeout_ms = env_timeout ? strtol(env_timeout, NULL, 10) * 1000 : PG_CONNECT_TIMEOUT_MS;
+    *password = NULL;
+    for (PQconninfoOption *o = options; o->keyword; o++) {
+        if (!o->val)
+            continue;
+        if (strcmp(o->keyword, "password") == 0 && o->val[0])
+            *password = strdup(o->val);
+        else if (strcmp(o->keyword, "port") == 0)
+            ports_ok = dlock__pg_valid_ports(o->val);
+        else if (strcmp(o->keyword, "connect_timeout") == 0)
+            *connect_timeout_ms = strtol(o->val, NULL, 10) * 1000;
+        const char *expects = dlock__pg_option_expects(o->keyword, o->val);
+        if (expects && !bad_expects) {
+            dlock__copy_text(bad_option, sizeof bad_option, o->keyword);
+            bad_expects = expects;
+        }
+    }
+    PQconninfoFree(options);
+    if (ports_ok && !bad_expects)
+        return DLOCK_OK;
+    dlock__pg_secret_free(*password);
+    *password = NULL;
+    if (!ports_ok)
+        return dlock__error(DLOCK_EINVAL, "malformed PostgreSQL URL: bad port number");
+    /* The option's name and what it takes, never its value. */
+    return dlock__error(DLOCK_EINVAL, "malformed PostgreSQL URL: bad value for %s (expected: %s)", bad_option,
+                        bad_expects);
+}
+
+/* A connection for `url` (already prepared for libpq), without a session. */
+static int conn_new(const char *url, pg_conn **out)
+{
+    char *password = NULL;
+    int64_t connect_timeout_ms = 0;
+    int rc = read_url_options(url, &password, &connect_timeout_ms);
+    if (rc != DLOCK_OK)
+        return rc;
+    pg_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        dlock__pg_secret_free(password);
+        return dlock__oom();
+    }
+    c->password = password;
+    /* libpq: 0 or less waits without limit; less than 2 s means 2 s. */
+    c->connect_timeout_ms = connect_timeout_ms <= 0 ? 0 : connect_timeout_ms < 2000 ? 2000 : connect_timeout_ms;
+    c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    atomic_init(&c->cancel_requested, 0);
+    c->url = strdup(url);
+    if (!c->url || c->wake_fd < 0) {
+        rc = c->wake_fd < 0 ? dlock__error(DLOCK_ENOMEM, "eventfd: %s", strerror(errno)) : dlock__oom();
+        conn_free(c);
+        return rc;
+    }
+    /* "dlock host=<host> pid=<pid>", the host cut so that the pid stays. */
+    char pid_part[32];
+    snprintf(pid_part, sizeof pid_part, " pid=%ld", (long)getpid());
+    int host_room = PG_APPNAME_MAX - (int)strlen("dlock host=") - (int)strlen(pid_part);
+    snprintf(c->appname, sizeof c->appname, "dlock host=%.*s%s", host_room, dlock__hostname(), pid_part);
+    *out = c;
+    return DLOCK_OK;
+}
+
+int dlock__pg_connect(const char *url, struct dlock_conn **conn_out)
+{
+    int rc = dlock__libpq_load();
+    if (rc != DLOCK_OK)
+        return rc;
+    struct dlock_url_options opts = {0};
+    char *rest = NULL;
+    rc = dlock__url_options(url, &opts, &rest);
+    if (rc == DLOCK_OK)
+        rc = dlock__url_options_only(&opts, DLOCK_OPT_MODE | DLOCK_OPT_TABLE | DLOCK_OPT_FENCING, "postgresql");
+    char *prepared = NULL;
+    if (rc == DLOCK_OK)
+        rc = dlock__pg_url_prepare(rest, &prepared);
+    dlock__pg_secret_free(rest);
+    if (rc != DLOCK_OK) {
+        dlock__url_options_free(&opts);
+        return rc;
+    }
+    pg_conn *c = NULL; /* set on success only */
+    rc = conn_new(prepared, &c);
+    dlock__pg_secret_free(prepared);
+    if (!c) {
+        dlock__url_options_free(&opts);
+        return rc;
+    }
+    c->lease = opts.mode == DLOCK_MODE_LEASE;
+    c->fencing = !c->lease && opts.fencing == DLOCK_FENCING_ON;
+    const char *table = opts.table ? opts.table : c->lease ? "dlock_leases" : "dlock_fences";
+    snprintf(c->table, sizeof c->table, "\"%s\"", table);
+    dlock__url_options_free(&opts);
+    dlock__pg_begin_call(c, INT64_MAX);
+    rc = dlock__pg_open_session(c);
+    if (rc != DLOCK_OK) {
+        conn_free(c);
+        return rc;
+    }
+    *conn_out = &c->base;
+    return DLOCK_OK;
+}
+
+void dlock__pg_disconnect(struct dlock_conn *conn)
+{
+    /* Ending the session releases every advisory lock still on it. */
+    if (conn)
+        conn_free(dlock__pg_of(conn));
 }

@@ -52,11 +52,15 @@ static int create_history_table(pg_conn *c)
     const char *const ddl[2] = {history_ddl, history_index_ddl};
     for (int i = 0; i < 2; i++) {
         PGresult *res = dlock__pg_exec(c, ddl[i], 0, NULL, NULL, NULL, NULL);
-        int kind = dlock__pg_outcome(c, res);
+        static const struct pg_what creating = {DLOCK_ECONN, "the connection broke while creating " HISTORY_TABLE,
+                                                "cannot create " HISTORY_TABLE, 0};
+        int kind;
+        int rc = dlock__pg_answer(c, res, &creating, &kind);
         if (kind == OUTCOME_CONNECTION_LOST) {
             PQclear(res);
-            return dlock__pg_connection_lost(c, DLOCK_ECONN, "the connection broke while creating " HISTORY_TABLE);
+            return rc;
         }
+        dlock__clear_error(); /* said below, or it was a race that another client won */
         if (kind != OUTCOME_OK && !dlock__pg_has_sqlstate(res, "23505") && !dlock__pg_has_sqlstate(res, "42P07")) {
             char why[PG_ERRTEXT_MAX];
             why_text(c, res, why, sizeof why);
@@ -83,18 +87,19 @@ static PGresult *history_exec(pg_conn *c, const char *sql, int nparams, const ch
             return NULL;
         }
         PGresult *res = dlock__pg_exec(c, sql, nparams, NULL, values, NULL, NULL);
-        int kind = dlock__pg_outcome(c, res);
-        if (kind == OUTCOME_OK) {
-            *rc_out = DLOCK_OK;
+        const struct pg_what w = {DLOCK_ECONN, what, what, 0};
+        int kind;
+        *rc_out = dlock__pg_answer(c, res, &w, &kind);
+        if (kind == OUTCOME_OK)
             return res;
-        }
         if (kind == OUTCOME_CONNECTION_LOST) {
             PQclear(res);
-            *rc_out = dlock__pg_connection_lost(c, DLOCK_ECONN, what);
             return NULL;
         }
+        /* The server refused it: said here in the words of run history. */
         if (dlock__pg_has_sqlstate(res, "42P01")) { /* undefined_table */
             PQclear(res);
+            dlock__clear_error();
             if (!create || created) {
                 *rc_out = 1; /* no table: nothing recorded yet */
                 return NULL;
@@ -248,13 +253,14 @@ static int other_mode_holder(pg_conn *c, const char *name, const char *key, stru
         const int lengths[1] = {(int)strlen(name)};
         res = dlock__pg_exec(c, lease_holder_sql, 1, bytea_type, values, lengths, NULL);
     }
-    int kind = dlock__pg_outcome(c, res);
-    int rc;
+    int kind;
+    int rc = dlock__pg_answer(c, res, &dlock__pg_reading_holder, &kind);
     if (kind == OUTCOME_CONNECTION_LOST) {
         PQclear(res);
-        return dlock__pg_connection_lost(c, DLOCK_ECONN, "the connection broke while asking for the holder");
+        return rc;
     }
     if (kind != OUTCOME_OK) {
+        dlock__clear_error(); /* an item, not a failure */
         char why[PG_ERRTEXT_MAX];
         why_text(c, res, why, sizeof why);
         rc = dlock__check_add(out, "holder (other mode)", DLOCK_CHECK_INFO, "cannot tell who holds '%s' in %s mode: %s",

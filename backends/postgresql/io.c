@@ -177,6 +177,29 @@ int dlock__pg_outcome(pg_conn *c, const PGresult *res)
     return OUTCOME_SQL_ERROR;
 }
 
+const struct pg_what dlock__pg_reading_holder = {DLOCK_ECONN, "the connection broke while asking for the holder",
+                                                  "cannot read the holder", 0};
+const struct pg_what dlock__pg_breaking = {DLOCK_ECONN, "the connection broke while breaking the lock",
+                                           "cannot break the lock", 0};
+
+int dlock__pg_is_conflict(const PGresult *res)
+{
+    return dlock__pg_has_sqlstate(res, "40001") || dlock__pg_has_sqlstate(res, "40P01");
+}
+
+int dlock__pg_answer(pg_conn *c, const PGresult *res, const struct pg_what *w, int *kind)
+{
+    int outcome = dlock__pg_outcome(c, res);
+    if (kind)
+        *kind = outcome;
+    if (outcome == OUTCOME_OK)
+        return DLOCK_OK;
+    if (outcome == OUTCOME_CONNECTION_LOST)
+        return dlock__pg_connection_lost(c, w->lost_status, w->broke);
+    int status = w->conflict_status && dlock__pg_is_conflict(res) ? w->conflict_status : DLOCK_EBACKEND;
+    return dlock__pg_result_error(c, status, w->failed, res);
+}
+
 int dlock__pg_first_bool(const PGresult *res)
 {
     return PQntuples(res) >= 1 && PQnfields(res) >= 1 && PQgetvalue(res, 0, 0)[0] == 't';
@@ -234,7 +257,7 @@ int dlock__pg_pooler_error(void)
 }
 
 /* One prepared statement of this session (its name made unique per
- * session: see pg_session.c), one round trip, bounded by the call's
+ * session: see conn.c), one round trip, bounded by the call's
  * deadline.  *sent_ms (when not NULL): when it was sent. */
 PGresult *dlock__pg_run_bin(pg_conn *c, const char *statement, int nparams, const char *const *values,
                             const int *lengths, const int *formats, int64_t *sent_ms)

@@ -119,11 +119,15 @@ int dlock__pg_create_table(pg_conn *c)
     const char *values[1] = {c->table};
     static const Oid types[1] = {PG_TYPE_TEXT};
     PGresult *res = dlock__pg_exec(c, "SELECT pg_catalog.to_regclass($1) IS NOT NULL", 1, types, values, NULL, NULL);
-    int kind = dlock__pg_outcome(c, res);
+    static const struct pg_what looking = {DLOCK_ECONN, "the connection broke while looking for the table",
+                                           "cannot look for the table", 0};
+    int kind;
+    int rc = dlock__pg_answer(c, res, &looking, &kind);
     int exists = kind == OUTCOME_OK && dlock__pg_first_bool(res);
     PQclear(res);
     if (kind == OUTCOME_CONNECTION_LOST)
-        return dlock__pg_connection_lost(c, DLOCK_ECONN, "the connection broke while looking for the table");
+        return rc;
+    dlock__clear_error(); /* an error here: try to create it (and say why that fails) */
     if (exists) {
         c->table_ready = 1;
         return DLOCK_OK;
@@ -133,29 +137,23 @@ int dlock__pg_create_table(pg_conn *c)
         return dlock__oom();
     res = dlock__pg_exec(c, sql, 0, NULL, NULL, NULL, NULL);
     free(sql);
-    int rc = DLOCK_OK;
-    switch (dlock__pg_outcome(c, res)) {
-    case OUTCOME_OK:
-        break;
-    case OUTCOME_CONNECTION_LOST:
-        rc = dlock__pg_connection_lost(c, DLOCK_ECONN, "the connection broke while creating the table");
-        break;
-    default:
-        /* Two clients creating it at once: one of them sees the other's. */
-        if (dlock__pg_has_sqlstate(res, "23505") || dlock__pg_has_sqlstate(res, "42P07"))
-            break;
-        {
-            char why[PG_ERRTEXT_MAX];
-            const char *message = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-            const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-            dlock__pg_clean_text(why, sizeof why, message ? message : "failed", c->password);
-            rc = dlock__error(DLOCK_EBACKEND,
-                              "table %s does not exist and this role cannot create it (%s, SQLSTATE %s): have it"
-                              " created with the DDL in docs/postgresql.md (\"Tables\"), or name another one"
-                              " with table=",
-                              plain, why, sqlstate ? sqlstate : "?");
-        }
-        break;
+    static const struct pg_what creating = {DLOCK_ECONN, "the connection broke while creating the table",
+                                            "cannot create the table", 0};
+    rc = dlock__pg_answer(c, res, &creating, &kind);
+    /* Two clients creating it at once: one of them sees the other's. */
+    if (kind == OUTCOME_SQL_ERROR && (dlock__pg_has_sqlstate(res, "23505") || dlock__pg_has_sqlstate(res, "42P07"))) {
+        dlock__clear_error();
+        rc = DLOCK_OK;
+    } else if (kind == OUTCOME_SQL_ERROR) {
+        char why[PG_ERRTEXT_MAX];
+        const char *message = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+        const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        dlock__pg_clean_text(why, sizeof why, message ? message : "failed", c->password);
+        rc = dlock__error(DLOCK_EBACKEND,
+                          "table %s does not exist and this role cannot create it (%s, SQLSTATE %s): have it"
+                          " created with the DDL in docs/postgresql.md (\"Tables\"), or name another one"
+                          " with table=",
+                          plain, why, sqlstate ? sqlstate : "?");
     }
     PQclear(res);
     if (rc == DLOCK_OK)
@@ -231,6 +229,9 @@ static PGresult *lease_run_as(pg_conn *c, const char *fmt, int nparams, const Oi
         *rc_out = dlock__oom();
         return NULL;
     }
+    char broke[64], failed[64];
+    snprintf(broke, sizeof broke, "the connection broke (%s)", what);
+    snprintf(failed, sizeof failed, "cannot %s", what);
     PGresult *out = NULL;
     int rc = DLOCK_OK;
     for (int attempt = 0, created = 0;; attempt++) {
@@ -241,21 +242,12 @@ static PGresult *lease_run_as(pg_conn *c, const char *fmt, int nparams, const Oi
         int hot = c->lease ? hot_statement(fmt) : -1;
         PGresult *res = hot >= 0 ? run_hot(c, hot, sql, nparams, types, values, lengths, sent_ms)
                                  : dlock__pg_exec(c, sql, nparams, types, values, lengths, sent_ms);
-        int kind = dlock__pg_outcome(c, res);
-        if (kind == OUTCOME_OK) {
-            out = res;
-            break;
-        }
-        if (kind == OUTCOME_CONNECTION_LOST) {
-            PQclear(res);
-            char text[64];
-            snprintf(text, sizeof text, "the connection broke (%s)", what);
-            rc = dlock__pg_connection_lost(c, DLOCK_ECONN, text);
-            if (attempt == 0 && c->failure != PG_FAIL_TIMEOUT)
-                continue;
-            break;
-        }
-        if (!created && dlock__pg_has_sqlstate(res, "42P01")) { /* undefined_table: first use */
+        int kind;
+        /* A serialization failure or deadlock (a default isolation of
+         * repeatable read or serializable): for a take, busy (issue 23). */
+        const struct pg_what w = {DLOCK_ECONN, broke, failed, conflict_status};
+        if (!created && dlock__pg_outcome(c, res) == OUTCOME_SQL_ERROR &&
+            dlock__pg_has_sqlstate(res, "42P01")) { /* undefined_table: first use */
             PQclear(res);
             created = 1;
             rc = dlock__pg_create_table(c);
@@ -263,13 +255,14 @@ static PGresult *lease_run_as(pg_conn *c, const char *fmt, int nparams, const Oi
                 break;
             continue;
         }
-        char text[64];
-        snprintf(text, sizeof text, "cannot %s", what);
-        /* A serialization failure or deadlock (a default isolation of
-         * repeatable read or serializable): for a take, busy (issue 23). */
-        int conflict = dlock__pg_has_sqlstate(res, "40001") || dlock__pg_has_sqlstate(res, "40P01");
-        rc = dlock__pg_result_error(c, conflict ? conflict_status : DLOCK_EBACKEND, text, res);
+        rc = dlock__pg_answer(c, res, &w, &kind);
+        if (kind == OUTCOME_OK) {
+            out = res;
+            break;
+        }
         PQclear(res);
+        if (kind == OUTCOME_CONNECTION_LOST && attempt == 0 && c->failure != PG_FAIL_TIMEOUT)
+            continue;
         break;
     }
     free(sql);
@@ -518,31 +511,16 @@ int dlock__pg_leased_holder(pg_conn *c, const char *name, char *buf, size_t bufl
     const char *values[1] = {name};
     const int lengths[1] = {(int)strlen(name)};
     PGresult *res = dlock__pg_exec(c, sql, 1, types_name_owner, values, lengths, NULL);
-    int rc;
-    switch (dlock__pg_outcome(c, res)) {
-    case OUTCOME_OK: {
+    int rc = dlock__pg_answer(c, res, &dlock__pg_reading_holder, NULL);
+    if (rc == DLOCK_OK) {
         char found[512] = "", text[560];
         rc = holder_text(res, found, sizeof found);
         snprintf(text, sizeof text, "%s (lease mode)", found);
         if (rc)
             dlock__copy_text(buf, buflen, text);
-        break;
-    }
-    case OUTCOME_CONNECTION_LOST:
-        rc = dlock__pg_connection_lost(c, DLOCK_ECONN, "the connection broke while asking for the holder");
-        break;
-    default:
-        rc = dlock__pg_result_error(c, DLOCK_EBACKEND, "cannot read the holder", res);
-        break;
     }
     PQclear(res);
     return rc;
-}
-
-/* One digit of encode(..., 'hex'), which writes only 0-9a-f. */
-static unsigned hex_value(char ch)
-{
-    return ch >= '0' && ch <= '9' ? (unsigned)(ch - '0') : ch >= 'a' && ch <= 'f' ? (unsigned)(ch - 'a' + 10) : 0u;
 }
 
 /* Split "host=H pid=P" (our holder text) into its parts, where it is one. */
@@ -567,16 +545,11 @@ int dlock__pg_lease_list(pg_conn *c, const char *prefix, struct dlock_list *list
     if (!res)
         return rc;
     for (int i = 0; rc == DLOCK_OK && i < PQntuples(res); i++) {
-        const char *hex = PQgetvalue(res, i, 0);
-        size_t n = strlen(hex) / 2;
-        char *decoded = malloc(n + 1);
+        char *decoded = dlock__pg_from_hex(PQgetvalue(res, i, 0));
         if (!decoded) {
             rc = dlock__oom();
             break;
         }
-        for (size_t k = 0; k < n; k++)
-            decoded[k] = (char)(hex_value(hex[2 * k]) << 4 | hex_value(hex[2 * k + 1]));
-        decoded[n] = '\0';
         const char *holder = PQgetisnull(res, i, 1) ? NULL : PQgetvalue(res, i, 1);
         char host[256] = "";
         int64_t pid = 0;
@@ -632,18 +605,9 @@ int dlock__pg_lease_break_default(pg_conn *c, const char *name)
     const char *values[1] = {name};
     const int lengths[1] = {(int)strlen(name)};
     PGresult *res = dlock__pg_exec(c, sql, 1, types_name_owner, values, lengths, NULL);
-    int rc;
-    switch (dlock__pg_outcome(c, res)) {
-    case OUTCOME_OK:
+    int rc = dlock__pg_answer(c, res, &dlock__pg_breaking, NULL);
+    if (rc == DLOCK_OK)
         rc = PQntuples(res) >= 1 ? 1 : 0;
-        break;
-    case OUTCOME_CONNECTION_LOST:
-        rc = dlock__pg_connection_lost(c, DLOCK_ECONN, "the connection broke while breaking the lock");
-        break;
-    default:
-        rc = dlock__pg_result_error(c, DLOCK_EBACKEND, "cannot break the lock", res);
-        break;
-    }
     PQclear(res);
     return rc;
 }

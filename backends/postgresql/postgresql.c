@@ -35,8 +35,6 @@
 /* A wait whose granting round trip took at most TTL / this starts the
  * lease at its send time; a longer one is confirmed by one more round trip. */
 #define PG_CONFIRM_FRACTION 10
-/* Connection default; a connect_timeout in the URL (or PGCONNECT_TIMEOUT) wins. */
-#define PG_CONNECT_TIMEOUT_MS 10000
 
 int64_t dlock__pg_key(const char *name, size_t len)
 {
@@ -51,20 +49,9 @@ int64_t dlock__pg_key(const char *name, size_t len)
     return -(int64_t)(~bits) - 1;
 }
 
-/* The one place that recovers the backend's own structs from the bases. */
-static pg_conn *pg_of(struct dlock_conn *conn)
-{
-    return (pg_conn *)conn;
-}
-
-static pg_lock *pg_lock_of(struct dlock_held *held)
-{
-    return (pg_lock *)held;
-}
-
 /* --- acquire ------------------------------------------------------------------------- */
 
-static void format_key(char buf[24], int64_t key)
+void dlock__pg_key_text(char buf[24], int64_t key)
 {
     snprintf(buf, 24, "%" PRId64, key);
 }
@@ -118,11 +105,16 @@ static int held_in_lease_mode(const char *name)
     return dlock__error(DLOCK_EBUSY, "lock '%s' is held by a lease-mode client (table " PG_LEASE_TABLE ")", name);
 }
 
-/* A serialization failure or a deadlock: "busy, try again". */
-static int is_conflict(const PGresult *res)
-{
-    return dlock__pg_has_sqlstate(res, "40001") || dlock__pg_has_sqlstate(res, "40P01");
-}
+/* How the statements of an acquire fail.  A try that meets a serialization
+ * failure or a deadlock is busy. */
+static const struct pg_what trying = {DLOCK_ECONN, "the connection broke while taking the lock", "cannot take the lock",
+                                      DLOCK_EBUSY};
+static const struct pg_what taking = {DLOCK_ECONN, "the connection broke while taking the lock", "cannot take the lock",
+                                      0};
+static const struct pg_what checking = {DLOCK_ECONN, "the connection broke while waiting for the lock",
+                                        "cannot check the lock", 0};
+static const struct pg_what bumping = {DLOCK_ECONN, "the connection broke while bumping the fence",
+                                       "cannot bump the fence", 0};
 
 /* A lock statement failed after it may have been granted (a session lock
  * outlives the failed statement): let go of it, or end the session, which
@@ -138,10 +130,31 @@ static void give_back(pg_conn *c, const char *key)
         dlock__pg_drop_session(c);
 }
 
+/* The answer of a try that ran (cleared here): the lock, busy, or a lease
+ * or pooler in the way.  When `set`, the try set idle_session_timeout to
+ * `idle`. */
+static int took(pg_conn *c, pg_lock *l, const char *name, PGresult *res, int set, uint32_t idle)
+{
+    int got = dlock__pg_first_bool(res);
+    int ours = ran_in_our_session(res);
+    int leased = leased_answer(res);
+    int rc = got ? take_fence(c, l, res, name) : DLOCK_OK;
+    PQclear(res);
+    if (!ours)
+        return pooler_detected(c, DLOCK_EBACKEND);
+    if (leased)
+        return held_in_lease_mode(name);
+    if (!got)
+        return dlock__error(DLOCK_EBUSY, "lock '%s' is held by someone else", name);
+    if (set)
+        c->session_idle_ms = idle;
+    return rc;
+}
+
 static int try_lock(pg_conn *c, pg_lock *l, const char *name, int64_t *lease_start_ms)
 {
     char key[24], idle[16];
-    format_key(key, l->key);
+    dlock__pg_key_text(key, l->key);
     /* A session found dead while idle is replaced before we send; a reused
      * one that breaks during the try is replaced once more (no wait is
      * lost; lib/session.c decides). */
@@ -158,35 +171,18 @@ static int try_lock(pg_conn *c, pg_lock *l, const char *name, int64_t *lease_sta
         const int formats[3] = {0, 0, 1};
         const char *statement = c->fencing || !set ? "dlock_try" : "dlock_try_set";
         PGresult *res = dlock__pg_run_bin(c, statement, 3, values, lengths, formats, lease_start_ms);
-        switch (dlock__pg_outcome(c, res)) {
-        case OUTCOME_OK: {
-            int got = dlock__pg_first_bool(res);
-            int ours = ran_in_our_session(res);
-            int leased = leased_answer(res);
-            rc = got ? take_fence(c, l, res, name) : DLOCK_OK;
-            PQclear(res);
-            if (!ours)
-                return pooler_detected(c, DLOCK_EBACKEND);
-            if (leased)
-                return held_in_lease_mode(name);
-            if (!got)
-                return dlock__error(DLOCK_EBUSY, "lock '%s' is held by someone else", name);
-            if (set)
-                c->session_idle_ms = want;
-            return rc;
-        }
-        case OUTCOME_CONNECTION_LOST:
-            PQclear(res);
-            rc = dlock__pg_connection_lost(c, DLOCK_ECONN, "the connection broke while taking the lock");
+        int kind;
+        rc = dlock__pg_answer(c, res, &trying, &kind);
+        if (kind == OUTCOME_OK)
+            return took(c, l, name, res, set, want);
+        PQclear(res);
+        if (kind == OUTCOME_CONNECTION_LOST) {
             if (dlock__session_may_retry(attempt, fresh, c->failure == PG_FAIL_TIMEOUT))
                 continue;
             return rc;
-        default:
-            rc = dlock__pg_result_error(c, is_conflict(res) ? DLOCK_EBUSY : DLOCK_EBACKEND, "cannot take the lock", res);
-            PQclear(res);
-            give_back(c, key);
-            return rc;
         }
+        give_back(c, key);
+        return rc;
     }
 }
 
@@ -200,23 +196,16 @@ static int held_now(pg_conn *c, const char *key, const char *idle, int set_lease
     for (int attempt = 0;; attempt++) {
         PGresult *res =
             dlock__pg_run_at(c, set_lease ? "dlock_check_set" : "dlock_check", set_lease ? 2 : 1, values, sent_ms);
-        int kind = dlock__pg_outcome(c, res);
-        if (kind == OUTCOME_OK) {
-            int held = dlock__pg_first_bool(res);
-            int ours = ran_in_our_session(res);
-            PQclear(res);
-            return ours ? held : pooler_detected(c, DLOCK_EBACKEND);
-        }
-        if (kind == OUTCOME_CONNECTION_LOST) {
-            PQclear(res);
-            return dlock__pg_connection_lost(c, DLOCK_ECONN, "the connection broke while waiting for the lock");
-        }
         /* A late cancel request may hit this statement: once more. */
-        if (attempt == 0 && dlock__pg_has_sqlstate(res, "57014")) {
+        if (attempt == 0 && dlock__pg_outcome(c, res) == OUTCOME_SQL_ERROR && dlock__pg_has_sqlstate(res, "57014")) {
             PQclear(res);
             continue;
         }
-        int rc = dlock__pg_result_error(c, DLOCK_EBACKEND, "cannot check the lock", res);
+        int rc = dlock__pg_answer(c, res, &checking, NULL);
+        if (rc == DLOCK_OK) {
+            int held = dlock__pg_first_bool(res);
+            rc = ran_in_our_session(res) ? held : pooler_detected(c, DLOCK_EBACKEND);
+        }
         PQclear(res);
         return rc;
     }
@@ -236,7 +225,7 @@ static int lease_after_wait(pg_conn *c, const pg_lock *l, const char *name, int6
         return DLOCK_OK;
     }
     char key[24];
-    format_key(key, l->key);
+    dlock__pg_key_text(key, l->key);
     int held = held_now(c, key, NULL, 0, lease_start_ms);
     if (held == 0)
         return dlock__error(DLOCK_EBACKEND, "lock '%s' was granted, but the session does not hold it", name);
@@ -253,19 +242,12 @@ static int lease_check(pg_conn *c, const char *key, const char *name)
     const int lengths[2] = {0, (int)strlen(name)};
     const int formats[2] = {0, 1};
     PGresult *res = dlock__pg_run_bin(c, "dlock_leased", 2, values, lengths, formats, NULL);
-    int rc;
-    switch (dlock__pg_outcome(c, res)) {
-    case OUTCOME_OK:
+    int kind;
+    int rc = dlock__pg_answer(c, res, &taking, &kind);
+    if (kind == OUTCOME_OK)
         rc = !ran_in_our_session(res) ? pooler_detected(c, DLOCK_EBACKEND) : dlock__pg_first_bool(res);
-        break;
-    case OUTCOME_CONNECTION_LOST:
-        rc = dlock__pg_connection_lost(c, DLOCK_ECONN, "the connection broke while taking the lock");
-        break;
-    default:
-        rc = dlock__pg_result_error(c, DLOCK_EBACKEND, "cannot take the lock", res);
+    else if (kind == OUTCOME_SQL_ERROR)
         dlock__pg_drop_session(c); /* the lock is held: let go of it */
-        break;
-    }
     PQclear(res);
     return rc;
 }
@@ -281,24 +263,16 @@ static int bump_fence(pg_conn *c, pg_lock *l, const char *name, const char *key)
     const int lengths[2] = {0, (int)strlen(name)};
     const int formats[2] = {0, 1};
     PGresult *res = dlock__pg_run_bin(c, "dlock_bump", 2, values, lengths, formats, NULL);
-    int rc;
-    switch (dlock__pg_outcome(c, res)) {
-    case OUTCOME_OK:
-        if (!ran_in_our_session(res))
-            rc = pooler_detected(c, DLOCK_EBACKEND);
-        else if (!dlock__pg_first_bool(res))
-            rc = dlock__error(DLOCK_EBACKEND, "lock '%s' was granted, but the session does not hold it", name);
-        else
-            rc = take_fence(c, l, res, name);
-        break;
-    case OUTCOME_CONNECTION_LOST:
-        rc = dlock__pg_connection_lost(c, DLOCK_ECONN, "the connection broke while bumping the fence");
-        break;
-    default:
-        rc = dlock__pg_result_error(c, DLOCK_EBACKEND, "cannot bump the fence", res);
+    int kind;
+    int rc = dlock__pg_answer(c, res, &bumping, &kind);
+    if (kind == OUTCOME_SQL_ERROR)
         dlock__pg_drop_session(c); /* the lock is held: let go of it */
-        break;
-    }
+    else if (kind == OUTCOME_OK && !ran_in_our_session(res))
+        rc = pooler_detected(c, DLOCK_EBACKEND);
+    else if (kind == OUTCOME_OK && !dlock__pg_first_bool(res))
+        rc = dlock__error(DLOCK_EBACKEND, "lock '%s' was granted, but the session does not hold it", name);
+    else if (kind == OUTCOME_OK)
+        rc = take_fence(c, l, res, name);
     PQclear(res);
     return rc;
 }
@@ -311,7 +285,7 @@ static int wait_failed(pg_conn *c, pg_lock *l, const char *name, const char *key
     /* A deadlock, or a serialization failure of the fence's upsert (a
      * default isolation of repeatable read or serializable): the lock may
      * be held; it is confirmed below, and then the fence bumped alone. */
-    int deadlock = is_conflict(res);
+    int deadlock = dlock__pg_is_conflict(res);
     int rc = DLOCK_OK;
     if (!timed_out && !canceled && !deadlock) {
         rc = dlock__pg_result_error(c, DLOCK_EBACKEND, "cannot take the lock", res);
@@ -398,7 +372,7 @@ static int wait_lock(pg_conn *c, pg_lock *l, const char *name, int32_t wait_ms, 
         if (atomic_load(&c->cancel_requested))
             return dlock__error(DLOCK_ECANCELED, "wait for lock '%s' canceled", name);
         char key[24], idle[16], timeout[16];
-        format_key(key, l->key);
+        dlock__pg_key_text(key, l->key);
         uint32_t want = dlock__session_idle_ms(&c->session, NULL, l->base.ttl_ms);
         format_ms(idle, want);
         int64_t left = until == INT64_MAX ? 0 : until - dlock__now_ms();
@@ -454,7 +428,7 @@ static int wait_lock(pg_conn *c, pg_lock *l, const char *name, int32_t wait_ms, 
 static int pg_acquire(struct dlock_conn *conn, const char *name, uint32_t ttl_ms, int32_t wait_ms,
                       struct dlock_call *call, struct dlock_held **lock_out)
 {
-    pg_conn *c = pg_of(conn);
+    pg_conn *c = dlock__pg_of(conn);
     dlock__pg_begin_call(c, call->deadline_ms);
     pg_lock *l = calloc(1, sizeof *l);
     if (!l)
@@ -484,7 +458,7 @@ static int pg_acquire(struct dlock_conn *conn, const char *name, uint32_t ttl_ms
 
 /* --- extend, release ----------------------------------------------------------------- */
 
-static int session_ended(const char *name)
+int dlock__pg_session_ended(const char *name)
 {
     return dlock__error(DLOCK_ELOST,
                         "lock '%s' is lost: the PostgreSQL session that held it has ended"
@@ -492,8 +466,7 @@ static int session_ended(const char *name)
                         name);
 }
 
-/* A lock that extend found gone while its session lives on. */
-static int no_longer_held(const char *name)
+int dlock__pg_no_longer_held(const char *name)
 {
     return dlock__error(DLOCK_ELOST, "lock '%s' is lost: this session no longer holds it", name);
 }
@@ -501,47 +474,38 @@ static int no_longer_held(const char *name)
 static int pg_extend(struct dlock_conn *conn, struct dlock_held *held, const char *name, uint32_t ttl_ms,
                      struct dlock_call *call)
 {
-    pg_conn *c = pg_of(conn);
+    pg_conn *c = dlock__pg_of(conn);
     dlock__pg_lease_call(c, call->deadline_ms);
-    pg_lock *l = pg_lock_of(held);
+    pg_lock *l = dlock__pg_lock_of(held);
     if (c->lease)
         return dlock__pg_lease_extend(c, l, name, ttl_ms);
     if (l->base.generation != c->session.generation)
-        return session_ended(name);
+        return dlock__pg_session_ended(name);
     if (!l->base.linked)
-        return no_longer_held(name);
+        return dlock__pg_no_longer_held(name);
     if (!dlock__pg_session_usable(c)) {
         dlock__pg_drop_session(c);
-        return session_ended(name);
+        return dlock__pg_session_ended(name);
     }
     char key[24], idle[16];
-    format_key(key, l->key);
+    dlock__pg_key_text(key, l->key);
     uint32_t want = dlock__session_idle_ms(&c->session, &l->base, ttl_ms);
     int set = want != c->session_idle_ms;
     format_ms(idle, want);
     const char *values[2] = {key, idle};
     PGresult *res = dlock__pg_run(c, set ? "dlock_check_set" : "dlock_check", set ? 2 : 1, values);
-    int rc;
-    switch (dlock__pg_outcome(c, res)) {
-    case OUTCOME_OK:
-        if (!ran_in_our_session(res)) {
-            rc = pooler_detected(c, DLOCK_ELOST);
-        } else if (dlock__pg_first_bool(res)) {
-            dlock__session_retime(&c->session, &l->base, ttl_ms);
-            if (set)
-                c->session_idle_ms = want;
-            rc = DLOCK_OK;
-        } else {
-            dlock__session_remove(&c->session, &l->base);
-            rc = no_longer_held(name);
-        }
-        break;
-    case OUTCOME_CONNECTION_LOST:
-        rc = dlock__pg_connection_lost(c, DLOCK_ELOST, "the connection broke: the lock is lost");
-        break;
-    default:
-        rc = dlock__pg_result_error(c, DLOCK_EBACKEND, "cannot extend the lock", res);
-        break;
+    static const struct pg_what extending = {DLOCK_ELOST, "the connection broke: the lock is lost",
+                                             "cannot extend the lock", 0};
+    int rc = dlock__pg_answer(c, res, &extending, NULL);
+    if (rc == DLOCK_OK && !ran_in_our_session(res)) {
+        rc = pooler_detected(c, DLOCK_ELOST);
+    } else if (rc == DLOCK_OK && dlock__pg_first_bool(res)) {
+        dlock__session_retime(&c->session, &l->base, ttl_ms);
+        if (set)
+            c->session_idle_ms = want;
+    } else if (rc == DLOCK_OK) {
+        dlock__session_remove(&c->session, &l->base);
+        rc = dlock__pg_no_longer_held(name);
     }
     PQclear(res);
     return rc;
@@ -549,52 +513,43 @@ static int pg_extend(struct dlock_conn *conn, struct dlock_held *held, const cha
 
 static int pg_release(struct dlock_conn *conn, struct dlock_held *held, const char *name, struct dlock_call *call)
 {
-    pg_conn *c = pg_of(conn);
+    pg_conn *c = dlock__pg_of(conn);
     dlock__pg_lease_call(c, call->deadline_ms);
-    pg_lock *l = pg_lock_of(held);
+    pg_lock *l = dlock__pg_lock_of(held);
     int rc;
     if (c->lease) {
         rc = dlock__pg_lease_release(c, l, name);
     } else if (l->base.generation != c->session.generation) {
-        rc = session_ended(name);
+        rc = dlock__pg_session_ended(name);
     } else if (!l->base.linked) {
-        rc = no_longer_held(name);
+        rc = dlock__pg_no_longer_held(name);
     } else if (!dlock__pg_session_usable(c)) {
         dlock__pg_drop_session(c);
-        rc = session_ended(name);
+        rc = dlock__pg_session_ended(name);
     } else {
         dlock__session_remove(&c->session, &l->base);
         char key[24], idle[16];
-        format_key(key, l->key);
+        dlock__pg_key_text(key, l->key);
         uint32_t want = dlock__session_idle_ms(&c->session, NULL, 0);
         int set = want != c->session_idle_ms;
         format_ms(idle, want);
         const char *values[2] = {key, idle};
         PGresult *res = dlock__pg_run(c, set ? "dlock_unlock_set" : "dlock_unlock", set ? 2 : 1, values);
-        switch (dlock__pg_outcome(c, res)) {
-        case OUTCOME_OK:
-            if (!ran_in_our_session(res)) {
-                rc = pooler_detected(c, DLOCK_ELOST);
-                break;
-            }
+        static const struct pg_what releasing = {DLOCK_ELOST, "the connection broke during release: the lock is lost",
+                                                 "cannot release the lock (the session was closed to release it)", 0};
+        int kind;
+        rc = dlock__pg_answer(c, res, &releasing, &kind);
+        if (kind == OUTCOME_OK && !ran_in_our_session(res)) {
+            rc = pooler_detected(c, DLOCK_ELOST);
+        } else if (kind == OUTCOME_OK) {
             if (set)
                 c->session_idle_ms = want;
-            rc = dlock__pg_first_bool(res) ? DLOCK_OK
-                                           : dlock__error(DLOCK_ELOST,
-                                                          "lock '%s' had already been lost: this"
-                                                          " session no longer held it",
-                                                          name);
-            break;
-        case OUTCOME_CONNECTION_LOST:
-            rc = dlock__pg_connection_lost(c, DLOCK_ELOST, "the connection broke during release: the lock is lost");
-            break;
-        default:
+            if (!dlock__pg_first_bool(res))
+                rc = dlock__error(DLOCK_ELOST, "lock '%s' had already been lost: this session no longer held it", name);
+        } else if (kind == OUTCOME_SQL_ERROR) {
             /* The lock may still be held: end the session, which surely
              * releases it (other locks on it are reported lost). */
-            rc = dlock__pg_result_error(c, DLOCK_EBACKEND,
-                                        "cannot release the lock (the session was closed to release it)", res);
             dlock__pg_drop_session(c);
-            break;
         }
         PQclear(res);
     }
@@ -606,12 +561,12 @@ static int pg_release(struct dlock_conn *conn, struct dlock_held *held, const ch
 
 static int pg_holder(struct dlock_conn *conn, const char *name, char *buf, size_t buflen, struct dlock_call *call)
 {
-    pg_conn *c = pg_of(conn);
+    pg_conn *c = dlock__pg_of(conn);
     dlock__pg_begin_call(c, call->deadline_ms);
     if (c->lease)
         return dlock__pg_lease_holder(c, name, buf, buflen);
     char key[24];
-    format_key(key, dlock__pg_key(name, strlen(name)));
+    dlock__pg_key_text(key, dlock__pg_key(name, strlen(name)));
     const char *values[1] = {key};
     for (int attempt = 0;; attempt++) {
         int fresh = 0;
@@ -619,18 +574,12 @@ static int pg_holder(struct dlock_conn *conn, const char *name, char *buf, size_
         if (rc != DLOCK_OK)
             return rc;
         PGresult *res = dlock__pg_run(c, "dlock_holder", 1, values);
-        switch (dlock__pg_outcome(c, res)) {
-        case OUTCOME_OK:
-            break;
-        case OUTCOME_CONNECTION_LOST:
+        int kind;
+        rc = dlock__pg_answer(c, res, &dlock__pg_reading_holder, &kind);
+        if (rc != DLOCK_OK) {
             PQclear(res);
-            rc = dlock__pg_connection_lost(c, DLOCK_ECONN, "the connection broke while asking for the holder");
-            if (dlock__session_may_retry(attempt, fresh, c->failure == PG_FAIL_TIMEOUT))
+            if (kind == OUTCOME_CONNECTION_LOST && dlock__session_may_retry(attempt, fresh, c->failure == PG_FAIL_TIMEOUT))
                 continue;
-            return rc;
-        default:
-            rc = dlock__pg_result_error(c, DLOCK_EBACKEND, "cannot read the holder", res);
-            PQclear(res);
             return rc;
         }
         if (PQntuples(res) < 1) {
@@ -662,7 +611,7 @@ static int pg_holder(struct dlock_conn *conn, const char *name, char *buf, size_
  * waiting thread sends the PQcancel itself.  Async-signal-safe as well. */
 static void pg_cancel(struct dlock_conn *conn)
 {
-    pg_conn *c = pg_of(conn);
+    pg_conn *c = dlock__pg_of(conn);
     uint64_t one = 1;
     atomic_store(&c->cancel_requested, 1);
     (void)!write(c->wake_fd, &one, sizeof one);
@@ -674,7 +623,7 @@ static void pg_cancel(struct dlock_conn *conn)
  * to pass it on, and a server process ignores a cancel while idle.) */
 static void pg_cancel_clear(struct dlock_conn *conn)
 {
-    pg_conn *c = pg_of(conn);
+    pg_conn *c = dlock__pg_of(conn);
     uint64_t count;
     atomic_store(&c->cancel_requested, 0);
     (void)!read(c->wake_fd, &count, sizeof count);
@@ -682,419 +631,15 @@ static void pg_cancel_clear(struct dlock_conn *conn)
 
 static uint64_t pg_session_generation(struct dlock_conn *conn)
 {
-    pg_conn *c = pg_of(conn);
+    pg_conn *c = dlock__pg_of(conn);
     /* Lease mode: a dropped connection loses nothing. */
     return c->lease ? 0 : c->session.generation;
 }
 
 static uint32_t pg_session_ttl_ms(struct dlock_conn *conn)
 {
-    pg_conn *c = pg_of(conn);
+    pg_conn *c = dlock__pg_of(conn);
     return c->pg && !c->lease ? c->session_idle_ms : 0;
-}
-
-/* --- list, break, store time, run records ---------------------------------------------- */
-
-
-/* Session mode: the advisory locks on bigint keys in this database, with
- * the holder's session, and the name where the fence table knows it. */
-#define PG_LIST_LOCKS                                                                                                \
-    "SELECT k.key, a.application_name, k.pid, %s FROM (SELECT ((l.classid::bigint << 32) | l.objid::bigint) AS key," \
-    " l.pid FROM pg_catalog.pg_locks l WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted"               \
-    " AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()))"      \
-    " AS k LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = k.pid %s"
-#define PG_NAME_KEY "('x' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256(f.name), 'hex'), 16))::bit(64)::bigint"
-
-/* Session mode: is the fence table there (c->table_ready)?  A status. */
-static int table_exists(pg_conn *c)
-{
-    const char *values[1] = {c->table};
-    static const Oid types[1] = {PG_TYPE_TEXT};
-    PGresult *res = dlock__pg_exec(c, "SELECT pg_catalog.to_regclass($1) IS NOT NULL", 1, types, values, NULL, NULL);
-    int rc = DLOCK_OK;
-    switch (dlock__pg_outcome(c, res)) {
-    case OUTCOME_OK:
-        c->table_ready = dlock__pg_first_bool(res);
-        break;
-    case OUTCOME_CONNECTION_LOST:
-        rc = dlock__pg_connection_lost(c, DLOCK_ECONN, "the connection broke while looking for the table");
-        break;
-    default:
-        rc = dlock__pg_result_error(c, DLOCK_EBACKEND, "cannot look for the table", res);
-        break;
-    }
-    PQclear(res);
-    return rc;
-}
-
-/* A name from encode(name, 'hex'), malloc'ed (NULL: out of memory). */
-static char *from_hex(const char *hex)
-{
-    size_t n = strlen(hex) / 2;
-    char *out = malloc(n + 1);
-    if (!out)
-        return NULL;
-    for (size_t k = 0; k < n; k++) {
-        char pair[3] = {hex[2 * k], hex[2 * k + 1], 0};
-        out[k] = (char)strtol(pair, NULL, 16);
-    }
-    out[n] = '\0';
-    return out;
-}
-
-static int session_list(pg_conn *c, const char *prefix, struct dlock_list *list)
-{
-    int rc = DLOCK_OK;
-    /* The fence table gives the names; a list never creates it (issue 23). */
-    if (!c->table_ready) {
-        rc = dlock__pg_ensure_session(c, NULL);
-        if (rc == DLOCK_OK)
-            rc = table_exists(c);
-        if (rc != DLOCK_OK)
-            dlock__clear_error(); /* no names then */
-        rc = DLOCK_OK;
-    }
-    char sql[2048];
-    if (c->table_ready) {
-        char join[256];
-        snprintf(join, sizeof join, "LEFT JOIN %s f ON " PG_NAME_KEY " = k.key", c->table);
-        snprintf(sql, sizeof sql, PG_LIST_LOCKS, "pg_catalog.encode(f.name, 'hex'), f.fence", join);
-    } else {
-        snprintf(sql, sizeof sql, PG_LIST_LOCKS, "NULL::text, NULL::bigint", "");
-    }
-    PGresult *res = dlock__pg_session_exec(c, sql, 0, NULL, NULL, NULL, "list the locks", &rc);
-    if (!res)
-        return rc;
-    size_t plen = strlen(prefix);
-    /* A key-only entry cannot be matched against a prefix, but it can be
-     * against a whole name: the prefix's own key is that name's lock. */
-    char prefix_key[32] = "";
-    if (plen && dlock__check_name(prefix) == DLOCK_OK)
-        snprintf(prefix_key, sizeof prefix_key, "%lld", (long long)dlock__pg_key(prefix, plen));
-    dlock__clear_error();
-    for (int i = 0; rc == DLOCK_OK && i < PQntuples(res); i++) {
-        char *decoded = NULL;
-        if (PQgetisnull(res, i, 3) && prefix_key[0] && strcmp(PQgetvalue(res, i, 0), prefix_key) == 0) {
-            decoded = strdup(prefix);
-            if (!decoded) {
-                rc = dlock__oom();
-                break;
-            }
-        }
-        if (!decoded && !PQgetisnull(res, i, 3) && !(decoded = from_hex(PQgetvalue(res, i, 3)))) {
-            rc = dlock__oom();
-            break;
-        }
-        if (plen && (!decoded || strncmp(decoded, prefix, plen) != 0)) {
-            free(decoded);
-            continue;
-        }
-        const char *app = PQgetisnull(res, i, 1) ? NULL : PQgetvalue(res, i, 1);
-        char host[256] = "";
-        int64_t pid = 0;
-        if (app && strncmp(app, "dlock host=", 11) == 0) {
-            const char *p = strstr(app, " pid=");
-            if (p) {
-                snprintf(host, sizeof host, "%.*s", (int)(p - app - 11), app + 11);
-                pid = strtoll(p + 5, NULL, 10);
-            }
-        }
-        char holder[320];
-        snprintf(holder, sizeof holder, "%s backend_pid=%s",
-                 app && strncmp(app, "dlock ", 6) == 0 ? app + 6
-                 : app && app[0]                       ? app
-                                                       : "?",
-                 PQgetvalue(res, i, 2));
-        struct dlock_list_entry e = {
-            .name = decoded,
-            .key = PQgetvalue(res, i, 0),
-            .holder = holder,
-            .host = host[0] ? host : NULL,
-            .pid = pid,
-            .since_ms = -1,
-            .expires_ms = -1,
-            .fence = PQgetisnull(res, i, 4) ? 0 : strtoull(PQgetvalue(res, i, 4), NULL, 10),
-        };
-        rc = dlock__list_add(list, &e);
-        free(decoded);
-    }
-    PQclear(res);
-    return rc;
-}
-
-static int pg_list(struct dlock_conn *conn, const char *prefix, struct dlock_list *list, struct dlock_call *call)
-{
-    pg_conn *c = pg_of(conn);
-    dlock__pg_begin_call(c, call->deadline_ms);
-    return c->lease ? dlock__pg_lease_list(c, prefix, list) : session_list(c, prefix, list);
-}
-
-/* Session mode: end the holder's server session (its locks go with it),
- * waiting up to PG_BREAK_WAIT_MS for it to be gone (PostgreSQL 14's timeout
- * argument), so that the lock is free when this returns 1.  A session that
- * did not end in time (a stopped server process) is not broken yet: an
- * error that says so, never "it was free" (issue 23). */
-#define PG_BREAK_WAIT_MS "5000"
-
-static int pg_break_lock(struct dlock_conn *conn, const char *name, struct dlock_call *call)
-{
-    pg_conn *c = pg_of(conn);
-    dlock__pg_begin_call(c, call->deadline_ms);
-    if (c->lease)
-        return dlock__pg_lease_break(c, name);
-    char key[24];
-    format_key(key, dlock__pg_key(name, strlen(name)));
-    const char *values[1] = {key};
-    static const Oid types[1] = {PG_TYPE_INT8};
-    /* Holders found, holders ended, and the one still there (if any). */
-    static const char sql[] =
-        "WITH t AS MATERIALIZED (SELECT l.pid, pg_catalog.pg_terminate_backend(l.pid, " PG_BREAK_WAIT_MS ") AS ended"
-        " FROM pg_catalog.pg_locks l"
-        " WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted"
-        " AND l.classid = (($1 >> 32) & 4294967295)::oid AND l.objid = ($1 & 4294967295)::oid"
-        " AND l.pid <> pg_catalog.pg_backend_pid() AND l.database ="
-        " (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()))"
-        " SELECT count(*), count(*) FILTER (WHERE ended),"
-        " (SELECT k.pid FROM pg_catalog.pg_locks k WHERE k.locktype = 'advisory' AND k.objsubid = 1 AND k.granted"
-        " AND k.pid IN (SELECT pid FROM t) AND k.classid = (($1 >> 32) & 4294967295)::oid"
-        " AND k.objid = ($1 & 4294967295)::oid LIMIT 1) FROM t";
-    int rc = dlock__pg_ensure_session(c, NULL);
-    if (rc != DLOCK_OK)
-        return rc;
-    PGresult *res = dlock__pg_exec(c, sql, 1, types, values, NULL, NULL);
-    switch (dlock__pg_outcome(c, res)) {
-    case OUTCOME_OK: {
-        long found = strtol(PQgetvalue(res, 0, 0), NULL, 10), ended = strtol(PQgetvalue(res, 0, 1), NULL, 10);
-        int still_held = !PQgetisnull(res, 0, 2);
-        if (found == 0)
-            rc = c->leases_seen ? dlock__pg_lease_break_default(c, name) : 0;
-        else if (ended < found && still_held)
-            rc = dlock__error(DLOCK_EBACKEND,
-                              "lock '%s' is not broken yet: its holder's server session (pid %s) did not end"
-                              " within " PG_BREAK_WAIT_MS " ms (a stopped or stuck server process?); it ends"
-                              " when that process runs again, or try again",
-                              name, PQgetvalue(res, 0, 2));
-        else
-            rc = 1;
-        break;
-    }
-    case OUTCOME_CONNECTION_LOST:
-        rc = dlock__pg_connection_lost(c, DLOCK_ECONN, "the connection broke while breaking the lock");
-        break;
-    default:
-        if (dlock__pg_has_sqlstate(res, "42501"))
-            rc = dlock__error(DLOCK_EBACKEND,
-                              "cannot break lock '%s': this role may not end the holder's server session"
-                              " (pg_terminate_backend needs membership in pg_signal_backend, or superuser for a"
-                              " superuser's session)",
-                              name);
-        else
-            rc = dlock__pg_result_error(c, DLOCK_EBACKEND, "cannot break the lock", res);
-        break;
-    }
-    PQclear(res);
-    return rc;
-}
-
-static int pg_store_time(struct dlock_conn *conn, int64_t *unix_ms, struct dlock_call *call)
-{
-    pg_conn *c = pg_of(conn);
-    dlock__pg_begin_call(c, call->deadline_ms);
-    return dlock__pg_store_time(c, unix_ms);
-}
-
-/* Session mode: the run record lives in the fence table, read and written
- * only while this session holds the lock (checked in the same statement,
- * with the session's token). */
-static int session_record(pg_conn *c, pg_lock *l, const char *name, int64_t *slot, int put)
-{
-    if (l->base.generation != c->session.generation || !l->base.linked)
-        return session_ended(name);
-    if (!dlock__pg_session_usable(c)) {
-        dlock__pg_drop_session(c);
-        return session_ended(name);
-    }
-    static const char get_sql[] =
-        "WITH ok AS MATERIALIZED (SELECT pg_catalog.current_setting('dlock.session', true) = $3"
-        " AND EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE locktype = 'advisory'"
-        " AND objsubid = 1 AND granted AND classid = (($1 >> 32) & 4294967295)::oid"
-        " AND objid = ($1 & 4294967295)::oid AND pid = pg_catalog.pg_backend_pid()) AS ok)"
-        " SELECT ok, COALESCE((SELECT last_slot FROM %1$s WHERE name = $2), 0) FROM ok";
-    static const char put_sql[] =
-        "WITH ok AS MATERIALIZED (SELECT pg_catalog.current_setting('dlock.session', true) = $3"
-        " AND EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE locktype = 'advisory'"
-        " AND objsubid = 1 AND granted AND classid = (($1 >> 32) & 4294967295)::oid"
-        " AND objid = ($1 & 4294967295)::oid AND pid = pg_catalog.pg_backend_pid()) AS ok),"
-        " w AS (INSERT INTO %1$s AS f (name, last_slot) SELECT $2, $4::bigint FROM ok WHERE ok"
-        " ON CONFLICT (name) DO UPDATE SET last_slot = excluded.last_slot RETURNING 1)"
-        " SELECT ok, (SELECT count(*) FROM w) FROM ok";
-    static const Oid types[4] = {PG_TYPE_INT8, PG_TYPE_BYTEA, PG_TYPE_TEXT, PG_TYPE_TEXT};
-    char key[24], value[24];
-    format_key(key, l->key);
-    snprintf(value, sizeof value, "%" PRId64, *slot);
-    const char *values[4] = {key, name, c->token, value};
-    const int lengths[4] = {0, (int)strlen(name), 0, 0};
-    int rc;
-    PGresult *res = dlock__pg_session_exec(c, put ? put_sql : get_sql, put ? 4 : 3, types, values, lengths,
-                                           put ? "write the run record" : "read the run record", &rc);
-    if (!res)
-        return l->base.generation != c->session.generation ? session_ended(name) : rc;
-    if (!dlock__pg_first_bool(res))
-        rc = no_longer_held(name);
-    else if (!put)
-        *slot = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-    PQclear(res);
-    return rc;
-}
-
-static int pg_record(struct dlock_conn *conn, struct dlock_held *held, const char *name, int64_t *slot,
-                     struct dlock_call *call, int put)
-{
-    pg_conn *c = pg_of(conn);
-    dlock__pg_begin_call(c, call->deadline_ms);
-    pg_lock *l = pg_lock_of(held);
-    return c->lease ? dlock__pg_lease_record(c, l, name, slot, put) : session_record(c, l, name, slot, put);
-}
-
-static int pg_record_get(struct dlock_conn *conn, struct dlock_held *held, const char *name, int64_t *slot,
-                         struct dlock_call *call)
-{
-    return pg_record(conn, held, name, slot, call, 0);
-}
-
-static int pg_record_put(struct dlock_conn *conn, struct dlock_held *held, const char *name, int64_t slot,
-                         struct dlock_call *call)
-{
-    return pg_record(conn, held, name, &slot, call, 1);
-}
-
-/* --- connect, disconnect ------------------------------------------------------------- */
-
-static void conn_free(pg_conn *c)
-{
-    dlock__pg_drop_session(c);
-    if (c->wake_fd >= 0)
-        close(c->wake_fd);
-    dlock__pg_secret_free(c->url);
-    dlock__pg_secret_free(c->password);
-    free(c);
-}
-
-/* What the connection needs from the URL, through libpq's own parser: the
- * password (to scrub it out of messages), the ports (checked here so that a
- * typo is DLOCK_EINVAL, not a connection failure), connect_timeout. */
-static int read_url_options(const char *url, char **password, int64_t *connect_timeout_ms)
-{
-    char *parse_error = NULL;
-    PQconninfoOption *options = PQconninfoParse(url, &parse_error);
-    if (!options) {
-        if (!parse_error)
-            return dlock__oom();
-        char text[PG_ERRTEXT_MAX];
-        dlock__pg_scrub_parse_error(text, sizeof text, parse_error, url);
-        PQfreemem(parse_error);
-        return dlock__error(DLOCK_EINVAL, "malformed PostgreSQL URL: %s", text);
-    }
-    int ports_ok = 1;
-    const char *env_timeout = getenv("PGCONNECT_TIMEOUT");
-    *connect_timeout_ms = env_timeout ? strtol(env_timeout, NULL, 10) * 1000 : PG_CONNECT_TIMEOUT_MS;
-    *password = NULL;
-    for (PQconninfoOption *o = options; o->keyword; o++) {
-        if (!o->val)
-            continue;
-        if (strcmp(o->keyword, "password") == 0 && o->val[0])
-            *password = strdup(o->val);
-        else if (strcmp(o->keyword, "port") == 0)
-            ports_ok = dlock__pg_valid_ports(o->val);
-        else if (strcmp(o->keyword, "connect_timeout") == 0)
-            *connect_timeout_ms = strtol(o->val, NULL, 10) * 1000;
-    }
-    PQconninfoFree(options);
-    if (ports_ok)
-        return DLOCK_OK;
-    dlock__pg_secret_free(*password);
-    *password = NULL;
-    return dlock__error(DLOCK_EINVAL, "malformed PostgreSQL URL: bad port number");
-}
-
-/* A connection for `url` (already prepared for libpq), without a session. */
-static int conn_new(const char *url, pg_conn **out)
-{
-    char *password = NULL;
-    int64_t connect_timeout_ms = 0;
-    int rc = read_url_options(url, &password, &connect_timeout_ms);
-    if (rc != DLOCK_OK)
-        return rc;
-    pg_conn *c = calloc(1, sizeof *c);
-    if (!c) {
-        dlock__pg_secret_free(password);
-        return dlock__oom();
-    }
-    c->password = password;
-    /* libpq: 0 or less waits without limit; less than 2 s means 2 s. */
-    c->connect_timeout_ms = connect_timeout_ms <= 0 ? 0 : connect_timeout_ms < 2000 ? 2000 : connect_timeout_ms;
-    c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    atomic_init(&c->cancel_requested, 0);
-    c->url = strdup(url);
-    if (!c->url || c->wake_fd < 0) {
-        rc = c->wake_fd < 0 ? dlock__error(DLOCK_ENOMEM, "eventfd: %s", strerror(errno)) : dlock__oom();
-        conn_free(c);
-        return rc;
-    }
-    /* "dlock host=<host> pid=<pid>", the host cut so that the pid stays. */
-    char pid_part[32];
-    snprintf(pid_part, sizeof pid_part, " pid=%ld", (long)getpid());
-    int host_room = PG_APPNAME_MAX - (int)strlen("dlock host=") - (int)strlen(pid_part);
-    snprintf(c->appname, sizeof c->appname, "dlock host=%.*s%s", host_room, dlock__hostname(), pid_part);
-    *out = c;
-    return DLOCK_OK;
-}
-
-static int pg_connect(const char *url, struct dlock_conn **conn_out)
-{
-    int rc = dlock__libpq_load();
-    if (rc != DLOCK_OK)
-        return rc;
-    struct dlock_url_options opts = {0};
-    char *rest = NULL;
-    rc = dlock__url_options(url, &opts, &rest);
-    if (rc == DLOCK_OK)
-        rc = dlock__url_options_only(&opts, DLOCK_OPT_MODE | DLOCK_OPT_TABLE | DLOCK_OPT_FENCING, "postgresql");
-    char *prepared = NULL;
-    if (rc == DLOCK_OK)
-        rc = dlock__pg_url_prepare(rest, &prepared);
-    dlock__pg_secret_free(rest);
-    if (rc != DLOCK_OK) {
-        dlock__url_options_free(&opts);
-        return rc;
-    }
-    pg_conn *c = NULL; /* set on success only */
-    rc = conn_new(prepared, &c);
-    dlock__pg_secret_free(prepared);
-    if (!c) {
-        dlock__url_options_free(&opts);
-        return rc;
-    }
-    c->lease = opts.mode == DLOCK_MODE_LEASE;
-    c->fencing = !c->lease && opts.fencing == DLOCK_FENCING_ON;
-    const char *table = opts.table ? opts.table : c->lease ? "dlock_leases" : "dlock_fences";
-    snprintf(c->table, sizeof c->table, "\"%s\"", table);
-    dlock__url_options_free(&opts);
-    dlock__pg_begin_call(c, INT64_MAX);
-    rc = dlock__pg_open_session(c);
-    if (rc != DLOCK_OK) {
-        conn_free(c);
-        return rc;
-    }
-    *conn_out = &c->base;
-    return DLOCK_OK;
-}
-
-static void pg_disconnect(struct dlock_conn *conn)
-{
-    /* Ending the session releases every advisory lock still on it. */
-    if (conn)
-        conn_free(pg_of(conn));
 }
 
 static const char *const pg_schemes[] = {"postgresql", "postgres", NULL};
@@ -1102,7 +647,7 @@ static const char *const pg_schemes[] = {"postgresql", "postgres", NULL};
 static int pg_history_add(struct dlock_conn *conn, const char *name, const struct dlock_history_entry *run, unsigned keep,
                           struct dlock_call *call)
 {
-    pg_conn *c = pg_of(conn);
+    pg_conn *c = dlock__pg_of(conn);
     dlock__pg_begin_call(c, call->deadline_ms);
     return dlock__pg_history_add(c, name, run, keep);
 }
@@ -1110,26 +655,26 @@ static int pg_history_add(struct dlock_conn *conn, const char *name, const struc
 static int pg_history_read(struct dlock_conn *conn, const char *name, size_t max, struct dlock_history *out,
                            struct dlock_call *call)
 {
-    pg_conn *c = pg_of(conn);
+    pg_conn *c = dlock__pg_of(conn);
     dlock__pg_begin_call(c, call->deadline_ms);
     return dlock__pg_history_read(c, name, max, out);
 }
 
 static int pg_check(struct dlock_conn *conn, const char *name, struct dlock_check_list *out, struct dlock_call *call)
 {
-    pg_conn *c = pg_of(conn);
+    pg_conn *c = dlock__pg_of(conn);
     dlock__pg_begin_call(c, call->deadline_ms);
     char key[24] = "";
     if (name)
-        format_key(key, dlock__pg_key(name, strlen(name)));
+        dlock__pg_key_text(key, dlock__pg_key(name, strlen(name)));
     return dlock__pg_check(c, name, key, out);
 }
 
 const struct dlock_backend dlock__backend_postgresql = {
     .name = "postgresql",
     .schemes = pg_schemes,
-    .connect = pg_connect,
-    .disconnect = pg_disconnect,
+    .connect = dlock__pg_connect,
+    .disconnect = dlock__pg_disconnect,
     .acquire = pg_acquire,
     .extend = pg_extend,
     .release = pg_release,
@@ -1138,11 +683,11 @@ const struct dlock_backend dlock__backend_postgresql = {
     .session_ttl_ms = pg_session_ttl_ms,
     .cancel_clear = pg_cancel_clear,
     .session_generation = pg_session_generation,
-    .list = pg_list,
-    .break_lock = pg_break_lock,
-    .store_time = pg_store_time,
-    .record_get = pg_record_get,
-    .record_put = pg_record_put,
+    .list = dlock__pg_list,
+    .break_lock = dlock__pg_break_lock,
+    .store_time = dlock__pg_clock,
+    .record_get = dlock__pg_record_get,
+    .record_put = dlock__pg_record_put,
     .history_add = pg_history_add,
     .history_read = pg_history_read,
     .check = pg_check,

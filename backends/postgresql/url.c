@@ -5,6 +5,8 @@
  */
 #include "config.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,20 +15,58 @@
 #include "internal.h"
 #include "url.h"
 
-/* libpq text made fit for dlock_last_error(): one line, and no password
- * (libpq does not print it, but we do not rely on that). */
+/* Between two of libpq's lines: end the sentence before (unless it ends in
+ * punctuation of its own, or the next line goes on with it), then one
+ * space. */
+static void sentence_break(char *dst, size_t dstlen, size_t *o, int goes_on)
+{
+    while (*o > 0 && dst[*o - 1] == ' ')
+        (*o)--;
+    if (*o == 0)
+        return;
+    if (!goes_on && !strchr(".?!:;", dst[*o - 1]) && *o + 1 < dstlen)
+        dst[(*o)++] = '.';
+    if (*o + 1 < dstlen)
+        dst[(*o)++] = ' ';
+}
+
+/* libpq text made fit for dlock_last_error(): one line whose sentences are
+ * libpq's lines (a failed attempt per host, its hint, DETAIL: ...), and no
+ * password (libpq does not print it, but we do not rely on that).  The
+ * server's own words are kept as they are ("FATAL:  ..."). */
 void dlock__pg_clean_text(char *dst, size_t dstlen, const char *src, const char *secret)
 {
     size_t secret_len = secret ? strlen(secret) : 0;
     size_t o = 0;
     if (!dstlen)
         return;
+    int line_start = 1, new_line = 0, indented = 0;
     for (const char *p = src ? src : ""; *p && o + 1 < dstlen;) {
-        if (secret_len && strncmp(p, secret, secret_len) == 0) {
+        /* The secret first, whatever it holds (blanks, a newline). */
+        int is_secret = secret_len && strncmp(p, secret, secret_len) == 0;
+        if (!is_secret && (*p == '\n' || *p == '\r')) {
+            line_start = new_line = 1;
+            indented = 0;
+            p++;
+            continue;
+        }
+        if (!is_secret && line_start && (*p == ' ' || *p == '\t')) { /* a continuation line's indent */
+            indented = 1;
+            p++;
+            continue;
+        }
+        /* An indented line in lower case goes on with the sentence that
+         * libpq wrapped ("... terminated abnormally\n\tbefore or while"). */
+        if (new_line)
+            sentence_break(dst, dstlen, &o, indented && !is_secret && *p >= 'a' && *p <= 'z');
+        line_start = new_line = 0;
+        if (o + 1 >= dstlen)
+            break;
+        if (is_secret) {
             for (const char *r = "***"; *r && o + 1 < dstlen; r++)
                 dst[o++] = *r;
             p += secret_len;
-        } else if (*p == '\n' || *p == '\r' || *p == '\t') {
+        } else if (*p == '\t') {
             if (o > 0 && dst[o - 1] != ' ')
                 dst[o++] = ' ';
             p++;
@@ -195,6 +235,70 @@ int dlock__pg_valid_ports(const char *ports)
             return 0;
     }
     return 1;
+}
+
+/* The options whose values libpq checks only when it connects, and what
+ * they take: words (compared case-sensitively, as libpq does), or NULL for
+ * a whole number.  Values of libpq versions newer than the one we run
+ * with are taken too: that libpq says whether it knows them. */
+static const struct {
+    const char *keyword;
+    const char *words; /* space-separated */
+} pg_checked_options[] = {
+    {"sslmode", "disable allow prefer require verify-ca verify-full"},
+    {"gssencmode", "disable prefer require"},
+    {"channel_binding", "disable prefer require"},
+    {"target_session_attrs", "any read-write read-only primary standby prefer-standby"},
+    {"load_balance_hosts", "disable random"},
+    {"sslcertmode", "disable allow require"},
+    {"sslnegotiation", "postgres direct"},
+    {"connect_timeout", NULL},
+    {"keepalives", NULL},
+    {"keepalives_idle", NULL},
+    {"keepalives_interval", NULL},
+    {"keepalives_count", NULL},
+    {"tcp_user_timeout", NULL},
+};
+
+/* `value` is one of the space-separated `words`. */
+static int one_of(const char *value, const char *words)
+{
+    size_t len = strlen(value);
+    for (const char *w = words; *w;) {
+        size_t n = strcspn(w, " ");
+        if (n == len && strncmp(w, value, n) == 0)
+            return 1;
+        w += n + (w[n] == ' ');
+    }
+    return 0;
+}
+
+/* An int as libpq reads one: blanks, a sign, digits, blanks. */
+static int whole_number(const char *value)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(value, &end, 10);
+    if (end == value || errno != 0 || v < INT_MIN || v > INT_MAX)
+        return 0;
+    while (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r' || *end == '\f' || *end == '\v')
+        end++;
+    return *end == '\0';
+}
+
+const char *dlock__pg_option_expects(const char *keyword, const char *value)
+{
+    if (!value || !value[0])
+        return NULL;
+    for (size_t i = 0; i < sizeof pg_checked_options / sizeof pg_checked_options[0]; i++) {
+        if (strcmp(keyword, pg_checked_options[i].keyword) != 0)
+            continue;
+        const char *words = pg_checked_options[i].words;
+        if (words)
+            return one_of(value, words) ? NULL : words;
+        return whole_number(value) ? NULL : "a whole number";
+    }
+    return NULL;
 }
 
 /* libpq matches the URI scheme case-sensitively; the core does not.  A copy

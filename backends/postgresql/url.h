@@ -20,8 +20,14 @@ int dlock__pg_url_prepare(const char *url, char **out);
 /* The port list of a URL ("5432", "5432,5433", "" for the default): 1 when
  * every entry is empty or 1..65535. */
 int dlock__pg_valid_ports(const char *ports);
-/* libpq text made fit for dlock_last_error(): one line, `secret` and
- * PGPASSWORD replaced by "***". */
+/* What a libpq option whose value libpq checks only when it connects
+ * takes ("one of disable, allow, ...", "a whole number"), when `value` is
+ * not that; NULL when it is (or the option is not one of those, or the
+ * value is empty: libpq's default).  So that a typo is a usage error, not
+ * a store that cannot be reached. */
+const char *dlock__pg_option_expects(const char *keyword, const char *value);
+/* libpq text made fit for dlock_last_error(): one line, each of libpq's
+ * lines a sentence of it, `secret` and PGPASSWORD replaced by "***". */
 void dlock__pg_clean_text(char *dst, size_t dstlen, const char *src, const char *secret);
 /* A malformed-URL message from libpq about `url`, with every quoted piece
  * that could be (part of) a password in the URL replaced by "...". */
