@@ -7,6 +7,7 @@
 #endif
 
 #include "suite.h"
+#include "../stale_cancel.h"
 
 /* ------------------------------------------------------------------------ */
 /* Issue 10: the lease after a wait, stale cancels, dropped sessions,        */
@@ -58,65 +59,11 @@ START_TEST(wait_longer_than_the_ttl_yields_a_full_lease)
 }
 END_TEST
 
-struct canceler {
-    dlock_client *client;
-    volatile int spin;
-};
-
-static void *canceler_main(void *arg)
-{
-    struct canceler *k = arg;
-    while (__atomic_load_n(&k->spin, __ATOMIC_SEQ_CST))
-        (void)dlock_cancel(k->client);
-    return NULL;
-}
-
 /* dlock_cancel in a tight loop around the moment a wait is granted must
- * never reach the next wait. */
+ * never reach the next wait (the case is tests/stale_cancel.c). */
 START_TEST(a_late_cancel_never_reaches_the_next_wait)
 {
-    char *first = unique("stale-1"), *second = unique("stale-2");
-    dlock_client *h = open_client(), *c = open_client();
-    dlock_lock *h2 = NULL;
-    ck_assert_int_eq(dlock_acquire(h, second, 60000, 0, &h2), DLOCK_OK);
-    int stale = 0, canceled = 0, granted = 0;
-    for (int trial = 0; trial < 30; trial++) {
-        dlock_lock *h1 = NULL;
-        ck_assert_int_eq(dlock_acquire(h, first, 60000, 0, &h1), DLOCK_OK);
-        struct waiter w = {c, first, 10000, 5000, 99, NULL};
-        pthread_t a, b;
-        ck_assert(pthread_create(&a, NULL, waiter_main, &w) == 0);
-        dlt_sleep_ms(60);
-        struct canceler k = {c, 1};
-        if (trial % 2)
-            ck_assert(pthread_create(&b, NULL, canceler_main, &k) == 0);
-        ck_assert_int_eq(dlock_release(h1), DLOCK_OK);
-        if (!(trial % 2))
-            ck_assert(pthread_create(&b, NULL, canceler_main, &k) == 0);
-        pthread_join(a, NULL);
-        __atomic_store_n(&k.spin, 0, __ATOMIC_SEQ_CST);
-        pthread_join(b, NULL);
-        ck_assert_msg(w.rc == DLOCK_OK || w.rc == DLOCK_ECANCELED, "trial %d: %d", trial, w.rc);
-        if (w.rc == DLOCK_OK) {
-            granted++;
-            ck_assert_int_eq(dlock_release(w.lock), DLOCK_OK);
-        } else {
-            canceled++;
-        }
-        dlock_lock *l = NULL;
-        int rc = dlock_acquire(c, second, 10000, 200, &l);
-        ck_assert_msg(rc == DLOCK_EBUSY || rc == DLOCK_ECANCELED, "trial %d: %d %s", trial, rc, dlock_last_error());
-        if (rc == DLOCK_ECANCELED)
-            stale++;
-    }
-    fprintf(stderr, "FIGURE: stale cancel: %d granted, %d cancelled, %d of 30 next waits cancelled\n", granted,
-            canceled, stale);
-    ck_assert_int_eq(stale, 0);
-    ck_assert_int_eq(dlock_release(h2), DLOCK_OK);
-    dlock_close(h);
-    dlock_close(c);
-    free(first);
-    free(second);
+    dlt_check_stale_cancel(url, "mysql-stale");
 }
 END_TEST
 

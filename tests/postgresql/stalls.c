@@ -7,6 +7,7 @@
 #endif
 
 #include "suite.h"
+#include "../stale_cancel.h"
 
 /* Another process holds the lock for 3 s with a TTL of 2 s (extending it);
  * a waiter with TTL 2 s granted after ~3 s gets its whole lease. */
@@ -118,67 +119,11 @@ START_TEST(test_cancel_server_stopped)
 }
 END_TEST
 
-typedef struct canceler {
-    dlock_client *client;
-    atomic_int spin;
-} canceler;
-
-static void *canceler_main(void *arg)
-{
-    canceler *k = arg;
-    while (atomic_load(&k->spin))
-        (void)dlock_cancel(k->client);
-    return NULL;
-}
-
 /* dlock_cancel in a tight loop around the moment a wait is granted must
- * never reach the next wait. */
+ * never reach the next wait (the case is tests/stale_cancel.c). */
 START_TEST(test_stale_cancel)
 {
-    char *first = dlt_unique_name("pg-stale-1"), *second = dlt_unique_name("pg-stale-2");
-    dlock_client *h = open_client(pg_url), *c = open_client(pg_url);
-    dlock_lock *h2 = NULL;
-    ck_assert_int_eq(dlock_acquire(h, second, 60000, 0, &h2), DLOCK_OK);
-    int stale = 0, canceled = 0, granted = 0;
-    for (int trial = 0; trial < 30; trial++) {
-        dlock_lock *h1 = NULL;
-        ck_assert_int_eq(dlock_acquire(h, first, 60000, 0, &h1), DLOCK_OK);
-        waiter w = {c, first, 5000, 99, 0, NULL};
-        pthread_t a, b;
-        ck_assert(pthread_create(&a, NULL, waiter_main, &w) == 0);
-        dlt_sleep_ms(60);
-        canceler k = {c, 1};
-        /* Odd trials: the cancels start just before the release (the
-         * cancel and the grant race); even ones: just after it. */
-        if (trial % 2)
-            ck_assert(pthread_create(&b, NULL, canceler_main, &k) == 0);
-        ck_assert_int_eq(dlock_release(h1), DLOCK_OK);
-        if (!(trial % 2))
-            ck_assert(pthread_create(&b, NULL, canceler_main, &k) == 0);
-        pthread_join(a, NULL);
-        atomic_store(&k.spin, 0);
-        pthread_join(b, NULL);
-        ck_assert_msg(w.rc == DLOCK_OK || w.rc == DLOCK_ECANCELED, "trial %d: %d", trial, w.rc);
-        if (w.rc == DLOCK_OK) {
-            granted++;
-            ck_assert_int_eq(dlock_release(w.lock), DLOCK_OK);
-        } else {
-            canceled++;
-        }
-        dlock_lock *l = NULL;
-        int rc = dlock_acquire(c, second, 10000, 200, &l);
-        ck_assert_msg(rc == DLOCK_EBUSY || rc == DLOCK_ECANCELED, "trial %d: %d %s", trial, rc, dlock_last_error());
-        if (rc == DLOCK_ECANCELED)
-            stale++;
-    }
-    fprintf(stderr, "stale cancel: %d granted, %d cancelled, %d of 30 next waits cancelled by a stale cancel\n",
-            granted, canceled, stale);
-    ck_assert_int_eq(stale, 0);
-    ck_assert_int_eq(dlock_release(h2), DLOCK_OK);
-    dlock_close(h);
-    dlock_close(c);
-    free(first);
-    free(second);
+    dlt_check_stale_cancel(pg_url, "pg-stale");
 }
 END_TEST
 
