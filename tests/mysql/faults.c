@@ -204,7 +204,20 @@ START_TEST(silent_holder_in_process_loses_the_lock)
 }
 END_TEST
 
-START_TEST(server_restart_loses_the_lock_then_acquires_work)
+/* What the restart test saw; no assertion until the private server is
+ * stopped: a failing check ends this process, and the server must not
+ * outlive it. */
+struct restart_run {
+    dlock_client *c, *other, *fc, *lc;
+    dlock_lock *l, *ll;
+    int rc_tls, rc_open, rc_first, rc_restart, rc_lost_extend, rc_lost_release;
+    int rc, rc_busy, rc_extend, rc_lease_extend, rc_lease_release;
+    uint64_t fence_before, fence_after, lease_fence, lease_fence_after;
+    char tls_error[512], error[512];
+};
+
+/* A private server of this test's own: private_dir and private_url set. */
+static void restart_server_start(char *env_file, size_t len)
 {
     char *dir = dlt_tmpdir();
     chmod(dir, 0755); /* the server runs as `mysql` when we are root */
@@ -216,103 +229,121 @@ START_TEST(server_restart_loses_the_lock_then_acquires_work)
         ck_abort_msg("could not start a private server (see %s.err)", private_dir);
     }
     fprintf(stderr, "FIGURE: private MariaDB started in %lld ms\n", (long long)(dlt_now_ms() - t0));
-    char env_file[4300];
-    snprintf(env_file, sizeof env_file, "%s/env", private_dir);
+    snprintf(env_file, len, "%s/env", private_dir);
     read_env_value(env_file, "DLOCK_TEST_MYSQL_URL", private_url, sizeof private_url);
+}
 
-    /* No assertion until the server is stopped: a failing check ends this
-     * process, and the server must not outlive it. */
-    dlock_client *c = NULL, *other = NULL;
-    dlock_lock *l = NULL, *l2 = NULL;
-    int rc_tls = DLOCK_EINVAL, rc_open = DLOCK_EINVAL, rc_first = DLOCK_EINVAL;
-    int rc_restart = -1, rc_lost_extend = DLOCK_EINVAL, rc_lost_release = DLOCK_EINVAL;
-    int rc = DLOCK_EINVAL, rc_busy = DLOCK_EINVAL, rc_extend = DLOCK_EINVAL;
-    char tls_error[512] = "", error[512] = "";
+/* Before the restart: TLS refused, a session lock held, fencing=on tokens
+ * taken and a lease (a row) held on the same server. */
+static void restart_before(struct restart_run *r)
+{
     if (private_url[0]) {
         /* TLS demanded from a server without it: refused, never silently clear. */
-        rc_tls = dlock_open(url_with(private_url, "ssl-mode=REQUIRED"), &c);
-        snprintf(tls_error, sizeof tls_error, "%s", dlock_last_error());
-        dlock_close(c);
-        c = NULL;
-        rc_open = dlock_open(private_url, &c);
-        snprintf(error, sizeof error, "%s", dlock_last_error());
+        r->rc_tls = dlock_open(url_with(private_url, "ssl-mode=REQUIRED"), &r->c);
+        snprintf(r->tls_error, sizeof r->tls_error, "%s", dlock_last_error());
+        dlock_close(r->c);
+        r->c = NULL;
+        r->rc_open = dlock_open(private_url, &r->c);
+        snprintf(r->error, sizeof r->error, "%s", dlock_last_error());
     }
-    if (rc_open == DLOCK_OK)
-        rc_first = dlock_acquire(c, "restart-job", 30000, 0, &l);
+    if (r->rc_open == DLOCK_OK)
+        r->rc_first = dlock_acquire(r->c, "restart-job", 30000, 0, &r->l);
     /* fencing=on and lease mode on the same server: tokens keep growing
      * across the restart, and a lease (a row) outlives it. */
-    dlock_client *fc = NULL, *lc = NULL;
-    dlock_lock *fl = NULL, *ll = NULL;
-    uint64_t fence_before = 0, fence_after = 0, lease_fence = 0, lease_fence_after = 0;
-    int rc_lease_extend = DLOCK_EINVAL, rc_lease_release = DLOCK_EINVAL;
+    dlock_lock *fl = NULL;
     char fence_u[8192], lease_u[8192];
     snprintf(fence_u, sizeof fence_u, "%s", url_with(private_url, "fencing=on"));
     snprintf(lease_u, sizeof lease_u, "%s", url_with(private_url, "mode=lease"));
-    if (rc_first == DLOCK_OK && dlock_open(fence_u, &fc) == DLOCK_OK && dlock_open(lease_u, &lc) == DLOCK_OK) {
+    if (r->rc_first == DLOCK_OK && dlock_open(fence_u, &r->fc) == DLOCK_OK && dlock_open(lease_u, &r->lc) == DLOCK_OK) {
         for (int i = 0; i < 3; i++)
-            if (dlock_acquire(fc, "fence-job", 30000, 0, &fl) == DLOCK_OK) {
-                (void)dlock_fence(fl, &fence_before);
+            if (dlock_acquire(r->fc, "fence-job", 30000, 0, &fl) == DLOCK_OK) {
+                (void)dlock_fence(fl, &r->fence_before);
                 dlock_release(fl);
             }
-        if (dlock_acquire(lc, "lease-job", 60000, 0, &ll) == DLOCK_OK)
-            (void)dlock_fence(ll, &lease_fence);
+        if (dlock_acquire(r->lc, "lease-job", 60000, 0, &r->ll) == DLOCK_OK)
+            (void)dlock_fence(r->ll, &r->lease_fence);
     }
-    if (rc_first == DLOCK_OK) {
-        t0 = dlt_now_ms();
-        rc_restart = private_server("restart");
-        if (fc && dlock_acquire(fc, "fence-job", 30000, 0, &fl) == DLOCK_OK) {
-            (void)dlock_fence(fl, &fence_after);
-            dlock_release(fl);
-        }
-        if (ll) {
-            rc_lease_extend = dlock_extend(ll, 60000);
-            (void)dlock_fence(ll, &lease_fence_after);
-            rc_lease_release = dlock_release(ll);
-        }
-        int64_t restart_ms = dlt_now_ms() - t0;
-        rc_lost_extend = dlock_extend(l, 30000);
-        rc_lost_release = dlock_release(l);
-        t0 = dlt_now_ms();
-        rc = dlock_acquire(c, "restart-job", 30000, 0, &l);
-        int64_t reacquire_ms = dlt_now_ms() - t0;
-        fprintf(stderr,
-                "FIGURE: server restart took %lld ms; then ELOST, and a new acquire on "
-                "the same client succeeded in %lld ms\n",
-                (long long)restart_ms, (long long)reacquire_ms);
-        int rc_other = dlock_open(private_url, &other);
-        rc_busy = rc_other == DLOCK_OK ? dlock_acquire(other, "restart-job", 30000, 0, &l2) : rc_other;
-        if (rc_busy == DLOCK_OK)
-            dlock_release(l2);
-        rc_extend = rc == DLOCK_OK ? dlock_extend(l, 30000) : rc;
-        if (rc == DLOCK_OK)
-            dlock_release(l);
+}
+
+/* The restart, then: a greater token, the lease still ours, the session
+ * lock lost, and a new acquire on the same client that works. */
+static void restart_and_after(struct restart_run *r)
+{
+    dlock_lock *fl = NULL, *l2 = NULL;
+    int64_t t0 = dlt_now_ms();
+    r->rc_restart = private_server("restart");
+    if (r->fc && dlock_acquire(r->fc, "fence-job", 30000, 0, &fl) == DLOCK_OK) {
+        (void)dlock_fence(fl, &r->fence_after);
+        dlock_release(fl);
     }
-    dlock_close(other);
-    dlock_close(c);
-    dlock_close(fc);
-    dlock_close(lc);
+    if (r->ll) {
+        r->rc_lease_extend = dlock_extend(r->ll, 60000);
+        (void)dlock_fence(r->ll, &r->lease_fence_after);
+        r->rc_lease_release = dlock_release(r->ll);
+    }
+    int64_t restart_ms = dlt_now_ms() - t0;
+    r->rc_lost_extend = dlock_extend(r->l, 30000);
+    r->rc_lost_release = dlock_release(r->l);
+    t0 = dlt_now_ms();
+    r->rc = dlock_acquire(r->c, "restart-job", 30000, 0, &r->l);
+    int64_t reacquire_ms = dlt_now_ms() - t0;
+    fprintf(stderr,
+            "FIGURE: server restart took %lld ms; then ELOST, and a new acquire on "
+            "the same client succeeded in %lld ms\n",
+            (long long)restart_ms, (long long)reacquire_ms);
+    int rc_other = dlock_open(private_url, &r->other);
+    r->rc_busy = rc_other == DLOCK_OK ? dlock_acquire(r->other, "restart-job", 30000, 0, &l2) : rc_other;
+    if (r->rc_busy == DLOCK_OK)
+        dlock_release(l2);
+    r->rc_extend = r->rc == DLOCK_OK ? dlock_extend(r->l, 30000) : r->rc;
+    if (r->rc == DLOCK_OK)
+        dlock_release(r->l);
+}
+
+START_TEST(server_restart_loses_the_lock_then_acquires_work)
+{
+    char env_file[4300];
+    restart_server_start(env_file, sizeof env_file);
+    struct restart_run r = {.rc_tls = DLOCK_EINVAL,
+                            .rc_open = DLOCK_EINVAL,
+                            .rc_first = DLOCK_EINVAL,
+                            .rc_restart = -1,
+                            .rc_lost_extend = DLOCK_EINVAL,
+                            .rc_lost_release = DLOCK_EINVAL,
+                            .rc = DLOCK_EINVAL,
+                            .rc_busy = DLOCK_EINVAL,
+                            .rc_extend = DLOCK_EINVAL,
+                            .rc_lease_extend = DLOCK_EINVAL,
+                            .rc_lease_release = DLOCK_EINVAL};
+    restart_before(&r);
+    if (r.rc_first == DLOCK_OK)
+        restart_and_after(&r);
+    dlock_close(r.other);
+    dlock_close(r.c);
+    dlock_close(r.fc);
+    dlock_close(r.lc);
     private_server_remove();
     fprintf(stderr, "FIGURE: fencing=on token %llu before the restart, %llu after; lease fence %llu, extend %d\n",
-            (unsigned long long)fence_before, (unsigned long long)fence_after, (unsigned long long)lease_fence,
-            rc_lease_extend);
-    ck_assert_uint_ge(fence_before, 3);
-    ck_assert_uint_gt(fence_after, fence_before);
-    ck_assert_uint_ge(lease_fence, 1);
-    ck_assert_uint_eq(lease_fence_after, lease_fence);
-    ck_assert_int_eq(rc_lease_extend, DLOCK_OK); /* the row outlived the restart */
-    ck_assert_int_eq(rc_lease_release, DLOCK_OK);
+            (unsigned long long)r.fence_before, (unsigned long long)r.fence_after, (unsigned long long)r.lease_fence,
+            r.rc_lease_extend);
+    ck_assert_uint_ge(r.fence_before, 3);
+    ck_assert_uint_gt(r.fence_after, r.fence_before);
+    ck_assert_uint_ge(r.lease_fence, 1);
+    ck_assert_uint_eq(r.lease_fence_after, r.lease_fence);
+    ck_assert_int_eq(r.rc_lease_extend, DLOCK_OK); /* the row outlived the restart */
+    ck_assert_int_eq(r.rc_lease_release, DLOCK_OK);
 
     ck_assert_msg(private_url[0] != '\0', "no URL in %s", env_file);
-    ck_assert_msg(rc_open == DLOCK_OK, "%s", error);
-    ck_assert_int_eq(rc_first, DLOCK_OK);
-    ck_assert_int_eq(rc_restart, 0);
-    ck_assert_int_eq(rc_lost_extend, DLOCK_ELOST);
-    ck_assert_int_eq(rc_lost_release, DLOCK_ELOST);
-    ck_assert_int_eq(rc, DLOCK_OK);
-    ck_assert_int_eq(rc_busy, DLOCK_EBUSY);
-    ck_assert_int_eq(rc_extend, DLOCK_OK);
-    ck_assert_int_eq(rc_tls, DLOCK_ECONN);
-    ck_assert_msg(strstr(tls_error, "TLS") || strstr(tls_error, "SSL"), "%s", tls_error);
+    ck_assert_msg(r.rc_open == DLOCK_OK, "%s", r.error);
+    ck_assert_int_eq(r.rc_first, DLOCK_OK);
+    ck_assert_int_eq(r.rc_restart, 0);
+    ck_assert_int_eq(r.rc_lost_extend, DLOCK_ELOST);
+    ck_assert_int_eq(r.rc_lost_release, DLOCK_ELOST);
+    ck_assert_int_eq(r.rc, DLOCK_OK);
+    ck_assert_int_eq(r.rc_busy, DLOCK_EBUSY);
+    ck_assert_int_eq(r.rc_extend, DLOCK_OK);
+    ck_assert_int_eq(r.rc_tls, DLOCK_ECONN);
+    ck_assert_msg(strstr(r.tls_error, "TLS") || strstr(r.tls_error, "SSL"), "%s", r.tls_error);
 }
 END_TEST
 
