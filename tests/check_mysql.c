@@ -234,24 +234,16 @@ static Suite *mysql_suite(int with_server)
 {
     Suite *s = suite_create("mysql");
     dlt_mysql_add_url(s);
-
     dlt_mysql_add_names(s);
-
     if (!with_server)
         return s;
 
     dlt_mysql_add_server(s);
-
     dlt_mysql_add_faults(s);
-
     dlt_mysql_add_lease(s);
-
     dlt_mysql_add_waits(s);
-
     dlt_mysql_add_modes(s);
-
     dlt_mysql_add_wall_clock(s);
-
     dlt_mysql_add_private_servers(s);
     return s;
 }
