@@ -48,6 +48,54 @@ static uint64_t fence_of(dlock_lock *l)
     return f;
 }
 
+/* A checkpoint of the private server at `url`. */
+static void checkpoint(const char *url)
+{
+    const char *keywords[] = {"dbname", NULL};
+    const char *values[] = {url, NULL};
+    PGconn *pg = PQconnectdbParams(keywords, values, 1);
+    ck_assert(PQstatus(pg) == CONNECTION_OK);
+    PQclear(PQexec(pg, "CHECKPOINT"));
+    PQfinish(pg);
+}
+
+/* Lease mode, twice: a take, a crash of the server in `dir`; the holder's
+ * row survives: nobody else takes it, the holder extends and releases. */
+static void lease_survives_crashes(const char *dir, const char *lease_url, const char *name)
+{
+    dlock_lock *leased = NULL;
+    dlock_client *lc = NULL, *lc2 = NULL;
+    char lease_name[256];
+    for (int round = 0; round < 2; round++) {
+        /* Lease mode: a take, a crash. */
+        if (lc2)
+            dlock_close(lc2);
+        lc = open_client(lease_url);
+        snprintf(lease_name, sizeof lease_name, "%s-lease-%d", name, round); /* the modes exclude each other */
+        ck_assert_int_eq(dlock_acquire(lc, lease_name, 60000, 0, &leased), DLOCK_OK);
+        uint64_t lease_fence = fence_of(leased);
+        private_server(dir, "crash", NULL, 0);
+        private_server(dir, "start", NULL, 0);
+        lc2 = open_client(lease_url);
+        dlock_lock *l2 = NULL;
+        int rc = dlock_acquire(lc2, lease_name, 60000, 0, &l2);
+        fprintf(stderr, "crash: lease-mode take after the crash: %d (the holder's fence %llu)\n", rc,
+                (unsigned long long)lease_fence);
+        if (rc == DLOCK_OK) {
+            uint64_t f2 = fence_of(l2);
+            ck_assert_msg(0,
+                          "lease mode: the holder's row (fence %llu) was lost in the crash; another took it (fence %llu)",
+                          (unsigned long long)lease_fence, (unsigned long long)f2);
+        }
+        ck_assert_int_eq(rc, DLOCK_EBUSY);
+        /* The holder's lease survived the crash: it extends and releases. */
+        ck_assert_int_eq(dlock_extend(leased, 60000), DLOCK_OK);
+        ck_assert_int_eq(dlock_release(leased), DLOCK_OK);
+        dlock_close(lc);
+    }
+    dlock_close(lc2);
+}
+
 /* Item 2: a postmaster crash (kill -QUIT) right after the last take must
  * lose neither a fencing=on token nor a lease-mode row: the server runs with
  * synchronous_commit=off, fsync on, and a WAL writer that flushes every 10 s;
@@ -62,8 +110,6 @@ START_TEST(test_crash_durability)
     char *fence_url = url_with(url, "fencing=on");
     char *lease_url = url_with(url, "mode=lease");
     char *name = dlt_unique_name("pg-crash");
-    char lease_name[256];
-    snprintf(lease_name, sizeof lease_name, "%s-lease", name); /* the modes exclude each other */
     /* The tables exist and are checkpointed before the takes under test. */
     dlock_client *c = open_client(fence_url), *lc = open_client(lease_url);
     dlock_lock *l = NULL;
@@ -71,14 +117,7 @@ START_TEST(test_crash_durability)
     ck_assert_int_eq(dlock_release(l), DLOCK_OK);
     ck_assert_int_eq(dlock_acquire(lc, "pg-crash-warmup", 5000, 0, &l), DLOCK_OK);
     ck_assert_int_eq(dlock_release(l), DLOCK_OK);
-    {
-        const char *keywords[] = {"dbname", NULL};
-        const char *values[] = {url, NULL};
-        PGconn *pg = PQconnectdbParams(keywords, values, 1);
-        ck_assert(PQstatus(pg) == CONNECTION_OK);
-        PQclear(PQexec(pg, "CHECKPOINT"));
-        PQfinish(pg);
-    }
+    checkpoint(url);
     dlock_close(lc);
     /* Two rounds of each: a round whose WAL crossed a page boundary may
      * have woken the WAL writer, which then flushes the lot. */
@@ -103,37 +142,8 @@ START_TEST(test_crash_durability)
                       (unsigned long long)after, (unsigned long long)last);
         ck_assert_int_eq(dlock_release(l), DLOCK_OK);
     }
-    dlock_lock *leased = NULL;
-    dlock_client *lc2 = NULL;
-    for (int round = 0; round < 2; round++) {
-        /* Lease mode: a take, a crash. */
-        if (lc2)
-            dlock_close(lc2);
-        lc = open_client(lease_url);
-        snprintf(lease_name, sizeof lease_name, "%s-lease-%d", name, round);
-        ck_assert_int_eq(dlock_acquire(lc, lease_name, 60000, 0, &leased), DLOCK_OK);
-        uint64_t lease_fence = fence_of(leased);
-        private_server(dir, "crash", NULL, 0);
-        private_server(dir, "start", NULL, 0);
-        lc2 = open_client(lease_url);
-        dlock_lock *l2 = NULL;
-        int rc = dlock_acquire(lc2, lease_name, 60000, 0, &l2);
-        fprintf(stderr, "crash: lease-mode take after the crash: %d (the holder's fence %llu)\n", rc,
-                (unsigned long long)lease_fence);
-        if (rc == DLOCK_OK) {
-            uint64_t f2 = fence_of(l2);
-            ck_assert_msg(0,
-                          "lease mode: the holder's row (fence %llu) was lost in the crash; another took it (fence %llu)",
-                          (unsigned long long)lease_fence, (unsigned long long)f2);
-        }
-        ck_assert_int_eq(rc, DLOCK_EBUSY);
-        /* The holder's lease survived the crash: it extends and releases. */
-        ck_assert_int_eq(dlock_extend(leased, 60000), DLOCK_OK);
-        ck_assert_int_eq(dlock_release(leased), DLOCK_OK);
-        dlock_close(lc);
-    }
+    lease_survives_crashes(dir, lease_url, name);
     dlock_close(c);
-    dlock_close(lc2);
     free(name);
     free(fence_url);
     free(lease_url);
