@@ -18,24 +18,16 @@
 
 static const char *url;
 
-static dlock_client *open_client(void)
-{
-    dlock_client *c = NULL;
-    int rc = dlock_open(url, &c);
-    ck_assert_msg(rc == DLOCK_OK, "dlock_open: %d %s", rc, dlock_last_error());
-    return c;
-}
-
-typedef struct waiter {
+typedef struct late_waiter {
     dlock_client *client;
     const char *name;
     dlock_lock *lock;
     int rc;
-} waiter;
+} late_waiter;
 
-static void *waiter_main(void *arg)
+static void *late_waiter_main(void *arg)
 {
-    waiter *w = arg;
+    late_waiter *w = arg;
     w->rc = dlock_acquire(w->client, w->name, 30000, DLOCK_WAIT_FOREVER, &w->lock);
     return NULL;
 }
@@ -54,9 +46,9 @@ START_TEST(pg_cancel_after_the_grant)
     PGconn *holder = dlt_pg_connect(url);
     char answer[32];
     ck_assert_int_eq(dlt_pg_key_query(holder, "SELECT pg_catalog.pg_advisory_lock($1::bigint)", name, NULL, 0), 0);
-    waiter w = {open_client(), name, NULL, 99};
+    late_waiter w = {open_client(url), name, NULL, 99};
     pthread_t thread;
-    ck_assert_int_eq(pthread_create(&thread, NULL, waiter_main, &w), 0);
+    ck_assert_int_eq(pthread_create(&thread, NULL, late_waiter_main, &w), 0);
     PGconn *observer = dlt_pg_connect(url);
     int pid = 0;
     for (int i = 0; i < 500 && pid == 0; i++) {
