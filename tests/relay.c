@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "relay.h"
@@ -17,7 +18,7 @@
 struct dlt_relay {
     int listen_fd, port;
     struct sockaddr_in server;
-    atomic_int drop, stop, dropped;
+    atomic_int drop, stop, dropped, trickle_ms;
     int client[RELAY_PAIRS], upstream[RELAY_PAIRS];
     pthread_t thread;
 };
@@ -66,8 +67,13 @@ static void pass(struct dlt_relay *r, int i, int from, int to, int answer)
         pair_close(r, i);
         return;
     }
+    int trickle = answer ? atomic_load(&r->trickle_ms) : 0;
     for (ssize_t at = 0; at < n;) {
-        ssize_t w = send(to, buf + at, (size_t)(n - at), MSG_NOSIGNAL);
+        if (trickle > 0) {
+            struct timespec pause = {trickle / 1000, (long)(trickle % 1000) * 1000000L};
+            nanosleep(&pause, NULL);
+        }
+        ssize_t w = send(to, buf + at, trickle > 0 ? 1 : (size_t)(n - at), MSG_NOSIGNAL);
         if (w <= 0) {
             pair_close(r, i);
             return;
@@ -145,6 +151,11 @@ void dlt_relay_drop_next(struct dlt_relay *r)
 int dlt_relay_dropped(const struct dlt_relay *r)
 {
     return atomic_load(&r->dropped);
+}
+
+void dlt_relay_trickle(struct dlt_relay *r, int ms)
+{
+    atomic_store(&r->trickle_ms, ms);
 }
 
 void dlt_relay_stop(struct dlt_relay *r)

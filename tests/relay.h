@@ -3,11 +3,14 @@
  * the relay's port is forwarded to the server.  Armed with
  * dlt_relay_drop_next(), it swallows the next answer from the server (the
  * server ran the request) and closes that connection, as a network that
- * fails between a request and its reply does.  Not a store: the real server
+ * fails between a request and its reply does; with dlt_relay_trickle(), it
+ * passes answers on one byte at a time, slowly.  Not a store: the real server
  * answers everything.
  */
 #ifndef DLOCK_TESTS_RELAY_H
 #define DLOCK_TESTS_RELAY_H
+
+#include <stddef.h>
 
 struct dlt_relay;
 
@@ -19,6 +22,8 @@ int dlt_relay_port(const struct dlt_relay *r);
 void dlt_relay_drop_next(struct dlt_relay *r);
 /* How many answers it has swallowed. */
 int dlt_relay_dropped(const struct dlt_relay *r);
+/* Pass answers on one byte every ms milliseconds (0: at once again). */
+void dlt_relay_trickle(struct dlt_relay *r, int ms);
 void dlt_relay_stop(struct dlt_relay *r);
 
 /* The host and port of a URL scheme://[userinfo@]host[:port][/...][?...]

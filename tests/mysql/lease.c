@@ -328,6 +328,22 @@ START_TEST(session_list_break_and_records)
     ck_assert_str_eq(dlock_list_name(list, 0), name);
     ck_assert_uint_eq(dlock_list_fence(list, 0), fence_of(l));
     dlock_list_free(list);
+    /* Without the plugin and without a database in the URL (the quick
+     * start's): the same message and status as with one (issue 24), not
+     * "No database selected". */
+    if (had_plugin) {
+        char bare[8192];
+        const char *path = strchr(strstr(url, "://") + 3, '/');
+        ck_assert_ptr_nonnull(path);
+        snprintf(bare, sizeof bare, "%.*s/", (int)(path - url), url);
+        dlock_client *nodb = open_url(bare);
+        list = NULL;
+        ck_assert_int_eq(dlock_list_locks(nodb, "", &list), DLOCK_ENOTSUP);
+        ck_assert_msg(strstr(dlock_last_error(), "metadata_lock_info") && strstr(dlock_last_error(), "/DBNAME"), "%s",
+                      dlock_last_error());
+        ck_assert_msg(!strstr(dlock_last_error(), "No database"), "%s", dlock_last_error());
+        dlock_close(nodb);
+    }
     /* With it (when root can install it): every user lock. */
     if (root) {
         if (mysql_query(root, "INSTALL SONAME 'metadata_lock_info'") == 0) {

@@ -211,6 +211,24 @@ START_TEST(url_errors_hide_the_password)
 }
 END_TEST
 
+/* A password with a raw '/' or '#' cuts the URL in the wrong place: the
+ * message says to percent-encode them, quoting none of it (issue 24). */
+START_TEST(url_password_hint)
+{
+    static const char *const hinted[] = {"mysql://u:pa/Sup3r@127.0.0.1/db", "mysql://u:pa#Sup3r@127.0.0.1/db"};
+    for (size_t i = 0; i < sizeof hinted / sizeof hinted[0]; i++) {
+        struct dlock_mysql_url u;
+        ck_assert_int_eq(dlock__mysql_parse_url(hinted[i], &u), DLOCK_EINVAL);
+        ck_assert_msg(strstr(dlock_last_error(), "percent-encode"), "%s", dlock_last_error());
+        ck_assert_msg(!strstr(dlock_last_error(), "Sup3r"), "%s", dlock_last_error());
+    }
+    /* No '@' after it: no talk of passwords. */
+    struct dlock_mysql_url u;
+    ck_assert_int_eq(dlock__mysql_parse_url("mysql://h:xx/db", &u), DLOCK_EINVAL);
+    ck_assert_ptr_null(strstr(dlock_last_error(), "password"));
+}
+END_TEST
+
 /* Issue 23, item 10: the userinfo is read before the query, so a '?' typed
  * unencoded in the password stays in it; a password with a '/' (which ends
  * the authority) is still never quoted back as an unknown option. */
@@ -266,5 +284,6 @@ void dlt_mysql_add_url(Suite *s)
     tcase_add_test(tc, url_malformed);
     tcase_add_test(tc, url_errors_hide_the_password);
     tcase_add_test(tc, url_userinfo_before_the_query);
+    tcase_add_test(tc, url_password_hint);
     suite_add_tcase(s, tc);
 }

@@ -101,6 +101,14 @@ START_TEST(long_name_gives_a_short_message)
     ck_assert_uint_eq(strlen(text), 255 + strlen(": free\n"));
     ck_assert(strncmp(text, longest, 255) == 0);
     free(text);
+    /* dlock run's own lines show it cut, as the other messages do: busy. */
+    memcpy(longest, name, strlen(name));
+    ck_assert_int_eq(sh("'%s' run %s -- sleep 3 & sleep 0.5; '%s' run %s -- true > %s 2>&1; rc=$?; wait; exit $rc",
+                        dlock_bin, longest, dlock_bin, longest, out),
+                     75);
+    text = slurp(out);
+    ck_assert_msg(strstr(text, "busy") && strstr(text, "(255 bytes)") && strlen(text) < 400, "%s", text);
+    free(text);
 }
 END_TEST
 
