@@ -73,7 +73,7 @@ core-cancel-not-cleared | lib/client.c | s{if \(c->backend->cancel_clear\)\s*c->
 core-cancel-outside-a-wait | lib/client.c | s{if \(c->waiting && c->backend->cancel\)}{if (c->backend->cancel)} | core:cancel
 core-extend-without-deadline | lib/client.c | s{struct dlock_call call = \{sent_ms \+ lease_remaining\(l, sent_ms\), sent_ms\};}{struct dlock_call call = {INT64_MAX, sent_ms};} | core:deadlines
 core-late-extend-not-lost | lib/client.c | s{\} else if \(lease_remaining\(l, dlock__now_ms\(\)\) == 0\) \{}{\} else if (0) \{} | core:deadlines
-core-extend-lease-from-the-reply | lib/client.c | s{atomic_store\(&l->lease_deadline_ms, sent_ms \+ \(int64_t\)ttl_ms\)}{atomic_store(&l->lease_deadline_ms, dlock__now_ms() + (int64_t)ttl_ms)} | core:slow-extend
+core-extend-lease-from-the-reply | lib/client.c | s{atomic_store\(&l->lease_deadline_ms, sent_ms \+ lease_granted_ms\(l, ttl_ms\)\)}{atomic_store(&l->lease_deadline_ms, dlock__now_ms() + lease_granted_ms(l, ttl_ms))} | core:slow-extend
 core-clock-stops-in-suspend | lib/util.c | s{clock_gettime\(CLOCK_BOOTTIME, &ts\);}{clock_gettime(CLOCK_MONOTONIC, &ts);} | units:clock
 core-scheme-typo-not-caught | lib/client.c | s{const char \*typo_of = be \? NULL : scheme_typo_of\(scheme\);}{const char *typo_of = NULL;} | units process:messages
 # --- lib/sha256.c: the digest behind PostgreSQL keys and MySQL digest names ----------
@@ -191,7 +191,7 @@ redis-release-retry-held-by-another | backends/redis/scripts.h | s{"if not v and
 redis-release-free-without-resend | backends/redis/redis.c | s{\(ours == 2 && c->resent\)}{(ours == 2)} | redis:fences-and-foreign-keys
 redis-break-retry-says-free | backends/redis/scripts.h | s{"if redis\.call\('GET', KEYS\[2\]\) == ARGV\[2\] then return 1 end\\n"}{""} | redis:lost-replies
 redis-deadline-per-read | backends/redis/io.c | s{if \(!\*blocking_read\) \{}{if (0) \{} | redis:lost-replies
-redis-release-no-publish | backends/redis/scripts.h | s{"  redis\.call\('PUBLISH', ARGV\[2\], 'released'\)\\n"}{""} | redis:lock
+redis-release-no-publish | backends/redis/scripts.h | s{"  redis\.pcall\('PUBLISH', ARGV\[2\], 'released'\)\\n"}{""} | redis:lock
 redis-round-trip-without-deadline | backends/redis/io.c | s{if \(call->deadline_ms < end\)\s*end = call->deadline_ms;}{} | redis:faults
 redis-noscript-not-reloaded | backends/redis/io.c | s{pass == 0 && strncmp\(\(\*reply\)->str, "NOSCRIPT", 8\) == 0\)}{pass == 0 && 0)} | redis:faults
 redis-dead-connection-not-replaced | backends/redis/io.c | s{if \(rc == DLOCK_OK \|\| fresh \|\| attempt > 0 \|\| dlock__redis_left_ms\(call\) <= 0\)}{if (1)} | redis:faults
@@ -200,9 +200,9 @@ etcd-lowest-always | backends/etcd/etcd.c | s{return own_create <= other_create;
 etcd-highest-holds | backends/etcd/etcd.c | s{return own_create <= other_create;}{return own_create >= other_create;} | etcd:etcdctl
 etcd-extend-no-key-check | backends/etcd/etcd.c | s{if \(!p\.own_found \|\| p\.own_create != \(int64_t\)lock->base\.fence \|\| p\.own_lease != lock->lease\)}{if (0)} | etcd:etcdctl takeover@etcd:taken-away
 etcd-extend-create-unchecked | backends/etcd/etcd.c | s{if \(!p\.own_found \|\| p\.own_create != \(int64_t\)lock->base\.fence \|\| p\.own_lease != lock->lease\)}{if (!p.own_found)} | etcd:etcdctl
-etcd-release-unguarded | backends/etcd/etcd.c | s{(static int etcd_release.*?)dlock__etcd_txn\(dlock__etcd_array\(dlock__etcd_cmp_create\(lock->key, \(int64_t\)lock->base\.fence\), NULL\),}{${1}dlock__etcd_txn(NULL,}s | etcd:etcdctl takeover@etcd:taken-away
-etcd-move-lease-unguarded | backends/etcd/etcd.c | s{(static int move_lease.*?)dlock__etcd_txn\(dlock__etcd_array\(dlock__etcd_cmp_create\(lock->key, \(int64_t\)lock->base\.fence\), NULL\),}{${1}dlock__etcd_txn(NULL,}s | etcd:etcdctl
-etcd-records-unguarded | backends/etcd/ops.c | s{dlock__etcd_txn\(dlock__etcd_array\(dlock__etcd_cmp_create\(lock->key, \(int64_t\)lock->base\.fence\), NULL\),}{dlock__etcd_txn(NULL,} | etcd:etcdctl
+etcd-release-unguarded | backends/etcd/etcd.c | s{(static int etcd_release.*?)dlock__etcd_txn\(dlock__etcd_array\(dlock__etcd_cmp_create\(lock->key, \(int64_t\)lock->base\.fence\)\),}{${1}dlock__etcd_txn(NULL,}s | etcd:etcdctl takeover@etcd:taken-away
+etcd-move-lease-unguarded | backends/etcd/etcd.c | s{(static int move_lease.*?)dlock__etcd_txn\(dlock__etcd_array\(dlock__etcd_cmp_create\(lock->key, \(int64_t\)lock->base\.fence\)\),}{${1}dlock__etcd_txn(NULL,}s | etcd:etcdctl
+etcd-records-unguarded | backends/etcd/ops.c | s{dlock__etcd_txn\(dlock__etcd_array\(dlock__etcd_cmp_create\(lock->key, \(int64_t\)lock->base\.fence\)\),}{dlock__etcd_txn(NULL,} | etcd:etcdctl
 etcd-waiter-no-recheck | backends/etcd/etcd.c | s{p->lowest = p->own_found;}{p->lowest = 1;} && s{if \(rc == DLOCK_ELOST \|\| !p->own_found \|\| p->own_create != \(int64_t\)lock->base\.fence\)\s*return AGAIN;}{} | etcd:waiter-lease
 etcd-waiter-own-key-unchecked | backends/etcd/etcd.c | s{if \(rc == DLOCK_ELOST \|\| !p->own_found \|\| p->own_create != \(int64_t\)lock->base\.fence\)}{if (rc == DLOCK_ELOST)} | etcd:waiter-key
 # (read_place() still never calls a waiter without its own key the lowest, so
