@@ -58,6 +58,7 @@ struct run {
     uint64_t fence;            /* the lock's fencing token, 0 none: for the run history */
     int store_unreachable;     /* the acquire found no store: no history is written there */
     int store_silent;          /* the last extend got no answer (reset by one that did) */
+    int64_t last_answer_ms;    /* when the store last confirmed the lock (acquire, extend) */
     char **envp;               /* the job's environment: dlock's, with DLOCK_NAME and DLOCK_FENCE */
     char *env_added[2];        /* the strings of envp that dlock made */
     char shown[FMT_NAME_SHOWN_SIZE]; /* the name as messages show it: escaped, a long one cut */
@@ -242,6 +243,7 @@ static void on_acquired(struct run *r, int64_t now)
         r->fence = 0;
     r->st.acquired = 1;
     r->st.acquired_at = now;
+    r->last_answer_ms = now;
     if (r->st.got_signal) {
         /* Stopped while waiting, just as the lock came: do not start. */
         r->st.job_done = 1;
@@ -267,14 +269,20 @@ static void on_acquired(struct run *r, int64_t now)
     start_the_job(r);
 }
 
-static void on_extended(struct run *r, int status)
+static void on_extended(struct run *r, int status, int64_t now)
 {
     char why[512];
     heartbeat_error(&r->hb, why, sizeof why);
-    if (status == DLOCK_OK)
+    if (status == DLOCK_OK) {
         r->store_silent = 0;
-    else if (status != DLOCK_ELOST)
+        r->last_answer_ms = now;
+    } else if (status != DLOCK_ELOST || now - r->last_answer_ms >= r->o->ttl_ms / 2) {
+        /* No answer, or "lost" after half a lease without one: the library
+         * gave the lock up because the store stopped answering (it renews
+         * every TTL/3 while the store works).  A lock broken or taken away
+         * while the store answers is lost too, but the store is there. */
         r->store_silent = 1;
+    }
     if (status == DLOCK_ELOST && !r->st.lost) {
         r->st.lost = 1;
         if (r->st.job_running)
@@ -299,7 +307,7 @@ static void on_heartbeat(struct run *r, int64_t now)
     } else if (ev.kind == HB_ACQUIRED) {
         on_acquired(r, now);
     } else if (ev.kind == HB_EXTENDED) {
-        on_extended(r, ev.status);
+        on_extended(r, ev.status, now);
     } else if (ev.kind == HB_RELEASED) {
         r->released = 1;
         r->release_status = ev.status;
