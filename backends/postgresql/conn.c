@@ -591,7 +591,7 @@ static int read_url_options(const char *url, char **password, int64_t *connect_t
     for (PQconninfoOption *o = options; o->keyword; o++) {
         if (!o->val)
             continue;
-        if (strcmp(o->keyword, "password") == 0 && o->val[0])
+        if (strcmp(o->keyword, "password") == 0 && o->val[0] && !*password) /* each keyword comes once */
             *password = strdup(o->val);
         else if (strcmp(o->keyword, "port") == 0)
             ports_ok = dlock__pg_valid_ports(o->val);
