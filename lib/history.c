@@ -5,6 +5,7 @@
  */
 #include "config.h"
 
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,42 @@ struct dlock_history {
 struct dlock_history *dlock__history_new(void)
 {
     return calloc(1, sizeof(struct dlock_history));
+}
+
+int dlock__history_to_text(const struct dlock_history_entry *run, char *out, size_t outlen)
+{
+    return snprintf(out, outlen, "%" PRId64 " %" PRId64 " %" PRId64 " %d %" PRIu64 " %s %s", run->start_ms, run->end_ms,
+                    run->pid, run->exit_status, run->fence, run->outcome ? run->outcome : "",
+                    run->host ? run->host : "");
+}
+
+int dlock__history_from_text(char *text, struct dlock_history_entry *e)
+{
+    char *p = text, *end;
+    long long v[5];
+    for (int i = 0; i < 5; i++) {
+        v[i] = strtoll(p, &end, 10);
+        if (end == p || *end != ' ')
+            return 0;
+        p = end + 1;
+    }
+    char *space = strchr(p, ' ');
+    if (!space || space == p)
+        return 0;
+    *space = '\0';
+    for (const char *o = p; *o; o++)
+        if (*o < 'a' || *o > 'z')
+            return 0;
+    if (v[3] < -1 || v[3] > INT32_MAX || v[2] < 0)
+        return 0;
+    *e = (struct dlock_history_entry){.start_ms = v[0],
+                                      .end_ms = v[1],
+                                      .pid = v[2],
+                                      .exit_status = (int)v[3],
+                                      .fence = (uint64_t)v[4],
+                                      .outcome = p,
+                                      .host = space + 1};
+    return 1;
 }
 
 int dlock__history_add(struct dlock_history *h, const struct dlock_history_entry *e)

@@ -76,6 +76,13 @@ struct dlock_history_entry {
 };
 struct dlock_history;
 int dlock__history_add(struct dlock_history *history, const struct dlock_history_entry *entry);
+/* A run as one line of text, for the stores that keep runs as strings
+ * (Redis, ZooKeeper, etcd): "START END PID EXIT FENCE OUTCOME HOST".  What
+ * snprintf returns. */
+int dlock__history_to_text(const struct dlock_history_entry *run, char *out, size_t outlen);
+/* Such a line back into an entry pointing into `text` (which is cut): 1,
+ * or 0 for anything else (junk someone wrote there is skipped). */
+int dlock__history_from_text(char *text, struct dlock_history_entry *e);
 struct dlock_history *dlock__history_new(void);
 
 /* One item of a preflight (dlock_check()): `key` names what was checked

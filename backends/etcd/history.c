@@ -81,8 +81,7 @@ int dlock__etcd_history_add(struct dlock_conn *conn, const char *name, const str
     if (getrandom(&nonce, sizeof nonce, 0) != (ssize_t)sizeof nonce)
         nonce = (uint64_t)dlock__now_ms() ^ ((uint64_t)run->pid << 32);
     snprintf(key, sizeof key, "%s%016" PRId64 "-%016" PRIx64, from, run->end_ms, nonce);
-    snprintf(value, sizeof value, "%" PRId64 " %" PRId64 " %" PRId64 " %d %" PRIu64 " %s %s", run->start_ms, run->end_ms,
-             run->pid, run->exit_status, run->fence, run->outcome, run->host ? run->host : "");
+    dlock__history_to_text(run, value, sizeof value);
     if (keep < 1)
         keep = 1;
     for (int attempt = 0; attempt < 8; attempt++) {
@@ -119,36 +118,6 @@ int dlock__etcd_history_add(struct dlock_conn *conn, const char *name, const str
     return dlock__error(DLOCK_EBUSY, "the run history of '%s' changed too often to add to it", name);
 }
 
-/* One run's value back into an entry (pointing into `text`): 1 parsed, 0 junk. */
-static int parse_run(char *text, struct dlock_history_entry *e)
-{
-    char *p = text, *end;
-    long long v[5];
-    for (int i = 0; i < 5; i++) {
-        v[i] = strtoll(p, &end, 10);
-        if (end == p || *end != ' ')
-            return 0;
-        p = end + 1;
-    }
-    char *space = strchr(p, ' ');
-    if (!space || space == p)
-        return 0;
-    *space = '\0';
-    for (const char *o = p; *o; o++)
-        if (*o < 'a' || *o > 'z')
-            return 0;
-    if (v[3] < -1 || v[3] > INT32_MAX || v[2] < 0)
-        return 0;
-    *e = (struct dlock_history_entry){.start_ms = v[0],
-                                      .end_ms = v[1],
-                                      .pid = v[2],
-                                      .exit_status = (int)v[3],
-                                      .fence = (uint64_t)v[4],
-                                      .outcome = p,
-                                      .host = space + 1};
-    return 1;
-}
-
 int dlock__etcd_history_read(struct dlock_conn *conn, const char *name, size_t max, struct dlock_history *out,
                              struct dlock_call *call)
 {
@@ -167,7 +136,7 @@ int dlock__etcd_history_read(struct dlock_conn *conn, const char *name, size_t m
         char text[RUN_MAX + 8];
         struct dlock_history_entry e;
         if (dlock__etcd_get_bytes(json_object_array_get_idx(kvs, i), "value", text, sizeof text) >= 0 &&
-            parse_run(text, &e))
+            dlock__history_from_text(text, &e))
             rc = dlock__history_add(out, &e);
     }
     json_object_put(reply);

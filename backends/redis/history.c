@@ -51,8 +51,7 @@ int dlock__redis_history_add(struct dlock_conn *conn, const char *name, const st
     redis_conn *c = redis_of(conn);
     char key[KEY_MAX], value[600], last[16];
     size_t klen = dlock__redis_key(c, name, ":runs", key);
-    int vlen = snprintf(value, sizeof value, "%" PRId64 " %" PRId64 " %" PRId64 " %d %" PRIu64 " %s %s", run->start_ms,
-                        run->end_ms, run->pid, run->exit_status, run->fence, run->outcome, run->host ? run->host : "");
+    int vlen = dlock__history_to_text(run, value, sizeof value);
     if (vlen < 0 || (size_t)vlen >= sizeof value)
         vlen = (int)sizeof value - 1;
     snprintf(last, sizeof last, "%u", keep > 0 ? keep - 1 : 0);
@@ -74,31 +73,6 @@ int dlock__redis_history_add(struct dlock_conn *conn, const char *name, const st
     rc = e ? refused(e, "cannot record the run") : DLOCK_OK;
     free_replies(r, 4);
     return rc;
-}
-
-/* One run's string back into an entry (pointing into `text`): 1 parsed. */
-static int parse_run(char *text, struct dlock_history_entry *e)
-{
-    char *p = text, *end;
-    long long v[5];
-    for (int i = 0; i < 5; i++) {
-        v[i] = strtoll(p, &end, 10);
-        if (end == p || *end != ' ')
-            return 0;
-        p = end + 1;
-    }
-    char *space = strchr(p, ' ');
-    if (!space)
-        return 0;
-    *space = '\0';
-    *e = (struct dlock_history_entry){.start_ms = v[0],
-                                      .end_ms = v[1],
-                                      .pid = v[2],
-                                      .exit_status = (int)v[3],
-                                      .fence = (uint64_t)v[4],
-                                      .outcome = p,
-                                      .host = space + 1};
-    return 1;
 }
 
 int dlock__redis_history_read(struct dlock_conn *conn, const char *name, size_t max, struct dlock_history *out,
@@ -123,7 +97,7 @@ int dlock__redis_history_read(struct dlock_conn *conn, const char *name, size_t 
         for (size_t i = 0; i < r->elements && rc == DLOCK_OK; i++) {
             redisReply *item = r->element[i];
             struct dlock_history_entry e;
-            if (item->type == REDIS_REPLY_STRING && parse_run(item->str, &e))
+            if (item->type == REDIS_REPLY_STRING && dlock__history_from_text(item->str, &e))
                 rc = dlock__history_add(out, &e);
         }
     }

@@ -175,8 +175,7 @@ int dlock__zk_history_add(struct dlock_conn *conn, const char *name, const struc
     if (rc != DLOCK_OK)
         return rc;
     snprintf(node_prefix, sizeof node_prefix, "%s/" RUN_NODE, dir);
-    snprintf(value, sizeof value, "%" PRId64 " %" PRId64 " %" PRId64 " %d %" PRIu64 " %s %s", run->start_ms, run->end_ms,
-             run->pid, run->exit_status, run->fence, run->outcome, run->host ? run->host : "");
+    dlock__history_to_text(run, value, sizeof value);
     if (keep < 1)
         keep = 1;
     for (int attempt = 0; attempt < 8; attempt++) {
@@ -229,36 +228,6 @@ int dlock__zk_history_add(struct dlock_conn *conn, const char *name, const struc
 
 /* --- read ---------------------------------------------------------------------------- */
 
-/* One run's data back into an entry (pointing into `text`): 1 parsed, 0 junk. */
-static int parse_run(char *text, struct dlock_history_entry *e)
-{
-    char *p = text, *end;
-    long long v[5];
-    for (int i = 0; i < 5; i++) {
-        v[i] = strtoll(p, &end, 10);
-        if (end == p || *end != ' ')
-            return 0;
-        p = end + 1;
-    }
-    char *space = strchr(p, ' ');
-    if (!space || space == p)
-        return 0;
-    *space = '\0';
-    for (const char *o = p; *o; o++)
-        if (*o < 'a' || *o > 'z')
-            return 0;
-    if (v[3] < -1 || v[3] > INT32_MAX || v[2] < 0)
-        return 0;
-    *e = (struct dlock_history_entry){.start_ms = v[0],
-                                      .end_ms = v[1],
-                                      .pid = v[2],
-                                      .exit_status = (int)v[3],
-                                      .fence = (uint64_t)v[4],
-                                      .outcome = p,
-                                      .host = space + 1};
-    return 1;
-}
-
 static int send_get(zk_conn *c, struct zk_op *op, const void *arg)
 {
     return zoo_aget(c->zh, arg, 0, dlock__zk_data_done, op);
@@ -295,7 +264,7 @@ static int read_batch(zk_conn *c, const char *dir, const struct run_node *nodes,
                      ? dlock__error(DLOCK_ECONN, "the connection to ZooKeeper broke while reading the run history")
                      : refused(ops[i]->rc, "cannot read the run history", dir);
         /* ZNONODE: trimmed since the listing.  Junk data: skipped. */
-        if (rc == DLOCK_OK && ops[i]->rc == ZOK && ops[i]->text && parse_run(ops[i]->text, &e))
+        if (rc == DLOCK_OK && ops[i]->rc == ZOK && ops[i]->text && dlock__history_from_text(ops[i]->text, &e))
             rc = dlock__history_add(out, &e);
         dlock__zk_op_free(ops[i]);
     }
