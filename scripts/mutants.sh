@@ -520,6 +520,11 @@ for i in "${chosen[@]}"; do
     fi
     cp "$work/pristine" "$scratch/$file"
     applied_file=
+    # A killed mutant is a test that failed, maybe half-way through a fault
+    # (a member stopped): the servers whole again for the next one.
+    if [ -n "${DLOCK_TEST_SERVERS_DIR:-}" ] && [ "$verdict" != SURVIVED ]; then
+        "$src/tests/servers.sh" heal "$DLOCK_TEST_SERVERS_DIR" || die "the servers could not be healed after $name"
+    fi
     took=$(( $(date +%s) - t0 ))
     case $verdict in
         killed*)

@@ -5,6 +5,10 @@
 #   tests/servers.sh start DIR [STORE...]   start throwaway servers in DIR and
 #                                           print the export lines of their URLs
 #   tests/servers.sh stop DIR               stop every server started in DIR
+#   tests/servers.sh heal DIR               every server started in DIR running
+#                                           and answering again (SIGCONT, members
+#                                           restarted): after a test that failed
+#                                           half-way through a fault
 #   tests/servers.sh stores                 the stores it can start, in order
 #
 #   eval "$(tests/servers.sh start /tmp/s)"; make check; tests/servers.sh stop /tmp/s
@@ -95,6 +99,36 @@ start_zookeeper() {
 stop_pgbouncer() { "$src/tests/pgbouncer.sh" stop "$dir/pgbouncer"; }
 stop_sqlite() { :; }
 
+# Heal functions, after every process under DIR got SIGCONT: members a
+# test killed are started again.
+heal_etcd() { "$src/tests/etcd-server.sh" resume "$dir/etcd"; }
+heal_zookeeper() {
+    local n
+    for n in 1 2 3; do
+        "$src/tests/zookeeper-server.sh" start-member "$dir/zookeeper" "$n"
+    done
+    "$src/tests/zookeeper-server.sh" wait-leader "$dir/zookeeper"
+}
+
+# A fault test that fails half-way (Check ends its process at the failed
+# assertion, before its teardown) can leave a server, a PostgreSQL backend
+# or a cluster member stopped or killed; the next user of these servers
+# (the mutation check runs test after failing test) would meet it.
+heal_all() {
+    local f pid store
+    while IFS= read -r f; do
+        pid=$(head -n 1 "$f" 2>/dev/null) || continue
+        case $pid in '' | *[!0-9]*) continue ;; esac
+        kill -CONT "$pid" 2>/dev/null || true
+        pkill -CONT -P "$pid" 2>/dev/null || true # PostgreSQL's backends
+    done < <(find "$dir" -maxdepth 3 \( -name '*.pid' -o -name pid \) -type f)
+    for store in $(cat "$dir/started"); do
+        if declare -F "heal_$store" >/dev/null; then
+            "heal_$store" >/dev/null || die "$store could not be healed"
+        fi
+    done
+}
+
 stop_one() {
     if declare -F "stop_$1" >/dev/null; then
         "stop_$1"
@@ -132,6 +166,13 @@ start)
     # shellcheck disable=SC2086
     bench_urls=$(printf '%s\n' $bench_urls | tr '\n' ' ')
     echo "export DLOCK_TEST_BENCH_URLS='${bench_urls% }'"
+    echo "export DLOCK_TEST_SERVERS_DIR='$dir'"
+    ;;
+heal)
+    [ $# -eq 2 ] || die "usage: servers.sh heal DIR"
+    dir=$2
+    [ -f "$dir/started" ] || exit 0
+    heal_all
     ;;
 stop)
     [ $# -eq 2 ] || die "usage: servers.sh stop DIR"
@@ -144,6 +185,6 @@ stop)
     rm -f "$dir/started"
     ;;
 *)
-    die "usage: servers.sh start DIR [STORE...] | stop DIR | stores"
+    die "usage: servers.sh start DIR [STORE...] | heal DIR | stop DIR | stores"
     ;;
 esac
