@@ -10,11 +10,15 @@
 
 /* --- the nodes as others see them ----------------------------------------------------- */
 
+/* zkCli.sh with its commands on standard input.  -waitforconnection: it
+ * reads them only once connected (on a loaded machine the JVM may read the
+ * pipe before its session is up, and a command then fails with
+ * ConnectionLoss); -timeout is its session timeout. */
 static char *zkcli(const char *commands, int hold_s)
 {
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
-             "(printf '%%s\\n' %s; sleep %d; echo quit) | /usr/share/zookeeper/bin/zkCli.sh -server 127.0.0.1:%d 2>&1 | "
+             "(printf '%%s\\n' %s; sleep %d; echo quit) | /usr/share/zookeeper/bin/zkCli.sh -waitforconnection -timeout 30000 -server 127.0.0.1:%d 2>&1 | "
              "grep -v -E 'INFO|WARN|SLF4J|^$|Welcome|JLine|WATCHER|WatchedEvent|Connecting'",
              commands, hold_s, member_port(1));
     fflush(NULL);
