@@ -85,8 +85,9 @@ sqlite-extend-any-boot | backends/sqlite/sqlite.c | s{(\[STMT_EXTEND\][^\[]*?) A
 sqlite-extend-after-expiry | backends/sqlite/sqlite.c | s{(\[STMT_EXTEND\][^\[]*?) AND expires_boot_ms > \?\d+}{$1} | sqlite:row-rewritten
 sqlite-extend-ignores-changes | backends/sqlite/sqlite.c | s{if \(sqlite3_changes\(c->db\) != 1\)}{if (0)} | takeover@sqlite:taken-away
 sqlite-release-any-owner | backends/sqlite/sqlite.c | s{(\[STMT_RELEASE\][^\[]*?) AND owner = \?\d+}{$1} | takeover@sqlite:taken-away
-sqlite-release-any-boot | backends/sqlite/sqlite.c | s{(\[STMT_RELEASE\][^\[]*?expires_boot_ms = \()boot_id = \?\d+ AND }{$1} | sqlite:row-rewritten
-sqlite-release-after-expiry | backends/sqlite/sqlite.c | s{(\[STMT_RELEASE\][^\[]*?expires_boot_ms = )\([^)]*\)}{${1}1} | sqlite:row-rewritten
+sqlite-release-any-boot | backends/sqlite/sqlite.c | s{(\[STMT_RELEASE\][^\[]*?) AND boot_id = \?\d+}{$1} | sqlite:row-rewritten
+sqlite-release-after-expiry | backends/sqlite/sqlite.c | s{(\[STMT_RELEASE\][^\[]*?) AND expires_boot_ms > \?\d+}{$1} | sqlite:row-rewritten
+sqlite-release-late-any-owner | backends/sqlite/sqlite.c | s{(\[STMT_RELEASE_LATE\][^\[]*?) AND owner = \?\d+}{$1} | takeover@sqlite:taken-away
 sqlite-take-when-held | backends/sqlite/sqlite.c | s{WHERE dlock_locks\.owner IS NULL OR}{WHERE 1 OR} | conformance@sqlite:names
 sqlite-take-ignores-expiry | backends/sqlite/sqlite.c | s{ OR dlock_locks\.expires_boot_ms <= \?\d+}{} | sqlite:row-rewritten
 sqlite-take-before-expiry | backends/sqlite/sqlite.c | s{(dlock_locks\.expires_boot_ms <= \?\d+)}{$1 + 500} | takeover@sqlite:early

@@ -44,10 +44,13 @@ static const char *const statement_sql[STMT_COUNT] = {
                   " OR dlock_locks.expires_boot_ms <= ?8 RETURNING fence",
     [STMT_EXTEND] = "UPDATE dlock_locks SET expires_boot_ms = ?3"
                     " WHERE name = ?1 AND owner = ?2 AND boot_id = ?4 AND expires_boot_ms > ?5",
-    /* Returns 1 when the lease was still running, 0 when it had expired. */
-    [STMT_RELEASE] = "UPDATE dlock_locks SET owner = NULL,"
-                     " expires_boot_ms = (boot_id = ?3 AND expires_boot_ms > ?4)"
-                     " WHERE name = ?1 AND owner = ?2 RETURNING expires_boot_ms",
+    /* The release of a live row (one row changed: released); when none
+     * changes, STMT_RELEASE_LATE lets go of the own row whose lease ran out
+     * (the lock was lost either way).  No RETURNING: it costs an UPDATE on
+     * this table about 10 us (SQLite 3.40), a fifth of a cycle. */
+    [STMT_RELEASE] = "UPDATE dlock_locks SET owner = NULL, expires_boot_ms = 0"
+                     " WHERE name = ?1 AND owner = ?2 AND boot_id = ?3 AND expires_boot_ms > ?4",
+    [STMT_RELEASE_LATE] = "UPDATE dlock_locks SET owner = NULL, expires_boot_ms = 0 WHERE name = ?1 AND owner = ?2",
     [STMT_HOLDER] = "SELECT holder_host, holder_pid, acquired_at, expires_boot_ms - ?3, fence"
                     " FROM dlock_locks WHERE name = ?1 AND owner IS NOT NULL AND boot_id = ?2"
                     " AND expires_boot_ms > ?3",
@@ -338,7 +341,7 @@ static int sqlite_acquire(struct dlock_conn *conn, const char *name, uint32_t tt
     }
     int64_t start = dlock__now_ms();
     int64_t backoff = POLL_FIRST_MS;
-    uint32_t rng = jitter_state();
+    uint32_t rng = 0; /* seeded at the first wait: a try pays no syscall for it */
     int rc;
     for (;;) {
         /* The lease starts with the attempt that takes the row. */
@@ -356,6 +359,8 @@ static int sqlite_acquire(struct dlock_conn *conn, const char *name, uint32_t tt
         start_watch(c);
         int64_t max_backoff = c->watch_fd >= 0 ? POLL_MAX_WATCHED_MS : POLL_MAX_MS;
         for (;;) {
+            if (!rng)
+                rng = jitter_state();
             rng ^= rng << 13;
             rng ^= rng >> 17;
             rng ^= rng << 5;
@@ -426,25 +431,29 @@ static int sqlite_release(struct dlock_conn *conn, struct dlock_held *held, cons
     (void)call;
     sqlite_conn *c = dlock__sqlite_of(conn);
     sqlite_lock *lock = dlock__sqlite_lock_of(held);
-    sqlite3_stmt *s = dlock__sqlite_stmt(c, STMT_RELEASE);
-    if (!s) {
-        free(lock);
-        return dlock__sqlite_db_error(c, sqlite3_errcode(c->db), "cannot prepare a statement");
-    }
-    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_blob(s, 2, lock->owner, OWNER_TOKEN_SIZE, SQLITE_STATIC);
-    sqlite3_bind_text(s, 3, dlock__sqlite_boot_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 4, dlock__sqlite_boot_ms());
-    int rc = sqlite3_step(s);
-    int still_running = rc == SQLITE_ROW && sqlite3_column_int64(s, 0) == 1;
-    if (rc == SQLITE_ROW)
+    int rc = SQLITE_OK, released = 0;
+    for (int which = STMT_RELEASE; rc == SQLITE_OK && !released && which <= STMT_RELEASE_LATE; which++) {
+        sqlite3_stmt *s = dlock__sqlite_stmt(c, which);
+        if (!s) {
+            rc = sqlite3_errcode(c->db) != SQLITE_OK ? sqlite3_errcode(c->db) : SQLITE_ERROR;
+            break;
+        }
+        sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(s, 2, lock->owner, OWNER_TOKEN_SIZE, SQLITE_STATIC);
+        if (which == STMT_RELEASE) {
+            sqlite3_bind_text(s, 3, dlock__sqlite_boot_id, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(s, 4, dlock__sqlite_boot_ms());
+        }
         rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    sqlite3_clear_bindings(s);
+        released = which == STMT_RELEASE && rc == SQLITE_DONE && sqlite3_changes(c->db) == 1;
+        sqlite3_reset(s);
+        sqlite3_clear_bindings(s);
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
     free(lock);
-    if (rc != SQLITE_DONE)
+    if (rc != SQLITE_OK)
         return dlock__sqlite_db_error(c, rc, "cannot release the lock row");
-    if (!still_running)
+    if (!released)
         return dlock__error(DLOCK_ELOST, "lock '%s' had already been lost: its lease expired or another holder took it",
                             name);
     return DLOCK_OK;
