@@ -275,6 +275,34 @@ int dlock__check_name(const char *name); /* DLOCK_OK or DLOCK_EINVAL with text *
  * when there is none. */
 int dlock__url_scheme(const char *url, char *buf, size_t buflen);
 
+/* The authority of a URL after its "scheme://" (p): it ends at the first
+ * '/' or '?'; its userinfo is what comes before its last '@' (a password
+ * may hold one unescaped), its host list what follows. */
+struct dlock_url_authority {
+    const char *userinfo; /* NULL: none */
+    size_t userinfo_len;
+    const char *hosts;
+    size_t hosts_len;
+    const char *end; /* the first '/' or '?', or the end of p */
+};
+void dlock__url_authority(const char *p, struct dlock_url_authority *a);
+
+/* One HOST[:PORT] of h[0..len), an IPv6 address in brackets: the host
+ * without them (bracketed says there were), the port's text (NULL: none).
+ * Returns NULL, or what is wrong, for the caller's own message. */
+struct dlock_url_host {
+    const char *host;
+    size_t host_len;
+    int bracketed;
+    const char *port;
+    size_t port_len;
+};
+const char *dlock__url_host_port(const char *h, size_t len, struct dlock_url_host *out);
+
+/* A decimal number in [min, max] made of s[0..len) (at most 10 digits),
+ * else -1: a port, a database number. */
+long dlock__url_number(const char *s, size_t len, long min, long max);
+
 /* Percent-decoding for URL parts: writes a NUL-terminated copy of
  * src[0..len) into a new malloc'ed string.  DLOCK_EINVAL on a bad escape or
  * an embedded NUL; DLOCK_ENOMEM. */

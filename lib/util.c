@@ -99,6 +99,56 @@ int dlock__url_scheme(const char *url, char *buf, size_t buflen)
     return DLOCK_OK;
 }
 
+void dlock__url_authority(const char *p, struct dlock_url_authority *a)
+{
+    a->end = p + strcspn(p, "/?");
+    const char *at = NULL;
+    for (const char *s = p; s < a->end; s++)
+        if (*s == '@')
+            at = s;
+    a->userinfo = at ? p : NULL;
+    a->userinfo_len = at ? (size_t)(at - p) : 0;
+    a->hosts = at ? at + 1 : p;
+    a->hosts_len = (size_t)(a->end - a->hosts);
+}
+
+const char *dlock__url_host_port(const char *h, size_t len, struct dlock_url_host *out)
+{
+    memset(out, 0, sizeof *out);
+    if (len && h[0] == '[') {
+        const char *close = memchr(h, ']', len);
+        if (!close)
+            return "an IPv6 address needs its closing ']'";
+        const char *after = close + 1, *end = h + len;
+        if (after < end && *after != ':')
+            return "only :port may follow an IPv6 address";
+        out->bracketed = 1;
+        out->host = h + 1;
+        out->host_len = (size_t)(close - out->host);
+        out->port = after < end ? after + 1 : NULL;
+    } else {
+        const char *colon = memchr(h, ':', len);
+        out->host = h;
+        out->host_len = colon ? (size_t)(colon - h) : len;
+        out->port = colon ? colon + 1 : NULL;
+    }
+    out->port_len = out->port ? (size_t)(h + len - out->port) : 0;
+    return NULL;
+}
+
+long dlock__url_number(const char *s, size_t len, long min, long max)
+{
+    if (len == 0 || len > 10)
+        return -1;
+    long v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v >= min && v <= max ? v : -1;
+}
+
 static int hex_value(char c)
 {
     if (c >= '0' && c <= '9')

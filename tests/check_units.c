@@ -182,6 +182,46 @@ START_TEST(percent_decoding)
 }
 END_TEST
 
+/* The URL pieces the network stores share: the authority (userinfo up to
+ * the last '@'), HOST[:PORT] with IPv6 brackets, and bounded numbers. */
+START_TEST(url_authority_and_hosts)
+{
+    struct dlock_url_authority a;
+    dlock__url_authority("us:p@ss@h1:1,h2/x?y", &a);
+    ck_assert_ptr_nonnull(a.userinfo);
+    ck_assert_int_eq((int)a.userinfo_len, 7); /* "us:p@ss": the last '@' ends it */
+    ck_assert_int_eq((int)a.hosts_len, 7);
+    ck_assert_int_eq(strncmp(a.hosts, "h1:1,h2", 7), 0);
+    ck_assert_int_eq(*a.end, '/');
+    dlock__url_authority("h?user@x", &a); /* an '@' in the query is no userinfo */
+    ck_assert_ptr_null(a.userinfo);
+    ck_assert_int_eq((int)a.hosts_len, 1);
+    ck_assert_int_eq(*a.end, '?');
+
+    struct dlock_url_host h;
+    ck_assert_ptr_null(dlock__url_host_port("[::1]:2379", 10, &h));
+    ck_assert(h.bracketed);
+    ck_assert_int_eq((int)h.host_len, 3);
+    ck_assert_int_eq(strncmp(h.host, "::1", 3), 0);
+    ck_assert_int_eq((int)h.port_len, 4);
+    ck_assert_ptr_null(dlock__url_host_port("host", 4, &h));
+    ck_assert(!h.bracketed);
+    ck_assert_ptr_null(h.port);
+    ck_assert_ptr_null(dlock__url_host_port("host:", 5, &h));
+    ck_assert_ptr_nonnull(h.port);
+    ck_assert_int_eq((int)h.port_len, 0);
+    ck_assert_ptr_nonnull(dlock__url_host_port("[::1", 4, &h));
+    ck_assert_ptr_nonnull(dlock__url_host_port("[::1]x", 6, &h));
+
+    ck_assert_int_eq(dlock__url_number("65535", 5, 1, 65535), 65535);
+    ck_assert_int_eq(dlock__url_number("65536", 5, 1, 65535), -1);
+    ck_assert_int_eq(dlock__url_number("0", 1, 1, 65535), -1);
+    ck_assert_int_eq(dlock__url_number("", 0, 0, 9), -1);
+    ck_assert_int_eq(dlock__url_number("1a", 2, 0, 99), -1);
+    ck_assert_int_eq(dlock__url_number("12345678901", 11, 0, 2147483647), -1);
+}
+END_TEST
+
 /* A typo of a built-in scheme is DLOCK_EINVAL with a suggestion; a scheme
  * far from all of them (a backend not built in) stays DLOCK_ENOTSUP. */
 START_TEST(url_scheme_typos)
@@ -614,6 +654,7 @@ int main(int argc, char **argv)
     tcase_add_test(t, url_sqlite_forms);
 #endif
     tcase_add_test(t, percent_decoding);
+    tcase_add_test(t, url_authority_and_hosts);
     tcase_add_loop_test(t, url_common_options, 0, (int)(sizeof urlopt_cases / sizeof urlopt_cases[0]));
     tcase_add_test(t, url_options_only);
     suite_add_tcase(s, t);

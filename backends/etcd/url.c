@@ -30,19 +30,6 @@ static int bad(const char *what)
 }
 
 /* A decimal port, else -1. */
-static long port_number(const char *s, size_t len)
-{
-    if (len == 0 || len > 5)
-        return -1;
-    long v = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    return v >= 1 && v <= 65535 ? v : -1;
-}
-
 /* USER:PASSWORD before the hosts. */
 static int parse_userinfo(const char *s, size_t len, struct dlock_etcd_url *u)
 {
@@ -66,39 +53,27 @@ static int parse_endpoint(const char *h, size_t len, struct dlock_etcd_url *u)
 {
     if (u->count == DLOCK_ETCD_MAX_ENDPOINTS)
         return bad("more than 16 endpoints");
-    const char *port = NULL;
-    size_t host_len;
-    if (len && h[0] == '[') {
-        const char *close = memchr(h, ']', len);
-        if (!close)
-            return bad("an IPv6 address needs its closing ']'");
-        host_len = (size_t)(close - h) + 1;
-        if (host_len < len && close[1] != ':')
-            return bad("only :port may follow an IPv6 address");
-        port = host_len < len ? close + 2 : NULL;
-        if (host_len == 2)
-            return bad("an endpoint has no host");
-    } else {
-        const char *colon = memchr(h, ':', len);
-        host_len = colon ? (size_t)(colon - h) : len;
-        port = colon ? colon + 1 : NULL;
-    }
-    if (host_len == 0)
+    struct dlock_url_host hp;
+    const char *wrong = dlock__url_host_port(h, len, &hp);
+    if (wrong)
+        return bad(wrong);
+    if (hp.host_len == 0)
         return bad("an endpoint has no host (write HOST:PORT[,HOST:PORT...])");
-    for (size_t i = 0; i < host_len; i++) {
-        unsigned char ch = (unsigned char)h[i];
+    for (size_t i = 0; i < hp.host_len; i++) {
+        unsigned char ch = (unsigned char)hp.host[i];
         if (ch <= ' ' || ch >= 0x7f || strchr("/@%?#\\", ch))
             return bad("a host has a character that no host name has");
     }
     struct dlock_etcd_endpoint *e = &u->endpoints[u->count];
     e->port = DLOCK_ETCD_DEFAULT_PORT;
-    if (port) {
-        long v = port_number(port, (size_t)(h + len - port));
+    if (hp.port) {
+        long v = dlock__url_number(hp.port, hp.port_len, 1, 65535);
         if (v < 0)
             return bad("a port must be a number from 1 to 65535");
         e->port = (int)v;
     }
-    e->host = strndup(h, host_len);
+    /* An IPv6 address keeps its brackets: it goes into URLs as it is. */
+    e->host = hp.bracketed ? strndup(hp.host - 1, hp.host_len + 2) : strndup(hp.host, hp.host_len);
     if (!e->host)
         return dlock__oom();
     u->count++;
@@ -131,19 +106,13 @@ static int parse_query(const char *q, struct dlock_etcd_url *u)
 /* p: after "etcd://". */
 static int parse_authority(const char *p, struct dlock_etcd_url *u)
 {
-    size_t alen = strcspn(p, "/?");
-    const char *end = p + alen, *at = NULL;
-    for (const char *s = p; s < end; s++)
-        if (*s == '@')
-            at = s; /* the last '@': a password may hold one unescaped */
+    struct dlock_url_authority a;
+    dlock__url_authority(p, &a);
     int rc;
-    const char *h = p;
-    if (at) {
-        if ((rc = parse_userinfo(p, (size_t)(at - p), u)) != DLOCK_OK)
-            return rc;
-        h = at + 1;
-    }
-    while (h <= end) {
+    if (a.userinfo && (rc = parse_userinfo(a.userinfo, a.userinfo_len, u)) != DLOCK_OK)
+        return rc;
+    const char *end = a.end;
+    for (const char *h = a.hosts; h <= end;) {
         const char *comma = memchr(h, ',', (size_t)(end - h));
         const char *stop = comma ? comma : end;
         if ((rc = parse_endpoint(h, (size_t)(stop - h), u)) != DLOCK_OK)

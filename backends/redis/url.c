@@ -22,20 +22,6 @@ void dlock__redis_url_free(struct dlock_redis_url *u)
     memset(u, 0, sizeof *u);
 }
 
-/* A decimal number in [min, max] made of s[0..len), else -1. */
-static long number(const char *s, size_t len, long min, long max)
-{
-    if (len == 0 || len > 10)
-        return -1;
-    long v = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    return v >= min && v <= max ? v : -1;
-}
-
 static int bad(const char *what)
 {
     return dlock__error(DLOCK_EINVAL, "redis URL: %s", what);
@@ -49,7 +35,7 @@ static int parse_query(const char *q, int is_unix, struct dlock_redis_url *u)
         const char *amp = strchr(q, '&');
         size_t len = amp ? (size_t)(amp - q) : strlen(q);
         if (is_unix && len >= 3 && memcmp(q, "db=", 3) == 0) {
-            long db = number(q + 3, len - 3, 0, INT_MAX);
+            long db = dlock__url_number(q + 3, len - 3, 0, INT_MAX);
             if (db < 0 || seen_db)
                 return bad("db= must be given once, as a number from 0");
             u->db = (int)db;
@@ -85,57 +71,36 @@ static int parse_userinfo(const char *s, size_t len, struct dlock_redis_url *u)
 
 static int parse_tcp(const char *p, struct dlock_redis_url *u)
 {
-    /* p: after "redis://"; the authority ends at the first '/' or '?'. */
-    size_t alen = strcspn(p, "/?");
-    const char *auth_end = p + alen;
-    const char *at = NULL;
-    for (const char *s = p; s < auth_end; s++)
-        if (*s == '@')
-            at = s; /* the last '@': a password may hold one unescaped */
+    /* p: after "redis://". */
+    struct dlock_url_authority a;
+    dlock__url_authority(p, &a);
     int rc;
-    const char *h = p;
-    if (at) {
-        if ((rc = parse_userinfo(p, (size_t)(at - p), u)) != DLOCK_OK)
-            return rc;
-        h = at + 1;
-    }
-    size_t hlen = (size_t)(auth_end - h);
-    const char *port = NULL;
-    size_t host_len;
-    if (hlen && h[0] == '[') {
-        const char *close = memchr(h, ']', hlen);
-        if (!close)
-            return bad("an IPv6 address needs its closing ']'");
-        if (close + 1 < auth_end && close[1] != ':')
-            return bad("only :port may follow an IPv6 address");
-        port = close + 1 < auth_end ? close + 2 : NULL;
-        h++;
-        host_len = (size_t)(close - h);
-    } else {
-        const char *colon = memchr(h, ':', hlen);
-        host_len = colon ? (size_t)(colon - h) : hlen;
-        port = colon ? colon + 1 : NULL;
-    }
-    if (host_len == 0)
+    if (a.userinfo && (rc = parse_userinfo(a.userinfo, a.userinfo_len, u)) != DLOCK_OK)
+        return rc;
+    struct dlock_url_host hp;
+    const char *wrong = dlock__url_host_port(a.hosts, a.hosts_len, &hp);
+    if (wrong)
+        return bad(wrong);
+    if (hp.host_len == 0)
         return bad("the host is missing");
-    if ((rc = dlock__percent_decode(h, host_len, &u->host)) != DLOCK_OK)
+    if ((rc = dlock__percent_decode(hp.host, hp.host_len, &u->host)) != DLOCK_OK)
         return rc == DLOCK_EINVAL ? bad("the host has a bad %-escape") : rc;
     for (const char *c = u->host; *c; c++)
         if ((unsigned char)*c <= ' ' || *c == '/' || *c == '@')
             return bad("the host has a character that no host name has");
     u->port = DLOCK_REDIS_DEFAULT_PORT;
-    if (port) {
-        long v = number(port, (size_t)(auth_end - port), 1, 65535);
+    if (hp.port) {
+        long v = dlock__url_number(hp.port, hp.port_len, 1, 65535);
         if (v < 0)
             return bad("the port must be a number from 1 to 65535");
         u->port = (int)v;
     }
-    const char *rest = auth_end;
+    const char *rest = a.end;
     if (*rest == '/') {
         rest++;
         size_t dlen = strcspn(rest, "?");
         if (dlen) {
-            long db = number(rest, dlen, 0, INT_MAX);
+            long db = dlock__url_number(rest, dlen, 0, INT_MAX);
             if (db < 0)
                 return bad("the path must be a database number from 0 (redis://host:port/db)");
             u->db = (int)db;

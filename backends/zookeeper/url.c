@@ -150,17 +150,13 @@ static int parse_rest(const char *rest, struct dlock_zk_url *u)
     if (query && query[1])
         return bad("an unknown parameter (known: prefix)");
     const char *end = query ? query : p + strlen(p);
-    const char *slash = memchr(p, '/', (size_t)(end - p));
-    const char *auth_end = slash ? slash : end;
-    const char *at = NULL;
-    for (const char *q = p; q < auth_end; q++)
-        if (*q == '@')
-            at = q;
+    struct dlock_url_authority a;
+    dlock__url_authority(p, &a);
+    const char *slash = *a.end == '/' ? a.end : NULL;
     int rc;
-    if (at && (rc = parse_userinfo(p, (size_t)(at - p), u)) != DLOCK_OK)
+    if (a.userinfo && (rc = parse_userinfo(a.userinfo, a.userinfo_len, u)) != DLOCK_OK)
         return rc;
-    const char *hosts = at ? at + 1 : p;
-    if ((rc = parse_hosts(hosts, (size_t)(auth_end - hosts), u)) != DLOCK_OK)
+    if ((rc = parse_hosts(a.hosts, a.hosts_len, u)) != DLOCK_OK)
         return rc;
     return parse_base(slash ? slash : end, slash ? (size_t)(end - slash) : 0, u);
 }
