@@ -303,6 +303,17 @@ const char *dlock__url_host_port(const char *h, size_t len, struct dlock_url_hos
  * else -1: a port, a database number. */
 long dlock__url_number(const char *s, size_t len, long min, long max);
 
+/* USER:PASSWORD, a URL's userinfo s[0..len): each part percent-decoded
+ * into a new string (*user stays NULL when USER is empty, which
+ * user_required refuses).  DLOCK_EINVAL with *problem, what is wrong (never
+ * the password), or NULL when there is no ':' or no required user: the
+ * caller names the shape it wants.  DLOCK_ENOMEM. */
+int dlock__url_userinfo(const char *s, size_t len, int user_required, char **user, char **password,
+                        const char **problem);
+
+/* Free a string that holds a secret, wiped first. */
+void dlock__free_secret(char *secret);
+
 /* Percent-decoding for URL parts: writes a NUL-terminated copy of
  * src[0..len) into a new malloc'ed string.  DLOCK_EINVAL on a bad escape or
  * an embedded NUL; DLOCK_ENOMEM. */

@@ -136,6 +136,33 @@ const char *dlock__url_host_port(const char *h, size_t len, struct dlock_url_hos
     return NULL;
 }
 
+int dlock__url_userinfo(const char *s, size_t len, int user_required, char **user, char **password,
+                        const char **problem)
+{
+    *problem = NULL;
+    const char *colon = memchr(s, ':', len);
+    if (!colon || (user_required && colon == s))
+        return DLOCK_EINVAL;
+    size_t ulen = (size_t)(colon - s);
+    int rc;
+    if (ulen && (rc = dlock__percent_decode(s, ulen, user)) != DLOCK_OK) {
+        *problem = "the user name has a bad %-escape";
+        return rc;
+    }
+    rc = dlock__percent_decode(colon + 1, len - ulen - 1, password);
+    if (rc != DLOCK_OK)
+        *problem = "the password has a bad %-escape (it is not shown)";
+    return rc;
+}
+
+void dlock__free_secret(char *secret)
+{
+    if (secret) {
+        memset(secret, 0, strlen(secret));
+        free(secret);
+    }
+}
+
 long dlock__url_number(const char *s, size_t len, long min, long max)
 {
     if (len == 0 || len > 10)

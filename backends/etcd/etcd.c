@@ -237,30 +237,21 @@ static int wait_turn(etcd_conn *c, etcd_lock *lock, const struct wait *w, struct
 {
     int64_t next_tick = dlock__now_ms() + w->tick_ms;
     for (;;) {
-        if (p->lowest) {
-            /* Confirm: renew, then the own key must still be there and hold. */
-            int64_t sent = 0;
-            int rc = renew_and_look(c, lock, w, p, &sent);
-            if (rc != DLOCK_OK)
-                return rc;
-            if (p->lowest) {
-                call->lease_start_ms = sent;
-                return DLOCK_OK;
-            }
-            continue;
+        if (!p->lowest) {
+            int64_t end = next_tick < w->until_ms ? next_tick : w->until_ms;
+            int woke = dlock__etcd_watch_delete(c, p->pred, p->revision + 1, end);
+            if (woke == DLOCK_ECANCELED)
+                return dlock__error(DLOCK_ECANCELED, "wait for lock '%s' canceled", w->name);
+            int64_t now = dlock__now_ms();
+            if (!woke && now >= w->until_ms)
+                return DLOCK_EBUSY;
+            next_tick = now + w->tick_ms;
         }
-        int64_t end = next_tick < w->until_ms ? next_tick : w->until_ms;
-        int woke = dlock__etcd_watch_delete(c, p->pred, p->revision + 1, end);
-        if (woke == DLOCK_ECANCELED)
-            return dlock__error(DLOCK_ECANCELED, "wait for lock '%s' canceled", w->name);
-        int64_t now = dlock__now_ms();
-        if (!woke && now >= w->until_ms)
-            return DLOCK_EBUSY;
-        /* Woken (or due): renew and look (at once); when the own key is
-         * now the lowest, that keep-alive confirms the grant (one round
-         * trip from the predecessor's deletion to the answer). */
+        /* Woken, due, or the lowest already: renew and look (at once).
+         * When the own key is the lowest, that keep-alive confirms the
+         * grant (one round trip from the predecessor's deletion to the
+         * answer), and the own key must still be there and hold. */
         int64_t sent = 0;
-        next_tick = now + w->tick_ms;
         int rc = renew_and_look(c, lock, w, p, &sent);
         if (rc != DLOCK_OK)
             return rc;

@@ -15,10 +15,7 @@ void dlock__etcd_url_free(struct dlock_etcd_url *u)
     for (size_t i = 0; i < u->count; i++)
         free(u->endpoints[i].host);
     free(u->user);
-    if (u->password) {
-        memset(u->password, 0, strlen(u->password));
-        free(u->password);
-    }
+    dlock__free_secret(u->password);
     free(u->cafile);
     free(u->prefix);
     memset(u, 0, sizeof *u);
@@ -29,20 +26,13 @@ static int bad(const char *what)
     return dlock__error(DLOCK_EINVAL, "etcd URL: %s", what);
 }
 
-/* A decimal port, else -1. */
 /* USER:PASSWORD before the hosts. */
 static int parse_userinfo(const char *s, size_t len, struct dlock_etcd_url *u)
 {
-    const char *colon = memchr(s, ':', len);
-    if (!colon || colon == s)
-        return bad("the part before '@' must be user:password");
-    size_t ulen = (size_t)(colon - s);
-    int rc = dlock__percent_decode(s, ulen, &u->user);
+    const char *problem;
+    int rc = dlock__url_userinfo(s, len, 1, &u->user, &u->password, &problem);
     if (rc != DLOCK_OK)
-        return rc == DLOCK_EINVAL ? bad("the user name has a bad %-escape") : rc;
-    rc = dlock__percent_decode(colon + 1, len - ulen - 1, &u->password);
-    if (rc != DLOCK_OK)
-        return rc == DLOCK_EINVAL ? bad("the password has a bad %-escape (it is not shown)") : rc;
+        return rc == DLOCK_EINVAL ? bad(problem ? problem : "the part before '@' must be user:password") : rc;
     if (!u->password[0])
         return bad("the password is empty");
     return DLOCK_OK;

@@ -119,8 +119,9 @@ static int mysqlbe_acquire(struct dlock_conn *conn, const char *name, uint32_t t
 }
 
 /* Does this session hold the lock (one round trip, sent at *sent_ms)?
- * 1 yes, 0 no, <0 a status (the session is dropped when it broke). */
-static int held_by_session(struct mysqlbe_conn *c, const struct mysqlbe_lock *l, int64_t *sent_ms)
+ * 1 yes, 0 no, <0 a status: `broken` when the session broke (it is then
+ * dropped). */
+static int held_by_session(struct mysqlbe_conn *c, const struct mysqlbe_lock *l, int64_t *sent_ms, int broken)
 {
     long long ours = 0;
     int ours_null = 0;
@@ -128,7 +129,7 @@ static int held_by_session(struct mysqlbe_conn *c, const struct mysqlbe_lock *l,
     *sent_ms = dlock__now_ms();
     if (dlock__mysql_run_int(c, &c->stmt_is_ours, "SELECT IS_USED_LOCK(?) = CONNECTION_ID()", l->server_name, NULL, &ours,
                         &ours_null, &error) != 0)
-        return dlock__mysql_session_error(c, error.code, error.text, "confirming the lock", DLOCK_ECONN);
+        return dlock__mysql_session_error(c, error.code, error.text, "confirming the lock", broken);
     return !ours_null && ours == 1;
 }
 
@@ -146,7 +147,7 @@ static int lock_taken(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char
                       uint32_t ttl_ms, struct dlock_call *call, struct dlock_held **lock_out)
 {
     if (confirm && dlock__now_ms() - sent_ms > (int64_t)(ttl_ms / CONFIRM_FRACTION)) {
-        int held = held_by_session(c, l, &sent_ms);
+        int held = held_by_session(c, l, &sent_ms, DLOCK_ECONN);
         if (held <= 0)
             return held < 0 ? held
                             : dlock__error(DLOCK_EBACKEND,
@@ -244,7 +245,7 @@ static int granted_anyway(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const 
                           uint32_t ttl_ms, struct dlock_call *call, struct dlock_held **lock_out)
 {
     int64_t sent_ms;
-    int held = held_by_session(c, l, &sent_ms);
+    int held = held_by_session(c, l, &sent_ms, DLOCK_ECONN);
     if (held <= 0)
         return held < 0 ? held : 1;
     if (!canceled)
@@ -425,14 +426,12 @@ static int mysqlbe_extend(struct dlock_conn *conn, struct dlock_held *held, cons
     int status = dlock__mysql_set_lease(c, dlock__mysql_lease_needed(c, l, ttl_ms), DLOCK_ELOST);
     if (status != DLOCK_OK)
         return status;
-    long long ours = 0;
-    int ours_null = 0;
-    struct statement_error error;
     /* Any statement also resets the session's idle timer: that is the renewal. */
-    if (dlock__mysql_run_int(c, &c->stmt_is_ours, "SELECT IS_USED_LOCK(?) = CONNECTION_ID()", l->server_name, NULL, &ours,
-                        &ours_null, &error) != 0)
-        return dlock__mysql_session_error(c, error.code, error.text, "confirming the lock", DLOCK_ELOST);
-    if (ours_null || ours != 1)
+    int64_t sent_ms;
+    int ours = held_by_session(c, l, &sent_ms, DLOCK_ELOST);
+    if (ours < 0)
+        return ours;
+    if (!ours)
         return dlock__error(DLOCK_ELOST, "lock '%s' is no longer held by this session", name);
     if (ttl_ms != l->base.ttl_ms) /* rare: a heartbeat keeps its TTL */
         dlock__session_retime(&c->session, &l->base, ttl_ms);

@@ -14,10 +14,7 @@ void dlock__redis_url_free(struct dlock_redis_url *u)
     free(u->host);
     free(u->socket);
     free(u->user);
-    if (u->password) {
-        memset(u->password, 0, strlen(u->password));
-        free(u->password);
-    }
+    dlock__free_secret(u->password);
     free(u->prefix);
     memset(u, 0, sizeof *u);
 }
@@ -54,16 +51,11 @@ static int parse_query(const char *q, int is_unix, struct dlock_redis_url *u)
 /* user:password or :password before the host. */
 static int parse_userinfo(const char *s, size_t len, struct dlock_redis_url *u)
 {
-    const char *colon = memchr(s, ':', len);
-    if (!colon)
-        return bad("the part before '@' must be [user]:password (a password alone is written :password)");
-    size_t ulen = (size_t)(colon - s);
-    int rc;
-    if (ulen && (rc = dlock__percent_decode(s, ulen, &u->user)) != DLOCK_OK)
-        return rc == DLOCK_EINVAL ? bad("the user name has a bad %-escape") : rc;
-    rc = dlock__percent_decode(colon + 1, len - ulen - 1, &u->password);
+    const char *problem;
+    int rc = dlock__url_userinfo(s, len, 0, &u->user, &u->password, &problem);
     if (rc != DLOCK_OK)
-        return rc == DLOCK_EINVAL ? bad("the password has a bad %-escape (it is not shown)") : rc;
+        return rc == DLOCK_EINVAL ? bad(problem ? problem : "the part before '@' must be [user]:password (a password alone is written :password)")
+                                  : rc;
     if (!u->password[0])
         return bad("the password is empty");
     return DLOCK_OK;

@@ -69,13 +69,22 @@ void dlock__zk_void_done(int rc, const void *data)
     finish((struct zk_op *)data, rc);
 }
 
-void dlock__zk_stat_done(int rc, const struct Stat *stat, const void *data)
+/* finish(), and on success keep the node's stat: 1 when the answer is
+ * ours to read further (finished and ZOK). */
+static int finish_with_stat(struct zk_op *op, int rc, const struct Stat *stat)
 {
-    struct zk_op *op = (struct zk_op *)data;
-    if (finish(op, rc) && rc == ZOK && stat) {
+    if (!finish(op, rc) || rc != ZOK)
+        return 0;
+    if (stat) {
         op->stat = *stat;
         op->have_stat = 1;
     }
+    return 1;
+}
+
+void dlock__zk_stat_done(int rc, const struct Stat *stat, const void *data)
+{
+    finish_with_stat((struct zk_op *)data, rc, stat);
 }
 
 void dlock__zk_string_done(int rc, const char *value, const void *data)
@@ -87,12 +96,8 @@ void dlock__zk_string_done(int rc, const char *value, const void *data)
 void dlock__zk_create_done(int rc, const char *value, const struct Stat *stat, const void *data)
 {
     struct zk_op *op = (struct zk_op *)data;
-    if (!finish(op, rc) || rc != ZOK)
+    if (!finish_with_stat(op, rc, stat))
         return;
-    if (stat) {
-        op->stat = *stat;
-        op->have_stat = 1;
-    }
     op->text = value ? strdup(value) : NULL;
     if (!op->text)
         op->rc = ZSYSTEMERROR;
@@ -101,12 +106,8 @@ void dlock__zk_create_done(int rc, const char *value, const struct Stat *stat, c
 void dlock__zk_data_done(int rc, const char *value, int value_len, const struct Stat *stat, const void *data)
 {
     struct zk_op *op = (struct zk_op *)data;
-    if (!finish(op, rc) || rc != ZOK)
+    if (!finish_with_stat(op, rc, stat))
         return;
-    if (stat) {
-        op->stat = *stat;
-        op->have_stat = 1;
-    }
     int len = value && value_len > 0 ? value_len : 0;
     op->text = malloc((size_t)len + 1);
     if (!op->text) {

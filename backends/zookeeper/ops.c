@@ -114,18 +114,25 @@ static int lowest_node(zk_conn *c, const char *dir, struct dlock_call *call, cha
     return dlock__error(DLOCK_EBUSY, "the lock changed hands too often to be read");
 }
 
-int dlock__zk_holder(struct dlock_conn *conn, const char *name, char *buf, size_t buflen, struct dlock_call *call)
+/* The lowest node of a name's folder, on a session: lowest_node's answer. */
+static int lowest_of(zk_conn *c, const char *name, struct dlock_call *call, char **path, char **data,
+                     struct Stat *stat)
 {
-    zk_conn *c = zk_of(conn);
     char dir[ZK_PATH_MAX];
     int rc = dlock__zk_dir(c, name, dir);
     if (rc == DLOCK_OK)
         rc = dlock__zk_session(c, 0, call);
     if (rc != DLOCK_OK)
         return rc;
+    return lowest_node(c, dir, call, path, data, stat);
+}
+
+int dlock__zk_holder(struct dlock_conn *conn, const char *name, char *buf, size_t buflen, struct dlock_call *call)
+{
+    zk_conn *c = zk_of(conn);
     char *path = NULL, *data = NULL;
     struct Stat stat = {0};
-    rc = lowest_node(c, dir, call, &path, &data, &stat);
+    int rc = lowest_of(c, name, call, &path, &data, &stat);
     if (rc == 1 && buf && buflen) {
         long long pid;
         const char *host;
@@ -139,15 +146,9 @@ int dlock__zk_holder(struct dlock_conn *conn, const char *name, char *buf, size_
 int dlock__zk_break(struct dlock_conn *conn, const char *name, struct dlock_call *call)
 {
     zk_conn *c = zk_of(conn);
-    char dir[ZK_PATH_MAX];
-    int rc = dlock__zk_dir(c, name, dir);
-    if (rc == DLOCK_OK)
-        rc = dlock__zk_session(c, 0, call);
-    if (rc != DLOCK_OK)
-        return rc;
     char *path = NULL, *data = NULL;
     struct Stat stat = {0};
-    rc = lowest_node(c, dir, call, &path, &data, &stat);
+    int rc = lowest_of(c, name, call, &path, &data, &stat);
     free(data);
     if (rc != 1) {
         free(path);

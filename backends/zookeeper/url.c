@@ -13,10 +13,7 @@ void dlock__zk_url_free(struct dlock_zk_url *u)
 {
     free(u->hosts);
     free(u->user);
-    if (u->password) {
-        memset(u->password, 0, strlen(u->password));
-        free(u->password);
-    }
+    dlock__free_secret(u->password);
     free(u->base);
     free(u->prefix);
     memset(u, 0, sizeof *u);
@@ -30,18 +27,13 @@ static int bad(const char *what)
 /* user:password before the hosts: both required (digest authentication). */
 static int parse_userinfo(const char *s, size_t len, struct dlock_zk_url *u)
 {
-    const char *colon = memchr(s, ':', len);
-    if (!colon || colon == s)
-        return bad("the part before '@' must be user:password (digest authentication)");
-    size_t ulen = (size_t)(colon - s);
-    int rc = dlock__percent_decode(s, ulen, &u->user);
+    const char *problem;
+    int rc = dlock__url_userinfo(s, len, 1, &u->user, &u->password, &problem);
     if (rc != DLOCK_OK)
-        return rc == DLOCK_EINVAL ? bad("the user name has a bad %-escape") : rc;
+        return rc == DLOCK_EINVAL ? bad(problem ? problem : "the part before '@' must be user:password (digest authentication)")
+                                  : rc;
     if (strchr(u->user, ':'))
         return bad("the user name may not hold ':'");
-    rc = dlock__percent_decode(colon + 1, len - ulen - 1, &u->password);
-    if (rc != DLOCK_OK)
-        return rc == DLOCK_EINVAL ? bad("the password has a bad %-escape (it is not shown)") : rc;
     return DLOCK_OK;
 }
 
