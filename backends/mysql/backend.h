@@ -158,6 +158,12 @@ void dlock__mysql_drop_session(struct mysqlbe_conn *c);
  * reported as `lost_status` (DLOCK_ECONN, or DLOCK_ELOST for a held lock). */
 int dlock__mysql_session_error(struct mysqlbe_conn *c, unsigned int err, const char *text, const char *doing,
                           int lost_status);
+/* A client library's statement error into *error (CR_UNKNOWN_ERROR when it
+ * gives none). */
+void dlock__mysql_error_from(struct statement_error *error, MYSQL_STMT *stmt);
+/* Prepare sql into *slot unless it is there already: 0, or -1 with *error
+ * filled. */
+int dlock__mysql_prepare(struct mysqlbe_conn *c, MYSQL_STMT **slot, const char *sql, struct statement_error *error);
 /* Run a prepared statement (prepared into *slot on first use) with one
  * string parameter and an optional double, fetching one nullable integer
  * (*value_null set when NULL), bounded by the call's deadline.  0 or -1

@@ -371,24 +371,40 @@ int dlock__mysql_run_int(struct mysqlbe_conn *c, MYSQL_STMT **slot, const char *
     return statement_end(c, failed, error);
 }
 
+void dlock__mysql_error_from(struct statement_error *error, MYSQL_STMT *stmt)
+{
+    error->code = mysql_stmt_errno(stmt);
+    dlock__copy_text(error->text, sizeof error->text, mysql_stmt_error(stmt));
+    if (error->code == 0) {
+        error->code = CR_UNKNOWN_ERROR;
+        dlock__copy_text(error->text, sizeof error->text, "unknown client error");
+    }
+}
+
+int dlock__mysql_prepare(struct mysqlbe_conn *c, MYSQL_STMT **slot, const char *sql, struct statement_error *error)
+{
+    if (*slot)
+        return 0;
+    MYSQL_STMT *stmt = mysql_stmt_init(c->db);
+    if (!stmt) {
+        error->code = CR_OUT_OF_MEMORY;
+        dlock__copy_text(error->text, sizeof error->text, dlock_strerror(DLOCK_ENOMEM));
+        return -1;
+    }
+    if (mysql_stmt_prepare(stmt, sql, (unsigned long)strlen(sql)) != 0) {
+        dlock__mysql_error_from(error, stmt);
+        mysql_stmt_close(stmt);
+        return -1;
+    }
+    *slot = stmt;
+    return 0;
+}
+
 static int run_int_watched(struct mysqlbe_conn *c, MYSQL_STMT **slot, const char *sql, const char *name,
                            const double *number, long long *value, int *value_null, struct statement_error *error)
 {
-    if (!*slot) {
-        MYSQL_STMT *stmt = mysql_stmt_init(c->db);
-        if (!stmt) {
-            error->code = CR_OUT_OF_MEMORY;
-            dlock__copy_text(error->text, sizeof error->text, dlock_strerror(DLOCK_ENOMEM));
-            return -1;
-        }
-        if (mysql_stmt_prepare(stmt, sql, (unsigned long)strlen(sql)) != 0) {
-            error->code = mysql_stmt_errno(stmt);
-            dlock__copy_text(error->text, sizeof error->text, mysql_stmt_error(stmt));
-            mysql_stmt_close(stmt);
-            return -1;
-        }
-        *slot = stmt;
-    }
+    if (dlock__mysql_prepare(c, slot, sql, error) != 0)
+        return -1;
     MYSQL_STMT *stmt = *slot;
     MYSQL_BIND params[2];
     memset(params, 0, sizeof params);
@@ -412,12 +428,7 @@ static int run_int_watched(struct mysqlbe_conn *c, MYSQL_STMT **slot, const char
     int fetch = 1;
     if (mysql_stmt_bind_param(stmt, params) != 0 || mysql_stmt_execute(stmt) != 0 ||
         mysql_stmt_bind_result(stmt, &result) != 0 || (fetch = mysql_stmt_fetch(stmt)) == 1) {
-        error->code = mysql_stmt_errno(stmt);
-        dlock__copy_text(error->text, sizeof error->text, mysql_stmt_error(stmt));
-        if (error->code == 0) {
-            error->code = CR_UNKNOWN_ERROR;
-            dlock__copy_text(error->text, sizeof error->text, "unknown client error");
-        }
+        dlock__mysql_error_from(error, stmt);
         mysql_stmt_free_result(stmt);
         return -1;
     }

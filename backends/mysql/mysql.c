@@ -133,6 +133,26 @@ static int held_by_session(struct mysqlbe_conn *c, const struct mysqlbe_lock *l,
     return !ours_null && ours == 1;
 }
 
+/* RELEASE_LOCK on this session: 0 (*released: 1 let go, 0 held by another
+ * session, NULL when nobody held it) or -1 with *error filled. */
+static int release_lock(struct mysqlbe_conn *c, const struct mysqlbe_lock *l, long long *released, int *released_null,
+                        struct statement_error *error)
+{
+    return dlock__mysql_run_int(c, &c->stmt_release, "SELECT RELEASE_LOCK(?)", l->server_name, NULL, released,
+                                released_null, error);
+}
+
+/* Let go of a lock that this session was granted but will not keep; when
+ * that is not surely done, end the session (which surely lets go). */
+static void give_back(struct mysqlbe_conn *c, const struct mysqlbe_lock *l)
+{
+    long long released = 0;
+    int released_null = 0;
+    struct statement_error error;
+    if (c->db && (release_lock(c, l, &released, &released_null, &error) != 0 || released_null || released != 1))
+        dlock__mysql_drop_session(c);
+}
+
 /* lock_taken: the name is held by a lease-mode client (the GET_LOCK was let go). */
 #define HELD_IN_LEASE_MODE 2
 /* How long a session-mode wait sleeps before it looks again at a name held
@@ -160,14 +180,7 @@ static int lock_taken(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char
      * mysql_ops.c for why one of the two always backs off). */
     int lease_held = dlock__mysql_lease_row_holder(c, name, NULL, 0);
     if (lease_held != 0) {
-        if (c->db) {
-            long long released = 0;
-            int released_null = 0;
-            struct statement_error error;
-            if (dlock__mysql_run_int(c, &c->stmt_release, "SELECT RELEASE_LOCK(?)", l->server_name, NULL, &released,
-                                &released_null, &error) != 0)
-                dlock__mysql_drop_session(c);
-        }
+        give_back(c, l);
         return lease_held < 0 ? lease_held : HELD_IN_LEASE_MODE;
     }
     if (c->fencing && !l->base.fence) {
@@ -176,14 +189,7 @@ static int lock_taken(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char
          * returns.  A failure lets go of the lock: no token, no lock. */
         int status = dlock__mysql_fence_bump(c, l, name);
         if (status != DLOCK_OK) {
-            if (c->db) {
-                long long released = 0;
-                int released_null = 0;
-                struct statement_error error;
-                if (dlock__mysql_run_int(c, &c->stmt_release, "SELECT RELEASE_LOCK(?)", l->server_name, NULL, &released,
-                                    &released_null, &error) != 0)
-                    dlock__mysql_drop_session(c);
-            }
+            give_back(c, l);
             return status;
         }
     }
@@ -250,13 +256,7 @@ static int granted_anyway(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const 
         return held < 0 ? held : 1;
     if (!canceled)
         return lock_taken(c, l, name, 0, sent_ms, ttl_ms, call, lock_out);
-    long long released = 0;
-    int released_null = 0;
-    struct statement_error error;
-    if (dlock__mysql_run_int(c, &c->stmt_release, "SELECT RELEASE_LOCK(?)", l->server_name, NULL, &released, &released_null,
-                        &error) != 0 ||
-        released_null || released != 1)
-        dlock__mysql_drop_session(c); /* ending the session surely lets go */
+    give_back(c, l);
     return 1;
 }
 
@@ -456,8 +456,7 @@ static int mysqlbe_release(struct dlock_conn *conn, struct dlock_held *held, con
         long long released = 0;
         int released_null = 0;
         struct statement_error error;
-        if (dlock__mysql_run_int(c, &c->stmt_release, "SELECT RELEASE_LOCK(?)", l->server_name, NULL, &released,
-                            &released_null, &error) != 0) {
+        if (release_lock(c, l, &released, &released_null, &error) != 0) {
             status = dlock__mysql_session_error(c, error.code, error.text, "releasing the lock", DLOCK_ELOST);
         } else if (released_null) {
             status = dlock__error(DLOCK_ELOST, "lock '%s' was not held any more", name);

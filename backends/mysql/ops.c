@@ -141,16 +141,6 @@ void dlock__mysql_ops_close(struct mysqlbe_conn *c)
     }
 }
 
-static void error_from(struct statement_error *error, MYSQL_STMT *stmt)
-{
-    error->code = mysql_stmt_errno(stmt);
-    dlock__copy_text(error->text, sizeof error->text, mysql_stmt_error(stmt));
-    if (error->code == 0) {
-        error->code = CR_UNKNOWN_ERROR;
-        dlock__copy_text(error->text, sizeof error->text, "unknown client error");
-    }
-}
-
 /* "Rows matched: 1  Changed: 0  Warnings: 0" (an UPDATE's info): 1; -1
  * when the text is not there. */
 static long rows_matched(const char *info)
@@ -171,22 +161,12 @@ static int exec_watched(struct mysqlbe_conn *c, enum mysqlbe_op op, MYSQL_BIND *
     if (!c->stmt_ops[op]) {
         char sql[2048];
         with_table(sql, sizeof sql, op_sql[op], c->table);
-        MYSQL_STMT *stmt = mysql_stmt_init(c->db);
-        if (!stmt) {
-            error->code = CR_OUT_OF_MEMORY;
-            dlock__copy_text(error->text, sizeof error->text, dlock_strerror(DLOCK_ENOMEM));
+        if (dlock__mysql_prepare(c, &c->stmt_ops[op], sql, error) != 0)
             return -1;
-        }
-        if (mysql_stmt_prepare(stmt, sql, (unsigned long)strlen(sql)) != 0) {
-            error_from(error, stmt);
-            mysql_stmt_close(stmt);
-            return -1;
-        }
-        c->stmt_ops[op] = stmt;
     }
     MYSQL_STMT *stmt = c->stmt_ops[op];
     if ((params && mysql_stmt_bind_param(stmt, params) != 0) || mysql_stmt_execute(stmt) != 0) {
-        error_from(error, stmt);
+        dlock__mysql_error_from(error, stmt);
         mysql_stmt_free_result(stmt);
         return -1;
     }
@@ -196,7 +176,7 @@ static int exec_watched(struct mysqlbe_conn *c, enum mysqlbe_op op, MYSQL_BIND *
     out->rows = 0;
     if (results) {
         if (mysql_stmt_bind_result(stmt, results) != 0) {
-            error_from(error, stmt);
+            dlock__mysql_error_from(error, stmt);
             mysql_stmt_free_result(stmt);
             return -1;
         }
@@ -208,7 +188,7 @@ static int exec_watched(struct mysqlbe_conn *c, enum mysqlbe_op op, MYSQL_BIND *
                 stop = 1; /* read on: the result must be drained */
         }
         if (fetch == 1) {
-            error_from(error, stmt);
+            dlock__mysql_error_from(error, stmt);
             mysql_stmt_free_result(stmt);
             return -1;
         }
