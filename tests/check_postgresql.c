@@ -323,6 +323,27 @@ char *url_with(const char *base, const char *params)
     return u;
 }
 
+void table_test_done(PGconn *pg, char *table, char *url, char *name)
+{
+    if (!pg)
+        pg = raw_connect("dlock-test-admin");
+    char sql[256];
+    snprintf(sql, sizeof sql, "DROP TABLE %s", table);
+    raw_exec(pg, sql, NULL);
+    PQfinish(pg);
+    free(name);
+    free(url);
+    free(table);
+}
+
+char *url_with_table(const char *base, const char *options, const char *prefix, char **table)
+{
+    *table = unique_table(prefix);
+    char params[160];
+    snprintf(params, sizeof params, "%s%stable=%s", options, options[0] ? "&" : "", *table);
+    return url_with(base, params);
+}
+
 /* A table name of its own for a test: created on first use. */
 char *unique_table(const char *prefix)
 {

@@ -14,10 +14,8 @@
  * one is free; the fence and the record outlive a release. */
 START_TEST(test_lease_row)
 {
-    char *table = unique_table("lease_row");
-    char params[160];
-    snprintf(params, sizeof params, "mode=lease&table=%s", table);
-    char *url = url_with(pg_url, params);
+    char *table;
+    char *url = url_with_table(pg_url, "mode=lease", "lease_row", &table);
     char *name = dlt_unique_name("pg-lease-row");
     PGconn *pg = raw_connect("dlock-test-admin");
     dlock_client *a = open_client(url), *b = open_client(url);
@@ -76,12 +74,7 @@ START_TEST(test_lease_row)
     ck_assert(raw_bool(pg, sql, name));
     dlock_close(a);
     dlock_close(b);
-    snprintf(sql, sizeof sql, "DROP TABLE %s", table);
-    raw_exec(pg, sql, NULL);
-    PQfinish(pg);
-    free(name);
-    free(url);
-    free(table);
+    table_test_done(pg, table, url, name);
 }
 END_TEST
 
@@ -146,10 +139,8 @@ START_TEST(test_lease_table_denied)
     const char *pw_url = getenv("DLOCK_TEST_PG_PASSWORD_URL");
     if (!pw_url || !*pw_url)
         return;
-    char *table = unique_table("denied");
-    char params[160];
-    snprintf(params, sizeof params, "mode=lease&table=%s", table);
-    char *url = url_with(pw_url, params);
+    char *table;
+    char *url = url_with_table(pw_url, "mode=lease", "denied", &table);
     dlock_client *c = open_client(url);
     dlock_lock *l = NULL;
     int rc = dlock_acquire(c, "pg-denied", 5000, 0, &l);
@@ -191,10 +182,8 @@ END_TEST
  * in the same statement, and kept in the table under the name's bytes. */
 START_TEST(test_fencing_session)
 {
-    char *table = unique_table("fences");
-    char params[160];
-    snprintf(params, sizeof params, "fencing=on&table=%s", table);
-    char *url = url_with(pg_url, params);
+    char *table;
+    char *url = url_with_table(pg_url, "fencing=on", "fences", &table);
     char *name = dlt_unique_name("pg-fence");
     dlock_client *a = open_client(url), *b = open_client(url);
     dlock_lock *l = NULL;
@@ -230,12 +219,7 @@ START_TEST(test_fencing_session)
     ck_assert_int_eq(dlock_release(l), DLOCK_OK);
     dlock_close(a);
     dlock_close(b);
-    snprintf(sql, sizeof sql, "DROP TABLE %s", table);
-    raw_exec(pg, sql, NULL);
-    PQfinish(pg);
-    free(name);
-    free(url);
-    free(table);
+    table_test_done(pg, table, url, name);
 }
 END_TEST
 

@@ -55,14 +55,7 @@ START_TEST(test_fence_serialization_failure)
     dlt_child_stop(&w1, 0);
     dlt_child_stop(&w2, 0);
     dlock_close(h);
-    PGconn *pg = raw_connect("dlock-test-admin");
-    char sql[256];
-    snprintf(sql, sizeof sql, "DROP TABLE %s", table);
-    raw_exec(pg, sql, NULL);
-    PQfinish(pg);
-    free(name);
-    free(url);
-    free(table);
+    table_test_done(NULL, table, url, name);
 }
 END_TEST
 
@@ -72,10 +65,8 @@ END_TEST
  * DLOCK_EBACKEND, and its session must not keep the lock. */
 START_TEST(test_error_after_grant)
 {
-    char *table = unique_table("fences_bad");
-    char params[160];
-    snprintf(params, sizeof params, "fencing=on&table=%s", table);
-    char *url = url_with(pg_url, params);
+    char *table;
+    char *url = url_with_table(pg_url, "fencing=on", "fences_bad", &table);
     char *name = dlt_unique_name("pg-grant-error");
     PGconn *pg = raw_connect("dlock-test-admin");
     char sql[512];
@@ -93,12 +84,7 @@ START_TEST(test_error_after_grant)
         ck_assert_msg(held_elsewhere(name) == 0, "the %s failed but its session kept the lock", wait ? "wait" : "try");
     }
     dlock_close(c);
-    snprintf(sql, sizeof sql, "DROP TABLE %s", table);
-    raw_exec(pg, sql, NULL);
-    PQfinish(pg);
-    free(name);
-    free(url);
-    free(table);
+    table_test_done(pg, table, url, name);
 }
 END_TEST
 
@@ -314,10 +300,8 @@ END_TEST
  * fence table as a side effect. */
 START_TEST(test_list_no_side_effect)
 {
-    char *table = unique_table("nofences");
-    char params[160];
-    snprintf(params, sizeof params, "table=%s", table);
-    char *url = url_with(pg_url, params);
+    char *table;
+    char *url = url_with_table(pg_url, "", "nofences", &table);
     dlock_client *c = open_client(url);
     dlock_list *list = NULL;
     ck_assert_int_eq(dlock_list_locks(c, "", &list), DLOCK_OK);
@@ -339,10 +323,8 @@ END_TEST
  * back, the owner kept) must not revive it. */
 START_TEST(test_lease_late_extend)
 {
-    char *table = unique_table("lease_late");
-    char params[160];
-    snprintf(params, sizeof params, "mode=lease&table=%s", table);
-    char *url = url_with(pg_url, params);
+    char *table;
+    char *url = url_with_table(pg_url, "mode=lease", "lease_late", &table);
     char *name = dlt_unique_name("pg-lease-late");
     PGconn *pg = raw_connect("dlock-test-admin");
     dlock_client *a = open_client(url), *b = open_client(url);
@@ -355,13 +337,7 @@ START_TEST(test_lease_late_extend)
     (void)dlock_release(l);
     dlock_close(a);
     dlock_close(b);
-    char sql[256];
-    snprintf(sql, sizeof sql, "DROP TABLE %s", table);
-    raw_exec(pg, sql, NULL);
-    PQfinish(pg);
-    free(name);
-    free(url);
-    free(table);
+    table_test_done(pg, table, url, name);
 }
 END_TEST
 

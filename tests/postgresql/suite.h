@@ -95,6 +95,12 @@ char *url_with(const char *base, const char *params);
 
 /* A table name of its own for a test: created on first use. */
 char *unique_table(const char *prefix);
+/* base with OPTIONS and table=<a table of the test's own, named after
+ * prefix, into *table>; both malloc'ed. */
+char *url_with_table(const char *base, const char *options, const char *prefix, char **table);
+/* The end of such a test: its table dropped (through pg, or a connection
+ * of its own when pg is NULL), pg closed, table, url and name freed. */
+void table_test_done(PGconn *pg, char *table, char *url, char *name);
 
 /* Run one statement with the name as $1 (text, converted to bytes). */
 void raw_exec(PGconn *pg, const char *sql, const char *name);
