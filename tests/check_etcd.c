@@ -580,6 +580,29 @@ static int contenders_become(int want)
     return -1;
 }
 
+/* The end of a test where the first waiter w lost its place: the holder
+ * lets go, the later waiter c2 is granted first, and w only after c2, with
+ * a higher token. */
+static void later_waiter_first(dlock_lock *held, struct waiter *w, pthread_t tw, struct waiter *c2, pthread_t tc)
+{
+    dlt_sleep_ms(200);
+    int64_t released = dlt_now_ms();
+    ck_assert_int_eq(dlock_release(held), DLOCK_OK);
+    pthread_join(tc, NULL);
+    ck_assert_msg(c2->rc == DLOCK_OK, "the later waiter: %d", c2->rc);
+    ck_assert_int_lt(c2->granted_at - released, 2000);
+    dlt_sleep_ms(1500); /* w must still be waiting: c2 holds */
+    ck_assert_int_eq(w->rc, 0);
+    ck_assert_ptr_null(w->l);
+    ck_assert_int_eq(dlock_release(c2->l), DLOCK_OK);
+    pthread_join(tw, NULL);
+    ck_assert_msg(w->rc == DLOCK_OK, "the first waiter: %d", w->rc);
+    ck_assert_uint_gt(w->fence, c2->fence);
+    ck_assert_int_eq(dlock_release(w->l), DLOCK_OK);
+    dlock_close(w->c);
+    dlock_close(c2->c);
+}
+
 /* A waiter whose lease (and key) is gone while it waits never reports a
  * grant on it: it queues again, behind a waiter that came later. */
 START_TEST(waiter_whose_lease_ends_never_granted)
@@ -595,22 +618,7 @@ START_TEST(waiter_whose_lease_ends_never_granted)
     char key[DLOCK_ETCD_KEY_MAX], lease[32];
     ck_assert(lowest(name, 1, key, sizeof key, lease, sizeof lease)); /* w's key */
     ck_assert_int_eq(ctl(NULL, 0, "lease revoke %s", lease), 0);
-    dlt_sleep_ms(200);
-    int64_t released = dlt_now_ms();
-    ck_assert_int_eq(dlock_release(held), DLOCK_OK);
-    pthread_join(tc, NULL);
-    ck_assert_msg(c2.rc == DLOCK_OK, "the later waiter: %d", c2.rc);
-    ck_assert_int_lt(c2.granted_at - released, 2000);
-    dlt_sleep_ms(1500); /* w must still be waiting: c2 holds */
-    ck_assert_int_eq(w.rc, 0);
-    ck_assert_ptr_null(w.l);
-    ck_assert_int_eq(dlock_release(c2.l), DLOCK_OK);
-    pthread_join(tw, NULL);
-    ck_assert_msg(w.rc == DLOCK_OK, "the first waiter: %d", w.rc);
-    ck_assert_uint_gt(w.fence, c2.fence);
-    ck_assert_int_eq(dlock_release(w.l), DLOCK_OK);
-    dlock_close(w.c);
-    dlock_close(c2.c);
+    later_waiter_first(held, &w, tw, &c2, tc);
 }
 END_TEST
 
@@ -641,22 +649,7 @@ static void waiter_key_taken(int rewrite)
     }
     ctl(out, sizeof out, "lease timetolive %s", lease);
     ck_assert_msg(strstr(out, "remaining"), "w's lease must stay alive: %s", out);
-    dlt_sleep_ms(200);
-    int64_t released = dlt_now_ms();
-    ck_assert_int_eq(dlock_release(held), DLOCK_OK);
-    pthread_join(tc, NULL);
-    ck_assert_msg(c2.rc == DLOCK_OK, "the later waiter: %d", c2.rc);
-    ck_assert_int_lt(c2.granted_at - released, 2000);
-    dlt_sleep_ms(1500); /* w must still be waiting: c2 holds */
-    ck_assert_int_eq(w.rc, 0);
-    ck_assert_ptr_null(w.l);
-    ck_assert_int_eq(dlock_release(c2.l), DLOCK_OK);
-    pthread_join(tw, NULL);
-    ck_assert_msg(w.rc == DLOCK_OK, "the first waiter: %d", w.rc);
-    ck_assert_uint_gt(w.fence, c2.fence);
-    ck_assert_int_eq(dlock_release(w.l), DLOCK_OK);
-    dlock_close(w.c);
-    dlock_close(c2.c);
+    later_waiter_first(held, &w, tw, &c2, tc);
 }
 
 START_TEST(waiter_whose_key_is_deleted_never_granted)
