@@ -911,6 +911,52 @@ START_TEST(chaos_no_overlap_tokens_grow)
 }
 END_TEST
 
+/* An etcd role that may write the locks' keys but not the history's: check
+ * warns (exit 1) naming the prefix to grant, and a run keeps its job's
+ * status with one line that says why. */
+static void etcd_role_without_history_in(const char *work_dir, const char *lock_name, const char *dlock_bin)
+{
+    const char *ep = getenv("DLOCK_TEST_ETCD_AUTH_EP"), *pw = getenv("DLOCK_TEST_ETCD_AUTH_PASSWORD");
+    if (!ep || !*ep || !pw) {
+        ck_assert_msg(!dlt_required("etcd"), "DLOCK_TEST_ETCD_AUTH_URL is required");
+        return;
+    }
+    char ctl[512], u[512], out[4400];
+    snprintf(ctl, sizeof ctl, "ETCDCTL_API=3 etcdctl --endpoints=%s --user=root:%s", ep, pw);
+    dlt_sh("%s user delete hist_nohist >/dev/null 2>&1; %s role delete hist_nohist >/dev/null 2>&1", ctl, ctl);
+    /* The locks' keys "dlock/..." and the key "dlock" (read for the store's
+     * clock), not "dlock!history/...". */
+    ck_assert_int_eq(dlt_sh("%s role add hist_nohist >/dev/null && %s role grant-permission hist_nohist --prefix=true"
+                        " readwrite dlock/ >/dev/null && %s role grant-permission hist_nohist readwrite dlock"
+                        " >/dev/null && %s user add hist_nohist --new-user-password=hist-pw"
+                        " >/dev/null && %s user grant-role hist_nohist hist_nohist >/dev/null",
+                        ctl, ctl, ctl, ctl, ctl),
+                     0);
+    snprintf(u, sizeof u, "etcd://hist_nohist:hist-pw@%s", ep);
+    snprintf(out, sizeof out, "%s/out", work_dir);
+    int rc = dlt_sh("'%s' check -u '%s' >'%s'", dlock_bin, u, out);
+    const char *text = dlt_slurp(out);
+    ck_assert_msg(rc == 1, "exit %d: %s", rc, text);
+    ck_assert_msg(strstr(text, "ok    rights") && strstr(text, "warn  history") && strstr(text, "dlock!history/"),
+                  "%s", text);
+    ck_assert_msg(!strstr(text, "hist-pw"), "%s", text);
+    ck_assert_int_eq(dlt_sh("'%s' run -u '%s' '%s' -- sh -c 'exit 6' 2>'%s'", dlock_bin, u, lock_name, out), 6);
+    text = dlt_slurp(out);
+    ck_assert_msg(strstr(text, "is not in the run history") && strstr(text, "grant-permission"), "%s", text);
+    ck_assert_msg(strchr(text, '\n') == text + strlen(text) - 1, "one line: %s", text);
+    ck_assert_msg(!strstr(text, "hist-pw"), "%s", text);
+    dlt_sh("%s user delete hist_nohist >/dev/null 2>&1; %s role delete hist_nohist >/dev/null 2>&1", ctl, ctl);
+}
+START_TEST(etcd_role_without_history)
+{
+    char *work_dir = dlt_tmpdir(), *lock_name = dlt_unique_name("hist");
+    etcd_role_without_history_in(work_dir, lock_name, dlt_dlock_bin());
+    dlt_sh("rm -rf '%s'", work_dir);
+    free(work_dir);
+    free(lock_name);
+}
+END_TEST
+
 static TCase *add_case(Suite *s, const char *title, int timeout)
 {
     TCase *tc = tcase_create(title);
@@ -936,6 +982,7 @@ static Suite *etcd_suite(void)
     tcase_add_test(t, tls_verifies_the_server);
     tcase_add_test(t, lease_revoked_with_etcdctl);
     tcase_add_test(t, key_deleted_with_etcdctl);
+    tcase_add_test(t, etcd_role_without_history);
     tcase_add_test(add_case(s, "leader-kill", 40), leader_killed_lock_stays);
     tcase_add_test(add_case(s, "leader-stop", 40), leader_stopped_lock_stays);
     tcase_add_test(add_case(s, "member-stop", 40), holders_member_stopped);

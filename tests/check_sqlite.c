@@ -10,6 +10,8 @@
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "common.h"
 #include "stores/store.h"
@@ -50,6 +52,47 @@ static const struct {
                      " WHERE name = ?1"},
 };
 
+/* SQLite URLs that dlock_open refuses, each with DLOCK_EINVAL. */
+START_TEST(url_refused)
+{
+    dlock_client *c = NULL;
+    ck_assert_int_eq(dlock_open("sqlite:", &c), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_open("sqlite://host/tmp/x.db", &c), DLOCK_EINVAL);
+    ck_assert_ptr_nonnull(strstr(dlock_last_error(), "host"));
+    ck_assert_int_eq(dlock_open("sqlite:///tmp/x.db?mode=ro", &c), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_open("sqlite:///tmp/%zz.db", &c), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_open("sqlite:///tmp/x%", &c), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_open("sqlite:///tmp/x%00y", &c), DLOCK_EINVAL);
+    ck_assert_int_eq(dlock_open("sqlite:///tmp/", &c), DLOCK_EINVAL);
+}
+END_TEST
+
+/* The three spellings of an SQLite URL name the same kind of file. */
+START_TEST(url_sqlite_forms)
+{
+    char *folder = dlt_tmpdir();
+    char u[4200], path[4200];
+    for (int i = 0; i < 3; i++) {
+        dlock_client *c = NULL;
+        if (i == 0) {
+            snprintf(u, sizeof u, "sqlite://%s/a.db", folder);
+            snprintf(path, sizeof path, "%s/a.db", folder);
+        } else if (i == 1) {
+            snprintf(u, sizeof u, "sqlite:%s/b.db", folder);
+            snprintf(path, sizeof path, "%s/b.db", folder);
+        } else {
+            snprintf(u, sizeof u, "SQLITE://%s/c%%20d.db", folder);
+            snprintf(path, sizeof path, "%s/c d.db", folder);
+        }
+        ck_assert_int_eq(dlock_open(u, &c), DLOCK_OK);
+        ck_assert_str_eq(dlock_backend(c), "sqlite");
+        dlock_close(c);
+        ck_assert_int_eq(access(path, F_OK), 0);
+    }
+    free(folder);
+}
+END_TEST
+
 /*
  * The row says the lease is over while the holder's own clock still gives
  * it a minute: extend (of one lock) and release (of another) are
@@ -88,6 +131,10 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_loop_test(tc, sqlite_row_says_the_lease_is_over, 0, (int)(sizeof row_rewrites / sizeof row_rewrites[0]));
     suite_add_tcase(s, tc);
+    TCase *urls = tcase_create("url");
+    tcase_add_test(urls, url_refused);
+    tcase_add_test(urls, url_sqlite_forms);
+    suite_add_tcase(s, urls);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

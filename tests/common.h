@@ -72,4 +72,22 @@ int64_t dlt_acquire_within(const char *url, const char *name, uint32_t ttl_ms, i
 /* Run a command line with /bin/sh -c; returns the exit status (or 128+sig). */
 int dlt_system(const char *cmd);
 
+/* dlt_system() of a printf-formatted command line (at most 8 KiB). */
+int dlt_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A file's text (at most 64 KiB) in a static buffer, "" when unreadable. */
+const char *dlt_slurp(const char *path);
+
+/* The dlock tool to run: $DLOCK_BIN (make check sets it), else ./dlock. */
+const char *dlt_dlock_bin(void);
+
+/* On a store with two modes (session and mode=lease): a name held in
+ * either is shown by the other mode's `dlock check NAME` as information
+ * (files go to dir). */
+void dlt_check_other_mode_holder(const char *session_url, const char *dir, const char *name);
+
+/* The newest max runs of lock in a store's history (0: all it keeps), read
+ * by a client of its own; the caller frees them. */
+dlock_history *dlt_read_history(const char *url, const char *lock, size_t max);
+
 #endif

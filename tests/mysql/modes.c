@@ -314,6 +314,20 @@ START_TEST(mixed_modes_never_overlap)
 }
 END_TEST
 
+/* dlock check shows the holder of the other mode (issue 23's modes exclude
+ * each other). */
+START_TEST(mysql_holder_in_the_other_mode)
+{
+    const char *session_url = getenv("DLOCK_TEST_MYSQL_URL");
+    ck_assert_ptr_nonnull(session_url);
+    char *dir = dlt_tmpdir(), *name = dlt_unique_name("hist");
+    dlt_check_other_mode_holder(session_url, dir, name);
+    dlt_sh("rm -rf '%s'", dir);
+    free(dir);
+    free(name);
+}
+END_TEST
+
 void dlt_mysql_add_modes(Suite *s)
 {
     TCase *tc = tcase_create("modes-and-durability");
@@ -327,4 +341,5 @@ void dlt_mysql_add_modes(Suite *s)
     tcase_add_test(tc, mixed_modes_never_overlap);
     tcase_add_test(tc, session_mode_needs_no_database_for_the_lease_check);
     suite_add_tcase(s, tc);
+    tcase_add_test(tc, mysql_holder_in_the_other_mode);
 }

@@ -404,6 +404,67 @@ START_TEST(test_pooled_session_not_ours)
 }
 END_TEST
 
+/* A PostgreSQL role that may not create tables (its search_path names a
+ * schema it may only use): check warns (exit 1) naming dlock_runs, and a
+ * run keeps its job's status with one line that says why. */
+static void pg_role_without_create_in(const char *work_dir, const char *lock_name, const char *dlock_bin)
+{
+    const char *pg = getenv("DLOCK_TEST_PG_URL");
+    if (!pg || !*pg) {
+        ck_assert_msg(!dlt_required("postgresql"), "DLOCK_TEST_PG_URL is required");
+        return;
+    }
+    ck_assert_int_eq(dlt_sh("PGOPTIONS='-c client_min_messages=warning' psql -q -X -v ON_ERROR_STOP=1 '%s' -c \"DROP SCHEMA IF EXISTS ops2_nocreate CASCADE;"
+                        " DROP ROLE IF EXISTS ops2_nocreate; CREATE ROLE ops2_nocreate LOGIN;"
+                        " CREATE SCHEMA ops2_nocreate; GRANT USAGE ON SCHEMA ops2_nocreate TO ops2_nocreate;"
+                        " ALTER ROLE ops2_nocreate SET search_path = ops2_nocreate\" >/dev/null",
+                        pg),
+                     0);
+    /* The same server and database, as that role (trust authentication). */
+    const char *at = strrchr(pg, '@');
+    ck_assert_ptr_nonnull(at);
+    char u[4400], out[4400];
+    snprintf(u, sizeof u, "postgresql://ops2_nocreate%s", at);
+    snprintf(out, sizeof out, "%s/out", work_dir);
+    int rc = dlt_sh("'%s' check -u '%s' >'%s'", dlock_bin, u, out);
+    const char *text = dlt_slurp(out);
+    ck_assert_msg(rc == 1, "exit %d: %s", rc, text);
+    ck_assert_msg(strstr(text, "warn  history") && strstr(text, "may not create it"), "%s", text);
+    ck_assert_int_eq(dlt_sh("'%s' run -u '%s' '%s' -- sh -c 'exit 6' 2>'%s'", dlock_bin, u, lock_name, out), 6);
+    text = dlt_slurp(out);
+    ck_assert_msg(strstr(text, "is not in the run history") && strstr(text, "cannot create it"), "%s", text);
+    ck_assert_msg(strstr(text, "--no-history") != NULL, "%s", text);
+    /* In lease mode the lock table itself is needed: check says unusable. */
+    char lease[4500];
+    snprintf(lease, sizeof lease, "%s%smode=lease&table=ops2_leases", u, strchr(u, '?') ? "&" : "?");
+    rc = dlt_sh("'%s' check -u '%s' >'%s'", dlock_bin, lease, out);
+    ck_assert_msg(rc == 69, "exit %d: %s", rc, dlt_slurp(out));
+    ck_assert_msg(strstr(dlt_slurp(out), "fail  table") != NULL, "%s", dlt_slurp(out));
+    dlt_sh("psql -q -X '%s' -c 'DROP SCHEMA ops2_nocreate CASCADE; DROP ROLE ops2_nocreate' >/dev/null 2>&1", pg);
+}
+START_TEST(pg_role_without_create)
+{
+    char *work_dir = dlt_tmpdir(), *lock_name = dlt_unique_name("hist");
+    pg_role_without_create_in(work_dir, lock_name, dlt_dlock_bin());
+    dlt_sh("rm -rf '%s'", work_dir);
+    free(work_dir);
+    free(lock_name);
+}
+END_TEST
+
+/* dlock check shows the holder of the other mode (issue 23's modes exclude
+ * each other). */
+START_TEST(pg_holder_in_the_other_mode)
+{
+    ck_assert_ptr_nonnull(pg_url);
+    char *dir = dlt_tmpdir(), *name = dlt_unique_name("hist");
+    dlt_check_other_mode_holder(pg_url, dir, name);
+    dlt_sh("rm -rf '%s'", dir);
+    free(dir);
+    free(name);
+}
+END_TEST
+
 void dlt_pg_add_modes(Suite *s)
 {
     TCase *tc = tcase(s, "modes-errors-breaks", 90);
@@ -416,4 +477,6 @@ void dlt_pg_add_modes(Suite *s)
     tcase_add_test(tc, test_list_no_side_effect);
     tcase_add_test(tc, test_lease_late_extend);
     tcase_add_test(tc, test_pooled_session_not_ours);
+    tcase_add_test(tc, pg_role_without_create);
+    tcase_add_test(tc, pg_holder_in_the_other_mode);
 }

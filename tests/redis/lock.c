@@ -232,6 +232,72 @@ START_TEST(release_wakes_waiter_cancel_ends_wait)
 }
 END_TEST
 
+/* Redis ACL users: one without channel rights (check warns on channels,
+ * runs still work), one without list commands (a run keeps its status and
+ * says once that history is not kept). */
+static void redis_acl_users_in(const char *work_dir, const char *lock_name, const char *dlock_bin)
+{
+    const char *redis = getenv("DLOCK_TEST_REDIS_URL");
+    const char *port = getenv("DLOCK_TEST_REDIS_PORT");
+    const char *pass = getenv("DLOCK_TEST_REDIS_PASSWORD");
+    if (!redis || !*redis || !port || !pass) {
+        ck_assert_msg(!dlt_required("redis"), "DLOCK_TEST_REDIS_URL is required");
+        return;
+    }
+    ck_assert_int_eq(dlt_sh("REDISCLI_AUTH='%s' redis-cli -p %s ACL SETUSER ops2_nochan reset on '>ops2-pw' '~*'"
+                        " resetchannels +@all -@dangerous >/dev/null && "
+                        "REDISCLI_AUTH='%s' redis-cli -p %s ACL SETUSER ops2_nolist reset on '>ops2-pw' '~*'"
+                        " allchannels +@all -@dangerous -@list >/dev/null",
+                        pass, port, pass, port),
+                     0);
+    char u[512], out[4400];
+    snprintf(out, sizeof out, "%s/out", work_dir);
+    snprintf(u, sizeof u, "redis://ops2_nochan:ops2-pw@127.0.0.1:%s/0", port);
+    int rc = dlt_sh("'%s' check -u '%s' >'%s'", dlock_bin, u, out);
+    const char *text = dlt_slurp(out);
+    ck_assert_msg(rc == 1, "exit %d: %s", rc, text);
+    ck_assert_msg(strstr(text, "warn  acl-channels") != NULL, "%s", text);
+    ck_assert_msg(strstr(text, "ok    history") != NULL, "%s", text);
+    /* The release publishes to the lock's channel: refused to this user,
+     * and no warning for it (the lock was released). */
+    ck_assert_int_eq(dlt_sh("'%s' run -u '%s' '%s' -- true 2>'%s'", dlock_bin, u, lock_name, out), 0);
+    ck_assert_msg(dlt_slurp(out)[0] == '\0', "a run without channel rights said: %s", dlt_slurp(out));
+    dlock_history *h = dlt_read_history(redis, lock_name, 0);
+    ck_assert_uint_eq(dlock_history_count(h), 1);
+    dlock_history_free(h);
+    /* Its waiter cannot subscribe either: it polls, and gets the lock
+     * within a poll of the release. */
+    ck_assert_int_eq(dlt_sh("'%s' run -u '%s' '%s' -- sleep 1 & sleep 0.3; "
+                        "'%s' run -u '%s' -w 10s '%s' -- true 2>'%s'; rc=$?; wait; exit $rc",
+                        dlock_bin, u, lock_name, dlock_bin, u, lock_name, out),
+                     0);
+    ck_assert_msg(dlt_slurp(out)[0] == '\0', "the polling waiter said: %s", dlt_slurp(out));
+
+    /* No password to a server that needs one: NOAUTH is a refused login
+     * (69, as on every store), not a store error (70). */
+    snprintf(u, sizeof u, "redis://127.0.0.1:%s/0", port);
+    rc = dlt_sh("'%s' run -u '%s' '%s' -- true 2>'%s'", dlock_bin, u, lock_name, out);
+    ck_assert_msg(rc == 69 && strstr(dlt_slurp(out), "needs a password"), "exit %d: %s", rc, dlt_slurp(out));
+
+    snprintf(u, sizeof u, "redis://ops2_nolist:ops2-pw@127.0.0.1:%s/0", port);
+    rc = dlt_sh("'%s' check -u '%s' >'%s'", dlock_bin, u, out);
+    ck_assert_msg(rc == 1 && strstr(dlt_slurp(out), "warn  history"), "exit %d: %s", rc, dlt_slurp(out));
+    ck_assert_int_eq(dlt_sh("'%s' run -u '%s' '%s' -- sh -c 'exit 9' 2>'%s'", dlock_bin, u, lock_name, out), 9);
+    text = dlt_slurp(out);
+    ck_assert_msg(strstr(text, "is not in the run history") && strstr(text, "ACL"), "%s", text);
+    ck_assert_msg(strchr(text, '\n') == text + strlen(text) - 1, "one line: %s", text);
+    dlt_sh("REDISCLI_AUTH='%s' redis-cli -p %s ACL DELUSER ops2_nochan ops2_nolist >/dev/null", pass, port);
+}
+START_TEST(redis_acl_users)
+{
+    char *work_dir = dlt_tmpdir(), *lock_name = dlt_unique_name("hist");
+    redis_acl_users_in(work_dir, lock_name, dlt_dlock_bin());
+    dlt_sh("rm -rf '%s'", work_dir);
+    free(work_dir);
+    free(lock_name);
+}
+END_TEST
+
 void dlt_redis_add_lock(Suite *s)
 {
     TCase *t = tcase_create("lock");
@@ -244,4 +310,5 @@ void dlt_redis_add_lock(Suite *s)
     tcase_add_test(t, list_break_records);
     tcase_add_test(t, release_wakes_waiter_cancel_ends_wait);
     suite_add_tcase(s, t);
+    tcase_add_test(t, redis_acl_users);
 }

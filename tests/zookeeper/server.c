@@ -409,6 +409,61 @@ START_TEST(release_wakes_waiter_cancel_ends_wait)
 }
 END_TEST
 
+
+/* ZooKeeper digest users: a name's history folder is its first writer's
+ * alone (the lock nodes' ACL).  In a chroot that no credentials made (so
+ * that every user may take locks there), user B's run of user A's name
+ * keeps its job's status with one line that says why, B cannot read A's
+ * runs, and A reads them. */
+static void zk_history_of_another_user_in(const char *work_dir, const char *lock_name, const char *dlock_bin)
+{
+    const char *zk = getenv("DLOCK_TEST_ZK_URL");
+    if (!zk || !*zk) {
+        ck_assert_msg(!dlt_required("zookeeper"), "DLOCK_TEST_ZK_URL is required");
+        return;
+    }
+    const char *hosts = zk + strlen("zookeeper://");
+    char world[4400], a[4400], b[4400], out[4400], err[4400];
+    snprintf(world, sizeof world, "zookeeper://%s/%s", hosts, lock_name);
+    snprintf(a, sizeof a, "zookeeper://hist_a:pw-a@%s/%s", hosts, lock_name);
+    snprintf(b, sizeof b, "zookeeper://hist_b:pw-b@%s/%s", hosts, lock_name);
+    snprintf(out, sizeof out, "%s/out", work_dir);
+    snprintf(err, sizeof err, "%s/err", work_dir);
+    /* The chroot and its shared folders, made without credentials. */
+    ck_assert_int_le(dlt_sh("'%s' check -u '%s' >'%s'", dlock_bin, world, out), 1);
+    ck_assert_msg(strstr(dlt_slurp(out), "ok    history") != NULL, "%s", dlt_slurp(out));
+    dlock_client *c = NULL;
+    ck_assert_int_eq(dlock_open(a, &c), DLOCK_OK);
+    ck_assert_int_eq(dlock_history_add(c, "job", "ran", 0, 5, 0), DLOCK_OK);
+    dlock_close(c);
+    int rc = dlt_sh("'%s' check -u '%s' >'%s'", dlock_bin, b, out);
+    const char *text = dlt_slurp(out);
+    ck_assert_msg(rc <= 1 && strstr(text, "ok    rights") && strstr(text, "ok    history"), "exit %d: %s", rc, text);
+    ck_assert_msg(!strstr(text, "pw-b"), "%s", text);
+    ck_assert_int_eq(dlt_sh("'%s' run -u '%s' job -- sh -c 'exit 4' 2>'%s'", dlock_bin, b, err), 4);
+    text = dlt_slurp(err);
+    ck_assert_msg(strstr(text, "is not in the run history") && strstr(text, "not allowed"), "%s", text);
+    ck_assert_msg(strchr(text, '\n') == text + strlen(text) - 1, "one line: %s", text);
+    ck_assert_msg(!strstr(text, "pw-b"), "%s", text);
+    ck_assert_int_ne(dlt_sh("'%s' history -u '%s' job >'%s' 2>&1", dlock_bin, b, out), 0);
+    ck_assert_msg(strstr(dlt_slurp(out), "not allowed") != NULL, "%s", dlt_slurp(out));
+    dlock_history *h = dlt_read_history(a, "job", 0);
+    ck_assert_uint_eq(dlock_history_count(h), 1);
+    dlock_history_free(h);
+    /* B's own names are B's. */
+    ck_assert_int_eq(dlt_sh("'%s' run -u '%s' mine -- true 2>'%s'", dlock_bin, b, err), 0);
+    ck_assert_str_eq(dlt_slurp(err), "");
+}
+START_TEST(zk_history_of_another_user)
+{
+    char *work_dir = dlt_tmpdir(), *lock_name = dlt_unique_name("hist");
+    zk_history_of_another_user_in(work_dir, lock_name, dlt_dlock_bin());
+    dlt_sh("rm -rf '%s'", work_dir);
+    free(work_dir);
+    free(lock_name);
+}
+END_TEST
+
 void dlt_zk_add_server(Suite *s)
 {
     TCase *t = tcase_create("server");
@@ -426,4 +481,5 @@ void dlt_zk_add_server(Suite *s)
     tcase_add_test(t, run_job_inherits_no_socket);
     tcase_add_test(t, waiter_woken_by_a_leaving_waiter_still_waits);
     suite_add_tcase(s, t);
+    tcase_add_test(t, zk_history_of_another_user);
 }
