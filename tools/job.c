@@ -11,46 +11,34 @@
 #include "cli.h"
 #include "job.h"
 
-/* The child's side of job_start: only async-signal-safe calls, no writes
- * to memory it shares with dlock (a vfork child runs on dlock's memory
- * until it execs), and never a return. */
-static void __attribute__((noreturn, noinline))
-exec_job(char **argv, char **envp, const sigset_t *orig_mask, pid_t parent, int report_fd)
-{
-    setpgid(0, 0);
-    /* If dlock dies, the job must not run on without its lock. */
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
-        _exit(EXIT_LOST);
-    sigprocmask(SIG_SETMASK, orig_mask, NULL);
-    if (envp)
-        execvpe(argv[0], argv, envp);
-    else
-        execvp(argv[0], argv);
-    int err = errno;
-    if (write(report_fd, &err, sizeof err) < 0) {
-    }
-    _exit(err == ENOENT ? EXIT_NOTFOUND : EXIT_NOEXEC);
-}
-
-/* Start COMMAND in its own process group; returns its pid, or -status.
- * vfork: dlock's memory is not copied for a child that execs at once (a
- * fork copied the page tables of a process with a store client loaded,
- * and dlock then paid copy-on-write faults while the child started:
- * about 0.5 ms of a `dlock run -- true`).  dlock's own threads run on;
- * only this one waits until the child has exec'd or exited. */
+/* Start COMMAND in its own process group; returns its pid, or -status. */
 pid_t job_start(char **argv, char **envp, const sigset_t *orig_mask, int *exec_errno)
 {
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0)
         return -EXIT_OSERR;
     pid_t parent = getpid();
-    pid_t pid = vfork();
-    if (pid == 0)
-        exec_job(argv, envp, orig_mask, parent, report[1]);
+    pid_t pid = fork();
     if (pid < 0) {
         close(report[0]);
         close(report[1]);
         return -EXIT_OSERR;
+    }
+    if (pid == 0) {
+        /* Only async-signal-safe calls from here on. */
+        setpgid(0, 0);
+        /* If dlock dies, the job must not run on without its lock. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+            _exit(EXIT_LOST);
+        sigprocmask(SIG_SETMASK, orig_mask, NULL);
+        if (envp)
+            execvpe(argv[0], argv, envp);
+        else
+            execvp(argv[0], argv);
+        int err = errno;
+        if (write(report[1], &err, sizeof err) < 0) {
+        }
+        _exit(err == ENOENT ? EXIT_NOTFOUND : EXIT_NOEXEC);
     }
     setpgid(pid, pid); /* also from here, so that no signal races the child's own call */
     close(report[1]);
