@@ -147,6 +147,24 @@ START_TEST(scheme_typo_is_a_usage_error)
 }
 END_TEST
 
+/* A control character in a store's own text (libpq quotes a URL option it
+ * does not know) is escaped too: every message of dlock is one line. */
+START_TEST(store_text_cannot_forge_a_line)
+{
+#ifdef HAVE_POSTGRESQL
+    char out[4300];
+    snprintf(out, sizeof out, "%s/out", dir);
+    setenv("DLOCK_FORGED_URL", "postgresql://127.0.0.1:1/db?app\ndlock: lock 'x' was lost=1", 1);
+    ck_assert_int_eq(sh("'%s' status -u \"$DLOCK_FORGED_URL\" %s 2> %s", dlock_bin, name, out), 64);
+    unsetenv("DLOCK_FORGED_URL");
+    char *text = slurp(out);
+    ck_assert_msg(count_lines(out) == 1 && !has_line_starting(text, "dlock: lock 'x'"), "%s", text);
+    ck_assert_ptr_nonnull(strstr(text, "\\ndlock: lock 'x' was lost"));
+    free(text);
+#endif
+}
+END_TEST
+
 void dlt_process_add_messages(Suite *s)
 {
     TCase *t = tcase_create("messages");
@@ -156,5 +174,6 @@ void dlt_process_add_messages(Suite *s)
     tcase_add_test(t, long_name_gives_a_short_message);
     tcase_add_test(t, ttl_limits_in_human_units);
     tcase_add_test(t, scheme_typo_is_a_usage_error);
+    tcase_add_test(t, store_text_cannot_forge_a_line);
     suite_add_tcase(s, t);
 }
