@@ -59,6 +59,9 @@ struct dlock_list_entry {
 struct dlock_list;
 /* DLOCK_OK or DLOCK_ENOMEM (with text). */
 int dlock__list_add(struct dlock_list *list, const struct dlock_list_entry *entry);
+/* The entry whose key is `key` learns its since (ms, >= 0): 1, or 0 when
+ * there is no such entry. */
+int dlock__list_set_since(struct dlock_list *list, const char *key, int64_t since_ms);
 /* The core's side (lib/list.c): a new empty list, and its order (by key). */
 struct dlock_list *dlock__list_new(void);
 void dlock__list_sort(struct dlock_list *list);

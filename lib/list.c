@@ -65,6 +65,17 @@ int dlock__list_add(struct dlock_list *list, const struct dlock_list_entry *e)
     return DLOCK_OK;
 }
 
+int dlock__list_set_since(struct dlock_list *list, const char *key, int64_t since_ms)
+{
+    for (size_t i = 0; i < list->count; i++) {
+        if (strcmp(list->items[i].key, key) == 0) {
+            list->items[i].since_ms = since_ms >= 0 ? since_ms : -1;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static int by_key(const void *a, const void *b)
 {
     const struct item *x = a, *y = b;

@@ -135,6 +135,11 @@ mysql-lease-rounded-down | backends/mysql/conn.c | s{uint32_t s = ttl_ms / 1000 
 mysql-extend-counts-its-old-ttl | backends/mysql/mysql.c | s{dlock__mysql_lease_needed\(c, l, ttl_ms\)}{dlock__mysql_lease_needed(c, NULL, ttl_ms)} | mysql:server
 mysql-no-retry-after-a-dead-session | backends/mysql/mysql.c | s{if \(time_left && dlock__session_may_retry\(attempt, fresh, no_answer\)\)}{if (0)} | mysql:server
 mysql-holder-no-retry | backends/mysql/mysql.c | s{holder_failed\(c, stmt, 0, !failed, dlock__session_may_retry\(attempt, fresh, 0\)\)}{holder_failed(c, stmt, 0, !failed, 0)} && s{holder_failed\(c, stmt, 1, cut, dlock__session_may_retry\(attempt, fresh, cut\)\)}{holder_failed(c, stmt, 1, cut, 0)} | mysql:server
+pg-holders-any-session | backends/postgresql/ops.c | s{ AND h\.pid = k\.pid"\s*" AND h\.backend_start IS NOT DISTINCT FROM COALESCE\(a\.backend_start, h\.backend_start\)"}{"} | conformance@postgresql:operations
+pg-holders-row-kept | backends/postgresql/postgresql.c | s{else\s+dlock__pg_list_unregister\(c, l\);}{} | conformance@postgresql:operations
+pg-holders-never-written | backends/postgresql/postgresql.c | s{return dlock__pg_list_register\(c, l, name\);}{return DLOCK_OK;} | conformance@postgresql:operations
+mysql-holders-any-connection | backends/mysql/ops.c | s{ AND h\.conn = m\.THREAD_ID}{} | conformance@mysql:operations
+mysql-holders-row-kept | backends/mysql/mysql.c | s{dlock__mysql_list_unregister\(c, l\);}{} | conformance@mysql:operations
 mysql-granted-lock-kept | backends/mysql/mysql.c | s{(static void give_back\(struct mysqlbe_conn \*c, const struct mysqlbe_lock \*l\)\s*\{)}{$1 return;} | mysql:stalls-and-waits mysql:modes-and-durability
 mysql-name-upper-case-verbatim | backends/mysql/url.c | s{return \(c >= 'a' && c <= 'z'\) \|\|}{return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||} | mysql:names
 mysql-name-hash-verbatim | backends/mysql/url.c | s{(verbatim_byte\(unsigned char c\)\s*\{[^\}]*?c == '/')}{$1 || c == '#'} | mysql:names

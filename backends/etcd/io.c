@@ -259,7 +259,10 @@ static enum answer judge(etcd_conn *c, const struct transfer *a, struct post_sta
     snprintf(st->last, sizeof st->last, "%s", msg);
     if (code == GRPC_UNAUTHENTICATED && c->url.user && !st->reauthed)
         return ANSWER_REAUTH;
-    if (transient(code, msg) || a->http == 404 || (a->http >= 500 && !code))
+    /* An HTTP 404 without a gRPC code is not etcd's gateway (try the next
+     * member); with one (NOT_FOUND: a lease that is gone) it is the
+     * cluster's answer, which another member would only repeat. */
+    if (transient(code, msg) || (a->http == 404 && !code) || (a->http >= 500 && !code))
         return ANSWER_NEXT;
     return ANSWER_ERROR;
 }

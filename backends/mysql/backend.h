@@ -45,7 +45,15 @@ struct mysqlbe_lock {
                              * ttl_ms are kept by lib/session.c */
     char server_name[DLOCK_MYSQL_LOCK_NAME_MAX + 1];
     unsigned char owner[16]; /* lease mode: this acquisition's random owner token */
+    /* Session mode: when it was taken (dlock__now_ms), and its row in
+     * MYSQL_HOLDERS_TABLE: 0 none yet, 1 written, -1 not to be. */
+    int64_t taken_ms;
+    int listed;
 };
+
+/* Session mode: a lock's name and since, written at its first renewal
+ * (ops.c, docs/mysql.md "Listing session-mode locks"). */
+#define MYSQL_HOLDERS_TABLE "dlock_holders"
 
 /* The statements of mysql_ops.c, prepared once per session. */
 enum mysqlbe_op {
@@ -66,6 +74,10 @@ enum mysqlbe_op {
     OP_SESSION_LIST,
     OP_SESSION_LOCK_ID,
     OP_SESSION_MLI,
+    OP_SESSION_MLI_NAMES,
+    OP_HOLDERS_PUT,
+    OP_HOLDERS_DROP,
+    OP_HOLDERS_LIST,
     OP_STORE_TIME,
     OP_MODES_LEASE_ROW,
     MYSQLBE_OPS_MAX
@@ -107,6 +119,7 @@ struct mysqlbe_conn {
     char table[64];          /* lease mode: the leases; session mode: fences and run records */
     int table_ready;         /* created (or found) on this connection's behalf */
     int no_create;           /* mysql_ops.c: a missing table is an error, not created */
+    int holders_off;         /* session mode: this user cannot write MYSQL_HOLDERS_TABLE */
     unsigned int last_errno; /* mysql_ops.c: the errno of the last failed statement */
 
     /* Cancellation.  cancel_db is a second connection that sends

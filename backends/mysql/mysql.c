@@ -194,6 +194,7 @@ static int lock_taken(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char
         }
     }
     call->lease_start_ms = sent_ms;
+    l->taken_ms = sent_ms;
     dlock__session_add(&c->session, &l->base);
     *lock_out = &l->base;
     return DLOCK_OK;
@@ -435,7 +436,7 @@ static int mysqlbe_extend(struct dlock_conn *conn, struct dlock_held *held, cons
         return dlock__error(DLOCK_ELOST, "lock '%s' is no longer held by this session", name);
     if (ttl_ms != l->base.ttl_ms) /* rare: a heartbeat keeps its TTL */
         dlock__session_retime(&c->session, &l->base, ttl_ms);
-    return DLOCK_OK;
+    return dlock__mysql_list_register(c, l, name);
 }
 
 static int mysqlbe_release(struct dlock_conn *conn, struct dlock_held *held, const char *name, struct dlock_call *call)
@@ -462,7 +463,10 @@ static int mysqlbe_release(struct dlock_conn *conn, struct dlock_held *held, con
             status = dlock__error(DLOCK_ELOST, "lock '%s' was not held any more", name);
         } else if (released != 1) {
             status = dlock__error(DLOCK_ELOST, "lock '%s' is held by another session now", name);
-        } else if (c->session.locks) {
+        } else {
+            dlock__mysql_list_unregister(c, l);
+        }
+        if (status == DLOCK_OK && c->session.locks) {
             /* The locks left may allow a longer idle limit than this one did. */
             int lease_status = dlock__mysql_set_lease(c, dlock__mysql_lease_needed(c, NULL, 0), DLOCK_ECONN);
             if (lease_status != DLOCK_OK)

@@ -85,6 +85,20 @@ static const char *const op_sql[MYSQLBE_OPS_MAX] = {
     /* MariaDB's metadata_lock_info plugin: every user lock, by connection. */
     [OP_SESSION_MLI] = "SELECT TABLE_SCHEMA, THREAD_ID FROM information_schema.METADATA_LOCK_INFO"
                        " WHERE LOCK_TYPE = 'User lock'",
+    /* ... with the name and since of the locks that wrote a row into the
+     * holders' table (at their first renewal), while the same connection
+     * holds them. */
+    [OP_SESSION_MLI_NAMES] = "SELECT m.TABLE_SCHEMA, m.THREAD_ID, h.name, h.since, h.host, h.pid"
+                             " FROM information_schema.METADATA_LOCK_INFO m LEFT JOIN " MYSQL_HOLDERS_TABLE " h"
+                             " ON h.lock_name = CONVERT(m.TABLE_SCHEMA USING binary) AND h.conn = m.THREAD_ID"
+                             " WHERE m.LOCK_TYPE = 'User lock'",
+    [OP_HOLDERS_PUT] = "INSERT INTO " MYSQL_HOLDERS_TABLE " (lock_name, name, conn, since, host, pid)"
+                       " VALUES (?, ?, CONNECTION_ID(), " NOW_MS " - ?, ?, ?)"
+                       " ON DUPLICATE KEY UPDATE name = VALUES(name), conn = VALUES(conn), since = VALUES(since),"
+                       " host = VALUES(host), pid = VALUES(pid)",
+    [OP_HOLDERS_DROP] = "DELETE FROM " MYSQL_HOLDERS_TABLE " WHERE lock_name = ? AND conn = CONNECTION_ID()",
+    [OP_HOLDERS_LIST] = "SELECT name, lock_name, conn, since, host, pid FROM " MYSQL_HOLDERS_TABLE
+                        " WHERE IS_USED_LOCK(lock_name) <=> conn AND LEFT(name, ?) = ?",
     [OP_STORE_TIME] = "SELECT " NOW_MS,
     /* Session mode: a lease-mode holder of the name in the default table
      * (not `%s`: session mode's own table is the fence table). */
@@ -109,6 +123,17 @@ static const char fences_ddl[] = "CREATE TABLE IF NOT EXISTS `%s` ("
                                  " fence BIGINT UNSIGNED NOT NULL,"
                                  " last_slot BIGINT NOT NULL DEFAULT 0"
                                  ") ENGINE=InnoDB";
+
+/* An unlogged list of names: a MEMORY table loses its rows when the server
+ * restarts, and the locks go with the sessions then anyway. */
+static const char holders_ddl[] = "CREATE TABLE IF NOT EXISTS " MYSQL_HOLDERS_TABLE " ("
+                                  " lock_name VARBINARY(64) NOT NULL PRIMARY KEY,"
+                                  " name VARBINARY(255) NOT NULL,"
+                                  " conn BIGINT UNSIGNED NOT NULL,"
+                                  " since BIGINT NOT NULL,"
+                                  " host VARBINARY(255) NOT NULL,"
+                                  " pid BIGINT NOT NULL"
+                                  ") ENGINE=MEMORY";
 
 /* ------------------------------------------------------------------------ */
 /* Running one statement                                                    */
@@ -410,22 +435,126 @@ static int session_row(void *arg)
     return rows->status != DLOCK_OK;
 }
 
-/* One row of METADATA_LOCK_INFO: a user lock and its connection. */
+/* The holder of a listed row: its host and pid where the holders' table
+ * has them (columns 4 and 5), and its connection. */
+static void listed_holder(struct list_rows *rows, char *holder, size_t size, struct dlock_list_entry *e)
+{
+    terminate(rows->host, sizeof rows->host, rows->host_len, rows->nulls[4]);
+    if (!rows->nulls[4] && !rows->nulls[5]) {
+        snprintf(holder, size, "host=%s pid=%lld connection=%lld", rows->host, rows->pid, rows->id);
+        e->host = rows->host;
+        e->pid = rows->pid;
+    } else {
+        snprintf(holder, size, "mysql connection %lld", rows->id);
+    }
+    e->holder = holder;
+}
+
+/* One row of METADATA_LOCK_INFO: a user lock and its connection, and (with
+ * OP_SESSION_MLI_NAMES) the name and since its holder wrote. */
 static int mli_row(void *arg)
 {
     struct list_rows *rows = arg;
     terminate(rows->key, sizeof rows->key, rows->key_len, rows->nulls[0]);
-    /* A verbatim name is the dlock name; a digest keeps none.  The prefix
-     * can only be checked on names: digests show when it is empty. */
+    terminate(rows->listed_name, sizeof rows->listed_name, rows->listed_name_len, rows->nulls[2]);
+    /* A verbatim name is the dlock name; a digest keeps none, unless the
+     * holder listed it.  The prefix can only be checked on names: digests
+     * without one show when it is empty. */
     int digest = strncmp(rows->key, DLOCK_MYSQL_DIGEST_PREFIX, strlen(DLOCK_MYSQL_DIGEST_PREFIX)) == 0;
+    const char *name = !rows->nulls[2] ? rows->listed_name : digest ? NULL : rows->key;
     size_t n = strlen(rows->name); /* the prefix, kept there */
-    if (digest ? n > 0 : strncmp(rows->key, rows->name, n) != 0)
+    if (name ? strncmp(name, rows->name, n) != 0 : n > 0)
         return 0;
-    char holder[64];
-    snprintf(holder, sizeof holder, "mysql connection %lld", rows->id);
-    struct dlock_list_entry e = {digest ? NULL : rows->key, rows->key, holder, NULL, 0, -1, -1, 0};
+    struct dlock_list_entry e = {name, rows->key, NULL, NULL, 0, rows->nulls[3] ? -1 : rows->since, -1, 0};
+    char holder[320];
+    listed_holder(rows, holder, sizeof holder, &e);
     rows->status = dlock__list_add(rows->list, &e);
     return rows->status != DLOCK_OK;
+}
+
+/* One row of the holders' table whose connection still holds the lock
+ * (the list without the plugin): its since on the fence table's entry, or
+ * an entry of its own. */
+static int holders_row(void *arg)
+{
+    struct list_rows *rows = arg;
+    terminate(rows->name, sizeof rows->name, rows->name_len, rows->nulls[0]);
+    terminate(rows->key, sizeof rows->key, rows->key_len, rows->nulls[1]);
+    if (dlock__list_set_since(rows->list, rows->key, rows->since))
+        return 0;
+    struct dlock_list_entry e = {rows->name, rows->key, NULL, NULL, 0, rows->since, -1, 0};
+    char holder[320];
+    listed_holder(rows, holder, sizeof holder, &e);
+    rows->status = dlock__list_add(rows->list, &e);
+    return rows->status != DLOCK_OK;
+}
+
+/* The holders' table is missing, or cannot be (no database named). */
+static int no_holders_table(const struct mysqlbe_conn *c)
+{
+    return c->last_errno == ER_NO_SUCH_TABLE || c->last_errno == ER_NO_DB_ERROR;
+}
+
+int dlock__mysql_list_register(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name)
+{
+    if (l->listed || c->holders_off)
+        return DLOCK_OK;
+    l->listed = -1;
+    unsigned long lock_len = (unsigned long)strlen(l->server_name), name_len = (unsigned long)strlen(name);
+    int64_t elapsed = dlock__now_ms() - l->taken_ms;
+    long long ago = elapsed > 0 ? elapsed : 0;
+    const char *host = dlock__hostname();
+    unsigned long host_len = (unsigned long)strlen(host);
+    long long pid = (long long)getpid();
+    MYSQL_BIND p[5];
+    bind_str(&p[0], l->server_name, &lock_len);
+    bind_bytes(&p[1], name, &name_len);
+    bind_i64(&p[2], &ago);
+    bind_bytes(&p[3], host, &host_len);
+    bind_i64(&p[4], &pid);
+    for (int attempt = 0;; attempt++) {
+        struct mysqlbe_result r;
+        c->no_create = 1;
+        int status = dlock__mysql_exec(c, OP_HOLDERS_PUT, p, NULL, NULL, NULL, &r, "listing the lock's name", DLOCK_ELOST);
+        c->no_create = 0;
+        if (status == DLOCK_OK) {
+            l->listed = 1;
+            return DLOCK_OK;
+        }
+        if (!c->db)
+            return status; /* the session broke: the lock went with it */
+        /* The name is a courtesy: never the lock's failure. */
+        dlock__clear_error();
+        if (c->last_errno != ER_NO_SUCH_TABLE || attempt) {
+            c->holders_off = 1;
+            return DLOCK_OK;
+        }
+        dlock__mysql_watch(c, c->db, c->deadline_ms);
+        int failed = mysql_query(c->db, holders_ddl) != 0;
+        if (dlock__mysql_unwatch(c))
+            return dlock__mysql_session_error(c, CR_SERVER_LOST, NO_ANSWER_TEXT, "listing the lock's name", DLOCK_ELOST);
+        if (failed) {
+            unsigned int err = mysql_errno(c->db);
+            if (dlock__mysql_connection_lost(err))
+                return dlock__mysql_session_error(c, err, mysql_error(c->db), "listing the lock's name", DLOCK_ELOST);
+            c->holders_off = 1;
+            return DLOCK_OK;
+        }
+    }
+}
+
+void dlock__mysql_list_unregister(struct mysqlbe_conn *c, struct mysqlbe_lock *l)
+{
+    if (l->listed != 1 || !c->db)
+        return;
+    unsigned long lock_len = (unsigned long)strlen(l->server_name);
+    MYSQL_BIND p[1];
+    bind_str(&p[0], l->server_name, &lock_len);
+    struct mysqlbe_result r;
+    c->no_create = 1;
+    (void)dlock__mysql_exec(c, OP_HOLDERS_DROP, p, NULL, NULL, NULL, &r, "dropping the lock's name", DLOCK_ECONN);
+    c->no_create = 0;
+    dlock__clear_error();
 }
 
 /* Session mode.  The server keeps a list of user locks only with MariaDB's
@@ -441,11 +570,23 @@ int dlock__mysql_session_list(struct mysqlbe_conn *c, const char *prefix, struct
         return dlock__oom();
     rows->list = list;
     dlock__copy_text(rows->name, sizeof rows->name, prefix);
-    MYSQL_BIND out[4];
+    MYSQL_BIND out[6];
     bind_out_text(&out[0], rows->key, sizeof rows->key, &rows->key_len, &rows->nulls[0]);
     bind_out_i64(&out[1], &rows->id, &rows->nulls[1]);
+    bind_out_text(&out[2], rows->listed_name, sizeof rows->listed_name, &rows->listed_name_len, &rows->nulls[2]);
+    bind_out_i64(&out[3], &rows->since, &rows->nulls[3]);
+    bind_out_text(&out[4], rows->host, sizeof rows->host, &rows->host_len, &rows->nulls[4]);
+    bind_out_i64(&out[5], &rows->pid, &rows->nulls[5]);
     struct mysqlbe_result r;
-    int status = dlock__mysql_exec(c, OP_SESSION_MLI, NULL, out, mli_row, rows, &r, "listing the locks", DLOCK_ECONN);
+    c->no_create = 1;
+    int status =
+        dlock__mysql_exec(c, OP_SESSION_MLI_NAMES, NULL, out, mli_row, rows, &r, "listing the locks", DLOCK_ECONN);
+    c->no_create = 0;
+    if (status != DLOCK_OK && no_holders_table(c)) {
+        dlock__clear_error(); /* no names listed yet: the plugin alone */
+        rows->nulls[2] = rows->nulls[3] = rows->nulls[4] = rows->nulls[5] = 1;
+        status = dlock__mysql_exec(c, OP_SESSION_MLI, NULL, out, mli_row, rows, &r, "listing the locks", DLOCK_ECONN);
+    }
     if (status == DLOCK_OK || c->last_errno == 0 || dlock__mysql_connection_lost(c->last_errno)) {
         if (status == DLOCK_OK && rows->status != DLOCK_OK)
             status = rows->status;
@@ -463,11 +604,32 @@ int dlock__mysql_session_list(struct mysqlbe_conn *c, const char *prefix, struct
     bind_out_text(&out[1], rows->key, sizeof rows->key, &rows->key_len, &rows->nulls[1]);
     bind_out_i64(&out[2], &rows->id, &rows->nulls[2]);
     bind_out_i64(&out[3], &rows->fence, &rows->nulls[3]);
+    rows->nulls[4] = rows->nulls[5] = 1;
     c->no_create = 1;
     status = dlock__mysql_exec(c, OP_SESSION_LIST, p, out, session_row, rows, &r, "listing the locks", DLOCK_ECONN);
-    c->no_create = 0;
     if (status == DLOCK_OK && rows->status != DLOCK_OK)
         status = rows->status;
+    /* The locks that listed their names, with or without a fence table. */
+    unsigned int fence_errno = c->last_errno;
+    if (status == DLOCK_OK || !dlock__mysql_connection_lost(fence_errno)) {
+        bind_out_i64(&out[2], &rows->id, &rows->nulls[2]);
+        bind_out_i64(&out[3], &rows->since, &rows->nulls[3]);
+        int listed =
+            dlock__mysql_exec(c, OP_HOLDERS_LIST, p, out, holders_row, rows, &r, "listing the locks", DLOCK_ECONN);
+        if (listed == DLOCK_OK && rows->status != DLOCK_OK)
+            listed = rows->status;
+        if (listed != DLOCK_OK && no_holders_table(c)) {
+            c->last_errno = fence_errno; /* the fence table's answer stands */
+            if (status == DLOCK_OK)
+                dlock__clear_error();
+        } else if (listed != DLOCK_OK) {
+            status = listed;
+        } else if (status != DLOCK_OK && (fence_errno == ER_NO_SUCH_TABLE || fence_errno == ER_NO_DB_ERROR)) {
+            dlock__clear_error(); /* no fence table: the holders' table alone */
+            status = DLOCK_OK;
+        }
+    }
+    c->no_create = 0;
     free(rows);
     /* No fence table, or no database to have one in (the quick start's URL
      * names none): one message, one status. */

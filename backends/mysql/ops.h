@@ -68,7 +68,8 @@ static inline void terminate(char *buf, size_t size, unsigned long len, mysqlbe_
 struct list_rows {
     struct dlock_list *list;
     char name[256], host[256], key[DLOCK_MYSQL_LOCK_NAME_MAX + 1];
-    unsigned long name_len, host_len, key_len;
+    char listed_name[256]; /* session mode: from the holders' table */
+    unsigned long name_len, host_len, key_len, listed_name_len;
     long long pid, since, expires, fence, id;
     mysqlbe_flag nulls[6];
     int status;
@@ -110,6 +111,12 @@ int dlock__mysql_fenced_get_lock(struct mysqlbe_conn *c, struct mysqlbe_lock *l,
                             long long *granted, struct statement_error *error);
 int dlock__mysql_session_record(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name, int put, int64_t *slot,
                            struct dlock_call *call);
+/* Session mode, at a lock's first renewal: its name and since in
+ * MYSQL_HOLDERS_TABLE (created when missing).  DLOCK_OK, also when the user
+ * may not write it; the session broke: its status (the lock is lost). */
+int dlock__mysql_list_register(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name);
+/* ... and its removal after the release (errors are ignored). */
+void dlock__mysql_list_unregister(struct mysqlbe_conn *c, struct mysqlbe_lock *l);
 int dlock__mysql_session_list(struct mysqlbe_conn *c, const char *prefix, struct dlock_list *list, struct dlock_call *call);
 int dlock__mysql_session_break(struct mysqlbe_conn *c, const char *name, struct dlock_call *call);
 

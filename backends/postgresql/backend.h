@@ -42,6 +42,10 @@ typedef struct pg_lock {
     struct dlock_held base;
     int64_t key;
     char owner[37]; /* lease mode: this acquisition's owner token (a UUID) */
+    /* Session mode: when it was taken (the core's clock, dlock__now_ms), and
+     * its row in PG_HOLDERS_TABLE: 0 none yet, 1 written, -1 not to be. */
+    int64_t taken_ms;
+    int listed;
 } pg_lock;
 
 /* A per-session (session mode) or per-connection random token in hex. */
@@ -52,6 +56,9 @@ typedef struct pg_lock {
 #define PG_TABLE_MAX 72
 /* Lease mode's default table, which session mode looks into (issue 23). */
 #define PG_LEASE_TABLE "\"dlock_leases\""
+/* Session mode: a lock's name and since, written at its first renewal
+ * (ops.c, docs/postgresql.md "Listing session-mode locks"). */
+#define PG_HOLDERS_TABLE "dlock_holders"
 #define PG_TYPE_INT8 20
 #define PG_TYPE_TEXT 25
 
@@ -83,6 +90,7 @@ typedef struct pg_conn {
     char table[PG_TABLE_MAX];   /* the lease table (lease) or the fence table (session), quoted */
     int table_ready;            /* the table is known to exist */
     int leases_seen;            /* session mode: PG_LEASE_TABLE exists (its check is prepared) */
+    int holders_off;            /* session mode: this role cannot write PG_HOLDERS_TABLE */
     unsigned lease_used;        /* lease mode: hot statements sent on this connection (a bit each) */
     unsigned lease_prepared;    /* ... and prepared on it */
     int lease_unnamed;          /* lease mode: prepared statements do not work here (a pooler) */
@@ -123,6 +131,13 @@ int dlock__pg_record_get(struct dlock_conn *conn, struct dlock_held *held, const
                          struct dlock_call *call);
 int dlock__pg_record_put(struct dlock_conn *conn, struct dlock_held *held, const char *name, int64_t slot,
                          struct dlock_call *call);
+
+/* Session mode, at a lock's first renewal: its row in PG_HOLDERS_TABLE
+ * (created when missing).  DLOCK_OK, also when the role may not write it;
+ * the session broke: DLOCK_ELOST. */
+int dlock__pg_list_register(pg_conn *c, pg_lock *l, const char *name);
+/* ... and its removal after the release (errors are ignored). */
+void dlock__pg_list_unregister(pg_conn *c, pg_lock *l);
 
 /* Fill buf with n random bytes; DLOCK_OK or DLOCK_EBACKEND with text. */
 int dlock__pg_random(void *buf, size_t n);

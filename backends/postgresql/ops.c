@@ -19,19 +19,20 @@
     " l.pid FROM pg_catalog.pg_locks l WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted"               \
     " AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()))"      \
     " AS k LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = k.pid %s"
+#define PG_SINCE "(EXTRACT(epoch FROM h.since) * 1000)::bigint"
 #define PG_NAME_KEY "('x' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256(f.name), 'hex'), 16))::bit(64)::bigint"
 
-/* Session mode: is the fence table there (c->table_ready)?  A status. */
-static int table_exists(pg_conn *c)
+/* Session mode: is `table` there (*exists)?  A status. */
+static int table_exists(pg_conn *c, const char *table, int *exists)
 {
-    const char *values[1] = {c->table};
+    const char *values[1] = {table};
     static const Oid types[1] = {PG_TYPE_TEXT};
     PGresult *res = dlock__pg_exec(c, "SELECT pg_catalog.to_regclass($1) IS NOT NULL", 1, types, values, NULL, NULL);
     static const struct pg_what looking = {DLOCK_ECONN, "the connection broke while looking for the table",
                                            "cannot look for the table", 0};
     int rc = dlock__pg_answer(c, res, &looking, NULL);
     if (rc == DLOCK_OK)
-        c->table_ready = dlock__pg_first_bool(res);
+        *exists = dlock__pg_first_bool(res);
     PQclear(res);
     return rc;
 }
@@ -48,6 +49,92 @@ char *dlock__pg_from_hex(const char *hex)
     }
     out[n] = '\0';
     return out;
+}
+
+/* --- names and since of session-mode locks ---------------------------------------- */
+
+/* An advisory lock has a key but no name and no time of grant.  A lock that
+ * lives to its first renewal writes both into an unlogged table (no WAL: a
+ * crash loses the rows, and the locks with them), with the holder's
+ * session; the listing reads a row only while that session holds the key.
+ * A lock released before its first renewal costs nothing. */
+static const char holders_ddl[] = "CREATE UNLOGGED TABLE IF NOT EXISTS " PG_HOLDERS_TABLE " ("
+                                  " key bigint PRIMARY KEY,"
+                                  " name bytea NOT NULL,"
+                                  " pid integer NOT NULL,"
+                                  " backend_start timestamptz,"
+                                  " since timestamptz NOT NULL)";
+/* $1 key, $2 name, $3 ms since the grant (the client's count). */
+static const char holders_put[] =
+    "INSERT INTO " PG_HOLDERS_TABLE " AS h (key, name, pid, backend_start, since)"
+    " SELECT $1::bigint, $2::bytea, pg_catalog.pg_backend_pid(),"
+    " (SELECT backend_start FROM pg_catalog.pg_stat_activity WHERE pid = pg_catalog.pg_backend_pid()),"
+    " pg_catalog.clock_timestamp() - $3::bigint * interval '1 millisecond'"
+    " ON CONFLICT (key) DO UPDATE SET name = excluded.name, pid = excluded.pid,"
+    " backend_start = excluded.backend_start, since = excluded.since";
+static const char holders_drop[] =
+    "DELETE FROM " PG_HOLDERS_TABLE " WHERE key = $1::bigint AND pid = pg_catalog.pg_backend_pid()";
+
+int dlock__pg_list_register(pg_conn *c, pg_lock *l, const char *name)
+{
+    if (l->listed || c->holders_off)
+        return DLOCK_OK;
+    l->listed = -1;
+    char key[24], ago[24];
+    dlock__pg_key_text(key, l->key);
+    int64_t elapsed = dlock__now_ms() - l->taken_ms;
+    snprintf(ago, sizeof ago, "%lld", (long long)(elapsed > 0 ? elapsed : 0));
+    const char *values[3] = {key, name, ago};
+    const int lengths[3] = {0, (int)strlen(name), 0};
+    static const Oid types[3] = {PG_TYPE_INT8, PG_TYPE_BYTEA, PG_TYPE_INT8};
+    static const struct pg_what listing = {DLOCK_ELOST, "the connection broke: the lock is lost",
+                                           "cannot list the lock's name", 0};
+    for (int attempt = 0; attempt < 2; attempt++) {
+        PGresult *res = dlock__pg_exec(c, holders_put, 3, types, values, lengths, NULL);
+        int kind;
+        (void)dlock__pg_answer(c, res, &listing, &kind);
+        int missing = kind == OUTCOME_SQL_ERROR && dlock__pg_has_sqlstate(res, "42P01");
+        int refused = kind == OUTCOME_SQL_ERROR && dlock__pg_has_sqlstate(res, "42501");
+        PQclear(res);
+        if (kind == OUTCOME_CONNECTION_LOST)
+            return dlock__pg_session_ended(name);
+        dlock__clear_error(); /* the name is a courtesy: never the lock's failure */
+        if (kind == OUTCOME_OK) {
+            l->listed = 1;
+            return DLOCK_OK;
+        }
+        if (refused)
+            c->holders_off = 1;
+        if (!missing || attempt)
+            return DLOCK_OK;
+        res = dlock__pg_exec(c, holders_ddl, 0, NULL, NULL, NULL, NULL);
+        (void)dlock__pg_answer(c, res, &listing, &kind);
+        refused = kind == OUTCOME_SQL_ERROR && dlock__pg_has_sqlstate(res, "42501");
+        PQclear(res);
+        if (kind == OUTCOME_CONNECTION_LOST)
+            return dlock__pg_session_ended(name);
+        dlock__clear_error();
+        if (refused) {
+            c->holders_off = 1;
+            return DLOCK_OK;
+        }
+    }
+    return DLOCK_OK;
+}
+
+void dlock__pg_list_unregister(pg_conn *c, pg_lock *l)
+{
+    if (l->listed != 1 || !c->pg)
+        return;
+    char key[24];
+    dlock__pg_key_text(key, l->key);
+    const char *values[1] = {key};
+    static const Oid types[1] = {PG_TYPE_INT8};
+    PGresult *res = dlock__pg_exec(c, holders_drop, 1, types, values, NULL, NULL);
+    static const struct pg_what dropping = {DLOCK_ECONN, "the connection broke", "cannot drop the lock's name", 0};
+    (void)dlock__pg_answer(c, res, &dropping, NULL);
+    PQclear(res);
+    dlock__clear_error();
 }
 
 /* Row i of the session-mode listing, its name (NULL: only the key known). */
@@ -75,7 +162,7 @@ static int add_session_row(const PGresult *res, int i, const char *name, struct 
         .holder = holder,
         .host = host[0] ? host : NULL,
         .pid = pid,
-        .since_ms = -1,
+        .since_ms = PQgetisnull(res, i, 5) ? -1 : strtoll(PQgetvalue(res, i, 5), NULL, 10),
         .expires_ms = -1,
         .fence = PQgetisnull(res, i, 4) ? 0 : strtoull(PQgetvalue(res, i, 4), NULL, 10),
     };
@@ -85,23 +172,31 @@ static int add_session_row(const PGresult *res, int i, const char *name, struct 
 static int session_list(pg_conn *c, const char *prefix, struct dlock_list *list)
 {
     int rc = DLOCK_OK;
-    /* The fence table gives the names; a list never creates it (issue 23). */
-    if (!c->table_ready) {
-        rc = dlock__pg_ensure_session(c, NULL);
-        if (rc == DLOCK_OK)
-            rc = table_exists(c);
-        if (rc != DLOCK_OK)
-            dlock__clear_error(); /* no names then */
-        rc = DLOCK_OK;
-    }
-    char sql[2048];
-    if (c->table_ready) {
-        char join[256];
-        snprintf(join, sizeof join, "LEFT JOIN %s f ON " PG_NAME_KEY " = k.key", c->table);
-        snprintf(sql, sizeof sql, PG_LIST_LOCKS, "pg_catalog.encode(f.name, 'hex'), f.fence", join);
-    } else {
-        snprintf(sql, sizeof sql, PG_LIST_LOCKS, "NULL::text, NULL::bigint", "");
-    }
+    /* The fence table and the holders' table give the names; a list never
+     * creates them (issue 23). */
+    int holders = 0;
+    rc = dlock__pg_ensure_session(c, NULL);
+    if (rc == DLOCK_OK && !c->table_ready)
+        rc = table_exists(c, c->table, &c->table_ready);
+    if (rc == DLOCK_OK)
+        rc = table_exists(c, PG_HOLDERS_TABLE, &holders);
+    if (rc != DLOCK_OK)
+        dlock__clear_error(); /* no names then */
+    rc = DLOCK_OK;
+    char sql[2048], join[512] = "";
+    size_t used = 0;
+    if (c->table_ready)
+        used += (size_t)snprintf(join, sizeof join, " LEFT JOIN %s f ON " PG_NAME_KEY " = k.key", c->table);
+    if (holders)
+        snprintf(join + used, sizeof join - used,
+                 " LEFT JOIN " PG_HOLDERS_TABLE " h ON h.key = k.key AND h.pid = k.pid"
+                 " AND h.backend_start IS NOT DISTINCT FROM COALESCE(a.backend_start, h.backend_start)");
+    snprintf(sql, sizeof sql, PG_LIST_LOCKS,
+             c->table_ready && holders ? "pg_catalog.encode(COALESCE(f.name, h.name), 'hex'), f.fence, " PG_SINCE
+             : c->table_ready          ? "pg_catalog.encode(f.name, 'hex'), f.fence, NULL::bigint"
+             : holders                 ? "pg_catalog.encode(h.name, 'hex'), NULL::bigint, " PG_SINCE
+                                       : "NULL::text, NULL::bigint, NULL::bigint",
+             join);
     PGresult *res = dlock__pg_session_exec(c, sql, 0, NULL, NULL, NULL, "list the locks", &rc);
     if (!res)
         return rc;

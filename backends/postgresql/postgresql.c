@@ -451,6 +451,7 @@ static int pg_acquire(struct dlock_conn *conn, const char *name, uint32_t ttl_ms
         free(l);
         return rc;
     }
+    l->taken_ms = call->lease_start_ms;
     dlock__session_add(&c->session, &l->base);
     *lock_out = &l->base;
     return DLOCK_OK;
@@ -503,6 +504,8 @@ static int pg_extend(struct dlock_conn *conn, struct dlock_held *held, const cha
         dlock__session_retime(&c->session, &l->base, ttl_ms);
         if (set)
             c->session_idle_ms = want;
+        PQclear(res);
+        return dlock__pg_list_register(c, l, name);
     } else if (rc == DLOCK_OK) {
         dlock__session_remove(&c->session, &l->base);
         rc = dlock__pg_no_longer_held(name);
@@ -546,6 +549,8 @@ static int pg_release(struct dlock_conn *conn, struct dlock_held *held, const ch
                 c->session_idle_ms = want;
             if (!dlock__pg_first_bool(res))
                 rc = dlock__error(DLOCK_ELOST, "lock '%s' had already been lost: this session no longer held it", name);
+            else
+                dlock__pg_list_unregister(c, l);
         } else if (kind == OUTCOME_SQL_ERROR) {
             /* The lock may still be held: end the session, which surely
              * releases it (other locks on it are reported lost). */

@@ -187,6 +187,76 @@ START_TEST(list_shows_a_held_lock)
 }
 END_TEST
 
+/* The entry named `n` in a list of the test's name as prefix, -1: none. */
+static long named_entry(dlock_client *c, const char *n, dlock_list **out)
+{
+    *out = list_of(c, name);
+    for (size_t i = 0; i < dlock_list_count(*out); i++) {
+        const char *ln = dlock_list_name(*out, i);
+        if (ln && strcmp(ln, n) == 0)
+            return (long)i;
+    }
+    return -1;
+}
+
+/* Every store lists a lock by its name, with since and this pid, from its
+ * first renewal on at the latest (PostgreSQL and MySQL session mode keep
+ * only keys until then, issue 24).  A holder broken behind its back leaves
+ * nothing that a new holder is listed with; a released lock is gone. */
+START_TEST(list_names_a_renewed_lock)
+{
+    char n[300];
+    snprintf(n, sizeof n, "%s Renewed", name); /* MySQL: not a verbatim GET_LOCK name */
+    int64_t before = 0, after = 0;
+    dlock_lock *l = NULL, *l2 = NULL;
+    ck_assert_int_eq(dlock_store_time(client, &before), DLOCK_OK);
+    ck_assert_int_eq(dlock_acquire(client, n, 30000, 0, &l), DLOCK_OK);
+    ck_assert_int_eq(dlock_store_time(client, &after), DLOCK_OK);
+    ck_assert_msg(dlock_extend(l, 30000) == DLOCK_OK, "extend: %s", dlock_last_error());
+    dlock_client *other = open_other();
+    dlock_list *list = NULL;
+    long i = named_entry(other, n, &list);
+    ck_assert_msg(i >= 0, "renewed lock '%s' not listed by name (%zu entries)", n, dlock_list_count(list));
+    int64_t since = dlock_list_since(list, (size_t)i), pid = dlock_list_pid(list, (size_t)i);
+    ck_assert_msg(since >= before - 2000 && since <= after + 2000, "since %lld not in [%lld, %lld]", (long long)since,
+                  (long long)before, (long long)after);
+    ck_assert(pid == 0 || pid == (int64_t)getpid());
+    dlock_list_free(list);
+    dlt_sleep_ms(100);
+    ck_assert_int_eq(dlock_break(other, n), 1);
+    ck_assert_msg(dlock_acquire(other, n, 30000, 5000, &l2) == DLOCK_OK, "%s", dlock_last_error());
+    dlock_client *third = open_other(); /* the break may have ended the first client's session */
+    i = named_entry(third, n, &list);
+    if (i >= 0)
+        ck_assert_msg(dlock_list_since(list, (size_t)i) != since, "the broken holder's since is listed");
+    dlock_list_free(list);
+    ck_assert_msg(dlock_extend(l2, 30000) == DLOCK_OK, "extend: %s", dlock_last_error());
+    i = named_entry(third, n, &list);
+    ck_assert_msg(i >= 0, "the new holder of '%s' is not listed by name", n);
+    int64_t since2 = dlock_list_since(list, (size_t)i);
+    ck_assert_int_gt(since2, since);
+    dlock_list_free(list);
+    ck_assert_int_eq(dlock_release(l2), DLOCK_OK);
+    /* The same client takes it again: not listed with the last since. */
+    dlt_sleep_ms(100);
+    ck_assert_int_eq(dlock_acquire(other, n, 30000, 0, &l2), DLOCK_OK);
+    i = named_entry(third, n, &list);
+    if (i >= 0)
+        ck_assert_msg(dlock_list_since(list, (size_t)i) != since2, "the last holding's since is listed");
+    dlock_list_free(list);
+    ck_assert_int_eq(dlock_release(l2), DLOCK_OK);
+    /* Lost to the break, and said at once (etcd used to retry the revoke
+     * of the broken lease on every member until the call's deadline). */
+    int64_t t0 = dlt_now_ms();
+    ck_assert_int_eq(dlock_release(l), DLOCK_ELOST);
+    ck_assert_int_lt(dlt_now_ms() - t0, 2000);
+    ck_assert_int_lt(named_entry(third, n, &list), 0);
+    dlock_list_free(list);
+    dlock_close(third);
+    dlock_close(other);
+}
+END_TEST
+
 /* A prefix lists the names that start with it, and only those (stores that
  * keep names). */
 START_TEST(list_prefix_filters)
@@ -322,6 +392,7 @@ void conformance_add_operations(Suite *s)
     tcase_add_checked_fixture(t, conformance_setup, conformance_teardown);
     tcase_add_test(t, list_shows_a_held_lock);
     tcase_add_test(t, list_prefix_filters);
+    tcase_add_test(t, list_names_a_renewed_lock);
     tcase_add_test(t, break_frees_a_lock_held_by_another);
     tcase_add_test(t, break_of_an_expired_lock_is_0);
     tcase_add_test(t, store_time_is_near_the_wall_clock);

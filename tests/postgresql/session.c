@@ -23,7 +23,7 @@ START_TEST(test_one_round_trip)
     struct {
         const char *what;
         int turns;
-    } steps[9];
+    } steps[10];
     int n = 0;
 #define STEP(label, call)                                                       \
     do {                                                                        \
@@ -33,19 +33,24 @@ START_TEST(test_one_round_trip)
         steps[n++].turns = atomic_load(&px->turns);                             \
     } while (0)
     STEP("acquire (first: sets the lease)", dlock_acquire(c, name, 30000, 0, &l));
+    STEP("extend (first: lists the name)", dlock_extend(l, 30000));
     STEP("extend", dlock_extend(l, 30000));
     STEP("extend with a new TTL", dlock_extend(l, 20000));
     STEP("acquire a second lock", dlock_acquire(c, other, 60000, 0, &l2));
     STEP("release the second", dlock_release(l2));
-    STEP("release (last: clears the lease)", dlock_release(l));
+    STEP("release (last: clears the lease, drops the name)", dlock_release(l));
     STEP("acquire again", dlock_acquire(c, name, 30000, 0, &l));
     STEP("release again", dlock_release(l));
     STEP("acquire with a wait", dlock_acquire(c, name, 30000, 1000, &l));
 #undef STEP
     ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    /* A lock's first renewal writes its name and since into dlock_holders
+     * (one more round trip), and the release of such a lock drops the row
+     * (one more); every other call is one (issue 24). */
     for (int i = 0; i < n; i++) {
-        fprintf(stderr, "round trips: %-36s %d\n", steps[i].what, steps[i].turns);
-        ck_assert_msg(steps[i].turns == 1, "%s took %d round trips", steps[i].what, steps[i].turns);
+        int want = strstr(steps[i].what, "names") || strstr(steps[i].what, "the name") ? 2 : 1;
+        fprintf(stderr, "round trips: %-48s %d\n", steps[i].what, steps[i].turns);
+        ck_assert_msg(steps[i].turns == want, "%s took %d round trips", steps[i].what, steps[i].turns);
     }
     ck_assert_int_eq(atomic_load(&px->accepted), 1); /* one session throughout */
     dlock_close(c);
