@@ -276,7 +276,8 @@ int dlock__mysql_history_read(struct mysqlbe_conn *c, const char *name, size_t m
 
 /* Columns: version, database, user, innodb_flush_log_at_trx_commit, the
  * lock table exists, the history table exists, CREATE granted (global or
- * on this database), metadata_lock_info active (MariaDB). */
+ * on this database), metadata_lock_info active (MariaDB), dlock_leases
+ * exists, the holders' table exists. */
 static const char check_sql[] =
     "SELECT VERSION(), DATABASE(), CURRENT_USER(), @@GLOBAL.innodb_flush_log_at_trx_commit,"
     " (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '%s'),"
@@ -287,7 +288,9 @@ static const char check_sql[] =
     " AND PRIVILEGE_TYPE = 'CREATE' AND DATABASE() LIKE TABLE_SCHEMA),"
     " (SELECT COUNT(*) FROM information_schema.PLUGINS WHERE PLUGIN_NAME = 'METADATA_LOCK_INFO' AND PLUGIN_STATUS ="
     " 'ACTIVE'),"
-    " (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'dlock_leases')";
+    " (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'dlock_leases'),"
+    " (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '"
+    MYSQL_HOLDERS_TABLE "')";
 
 static int table_item(struct dlock_check_list *out, const char *key, const char *table, const char *feature, int exists,
                       int can_create, int have_db, int needed)
@@ -333,6 +336,9 @@ static int check_items(struct mysqlbe_conn *c, MYSQL_ROW row, struct dlock_check
                         lock_table, can_create, db != NULL, c->lease);
     if (rc == DLOCK_OK)
         rc = table_item(out, "history", HISTORY_TABLE, "dlock run's run history", history, can_create, db != NULL, 0);
+    if (rc == DLOCK_OK && !c->lease)
+        rc = table_item(out, "names", MYSQL_HOLDERS_TABLE, "names and since of session-mode locks in dlock list",
+                        number(row[9]) > 0, can_create, db != NULL, 0);
     if (rc == DLOCK_OK)
         rc = dlock__check_add(out, "innodb_flush_log_at_trx_commit", flush == 1 ? DLOCK_CHECK_OK : DLOCK_CHECK_WARN,
                               flush == 1 ? "1: what the server acknowledged survives its crash"

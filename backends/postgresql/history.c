@@ -186,7 +186,11 @@ static const char check_sql[] =
     "  pg_catalog.has_table_privilege(pg_catalog.to_regclass('" HISTORY_TABLE "')::oid, 'SELECT, INSERT, DELETE')"
     "  END,"
     " COALESCE(pg_catalog.has_schema_privilege(pg_catalog.current_schema(), 'CREATE'), false),"
-    " pg_catalog.current_setting('idle_session_timeout')";
+    " pg_catalog.current_setting('idle_session_timeout'),"
+    " pg_catalog.to_regclass('" PG_HOLDERS_TABLE "') IS NOT NULL,"
+    " CASE WHEN pg_catalog.to_regclass('" PG_HOLDERS_TABLE "') IS NULL THEN false ELSE"
+    "  pg_catalog.has_table_privilege(pg_catalog.to_regclass('" PG_HOLDERS_TABLE "')::oid,"
+    " 'SELECT, INSERT, UPDATE, DELETE') END";
 
 static int is_true(const PGresult *res, int col)
 {
@@ -306,6 +310,9 @@ int dlock__pg_check(pg_conn *c, const char *name, const char *key, struct dlock_
     if (rc == DLOCK_OK)
         rc = table_item(out, "history", HISTORY_TABLE, "dlock run's run history", is_true(res, 7), is_true(res, 8),
                         is_true(res, 9), 0);
+    if (rc == DLOCK_OK && !c->lease)
+        rc = table_item(out, "names", PG_HOLDERS_TABLE, "names and since of session-mode locks in dlock list",
+                        is_true(res, 11), is_true(res, 12), is_true(res, 9), 0);
     if (rc == DLOCK_OK)
         rc = dlock__check_add(out, "synchronous_commit", sync_off ? DLOCK_CHECK_WARN : DLOCK_CHECK_OK,
                               sync_off ? "off: a server crash can forget the last fences, leases and run records"
