@@ -316,6 +316,9 @@ int dlock__url_userinfo(const char *s, size_t len, int user_required, char **use
 
 /* Free a string that holds a secret, wiped first. */
 void dlock__free_secret(char *secret);
+/* Unix ms as UTC "YYYY-MM-DDTHH:MM:SSZ" into buf (at least 21 bytes); "?"
+ * when it cannot be shown. */
+void dlock__utc_text(char *buf, size_t size, int64_t unix_ms);
 
 /* Percent-decoding for URL parts: writes a NUL-terminated copy of
  * src[0..len) into a new malloc'ed string.  DLOCK_EINVAL on a bad escape or

@@ -286,3 +286,11 @@ char *dlock__format_alloc(const char *fmt, ...)
     va_end(ap);
     return buf;
 }
+
+void dlock__utc_text(char *buf, size_t size, int64_t unix_ms)
+{
+    time_t t = (time_t)(unix_ms / 1000);
+    struct tm tm;
+    if (unix_ms < 0 || !gmtime_r(&t, &tm) || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        dlock__copy_text(buf, size, "?");
+}

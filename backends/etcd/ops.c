@@ -92,11 +92,8 @@ int dlock__etcd_holder(struct dlock_conn *conn, const char *name, char *buf, siz
     char host[256], text[DLOCK_ETCD_KEY_MAX + 200];
     long long pid = 0, since_ms = 0;
     if (parse_value(h.value, host, sizeof host, &pid, &since_ms)) {
-        char since[32] = "?";
-        time_t t = (time_t)(since_ms / 1000);
-        struct tm tm;
-        if (gmtime_r(&t, &tm))
-            strftime(since, sizeof since, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        char since[32];
+        dlock__utc_text(since, sizeof since, since_ms);
         snprintf(text, sizeof text, "host=%s pid=%lld since=%s fence=%" PRId64 " lease=%" PRIx64, host, pid, since,
                  h.create, (uint64_t)h.lease);
     } else { /* a key another client wrote (etcdctl lock leaves the value empty) */

@@ -304,9 +304,10 @@ int dlock__mysql_lease_holder(struct mysqlbe_conn *c, const char *name, char *bu
         return held;
     }
     terminate(host, sizeof host, host_len, nulls[0]);
-    char text[512];
-    snprintf(text, sizeof text, "host=%s pid=%lld since=%lld expires_in=%lldms fence=%lld", host[0] ? host : "?",
-             nulls[1] ? 0LL : pid, taken, left, fence);
+    char text[512], since[32];
+    dlock__utc_text(since, sizeof since, taken);
+    snprintf(text, sizeof text, "host=%s pid=%lld since=%s expires_in=%lldms fence=%lld", host[0] ? host : "?",
+             nulls[1] ? 0LL : pid, since, left, fence);
     if (buf && buflen)
         dlock__copy_text(buf, buflen, text);
     return 1;

@@ -609,6 +609,8 @@ static int mysqlbe_holder(struct dlock_conn *conn, const char *name, char *buf, 
         if (fetch == MYSQL_NO_DATA || row.nulls[0])
             return dlock__mysql_lease_row_holder(c, name, buf, buflen); /* a lease-mode holder, or nobody */
         holder_text(&row, buf, buflen);
+        if (buf && buflen)
+            dlock__mysql_listed_holder(c, server_name, row.id, buf, buflen);
         return 1;
     }
 }

@@ -99,6 +99,7 @@ static const char *const op_sql[MYSQLBE_OPS_MAX] = {
     [OP_HOLDERS_DROP] = "DELETE FROM " MYSQL_HOLDERS_TABLE " WHERE lock_name = ? AND conn = CONNECTION_ID()",
     [OP_HOLDERS_LIST] = "SELECT name, lock_name, conn, since, host, pid FROM " MYSQL_HOLDERS_TABLE
                         " WHERE IS_USED_LOCK(lock_name) <=> conn AND LEFT(name, ?) = ?",
+    [OP_HOLDERS_GET] = "SELECT host, pid, since FROM " MYSQL_HOLDERS_TABLE " WHERE lock_name = ? AND conn = ?",
     [OP_STORE_TIME] = "SELECT " NOW_MS,
     /* Session mode: a lease-mode holder of the name in the default table
      * (not `%s`: session mode's own table is the fence table). */
@@ -541,6 +542,35 @@ int dlock__mysql_list_register(struct mysqlbe_conn *c, struct mysqlbe_lock *l, c
             return DLOCK_OK;
         }
     }
+}
+
+void dlock__mysql_listed_holder(struct mysqlbe_conn *c, const char *server_name, long long conn, char *buf,
+                                size_t buflen)
+{
+    unsigned long lock_len = (unsigned long)strlen(server_name);
+    MYSQL_BIND p[2], out[3];
+    bind_str(&p[0], server_name, &lock_len);
+    bind_i64(&p[1], &conn);
+    char host[256];
+    unsigned long host_len = 0;
+    long long pid = 0, since = 0;
+    mysqlbe_flag nulls[3] = {0, 0, 0};
+    bind_out_text(&out[0], host, sizeof host, &host_len, &nulls[0]);
+    bind_out_i64(&out[1], &pid, &nulls[1]);
+    bind_out_i64(&out[2], &since, &nulls[2]);
+    struct mysqlbe_result r;
+    c->no_create = 1;
+    int status = dlock__mysql_exec(c, OP_HOLDERS_GET, p, out, NULL, NULL, &r, "looking for the lock's name", DLOCK_ECONN);
+    c->no_create = 0;
+    if (status != DLOCK_OK || r.rows != 1 || nulls[0] || nulls[1] || nulls[2]) {
+        dlock__clear_error(); /* no table, no row: the text stays as it is */
+        return;
+    }
+    terminate(host, sizeof host, host_len, nulls[0]);
+    char when[32], text[1024];
+    dlock__utc_text(when, sizeof when, since);
+    snprintf(text, sizeof text, "host=%s pid=%lld since=%s %s", host, pid, when, buf);
+    dlock__copy_text(buf, buflen, text);
 }
 
 void dlock__mysql_list_unregister(struct mysqlbe_conn *c, struct mysqlbe_lock *l)

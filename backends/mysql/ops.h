@@ -115,6 +115,10 @@ int dlock__mysql_session_record(struct mysqlbe_conn *c, struct mysqlbe_lock *l, 
  * MYSQL_HOLDERS_TABLE (created when missing).  DLOCK_OK, also when the user
  * may not write it; the session broke: its status (the lock is lost). */
 int dlock__mysql_list_register(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const char *name);
+/* Put "host=… pid=… since=… " before the holder text in buf when
+ * connection `conn`, which holds `server_name`, listed it. */
+void dlock__mysql_listed_holder(struct mysqlbe_conn *c, const char *server_name, long long conn, char *buf,
+                                size_t buflen);
 /* ... and its removal after the release (errors are ignored). */
 void dlock__mysql_list_unregister(struct mysqlbe_conn *c, struct mysqlbe_lock *l);
 int dlock__mysql_session_list(struct mysqlbe_conn *c, const char *prefix, struct dlock_list *list, struct dlock_call *call);

@@ -564,6 +564,26 @@ static int pg_release(struct dlock_conn *conn, struct dlock_held *held, const ch
 
 /* --- holder, cancel ------------------------------------------------------------------ */
 
+/* The since that the holder's session listed for the key (at the lock's
+ * first renewal: ops.c), into `out` as RFC 3339; "" when none. */
+static void listed_since(pg_conn *c, const char *key, const char *backend_pid, char *out, size_t size)
+{
+    static const Oid types[2] = {PG_TYPE_INT8, 23 /* int4 */};
+    const char *values[2] = {key, backend_pid};
+    PGresult *res = dlock__pg_exec(c,
+                                   "SELECT pg_catalog.to_char(since AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+                                   " FROM " PG_HOLDERS_TABLE " h WHERE key = $1 AND pid = $2 AND backend_start IS NOT DISTINCT FROM"
+                                   " COALESCE((SELECT a.backend_start FROM pg_catalog.pg_stat_activity a WHERE a.pid = $2),"
+                                   " h.backend_start)",
+                                   2, types, values, NULL, NULL);
+    int kind;
+    (void)dlock__pg_answer(c, res, &dlock__pg_reading_holder, &kind);
+    if (kind == OUTCOME_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+        dlock__copy_text(out, size, PQgetvalue(res, 0, 0));
+    PQclear(res);
+    dlock__clear_error(); /* no table, or no row: no since */
+}
+
 static int pg_holder(struct dlock_conn *conn, const char *name, char *buf, size_t buflen, struct dlock_call *call)
 {
     pg_conn *c = dlock__pg_of(conn);
@@ -596,16 +616,18 @@ static int pg_holder(struct dlock_conn *conn, const char *name, char *buf, size_
          * session of another role that we may not look into. */
         const char *client = !PQgetisnull(res, 0, 1) ? PQgetvalue(res, 0, 1) : PQgetisnull(res, 0, 3) ? "?" : "local";
         const char *backend_pid = PQgetvalue(res, 0, 2);
-        const char *since = PQgetisnull(res, 0, 3) ? "?" : PQgetvalue(res, 0, 3);
+        const char *session_start = PQgetisnull(res, 0, 3) ? "?" : PQgetvalue(res, 0, 3);
         const char *active = PQgetisnull(res, 0, 4) ? "?" : PQgetvalue(res, 0, 4);
-        char text[768];
+        char since[64] = "";
+        listed_since(c, key, backend_pid, since, sizeof since);
+        char text[800];
         /* Our own sessions name themselves "dlock host=... pid=...". */
-        if (strncmp(app, "dlock ", 6) == 0)
-            snprintf(text, sizeof text, "%s since=%s last_active=%s backend_pid=%s client=%s", app + 6, since, active,
-                     backend_pid, client);
-        else
-            snprintf(text, sizeof text, "application=%s since=%s last_active=%s backend_pid=%s client=%s",
-                     app[0] ? app : "?", since, active, backend_pid, client);
+        snprintf(text, sizeof text, "%s%s%s%s session_start=%s last_active=%s backend_pid=%s client=%s",
+                 strncmp(app, "dlock ", 6) == 0 ? "" : "application=",
+                 strncmp(app, "dlock ", 6) == 0 ? app + 6
+                 : app[0]                       ? app
+                                                : "?",
+                 since[0] ? " since=" : "", since, session_start, active, backend_pid, client);
         dlock__copy_text(buf, buflen, text);
         PQclear(res);
         return 1;

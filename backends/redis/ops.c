@@ -93,11 +93,8 @@ int dlock__redis_holder(struct dlock_conn *conn, const char *name, char *buf, si
     int held = read_lock(c, key, klen, call, r, &info);
     if (held <= 0)
         return held;
-    char since[32] = "?";
-    time_t t = (time_t)(info.since_ms / 1000);
-    struct tm tm;
-    if (gmtime_r(&t, &tm))
-        strftime(since, sizeof since, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    char since[32];
+    dlock__utc_text(since, sizeof since, info.since_ms);
     char text[512];
     if (!info.host)
         snprintf(text, sizeof text, "unknown (a key libdlock did not write) expires_in=%lldms",

@@ -469,11 +469,8 @@ static int sqlite_holder(struct dlock_conn *conn, const char *name, char *buf, s
     int rc = sqlite3_step(s);
     int result = 0;
     if (rc == SQLITE_ROW) {
-        char since[32] = "?";
-        time_t acquired = (time_t)(sqlite3_column_int64(s, 2) / 1000);
-        struct tm tm;
-        if (gmtime_r(&acquired, &tm))
-            strftime(since, sizeof since, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        char since[32];
+        dlock__utc_text(since, sizeof since, sqlite3_column_int64(s, 2));
         const unsigned char *host = sqlite3_column_text(s, 0);
         char text[512];
         snprintf(text, sizeof text, "host=%s pid=%lld since=%s expires_in=%lldms fence=%lld",

@@ -136,7 +136,15 @@ int dlock__zk_holder(struct dlock_conn *conn, const char *name, char *buf, size_
     if (rc == 1 && buf && buflen) {
         long long pid;
         const char *host;
-        parse_holder(data, &pid, &host, buf, buflen);
+        char text[600];
+        parse_holder(data, &pid, &host, text, sizeof text);
+        if (host) {
+            char since[32];
+            dlock__utc_text(since, sizeof since, stat.ctime);
+            size_t n = strlen(text);
+            snprintf(text + n, sizeof text - n, " since=%s", since);
+        }
+        dlock__copy_text(buf, buflen, text);
     }
     free(path);
     free(data);

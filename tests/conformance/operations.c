@@ -222,6 +222,12 @@ START_TEST(list_names_a_renewed_lock)
                   (long long)before, (long long)after);
     ck_assert(pid == 0 || pid == (int64_t)getpid());
     dlock_list_free(list);
+    /* dlock_holder (dlock status) says the same in its text, on every store. */
+    char who[1024], pid_part[32];
+    snprintf(pid_part, sizeof pid_part, "pid=%ld ", (long)getpid());
+    ck_assert_int_eq(dlock_holder(other, n, who, sizeof who), 1);
+    ck_assert_msg(strncmp(who, "host=", 5) == 0 && strstr(who, pid_part) && strstr(who, " since=20"),
+                  "holder text: %s", who);
     dlt_sleep_ms(100);
     ck_assert_int_eq(dlock_break(other, n), 1);
     ck_assert_msg(dlock_acquire(other, n, 30000, 5000, &l2) == DLOCK_OK, "%s", dlock_last_error());
