@@ -316,6 +316,11 @@ int dlock__url_userinfo(const char *s, size_t len, int user_required, char **use
 
 /* Free a string that holds a secret, wiped first. */
 void dlock__free_secret(char *secret);
+/* n random bytes from the kernel into buf: DLOCK_OK, or DLOCK_EBACKEND
+ * saying why (owner tokens, session tokens, nonces). */
+int dlock__random(void *buf, size_t n);
+/* The same as 2 * nbytes lower-case hex digits and a NUL into hex. */
+int dlock__random_hex(char *hex, size_t nbytes);
 /* Unix ms as UTC "YYYY-MM-DDTHH:MM:SSZ" into buf (at least 21 bytes); "?"
  * when it cannot be shown. */
 void dlock__utc_text(char *buf, size_t size, int64_t unix_ms);

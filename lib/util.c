@@ -2,12 +2,14 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -293,4 +295,36 @@ void dlock__utc_text(char *buf, size_t size, int64_t unix_ms)
     struct tm tm;
     if (unix_ms < 0 || !gmtime_r(&t, &tm) || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
         dlock__copy_text(buf, size, "?");
+}
+
+int dlock__random(void *buf, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = getrandom((unsigned char *)buf + got, n - got, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return dlock__error(DLOCK_EBACKEND, "no random bytes from the kernel (getrandom: %s)",
+                                r < 0 ? strerror(errno) : "nothing read");
+        got += (size_t)r;
+    }
+    return DLOCK_OK;
+}
+
+int dlock__random_hex(char *hex, size_t nbytes)
+{
+    unsigned char raw[64];
+    if (nbytes > sizeof raw)
+        return dlock__error(DLOCK_EINVAL, "at most %zu random bytes at once", sizeof raw);
+    int rc = dlock__random(raw, nbytes);
+    if (rc != DLOCK_OK)
+        return rc;
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < nbytes; i++) {
+        hex[2 * i] = digits[raw[i] >> 4];
+        hex[2 * i + 1] = digits[raw[i] & 15];
+    }
+    hex[2 * nbytes] = '\0';
+    return DLOCK_OK;
 }

@@ -375,92 +375,86 @@ static int parse_ops_n(int argc, char **argv, int allow_json, int allow_force, c
     return 0;
 }
 
-static int parse_ops(int argc, char **argv, int allow_json, int allow_force, const char **url, int *json, int *force,
-                     int *first)
+/* What an ops command takes besides -u. */
+enum { OPS_JSON = 1, OPS_FORCE = 2, OPS_COUNT = 4 };
+
+/* The parsed command line of an ops command: its resolved URL and its one
+ * argument (a NAME, or a PREFIX when `what` says so). */
+struct ops_args {
+    const char *url;
+    const char *arg; /* NULL: none given (optional) */
+    int json, force;
+    long count;
+    char default_url[4200];
+};
+
+/* Parse an ops command's options and its argument: `what` is "NAME" or
+ * "PREFIX", `required` whether it must be there.  0: go on; else the exit
+ * status, -1 after --help. */
+static int ops_args(int argc, char **argv, const char *cmd, unsigned takes, const char *what, int required,
+                    struct ops_args *a)
 {
-    return parse_ops_n(argc, argv, allow_json, allow_force, url, json, force, first, NULL);
+    const char *url = NULL;
+    int first = 0;
+    a->json = a->force = 0;
+    a->count = DLOCK_HISTORY_KEEP;
+    a->arg = NULL;
+    int rc = parse_ops_n(argc, argv, (takes & OPS_JSON) != 0, (takes & OPS_FORCE) != 0, &url, &a->json, &a->force,
+                         &first, (takes & OPS_COUNT) ? &a->count : NULL);
+    if (rc)
+        return rc;
+    if ((takes & OPS_FORCE) && !a->force)
+        return usage_error("%s", "dlock release breaks a lock held by someone else: say --force (a lock is "
+                                 "released by the dlock run that holds it)");
+    if (required && first >= argc)
+        return usage_error("%s is missing", what);
+    if (first < argc - 1)
+        return usage_error("dlock %s takes %s %s", cmd, required ? "one" : "at most one", what);
+    if (first < argc) {
+        a->arg = argv[first];
+        if (strcmp(what, "NAME") == 0 && check_name_length(a->arg))
+            return EXIT_USAGE;
+    }
+    a->url = resolve_url(url, a->default_url, sizeof a->default_url);
+    return a->url ? 0 : EXIT_USAGE;
 }
+
+/* An ops command's exit status from ops_args' answer. */
+#define OPS_FAILED(rc) ((rc) < 0 ? 0 : (rc))
 
 static int cmd_history(int argc, char **argv)
 {
-    const char *url = NULL;
-    char default_url[4200];
-    int json = 0, force = 0, first = 0;
-    long count = DLOCK_HISTORY_KEEP;
-    int rc = parse_ops_n(argc, argv, 1, 0, &url, &json, &force, &first, &count);
-    if (rc)
-        return rc < 0 ? 0 : rc;
-    if (first != argc - 1)
-        return usage_error("%s", first >= argc ? "NAME is missing" : "dlock history takes one NAME");
-    if (check_name_length(argv[first]))
-        return EXIT_USAGE;
-    url = resolve_url(url, default_url, sizeof default_url);
-    return url ? ops_history(url, argv[first], (size_t)count, json) : EXIT_USAGE;
+    struct ops_args a;
+    int rc = ops_args(argc, argv, "history", OPS_JSON | OPS_COUNT, "NAME", 1, &a);
+    return rc ? OPS_FAILED(rc) : ops_history(a.url, a.arg, (size_t)a.count, a.json);
 }
 
 static int cmd_check(int argc, char **argv)
 {
-    const char *url = NULL;
-    char default_url[4200];
-    int json = 0, force = 0, first = 0;
-    int rc = parse_ops(argc, argv, 1, 0, &url, &json, &force, &first);
-    if (rc)
-        return rc < 0 ? 0 : rc;
-    if (first < argc - 1)
-        return usage_error("%s", "dlock check takes at most one NAME");
-    if (first < argc && check_name_length(argv[first]))
-        return EXIT_USAGE;
-    url = resolve_url(url, default_url, sizeof default_url);
-    return url ? ops_check(url, first < argc ? argv[first] : NULL, json) : EXIT_USAGE;
+    struct ops_args a;
+    int rc = ops_args(argc, argv, "check", OPS_JSON, "NAME", 0, &a);
+    return rc ? OPS_FAILED(rc) : ops_check(a.url, a.arg, a.json);
 }
 
 static int cmd_status(int argc, char **argv)
 {
-    const char *url = NULL;
-    char default_url[4200];
-    int json = 0, force = 0, first = 0;
-    int rc = parse_ops(argc, argv, 1, 0, &url, &json, &force, &first);
-    if (rc)
-        return rc < 0 ? 0 : rc;
-    if (first != argc - 1)
-        return usage_error("%s", first >= argc ? "NAME is missing" : "dlock status takes one NAME");
-    if (check_name_length(argv[first]))
-        return EXIT_USAGE;
-    url = resolve_url(url, default_url, sizeof default_url);
-    return url ? ops_status(url, argv[first], json) : EXIT_USAGE;
+    struct ops_args a;
+    int rc = ops_args(argc, argv, "status", OPS_JSON, "NAME", 1, &a);
+    return rc ? OPS_FAILED(rc) : ops_status(a.url, a.arg, a.json);
 }
 
 static int cmd_list(int argc, char **argv)
 {
-    const char *url = NULL;
-    char default_url[4200];
-    int json = 0, force = 0, first = 0;
-    int rc = parse_ops(argc, argv, 1, 0, &url, &json, &force, &first);
-    if (rc)
-        return rc < 0 ? 0 : rc;
-    if (first < argc - 1)
-        return usage_error("%s", "dlock list takes at most one PREFIX");
-    url = resolve_url(url, default_url, sizeof default_url);
-    return url ? ops_list(url, first < argc ? argv[first] : "", json) : EXIT_USAGE;
+    struct ops_args a;
+    int rc = ops_args(argc, argv, "list", OPS_JSON, "PREFIX", 0, &a);
+    return rc ? OPS_FAILED(rc) : ops_list(a.url, a.arg ? a.arg : "", a.json);
 }
 
 static int cmd_release(int argc, char **argv)
 {
-    const char *url = NULL;
-    char default_url[4200];
-    int json = 0, force = 0, first = 0;
-    int rc = parse_ops(argc, argv, 0, 1, &url, &json, &force, &first);
-    if (rc)
-        return rc < 0 ? 0 : rc;
-    if (!force)
-        return usage_error("%s", "dlock release breaks a lock held by someone else: say --force (a lock is "
-                                 "released by the dlock run that holds it)");
-    if (first != argc - 1)
-        return usage_error("%s", first >= argc ? "NAME is missing" : "dlock release takes one NAME");
-    if (check_name_length(argv[first]))
-        return EXIT_USAGE;
-    url = resolve_url(url, default_url, sizeof default_url);
-    return url ? ops_break(url, argv[first]) : EXIT_USAGE;
+    struct ops_args a;
+    int rc = ops_args(argc, argv, "release", OPS_FORCE, "NAME", 1, &a);
+    return rc ? OPS_FAILED(rc) : ops_break(a.url, a.arg);
 }
 
 int main(int argc, char **argv)

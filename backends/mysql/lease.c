@@ -35,14 +35,7 @@
 
 static int random_owner(unsigned char owner[16])
 {
-    size_t got = 0;
-    while (got < 16) {
-        ssize_t n = getrandom(owner + got, 16 - got, 0);
-        if (n <= 0)
-            return dlock__error(DLOCK_EBACKEND, "no random bytes for the owner token");
-        got += (size_t)n;
-    }
-    return DLOCK_OK;
+    return dlock__random(owner, 16);
 }
 
 /* The row is ours, committed: does a session-mode client hold the name

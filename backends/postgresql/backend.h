@@ -139,8 +139,6 @@ int dlock__pg_list_register(pg_conn *c, pg_lock *l, const char *name);
 /* ... and its removal after the release (errors are ignored). */
 void dlock__pg_list_unregister(pg_conn *c, pg_lock *l);
 
-/* Fill buf with n random bytes; DLOCK_OK or DLOCK_EBACKEND with text. */
-int dlock__pg_random(void *buf, size_t n);
 /* The message when a statement ran in a server session that is not ours. */
 int dlock__pg_pooler_error(void);
 

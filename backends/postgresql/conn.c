@@ -465,10 +465,7 @@ int dlock__pg_open_session(pg_conn *c)
 
     /* The token: session mode's proof of its server session, and the
      * suffix of prepared statements' names in both modes. */
-    unsigned char token[PG_TOKEN_HEX / 2];
-    rc = dlock__pg_random(token, sizeof token);
-    for (size_t i = 0; i < sizeof token; i++)
-        snprintf(c->token + 2 * i, 3, "%02x", token[i]);
+    rc = dlock__random_hex(c->token, PG_TOKEN_HEX / 2);
     c->lease_used = c->lease_prepared = 0;
     /* Lease mode: nothing to set up, every statement stands alone. */
     if (!c->lease) {

@@ -241,12 +241,6 @@ void dlock__pg_stmt_name(const pg_conn *c, const char *base, char out[PG_STMT_NA
     snprintf(out, PG_STMT_NAME_MAX, "%s_%s", base, c->token);
 }
 
-int dlock__pg_random(void *buf, size_t n)
-{
-    if (getrandom(buf, n, 0) != (ssize_t)n)
-        return dlock__error(DLOCK_EBACKEND, "getrandom failed: %s", strerror(errno));
-    return DLOCK_OK;
-}
 
 int dlock__pg_pooler_error(void)
 {

@@ -343,7 +343,7 @@ int dlock__pg_lease_acquire(pg_conn *c, const char *name, uint32_t ttl_ms, int32
                             pg_lock *l)
 {
     unsigned char token[16];
-    int rc = dlock__pg_random(token, sizeof token);
+    int rc = dlock__random(token, sizeof token);
     if (rc != DLOCK_OK)
         return rc;
     new_owner(l->owner, token);

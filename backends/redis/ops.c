@@ -224,11 +224,9 @@ int dlock__redis_break(struct dlock_conn *conn, const char *name, struct dlock_c
     char key[KEY_MAX], mark[KEY_MAX], channel[KEY_MAX], id[33];
     size_t klen = dlock__redis_key(c, name, "", key), mlen = dlock__redis_key(c, name, ":broken", mark);
     size_t chlen = dlock__redis_key(c, name, ":released", channel);
-    unsigned char raw[16];
-    if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw)
-        return dlock__error(DLOCK_EBACKEND, "getrandom failed: %s", strerror(errno));
-    for (size_t i = 0; i < sizeof raw; i++)
-        snprintf(id + 2 * i, 3, "%02x", raw[i]);
+    int made = dlock__random_hex(id, 16);
+    if (made != DLOCK_OK)
+        return made;
     const char *a[] = {key, mark, channel, id};
     size_t alen[] = {klen, mlen, chlen, 32};
     redisReply *r = NULL;

@@ -226,12 +226,7 @@ static void redis_cancel(struct dlock_conn *conn)
 
 static int new_token(redis_lock *lock)
 {
-    unsigned char raw[TOKEN_HEX / 2];
-    if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw)
-        return dlock__error(DLOCK_EBACKEND, "getrandom failed: %s", strerror(errno));
-    for (size_t i = 0; i < sizeof raw; i++)
-        snprintf(lock->token + 2 * i, 3, "%02x", raw[i]);
-    return DLOCK_OK;
+    return dlock__random_hex(lock->token, TOKEN_HEX / 2);
 }
 
 static int redis_acquire(struct dlock_conn *conn, const char *name, uint32_t ttl_ms, int32_t wait_ms,
