@@ -140,6 +140,7 @@ pg-holders-row-kept | backends/postgresql/postgresql.c | s{else\s+dlock__pg_list
 pg-holders-never-written | backends/postgresql/postgresql.c | s{return dlock__pg_list_register\(c, l, name\);}{return DLOCK_OK;} | conformance@postgresql:operations
 mysql-holders-any-connection | backends/mysql/ops.c | s{ AND h\.conn = m\.THREAD_ID}{} | conformance@mysql:operations
 mysql-holders-row-kept | backends/mysql/mysql.c | s{dlock__mysql_list_unregister\(c, l\);}{} | conformance@mysql:operations
+mysql-read-not-retried | backends/mysql/ops.c | s{(static int reads_anywhere\(enum mysqlbe_op op\)\s*\{)}{$1 return 0;} | conformance@mysql:operations
 mysql-granted-lock-kept | backends/mysql/mysql.c | s{(static void give_back\(struct mysqlbe_conn \*c, const struct mysqlbe_lock \*l\)\s*\{)}{$1 return;} | mysql:stalls-and-waits mysql:modes-and-durability
 mysql-name-upper-case-verbatim | backends/mysql/url.c | s{return \(c >= 'a' && c <= 'z'\) \|\|}{return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||} | mysql:names
 mysql-name-hash-verbatim | backends/mysql/url.c | s{(verbatim_byte\(unsigned char c\)\s*\{[^\}]*?c == '/')}{$1 || c == '#'} | mysql:names

@@ -249,6 +249,26 @@ static int create_table(struct mysqlbe_conn *c, int lost_status)
     return DLOCK_OK;
 }
 
+/* A statement that reads what any session may read (lists, a holder, the
+ * clock): after a lost connection it may run again on a new one, in either
+ * mode.  The statements of a lock's own session (its fence, its record, its
+ * name row, the lease-row look inside an acquire) may not. */
+static int reads_anywhere(enum mysqlbe_op op)
+{
+    switch (op) {
+    case OP_SESSION_LIST:
+    case OP_SESSION_LOCK_ID:
+    case OP_SESSION_MLI:
+    case OP_SESSION_MLI_NAMES:
+    case OP_HOLDERS_LIST:
+    case OP_HOLDERS_GET:
+    case OP_STORE_TIME:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 int dlock__mysql_exec(struct mysqlbe_conn *c, enum mysqlbe_op op, MYSQL_BIND *params, MYSQL_BIND *results,
                  int (*row)(void *), void *arg, struct mysqlbe_result *out, const char *doing, int lost_status)
 {
@@ -281,9 +301,10 @@ int dlock__mysql_exec(struct mysqlbe_conn *c, enum mysqlbe_op op, MYSQL_BIND *pa
         }
         if (dlock__mysql_connection_lost(error.code)) {
             dlock__mysql_session_error(c, error.code, error.text, doing, lost_status);
-            /* Lease mode keeps nothing in the session: one more try on a
-             * new connection (a KILL, an idle timeout, a restart). */
-            if (c->lease && dlock__session_may_retry(attempt, fresh, cut))
+            /* Lease mode keeps nothing in the session, and a read needs
+             * nothing from it: one more try on a new connection (a KILL, an
+             * idle timeout, a restart). */
+            if ((c->lease || reads_anywhere(op)) && dlock__session_may_retry(attempt, fresh, cut))
                 continue;
             return dlock__error(lost_status, "connection lost while %s: %s", doing, error.text);
         }

@@ -323,6 +323,32 @@ START_TEST(break_frees_a_lock_held_by_another)
 }
 END_TEST
 
+/* A client whose lock was broken (on session stores: its server session
+ * ended) still answers a list, a holder and the store's time at the first
+ * try: a read needs nothing from the session that is gone (MySQL session
+ * mode's list used to fail once with "connection lost"). */
+START_TEST(reads_after_a_break_answer)
+{
+    dlock_client *other = open_other();
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(client, name, 30000, 0, &l), DLOCK_OK);
+    ck_assert_int_eq(dlock_break(other, name), 1);
+    dlock_list *list = NULL;
+    int rc = dlock_list_locks(client, name, &list);
+    ck_assert_msg(rc == DLOCK_OK, "list: %d %s", rc, dlock_last_error());
+    ck_assert_int_lt(entry_of(list, name), 0);
+    dlock_list_free(list);
+    char who[256];
+    rc = dlock_holder(client, name, who, sizeof who);
+    ck_assert_msg(rc == 0, "holder: %d %s", rc, dlock_last_error());
+    int64_t now = 0;
+    rc = dlock_store_time(client, &now);
+    ck_assert_msg(rc == DLOCK_OK, "store time: %d %s", rc, dlock_last_error());
+    ck_assert_int_eq(dlock_release(l), DLOCK_ELOST);
+    dlock_close(other);
+}
+END_TEST
+
 /* An expired lease is not "live": breaking it answers 0. */
 START_TEST(break_of_an_expired_lock_is_0)
 {
@@ -400,6 +426,7 @@ void conformance_add_operations(Suite *s)
     tcase_add_test(t, list_prefix_filters);
     tcase_add_test(t, list_names_a_renewed_lock);
     tcase_add_test(t, break_frees_a_lock_held_by_another);
+    tcase_add_test(t, reads_after_a_break_answer);
     tcase_add_test(t, break_of_an_expired_lock_is_0);
     tcase_add_test(t, store_time_is_near_the_wall_clock);
     tcase_add_test(t, records_follow_the_lock);
