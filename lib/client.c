@@ -807,7 +807,9 @@ DLOCK_API int dlock_history_read(dlock_client *c, const char *name, size_t max, 
 }
 
 /* This host's clock against the store's: the store's reading is taken to
- * be of the middle of the round trip, so the error is at most half of it. */
+ * be of the middle of the round trip, so the error is at most half of it,
+ * plus half the step of a coarse store clock (read as the middle of its
+ * step). */
 static int check_clock(dlock_client *c, struct dlock_check_list *list, struct dlock_call *call)
 {
     if (!c->backend->store_time)
@@ -821,12 +823,13 @@ static int check_clock(dlock_client *c, struct dlock_check_list *list, struct dl
         dlock__copy_text(text, sizeof text, why);
         return dlock__check_add(list, "clock", DLOCK_CHECK_FAIL, "cannot read the store's clock: %s", text);
     }
-    int64_t skew = store_ms - (before + rtt / 2);
+    int64_t step = c->backend->clock_step_ms > 1 ? c->backend->clock_step_ms : 0;
+    int64_t skew = store_ms + step / 2 - (before + rtt / 2), error = rtt / 2 + step / 2 + 1;
     int64_t size = skew < 0 ? -skew : skew;
-    int verdict = size > 1000 + rtt / 2 ? DLOCK_CHECK_WARN : DLOCK_CHECK_OK;
-    return dlock__check_add(list, "clock", verdict,
-                            "the store's clock is %s this host's by %lld ms (+/- %lld ms);%s", skew < 0 ? "behind" : "ahead of",
-                            (long long)size, (long long)rtt / 2 + 1,
+    int verdict = size > 1000 + error ? DLOCK_CHECK_WARN : DLOCK_CHECK_OK;
+    return dlock__check_add(list, "clock", verdict, "the store's clock is %s this host's by %lld ms (+/- %lld ms%s);%s",
+                            skew < 0 ? "behind" : "ahead of", (long long)size, (long long)error,
+                            step ? ": the store tells its time in whole seconds" : "",
                             verdict == DLOCK_CHECK_OK
                                 ? " --once-per counts on the store's clock, and -m covers cron starts that differ by less"
                                   " than MIN_HOLD"

@@ -221,6 +221,9 @@ struct dlock_backend {
     int (*break_lock)(struct dlock_conn *conn, const char *name, struct dlock_call *call);
     /* The store's clock now, as Unix ms. */
     int (*store_time)(struct dlock_conn *conn, int64_t *unix_ms, struct dlock_call *call);
+    /* The step of that clock when coarser than 1 ms (its readings are
+     * truncated to it: etcd's Date header, 1000); 0 otherwise. */
+    int clock_step_ms;
     /* The run record of `name` (the last slot marked done, 0: none), read
      * and written while `lock` is held: DLOCK_ELOST when it is not (the
      * write happens only while the owner still holds it). */

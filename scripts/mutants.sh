@@ -126,7 +126,7 @@ pglease-break-prefix | backends/postgresql/lease.c | s{(break_sql\[\] = "UPDATE 
 pglease-extend-after-expiry | backends/postgresql/lease.c | s{(extend_sql\[\][^;]*?owner = \$2::uuid) AND " PG_LIVE " }{$1 } | postgresql:modes-errors-breaks
 pglease-take-ignores-session | backends/postgresql/lease.c | s{ WHERE pg_catalog\.pg_try_advisory_xact_lock\(\$5::bigint\)}{} | postgresql:modes-errors-breaks
 pg-take-ignores-lease | backends/postgresql/conn.c | s{\(st->leased > 0\) == \(c->leases_seen != 0\)}{st->leased <= 0} | postgresql:modes-errors-breaks
-pg-list-creates-table | backends/postgresql/ops.c | s{rc = table_exists\(c\);}{rc = dlock__pg_create_table(c);} | postgresql:modes-errors-breaks
+pg-list-creates-table | backends/postgresql/ops.c | s{rc = table_exists\(c, c->table, &c->table_ready\);}{rc = dlock__pg_create_table(c);} | postgresql:modes-errors-breaks
 pg-fresh-session-ours | backends/postgresql/conn.c | s{#define PG_OURS "pg_catalog\.current_setting\('dlock\.session', true\) = '%1\$s'"}{#define PG_OURS "COALESCE(NULLIF(pg_catalog.current_setting('dlock.session', true), ''), '%1\$s') = '%1\$s'"} | postgresql:modes-errors-breaks
 # --- backends/mysql*.c: the session, the session lease, retry-once, the name mapping -----
 mysql-generation-frozen | backends/mysql/mysql.c | s{return c->lease \? 0 : c->session.generation;}{return 0;} | takeover@mysql:taken-away

@@ -207,7 +207,16 @@ START_TEST(history_cli)
     ck_assert_msg(strstr(json, "\"outcome\":\"ran\",\"exit_status\":0") != NULL, "%s", json);
     ck_assert_msg(strstr(json, "\"exit_status\":5") == NULL, "-n 1 shows one run: %s", json);
     ck_assert_int_eq(dlt_sh("'%s' history -u '%s' '%s' >'%s'", dlock_bin, url, name, out), 0);
-    ck_assert_msg(strstr(dlt_slurp(out), "OUTCOME") && strstr(dlt_slurp(out), "    5  "), "%s", dlt_slurp(out));
+    const char *table = dlt_slurp(out);
+    ck_assert_msg(strstr(table, "OUTCOME") && strstr(table, "    5  "), "%s", table);
+    /* The right-aligned columns end where their heads end. */
+    const char *row = strchr(table, '\n');
+    ck_assert_ptr_nonnull(row);
+    row++;
+    long head_end = strstr(table, "DURATION") - table + 8;
+    ck_assert_msg(row[head_end - 1] == 's' && row[head_end] == ' ', "DURATION column:\n%s", table);
+    long exit_end = strstr(table, "EXIT") - table + 4;
+    ck_assert_msg(row[exit_end - 1] != ' ' && row[exit_end] == ' ', "EXIT column:\n%s", table);
     ck_assert_int_eq(dlt_sh("'%s' history -u '%s' -n 0 '%s' 2>/dev/null", dlock_bin, url, name), 64);
     ck_assert_int_eq(dlt_sh("'%s' history -u '%s' -n 51 '%s' 2>/dev/null", dlock_bin, url, name), 64);
 }
@@ -228,6 +237,14 @@ START_TEST(check_cli)
     ck_assert_msg(rc == 0 || rc == 1, "exit %d: %s", rc, text);
     ck_assert_msg(strstr(text, "backend") && strstr(text, backend), "%s", text);
     ck_assert_msg(strstr(text, "ok    clock") != NULL, "%s", text);
+    /* The test servers run on this host: the true skew is 0, so the skew
+     * shown must lie within the uncertainty shown (etcd's clock comes in
+     * whole seconds: it used to say "by 885 ms (+/- 2 ms)"). */
+    long long skew = -1, error = -1;
+    const char *by = strstr(text, "this host's by ");
+    ck_assert_ptr_nonnull(by);
+    ck_assert_int_eq(sscanf(by, "this host's by %lld ms (+/- %lld ms", &skew, &error), 2);
+    ck_assert_msg(skew <= error, "skew %lld ms outside +/- %lld ms: %s", skew, error, text);
     ck_assert_msg(strstr(text, "is held by") != NULL, "%s", text);
     if (dlt_store_of(url)->caps(url) & DLT_HISTORY) { /* the store's own items */
         ck_assert_msg(strstr(text, "server") != NULL, "%s", text);

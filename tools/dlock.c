@@ -396,6 +396,7 @@ static int ops_args(int argc, char **argv, const char *cmd, unsigned takes, cons
 {
     const char *url = NULL;
     int first = 0;
+    a->url = NULL;
     a->json = a->force = 0;
     a->count = DLOCK_HISTORY_KEEP;
     a->arg = NULL;

@@ -54,7 +54,7 @@ static void history_json(const char *name, const dlock_history *h)
 
 static void history_text(const dlock_history *h)
 {
-    printf("%-24s  %10s  %-8s  %4s  %-24s  %8s  %s\n", "START (UTC)", "DURATION", "OUTCOME", "EXIT", "HOST", "PID",
+    printf("%-24s  %11s  %-8s  %4s  %-24s  %8s  %s\n", "START (UTC)", "DURATION", "OUTCOME", "EXIT", "HOST", "PID",
            "FENCE");
     for (size_t i = 0; i < dlock_history_count(h); i++) {
         char start[64], host[FMT_NAME_SHOWN_SIZE], exit_text[16] = "-", fence_text[24] = "-";

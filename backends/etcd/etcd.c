@@ -411,6 +411,7 @@ const struct dlock_backend dlock__backend_etcd = {
     .list = dlock__etcd_list,
     .break_lock = dlock__etcd_break,
     .store_time = dlock__etcd_store_time,
+    .clock_step_ms = 1000, /* the Date header */
     .record_get = dlock__etcd_record_get,
     .record_put = dlock__etcd_record_put,
     .history_add = dlock__etcd_history_add,
