@@ -57,6 +57,13 @@ int dlock__error(int status, const char *fmt, ...)
     return status;
 }
 
+int dlock__busy(const char *name, int64_t wait_ms)
+{
+    if (wait_ms == 0)
+        return dlock__error(DLOCK_EBUSY, "lock '%s' is held by someone else", name);
+    return dlock__error(DLOCK_EBUSY, "lock '%s' is held by someone else (waited %ld ms)", name, (long)wait_ms);
+}
+
 int dlock__oom(void)
 {
     return dlock__error(DLOCK_ENOMEM, "out of memory");

@@ -260,6 +260,9 @@ struct dlock_backend {
 /* Set this thread's error text and return `status`.  Never pass a password. */
 int dlock__error(int status, const char *fmt, ...) DLOCK_PRINTF(2, 3);
 int dlock__verror(int status, const char *fmt, va_list ap) DLOCK_PRINTF(2, 0);
+/* DLOCK_EBUSY, saying that `name` is held by someone else, and how long
+ * the caller waited (wait_ms; 0: it did not). */
+int dlock__busy(const char *name, int64_t wait_ms);
 /* "out of memory", as DLOCK_ENOMEM. */
 int dlock__oom(void);
 /* Put "prefix: " in front of this thread's error text, unless it is empty or

@@ -203,6 +203,7 @@ redis-release-no-publish | backends/redis/scripts.h | s{"  redis\.pcall\('PUBLIS
 redis-round-trip-without-deadline | backends/redis/io.c | s{if \(call->deadline_ms < end\)\s*end = call->deadline_ms;}{} | redis:faults
 redis-noscript-not-reloaded | backends/redis/io.c | s{pass == 0 && strncmp\(\(\*reply\)->str, "NOSCRIPT", 8\) == 0\)}{pass == 0 && 0)} | redis:faults
 redis-dead-connection-not-replaced | backends/redis/io.c | s{if \(fresh \|\| attempt > 0 \|\| dlock__redis_left_ms\(call\) <= 0\)}{if (1)} | redis:faults
+redis-take-not-cancellable | backends/redis/redis.c | s{c->cancellable = wait_ms != 0;}{c->cancellable = 0;} | redis:faults
 # --- backends/etcd/: the lowest-revision predicate, the creation-revision compares, the key encoding
 etcd-lowest-always | backends/etcd/etcd.c | s{return own_create <= other_create;}{return 1;} | etcd:etcdctl conformance@etcd:names
 etcd-highest-holds | backends/etcd/etcd.c | s{return own_create <= other_create;}{return own_create >= other_create;} | etcd:etcdctl

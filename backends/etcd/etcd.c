@@ -288,10 +288,8 @@ static int etcd_acquire(struct dlock_conn *conn, const char *name, uint32_t ttl_
             break;
         dlock__clear_error(); /* queue again, with a new lease and key */
     }
-    if (rc == DLOCK_EBUSY && wait_ms == 0)
-        dlock__error(DLOCK_EBUSY, "lock '%s' is held by someone else", name);
-    else if (rc == DLOCK_EBUSY)
-        dlock__error(DLOCK_EBUSY, "lock '%s' is held by someone else (waited %ld ms)", name, (long)wait_ms);
+    if (rc == DLOCK_EBUSY)
+        dlock__busy(name, wait_ms);
     if (rc == DLOCK_OK)
         *lock_out = &lock->base;
     else

@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include "backend.h"
+#include "ops.h"
 #include <mysqld_error.h>
 
 #include <inttypes.h>
@@ -41,22 +42,11 @@ static const char trim_sql[] = "DELETE FROM " HISTORY_TABLE " WHERE name = ? AND
 static const char read_sql[] = "SELECT start_ms, end_ms, host, pid, outcome, exit_status, fence FROM " HISTORY_TABLE
                                " WHERE name = ? ORDER BY id DESC LIMIT ?";
 
+/* A text parameter; its length is measured here. */
 static void bind_text(MYSQL_BIND *b, const char *s, unsigned long *len)
 {
-    memset(b, 0, sizeof *b);
-    b->buffer_type = MYSQL_TYPE_STRING;
-    b->buffer = (void *)s;
     *len = s ? (unsigned long)strlen(s) : 0;
-    b->buffer_length = *len;
-    b->length = len;
-}
-
-static void bind_i64(MYSQL_BIND *b, long long *v, mysqlbe_flag *is_null)
-{
-    memset(b, 0, sizeof *b);
-    b->buffer_type = MYSQL_TYPE_LONGLONG;
-    b->buffer = v;
-    b->is_null = is_null;
+    bind_str(b, s, len);
 }
 
 /* What one statement did: 0 done, else the client library's errno (text
@@ -135,18 +125,18 @@ static void add_statements(struct mysqlbe_conn *c, const struct add_args *a, str
     mysqlbe_flag no = 0, pid_null = run->pid <= 0, status_null = run->exit_status < 0, fence_null = run->fence == 0;
     MYSQL_BIND ins[8];
     bind_text(&ins[0], a->name, &name_len);
-    bind_i64(&ins[1], &start, &no);
-    bind_i64(&ins[2], &end, &no);
+    bind_out_i64(&ins[1], &start, &no);
+    bind_out_i64(&ins[2], &end, &no);
     bind_text(&ins[3], run->host, &host_len);
-    bind_i64(&ins[4], &pid, &pid_null);
+    bind_out_i64(&ins[4], &pid, &pid_null);
     bind_text(&ins[5], run->outcome, &outcome_len);
-    bind_i64(&ins[6], &status, &status_null);
-    bind_i64(&ins[7], &fence, &fence_null);
+    bind_out_i64(&ins[6], &status, &status_null);
+    bind_out_i64(&ins[7], &fence, &fence_null);
     ins[7].is_unsigned = 1;
     MYSQL_BIND trim[3];
     bind_text(&trim[0], a->name, &name_len);
     bind_text(&trim[1], a->name, &name_len2);
-    bind_i64(&trim[2], &offset, &no);
+    bind_out_i64(&trim[2], &offset, &no);
     run_query(c, "START TRANSACTION", st);
     if (!st->code)
         run_stmt(c, insert_sql, ins, NULL, NULL, NULL, st);
@@ -224,16 +214,6 @@ static int read_row(void *arg)
     return r->rc != DLOCK_OK;
 }
 
-static void bind_out_text(MYSQL_BIND *b, char *buf, size_t size, unsigned long *len, mysqlbe_flag *is_null)
-{
-    memset(b, 0, sizeof *b);
-    b->buffer_type = MYSQL_TYPE_STRING;
-    b->buffer = buf;
-    b->buffer_length = (unsigned long)size - 1;
-    b->length = len;
-    b->is_null = is_null;
-}
-
 int dlock__mysql_history_read(struct mysqlbe_conn *c, const char *name, size_t max, struct dlock_history *out,
                               struct dlock_call *call)
 {
@@ -249,14 +229,14 @@ int dlock__mysql_history_read(struct mysqlbe_conn *c, const char *name, size_t m
     mysqlbe_flag no = 0;
     MYSQL_BIND params[2], results[7];
     bind_text(&params[0], name, &name_len);
-    bind_i64(&params[1], &limit, &no);
-    bind_i64(&results[0], &r.start, &r.nulls[0]);
-    bind_i64(&results[1], &r.end, &r.nulls[1]);
+    bind_out_i64(&params[1], &limit, &no);
+    bind_out_i64(&results[0], &r.start, &r.nulls[0]);
+    bind_out_i64(&results[1], &r.end, &r.nulls[1]);
     bind_out_text(&results[2], r.host, sizeof r.host, &r.host_len, &r.nulls[2]);
-    bind_i64(&results[3], &r.pid, &r.nulls[3]);
+    bind_out_i64(&results[3], &r.pid, &r.nulls[3]);
     bind_out_text(&results[4], r.outcome, sizeof r.outcome, &r.outcome_len, &r.nulls[4]);
-    bind_i64(&results[5], &r.status, &r.nulls[5]);
-    bind_i64(&results[6], &r.fence, &r.nulls[6]);
+    bind_out_i64(&results[5], &r.status, &r.nulls[5]);
+    bind_out_i64(&results[6], &r.fence, &r.nulls[6]);
     results[6].is_unsigned = 1;
     struct step st = {0, ""};
     dlock__mysql_watch(c, c->db, c->deadline_ms);
@@ -393,7 +373,7 @@ static int other_mode_holder(struct mysqlbe_conn *c, const char *name, int lease
         if (dlock__mysql_lock_name(name, server_name, sizeof server_name) < 0)
             return dlock__check_add(out, "holder (other mode)", DLOCK_CHECK_INFO, "cannot map '%s'", name);
         bind_text(&param, server_name, &len);
-        bind_i64(&result, &h.id, &h.id_null);
+        bind_out_i64(&result, &h.id, &h.id_null);
     } else {
         bind_text(&param, name, &len);
         bind_out_text(&result, h.text, sizeof h.text, &h.text_len, &h.text_null);

@@ -19,7 +19,7 @@ struct mysqlbe_result {
     int stopped;                  /* the row callback asked to stop */
 };
 
-/* Binding helpers for the statements of ops.c and lease.c. */
+/* Binding helpers for the statements of ops.c, lease.c and history.c. */
 static inline void bind_bytes(MYSQL_BIND *b, const void *data, unsigned long *len)
 {
     memset(b, 0, sizeof *b);
@@ -42,6 +42,7 @@ static inline void bind_i64(MYSQL_BIND *b, long long *v)
     b->buffer = v;
 }
 
+/* A result, or a parameter that may be NULL. */
 static inline void bind_out_i64(MYSQL_BIND *b, long long *v, mysqlbe_flag *is_null)
 {
     bind_i64(b, v);

@@ -301,7 +301,7 @@ static int try_once(pg_conn *c, pg_lock *l, const char *name, uint32_t ttl_ms, i
         l->base.fence = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
         rc = DLOCK_OK;
     } else {
-        rc = dlock__error(DLOCK_EBUSY, "lock '%s' is held by someone else", name);
+        rc = dlock__busy(name, 0);
     }
     PQclear(res);
     return rc;
@@ -360,7 +360,7 @@ int dlock__pg_lease_acquire(pg_conn *c, const char *name, uint32_t ttl_ms, int32
     for (;;) {
         int64_t now = dlock__now_ms();
         if (now >= until)
-            return dlock__error(DLOCK_EBUSY, "lock '%s' is held by someone else (waited %ld ms)", name, (long)wait_ms);
+            return dlock__busy(name, wait_ms);
         int64_t nap = step / 2 + (int64_t)(jitter() % (uint32_t)(step / 2 + 1));
         if (left >= 0 && left + 1 < nap)
             nap = left + 1;

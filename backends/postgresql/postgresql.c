@@ -145,7 +145,7 @@ static int took(pg_conn *c, pg_lock *l, const char *name, PGresult *res, int set
     if (leased)
         return held_in_lease_mode(name);
     if (!got)
-        return dlock__error(DLOCK_EBUSY, "lock '%s' is held by someone else", name);
+        return dlock__busy(name, 0);
     if (set)
         c->session_idle_ms = idle;
     return rc;
@@ -326,7 +326,7 @@ static int wait_failed(pg_conn *c, pg_lock *l, const char *name, const char *key
         return bump_fence(c, l, name, key);
     }
     if (timed_out)
-        return dlock__error(DLOCK_EBUSY, "lock '%s' is held by someone else (waited %ld ms)", name, (long)wait_ms);
+        return dlock__busy(name, wait_ms);
     return rc;
 }
 

@@ -27,6 +27,7 @@
 
 #define TOKEN_HEX 32
 #define WAIT_POLL_MAX_MS 250 /* a waiter looks again at least this often */
+#define CANCEL_GRACE_MS 200  /* a cancelled wait's round trip may still answer this long */
 #define KEY_MAX 600          /* prefix (255) + braces + name (255) + suffix */
 #define MAX_ARGS 8
 
@@ -38,6 +39,7 @@ typedef struct redis_conn {
     int sub_failed;         /* the server refused SUBSCRIBE: waiters poll */
     int sub_dirty;          /* an UNSUBSCRIBE's answer may still be on its way */
     int cancel_fd;          /* eventfd: dlock_cancel() writes, a waiter polls */
+    int cancellable;        /* in a wait: a round trip also ends on a cancel (DLOCK_ECANCELED) */
     int64_t ctx_timeout_ms; /* the main socket's timeouts in force; 0: unknown */
     int timed_out;          /* the last I/O error was a timeout */
     pid_t pid;              /* this process, at connect (a client is not used across fork()) */
@@ -99,6 +101,10 @@ int dlock__redis_io_error(redis_conn *c, redisContext **ctx, const char *what);
  * are read with redisGetReply(), whose output buffer stays empty.  On
  * failure: DLOCK_ECONN, the connection dropped. */
 #define REDIS_SEND_MAX 4
+/* Read one reply on *ctx by end_ms (dlock__now_ms() time); in a wait
+ * (c->cancellable) a cancel ends it with DLOCK_ECANCELED.  On failure the
+ * connection is dropped. */
+int dlock__redis_read(redis_conn *c, redisContext **ctx, int64_t end_ms, void **reply, const char *what);
 int dlock__redis_send(redis_conn *c, redisContext **ctx, int n, const struct redis_cmd *cmds, const char *what);
 /* A new connection within ms, authenticated, on the URL's database (`select`). */
 int dlock__redis_open(redis_conn *c, int64_t ms, int select, redisContext **out);

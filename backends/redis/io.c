@@ -164,10 +164,19 @@ static int set_timeout(redisContext *ctx, int64_t ms, int64_t *in_force)
  * time cannot stretch a call past it.  The first read() of an exchange
  * (*blocking_read: the common case, one read a reply) blocks in the socket,
  * whose receive timeout set_timeout() keeps within the time left; every
- * later one waits in poll(2) for what is left.  REDIS_OK with *reply, or
- * REDIS_ERR (a timeout reported as hiredis reports its own). */
-static int read_reply(redisContext *ctx, int64_t end_ms, int *blocking_read, void **reply)
+ * later one waits in poll(2) for what is left.  In a wait (cancel_fd >= 0)
+ * every read waits in poll(2), beside the cancel descriptor; a cancel gives
+ * the answer CANCEL_GRACE_MS more (a cancel racing a grant: the answer is
+ * on its way, and a take left unread would keep the key, unowned, for its
+ * TTL), then abandons it (a server that stopped answering).  REDIS_OK with
+ * *reply, READ_CANCELED, or REDIS_ERR (a timeout reported as hiredis
+ * reports its own). */
+#define READ_CANCELED 1
+static int read_reply(redisContext *ctx, int64_t end_ms, int cancel_fd, int *blocking_read, void **reply)
 {
+    int64_t grace_end = 0; /* set when the cancel came */
+    if (cancel_fd >= 0)
+        *blocking_read = 0;
     for (;;) {
         *reply = NULL;
         if (redisGetReplyFromReader(ctx, reply) != REDIS_OK)
@@ -175,11 +184,20 @@ static int read_reply(redisContext *ctx, int64_t end_ms, int *blocking_read, voi
         if (*reply)
             return REDIS_OK;
         if (!*blocking_read) {
-            int64_t left = end_ms - dlock__now_ms();
-            struct pollfd p = {ctx->fd, POLLIN, 0};
-            int ready = left > 0 ? poll(&p, 1, (int)left) : 0;
+            int64_t now = dlock__now_ms(), left = (grace_end ? grace_end : end_ms) - now;
+            int watch_cancel = cancel_fd >= 0 && !grace_end;
+            struct pollfd p[2] = {{ctx->fd, POLLIN, 0}, {cancel_fd, POLLIN, 0}};
+            int ready = left > 0 ? poll(p, watch_cancel ? 2 : 1, (int)left) : 0;
             if (ready < 0 && errno == EINTR)
                 continue;
+            if (ready > 0 && watch_cancel && (p[1].revents & POLLIN)) {
+                grace_end = dlock__now_ms() + CANCEL_GRACE_MS;
+                if (grace_end > end_ms)
+                    grace_end = end_ms;
+                continue;
+            }
+            if (ready == 0 && grace_end)
+                return READ_CANCELED;
             if (ready == 0) {
                 ctx->err = REDIS_ERR_IO;
                 snprintf(ctx->errstr, sizeof ctx->errstr, "%s", strerror(EAGAIN));
@@ -193,6 +211,22 @@ static int read_reply(redisContext *ctx, int64_t end_ms, int *blocking_read, voi
         if (redisBufferRead(ctx) != REDIS_OK)
             return REDIS_ERR;
     }
+}
+
+/* The error of a failed read_reply(); the connection is dropped. */
+static int read_error(redis_conn *c, redisContext **ctx, int got, const char *what)
+{
+    if (got != READ_CANCELED)
+        return dlock__redis_io_error(c, ctx, what);
+    dlock__redis_drop(ctx); /* the answer is abandoned with its connection */
+    return dlock__error(DLOCK_ECANCELED, "canceled while waiting for an answer");
+}
+
+int dlock__redis_read(redis_conn *c, redisContext **ctx, int64_t end_ms, void **reply, const char *what)
+{
+    int blocking_read = 0;
+    int got = read_reply(*ctx, end_ms, c->cancellable ? c->cancel_fd : -1, &blocking_read, reply);
+    return got == REDIS_OK && *reply ? DLOCK_OK : read_error(c, ctx, got, what);
 }
 
 /* Send the commands and read one reply each, within `ms`.  On failure the
@@ -212,8 +246,9 @@ static int exchange(redis_conn *c, redisContext **ctx, int64_t ms, int n, const 
     int blocking_read = 1;
     for (int i = 0; i < n; i++) {
         void *r = NULL;
-        if (read_reply(*ctx, end_ms, &blocking_read, &r) != REDIS_OK || !r) {
-            rc = dlock__redis_io_error(c, ctx, what);
+        int got = read_reply(*ctx, end_ms, c->cancellable ? c->cancel_fd : -1, &blocking_read, &r);
+        if (got != REDIS_OK || !r) {
+            rc = read_error(c, ctx, got, what);
             for (int j = 0; j < i; j++) {
                 freeReplyObject(replies[j]);
                 replies[j] = NULL;
@@ -343,8 +378,8 @@ int dlock__redis_round_trip(redis_conn *c, struct dlock_call *call, int n, const
             return refused_login(c, n, replies);
         if (fresh || attempt > 0 || dlock__redis_left_ms(call) <= 0)
             return rc;
-        if (c->timed_out)
-            return rc; /* the server is slow, not gone: no second wait */
+        if (c->timed_out || rc == DLOCK_ECANCELED)
+            return rc; /* the server is slow, not gone, or the wait was cancelled: no second wait */
         c->resent = 1; /* the first send may have run: the caller's script knows how to tell */
     }
 }

@@ -136,10 +136,12 @@ static int subscribe(redis_conn *c, const char *channel, size_t len, struct dloc
     if (rc != DLOCK_OK)
         return rc;
     /* Skip what an earlier wait left (its unsubscribe, late messages). */
+    int64_t end_ms = dlock__now_ms() + ms;
     for (;;) {
         void *v = NULL;
-        if (redisGetReply(c->sub, &v) != REDIS_OK || !v)
-            return dlock__redis_io_error(c, &c->sub, "waiters' connection to");
+        rc = dlock__redis_read(c, &c->sub, end_ms, &v, "waiters' connection to");
+        if (rc != DLOCK_OK)
+            return rc;
         redisReply *r = v;
         int done = 0, refused = r->type == REDIS_REPLY_ERROR;
         if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 && r->element[0]->type == REDIS_REPLY_STRING &&
@@ -245,6 +247,10 @@ static int redis_acquire(struct dlock_conn *conn, const char *name, uint32_t ttl
     size_t chlen = dlock__redis_key(c, name, ":released", channel);
     int64_t start = dlock__now_ms();
     int subscribed = 0;
+    /* A wait's round trips end on a cancel too, also when the server has
+     * stopped answering.  A take abandoned that way may still run on the
+     * server: its key then lasts its TTL, as a crashed client's would. */
+    c->cancellable = wait_ms != 0;
     for (;;) {
         int64_t pttl = -1;
         rc = try_take(c, name, ttl_ms, lock, call, &pttl);
@@ -255,6 +261,10 @@ static int redis_acquire(struct dlock_conn *conn, const char *name, uint32_t ttl
             break;
         if (!subscribed && !c->sub_failed) {
             int src = subscribe(c, channel, chlen, call);
+            if (src == DLOCK_ECANCELED) {
+                rc = src;
+                break;
+            }
             subscribed = src == DLOCK_OK;
             if (subscribed)
                 continue; /* a release before the subscription counted: look again */
@@ -269,12 +279,13 @@ static int redis_acquire(struct dlock_conn *conn, const char *name, uint32_t ttl
         if (subscribed && !c->sub)
             subscribed = 0; /* the waiters' connection broke: subscribe again */
     }
+    c->cancellable = 0;
     if (subscribed)
         unsubscribe(c);
-    if (rc == DLOCK_EBUSY && wait_ms == 0)
-        dlock__error(DLOCK_EBUSY, "lock '%s' is held by someone else", name);
-    else if (rc == DLOCK_EBUSY)
-        dlock__error(DLOCK_EBUSY, "lock '%s' is held by someone else (waited %ld ms)", name, (long)wait_ms);
+    if (rc == DLOCK_EBUSY)
+        dlock__busy(name, wait_ms);
+    else if (rc == DLOCK_ECANCELED)
+        dlock__error(DLOCK_ECANCELED, "wait for lock '%s' canceled", name);
     if (rc == DLOCK_OK)
         *lock_out = &lock->base;
     else

@@ -388,10 +388,8 @@ static int sqlite_acquire(struct dlock_conn *conn, const char *name, uint32_t tt
                 break;
         }
     }
-    if (rc == DLOCK_EBUSY && wait_ms == 0)
-        dlock__error(DLOCK_EBUSY, "lock '%s' is held by someone else", name);
-    else if (rc == DLOCK_EBUSY)
-        dlock__error(DLOCK_EBUSY, "lock '%s' is held by someone else (waited %ld ms)", name, (long)wait_ms);
+    if (rc == DLOCK_EBUSY)
+        dlock__busy(name, wait_ms);
 done:
     if (rc == DLOCK_OK)
         *lock_out = &lock->base;

@@ -132,6 +132,45 @@ START_TEST(stopped_server_calls_return)
 }
 END_TEST
 
+/* A wait whose store stops answering can still be cancelled: the waiter
+ * looks again every 250 ms, and a look sent to a stopped server used to
+ * hold the cancel until the round trip's own deadline (10 s). */
+START_TEST(cancel_reaches_wait_on_stopped_server)
+{
+    if (!have_dir())
+        return;
+    dlock_lock *held = NULL;
+    ck_assert_int_eq(dlock_acquire(client, name, 30000, 0, &held), DLOCK_OK);
+    struct waiter w = {NULL, name, 99, 0};
+    ck_assert_int_eq(dlock_open(url, &w.client), DLOCK_OK);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, waiter_main, &w), 0);
+    dlt_sleep_ms(300); /* subscribed, napping */
+    pid_t pid = server_pid();
+    ck_assert_int_eq(kill(pid, SIGSTOP), 0);
+    dlt_sleep_ms(700); /* its next look is now unanswered */
+    int64_t canceled = dlt_now_ms();
+    int crc = dlock_cancel(w.client);
+    /* Let the server go after at most 4 s, whatever the waiter does. */
+    for (int i = 0; i < 80 && w.done_ms == 0; i++)
+        dlt_sleep_ms(50);
+    kill(pid, SIGCONT);
+    pthread_join(t, NULL);
+    int64_t took = w.done_ms - canceled;
+    fprintf(stderr, "cancel with a stopped server: %d after %lld ms\n", w.rc, (long long)took);
+    ck_assert_int_eq(crc, DLOCK_OK);
+    ck_assert_int_eq(w.rc, DLOCK_ECANCELED);
+    ck_assert_int_lt(took, 1500);
+    /* The waiter's client works again, and the abandoned look took nothing. */
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(w.client, name, 5000, 0, &l), DLOCK_EBUSY);
+    ck_assert_int_eq(dlock_release(held), DLOCK_OK);
+    ck_assert_int_eq(dlock_acquire(w.client, name, 5000, 2000, &l), DLOCK_OK);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    dlock_close(w.client);
+}
+END_TEST
+
 void dlt_redis_add_faults(Suite *s)
 {
     TCase *t = tcase_create("faults");
@@ -143,5 +182,6 @@ void dlt_redis_add_faults(Suite *s)
     tcase_add_test(t, script_flush_reloads);
     tcase_add_test(t, server_restart_loses_lock);
     tcase_add_test(t, stopped_server_calls_return);
+    tcase_add_test(t, cancel_reaches_wait_on_stopped_server);
     suite_add_tcase(s, t);
 }

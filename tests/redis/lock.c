@@ -183,14 +183,7 @@ END_TEST
 
 /* --- waiting ----------------------------------------------------------------------------- */
 
-struct waiter {
-    dlock_client *client;
-    const char *name;
-    int rc;
-    int64_t done_ms;
-};
-
-static void *wait_forever(void *arg)
+void *waiter_main(void *arg)
 {
     struct waiter *w = arg;
     dlock_lock *l = NULL;
@@ -210,7 +203,7 @@ START_TEST(release_wakes_waiter_cancel_ends_wait)
     struct waiter w = {NULL, name, 1, 0};
     ck_assert_int_eq(dlock_open(url, &w.client), DLOCK_OK);
     pthread_t t;
-    pthread_create(&t, NULL, wait_forever, &w);
+    pthread_create(&t, NULL, waiter_main, &w);
     dlt_sleep_ms(600);
     int64_t released = dlt_now_ms();
     ck_assert_int_eq(dlock_release(l), DLOCK_OK);
@@ -220,7 +213,7 @@ START_TEST(release_wakes_waiter_cancel_ends_wait)
 
     ck_assert_int_eq(dlock_acquire(client, name, 30000, 0, &l), DLOCK_OK);
     w.rc = 1;
-    pthread_create(&t, NULL, wait_forever, &w);
+    pthread_create(&t, NULL, waiter_main, &w);
     dlt_sleep_ms(300);
     int64_t canceled = dlt_now_ms();
     ck_assert_int_eq(dlock_cancel(w.client), DLOCK_OK);
