@@ -182,6 +182,7 @@ zk-record-put-unchecked | backends/zookeeper/ops.c | s{zoo_check_op_init\(&op->m
 zk-session-loss-keeps-locks | backends/zookeeper/conn.c | s{c->stale_count = 0; /\* the ensemble deletes a closed session's nodes \*/\s*dlock__session_new\(&c->s\);}{c->stale_count = 0;} | zookeeper:server
 zk-socket-inherited | backends/zookeeper/io.c | s{if \(fd < 0 \|\| fd == c->cloexec_fd\)\s*return;}{return;} | zookeeper:server
 zk-waiter-granted-on-wake | backends/zookeeper/zookeeper.c | s{if \(rc == WAIT_AGAIN\)\s*rc = DLOCK_OK;}{if (rc == WAIT_AGAIN) { call->lease_start_ms = dlock__now_ms(); return DLOCK_OK; }} | zookeeper:server
+zk-cancel-withdraw-unbounded | backends/zookeeper/zookeeper.c | s{if \(status == DLOCK_ECANCELED\)}{if (0)} | zookeeper:faults
 # --- backends/redis*.{c,h}: the owner token in every script, NX, the fence, the deadline, reloads
 redis-extend-any-owner | backends/redis/scripts.h | s{(define DLOCK_REDIS_EXTEND.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | takeover@redis:taken-away
 redis-release-any-owner | backends/redis/scripts.h | s{(define DLOCK_REDIS_RELEASE.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | takeover@redis:taken-away

@@ -387,6 +387,17 @@ int dlt_system(const char *cmd)
     return -1;
 }
 
+void *dlt_waiter_main(void *arg)
+{
+    dlt_waiter *w = arg;
+    dlock_lock *l = NULL;
+    w->rc = dlock_acquire(w->client, w->name, 5000, w->wait_ms, &l);
+    w->done_ms = dlt_now_ms();
+    if (l)
+        dlock_release(l);
+    return NULL;
+}
+
 pid_t dlt_hold_then_release(dlt_child *holder, const char *url, const char *name, uint32_t ttl_ms, int64_t hold_ms)
 {
     ck_assert_int_eq(dlt_child_start(holder, url, name, ttl_ms, 0), 0);

@@ -62,6 +62,19 @@ int dlt_child_cmd(dlt_child *c, const char *cmd, int timeout_ms);
  * the driver's pid: it exits 0 when every extend and the release said OK. */
 pid_t dlt_hold_then_release(dlt_child *holder, const char *url, const char *name, uint32_t ttl_ms, int64_t hold_ms);
 
+/* A thread of this process that waits for `name` on its own `client`
+ * (pthread_create(&t, NULL, dlt_waiter_main, &w)): the wait's status, and
+ * when it returned (dlt_now_ms(); 0 until then).  A lock it gets is
+ * released at once. */
+typedef struct {
+    dlock_client *client;
+    const char *name;
+    int32_t wait_ms;
+    int rc;
+    _Atomic int64_t done_ms;
+} dlt_waiter;
+void *dlt_waiter_main(void *arg);
+
 /* Send `sig` (0: none) and reap the child; returns its wait status. */
 int dlt_child_stop(dlt_child *c, int sig);
 

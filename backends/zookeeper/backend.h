@@ -36,6 +36,9 @@
 
 #define ZK_PATH_MAX (1024 + DLOCK_ZK_SEGMENT_MAX + 64)
 #define ZK_STALE_MAX 16 /* folders to sweep; more: end the session */
+/* How long a cancelled wait tries to delete its own node before it returns
+ * (and leaves the node to the next call's sweep, or to its session). */
+#define WITHDRAW_CANCELED_MS 500
 /* The session timeout of a session opened for a call with no lock (a
  * holder query, a list): a lock with another TTL opens its own. */
 #define ZK_DEFAULT_SESSION_MS 10000

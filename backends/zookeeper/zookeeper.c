@@ -227,9 +227,12 @@ static int create_own(zk_conn *c, zk_lock *lock, struct dlock_call *call)
     }
 }
 
-/* Remove the own node of a contender that gives up; a failure leaves the
- * folder to the next call's sweep. */
-static void withdraw(zk_conn *c, zk_lock *lock, struct dlock_call *call)
+/* Remove the own node of a contender that gives up (`status`: why); a
+ * failure leaves the folder to the next call's sweep (or the node to its
+ * session's end).  A cancelled wait gives the delete only
+ * WITHDRAW_CANCELED_MS: a cancel must end a wait promptly also when no
+ * server answers. */
+static void withdraw(zk_conn *c, zk_lock *lock, int status, struct dlock_call *call)
 {
     if (!lock->path || !c->zh)
         return;
@@ -238,8 +241,10 @@ static void withdraw(zk_conn *c, zk_lock *lock, struct dlock_call *call)
     struct dlock_call bounded = {dlock__now_ms() + DLOCK_CALL_TIMEOUT_MS, 0};
     if (call->deadline_ms > bounded.deadline_ms)
         bounded.deadline_ms = call->deadline_ms;
-    int status = DLOCK_OK;
-    struct zk_op *op = dlock__zk_call(c, send_delete, lock->path, 1, &bounded, &status, NULL);
+    if (status == DLOCK_ECANCELED)
+        bounded.deadline_ms = dlock__now_ms() + WITHDRAW_CANCELED_MS;
+    int sent = DLOCK_OK;
+    struct zk_op *op = dlock__zk_call(c, send_delete, lock->path, 1, &bounded, &sent, NULL);
     if (!op || (op->rc != ZOK && op->rc != ZNONODE))
         dlock__zk_stale_add(c, lock->dir);
     dlock__zk_op_free(op);
@@ -364,7 +369,7 @@ static int take(zk_conn *c, zk_lock *lock, const char *name, uint32_t ttl_ms, in
         else if (rc == DLOCK_EBUSY)
             dlock__error(DLOCK_EBUSY, "lock '%s' was still held by another session when the wait ended", name);
     }
-    withdraw(c, lock, call);
+    withdraw(c, lock, rc, call);
     return rc;
 }
 

@@ -141,10 +141,10 @@ START_TEST(cancel_reaches_wait_on_stopped_server)
         return;
     dlock_lock *held = NULL;
     ck_assert_int_eq(dlock_acquire(client, name, 30000, 0, &held), DLOCK_OK);
-    struct waiter w = {NULL, name, 99, 0};
+    dlt_waiter w = {NULL, name, DLOCK_WAIT_FOREVER, 99, 0};
     ck_assert_int_eq(dlock_open(url, &w.client), DLOCK_OK);
     pthread_t t;
-    ck_assert_int_eq(pthread_create(&t, NULL, waiter_main, &w), 0);
+    ck_assert_int_eq(pthread_create(&t, NULL, dlt_waiter_main, &w), 0);
     dlt_sleep_ms(300); /* subscribed, napping */
     pid_t pid = server_pid();
     ck_assert_int_eq(kill(pid, SIGSTOP), 0);

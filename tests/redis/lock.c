@@ -183,27 +183,16 @@ END_TEST
 
 /* --- waiting ----------------------------------------------------------------------------- */
 
-void *waiter_main(void *arg)
-{
-    struct waiter *w = arg;
-    dlock_lock *l = NULL;
-    w->rc = dlock_acquire(w->client, w->name, 5000, DLOCK_WAIT_FOREVER, &l);
-    w->done_ms = dlt_now_ms();
-    if (l)
-        dlock_release(l);
-    return NULL;
-}
-
 /* The release wakes a waiter at once (publish), long before the holder's
  * TTL would; dlock_cancel ends a wait. */
 START_TEST(release_wakes_waiter_cancel_ends_wait)
 {
     dlock_lock *l = NULL;
     ck_assert_int_eq(dlock_acquire(client, name, 30000, 0, &l), DLOCK_OK);
-    struct waiter w = {NULL, name, 1, 0};
+    dlt_waiter w = {NULL, name, DLOCK_WAIT_FOREVER, 1, 0};
     ck_assert_int_eq(dlock_open(url, &w.client), DLOCK_OK);
     pthread_t t;
-    pthread_create(&t, NULL, waiter_main, &w);
+    pthread_create(&t, NULL, dlt_waiter_main, &w);
     dlt_sleep_ms(600);
     int64_t released = dlt_now_ms();
     ck_assert_int_eq(dlock_release(l), DLOCK_OK);
@@ -213,7 +202,7 @@ START_TEST(release_wakes_waiter_cancel_ends_wait)
 
     ck_assert_int_eq(dlock_acquire(client, name, 30000, 0, &l), DLOCK_OK);
     w.rc = 1;
-    pthread_create(&t, NULL, waiter_main, &w);
+    pthread_create(&t, NULL, dlt_waiter_main, &w);
     dlt_sleep_ms(300);
     int64_t canceled = dlt_now_ms();
     ck_assert_int_eq(dlock_cancel(w.client), DLOCK_OK);

@@ -39,16 +39,6 @@ char *key_of(const char *n, const char *suffix);
 int server_script(const char *action);
 int have_dir(void);
 
-/* A thread that waits for `name` without bound on its own client
- * (pthread_create(..., waiter_main, &w)): the result and when it came. */
-struct waiter {
-    dlock_client *client;
-    const char *name;
-    int rc;
-    _Atomic int64_t done_ms;
-};
-void *waiter_main(void *arg);
-
 /* Redis suite, tcase "url": the URL parser (no server needed). */
 void dlt_redis_add_url(Suite *s);
 /* Redis suite, tcase "lock": the keys and scripts as redis-cli sees them, waits, cancels, leases. */
