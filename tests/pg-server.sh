@@ -88,11 +88,6 @@ server_pid() {
     fi
 }
 
-is_running() {
-    pid=$(server_pid)
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
-}
-
 configured_port() {
     sed -n "s/^port = \([0-9][0-9]*\).*/\1/p" "$dir/data/conf.d/dlock-test.conf" 2>/dev/null | tail -n 1
 }
