@@ -1000,9 +1000,6 @@ static Suite *etcd_suite(void)
 int main(void)
 {
     url = dlt_require_url("DLOCK_TEST_ETCD_URL", "etcd");
-    SRunner *sr = srunner_create(etcd_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = dlt_run_suite(etcd_suite());
     return failed ? 1 : 0;
 }

@@ -260,9 +260,6 @@ int main(void)
         }
         fprintf(stderr, "DLOCK_TEST_MYSQL_URL is not set: only the unit tests run\n");
     }
-    SRunner *runner = srunner_create(mysql_suite(with_server));
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
+    int failed = dlt_run_suite(mysql_suite(with_server));
     return failed ? 1 : 0;
 }

@@ -153,9 +153,6 @@ int main(void)
     dlt_process_add_break_one_name(s);
     dlt_process_add_power_loss(s);
     dlt_process_add_messages(s);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = dlt_run_suite(s);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -105,9 +105,6 @@ static Suite *redis_suite(void)
 int main(void)
 {
     url = dlt_require_url("DLOCK_TEST_REDIS_URL", "redis");
-    SRunner *sr = srunner_create(redis_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = dlt_run_suite(redis_suite());
     return failed ? 1 : 0;
 }

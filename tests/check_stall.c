@@ -193,11 +193,7 @@ static int run_for(const struct dlt_store *store)
 {
     url = dlt_require_url(store->url_env, store->backend);
     backend = store->backend;
-    SRunner *sr = srunner_create(stall_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed;
+    return dlt_run_suite(stall_suite());
 }
 
 int main(void)

@@ -93,10 +93,7 @@ int main(void)
         fprintf(stderr, "check_zookeeper: DLOCK_TEST_ZK_DIR and DLOCK_TEST_ZK_SCRIPT are needed beside the URL\n");
         return DLT_HARD_ERROR;
     }
-    SRunner *sr = srunner_create(zookeeper_suite(url != NULL));
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = dlt_run_suite(zookeeper_suite(url != NULL));
     if (failed)
         return 1;
     return url ? 0 : DLT_SKIP;

@@ -97,6 +97,15 @@ char **dlt_conformance_urls(int *count)
     return urls;
 }
 
+int dlt_run_suite(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed;
+}
+
 /* One URL's suite; the number of failed tests (-1: the URL cannot be opened). */
 static int run_one_url(const char *what, Suite *(*make_suite)(void), const char **url, const char **backend, char *u,
                        int i)
@@ -109,10 +118,7 @@ static int run_one_url(const char *what, Suite *(*make_suite)(void), const char 
         fprintf(stderr, "%s: URL #%d cannot be opened: %s (%s)\n", what, i + 1, dlock_strerror(rc), dlock_last_error());
         return -1;
     }
-    SRunner *sr = srunner_create(make_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = dlt_run_suite(make_suite());
     return failed;
 }
 

@@ -22,6 +22,10 @@ int dlt_required(const char *backend);
  * SQLite database in a fresh temporary folder.  The array ends with NULL. */
 char **dlt_conformance_urls(int *count);
 
+/* Run suite `s` (and free it) with Check's normal output; returns the
+ * number of tests that failed. */
+int dlt_run_suite(Suite *s);
+
 /* Run the suite that make_suite() builds once for every URL of
  * dlt_conformance_urls(), with *url and *backend set to the URL and its
  * backend's name while it runs.  A URL that cannot even be opened counts as
