@@ -38,8 +38,7 @@ static void resume_cluster(void);
 static void setup(void)
 {
     resume_cluster(); /* a failed test's teardown does not run */
-    ck_assert_msg(dlock_open(url, &client) == DLOCK_OK, "%s", dlock_last_error());
-    name = dlt_unique_name("etcd");
+    dlt_fixture_open(url, "etcd", &client, &name);
 }
 
 /* Every member running again and a leader elected. */
@@ -54,9 +53,7 @@ static void resume_cluster(void)
 
 static void teardown(void)
 {
-    dlock_close(client);
-    client = NULL;
-    free(name);
+    dlt_fixture_close(&client, &name);
     resume_cluster();
 }
 

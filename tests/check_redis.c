@@ -20,15 +20,12 @@ dlock_client *client;
 
 void setup(void)
 {
-    ck_assert_int_eq(dlock_open(url, &client), DLOCK_OK);
-    name = dlt_unique_name("redis");
+    dlt_fixture_open(url, "redis", &client, &name);
 }
 
 void teardown(void)
 {
-    dlock_close(client);
-    client = NULL;
-    free(name);
+    dlt_fixture_close(&client, &name);
 }
 
 /* A plain hiredis connection to the test server, as an operator's redis-cli. */

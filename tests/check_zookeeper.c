@@ -24,15 +24,12 @@ dlock_client *client;
 
 void setup(void)
 {
-    ck_assert_int_eq(dlock_open(url, &client), DLOCK_OK);
-    name = dlt_unique_name("zk");
+    dlt_fixture_open(url, "zk", &client, &name);
 }
 
 void teardown(void)
 {
-    dlock_close(client);
-    client = NULL;
-    free(name);
+    dlt_fixture_close(&client, &name);
 }
 
 /* --- the ensemble ------------------------------------------------------------------- */

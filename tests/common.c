@@ -219,6 +219,20 @@ char *dlt_unique_name(const char *prefix)
     return strdup(buf);
 }
 
+void dlt_fixture_open(const char *url, const char *prefix, dlock_client **client, char **name)
+{
+    int rc = dlock_open(url, client);
+    ck_assert_msg(rc == DLOCK_OK, "dlock_open: %d %s", rc, dlock_last_error());
+    *name = dlt_unique_name(prefix);
+}
+
+void dlt_fixture_close(dlock_client **client, char **name)
+{
+    dlock_close(*client);
+    *client = NULL;
+    free(*name);
+}
+
 int64_t dlt_now_ms(void)
 {
     struct timespec ts;

@@ -38,6 +38,11 @@ char *dlt_tmpdir(void);
 /* A lock name unique to this run, process and call: "<prefix>-<pid>-<n>-<rand>". */
 char *dlt_unique_name(const char *prefix);
 
+/* The fixture of a suite on one store: a client of `url` and a fresh
+ * dlt_unique_name(prefix) for each test; closed and freed again after it. */
+void dlt_fixture_open(const char *url, const char *prefix, dlock_client **client, char **name);
+void dlt_fixture_close(dlock_client **client, char **name);
+
 int64_t dlt_now_ms(void);
 void dlt_sleep_ms(int64_t ms);
 
