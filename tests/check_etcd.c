@@ -389,17 +389,8 @@ static void leader_fault(int sig)
     ck_assert_int_eq(dlock_release(l), DLOCK_OK);
 }
 
-START_TEST(leader_killed_lock_stays)
-{
-    leader_fault(SIGKILL);
-}
-END_TEST
-
-START_TEST(leader_stopped_lock_stays)
-{
-    leader_fault(SIGSTOP);
-}
-END_TEST
+/* leader_killed_lock_stays and leader_stopped_lock_stays */
+DLT_LEADER_FAULT_TESTS(leader_fault)
 
 /* The member the holder talks to (the URL's first) stops: the holder moves
  * on to the next within its extend's deadline and keeps the lock. */

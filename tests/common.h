@@ -87,6 +87,22 @@ int dlt_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A file's text (at most 64 KiB) in a static buffer, "" when unreadable. */
 const char *dlt_slurp(const char *path);
 
+/* The two tests of a lock held through a fault of the leader of a store's
+ * cluster (etcd, ZooKeeper): leader_killed_lock_stays and
+ * leader_stopped_lock_stays, which run the suite's own `fault` with SIGKILL
+ * and with SIGSTOP. */
+#define DLT_LEADER_FAULT_TESTS(fault)     \
+    START_TEST(leader_killed_lock_stays)  \
+    {                                     \
+        fault(SIGKILL);                   \
+    }                                     \
+    END_TEST                              \
+    START_TEST(leader_stopped_lock_stays) \
+    {                                     \
+        fault(SIGSTOP);                   \
+    }                                     \
+    END_TEST
+
 /* The dlock tool to run: $DLOCK_BIN (make check sets it), else ./dlock. */
 const char *dlt_dlock_bin(void);
 

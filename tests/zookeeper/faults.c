@@ -227,17 +227,8 @@ static void leader_fault(int sig)
     ck_assert_int_eq(dlock_release(l), DLOCK_OK);
 }
 
-START_TEST(leader_killed_lock_stays)
-{
-    leader_fault(SIGKILL);
-}
-END_TEST
-
-START_TEST(leader_stopped_lock_stays)
-{
-    leader_fault(SIGSTOP);
-}
-END_TEST
+/* leader_killed_lock_stays and leader_stopped_lock_stays */
+DLT_LEADER_FAULT_TESTS(leader_fault)
 
 /* SIGSTOP of the member the holder's session is on: the client moves to
  * another member and keeps the lock. */
