@@ -440,6 +440,17 @@ int dlt_sh(const char *fmt, ...)
     return dlt_system(cmd);
 }
 
+int dlt_wait_for_file(const char *path, int64_t timeout_ms)
+{
+    int64_t start = dlt_now_ms();
+    while (access(path, F_OK) != 0) {
+        if (dlt_now_ms() - start > timeout_ms)
+            return 0;
+        dlt_sleep_ms(10);
+    }
+    return 1;
+}
+
 const char *dlt_slurp(const char *path)
 {
     static char buf[65536];

@@ -84,6 +84,10 @@ int dlt_system(const char *cmd);
 /* dlt_system() of a printf-formatted command line (at most 8 KiB). */
 int dlt_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Wait until `path` exists (a job has started, say): 1 when it did within
+ * timeout_ms, else 0. */
+int dlt_wait_for_file(const char *path, int64_t timeout_ms);
+
 /* A file's text (at most 64 KiB) in a static buffer, "" when unreadable. */
 const char *dlt_slurp(const char *path);
 
