@@ -32,6 +32,15 @@ void teardown(void)
     dlt_fixture_close(&client, &name);
 }
 
+zk_conn *raw_session(struct dlock_conn **conn, struct dlock_call *call)
+{
+    ck_assert_int_eq(dlock__backend_zookeeper.connect(url, conn), DLOCK_OK);
+    zk_conn *c = zk_of(*conn);
+    *call = (struct dlock_call){dlock__now_ms() + 10000, 0};
+    ck_assert_int_eq(dlock__zk_session(c, 0, call), DLOCK_OK);
+    return c;
+}
+
 /* --- the ensemble ------------------------------------------------------------------- */
 
 int member_port(int n)
