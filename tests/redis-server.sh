@@ -121,10 +121,7 @@ start_server() {
 }
 
 stop_server() {
-    pid=$(server_pid)
-    if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
-        return 0
-    fi
+    is_running || return 0 # is_running sets $pid
     kill -CONT "$pid" 2>/dev/null || true
     kill -TERM "$pid" 2>/dev/null || true
     wait_exit "$pid"
