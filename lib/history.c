@@ -72,14 +72,10 @@ int dlock__history_from_text(char *text, struct dlock_history_entry *e)
 
 int dlock__history_add(struct dlock_history *h, const struct dlock_history_entry *e)
 {
-    if (h->count == h->capacity) {
-        size_t capacity = h->capacity ? h->capacity * 2 : 16;
-        struct run *runs = realloc(h->runs, capacity * sizeof *runs);
-        if (!runs)
-            return dlock__oom();
-        h->runs = runs;
-        h->capacity = capacity;
-    }
+    struct run *runs = dlock__grow(h->runs, h->count, &h->capacity, sizeof *runs);
+    if (!runs)
+        return dlock__oom();
+    h->runs = runs;
     struct run r = {0};
     r.host = strdup(e->host ? e->host : "");
     r.outcome = strdup(e->outcome ? e->outcome : "");
@@ -180,14 +176,10 @@ struct dlock_check_list *dlock__check_new(void)
 
 int dlock__check_add(struct dlock_check_list *list, const char *key, int verdict, const char *fmt, ...)
 {
-    if (list->count == list->capacity) {
-        size_t capacity = list->capacity ? list->capacity * 2 : 16;
-        struct item *items = realloc(list->items, capacity * sizeof *items);
-        if (!items)
-            return dlock__oom();
-        list->items = items;
-        list->capacity = capacity;
-    }
+    struct item *items = dlock__grow(list->items, list->count, &list->capacity, sizeof *items);
+    if (!items)
+        return dlock__oom();
+    list->items = items;
     va_list ap;
     va_start(ap, fmt);
     char *value = NULL;

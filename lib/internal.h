@@ -351,6 +351,12 @@ char *dlock__format_alloc(const char *fmt, ...);
 /* Copy `src` into buf (truncating, always NUL-terminating when buflen > 0). */
 void dlock__copy_text(char *buf, size_t buflen, const char *src);
 
+/* Room for one more element in a growing array of `size`-byte elements,
+ * `count` of *capacity in use: `items` itself when there is room, else the
+ * array grown (to 16 elements, then twice as many) with *capacity updated;
+ * NULL when out of memory, the array then untouched. */
+void *dlock__grow(void *items, size_t count, size_t *capacity, size_t size);
+
 /*
  * Client libraries loaded at first use (lib/driver.c).  A backend keeps one
  * static dlock_driver whose `load` resolves its functions through

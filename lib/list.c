@@ -37,14 +37,10 @@ static char *dup_or(const char *s, const char *fallback)
 
 int dlock__list_add(struct dlock_list *list, const struct dlock_list_entry *e)
 {
-    if (list->count == list->capacity) {
-        size_t capacity = list->capacity ? list->capacity * 2 : 16;
-        struct item *items = realloc(list->items, capacity * sizeof *items);
-        if (!items)
-            return dlock__oom();
-        list->items = items;
-        list->capacity = capacity;
-    }
+    struct item *items = dlock__grow(list->items, list->count, &list->capacity, sizeof *items);
+    if (!items)
+        return dlock__oom();
+    list->items = items;
     struct item it = {0};
     it.name = e->name ? strdup(e->name) : NULL;
     it.key = dup_or(e->key ? e->key : e->name, "");

@@ -248,6 +248,17 @@ void dlock__copy_text(char *buf, size_t buflen, const char *src)
     buf[n] = '\0';
 }
 
+void *dlock__grow(void *items, size_t count, size_t *capacity, size_t size)
+{
+    if (count < *capacity)
+        return items;
+    size_t grown_capacity = *capacity ? *capacity * 2 : 16;
+    void *grown = realloc(items, grown_capacity * size);
+    if (grown)
+        *capacity = grown_capacity;
+    return grown;
+}
+
 /* The one place that fills a format which is not a string literal (an SQL
  * template of a table, a setting): callers pass templates of their own,
  * never text from outside. */

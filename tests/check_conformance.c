@@ -32,15 +32,12 @@ int can(unsigned cap)
 
 void conformance_setup(void)
 {
-    ck_assert_int_eq(dlock_open(url, &client), DLOCK_OK);
-    name = dlt_unique_name("conf");
+    dlt_fixture_open(url, "conf", &client, &name);
 }
 
 void conformance_teardown(void)
 {
-    dlock_close(client);
-    client = NULL;
-    free(name);
+    dlt_fixture_close(&client, &name);
 }
 
 dlock_client *open_other(void)

@@ -38,8 +38,7 @@ static void resume_cluster(void);
 static void setup(void)
 {
     resume_cluster(); /* a failed test's teardown does not run */
-    ck_assert_msg(dlock_open(url, &client) == DLOCK_OK, "%s", dlock_last_error());
-    name = dlt_unique_name("etcd");
+    dlt_fixture_open(url, "etcd", &client, &name);
 }
 
 /* Every member running again and a leader elected. */
@@ -54,9 +53,7 @@ static void resume_cluster(void)
 
 static void teardown(void)
 {
-    dlock_close(client);
-    client = NULL;
-    free(name);
+    dlt_fixture_close(&client, &name);
     resume_cluster();
 }
 
@@ -392,17 +389,8 @@ static void leader_fault(int sig)
     ck_assert_int_eq(dlock_release(l), DLOCK_OK);
 }
 
-START_TEST(leader_killed_lock_stays)
-{
-    leader_fault(SIGKILL);
-}
-END_TEST
-
-START_TEST(leader_stopped_lock_stays)
-{
-    leader_fault(SIGSTOP);
-}
-END_TEST
+/* leader_killed_lock_stays and leader_stopped_lock_stays */
+DLT_LEADER_FAULT_TESTS(leader_fault)
 
 /* The member the holder talks to (the URL's first) stops: the holder moves
  * on to the next within its extend's deadline and keeps the lock. */
@@ -1000,9 +988,6 @@ static Suite *etcd_suite(void)
 int main(void)
 {
     url = dlt_require_url("DLOCK_TEST_ETCD_URL", "etcd");
-    SRunner *sr = srunner_create(etcd_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = dlt_run_suite(etcd_suite());
     return failed ? 1 : 0;
 }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "common.h"
 #include "internal.h"
 
 extern const struct dlock_backend dlock_example_backend_memory;
@@ -76,9 +77,6 @@ int main(void)
     tcase_add_test(t, an_expired_lease_is_lost_and_taken);
     tcase_add_test(t, a_bad_url_is_einval);
     suite_add_tcase(suite, t);
-    SRunner *sr = srunner_create(suite);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = dlt_run_suite(suite);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -365,9 +365,6 @@ static Suite *rights_suite(void)
 int main(void)
 {
     int failed = dlt_run_per_url("history", per_url_suite, &url, &backend);
-    SRunner *sr = srunner_create(rights_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    failed += srunner_ntests_failed(sr);
-    srunner_free(sr);
+    failed += dlt_run_suite(rights_suite());
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

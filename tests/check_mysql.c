@@ -103,17 +103,14 @@ void integration_setup(void)
 
 dlock_client *open_client(void)
 {
-    dlock_client *c = NULL;
-    int rc = dlock_open(url, &c);
-    ck_assert_msg(rc == DLOCK_OK, "dlock_open: %s", dlock_last_error());
+    dlock_client *c = open_url(url);
     ck_assert_str_eq(dlock_backend(c), "mysql");
     return c;
 }
 
-/* 1 when another client cannot take `name` now. */
-int busy_for_others(const char *name)
+/* 1 when client `other` cannot take `name` now; `other` is closed. */
+static int busy_for(dlock_client *other, const char *name)
 {
-    dlock_client *other = open_client();
     dlock_lock *l = NULL;
     int rc = dlock_acquire(other, name, 5000, 0, &l);
     if (rc == DLOCK_OK)
@@ -121,6 +118,12 @@ int busy_for_others(const char *name)
     dlock_close(other);
     ck_assert_msg(rc == DLOCK_OK || rc == DLOCK_EBUSY, "%s", dlock_last_error());
     return rc == DLOCK_EBUSY;
+}
+
+/* 1 when another client cannot take `name` now. */
+int busy_for_others(const char *name)
+{
+    return busy_for(open_client(), name);
 }
 
 char *unique(const char *prefix)
@@ -220,14 +223,7 @@ dlock_client *open_url(const char *u)
 /* 1 when another client of `u` cannot take `name` now. */
 int busy_at(const char *u, const char *name)
 {
-    dlock_client *other = open_url(u);
-    dlock_lock *l = NULL;
-    int rc = dlock_acquire(other, name, 5000, 0, &l);
-    if (rc == DLOCK_OK)
-        dlock_release(l);
-    dlock_close(other);
-    ck_assert_msg(rc == DLOCK_OK || rc == DLOCK_EBUSY, "%s", dlock_last_error());
-    return rc == DLOCK_EBUSY;
+    return busy_for(open_url(u), name);
 }
 
 static Suite *mysql_suite(int with_server)
@@ -260,9 +256,6 @@ int main(void)
         }
         fprintf(stderr, "DLOCK_TEST_MYSQL_URL is not set: only the unit tests run\n");
     }
-    SRunner *runner = srunner_create(mysql_suite(with_server));
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
+    int failed = dlt_run_suite(mysql_suite(with_server));
     return failed ? 1 : 0;
 }

@@ -204,9 +204,6 @@ int main(void)
     tcase_add_test(tc, test_refused_connection_message);
     tcase_add_test(tc, test_refused_login_message);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = dlt_run_suite(s);
     return failed == 0 ? 0 : 1;
 }

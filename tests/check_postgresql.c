@@ -423,9 +423,6 @@ int main(void)
         dlt_pg_add_modes(s);
         dlt_pg_add_crash(s);
     }
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = dlt_run_suite(s);
     return failed == 0 ? 0 : 1;
 }

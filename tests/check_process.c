@@ -34,16 +34,6 @@ void teardown(void)
     free(name);
 }
 
-int sh(const char *fmt, ...)
-{
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    return dlt_system(cmd);
-}
-
 pid_t sh_bg(const char *fmt, ...)
 {
     char cmd[8192];
@@ -106,18 +96,6 @@ int file_has(const char *path, const char *text)
     return strstr(buf, text) != NULL;
 }
 
-/* Wait until `path` exists (the job has started); 1 when it did in time. */
-int wait_for_file(const char *path, int64_t timeout_ms)
-{
-    int64_t start = dlt_now_ms();
-    while (access(path, F_OK) != 0) {
-        if (dlt_now_ms() - start > timeout_ms)
-            return 0;
-        dlt_sleep_ms(10);
-    }
-    return 1;
-}
-
 int lock_is_free(void)
 {
     dlock_client *c = NULL;
@@ -153,9 +131,6 @@ int main(void)
     dlt_process_add_break_one_name(s);
     dlt_process_add_power_loss(s);
     dlt_process_add_messages(s);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = dlt_run_suite(s);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

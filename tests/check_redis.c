@@ -20,15 +20,12 @@ dlock_client *client;
 
 void setup(void)
 {
-    ck_assert_int_eq(dlock_open(url, &client), DLOCK_OK);
-    name = dlt_unique_name("redis");
+    dlt_fixture_open(url, "redis", &client, &name);
 }
 
 void teardown(void)
 {
-    dlock_close(client);
-    client = NULL;
-    free(name);
+    dlt_fixture_close(&client, &name);
 }
 
 /* A plain hiredis connection to the test server, as an operator's redis-cli. */
@@ -105,9 +102,6 @@ static Suite *redis_suite(void)
 int main(void)
 {
     url = dlt_require_url("DLOCK_TEST_REDIS_URL", "redis");
-    SRunner *sr = srunner_create(redis_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = dlt_run_suite(redis_suite());
     return failed ? 1 : 0;
 }

@@ -9,6 +9,7 @@
 #include <check.h>
 #include <stdlib.h>
 
+#include "common.h"
 #include "run_policy.h"
 
 #define MIN_HOLD 30000
@@ -293,9 +294,6 @@ int main(void)
     tcase_add_test(t, once_per_every_phase_and_skew_runs_once_a_period);
     tcase_add_test(t, only_success_marks_a_slot);
     suite_add_tcase(s, t);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = dlt_run_suite(s);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -8,6 +8,7 @@
 #include <check.h>
 #include <stdlib.h>
 
+#include "common.h"
 #include "session.h"
 
 static struct dlock_session s;
@@ -130,9 +131,6 @@ int main(void)
     tcase_add_test(t, new_session_drops_every_lock);
     tcase_add_test(t, retry_once_after_a_broken_connection);
     suite_add_tcase(suite, t);
-    SRunner *sr = srunner_create(suite);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = dlt_run_suite(suite);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

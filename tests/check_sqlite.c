@@ -135,9 +135,6 @@ int main(void)
     tcase_add_test(urls, url_refused);
     tcase_add_test(urls, url_sqlite_forms);
     suite_add_tcase(s, urls);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = dlt_run_suite(s);
     return failed == 0 ? 0 : 1;
 }

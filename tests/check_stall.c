@@ -101,17 +101,6 @@ static int exit_within(pid_t pid, int64_t timeout_ms, int64_t *took_ms)
     }
 }
 
-static int wait_for_file(const char *path, int64_t timeout_ms)
-{
-    int64_t start = dlt_now_ms();
-    while (access(path, F_OK) != 0) {
-        if (dlt_now_ms() - start > timeout_ms)
-            return 0;
-        dlt_sleep_ms(10);
-    }
-    return 1;
-}
-
 /* The server process to stop so that dlock's (process dlock_pid) store
  * stops answering (the store's adapter knows which: tests/stores/). */
 static pid_t server_process_of(pid_t dlock_pid)
@@ -136,7 +125,7 @@ START_TEST(stalled_store_stops_the_job_and_dlock_exits)
     snprintf(started, sizeof started, "%s/started", dir);
     snprintf(job, sizeof job, "touch '%s'; exec sleep 60", started);
     pid_t run = dlock_run("3s", "0", job);
-    ck_assert_msg(wait_for_file(started, 10000), "the job did not start");
+    ck_assert_msg(dlt_wait_for_file(started, 10000), "the job did not start");
     pid_t server = server_process_of(run);
     int64_t stalled_at = dlt_now_ms();
     stop_process(server);
@@ -231,11 +220,7 @@ static int run_for(const struct dlt_store *store)
 {
     url = dlt_require_url(store->url_env, store->backend);
     backend = store->backend;
-    SRunner *sr = srunner_create(stall_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed;
+    return dlt_run_suite(stall_suite());
 }
 
 int main(void)

@@ -331,10 +331,7 @@ int main(void)
         tcase_set_timeout(t, stress_seconds + 120);
         tcase_add_test(t, threads_never_share_a_lock);
         suite_add_tcase(s, t);
-        SRunner *sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed += srunner_ntests_failed(sr);
-        srunner_free(sr);
+        failed += dlt_run_suite(s);
     }
     for (int i = 0; i < count; i++)
         free(urls[i]);

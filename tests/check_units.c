@@ -643,9 +643,6 @@ int main(int argc, char **argv)
     t = tcase_create("clock");
     tcase_add_test(t, lease_clock_counts_suspend);
     suite_add_tcase(s, t);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = dlt_run_suite(s);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -24,15 +24,21 @@ dlock_client *client;
 
 void setup(void)
 {
-    ck_assert_int_eq(dlock_open(url, &client), DLOCK_OK);
-    name = dlt_unique_name("zk");
+    dlt_fixture_open(url, "zk", &client, &name);
 }
 
 void teardown(void)
 {
-    dlock_close(client);
-    client = NULL;
-    free(name);
+    dlt_fixture_close(&client, &name);
+}
+
+zk_conn *raw_session(struct dlock_conn **conn, struct dlock_call *call)
+{
+    ck_assert_int_eq(dlock__backend_zookeeper.connect(url, conn), DLOCK_OK);
+    zk_conn *c = zk_of(*conn);
+    *call = (struct dlock_call){dlock__now_ms() + 10000, 0};
+    ck_assert_int_eq(dlock__zk_session(c, 0, call), DLOCK_OK);
+    return c;
 }
 
 /* --- the ensemble ------------------------------------------------------------------- */
@@ -93,10 +99,7 @@ int main(void)
         fprintf(stderr, "check_zookeeper: DLOCK_TEST_ZK_DIR and DLOCK_TEST_ZK_SCRIPT are needed beside the URL\n");
         return DLT_HARD_ERROR;
     }
-    SRunner *sr = srunner_create(zookeeper_suite(url != NULL));
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = dlt_run_suite(zookeeper_suite(url != NULL));
     if (failed)
         return 1;
     return url ? 0 : DLT_SKIP;

@@ -97,6 +97,15 @@ char **dlt_conformance_urls(int *count)
     return urls;
 }
 
+int dlt_run_suite(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed;
+}
+
 /* One URL's suite; the number of failed tests (-1: the URL cannot be opened). */
 static int run_one_url(const char *what, Suite *(*make_suite)(void), const char **url, const char **backend, char *u,
                        int i)
@@ -109,10 +118,7 @@ static int run_one_url(const char *what, Suite *(*make_suite)(void), const char 
         fprintf(stderr, "%s: URL #%d cannot be opened: %s (%s)\n", what, i + 1, dlock_strerror(rc), dlock_last_error());
         return -1;
     }
-    SRunner *sr = srunner_create(make_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = dlt_run_suite(make_suite());
     return failed;
 }
 
@@ -211,6 +217,20 @@ char *dlt_unique_name(const char *prefix)
     snprintf(buf, sizeof buf, "%s-%ld-%u-%lx", prefix, (long)getpid(), ++counter,
              (unsigned long)(ts.tv_nsec ^ ((unsigned long)ts.tv_sec << 20)));
     return strdup(buf);
+}
+
+void dlt_fixture_open(const char *url, const char *prefix, dlock_client **client, char **name)
+{
+    int rc = dlock_open(url, client);
+    ck_assert_msg(rc == DLOCK_OK, "dlock_open: %d %s", rc, dlock_last_error());
+    *name = dlt_unique_name(prefix);
+}
+
+void dlt_fixture_close(dlock_client **client, char **name)
+{
+    dlock_close(*client);
+    *client = NULL;
+    free(*name);
 }
 
 int64_t dlt_now_ms(void)
@@ -429,6 +449,17 @@ int dlt_sh(const char *fmt, ...)
     vsnprintf(cmd, sizeof cmd, fmt, ap);
     va_end(ap);
     return dlt_system(cmd);
+}
+
+int dlt_wait_for_file(const char *path, int64_t timeout_ms)
+{
+    int64_t start = dlt_now_ms();
+    while (access(path, F_OK) != 0) {
+        if (dlt_now_ms() - start > timeout_ms)
+            return 0;
+        dlt_sleep_ms(10);
+    }
+    return 1;
 }
 
 const char *dlt_slurp(const char *path)

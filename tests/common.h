@@ -22,6 +22,10 @@ int dlt_required(const char *backend);
  * SQLite database in a fresh temporary folder.  The array ends with NULL. */
 char **dlt_conformance_urls(int *count);
 
+/* Run suite `s` (and free it) with Check's normal output; returns the
+ * number of tests that failed. */
+int dlt_run_suite(Suite *s);
+
 /* Run the suite that make_suite() builds once for every URL of
  * dlt_conformance_urls(), with *url and *backend set to the URL and its
  * backend's name while it runs.  A URL that cannot even be opened counts as
@@ -33,6 +37,11 @@ int dlt_run_per_url(const char *what, Suite *(*make_suite)(void), const char **u
 char *dlt_tmpdir(void);
 /* A lock name unique to this run, process and call: "<prefix>-<pid>-<n>-<rand>". */
 char *dlt_unique_name(const char *prefix);
+
+/* The fixture of a suite on one store: a client of `url` and a fresh
+ * dlt_unique_name(prefix) for each test; closed and freed again after it. */
+void dlt_fixture_open(const char *url, const char *prefix, dlock_client **client, char **name);
+void dlt_fixture_close(dlock_client **client, char **name);
 
 int64_t dlt_now_ms(void);
 void dlt_sleep_ms(int64_t ms);
@@ -88,8 +97,28 @@ int dlt_system(const char *cmd);
 /* dlt_system() of a printf-formatted command line (at most 8 KiB). */
 int dlt_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Wait until `path` exists (a job has started, say): 1 when it did within
+ * timeout_ms, else 0. */
+int dlt_wait_for_file(const char *path, int64_t timeout_ms);
+
 /* A file's text (at most 64 KiB) in a static buffer, "" when unreadable. */
 const char *dlt_slurp(const char *path);
+
+/* The two tests of a lock held through a fault of the leader of a store's
+ * cluster (etcd, ZooKeeper): leader_killed_lock_stays and
+ * leader_stopped_lock_stays, which run the suite's own `fault` with SIGKILL
+ * and with SIGSTOP. */
+#define DLT_LEADER_FAULT_TESTS(fault)     \
+    START_TEST(leader_killed_lock_stays)  \
+    {                                     \
+        fault(SIGKILL);                   \
+    }                                     \
+    END_TEST                              \
+    START_TEST(leader_stopped_lock_stays) \
+    {                                     \
+        fault(SIGSTOP);                   \
+    }                                     \
+    END_TEST
 
 /* The dlock tool to run: $DLOCK_BIN (make check sets it), else ./dlock. */
 const char *dlt_dlock_bin(void);

@@ -262,15 +262,7 @@ stop_cluster() {
     for n in 1 2 3 4; do
         pid=$(member_pid "$n")
         [ -n "$pid" ] || continue
-        tries=0
-        while kill -0 "$pid" 2>/dev/null; do
-            tries=$((tries + 1))
-            if [ $tries -ge 100 ]; then
-                kill -KILL "$pid" 2>/dev/null || true
-                break
-            fi
-            sleep 0.05
-        done
+        wait_exit "$pid"
         rm -f "$dir/m$n.pid"
     done
 }

@@ -31,10 +31,13 @@ void fake_reset(void)
     drain();
 }
 
-static void record(const struct dlock_call *call)
+/* A call to the store: when it came and its deadline, for the tests to
+ * look at, and one more in its own counter. */
+static void record(const struct dlock_call *call, atomic_int *calls)
 {
     fake.last_deadline_ms = call->deadline_ms;
     fake.last_call_at_ms = dlock__now_ms();
+    atomic_fetch_add(calls, 1);
 }
 
 /* Sleep ms (ms <= 0: without bound), or until a cancel comes when
@@ -78,8 +81,7 @@ static int fake_acquire(struct dlock_conn *conn, const char *name, uint32_t ttl_
     (void)conn;
     (void)ttl_ms;
     int64_t called = dlock__now_ms();
-    record(call);
-    atomic_fetch_add(&fake.acquires, 1);
+    record(call, &fake.acquires);
     int blocks = fake.acquire_blocks && wait_ms != 0;
     if (blocks || fake.acquire_takes_ms > 0) {
         if (pause_for(fake.acquire_takes_ms, blocks))
@@ -103,8 +105,7 @@ static int fake_extend(struct dlock_conn *conn, struct dlock_held *lock, const c
 {
     (void)conn;
     (void)ttl_ms;
-    record(call);
-    atomic_fetch_add(&fake.extends, 1);
+    record(call, &fake.extends);
     if (fake.extend_takes_ms > 0)
         pause_for(fake.extend_takes_ms, 0);
     if (fake.extend_status != DLOCK_OK)
@@ -116,8 +117,7 @@ static int fake_extend(struct dlock_conn *conn, struct dlock_held *lock, const c
 static int fake_release(struct dlock_conn *conn, struct dlock_held *lock, const char *name, struct dlock_call *call)
 {
     (void)conn;
-    record(call);
-    atomic_fetch_add(&fake.releases, 1);
+    record(call, &fake.releases);
     free(lock);
     atomic_fetch_sub(&fake.live_locks, 1);
     if (fake.release_status != DLOCK_OK)
@@ -129,8 +129,7 @@ static int fake_holder(struct dlock_conn *conn, const char *name, char *buf, siz
 {
     (void)conn;
     (void)name;
-    record(call);
-    atomic_fetch_add(&fake.holders, 1);
+    record(call, &fake.holders);
     if (fake.holder_status < 0)
         return dlock__error(fake.holder_status, "fake: holder answers %d", fake.holder_status);
     dlock__copy_text(buf, buflen, fake.holder_status ? "fake holder" : "");
@@ -169,8 +168,7 @@ static uint64_t fake_session_generation(struct dlock_conn *conn)
 static int fake_list(struct dlock_conn *conn, const char *prefix, struct dlock_list *list, struct dlock_call *call)
 {
     (void)conn;
-    record(call);
-    atomic_fetch_add(&fake.lists, 1);
+    record(call, &fake.lists);
     if (fake.list_status != DLOCK_OK)
         return dlock__error(fake.list_status, "fake: list answers %d", fake.list_status);
     static const char *const names[] = {"b", "a", "c/1"};
@@ -194,8 +192,7 @@ static int fake_list(struct dlock_conn *conn, const char *prefix, struct dlock_l
 static int fake_break(struct dlock_conn *conn, const char *name, struct dlock_call *call)
 {
     (void)conn;
-    record(call);
-    atomic_fetch_add(&fake.breaks, 1);
+    record(call, &fake.breaks);
     if (fake.break_status < 0)
         return dlock__error(fake.break_status, "fake: break of '%s' answers %d", name, fake.break_status);
     return fake.break_status;
@@ -204,8 +201,7 @@ static int fake_break(struct dlock_conn *conn, const char *name, struct dlock_ca
 static int fake_store_time(struct dlock_conn *conn, int64_t *unix_ms, struct dlock_call *call)
 {
     (void)conn;
-    record(call);
-    atomic_fetch_add(&fake.store_times, 1);
+    record(call, &fake.store_times);
     *unix_ms = fake.store_time_ms;
     return DLOCK_OK;
 }
@@ -215,8 +211,7 @@ static int fake_record_get(struct dlock_conn *conn, struct dlock_held *lock, con
 {
     (void)conn;
     (void)lock;
-    record(call);
-    atomic_fetch_add(&fake.record_gets, 1);
+    record(call, &fake.record_gets);
     if (fake.record_status != DLOCK_OK)
         return dlock__error(fake.record_status, "fake: record of '%s' answers %d", name, fake.record_status);
     *slot = fake.record_slot;
@@ -228,8 +223,7 @@ static int fake_record_put(struct dlock_conn *conn, struct dlock_held *lock, con
 {
     (void)conn;
     (void)lock;
-    record(call);
-    atomic_fetch_add(&fake.record_puts, 1);
+    record(call, &fake.record_puts);
     if (fake.record_status != DLOCK_OK)
         return dlock__error(fake.record_status, "fake: record of '%s' answers %d", name, fake.record_status);
     fake.record_slot = slot;
@@ -238,15 +232,13 @@ static int fake_record_put(struct dlock_conn *conn, struct dlock_held *lock, con
 
 static const char *const fake_schemes[] = {"fake", NULL};
 
+/* The operations every backend has, which both fakes below answer alike. */
+#define FAKE_REQUIRED_OPS                                                                            \
+    .name = "fake", .schemes = fake_schemes, .connect = fake_connect, .disconnect = fake_disconnect, \
+    .acquire = fake_acquire, .extend = fake_extend, .release = fake_release, .holder = fake_holder
+
 const struct dlock_backend fake_backend = {
-    .name = "fake",
-    .schemes = fake_schemes,
-    .connect = fake_connect,
-    .disconnect = fake_disconnect,
-    .acquire = fake_acquire,
-    .extend = fake_extend,
-    .release = fake_release,
-    .holder = fake_holder,
+    FAKE_REQUIRED_OPS,
     .cancel = fake_cancel,
     .cancel_clear = fake_cancel_clear,
     .session_ttl_ms = fake_session_ttl_ms,
@@ -259,12 +251,5 @@ const struct dlock_backend fake_backend = {
 };
 
 const struct dlock_backend fake_backend_no_ops = {
-    .name = "fake",
-    .schemes = fake_schemes,
-    .connect = fake_connect,
-    .disconnect = fake_disconnect,
-    .acquire = fake_acquire,
-    .extend = fake_extend,
-    .release = fake_release,
-    .holder = fake_holder,
+    FAKE_REQUIRED_OPS,
 };

@@ -70,11 +70,6 @@ server_pid() {
     [ -f "$dir/mysqld.pid" ] && cat "$dir/mysqld.pid" 2>/dev/null || true
 }
 
-is_running() {
-    pid=$(server_pid)
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
-}
-
 root_sql() {
     "$CLIENT" --no-defaults --protocol=socket --socket="$dir/mysqld.sock" -uroot -N -B -e "$1"
 }

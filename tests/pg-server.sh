@@ -88,11 +88,6 @@ server_pid() {
     fi
 }
 
-is_running() {
-    pid=$(server_pid)
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
-}
-
 configured_port() {
     sed -n "s/^port = \([0-9][0-9]*\).*/\1/p" "$dir/data/conf.d/dlock-test.conf" 2>/dev/null | tail -n 1
 }
@@ -193,10 +188,7 @@ start_server() {
 }
 
 stop_server() {
-    pid=$(server_pid)
-    if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
-        return 0
-    fi
+    is_running || return 0 # is_running sets $pid
     # SIGINT is PostgreSQL's "fast" shutdown: sessions are ended at once.
     kill -INT "$pid" 2>/dev/null || true
     tries=0

@@ -48,11 +48,6 @@ server_pid() {
     [ -f "$dir/redis.pid" ] && head -n 1 "$dir/redis.pid" 2>/dev/null || true
 }
 
-is_running() {
-    pid=$(server_pid)
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
-}
-
 configured_port() {
     sed -n 's/^port \([0-9][0-9]*\).*/\1/p' "$dir/redis.conf" 2>/dev/null | tail -n 1
 }
@@ -126,21 +121,10 @@ start_server() {
 }
 
 stop_server() {
-    pid=$(server_pid)
-    if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
-        return 0
-    fi
+    is_running || return 0 # is_running sets $pid
     kill -CONT "$pid" 2>/dev/null || true
     kill -TERM "$pid" 2>/dev/null || true
-    tries=0
-    while kill -0 "$pid" 2>/dev/null; do
-        tries=$((tries + 1))
-        if [ $tries -ge 100 ]; then
-            kill -KILL "$pid" 2>/dev/null || true
-            break
-        fi
-        sleep 0.05
-    done
+    wait_exit "$pid"
     rm -f "$dir/redis.pid"
 }
 

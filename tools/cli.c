@@ -55,6 +55,18 @@ int cli_exit_for(int status)
     }
 }
 
+dlock_client *cli_open_store(const char *url, int *exit_status)
+{
+    dlock_client *client = NULL;
+    int rc = dlock_open(url, &client);
+    if (rc != DLOCK_OK) {
+        cli_say("cannot open the lock store: %s", dlock_last_error());
+        *exit_status = cli_exit_for(rc);
+        return NULL;
+    }
+    return client;
+}
+
 /* The holder text comes from the store, where anyone who can connect may
  * have written it (application_name, a host name): show control characters
  * as '?' so that none reaches the terminal. */

@@ -4,6 +4,8 @@
 
 #include <stdint.h>
 
+#include "dlock.h"
+
 /* Exit statuses of dlock itself (sysexits.h values where one fits). */
 #define EXIT_USAGE 64       /* bad command line, name, duration or URL */
 #define EXIT_UNAVAILABLE 69 /* the store could not be used before the job started */
@@ -22,6 +24,10 @@ void cli_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* The exit status for a libdlock status before the job started. */
 int cli_exit_for(int status);
+
+/* A client of the store at `url` for an operator's command, or NULL after
+ * saying why it cannot be opened, with dlock's exit status in *exit_status. */
+dlock_client *cli_open_store(const char *url, int *exit_status);
 
 /* Replace control characters (text from the store) with '?'. */
 void cli_make_printable(char *text);

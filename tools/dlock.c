@@ -101,6 +101,20 @@ static int usage_error(const char *fmt, ...)
     return EXIT_USAGE;
 }
 
+/* What every command does with an option getopt_long() returned that it
+ * does not take itself: --help prints the usage (-1: done, exit 0); a
+ * missing value or an unknown option is a usage error. */
+static int other_option(int c, char **argv)
+{
+    if (c == 'h') {
+        fputs(usage_text, stdout);
+        return -1;
+    }
+    if (c == ':')
+        return usage_error("option '%s' needs a value", argv[optind - 1]);
+    return usage_error("unknown option '%s'", argv[optind - 1]);
+}
+
 /* --- default URL --------------------------------------------------------- */
 
 /* Append path percent-encoding %, ? and #; -1 when it does not fit. */
@@ -243,13 +257,8 @@ static int run_option(int c, char **argv, struct run_options *o)
             return usage_error("%s", "--metrics-file needs a path");
         o->metrics_file = optarg;
         return 0;
-    case 'h':
-        fputs(usage_text, stdout);
-        return -1;
-    case ':':
-        return usage_error("option '%s' needs a value", argv[optind - 1]);
     default:
-        return usage_error("unknown option '%s'", argv[optind - 1]);
+        return other_option(c, argv);
     }
 }
 
@@ -362,13 +371,8 @@ static int parse_ops_n(int argc, char **argv, int allow_json, int allow_force, c
                 return usage_error("%s", "--force goes with release");
             *force = 1;
             break;
-        case 'h':
-            fputs(usage_text, stdout);
-            return -1;
-        case ':':
-            return usage_error("option '%s' needs a value", argv[optind - 1]);
         default:
-            return usage_error("unknown option '%s'", argv[optind - 1]);
+            return other_option(c, argv);
         }
     }
     *first = optind;

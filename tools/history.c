@@ -14,18 +14,6 @@
 #include "format.h"
 #include "ops.h"
 
-static dlock_client *open_store(const char *url, int *exit_status)
-{
-    dlock_client *client = NULL;
-    int rc = dlock_open(url, &client);
-    if (rc != DLOCK_OK) {
-        cli_say("cannot open the lock store: %s", dlock_last_error());
-        *exit_status = cli_exit_for(rc);
-        return NULL;
-    }
-    return client;
-}
-
 /* --- dlock history ------------------------------------------------------------------ */
 
 static void history_json(const char *name, const dlock_history *h)
@@ -75,7 +63,7 @@ static void history_text(const dlock_history *h)
 int ops_history(const char *url, const char *name, size_t count, int json)
 {
     int status = 0;
-    dlock_client *client = open_store(url, &status);
+    dlock_client *client = cli_open_store(url, &status);
     if (!client)
         return status;
     dlock_history *h = NULL;

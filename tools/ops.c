@@ -17,18 +17,6 @@
 #include "format.h"
 #include "ops.h"
 
-static dlock_client *open_store(const char *url, int *exit_status)
-{
-    dlock_client *client = NULL;
-    int rc = dlock_open(url, &client);
-    if (rc != DLOCK_OK) {
-        cli_say("cannot open the lock store: %s", dlock_last_error());
-        *exit_status = cli_exit_for(rc);
-        return NULL;
-    }
-    return client;
-}
-
 /* --- JSON ------------------------------------------------------------------------- */
 
 static void json_time(const char *field, int64_t unix_ms)
@@ -89,7 +77,7 @@ static size_t find_entry(const dlock_list *list, const char *name)
 int ops_status(const char *url, const char *name, int json)
 {
     int status = 0;
-    dlock_client *client = open_store(url, &status);
+    dlock_client *client = cli_open_store(url, &status);
     if (!client)
         return status;
     char who[512], shown[FMT_NAME_SHOWN_SIZE];
@@ -251,7 +239,7 @@ static int print_table(const dlock_list *list)
 int ops_list(const char *url, const char *prefix, int json)
 {
     int status = 0;
-    dlock_client *client = open_store(url, &status);
+    dlock_client *client = cli_open_store(url, &status);
     if (!client)
         return status;
     dlock_list *list = NULL;
@@ -295,7 +283,7 @@ static void who_am_i(char *buf, size_t len)
 int ops_break(const char *url, const char *name)
 {
     int status = 0;
-    dlock_client *client = open_store(url, &status);
+    dlock_client *client = cli_open_store(url, &status);
     if (!client)
         return status;
     char who[512] = "", me[400];

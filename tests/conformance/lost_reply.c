@@ -10,19 +10,21 @@
 #include "../relay.h"
 #include "conformance.h"
 
-/* The URL of the store under test through a new relay (*r), or 0 when the
- * store is not one server at an IPv4 address. */
-static int through_relay(struct dlt_relay **r, char *via, size_t vialen)
+/* A client of the store under test through a new relay (*r), or NULL when
+ * the store is not one server at an IPv4 address. */
+static dlock_client *open_through_relay(struct dlt_relay **r)
 {
-    char host[64];
+    char host[64], via[2048];
     int port = 0;
     if (!can(DLT_NETWORK) || can(DLT_CLUSTER) ||
         dlt_url_host_port(url, dlt_store_of(url)->default_port, host, sizeof host, &port) != 0)
-        return 0;
+        return NULL;
     *r = dlt_relay_start(host, port);
     ck_assert_ptr_nonnull(*r);
-    ck_assert_int_eq(dlt_url_with_port(url, dlt_relay_port(*r), via, vialen), 0);
-    return 1;
+    ck_assert_int_eq(dlt_url_with_port(url, dlt_relay_port(*r), via, sizeof via), 0);
+    dlock_client *c = NULL;
+    ck_assert_msg(dlock_open(via, &c) == DLOCK_OK, "%s", dlock_last_error());
+    return c;
 }
 
 /* A release that went through, whose answer was lost.  A store whose lock
@@ -36,11 +38,9 @@ static int through_relay(struct dlt_relay **r, char *via, size_t vialen)
 START_TEST(release_after_a_lost_reply)
 {
     struct dlt_relay *r = NULL;
-    char via[2048];
-    if (!through_relay(&r, via, sizeof via))
+    dlock_client *c = open_through_relay(&r);
+    if (!c)
         return;
-    dlock_client *c = NULL;
-    ck_assert_msg(dlock_open(via, &c) == DLOCK_OK, "%s", dlock_last_error());
     dlock_lock *l = NULL;
     ck_assert_msg(dlock_acquire(c, name, 10000, 0, &l) == DLOCK_OK, "%s", dlock_last_error());
     dlt_relay_drop_next(r);
@@ -73,11 +73,9 @@ END_TEST
 START_TEST(acquire_and_extend_after_a_lost_reply)
 {
     struct dlt_relay *r = NULL;
-    char via[2048];
-    if (!through_relay(&r, via, sizeof via))
+    dlock_client *c = open_through_relay(&r);
+    if (!c)
         return;
-    dlock_client *c = NULL;
-    ck_assert_msg(dlock_open(via, &c) == DLOCK_OK, "%s", dlock_last_error());
     dlock_lock *l = NULL;
     /* A first call sets up the connection: the lost answer is the take's. */
     ck_assert_int_eq(dlock_holder(c, name, (char[64]){0}, 64), 0);

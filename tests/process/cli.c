@@ -27,7 +27,7 @@ START_TEST(min_hold_keeps_the_lock)
     char *argv[] = {"dlock", "run", "-m", "1500ms", "-t", "1s", name, "--", "true", NULL};
     pid_t first = dlock_bg(argv);
     dlt_sleep_ms(800);
-    ck_assert_int_eq(sh("'%s' run -q %s -- true", dlock_bin, name), 75);
+    ck_assert_int_eq(dlt_sh("'%s' run -q %s -- true", dlock_bin, name), 75);
     ck_assert_int_eq(wait_exit(first), 0);
     int64_t took = dlt_now_ms() - start;
     ck_assert_int_ge(took, 1450);
@@ -49,7 +49,7 @@ static void forwarded(int sig, const char *signame)
              signame, got, signame, started);
     char *argv[] = {"dlock", "run", name, "--", "sh", "-c", job, NULL};
     pid_t pid = dlock_bg(argv);
-    ck_assert(wait_for_file(started, 5000));
+    ck_assert(dlt_wait_for_file(started, 5000));
     kill(pid, sig);
     ck_assert_int_eq(wait_exit(pid), 5);
     ck_assert(file_has(got, signame));
@@ -76,14 +76,14 @@ END_TEST
 
 START_TEST(job_killed_by_signal_gives_128_plus_n)
 {
-    ck_assert_int_eq(sh("'%s' run %s -- sh -c 'kill -TERM $$'", dlock_bin, name), 128 + SIGTERM);
+    ck_assert_int_eq(dlt_sh("'%s' run %s -- sh -c 'kill -TERM $$'", dlock_bin, name), 128 + SIGTERM);
     char started[4300];
     snprintf(started, sizeof started, "%s/started", dir);
     char job[4400];
     snprintf(job, sizeof job, "touch %s; exec sleep 30", started);
     char *argv[] = {"dlock", "run", name, "--", "sh", "-c", job, NULL};
     pid_t pid = dlock_bg(argv);
-    ck_assert(wait_for_file(started, 5000));
+    ck_assert(dlt_wait_for_file(started, 5000));
     kill(pid, SIGTERM);
     ck_assert_int_eq(wait_exit(pid), 128 + SIGTERM);
     ck_assert(lock_is_free());
@@ -114,36 +114,37 @@ END_TEST
 
 START_TEST(exit_statuses)
 {
-    ck_assert_int_eq(sh("'%s' run %s -- sh -c 'exit 3'", dlock_bin, name), 3);
-    ck_assert_int_eq(sh("'%s' run %s -- true", dlock_bin, name), 0);
-    ck_assert_int_eq(sh("'%s' run %s -- /nonexistent/command 2>/dev/null", dlock_bin, name), 127);
-    ck_assert_int_eq(sh("'%s' run %s -- /etc/passwd 2>/dev/null", dlock_bin, name), 126);
-    ck_assert_int_eq(sh("'%s' 2>/dev/null", dlock_bin), 64);
-    ck_assert_int_eq(sh("'%s' frobnicate 2>/dev/null", dlock_bin), 64);
-    ck_assert_int_eq(sh("'%s' run 2>/dev/null", dlock_bin), 64);
-    ck_assert_int_eq(sh("'%s' run %s 2>/dev/null", dlock_bin, name), 64);
-    ck_assert_int_eq(sh("'%s' run %s -- 2>/dev/null", dlock_bin, name), 64);
-    ck_assert_int_eq(sh("'%s' run -t 0 %s -- true 2>/dev/null", dlock_bin, name), 64);
-    ck_assert_int_eq(sh("'%s' run -t 10x %s -- true 2>/dev/null", dlock_bin, name), 64);
-    ck_assert_int_eq(sh("'%s' run -t 2147484s %s -- true 2>/dev/null", dlock_bin, name), 64);
-    ck_assert_int_eq(sh("'%s' run -w soon %s -- true 2>/dev/null", dlock_bin, name), 64);
-    ck_assert_int_eq(sh("'%s' run -E 300 %s -- true 2>/dev/null", dlock_bin, name), 64);
-    ck_assert_int_eq(sh("'%s' run --bogus %s -- true 2>/dev/null", dlock_bin, name), 64);
-    ck_assert_int_eq(sh("'%s' run -t 2>/dev/null", dlock_bin), 64);
-    ck_assert_int_eq(sh("'%s' run a b -- true 2>/dev/null", dlock_bin), 64);
-    ck_assert_int_eq(sh("'%s' run '' -- true 2>/dev/null", dlock_bin), 64);
-    ck_assert_int_eq(sh("'%s' run \"$(printf 'a\\377b')\" -- true 2>/dev/null", dlock_bin), 64);
+    ck_assert_int_eq(dlt_sh("'%s' run %s -- sh -c 'exit 3'", dlock_bin, name), 3);
+    ck_assert_int_eq(dlt_sh("'%s' run %s -- true", dlock_bin, name), 0);
+    ck_assert_int_eq(dlt_sh("'%s' run %s -- /nonexistent/command 2>/dev/null", dlock_bin, name), 127);
+    ck_assert_int_eq(dlt_sh("'%s' run %s -- /etc/passwd 2>/dev/null", dlock_bin, name), 126);
+    ck_assert_int_eq(dlt_sh("'%s' 2>/dev/null", dlock_bin), 64);
+    ck_assert_int_eq(dlt_sh("'%s' frobnicate 2>/dev/null", dlock_bin), 64);
+    ck_assert_int_eq(dlt_sh("'%s' run 2>/dev/null", dlock_bin), 64);
+    ck_assert_int_eq(dlt_sh("'%s' run %s 2>/dev/null", dlock_bin, name), 64);
+    ck_assert_int_eq(dlt_sh("'%s' run %s -- 2>/dev/null", dlock_bin, name), 64);
+    ck_assert_int_eq(dlt_sh("'%s' run -t 0 %s -- true 2>/dev/null", dlock_bin, name), 64);
+    ck_assert_int_eq(dlt_sh("'%s' run -t 10x %s -- true 2>/dev/null", dlock_bin, name), 64);
+    ck_assert_int_eq(dlt_sh("'%s' run -t 2147484s %s -- true 2>/dev/null", dlock_bin, name), 64);
+    ck_assert_int_eq(dlt_sh("'%s' run -w soon %s -- true 2>/dev/null", dlock_bin, name), 64);
+    ck_assert_int_eq(dlt_sh("'%s' run -E 300 %s -- true 2>/dev/null", dlock_bin, name), 64);
+    ck_assert_int_eq(dlt_sh("'%s' run --bogus %s -- true 2>/dev/null", dlock_bin, name), 64);
+    ck_assert_int_eq(dlt_sh("'%s' run -t 2>/dev/null", dlock_bin), 64);
+    ck_assert_int_eq(dlt_sh("'%s' run a b -- true 2>/dev/null", dlock_bin), 64);
+    ck_assert_int_eq(dlt_sh("'%s' run '' -- true 2>/dev/null", dlock_bin), 64);
+    ck_assert_int_eq(dlt_sh("'%s' run \"$(printf 'a\\377b')\" -- true 2>/dev/null", dlock_bin), 64);
     /* A well-formed URL of a backend not built in: unavailable here, not a usage error. */
-    ck_assert_int_eq(sh("'%s' run -u 'zookeeper://x/0' %s -- true 2>/dev/null", dlock_bin, name), 69);
-    ck_assert_int_eq(sh("'%s' run -u 'nonsense' %s -- true 2>/dev/null", dlock_bin, name), 64);
-    ck_assert_int_eq(sh("'%s' run -u 'sqlite:///proc/no/such/dir/x.db' %s -- true 2>/dev/null", dlock_bin, name), 69);
-    ck_assert_int_eq(sh("'%s' status -u 'sqlite:///proc/no/such/dir/x.db' %s 2>/dev/null", dlock_bin, name), 69);
-    ck_assert_int_eq(sh("'%s' --version | grep -q '^dlock (libdlock) [0-9]*\\.[0-9]*\\.[0-9]*$'", dlock_bin), 0);
-    ck_assert_int_eq(sh("'%s' --help | grep -q 'dlock run'", dlock_bin), 0);
-    ck_assert_int_eq(sh("'%s' run --help | grep -q 'dlock run'", dlock_bin), 0);
+    ck_assert_int_eq(dlt_sh("'%s' run -u 'zookeeper://x/0' %s -- true 2>/dev/null", dlock_bin, name), 69);
+    ck_assert_int_eq(dlt_sh("'%s' run -u 'nonsense' %s -- true 2>/dev/null", dlock_bin, name), 64);
+    ck_assert_int_eq(dlt_sh("'%s' run -u 'sqlite:///proc/no/such/dir/x.db' %s -- true 2>/dev/null", dlock_bin, name),
+                     69);
+    ck_assert_int_eq(dlt_sh("'%s' status -u 'sqlite:///proc/no/such/dir/x.db' %s 2>/dev/null", dlock_bin, name), 69);
+    ck_assert_int_eq(dlt_sh("'%s' --version | grep -q '^dlock (libdlock) [0-9]*\\.[0-9]*\\.[0-9]*$'", dlock_bin), 0);
+    ck_assert_int_eq(dlt_sh("'%s' --help | grep -q 'dlock run'", dlock_bin), 0);
+    ck_assert_int_eq(dlt_sh("'%s' run --help | grep -q 'dlock run'", dlock_bin), 0);
     /* Options may also come after NAME when '--' ends them; no '--' works too. */
-    ck_assert_int_eq(sh("'%s' run %s -t 5s -- sh -c 'exit 4'", dlock_bin, name), 4);
-    ck_assert_int_eq(sh("'%s' run %s sh -c 'exit 6'", dlock_bin, name), 6);
+    ck_assert_int_eq(dlt_sh("'%s' run %s -t 5s -- sh -c 'exit 4'", dlock_bin, name), 4);
+    ck_assert_int_eq(dlt_sh("'%s' run %s sh -c 'exit 6'", dlock_bin, name), 6);
 }
 END_TEST
 
@@ -160,7 +161,7 @@ static void url_with_login(char *out, size_t outlen, const char *server_url, con
  * its stderr in dir/stderr. */
 static int run_against(const char *store_url, const char *env)
 {
-    return sh("%s '%s' run -u '%s' %s -- true 2>'%s/stderr'", env, dlock_bin, store_url, name, dir);
+    return dlt_sh("%s '%s' run -u '%s' %s -- true 2>'%s/stderr'", env, dlock_bin, store_url, name, dir);
 }
 
 /* With the server of $env_var, logging in as `login` (a wrong password) is
@@ -179,7 +180,7 @@ static int refused_login_exits_69(const char *env_var, const char *backend, cons
     ck_assert_int_eq(run_against(bad, ""), 69);
     ck_assert_msg(file_has(path, server_says), "%s: no '%s' in the message", backend, server_says);
     ck_assert(!file_has(path, "Wr0ngPassw0rd"));
-    ck_assert_int_eq(sh("'%s' status -u '%s' %s >/dev/null 2>&1", dlock_bin, bad, name), 69);
+    ck_assert_int_eq(dlt_sh("'%s' status -u '%s' %s >/dev/null 2>&1", dlock_bin, bad, name), 69);
     return 1;
 }
 
@@ -231,7 +232,7 @@ START_TEST(missing_client_library_exits_69)
         ck_assert_msg(file_has(path, "client library") || file_has(path, "not built into"), "no reason given for %s",
                       urls[i]);
         ck_assert(!file_has(path, "Secr3t"));
-        ck_assert_int_eq(sh("%s '%s' status -u '%s' %s >/dev/null 2>&1", env, dlock_bin, urls[i], name), 69);
+        ck_assert_int_eq(dlt_sh("%s '%s' status -u '%s' %s >/dev/null 2>&1", env, dlock_bin, urls[i], name), 69);
     }
 }
 END_TEST
@@ -244,17 +245,17 @@ START_TEST(busy_exit_and_conflict_code)
     char out[4300], ran[4300];
     snprintf(out, sizeof out, "%s/stderr", dir);
     snprintf(ran, sizeof ran, "%s/ran", dir);
-    ck_assert_int_eq(sh("'%s' run %s -- touch %s 2>%s", dlock_bin, name, ran, out), 75);
+    ck_assert_int_eq(dlt_sh("'%s' run %s -- touch %s 2>%s", dlock_bin, name, ran, out), 75);
     ck_assert(file_has(out, "busy"));
     ck_assert(file_has(out, "pid="));
-    ck_assert_int_eq(sh("'%s' run -E 9 %s -- touch %s 2>/dev/null", dlock_bin, name, ran), 9);
-    ck_assert_int_eq(sh("'%s' run -q -E 0 %s -- touch %s 2>%s", dlock_bin, name, ran, out), 0);
+    ck_assert_int_eq(dlt_sh("'%s' run -E 9 %s -- touch %s 2>/dev/null", dlock_bin, name, ran), 9);
+    ck_assert_int_eq(dlt_sh("'%s' run -q -E 0 %s -- touch %s 2>%s", dlock_bin, name, ran, out), 0);
     ck_assert_int_eq(count_lines(out), 0);
     ck_assert_int_ne(access(ran, F_OK), 0); /* the job never ran */
     int64_t start = dlt_now_ms();
-    ck_assert_int_eq(sh("'%s' run -w 600ms %s -- touch %s 2>/dev/null", dlock_bin, name, ran), 75);
+    ck_assert_int_eq(dlt_sh("'%s' run -w 600ms %s -- touch %s 2>/dev/null", dlock_bin, name, ran), 75);
     ck_assert_int_ge(dlt_now_ms() - start, 550);
-    ck_assert_int_eq(sh("'%s' status %s > %s", dlock_bin, name, out), 0);
+    ck_assert_int_eq(dlt_sh("'%s' status %s > %s", dlock_bin, name, out), 0);
     ck_assert(file_has(out, "held by"));
     dlt_child_stop(&holder, 0);
     dlt_sleep_ms(50);
@@ -265,10 +266,10 @@ START_TEST(status_free_and_held)
 {
     char out[4300];
     snprintf(out, sizeof out, "%s/out", dir);
-    ck_assert_int_eq(sh("'%s' status %s > %s", dlock_bin, name, out), 1);
+    ck_assert_int_eq(dlt_sh("'%s' status %s > %s", dlock_bin, name, out), 1);
     ck_assert(file_has(out, "free"));
-    ck_assert_int_eq(sh("'%s' status 2>/dev/null", dlock_bin), 64);
-    ck_assert_int_eq(sh("'%s' status a b 2>/dev/null", dlock_bin), 64);
+    ck_assert_int_eq(dlt_sh("'%s' status 2>/dev/null", dlock_bin), 64);
+    ck_assert_int_eq(dlt_sh("'%s' status a b 2>/dev/null", dlock_bin), 64);
 }
 END_TEST
 
@@ -279,21 +280,21 @@ START_TEST(status_output_has_no_control_characters)
     dlt_child holder;
     ck_assert_int_eq(dlt_child_start(&holder, url, name, 30000, 0), 0);
     ck_assert_int_eq(dlt_child_read(&holder, 10000), DLOCK_OK);
-    if (sh("command -v sqlite3 >/dev/null") != 0) {
+    if (dlt_sh("command -v sqlite3 >/dev/null") != 0) {
         dlt_child_stop(&holder, 0);
         return; /* the sqlite3 shell is part of the test dependencies; no way to plant the text */
     }
     ck_assert_int_eq(
-        sh("sqlite3 '%s/locks.db' \"UPDATE dlock_locks SET holder_host = char(27) || '[2J' || char(7) || 'evil'\"",
-           dir),
+        dlt_sh("sqlite3 '%s/locks.db' \"UPDATE dlock_locks SET holder_host = char(27) || '[2J' || char(7) || 'evil'\"",
+               dir),
         0);
     char out[4300];
     snprintf(out, sizeof out, "%s/out", dir);
-    ck_assert_int_eq(sh("'%s' status %s > %s 2>&1", dlock_bin, name, out), 0);
+    ck_assert_int_eq(dlt_sh("'%s' status %s > %s 2>&1", dlock_bin, name, out), 0);
     ck_assert(file_has(out, "evil"));
     ck_assert(!file_has(out, "\033"));
     ck_assert(!file_has(out, "\007"));
-    ck_assert_int_eq(sh("'%s' run %s -- true > %s 2>&1", dlock_bin, name, out), 75);
+    ck_assert_int_eq(dlt_sh("'%s' run %s -- true > %s 2>&1", dlock_bin, name, out), 75);
     ck_assert(file_has(out, "evil"));
     ck_assert(!file_has(out, "\033"));
     dlt_child_stop(&holder, 0);

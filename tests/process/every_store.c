@@ -43,11 +43,11 @@ static void dlock_run_against(const struct dlt_store *store, const char *redis)
     }
     fclose(f);
     ck_assert_int_eq(lines, 2 * (N + 1));
-    ck_assert_int_eq(sh("'%s' status -u '%s' %s > %s", dlock_bin, redis, name, out), 1);
+    ck_assert_int_eq(dlt_sh("'%s' status -u '%s' %s > %s", dlock_bin, redis, name, out), 1);
     /* A dlock run killed with -9 (its job too): free after its TTL, not before. */
     pid_t holder = sh_bg("exec '%s' run -u '%s' -t 1500ms %s -- sleep 30", dlock_bin, redis, name);
     int64_t start = dlt_now_ms();
-    while (sh("'%s' status -u '%s' %s > %s", dlock_bin, redis, name, out) != 0 && dlt_now_ms() - start < 5000)
+    while (dlt_sh("'%s' status -u '%s' %s > %s", dlock_bin, redis, name, out) != 0 && dlt_now_ms() - start < 5000)
         dlt_sleep_ms(20);
     ck_assert(file_has(out, "held by"));
     if (!(store->caps(redis) & DLT_OUTLIVES_CONNECTION)) {
@@ -58,8 +58,8 @@ static void dlock_run_against(const struct dlt_store *store, const char *redis)
     int64_t taken = dlt_now_ms();
     kill(holder, SIGKILL); /* its job dies with it (job_dies_with_dlock) */
     wait_exit(holder);
-    ck_assert_int_eq(sh("'%s' run -u '%s' %s -- true 2>/dev/null", dlock_bin, redis, name), 75);
-    ck_assert_int_eq(sh("'%s' run -u '%s' -w 5s %s -- true", dlock_bin, redis, name), 0);
+    ck_assert_int_eq(dlt_sh("'%s' run -u '%s' %s -- true 2>/dev/null", dlock_bin, redis, name), 75);
+    ck_assert_int_eq(dlt_sh("'%s' run -u '%s' -w 5s %s -- true", dlock_bin, redis, name), 0);
     ck_assert_int_ge(dlt_now_ms() - taken, 1000);
 }
 

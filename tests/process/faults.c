@@ -68,10 +68,10 @@ START_TEST(stopped_dlock_terminates_its_job)
              term, started);
     char *argv[] = {"dlock", "run", "-t", "1s", "-k", "5s", name, "--", "sh", "-c", job, NULL};
     pid_t first = dlock_bg(argv);
-    ck_assert(wait_for_file(started, 5000));
+    ck_assert(dlt_wait_for_file(started, 5000));
     kill(first, SIGSTOP);
     dlt_sleep_ms(1500);
-    ck_assert_int_eq(sh("'%s' run %s -- touch %s", dlock_bin, name, second), 0);
+    ck_assert_int_eq(dlt_sh("'%s' run %s -- touch %s", dlock_bin, name, second), 0);
     ck_assert_int_eq(access(second, F_OK), 0);
     int64_t cont = dlt_now_ms();
     kill(first, SIGCONT);
@@ -93,7 +93,7 @@ START_TEST(lost_lock_kills_stubborn_job)
              started);
     char *argv[] = {"dlock", "run", "-t", "1s", "-k", "1s", name, "--", "sh", "-c", job, NULL};
     pid_t first = dlock_bg(argv);
-    ck_assert(wait_for_file(started, 5000));
+    ck_assert(dlt_wait_for_file(started, 5000));
     kill(first, SIGSTOP);
     dlt_sleep_ms(1500);
     ck_assert(lock_is_free());
@@ -123,7 +123,7 @@ START_TEST(job_dies_with_dlock)
     snprintf(job, sizeof job, "sleep 30 & echo $! > %s; touch %s; wait", pidfile, started);
     char *argv[] = {"dlock", "run", "-t", "30s", name, "--", "sh", "-c", job, NULL};
     pid_t first = dlock_bg(argv);
-    ck_assert(wait_for_file(started, 5000));
+    ck_assert(dlt_wait_for_file(started, 5000));
     FILE *f = fopen(pidfile, "r");
     ck_assert_ptr_nonnull(f);
     int jobpid = 0;
@@ -161,10 +161,10 @@ START_TEST(lost_at_the_final_release_is_said)
     snprintf(err, sizeof err, "%s/err", dir);
     pid_t run = sh_bg("exec '%s' run -q -t 30s %s -- sh -c 'touch \"%s\"; sleep 1.5; exit 3' 2>'%s'", dlock_bin, name,
                       started, err);
-    ck_assert(wait_for_file(started, 10000));
-    ck_assert_int_eq(sh("sqlite3 -cmd '.timeout 5000' '%s/locks.db' "
-                        "\"UPDATE dlock_locks SET owner = randomblob(16) WHERE name = '%s'\"",
-                        dir, name),
+    ck_assert(dlt_wait_for_file(started, 10000));
+    ck_assert_int_eq(dlt_sh("sqlite3 -cmd '.timeout 5000' '%s/locks.db' "
+                            "\"UPDATE dlock_locks SET owner = randomblob(16) WHERE name = '%s'\"",
+                            dir, name),
                      0);
     ck_assert_int_eq(wait_exit(run), 3);
     ck_assert_msg(file_has(err, "found lost when it was released"), "dlock said nothing of the lost lock");
@@ -177,7 +177,7 @@ END_TEST
  * lock held by another process is never judged expired (issue 10). */
 START_TEST(sqlite_without_boot_id_refuses)
 {
-    if (geteuid() != 0 || sh("unshare -m true 2>/dev/null") != 0) {
+    if (geteuid() != 0 || dlt_sh("unshare -m true 2>/dev/null") != 0) {
         fprintf(stderr, "sqlite_without_boot_id_refuses: no private mount namespace here (needs root)\n");
         ck_assert_int_ne(geteuid(), 0); /* root must be able to make one */
         return;
@@ -189,10 +189,10 @@ START_TEST(sqlite_without_boot_id_refuses)
     char ran[4300], err[4300];
     snprintf(ran, sizeof ran, "%s/ran", dir);
     snprintf(err, sizeof err, "%s/err", dir);
-    ck_assert_int_eq(sh("touch '%s/empty'", dir), 0);
-    int rc = sh("unshare -m sh -c \"mount --bind '%s/empty' /proc/sys/kernel/random/boot_id && "
-                "exec '%s' run %s -- touch '%s'\" 2>'%s'",
-                dir, dlock_bin, name, ran, err);
+    ck_assert_int_eq(dlt_sh("touch '%s/empty'", dir), 0);
+    int rc = dlt_sh("unshare -m sh -c \"mount --bind '%s/empty' /proc/sys/kernel/random/boot_id && "
+                    "exec '%s' run %s -- touch '%s'\" 2>'%s'",
+                    dir, dlock_bin, name, ran, err);
     ck_assert_msg(access(ran, F_OK) != 0, "the job ran while another process held the lock");
     ck_assert_int_ne(rc, 0);
     ck_assert_msg(file_has(err, "boot id"), "no word of the boot id");

@@ -45,26 +45,26 @@ START_TEST(name_with_newline_cannot_forge_a_line)
     setenv("DLOCK_FORGED_NAME", forged, 1);
     pid_t holder = sh_bg("'%s' run \"$DLOCK_FORGED_NAME\" -- sleep 4", dlock_bin);
     int64_t start = dlt_now_ms();
-    while (sh("'%s' status \"$DLOCK_FORGED_NAME\" >/dev/null 2>&1", dlock_bin) != 0 && dlt_now_ms() - start < 3000)
+    while (dlt_sh("'%s' status \"$DLOCK_FORGED_NAME\" >/dev/null 2>&1", dlock_bin) != 0 && dlt_now_ms() - start < 3000)
         dlt_sleep_ms(20);
-    ck_assert_int_eq(sh("'%s' run \"$DLOCK_FORGED_NAME\" -- true 2> %s", dlock_bin, out), 75);
+    ck_assert_int_eq(dlt_sh("'%s' run \"$DLOCK_FORGED_NAME\" -- true 2> %s", dlock_bin, out), 75);
     char *text = slurp(out);
     ck_assert_int_eq(count_lines(out), 1);
     ck_assert_ptr_nonnull(strstr(text, "\\ndlock: lock 'x' was lost"));
     ck_assert(!has_line_starting(text, "dlock: lock 'x'"));
     free(text);
-    ck_assert_int_eq(sh("'%s' status \"$DLOCK_FORGED_NAME\" > %s 2>&1", dlock_bin, out), 0);
+    ck_assert_int_eq(dlt_sh("'%s' status \"$DLOCK_FORGED_NAME\" > %s 2>&1", dlock_bin, out), 0);
     ck_assert_int_eq(count_lines(out), 1);
     text = slurp(out);
     ck_assert_ptr_nonnull(strstr(text, "\\ndlock: lock 'x' was lost: held by"));
     free(text);
-    ck_assert_int_eq(sh("'%s' list > %s 2>&1", dlock_bin, out), 0);
+    ck_assert_int_eq(dlt_sh("'%s' list > %s 2>&1", dlock_bin, out), 0);
     ck_assert_int_eq(count_lines(out), 2); /* the heading and one lock */
     text = slurp(out);
     ck_assert(!has_line_starting(text, "dlock: lock 'x'"));
     free(text);
     /* JSON escapes it as JSON does. */
-    ck_assert_int_eq(sh("'%s' status --json \"$DLOCK_FORGED_NAME\" > %s 2>&1", dlock_bin, out), 0);
+    ck_assert_int_eq(dlt_sh("'%s' status --json \"$DLOCK_FORGED_NAME\" > %s 2>&1", dlock_bin, out), 0);
     ck_assert_int_eq(count_lines(out), 1);
     ck_assert_int_eq(wait_exit(holder), 0);
     unsetenv("DLOCK_FORGED_NAME");
@@ -85,7 +85,7 @@ START_TEST(long_name_gives_a_short_message)
                                            "status --json \"$DLOCK_HUGE_NAME\"",
                                            "release --force \"$DLOCK_HUGE_NAME\""};
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
-        ck_assert_int_eq(sh("'%s' %s > %s 2>&1", dlock_bin, commands[i], out), 64);
+        ck_assert_int_eq(dlt_sh("'%s' %s > %s 2>&1", dlock_bin, commands[i], out), 64);
         char *text = slurp(out);
         ck_assert_msg(strlen(text) < 400, "%s: %zu bytes", commands[i], strlen(text));
         ck_assert_ptr_nonnull(strstr(text, "(10000 bytes)"));
@@ -96,15 +96,15 @@ START_TEST(long_name_gives_a_short_message)
     char longest[256];
     memset(longest, 'n', 255);
     longest[255] = '\0';
-    ck_assert_int_eq(sh("'%s' status %s > %s 2>&1", dlock_bin, longest, out), 1);
+    ck_assert_int_eq(dlt_sh("'%s' status %s > %s 2>&1", dlock_bin, longest, out), 1);
     char *text = slurp(out);
     ck_assert_uint_eq(strlen(text), 255 + strlen(": free\n"));
     ck_assert(strncmp(text, longest, 255) == 0);
     free(text);
     /* dlock run's own lines show it cut, as the other messages do: busy. */
     memcpy(longest, name, strlen(name));
-    ck_assert_int_eq(sh("'%s' run %s -- sleep 3 & sleep 0.5; '%s' run %s -- true > %s 2>&1; rc=$?; wait; exit $rc",
-                        dlock_bin, longest, dlock_bin, longest, out),
+    ck_assert_int_eq(dlt_sh("'%s' run %s -- sleep 3 & sleep 0.5; '%s' run %s -- true > %s 2>&1; rc=$?; wait; exit $rc",
+                            dlock_bin, longest, dlock_bin, longest, out),
                      75);
     text = slurp(out);
     ck_assert_msg(strstr(text, "busy") && strstr(text, "(255 bytes)") && strlen(text) < 400, "%s", text);
@@ -118,18 +118,18 @@ START_TEST(ttl_limits_in_human_units)
 {
     char out[4300];
     snprintf(out, sizeof out, "%s/out", dir);
-    ck_assert_int_eq(sh("'%s' run -t 1ms %s -- true 2> %s", dlock_bin, name, out), 64);
+    ck_assert_int_eq(dlt_sh("'%s' run -t 1ms %s -- true 2> %s", dlock_bin, name, out), 64);
     ck_assert(file_has(out, "too short to be renewed: at least 100ms"));
     ck_assert(file_has(out, "TTL/3"));
-    ck_assert_int_eq(sh("'%s' run -t 99ms %s -- true 2>/dev/null", dlock_bin, name), 64);
-    ck_assert_int_eq(sh("'%s' run -t 99999d %s -- true 2> %s", dlock_bin, name, out), 64);
+    ck_assert_int_eq(dlt_sh("'%s' run -t 99ms %s -- true 2>/dev/null", dlock_bin, name), 64);
+    ck_assert_int_eq(dlt_sh("'%s' run -t 99999d %s -- true 2> %s", dlock_bin, name, out), 64);
     ck_assert(file_has(out, "from 100ms to 24.855d"));
     ck_assert(!file_has(out, "2147483647"));
-    ck_assert_int_eq(sh("'%s' run -w 99999d %s -- true 2> %s", dlock_bin, name, out), 64);
+    ck_assert_int_eq(dlt_sh("'%s' run -w 99999d %s -- true 2> %s", dlock_bin, name, out), 64);
     ck_assert(file_has(out, "at most 24.855d"));
-    ck_assert_int_eq(sh("'%s' run -t 100ms %s -- true", dlock_bin, name), 0);
-    ck_assert_int_eq(sh("'%s' run -t 24.855d %s -- true", dlock_bin, name), 0);
-    ck_assert_int_eq(sh("'%s' run -t 2d -m 0.5s %s -- true", dlock_bin, name), 0);
+    ck_assert_int_eq(dlt_sh("'%s' run -t 100ms %s -- true", dlock_bin, name), 0);
+    ck_assert_int_eq(dlt_sh("'%s' run -t 24.855d %s -- true", dlock_bin, name), 0);
+    ck_assert_int_eq(dlt_sh("'%s' run -t 2d -m 0.5s %s -- true", dlock_bin, name), 0);
 }
 END_TEST
 
@@ -139,11 +139,11 @@ START_TEST(scheme_typo_is_a_usage_error)
 {
     char out[4300];
     snprintf(out, sizeof out, "%s/out", dir);
-    ck_assert_int_eq(sh("'%s' run -u 'sqlitee://%s/x.db' %s -- true 2> %s", dlock_bin, dir, name, out), 64);
+    ck_assert_int_eq(dlt_sh("'%s' run -u 'sqlitee://%s/x.db' %s -- true 2> %s", dlock_bin, dir, name, out), 64);
     ck_assert(file_has(out, "did you mean 'sqlite'"));
-    ck_assert_int_eq(sh("'%s' status -u 'sqlte://%s/x.db' %s 2> %s", dlock_bin, dir, name, out), 64);
+    ck_assert_int_eq(dlt_sh("'%s' status -u 'sqlte://%s/x.db' %s 2> %s", dlock_bin, dir, name, out), 64);
     ck_assert(file_has(out, "did you mean 'sqlite'"));
-    ck_assert_int_eq(sh("'%s' list -u 'zookeeper://x/0' 2>/dev/null", dlock_bin), 69);
+    ck_assert_int_eq(dlt_sh("'%s' list -u 'zookeeper://x/0' 2>/dev/null", dlock_bin), 69);
 }
 END_TEST
 
@@ -155,7 +155,7 @@ START_TEST(store_text_cannot_forge_a_line)
     char out[4300];
     snprintf(out, sizeof out, "%s/out", dir);
     setenv("DLOCK_FORGED_URL", "postgresql://127.0.0.1:1/db?app\ndlock: lock 'x' was lost=1", 1);
-    ck_assert_int_eq(sh("'%s' status -u \"$DLOCK_FORGED_URL\" %s 2> %s", dlock_bin, name, out), 64);
+    ck_assert_int_eq(dlt_sh("'%s' status -u \"$DLOCK_FORGED_URL\" %s 2> %s", dlock_bin, name, out), 64);
     unsetenv("DLOCK_FORGED_URL");
     char *text = slurp(out);
     ck_assert_msg(count_lines(out) == 1 && !has_line_starting(text, "dlock: lock 'x'"), "%s", text);

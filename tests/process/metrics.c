@@ -59,20 +59,20 @@ START_TEST(metrics_writer_waits_for_the_file_lock)
 {
     char prom[4300];
     snprintf(prom, sizeof prom, "%s/job.prom", dir);
-    ck_assert_int_eq(sh("'%s' run -q --metrics-file %s %s -- true", dlock_bin, prom, name), 0);
+    ck_assert_int_eq(dlt_sh("'%s' run -q --metrics-file %s %s -- true", dlock_bin, prom, name), 0);
     double first = last_success_in(prom);
     ck_assert(first > 0);
     pid_t holder = sh_bg("exec flock %s/.job.prom.lock sleep 1.5", dir);
     dlt_sleep_ms(300);
     int64_t t0 = wall_ms();
-    ck_assert_int_eq(sh("'%s' run -q --metrics-file %s %s -- sh -c 'exit 3'", dlock_bin, prom, name), 3);
+    ck_assert_int_eq(dlt_sh("'%s' run -q --metrics-file %s %s -- sh -c 'exit 3'", dlock_bin, prom, name), 3);
     int64_t took = wall_ms() - t0;
     ck_assert_int_eq(wait_exit(holder), 0);
     ck_assert_msg(took >= 1000, "dlock run wrote the file after %lld ms, while another writer held its lock",
                   (long long)took);
     ck_assert(last_success_in(prom) == first);
     /* No file the textfile collector would read is left beside it. */
-    ck_assert_int_eq(sh("test $(ls %s | grep -c prom) -eq 1", dir), 0);
+    ck_assert_int_eq(dlt_sh("test $(ls %s | grep -c prom) -eq 1", dir), 0);
 }
 END_TEST
 
@@ -82,10 +82,11 @@ START_TEST(metrics_escaped_name_keeps_the_success)
 {
     char prom[4300];
     snprintf(prom, sizeof prom, "%s/job.prom", dir);
-    ck_assert_int_eq(sh("'%s' run --metrics-file %s '%s a \"b\" c\\d e' -- true", dlock_bin, prom, name), 0);
+    ck_assert_int_eq(dlt_sh("'%s' run --metrics-file %s '%s a \"b\" c\\d e' -- true", dlock_bin, prom, name), 0);
     double first = last_success_in(prom);
     ck_assert(first > 0);
-    ck_assert_int_eq(sh("'%s' run --metrics-file %s '%s a \"b\" c\\d e' -- sh -c 'exit 4'", dlock_bin, prom, name), 4);
+    ck_assert_int_eq(dlt_sh("'%s' run --metrics-file %s '%s a \"b\" c\\d e' -- sh -c 'exit 4'", dlock_bin, prom, name),
+                     4);
     ck_assert_msg(last_success_in(prom) == first, "last success %.3f, was %.3f", last_success_in(prom), first);
 }
 END_TEST

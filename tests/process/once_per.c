@@ -80,11 +80,12 @@ START_TEST(once_per_long_job_next_period_runs)
     char log[4300];
     snprintf(log, sizeof log, "%s/ran", dir);
     int64_t start = wall_ms();
-    ck_assert_int_eq(sh("'%s' run -q --once-per 4s %s -- sh -c 'sleep 2.6; echo ran >> %s'", dlock_bin, name, log), 0);
+    ck_assert_int_eq(dlt_sh("'%s' run -q --once-per 4s %s -- sh -c 'sleep 2.6; echo ran >> %s'", dlock_bin, name, log),
+                     0);
     int64_t next = start + 4000;
     while (wall_ms() < next)
         dlt_sleep_ms(20);
-    ck_assert_int_eq(sh("'%s' run -q --once-per 4s %s -- sh -c 'echo ran >> %s'", dlock_bin, name, log), 0);
+    ck_assert_int_eq(dlt_sh("'%s' run -q --once-per 4s %s -- sh -c 'echo ran >> %s'", dlock_bin, name, log), 0);
     ck_assert_int_eq(count_lines(log), 2);
 }
 END_TEST

@@ -49,16 +49,16 @@ START_TEST(once_per_retries_a_failed_run)
 {
     char out[4300];
     snprintf(out, sizeof out, "%s/out", dir);
-    ck_assert_int_eq(sh("'%s' run --once-per 1w %s -- true 2>/dev/null", dlock_bin, name), 64); /* no 'w' unit */
-    ck_assert_int_eq(sh("'%s' run --once-per 500ms %s -- true 2>/dev/null", dlock_bin, name), 64);
-    ck_assert_int_eq(sh("'%s' run --once-per 24h %s -- sh -c 'exit 3'", dlock_bin, name), 3);
-    ck_assert_int_eq(sh("'%s' run --once-per 24h %s -- sh -c 'kill -TERM $$'", dlock_bin, name), 128 + 15);
-    ck_assert_int_eq(sh("'%s' run --once-per 24h %s -- true", dlock_bin, name), 0);
-    ck_assert_int_eq(sh("'%s' run --once-per 24h %s -- touch %s/again 2>%s", dlock_bin, name, dir, out), 75);
+    ck_assert_int_eq(dlt_sh("'%s' run --once-per 1w %s -- true 2>/dev/null", dlock_bin, name), 64); /* no 'w' unit */
+    ck_assert_int_eq(dlt_sh("'%s' run --once-per 500ms %s -- true 2>/dev/null", dlock_bin, name), 64);
+    ck_assert_int_eq(dlt_sh("'%s' run --once-per 24h %s -- sh -c 'exit 3'", dlock_bin, name), 3);
+    ck_assert_int_eq(dlt_sh("'%s' run --once-per 24h %s -- sh -c 'kill -TERM $$'", dlock_bin, name), 128 + 15);
+    ck_assert_int_eq(dlt_sh("'%s' run --once-per 24h %s -- true", dlock_bin, name), 0);
+    ck_assert_int_eq(dlt_sh("'%s' run --once-per 24h %s -- touch %s/again 2>%s", dlock_bin, name, dir, out), 75);
     ck_assert(file_has(out, "has run already"));
-    ck_assert_int_eq(sh("'%s' run -q -E 9 --once-per 24h %s -- touch %s/again 2>%s", dlock_bin, name, dir, out), 9);
+    ck_assert_int_eq(dlt_sh("'%s' run -q -E 9 --once-per 24h %s -- touch %s/again 2>%s", dlock_bin, name, dir, out), 9);
     ck_assert_int_eq(count_lines(out), 0);
-    ck_assert_int_eq(sh("test -e %s/again", dir), 1); /* the job never ran again */
+    ck_assert_int_eq(dlt_sh("test -e %s/again", dir), 1); /* the job never ran again */
     ck_assert(lock_is_free());
 }
 END_TEST
@@ -70,11 +70,12 @@ START_TEST(job_gets_name_and_fence)
     char out[4300];
     snprintf(out, sizeof out, "%s/env", dir);
     ck_assert_int_eq(
-        sh("DLOCK_FENCE=999 '%s' run %s -- sh -c 'echo \"$DLOCK_NAME:$DLOCK_FENCE\"' > %s", dlock_bin, name, out), 0);
+        dlt_sh("DLOCK_FENCE=999 '%s' run %s -- sh -c 'echo \"$DLOCK_NAME:$DLOCK_FENCE\"' > %s", dlock_bin, name, out),
+        0);
     char expect[400];
     snprintf(expect, sizeof expect, "%s:1\n", name);
     ck_assert(file_has(out, expect));
-    ck_assert_int_eq(sh("'%s' run %s -- sh -c 'echo \"$DLOCK_NAME:$DLOCK_FENCE\"' > %s", dlock_bin, name, out), 0);
+    ck_assert_int_eq(dlt_sh("'%s' run %s -- sh -c 'echo \"$DLOCK_NAME:$DLOCK_FENCE\"' > %s", dlock_bin, name, out), 0);
     snprintf(expect, sizeof expect, "%s:2\n", name);
     ck_assert(file_has(out, expect));
 }
@@ -95,7 +96,7 @@ START_TEST(list_table_and_json)
     ck_assert_int_eq(dlock_acquire(c, odd, 30000, 0, &l), DLOCK_OK);
     char out[4300], expect[600];
     snprintf(out, sizeof out, "%s/out", dir);
-    ck_assert_int_eq(sh("'%s' list > %s", dlock_bin, out), 0);
+    ck_assert_int_eq(dlt_sh("'%s' list > %s", dlock_bin, out), 0);
     ck_assert(file_has(out, "NAME"));
     ck_assert(file_has(out, "HOLDER"));
     ck_assert(file_has(out, "FENCE"));
@@ -103,7 +104,7 @@ START_TEST(list_table_and_json)
     ck_assert(file_has(out, expect));
     ck_assert(!file_has(out, "\001"));
     ck_assert_int_eq(count_lines(out), 3);
-    ck_assert_int_eq(sh("'%s' list --json %s > %s", dlock_bin, name, out), 0);
+    ck_assert_int_eq(dlt_sh("'%s' list --json %s > %s", dlock_bin, name, out), 0);
     snprintf(expect, sizeof expect, "{\"name\":\"%s\",\"key\":\"%s\",\"holder\":", name, name);
     ck_assert(file_has(out, expect));
     snprintf(expect, sizeof expect, "\"pid\":%ld,", (long)holder.pid);
@@ -112,14 +113,15 @@ START_TEST(list_table_and_json)
     ck_assert_msg(file_has(out, expect), "escaped name not found");
     ck_assert(file_has(out, "\"fence\":1}"));
     ck_assert(file_has(out, "Z\",\"expires\":\""));
-    if (sh("command -v jq >/dev/null") == 0)
+    if (dlt_sh("command -v jq >/dev/null") == 0)
         ck_assert_int_eq(
-            sh("jq -e 'length == 2 and .[0].pid > 0 and (.[1].name | endswith(\"\\u00e9\"))' %s >/dev/null", out), 0);
+            dlt_sh("jq -e 'length == 2 and .[0].pid > 0 and (.[1].name | endswith(\"\\u00e9\"))' %s >/dev/null", out),
+            0);
     /* A prefix that matches nothing: an empty array, status 0. */
-    ck_assert_int_eq(sh("'%s' list --json nothing-here/ > %s", dlock_bin, out), 0);
+    ck_assert_int_eq(dlt_sh("'%s' list --json nothing-here/ > %s", dlock_bin, out), 0);
     ck_assert(file_has(out, "[]"));
-    ck_assert_int_eq(sh("'%s' list a b 2>/dev/null", dlock_bin), 64);
-    ck_assert_int_eq(sh("'%s' list --force 2>/dev/null", dlock_bin), 64);
+    ck_assert_int_eq(dlt_sh("'%s' list a b 2>/dev/null", dlock_bin), 64);
+    ck_assert_int_eq(dlt_sh("'%s' list --force 2>/dev/null", dlock_bin), 64);
     ck_assert_int_eq(dlock_release(l), DLOCK_OK);
     dlock_close(c);
     dlt_child_stop(&holder, 0);
@@ -130,13 +132,13 @@ START_TEST(status_json)
 {
     char out[4300], expect[400];
     snprintf(out, sizeof out, "%s/out", dir);
-    ck_assert_int_eq(sh("'%s' status --json %s > %s", dlock_bin, name, out), 1);
+    ck_assert_int_eq(dlt_sh("'%s' status --json %s > %s", dlock_bin, name, out), 1);
     snprintf(expect, sizeof expect, "{\"name\":\"%s\",\"held\":false}\n", name);
     ck_assert(file_has(out, expect));
     dlt_child holder;
     ck_assert_int_eq(dlt_child_start(&holder, url, name, 30000, 0), 0);
     ck_assert_int_eq(dlt_child_read(&holder, 10000), DLOCK_OK);
-    ck_assert_int_eq(sh("'%s' status --json %s > %s", dlock_bin, name, out), 0);
+    ck_assert_int_eq(dlt_sh("'%s' status --json %s > %s", dlock_bin, name, out), 0);
     snprintf(expect, sizeof expect, "{\"name\":\"%s\",\"held\":true,", name);
     ck_assert(file_has(out, expect));
     snprintf(expect, sizeof expect, "\"pid\":%ld,", (long)holder.pid);
@@ -154,16 +156,16 @@ START_TEST(release_force_breaks)
     ck_assert_int_eq(dlt_child_read(&holder, 10000), DLOCK_OK);
     char out[4300];
     snprintf(out, sizeof out, "%s/out", dir);
-    ck_assert_int_eq(sh("'%s' release %s 2>/dev/null", dlock_bin, name), 64);
+    ck_assert_int_eq(dlt_sh("'%s' release %s 2>/dev/null", dlock_bin, name), 64);
     ck_assert_int_eq(dlt_child_cmd(&holder, "extend 30000", 5000), DLOCK_OK);
-    ck_assert_int_eq(sh("'%s' release --force %s > %s", dlock_bin, name, out), 0);
+    ck_assert_int_eq(dlt_sh("'%s' release --force %s > %s", dlock_bin, name, out), 0);
     ck_assert(file_has(out, "broken"));
     ck_assert(file_has(out, "pid="));
     ck_assert_int_eq(dlt_child_cmd(&holder, "extend 30000", 5000), DLOCK_ELOST);
     ck_assert(lock_is_free());
-    ck_assert_int_eq(sh("'%s' release --force %s > %s", dlock_bin, name, out), 1);
+    ck_assert_int_eq(dlt_sh("'%s' release --force %s > %s", dlock_bin, name, out), 1);
     ck_assert(file_has(out, "free"));
-    ck_assert_int_eq(sh("'%s' release --force '' 2>/dev/null", dlock_bin), 64);
+    ck_assert_int_eq(dlt_sh("'%s' release --force '' 2>/dev/null", dlock_bin), 64);
     dlt_child_stop(&holder, 0);
 }
 END_TEST
@@ -217,7 +219,7 @@ START_TEST(metrics_file_is_prometheus_text)
     char prom[4300], lock[300], w[6][400];
     snprintf(prom, sizeof prom, "%s/job.prom", dir);
     snprintf(lock, sizeof lock, "%s\\\"x", name); /* the label value escapes \ and " */
-    ck_assert_int_eq(sh("'%s' run --metrics-file %s '%s/\\\"x' -- true", dlock_bin, prom, name), 0);
+    ck_assert_int_eq(dlt_sh("'%s' run --metrics-file %s '%s/\\\"x' -- true", dlock_bin, prom, name), 0);
     snprintf(w[0], sizeof w[0], "dlock_run_outcome{lock=\"%s/\\\\\\\"x\",outcome=\"ran\"} 1", name);
     snprintf(w[1], sizeof w[1], "dlock_run_outcome{lock=\"%s/\\\\\\\"x\",outcome=\"busy\"} 0", name);
     snprintf(w[2], sizeof w[2], "dlock_run_exit_status{lock=\"%s/\\\\\\\"x\"} 0", name);
@@ -228,8 +230,8 @@ START_TEST(metrics_file_is_prometheus_text)
 
     /* A failed run: its status, and the last success carried over. */
     snprintf(prom, sizeof prom, "%s/plain.prom", dir);
-    ck_assert_int_eq(sh("'%s' run --metrics-file %s %s -- true", dlock_bin, prom, name), 0);
-    ck_assert_int_eq(sh("'%s' run --metrics-file %s %s -- sh -c 'exit 3'", dlock_bin, prom, name), 3);
+    ck_assert_int_eq(dlt_sh("'%s' run --metrics-file %s %s -- true", dlock_bin, prom, name), 0);
+    ck_assert_int_eq(dlt_sh("'%s' run --metrics-file %s %s -- sh -c 'exit 3'", dlock_bin, prom, name), 3);
     snprintf(w[0], sizeof w[0], "dlock_run_exit_status{lock=\"%s\"} 3", name);
     snprintf(w[1], sizeof w[1], "dlock_run_outcome{lock=\"%s\",outcome=\"ran\"} 1", name);
     const char *want2[] = {w[0], w[1], NULL};
@@ -239,7 +241,7 @@ START_TEST(metrics_file_is_prometheus_text)
     dlt_child holder;
     ck_assert_int_eq(dlt_child_start(&holder, url, name, 30000, 0), 0);
     ck_assert_int_eq(dlt_child_read(&holder, 10000), DLOCK_OK);
-    ck_assert_int_eq(sh("'%s' run -q --metrics-file %s %s -- true", dlock_bin, prom, name), 75);
+    ck_assert_int_eq(dlt_sh("'%s' run -q --metrics-file %s %s -- true", dlock_bin, prom, name), 75);
     snprintf(w[0], sizeof w[0], "dlock_run_outcome{lock=\"%s\",outcome=\"busy\"} 1", name);
     snprintf(w[1], sizeof w[1], "dlock_run_outcome{lock=\"%s\",outcome=\"ran\"} 0", name);
     snprintf(w[2], sizeof w[2], "dlock_run_exit_status{lock=\"%s\"} 75", name);
@@ -247,13 +249,13 @@ START_TEST(metrics_file_is_prometheus_text)
     ck_assert_int_eq(check_metrics(prom, want3), 9);
     ck_assert_int_eq(dlt_child_cmd(&holder, "release", 5000), DLOCK_OK);
     dlt_child_stop(&holder, 0);
-    ck_assert_int_eq(sh("'%s' run -q --once-per 24h %s -- true", dlock_bin, name), 0);
-    ck_assert_int_eq(sh("'%s' run -q --once-per 24h --metrics-file %s %s -- true", dlock_bin, prom, name), 75);
+    ck_assert_int_eq(dlt_sh("'%s' run -q --once-per 24h %s -- true", dlock_bin, name), 0);
+    ck_assert_int_eq(dlt_sh("'%s' run -q --once-per 24h --metrics-file %s %s -- true", dlock_bin, prom, name), 75);
     snprintf(w[0], sizeof w[0], "dlock_run_outcome{lock=\"%s\",outcome=\"done\"} 1", name);
     const char *want4[] = {w[0], NULL};
     check_metrics(prom, want4);
     /* Nothing left behind but the file itself. */
-    ck_assert_int_eq(sh("test $(ls %s | grep -c prom) -eq 2", dir), 0);
+    ck_assert_int_eq(dlt_sh("test $(ls %s | grep -c prom) -eq 2", dir), 0);
 }
 END_TEST
 
@@ -261,24 +263,25 @@ END_TEST
  * on first open, and keeps its rows. */
 START_TEST(sqlite_old_table_gets_last_slot)
 {
-    if (sh("command -v sqlite3 >/dev/null") != 0)
+    if (dlt_sh("command -v sqlite3 >/dev/null") != 0)
         return; /* the sqlite3 shell is part of the test dependencies */
-    ck_assert_int_eq(sh("sqlite3 '%s/locks.db' \"CREATE TABLE dlock_locks (name TEXT PRIMARY KEY NOT NULL,"
-                        " owner BLOB, fence INTEGER NOT NULL DEFAULT 0, holder_host TEXT, holder_pid INTEGER,"
-                        " boot_id TEXT, acquired_at INTEGER, expires_boot_ms INTEGER) WITHOUT ROWID;"
-                        " INSERT INTO dlock_locks(name, fence) VALUES ('%s', 41)\"",
-                        dir, name),
+    ck_assert_int_eq(dlt_sh("sqlite3 '%s/locks.db' \"CREATE TABLE dlock_locks (name TEXT PRIMARY KEY NOT NULL,"
+                            " owner BLOB, fence INTEGER NOT NULL DEFAULT 0, holder_host TEXT, holder_pid INTEGER,"
+                            " boot_id TEXT, acquired_at INTEGER, expires_boot_ms INTEGER) WITHOUT ROWID;"
+                            " INSERT INTO dlock_locks(name, fence) VALUES ('%s', 41)\"",
+                            dir, name),
                      0);
     char out[4300];
     snprintf(out, sizeof out, "%s/env", dir);
-    ck_assert_int_eq(sh("'%s' run --once-per 24h %s -- sh -c 'echo $DLOCK_FENCE' > %s", dlock_bin, name, out), 0);
+    ck_assert_int_eq(dlt_sh("'%s' run --once-per 24h %s -- sh -c 'echo $DLOCK_FENCE' > %s", dlock_bin, name, out), 0);
     ck_assert(file_has(out, "42\n"));
-    ck_assert_int_eq(sh("'%s' run -q --once-per 24h %s -- true", dlock_bin, name), 75);
+    ck_assert_int_eq(dlt_sh("'%s' run -q --once-per 24h %s -- true", dlock_bin, name), 75);
     /* The record: the start of the run that succeeded, Unix ms on the store's clock. */
-    ck_assert_int_eq(sh("test $(( $(date +%%s%%3N) - $(sqlite3 '%s/locks.db' \"SELECT last_slot FROM dlock_locks\") ))"
-                        " -lt 60000",
-                        dir),
-                     0);
+    ck_assert_int_eq(
+        dlt_sh("test $(( $(date +%%s%%3N) - $(sqlite3 '%s/locks.db' \"SELECT last_slot FROM dlock_locks\") ))"
+               " -lt 60000",
+               dir),
+        0);
 }
 END_TEST
 
@@ -295,8 +298,8 @@ START_TEST(release_force_breaks_one_name)
     ck_assert_int_eq(dlt_child_read(&a, 10000), DLOCK_OK);
     ck_assert_int_eq(dlt_child_start(&b, url, other, 30000, 0), 0);
     ck_assert_int_eq(dlt_child_read(&b, 10000), DLOCK_OK);
-    ck_assert_int_eq(sh("'%s' release --force %s >/dev/null", dlock_bin, name), 0);
-    ck_assert_int_eq(sh("'%s' status %s >/dev/null", dlock_bin, other), 0);
+    ck_assert_int_eq(dlt_sh("'%s' release --force %s >/dev/null", dlock_bin, name), 0);
+    ck_assert_int_eq(dlt_sh("'%s' status %s >/dev/null", dlock_bin, other), 0);
     ck_assert_int_eq(dlt_child_cmd(&b, "extend 30000", 5000), DLOCK_OK);
     ck_assert_int_eq(dlt_child_cmd(&a, "extend 30000", 5000), DLOCK_ELOST);
     ck_assert_int_eq(dlt_child_cmd(&b, "release", 5000), DLOCK_OK);

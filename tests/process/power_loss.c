@@ -17,14 +17,14 @@
  * copy is above every token handed out before the "power loss". */
 START_TEST(sqlite_tokens_survive_lost_wal_frames)
 {
-    if (sh("command -v sqlite3 >/dev/null") != 0) {
+    if (dlt_sh("command -v sqlite3 >/dev/null") != 0) {
         ck_assert_msg(!dlt_required("sqlite"), "the sqlite3 shell is needed");
         return;
     }
     char out[4300];
     snprintf(out, sizeof out, "%s/fence", dir);
     for (int i = 0; i < 3; i++)
-        ck_assert_int_eq(sh("'%s' run %s -- sh -c 'echo $DLOCK_FENCE' > %s", dlock_bin, name, out), 0);
+        ck_assert_int_eq(dlt_sh("'%s' run %s -- sh -c 'echo $DLOCK_FENCE' > %s", dlock_bin, name, out), 0);
     struct stat st;
     char wal[4300];
     snprintf(wal, sizeof wal, "%s/locks.db-wal", dir);
@@ -32,7 +32,7 @@ START_TEST(sqlite_tokens_survive_lost_wal_frames)
     long long synced = (long long)st.st_size;
     unsigned long long last = 0;
     for (int i = 0; i < 5; i++) {
-        ck_assert_int_eq(sh("'%s' run %s -- sh -c 'echo $DLOCK_FENCE' > %s", dlock_bin, name, out), 0);
+        ck_assert_int_eq(dlt_sh("'%s' run %s -- sh -c 'echo $DLOCK_FENCE' > %s", dlock_bin, name, out), 0);
         FILE *f = fopen(out, "r");
         ck_assert_ptr_nonnull(f);
         ck_assert_int_eq(fscanf(f, "%llu", &last), 1);
@@ -42,12 +42,14 @@ START_TEST(sqlite_tokens_survive_lost_wal_frames)
     ck_assert_int_gt((long long)st.st_size, synced); /* the later takes are in frames after it */
     /* The power loss: the database file as it is (no checkpoint ran), the
      * WAL without its last frames, no -shm (rebuilt from the WAL). */
-    ck_assert_int_eq(sh("mkdir %s/after && cp %s/locks.db %s/after/locks.db && head -c %lld %s > %s/after/locks.db-wal",
-                        dir, dir, dir, synced, wal, dir),
-                     0);
+    ck_assert_int_eq(
+        dlt_sh("mkdir %s/after && cp %s/locks.db %s/after/locks.db && head -c %lld %s > %s/after/locks.db-wal", dir,
+               dir, dir, synced, wal, dir),
+        0);
     char fence_text[64] = "";
     ck_assert_int_eq(
-        sh("sqlite3 %s/after/locks.db \"SELECT fence FROM dlock_locks WHERE name = '%s'\" > %s", dir, name, out), 0);
+        dlt_sh("sqlite3 %s/after/locks.db \"SELECT fence FROM dlock_locks WHERE name = '%s'\" > %s", dir, name, out),
+        0);
     FILE *f = fopen(out, "r");
     ck_assert_ptr_nonnull(f);
     ck_assert_ptr_nonnull(fgets(fence_text, sizeof fence_text, f));
@@ -55,16 +57,16 @@ START_TEST(sqlite_tokens_survive_lost_wal_frames)
     ck_assert_msg(strtoull(fence_text, NULL, 10) < last, "the cut WAL kept fence %s (last token %llu): nothing lost",
                   fence_text, last);
     /* The reboot: every boot id the copy records is an earlier boot's. */
-    ck_assert_int_eq(sh("sqlite3 %s/after/locks.db \"UPDATE dlock_locks SET boot_id = "
-                        "'00000000-0000-4000-8000-000000000000';"
-                        " UPDATE dlock_epoch SET boot_id = '00000000-0000-4000-8000-000000000000'\" 2>/dev/null ||"
-                        " sqlite3 %s/after/locks.db \"UPDATE dlock_locks SET boot_id = "
-                        "'00000000-0000-4000-8000-000000000000'\"",
-                        dir, dir),
+    ck_assert_int_eq(dlt_sh("sqlite3 %s/after/locks.db \"UPDATE dlock_locks SET boot_id = "
+                            "'00000000-0000-4000-8000-000000000000';"
+                            " UPDATE dlock_epoch SET boot_id = '00000000-0000-4000-8000-000000000000'\" 2>/dev/null ||"
+                            " sqlite3 %s/after/locks.db \"UPDATE dlock_locks SET boot_id = "
+                            "'00000000-0000-4000-8000-000000000000'\"",
+                            dir, dir),
                      0);
-    ck_assert_int_eq(
-        sh("'%s' run -u sqlite://%s/after/locks.db %s -- sh -c 'echo $DLOCK_FENCE' > %s", dlock_bin, dir, name, out),
-        0);
+    ck_assert_int_eq(dlt_sh("'%s' run -u sqlite://%s/after/locks.db %s -- sh -c 'echo $DLOCK_FENCE' > %s", dlock_bin,
+                            dir, name, out),
+                     0);
     unsigned long long after = 0;
     f = fopen(out, "r");
     ck_assert_ptr_nonnull(f);

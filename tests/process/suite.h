@@ -28,9 +28,6 @@ extern const char *dlock_bin;
 void setup(void);
 void teardown(void);
 
-/* Run a shell command line built with printf; returns its exit status. */
-int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
 /* Start a shell command line in the background; returns its pid. */
 pid_t sh_bg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -40,8 +37,6 @@ int wait_exit(pid_t pid);
 int count_lines(const char *path);
 int file_has(const char *path, const char *text);
 
-/* Wait until `path` exists (the job has started); 1 when it did in time. */
-int wait_for_file(const char *path, int64_t timeout_ms);
 int lock_is_free(void);
 int64_t wall_ms(void);
 

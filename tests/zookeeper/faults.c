@@ -122,10 +122,8 @@ static int member_of(uint64_t sid)
 static int children_of(const char *dir, char ***out)
 {
     struct dlock_conn *conn = NULL;
-    ck_assert_int_eq(dlock__backend_zookeeper.connect(url, &conn), DLOCK_OK);
-    zk_conn *c = zk_of(conn);
-    struct dlock_call call = {dlock__now_ms() + 10000, 0};
-    ck_assert_int_eq(dlock__zk_session(c, 0, &call), DLOCK_OK);
+    struct dlock_call call;
+    zk_conn *c = raw_session(&conn, &call);
     struct zk_op *op = dlock__zk_op_new(c);
     ck_assert_int_eq(zoo_aget_children(c->zh, dir, 0, dlock__zk_strings_done, op), ZOK);
     ck_assert_int_eq(dlock__zk_pump(c, &op, 1, call.deadline_ms, 0), ZK_PUMP_DONE);
@@ -227,17 +225,8 @@ static void leader_fault(int sig)
     ck_assert_int_eq(dlock_release(l), DLOCK_OK);
 }
 
-START_TEST(leader_killed_lock_stays)
-{
-    leader_fault(SIGKILL);
-}
-END_TEST
-
-START_TEST(leader_stopped_lock_stays)
-{
-    leader_fault(SIGSTOP);
-}
-END_TEST
+/* leader_killed_lock_stays and leader_stopped_lock_stays */
+DLT_LEADER_FAULT_TESTS(leader_fault)
 
 /* SIGSTOP of the member the holder's session is on: the client moves to
  * another member and keeps the lock. */

@@ -209,10 +209,8 @@ END_TEST
 static void raw_node(const char *path, int create)
 {
     struct dlock_conn *conn = NULL;
-    ck_assert_int_eq(dlock__backend_zookeeper.connect(url, &conn), DLOCK_OK);
-    zk_conn *c = zk_of(conn);
-    struct dlock_call call = {dlock__now_ms() + 10000, 0};
-    ck_assert_int_eq(dlock__zk_session(c, 0, &call), DLOCK_OK);
+    struct dlock_call call;
+    zk_conn *c = raw_session(&conn, &call);
     struct zk_op *op = dlock__zk_op_new(c);
     int sent = create ? zoo_acreate2(c->zh, path, "intruder", 8, &c->acl, ZK_PERSISTENT, dlock__zk_create_done, op)
                       : zoo_adelete(c->zh, path, -1, dlock__zk_void_done, op);

@@ -27,6 +27,9 @@ extern dlock_client *client;
 void setup(void);
 void teardown(void);
 int member_port(int n);
+/* A connection of the backend's own (a raw view: no lock, no recipe) with
+ * its session up; *call is due in 10 s, for the requests sent on it. */
+zk_conn *raw_session(struct dlock_conn **conn, struct dlock_call *call);
 
 /* The session id in the name of the node that holds `n` ("s<16 hex>-"). */
 uint64_t holder_session(const char *n);
