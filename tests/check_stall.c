@@ -14,7 +14,6 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,39 +166,22 @@ START_TEST(stalled_store_sigterm_while_waiting)
 }
 END_TEST
 
+static void wait_in_place(void)
+{
+    dlt_sleep_ms(700);
+}
+
+static void stop_own_server(void)
+{
+    stop_process(server_process_of(getpid()));
+}
+
 /* The store stops answering while this process waits without bound for a
  * lock another process holds: dlock_cancel() still ends the wait promptly
  * (the contract: "a wait without bound can be cancelled, also then"). */
 START_TEST(stalled_store_cancel_ends_the_wait)
 {
-    dlt_child holder;
-    ck_assert_int_eq(dlt_child_start(&holder, url, name, 60000, 0), 0);
-    ck_assert_int_eq(dlt_child_read(&holder, 10000), DLOCK_OK);
-    dlt_waiter w = {NULL, name, DLOCK_WAIT_FOREVER, 99, 0};
-    ck_assert_int_eq(dlock_open(url, &w.client), DLOCK_OK);
-    pthread_t t;
-    ck_assert_int_eq(pthread_create(&t, NULL, dlt_waiter_main, &w), 0);
-    dlt_sleep_ms(700); /* waiting by now */
-    pid_t server = server_process_of(getpid());
-    stop_process(server);
-    dlt_sleep_ms(700); /* past a waiter's usual look again */
-    int64_t canceled = dlt_now_ms();
-    ck_assert_int_eq(dlock_cancel(w.client), DLOCK_OK);
-    for (int i = 0; i < 160 && w.done_ms == 0; i++)
-        dlt_sleep_ms(50); /* 8 s at most, then the server goes on */
-    resume();
-    pthread_join(t, NULL);
-    int64_t took = w.done_ms - canceled;
-    fprintf(stderr, "%s: cancel of a wait on a stalled store: %d after %lld ms\n", backend, w.rc, (long long)took);
-    ck_assert_msg(w.rc == DLOCK_ECANCELED, "the wait ended with %d", w.rc);
-    ck_assert_msg(took <= 2000, "the cancel took %lld ms", (long long)took);
-    /* The client works again once the store does. */
-    ck_assert_int_eq(dlt_child_cmd(&holder, "release", 10000), DLOCK_OK);
-    dlock_lock *l = NULL;
-    ck_assert_int_eq(dlock_acquire(w.client, name, 5000, 10000, &l), DLOCK_OK);
-    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
-    dlock_close(w.client);
-    dlt_child_stop(&holder, 0);
+    dlt_cancel_on_stalled_store(url, name, wait_in_place, stop_own_server, resume);
 }
 END_TEST
 

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,11 +55,43 @@ static void remove_tmpdirs(void)
     tmpdir_count = 0;
 }
 
-char *dlt_tmpdir(void)
+/* The test program's own process (Check forks each test from it).  The
+ * temporary folders of all its tests carry its pid in their names, so that
+ * at its exit it can stop what a test that failed half-way left running in
+ * them (a failed assertion ends a forked test with _exit, before its own
+ * clean-up: a private server of the crash tests, say) and remove them. */
+static pid_t program_pid;
+
+static const char *tmp_base(void)
 {
     const char *base = getenv("TMPDIR");
+    return base && *base ? base : "/tmp";
+}
+
+static void end_of_program(void)
+{
+    if (getpid() != program_pid)
+        return;
+    char cmd[4300];
+    /* "[/]": the pattern does not match the shell that runs pkill. */
+    snprintf(cmd, sizeof cmd, "pkill -KILL -f '[/]dlock-test-%ld-' 2>/dev/null", (long)program_pid);
+    if (system(cmd) != 0) {
+    } /* 1: nothing was left running, the usual case */
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'/dlock-test-%ld-*", tmp_base(), (long)program_pid);
+    if (system(cmd) != 0) {
+    }
+}
+
+__attribute__((constructor)) static void note_program(void)
+{
+    program_pid = getpid();
+    atexit(end_of_program);
+}
+
+char *dlt_tmpdir(void)
+{
     char tmpl[4096];
-    snprintf(tmpl, sizeof tmpl, "%s/dlock-test-XXXXXX", base && *base ? base : "/tmp");
+    snprintf(tmpl, sizeof tmpl, "%s/dlock-test-%ld-XXXXXX", tmp_base(), (long)program_pid);
     char *dir = mkdtemp(tmpl);
     if (!dir) {
         perror("mkdtemp");
@@ -416,6 +449,40 @@ void *dlt_waiter_main(void *arg)
     if (l)
         dlock_release(l);
     return NULL;
+}
+
+int64_t dlt_cancel_on_stalled_store(const char *url, const char *name, void (*waiting)(void), void (*stall)(void),
+                                    void (*resume)(void))
+{
+    dlt_child holder;
+    ck_assert_int_eq(dlt_child_start(&holder, url, name, 60000, 0), 0);
+    ck_assert_int_eq(dlt_child_read(&holder, 10000), DLOCK_OK);
+    dlt_waiter w = {NULL, name, DLOCK_WAIT_FOREVER, 99, 0};
+    ck_assert_int_eq(dlock_open(url, &w.client), DLOCK_OK);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, dlt_waiter_main, &w), 0);
+    waiting();
+    stall();
+    dlt_sleep_ms(700); /* past a waiter's usual look again */
+    int64_t canceled = dlt_now_ms();
+    ck_assert_int_eq(dlock_cancel(w.client), DLOCK_OK);
+    for (int i = 0; i < 160 && w.done_ms == 0; i++)
+        dlt_sleep_ms(50);
+    resume();
+    pthread_join(t, NULL);
+    int64_t took = w.done_ms - canceled;
+    fprintf(stderr, "cancel of a wait on a store that does not answer: %d after %lld ms\n", w.rc, (long long)took);
+    ck_assert_msg(w.rc == DLOCK_ECANCELED, "the wait ended with %d", w.rc);
+    ck_assert_msg(took <= 2000, "the cancel took %lld ms", (long long)took);
+    /* The client works again once the store does, and nothing of the
+     * cancelled wait is in its way. */
+    ck_assert_int_eq(dlt_child_cmd(&holder, "release", 15000), DLOCK_OK);
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(w.client, name, 5000, 15000, &l), DLOCK_OK);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    dlock_close(w.client);
+    dlt_child_stop(&holder, 0);
+    return took;
 }
 
 pid_t dlt_hold_then_release(dlt_child *holder, const char *url, const char *name, uint32_t ttl_ms, int64_t hold_ms)

@@ -84,6 +84,16 @@ typedef struct {
 } dlt_waiter;
 void *dlt_waiter_main(void *arg);
 
+/* dlock_cancel() of a wait without bound on a store that does not answer:
+ * a holder child takes `name` (TTL 60 s), a thread of this process waits
+ * for it on a client of its own; after waiting() (the wait is in place),
+ * stall() stops the store, and 700 ms later the wait is cancelled; resume()
+ * lets the store go on once the wait has ended (or after 8 s).  Asserts
+ * DLOCK_ECANCELED within 2 s, and that the client takes the lock once the
+ * holder lets go; returns how long the cancel took (ms). */
+int64_t dlt_cancel_on_stalled_store(const char *url, const char *name, void (*waiting)(void), void (*stall)(void),
+                                    void (*resume)(void));
+
 /* Send `sig` (0: none) and reap the child; returns its wait status. */
 int dlt_child_stop(dlt_child *c, int sig);
 
