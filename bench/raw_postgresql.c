@@ -32,18 +32,28 @@ static int run_true(PGconn *pg, const char *statement, const char *key)
 
 char *bench_pg_plain_url(const char *url, const char *drop_only);
 
-int bench_raw_postgresql(const char *url, long cycles, double *elapsed_s)
+/* A direct connection for a raw loop, named `app` in pg_stat_activity;
+ * NULL (said on stderr) when it cannot be made. */
+static PGconn *raw_connect(const char *url, const char *app)
 {
     char *plain = bench_pg_plain_url(url, NULL);
     const char *keywords[] = {"dbname", "fallback_application_name", NULL};
-    const char *values[] = {plain, "dlock-bench raw", NULL};
+    const char *values[] = {plain, app, NULL};
     PGconn *pg = PQconnectdbParams(keywords, values, 1);
     free(plain);
     if (!pg || PQstatus(pg) != CONNECTION_OK) {
         fprintf(stderr, "raw postgresql: cannot connect: %s", pg ? PQerrorMessage(pg) : "out of memory\n");
         PQfinish(pg);
-        return -1;
+        return NULL;
     }
+    return pg;
+}
+
+int bench_raw_postgresql(const char *url, long cycles, double *elapsed_s)
+{
+    PGconn *pg = raw_connect(url, "dlock-bench raw");
+    if (!pg)
+        return -1;
     static const Oid int8_type[1] = {20};
     PGresult *p1 = PQprepare(pg, "raw_lock", "SELECT pg_try_advisory_lock($1)", 1, int8_type);
     PGresult *p2 = PQprepare(pg, "raw_unlock", "SELECT pg_advisory_unlock($1)", 1, int8_type);
@@ -75,15 +85,9 @@ static const char handoff_key[] = "7310582364069925678";
 
 void *bench_raw_postgresql_open(const char *url)
 {
-    char *plain = bench_pg_plain_url(url, NULL);
-    const char *keywords[] = {"dbname", "fallback_application_name", NULL};
-    const char *values[] = {plain, "dlock-bench raw handoff", NULL};
-    PGconn *pg = PQconnectdbParams(keywords, values, 1);
-    free(plain);
-    if (!pg || PQstatus(pg) != CONNECTION_OK) {
-        PQfinish(pg);
+    PGconn *pg = raw_connect(url, "dlock-bench raw handoff");
+    if (!pg)
         return NULL;
-    }
     static const Oid int8_type[1] = {20};
     PGresult *r0 = PQexec(pg, "SET lock_timeout = '30s'");
     PGresult *r1 = PQprepare(pg, "raw_try", "SELECT pg_try_advisory_lock($1)", 1, int8_type);
@@ -203,16 +207,9 @@ static int lease_unnamed;
  * else unnamed, as through a transaction pooler; every commit synchronous. */
 int bench_raw_postgresql_lease(const char *url, long cycles, double *elapsed_s)
 {
-    char *plain = bench_pg_plain_url(url, NULL);
-    const char *keywords[] = {"dbname", "fallback_application_name", NULL};
-    const char *values[] = {plain, "dlock-bench raw lease", NULL};
-    PGconn *pg = PQconnectdbParams(keywords, values, 1);
-    free(plain);
-    if (!pg || PQstatus(pg) != CONNECTION_OK) {
-        fprintf(stderr, "raw postgresql: cannot connect: %s", pg ? PQerrorMessage(pg) : "out of memory\n");
-        PQfinish(pg);
+    PGconn *pg = raw_connect(url, "dlock-bench raw lease");
+    if (!pg)
         return -1;
-    }
     PQsetNoticeProcessor(pg, quiet, NULL); /* "already exists, skipping" */
     /* As durable as libdlock's lease statements (issue 23): a loop that may
      * lose a take in a crash is no baseline for one that may not. */
