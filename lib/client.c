@@ -724,11 +724,16 @@ DLOCK_API int dlock_record_put(dlock_lock *l, int64_t slot)
 
 /* --- run history, preflight --------------------------------------------------------- */
 
-static int64_t wall_clock_ms(void)
+static int64_t clock_us(clockid_t id)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    clock_gettime(id, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t wall_clock_ms(void)
+{
+    return clock_us(CLOCK_REALTIME) / 1000;
 }
 
 /* An outcome is a short lower-case word ("ran", "busy", "done", "lost",
@@ -808,28 +813,33 @@ DLOCK_API int dlock_history_read(dlock_client *c, const char *name, size_t max, 
 
 /* This host's clock against the store's: the store's reading is taken to
  * be of the middle of the round trip, so the error is at most half of it,
- * plus half the step of a coarse store clock (read as the middle of its
- * step). */
+ * plus half the step of the store's clock (a reading in whole milliseconds,
+ * or whole seconds, is read as the middle of its step). The host's side is
+ * measured in microseconds: rounding both sides to milliseconds once put
+ * a true skew of 0 outside the error shown. */
 static int check_clock(dlock_client *c, struct dlock_check_list *list, struct dlock_call *call)
 {
     if (!c->backend->store_time)
         return dlock__check_add(list, "clock", DLOCK_CHECK_INFO, "this store has no clock of its own");
-    int64_t store_ms = 0, before = wall_clock_ms(), mono = dlock__now_ms();
+    int64_t store_ms = 0, before_us = clock_us(CLOCK_REALTIME), mono_us = clock_us(CLOCK_BOOTTIME);
     int rc = c->backend->store_time(c->conn, &store_ms, call);
-    int64_t rtt = dlock__now_ms() - mono;
+    int64_t rtt_us = clock_us(CLOCK_BOOTTIME) - mono_us;
     if (rc != DLOCK_OK) {
         const char *why = dlock_last_error();
         char text[256];
         dlock__copy_text(text, sizeof text, why);
         return dlock__check_add(list, "clock", DLOCK_CHECK_FAIL, "cannot read the store's clock: %s", text);
     }
-    int64_t step = c->backend->clock_step_ms > 1 ? c->backend->clock_step_ms : 0;
-    int64_t skew = store_ms + step / 2 - (before + rtt / 2), error = rtt / 2 + step / 2 + 1;
-    int64_t size = skew < 0 ? -skew : skew;
+    int64_t step = c->backend->clock_step_ms > 1 ? c->backend->clock_step_ms : 1;
+    int64_t skew_us = store_ms * 1000 + step * 500 - (before_us + rtt_us / 2);
+    int64_t error_us = rtt_us / 2 + step * 500 + 1;
+    int64_t size_us = skew_us < 0 ? -skew_us : skew_us;
+    /* Rounded so that a skew within the error is shown within it. */
+    int64_t size = (size_us + 500) / 1000, error = (error_us + 999) / 1000;
     int verdict = size > 1000 + error ? DLOCK_CHECK_WARN : DLOCK_CHECK_OK;
     return dlock__check_add(list, "clock", verdict, "the store's clock is %s this host's by %lld ms (+/- %lld ms%s);%s",
-                            skew < 0 ? "behind" : "ahead of", (long long)size, (long long)error,
-                            step ? ": the store tells its time in whole seconds" : "",
+                            skew_us < 0 ? "behind" : "ahead of", (long long)size, (long long)error,
+                            step > 1 ? ": the store tells its time in whole seconds" : "",
                             verdict == DLOCK_CHECK_OK
                                 ? " --once-per counts on the store's clock, and -m covers cron starts that differ by less"
                                   " than MIN_HOLD"
