@@ -76,28 +76,50 @@ static void parse_holder(const char *data, long long *pid, const char **host, ch
 }
 
 /* The lowest node of `dir` and its data (the holder) and stat: 1 found
- * (*path_out, *data_out malloc'ed), 0 none, <0 error. */
+ * (*path_out, *data_out malloc'ed), 0 none, <0 error.
+ *
+ * Sequence numbers only grow: a node made after a listing comes after every
+ * node in it.  So when the lowest listed node is gone by the time it is
+ * read, the next listed one that is still there is the lowest of the folder
+ * at the moment it is read, and only when every listed node is gone is a new
+ * listing needed.  A lock may change hands faster than this reads for a
+ * while (CI once saw five listings in a row outrun), not for the whole call:
+ * it reads until the call's deadline. */
 static int lowest_node(zk_conn *c, const char *dir, struct dlock_call *call, char **path_out, char **data_out,
                        struct Stat *stat)
 {
-    for (int attempt = 0; attempt < 5; attempt++) {
+    for (;;) {
         int status = DLOCK_OK;
         struct zk_op *list = dlock__zk_synced_children(c, dir, call, &status);
         if (!list)
             return status;
-        int rc = list->rc, low = rc == ZOK ? dlock__zk_lowest(list->children, list->count) : -1;
-        char path[ZK_PATH_MAX + 32];
-        if (low >= 0)
-            snprintf(path, sizeof path, "%s/%s", dir, list->children[low]);
-        dlock__zk_op_free(list);
-        if (rc == ZNONODE || (rc == ZOK && low < 0))
+        if (list->rc == ZNONODE) {
+            dlock__zk_op_free(list);
             return 0;
-        if (rc != ZOK)
+        }
+        if (list->rc != ZOK) {
+            int rc = list->rc;
+            dlock__zk_op_free(list);
             return dlock__zk_error(rc, "listing the lock's folder");
-        struct zk_op *get = dlock__zk_call(c, send_get, path, 1, call, &status, NULL);
-        if (!get)
-            return status;
-        rc = get->rc;
+        }
+        /* Nodes found gone are moved past `left` (still freed with the list). */
+        char **names = list->children;
+        int left = list->count, low, listed = dlock__zk_lowest(names, left) >= 0, rc = ZNONODE;
+        struct zk_op *get = NULL;
+        char path[ZK_PATH_MAX + 32];
+        while (rc == ZNONODE && (low = dlock__zk_lowest(names, left)) >= 0) {
+            snprintf(path, sizeof path, "%s/%s", dir, names[low]);
+            dlock__zk_op_free(get);
+            if (!(get = dlock__zk_call(c, send_get, path, 1, call, &status, NULL))) {
+                dlock__zk_op_free(list);
+                return status;
+            }
+            rc = get->rc;
+            char *gone = names[low];
+            names[low] = names[--left];
+            names[left] = gone;
+        }
+        dlock__zk_op_free(list);
         if (rc == ZOK) {
             *stat = get->stat;
             *data_out = get->text;
@@ -109,9 +131,13 @@ static int lowest_node(zk_conn *c, const char *dir, struct dlock_call *call, cha
             return *path_out ? 1 : dlock__oom();
         if (rc != ZNONODE)
             return dlock__zk_error(rc, "reading the holder's node");
-        /* released meanwhile: look again */
+        if (!listed)
+            return 0;
+        /* every listed node went meanwhile: list again */
+        if (dlock__now_ms() >= call->deadline_ms)
+            return dlock__error(DLOCK_ECONN, "the lock changed hands faster than it could be read before the call's"
+                                             " deadline");
     }
-    return dlock__error(DLOCK_EBUSY, "the lock changed hands too often to be read");
 }
 
 /* The lowest node of a name's folder, on a session: lowest_node's answer. */

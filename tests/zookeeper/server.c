@@ -408,6 +408,91 @@ START_TEST(release_wakes_waiter_cancel_ends_wait)
 END_TEST
 
 
+/* dlock_holder while the lock changes hands faster than it can read: 300
+ * queued nodes, deleted lowest first in one pipelined burst by another
+ * session.  The lowest node a read listed is gone when it reads it, again
+ * and again; it must answer held or free, never an error (the stress suite
+ * once saw "the lock changed hands too often to be read" in CI: the read
+ * gave up after five lists in a row). */
+#define CHURN_NODES 1000
+struct churn {
+    zk_conn *c;
+    char (*paths)[ZK_PATH_MAX + 32];
+    int64_t deadline_ms;
+    atomic_int done;
+    int failed;
+};
+
+static void *delete_them_all(void *arg)
+{
+    struct churn *ch = arg;
+    struct zk_op *ops[CHURN_NODES];
+    for (int i = 0; i < CHURN_NODES; i++) {
+        ops[i] = dlock__zk_op_new(ch->c);
+        if (zoo_adelete(ch->c->zh, ch->paths[i], -1, dlock__zk_void_done, ops[i]) != ZOK)
+            ch->failed++;
+    }
+    if (dlock__zk_pump(ch->c, ops, CHURN_NODES, ch->deadline_ms, 0) != ZK_PUMP_DONE)
+        ch->failed++;
+    for (int i = 0; i < CHURN_NODES; i++) {
+        ch->failed += ops[i]->rc != ZOK;
+        dlock__zk_op_free(ops[i]);
+    }
+    atomic_store(&ch->done, 1);
+    return NULL;
+}
+
+START_TEST(holder_read_while_the_lock_changes_hands)
+{
+    dlock_lock *l = NULL; /* the lock's folder */
+    ck_assert_int_eq(dlock_acquire(client, name, 5000, 0, &l), DLOCK_OK);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    struct dlock_conn *conn = NULL;
+    struct dlock_call call;
+    struct churn ch = {.c = raw_session(&conn, &call), .deadline_ms = dlock__now_ms() + 20000};
+    ch.paths = calloc(CHURN_NODES, sizeof *ch.paths);
+    char *dir = dir_of(name), prefix[ZK_PATH_MAX + 32], data[64];
+    snprintf(prefix, sizeof prefix, "%s/s%016llx-", dir, (unsigned long long)ch.c->session_id);
+    snprintf(data, sizeof data, "%ld churn", (long)getpid());
+    struct zk_op *ops[CHURN_NODES];
+    for (int i = 0; i < CHURN_NODES; i++) {
+        ops[i] = dlock__zk_op_new(ch.c);
+        ck_assert_int_eq(zoo_acreate2(ch.c->zh, prefix, data, (int)strlen(data), &ch.c->acl,
+                                      3 /* ephemeral, sequential */, dlock__zk_create_done, ops[i]),
+                         ZOK);
+    }
+    ck_assert_int_eq(dlock__zk_pump(ch.c, ops, CHURN_NODES, ch.deadline_ms, 0), ZK_PUMP_DONE);
+    for (int i = 0; i < CHURN_NODES; i++) {
+        ck_assert_int_eq(ops[i]->rc, ZOK);
+        snprintf(ch.paths[i], sizeof ch.paths[i], "%s", ops[i]->text);
+        dlock__zk_op_free(ops[i]);
+    }
+    char who[256];
+    ck_assert_int_eq(dlock_holder(client, name, who, sizeof who), 1);
+    ck_assert_msg(strstr(who, "churn") != NULL, "%s", who);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, delete_them_all, &ch), 0);
+    int held = 0, free_ = 0, errors = 0;
+    char first_error[512] = "";
+    while (!atomic_load(&ch.done) || held + free_ + errors < 20) {
+        int rc = dlock_holder(client, name, who, sizeof who);
+        if (rc == 1)
+            held++;
+        else if (rc == 0)
+            free_++;
+        else if (errors++ == 0)
+            snprintf(first_error, sizeof first_error, "%s: %s", dlock_strerror(rc), dlock_last_error());
+    }
+    pthread_join(t, NULL);
+    ck_assert_int_eq(ch.failed, 0);
+    ck_assert_msg(errors == 0, "%d of %d reads failed, the first: %s", errors, held + free_ + errors, first_error);
+    ck_assert_int_eq(dlock_holder(client, name, who, sizeof who), 0);
+    dlock__backend_zookeeper.disconnect(conn);
+    free(ch.paths);
+    free(dir);
+}
+END_TEST
+
 /* ZooKeeper digest users: a name's history folder is its first writer's
  * alone (the lock nodes' ACL).  In a chroot that no credentials made (so
  * that every user may take locks there), user B's run of user A's name
@@ -478,6 +563,7 @@ void dlt_zk_add_server(Suite *s)
     tcase_add_test(t, closed_session_loses_every_lock);
     tcase_add_test(t, run_job_inherits_no_socket);
     tcase_add_test(t, waiter_woken_by_a_leaving_waiter_still_waits);
+    tcase_add_test(t, holder_read_while_the_lock_changes_hands);
     suite_add_tcase(s, t);
     tcase_add_test(t, zk_history_of_another_user);
 }
