@@ -93,6 +93,7 @@ sqlite-take-ignores-expiry | backends/sqlite/sqlite.c | s{ OR dlock_locks\.expir
 sqlite-take-before-expiry | backends/sqlite/sqlite.c | s{(dlock_locks\.expires_boot_ms <= \?\d+)}{$1 + 500} | takeover@sqlite:early
 sqlite-take-ignores-boot | backends/sqlite/sqlite.c | s{ OR dlock_locks\.boot_id IS NOT excluded\.boot_id}{} | sqlite:row-rewritten
 sqlite-guessed-boot-id | backends/sqlite/conn.c | s{if \(!looks_like_boot_id\(buf\)\)\s*buf\[0\] = '\\0';}{if (!looks_like_boot_id(buf)) strcpy(buf, "unknown-boot");} | process:faults
+sqlite-take-skips-floor-read | backends/sqlite/sqlite.c | s{int in_tx = !c->epoch_known, rc;}{int in_tx = 0, rc;} | process:power-loss
 sqlite-epoch-without-gap | backends/sqlite/sqlite.c | s{floor = \(highest > floor \? highest : floor\) \+ EPOCH_GAP;}{floor = highest > floor ? highest : floor;} | process:power-loss
 sqlite-take-ignores-floor | backends/sqlite/sqlite.c | s{fence = max\(dlock_locks\.fence \+ 1, \?9 \+ 1\)}{fence = dlock_locks.fence + 1} | process:power-loss
 sqlite-epoch-any-boot | backends/sqlite/sqlite.c | s{same_boot = row_boot && strcmp\(\(const char \*\)row_boot, dlock__sqlite_boot_id\) == 0;}{same_boot = row_boot != NULL;} | process:power-loss

@@ -211,22 +211,31 @@ static int try_take_once(sqlite_conn *c, const char *name, uint32_t ttl_ms, sqli
                          int *needs_sync)
 {
     *needs_sync = 0;
-    int rc = run_simple(c, STMT_BEGIN);
-    if (rc != SQLITE_OK)
-        return dlock__sqlite_db_error(c, rc, "cannot begin a transaction");
-    int must_sync = 0;
-    rc = epoch_floor(c, &must_sync);
-    if (rc != SQLITE_OK || (must_sync && !synced)) {
-        int status = rc != SQLITE_OK ? dlock__sqlite_db_error(c, rc, "cannot read or write this boot's fence floor") : DLOCK_OK;
-        run_simple(c, STMT_ROLLBACK);
-        *needs_sync = rc == SQLITE_OK;
-        return status;
+    /* The floor is read (and at a boot's first take written) in the take's
+     * own transaction.  Once it is known it stays this boot's: the take is
+     * then one statement in its own implicit transaction, which spares a
+     * BEGIN IMMEDIATE and a COMMIT (two statements, a fifth of a cycle). */
+    int in_tx = !c->epoch_known, rc;
+    if (in_tx) {
+        rc = run_simple(c, STMT_BEGIN);
+        if (rc != SQLITE_OK)
+            return dlock__sqlite_db_error(c, rc, "cannot begin a transaction");
+        int must_sync = 0;
+        rc = epoch_floor(c, &must_sync);
+        if (rc != SQLITE_OK || (must_sync && !synced)) {
+            int status =
+                rc != SQLITE_OK ? dlock__sqlite_db_error(c, rc, "cannot read or write this boot's fence floor") : DLOCK_OK;
+            run_simple(c, STMT_ROLLBACK);
+            *needs_sync = rc == SQLITE_OK;
+            return status;
+        }
     }
     int64_t now = dlock__sqlite_boot_ms();
     sqlite3_stmt *s = dlock__sqlite_stmt(c, STMT_TAKE);
     if (!s) {
         int status = dlock__sqlite_db_error(c, sqlite3_errcode(c->db), "cannot prepare a statement");
-        run_simple(c, STMT_ROLLBACK);
+        if (in_tx)
+            run_simple(c, STMT_ROLLBACK);
         return status;
     }
     sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
@@ -240,23 +249,28 @@ static int try_take_once(sqlite_conn *c, const char *name, uint32_t ttl_ms, sqli
     sqlite3_bind_int64(s, 9, c->floor);
     rc = sqlite3_step(s);
     int taken = rc == SQLITE_ROW;
-    if (taken)
+    if (taken) {
         lock->base.fence = (uint64_t)sqlite3_column_int64(s, 0);
+        rc = sqlite3_step(s); /* SQLITE_DONE: the statement (and an implicit transaction) is over */
+    }
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+    if (rc != SQLITE_DONE) {
         int status = dlock__sqlite_db_error(c, rc, "cannot take the lock row");
-        run_simple(c, STMT_ROLLBACK);
+        if (in_tx)
+            run_simple(c, STMT_ROLLBACK);
         return status;
     }
-    rc = run_simple(c, STMT_COMMIT);
-    if (rc != SQLITE_OK) {
-        int status = dlock__sqlite_db_error(c, rc, "cannot commit");
-        run_simple(c, STMT_ROLLBACK);
-        return status;
+    if (in_tx) {
+        rc = run_simple(c, STMT_COMMIT);
+        if (rc != SQLITE_OK) {
+            int status = dlock__sqlite_db_error(c, rc, "cannot commit");
+            run_simple(c, STMT_ROLLBACK);
+            return status;
+        }
+        /* Committed: this boot's floor is on disk (or was already). */
+        c->epoch_known = 1;
     }
-    /* Committed: this boot's floor is on disk (or was already). */
-    c->epoch_known = 1;
     return taken ? DLOCK_OK : DLOCK_EBUSY;
 }
 
