@@ -93,6 +93,7 @@ struct mysqlbe_watchdog {
     int fd;              /* armed: the socket to shut down, else -1 */
     int64_t deadline_ms; /* dlock__now_ms() time, INT64_MAX: none */
     int64_t wake_ms;     /* when the thread wakes by itself (INT64_MAX: never) */
+    int64_t cap_ms;      /* a cancel's: no round trip of the acquire outlives it (INT64_MAX: none) */
     int fired;
 };
 
@@ -209,7 +210,12 @@ void dlock__mysql_watchdog_stop(struct mysqlbe_watchdog *w);
 /* Round trips on `db` from now on end by deadline_ms (INT64_MAX: none, yet
  * a cancel may still set one with dlock__mysql_watch_shorten). */
 void dlock__mysql_watch(struct mysqlbe_conn *c, MYSQL *db, int64_t deadline_ms);
+/* A cancel: the round trip in flight, and every later one until
+ * dlock__mysql_watch_uncap(), ends by deadline_ms. */
 void dlock__mysql_watch_shorten(struct mysqlbe_conn *c, int64_t deadline_ms);
+void dlock__mysql_watch_uncap(struct mysqlbe_conn *c);
+/* deadline_ms, or the cancel's cap when that comes first. */
+int64_t dlock__mysql_watch_capped(struct mysqlbe_conn *c, int64_t deadline_ms);
 /* The round trips are over: 1 when the watchdog cut them short (then the
  * session must be dropped, whatever the call said). */
 int dlock__mysql_unwatch(struct mysqlbe_conn *c);
@@ -224,6 +230,8 @@ void dlock__mysql_cancel(struct dlock_conn *conn);
 void dlock__mysql_cancel_clear(struct dlock_conn *conn);
 /* An acquire call begins (active 1) or ends (0). */
 void dlock__mysql_acquiring(struct mysqlbe_conn *c, int active);
+/* Was dlock_cancel() called during the acquire in progress? */
+int dlock__mysql_cancel_asked(struct mysqlbe_conn *c);
 /* Around a GET_LOCK that waits: see mysql_cancel.c. */
 int dlock__mysql_begin_wait(struct mysqlbe_conn *c);
 int dlock__mysql_end_wait(struct mysqlbe_conn *c);

@@ -106,10 +106,12 @@ void dlock__mysql_cancel(struct dlock_conn *conn)
     if (c->acquiring) {
         c->cancel_requested = 1;
         pthread_cond_broadcast(&c->cancel_cv); /* a lease-mode wait sleeps on it */
-        /* Lease mode: a poll that the server does not answer soon is given
-         * up (the connection holds no lock; the next call reconnects). */
-        if (c->lease)
-            dlock__mysql_watch_shorten(c, dlock__now_ms() + CANCEL_GIVEUP_MS);
+        /* A round trip of this acquire that the server does not answer soon
+         * (a lease-mode poll; the session's idle limit or the first query
+         * before a GET_LOCK) is given up, the one in flight and any later
+         * one: the session is dropped, and with it the locks it held, as
+         * when the wait itself is given up below. */
+        dlock__mysql_watch_shorten(c, dlock__now_ms() + CANCEL_GIVEUP_MS);
     }
     if (c->waiting_id) {
         /* A server that does not end the wait soon (stopped, say): give up. */
@@ -136,7 +138,16 @@ void dlock__mysql_acquiring(struct mysqlbe_conn *c, int active)
     pthread_mutex_lock(&c->cancel_mu);
     c->acquiring = active;
     c->cancel_requested = 0;
+    dlock__mysql_watch_uncap(c); /* a cancel bounds only its own acquire */
     pthread_mutex_unlock(&c->cancel_mu);
+}
+
+int dlock__mysql_cancel_asked(struct mysqlbe_conn *c)
+{
+    pthread_mutex_lock(&c->cancel_mu);
+    int canceled = c->cancel_requested;
+    pthread_mutex_unlock(&c->cancel_mu);
+    return canceled;
 }
 
 /* Before a wait: make sure a cancel connection is ready (best effort; the

@@ -275,10 +275,10 @@ static int parse_version(const char *text, int *major, int *minor, int *patch)
 
 /* The connect timeout: the URL's (or the default), and never past the
  * call's deadline (whole seconds, at least 1). */
-static unsigned int connect_timeout_s(const struct mysqlbe_conn *c)
+static unsigned int connect_timeout_s(struct mysqlbe_conn *c)
 {
     unsigned int s = c->url.connect_timeout_s ? c->url.connect_timeout_s : DEFAULT_CONNECT_TIMEOUT_S;
-    int64_t left = c->deadline_ms - dlock__now_ms();
+    int64_t left = dlock__mysql_watch_capped(c, c->deadline_ms) - dlock__now_ms();
     if (left < (int64_t)s * 1000)
         s = left < 1000 ? 1u : (unsigned int)((left + 999) / 1000);
     return s;

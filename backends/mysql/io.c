@@ -51,6 +51,7 @@ int dlock__mysql_watchdog_start(struct mysqlbe_watchdog *w)
     pthread_condattr_t attr;
     w->fd = -1;
     w->wake_ms = INT64_MAX;
+    w->cap_ms = INT64_MAX;
     pthread_mutex_init(&w->mu, NULL);
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -80,12 +81,13 @@ void dlock__mysql_watch(struct mysqlbe_conn *c, MYSQL *db, int64_t deadline_ms)
     struct mysqlbe_watchdog *w = &c->dog;
     pthread_mutex_lock(&w->mu);
     w->fd = db ? (int)mysql_get_socket(db) : -1;
-    w->deadline_ms = deadline_ms;
+    /* A cancel that came between two round trips still bounds the next. */
+    w->deadline_ms = deadline_ms < w->cap_ms ? deadline_ms : w->cap_ms;
     w->fired = 0;
     /* Wake the thread only when it would otherwise sleep past the new
      * deadline: a thread already due to wake before it looks again then
      * (round trips back to back cost no thread switch). */
-    if (deadline_ms < w->wake_ms)
+    if (w->deadline_ms < w->wake_ms)
         pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
 }
@@ -94,11 +96,31 @@ void dlock__mysql_watch_shorten(struct mysqlbe_conn *c, int64_t deadline_ms)
 {
     struct mysqlbe_watchdog *w = &c->dog;
     pthread_mutex_lock(&w->mu);
+    if (deadline_ms < w->cap_ms)
+        w->cap_ms = deadline_ms;
     if (w->fd >= 0 && deadline_ms < w->deadline_ms) {
         w->deadline_ms = deadline_ms;
         pthread_cond_signal(&w->cv);
     }
     pthread_mutex_unlock(&w->mu);
+}
+
+void dlock__mysql_watch_uncap(struct mysqlbe_conn *c)
+{
+    struct mysqlbe_watchdog *w = &c->dog;
+    pthread_mutex_lock(&w->mu);
+    w->cap_ms = INT64_MAX;
+    pthread_mutex_unlock(&w->mu);
+}
+
+int64_t dlock__mysql_watch_capped(struct mysqlbe_conn *c, int64_t deadline_ms)
+{
+    struct mysqlbe_watchdog *w = &c->dog;
+    pthread_mutex_lock(&w->mu);
+    if (w->cap_ms < deadline_ms)
+        deadline_ms = w->cap_ms;
+    pthread_mutex_unlock(&w->mu);
+    return deadline_ms;
 }
 
 /* The round trips are over: 1 when the watchdog cut them short (then the

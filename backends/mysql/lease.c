@@ -130,14 +130,6 @@ int dlock__mysql_pause(struct mysqlbe_conn *c, int64_t ms)
     return canceled;
 }
 
-static int cancel_asked(struct mysqlbe_conn *c)
-{
-    pthread_mutex_lock(&c->cancel_mu);
-    int canceled = c->cancel_requested;
-    pthread_mutex_unlock(&c->cancel_mu);
-    return canceled;
-}
-
 /* A random number of ms in [0, n). */
 static int64_t jitter(int64_t n)
 {
@@ -174,7 +166,7 @@ int dlock__mysql_lease_acquire(struct mysqlbe_conn *c, const char *name, uint32_
         }
         if (got < 0) {
             status = got;
-            if (cancel_asked(c)) /* the cancel cut a poll short */
+            if (dlock__mysql_cancel_asked(c)) /* the cancel cut a poll short */
                 status = dlock__error(DLOCK_ECANCELED, "the wait for '%s' was cancelled", name);
             break;
         }
@@ -198,7 +190,7 @@ int dlock__mysql_lease_acquire(struct mysqlbe_conn *c, const char *name, uint32_
         if (pause < 1)
             pause = 1;
         backoff = backoff * 3 / 2 > POLL_MAX_MS ? POLL_MAX_MS : backoff * 3 / 2;
-        if (cancel_asked(c) || dlock__mysql_pause(c, pause)) {
+        if (dlock__mysql_cancel_asked(c) || dlock__mysql_pause(c, pause)) {
             status = dlock__error(DLOCK_ECANCELED, "the wait for '%s' was cancelled", name);
             break;
         }

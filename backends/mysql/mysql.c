@@ -114,6 +114,12 @@ static int mysqlbe_acquire(struct dlock_conn *conn, const char *name, uint32_t t
     dlock__mysql_acquiring(c, 1);
     int status = c->lease ? dlock__mysql_lease_acquire(c, name, ttl_ms, wait_ms, call, lock_out)
                           : acquire_on_session(c, name, ttl_ms, wait_ms, call, lock_out);
+    /* A round trip that a cancel cut short (a stopped server) is the
+     * cancel's doing, not a lost store. */
+    if (status == DLOCK_ECONN && dlock__mysql_cancel_asked(c))
+        status = dlock__error(DLOCK_ECANCELED,
+                              "the wait for '%s' was cancelled (the server did not answer: the session was dropped)",
+                              name);
     dlock__mysql_acquiring(c, 0);
     return status;
 }
@@ -353,6 +359,10 @@ static int acquire_on_session(struct mysqlbe_conn *c, const char *name, uint32_t
     for (int attempt = 0;; attempt++) {
         int fresh = 0;
         unsigned int previous = 0;
+        if (attempt > 0 && dlock__mysql_cancel_asked(c)) { /* no new session for a cancelled wait */
+            status = dlock__error(DLOCK_ECANCELED, "the wait for '%s' was cancelled", name);
+            break;
+        }
         status = session_for(c, l, attempt, &fresh, &previous);
         if (status == 1)
             continue;

@@ -164,14 +164,23 @@ START_TEST(a_stopped_server_bounds_extend_and_cancel)
     }
     pid_t server = (pid_t)atoi(pid_text);
     /* No assertion until the server runs again and is stopped. */
-    dlock_client *c = NULL, *h = NULL, *w = NULL;
+    dlock_client *c = NULL, *h = NULL, *w = NULL, *ps = NULL, *pl = NULL;
     dlock_lock *l = NULL, *hl = NULL;
+    char stopped_lease_url[4300];
+    snprintf(stopped_lease_url, sizeof stopped_lease_url, "%s?mode=lease", private_url);
     int rc_open = private_url[0] && server > 0 ? dlock_open(private_url, &c) : DLOCK_EINVAL;
     int rc_acquire = rc_open == DLOCK_OK ? dlock_acquire(c, "stop-extend", 5000, 0, &l) : rc_open;
-    int rc_hold =
-        rc_acquire == DLOCK_OK && dlock_open(private_url, &h) == DLOCK_OK && dlock_open(private_url, &w) == DLOCK_OK
-            ? dlock_acquire(h, "stop-wait", 30000, 0, &hl)
-            : DLOCK_ECONN;
+    int rc_hold = rc_acquire == DLOCK_OK && dlock_open(private_url, &h) == DLOCK_OK &&
+                          dlock_open(private_url, &w) == DLOCK_OK && dlock_open(private_url, &ps) == DLOCK_OK &&
+                          dlock_open(stopped_lease_url, &pl) == DLOCK_OK
+                      ? dlock_acquire(h, "stop-wait", 30000, 0, &hl)
+                      : DLOCK_ECONN;
+    /* Clients whose acquire starts once the server is stopped: the cancel
+     * comes while a round trip before the wait (the session's idle limit,
+     * a lease-mode poll) hangs, or between it and the wait. */
+    struct waiter early[2] = {{ps, "stop-early", 20000, DLOCK_WAIT_FOREVER, 99, NULL},
+                              {pl, "stop-early", 20000, DLOCK_WAIT_FOREVER, 99, NULL}};
+    int64_t took_early[2] = {-1, -1};
     int rc_extend = DLOCK_EINVAL;
     int64_t remaining = 0, took_extend = 0, took_cancel = 0;
     struct waiter wt = {w, "stop-wait", 30000, DLOCK_WAIT_FOREVER, 99, NULL};
@@ -183,7 +192,7 @@ START_TEST(a_stopped_server_bounds_extend_and_cancel)
         fflush(NULL);
         pid_t guard = fork();
         if (guard == 0) {
-            dlt_sleep_ms(20000);
+            dlt_sleep_ms(30000);
             kill(server, SIGCONT);
             _exit(0);
         }
@@ -197,6 +206,15 @@ START_TEST(a_stopped_server_bounds_extend_and_cancel)
         rc_extend = dlock_extend(l, 5000);
         took_extend = dlt_now_ms() - t0;
         snprintf(why, sizeof why, "%s", dlock_last_error());
+        for (int i = 0; i < 2; i++) {
+            pthread_t te;
+            pthread_create(&te, NULL, waiter_main, &early[i]);
+            dlt_sleep_ms(300);
+            t0 = dlt_now_ms();
+            dlock_cancel(early[i].client);
+            pthread_join(te, NULL);
+            took_early[i] = dlt_now_ms() - t0;
+        }
         kill(server, SIGCONT);
         kill(guard, SIGKILL);
         waitpid(guard, NULL, 0);
@@ -204,6 +222,8 @@ START_TEST(a_stopped_server_bounds_extend_and_cancel)
                 "FIGURE: stopped server: cancel of a wait: %d after %lld ms; extend %d after %lld ms"
                 " (lease had %lld ms, TTL 5000): %s\n",
                 wt.rc, (long long)took_cancel, rc_extend, (long long)took_extend, (long long)remaining, why);
+        fprintf(stderr, "FIGURE: stopped server: cancel before the wait: session mode %d after %lld ms, lease mode %d after %lld ms\n",
+                early[0].rc, (long long)took_early[0], early[1].rc, (long long)took_early[1]);
     }
     if (l)
         dlock_release(l);
@@ -212,6 +232,11 @@ START_TEST(a_stopped_server_bounds_extend_and_cancel)
     dlock_close(c);
     dlock_close(h);
     dlock_close(w);
+    for (int i = 0; i < 2; i++) {
+        if (early[i].rc == DLOCK_OK)
+            dlock_release(early[i].lock);
+        dlock_close(early[i].client);
+    }
     private_server_remove();
     ck_assert_int_eq(rc_hold, DLOCK_OK);
     ck_assert_msg(rc_extend == DLOCK_ELOST || rc_extend == DLOCK_ECONN, "extend: %d %s", rc_extend, why);
@@ -219,6 +244,11 @@ START_TEST(a_stopped_server_bounds_extend_and_cancel)
     ck_assert_int_le(took_extend, remaining + 1000);
     ck_assert_int_eq(wt.rc, DLOCK_ECANCELED);
     ck_assert_int_lt(took_cancel, 2500);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_msg(early[i].rc == DLOCK_ECANCELED, "%s mode: a cancel before the wait gave %d",
+                      i ? "lease" : "session", early[i].rc);
+        ck_assert_int_lt(took_early[i], 2500);
+    }
 }
 END_TEST
 
