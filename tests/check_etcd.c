@@ -603,6 +603,14 @@ START_TEST(cancel_with_cluster_stopped)
 }
 END_TEST
 
+/* No member answers from before an acquire without bound begins: the cancel
+ * comes during its first round trips, and still ends it promptly. */
+START_TEST(cancel_before_the_wait_with_cluster_stopped)
+{
+    dlt_cancel_before_stalled_wait(url, name, stop_members, continue_members);
+}
+END_TEST
+
 /* No quorum (two members stopped): dlock run's heartbeat gets no answer, the
  * lock is lost at the end of its lease, the job is stopped, exit 79. */
 START_TEST(no_quorum_dlock_run_exits_79)
@@ -900,6 +908,7 @@ static Suite *etcd_suite(void)
     tcase_add_test(add_case(s, "waiter-member-stop", 40), waiters_member_stopped);
     tcase_add_test(add_case(s, "no-quorum", 40), no_quorum_dlock_run_exits_79);
     tcase_add_test(add_case(s, "cluster-stop", 40), cancel_with_cluster_stopped);
+    tcase_add_test(add_case(s, "cluster-stop-first", 40), cancel_before_the_wait_with_cluster_stopped);
     tcase_add_test(add_case(s, "chaos", chaos_seconds() + 60), chaos_no_overlap_tokens_grow);
     return s;
 }

@@ -185,6 +185,15 @@ START_TEST(stalled_store_cancel_ends_the_wait)
 }
 END_TEST
 
+/* The store stops answering before an acquire without bound begins: the
+ * cancel comes during the round trips before the wait, and still ends the
+ * acquire promptly with DLOCK_ECANCELED. */
+START_TEST(stalled_store_cancel_before_the_wait)
+{
+    dlt_cancel_before_stalled_wait(url, name, stop_own_server, resume);
+}
+END_TEST
+
 static Suite *stall_suite(void)
 {
     Suite *s = suite_create(backend);
@@ -194,6 +203,7 @@ static Suite *stall_suite(void)
     tcase_add_test(t, stalled_store_stops_the_job_and_dlock_exits);
     tcase_add_test(t, stalled_store_sigterm_while_waiting);
     tcase_add_test(t, stalled_store_cancel_ends_the_wait);
+    tcase_add_test(t, stalled_store_cancel_before_the_wait);
     suite_add_tcase(s, t);
     return s;
 }

@@ -223,16 +223,27 @@ int dlt_run_per_url(const char *what, Suite *(*make_suite)(void), const char **u
                     }
                 }
         }
+        /* The failures again at the end, with their URL's number and store
+         * (never the URL: it may carry a password): a log shown by its tail
+         * still says what failed where. */
+        static char failures[16][600];
+        int nfail = 0;
         for (int i = 0; i < count; i++) {
             if (!outs[i])
                 continue;
             rewind(outs[i]);
-            char buf[4096];
-            size_t n;
-            while ((n = fread(buf, 1, sizeof buf, outs[i])) > 0)
-                fwrite(buf, 1, n, stdout);
+            char line[4096];
+            while (fgets(line, sizeof line, outs[i])) {
+                fputs(line, stdout);
+                if (nfail < 16 && (strstr(line, ":F:") || strstr(line, ":E:")))
+                    snprintf(failures[nfail++], sizeof failures[0], "URL #%d (%s): %.*s", i + 1,
+                             dlt_backend_of(urls[i]), (int)strcspn(line, "\n") < 500 ? (int)strcspn(line, "\n") : 500,
+                             line);
+            }
             fclose(outs[i]);
         }
+        for (int i = 0; i < nfail; i++)
+            printf("%s: failed on %s\n", what, failures[i]);
         fflush(stdout);
     }
     for (int i = 0; i < count; i++)
@@ -451,8 +462,10 @@ void *dlt_waiter_main(void *arg)
     return NULL;
 }
 
-int64_t dlt_cancel_on_stalled_store(const char *url, const char *name, void (*waiting)(void), void (*stall)(void),
-                                    void (*resume)(void))
+/* stall_first: the store stops before the acquire begins (waiting is
+ * then not called), and the cancel comes 300 ms into the acquire. */
+static int64_t cancel_on_stalled_store(const char *url, const char *name, void (*waiting)(void), void (*stall)(void),
+                                       void (*resume)(void), int stall_first)
 {
     dlt_child holder;
     ck_assert_int_eq(dlt_child_start(&holder, url, name, 60000, 0), 0);
@@ -460,10 +473,16 @@ int64_t dlt_cancel_on_stalled_store(const char *url, const char *name, void (*wa
     dlt_waiter w = {NULL, name, DLOCK_WAIT_FOREVER, 99, 0};
     ck_assert_int_eq(dlock_open(url, &w.client), DLOCK_OK);
     pthread_t t;
+    if (stall_first)
+        stall();
     ck_assert_int_eq(pthread_create(&t, NULL, dlt_waiter_main, &w), 0);
-    waiting();
-    stall();
-    dlt_sleep_ms(700); /* past a waiter's usual look again */
+    if (stall_first) {
+        dlt_sleep_ms(300); /* the acquire's first round trip goes unanswered */
+    } else {
+        waiting();
+        stall();
+        dlt_sleep_ms(700); /* past a waiter's usual look again */
+    }
     int64_t canceled = dlt_now_ms();
     ck_assert_int_eq(dlock_cancel(w.client), DLOCK_OK);
     for (int i = 0; i < 160 && w.done_ms == 0; i++)
@@ -471,7 +490,8 @@ int64_t dlt_cancel_on_stalled_store(const char *url, const char *name, void (*wa
     resume();
     pthread_join(t, NULL);
     int64_t took = w.done_ms - canceled;
-    fprintf(stderr, "cancel of a wait on a store that does not answer: %d after %lld ms\n", w.rc, (long long)took);
+    fprintf(stderr, "cancel of %s on a store that does not answer: %d after %lld ms\n",
+            stall_first ? "an acquire begun once it stopped" : "a wait", w.rc, (long long)took);
     ck_assert_msg(w.rc == DLOCK_ECANCELED, "the wait ended with %d", w.rc);
     ck_assert_msg(took <= 2000, "the cancel took %lld ms", (long long)took);
     /* The client works again once the store does, and nothing of the
@@ -483,6 +503,17 @@ int64_t dlt_cancel_on_stalled_store(const char *url, const char *name, void (*wa
     dlock_close(w.client);
     dlt_child_stop(&holder, 0);
     return took;
+}
+
+int64_t dlt_cancel_on_stalled_store(const char *url, const char *name, void (*waiting)(void), void (*stall)(void),
+                                    void (*resume)(void))
+{
+    return cancel_on_stalled_store(url, name, waiting, stall, resume, 0);
+}
+
+int64_t dlt_cancel_before_stalled_wait(const char *url, const char *name, void (*stall)(void), void (*resume)(void))
+{
+    return cancel_on_stalled_store(url, name, NULL, stall, resume, 1);
 }
 
 pid_t dlt_hold_then_release(dlt_child *holder, const char *url, const char *name, uint32_t ttl_ms, int64_t hold_ms)

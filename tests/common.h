@@ -93,6 +93,10 @@ void *dlt_waiter_main(void *arg);
  * holder lets go; returns how long the cancel took (ms). */
 int64_t dlt_cancel_on_stalled_store(const char *url, const char *name, void (*waiting)(void), void (*stall)(void),
                                     void (*resume)(void));
+/* The same with the store stopped first: an acquire without bound begins
+ * then, and is cancelled 300 ms later, while its first round trips go
+ * unanswered.  The same assertions. */
+int64_t dlt_cancel_before_stalled_wait(const char *url, const char *name, void (*stall)(void), void (*resume)(void));
 
 /* Send `sig` (0: none) and reap the child; returns its wait status. */
 int dlt_child_stop(dlt_child *c, int sig);

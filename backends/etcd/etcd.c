@@ -151,13 +151,20 @@ static json_object *wrap(const char *field, json_object *inner)
 }
 
 /* Grant a lease and put the own key under it, then read the contenders (in
- * the same transaction).  call->lease_start_ms: the grant's send time. */
+ * the same transaction).  call->lease_start_ms: the grant's send time.
+ *
+ * A cancel cuts both round trips short (no member answers, say): a lease
+ * granted unbeknown to us has no key and ends by its TTL; a key put
+ * unbeknown to us goes with the revoke below or, at the latest, with its
+ * lease, as a crashed contender's does. */
 static int enqueue(etcd_conn *c, etcd_lock *lock, const char *name, uint32_t ttl_ms, struct dlock_call *call,
                    struct place *p)
 {
     int64_t deadline = dlock__etcd_deadline(call);
     lock->lease_ttl_s = lease_seconds(ttl_ms);
-    int rc = grant(c, lock->lease_ttl_s, deadline, 0, &lock->lease, &call->lease_start_ms);
+    int rc = grant(c, lock->lease_ttl_s, deadline, 1, &lock->lease, &call->lease_start_ms);
+    if (rc == DLOCK_ECANCELED)
+        return dlock__error(DLOCK_ECANCELED, "wait for lock '%s' canceled", name);
     if (rc != DLOCK_OK)
         return rc;
     dlock__etcd_lock_key(c->url.prefix, name, lock->lease, lock->key);
@@ -171,9 +178,9 @@ static int enqueue(etcd_conn *c, etcd_lock *lock, const char *name, uint32_t ttl
                           wrap("request_range", contenders(c, name))),
         dlock__etcd_array(wrap("request_range", contenders(c, name))));
     json_object *reply = NULL;
-    if ((rc = dlock__etcd_post(c, "kv/txn", txn, deadline, 0, &reply, NULL)) != DLOCK_OK) {
+    if ((rc = dlock__etcd_post(c, "kv/txn", txn, deadline, 1, &reply, NULL)) != DLOCK_OK) {
         revoke_lease(c, lock->lease, dlock__now_ms() + CLEANUP_MS);
-        return rc;
+        return rc == DLOCK_ECANCELED ? dlock__error(DLOCK_ECANCELED, "wait for lock '%s' canceled", name) : rc;
     }
     int succeeded = json_object_get_boolean(dlock__etcd_get(reply, "succeeded"));
     p->revision = dlock__etcd_get_i64(dlock__etcd_get(reply, "header"), "revision", 0);

@@ -79,6 +79,7 @@ typedef struct zk_conn {
     int64_t last_answer_ms;  /* the send time of the last call the server answered */
     int cloexec_fd;          /* the client's socket last marked close-on-exec */
     int cancel_fd;           /* eventfd: dlock_cancel() writes, a waiter polls */
+    int wake_on_cancel;      /* ZK_WAKE_ON_CANCEL during an acquire that waits, else 0 */
     int watch_fired;         /* a watch event came (the waiter looks again) */
     char *stale[ZK_STALE_MAX]; /* lock folders where a node of ours may be left */
     int stale_count;

@@ -109,7 +109,15 @@ struct zk_op *dlock__zk_call(zk_conn *c, zk_send_fn send, const void *arg, int i
             *status = dlock__zk_error(rc, "sending a request");
             return NULL;
         }
-        int end = dlock__zk_pump(c, &op, 1, deadline, 0);
+        /* An acquire that waits: a cancel ends every round trip of it (the
+         * request may still be applied: the callers clean up as after a
+         * timeout). */
+        int end = dlock__zk_pump(c, &op, 1, deadline, c->wake_on_cancel);
+        if (end == ZK_PUMP_CANCELED) {
+            dlock__zk_op_free(op);
+            *status = dlock__error(DLOCK_ECANCELED, "the wait was canceled");
+            return NULL;
+        }
         if (end == ZK_PUMP_DONE && op->rc == ZSESSIONEXPIRED) {
             dlock__zk_op_free(op);
             dlock__zk_session_end(c); /* its locks are lost */
@@ -182,10 +190,12 @@ static int open_session(zk_conn *c, uint32_t timeout_ms, struct dlock_call *call
             return dlock__error(DLOCK_EINVAL, "zookeeper: the digest credentials cannot be used");
         }
     }
-    int end = dlock__zk_pump(c, NULL, 0, dlock__zk_deadline(call), ZK_UNTIL_CONNECTED);
+    int end = dlock__zk_pump(c, NULL, 0, dlock__zk_deadline(call), ZK_UNTIL_CONNECTED | c->wake_on_cancel);
     if (end != ZK_PUMP_DONE) {
         int auth = c->zh && zoo_state(c->zh) == ZK_AUTH_FAILED_STATE;
-        dlock__zk_session_end(c);
+        dlock__zk_session_end(c); /* cancelled too: the next call opens a session afresh */
+        if (end == ZK_PUMP_CANCELED)
+            return dlock__error(DLOCK_ECANCELED, "the wait was canceled");
         if (auth)
             return dlock__error(DLOCK_ECONN, "the ZooKeeper ensemble refused the credentials");
         return dlock__error(DLOCK_ECONN, "no server of the ZooKeeper ensemble (%s) answered in time", c->url.hosts);
@@ -269,7 +279,9 @@ int dlock__zk_session(zk_conn *c, uint32_t timeout_ms, struct dlock_call *call)
         if (rc != DLOCK_OK)
             return rc;
     } else if (zoo_state(c->zh) != ZK_CONNECTED_STATE) {
-        int end = dlock__zk_pump(c, NULL, 0, dlock__zk_deadline(call), ZK_UNTIL_CONNECTED);
+        int end = dlock__zk_pump(c, NULL, 0, dlock__zk_deadline(call), ZK_UNTIL_CONNECTED | c->wake_on_cancel);
+        if (end == ZK_PUMP_CANCELED)
+            return dlock__error(DLOCK_ECANCELED, "the wait was canceled");
         if (end == ZK_PUMP_ENDED)
             return dlock__error(DLOCK_ECONN, "the ZooKeeper session expired");
         if (end != ZK_PUMP_DONE)

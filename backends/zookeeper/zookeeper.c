@@ -243,8 +243,10 @@ static void withdraw(zk_conn *c, zk_lock *lock, int status, struct dlock_call *c
         bounded.deadline_ms = call->deadline_ms;
     if (status == DLOCK_ECANCELED)
         bounded.deadline_ms = dlock__now_ms() + WITHDRAW_CANCELED_MS;
-    int sent = DLOCK_OK;
+    int sent = DLOCK_OK, wake = c->wake_on_cancel;
+    c->wake_on_cancel = 0; /* the cancel is what this delete follows */
     struct zk_op *op = dlock__zk_call(c, send_delete, lock->path, 1, &bounded, &sent, NULL);
+    c->wake_on_cancel = wake;
     if (!op || (op->rc != ZOK && op->rc != ZNONODE))
         dlock__zk_stale_add(c, lock->dir);
     dlock__zk_op_free(op);
@@ -391,6 +393,9 @@ static int zk_acquire(struct dlock_conn *conn, const char *name, uint32_t ttl_ms
     lock->base.ttl_ms = ttl_ms;
     int64_t wait_end = wait_ms == DLOCK_WAIT_FOREVER ? INT64_MAX : dlock__now_ms() + wait_ms;
     int attempts = 0;
+    /* A wait can be cancelled (the core calls zk_cancel only then): every
+     * round trip of it, the session's connect and the node's create too. */
+    c->wake_on_cancel = wait_ms != 0 ? ZK_WAKE_ON_CANCEL : 0;
     for (;;) {
         uint64_t generation = c->s.generation;
         rc = take(c, lock, name, ttl_ms, wait_ms, wait_end, call);
@@ -405,10 +410,12 @@ static int zk_acquire(struct dlock_conn *conn, const char *name, uint32_t ttl_ms
         int again = rc == DLOCK_ECONN && generation != c->s.generation &&
                     (++attempts == 1 || (wait_ms != 0 && dlock__now_ms() < wait_end));
         if (!again) {
+            c->wake_on_cancel = 0;
             lock_free(lock);
             return rc;
         }
     }
+    c->wake_on_cancel = 0;
     dlock__session_add(&c->s, &lock->base);
     *lock_out = &lock->base;
     return DLOCK_OK;

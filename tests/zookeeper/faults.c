@@ -455,6 +455,15 @@ START_TEST(cancel_with_ensemble_stopped)
 }
 END_TEST
 
+/* The ensemble stops before an acquire without bound begins: the cancel
+ * comes during its first round trips (the contender's node not yet made),
+ * and still ends it promptly. */
+START_TEST(cancel_before_the_wait_with_ensemble_stopped)
+{
+    dlt_cancel_before_stalled_wait(url, name, stop_ensemble, continue_ensemble);
+}
+END_TEST
+
 void dlt_zk_add_faults(Suite *s)
 {
     TCase *t = tcase_create("faults");
@@ -470,5 +479,6 @@ void dlt_zk_add_faults(Suite *s)
     tcase_add_test(t, expired_waiter_never_granted);
     tcase_add_test(t, no_quorum_lease_ends);
     tcase_add_test(t, cancel_with_ensemble_stopped);
+    tcase_add_test(t, cancel_before_the_wait_with_ensemble_stopped);
     suite_add_tcase(s, t);
 }
