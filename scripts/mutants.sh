@@ -168,6 +168,7 @@ mysql-session-ignores-lease-rows | backends/mysql/mysql.c | s{int lease_held = d
 mysqllease-ignores-session-locks | backends/mysql/lease.c | s{(int held = dlock__mysql_session_lock_holder\(c, l->server_name, &id\);\s*)if \(held <= 0\)}{${1}if (held <= 1)} | mysql:modes-and-durability
 mysql-fenced-get-lock-in-statement-binlog | backends/mysql/mysql.c | s{if \(c->fencing && !c->binlog_statement\) \{}{if (c->fencing) \{} | mysql:private-servers
 mysql-lease-check-needs-a-database | backends/mysql/lease.c | s{c->last_errno != ER_NO_SUCH_TABLE && c->last_errno != ER_NO_DB_ERROR &&}{c->last_errno != ER_NO_SUCH_TABLE && 1 &&} | mysql:modes-and-durability
+mysql-cancel-spares-the-round-trips-before-the-wait | backends/mysql/cancel.c | s{(c->cancel_requested = 1;.*?)dlock__mysql_watch_shorten\(c, dlock__now_ms\(\) \+ CANCEL_GIVEUP_MS\);}{$1}s | mysql:stalls-and-waits
 # the poll sleeps on another clock than its condvar's: a wait that never ends (the tcase's timeout kills it)
 mysqllease-poll-on-the-wall-clock | backends/mysql/lease.c | s{clock_gettime\(CLOCK_MONOTONIC, &until\); /\* cancel_cv's clock}{clock_gettime(CLOCK_REALTIME, &until); /* cancel_cv's clock} | mysql:wall-clock
 # --- backends/zookeeper/: the owner and zxid check, the lowest sequence, the encoding, the records
@@ -184,6 +185,7 @@ zk-session-loss-keeps-locks | backends/zookeeper/conn.c | s{c->stale_count = 0; 
 zk-socket-inherited | backends/zookeeper/io.c | s{if \(fd < 0 \|\| fd == c->cloexec_fd\)\s*return;}{return;} | zookeeper:server
 zk-waiter-granted-on-wake | backends/zookeeper/zookeeper.c | s{if \(rc == WAIT_AGAIN\)\s*rc = DLOCK_OK;}{if (rc == WAIT_AGAIN) { call->lease_start_ms = dlock__now_ms(); return DLOCK_OK; }} | zookeeper:server
 zk-cancel-withdraw-unbounded | backends/zookeeper/zookeeper.c | s{if \(status == DLOCK_ECANCELED\)}{if (0)} | zookeeper:faults
+zk-cancel-before-the-wait-ignored | backends/zookeeper/zookeeper.c | s{c->wake_on_cancel = wait_ms != 0 \? ZK_WAKE_ON_CANCEL : 0;}{c->wake_on_cancel = 0;} | zookeeper:faults
 # --- backends/redis*.{c,h}: the owner token in every script, NX, the fence, the deadline, reloads
 redis-extend-any-owner | backends/redis/scripts.h | s{(define DLOCK_REDIS_EXTEND.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | takeover@redis:taken-away
 redis-release-any-owner | backends/redis/scripts.h | s{(define DLOCK_REDIS_RELEASE.*?)if v and string\.sub\(v, 1, 32\) == ARGV\[1\] then}{${1}if v then}s | takeover@redis:taken-away
@@ -223,6 +225,7 @@ etcd-fence-not-create-revision | backends/etcd/etcd.c | s{lock->base\.fence = \(
 etcd-slash-not-escaped | backends/etcd/url.c | s{return ch == '%' \|\| ch == '/' \|\|}{return ch == '%' ||} | etcd:units
 etcd-escape-not-one-spelling | backends/etcd/url.c | s{\|\| !escaped\(\(unsigned char\)\(hi << 4 \| lo\)\)}{} | etcd:units
 etcd-request-without-deadline | backends/etcd/io.c | s{return call->deadline_ms < cap \? call->deadline_ms : cap;}{return cap;} | etcd:member-stop
+etcd-queueing-not-cancellable | backends/etcd/etcd.c | s{grant\(c, lock->lease_ttl_s, deadline, 1, }{grant(c, lock->lease_ttl_s, deadline, 0, } | etcd:cluster-stop-first
 # --- tools/: the timing decisions of dlock run, and what it says -----------------------
 tool-lease-not-watched | tools/run_policy.c | s{!s->release_asked && now >= s->lease_ends_at\)}{!s->release_asked && 0)} | run_policy
 tool-no-sigkill | tools/run_policy.c | s{if \(s->job_running && s->kill_at >= 0 && now >= s->kill_at\)}{if (0)} | run_policy

@@ -214,6 +214,8 @@ void dlock__mysql_watch(struct mysqlbe_conn *c, MYSQL *db, int64_t deadline_ms);
  * dlock__mysql_watch_uncap(), ends by deadline_ms. */
 void dlock__mysql_watch_shorten(struct mysqlbe_conn *c, int64_t deadline_ms);
 void dlock__mysql_watch_uncap(struct mysqlbe_conn *c);
+/* The cap is deadline_ms from now on (later or earlier than before). */
+void dlock__mysql_watch_recap(struct mysqlbe_conn *c, int64_t deadline_ms);
 /* deadline_ms, or the cancel's cap when that comes first. */
 int64_t dlock__mysql_watch_capped(struct mysqlbe_conn *c, int64_t deadline_ms);
 /* The round trips are over: 1 when the watchdog cut them short (then the

@@ -172,23 +172,42 @@ int dlock__mysql_begin_wait(struct mysqlbe_conn *c)
     int canceled = c->cancel_requested;
     if (!canceled)
         c->waiting_id = c->connection_id;
+    else /* putting the session's idle limit back gets a second of its own */
+        dlock__mysql_watch_recap(c, dlock__now_ms() + CANCEL_GIVEUP_MS);
     pthread_mutex_unlock(&c->cancel_mu);
     return canceled;
 }
 
 /* After a wait: no KILL may still be on its way to a session we go on
  * using (a dropped one takes no more statements: no need to wait for a
- * KILL to a stopped server).  Returns whether a cancel was asked for
- * during the wait. */
+ * KILL to a stopped server).  A KILL that the server does not answer
+ * within CANCEL_GIVEUP_MS (it went on with the first KILL, then stopped)
+ * is not waited for: the session is dropped instead.  After a cancelled
+ * wait, each round trip that follows (is the lock ours after all? give it
+ * back; the idle limit) ends by CANCEL_GIVEUP_MS from the wait's end.
+ * Returns whether a cancel was asked for during the wait. */
 int dlock__mysql_end_wait(struct mysqlbe_conn *c)
 {
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until); /* cancel_cv's clock */
+    until.tv_sec += CANCEL_GIVEUP_MS / 1000;
+    until.tv_nsec += (long)(CANCEL_GIVEUP_MS % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
     pthread_mutex_lock(&c->cancel_mu);
     c->waiting_id = 0;
     pthread_cond_broadcast(&c->cancel_cv); /* a kill thread may be pausing */
-    while (c->kill_in_flight && c->db)
-        pthread_cond_wait(&c->cancel_cv, &c->cancel_mu);
+    int stuck = 0;
+    while (c->kill_in_flight && c->db && !stuck)
+        stuck = pthread_cond_timedwait(&c->cancel_cv, &c->cancel_mu, &until) != 0 && c->kill_in_flight;
     int canceled = c->cancel_requested;
+    if (canceled)
+        dlock__mysql_watch_recap(c, dlock__now_ms() + CANCEL_GIVEUP_MS);
     pthread_mutex_unlock(&c->cancel_mu);
+    if (stuck && c->db)
+        dlock__mysql_drop_session(c); /* the late KILL finds no statement of ours */
     return canceled;
 }
 

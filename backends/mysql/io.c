@@ -107,9 +107,14 @@ void dlock__mysql_watch_shorten(struct mysqlbe_conn *c, int64_t deadline_ms)
 
 void dlock__mysql_watch_uncap(struct mysqlbe_conn *c)
 {
+    dlock__mysql_watch_recap(c, INT64_MAX);
+}
+
+void dlock__mysql_watch_recap(struct mysqlbe_conn *c, int64_t deadline_ms)
+{
     struct mysqlbe_watchdog *w = &c->dog;
     pthread_mutex_lock(&w->mu);
-    w->cap_ms = INT64_MAX;
+    w->cap_ms = deadline_ms;
     pthread_mutex_unlock(&w->mu);
 }
 

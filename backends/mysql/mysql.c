@@ -247,6 +247,11 @@ static int get_lock_round(struct mysqlbe_conn *c, struct mysqlbe_lock *l, const 
     if (failed && dlock__mysql_connection_lost(error->code))
         dlock__mysql_session_error(c, error->code, error->text, "waiting in GET_LOCK", DLOCK_ECONN);
     *canceled = waiting ? dlock__mysql_end_wait(c) : 0;
+    if (!failed && !c->db) { /* end_wait dropped the session: whatever GET_LOCK said is gone with it */
+        error->code = CR_SERVER_LOST;
+        dlock__copy_text(error->text, sizeof error->text, NO_ANSWER_TEXT);
+        failed = -1;
+    }
     return failed;
 }
 

@@ -372,7 +372,9 @@ END_TEST
 START_TEST(no_quorum_lease_ends)
 {
     dlock_lock *l = NULL;
-    ck_assert_int_eq(dlock_acquire(client, name, 2000, 0, &l), DLOCK_OK);
+    /* 30 s until dlock run holds its lock (its start may take seconds immediately after
+     * the tests that stop and restart members); then leases of 2 s. */
+    ck_assert_int_eq(dlock_acquire(client, name, 30000, 0, &l), DLOCK_OK);
     char cmd[2048];
     char *job = dlt_unique_name("zk-run");
     snprintf(cmd, sizeof cmd, "'%s' run -u '%s' -t 2s -k 1s '%s' -- sleep 60; echo $? >'%s/run.rc'",
