@@ -109,14 +109,22 @@ struct zk_op *dlock__zk_call(zk_conn *c, zk_send_fn send, const void *arg, int i
             *status = dlock__zk_error(rc, "sending a request");
             return NULL;
         }
-        /* An acquire that waits: a cancel ends every round trip of it (the
-         * request may still be applied: the callers clean up as after a
-         * timeout). */
+        /* An acquire that waits: a cancel ends every round trip of it.  The
+         * answer still gets WITHDRAW_CANCELED_MS: a node whose create was
+         * applied unbeknown to us would stay queued, ahead of everyone,
+         * for as long as the session lives (a live ensemble answers well
+         * within that; the caller then withdraws as after any cancel).  No
+         * answer by then (no server answers): the callers clean up as
+         * after a timeout. */
         int end = dlock__zk_pump(c, &op, 1, deadline, c->wake_on_cancel);
         if (end == ZK_PUMP_CANCELED) {
-            dlock__zk_op_free(op);
-            *status = dlock__error(DLOCK_ECANCELED, "the wait was canceled");
-            return NULL;
+            int64_t grace = dlock__now_ms() + WITHDRAW_CANCELED_MS;
+            end = dlock__zk_pump(c, &op, 1, grace < deadline ? grace : deadline, 0);
+            if (end != ZK_PUMP_DONE || (idempotent && dlock__zk_uncertain(op->rc))) {
+                dlock__zk_op_free(op);
+                *status = dlock__error(DLOCK_ECANCELED, "the wait was canceled");
+                return NULL;
+            }
         }
         if (end == ZK_PUMP_DONE && op->rc == ZSESSIONEXPIRED) {
             dlock__zk_op_free(op);
