@@ -163,8 +163,10 @@ static int enqueue(etcd_conn *c, etcd_lock *lock, const char *name, uint32_t ttl
     int64_t deadline = dlock__etcd_deadline(call);
     lock->lease_ttl_s = lease_seconds(ttl_ms);
     int rc = grant(c, lock->lease_ttl_s, deadline, 1, &lock->lease, &call->lease_start_ms);
-    if (rc == DLOCK_ECANCELED)
-        return dlock__error(DLOCK_ECANCELED, "wait for lock '%s' canceled", name);
+    if (rc == DLOCK_ECANCELED) {
+        dlock__error(DLOCK_ECANCELED, "wait for lock '%s' canceled", name);
+        return DLOCK_ECANCELED;
+    }
     if (rc != DLOCK_OK)
         return rc;
     dlock__etcd_lock_key(c->url.prefix, name, lock->lease, lock->key);
@@ -180,7 +182,9 @@ static int enqueue(etcd_conn *c, etcd_lock *lock, const char *name, uint32_t ttl
     json_object *reply = NULL;
     if ((rc = dlock__etcd_post(c, "kv/txn", txn, deadline, 1, &reply, NULL)) != DLOCK_OK) {
         revoke_lease(c, lock->lease, dlock__now_ms() + CLEANUP_MS);
-        return rc == DLOCK_ECANCELED ? dlock__error(DLOCK_ECANCELED, "wait for lock '%s' canceled", name) : rc;
+        if (rc == DLOCK_ECANCELED)
+            dlock__error(DLOCK_ECANCELED, "wait for lock '%s' canceled", name);
+        return rc;
     }
     int succeeded = json_object_get_boolean(dlock__etcd_get(reply, "succeeded"));
     p->revision = dlock__etcd_get_i64(dlock__etcd_get(reply, "header"), "revision", 0);
