@@ -149,7 +149,7 @@ static void free_strings(char **v)
  * calls may block while members are down): it must never get it. */
 struct rival {
     const char *name;
-    atomic_int stop;
+    atomic_int stop, done;
     atomic_int granted, tries;
 };
 
@@ -157,8 +157,10 @@ static void *rival_main(void *arg)
 {
     struct rival *r = arg;
     dlock_client *other = NULL;
-    if (dlock_open(url, &other) != DLOCK_OK)
+    if (dlock_open(url, &other) != DLOCK_OK) {
+        atomic_store(&r->done, 1);
         return NULL;
+    }
     while (!atomic_load(&r->stop)) {
         dlock_lock *theirs = NULL;
         if (dlock_acquire(other, r->name, 6000, 0, &theirs) == DLOCK_OK) {
@@ -169,6 +171,7 @@ static void *rival_main(void *arg)
         dlt_sleep_ms(200);
     }
     dlock_close(other);
+    atomic_store(&r->done, 1);
     return NULL;
 }
 
@@ -177,24 +180,60 @@ static void *rival_main(void *arg)
  * machine (docs/zookeeper.md advises TTLs of a minute). */
 #define LEADER_FAULT_TTL_MS 20000
 
-/* Keep `l` extended (every 500 ms) for ms while a rival tries the lock: never lost here, never granted there. */
+/* Each extend of a leader fault, printed when the test fails: the only
+ * account of how long the ensemble took to serve again on a loaded CI machine. */
+static struct {
+    int64_t at, took, remaining;
+    int rc;
+    char error[120];
+} trace[96];
+static int traced;
+static int64_t fault_at;
+
+static void trace_extend(int rc, int64_t sent, dlock_lock *l)
+{
+    if (traced >= (int)(sizeof trace / sizeof trace[0]))
+        return;
+    trace[traced].at = sent - fault_at;
+    trace[traced].took = dlt_now_ms() - sent;
+    trace[traced].remaining = dlock_remaining_ms(l);
+    trace[traced].rc = rc;
+    snprintf(trace[traced].error, sizeof trace[traced].error, "%s", rc ? dlock_last_error() : "");
+    traced++;
+}
+
+static void trace_print(const char *why)
+{
+    fprintf(stderr, "%s; the extends since the fault (ms after it, call took, remaining):\n", why);
+    for (int i = 0; i < traced; i++)
+        fprintf(stderr, "  +%lld took %lld rc %d remaining %lld %s\n", (long long)trace[i].at,
+                (long long)trace[i].took, trace[i].rc, (long long)trace[i].remaining, trace[i].error);
+}
+
+/* Keep `l` extended (every 500 ms) for ms while a rival tries the lock: never lost here, never granted there.
+ * The heartbeats go on until the rival has stopped: its last try may wait out the outage (up to 10 s),
+ * and a holder that stopped extending meanwhile would lose a lease that the ensemble kept. */
 static void hold_through(dlock_lock *l, int64_t ms, const char *n)
 {
     struct rival r = {.name = n};
     pthread_t thread;
     ck_assert_int_eq(pthread_create(&thread, NULL, rival_main, &r), 0);
     int64_t end = dlt_now_ms() + ms;
-    while (dlt_now_ms() < end) {
+    while (dlt_now_ms() < end || !atomic_load(&r.done)) {
+        if (dlt_now_ms() >= end)
+            atomic_store(&r.stop, 1);
+        int64_t sent = dlt_now_ms();
         int rc = dlock_extend(l, LEADER_FAULT_TTL_MS);
-        ck_assert_msg(rc == DLOCK_OK || rc == DLOCK_ECONN, "extend: %s", dlock_last_error());
-        ck_assert_int_gt(dlock_remaining_ms(l), 0);
-        if (getenv("DLOCK_ZK_DEBUG"))
-            fprintf(stderr, "%lld extend %d %s remaining %lld\n", (long long)dlt_now_ms(), rc,
-                    rc ? dlock_last_error() : "", (long long)dlock_remaining_ms(l));
+        trace_extend(rc, sent, l);
+        if ((rc != DLOCK_OK && rc != DLOCK_ECONN) || dlock_remaining_ms(l) <= 0) {
+            trace_print("the lock was lost while the ensemble recovered");
+            ck_abort_msg("extend: %d %s", rc, rc ? dlock_last_error() : "no time remaining");
+        }
         dlt_sleep_ms(500);
     }
-    atomic_store(&r.stop, 1);
     pthread_join(thread, NULL);
+    if (getenv("DLOCK_ZK_DEBUG"))
+        trace_print("held through the fault");
     ck_assert_int_gt(atomic_load(&r.tries), 0);
     ck_assert_int_eq(atomic_load(&r.granted), 0);
 }
@@ -207,6 +246,8 @@ static void leader_fault(int sig)
     ck_assert_int_eq(dlock_fence(l, &before), DLOCK_OK);
     int lead = leader();
     ck_assert_int_gt(lead, 0);
+    traced = 0;
+    fault_at = dlt_now_ms();
     if (sig == SIGKILL)
         kill_member(lead);
     else
@@ -215,8 +256,13 @@ static void leader_fault(int sig)
     int now_leads = leader();
     ck_assert_int_ne(now_leads, 0); /* a new one was elected */
     ck_assert_int_ne(now_leads, lead);
+    int64_t sent = dlt_now_ms();
     int rc = dlock_extend(l, LEADER_FAULT_TTL_MS);
-    ck_assert_msg(rc == DLOCK_OK, "extend after the fault: %s", dlock_last_error());
+    trace_extend(rc, sent, l);
+    if (rc != DLOCK_OK) {
+        trace_print("the extend after the fault failed");
+        ck_abort_msg("extend after the fault: %s", dlock_last_error());
+    }
     ck_assert_int_eq(dlock_release(l), DLOCK_OK);
     ck_assert_int_eq(dlock_acquire(client, name, 10000, 0, &l), DLOCK_OK);
     ck_assert_int_eq(dlock_fence(l, &after), DLOCK_OK);
@@ -227,6 +273,47 @@ static void leader_fault(int sig)
 
 /* leader_killed_lock_stays and leader_stopped_lock_stays */
 DLT_LEADER_FAULT_TESTS(leader_fault)
+
+/* The leader killed while a second member is stopped: no quorum until that
+ * member comes back 3 s later, then an election. The holder's 20 s lease
+ * outlives the outage: its heartbeats fail meanwhile and succeed again, and
+ * nobody else gets the lock. (A longer outage costs more than itself: the
+ * lone member's election notifications back off, doubling from 200 ms, and a
+ * 9 s outage was seen to end in an election of 19.9 s: docs/zookeeper.md.) */
+START_TEST(slow_election_lock_stays)
+{
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_acquire(client, name, LEADER_FAULT_TTL_MS, 0, &l), DLOCK_OK);
+    int lead = leader();
+    ck_assert_int_gt(lead, 0);
+    int other = lead % 3 + 1;
+    pid_t paused = member_pid(other);
+    ck_assert_int_gt(paused, 0);
+    traced = 0;
+    fault_at = dlt_now_ms();
+    kill_member(lead);
+    ck_assert_int_eq(kill(paused, SIGSTOP), 0);
+    pid_t resumer = fork();
+    ck_assert_int_ge(resumer, 0);
+    if (resumer == 0) {
+        dlt_sleep_ms(3000);
+        kill(paused, SIGCONT);
+        _exit(0);
+    }
+    hold_through(l, 8000, name);
+    int status = 0;
+    ck_assert_int_eq(waitpid(resumer, &status, 0), resumer);
+    int64_t sent = dlt_now_ms();
+    int rc = dlock_extend(l, LEADER_FAULT_TTL_MS);
+    trace_extend(rc, sent, l);
+    if (rc != DLOCK_OK) {
+        trace_print("the extend after the election failed");
+        ck_abort_msg("extend after the election: %s", dlock_last_error());
+    }
+    ck_assert_int_ne(leader(), 0);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+}
+END_TEST
 
 /* SIGSTOP of the member the holder's session is on: the client moves to
  * another member and keeps the lock. */
@@ -473,6 +560,7 @@ void dlt_zk_add_faults(Suite *s)
     tcase_set_timeout(t, 90);
     tcase_add_test(t, leader_killed_lock_stays);
     tcase_add_test(t, leader_stopped_lock_stays);
+    tcase_add_test(t, slow_election_lock_stays);
     tcase_add_test(t, holders_member_stopped_moves);
     tcase_add_test(t, idle_holder_lost_within_ttl);
     tcase_add_test(t, stopped_holder_lost_within_ttl);
