@@ -190,16 +190,20 @@ static struct {
 static int traced;
 static int64_t fault_at;
 
-static void trace_extend(int rc, int64_t sent, dlock_lock *l)
+/* dlock_extend(l, LEADER_FAULT_TTL_MS), traced. */
+static int traced_extend(dlock_lock *l)
 {
-    if (traced >= (int)(sizeof trace / sizeof trace[0]))
-        return;
-    trace[traced].at = sent - fault_at;
-    trace[traced].took = dlt_now_ms() - sent;
-    trace[traced].remaining = dlock_remaining_ms(l);
-    trace[traced].rc = rc;
-    snprintf(trace[traced].error, sizeof trace[traced].error, "%s", rc ? dlock_last_error() : "");
-    traced++;
+    int64_t sent = dlt_now_ms();
+    int rc = dlock_extend(l, LEADER_FAULT_TTL_MS);
+    if (traced < (int)(sizeof trace / sizeof trace[0])) {
+        trace[traced].at = sent - fault_at;
+        trace[traced].took = dlt_now_ms() - sent;
+        trace[traced].remaining = dlock_remaining_ms(l);
+        trace[traced].rc = rc;
+        snprintf(trace[traced].error, sizeof trace[traced].error, "%s", rc ? dlock_last_error() : "");
+        traced++;
+    }
+    return rc;
 }
 
 static void trace_print(const char *why)
@@ -222,9 +226,7 @@ static void hold_through(dlock_lock *l, int64_t ms, const char *n)
     while (dlt_now_ms() < end || !atomic_load(&r.done)) {
         if (dlt_now_ms() >= end)
             atomic_store(&r.stop, 1);
-        int64_t sent = dlt_now_ms();
-        int rc = dlock_extend(l, LEADER_FAULT_TTL_MS);
-        trace_extend(rc, sent, l);
+        int rc = traced_extend(l);
         if ((rc != DLOCK_OK && rc != DLOCK_ECONN) || dlock_remaining_ms(l) <= 0) {
             trace_print("the lock was lost while the ensemble recovered");
             ck_abort_msg("extend: %d %s", rc, rc ? dlock_last_error() : "no time remaining");
@@ -236,6 +238,18 @@ static void hold_through(dlock_lock *l, int64_t ms, const char *n)
         trace_print("held through the fault");
     ck_assert_int_gt(atomic_load(&r.tries), 0);
     ck_assert_int_eq(atomic_load(&r.granted), 0);
+}
+
+/* The extend once the fault is over (`what`): it must succeed. */
+static void extend_after(dlock_lock *l, const char *what)
+{
+    int rc = traced_extend(l);
+    if (rc != DLOCK_OK) {
+        char why[64];
+        snprintf(why, sizeof why, "the extend after the %s failed", what);
+        trace_print(why);
+        ck_abort_msg("extend after the %s: %s", what, dlock_last_error());
+    }
 }
 
 static void leader_fault(int sig)
@@ -256,13 +270,7 @@ static void leader_fault(int sig)
     int now_leads = leader();
     ck_assert_int_ne(now_leads, 0); /* a new one was elected */
     ck_assert_int_ne(now_leads, lead);
-    int64_t sent = dlt_now_ms();
-    int rc = dlock_extend(l, LEADER_FAULT_TTL_MS);
-    trace_extend(rc, sent, l);
-    if (rc != DLOCK_OK) {
-        trace_print("the extend after the fault failed");
-        ck_abort_msg("extend after the fault: %s", dlock_last_error());
-    }
+    extend_after(l, "fault");
     ck_assert_int_eq(dlock_release(l), DLOCK_OK);
     ck_assert_int_eq(dlock_acquire(client, name, 10000, 0, &l), DLOCK_OK);
     ck_assert_int_eq(dlock_fence(l, &after), DLOCK_OK);
@@ -303,13 +311,7 @@ START_TEST(slow_election_lock_stays)
     hold_through(l, 8000, name);
     int status = 0;
     ck_assert_int_eq(waitpid(resumer, &status, 0), resumer);
-    int64_t sent = dlt_now_ms();
-    int rc = dlock_extend(l, LEADER_FAULT_TTL_MS);
-    trace_extend(rc, sent, l);
-    if (rc != DLOCK_OK) {
-        trace_print("the extend after the election failed");
-        ck_abort_msg("extend after the election: %s", dlock_last_error());
-    }
+    extend_after(l, "election");
     ck_assert_int_ne(leader(), 0);
     ck_assert_int_eq(dlock_release(l), DLOCK_OK);
 }
@@ -324,6 +326,8 @@ START_TEST(holders_member_stopped_moves)
     uint64_t sid = holder_session(name);
     int member = member_of(sid);
     ck_assert_int_gt(member, 0);
+    traced = 0;
+    fault_at = dlt_now_ms();
     pause_member(member, SIGSTOP);
     hold_through(l, 8000, name);
     int now_on = member_of(sid);
