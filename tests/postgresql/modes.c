@@ -158,6 +158,51 @@ START_TEST(test_lease_serialization_failure)
 }
 END_TEST
 
+/* The same, made certain: a transaction of its own updates the free lease
+ * row and commits 300 ms later, while a serializable take waits on that row
+ * lock. The take then fails with 40001 ("concurrent update"): busy or,
+ * after a retry, granted, never DLOCK_EBACKEND. (The contended version
+ * above may see no conflict at all in a run.) */
+static void *commit_later(void *arg)
+{
+    dlt_sleep_ms(300);
+    PQclear(PQexec(arg, "COMMIT"));
+    return NULL;
+}
+
+START_TEST(test_lease_concurrent_update_is_busy)
+{
+    char *url = url_isolated(pg_url, "mode=lease");
+    char *name = dlt_unique_name("pg-lease-upd");
+    dlock_client *c = NULL;
+    dlock_lock *l = NULL;
+    ck_assert_int_eq(dlock_open(url, &c), DLOCK_OK);
+    ck_assert_int_eq(dlock_acquire(c, name, 30000, 0, &l), DLOCK_OK);
+    ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    PGconn *raw = raw_connect("lease-updater");
+    PQclear(PQexec(raw, "BEGIN"));
+    const char *params[1] = {name};
+    PGresult *res = PQexecParams(raw, "UPDATE dlock_leases SET owner = NULL WHERE name = $1", 1, NULL, params,
+                                 NULL, NULL, 0);
+    ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK && strcmp(PQcmdTuples(res), "1") == 0, "update: %s",
+                  PQerrorMessage(raw));
+    PQclear(res);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, commit_later, raw), 0);
+    int rc = dlock_acquire(c, name, 30000, 0, &l);
+    fprintf(stderr, "lease take after a concurrent update: %d %s\n", rc, rc ? dlock_last_error() : "");
+    pthread_join(t, NULL);
+    ck_assert_msg(rc == DLOCK_EBUSY || rc == DLOCK_OK, "take after a concurrent update: %d %s", rc,
+                  dlock_last_error());
+    if (rc == DLOCK_OK)
+        ck_assert_int_eq(dlock_release(l), DLOCK_OK);
+    PQfinish(raw);
+    dlock_close(c);
+    free(name);
+    free(url);
+}
+END_TEST
+
 /* Item 6: a break that could not end the holder's server session (stopped:
  * pg_terminate_backend times out) is an error that says so, never "free";
  * the CLI's release --force neither says "free" nor exits 0 or 1. */
@@ -476,6 +521,7 @@ void dlt_pg_add_modes(Suite *s)
     tcase_add_test(tc, test_fence_serialization_failure);
     tcase_add_test(tc, test_error_after_grant);
     tcase_add_test(tc, test_lease_serialization_failure);
+    tcase_add_test(tc, test_lease_concurrent_update_is_busy);
     tcase_add_test(tc, test_break_not_yet);
     tcase_add_test(tc, test_break_one_name);
     tcase_add_test(tc, test_modes_exclude);
