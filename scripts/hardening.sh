@@ -178,11 +178,12 @@ step_sanitizers() {
 # follower that lost its leader, an election): a ZooKeeper test that fails
 # while one happened may have met a connection loss, not a library bug.
 zk_membership_events() {
-    local n count=0
+    local n c count=0
     [ -n "${DLOCK_TEST_ZK_DIR:-}" ] || { echo 0; return; }
     for n in 1 2 3; do
-        count=$((count + $(grep -c -E 'Exception when following|LEADER ELECTION TOOK' \
-            "$DLOCK_TEST_ZK_DIR/n$n/server.log" 2>/dev/null || true)))
+        c=$(grep -c -E 'Exception when following|LEADER ELECTION TOOK' \
+            "$DLOCK_TEST_ZK_DIR/n$n/server.log" 2>/dev/null || true)
+        count=$((count + ${c:-0}))
     done
     echo "$count"
 }
