@@ -15,7 +15,7 @@
 # DIR/env.  Members listen on 127.0.0.1 only, on free ports picked at random
 # (a client port, a quorum port and an election port each).  Timeouts are
 # short so that the fault tests are quick: tickTime=100 ms, syncLimit=20
-# ticks (1 s), sessions from 100 ms (minSessionTimeout, the shortest TTL
+# ticks (2 s), sessions from 100 ms (minSessionTimeout, the shortest TTL
 # the shared suites use) to 60 s.
 #
 # `start` prints (and writes to DIR/env) shell lines:
