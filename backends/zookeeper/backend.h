@@ -42,6 +42,9 @@
 /* The session timeout of a session opened for a call with no lock (a
  * holder query, a list): a lock with another TTL opens its own. */
 #define ZK_DEFAULT_SESSION_MS 10000
+/* The shortest silence of a member, during a call, after which the
+ * backend drops the connection and the client moves on (io.c). */
+#define ZK_SILENT_MIN_MS 2000
 /* The longest session timeout asked for (the C client's int arithmetic). */
 #define ZK_SESSION_MS_MAX 1000000000u
 

@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "backend.h"
 
@@ -216,6 +217,21 @@ static int wait_io(zk_conn *c, int fd, int interest, int64_t wait_ms, int flags)
     return events;
 }
 
+/* How long a member may leave a request of ours unanswered before the
+ * connection is dropped and the client moves to the next member: a quarter
+ * of the session timeout, at least ZK_SILENT_MIN_MS; 0 where the C client's
+ * own rule (2/3 of the session timeout without a byte) comes first anyway.
+ * The C client alone would spend 2/3 of a TTL on a stopped member, and as
+ * much again on the next one if that is silent too (a follower whose
+ * leader stopped): more than the lease.  Moving costs a reconnect; the
+ * session and its locks stay. */
+static int64_t silent_limit(const zk_conn *c)
+{
+    int64_t timeout = c->negotiated_ms ? c->negotiated_ms : c->asked_ms ? c->asked_ms : ZK_DEFAULT_SESSION_MS;
+    int64_t limit = timeout / 4 > ZK_SILENT_MIN_MS ? timeout / 4 : ZK_SILENT_MIN_MS;
+    return limit * 3 < timeout * 2 ? limit : 0;
+}
+
 static int session_over(zk_conn *c)
 {
     int state = zoo_state(c->zh);
@@ -224,6 +240,11 @@ static int session_over(zk_conn *c)
 
 int dlock__zk_pump(zk_conn *c, struct zk_op *const *ops, int n, int64_t deadline_ms, int flags)
 {
+    /* The member's last sign of life in this call: a byte from it, or a
+     * new connection (another socket or another state). */
+    int64_t heard = dlock__now_ms();
+    int heard_fd = -1, heard_state = 0;
+    int waiting = n > 0 || (flags & ZK_UNTIL_CONNECTED);
     for (;;) {
         if (!c->zh)
             return ZK_PUMP_ENDED;
@@ -248,14 +269,33 @@ int dlock__zk_pump(zk_conn *c, struct zk_op *const *ops, int n, int64_t deadline
             return ZK_PUMP_ENDED;
         }
         mark_cloexec(c, fd);
+        int state = zoo_state(c->zh);
+        if (fd != heard_fd || state != heard_state) {
+            heard_fd = fd;
+            heard_state = state;
+            heard = now;
+        }
+        int64_t silent = waiting && fd >= 0 ? silent_limit(c) : 0;
+        if (silent && now - heard >= silent) {
+            /* The client reads the end of the connection, fails what was
+             * in flight with a connection loss (the callers ask again)
+             * and connects to the next member. */
+            (void)shutdown(fd, SHUT_RDWR);
+            heard_fd = -1;
+            continue;
+        }
         int64_t wait_ms = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
         if (deadline_ms - now < wait_ms)
             wait_ms = deadline_ms - now;
+        if (silent && heard + silent - now < wait_ms)
+            wait_ms = heard + silent - now;
         if (wait_ms <= 0)
             wait_ms = fd < 0 ? 1 : 0; /* between reconnects: never spin */
         int events = wait_io(c, fd, interest, wait_ms, flags);
         if (events < 0)
             return ZK_PUMP_CANCELED;
+        if (events & ZK_READ)
+            heard = dlock__now_ms();
         if (fd >= 0)
             (void)zookeeper_process(c->zh, events);
     }
